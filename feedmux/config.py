@@ -1,0 +1,175 @@
+"""Settings: one frozen object built once by the CLI and handed to every process.
+
+Nothing below the CLI reads ``os.environ``. The token is a secret: ``repr`` masks it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import msgspec
+
+from feedmux.errors import ConfigError
+
+IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
+STOCK_PATH = "/quote-stock-b-ws-api"
+_TOKEN_QUERY = re.compile(r"token=[^&\s'\"]*")
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str  # the vendor endpoint, without the token
+    token: str
+    codes: list[str]
+    shards: int = 8
+    data_dir: str = "feedmux-data"
+    run_dir: str = ""  # "" means <data_dir>/run
+    max_codes_per_conn: int = 3000
+    request_interval_ms: int = 1100
+    cross_interval_ms: int = 3300
+    heartbeat_interval_ms: int = 10_000
+    reconnect_spacing_ms: int = 3000
+    batch_rows: int = 100
+    batch_delay_ms: int = 200
+    stats_interval_ms: int = 1000
+    log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        shown = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("token", "codes")}
+        return f"Settings(token='***', codes=<{len(self.codes)} codes>, {shown})"
+
+    __str__ = __repr__
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(Path(self.run_dir or Path(self.data_dir) / "run"))
+
+    def validate(self) -> None:
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"--url must start with ws:// or wss://, got {self.url!r}")
+        if "token=" in self.url:
+            raise ConfigError("pass the token with --token or FEEDMUX_TOKEN, not inside --url")
+        if not self.token:
+            raise ConfigError("no token: pass --token or set FEEDMUX_TOKEN")
+        if not 1 <= self.shards <= 256:
+            raise ConfigError(f"--shards must be between 1 and 256, got {self.shards}")
+        if self.max_codes_per_conn < 1:
+            raise ConfigError("--max-codes-per-conn must be >= 1")
+        if self.batch_rows < 1 or self.batch_delay_ms < 1:
+            raise ConfigError("batch rows and delay must be >= 1")
+        if not self.codes:
+            raise ConfigError("the symbol list is empty: give at least one code")
+
+    def ws_url(self) -> str:
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}token={self.token}"
+
+
+class RunPaths:
+    """Where a running instance keeps its sockets and stats (mode 0700)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.root = run_dir
+
+    def _ipc(self, name: str) -> str:
+        return f"ipc://{self.root / name}"
+
+    def shard_in(self, shard: int) -> str:
+        return self._ipc(f"shard-{shard}.in")
+
+    def shard_pub(self, shard: int) -> str:
+        return self._ipc(f"shard-{shard}.pub")
+
+    def shard_snapshot(self, shard: int) -> str:
+        return self._ipc(f"shard-{shard}.snap")
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def stats_dir(self) -> Path:
+        return self.root / "stats"
+
+    def prepare(self) -> None:
+        """Create the run directory private to this user, or say why it cannot be."""
+        longest = self.shard_snapshot(999)
+        if len(longest) - len("ipc://") > IPC_PATH_MAX:
+            raise ConfigError(
+                f"run directory {self.root} is too long for ipc sockets; pass a shorter --run-dir"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+            self.stats_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"run directory {self.root} is not writable ({exc}); pass --run-dir or --data-dir"
+            ) from exc
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """What a consumer needs to find a running instance: written to ``<run_dir>/run.json``."""
+
+    shards: int
+    pid: int
+    data_dir: str
+
+
+def read_manifest(run_dir: Path) -> Manifest:
+    path = RunPaths(run_dir).manifest
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Manifest)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no feedmux run found in {run_dir} (missing {path.name}); "
+            "is `feedmux run` running with this --run-dir?"
+        ) from None
+    except (OSError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """Remove a token (and any ``token=...`` query value) from text meant for logs."""
+    if token:
+        text = text.replace(token, "***")
+    return _TOKEN_QUERY.sub("token=***", text)
+
+
+class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The local AllTick-compatible server (``feedmux replay``)."""
+
+    token: str
+    codes: list[str]  # the universe the server knows; others get ret 600
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 picks a free port; the report and stdout say which
+    seed: int = 7
+    rate: float = 5000.0  # ticks per second across all subscribed codes
+    duration_s: float | None = None  # None: feed until stopped
+    warmup_s: float = 0.0  # after the first subscription, wait this long before feeding
+    burst: bool = False  # open the feed with one tick for every subscribed code at once
+    max_codes_per_conn: int = 3000
+    max_conns: int = 10
+    request_interval_ms: int = 1000
+    cross_interval_ms: int = 3000
+    heartbeat_timeout_s: float = 30.0
+    reconnect_spacing_ms: int = 3000
+    report_path: str = ""  # JSON report: url, ticks sent, violations, subscriptions
+    sent_log: str = ""  # every trade frame sent, one per line (the checker's ground truth)
+    exit_when_done: bool = False
+    log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        shown = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("token", "codes")}
+        return f"ReplaySettings(token='***', codes=<{len(self.codes)} codes>, {shown})"
+
+    __str__ = __repr__
+
+    def validate(self) -> None:
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"the replay server binds to loopback only, not {self.host!r}")
+        if self.rate < 0:
+            raise ConfigError("--rate must be >= 0")
+        if not self.token:
+            raise ConfigError("the replay server needs a token (--token or FEEDMUX_TOKEN)")

@@ -1,0 +1,54 @@
+"""The one exception tree of feedmux.
+
+Every error feedmux raises on purpose derives from :class:`FeedmuxError`, so callers can catch
+the whole family with one ``except``. Messages never contain the vendor token.
+
+    FeedmuxError
+    ├── ConfigError          bad settings, flags, paths or environment (fix the invocation)
+    │   └── SymbolError      one or more codes that cannot be parsed (names each code and line)
+    ├── ProtocolError        a vendor message feedmux cannot accept
+    ├── VendorError          the vendor answered a request with ret != 200
+    ├── StoreError           a sink could not write or read
+    └── ConsumerError        a Subscriber / SnapshotClient could not reach a running pipeline
+"""
+
+from __future__ import annotations
+
+
+class FeedmuxError(Exception):
+    """Base class of every error feedmux raises on purpose."""
+
+
+class ConfigError(FeedmuxError):
+    """The settings cannot work; the message says what to change."""
+
+
+class SymbolError(ConfigError):
+    """Codes that cannot be parsed; ``problems`` lists ``(where, code, reason)`` for each."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = problems
+        lines = [f"{where}: {code!r}: {reason}" for where, code, reason in problems]
+        super().__init__("invalid symbols:\n  " + "\n  ".join(lines))
+
+
+class ProtocolError(FeedmuxError):
+    """A message from the vendor that does not follow the protocol."""
+
+
+class VendorError(FeedmuxError):
+    """The vendor refused a request (``ret`` != 200)."""
+
+    def __init__(self, ret: int, msg: str, cmd_id: int) -> None:
+        self.ret = ret
+        self.msg = msg
+        self.cmd_id = cmd_id
+        super().__init__(f"vendor refused cmd {cmd_id}: ret={ret} {msg}")
+
+
+class StoreError(FeedmuxError):
+    """A sink could not write or read."""
+
+
+class ConsumerError(FeedmuxError):
+    """A consumer could not reach or understand a running pipeline."""

@@ -1,0 +1,1 @@
+"""Vendor protocol adapters: sans-I/O, bytes in and events out."""

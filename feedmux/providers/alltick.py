@@ -1,0 +1,194 @@
+"""AllTick's stock WebSocket protocol, sans-I/O (see shared/spec/alltick.md).
+
+``AllTickClient`` builds request frames and turns received frames into ``Tick`` objects and
+control events. It owns no socket, thread or clock: the caller passes the receive time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+from feedmux.model import Tick
+
+CMD_HEARTBEAT = 22000
+CMD_SUBSCRIBE_DEPTH = 22002
+CMD_SUBSCRIBE_TRADES = 22004
+CMD_CANCEL = 22006
+CMD_TRADE_PUSH = 22998
+CMD_DEPTH_PUSH = 22999
+RET_OK = 200
+RET_RATE_LIMIT = 429
+CANCEL_ALL, CANCEL_DEPTH, CANCEL_TRADES = 0, 1, 2
+SECONDS_BELOW = 100_000_000_000  # a tick_time below this is seconds, not milliseconds
+
+_Positive = Annotated[float, msgspec.Meta(gt=0, lt=1e15)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0, lt=1e18)]
+
+
+class TradeData(msgspec.Struct, gc=False):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    tick_time: Annotated[int, msgspec.Meta(gt=0)]
+    price: _Positive
+    volume: _NonNegative
+    turnover: _NonNegative = 0.0
+    trade_direction: Annotated[int, msgspec.Meta(ge=0, le=2)] = 0
+
+
+class TradePush(msgspec.Struct, tag_field="cmd_id", tag=CMD_TRADE_PUSH, gc=False):
+    data: TradeData
+
+
+class DepthPush(msgspec.Struct, tag_field="cmd_id", tag=CMD_DEPTH_PUSH, gc=False):
+    data: msgspec.Raw
+
+
+class Response(msgspec.Struct, tag_field="cmd_id"):
+    ret: int
+    msg: str = ""
+    seq_id: int = 0
+    trace: str = ""
+
+
+class HeartbeatReply(Response, tag=CMD_HEARTBEAT + 1):
+    pass
+
+
+class DepthAck(Response, tag=CMD_SUBSCRIBE_DEPTH + 1):
+    pass
+
+
+class TradesAck(Response, tag=CMD_SUBSCRIBE_TRADES + 1):
+    pass
+
+
+class CancelAck(Response, tag=CMD_CANCEL + 1):
+    pass
+
+
+# strict=False accepts "1745.50" for a float and "1605509068" for an int (both forms occur).
+_decoder = msgspec.json.Decoder(
+    TradePush | DepthPush | HeartbeatReply | DepthAck | TradesAck | CancelAck, strict=False
+)
+_encode = msgspec.json.Encoder().encode
+
+
+class Request(msgspec.Struct, frozen=True):
+    cmd_id: int
+    seq_id: int
+    trace: str
+    data: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response to one of our requests; ``request`` is what we sent (None if unknown)."""
+
+    cmd_id: int
+    ret: int
+    msg: str
+    seq_id: int
+    request: Request | None
+
+    @property
+    def ok(self) -> bool:
+        return self.ret == RET_OK
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """A frame that was counted and skipped; ``sample`` is truncated for logging."""
+
+    kind: str
+    detail: str
+    sample: bytes
+
+
+Event = Reply | BadFrame
+
+
+def normalize_time(tick_time: int) -> int:
+    """Vendor tick_time (seconds or milliseconds) → integer nanoseconds."""
+    if tick_time < SECONDS_BELOW:
+        return tick_time * 1_000_000_000
+    return tick_time * 1_000_000
+
+
+class AllTickClient:
+    """Protocol state of one AllTick connection."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.events: list[Event] = []
+        self.bad_frames: dict[str, int] = {}
+        self.depth_frames = 0
+        self._next_seq_id = 1
+        self._pending: dict[int, Request] = {}
+
+    # -- requests -------------------------------------------------------------------------------
+    def _request(self, cmd_id: int, data: dict[str, object]) -> bytes:
+        seq_id = self._next_seq_id
+        self._next_seq_id = seq_id % 0xFFFFFFFF + 1
+        request = Request(cmd_id, seq_id, f"{self.name}-{seq_id}", data)
+        self._pending[seq_id] = request
+        return _encode(request)
+
+    def heartbeat(self) -> bytes:
+        return self._request(CMD_HEARTBEAT, {})
+
+    def subscribe_trades(self, codes: list[str]) -> bytes:
+        """A request that REPLACES this connection's trade list with ``codes``."""
+        return self._request(CMD_SUBSCRIBE_TRADES, {"symbol_list": [{"code": c} for c in codes]})
+
+    def cancel(self, cancel_type: int = CANCEL_TRADES) -> bytes:
+        return self._request(CMD_CANCEL, {"cancel_type": cancel_type})
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def reset(self) -> None:
+        """Forget in-flight requests (the connection is gone; their replies never come)."""
+        self._pending.clear()
+
+    # -- frames in ------------------------------------------------------------------------------
+    def receive(self, frame: bytes, recv_ns: int) -> Tick | None:
+        """Decode one text frame: a Tick, or None with any control event appended to ``events``."""
+        try:
+            msg = _decoder.decode(frame)
+        except msgspec.ValidationError as exc:
+            self._bad("schema", str(exc), frame)
+            return None
+        except msgspec.DecodeError as exc:
+            self._bad("json", str(exc), frame)
+            return None
+        if type(msg) is TradePush:
+            d = msg.data
+            return Tick(
+                d.code,
+                d.seq,
+                normalize_time(d.tick_time),
+                recv_ns,
+                d.price,
+                d.volume,
+                d.turnover,
+                d.trade_direction,
+            )
+        if type(msg) is DepthPush:
+            self.depth_frames += 1  # order books arrive with the depth work (issue 3)
+            return None
+        assert isinstance(msg, Response)
+        request = self._pending.pop(msg.seq_id, None)
+        cmd_id = type(msg).__struct_config__.tag
+        assert isinstance(cmd_id, int)
+        self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request))
+        return None
+
+    def bad_binary(self, frame: bytes) -> None:
+        self._bad("binary", "binary frame (AllTick sends text)", frame)
+
+    def _bad(self, kind: str, detail: str, frame: bytes) -> None:
+        self.bad_frames[kind] = self.bad_frames.get(kind, 0) + 1
+        self.events.append(BadFrame(kind, detail, frame[:200]))

@@ -1,0 +1,1 @@
+"""A local AllTick-compatible market: the replay server's pure parts."""

@@ -1,0 +1,201 @@
+"""AllTick's server-side rules, sans-I/O: what the replay server answers and when it hangs up.
+
+Every broken rule is recorded as a ``Violation`` so tests can prove a client never breaks one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from feedmux.providers.alltick import (
+    CMD_CANCEL,
+    CMD_HEARTBEAT,
+    CMD_SUBSCRIBE_DEPTH,
+    CMD_SUBSCRIBE_TRADES,
+    RET_OK,
+    RET_RATE_LIMIT,
+)
+
+SUBSCRIPTION_CMDS = (CMD_SUBSCRIBE_DEPTH, CMD_SUBSCRIBE_TRADES, CMD_CANCEL)
+
+
+@dataclass(frozen=True)
+class ServerRules:
+    """A plan's limits; the defaults are the all-market plan's."""
+
+    token: str
+    max_codes_per_conn: int = 3000
+    max_conns: int = 10
+    request_interval_ns: int = 1_000_000_000
+    cross_interval_ns: int = 3_000_000_000
+    heartbeat_timeout_ns: int = 30_000_000_000
+    reconnect_spacing_ns: int = 3_000_000_000
+
+
+@dataclass(frozen=True)
+class Violation:
+    time_ns: int
+    conn: int
+    rule: str
+    detail: str
+
+
+@dataclass
+class _Conn:
+    authorized: bool
+    opened_ns: int
+    last_request_ns: int | None = None
+    last_heartbeat_ns: int = 0
+    trades: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    replies: list[bytes] = field(default_factory=list)
+    close: bool = False
+
+
+class _SymbolEntry(msgspec.Struct):
+    code: str
+    depth_level: int = 0
+
+
+class _Data(msgspec.Struct):
+    symbol_list: list[_SymbolEntry] | None = None
+    cancel_type: int | None = None
+
+
+class _Request(msgspec.Struct):
+    cmd_id: int
+    seq_id: int
+    trace: str = ""
+    data: _Data | None = None
+
+
+_request_decoder = msgspec.json.Decoder(_Request)
+_encode = msgspec.json.Encoder().encode
+
+
+def _reply(cmd_id: int, seq_id: int, trace: str, ret: int, msg: str) -> bytes:
+    return _encode(
+        {"ret": ret, "msg": msg, "cmd_id": cmd_id + 1, "seq_id": seq_id, "trace": trace, "data": {}}
+    )
+
+
+class AllTickServer:
+    """State of every connection of one token, and the rules that judge them."""
+
+    def __init__(self, rules: ServerRules, universe: set[str]) -> None:
+        self.rules = rules
+        self.universe = universe
+        self.violations: list[Violation] = []
+        self._conns: dict[int, _Conn] = {}
+        self._last_close_ns: int | None = None
+        self._last_subscription_ns: int | None = None
+        self.subscribers: dict[str, tuple[int, ...]] = {}  # code -> connections that get it
+
+    def _violate(self, now_ns: int, conn: int, rule: str, detail: str) -> None:
+        self.violations.append(Violation(now_ns, conn, rule, detail))
+
+    def open(self, conn: int, token: str, now_ns: int) -> bool:
+        """A new connection; False means drop it at once."""
+        rules = self.rules
+        if len(self._conns) >= rules.max_conns:
+            self._violate(now_ns, conn, "connection cap", f"more than {rules.max_conns}")
+            return False
+        if (
+            self._last_close_ns is not None
+            and now_ns - self._last_close_ns < rules.reconnect_spacing_ns
+        ):
+            gap_ms = (now_ns - self._last_close_ns) // 1_000_000
+            self._violate(now_ns, conn, "reconnect spacing", f"reconnected after {gap_ms} ms")
+            return False
+        self._conns[conn] = _Conn(token == rules.token, now_ns, last_heartbeat_ns=now_ns)
+        return True
+
+    def close(self, conn: int, now_ns: int) -> None:
+        if self._conns.pop(conn, None) is not None:
+            self._last_close_ns = now_ns
+            self._rebuild_subscribers()
+
+    def expired(self, now_ns: int) -> list[int]:
+        """Connections that sent no heartbeat within the timeout; the caller closes them."""
+        limit = self.rules.heartbeat_timeout_ns
+        late = [c for c, s in self._conns.items() if now_ns - s.last_heartbeat_ns > limit]
+        for conn in late:
+            self._violate(now_ns, conn, "heartbeat timeout", f"none for {limit // 10**9} s")
+        return late
+
+    def receive(self, conn: int, frame: bytes | str, now_ns: int) -> Outcome:
+        state = self._conns.get(conn)
+        if state is None:
+            return Outcome(close=True)
+        try:
+            req = _request_decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            self._violate(now_ns, conn, "malformed request", str(exc))
+            return Outcome([_reply(-1, 0, "", 400, "request header param invalid")])
+        if not state.authorized:
+            self._violate(now_ns, conn, "token", "token invalid")
+            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 401, "token invalid")], True)
+        last = state.last_request_ns
+        if last is not None and now_ns - last < self.rules.request_interval_ns:
+            gap_ms = (now_ns - last) // 1_000_000
+            self._violate(now_ns, conn, "request rate", f"cmd {req.cmd_id} {gap_ms} ms after last")
+            state.last_request_ns = now_ns
+            limited = _reply(req.cmd_id, req.seq_id, req.trace, RET_RATE_LIMIT, "rate limit")
+            return Outcome([limited])
+        state.last_request_ns = now_ns
+        if req.cmd_id == CMD_HEARTBEAT:
+            state.last_heartbeat_ns = now_ns
+            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")])
+        if req.cmd_id not in SUBSCRIPTION_CMDS:
+            self._violate(now_ns, conn, "unknown command", str(req.cmd_id))
+            msg = "request header param invalid"
+            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 400, msg)])
+        return self._subscription(conn, state, req, now_ns)
+
+    def _subscription(self, conn: int, state: _Conn, req: _Request, now_ns: int) -> Outcome:
+        last = self._last_subscription_ns
+        self._last_subscription_ns = now_ns
+        if last is not None and now_ns - last < self.rules.cross_interval_ns:
+            gap_ms = (now_ns - last) // 1_000_000
+            self._violate(now_ns, conn, "cross-connection spacing", f"{gap_ms} ms after last")
+            msg = "too many requests and connection will be closed"
+            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 606, msg)], close=True)
+        ok = _reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")
+        if req.cmd_id == CMD_CANCEL:
+            if req.data is None or req.data.cancel_type in (0, 2):
+                state.trades = []
+                self._rebuild_subscribers()
+            return Outcome([ok])
+        if req.data is None or not req.data.symbol_list:
+            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 601, "body empty")])
+        if req.cmd_id == CMD_SUBSCRIBE_DEPTH:
+            return Outcome([ok])  # order books arrive with the depth work (issue 3)
+        codes = list(dict.fromkeys(entry.code for entry in req.data.symbol_list))
+        unknown = [c for c in codes if c not in self.universe]
+        if unknown:
+            self._violate(now_ns, conn, "code invalid", ",".join(unknown[:10]))
+            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 600, "code invalid")])
+        cap = self.rules.max_codes_per_conn
+        if len(codes) > cap:
+            # The real server acks and silently ignores the excess; recorded here for tests.
+            self._violate(now_ns, conn, "code cap", f"{len(codes)} codes, {cap} kept")
+            codes = codes[:cap]
+        state.trades = codes
+        self._rebuild_subscribers()
+        return Outcome([ok])
+
+    def _rebuild_subscribers(self) -> None:
+        by_code: dict[str, list[int]] = {}
+        for conn, state in self._conns.items():
+            for code in state.trades:
+                by_code.setdefault(code, []).append(conn)
+        self.subscribers = {code: tuple(conns) for code, conns in by_code.items()}
+
+    def subscriptions(self) -> dict[int, list[str]]:
+        """Each open connection's trade list, as the server holds it now."""
+        return {conn: list(state.trades) for conn, state in self._conns.items()}

@@ -1,0 +1,66 @@
+"""A seeded synthetic market: the A-share universe and the trade frames AllTick would push."""
+
+from __future__ import annotations
+
+import random
+
+# How many stocks each board lists (close to the real market in 2026), by prefix and exchange.
+A_SHARE_BOARDS: tuple[tuple[str, str, int], ...] = (
+    ("600", "SH", 900), ("601", "SH", 180), ("603", "SH", 650), ("605", "SH", 100),
+    ("688", "SH", 590),
+    ("000", "SZ", 460), ("001", "SZ", 60), ("002", "SZ", 900), ("003", "SZ", 40),
+    ("300", "SZ", 900), ("301", "SZ", 380),
+    ("920", "BJ", 270),
+)  # fmt: skip
+
+
+def a_share_universe(seed: int = 7) -> list[str]:
+    """About 5,400 distinct A-share codes in canonical form, the same for the same seed."""
+    rng = random.Random(seed)
+    codes: list[str] = []
+    for prefix, exchange, count in A_SHARE_BOARDS:
+        for suffix in sorted(rng.sample(range(1000), count)):
+            codes.append(f"{prefix}{suffix:03d}.{exchange}")
+    return codes
+
+
+_TRADE_FORMATS = (
+    # Every shape AllTick is known to send: seq and tick_time as int or string, seconds or ms.
+    b'{"cmd_id":22998,"data":{"code":"%s","seq":%d,"tick_time":%d,'
+    b'"price":"%.2f","volume":"%d","turnover":"%.2f","trade_direction":%d}}',
+    b'{"cmd_id":22998,"data":{"code":"%s","seq":"%d","tick_time":"%d",'
+    b'"price":"%.2f","volume":"%d","turnover":"%.2f","trade_direction":%d}}',
+)
+
+
+class Market:
+    """Random-walk prices per code; ``trade(code, now_ms)`` is one pre-encoded 22998 frame."""
+
+    def __init__(self, codes: list[str], seed: int = 7) -> None:
+        self._rng = random.Random(seed)
+        rng = self._rng
+        self.codes = codes
+        self._code_bytes = {c: c.encode() for c in codes}
+        self._price = {c: round(rng.lognormvariate(2.7, 0.8), 2) + 1.0 for c in codes}
+        self._seq = {c: rng.randrange(1, 10**9) * 1000 for c in codes}
+
+    def trade(self, code: str, now_ms: int) -> bytes:
+        rng = self._rng
+        price = self._price[code]
+        price = max(0.01, round(price + rng.choice((-0.02, -0.01, 0.0, 0.01, 0.02)), 2))
+        self._price[code] = price
+        seq = self._seq[code] + 1
+        self._seq[code] = seq
+        volume = rng.randrange(1, 50) * 100
+        form = rng.randrange(4)
+        # One in four ticks gives tick_time in seconds, as AllTick's samples do.
+        tick_time = now_ms // 1000 if form == 3 else now_ms
+        return _TRADE_FORMATS[form & 1] % (
+            self._code_bytes[code],
+            seq,
+            tick_time,
+            price,
+            volume,
+            price * volume,
+            rng.randrange(3),
+        )

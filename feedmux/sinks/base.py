@@ -1,0 +1,20 @@
+"""The contract every store implements."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from feedmux.model import Tick
+
+
+class WriteResult(NamedTuple):
+    inserted: int
+    duplicates: int  # rows already stored (same code and seq): skipped, not an error
+
+
+class Sink(Protocol):
+    def write_batch(self, ticks: list[Tick]) -> WriteResult:
+        """Store ticks idempotently: a (code, seq) already stored is skipped and counted."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,72 @@
+"""The embedded default store: one SQLite file per shard, WAL mode, batched inserts.
+
+One file per shard because SQLite allows one writer at a time per database: eight shards
+writing one file would queue on its lock. ``read_ticks`` merges the files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from msgspec.structs import astuple
+
+from feedmux.errors import StoreError
+from feedmux.model import Tick
+from feedmux.sinks.base import WriteResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ticks (
+    code      TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    time_ns   INTEGER NOT NULL,
+    recv_ns   INTEGER NOT NULL,
+    price     REAL    NOT NULL,
+    volume    REAL    NOT NULL,
+    turnover  REAL    NOT NULL,
+    direction INTEGER NOT NULL,
+    PRIMARY KEY (code, seq)
+) WITHOUT ROWID
+"""
+INSERT = "INSERT OR IGNORE INTO ticks VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+TICKS_DIR = "ticks"
+
+
+def shard_db_path(data_dir: Path, shard: int) -> Path:
+    return data_dir / TICKS_DIR / f"shard-{shard}.sqlite"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(SCHEMA)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
+    return conn
+
+
+class SqliteSink:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = connect(path)
+
+    def write_batch(self, ticks: list[Tick]) -> WriteResult:
+        conn = self._conn
+        before = conn.total_changes
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(INSERT, [astuple(t) for t in ticks])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite write to {self.path} failed: {exc}") from exc
+        inserted = conn.total_changes - before
+        return WriteResult(inserted, len(ticks) - inserted)
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,1 @@
+"""Thin I/O adapters: the only modules that construct WebSocket or ZeroMQ sockets."""

@@ -1,0 +1,71 @@
+"""Internal and public wire formats (msgpack, never pickle).
+
+Receiver → shard (PUSH/PULL), one message per read burst and shard:
+    Batch: ``["B", first_seq, [tick, ...]]`` — the ticks carry bus sequence numbers
+    ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
+    End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
+
+Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``
+    topic:   ``b"T|" + code`` (UTF-8), so ``b"T|"`` subscribes to every trade and
+             ``b"T|600519.SH"`` to one code.
+    payload: msgpack ``[shard, pub_seq, tick]``; ``pub_seq`` counts this shard's published
+             messages from 1 without holes, so a consumer can tell "quiet" from "lost".
+    Heartbeat: topic ``b"H|"``, payload ``[shard, last_pub_seq]``, once a second.
+
+Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
+    reply ``[shard, last_pub_seq, [tick, ...]]`` — the latest tick of each code.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from feedmux.model import Tick
+
+TRADE_PREFIX = b"T|"
+HEARTBEAT_TOPIC = b"H|"
+
+
+class Batch(msgspec.Struct, array_like=True, tag="B", frozen=True):
+    first_seq: int
+    ticks: list[Tick]
+
+
+class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
+    next_seq: int
+
+
+BusMessage = Batch | End
+
+
+class Published(msgspec.Struct, array_like=True, frozen=True):
+    shard: int
+    pub_seq: int
+    tick: Tick
+
+
+class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
+    shard: int
+    last_pub_seq: int
+
+
+class SnapshotRequest(msgspec.Struct, array_like=True, tag="S", frozen=True):
+    codes: list[str] | None = None
+
+
+class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
+    shard: int
+    last_pub_seq: int
+    ticks: list[Tick]
+
+
+encode = msgspec.msgpack.Encoder().encode
+bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
+published_decoder = msgspec.msgpack.Decoder(Published)
+heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
+snapshot_request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
+snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
+
+
+def trade_topic(code: str) -> bytes:
+    return TRADE_PREFIX + code.encode()

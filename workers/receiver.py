@@ -1,0 +1,206 @@
+"""Receiver: the vendor WebSockets in, one PUSH socket per shard out. Wiring and one loop.
+
+All connections live in this one process and one thread, multiplexed with poll(): each ready
+socket gives one frame per turn, and the ticks of a read burst go out as one bus message per
+shard (one ZeroMQ message per tick would cost more than the decode).
+"""
+
+from __future__ import annotations
+
+import collections
+import select
+import time
+from multiprocessing.connection import Connection
+
+import zmq
+
+from feedmux.config import Settings, redact
+from feedmux.fanout import ShardOutbox
+from feedmux.providers.alltick import BadFrame, Reply
+from feedmux.routing import Router
+from feedmux.stats import write_stats
+from feedmux.subscriptions import Pacing, SubscriptionManager
+from feedmux.transports import zmq as zt
+from feedmux.transports.ws import OPCODE_BINARY, OPCODE_CLOSE, OPCODE_TEXT, LinkErrors, WsLink
+from workers._process import StopFlag, setup_logging
+
+FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
+MAX_POLL_MS = 100
+CONNECT_TIMEOUT_S = 5.0
+END_LINGER_MS = 10_000  # at exit, wait this long for shards to take what is queued
+_BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def pacing_of(settings: Settings) -> Pacing:
+    ms = 1_000_000
+    return Pacing(
+        request_interval_ns=settings.request_interval_ms * ms,
+        cross_interval_ns=settings.cross_interval_ms * ms,
+        heartbeat_interval_ns=settings.heartbeat_interval_ms * ms,
+        reconnect_spacing_ns=settings.reconnect_spacing_ms * ms,
+    )
+
+
+def main(settings: Settings, ready: Connection | None = None) -> int:
+    stop = StopFlag(supervised=ready is not None)
+    log = setup_logging(settings.log_level, "receiver")
+    paths = settings.paths
+    url = settings.ws_url()
+    ctx = zt.context()
+    pushes = [zt.push(ctx, paths.shard_in(s)) for s in range(settings.shards)]
+    backlog: list[collections.deque[bytes]] = [collections.deque() for _ in pushes]
+    outbox = ShardOutbox(Router(settings.shards))
+    manager = SubscriptionManager(settings.codes, settings.max_codes_per_conn, pacing_of(settings))
+    conns = manager.connections
+    links: list[WsLink | None] = [None] * len(conns)
+    by_fd: dict[int, int] = {}
+    poller = select.poll()
+    frames = [0] * len(conns)
+    last_frame_ns = [0] * len(conns)
+    logged_kinds: set[str] = set()
+    counters = {"bus_messages": 0, "bus_backlog_peak": 0}
+    log.info("%d codes over %d connection(s) to %s, %d shards", len(settings.codes),
+             len(conns), redact(settings.url), settings.shards)  # fmt: skip
+    if ready is not None:
+        ready.send("receiver")
+
+    def drop(i: int, why: str) -> None:
+        link = links[i]
+        if link is not None:
+            fd = link.fileno()
+            poller.unregister(fd)
+            del by_fd[fd]
+            link.close()
+            links[i] = None
+        manager.on_disconnected(i, time.monotonic_ns(), why)
+        wait_s = (conns[i].connect_at_ns - time.monotonic_ns()) / 1e9
+        log.warning("connection %d down (%s); reconnecting in %.1f s",
+                    i, redact(why, settings.token), wait_s)  # fmt: skip
+
+    def handle_events(i: int) -> None:
+        client = conns[i].client
+        for event in client.events:
+            if isinstance(event, Reply):
+                manager.on_reply(i, event, time.monotonic_ns())
+                if not event.ok:
+                    log.warning("connection %d: cmd %d refused: ret=%d %s",
+                                i, event.cmd_id, event.ret, event.msg)  # fmt: skip
+                elif event.cmd_id == 22005:
+                    log.info("connection %d: %d codes subscribed", i, len(conns[i].confirmed))
+            elif isinstance(event, BadFrame) and event.kind not in logged_kinds:
+                logged_kinds.add(event.kind)  # once per kind; the counters say how many
+                sample = redact(event.sample.decode("utf-8", "replace"), settings.token)
+                log.warning("bad frame (%s), skipped: %s; sample: %r", event.kind,
+                            event.detail, sample)  # fmt: skip
+        client.events.clear()
+
+    def send_bus() -> None:
+        for shard, message in outbox.drain():
+            backlog[shard].append(message)
+        for shard, queue in enumerate(backlog):
+            sock = pushes[shard]
+            while queue:
+                try:
+                    sock.send(queue[0], zmq.NOBLOCK)
+                except zmq.Again:  # the shard is slow: keep it here, the WebSocket reads on
+                    counters["bus_backlog_peak"] = max(counters["bus_backlog_peak"], len(queue))
+                    break
+                queue.popleft()
+                counters["bus_messages"] += 1
+
+    def report(final: bool = False) -> None:
+        now = time.monotonic_ns()
+        write_stats(paths.stats_dir, "receiver", {
+            "role": "receiver", "final": final, "time_ns": time.time_ns(),
+            "ticks": outbox.routed, "bus_messages": counters["bus_messages"],
+            "bus_backlog": sum(len(q) for q in backlog),
+            "bus_backlog_peak": counters["bus_backlog_peak"],
+            "codes_desired": len(settings.codes), "codes_subscribed": manager.confirmed_codes(),
+            "connections": [{
+                "state": "up" if c.connected else "down", "codes": len(c.desired),
+                "confirmed": len(c.confirmed), "frames": frames[c.index],
+                "last_frame_age_s": (now - last_frame_ns[c.index]) / 1e9
+                if last_frame_ns[c.index] else None,
+                "reconnects": c.reconnects, "bad_frames": c.client.bad_frames,
+                "error": c.last_error,
+            } for c in conns],
+        })  # fmt: skip
+
+    next_stats = time.monotonic_ns()
+    stats_every = settings.stats_interval_ms * 1_000_000
+    while not stop.requested:
+        now = time.monotonic_ns()
+        for i in manager.connect_due(now):
+            try:
+                new_link = WsLink(url, CONNECT_TIMEOUT_S)
+            except LinkErrors as exc:
+                drop(i, f"connect failed: {exc}")
+                continue
+            links[i] = new_link
+            by_fd[new_link.fileno()] = i
+            poller.register(new_link.fileno(), select.POLLIN)
+            manager.on_connected(i, time.monotonic_ns())
+            log.info("connection %d up", i)
+        for i, request in manager.due(time.monotonic_ns()):
+            sender = links[i]
+            assert sender is not None
+            try:
+                sender.send_text(request)
+            except LinkErrors as exc:
+                drop(i, f"send failed: {exc}")
+        if now >= next_stats:
+            next_stats = now + stats_every
+            report()
+        wake = min(d for d in (manager.next_deadline(), next_stats) if d is not None)
+        ready_fds = poller.poll(max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6)))
+        while ready_fds:
+            for fd, flags in ready_fds:
+                i = by_fd.get(fd, -1)
+                link = links[i] if i >= 0 else None
+                if link is None:
+                    continue
+                if flags & _BROKEN and not flags & select.POLLIN:
+                    drop(i, "socket closed")
+                    continue
+                try:
+                    opcode, data = link.read()
+                except LinkErrors as exc:
+                    drop(i, f"read failed: {exc!r}")
+                    continue
+                recv_ns = time.time_ns()
+                frames[i] += 1
+                last_frame_ns[i] = time.monotonic_ns()
+                client = conns[i].client
+                if opcode == OPCODE_TEXT:
+                    tick = client.receive(data, recv_ns)
+                    if tick is not None:
+                        outbox.add(tick)
+                        continue
+                elif opcode == OPCODE_CLOSE:
+                    drop(i, "server closed the connection")
+                elif opcode == OPCODE_BINARY:
+                    client.bad_binary(data)
+                if client.events:
+                    handle_events(i)
+            if outbox.pending >= FLUSH_TICKS:
+                send_bus()
+            ready_fds = poller.poll(0)
+        send_bus()
+
+    log.info("stopping: closing connections, handing the last ticks to the shards")
+    for i, open_link in enumerate(links):
+        if open_link is not None:
+            open_link.close()
+            links[i] = None
+    send_bus()
+    for shard, message in outbox.end():
+        backlog[shard].append(message)
+    for shard, queue in enumerate(backlog):
+        while queue:  # blocking now: the shards are still running and drain their bus
+            pushes[shard].send(queue.popleft())
+    for sock in pushes:
+        sock.close(linger=END_LINGER_MS)
+    report(final=True)
+    ctx.term()
+    log.info("stopped: %d ticks routed", outbox.routed)
+    return 0

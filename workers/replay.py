@@ -1,0 +1,218 @@
+"""Replay server: an AllTick-compatible WebSocket server on loopback. Wiring and the loops.
+
+The rules live in ``feedmux.simulator.alltick_server`` and the ticks in
+``feedmux.simulator.market``; this module only moves their bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from feedmux.config import STOCK_PATH, ReplaySettings
+from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.simulator.market import Market
+from feedmux.stats import write_stats
+from workers._process import setup_logging
+
+FEED_STEP_S = 0.002
+
+
+def rules_of(settings: ReplaySettings) -> ServerRules:
+    ms = 1_000_000
+    return ServerRules(
+        token=settings.token,
+        max_codes_per_conn=settings.max_codes_per_conn,
+        max_conns=settings.max_conns,
+        request_interval_ns=settings.request_interval_ms * ms,
+        cross_interval_ns=settings.cross_interval_ms * ms,
+        heartbeat_timeout_ns=int(settings.heartbeat_timeout_s * 1e9),
+        reconnect_spacing_ns=settings.reconnect_spacing_ms * ms,
+    )
+
+
+class ReplayServer:
+    def __init__(self, settings: ReplaySettings) -> None:
+        self.settings = settings
+        self.log = setup_logging(settings.log_level, "replay")
+        self.rules = AllTickServer(rules_of(settings), set(settings.codes))
+        self.market = Market(settings.codes, settings.seed)
+        self.rng = random.Random(settings.seed + 1)
+        self.sockets: dict[int, ServerConnection] = {}
+        self.ids = itertools.count(1)
+        self.url = ""
+        self.ticks_sent = 0
+        self.frames_sent = 0
+        self.connections_opened = 0
+        self.feed_state = "waiting"
+        self.first_subscription = asyncio.Event()
+        self.stop = asyncio.Event()
+        self._logged_violations = 0
+        self._sent_log: IO[bytes] | None = None
+        if settings.sent_log:
+            self._sent_log = Path(settings.sent_log).open("wb")  # noqa: SIM115 (closed in run)
+
+    # -- reporting ------------------------------------------------------------------------------
+    def _log_violations(self) -> None:
+        for v in self.rules.violations[self._logged_violations :]:
+            self.log.warning("VIOLATION conn=%d rule=%s: %s", v.conn, v.rule, v.detail)
+        self._logged_violations = len(self.rules.violations)
+
+    def report(self) -> dict[str, Any]:
+        subscriptions = self.rules.subscriptions()
+        return {
+            "url": self.url, "feed": self.feed_state, "ticks_sent": self.ticks_sent,
+            "frames_sent": self.frames_sent, "connections_opened": self.connections_opened,
+            "cpu_s": time.process_time(),
+            "violations": [
+                {"time_ns": v.time_ns, "conn": v.conn, "rule": v.rule, "detail": v.detail}
+                for v in self.rules.violations
+            ],
+            "subscriptions": {str(c): len(codes) for c, codes in subscriptions.items()},
+            "subscribed": sorted({c for codes in subscriptions.values() for c in codes}),
+        }  # fmt: skip
+
+    def write_report(self) -> None:
+        if self.settings.report_path:
+            path = Path(self.settings.report_path)
+            write_stats(path.parent, path.stem, self.report())
+
+    # -- connections ----------------------------------------------------------------------------
+    async def handle(self, ws: ServerConnection) -> None:
+        conn = next(self.ids)
+        request = ws.request
+        assert request is not None
+        parts = urlsplit(request.path)
+        token = parse_qs(parts.query).get("token", [""])[0]
+        if parts.path != STOCK_PATH:
+            await ws.close(1008, f"unknown path, use {STOCK_PATH}")
+            return
+        if not self.rules.open(conn, token, time.monotonic_ns()):
+            self._log_violations()
+            await ws.close(1008, "too many requests and connection will be closed")
+            return
+        self.connections_opened += 1
+        self.sockets[conn] = ws
+        try:
+            async for message in ws:
+                outcome = self.rules.receive(conn, message, time.monotonic_ns())
+                self._log_violations()
+                for reply in outcome.replies:
+                    await ws.send(reply, text=True)
+                if self.rules.subscribers:
+                    self.first_subscription.set()
+                if outcome.close:
+                    await ws.close()
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self.sockets.pop(conn, None)
+            self.rules.close(conn, time.monotonic_ns())
+
+    async def watch_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for conn in self.rules.expired(time.monotonic_ns()):
+                self._log_violations()
+                ws = self.sockets.get(conn)
+                if ws is not None:
+                    await ws.close(1008, "heartbeat timeout")
+            self.write_report()
+
+    # -- the feed -------------------------------------------------------------------------------
+    async def send_trade(self, code: str) -> None:
+        receivers = self.rules.subscribers.get(code)
+        if not receivers:
+            return
+        frame = self.market.trade(code, time.time_ns() // 1_000_000)
+        for conn in receivers:
+            ws = self.sockets.get(conn)
+            if ws is not None:
+                try:
+                    await ws.send(frame, text=True)
+                except ConnectionClosed:
+                    continue
+                self.frames_sent += 1
+        self.ticks_sent += 1
+        if self._sent_log is not None:
+            self._sent_log.write(frame + b"\n")
+
+    async def feed(self) -> None:
+        settings = self.settings
+        await self.first_subscription.wait()
+        await asyncio.sleep(settings.warmup_s)
+        self.feed_state = "running"
+        self.log.info("feed starts: %.0f ticks/s%s", settings.rate,
+                      ", opening burst" if settings.burst else "")  # fmt: skip
+        loop = asyncio.get_running_loop()
+        if settings.burst:
+            for code in sorted(self.rules.subscribers):
+                await self.send_trade(code)
+        start = loop.time()
+        produced = 0
+        while settings.duration_s is None or loop.time() - start < settings.duration_s:
+            await asyncio.sleep(FEED_STEP_S)
+            codes = list(self.rules.subscribers)
+            due = int((loop.time() - start) * settings.rate) - produced
+            produced += due
+            for code in self.rng.choices(codes, k=due) if codes else ():
+                await self.send_trade(code)
+        self.feed_state = "done"
+        if self._sent_log is not None:
+            self._sent_log.flush()
+        self.write_report()
+        self.log.info("feed done: %d ticks sent", self.ticks_sent)
+        if settings.exit_when_done:
+            self.stop.set()
+
+    async def run(self, ready: Connection | None) -> int:
+        loop = asyncio.get_running_loop()
+        # Supervised, SIGINT is ignored: the supervisor decides the order of shutdown.
+        for signum in (signal.SIGTERM,) if ready is not None else (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        settings = self.settings
+        async with serve(
+            self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,
+            ping_interval=None,
+        ) as server:  # fmt: skip
+            port = next(iter(server.sockets)).getsockname()[1]
+            self.url = f"ws://{settings.host}:{port}{STOCK_PATH}"
+            self.write_report()
+            self.log.info("serving %s: %d codes, %.0f ticks/s", self.url, len(settings.codes),
+                          settings.rate)  # fmt: skip
+            print(f"replay: serving {self.url}", flush=True)
+            if ready is not None:
+                ready.send(self.url)
+            tasks = [asyncio.create_task(t) for t in (self.feed(), self.watch_heartbeats())]
+            await self.stop.wait()
+            for task in tasks:
+                task.cancel()
+        if self._sent_log is not None:
+            self._sent_log.close()
+        self.write_report()
+        self.log.info("stopped: %d ticks sent, %d violations", self.ticks_sent,
+                      len(self.rules.violations))  # fmt: skip
+        return 0
+
+
+def main(settings: ReplaySettings, ready: Connection | None = None) -> int:
+    if ready is not None:  # supervised: the supervisor decides when to stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return asyncio.run(ReplayServer(settings).run(ready))
+    except OSError as exc:
+        print(f"feedmux replay: cannot serve on {settings.host}:{settings.port}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
