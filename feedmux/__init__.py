@@ -1,1 +1,34 @@
-"""feedmux."""
+"""feedmux: a whole stock market's real-time feed into Python.
+
+Library API: ``Subscriber`` (live ticks), ``SnapshotClient`` (latest tick per code),
+``read_ticks`` (stored ticks as pandas), ``Tick`` (the message shape), ``FeedmuxError``.
+Imported lazily so worker processes, which import ``feedmux.*`` modules, never load pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from feedmux.consumer import SnapshotClient, Subscriber
+    from feedmux.errors import FeedmuxError
+    from feedmux.model import Tick
+    from feedmux.reader import read_ticks
+
+_EXPORTS = {
+    "SnapshotClient": "feedmux.consumer",
+    "Subscriber": "feedmux.consumer",
+    "FeedmuxError": "feedmux.errors",
+    "Tick": "feedmux.model",
+    "read_ticks": "feedmux.reader",
+}
+__all__ = ["FeedmuxError", "SnapshotClient", "Subscriber", "Tick", "read_ticks"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'feedmux' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

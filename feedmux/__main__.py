@@ -1,0 +1,5 @@
+import sys
+
+from feedmux.cli import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""The ``feedmux`` command. Builds the one Settings object (flags > FEEDMUX_* env > defaults)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from feedmux.config import STOCK_PATH, ReplaySettings, Settings
+from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.simulator.market import a_share_universe
+from feedmux.symbols import parse_symbols, read_symbols_file
+
+ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
+
+
+def _codes(args: argparse.Namespace) -> list[str] | None:
+    if args.symbols_file and args.codes:
+        raise ConfigError("give --symbols-file or --codes, not both")
+    if args.symbols_file:
+        return read_symbols_file(Path(args.symbols_file))
+    if args.codes:
+        return parse_symbols(args.codes.replace(",", " ").split())
+    return None
+
+
+def _add_symbol_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--symbols-file",
+        metavar="FILE",
+        help="codes to subscribe, whitespace or comma separated, # comments",
+    )
+    p.add_argument("--codes", metavar="LIST", help="codes on the command line, comma separated")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market (default 7)")
+
+
+def _add_replay_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument(
+        f"--{prefix}rate",
+        type=float,
+        default=5000.0,
+        metavar="TICKS_PER_S",
+        help="ticks per second across all subscribed codes (default 5000)",
+    )
+    p.add_argument(
+        f"--{prefix}duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop feeding after S seconds (default: feed until stopped)",
+    )
+    p.add_argument(
+        f"--{prefix}burst",
+        action="store_true",
+        help="open with one tick for every subscribed code at once",
+    )
+    p.add_argument(
+        f"--{prefix}warmup",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds after the first subscription before feeding",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedmux", description="A whole stock market's real-time feed into Python."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the pipeline: receiver, N shard workers, stores")
+    run.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
+    run.add_argument("--token", help="vendor token (default: $FEEDMUX_TOKEN)")
+    _add_symbol_options(run)
+    run.add_argument("--shards", type=int, default=8, help="shard worker processes (default 8)")
+    run.add_argument(
+        "--data-dir", help="where stores live (default $FEEDMUX_DATA_DIR or ./feedmux-data)"
+    )
+    run.add_argument(
+        "--run-dir", help="sockets and stats of this instance (default <data-dir>/run)"
+    )
+    run.add_argument(
+        "--max-codes-per-conn",
+        type=int,
+        default=3000,
+        help="the plan's code cap per connection (default 3000)",
+    )
+    run.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--replay",
+        action="store_true",
+        help="start the built-in replay server and feed from it; without "
+        "--symbols-file/--codes it serves the full synthetic A-share market",
+    )
+    _add_replay_options(run, "replay-")
+    run.add_argument("--log-level", default="WARNING", help="worker log level (default WARNING)")
+
+    rep = sub.add_parser("replay", help="serve an AllTick-compatible feed on loopback")
+    rep.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    rep.add_argument("--port", type=int, default=8765, help="port (default 8765, 0 = any)")
+    rep.add_argument("--token", help="token clients must present (default $FEEDMUX_TOKEN)")
+    _add_symbol_options(rep)
+    _add_replay_options(rep)
+    rep.add_argument("--max-codes-per-conn", type=int, default=3000)
+    rep.add_argument("--max-conns", type=int, default=10)
+    rep.add_argument("--request-interval-ms", type=int, default=1000)
+    rep.add_argument("--cross-interval-ms", type=int, default=3000)
+    rep.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S")
+    rep.add_argument("--reconnect-spacing-ms", type=int, default=3000)
+    rep.add_argument("--report", metavar="PATH", help="JSON report, rewritten every second")
+    rep.add_argument("--sent-log", metavar="PATH", help="every trade frame sent, one per line")
+    rep.add_argument("--exit-when-done", action="store_true", help="exit when --duration ends")
+    rep.add_argument("--log-level", default="INFO")
+
+    tail = sub.add_parser("tail", help="print live ticks of a running instance")
+    tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
+    tail.add_argument("--run-dir", help="run directory (default <data-dir>/run)")
+    tail.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+    tail.add_argument("--count", type=int, help="exit after this many ticks")
+    return parser
+
+
+def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    return str(args.data_dir or env.get("FEEDMUX_DATA_DIR") or "feedmux-data")
+
+
+def _replay_settings(args: argparse.Namespace, token: str, codes: list[str], prefix: str,
+                     **extra: object) -> ReplaySettings:  # fmt: skip
+    settings = ReplaySettings(
+        token=token, codes=codes, seed=args.seed, rate=getattr(args, f"{prefix}rate"),
+        duration_s=getattr(args, f"{prefix}duration"), burst=getattr(args, f"{prefix}burst"),
+        warmup_s=getattr(args, f"{prefix}warmup"), **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+    settings.validate()
+    return settings
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux import supervisor  # noqa: PLC0415 (keeps `feedmux --help` fast)
+
+    codes = _codes(args)
+    replay = None
+    token = args.token or env.get("FEEDMUX_TOKEN", "")
+    if args.replay:
+        codes = codes or a_share_universe(args.seed)
+        token = token or secrets.token_hex(16)
+        replay = _replay_settings(args, token, codes, "replay_", log_level=args.log_level,
+                                  max_codes_per_conn=args.max_codes_per_conn)  # fmt: skip
+    if codes is None:
+        raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
+                          "(or --replay for the synthetic market)")  # fmt: skip
+    settings = Settings(
+        url=args.url or ("ws://127.0.0.1/replay" if args.replay else ALLTICK_URL),
+        token=token, codes=codes, shards=args.shards, data_dir=_data_dir(args, env),
+        run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
+        max_codes_per_conn=args.max_codes_per_conn, log_level=args.log_level.upper(),
+    )  # fmt: skip
+    settings.validate()
+    return supervisor.run(settings, replay, args.stop_after)
+
+
+def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from workers import replay  # noqa: PLC0415
+
+    token = args.token or env.get("FEEDMUX_TOKEN", "")
+    codes = _codes(args) or a_share_universe(args.seed)
+    settings = _replay_settings(
+        args, token, codes, "", host=args.host, port=args.port,
+        max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
+        request_interval_ms=args.request_interval_ms, cross_interval_ms=args.cross_interval_ms,
+        heartbeat_timeout_s=args.heartbeat_timeout,
+        reconnect_spacing_ms=args.reconnect_spacing_ms, report_path=args.report or "",
+        sent_log=args.sent_log or "", exit_when_done=args.exit_when_done,
+        log_level=args.log_level.upper(),
+    )  # fmt: skip
+    return replay.main(settings)
+
+
+def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux.consumer import Subscriber  # noqa: PLC0415
+
+    run_dir = args.run_dir or env.get("FEEDMUX_RUN_DIR") or Path(_data_dir(args, env)) / "run"
+    seen = 0
+    with Subscriber(args.codes or None, run_dir=run_dir) as subscriber:
+        for tick in subscriber:
+            print(f"{tick.code:<10} seq={tick.seq:<16} price={tick.price:<10.4f} "
+                  f"volume={tick.volume:<10.0f} dir={tick.direction}", flush=True)  # fmt: skip
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                break
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "tail": cmd_tail}
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, os.environ if env is None else env)
+    except FeedmuxError as exc:
+        print(f"feedmux {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

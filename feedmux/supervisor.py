@@ -1,0 +1,209 @@
+"""``feedmux run``: start the workers, watch them, print progress, stop them in order.
+
+Shutdown order is what makes "nothing received is lost" true: the receiver stops first and
+sends each shard an End marker after its last ticks; then the shards store everything they
+hold and exit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from feedmux.config import Manifest, ReplaySettings, Settings, redact
+from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.stats import read_stats
+from workers import receiver, shard
+from workers import replay as replay_worker
+
+READY_TIMEOUT_S = 60.0
+RECEIVER_STOP_S = 30.0
+SHARD_STOP_S = 90.0
+PROGRESS_EVERY_S = 2.0
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+class Child:
+    """One worker process; ``start`` waits until it says it is ready."""
+
+    def __init__(self, name: str, target: Callable[..., int], args: tuple[Any, ...]) -> None:
+        self.name = name
+        self.target = target
+        self.args = args
+        self.process: BaseProcess | None = None
+        self.restarts = 0
+        self._terminated = False
+
+    def start(self) -> Any:
+        ours, theirs = _spawn.Pipe(duplex=False)
+        process = _spawn.Process(
+            target=self.target, args=(*self.args, theirs), name=f"feedmux-{self.name}"
+        )
+        process.start()
+        theirs.close()
+        self.process = process
+        self._terminated = False
+        return _await_ready(self.name, process, ours)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def terminate(self) -> None:
+        """SIGTERM, once: the worker then finishes its work and exits by itself."""
+        if self.process is not None and self.process.is_alive() and not self._terminated:
+            self._terminated = True
+            self.process.terminate()
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM, wait, then SIGKILL if it is still there; the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.is_alive():
+            self.terminate()
+            process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+        return process.exitcode
+
+
+def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if pipe.poll(0.1):
+            try:
+                return pipe.recv()
+            except EOFError:
+                break
+        if not process.is_alive():
+            break
+    process.join(1)
+    raise FeedmuxError(f"{name} did not start (exit code {process.exitcode}); see its log above")
+
+
+def _check_writable(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".feedmux-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data directory {data_dir} is not writable ({exc}); "
+                          "pass --data-dir or set FEEDMUX_DATA_DIR") from exc  # fmt: skip
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.received: int | None = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._set)
+
+    def _set(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+
+def _progress(stats: dict[str, dict[str, Any]], elapsed: float, rate: float) -> str:
+    receiver = stats.get("receiver", {})
+    shards = [s for name, s in stats.items() if name.startswith("shard-")]
+    conns = receiver.get("connections", [])
+    up = sum(1 for c in conns if c["state"] == "up")
+    bad = sum(sum(c["bad_frames"].values()) for c in conns)
+    return (
+        f"[{elapsed:7.1f}s] received {receiver.get('ticks', 0):>10,} ticks ({rate:>8,.0f}/s)"
+        f" | stored {sum(s['stored'] for s in shards):>10,}"
+        f" | published {sum(s['published'] for s in shards):>10,}"
+        f" | connections {up}/{len(conns)}"
+        f" | codes {receiver.get('codes_subscribed', 0):,}/{receiver.get('codes_desired', 0):,}"
+        f" | bad frames {bad}"
+    )
+
+
+def run(
+    settings: Settings,
+    replay: ReplaySettings | None = None,
+    stop_after_s: float | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Run the pipeline until SIGINT/SIGTERM (or ``stop_after_s``); 0 on an orderly stop."""
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    signals = _Signals()
+    paths = settings.paths
+    _check_writable(Path(settings.data_dir))
+    paths.prepare()
+    for old in paths.stats_dir.glob("*.json"):
+        old.unlink()  # numbers of an earlier run would read as this run's
+    started = time.monotonic()
+    replay_child = None
+    if replay is not None:
+        replay_child = Child("replay", replay_worker.main, (replay,))
+        url = replay_child.start()
+        settings = msgspec.structs.replace(settings, url=url)
+        say(f"replay server: {url} ({len(replay.codes):,} codes, {replay.rate:,.0f} ticks/s"
+            f"{', opening burst' if replay.burst else ''})")  # fmt: skip
+    manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir)
+    paths.manifest.write_bytes(msgspec.json.encode(manifest))
+    shards = [Child(f"shard-{i}", shard.main, (settings, i)) for i in range(settings.shards)]
+    for child in shards:
+        child.start()
+    say(f"{settings.shards} shard workers up; store: {Path(settings.data_dir).resolve()}; "
+        f"run dir: {paths.root}")  # fmt: skip
+    recv_child = Child("receiver", receiver.main, (settings,))
+    recv_child.start()
+    say(f"receiver up: {len(settings.codes):,} codes from {redact(settings.url, settings.token)}")
+    children = [recv_child, *shards]
+
+    last_ticks, last_time = 0, time.monotonic()
+    next_progress = last_time + PROGRESS_EVERY_S
+    while signals.received is None:
+        now = time.monotonic()
+        if stop_after_s is not None and now - started >= stop_after_s:
+            break
+        for child in children:
+            if not child.alive() and signals.received is None:
+                code = child.process.exitcode if child.process else None
+                say(f"{child.name} exited unexpectedly (code {code}); restarting")
+                child.restarts += 1
+                child.start()
+        if now >= next_progress:
+            stats = read_stats(paths.stats_dir)
+            ticks = stats.get("receiver", {}).get("ticks", 0)
+            rate = (ticks - last_ticks) / max(1e-9, now - last_time)
+            last_ticks, last_time = ticks, now
+            next_progress = now + PROGRESS_EVERY_S
+            say(_progress(stats, now - started, rate))
+        time.sleep(0.2)
+
+    say("stopping: receiver first, then the shards store what they hold")
+    codes = {"receiver": recv_child.stop(RECEIVER_STOP_S)}
+    for child in shards:
+        child.terminate()  # all at once: they drain in parallel
+    for child in shards:
+        codes[child.name] = child.stop(SHARD_STOP_S)
+    if replay_child is not None:
+        replay_child.stop(10)
+    stats = read_stats(paths.stats_dir)
+    say(_progress(stats, time.monotonic() - started, 0.0))
+    failed = {name: code for name, code in codes.items() if code != 0}
+    received = stats.get("receiver", {}).get("ticks", 0)
+    kept = sum(s["stored"] + s["duplicates"] for n, s in stats.items() if n.startswith("shard-"))
+    if failed or kept != received:
+        say(f"stopped with errors: exit codes {failed}; {received:,} ticks received, "
+            f"{kept:,} stored or already stored")  # fmt: skip
+        return 1
+    say(f"stopped cleanly: all {received:,} received ticks are stored "
+        f"(read them with feedmux.read_ticks({settings.data_dir!r}))")  # fmt: skip
+    return 0
