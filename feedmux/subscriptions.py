@@ -47,6 +47,7 @@ class ConnectionState:
     refused: list[str] | None = None  # a list the server refused; not retried until it changes
     last_error: str = ""
     connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
+    last_subscription_ns: int = _NEVER
     reconnects: int = 0
 
     def needs_request(self) -> bool:
@@ -74,7 +75,6 @@ class SubscriptionManager:
             ConnectionState(i, AllTickClient(f"{name}-c{i}"), part)
             for i, part in enumerate(assign(codes, max_codes_per_conn))
         ]
-        self._last_subscription_ns = _NEVER
         self._last_close_ns = _NEVER
 
     # -- connection lifecycle -------------------------------------------------------------------
@@ -106,9 +106,14 @@ class SubscriptionManager:
 
     # -- outgoing -------------------------------------------------------------------------------
     def _subscription_time(self, conn: ConnectionState) -> int:
+        # The 3 s rule is across connections: this connection's own last request only
+        # holds it back by the per-connection interval.
+        others = max(
+            (c.last_subscription_ns for c in self.connections if c is not conn), default=_NEVER
+        )
         return max(
             conn.last_request_ns + self.pacing.request_interval_ns,
-            self._last_subscription_ns + self.pacing.cross_interval_ns,
+            others + self.pacing.cross_interval_ns,
             conn.retry_at_ns,
         )
 
@@ -132,7 +137,7 @@ class SubscriptionManager:
                 else:
                     frame = conn.client.cancel()
                 conn.inflight_since = now_ns
-                conn.last_request_ns = self._last_subscription_ns = now_ns
+                conn.last_request_ns = conn.last_subscription_ns = now_ns
                 out.append((conn.index, frame))
             elif self._heartbeat_time(conn) <= now_ns:
                 conn.last_request_ns = conn.last_heartbeat_ns = now_ns

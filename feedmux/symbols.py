@@ -86,10 +86,10 @@ def normalize(raw: str) -> str:
         return _a_share(m.group(2), m.group(1))
     if m := _COLON.match(text):
         return _with_exchange(m.group(2), m.group(1))
+    if _US_TICKER.match(text):  # before suffixes: BRK.B is a share class, not an exchange
+        return f"{text}.US"
     if m := _SUFFIXED.match(text):
         return _with_exchange(m.group(1), m.group(2))
-    if _US_TICKER.match(text):
-        return f"{text}.US"
     raise ValueError("not a recognised code spelling")
 
 

@@ -48,6 +48,7 @@ class _Conn:
     opened_ns: int
     last_request_ns: int | None = None
     last_heartbeat_ns: int = 0
+    last_subscription_ns: int | None = None
     trades: list[str] = field(default_factory=list)
 
 
@@ -93,7 +94,6 @@ class AllTickServer:
         self.violations: list[Violation] = []
         self._conns: dict[int, _Conn] = {}
         self._last_close_ns: int | None = None
-        self._last_subscription_ns: int | None = None
         self.subscribers: dict[str, tuple[int, ...]] = {}  # code -> connections that get it
 
     def _violate(self, now_ns: int, conn: int, rule: str, detail: str) -> None:
@@ -158,8 +158,13 @@ class AllTickServer:
         return self._subscription(conn, state, req, now_ns)
 
     def _subscription(self, conn: int, state: _Conn, req: _Request, now_ns: int) -> Outcome:
-        last = self._last_subscription_ns
-        self._last_subscription_ns = now_ns
+        state.last_subscription_ns = now_ns
+        others = [
+            s.last_subscription_ns
+            for c, s in self._conns.items()
+            if c != conn and s.last_subscription_ns is not None
+        ]
+        last = max(others, default=None)
         if last is not None and now_ns - last < self.rules.cross_interval_ns:
             gap_ms = (now_ns - last) // 1_000_000
             self._violate(now_ns, conn, "cross-connection spacing", f"{gap_ms} ms after last")

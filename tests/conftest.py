@@ -1,0 +1,34 @@
+"""Shared test helpers. Timeouts are multiples of a unit scaled by FEEDMUX_TEST_TIME_SCALE."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+TIME_SCALE = float(os.environ.get("FEEDMUX_TEST_TIME_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIME_SCALE
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll ``condition`` until true; fail with ``what`` after ``timeout`` (scaled) seconds."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {scaled(timeout):.0f} s waiting for {what}")
+        time.sleep(step)
+
+
+class FakeClock:
+    def __init__(self, start_ns: int = 1_000_000_000_000) -> None:
+        self.now = start_ns
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> int:
+        self.now += int(seconds * 1e9)
+        return self.now

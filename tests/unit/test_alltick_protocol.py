@@ -1,0 +1,124 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feedmux.model import Tick
+from feedmux.providers.alltick import AllTickClient, BadFrame, Reply
+
+SPEC_TRADE_STRINGS = (
+    b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":"1605509068000001",'
+    b'"tick_time":"1605509068","price":"1745.50","volume":"300","turnover":"523650.00",'
+    b'"trade_direction":1}}'
+)
+SPEC_TRADE_INTS = (
+    b'{"cmd_id":22998,"data":{"code":"AAPL.US","seq":30841439,"tick_time":1677831545217,'
+    b'"price":"151.03","volume":"100","turnover":"15103.0","trade_direction":2}}'
+)
+
+
+def test_trade_with_string_fields_and_seconds_is_normalised() -> None:
+    tick = AllTickClient("t").receive(SPEC_TRADE_STRINGS, recv_ns=42)
+    assert tick == Tick("600519.SH", 1605509068000001, 1605509068 * 10**9, 42, 1745.5, 300.0,
+                        523650.0, 1)  # fmt: skip
+
+
+def test_trade_with_int_fields_and_milliseconds_is_normalised() -> None:
+    tick = AllTickClient("t").receive(SPEC_TRADE_INTS, recv_ns=7)
+    assert tick == Tick("AAPL.US", 30841439, 1677831545217 * 10**6, 7, 151.03, 100.0, 15103.0, 2)
+
+
+def test_unknown_vendor_fields_are_tolerated() -> None:
+    frame = json.loads(SPEC_TRADE_INTS)
+    frame["data"]["new_field"] = {"x": 1}
+    frame["extra"] = 5
+    tick = AllTickClient("t").receive(json.dumps(frame).encode(), 0)
+    assert tick is not None and tick.code == "AAPL.US"
+
+
+def test_subscribe_request_carries_the_full_replacing_list() -> None:
+    client = AllTickClient("feedmux-c0")
+    request = json.loads(client.subscribe_trades(["600519.SH", "AAPL.US"]))
+    assert request == {
+        "cmd_id": 22004, "seq_id": 1, "trace": "feedmux-c0-1",
+        "data": {"symbol_list": [{"code": "600519.SH"}, {"code": "AAPL.US"}]},
+    }  # fmt: skip
+    heartbeat = json.loads(client.heartbeat())
+    assert heartbeat == {"cmd_id": 22000, "seq_id": 2, "trace": "feedmux-c0-2", "data": {}}
+
+
+def test_ack_is_matched_to_its_request() -> None:
+    client = AllTickClient("c")
+    client.subscribe_trades(["600519.SH"])
+    ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
+    assert client.receive(ack, 0) is None
+    [reply] = client.events
+    assert isinstance(reply, Reply) and reply.ok and reply.cmd_id == 22005
+    assert reply.request is not None and reply.request.cmd_id == 22004
+    assert client.pending() == 0
+
+
+def test_error_reply_is_an_event_not_an_exception() -> None:
+    client = AllTickClient("c")
+    client.subscribe_trades(["XXX.SH"])
+    client.receive(b'{"ret":600,"msg":"code invalid","cmd_id":22005,"seq_id":1,"trace":"c-1"}', 0)
+    [reply] = client.events
+    assert isinstance(reply, Reply) and not reply.ok and reply.ret == 600
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        (b"{not json", "json"),
+        (b"", "json"),
+        (b'{"cmd_id":12345,"data":{}}', "schema"),
+        (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1}}', "schema"),
+        (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1,"tick_time":1,"price":"0",'
+         b'"volume":"1"}}', "schema"),
+        (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1,"tick_time":1,"price":"-3",'
+         b'"volume":"1"}}', "schema"),
+        (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1,"tick_time":1,"price":"abc",'
+         b'"volume":"1"}}', "schema"),
+        (b'{"cmd_id":22998,"data":{"code":"","seq":1,"tick_time":1,"price":"1",'
+         b'"volume":"1"}}', "schema"),
+        (b'[1,2,3]', "schema"),
+    ],
+)  # fmt: skip
+def test_bad_frames_are_counted_and_skipped(frame: bytes, kind: str) -> None:
+    client = AllTickClient("c")
+    assert client.receive(frame, 0) is None
+    assert client.bad_frames == {kind: 1}
+    [event] = client.events
+    assert isinstance(event, BadFrame) and event.kind == kind and len(event.sample) <= 200
+    # the connection goes on: the next good frame decodes
+    assert client.receive(SPEC_TRADE_INTS, 0) is not None
+
+
+def test_binary_frame_is_counted() -> None:
+    client = AllTickClient("c")
+    client.bad_binary(b"\x00\x01")
+    assert client.bad_frames == {"binary": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_no_bytes_make_the_decoder_raise(frame: bytes) -> None:
+    client = AllTickClient("c")
+    tick = client.receive(frame, 0)
+    assert tick is None or tick.price > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                   max_size=4),
+        max_leaves=12,
+    ),
+    st.sampled_from([22998, 22999, 22001, 22005, 1]),
+)  # fmt: skip
+def test_no_json_shape_makes_the_decoder_raise(data: object, cmd_id: int) -> None:
+    frame = json.dumps({"cmd_id": cmd_id, "data": data}).encode()
+    AllTickClient("c").receive(frame, 0)

@@ -1,0 +1,52 @@
+import pytest
+
+from feedmux.config import ReplaySettings, RunPaths, Settings, redact
+from feedmux.errors import ConfigError
+
+SECRET = "s3cr3t-token-value"
+
+
+def settings(**kw: object) -> Settings:
+    base: dict[str, object] = {"url": "wss://quote.alltick.co/quote-stock-b-ws-api",
+                               "token": SECRET, "codes": ["600519.SH"]}  # fmt: skip
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def test_token_never_shows_in_repr() -> None:
+    for obj in (settings(), ReplaySettings(token=SECRET, codes=["600519.SH"])):
+        assert SECRET not in repr(obj) and SECRET not in str(obj)
+
+
+def test_redact_removes_token_query_and_value() -> None:
+    text = f"connect wss://h/p?token={SECRET}&x=1 failed ({SECRET})"
+    assert SECRET not in redact(text, SECRET)
+    assert redact("wss://h/p?token=abc&x=1") == "wss://h/p?token=***&x=1"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"url": "http://x"}, "ws://"), ({"url": "wss://h/p?token=x"}, "not inside --url"),
+        ({"token": ""}, "FEEDMUX_TOKEN"), ({"shards": 0}, "--shards"),
+        ({"codes": []}, "empty"),
+    ],
+)  # fmt: skip
+def test_invalid_settings_say_what_to_change(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(**kw).validate()
+
+
+def test_unknown_settings_field_is_rejected() -> None:
+    with pytest.raises(TypeError):
+        settings(shard=4)
+
+
+def test_run_dir_is_private_and_length_checked(tmp_path: object) -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    paths = RunPaths(Path(str(tmp_path)) / "run")
+    paths.prepare()
+    assert paths.root.stat().st_mode & 0o777 == 0o700
+    with pytest.raises(ConfigError, match="too long"):
+        RunPaths(Path("/tmp") / ("x" * 120)).prepare()

@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from feedmux.errors import StoreError
+from feedmux.model import Tick
+from feedmux.reader import read_ticks
+from feedmux.sinks.base import WriteResult
+from feedmux.sinks.retry import RetryingWriter
+from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from tests.conftest import FakeClock
+
+T0 = 1_700_000_000_000_000_000
+
+
+def tick(code: str, seq: int, t_s: float = 0.0) -> Tick:
+    return Tick(code, seq, T0 + int(t_s * 1e9), T0 + int(t_s * 1e9) + 5, 10.5, 100.0, 1050.0, 1)
+
+
+def test_duplicates_are_skipped_and_counted_not_fatal(tmp_path: Path) -> None:
+    sink = SqliteSink(shard_db_path(tmp_path, 0))
+    assert sink.write_batch([tick("600519.SH", 1), tick("600519.SH", 2)]) == (2, 0)
+    assert sink.write_batch([tick("600519.SH", 2), tick("600519.SH", 3)]) == (1, 1)
+    sink.close()
+    assert list(read_ticks(tmp_path)["seq"]) == [1, 2, 3]
+
+
+def test_read_ticks_merges_shards_with_filters_and_types(tmp_path: Path) -> None:
+    for shard, codes in enumerate((["600519.SH", "000001.SZ"], ["AAPL.US"])):
+        sink = SqliteSink(shard_db_path(tmp_path, shard))
+        sink.write_batch([tick(c, s, t_s=s) for c in codes for s in range(5)])
+        sink.close()
+    frame = read_ticks(tmp_path)
+    assert list(frame.columns) == ["code", "seq", "time", "recv_time", "price", "volume",
+                                   "turnover", "direction"]  # fmt: skip
+    assert len(frame) == 15 and frame["time"].is_monotonic_increasing
+    assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
+    assert frame["time"].iloc[0] == pd.Timestamp(T0, unit="ns", tz="UTC")
+    some = read_ticks(tmp_path, codes=["sh600519", "AAPL"],
+                      start=pd.Timestamp(T0 + 10**9, unit="ns", tz="UTC"),
+                      end=pd.Timestamp(T0 + 3 * 10**9, unit="ns"))  # fmt: skip
+    assert sorted(zip(some["code"], some["seq"], strict=True)) == [
+        ("600519.SH", 1), ("600519.SH", 2), ("AAPL.US", 1), ("AAPL.US", 2)]  # fmt: skip
+
+
+def test_empty_store_reads_as_empty_frame(tmp_path: Path) -> None:
+    frame = read_ticks(tmp_path)
+    assert frame.empty and "price" in frame.columns
+
+
+class FlakySink:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.rows: list[Tick] = []
+
+    def write_batch(self, ticks: list[Tick]) -> WriteResult:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("disk on fire")
+        self.rows.extend(ticks)
+        return WriteResult(len(ticks), 0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_failed_writes_are_kept_and_retried_in_order() -> None:
+    clock = FakeClock()
+    sink = FlakySink(failures=2)
+    writer = RetryingWriter(sink, clock)
+    writer.submit([tick("A.SH", 1)])
+    writer.submit([tick("A.SH", 2)])
+    assert writer.backlog == 2 and writer.failures == 1
+    writer.flush()  # too early: backing off
+    assert writer.failures == 1
+    clock.advance(0.1)
+    writer.flush()
+    assert writer.failures == 2 and writer.backlog == 2
+    clock.advance(0.2)
+    writer.flush()
+    assert writer.backlog == 0 and [t.seq for t in sink.rows] == [1, 2]
+
+
+def test_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot open SQLite store"):
+        SqliteSink(blocker / "ticks" / "shard-0.sqlite")
