@@ -1,0 +1,81 @@
+"""One shard worker process against real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import zmq
+
+from feedmux import SnapshotClient, Subscriber, read_ticks, wire
+from feedmux.config import Settings
+from feedmux.model import Tick
+from feedmux.transports import zmq as zt
+from tests.conftest import scaled, wait_for
+from workers import shard
+
+
+def ticks(n: int, start: int = 1) -> list[Tick]:
+    return [Tick(f"60{i % 9:04d}.SH", start + i, 10**18 + i, 10**18 + i, 1.0 + i, 100.0, 100.0, 1)
+            for i in range(n)]  # fmt: skip
+
+
+def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(tmp_path: Path) -> None:
+    settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
+                        data_dir=str(tmp_path), run_dir=str(tmp_path / "run"))  # fmt: skip
+    settings.paths.prepare()
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe(duplex=False)
+    worker = spawn.Process(target=shard.main, args=(settings, 0, theirs))
+    worker.start()
+    assert ours.poll(scaled(30)) and ours.recv() == 0
+    subscriber = Subscriber(run_dir=settings.run_dir, shards=1)
+    ctx = zt.context()
+    bus = zt.push(ctx, settings.paths.shard_in(0))
+    try:
+        assert subscriber.wait_ready(scaled(10))
+        bus.send(wire.encode(wire.Batch(1, ticks(5))))
+        # 5 rows never fill a 100-row batch: only the 200 ms timer can store them.
+        wait_for(lambda: len(read_ticks(tmp_path)) == 5, 10, "the timer flush")
+        got = [subscriber.recv(timeout=scaled(5)) for _ in range(5)]
+        assert got == ticks(5)
+        snapshot = SnapshotClient(settings.run_dir, shards=1).get()
+        assert snapshot == {t.code: t for t in ticks(5)}
+
+        bus.send(wire.encode(wire.Batch(6, ticks(250, start=6))))
+        bus.send(wire.encode(wire.End(256)))
+        worker.terminate()  # SIGTERM: the worker stores what it holds, then exits 0
+        worker.join(scaled(30))
+        assert worker.exitcode == 0
+        stored = read_ticks(tmp_path)
+        assert sorted(stored["seq"]) == list(range(1, 256))
+    finally:
+        subscriber.close()
+        bus.close(linger=0)
+        ctx.term()
+        if worker.is_alive():
+            worker.kill()
+
+
+def test_garbage_on_the_bus_does_not_kill_the_shard(tmp_path: Path) -> None:
+    settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
+                        data_dir=str(tmp_path), run_dir=str(tmp_path / "run"))  # fmt: skip
+    settings.paths.prepare()
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe(duplex=False)
+    worker = spawn.Process(target=shard.main, args=(settings, 0, theirs))
+    worker.start()
+    assert ours.poll(scaled(30))
+    ctx = zmq.Context()
+    bus = zt.push(ctx, settings.paths.shard_in(0))
+    try:
+        bus.send(b"\x00garbage")
+        bus.send(wire.encode(wire.Batch(1, ticks(3))))
+        wait_for(lambda: len(read_ticks(tmp_path)) == 3, 10, "the good batch to be stored")
+        assert worker.is_alive()
+    finally:
+        bus.close(linger=0)
+        ctx.term()
+        worker.terminate()
+        worker.join(scaled(30))
+    assert worker.exitcode == 0

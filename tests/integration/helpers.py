@@ -1,0 +1,59 @@
+"""Run the feedmux CLI in subprocesses and check what the replay server sent against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from feedmux.model import Tick
+from feedmux.providers.alltick import AllTickClient
+from tests.conftest import scaled, wait_for
+
+TOKEN = "integration-secret-token"
+
+
+def feedmux(*args: str, **kw: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "FEEDMUX_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "feedmux", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)  # fmt: skip
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, str]:
+    report = tmp / "replay-report.json"
+    proc = feedmux("replay", "--port", "0", "--report", str(report),
+                   "--sent-log", str(tmp / "sent.log"), *args)  # fmt: skip
+    wait_for(lambda: bool(read_json(report).get("url")) or proc.poll() is not None, 30,
+             "the replay server to listen")  # fmt: skip
+    assert proc.poll() is None, proc.communicate()[0]
+    return proc, report, read_json(report)["url"]
+
+
+def sent_ticks(path: Path) -> list[Tick]:
+    """Every trade the server sent, decoded as feedmux decodes them (recv_ns zeroed)."""
+    client = AllTickClient("checker")
+    ticks = []
+    for line in path.read_bytes().splitlines():
+        tick = client.receive(line, 0)
+        assert tick is not None, line
+        ticks.append(tick)
+    return ticks
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=scaled(timeout))
+    return proc.returncode, out

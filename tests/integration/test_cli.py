@@ -1,0 +1,61 @@
+"""The feedmux command as a user runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedmux import read_ticks
+from feedmux.cli import main
+from tests.conftest import scaled
+from tests.integration.helpers import TOKEN, feedmux
+
+
+def test_bad_symbol_in_file_is_named_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    symbols = tmp_path / "watch.txt"
+    symbols.write_text("600519\n000001.SZ, 12345X\n")
+    code = main(["run", "--symbols-file", str(symbols), "--data-dir", str(tmp_path)],
+                env={"FEEDMUX_TOKEN": "x"})  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{symbols}:2: '12345X'" in err
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_empty_symbol_list_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    symbols = tmp_path / "watch.txt"
+    symbols.write_text("# nothing yet\n")
+    assert main(["run", "--symbols-file", str(symbols)], env={"FEEDMUX_TOKEN": "x"}) == 2
+    assert "lists no codes" in capsys.readouterr().err
+
+
+def test_missing_token_says_how_to_give_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--codes", "600519"], env={}) == 2
+    assert "FEEDMUX_TOKEN" in capsys.readouterr().err
+
+
+def test_unwritable_data_dir_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["run", "--codes", "600519", "--data-dir", str(blocker / "data")],
+                env={"FEEDMUX_TOKEN": "x"})  # fmt: skip
+    assert code == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001,AAPL,700.HK",
+                  "--replay-rate", "500", "--stop-after", "8", cwd=tmp_path)  # fmt: skip
+    output, _ = run.communicate(timeout=scaled(90))  # --stop-after ends it by itself
+    assert run.returncode == 0, output
+    assert "replay server: ws://127.0.0.1:" in output
+    assert "received" in output and "stopped cleanly" in output
+    stored = read_ticks(tmp_path / "feedmux-data")
+    assert set(stored["code"]) == {"600519.SH", "000001.SZ", "AAPL.US", "700.HK"}
+    assert TOKEN not in output
