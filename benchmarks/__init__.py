@@ -1,0 +1,1 @@
+"""Benchmarks: each configuration runs in fresh subprocesses against the replay server."""
