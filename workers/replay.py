@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 import signal
 import sys
@@ -22,11 +23,12 @@ from websockets.exceptions import ConnectionClosed
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.simulator.alltick_server import AllTickServer, ServerRules
-from feedmux.simulator.market import Market
+from feedmux.simulator.market import Market, text_frame
 from feedmux.stats import write_stats
 from workers._process import setup_logging
 
 FEED_STEP_S = 0.002
+SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
 
 
 def rules_of(settings: ReplaySettings) -> ServerRules:
@@ -46,16 +48,21 @@ class ReplayServer:
     def __init__(self, settings: ReplaySettings) -> None:
         self.settings = settings
         self.log = setup_logging(settings.log_level, "replay")
+        logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection
         self.rules = AllTickServer(rules_of(settings), set(settings.codes))
         self.market = Market(settings.codes, settings.seed)
         self.rng = random.Random(settings.seed + 1)
         self.sockets: dict[int, ServerConnection] = {}
+        self.transports: dict[int, asyncio.Transport] = {}
+        self._outgoing: dict[int, list[bytes]] = {}  # frames per connection, this feed step
         self.ids = itertools.count(1)
         self.url = ""
         self.ticks_sent = 0
         self.frames_sent = 0
         self.connections_opened = 0
         self.feed_state = "waiting"
+        self.feed_cpu_start = 0.0
+        self.feed_cpu_s = 0.0  # CPU spent feeding, start-up excluded (set when the feed ends)
         self.first_subscription = asyncio.Event()
         self.stop = asyncio.Event()
         self._logged_violations = 0
@@ -74,7 +81,7 @@ class ReplayServer:
         return {
             "url": self.url, "feed": self.feed_state, "ticks_sent": self.ticks_sent,
             "frames_sent": self.frames_sent, "connections_opened": self.connections_opened,
-            "cpu_s": time.process_time(),
+            "cpu_s": time.process_time(), "feed_cpu_s": self.feed_cpu_s,
             "violations": [
                 {"time_ns": v.time_ns, "conn": v.conn, "rule": v.rule, "detail": v.detail}
                 for v in self.rules.violations
@@ -104,6 +111,7 @@ class ReplayServer:
             return
         self.connections_opened += 1
         self.sockets[conn] = ws
+        self.transports[conn] = ws.transport
         try:
             async for message in ws:
                 outcome = self.rules.receive(conn, message, time.monotonic_ns())
@@ -119,6 +127,7 @@ class ReplayServer:
             pass
         finally:
             self.sockets.pop(conn, None)
+            self.transports.pop(conn, None)
             self.rules.close(conn, time.monotonic_ns())
 
     async def watch_heartbeats(self) -> None:
@@ -132,44 +141,65 @@ class ReplayServer:
             self.write_report()
 
     # -- the feed -------------------------------------------------------------------------------
-    async def send_trade(self, code: str) -> None:
+    def queue_trade(self, code: str) -> None:
+        """Generate one trade for ``code`` and queue its frame for every subscriber of it."""
         receivers = self.rules.subscribers.get(code)
         if not receivers:
             return
         frame = self.market.trade(code, time.time_ns() // 1_000_000)
+        framed = text_frame(frame)
         for conn in receivers:
-            ws = self.sockets.get(conn)
-            if ws is not None:
-                try:
-                    await ws.send(frame, text=True)
-                except ConnectionClosed:
-                    continue
-                self.frames_sent += 1
+            self._outgoing.setdefault(conn, []).append(framed)
         self.ticks_sent += 1
         if self._sent_log is not None:
             self._sent_log.write(frame + b"\n")
+
+    def flush_trades(self) -> None:
+        """One write per connection for everything queued this step (one syscall, not one per
+        frame). Whole frames only, on the event loop thread, so they never interleave with
+        the frames websockets itself writes (replies, close)."""
+        for conn, frames in self._outgoing.items():
+            transport = self.transports.get(conn)
+            if transport is None or transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() > SLOW_CLIENT_BYTES:
+                self.log.warning("conn=%d reads too slowly (%d bytes queued): closing", conn,
+                                 transport.get_write_buffer_size())  # fmt: skip
+                transport.abort()
+                continue
+            transport.write(b"".join(frames))
+            self.frames_sent += len(frames)
+        self._outgoing.clear()
 
     async def feed(self) -> None:
         settings = self.settings
         await self.first_subscription.wait()
         await asyncio.sleep(settings.warmup_s)
         self.feed_state = "running"
+        self.feed_cpu_start = time.process_time()
         self.log.info("feed starts: %.0f ticks/s%s", settings.rate,
                       ", opening burst" if settings.burst else "")  # fmt: skip
         loop = asyncio.get_running_loop()
         if settings.burst:
             for code in sorted(self.rules.subscribers):
-                await self.send_trade(code)
+                self.queue_trade(code)
+            self.flush_trades()
         start = loop.time()
         produced = 0
+        source: dict[str, tuple[int, ...]] = {}
+        codes: list[str] = []
         while settings.duration_s is None or loop.time() - start < settings.duration_s:
             await asyncio.sleep(FEED_STEP_S)
-            codes = list(self.rules.subscribers)
+            if source is not self.rules.subscribers:  # replaced whenever a list changes
+                source = self.rules.subscribers
+                codes = list(source)
             due = int((loop.time() - start) * settings.rate) - produced
             produced += due
             for code in self.rng.choices(codes, k=due) if codes else ():
-                await self.send_trade(code)
+                self.queue_trade(code)
+            self.flush_trades()
         self.feed_state = "done"
+        self.feed_cpu_s = time.process_time() - self.feed_cpu_start
         if self._sent_log is not None:
             self._sent_log.flush()
         self.write_report()

@@ -64,3 +64,17 @@ class Market:
             price * volume,
             rng.randrange(3),
         )
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete unmasked server-to-client WebSocket text frame (RFC 6455 section 5.2).
+
+    Pre-framing lets the replay server write trades straight to the transport: a benchmark
+    should measure the client, not the server's framing.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload

@@ -41,14 +41,24 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(tmp_path:
         assert got == ticks(5)
         snapshot = SnapshotClient(settings.run_dir, shards=1).get()
         assert snapshot == {t.code: t for t in ticks(5)}
+        assert SnapshotClient(settings.run_dir, shards=1).get(["600001"]) == {
+            "600001.SH": ticks(5)[1]
+        }
+        with Subscriber(codes=["sh600003"], run_dir=settings.run_dir, shards=1) as only:
+            assert only.wait_ready(scaled(10))
+            bus.send(wire.encode(wire.Batch(6, ticks(9, start=6))))
+            got_one = only.recv(timeout=scaled(5))
+            assert got_one is not None and got_one.code == "600003.SH"
+            assert only.recv(timeout=0.3) is None  # the other eight codes were filtered out
+        assert [subscriber.recv(timeout=scaled(5)) for _ in range(9)] == ticks(9, start=6)
 
-        bus.send(wire.encode(wire.Batch(6, ticks(250, start=6))))
-        bus.send(wire.encode(wire.End(256)))
+        bus.send(wire.encode(wire.Batch(15, ticks(250, start=15))))
+        bus.send(wire.encode(wire.End(265)))
         worker.terminate()  # SIGTERM: the worker stores what it holds, then exits 0
         worker.join(scaled(30))
         assert worker.exitcode == 0
         stored = read_ticks(tmp_path)
-        assert sorted(stored["seq"]) == list(range(1, 256))
+        assert sorted(stored["seq"]) == list(range(1, 265))
     finally:
         subscriber.close()
         bus.close(linger=0)

@@ -8,7 +8,7 @@ import pytest
 
 from feedmux import read_ticks
 from feedmux.cli import main
-from tests.conftest import scaled
+from tests.conftest import scaled, wait_for
 from tests.integration.helpers import TOKEN, feedmux
 
 
@@ -51,7 +51,13 @@ def test_unwritable_data_dir_says_what_to_do(
 @pytest.mark.integration
 def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
     run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001,AAPL,700.HK",
-                  "--replay-rate", "500", "--stop-after", "8", cwd=tmp_path)  # fmt: skip
+                  "--replay-rate", "500", "--stop-after", "10", cwd=tmp_path)  # fmt: skip
+    wait_for((tmp_path / "feedmux-data" / "run" / "run.json").exists, 30, "the run to start")
+    tail = feedmux("tail", "sh600519", "--count", "3", cwd=tmp_path)
+    tail_output, _ = tail.communicate(timeout=scaled(30))
+    assert tail.returncode == 0, tail_output
+    lines = tail_output.splitlines()
+    assert len(lines) == 3 and all(line.startswith("600519.SH ") for line in lines), lines
     output, _ = run.communicate(timeout=scaled(90))  # --stop-after ends it by itself
     assert run.returncode == 0, output
     assert "replay server: ws://127.0.0.1:" in output
