@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -47,7 +48,7 @@ class Child:
     def start(self) -> Any:
         ours, theirs = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
-            target=self.target, args=(*self.args, theirs), name=f"feedmux-{self.name}"
+            target=_entry, args=(self.target, *self.args, theirs), name=f"feedmux-{self.name}"
         )
         process.start()
         theirs.close()
@@ -76,6 +77,11 @@ class Child:
             process.kill()
             process.join(5)
         return process.exitcode
+
+
+def _entry(target: Callable[..., int], *args: Any) -> None:
+    """A worker's ``main`` returns its exit status; multiprocessing would drop it."""
+    sys.exit(target(*args))
 
 
 def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:
@@ -129,6 +135,99 @@ def _progress(stats: dict[str, dict[str, Any]], elapsed: float, rate: float) -> 
     )
 
 
+class Supervisor:
+    """Owns the worker processes; whatever happens, ``shutdown`` stops them in order."""
+
+    def __init__(self, settings: Settings, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.say = say
+        self.replay: Child | None = None
+        self.receiver: Child | None = None
+        self.shards: list[Child] = []
+        self.started = time.monotonic()
+
+    def start(self, replay: ReplaySettings | None) -> None:
+        settings, paths = self.settings, self.settings.paths
+        _check_writable(Path(settings.data_dir))
+        paths.prepare()
+        for old in paths.stats_dir.glob("*.json"):
+            old.unlink()  # numbers of an earlier run would read as this run's
+        if replay is not None:
+            self.replay = Child("replay", replay_worker.main, (replay,))
+            url = self.replay.start()
+            self.settings = settings = msgspec.structs.replace(settings, url=url)
+            burst = ", opening burst" if replay.burst else ""
+            self.say(f"replay server: {url} ({len(replay.codes):,} codes, "
+                     f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
+        manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir)
+        paths.manifest.write_bytes(msgspec.json.encode(manifest))
+        for i in range(settings.shards):
+            self.shards.append(Child(f"shard-{i}", shard.main, (settings, i)))
+            self.shards[-1].start()
+        self.say(f"{settings.shards} shard workers up; store: "
+                 f"{Path(settings.data_dir).resolve()}; run dir: {paths.root}")  # fmt: skip
+        self.receiver = Child("receiver", receiver.main, (settings,))
+        self.receiver.start()
+        self.say(f"receiver up: {len(settings.codes):,} codes from "
+                 f"{redact(settings.url, settings.token)}")  # fmt: skip
+
+    def watch(self, signals: _Signals, stop_after_s: float | None) -> None:
+        """Restart dead workers and print progress until a signal or ``stop_after_s``."""
+        assert self.receiver is not None
+        children = [self.receiver, *self.shards]
+        last_ticks, last_time = 0, time.monotonic()
+        next_progress = last_time + PROGRESS_EVERY_S
+        while signals.received is None:
+            now = time.monotonic()
+            if stop_after_s is not None and now - self.started >= stop_after_s:
+                return
+            for child in children:
+                if not child.alive() and signals.received is None:
+                    code = child.process.exitcode if child.process else None
+                    self.say(f"{child.name} exited unexpectedly (code {code}); restarting")
+                    child.restarts += 1
+                    child.start()
+            if now >= next_progress:
+                stats = read_stats(self.settings.paths.stats_dir)
+                ticks = stats.get("receiver", {}).get("ticks", 0)
+                rate = (ticks - last_ticks) / max(1e-9, now - last_time)
+                last_ticks, last_time = ticks, now
+                next_progress = now + PROGRESS_EVERY_S
+                self.say(_progress(stats, now - self.started, rate))
+            time.sleep(0.2)
+
+    def shutdown(self) -> dict[str, int | None]:
+        """Receiver first, then all shards at once (they drain in parallel), then the server."""
+        self.say("stopping: receiver first, then the shards store what they hold")
+        codes: dict[str, int | None] = {}
+        if self.receiver is not None:
+            codes["receiver"] = self.receiver.stop(RECEIVER_STOP_S)
+        for child in self.shards:
+            child.terminate()
+        for child in self.shards:
+            codes[child.name] = child.stop(SHARD_STOP_S)
+        if self.replay is not None:
+            self.replay.stop(10)
+        return codes
+
+    def verdict(self, codes: dict[str, int | None]) -> int:
+        """Say whether every received tick was stored; the exit status."""
+        stats = read_stats(self.settings.paths.stats_dir)
+        self.say(_progress(stats, time.monotonic() - self.started, 0.0))
+        failed = {name: code for name, code in codes.items() if code != 0}
+        received = stats.get("receiver", {}).get("ticks", 0)
+        kept = sum(
+            s["stored"] + s["duplicates"] for n, s in stats.items() if n.startswith("shard-")
+        )
+        if failed or kept != received:
+            self.say(f"stopped with errors: exit codes {failed}; {received:,} ticks received, "
+                     f"{kept:,} stored or already stored")  # fmt: skip
+            return 1
+        self.say(f"stopped cleanly: all {received:,} received ticks are stored "
+                 f"(read them with feedmux.read_ticks({self.settings.data_dir!r}))")  # fmt: skip
+        return 0
+
+
 def run(
     settings: Settings,
     replay: ReplaySettings | None = None,
@@ -141,69 +240,11 @@ def run(
         print(text, file=out, flush=True)
 
     signals = _Signals()
-    paths = settings.paths
-    _check_writable(Path(settings.data_dir))
-    paths.prepare()
-    for old in paths.stats_dir.glob("*.json"):
-        old.unlink()  # numbers of an earlier run would read as this run's
-    started = time.monotonic()
-    replay_child = None
-    if replay is not None:
-        replay_child = Child("replay", replay_worker.main, (replay,))
-        url = replay_child.start()
-        settings = msgspec.structs.replace(settings, url=url)
-        say(f"replay server: {url} ({len(replay.codes):,} codes, {replay.rate:,.0f} ticks/s"
-            f"{', opening burst' if replay.burst else ''})")  # fmt: skip
-    manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir)
-    paths.manifest.write_bytes(msgspec.json.encode(manifest))
-    shards = [Child(f"shard-{i}", shard.main, (settings, i)) for i in range(settings.shards)]
-    for child in shards:
-        child.start()
-    say(f"{settings.shards} shard workers up; store: {Path(settings.data_dir).resolve()}; "
-        f"run dir: {paths.root}")  # fmt: skip
-    recv_child = Child("receiver", receiver.main, (settings,))
-    recv_child.start()
-    say(f"receiver up: {len(settings.codes):,} codes from {redact(settings.url, settings.token)}")
-    children = [recv_child, *shards]
-
-    last_ticks, last_time = 0, time.monotonic()
-    next_progress = last_time + PROGRESS_EVERY_S
-    while signals.received is None:
-        now = time.monotonic()
-        if stop_after_s is not None and now - started >= stop_after_s:
-            break
-        for child in children:
-            if not child.alive() and signals.received is None:
-                code = child.process.exitcode if child.process else None
-                say(f"{child.name} exited unexpectedly (code {code}); restarting")
-                child.restarts += 1
-                child.start()
-        if now >= next_progress:
-            stats = read_stats(paths.stats_dir)
-            ticks = stats.get("receiver", {}).get("ticks", 0)
-            rate = (ticks - last_ticks) / max(1e-9, now - last_time)
-            last_ticks, last_time = ticks, now
-            next_progress = now + PROGRESS_EVERY_S
-            say(_progress(stats, now - started, rate))
-        time.sleep(0.2)
-
-    say("stopping: receiver first, then the shards store what they hold")
-    codes = {"receiver": recv_child.stop(RECEIVER_STOP_S)}
-    for child in shards:
-        child.terminate()  # all at once: they drain in parallel
-    for child in shards:
-        codes[child.name] = child.stop(SHARD_STOP_S)
-    if replay_child is not None:
-        replay_child.stop(10)
-    stats = read_stats(paths.stats_dir)
-    say(_progress(stats, time.monotonic() - started, 0.0))
-    failed = {name: code for name, code in codes.items() if code != 0}
-    received = stats.get("receiver", {}).get("ticks", 0)
-    kept = sum(s["stored"] + s["duplicates"] for n, s in stats.items() if n.startswith("shard-"))
-    if failed or kept != received:
-        say(f"stopped with errors: exit codes {failed}; {received:,} ticks received, "
-            f"{kept:,} stored or already stored")  # fmt: skip
-        return 1
-    say(f"stopped cleanly: all {received:,} received ticks are stored "
-        f"(read them with feedmux.read_ticks({settings.data_dir!r}))")  # fmt: skip
-    return 0
+    supervisor = Supervisor(settings, say)
+    try:
+        supervisor.start(replay)
+        supervisor.watch(signals, stop_after_s)
+    except BaseException:
+        supervisor.shutdown()  # never leave workers behind, whatever went wrong
+        raise
+    return supervisor.verdict(supervisor.shutdown())

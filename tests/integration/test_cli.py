@@ -65,3 +65,16 @@ def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
     stored = read_ticks(tmp_path / "feedmux-data")
     assert set(stored["code"]) == {"600519.SH", "000001.SZ", "AAPL.US", "700.HK"}
     assert TOKEN not in output
+
+
+@pytest.mark.integration
+def test_a_worker_that_cannot_start_stops_the_rest_and_says_why(tmp_path: Path) -> None:
+    broken = tmp_path / "data" / "ticks" / "shard-1.sqlite"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"this is not an SQLite database, it only has the name of one")
+    run = feedmux("run", "--replay", "--shards", "3", "--codes", "600519,000001",
+                  "--data-dir", str(tmp_path / "data"), "--stop-after", "30")  # fmt: skip
+    output, _ = run.communicate(timeout=scaled(60))  # left-over workers would hang the exit
+    assert run.returncode == 2, output
+    assert "shard-1 did not start (exit code 2)" in output
+    assert "file is not a database" in output
