@@ -16,7 +16,7 @@ import zmq
 
 from feedmux.config import Settings, redact
 from feedmux.fanout import ShardOutbox
-from feedmux.providers.alltick import BadFrame, Reply
+from feedmux.providers.alltick import CMD_SUBSCRIBE_TRADES, BadFrame, Reply
 from feedmux.routing import Router
 from feedmux.stats import write_stats
 from feedmux.subscriptions import Pacing, SubscriptionManager
@@ -85,7 +85,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 if not event.ok:
                     log.warning("connection %d: cmd %d refused: ret=%d %s",
                                 i, event.cmd_id, event.ret, event.msg)  # fmt: skip
-                elif event.cmd_id == 22005:
+                elif event.cmd_id == CMD_SUBSCRIBE_TRADES + 1:
                     log.info("connection %d: %d codes subscribed", i, len(conns[i].confirmed))
             elif isinstance(event, BadFrame) and event.kind not in logged_kinds:
                 logged_kinds.add(event.kind)  # once per kind; the counters say how many

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+import pytest
 import zmq
 
 from feedmux import SnapshotClient, Subscriber, read_ticks, wire
@@ -20,7 +23,9 @@ def ticks(n: int, start: int = 1) -> list[Tick]:
             for i in range(n)]  # fmt: skip
 
 
-def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(tmp_path: Path) -> None:
+@pytest.fixture
+def running_shard(tmp_path: Path) -> Iterator[tuple[Settings, BaseProcess]]:
+    """Shard 0 of 1 in its own process, ready; killed afterwards if a test left it running."""
     settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
                         data_dir=str(tmp_path), run_dir=str(tmp_path / "run"))  # fmt: skip
     settings.paths.prepare()
@@ -28,7 +33,19 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(tmp_path:
     ours, theirs = spawn.Pipe(duplex=False)
     worker = spawn.Process(target=shard.main, args=(settings, 0, theirs))
     worker.start()
-    assert ours.poll(scaled(30)) and ours.recv() == 0
+    try:
+        assert ours.poll(scaled(30)) and ours.recv() == 0
+        yield settings, worker
+    finally:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(
+    tmp_path: Path, running_shard: tuple[Settings, BaseProcess]
+) -> None:
+    settings, worker = running_shard
     subscriber = Subscriber(run_dir=settings.run_dir, shards=1)
     ctx = zt.context()
     bus = zt.push(ctx, settings.paths.shard_in(0))
@@ -63,19 +80,12 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(tmp_path:
         subscriber.close()
         bus.close(linger=0)
         ctx.term()
-        if worker.is_alive():
-            worker.kill()
 
 
-def test_garbage_on_the_bus_does_not_kill_the_shard(tmp_path: Path) -> None:
-    settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
-                        data_dir=str(tmp_path), run_dir=str(tmp_path / "run"))  # fmt: skip
-    settings.paths.prepare()
-    spawn = multiprocessing.get_context("spawn")
-    ours, theirs = spawn.Pipe(duplex=False)
-    worker = spawn.Process(target=shard.main, args=(settings, 0, theirs))
-    worker.start()
-    assert ours.poll(scaled(30))
+def test_garbage_on_the_bus_does_not_kill_the_shard(
+    tmp_path: Path, running_shard: tuple[Settings, BaseProcess]
+) -> None:
+    settings, worker = running_shard
     ctx = zmq.Context()
     bus = zt.push(ctx, settings.paths.shard_in(0))
     try:

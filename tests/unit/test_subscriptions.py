@@ -70,12 +70,17 @@ def test_aggressive_pacing_is_caught_by_the_server() -> None:
     assert {v.rule for v in server.violations} >= {"cross-connection spacing"}
 
 
-def test_rate_limited_request_is_retried_after_the_interval() -> None:
-    clock = FakeClock()
+def first_subscribe(clock: FakeClock) -> tuple[SubscriptionManager, Request]:
+    """A one-code manager that has just sent its first subscribe request."""
     manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
     manager.on_connected(0, clock.now)
     [(_, frame)] = manager.due(clock.now)
-    request = Request(22004, 1, "x", json.loads(frame)["data"])
+    return manager, Request(22004, 1, "x", json.loads(frame)["data"])
+
+
+def test_rate_limited_request_is_retried_after_the_interval() -> None:
+    clock = FakeClock()
+    manager, request = first_subscribe(clock)
     manager.on_reply(0, Reply(22005, 429, "rate limit", 1, request), clock.now)
     assert manager.due(clock.advance(0.5)) == []
     assert [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(0.7))] == [22004]
@@ -83,10 +88,7 @@ def test_rate_limited_request_is_retried_after_the_interval() -> None:
 
 def test_refused_list_is_not_retried_forever() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
-    manager.on_connected(0, clock.now)
-    [(_, frame)] = manager.due(clock.now)
-    request = Request(22004, 1, "x", json.loads(frame)["data"])
+    manager, request = first_subscribe(clock)
     manager.on_reply(0, Reply(22005, 604, "code unauthorized", 1, request), clock.now)
     later = [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(5))]
     assert later == []  # nothing until the next heartbeat; the refused list is not resent
