@@ -222,9 +222,10 @@ class ReplayServer:
             self.write_report()
             self.log.info("serving %s: %d codes, %.0f ticks/s", self.url, len(settings.codes),
                           settings.rate)  # fmt: skip
-            print(f"replay: serving {self.url}", flush=True)
             if ready is not None:
                 ready.send(self.url)
+            else:  # standalone: say where to connect (supervised, `feedmux run` says it)
+                print(f"replay: serving {self.url}", flush=True)
             tasks = [asyncio.create_task(t) for t in (self.feed(), self.watch_heartbeats())]
             await self.stop.wait()
             for task in tasks:
