@@ -1,10 +1,17 @@
 """Which codes each connection carries, and when each request may go out.
 
-Pure state driven by an injected ``now_ns``. It enforces AllTick's pacing (spec rules 1-3):
-- a subscribe REPLACES the connection's list, so every request carries the full desired list;
+Pure state driven by an injected ``now_ns``. It enforces AllTick's rules (spec rules 1-6):
+- a subscribe REPLACES the connection's list, so every request carries the full list, and any
+  number of add/remove calls between two requests coalesce into one;
 - at most one request per ``request_interval`` per connection, heartbeats included;
-- subscription requests across connections at least ``cross_interval`` apart;
-- a heartbeat every ``heartbeat_interval``.
+- subscription requests on different connections at least ``cross_interval`` apart;
+- a heartbeat every ``heartbeat_interval``; reconnects ``reconnect_spacing`` after a close;
+- at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections.
+
+Assignment is stable: a code stays on its connection until removed; a new code goes to the
+connection with the fewest codes that has room. When the vendor refuses a list for a bad code
+(600/604) the manager holds back half of the newly added codes and tries again, until each bad
+code is found alone; those are reported in ``rejected`` and never retried on their own.
 """
 
 from __future__ import annotations
@@ -22,23 +29,25 @@ from feedmux.providers.alltick import (
 
 _NEVER = -(2**62)
 REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
+RETRY_LATER = frozenset((RET_RATE_LIMIT, 605, 606))  # 606: the server also closes the link
+BAD_CODE = frozenset((600, 604))  # code invalid / code unauthorized: find the culprit
 
 
-def assign(codes: list[str], max_codes_per_conn: int) -> list[list[str]]:
-    """Split codes into the fewest connections under the cap, evenly."""
-    if max_codes_per_conn < 1:
-        raise ValueError("max_codes_per_conn must be >= 1")
-    count = max(1, math.ceil(len(codes) / max_codes_per_conn))
-    size = math.ceil(len(codes) / count)
-    return [codes[i * size : (i + 1) * size] for i in range(count)]
+@dataclass(frozen=True)
+class Pacing:
+    request_interval_ns: int = 1_100_000_000  # spec: 1 s; 10 % margin for network jitter
+    cross_interval_ns: int = 3_300_000_000  # spec: 3 s across connections of one token
+    heartbeat_interval_ns: int = 10_000_000_000
+    reconnect_spacing_ns: int = 3_300_000_000  # spec: 3 s on paid plans (10 s free)
 
 
 @dataclass
 class ConnectionState:
     index: int
     client: AllTickClient
-    desired: list[str]
-    confirmed: list[str] = field(default_factory=list)
+    desired: list[str] = field(default_factory=list)  # the codes assigned to this connection
+    confirmed: list[str] = field(default_factory=list)  # what the server acked last
+    held_back: set[str] = field(default_factory=set)  # left out while a bad code is searched
     connected: bool = False
     inflight_since: int | None = None
     last_request_ns: int = _NEVER
@@ -50,32 +59,94 @@ class ConnectionState:
     last_subscription_ns: int = _NEVER
     reconnects: int = 0
 
+    def request_list(self) -> list[str]:
+        if not self.held_back:
+            return self.desired
+        return [c for c in self.desired if c not in self.held_back]
+
     def needs_request(self) -> bool:
-        return (
-            self.connected
-            and self.inflight_since is None
-            and self.desired not in (self.confirmed, self.refused)
-        )
+        if not self.connected or self.inflight_since is not None:
+            return False
+        wanted = self.request_list()
+        return wanted not in (self.confirmed, self.refused)
 
 
-@dataclass(frozen=True)
-class Pacing:
-    request_interval_ns: int = 1_100_000_000  # spec: 1 s; 10 % margin for network jitter
-    cross_interval_ns: int = 3_300_000_000  # spec: 3 s across connections of one token
-    heartbeat_interval_ns: int = 10_000_000_000
-    reconnect_spacing_ns: int = 3_300_000_000  # spec: 3 s on paid plans (10 s free)
+def _release_half(conn: ConnectionState) -> None:
+    """Binary search for bad codes: after a verdict, try half of what is still held back."""
+    if conn.held_back:
+        held = [c for c in conn.desired if c in conn.held_back]
+        conn.held_back = set(held[len(held) // 2 :]) if len(held) > 1 else set()
 
 
 class SubscriptionManager:
     def __init__(
-        self, codes: list[str], max_codes_per_conn: int, pacing: Pacing, name: str = "feedmux"
+        self,
+        codes: list[str],
+        max_codes_per_conn: int,
+        pacing: Pacing,
+        name: str = "feedmux",
+        max_conns: int = 10,
     ) -> None:
+        if max_codes_per_conn < 1 or max_conns < 1:
+            raise ValueError("max_codes_per_conn and max_conns must be >= 1")
         self.pacing = pacing
-        self.connections = [
-            ConnectionState(i, AllTickClient(f"{name}-c{i}"), part)
-            for i, part in enumerate(assign(codes, max_codes_per_conn))
-        ]
+        self.name = name
+        self.max_codes_per_conn = max_codes_per_conn
+        self.max_conns = max_conns
+        self.connections: list[ConnectionState] = []
+        self.owner: dict[str, int] = {}  # code -> connection index
+        self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
+        self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
         self._last_close_ns = _NEVER
+        for _ in range(min(max_conns, max(1, math.ceil(len(codes) / max_codes_per_conn)))):
+            self._new_connection()
+        self.subscribe(codes)
+
+    def _new_connection(self) -> ConnectionState:
+        index = len(self.connections)
+        conn = ConnectionState(index, AllTickClient(f"{self.name}-c{index}"))
+        self.connections.append(conn)
+        return conn
+
+    # -- the desired set ------------------------------------------------------------------------
+    def subscribe(self, codes: list[str]) -> None:
+        """Add codes; each goes to the connection with the fewest codes that has room."""
+        for code in codes:
+            if code in self.owner:
+                continue
+            self.rejected.pop(code, None)  # asked again: try again
+            room = [c for c in self.connections if len(c.desired) < self.max_codes_per_conn]
+            if room:
+                conn = min(room, key=lambda c: len(c.desired))
+            elif len(self.connections) < self.max_conns:
+                conn = self._new_connection()
+            else:
+                self.rejected[code] = (f"no room: {self.max_conns} connections of "
+                                       f"{self.max_codes_per_conn} codes are full")  # fmt: skip
+                continue
+            conn.desired.append(code)
+            self.owner[code] = conn.index
+
+    def unsubscribe(self, codes: list[str]) -> None:
+        for code in codes:
+            self.rejected.pop(code, None)
+            self.confirmed_at.pop(code, None)
+            index = self.owner.pop(code, None)
+            if index is not None:
+                conn = self.connections[index]
+                conn.desired.remove(code)
+                conn.held_back.discard(code)
+
+    def desired(self) -> list[str]:
+        return [c for conn in self.connections for c in conn.desired]
+
+    def settled(self, codes: list[str], subscribed: bool) -> bool:
+        """True when the server agrees: every code confirmed or rejected (``subscribed``), or
+        no longer on any connection's confirmed list (not ``subscribed``)."""
+        if subscribed:
+            return all(c in self.rejected or c in self.confirmed_at for c in codes)
+        live = {c for conn in self.connections for c in conn.confirmed}
+        return not live.intersection(codes)
 
     # -- connection lifecycle -------------------------------------------------------------------
     def on_connected(self, index: int, now_ns: int) -> None:
@@ -94,6 +165,8 @@ class SubscriptionManager:
             conn.reconnects += 1
         conn.connected = False
         conn.inflight_since = None
+        for code in conn.confirmed:
+            self.confirmed_at.pop(code, None)  # subscribed again only when re-acked
         conn.confirmed = []
         conn.client.reset()
         conn.last_error = error or conn.last_error
@@ -132,10 +205,9 @@ class SubscriptionManager:
             if conn.inflight_since is not None and now_ns - conn.inflight_since > REPLY_TIMEOUT_NS:
                 conn.inflight_since = None  # lost reply: the full list is simply sent again
             if conn.needs_request() and self._subscription_time(conn) <= now_ns:
-                if conn.desired:
-                    frame = conn.client.subscribe_trades(conn.desired)
-                else:
-                    frame = conn.client.cancel()
+                wanted = conn.request_list()
+                # An empty list cannot be sent (the vendor answers 601): cancel instead.
+                frame = conn.client.subscribe_trades(wanted) if wanted else conn.client.cancel()
                 conn.inflight_since = now_ns
                 conn.last_request_ns = conn.last_subscription_ns = now_ns
                 out.append((conn.index, frame))
@@ -172,14 +244,27 @@ class SubscriptionManager:
             assert isinstance(symbol_list, list)
             sent = [entry["code"] for entry in symbol_list]
         if reply.ok:
+            for code in set(sent).difference(conn.confirmed):
+                self.confirmed_at.setdefault(code, now_ns)
+            for code in set(conn.confirmed).difference(sent):
+                self.confirmed_at.pop(code, None)
             conn.confirmed = sent
             conn.last_error = ""
-        elif reply.ret == RET_RATE_LIMIT:
+            _release_half(conn)
+            return
+        conn.last_error = f"ret={reply.ret} {reply.msg}"
+        if reply.ret in RETRY_LATER:
             conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
-            conn.last_error = f"ret={reply.ret} {reply.msg}"
+            return
+        added = [c for c in sent if c not in set(conn.confirmed)]
+        if reply.ret in BAD_CODE and len(added) == 1:
+            self.unsubscribe(added)
+            self.rejected[added[0]] = conn.last_error
+            _release_half(conn)
+        elif reply.ret in BAD_CODE and added:
+            conn.held_back.update(added[len(added) // 2 :])
         else:
             conn.refused = sent
-            conn.last_error = f"ret={reply.ret} {reply.msg}"
 
     # -- status ---------------------------------------------------------------------------------
     def all_confirmed(self) -> bool:

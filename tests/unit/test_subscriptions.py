@@ -5,17 +5,18 @@ import pytest
 from feedmux.providers.alltick import Reply, Request
 from feedmux.simulator.alltick_server import AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
-from feedmux.subscriptions import Pacing, SubscriptionManager, assign
+from feedmux.subscriptions import Pacing, SubscriptionManager
 from tests.conftest import FakeClock
 
 UNIVERSE = a_share_universe()
 
 
-def test_assign_uses_fewest_connections_evenly() -> None:
-    parts = assign(UNIVERSE, 3000)
-    assert len(parts) == 2 and all(len(p) <= 3000 for p in parts)
-    assert [c for p in parts for c in p] == UNIVERSE
-    assert assign(["A.US"], 3000) == [["A.US"]]
+def test_full_market_takes_the_fewest_connections_evenly() -> None:
+    manager = SubscriptionManager(UNIVERSE, 3000, Pacing())
+    assert [len(c.desired) for c in manager.connections] == [2715, 2715]
+    assert sorted(manager.desired()) == sorted(UNIVERSE)
+    single = SubscriptionManager(["A.US"], 3000, Pacing())
+    assert [len(c.desired) for c in single.connections] == [1]
 
 
 def drive(manager: SubscriptionManager, server: AllTickServer, clock: FakeClock,
@@ -116,10 +117,69 @@ def test_lost_reply_is_resent_after_timeout() -> None:
     assert [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(6))] == [22004]
 
 
-@pytest.mark.parametrize("cap", [1, 100])
-def test_bad_cap_is_refused(cap: int) -> None:
-    if cap < 1:
-        with pytest.raises(ValueError):
-            assign(UNIVERSE, cap)
-    else:
-        assert all(len(p) <= cap for p in assign(UNIVERSE, cap))
+def test_rejects_nonsense_limits() -> None:
+    with pytest.raises(ValueError):
+        SubscriptionManager(UNIVERSE, 0, Pacing())
+
+
+def test_burst_of_changes_coalesces_and_assignment_is_stable() -> None:
+    clock = FakeClock()
+    start, extra = UNIVERSE[:5000], UNIVERSE[5000:]
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(start, 3000, Pacing())
+    drive(manager, server, clock, seconds=8)
+    before = dict(manager.owner)
+    for k in range(50):  # 50 separate calls of each kind in quick succession
+        manager.subscribe(extra[6 * k : 6 * k + 6])
+        manager.unsubscribe(start[4 * k : 4 * k + 4])
+    sent = drive(manager, server, clock, seconds=10)
+    removed, added = set(start[:200]), set(extra[:300])
+    want = (set(start) - removed) | added
+    union = [c for codes in server.subscriptions().values() for c in codes]
+    assert sorted(union) == sorted(want) and server.violations == []
+    assert all(manager.owner[c] == before[c] for c in set(start) - removed)  # nobody moved
+    subscribes = [f for _, _, f in sent if json.loads(f)["cmd_id"] == 22004]
+    assert len(subscribes) == 2  # 100 calls became one request per connection
+    assert manager.settled(sorted(added), subscribed=True)
+    assert manager.settled(sorted(removed), subscribed=False)
+
+
+def test_bad_codes_are_found_by_halving_and_reported() -> None:
+    clock = FakeClock()
+    good = UNIVERSE[:40]
+    # valid spellings the vendor does not list
+    bad = [next(c for c in (f"{p}{i:03d}.{x}" for i in range(1000)) if c not in UNIVERSE)
+           for p, x in (("600", "SH"), ("300", "SZ"))]  # fmt: skip
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(good[:10], 3000, Pacing())
+    drive(manager, server, clock, seconds=3)
+    manager.subscribe(good[10:25] + bad[:1] + good[25:] + bad[1:])
+    drive(manager, server, clock, seconds=40)
+    assert sorted(manager.rejected) == sorted(bad)
+    assert all("600" in why for why in manager.rejected.values())
+    assert sorted(server.subscriptions()[0]) == sorted(good)
+    assert {v.rule for v in server.violations} == {"code invalid"}  # no pacing rule broken
+    assert manager.settled(good + bad, subscribed=True)
+
+
+def test_connections_grow_to_the_cap_then_codes_are_refused() -> None:
+    manager = SubscriptionManager(UNIVERSE[:5], 2, Pacing(), max_conns=3)
+    assert [len(c.desired) for c in manager.connections] == [2, 2, 1]
+    manager.subscribe(UNIVERSE[5:8])
+    assert [len(c.desired) for c in manager.connections] == [2, 2, 2]
+    assert sorted(manager.rejected) == sorted(UNIVERSE[6:8])
+    assert "no room" in manager.rejected[UNIVERSE[6]]
+    manager.unsubscribe(UNIVERSE[:1])
+    manager.subscribe(UNIVERSE[6:7])  # asked again, with room now: accepted
+    assert UNIVERSE[6] not in manager.rejected and UNIVERSE[6] in manager.owner
+
+
+def test_emptied_connection_cancels() -> None:
+    clock = FakeClock()
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(UNIVERSE[:3], 3000, Pacing())
+    drive(manager, server, clock, seconds=2)
+    manager.unsubscribe(UNIVERSE[:3])
+    sent = drive(manager, server, clock, seconds=2)
+    assert [json.loads(f)["cmd_id"] for _, _, f in sent] == [22006]
+    assert server.subscribers == {} and manager.settled(UNIVERSE[:3], subscribed=False)
