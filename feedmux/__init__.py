@@ -12,18 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from feedmux.consumer import SnapshotClient, Subscriber
+    from feedmux.control import Control
     from feedmux.errors import FeedmuxError
     from feedmux.model import Tick
     from feedmux.reader import read_ticks
 
 _EXPORTS = {
+    "Control": "feedmux.control",
     "SnapshotClient": "feedmux.consumer",
     "Subscriber": "feedmux.consumer",
     "FeedmuxError": "feedmux.errors",
     "Tick": "feedmux.model",
     "read_ticks": "feedmux.reader",
 }
-__all__ = ["FeedmuxError", "SnapshotClient", "Subscriber", "Tick", "read_ticks"]
+__all__ = ["Control", "FeedmuxError", "SnapshotClient", "Subscriber", "Tick", "read_ticks"]
 __version__ = "0.1.0"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
+from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.simulator.market import a_share_universe
 from feedmux.symbols import parse_symbols, read_symbols_file
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=3000,
         help="the plan's code cap per connection (default 3000)",
     )
+    run.add_argument("--max-conns", type=int, default=10,
+                     help="the plan's connection cap per token (default 10)")  # fmt: skip
     run.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
     run.add_argument(
         "--replay",
@@ -116,12 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--exit-when-done", action="store_true", help="exit when --duration ends")
     rep.add_argument("--log-level", default="INFO")
 
+    for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
+        change = sub.add_parser(name, help=f"{what} a running instance; returns once the "
+                                "vendor confirmed")  # fmt: skip
+        change.add_argument("codes", nargs="+", metavar="CODE")
+        _add_run_dir_options(change)
+    listing = sub.add_parser("subscriptions", help="list a running instance's codes")
+    _add_run_dir_options(listing)
+
     tail = sub.add_parser("tail", help="print live ticks of a running instance")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
-    tail.add_argument("--run-dir", help="run directory (default <data-dir>/run)")
-    tail.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+    _add_run_dir_options(tail)
     tail.add_argument("--count", type=int, help="exit after this many ticks")
     return parser
+
+
+def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", help="run directory (default <data-dir>/run)")
+    p.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+
+
+def _run_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
+    return Path(args.run_dir or env.get("FEEDMUX_RUN_DIR") or Path(_data_dir(args, env)) / "run")
 
 
 def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -150,14 +169,18 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         token = token or secrets.token_hex(16)
         replay = _replay_settings(args, token, codes, "replay_", log_level=args.log_level,
                                   max_codes_per_conn=args.max_codes_per_conn)  # fmt: skip
+    data_dir = _data_dir(args, env)
+    if codes is None:
+        codes = load_universe(data_dir)  # resume what the last run was subscribed to
     if codes is None:
         raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
                           "(or --replay for the synthetic market)")  # fmt: skip
     settings = Settings(
         url=args.url or ("ws://127.0.0.1/replay" if args.replay else ALLTICK_URL),
-        token=token, codes=codes, shards=args.shards, data_dir=_data_dir(args, env),
+        token=token, codes=codes, shards=args.shards, data_dir=data_dir,
         run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
-        max_codes_per_conn=args.max_codes_per_conn, log_level=args.log_level.upper(),
+        max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
+        log_level=args.log_level.upper(),
     )  # fmt: skip
     settings.validate()
     return supervisor.run(settings, replay, args.stop_after)
@@ -183,9 +206,8 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.consumer import Subscriber  # noqa: PLC0415
 
-    run_dir = args.run_dir or env.get("FEEDMUX_RUN_DIR") or Path(_data_dir(args, env)) / "run"
     seen = 0
-    with Subscriber(args.codes or None, run_dir=run_dir) as subscriber:
+    with Subscriber(args.codes or None, run_dir=_run_dir(args, env)) as subscriber:
         for tick in subscriber:
             print(f"{tick.code:<10} seq={tick.seq:<16} price={tick.price:<10.4f} "
                   f"volume={tick.volume:<10.0f} dir={tick.direction}", flush=True)  # fmt: skip
@@ -195,7 +217,28 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "replay": cmd_replay, "tail": cmd_tail}
+def cmd_change(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    control = Control(_run_dir(args, env))
+    if args.command == "subscribe":
+        done = control.subscribe(args.codes)
+    else:
+        done = control.unsubscribe(args.codes)
+    print(f"{args.command}d {len(done)} code(s): {' '.join(done)}")
+    return 0
+
+
+def cmd_subscriptions(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    control = Control(_run_dir(args, env))
+    print("\n".join(control.subscriptions()))
+    for code, why in control.rejected().items():
+        print(f"rejected {code}: {why}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "replay": cmd_replay, "tail": cmd_tail, "subscribe": cmd_change,
+    "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

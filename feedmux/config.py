@@ -26,6 +26,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     data_dir: str = "feedmux-data"
     run_dir: str = ""  # "" means <data_dir>/run
     max_codes_per_conn: int = 3000
+    max_conns: int = 10  # the plan's connection cap per token
     request_interval_ms: int = 1100
     cross_interval_ms: int = 3300
     heartbeat_interval_ms: int = 10_000
@@ -83,6 +84,10 @@ class RunPaths:
 
     def shard_snapshot(self, shard: int) -> str:
         return self._ipc(f"shard-{shard}.snap")
+
+    @property
+    def control(self) -> str:
+        return self._ipc("control")
 
     @property
     def manifest(self) -> Path:

@@ -8,6 +8,7 @@ the whole family with one ``except``. Messages never contain the vendor token.
     │   └── SymbolError      one or more codes that cannot be parsed (names each code and line)
     ├── ProtocolError        a vendor message feedmux cannot accept
     ├── VendorError          the vendor answered a request with ret != 200
+    │   └── SubscriptionError    codes the vendor (or a plan limit) refused, with the reasons
     ├── StoreError           a sink could not write or read
     └── ConsumerError        a Subscriber / SnapshotClient could not reach a running pipeline
 """
@@ -44,6 +45,17 @@ class VendorError(FeedmuxError):
         self.msg = msg
         self.cmd_id = cmd_id
         super().__init__(f"vendor refused cmd {cmd_id}: ret={ret} {msg}")
+
+
+class SubscriptionError(VendorError):
+    """Codes that could not be subscribed; ``rejected`` maps each to its reason."""
+
+    def __init__(self, rejected: dict[str, str]) -> None:
+        self.rejected = rejected
+        FeedmuxError.__init__(
+            self, "not subscribed: " + "; ".join(f"{c}: {why}" for c, why in rejected.items())
+        )
+        self.ret, self.msg, self.cmd_id = 0, str(self), 0
 
 
 class StoreError(FeedmuxError):

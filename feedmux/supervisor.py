@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import msgspec
 
 from feedmux.config import Manifest, ReplaySettings, Settings, redact
+from feedmux.control import save_universe
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.stats import read_stats
 from workers import receiver, shard
@@ -159,6 +160,7 @@ class Supervisor:
             burst = ", opening burst" if replay.burst else ""
             self.say(f"replay server: {url} ({len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
+        save_universe(settings.data_dir, settings.codes)  # live changes then update it
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir)
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         for i in range(settings.shards):

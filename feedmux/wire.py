@@ -14,6 +14,12 @@ Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload
 
 Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
     reply ``[shard, last_pub_seq, [tick, ...]]`` — the latest tick of each code.
+
+Control (REQ → receiver ROUTER at ``<run_dir>/control``): ``["sub", [code, ...], wait]``,
+    ``["unsub", [code, ...], wait]`` or ``["list"]``; reply ``[error, codes, rejected, ages]``:
+    ``error`` is "" on success, ``codes`` the desired codes, ``rejected`` {code: reason},
+    ``ages`` {code: seconds since the server confirmed it}. A sub/unsub reply comes when the
+    server has confirmed the change (with ``wait`` false: once the change is queued).
 """
 
 from __future__ import annotations
@@ -69,3 +75,33 @@ snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
 
 def trade_topic(code: str) -> bytes:
     return TRADE_PREFIX + code.encode()
+
+
+class Subscribe(msgspec.Struct, array_like=True, tag="sub", frozen=True):
+    codes: list[str]
+    wait: bool = True  # False: answer once queued, not once the server confirmed
+
+
+class Unsubscribe(msgspec.Struct, array_like=True, tag="unsub", frozen=True):
+    codes: list[str]
+    wait: bool = True
+
+
+class ListSubscriptions(msgspec.Struct, array_like=True, tag="list", frozen=True):
+    pass
+
+
+ControlRequest = Subscribe | Unsubscribe | ListSubscriptions
+
+
+class ControlReply(msgspec.Struct, array_like=True, frozen=True):
+    error: str
+    codes: list[str]
+    rejected: dict[str, str]
+    confirmed_age_s: dict[str, float]
+
+
+control_request_decoder: msgspec.msgpack.Decoder[ControlRequest] = msgspec.msgpack.Decoder(
+    ControlRequest
+)
+control_reply_decoder = msgspec.msgpack.Decoder(ControlReply)

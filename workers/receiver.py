@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 import zmq
 
 from feedmux.config import Settings, redact
+from feedmux.control import ControlDesk, load_universe, save_universe
 from feedmux.fanout import ShardOutbox
 from feedmux.providers.alltick import CMD_SUBSCRIBE_TRADES, BadFrame, Reply
 from feedmux.routing import Router
@@ -50,16 +51,23 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     pushes = [zt.push(ctx, paths.shard_in(s)) for s in range(settings.shards)]
     backlog: list[collections.deque[bytes]] = [collections.deque() for _ in pushes]
     outbox = ShardOutbox(Router(settings.shards))
-    manager = SubscriptionManager(settings.codes, settings.max_codes_per_conn, pacing_of(settings))
-    conns = manager.connections
-    links: list[WsLink | None] = [None] * len(conns)
+    # The saved universe carries live changes across a restart of this process.
+    codes = load_universe(settings.data_dir) or settings.codes
+    manager = SubscriptionManager(codes, settings.max_codes_per_conn, pacing_of(settings),
+                                  max_conns=settings.max_conns)  # fmt: skip
+    conns = manager.connections  # grows when live changes need another connection
+    links: list[WsLink | None] = []
+    frames: list[int] = []
+    last_frame_ns: list[int] = []
     by_fd: dict[int, int] = {}
     poller = select.poll()
-    frames = [0] * len(conns)
-    last_frame_ns = [0] * len(conns)
+    desk = ControlDesk(manager)
+    control = zt.router(ctx, paths.control)
+    control_fd = control.fileno()  # ZMQ_FD: readable when the socket may have news
+    poller.register(control_fd, select.POLLIN)
     logged_kinds: set[str] = set()
     counters = {"bus_messages": 0, "bus_backlog_peak": 0}
-    log.info("%d codes over %d connection(s) to %s, %d shards", len(settings.codes),
+    log.info("%d codes over %d connection(s) to %s, %d shards", len(codes),
              len(conns), redact(settings.url), settings.shards)  # fmt: skip
     if ready is not None:
         ready.send("receiver")
@@ -94,6 +102,30 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                             event.detail, sample)  # fmt: skip
         client.events.clear()
 
+    def grow() -> None:
+        while len(links) < len(conns):
+            links.append(None)
+            frames.append(0)
+            last_frame_ns.append(0)
+
+    def serve_control() -> None:
+        """Take every waiting control request; answer those the server has settled."""
+        now = time.monotonic_ns()
+        while True:
+            try:
+                ident, empty, raw = control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            answer, changed = desk.submit(ident, raw, now)
+            if answer is not None:
+                control.send_multipart([ident, empty, answer])
+            if changed:
+                save_universe(settings.data_dir, manager.desired())
+                grow()
+        for ident, answer in desk.answers(now):
+            control.send_multipart([ident, b"", answer])
+        control.getsockopt(zmq.EVENTS)  # re-arms the edge-triggered ZMQ_FD
+
     def send_bus() -> None:
         for shard, message in outbox.drain():
             backlog[shard].append(message)
@@ -115,7 +147,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             "ticks": outbox.routed, "bus_messages": counters["bus_messages"],
             "bus_backlog": sum(len(q) for q in backlog),
             "bus_backlog_peak": counters["bus_backlog_peak"],
-            "codes_desired": len(settings.codes), "codes_subscribed": manager.confirmed_codes(),
+            "codes_desired": len(manager.owner), "codes_subscribed": manager.confirmed_codes(),
+            "codes_rejected": len(manager.rejected),
             "connections": [{
                 "state": "up" if c.connected else "down", "codes": len(c.desired),
                 "confirmed": len(c.confirmed), "frames": frames[c.index],
@@ -126,6 +159,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             } for c in conns],
         })  # fmt: skip
 
+    grow()
     next_stats = time.monotonic_ns()
     stats_every = settings.stats_interval_ms * 1_000_000
     while not stop.requested:
@@ -155,6 +189,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         ready_fds = poller.poll(max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6)))
         while ready_fds:
             for fd, flags in ready_fds:
+                if fd == control_fd:
+                    serve_control()
+                    continue
                 i = by_fd.get(fd, -1)
                 link = links[i] if i >= 0 else None
                 if link is None:
@@ -186,6 +223,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 send_bus()
             ready_fds = poller.poll(0)
         send_bus()
+        serve_control()
 
     log.info("stopping: closing connections, handing the last ticks to the shards")
     for i, open_link in enumerate(links):
@@ -198,6 +236,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     for shard, queue in enumerate(backlog):
         while queue:  # blocking now: the shards are still running and drain their bus
             pushes[shard].send(queue.popleft())
+    control.close(linger=0)
     for sock in pushes:
         sock.close(linger=END_LINGER_MS)
     report(final=True)

@@ -64,6 +64,7 @@ class ReplayServer:
         self.feed_cpu_start = 0.0
         self.feed_cpu_s = 0.0  # CPU spent feeding, start-up excluded (set when the feed ends)
         self.first_subscription = asyncio.Event()
+        self.feed_end = asyncio.Event()  # set by SIGUSR1: end the feed now, keep serving
         self.stop = asyncio.Event()
         self._logged_violations = 0
         self._sent_log: IO[bytes] | None = None
@@ -188,7 +189,9 @@ class ReplayServer:
         produced = 0
         source: dict[str, tuple[int, ...]] = {}
         codes: list[str] = []
-        while settings.duration_s is None or loop.time() - start < settings.duration_s:
+        while not self.feed_end.is_set() and (
+            settings.duration_s is None or loop.time() - start < settings.duration_s
+        ):
             await asyncio.sleep(FEED_STEP_S)
             if source is not self.rules.subscribers:  # replaced whenever a list changes
                 source = self.rules.subscribers
@@ -212,6 +215,7 @@ class ReplayServer:
         # Supervised, SIGINT is ignored: the supervisor decides the order of shutdown.
         for signum in (signal.SIGTERM,) if ready is not None else (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.feed_end.set)
         settings = self.settings
         async with serve(
             self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,

@@ -1,0 +1,158 @@
+"""Live subscription changes: the receiver's side (``ControlDesk``, pure) and the caller's
+(``Control``), plus the desired universe persisted in the data directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from feedmux import wire
+from feedmux.config import RunPaths
+from feedmux.errors import ConfigError, ConsumerError, SubscriptionError
+from feedmux.subscriptions import SubscriptionManager
+from feedmux.symbols import parse_symbols
+from feedmux.transports import zmq as zt
+
+UNIVERSE_FILE = "subscriptions.json"
+CONFIRM_TIMEOUT_NS = 60_000_000_000
+
+
+# -- the persisted desired universe ---------------------------------------------------------------
+class _Universe(msgspec.Struct):
+    codes: list[str]
+
+
+def universe_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / UNIVERSE_FILE
+
+
+def save_universe(data_dir: str | Path, codes: list[str]) -> None:
+    path = universe_path(data_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.encode(_Universe(codes)))
+    os.replace(tmp, path)  # a crash mid-write never leaves half a file
+
+
+def load_universe(data_dir: str | Path) -> list[str] | None:
+    path = universe_path(data_dir)
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=_Universe).codes
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"cannot read the saved subscriptions {path}: {exc}; "
+                          "delete it or give --symbols-file") from exc  # fmt: skip
+
+
+# -- the receiver's side --------------------------------------------------------------------------
+@dataclass
+class _Waiter:
+    ident: bytes
+    codes: list[str]
+    subscribed: bool
+    deadline_ns: int
+
+
+class ControlDesk:
+    """Applies control requests to the manager and answers each once the server agrees."""
+
+    def __init__(self, manager: SubscriptionManager) -> None:
+        self.manager = manager
+        self._waiting: list[_Waiter] = []
+
+    def reply(self, now_ns: int, error: str = "", codes: list[str] | None = None) -> bytes:
+        manager = self.manager
+        rejected = manager.rejected if codes is None else {
+            c: manager.rejected[c] for c in codes if c in manager.rejected
+        }  # fmt: skip
+        ages = {c: (now_ns - t) / 1e9 for c, t in manager.confirmed_at.items()}
+        return wire.encode(wire.ControlReply(error, manager.desired(), rejected, ages))
+
+    def submit(self, ident: bytes, raw: bytes, now_ns: int) -> tuple[bytes | None, bool]:
+        """Handle one request: ``(reply now or None, whether the desired set changed)``."""
+        try:
+            request = wire.control_request_decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            return self.reply(now_ns, f"bad control request: {exc}"), False
+        if isinstance(request, wire.ListSubscriptions):
+            return self.reply(now_ns), False
+        subscribed = isinstance(request, wire.Subscribe)
+        if subscribed:
+            self.manager.subscribe(request.codes)
+        else:
+            self.manager.unsubscribe(request.codes)
+        if not request.wait:
+            return self.reply(now_ns, codes=request.codes), True
+        self._waiting.append(_Waiter(ident, request.codes, subscribed,
+                                     now_ns + CONFIRM_TIMEOUT_NS))  # fmt: skip
+        return None, True
+
+    def answers(self, now_ns: int) -> list[tuple[bytes, bytes]]:
+        """Replies due now: changes the server confirmed, or that timed out."""
+        out, still = [], []
+        for w in self._waiting:
+            if self.manager.settled(w.codes, w.subscribed):
+                out.append((w.ident, self.reply(now_ns, codes=w.codes)))
+            elif now_ns >= w.deadline_ns:
+                error = f"not confirmed by the server within {CONFIRM_TIMEOUT_NS // 10**9} s"
+                out.append((w.ident, self.reply(now_ns, error, w.codes)))
+            else:
+                still.append(w)
+        self._waiting = still
+        return out
+
+
+# -- the caller's side ----------------------------------------------------------------------------
+class Control:
+    """Change a running ``feedmux run``'s subscriptions; each call returns once the vendor
+    confirmed the change, or raises (``SubscriptionError`` names each refused code)."""
+
+    def __init__(self, run_dir: str | Path = Path("feedmux-data") / "run",
+                 timeout: float = 90.0) -> None:  # fmt: skip
+        self.paths = RunPaths(Path(run_dir))
+        self.timeout = timeout
+
+    def _request(self, request: wire.ControlRequest) -> wire.ControlReply:
+        ctx = zt.context()
+        try:
+            sock = zt.req(ctx, self.paths.control)
+            sock.send(wire.encode(request))
+            if not sock.poll(int(self.timeout * 1000)):
+                raise ConsumerError(f"no answer from the receiver within {self.timeout} s: is "
+                                    f"feedmux running with run dir {self.paths.root}?")  # fmt: skip
+            reply = wire.control_reply_decoder.decode(sock.recv())
+        finally:
+            ctx.destroy(linger=0)
+        if reply.error:
+            raise ConsumerError(reply.error)
+        return reply
+
+    def _change(self, request: wire.Subscribe | wire.Unsubscribe) -> list[str]:
+        reply = self._request(request)
+        if reply.rejected:
+            raise SubscriptionError(reply.rejected)
+        return request.codes
+
+    def subscribe(self, codes: list[str], wait: bool = True) -> list[str]:
+        """Add codes (any spelling); returns them in canonical form once subscribed.
+
+        ``wait=False`` returns once the receiver has queued the change: AllTick allows one
+        request a second per connection and 3 s between connections, so a burst of changes is
+        faster sent without waiting, then confirmed with one waiting call.
+        """
+        return self._change(wire.Subscribe(parse_symbols(codes), wait))
+
+    def unsubscribe(self, codes: list[str], wait: bool = True) -> list[str]:
+        """Remove codes; returns them in canonical form once the server stopped them."""
+        return self._change(wire.Unsubscribe(parse_symbols(codes), wait))
+
+    def subscriptions(self) -> list[str]:
+        """The desired codes of the running instance."""
+        return self._request(wire.ListSubscriptions()).codes
+
+    def rejected(self) -> dict[str, str]:
+        """Codes the vendor or a plan limit refused, with the reasons."""
+        return self._request(wire.ListSubscriptions()).rejected

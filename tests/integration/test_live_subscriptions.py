@@ -1,0 +1,89 @@
+"""Live subscription changes against the replay server at the all-market plan's limits."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from feedmux import Control, read_ticks
+from feedmux.control import load_universe
+from feedmux.errors import SubscriptionError
+from feedmux.simulator.market import a_share_universe
+from feedmux.stats import read_stats
+from tests.conftest import scaled, wait_for
+from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+
+pytestmark = pytest.mark.integration
+
+
+def test_burst_of_live_changes_converges_within_the_rules_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    universe = a_share_universe()
+    start, extra = universe[:5130], universe[5130:]
+    added, removed = extra[:300], start[:200]
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text("\n".join(start))
+    replay, report, url = start_replay(tmp_path, "--rate", "2000")
+    data_dir, run_dir = tmp_path / "data", tmp_path / "run"
+    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "4",
+                  "--data-dir", str(data_dir), "--run-dir", str(run_dir))  # fmt: skip
+    try:
+        wait_for(lambda: len(read_json(report).get("subscribed", [])) == len(start), 30,
+                 "the starting universe to be subscribed")  # fmt: skip
+        control = Control(run_dir)
+        errors: list[BaseException] = []
+
+        def burst(change: str, codes: list[str], size: int) -> None:
+            try:
+                call = getattr(control, change)
+                for i in range(0, len(codes), size):  # 25 calls, each returning at once
+                    call(codes[i : i + size], wait=False)
+                call(codes)  # then wait until the vendor confirmed all of them
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        began = time.monotonic()
+        threads = [threading.Thread(target=burst, args=("subscribe", added, 12)),
+                   threading.Thread(target=burst, args=("unsubscribe", removed, 8))]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(scaled(60))
+        took = time.monotonic() - began
+        print(f"50 live changes confirmed by the server in {took:.1f} s")
+        assert errors == []
+        want = sorted((set(start) - set(removed)) | set(added))
+        wait_for(lambda: read_json(report)["subscribed"] == want, 5, "the server to agree")
+        assert took < scaled(20), f"changes took {took:.1f} s to be confirmed"
+        assert sorted(control.subscriptions()) == want
+        assert sorted(load_universe(data_dir) or []) == want  # a restart resumes it
+
+        unlisted = next(c for c in (f"600{i:03d}.SH" for i in range(1000)) if c not in universe)
+        with pytest.raises(SubscriptionError) as refused:
+            control.subscribe([unlisted])
+        assert refused.value.rejected == {unlisted: "ret=600 code invalid"}
+        assert unlisted not in control.subscriptions()
+
+        # End the feed, let the receiver read everything, then stop: nothing may be missing.
+        replay.send_signal(signal.SIGUSR1)
+        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        sent_count = read_json(report)["frames_sent"]
+        wait_for(lambda: read_stats(run_dir / "stats").get("receiver", {}).get("ticks")
+                 == sent_count, 15, "the receiver to read every frame")  # fmt: skip
+    finally:
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    violations = [v for v in read_json(report)["violations"] if v["rule"] != "code invalid"]
+    assert violations == [], violations
+    sent = sent_ticks(tmp_path / "sent.log")
+    stored = read_ticks(data_dir)
+    assert len(stored) == len(sent)
+    # every tick sent (before, during and after the changes) is stored, once
+    assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in sent}
+    assert len({t.code for t in sent} & set(added)) > len(added) // 2  # added codes tick

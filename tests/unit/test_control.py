@@ -1,0 +1,70 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from feedmux import wire
+from feedmux.control import ControlDesk, load_universe, save_universe
+from feedmux.errors import ConfigError
+from feedmux.providers.alltick import Reply, Request
+from feedmux.subscriptions import Pacing, SubscriptionManager
+
+S = 1_000_000_000
+
+
+def ack(manager: SubscriptionManager, now: int, ret: int = 200) -> None:
+    """The server answers every request the manager sends now."""
+    for index, frame in manager.due(now):
+        body = json.loads(frame)
+        request = Request(body["cmd_id"], body["seq_id"], body["trace"], body["data"])
+        manager.on_reply(index, Reply(body["cmd_id"] + 1, ret, "x", body["seq_id"], request), now)
+
+
+def test_subscribe_is_answered_only_once_the_server_confirms() -> None:
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager.on_connected(0, 0)
+    ack(manager, 0)
+    desk = ControlDesk(manager)
+    answer, changed = desk.submit(b"id", wire.encode(wire.Subscribe(["000001.SZ"])), S)
+    assert answer is None and changed and desk.answers(S) == []
+    ack(manager, 2 * S)
+    [(ident, raw)] = desk.answers(2 * S)
+    reply = wire.control_reply_decoder.decode(raw)
+    assert ident == b"id" and reply.error == "" and reply.rejected == {}
+    assert sorted(reply.codes) == ["000001.SZ", "600519.SH"]
+    assert reply.confirmed_age_s["600519.SH"] == 2.0
+
+
+def test_no_wait_is_answered_at_once_and_list_too() -> None:
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    desk = ControlDesk(manager)
+    answer, changed = desk.submit(b"a", wire.encode(wire.Unsubscribe(["600519.SH"], False)), 0)
+    assert answer is not None and changed
+    listed, changed = desk.submit(b"b", wire.encode(wire.ListSubscriptions()), 0)
+    assert listed is not None and not changed
+    assert wire.control_reply_decoder.decode(listed).codes == []
+
+
+def test_unconfirmed_change_times_out_with_a_reason() -> None:
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())  # never connected
+    desk = ControlDesk(manager)
+    desk.submit(b"id", wire.encode(wire.Subscribe(["000001.SZ"])), 0)
+    [(_, raw)] = desk.answers(61 * S)
+    assert "not confirmed" in wire.control_reply_decoder.decode(raw).error
+
+
+def test_garbage_request_gets_an_error_reply() -> None:
+    answer, changed = ControlDesk(SubscriptionManager(["A.US"], 10, Pacing())).submit(
+        b"x", b"\xc1", 0
+    )
+    assert answer is not None and not changed
+    assert "bad control request" in wire.control_reply_decoder.decode(answer).error
+
+
+def test_universe_round_trips_and_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    assert load_universe(tmp_path) is None
+    save_universe(tmp_path, ["600519.SH", "AAPL.US"])
+    assert load_universe(tmp_path) == ["600519.SH", "AAPL.US"]
+    (tmp_path / "subscriptions.json").write_text("{broken")
+    with pytest.raises(ConfigError, match="delete it or give --symbols-file"):
+        load_universe(tmp_path)
