@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run_dir_options(change)
     listing = sub.add_parser("subscriptions", help="list a running instance's codes")
     _add_run_dir_options(listing)
+    silent = sub.add_parser("silent", help="codes subscribed but without ticks")
+    silent.add_argument("--threshold", type=float, default=60.0, metavar="S",
+                        help="silent for longer than S seconds (default 60)")  # fmt: skip
+    _add_run_dir_options(silent)
 
     tail = sub.add_parser("tail", help="print live ticks of a running instance")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
@@ -165,9 +169,13 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     replay = None
     token = args.token or env.get("FEEDMUX_TOKEN", "")
     if args.replay:
-        codes = codes or a_share_universe(args.seed)
+        market = a_share_universe(args.seed)
+        codes = codes or market
         token = token or secrets.token_hex(16)
-        replay = _replay_settings(args, token, codes, "replay_", log_level=args.log_level,
+        # The server lists the whole synthetic market (and any other code asked for), so
+        # codes can be added live.
+        listed = market + sorted(set(codes) - set(market))
+        replay = _replay_settings(args, token, listed, "replay_", log_level=args.log_level,
                                   max_codes_per_conn=args.max_codes_per_conn)  # fmt: skip
     data_dir = _data_dir(args, env)
     if codes is None:
@@ -235,9 +243,17 @@ def cmd_subscriptions(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    silent = Control(_run_dir(args, env)).silent(args.threshold)
+    for code, age in silent.items():
+        print(f"{code:<10} " + ("never ticked" if age is None else f"last tick {age:.0f} s ago"))
+    print(f"{len(silent)} silent code(s) (subscribed > {args.threshold:g} s, no tick since)")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "replay": cmd_replay, "tail": cmd_tail, "subscribe": cmd_change,
-    "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions,
+    "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions, "silent": cmd_silent,
 }  # fmt: skip
 
 

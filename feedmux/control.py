@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import msgspec
 
 from feedmux import wire
 from feedmux.config import RunPaths
+from feedmux.consumer import SnapshotClient
 from feedmux.errors import ConfigError, ConsumerError, SubscriptionError
 from feedmux.subscriptions import SubscriptionManager
 from feedmux.symbols import parse_symbols
@@ -18,6 +20,18 @@ from feedmux.transports import zmq as zt
 
 UNIVERSE_FILE = "subscriptions.json"
 CONFIRM_TIMEOUT_NS = 60_000_000_000
+
+
+def silent_codes(
+    confirmed_age_s: dict[str, float], last_tick_age_s: dict[str, float], threshold_s: float
+) -> dict[str, float | None]:
+    """Codes subscribed for longer than ``threshold_s`` with no tick in that time: each with
+    the seconds since its last tick, None if it never ticked."""
+    return {
+        code: last_tick_age_s.get(code)
+        for code, age in sorted(confirmed_age_s.items())
+        if age > threshold_s and last_tick_age_s.get(code, threshold_s + 1) > threshold_s
+    }
 
 
 # -- the persisted desired universe ---------------------------------------------------------------
@@ -152,6 +166,18 @@ class Control:
     def subscriptions(self) -> list[str]:
         """The desired codes of the running instance."""
         return self._request(wire.ListSubscriptions()).codes
+
+    def silent(self, threshold_s: float = 60.0) -> dict[str, float | None]:
+        """Codes the server confirmed more than ``threshold_s`` ago that had no tick since:
+        code -> seconds since its last tick (None: never ticked). "Subscribed but silent" is
+        how a vendor-side problem with a code usually shows."""
+        confirmed = self._request(wire.ListSubscriptions()).confirmed_age_s
+        if not confirmed:
+            return {}
+        now = time.time_ns()
+        latest = SnapshotClient(self.paths.root, timeout=self.timeout).get(list(confirmed))
+        ages = {code: (now - tick.recv_ns) / 1e9 for code, tick in latest.items()}
+        return silent_codes(confirmed, ages, threshold_s)
 
     def rejected(self) -> dict[str, str]:
         """Codes the vendor or a plan limit refused, with the reasons."""

@@ -64,4 +64,8 @@ class ShardState:
         except msgspec.DecodeError:  # answer with everything rather than not at all
             codes = None
         ticks = self.snapshot.get(codes)
-        return wire.encode(wire.SnapshotReply(self.shard, self.snapshot.last_pub_seq, ticks))
+        first = self.snapshot.first_recv_ns
+        first_seen = {t.code: first[t.code] for t in ticks}
+        return wire.encode(
+            wire.SnapshotReply(self.shard, self.snapshot.last_pub_seq, ticks, first_seen)
+        )

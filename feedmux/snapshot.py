@@ -6,10 +6,11 @@ from feedmux.model import Tick
 
 
 class SnapshotCache:
-    __slots__ = ("_latest", "last_pub_seq")
+    __slots__ = ("_latest", "first_recv_ns", "last_pub_seq")
 
     def __init__(self) -> None:
         self._latest: dict[str, Tick] = {}
+        self.first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived
         self.last_pub_seq = 0
 
     def __len__(self) -> int:
@@ -19,7 +20,9 @@ class SnapshotCache:
         """Record ``tick`` unless an equal or newer vendor seq is held; True if it was newer."""
         self.last_pub_seq = pub_seq
         held = self._latest.get(tick.code)
-        if held is not None and held.seq >= tick.seq:
+        if held is None:
+            self.first_recv_ns[tick.code] = tick.recv_ns
+        elif held.seq >= tick.seq:
             return False
         self._latest[tick.code] = tick
         return True

@@ -13,7 +13,8 @@ Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload
     Heartbeat: topic ``b"H|"``, payload ``[shard, last_pub_seq]``, once a second.
 
 Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
-    reply ``[shard, last_pub_seq, [tick, ...]]`` — the latest tick of each code.
+    reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}]`` — the latest tick
+    of each code and when its first tick arrived.
 
 Control (REQ → receiver ROUTER at ``<run_dir>/control``): ``["sub", [code, ...], wait]``,
     ``["unsub", [code, ...], wait]`` or ``["list"]``; reply ``[error, codes, rejected, ages]``:
@@ -63,6 +64,7 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
     shard: int
     last_pub_seq: int
     ticks: list[Tick]
+    first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived (wall clock ns)
 
 
 encode = msgspec.msgpack.Encoder().encode

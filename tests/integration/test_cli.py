@@ -8,8 +8,9 @@ import pytest
 
 from feedmux import read_ticks
 from feedmux.cli import main
+from feedmux.simulator.market import a_share_universe
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import TOKEN, feedmux
+from tests.integration.helpers import TOKEN, feedmux, stop
 
 
 def test_bad_symbol_in_file_is_named_with_its_line(
@@ -78,3 +79,31 @@ def test_a_worker_that_cannot_start_stops_the_rest_and_says_why(tmp_path: Path) 
     assert run.returncode == 2, output
     assert "shard-1 did not start (exit code 2)" in output
     assert "file is not a database" in output
+
+
+@pytest.mark.integration
+def test_silent_codes_are_listed_and_subscriptions_change_from_the_cli(tmp_path: Path) -> None:
+    # --replay-rate 0: the server confirms the codes but never sends a tick
+    run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001",
+                  "--replay-rate", "0", "--data-dir", str(tmp_path / "data"))  # fmt: skip
+    run_dir = tmp_path / "data" / "run"
+    try:
+        wait_for(lambda: len(_run_cli("subscriptions", run_dir).splitlines()) == 2, 30,
+                 "both codes to be listed")  # fmt: skip
+        listed = a_share_universe()[3000]  # the built-in server lists the synthetic market
+        assert f"subscribed 1 code(s): {listed}" in _run_cli("subscribe", run_dir, listed)
+        assert "unsubscribed 1 code(s): 000001.SZ" in _run_cli("unsubscribe", run_dir, "000001")
+        assert _run_cli("subscriptions", run_dir).split() == ["600519.SH", listed]
+        wait_for(lambda: "2 silent code(s)" in _run_cli("silent", run_dir, "--threshold", "1"),
+                 20, "both codes to be reported silent")  # fmt: skip
+        silent = _run_cli("silent", run_dir, "--threshold", "1")
+        assert "600519.SH  never ticked" in silent and f"{listed}  never ticked" in silent
+    finally:
+        code, output = stop(run)
+    assert code == 0, output
+
+
+def _run_cli(command: str, run_dir: Path, *args: str) -> str:
+    proc = feedmux(command, *args, "--run-dir", str(run_dir))
+    out, _ = proc.communicate(timeout=scaled(60))
+    return out

@@ -48,6 +48,10 @@ def test_full_market_through_8_shards_loses_nothing(tmp_path: Path) -> None:
             if tick is not None:
                 seen.append(tick)
         assert not deadline_reached, f"subscriber saw {len(seen)} of {status.get('ticks_sent')}"
+        # Every code subscribed exactly once across the connections, each under the cap.
+        assert status["subscribed"] == sorted(universe)
+        assert sum(status["subscriptions"].values()) == len(universe)
+        assert all(n <= 3000 for n in status["subscriptions"].values())
         sent = sent_ticks(tmp_path / "sent.log")
         assert len(sent) == status["ticks_sent"] > len(universe)  # the burst plus the stream
         assert {t.code for t in sent} == set(universe)  # both connections delivered

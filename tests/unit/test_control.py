@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from feedmux import wire
-from feedmux.control import ControlDesk, load_universe, save_universe
+from feedmux.control import ControlDesk, load_universe, save_universe, silent_codes
 from feedmux.errors import ConfigError
 from feedmux.providers.alltick import Reply, Request
 from feedmux.subscriptions import Pacing, SubscriptionManager
@@ -68,3 +68,10 @@ def test_universe_round_trips_and_a_corrupt_file_is_a_clear_error(tmp_path: Path
     (tmp_path / "subscriptions.json").write_text("{broken")
     with pytest.raises(ConfigError, match="delete it or give --symbols-file"):
         load_universe(tmp_path)
+
+
+def test_silent_codes_are_old_subscriptions_without_recent_ticks() -> None:
+    confirmed = {"A.US": 120.0, "B.US": 120.0, "C.US": 120.0, "D.US": 5.0}
+    last_tick = {"A.US": 2.0, "B.US": 90.0}
+    assert silent_codes(confirmed, last_tick, 60.0) == {"B.US": 90.0, "C.US": None}
+    assert silent_codes(confirmed, last_tick, 200.0) == {}

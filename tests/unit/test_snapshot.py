@@ -14,3 +14,11 @@ def test_keeps_latest_by_vendor_seq() -> None:
     assert cache.apply(4, tick("B.SZ", 1, 3.0))
     assert cache.get(["A.SH", "B.SZ", "C.SH"]) == [tick("A.SH", 6, 2.0), tick("B.SZ", 1, 3.0)]
     assert cache.last_pub_seq == 4 and len(cache) == 2
+
+
+def test_first_tick_time_is_kept_per_code() -> None:
+    cache = SnapshotCache()
+    cache.apply(1, Tick("A.SH", 5, 0, 100, 1.0, 1.0, 1.0, 0))
+    cache.apply(2, Tick("A.SH", 6, 0, 200, 1.0, 1.0, 1.0, 0))
+    assert cache.first_recv_ns == {"A.SH": 100}
+    assert cache.get(["A.SH"])[0].recv_ns == 200
