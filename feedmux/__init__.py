@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from feedmux.consumer import SnapshotClient, Subscriber
     from feedmux.control import Control
     from feedmux.errors import FeedmuxError
-    from feedmux.model import Tick
-    from feedmux.reader import read_ticks
+    from feedmux.model import Depth, Tick
+    from feedmux.reader import read_books, read_ticks
 
 _EXPORTS = {
     "Control": "feedmux.control",
@@ -24,8 +24,13 @@ _EXPORTS = {
     "FeedmuxError": "feedmux.errors",
     "Tick": "feedmux.model",
     "read_ticks": "feedmux.reader",
+    "read_books": "feedmux.reader",
+    "Depth": "feedmux.model",
 }
-__all__ = ["Control", "FeedmuxError", "SnapshotClient", "Subscriber", "Tick", "read_ticks"]
+__all__ = [
+    "Control", "Depth", "FeedmuxError", "SnapshotClient", "Subscriber", "Tick", "read_books",
+    "read_ticks",
+]  # fmt: skip
 __version__ = "0.1.0"
 
 

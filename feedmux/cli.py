@@ -12,6 +12,7 @@ from pathlib import Path
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.model import Depth
 from feedmux.simulator.market import a_share_universe
 from feedmux.symbols import parse_symbols, read_symbols_file
 
@@ -92,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-conns", type=int, default=10,
                      help="the plan's connection cap per token (default 10)")  # fmt: skip
+    run.add_argument(
+        "--depth",
+        type=int,
+        default=0,
+        metavar="LEVELS",
+        help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
+    )
     run.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
     run.add_argument(
         "--replay",
@@ -134,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print live ticks of a running instance")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
     _add_run_dir_options(tail)
-    tail.add_argument("--count", type=int, help="exit after this many ticks")
+    tail.add_argument("--count", type=int, help="exit after this many messages")
+    tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
     return parser
 
 
@@ -188,7 +197,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
         run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
-        log_level=args.log_level.upper(),
+        depth_levels=args.depth, log_level=args.log_level.upper(),
     )  # fmt: skip
     settings.validate()
     return supervisor.run(settings, replay, args.stop_after)
@@ -215,10 +224,17 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.consumer import Subscriber  # noqa: PLC0415
 
     seen = 0
-    with Subscriber(args.codes or None, run_dir=_run_dir(args, env)) as subscriber:
-        for tick in subscriber:
-            print(f"{tick.code:<10} seq={tick.seq:<16} price={tick.price:<10.4f} "
-                  f"volume={tick.volume:<10.0f} dir={tick.direction}", flush=True)  # fmt: skip
+    with Subscriber(args.codes or None, run_dir=_run_dir(args, env),
+                    books=args.books) as subscriber:  # fmt: skip
+        for item in subscriber:
+            if isinstance(item, Depth):
+                best_bid = item.bids[0][0] if item.bids else "-"
+                best_ask = item.asks[0][0] if item.asks else "-"
+                print(f"{item.code:<10} seq={item.seq:<16} book bid={best_bid} ask={best_ask} "
+                      f"levels={len(item.bids)}/{len(item.asks)}", flush=True)  # fmt: skip
+            else:
+                print(f"{item.code:<10} seq={item.seq:<16} price={item.price:<10.4f} "
+                      f"volume={item.volume:<10.0f} dir={item.direction}", flush=True)  # fmt: skip
             seen += 1
             if args.count is not None and seen >= args.count:
                 break

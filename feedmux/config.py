@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     run_dir: str = ""  # "" means <data_dir>/run
     max_codes_per_conn: int = 3000
     max_conns: int = 10  # the plan's connection cap per token
+    depth_levels: int = 0  # order-book levels to subscribe (22002); 0 = trades only
     request_interval_ms: int = 1100
     cross_interval_ms: int = 3300
     heartbeat_interval_ms: int = 10_000
@@ -55,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("no token: pass --token or set FEEDMUX_TOKEN")
         if not 1 <= self.shards <= 256:
             raise ConfigError(f"--shards must be between 1 and 256, got {self.shards}")
+        if not 0 <= self.depth_levels <= 10:
+            raise ConfigError(f"--depth must be between 0 and 10 levels, got {self.depth_levels}")
         if self.max_codes_per_conn < 1:
             raise ConfigError("--max-codes-per-conn must be >= 1")
         if self.batch_rows < 1 or self.batch_delay_ms < 1:

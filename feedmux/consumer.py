@@ -13,7 +13,7 @@ import msgspec
 from feedmux import wire
 from feedmux.config import RunPaths, read_manifest
 from feedmux.errors import ConsumerError
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
 
@@ -25,14 +25,16 @@ def _shard_count(run_dir: Path, shards: int | None) -> int:
 
 
 class Subscriber:
-    """Live ticks from every shard of a running ``feedmux run``.
+    """Live ticks (and order books) from every shard of a running ``feedmux run``.
 
     ``codes`` limits the stream to those codes (any spelling ``feedmux.symbols`` accepts);
-    None means the whole market. ``shards`` may be given to subscribe before the run starts
-    (otherwise it is read from the run directory). Iterating blocks until the next tick.
+    None means the whole market. ``trades`` and ``books`` choose what arrives: ``Tick`` and,
+    with ``feedmux run --depth``, ``Depth`` objects. ``shards`` may be given to subscribe
+    before the run starts (otherwise it is read from the run directory). Iterating blocks
+    until the next message.
 
     ``gaps`` counts published messages this subscriber missed (only measurable for the whole
-    market, where each shard's ``pub_seq`` must arrive without holes).
+    market, where each shard's ``pub_seq`` and ``book_seq`` must arrive without holes).
     """
 
     def __init__(
@@ -40,31 +42,38 @@ class Subscriber:
         codes: list[str] | None = None,
         run_dir: str | Path = DEFAULT_RUN_DIR,
         shards: int | None = None,
+        *,
+        trades: bool = True,
+        books: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.shards = _shard_count(self.run_dir, shards)
         self.codes = parse_symbols(codes) if codes is not None else None
         topics = [wire.HEARTBEAT_TOPIC]
-        if self.codes is None:
-            topics.append(wire.TRADE_PREFIX)
-        else:
-            topics.extend(wire.trade_topic(c) for c in self.codes)
+        kinds = [(wire.TRADE_PREFIX, wire.trade_topic)] if trades else []
+        if books:
+            kinds.append((wire.DEPTH_PREFIX, wire.depth_topic))
+        for prefix, topic_of in kinds:
+            if self.codes is None:
+                topics.append(prefix)
+            else:
+                topics.extend(topic_of(c) for c in self.codes)
         paths = RunPaths(self.run_dir)
         self._ctx = zt.context()
         self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics)
-        self._last_seq: dict[int, int] = {}
+        self._last_seq: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> last seq
         self.heard_from: set[int] = set()  # shards whose heartbeat or tick arrived
         self.gaps = 0
         self.received = 0
-        self._early: deque[Tick] = deque()  # ticks that arrived during wait_ready
+        self._early: deque[Tick | Depth] = deque()  # arrived during wait_ready
 
-    def recv(self, timeout: float | None = None) -> Tick | None:
-        """The next tick, or None after ``timeout`` seconds (None waits forever)."""
+    def recv(self, timeout: float | None = None) -> Tick | Depth | None:
+        """The next tick or book, or None after ``timeout`` seconds (None waits forever)."""
         if self._early:
             return self._early.popleft()
         return self._recv(timeout)
 
-    def _recv(self, timeout: float | None) -> Tick | None:
+    def _recv(self, timeout: float | None) -> Tick | Depth | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._sock
         while True:
@@ -76,19 +85,24 @@ class Subscriber:
                 if topic == wire.HEARTBEAT_TOPIC:
                     self.heard_from.add(wire.heartbeat_decoder.decode(payload).shard)
                     continue
+                if topic.startswith(wire.DEPTH_PREFIX):
+                    book = wire.published_depth_decoder.decode(payload)
+                    self._track(book.shard, wire.DEPTH_PREFIX, book.book_seq)
+                    self.received += 1
+                    return book.depth
                 msg = wire.published_decoder.decode(payload)
             except msgspec.DecodeError as exc:
                 raise ConsumerError(f"undecodable message on topic {topic!r}: {exc}") from exc
-            self._track(msg.shard, msg.pub_seq)
+            self._track(msg.shard, wire.TRADE_PREFIX, msg.pub_seq)
             self.received += 1
             return msg.tick
 
-    def _track(self, shard: int, pub_seq: int) -> None:
+    def _track(self, shard: int, kind: bytes, seq: int) -> None:
         self.heard_from.add(shard)
-        last = self._last_seq.get(shard)
-        if last is not None and self.codes is None and pub_seq > last + 1:
-            self.gaps += pub_seq - last - 1
-        self._last_seq[shard] = pub_seq
+        last = self._last_seq.get((shard, kind))
+        if last is not None and self.codes is None and seq > last + 1:
+            self.gaps += seq - last - 1
+        self._last_seq[shard, kind] = seq
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Wait until every shard has been heard from (its heartbeat arrives once a second).
@@ -105,7 +119,7 @@ class Subscriber:
                 self._early.append(tick)
         return True
 
-    def __iter__(self) -> Iterator[Tick]:
+    def __iter__(self) -> Iterator[Tick | Depth]:
         while True:
             tick = self.recv()
             if tick is not None:
@@ -158,3 +172,7 @@ class SnapshotClient:
     def get(self, codes: list[str] | None = None) -> dict[str, Tick]:
         """Latest tick by code; all codes seen so far when ``codes`` is None."""
         return {t.code: t for reply in self.replies(codes) for t in reply.ticks}
+
+    def books(self, codes: list[str] | None = None) -> dict[str, Depth]:
+        """Latest order book by code (with ``feedmux run --depth``)."""
+        return {b.code: b for reply in self.replies(codes) for b in reply.books}

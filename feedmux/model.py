@@ -27,4 +27,20 @@ class Tick(msgspec.Struct, array_like=True, frozen=True, gc=False):
     direction: int  # 0 unknown, 1 buy, 2 sell
 
 
+class Depth(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One order-book update: the top levels of each side, best first; a side may be empty
+    (limit up or down).
+
+    On the wire (msgpack): ``[code, seq, time_ns, recv_ns, [[price, volume], ...] (bids),
+    [[price, volume], ...] (asks)]``.
+    """
+
+    code: str
+    seq: int
+    time_ns: int
+    recv_ns: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
 TICK_COLUMNS = ("code", "seq", "time", "recv_time", "price", "volume", "turnover", "direction")

@@ -6,6 +6,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 
 from feedmux.errors import StoreError
@@ -25,18 +26,14 @@ def _to_ns(value: datetime | str | pd.Timestamp | None) -> int | None:
     return int(ts.value)
 
 
-def read_ticks(
-    data_dir: str | Path = "feedmux-data",
-    codes: list[str] | None = None,
-    start: datetime | str | pd.Timestamp | None = None,
-    end: datetime | str | pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Stored ticks of every shard as one DataFrame sorted by time, code and seq.
-
-    Columns: ``code, seq, time, recv_time, price, volume, turnover, direction``; ``time`` and
-    ``recv_time`` are tz-aware UTC. ``start`` is inclusive, ``end`` exclusive (naive = UTC).
-    """
-    files = sorted((Path(data_dir) / TICKS_DIR).glob("*.sqlite"))
+def _select(
+    data_dir: str | Path,
+    table: str,
+    codes: list[str] | None,
+    start: datetime | str | pd.Timestamp | None,
+    end: datetime | str | pd.Timestamp | None,
+) -> list[tuple[object, ...]]:
+    """Rows of ``table`` from every shard's file, filtered in SQL."""
     where: list[str] = []
     params: list[str | int] = []
     if codes is not None:
@@ -49,21 +46,62 @@ def read_ticks(
     if (end_ns := _to_ns(end)) is not None:
         where.append("time_ns < ?")
         params.append(end_ns)
-    sql = "SELECT * FROM ticks" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "")
     rows: list[tuple[object, ...]] = []
-    for path in files:
+    for path in sorted((Path(data_dir) / TICKS_DIR).glob("*.sqlite")):
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
                 rows.extend(conn.execute(sql, params).fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
-    raw = ("code", "seq", "time_ns", "recv_ns", "price", "volume", "turnover", "direction")
-    frame = pd.DataFrame.from_records(rows, columns=list(raw))
+    return rows
+
+
+def _times(frame: pd.DataFrame) -> pd.DataFrame:
     frame["time"] = pd.to_datetime(frame.pop("time_ns").astype("int64"), unit="ns", utc=True)
     frame["recv_time"] = pd.to_datetime(frame.pop("recv_ns").astype("int64"), unit="ns", utc=True)
+    return frame
+
+
+def read_ticks(
+    data_dir: str | Path = "feedmux-data",
+    codes: list[str] | None = None,
+    start: datetime | str | pd.Timestamp | None = None,
+    end: datetime | str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Stored ticks of every shard as one DataFrame sorted by time, code and seq.
+
+    Columns: ``code, seq, time, recv_time, price, volume, turnover, direction``; ``time`` and
+    ``recv_time`` are tz-aware UTC. ``start`` is inclusive, ``end`` exclusive (naive = UTC).
+    """
+    rows = _select(data_dir, "ticks", codes, start, end)
+    raw = ("code", "seq", "time_ns", "recv_ns", "price", "volume", "turnover", "direction")
+    frame = _times(pd.DataFrame.from_records(rows, columns=list(raw)))
     frame = frame.astype(_DTYPES)
     frame["code"] = frame["code"].astype(str)
     # A code lands in another shard's file if the shard count changed between runs.
     frame = frame.drop_duplicates(["code", "seq"])
     frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
     return frame[list(TICK_COLUMNS)]
+
+
+def read_books(
+    data_dir: str | Path = "feedmux-data",
+    codes: list[str] | None = None,
+    start: datetime | str | pd.Timestamp | None = None,
+    end: datetime | str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Stored order books (``feedmux run --depth``) as one DataFrame sorted by time and code.
+
+    Columns: ``code, seq, time, recv_time, bids, asks``; ``bids``/``asks`` hold lists of
+    ``[price, volume]``, best first (empty for a side with no orders).
+    """
+    rows = _select(data_dir, "books", codes, start, end)
+    raw = ("code", "seq", "time_ns", "recv_ns", "bids", "asks")
+    frame = pd.DataFrame.from_records(rows, columns=list(raw))
+    for side in ("bids", "asks"):
+        frame[side] = [msgspec.json.decode(text) for text in frame[side]]
+    frame = _times(frame).astype({"seq": "int64"})
+    frame = frame.drop_duplicates(["code", "seq"])
+    frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
+    return frame[["code", "seq", "time", "recv_time", "bids", "asks"]]

@@ -1,15 +1,16 @@
-"""The latest tick of each code, with the publish sequence it was last updated at."""
+"""The latest tick (and order book) of each code, with the publish sequence of the tick."""
 
 from __future__ import annotations
 
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 
 
 class SnapshotCache:
-    __slots__ = ("_latest", "first_recv_ns", "last_pub_seq")
+    __slots__ = ("_books", "_latest", "first_recv_ns", "last_pub_seq")
 
     def __init__(self) -> None:
         self._latest: dict[str, Tick] = {}
+        self._books: dict[str, Depth] = {}
         self.first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived
         self.last_pub_seq = 0
 
@@ -26,6 +27,19 @@ class SnapshotCache:
             return False
         self._latest[tick.code] = tick
         return True
+
+    def apply_book(self, book: Depth) -> bool:
+        """Record ``book`` unless an equal or newer one is held; True if it was newer."""
+        held = self._books.get(book.code)
+        if held is not None and held.seq >= book.seq:
+            return False
+        self._books[book.code] = book
+        return True
+
+    def books(self, codes: list[str] | None = None) -> list[Depth]:
+        if codes is None:
+            return list(self._books.values())
+        return [b for c in codes if (b := self._books.get(c)) is not None]
 
     def get(self, codes: list[str] | None = None) -> list[Tick]:
         if codes is None:

@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass, field
 
 from feedmux.providers.alltick import (
+    CANCEL_DEPTH,
     CMD_CANCEL,
+    CMD_SUBSCRIBE_DEPTH,
     CMD_SUBSCRIBE_TRADES,
     RET_RATE_LIMIT,
     AllTickClient,
@@ -30,7 +32,10 @@ from feedmux.providers.alltick import (
 _NEVER = -(2**62)
 REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
 RETRY_LATER = frozenset((RET_RATE_LIMIT, 605, 606))  # 606: the server also closes the link
-BAD_CODE = frozenset((600, 604))  # code invalid / code unauthorized: find the culprit
+BAD_CODE = frozenset((600, 604))
+SUBSCRIPTION_CMDS = frozenset(
+    (CMD_SUBSCRIBE_TRADES, CMD_SUBSCRIBE_DEPTH, CMD_CANCEL)
+)  # code invalid / code unauthorized: find the culprit
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class ConnectionState:
     last_heartbeat_ns: int = _NEVER
     retry_at_ns: int = _NEVER
     refused: list[str] | None = None  # a list the server refused; not retried until it changes
+    depth_confirmed: list[str] = field(default_factory=list)  # order-book list the server acked
+    depth_refused: list[str] | None = None
     last_error: str = ""
     connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
     last_subscription_ns: int = _NEVER
@@ -70,6 +77,12 @@ class ConnectionState:
         wanted = self.request_list()
         return wanted not in (self.confirmed, self.refused)
 
+    def needs_depth_request(self, depth_levels: int) -> bool:
+        """Order books follow the codes whose trades the server confirmed."""
+        if not depth_levels or not self.connected or self.inflight_since is not None:
+            return False
+        return self.confirmed not in (self.depth_confirmed, self.depth_refused)
+
 
 def _release_half(conn: ConnectionState) -> None:
     """Binary search for bad codes: after a verdict, try half of what is still held back."""
@@ -84,8 +97,10 @@ class SubscriptionManager:
         codes: list[str],
         max_codes_per_conn: int,
         pacing: Pacing,
+        *,
         name: str = "feedmux",
         max_conns: int = 10,
+        depth_levels: int = 0,
     ) -> None:
         if max_codes_per_conn < 1 or max_conns < 1:
             raise ValueError("max_codes_per_conn and max_conns must be >= 1")
@@ -93,6 +108,7 @@ class SubscriptionManager:
         self.name = name
         self.max_codes_per_conn = max_codes_per_conn
         self.max_conns = max_conns
+        self.depth_levels = depth_levels  # 0: no order books
         self.connections: list[ConnectionState] = []
         self.owner: dict[str, int] = {}  # code -> connection index
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
@@ -143,10 +159,15 @@ class SubscriptionManager:
     def settled(self, codes: list[str], subscribed: bool) -> bool:
         """True when the server agrees: every code confirmed or rejected (``subscribed``), or
         no longer on any connection's confirmed list (not ``subscribed``)."""
+        books = {c for conn in self.connections for c in conn.depth_confirmed}
         if subscribed:
-            return all(c in self.rejected or c in self.confirmed_at for c in codes)
+            return all(
+                c in self.rejected
+                or (c in self.confirmed_at and (not self.depth_levels or c in books))
+                for c in codes
+            )
         live = {c for conn in self.connections for c in conn.confirmed}
-        return not live.intersection(codes)
+        return not live.union(books).intersection(codes)
 
     # -- connection lifecycle -------------------------------------------------------------------
     def on_connected(self, index: int, now_ns: int) -> None:
@@ -168,6 +189,8 @@ class SubscriptionManager:
         for code in conn.confirmed:
             self.confirmed_at.pop(code, None)  # subscribed again only when re-acked
         conn.confirmed = []
+        conn.depth_confirmed = []
+        conn.depth_refused = None
         conn.client.reset()
         conn.last_error = error or conn.last_error
         # The server counts spacing from the last close of ANY connection of the token.
@@ -211,6 +234,16 @@ class SubscriptionManager:
                 conn.inflight_since = now_ns
                 conn.last_request_ns = conn.last_subscription_ns = now_ns
                 out.append((conn.index, frame))
+            elif (
+                conn.needs_depth_request(self.depth_levels)
+                and self._subscription_time(conn) <= now_ns
+            ):
+                client = conn.client
+                frame = (client.subscribe_depth(conn.confirmed, self.depth_levels)
+                         if conn.confirmed else client.cancel(CANCEL_DEPTH))  # fmt: skip
+                conn.inflight_since = now_ns
+                conn.last_request_ns = conn.last_subscription_ns = now_ns
+                out.append((conn.index, frame))
             elif self._heartbeat_time(conn) <= now_ns:
                 conn.last_request_ns = conn.last_heartbeat_ns = now_ns
                 out.append((conn.index, conn.client.heartbeat()))
@@ -223,7 +256,7 @@ class SubscriptionManager:
             if not conn.connected:
                 times.append(conn.connect_at_ns)
                 continue
-            if conn.needs_request():
+            if conn.needs_request() or conn.needs_depth_request(self.depth_levels):
                 times.append(self._subscription_time(conn))
             elif conn.inflight_since is not None:
                 times.append(conn.inflight_since + REPLY_TIMEOUT_NS)
@@ -234,7 +267,7 @@ class SubscriptionManager:
     def on_reply(self, index: int, reply: Reply, now_ns: int) -> None:
         conn = self.connections[index]
         request = reply.request
-        if request is None or request.cmd_id not in (CMD_SUBSCRIBE_TRADES, CMD_CANCEL):
+        if request is None or request.cmd_id not in SUBSCRIPTION_CMDS:
             return  # heartbeat replies and unknown seq_ids change nothing here
         conn.inflight_since = None
         if request.cmd_id == CMD_CANCEL:
@@ -243,6 +276,12 @@ class SubscriptionManager:
             symbol_list = request.data["symbol_list"]
             assert isinstance(symbol_list, list)
             sent = [entry["code"] for entry in symbol_list]
+        books = request.cmd_id == CMD_SUBSCRIBE_DEPTH or (
+            request.cmd_id == CMD_CANCEL and request.data.get("cancel_type") == CANCEL_DEPTH
+        )
+        if books:
+            self._on_depth_reply(conn, reply, sent, now_ns)
+            return
         if reply.ok:
             for code in set(sent).difference(conn.confirmed):
                 self.confirmed_at.setdefault(code, now_ns)
@@ -265,6 +304,17 @@ class SubscriptionManager:
             conn.held_back.update(added[len(added) // 2 :])
         else:
             conn.refused = sent
+
+    def _on_depth_reply(
+        self, conn: ConnectionState, reply: Reply, sent: list[str], now_ns: int
+    ) -> None:
+        if reply.ok:
+            conn.depth_confirmed = sent
+        elif reply.ret in RETRY_LATER:
+            conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
+        else:  # codes the trade list accepted: a refusal here is the plan's, not the code's
+            conn.depth_refused = sent
+        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {reply.msg}"
 
     # -- status ---------------------------------------------------------------------------------
     def all_confirmed(self) -> bool:

@@ -217,15 +217,15 @@ class Supervisor:
         stats = read_stats(self.settings.paths.stats_dir)
         self.say(_progress(stats, time.monotonic() - self.started, 0.0))
         failed = {name: code for name, code in codes.items() if code != 0}
-        received = stats.get("receiver", {}).get("ticks", 0)
-        kept = sum(
-            s["stored"] + s["duplicates"] for n, s in stats.items() if n.startswith("shard-")
-        )
+        receiver_stats = stats.get("receiver", {})
+        received = receiver_stats.get("ticks", 0) + receiver_stats.get("books", 0)
+        kept = sum(s["stored"] + s["duplicates"] + s["books_stored"] + s["books_duplicates"]
+                   for n, s in stats.items() if n.startswith("shard-"))  # fmt: skip
         if failed or kept != received:
-            self.say(f"stopped with errors: exit codes {failed}; {received:,} ticks received, "
-                     f"{kept:,} stored or already stored")  # fmt: skip
+            self.say(f"stopped with errors: exit codes {failed}; {received:,} ticks and books "
+                     f"received, {kept:,} stored or already stored")  # fmt: skip
             return 1
-        self.say(f"stopped cleanly: all {received:,} received ticks are stored "
+        self.say(f"stopped cleanly: all {received:,} received ticks and books are stored "
                  f"(read them with feedmux.read_ticks({self.settings.data_dir!r}))")  # fmt: skip
         return 0
 

@@ -1,8 +1,8 @@
 """Internal and public wire formats (msgpack, never pickle).
 
 Receiver → shard (PUSH/PULL), one message per read burst and shard:
-    Batch: ``["B", first_seq, [tick, ...]]`` — the ticks carry bus sequence numbers
-    ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
+    Batch: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
+    sequence numbers ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
     End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
 
 Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``
@@ -10,11 +10,13 @@ Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload
              ``b"T|600519.SH"`` to one code.
     payload: msgpack ``[shard, pub_seq, tick]``; ``pub_seq`` counts this shard's published
              messages from 1 without holes, so a consumer can tell "quiet" from "lost".
+    Order books (with ``--depth``): topic ``b"D|" + code``, payload
+             ``[shard, book_seq, depth]``, ``book_seq`` numbered apart from ``pub_seq``.
     Heartbeat: topic ``b"H|"``, payload ``[shard, last_pub_seq]``, once a second.
 
 Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
-    reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}]`` — the latest tick
-    of each code and when its first tick arrived.
+    reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}, [depth, ...]]`` — the
+    latest tick (and book) of each code and when its first tick arrived.
 
 Control (REQ → receiver ROUTER at ``<run_dir>/control``): ``["sub", [code, ...], wait]``,
     ``["unsub", [code, ...], wait]`` or ``["list"]``; reply ``[error, codes, rejected, ages]``:
@@ -27,15 +29,17 @@ from __future__ import annotations
 
 import msgspec
 
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 
 TRADE_PREFIX = b"T|"
+DEPTH_PREFIX = b"D|"
 HEARTBEAT_TOPIC = b"H|"
 
 
 class Batch(msgspec.Struct, array_like=True, tag="B", frozen=True):
     first_seq: int
     ticks: list[Tick]
+    books: list[Depth] = []  # numbered after the ticks: first_seq + len(ticks), ...
 
 
 class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
@@ -49,6 +53,12 @@ class Published(msgspec.Struct, array_like=True, frozen=True):
     shard: int
     pub_seq: int
     tick: Tick
+
+
+class PublishedDepth(msgspec.Struct, array_like=True, frozen=True):
+    shard: int
+    book_seq: int  # counts this shard's published books from 1, apart from trades
+    depth: Depth
 
 
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
@@ -65,11 +75,13 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
     last_pub_seq: int
     ticks: list[Tick]
     first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived (wall clock ns)
+    books: list[Depth] = []  # the latest order book of each code (with --depth)
 
 
 encode = msgspec.msgpack.Encoder().encode
 bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
 published_decoder = msgspec.msgpack.Decoder(Published)
+published_depth_decoder = msgspec.msgpack.Decoder(PublishedDepth)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 snapshot_request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
 snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
@@ -77,6 +89,10 @@ snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
 
 def trade_topic(code: str) -> bytes:
     return TRADE_PREFIX + code.encode()
+
+
+def depth_topic(code: str) -> bytes:
+    return DEPTH_PREFIX + code.encode()
 
 
 class Subscribe(msgspec.Struct, array_like=True, tag="sub", frozen=True):

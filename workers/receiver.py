@@ -54,7 +54,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     # The saved universe carries live changes across a restart of this process.
     codes = load_universe(settings.data_dir) or settings.codes
     manager = SubscriptionManager(codes, settings.max_codes_per_conn, pacing_of(settings),
-                                  max_conns=settings.max_conns)  # fmt: skip
+                                  max_conns=settings.max_conns,
+                                  depth_levels=settings.depth_levels)  # fmt: skip
     conns = manager.connections  # grows when live changes need another connection
     links: list[WsLink | None] = []
     frames: list[int] = []
@@ -144,7 +145,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         now = time.monotonic_ns()
         write_stats(paths.stats_dir, "receiver", {
             "role": "receiver", "final": final, "time_ns": time.time_ns(),
-            "ticks": outbox.routed, "bus_messages": counters["bus_messages"],
+            "ticks": outbox.routed_ticks, "books": outbox.routed_books,
+            "bus_messages": counters["bus_messages"],
             "bus_backlog": sum(len(q) for q in backlog),
             "bus_backlog_peak": counters["bus_backlog_peak"],
             "codes_desired": len(manager.owner), "codes_subscribed": manager.confirmed_codes(),
@@ -241,5 +243,5 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         sock.close(linger=END_LINGER_MS)
     report(final=True)
     ctx.term()
-    log.info("stopped: %d ticks routed", outbox.routed)
+    log.info("stopped: %d ticks and %d books routed", outbox.routed_ticks, outbox.routed_books)
     return 0

@@ -58,6 +58,7 @@ class ReplayServer:
         self.ids = itertools.count(1)
         self.url = ""
         self.ticks_sent = 0
+        self.books_sent = 0
         self.frames_sent = 0
         self.connections_opened = 0
         self.feed_state = "waiting"
@@ -79,8 +80,10 @@ class ReplayServer:
 
     def report(self) -> dict[str, Any]:
         subscriptions = self.rules.subscriptions()
+        books = {c for codes in self.rules.book_subscriptions().values() for c in codes}
         return {
             "url": self.url, "feed": self.feed_state, "ticks_sent": self.ticks_sent,
+            "books_sent": self.books_sent,
             "frames_sent": self.frames_sent, "connections_opened": self.connections_opened,
             "cpu_s": time.process_time(), "feed_cpu_s": self.feed_cpu_s,
             "violations": [
@@ -89,6 +92,7 @@ class ReplayServer:
             ],
             "subscriptions": {str(c): len(codes) for c, codes in subscriptions.items()},
             "subscribed": sorted({c for codes in subscriptions.values() for c in codes}),
+            "books": sorted(books),
         }  # fmt: skip
 
     def write_report(self) -> None:
@@ -154,6 +158,12 @@ class ReplayServer:
         self.ticks_sent += 1
         if self._sent_log is not None:
             self._sent_log.write(frame + b"\n")
+        for conn, levels in self.rules.book_subscribers.get(code, ()):
+            book = self.market.book(code, time.time_ns() // 1_000_000, levels)
+            self._outgoing.setdefault(conn, []).append(text_frame(book))
+            self.books_sent += 1
+            if self._sent_log is not None:
+                self._sent_log.write(book + b"\n")
 
     def flush_trades(self) -> None:
         """One write per connection for everything queued this step (one syscall, not one per

@@ -28,12 +28,13 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     log = setup_logging(settings.log_level, f"shard-{shard}")
     paths = settings.paths
     try:
-        writer = RetryingWriter(
-            SqliteSink(shard_db_path(Path(settings.data_dir), shard)), time.monotonic_ns
-        )
+        sink = SqliteSink(shard_db_path(Path(settings.data_dir), shard))
     except FeedmuxError as exc:
         log.error("%s", exc)
         return 2
+    writer = RetryingWriter(sink.write_batch, time.monotonic_ns)
+    book_writer = RetryingWriter(sink.write_books, time.monotonic_ns)
+    writers = (writer, book_writer)
     ctx = zt.context()
     bus = zt.pull(ctx, paths.shard_in(shard))
     pub = zt.pub(ctx, paths.shard_pub(shard))
@@ -59,12 +60,15 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "batches": writer.batches, "write_failures": writer.failures,
             "backlog": writer.backlog + len(state.batcher), "bus_gaps": state.bus_gaps,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
+            "books_received": state.received_books, "books_stored": book_writer.stored,
+            "books_duplicates": book_writer.duplicates,
             "last_commit_ns": writer.last_commit_ns, "time_ns": time.time_ns(),
         })  # fmt: skip
 
     while True:
         now = time.monotonic_ns()
-        deadlines = [next_tick, state.batcher.deadline(), writer.retry_deadline()]
+        deadlines = [next_tick, state.batcher.deadline(), state.book_batcher.deadline(),
+                     writer.retry_deadline(), book_writer.retry_deadline()]  # fmt: skip
         wake = min(d for d in deadlines if d is not None)
         events = dict(poller.poll(max(0, min(MAX_POLL_MS, (wake - now) // 1_000_000))))
         if bus in events:
@@ -73,13 +77,15 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                     raw = bus.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                frames, batches = state.on_bus(raw)
+                frames, batches, book_batches = state.on_bus(raw)
                 for topic, payload in frames:
                     pub.send(topic, zmq.SNDMORE)
                     pub.send(payload)
                 published += len(frames)
                 for batch in batches:
                     writer.submit(batch)
+                for books in book_batches:
+                    book_writer.submit(books)
             last_bus_ns = time.monotonic_ns()
         if snap in events:
             ident, empty, request = snap.recv_multipart()
@@ -87,7 +93,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         due = state.batcher.due()
         if due is not None:
             writer.submit(due)
+        due_books = state.book_batcher.due()
+        if due_books is not None:
+            book_writer.submit(due_books)
         writer.flush()
+        book_writer.flush()
         now = time.monotonic_ns()
         if now >= next_tick:
             next_tick = now + stats_every
@@ -100,17 +110,20 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
 
     if len(state.batcher):
         writer.submit(state.batcher.take())
+    if len(state.book_batcher):
+        book_writer.submit(state.book_batcher.take())
     give_up = time.monotonic_ns() + FINAL_WRITE_NS
-    while writer.backlog and time.monotonic_ns() < give_up:  # retries back off inside
-        writer.flush()
-        if writer.backlog:
+    while any(w.backlog for w in writers) and time.monotonic_ns() < give_up:
+        for w in writers:
+            w.flush()  # retries back off inside
+        if any(w.backlog for w in writers):
             time.sleep(0.05)
-    if writer.backlog:
+    if any(w.backlog for w in writers):
         log.error("store still failing after %d s: %d received rows NOT stored",
-                  FINAL_WRITE_NS // 10**9, writer.backlog)  # fmt: skip
+                  FINAL_WRITE_NS // 10**9, sum(w.backlog for w in writers))  # fmt: skip
     report(final=True)
     log.info("stopped: %d ticks received, %d stored, %d duplicates",
              state.received, writer.stored, writer.duplicates)  # fmt: skip
-    writer.sink.close()
+    sink.close()
     ctx.destroy(linger=0)
     return 0

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 
 CMD_HEARTBEAT = 22000
 CMD_SUBSCRIBE_DEPTH = 22002
@@ -38,12 +38,25 @@ class TradeData(msgspec.Struct, gc=False):
     trade_direction: Annotated[int, msgspec.Meta(ge=0, le=2)] = 0
 
 
+class LevelData(msgspec.Struct, gc=False):
+    price: _Positive
+    volume: _NonNegative
+
+
+class DepthData(msgspec.Struct, gc=False):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    tick_time: Annotated[int, msgspec.Meta(gt=0)]
+    bids: list[LevelData] = []
+    asks: list[LevelData] = []
+
+
 class TradePush(msgspec.Struct, tag_field="cmd_id", tag=CMD_TRADE_PUSH, gc=False):
     data: TradeData
 
 
 class DepthPush(msgspec.Struct, tag_field="cmd_id", tag=CMD_DEPTH_PUSH, gc=False):
-    data: msgspec.Raw
+    data: DepthData
 
 
 class Response(msgspec.Struct, tag_field="cmd_id"):
@@ -124,7 +137,6 @@ class AllTickClient:
         self.name = name
         self.events: list[Event] = []
         self.bad_frames: dict[str, int] = {}
-        self.depth_frames = 0
         self._next_seq_id = 1
         self._pending: dict[int, Request] = {}
 
@@ -143,6 +155,11 @@ class AllTickClient:
         """A request that REPLACES this connection's trade list with ``codes``."""
         return self._request(CMD_SUBSCRIBE_TRADES, {"symbol_list": [{"code": c} for c in codes]})
 
+    def subscribe_depth(self, codes: list[str], levels: int) -> bytes:
+        """A request that REPLACES this connection's order-book list with ``codes``."""
+        entries = [{"code": c, "depth_level": levels} for c in codes]
+        return self._request(CMD_SUBSCRIBE_DEPTH, {"symbol_list": entries})
+
     def cancel(self, cancel_type: int = CANCEL_TRADES) -> bytes:
         return self._request(CMD_CANCEL, {"cancel_type": cancel_type})
 
@@ -154,8 +171,9 @@ class AllTickClient:
         self._pending.clear()
 
     # -- frames in ------------------------------------------------------------------------------
-    def receive(self, frame: bytes, recv_ns: int) -> Tick | None:
-        """Decode one text frame: a Tick, or None with any control event appended to ``events``."""
+    def receive(self, frame: bytes, recv_ns: int) -> Tick | Depth | None:
+        """Decode one text frame: a Tick or Depth, or None with any control event appended to
+        ``events``."""
         try:
             msg = _decoder.decode(frame)
         except msgspec.ValidationError as exc:
@@ -177,8 +195,15 @@ class AllTickClient:
                 d.trade_direction,
             )
         if type(msg) is DepthPush:
-            self.depth_frames += 1  # order books arrive with the depth work (issue 3)
-            return None
+            b = msg.data
+            return Depth(
+                b.code,
+                b.seq,
+                normalize_time(b.tick_time),
+                recv_ns,
+                [(level.price, level.volume) for level in b.bids],
+                [(level.price, level.volume) for level in b.asks],
+            )
         assert isinstance(msg, Response)
         request = self._pending.pop(msg.seq_id, None)
         cmd_id = type(msg).__struct_config__.tag

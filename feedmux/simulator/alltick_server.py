@@ -50,6 +50,7 @@ class _Conn:
     last_heartbeat_ns: int = 0
     last_subscription_ns: int | None = None
     trades: list[str] = field(default_factory=list)
+    books: dict[str, int] = field(default_factory=dict)  # code -> depth levels
 
 
 @dataclass
@@ -85,6 +86,10 @@ def _reply(cmd_id: int, seq_id: int, trace: str, ret: int, msg: str) -> bytes:
     )
 
 
+def _max_levels(code: str) -> int:
+    return {"US": 1, "HK": 10}.get(code.rsplit(".", 1)[-1], 5)
+
+
 class AllTickServer:
     """State of every connection of one token, and the rules that judge them."""
 
@@ -95,6 +100,8 @@ class AllTickServer:
         self._conns: dict[int, _Conn] = {}
         self._last_close_ns: int | None = None
         self.subscribers: dict[str, tuple[int, ...]] = {}  # code -> connections that get it
+        # code -> (connection, levels) for each connection that gets its order book
+        self.book_subscribers: dict[str, tuple[tuple[int, int], ...]] = {}
 
     def _violate(self, now_ns: int, conn: int, rule: str, detail: str) -> None:
         self.violations.append(Violation(now_ns, conn, rule, detail))
@@ -172,15 +179,17 @@ class AllTickServer:
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 606, msg)], close=True)
         ok = _reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")
         if req.cmd_id == CMD_CANCEL:
-            if req.data is None or req.data.cancel_type in (0, 2):
+            cancel_type = 0 if req.data is None else req.data.cancel_type
+            if cancel_type in (0, 2):
                 state.trades = []
-                self._rebuild_subscribers()
+            if cancel_type in (0, 1):
+                state.books = {}
+            self._rebuild_subscribers()
             return Outcome([ok])
         if req.data is None or not req.data.symbol_list:
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 601, "body empty")])
-        if req.cmd_id == CMD_SUBSCRIBE_DEPTH:
-            return Outcome([ok])  # order books arrive with the depth work (issue 3)
-        codes = list(dict.fromkeys(entry.code for entry in req.data.symbol_list))
+        levels = {entry.code: entry.depth_level for entry in req.data.symbol_list}
+        codes = list(levels)
         unknown = [c for c in codes if c not in self.universe]
         if unknown:
             self._violate(now_ns, conn, "code invalid", ",".join(unknown[:10]))
@@ -190,16 +199,28 @@ class AllTickServer:
             # The real server acks and silently ignores the excess; recorded here for tests.
             self._violate(now_ns, conn, "code cap", f"{len(codes)} codes, {cap} kept")
             codes = codes[:cap]
-        state.trades = codes
+        if req.cmd_id == CMD_SUBSCRIBE_DEPTH:
+            # A-shares carry at most 5 levels, US 1, HK 10 (spec rule 8).
+            state.books = {c: max(1, min(levels[c] or 5, _max_levels(c))) for c in codes}
+        else:
+            state.trades = codes
         self._rebuild_subscribers()
         return Outcome([ok])
 
     def _rebuild_subscribers(self) -> None:
         by_code: dict[str, list[int]] = {}
+        books: dict[str, list[tuple[int, int]]] = {}
         for conn, state in self._conns.items():
             for code in state.trades:
                 by_code.setdefault(code, []).append(conn)
+            for code, levels in state.books.items():
+                books.setdefault(code, []).append((conn, levels))
         self.subscribers = {code: tuple(conns) for code, conns in by_code.items()}
+        self.book_subscribers = {code: tuple(conns) for code, conns in books.items()}
+
+    def book_subscriptions(self) -> dict[int, list[str]]:
+        """Each open connection's order-book list, as the server holds it now."""
+        return {conn: list(state.books) for conn, state in self._conns.items()}
 
     def subscriptions(self) -> dict[int, list[str]]:
         """Each open connection's trade list, as the server holds it now."""

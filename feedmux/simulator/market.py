@@ -43,6 +43,7 @@ class Market:
         self._code_bytes = {c: c.encode() for c in codes}
         self._price = {c: round(rng.lognormvariate(2.7, 0.8), 2) + 1.0 for c in codes}
         self._seq = {c: rng.randrange(1, 10**9) * 1000 for c in codes}
+        self._book_seq = dict.fromkeys(codes, 0)
 
     def trade(self, code: str, now_ms: int) -> bytes:
         rng = self._rng
@@ -64,6 +65,28 @@ class Market:
             price * volume,
             rng.randrange(3),
         )
+
+    def book(self, code: str, now_ms: int, levels: int) -> bytes:
+        """One 22999 frame: ``levels`` levels a side around the last price; now and then one
+        side is empty, as at a limit up or down."""
+        rng = self._rng
+        price = self._price[code]
+        seq = self._book_seq[code] + 1
+        self._book_seq[code] = seq
+        side = rng.randrange(40)  # 0: no asks (limit up), 1: no bids (limit down)
+        bids = [] if side == 1 else [
+            b'{"price":"%.2f","volume":"%d"}' % (max(0.01, price - 0.01 * (i + 1)),
+                                                rng.randrange(1, 500) * 100)
+            for i in range(levels)
+        ]  # fmt: skip
+        asks = [] if side == 0 else [
+            b'{"price":"%.2f","volume":"%d"}' % (price + 0.01 * (i + 1),
+                                                rng.randrange(1, 500) * 100)
+            for i in range(levels)
+        ]  # fmt: skip
+        return b'{"cmd_id":22999,"data":{"code":"%s","seq":%d,"tick_time":%d,"bids":[%s],' \
+            b'"asks":[%s]}}' % (self._code_bytes[code], seq, now_ms, b",".join(bids),
+                                b",".join(asks))  # fmt: skip
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 
 
 class WriteResult(NamedTuple):
@@ -15,6 +15,10 @@ class WriteResult(NamedTuple):
 class Sink(Protocol):
     def write_batch(self, ticks: list[Tick]) -> WriteResult:
         """Store ticks idempotently: a (code, seq) already stored is skipped and counted."""
+        ...
+
+    def write_books(self, books: list[Depth]) -> WriteResult:
+        """Store order books idempotently, the same way."""
         ...
 
     def close(self) -> None: ...

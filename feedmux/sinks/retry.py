@@ -6,10 +6,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from feedmux.errors import StoreError
-from feedmux.model import Tick
-from feedmux.sinks.base import Sink
+from feedmux.sinks.base import WriteResult
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -17,14 +19,19 @@ RETRY_MIN_NS = 100_000_000
 RETRY_MAX_NS = 10_000_000_000
 
 
-class RetryingWriter:
+class RetryingWriter(Generic[T]):
+    """Writes batches with ``write`` (e.g. a sink's ``write_batch``), in order."""
+
     def __init__(
-        self, sink: Sink, clock: Callable[[], int], wall_clock: Callable[[], int] = time.time_ns
+        self,
+        write: Callable[[list[T]], WriteResult],
+        clock: Callable[[], int],
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.sink = sink
+        self._write = write
         self._clock = clock
         self._wall_clock = wall_clock
-        self._queue: deque[list[Tick]] = deque()
+        self._queue: deque[list[T]] = deque()
         self._retry_at: int | None = None
         self._backoff_ns = RETRY_MIN_NS
         self.stored = 0
@@ -37,7 +44,7 @@ class RetryingWriter:
     def backlog(self) -> int:
         return sum(len(b) for b in self._queue)
 
-    def submit(self, batch: list[Tick]) -> None:
+    def submit(self, batch: list[T]) -> None:
         self._queue.append(batch)
         if self._retry_at is None:
             self.flush()
@@ -52,7 +59,7 @@ class RetryingWriter:
         while self._queue:
             batch = self._queue[0]
             try:
-                result = self.sink.write_batch(batch)
+                result = self._write(batch)
             except StoreError as exc:
                 self.failures += 1
                 self._retry_at = self._clock() + self._backoff_ns

@@ -7,12 +7,14 @@ writing one file would queue on its lock. ``read_ticks`` merges the files.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 from msgspec.structs import astuple
 
 from feedmux.errors import StoreError
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 from feedmux.sinks.base import WriteResult
 
 SCHEMA = """
@@ -28,7 +30,20 @@ CREATE TABLE IF NOT EXISTS ticks (
     PRIMARY KEY (code, seq)
 ) WITHOUT ROWID
 """
+BOOKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS books (
+    code      TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    time_ns   INTEGER NOT NULL,
+    recv_ns   INTEGER NOT NULL,
+    bids      TEXT    NOT NULL,  -- JSON [[price, volume], ...], best first
+    asks      TEXT    NOT NULL,
+    PRIMARY KEY (code, seq)
+) WITHOUT ROWID
+"""
 INSERT = "INSERT OR IGNORE INTO ticks VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_BOOK = "INSERT OR IGNORE INTO books VALUES (?, ?, ?, ?, ?, ?)"
+_json = msgspec.json.Encoder().encode
 TICKS_DIR = "ticks"
 
 
@@ -44,6 +59,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(SCHEMA)
+        conn.execute(BOOKS_SCHEMA)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
     return conn
@@ -55,18 +71,26 @@ class SqliteSink:
         self._conn = connect(path)
 
     def write_batch(self, ticks: list[Tick]) -> WriteResult:
+        return self._insert(INSERT, [astuple(t) for t in ticks])
+
+    def write_books(self, books: list[Depth]) -> WriteResult:
+        rows = [(b.code, b.seq, b.time_ns, b.recv_ns, _json(b.bids).decode(),
+                 _json(b.asks).decode()) for b in books]  # fmt: skip
+        return self._insert(INSERT_BOOK, rows)
+
+    def _insert(self, sql: str, rows: Sequence[tuple[object, ...]]) -> WriteResult:
         conn = self._conn
         before = conn.total_changes
         try:
             conn.execute("BEGIN")
-            conn.executemany(INSERT, [astuple(t) for t in ticks])
+            conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"SQLite write to {self.path} failed: {exc}") from exc
         inserted = conn.total_changes - before
-        return WriteResult(inserted, len(ticks) - inserted)
+        return WriteResult(inserted, len(rows) - inserted)
 
     def close(self) -> None:
         self._conn.close()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 from feedmux.providers.alltick import AllTickClient
 from tests.conftest import scaled, wait_for
 
@@ -41,15 +41,22 @@ def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, st
     return proc, report, read_json(report)["url"]
 
 
-def sent_ticks(path: Path) -> list[Tick]:
-    """Every trade the server sent, decoded as feedmux decodes them (recv_ns zeroed)."""
+def sent_messages(path: Path) -> tuple[list[Tick], list[Depth]]:
+    """Every trade and book the server sent, decoded as feedmux decodes them (recv_ns 0)."""
     client = AllTickClient("checker")
-    ticks = []
+    ticks, books = [], []
     for line in path.read_bytes().splitlines():
-        tick = client.receive(line, 0)
-        assert tick is not None, line
-        ticks.append(tick)
-    return ticks
+        item = client.receive(line, 0)
+        assert item is not None, line
+        if isinstance(item, Depth):
+            books.append(item)
+        else:
+            ticks.append(item)
+    return ticks, books
+
+
+def sent_ticks(path: Path) -> list[Tick]:
+    return sent_messages(path)[0]
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:

@@ -10,7 +10,7 @@ def ticks(n: int, start: int = 0) -> list[Tick]:
 
 def test_batch_is_published_snapshotted_and_batched() -> None:
     state = ShardState(2, batch_rows=100, batch_delay_ns=200_000_000, clock=FakeClock())
-    frames, batches = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
+    frames, batches, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
     assert len(frames) == 150 and [len(b) for b in batches] == [100]
     topic, payload = frames[-1]
     published = wire.published_decoder.decode(payload)
@@ -33,5 +33,5 @@ def test_bus_gap_is_counted_and_end_is_seen() -> None:
 
 def test_garbage_on_the_bus_is_counted_not_fatal() -> None:
     state = ShardState(0, 100, 200_000_000, FakeClock())
-    assert state.on_bus(b"\xc1garbage") == ([], [])
+    assert state.on_bus(b"\xc1garbage") == ([], [], [])
     assert state.bad_messages == 1

@@ -68,7 +68,7 @@ class FlakySink:
 def test_failed_writes_are_kept_and_retried_in_order() -> None:
     clock = FakeClock()
     sink = FlakySink(failures=2)
-    writer = RetryingWriter(sink, clock)
+    writer = RetryingWriter(sink.write_batch, clock)
     writer.submit([tick("A.SH", 1)])
     writer.submit([tick("A.SH", 2)])
     assert writer.backlog == 2 and writer.failures == 1

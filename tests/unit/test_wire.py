@@ -37,6 +37,6 @@ def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
             assert isinstance(batch, wire.Batch)
             assert all(shard_of(t.code, 4) == shard for t in batch.ticks)
             next_seq[shard] = batch.first_seq + len(batch.ticks)
-    assert outbox.routed == 120 and outbox.pending == 0
+    assert (outbox.routed_ticks, outbox.routed_books, outbox.pending) == (120, 0, 0)
     ends = {s: wire.bus_decoder.decode(raw) for s, raw in outbox.end()}
     assert ends == {s: wire.End(seq) for s, seq in next_seq.items()}
