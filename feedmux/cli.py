@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVELS",
         help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
     )
+    run.add_argument(
+        "--silent-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="report codes subscribed S seconds with no tick since (default 60)",
+    )
     run.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
     run.add_argument(
         "--replay",
@@ -197,7 +204,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
         run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
-        depth_levels=args.depth, log_level=args.log_level.upper(),
+        depth_levels=args.depth, silent_after_s=args.silent_after,
+        log_level=args.log_level.upper(),
     )  # fmt: skip
     settings.validate()
     return supervisor.run(settings, replay, args.stop_after)

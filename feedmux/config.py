@@ -28,6 +28,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_codes_per_conn: int = 3000
     max_conns: int = 10  # the plan's connection cap per token
     depth_levels: int = 0  # order-book levels to subscribe (22002); 0 = trades only
+    silent_after_s: float = 60.0  # report codes subscribed this long with no tick since
     request_interval_ms: int = 1100
     cross_interval_ms: int = 3300
     heartbeat_interval_ms: int = 10_000

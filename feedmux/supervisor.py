@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import msgspec
 
 from feedmux.config import Manifest, ReplaySettings, Settings, redact
-from feedmux.control import save_universe
+from feedmux.control import Control, save_universe
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.stats import read_stats
 from workers import receiver, shard
@@ -31,6 +31,7 @@ READY_TIMEOUT_S = 60.0
 RECEIVER_STOP_S = 30.0
 SHARD_STOP_S = 90.0
 PROGRESS_EVERY_S = 2.0
+SILENT_EVERY_S = 10.0
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -133,7 +134,7 @@ def _progress(stats: dict[str, dict[str, Any]], elapsed: float, rate: float) -> 
         f" | connections {up}/{len(conns)}"
         f" | codes {receiver.get('codes_subscribed', 0):,}/{receiver.get('codes_desired', 0):,}"
         f" | bad frames {bad}"
-    )
+    ) + (f" | books {receiver['books']:,}" if receiver.get("books") else "")
 
 
 class Supervisor:
@@ -179,6 +180,9 @@ class Supervisor:
         children = [self.receiver, *self.shards]
         last_ticks, last_time = 0, time.monotonic()
         next_progress = last_time + PROGRESS_EVERY_S
+        silent_every = min(SILENT_EVERY_S, max(1.0, self.settings.silent_after_s))
+        next_silent = last_time + silent_every
+        silent: set[str] = set()
         while signals.received is None:
             now = time.monotonic()
             if stop_after_s is not None and now - self.started >= stop_after_s:
@@ -196,7 +200,24 @@ class Supervisor:
                 last_ticks, last_time = ticks, now
                 next_progress = now + PROGRESS_EVERY_S
                 self.say(_progress(stats, now - self.started, rate))
+            if now >= next_silent:
+                next_silent = now + silent_every
+                silent = self._report_silent(silent)
             time.sleep(0.2)
+
+    def _report_silent(self, before: set[str]) -> set[str]:
+        """Say which codes are subscribed but silent, when that set changes."""
+        try:
+            after = self.settings.silent_after_s
+            now_silent = Control(self.settings.paths.root, timeout=2.0).silent(after)
+        except FeedmuxError:
+            return before  # busy or restarting: ask again next time
+        codes = set(now_silent)
+        if codes != before:
+            listed = ", ".join(sorted(codes)[:10]) + (" ..." if len(codes) > 10 else "")
+            self.say(f"silent codes (subscribed, no tick for {after:g} s): "
+                     f"{len(codes)}{': ' + listed if codes else ''}")  # fmt: skip
+        return codes
 
     def shutdown(self) -> dict[str, int | None]:
         """Receiver first, then all shards at once (they drain in parallel), then the server."""

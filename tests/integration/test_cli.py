@@ -85,7 +85,8 @@ def test_a_worker_that_cannot_start_stops_the_rest_and_says_why(tmp_path: Path) 
 def test_silent_codes_are_listed_and_subscriptions_change_from_the_cli(tmp_path: Path) -> None:
     # --replay-rate 0: the server confirms the codes but never sends a tick
     run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001",
-                  "--replay-rate", "0", "--data-dir", str(tmp_path / "data"))  # fmt: skip
+                  "--replay-rate", "0", "--silent-after", "1",
+                  "--data-dir", str(tmp_path / "data"))  # fmt: skip
     run_dir = tmp_path / "data" / "run"
     try:
         wait_for(lambda: len(_run_cli("subscriptions", run_dir).splitlines()) == 2, 30,
@@ -101,6 +102,10 @@ def test_silent_codes_are_listed_and_subscriptions_change_from_the_cli(tmp_path:
     finally:
         code, output = stop(run)
     assert code == 0, output
+    reports = [x for x in output.splitlines() if x.startswith("silent codes")]
+    assert reports and all(x.startswith("silent codes (subscribed, no tick for 1 s): ")
+                           for x in reports)  # fmt: skip
+    assert "600519.SH" in reports[-1]  # never ticked, subscribed throughout
 
 
 def _run_cli(command: str, run_dir: Path, *args: str) -> str:
