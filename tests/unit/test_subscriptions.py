@@ -183,3 +183,20 @@ def test_emptied_connection_cancels() -> None:
     sent = drive(manager, server, clock, seconds=2)
     assert [json.loads(f)["cmd_id"] for _, _, f in sent] == [22006]
     assert server.subscribers == {} and manager.settled(UNIVERSE[:3], subscribed=False)
+
+
+def test_after_a_606_close_the_connection_comes_back_and_resubscribes() -> None:
+    clock = FakeClock()
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(UNIVERSE, 3000, Pacing(cross_interval_ns=10**8))  # too hasty
+    drive(manager, server, clock, seconds=2)
+    assert [v.rule for v in server.violations] == ["cross-connection spacing"]
+    closed = manager.connections[1]  # its subscribe came 0.1 s after connection 0's
+    assert (closed.connected, closed.reconnects, closed.last_error) == (
+        False, 1, "ret=606 too many requests and connection will be closed")  # fmt: skip
+    manager.pacing = Pacing()  # as shipped
+    drive(manager, server, clock, seconds=30)
+    assert [v.rule for v in server.violations] == ["cross-connection spacing"]  # no new one
+    assert manager.all_confirmed()
+    union = [c for codes in server.subscriptions().values() for c in codes]
+    assert sorted(union) == sorted(UNIVERSE)
