@@ -76,6 +76,7 @@ class ControlDesk:
     def __init__(self, manager: SubscriptionManager) -> None:
         self.manager = manager
         self._waiting: list[_Waiter] = []
+        self._checked_version = -1  # the manager's state the waiters were last checked against
 
     def reply(self, now_ns: int, error: str = "", codes: list[str] | None = None) -> bytes:
         manager = self.manager
@@ -106,9 +107,13 @@ class ControlDesk:
 
     def answers(self, now_ns: int) -> list[tuple[bytes, bytes]]:
         """Replies due now: changes the server confirmed, or that timed out."""
+        if not self._waiting:
+            return []
+        changed = self.manager.version != self._checked_version
+        self._checked_version = self.manager.version
         out, still = [], []
         for w in self._waiting:
-            if self.manager.settled(w.codes, w.subscribed):
+            if changed and self.manager.settled(w.codes, w.subscribed):
                 out.append((w.ident, self.reply(now_ns, codes=w.codes)))
             elif now_ns >= w.deadline_ns:
                 error = f"not confirmed by the server within {CONFIRM_TIMEOUT_NS // 10**9} s"

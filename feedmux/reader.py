@@ -63,6 +63,15 @@ def _times(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _merged(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """All shards' rows as one frame: each (code, seq) once, sorted by time, code and seq."""
+    frame["code"] = frame["code"].astype(str)
+    # A code lands in another shard's file if the shard count changed between runs.
+    frame = frame.drop_duplicates(["code", "seq"])
+    frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
+    return frame[columns]
+
+
 def read_ticks(
     data_dir: str | Path = "feedmux-data",
     codes: list[str] | None = None,
@@ -77,12 +86,7 @@ def read_ticks(
     rows = _select(data_dir, "ticks", codes, start, end)
     raw = ("code", "seq", "time_ns", "recv_ns", "price", "volume", "turnover", "direction")
     frame = _times(pd.DataFrame.from_records(rows, columns=list(raw)))
-    frame = frame.astype(_DTYPES)
-    frame["code"] = frame["code"].astype(str)
-    # A code lands in another shard's file if the shard count changed between runs.
-    frame = frame.drop_duplicates(["code", "seq"])
-    frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
-    return frame[list(TICK_COLUMNS)]
+    return _merged(frame.astype(_DTYPES), list(TICK_COLUMNS))
 
 
 def read_books(
@@ -102,6 +106,4 @@ def read_books(
     for side in ("bids", "asks"):
         frame[side] = [msgspec.json.decode(text) for text in frame[side]]
     frame = _times(frame).astype({"seq": "int64"})
-    frame = frame.drop_duplicates(["code", "seq"])
-    frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
-    return frame[["code", "seq", "time", "recv_time", "bids", "asks"]]
+    return _merged(frame, ["code", "seq", "time", "recv_time", "bids", "asks"])

@@ -114,6 +114,7 @@ class SubscriptionManager:
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
         self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
         self._last_close_ns = _NEVER
+        self.version = 0  # bumped by every change of state; lets callers skip re-checking
         for _ in range(min(max_conns, max(1, math.ceil(len(codes) / max_codes_per_conn)))):
             self._new_connection()
         self.subscribe(codes)
@@ -127,6 +128,7 @@ class SubscriptionManager:
     # -- the desired set ------------------------------------------------------------------------
     def subscribe(self, codes: list[str]) -> None:
         """Add codes; each goes to the connection with the fewest codes that has room."""
+        self.version += 1
         for code in codes:
             if code in self.owner:
                 continue
@@ -144,6 +146,7 @@ class SubscriptionManager:
             self.owner[code] = conn.index
 
     def unsubscribe(self, codes: list[str]) -> None:
+        self.version += 1
         for code in codes:
             self.rejected.pop(code, None)
             self.confirmed_at.pop(code, None)
@@ -180,6 +183,7 @@ class SubscriptionManager:
 
     def on_disconnected(self, index: int, now_ns: int, error: str = "") -> None:
         """The link is gone (or never came up): reconnect after the vendor's spacing."""
+        self.version += 1
         conn = self.connections[index]
         if conn.connected:
             self._last_close_ns = now_ns
@@ -269,6 +273,7 @@ class SubscriptionManager:
         request = reply.request
         if request is None or request.cmd_id not in SUBSCRIPTION_CMDS:
             return  # heartbeat replies and unknown seq_ids change nothing here
+        self.version += 1
         conn.inflight_since = None
         if request.cmd_id == CMD_CANCEL:
             sent: list[str] = []
