@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
     )
     run.add_argument(
+        "--watchdog",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="reconnect a connection with no frame for S seconds (default 30)",
+    )
+    run.add_argument(
+        "--free-plan",
+        action="store_true",
+        help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
+    )
+    run.add_argument(
         "--silent-after",
         type=float,
         default=60.0,
@@ -132,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--report", metavar="PATH", help="JSON report, rewritten every second")
     rep.add_argument("--sent-log", metavar="PATH", help="every trade frame sent, one per line")
     rep.add_argument("--exit-when-done", action="store_true", help="exit when --duration ends")
+    rep.add_argument(
+        "--stall-after",
+        type=float,
+        metavar="S",
+        help="fault: S seconds into the feed, go silent (no data, no replies)",
+    )
+    rep.add_argument(
+        "--stall-for", type=float, default=0.0, metavar="S", help="fault: how long the stall lasts"
+    )
     rep.add_argument("--log-level", default="INFO")
 
     for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
@@ -204,7 +225,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
         run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
-        depth_levels=args.depth, silent_after_s=args.silent_after,
+        depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,
+        reconnect_spacing_ms=11_000 if args.free_plan else 3300,
         log_level=args.log_level.upper(),
     )  # fmt: skip
     settings.validate()
@@ -223,6 +245,7 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         heartbeat_timeout_s=args.heartbeat_timeout,
         reconnect_spacing_ms=args.reconnect_spacing_ms, report_path=args.report or "",
         sent_log=args.sent_log or "", exit_when_done=args.exit_when_done,
+        stall_after_s=args.stall_after, stall_for_s=args.stall_for,
         log_level=args.log_level.upper(),
     )  # fmt: skip
     return replay.main(settings)

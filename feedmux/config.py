@@ -32,7 +32,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     request_interval_ms: int = 1100
     cross_interval_ms: int = 3300
     heartbeat_interval_ms: int = 10_000
-    reconnect_spacing_ms: int = 3000
+    reconnect_spacing_ms: int = 3300  # spec: 3 s paid, 10 s free; 10 % margin
+    watchdog_s: float = 30.0  # no frame (data, ack, heartbeat reply) this long: reconnect
     batch_rows: int = 100
     batch_delay_ms: int = 200
     stats_interval_ms: int = 1000
@@ -167,6 +168,8 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     report_path: str = ""  # JSON report: url, ticks sent, violations, subscriptions
     sent_log: str = ""  # every trade frame sent, one per line (the checker's ground truth)
     exit_when_done: bool = False
+    stall_after_s: float | None = None  # fault: after this long feeding, go silent ...
+    stall_for_s: float = 0.0  # ... for this long: no data, no replies (heartbeats still count)
     log_level: str = "INFO"
 
     def __repr__(self) -> str:

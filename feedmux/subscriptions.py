@@ -17,6 +17,8 @@ code is found alone; those are reported in ``rejected`` and never retried on the
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from feedmux.providers.alltick import (
@@ -44,6 +46,8 @@ class Pacing:
     cross_interval_ns: int = 3_300_000_000  # spec: 3 s across connections of one token
     heartbeat_interval_ns: int = 10_000_000_000
     reconnect_spacing_ns: int = 3_300_000_000  # spec: 3 s on paid plans (10 s free)
+    reconnect_max_ns: int = 60_000_000_000  # backoff cap; reconnecting never stops
+    watchdog_ns: int = 30_000_000_000  # no frame at all for this long: tear down, reconnect
 
 
 @dataclass
@@ -63,6 +67,9 @@ class ConnectionState:
     depth_refused: list[str] | None = None
     last_error: str = ""
     connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
+    connected_at_ns: int = _NEVER
+    failures: int = 0  # consecutive losses without a confirmed subscription in between
+    watchdog_trips: int = 0
     last_subscription_ns: int = _NEVER
     reconnects: int = 0
 
@@ -101,6 +108,7 @@ class SubscriptionManager:
         name: str = "feedmux",
         max_conns: int = 10,
         depth_levels: int = 0,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         if max_codes_per_conn < 1 or max_conns < 1:
             raise ValueError("max_codes_per_conn and max_conns must be >= 1")
@@ -109,6 +117,7 @@ class SubscriptionManager:
         self.max_codes_per_conn = max_codes_per_conn
         self.max_conns = max_conns
         self.depth_levels = depth_levels  # 0: no order books
+        self._jitter = jitter
         self.connections: list[ConnectionState] = []
         self.owner: dict[str, int] = {}  # code -> connection index
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
@@ -176,6 +185,7 @@ class SubscriptionManager:
     def on_connected(self, index: int, now_ns: int) -> None:
         conn = self.connections[index]
         conn.connected = True
+        conn.connected_at_ns = now_ns
         conn.confirmed = []  # a new connection starts with nothing subscribed
         conn.refused = None
         conn.inflight_since = None
@@ -188,6 +198,7 @@ class SubscriptionManager:
         if conn.connected:
             self._last_close_ns = now_ns
             conn.reconnects += 1
+        conn.failures += 1
         conn.connected = False
         conn.inflight_since = None
         for code in conn.confirmed:
@@ -197,8 +208,23 @@ class SubscriptionManager:
         conn.depth_refused = None
         conn.client.reset()
         conn.last_error = error or conn.last_error
-        # The server counts spacing from the last close of ANY connection of the token.
-        conn.connect_at_ns = max(now_ns, self._last_close_ns) + self.pacing.reconnect_spacing_ns
+        # The server counts spacing from the last close of ANY connection of the token; on top
+        # of it, capped exponential backoff with jitter so a down vendor is not hammered.
+        spacing = self.pacing.reconnect_spacing_ns
+        backoff = min(self.pacing.reconnect_max_ns, spacing * 2 ** min(conn.failures - 1, 20))
+        delay = max(spacing, int(backoff * (0.5 + self._jitter() / 2)))
+        conn.connect_at_ns = max(now_ns, self._last_close_ns) + delay
+
+    def stale(self, now_ns: int, last_frame_ns: list[int]) -> list[int]:
+        """Connected links with no frame at all (data, ack or heartbeat reply) for the
+        watchdog time: "connected but silent". The caller tears them down; each is counted."""
+        limit = now_ns - self.pacing.watchdog_ns
+        out = []
+        for conn in self.connections:
+            if conn.connected and max(conn.connected_at_ns, last_frame_ns[conn.index]) < limit:
+                conn.watchdog_trips += 1
+                out.append(conn.index)
+        return out
 
     def connect_due(self, now_ns: int) -> list[int]:
         """Connections to open now."""
@@ -294,6 +320,7 @@ class SubscriptionManager:
                 self.confirmed_at.pop(code, None)
             conn.confirmed = sent
             conn.last_error = ""
+            conn.failures = 0  # the link works: the next loss starts the backoff afresh
             _release_half(conn)
             return
         conn.last_error = f"ret={reply.ret} {reply.msg}"

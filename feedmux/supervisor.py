@@ -127,14 +127,20 @@ def _progress(stats: dict[str, dict[str, Any]], elapsed: float, rate: float) -> 
     conns = receiver.get("connections", [])
     up = sum(1 for c in conns if c["state"] == "up")
     bad = sum(sum(c["bad_frames"].values()) for c in conns)
+    reconnects = sum(c["reconnects"] for c in conns)
+    trips = sum(c["watchdog_trips"] for c in conns)
     return (
-        f"[{elapsed:7.1f}s] received {receiver.get('ticks', 0):>10,} ticks ({rate:>8,.0f}/s)"
-        f" | stored {sum(s['stored'] for s in shards):>10,}"
-        f" | published {sum(s['published'] for s in shards):>10,}"
-        f" | connections {up}/{len(conns)}"
-        f" | codes {receiver.get('codes_subscribed', 0):,}/{receiver.get('codes_desired', 0):,}"
-        f" | bad frames {bad}"
-    ) + (f" | books {receiver['books']:,}" if receiver.get("books") else "")
+        (
+            f"[{elapsed:7.1f}s] received {receiver.get('ticks', 0):>10,} ticks ({rate:>8,.0f}/s)"
+            f" | stored {sum(s['stored'] for s in shards):>10,}"
+            f" | published {sum(s['published'] for s in shards):>10,}"
+            f" | connections {up}/{len(conns)}"
+            f" | codes {receiver.get('codes_subscribed', 0):,}/{receiver.get('codes_desired', 0):,}"
+            f" | bad frames {bad}"
+        )
+        + (f" | books {receiver['books']:,}" if receiver.get("books") else "")
+        + (f" | reconnects {reconnects} (watchdog {trips})" if reconnects else "")
+    )
 
 
 class Supervisor:

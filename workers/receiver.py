@@ -39,6 +39,7 @@ def pacing_of(settings: Settings) -> Pacing:
         cross_interval_ns=settings.cross_interval_ms * ms,
         heartbeat_interval_ns=settings.heartbeat_interval_ms * ms,
         reconnect_spacing_ns=settings.reconnect_spacing_ms * ms,
+        watchdog_ns=int(settings.watchdog_s * 1e9),
     )
 
 
@@ -156,7 +157,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 "confirmed": len(c.confirmed), "frames": frames[c.index],
                 "last_frame_age_s": (now - last_frame_ns[c.index]) / 1e9
                 if last_frame_ns[c.index] else None,
-                "reconnects": c.reconnects, "bad_frames": c.client.bad_frames,
+                "reconnects": c.reconnects, "watchdog_trips": c.watchdog_trips,
+                "bad_frames": c.client.bad_frames,
                 "error": c.last_error,
             } for c in conns],
         })  # fmt: skip
@@ -186,6 +188,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 drop(i, f"send failed: {exc}")
         if now >= next_stats:
             next_stats = now + stats_every
+            for i in manager.stale(now, last_frame_ns):
+                drop(i, f"watchdog: no frame for {settings.watchdog_s:g} s")
             report()
         wake = min(d for d in (manager.next_deadline(), next_stats) if d is not None)
         ready_fds = poller.poll(max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6)))

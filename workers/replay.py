@@ -65,7 +65,10 @@ class ReplayServer:
         self.feed_cpu_start = 0.0
         self.feed_cpu_s = 0.0  # CPU spent feeding, start-up excluded (set when the feed ends)
         self.first_subscription = asyncio.Event()
-        self.feed_end = asyncio.Event()  # set by SIGUSR1: end the feed now, keep serving
+        self.feed_end = asyncio.Event()
+        self.stall_from = self.stall_until = (
+            0.0  # loop times of a scheduled stall  # set by SIGUSR1: end the feed now, keep serving
+        )
         self.stop = asyncio.Event()
         self._logged_violations = 0
         self._sent_log: IO[bytes] | None = None
@@ -100,6 +103,10 @@ class ReplayServer:
             path = Path(self.settings.report_path)
             write_stats(path.parent, path.stem, self.report())
 
+    def stalled(self) -> bool:
+        """Inside the scheduled stall: the server says nothing at all."""
+        return self.stall_from <= asyncio.get_running_loop().time() < self.stall_until
+
     # -- connections ----------------------------------------------------------------------------
     async def handle(self, ws: ServerConnection) -> None:
         conn = next(self.ids)
@@ -121,7 +128,7 @@ class ReplayServer:
             async for message in ws:
                 outcome = self.rules.receive(conn, message, time.monotonic_ns())
                 self._log_violations()
-                for reply in outcome.replies:
+                for reply in outcome.replies if not self.stalled() else ():
                     await ws.send(reply, text=True)
                 if self.rules.subscribers:
                     self.first_subscription.set()
@@ -196,6 +203,9 @@ class ReplayServer:
                 self.queue_trade(code)
             self.flush_trades()
         start = loop.time()
+        if settings.stall_after_s is not None:
+            self.stall_from = start + settings.stall_after_s
+            self.stall_until = self.stall_from + settings.stall_for_s
         produced = 0
         source: dict[str, tuple[int, ...]] = {}
         codes: list[str] = []
@@ -203,6 +213,9 @@ class ReplayServer:
             settings.duration_s is None or loop.time() - start < settings.duration_s
         ):
             await asyncio.sleep(FEED_STEP_S)
+            if self.stalled():
+                produced = int((loop.time() - start) * settings.rate)  # nothing is made up
+                continue
             if source is not self.rules.subscribers:  # replaced whenever a list changes
                 source = self.rules.subscribers
                 codes = list(source)

@@ -200,3 +200,41 @@ def test_after_a_606_close_the_connection_comes_back_and_resubscribes() -> None:
     assert manager.all_confirmed()
     union = [c for codes in server.subscriptions().values() for c in codes]
     assert sorted(union) == sorted(UNIVERSE)
+
+
+def test_reconnect_backoff_grows_to_the_cap_never_below_spacing_and_resets() -> None:
+    clock = FakeClock()
+    pacing = Pacing(reconnect_max_ns=20 * 10**9)
+    manager = SubscriptionManager(["600519.SH"], 3000, pacing, jitter=lambda: 1.0)
+    delays = []
+    for _ in range(6):  # the vendor is down: every attempt fails at once
+        manager.on_disconnected(0, clock.now, "connect failed")
+        delays.append((manager.connections[0].connect_at_ns - clock.now) / 1e9)
+        clock.now = manager.connections[0].connect_at_ns
+    assert delays == [3.3, 6.6, 13.2, 20.0, 20.0, 20.0]
+    low = SubscriptionManager(["600519.SH"], 3000, pacing, jitter=lambda: 0.0)
+    for _ in range(3):
+        low.on_disconnected(0, clock.now)
+    assert low.connections[0].connect_at_ns - clock.now >= pacing.reconnect_spacing_ns
+    # a confirmed subscription resets the backoff
+    manager.on_connected(0, clock.now)
+    [(_, frame)] = manager.due(clock.now)
+    body = json.loads(frame)
+    request = Request(22004, body["seq_id"], "t", body["data"])
+    manager.on_reply(0, Reply(22005, 200, "ok", body["seq_id"], request), clock.now)
+    manager.on_disconnected(0, clock.now)
+    assert manager.connections[0].connect_at_ns - clock.now == pacing.reconnect_spacing_ns
+
+
+def test_watchdog_flags_connected_links_silent_too_long() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager(UNIVERSE[:4000], 3000, Pacing(watchdog_ns=30 * 10**9))
+    manager.on_connected(0, clock.now)
+    manager.on_connected(1, clock.now)
+    last_frame = [clock.now, clock.now]
+    clock.advance(25)
+    last_frame[1] = clock.now  # a heartbeat reply counts as a frame
+    assert manager.stale(clock.advance(6), last_frame) == [0]
+    assert manager.connections[0].watchdog_trips == 1
+    manager.on_disconnected(0, clock.now, "watchdog")
+    assert manager.stale(clock.advance(100), last_frame) == [1]  # a down link is not stale
