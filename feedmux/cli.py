@@ -153,6 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--stall-for", type=float, default=0.0, metavar="S", help="fault: how long the stall lasts"
     )
+    rep.add_argument(
+        "--drop-after",
+        type=float,
+        metavar="S",
+        help="fault: S seconds into the feed, drop every TCP connection abruptly",
+    )
+    rep.add_argument(
+        "--close-after",
+        type=float,
+        metavar="S",
+        help="fault: S seconds into the feed, close every connection cleanly",
+    )
+    rep.add_argument(
+        "--garbage-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fault: send a malformed frame after every N trades",
+    )
+    rep.add_argument("--duplicate-every", type=int, default=0, metavar="N",
+                     help="fault: send every Nth trade twice")  # fmt: skip
     rep.add_argument("--log-level", default="INFO")
 
     for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
@@ -246,6 +267,8 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         reconnect_spacing_ms=args.reconnect_spacing_ms, report_path=args.report or "",
         sent_log=args.sent_log or "", exit_when_done=args.exit_when_done,
         stall_after_s=args.stall_after, stall_for_s=args.stall_for,
+        drop_after_s=args.drop_after, close_after_s=args.close_after,
+        garbage_every=args.garbage_every, duplicate_every=args.duplicate_every,
         log_level=args.log_level.upper(),
     )  # fmt: skip
     return replay.main(settings)

@@ -170,6 +170,10 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     exit_when_done: bool = False
     stall_after_s: float | None = None  # fault: after this long feeding, go silent ...
     stall_for_s: float = 0.0  # ... for this long: no data, no replies (heartbeats still count)
+    drop_after_s: float | None = None  # fault: close TCP (no WebSocket close) this far in
+    close_after_s: float | None = None  # fault: a clean WebSocket close this far in
+    garbage_every: int = 0  # fault: a bad frame after every N trades (0: never)
+    duplicate_every: int = 0  # fault: send every Nth trade twice (0: never)
     log_level: str = "INFO"
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ class ShardState:
         self.book_seq = 0
         self.expected_bus_seq = 1
         self.received = 0
+        self.duplicates = 0
         self.received_books = 0
         self.bus_gaps = 0  # ticks missing between bus batches (issue 4 recovers them)
         self.bad_messages = 0
@@ -50,6 +51,9 @@ class ShardState:
         shard, snapshot, batcher, encode = self.shard, self.snapshot, self.batcher, wire.encode
         pub_seq = self.pub_seq
         for tick in msg.ticks:
+            if snapshot.latest_seq(tick.code) == tick.seq:
+                self.duplicates += 1  # a re-send (e.g. on resubscribe): published once only
+                continue
             pub_seq += 1
             snapshot.apply(pub_seq, tick)
             publish.append(

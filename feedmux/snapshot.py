@@ -17,6 +17,10 @@ class SnapshotCache:
     def __len__(self) -> int:
         return len(self._latest)
 
+    def latest_seq(self, code: str) -> int | None:
+        held = self._latest.get(code)
+        return None if held is None else held.seq
+
     def apply(self, pub_seq: int, tick: Tick) -> bool:
         """Record ``tick`` unless an equal or newer vendor seq is held; True if it was newer."""
         self.last_pub_seq = pub_seq

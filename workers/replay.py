@@ -13,17 +13,19 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.simulator.alltick_server import AllTickServer, ServerRules
-from feedmux.simulator.market import Market, text_frame
+from feedmux.simulator.market import GARBAGE_FRAMES, Market, text_frame
 from feedmux.stats import write_stats
 from workers._process import setup_logging
 
@@ -55,10 +57,12 @@ class ReplayServer:
         self.sockets: dict[int, ServerConnection] = {}
         self.transports: dict[int, asyncio.Transport] = {}
         self._outgoing: dict[int, list[bytes]] = {}  # frames per connection, this feed step
+        self._tasks: set[asyncio.Task[None]] = set()  # fire-and-forget closes, kept alive
         self.ids = itertools.count(1)
         self.url = ""
         self.ticks_sent = 0
         self.books_sent = 0
+        self.garbage_sent = 0
         self.frames_sent = 0
         self.connections_opened = 0
         self.feed_state = "waiting"
@@ -86,7 +90,7 @@ class ReplayServer:
         books = {c for codes in self.rules.book_subscriptions().values() for c in codes}
         return {
             "url": self.url, "feed": self.feed_state, "ticks_sent": self.ticks_sent,
-            "books_sent": self.books_sent,
+            "books_sent": self.books_sent, "garbage_sent": self.garbage_sent,
             "frames_sent": self.frames_sent, "connections_opened": self.connections_opened,
             "cpu_s": time.process_time(), "feed_cpu_s": self.feed_cpu_s,
             "violations": [
@@ -165,6 +169,15 @@ class ReplayServer:
         self.ticks_sent += 1
         if self._sent_log is not None:
             self._sent_log.write(frame + b"\n")
+        settings = self.settings
+        if settings.duplicate_every and self.ticks_sent % settings.duplicate_every == 0:
+            for conn in receivers:  # the same frame again, as vendors do on a resubscribe
+                self._outgoing[conn].append(framed)
+        if settings.garbage_every and self.ticks_sent % settings.garbage_every == 0:
+            opcode, payload = GARBAGE_FRAMES[self.garbage_sent % len(GARBAGE_FRAMES)]
+            self.garbage_sent += 1
+            for conn in receivers:
+                self._outgoing[conn].append(text_frame(payload, opcode))
         for conn, levels in self.rules.book_subscribers.get(code, ()):
             book = self.market.book(code, time.time_ns() // 1_000_000, levels)
             self._outgoing.setdefault(conn, []).append(text_frame(book))
@@ -185,9 +198,29 @@ class ReplayServer:
                                  transport.get_write_buffer_size())  # fmt: skip
                 transport.abort()
                 continue
-            transport.write(b"".join(frames))
+            try:
+                transport.write(b"".join(frames))
+            except RuntimeError:  # closing (EOF sent) under us: its frames never left
+                self.log.warning("conn=%d closed while %d frames were queued", conn, len(frames))
+                continue
             self.frames_sent += len(frames)
         self._outgoing.clear()
+
+    def faults(self, elapsed_s: float) -> None:
+        """Scheduled link faults, each once: an abrupt drop, a clean close."""
+        settings = self.settings
+        if settings.drop_after_s is not None and elapsed_s >= settings.drop_after_s:
+            self.settings = settings = msgspec.structs.replace(settings, drop_after_s=None)
+            self.log.info("fault: dropping every connection (no WebSocket close)")
+            for conn, transport in list(self.transports.items()):
+                self.rules.close(conn, time.monotonic_ns())  # no tick is made for it from now
+                transport.close()  # what was written goes out, then FIN: no close frame
+        if settings.close_after_s is not None and elapsed_s >= settings.close_after_s:
+            self.settings = msgspec.structs.replace(settings, close_after_s=None)
+            self.log.info("fault: closing every connection cleanly")
+            for conn, ws in list(self.sockets.items()):
+                self.rules.close(conn, time.monotonic_ns())
+                self._tasks.add(asyncio.create_task(ws.close(1001, "going away")))
 
     async def feed(self) -> None:
         settings = self.settings
@@ -224,6 +257,7 @@ class ReplayServer:
             for code in self.rng.choices(codes, k=due) if codes else ():
                 self.queue_trade(code)
             self.flush_trades()
+            self.faults(loop.time() - start)
         self.feed_state = "done"
         self.feed_cpu_s = time.process_time() - self.feed_cpu_start
         if self._sent_log is not None:
@@ -232,6 +266,16 @@ class ReplayServer:
         self.log.info("feed done: %d ticks sent", self.ticks_sent)
         if settings.exit_when_done:
             self.stop.set()
+
+    async def _logged(self, work: Coroutine[Any, Any, None]) -> None:
+        """A background task that fails says so, instead of vanishing with its exception."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("replay task failed")
+            raise
 
     async def run(self, ready: Connection | None) -> int:
         loop = asyncio.get_running_loop()
@@ -253,7 +297,8 @@ class ReplayServer:
                 ready.send(self.url)
             else:  # standalone: say where to connect (supervised, `feedmux run` says it)
                 print(f"replay: serving {self.url}", flush=True)
-            tasks = [asyncio.create_task(t) for t in (self.feed(), self.watch_heartbeats())]
+            tasks = [asyncio.create_task(self._logged(t))
+                     for t in (self.feed(), self.watch_heartbeats())]  # fmt: skip
             await self.stop.wait()
             for task in tasks:
                 task.cancel()

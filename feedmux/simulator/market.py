@@ -89,15 +89,37 @@ class Market:
                                 b",".join(asks))  # fmt: skip
 
 
-def text_frame(payload: bytes) -> bytes:
-    """A complete unmasked server-to-client WebSocket text frame (RFC 6455 section 5.2).
+OPCODE_TEXT, OPCODE_BINARY = 0x1, 0x2
+
+# Frames a broken or hostile server might send: each must be counted and skipped, never fatal.
+_BAD_TRADE = (
+    b'{"cmd_id":22998,"data":{"code":"%s","seq":%s,"tick_time":%s,"price":%s,"volume":"1"}}'
+)
+GARBAGE_FRAMES: tuple[tuple[int, bytes], ...] = (
+    (OPCODE_TEXT, b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":'),  # truncated JSON
+    (OPCODE_TEXT, b"not json at all"),
+    (OPCODE_TEXT, _BAD_TRADE % (b"600519.SH", b'"x"', b"1", b'"1.00"')),  # wrong type
+    (OPCODE_TEXT, b'{"cmd_id":22998,"data":{"code":"600519.SH"}}'),  # missing fields
+    (OPCODE_TEXT, _BAD_TRADE % (b"600519.SH", b"1", b"1", b'"0"')),  # zero price
+    (OPCODE_TEXT, _BAD_TRADE % (b"600519.SH", b"1", b"1", b'"-5.00"')),  # negative price
+    (OPCODE_TEXT, _BAD_TRADE % (b"600519.SH", b"1", b"1", b'"abc"')),  # non-numeric price
+    (OPCODE_TEXT, _BAD_TRADE % (b"", b"1", b"1", b'"1.00"')),  # empty code
+    (OPCODE_TEXT, b'{"cmd_id":31337,"data":{}}'),  # unknown cmd_id
+    (OPCODE_TEXT, b"\xff\xfe invalid utf-8"),
+    (OPCODE_BINARY, b"\x00\x01\x02 binary"),
+)
+
+
+def text_frame(payload: bytes, opcode: int = OPCODE_TEXT) -> bytes:
+    """A complete unmasked server-to-client WebSocket frame (RFC 6455 section 5.2).
 
     Pre-framing lets the replay server write trades straight to the transport: a benchmark
     should measure the client, not the server's framing.
     """
     n = len(payload)
+    first = 0x80 | opcode
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((first, n)) + payload
     if n < 1 << 16:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + n.to_bytes(8, "big") + payload

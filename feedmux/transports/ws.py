@@ -28,11 +28,14 @@ class WsLink:
             sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         self.max_frame_bytes = max_frame_bytes
-
-    def fileno(self) -> int:
         sock = self._ws.sock
         assert sock is not None
-        return int(sock.fileno())
+        # Kept: websocket-client drops its socket object when the link is lost, and the poll
+        # loop still has to unregister this descriptor.
+        self.fd = int(sock.fileno())
+
+    def fileno(self) -> int:
+        return self.fd
 
     def buffered(self) -> bool:
         """True when TLS holds decrypted bytes that poll() cannot see."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,68 @@ def test_stalled_feed_trips_the_watchdog_which_reconnects_and_nothing_is_lost(
     assert len(stored) == len(ticks)
     assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
     assert read_json(report)["violations"] == []
+
+
+def _receiver(run_dir: Path) -> dict[str, Any]:
+    return read_stats(run_dir / "stats").get("receiver", {})
+
+
+def _run_with_faults(tmp_path: Path, *faults: str) -> tuple[Path, dict[str, Any], str]:
+    """Feed 201 codes through a run while the server applies ``faults``; stop once the
+    receiver has read everything. Returns the run dir, the final report and the run's output."""
+    codes = a_share_universe()[::27]
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text(" ".join(codes))
+    replay, report, url = start_replay(tmp_path, "--rate", "800", "--symbols-file", str(symbols),
+                                       *faults)  # fmt: skip
+    run_dir = tmp_path / "run"
+    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
+                  "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir))  # fmt: skip
+    try:
+        wait_for(lambda: read_json(report)["ticks_sent"] > 9000, 60, "12 s of feed")
+        replay.send_signal(signal.SIGUSR1)
+        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        sent = read_json(report)["frames_sent"]
+
+        def read_all() -> bool:
+            receiver = _receiver(run_dir)
+            bad = sum(sum(c["bad_frames"].values()) for c in receiver.get("connections", []))
+            return bool(receiver) and receiver["ticks"] + bad == sent
+
+        wait_for(read_all, 15, "the receiver to read every frame")
+    finally:
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    return run_dir, read_json(report), output
+
+
+def _assert_stored_once(tmp_path: Path) -> None:
+    ticks = sent_ticks(tmp_path / "sent.log")
+    stored = read_ticks(tmp_path / "data")
+    assert len(stored) == len(ticks)
+    assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
+
+
+def test_abrupt_drop_and_clean_close_reconnect_within_the_rules_and_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    run_dir, report, output = _run_with_faults(tmp_path, "--drop-after", "3",
+                                               "--close-after", "8")  # fmt: skip
+    assert report["connections_opened"] == 3  # the first, after the drop, after the close
+    assert report["violations"] == []  # reconnects kept AllTick's spacing
+    assert _receiver(run_dir)["connections"][0]["reconnects"] == 2
+    assert "reconnects 2 (watchdog 0)" in output
+    _assert_stored_once(tmp_path)
+
+
+def test_garbage_and_duplicates_are_counted_and_skipped(tmp_path: Path) -> None:
+    run_dir, report, output = _run_with_faults(tmp_path, "--garbage-every", "40",
+                                               "--duplicate-every", "25")  # fmt: skip
+    bad = _receiver(run_dir)["connections"][0]["bad_frames"]
+    assert set(bad) == {"json", "schema", "binary"}
+    assert sum(bad.values()) == report["garbage_sent"] > 200
+    shards = [s for n, s in read_stats(run_dir / "stats").items() if n.startswith("shard-")]
+    assert sum(s["resent_dropped"] for s in shards) == report["ticks_sent"] // 25
+    assert f"bad frames {report['garbage_sent']}" in output
+    _assert_stored_once(tmp_path)  # no duplicate rows, nothing lost
