@@ -22,7 +22,7 @@ class ShardState:
         self.book_seq = 0
         self.expected_bus_seq = 1
         self.received = 0
-        self.duplicates = 0
+        self.resent_dropped = 0
         self.received_books = 0
         self.bus_gaps = 0  # ticks missing between bus batches (issue 4 recovers them)
         self.bad_messages = 0
@@ -52,7 +52,7 @@ class ShardState:
         pub_seq = self.pub_seq
         for tick in msg.ticks:
             if snapshot.latest_seq(tick.code) == tick.seq:
-                self.duplicates += 1  # a re-send (e.g. on resubscribe): published once only
+                self.resent_dropped += 1  # a re-send (e.g. on resubscribe): published once
                 continue
             pub_seq += 1
             snapshot.apply(pub_seq, tick)

@@ -220,7 +220,9 @@ class ReplayServer:
             self.log.info("fault: closing every connection cleanly")
             for conn, ws in list(self.sockets.items()):
                 self.rules.close(conn, time.monotonic_ns())
-                self._tasks.add(asyncio.create_task(ws.close(1001, "going away")))
+                task = asyncio.create_task(ws.close(1001, "going away"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def feed(self) -> None:
         settings = self.settings

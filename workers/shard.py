@@ -59,7 +59,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "published": published, "stored": writer.stored, "duplicates": writer.duplicates,
             "batches": writer.batches, "write_failures": writer.failures,
             "backlog": writer.backlog + len(state.batcher), "bus_gaps": state.bus_gaps,
-            "bad_messages": state.bad_messages, "resent_dropped": state.duplicates,
+            "bad_messages": state.bad_messages, "resent_dropped": state.resent_dropped,
             "codes": len(state.snapshot),
             "books_received": state.received_books, "books_stored": book_writer.stored,
             "books_duplicates": book_writer.duplicates,
