@@ -69,10 +69,9 @@ class ReplayServer:
         self.feed_cpu_start = 0.0
         self.feed_cpu_s = 0.0  # CPU spent feeding, start-up excluded (set when the feed ends)
         self.first_subscription = asyncio.Event()
-        self.feed_end = asyncio.Event()
-        self.stall_from = self.stall_until = (
-            0.0  # loop times of a scheduled stall  # set by SIGUSR1: end the feed now, keep serving
-        )
+        self.feed_end = asyncio.Event()  # set by SIGUSR1: end the feed now, keep serving
+        self.stall_from = 0.0  # loop times of a scheduled stall
+        self.stall_until = 0.0
         self.stop = asyncio.Event()
         self._logged_violations = 0
         self._sent_log: IO[bytes] | None = None

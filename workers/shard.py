@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import zmq
 
+from feedmux.batching import Batcher
 from feedmux.config import Settings
 from feedmux.errors import FeedmuxError
 from feedmux.shard_state import ShardState
@@ -34,7 +36,6 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         return 2
     writer = RetryingWriter(sink.write_batch, time.monotonic_ns)
     book_writer = RetryingWriter(sink.write_books, time.monotonic_ns)
-    writers = (writer, book_writer)
     ctx = zt.context()
     bus = zt.pull(ctx, paths.shard_in(shard))
     pub = zt.pub(ctx, paths.shard_pub(shard))
@@ -45,6 +46,12 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     state = ShardState(
         shard, settings.batch_rows, settings.batch_delay_ms * 1_000_000, time.monotonic_ns
     )
+    # Ticks and books each flow batcher -> writer by the same rules (100 rows or 200 ms).
+    lanes: tuple[tuple[Batcher[Any], RetryingWriter[Any]], ...] = (
+        (state.batcher, writer),
+        (state.book_batcher, book_writer),
+    )
+    writers = [lane_writer for _, lane_writer in lanes]
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
@@ -68,8 +75,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
 
     while True:
         now = time.monotonic_ns()
-        deadlines = [next_tick, state.batcher.deadline(), state.book_batcher.deadline(),
-                     writer.retry_deadline(), book_writer.retry_deadline()]  # fmt: skip
+        deadlines: list[int | None] = [next_tick]
+        for batcher, lane_writer in lanes:
+            deadlines += [batcher.deadline(), lane_writer.retry_deadline()]
         wake = min(d for d in deadlines if d is not None)
         events = dict(poller.poll(max(0, min(MAX_POLL_MS, (wake - now) // 1_000_000))))
         if bus in events:
@@ -91,14 +99,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         if snap in events:
             ident, empty, request = snap.recv_multipart()
             snap.send_multipart([ident, empty, state.snapshot_reply(request)])
-        due = state.batcher.due()
-        if due is not None:
-            writer.submit(due)
-        due_books = state.book_batcher.due()
-        if due_books is not None:
-            book_writer.submit(due_books)
-        writer.flush()
-        book_writer.flush()
+        for batcher, lane_writer in lanes:
+            due = batcher.due()
+            if due is not None:
+                lane_writer.submit(due)
+            lane_writer.flush()
         now = time.monotonic_ns()
         if now >= next_tick:
             next_tick = now + stats_every
@@ -109,10 +114,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         if stop.requested and (state.ended or now - last_bus_ns > DRAIN_QUIET_NS):
             break
 
-    if len(state.batcher):
-        writer.submit(state.batcher.take())
-    if len(state.book_batcher):
-        book_writer.submit(state.book_batcher.take())
+    for batcher, lane_writer in lanes:
+        if len(batcher):
+            lane_writer.submit(batcher.take())
     give_up = time.monotonic_ns() + FINAL_WRITE_NS
     while any(w.backlog for w in writers) and time.monotonic_ns() < give_up:
         for w in writers:
