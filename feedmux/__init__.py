@@ -1,7 +1,8 @@
 """feedmux: a whole stock market's real-time feed into Python.
 
 Library API: ``Subscriber`` (live ticks), ``SnapshotClient`` (latest tick per code),
-``read_ticks`` (stored ticks as pandas), ``Tick`` (the message shape), ``FeedmuxError``.
+``read_ticks`` (stored ticks as pandas), ``Tick`` (the message shape), ``FeedmuxError`` and
+``GapError`` (a subscriber missed messages).
 Imported lazily so worker processes, which import ``feedmux.*`` modules, never load pandas.
 """
 
@@ -11,9 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from feedmux.consumer import SnapshotClient, Subscriber
+    from feedmux.consumer import MarketSnapshot, SnapshotClient, Subscriber
     from feedmux.control import Control
-    from feedmux.errors import FeedmuxError
+    from feedmux.errors import FeedmuxError, GapError
     from feedmux.model import Depth, Tick
     from feedmux.reader import read_books, read_ticks
 
@@ -22,14 +23,16 @@ _EXPORTS = {
     "SnapshotClient": "feedmux.consumer",
     "Subscriber": "feedmux.consumer",
     "FeedmuxError": "feedmux.errors",
+    "GapError": "feedmux.errors",
+    "MarketSnapshot": "feedmux.consumer",
     "Tick": "feedmux.model",
     "read_ticks": "feedmux.reader",
     "read_books": "feedmux.reader",
     "Depth": "feedmux.model",
 }
 __all__ = [
-    "Control", "Depth", "FeedmuxError", "SnapshotClient", "Subscriber", "Tick", "read_books",
-    "read_ticks",
+    "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "SnapshotClient",
+    "Subscriber", "Tick", "read_books", "read_ticks",
 ]  # fmt: skip
 __version__ = "0.1.0"
 

@@ -9,14 +9,18 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import setproctitle
+
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.journal import journal_codes
 from feedmux.model import Depth
 from feedmux.simulator.market import a_share_universe
 from feedmux.symbols import parse_symbols, read_symbols_file
 
 ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
+DEFAULT_RATE = 5000.0
 
 
 def _codes(args: argparse.Namespace) -> list[str] | None:
@@ -43,9 +47,10 @@ def _add_replay_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument(
         f"--{prefix}rate",
         type=float,
-        default=5000.0,
+        default=None,
         metavar="TICKS_PER_S",
-        help="ticks per second across all subscribed codes (default 5000)",
+        help="ticks per second across all subscribed codes (default 5000); with --journal: "
+        "serve the journal's frames, pre-framed, at this rate instead of its recorded pace",
     )
     p.add_argument(
         f"--{prefix}duration",
@@ -76,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline: receiver, N shard workers, stores")
     run.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
-    run.add_argument("--token", help="vendor token (default: $FEEDMUX_TOKEN)")
+    run.add_argument(
+        "--token",
+        help="vendor token (default: $FEEDMUX_TOKEN, which is "
+        "better: a command line can be read by other users until feedmux "
+        "replaces its process title)",
+    )
     _add_symbol_options(run)
     run.add_argument("--shards", type=int, default=8, help="shard worker processes (default 8)")
     run.add_argument(
@@ -119,6 +129,51 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="report codes subscribed S seconds with no tick since (default 60)",
     )
+    run.add_argument(
+        "--overflow",
+        choices=("spill", "drop"),
+        default="spill",
+        help="when a shard falls --bus-memory ticks behind: spill to disk and catch up "
+        "(default, lossless) or drop (counted; subscribers see a gap)",
+    )
+    run.add_argument(
+        "--bus-window",
+        type=int,
+        default=50_000,
+        metavar="TICKS",
+        help="ticks in flight to one shard awaiting its commit (default 50000)",
+    )
+    run.add_argument(
+        "--bus-memory",
+        type=int,
+        default=500_000,
+        metavar="TICKS",
+        help="ticks held in memory per shard before --overflow (default 500000)",
+    )
+    run.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="vendor frames larger than this are counted and skipped (default 64 KiB)",
+    )
+    run.add_argument("--pub-queue", type=int, default=50_000, metavar="MESSAGES",
+                     help="messages a slow subscriber may lag before a shard drops for it "
+                     "alone; the subscriber sees the gap (default 50000)")  # fmt: skip
+    run.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="do not keep the journal of received frames in <data-dir>/journal",
+    )
+    run.add_argument(
+        "--journal-max-mb",
+        type=int,
+        default=256,
+        metavar="MB",
+        help="start a new journal file beyond MB megabytes (default 256)",
+    )
+    run.add_argument("--commit-log", action="store_true", help=argparse.SUPPRESS)  # benchmarks
+    run.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
     run.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
     run.add_argument(
         "--replay",
@@ -174,6 +229,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--duplicate-every", type=int, default=0, metavar="N",
                      help="fault: send every Nth trade twice")  # fmt: skip
+    rep.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="serve a feedmux journal (file or directory) instead of the "
+        "synthetic market; its codes are the universe unless --codes is given",
+    )
+    rep.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="1|10|max",
+        help="journal pace: 1 as recorded (default), 10 ten times faster, max",
+    )
+    rep.add_argument(
+        "--ramp",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="with --journal and --rate: multiply the rate by FACTOR every --step",
+    )
+    rep.add_argument(
+        "--step",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds per rate step (default 0: one step)",
+    )
+    rep.add_argument("--gap", type=float, default=0.0, metavar="S", help="pause between rate steps")
+    rep.add_argument(
+        "--send-log",
+        metavar="PATH",
+        help="with --journal and --rate: (send_ns, first index, count) per write",
+    )
     rep.add_argument("--log-level", default="INFO")
 
     for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
@@ -196,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speed(text: str) -> float:
+    if text == "max":
+        return 0.0
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or max: {text!r}") from None
+    if speed <= 0:
+        raise argparse.ArgumentTypeError("must be > 0 (or max)")
+    return speed
+
+
 def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="run directory (default <data-dir>/run)")
     p.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
@@ -211,8 +311,9 @@ def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 def _replay_settings(args: argparse.Namespace, token: str, codes: list[str], prefix: str,
                      **extra: object) -> ReplaySettings:  # fmt: skip
+    rate = getattr(args, f"{prefix}rate")
     settings = ReplaySettings(
-        token=token, codes=codes, seed=args.seed, rate=getattr(args, f"{prefix}rate"),
+        token=token, codes=codes, seed=args.seed, rate=DEFAULT_RATE if rate is None else rate,
         duration_s=getattr(args, f"{prefix}duration"), burst=getattr(args, f"{prefix}burst"),
         warmup_s=getattr(args, f"{prefix}warmup"), **extra,  # type: ignore[arg-type]
     )  # fmt: skip
@@ -248,6 +349,10 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
         depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,
         reconnect_spacing_ms=11_000 if args.free_plan else 3300,
+        overflow=args.overflow, bus_window=args.bus_window, bus_memory=args.bus_memory,
+        max_frame_bytes=args.max_frame_bytes, pub_queue=args.pub_queue,
+        journal=not args.no_journal, journal_max_mb=args.journal_max_mb,
+        commit_log=args.commit_log, stats_interval_ms=args.stats_interval_ms,
         log_level=args.log_level.upper(),
     )  # fmt: skip
     settings.validate()
@@ -258,7 +363,10 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from workers import replay  # noqa: PLC0415
 
     token = args.token or env.get("FEEDMUX_TOKEN", "")
-    codes = _codes(args) or a_share_universe(args.seed)
+    codes = _codes(args)
+    if codes is None and args.journal:
+        codes = journal_codes(Path(args.journal))
+    codes = codes or a_share_universe(args.seed)
     settings = _replay_settings(
         args, token, codes, "", host=args.host, port=args.port,
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
@@ -269,6 +377,9 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         stall_after_s=args.stall_after, stall_for_s=args.stall_for,
         drop_after_s=args.drop_after, close_after_s=args.close_after,
         garbage_every=args.garbage_every, duplicate_every=args.duplicate_every,
+        journal=args.journal or "", speed=args.speed,
+        journal_rate=args.rate if args.journal and args.rate is not None else None,
+        ramp=args.ramp, step_s=args.step, gap_s=args.gap, send_log=args.send_log or "",
         log_level=args.log_level.upper(),
     )  # fmt: skip
     return replay.main(settings)
@@ -329,6 +440,8 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `ps` shows a process's command line: replace it, so a --token given there is not shown.
+    setproctitle.setproctitle(f"feedmux {args.command}")
     try:
         return COMMANDS[args.command](args, os.environ if env is None else env)
     except FeedmuxError as exc:

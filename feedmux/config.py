@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -36,6 +37,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     watchdog_s: float = 30.0  # no frame (data, ack, heartbeat reply) this long: reconnect
     batch_rows: int = 100
     batch_delay_ms: int = 200
+    bus_window: int = 50_000  # ticks in flight to one shard before the receiver waits for acks
+    bus_memory: int = 500_000  # ticks held in memory per shard; beyond: the overflow policy
+    overflow: Literal["spill", "drop"] = "spill"  # to disk (lossless), or drop (counted: a gap)
+    max_frame_bytes: int = 64 * 1024  # larger vendor frames are counted and skipped
+    pub_queue: int = 50_000  # messages a slow subscriber may lag before PUB drops for it
+    journal: bool = True  # every received frame to <data_dir>/journal
+    journal_max_mb: int = 256  # start a new journal file beyond this size
+    commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000
     log_level: str = "INFO"
 
@@ -66,6 +75,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("batch rows and delay must be >= 1")
         if not self.codes:
             raise ConfigError("the symbol list is empty: give at least one code")
+        if self.overflow not in ("spill", "drop"):
+            raise ConfigError(f"--overflow must be spill or drop, got {self.overflow!r}")
+        if self.bus_window < 1 or self.bus_memory < self.bus_window:
+            raise ConfigError("--bus-window must be >= 1 and --bus-memory >= --bus-window")
+        if self.pub_queue < 1:
+            raise ConfigError("--pub-queue must be >= 1")
+        if self.max_frame_bytes < 1024:
+            raise ConfigError("--max-frame-bytes must be at least 1024")
 
     def ws_url(self) -> str:
         sep = "&" if "?" in self.url else "?"
@@ -95,12 +112,19 @@ class RunPaths:
         return self._ipc("control")
 
     @property
+    def acks(self) -> str:
+        return self._ipc("acks")
+
+    @property
     def manifest(self) -> Path:
         return self.root / "run.json"
 
     @property
     def stats_dir(self) -> Path:
         return self.root / "stats"
+
+    def commit_log(self, shard: int) -> Path:
+        return self.root / "commits" / f"shard-{shard}.bin"
 
     def prepare(self) -> None:
         """Create the run directory private to this user, or say why it cannot be."""
@@ -174,6 +198,13 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     close_after_s: float | None = None  # fault: a clean WebSocket close this far in
     garbage_every: int = 0  # fault: a bad frame after every N trades (0: never)
     duplicate_every: int = 0  # fault: send every Nth trade twice (0: never)
+    journal: str = ""  # serve this journal's pushes instead of the synthetic market
+    speed: float = 1.0  # journal pace: 1 = as recorded, 10 = ten times faster, 0 = max
+    journal_rate: float | None = None  # serve the journal at this many frames/s instead
+    ramp: float = 1.0  # with journal_rate: multiply the rate by this after every step
+    step_s: float = 0.0  # ... of this many seconds (0: one step until the journal ends)
+    gap_s: float = 0.0  # ... with this pause between steps
+    send_log: str = ""  # binary (send_ns, first_index, count) per write: benchmark latency
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
@@ -189,3 +220,5 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             raise ConfigError("--rate must be >= 0")
         if not self.token:
             raise ConfigError("the replay server needs a token (--token or FEEDMUX_TOKEN)")
+        if self.speed < 0:
+            raise ConfigError("--speed must be a positive number or max")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import msgspec
 
 from feedmux import wire
 from feedmux.config import RunPaths, read_manifest
-from feedmux.errors import ConsumerError
+from feedmux.errors import ConfigError, ConsumerError, GapError
 from feedmux.model import Depth, Tick
 from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
@@ -24,6 +26,14 @@ def _shard_count(run_dir: Path, shards: int | None) -> int:
     return shards if shards is not None else read_manifest(run_dir).shards
 
 
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """What ``Subscriber.snapshot`` returns: the latest tick and book of each code."""
+
+    ticks: dict[str, Tick]
+    books: dict[str, Depth]
+
+
 class Subscriber:
     """Live ticks (and order books) from every shard of a running ``feedmux run``.
 
@@ -31,10 +41,15 @@ class Subscriber:
     None means the whole market. ``trades`` and ``books`` choose what arrives: ``Tick`` and,
     with ``feedmux run --depth``, ``Depth`` objects. ``shards`` may be given to subscribe
     before the run starts (otherwise it is read from the run directory). Iterating blocks
-    until the next message.
+    until the next message. ``queue`` is how many messages may wait unread before the
+    publisher drops for this subscriber alone (the pipeline never waits for a consumer).
 
-    ``gaps`` counts published messages this subscriber missed (only measurable for the whole
-    market, where each shard's ``pub_seq`` and ``book_seq`` must arrive without holes).
+    Gaps: each shard numbers what it publishes. A whole-market subscriber sees every hole
+    (``missed``); any subscriber sees a shard restart. With ``on_gap="raise"`` (default)
+    ``recv`` raises ``GapError`` once per gap, keeping the message that revealed it for the
+    next call; with ``"count"`` it only counts (``gaps``, ``gap_events``). Either way,
+    ``snapshot()`` catches up: each shard's latest state, after which only newer messages
+    arrive (snapshot-then-stream: no gap, no duplicate).
     """
 
     def __init__(
@@ -45,10 +60,16 @@ class Subscriber:
         *,
         trades: bool = True,
         books: bool = False,
+        on_gap: Literal["raise", "count"] = "raise",
+        queue: int = zt.PUB_HWM,
     ) -> None:
+        if on_gap not in ("raise", "count"):
+            raise ConfigError(f"on_gap must be 'raise' or 'count', not {on_gap!r}")
         self.run_dir = Path(run_dir)
         self.shards = _shard_count(self.run_dir, shards)
         self.codes = parse_symbols(codes) if codes is not None else None
+        self.on_gap = on_gap
+        self.trades = trades
         topics = [wire.HEARTBEAT_TOPIC]
         kinds = [(wire.TRADE_PREFIX, wire.trade_topic)] if trades else []
         if books:
@@ -60,15 +81,20 @@ class Subscriber:
                 topics.extend(topic_of(c) for c in self.codes)
         paths = RunPaths(self.run_dir)
         self._ctx = zt.context()
-        self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics)
+        self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics,
+                            hwm=queue)  # fmt: skip
         self._last_seq: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> last seq
+        self._floor: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> in the snapshot
         self.heard_from: set[int] = set()  # shards whose heartbeat or tick arrived
-        self.gaps = 0
+        self.gaps = 0  # messages missed, over all gaps
+        self.gap_events: list[GapError] = []
         self.received = 0
-        self._early: deque[Tick | Depth] = deque()  # arrived during wait_ready
+        self._early: deque[Tick | Depth] = deque()  # arrived during wait_ready, or at a gap
 
     def recv(self, timeout: float | None = None) -> Tick | Depth | None:
-        """The next tick or book, or None after ``timeout`` seconds (None waits forever)."""
+        """The next tick or book, or None after ``timeout`` seconds (None waits forever).
+
+        Raises ``GapError`` (with ``on_gap="raise"``) when messages were missed."""
         if self._early:
             return self._early.popleft()
         return self._recv(timeout)
@@ -81,28 +107,95 @@ class Subscriber:
             if not sock.poll(wait_ms):
                 return None
             topic, payload = sock.recv_multipart()
+            item: Tick | Depth
             try:
                 if topic == wire.HEARTBEAT_TOPIC:
-                    self.heard_from.add(wire.heartbeat_decoder.decode(payload).shard)
+                    beat = wire.heartbeat_decoder.decode(payload)
+                    self.heard_from.add(beat.shard)
+                    self._check_heartbeat(beat)
                     continue
                 if topic.startswith(wire.DEPTH_PREFIX):
                     book = wire.published_depth_decoder.decode(payload)
-                    self._track(book.shard, wire.DEPTH_PREFIX, book.book_seq)
-                    self.received += 1
-                    return book.depth
-                msg = wire.published_decoder.decode(payload)
+                    shard, seq, item = book.shard, book.book_seq, book.depth
+                    kind = wire.DEPTH_PREFIX
+                else:
+                    msg = wire.published_decoder.decode(payload)
+                    shard, seq, item = msg.shard, msg.pub_seq, msg.tick
+                    kind = wire.TRADE_PREFIX
             except msgspec.DecodeError as exc:
                 raise ConsumerError(f"undecodable message on topic {topic!r}: {exc}") from exc
-            self._track(msg.shard, wire.TRADE_PREFIX, msg.pub_seq)
+            self.heard_from.add(shard)
+            if self._in_snapshot(shard, kind, seq):
+                continue
+            gap = self._track(shard, kind, seq)
             self.received += 1
-            return msg.tick
+            if gap is not None:
+                if self.on_gap == "raise":
+                    self._early.append(item)  # the next recv returns it
+                self._report(gap)
+            return item
 
-    def _track(self, shard: int, kind: bytes, seq: int) -> None:
-        self.heard_from.add(shard)
-        last = self._last_seq.get((shard, kind))
-        if last is not None and self.codes is None and seq > last + 1:
-            self.gaps += seq - last - 1
-        self._last_seq[shard, kind] = seq
+    def _in_snapshot(self, shard: int, kind: bytes, seq: int) -> bool:
+        floor = self._floor.get((shard, kind))
+        if floor is None:
+            return False
+        if seq <= floor:
+            return True  # already part of what snapshot() returned
+        del self._floor[shard, kind]
+        return False
+
+    def _track(self, shard: int, kind: bytes, seq: int) -> GapError | None:
+        key = (shard, kind)
+        last = self._last_seq.get(key)
+        self._last_seq[key] = seq
+        what = "trades" if kind == wire.TRADE_PREFIX else "books"
+        if last is None:
+            return None
+        if seq <= last:
+            return GapError(shard, what, None)
+        if self.codes is None and seq > last + 1:  # only the whole market is numbered densely
+            return GapError(shard, what, seq - last - 1)
+        return None
+
+    def _check_heartbeat(self, beat: wire.Heartbeat) -> None:
+        """A heartbeat says how far a shard's trades went: a hole at the end of a burst shows
+        here (whole-market trade subscribers only)."""
+        key = (beat.shard, wire.TRADE_PREFIX)
+        if self.codes is not None or not self.trades or key in self._floor:
+            return
+        last = self._last_seq.get(key)
+        self._last_seq[key] = beat.last_pub_seq
+        if last is None or beat.last_pub_seq == last:
+            return
+        missed = beat.last_pub_seq - last if beat.last_pub_seq > last else None
+        self._report(GapError(beat.shard, "trades", missed))
+
+    def _report(self, gap: GapError) -> None:
+        self.gaps += gap.missed or 0
+        self.gap_events.append(gap)
+        if self.on_gap == "raise":
+            raise gap
+
+    def snapshot(self, timeout: float = 10.0) -> MarketSnapshot:
+        """Each shard's latest tick (and book) per code, for this subscriber's codes.
+
+        Afterwards ``recv`` returns only messages newer than the snapshot, so applying the
+        snapshot and then the stream misses nothing and repeats nothing. Call it at start
+        or after a ``GapError``."""
+        if not self.wait_ready(timeout):
+            raise ConsumerError(f"not every shard answered within {timeout} s: is feedmux "
+                                f"running with run dir {self.run_dir}?")  # fmt: skip
+        replies = SnapshotClient(self.run_dir, self.shards, timeout).replies(self.codes)
+        for reply in replies:
+            for kind, seq in ((wire.TRADE_PREFIX, reply.last_pub_seq),
+                              (wire.DEPTH_PREFIX, reply.last_book_seq)):  # fmt: skip
+                self._floor[reply.shard, kind] = seq
+                self._last_seq[reply.shard, kind] = seq
+        self._early.clear()  # anything that waited is older than the snapshot or comes again
+        return MarketSnapshot(
+            {t.code: t for r in replies for t in r.ticks},
+            {b.code: b for r in replies for b in r.books},
+        )
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Wait until every shard has been heard from (its heartbeat arrives once a second).
@@ -114,7 +207,10 @@ class Subscriber:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            tick = self._recv(min(left, 0.1))
+            try:
+                tick = self._recv(min(left, 0.1))
+            except GapError:
+                continue  # counted; the message that showed it is in _early already
             if tick is not None:
                 self._early.append(tick)
         return True

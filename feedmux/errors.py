@@ -11,6 +11,7 @@ the whole family with one ``except``. Messages never contain the vendor token.
     │   └── SubscriptionError    codes the vendor (or a plan limit) refused, with the reasons
     ├── StoreError           a sink could not write or read
     └── ConsumerError        a Subscriber / SnapshotClient could not reach a running pipeline
+        └── GapError         a Subscriber missed messages (or a shard restarted): resync
 """
 
 from __future__ import annotations
@@ -64,3 +65,19 @@ class StoreError(FeedmuxError):
 
 class ConsumerError(FeedmuxError):
     """A consumer could not reach or understand a running pipeline."""
+
+
+class GapError(ConsumerError):
+    """A ``Subscriber`` missed published messages, or a shard restarted and numbers anew.
+
+    ``shard`` says where; ``missed`` how many messages (None for a restart, where it cannot
+    be known). The message that revealed the gap is kept: the next ``recv`` returns it. Call
+    ``Subscriber.snapshot()`` to catch up from each shard's latest state.
+    """
+
+    def __init__(self, shard: int, kind: str, missed: int | None) -> None:
+        self.shard = shard
+        self.kind = kind
+        self.missed = missed
+        what = "restarted (its numbering began again)" if missed is None else f"{missed} missed"
+        super().__init__(f"gap in shard {shard}'s {kind}: {what}; resync with snapshot()")

@@ -31,21 +31,18 @@ class ShardOutbox:
             self._books[shard].append(item)
         self.pending += 1
 
-    def drain(self) -> list[tuple[int, bytes]]:
-        """One encoded ``Batch`` per shard that has messages; their bus seqs are now taken."""
-        out: list[tuple[int, bytes]] = []
+    def drain(self) -> list[tuple[int, int, int, bytes]]:
+        """One encoded ``Batch`` per shard that has messages, as ``(shard, first_seq, end_seq,
+        payload)``; the bus seqs ``first_seq..end_seq-1`` are now taken."""
+        out: list[tuple[int, int, int, bytes]] = []
         for shard in range(self.router.shards):
             ticks, books = self._ticks[shard], self._books[shard]
             if ticks or books:
                 first = self._next_seq[shard]
-                self._next_seq[shard] = first + len(ticks) + len(books)
-                out.append((shard, wire.encode(wire.Batch(first, ticks, books))))
+                end = self._next_seq[shard] = first + len(ticks) + len(books)
+                out.append((shard, first, end, wire.encode(wire.Batch(first, ticks, books))))
                 self._ticks[shard], self._books[shard] = [], []
                 self.routed_ticks += len(ticks)
                 self.routed_books += len(books)
         self.pending = 0
         return out
-
-    def end(self) -> list[tuple[int, bytes]]:
-        """The last message for every shard: nothing follows from this receiver."""
-        return [(s, wire.encode(wire.End(seq))) for s, seq in enumerate(self._next_seq)]

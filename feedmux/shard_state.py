@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import msgspec
@@ -11,8 +12,19 @@ from feedmux.batching import Batcher
 from feedmux.model import Depth, Tick
 from feedmux.snapshot import SnapshotCache
 
+BusResult = tuple[list[tuple[bytes, bytes]], list[list[Tick]], list[list[Depth]]]
+_NOTHING: BusResult = ([], [], [])
+
 
 class ShardState:
+    """Takes bus messages strictly in seq order, and says what is committed.
+
+    A fresh state holds nothing and waits for a Resume; it asks for one at once (the first
+    report is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
+    resend asked for (once per hole); one already seen is ignored. ``committed`` turns the
+    writers' progress into Acks, so the receiver keeps each message until it is in the store.
+    """
+
     def __init__(self, shard: int, batch_rows: int, batch_delay_ns: int, clock: Callable[[], int]):
         self.shard = shard
         self.snapshot = SnapshotCache()
@@ -20,37 +32,118 @@ class ShardState:
         self.book_batcher: Batcher[Depth] = Batcher(batch_rows, batch_delay_ns, clock)
         self.pub_seq = 0
         self.book_seq = 0
-        self.expected_bus_seq = 1
+        self.stream = 0
+        self.expected_bus_seq: int | None = None  # None until the receiver says where we are
         self.received = 0
         self.resent_dropped = 0
         self.received_books = 0
-        self.bus_gaps = 0  # ticks missing between bus batches (issue 4 recovers them)
+        self.bus_gaps = 0  # seqs that will never come (dropped on overflow by --overflow drop)
+        self.bus_ignored = 0  # messages seen twice or out of order (a resend follows)
+        self.rewinds_asked = 0
         self.bad_messages = 0
         self.ended = False
+        self.ticks_added = 0  # handed to the batcher, ever
+        self.books_added = 0
+        self._asked_from: int | None = None
+        self._marks: deque[tuple[int, int, int]] = deque()  # (next_seq, ticks, books added)
+        self._acked = 0
+        self._reports: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
-    def on_bus(
-        self, raw: bytes
-    ) -> tuple[list[tuple[bytes, bytes]], list[list[Tick]], list[list[Depth]]]:
+    def restore(self, ticks: list[Tick], books: list[Depth]) -> None:
+        """Seed the snapshot from the store after a restart (first-seen times are approximate)."""
+        for tick in ticks:
+            self.snapshot.apply(0, tick)
+        for book in books:
+            self.snapshot.apply_book(book)
+
+    def take_reports(self) -> list[bytes]:
+        """Rewind requests for the receiver, oldest first."""
+        reports, self._reports = self._reports, []
+        return reports
+
+    def committed(self, ticks_written: int, books_written: int) -> bytes | None:
+        """An Ack when the writers' totals cover more bus messages than acknowledged so far."""
+        marks = self._marks
+        latest = None
+        while marks and marks[0][1] <= ticks_written and marks[0][2] <= books_written:
+            latest = marks.popleft()[0]
+        if latest is None or latest == self._acked:
+            return None
+        self._acked = latest
+        return wire.encode(wire.Ack(self.shard, self.stream, latest))
+
+    def _ask(self, expected: int) -> None:
+        self.bus_ignored += 1
+        if self._asked_from != expected:  # once per hole; the Resume that answers resets it
+            self._asked_from = expected
+            self.rewinds_asked += 1
+            self._reports.append(wire.encode(wire.Rewind(self.shard, self.stream, expected)))
+
+    def _resume(self, msg: wire.Resume) -> None:
+        self._asked_from = None
+        if self.expected_bus_seq is None or msg.stream != self.stream:
+            self.stream = msg.stream  # a fresh shard, or a new receiver: start where it says
+            self.expected_bus_seq = msg.next_seq
+            self._marks.clear()
+            self._acked = 0
+            self.ended = False
+        elif msg.next_seq > self.expected_bus_seq:
+            self.bus_gaps += msg.next_seq - self.expected_bus_seq
+            self.expected_bus_seq = msg.next_seq
+
+    def on_bus(self, raw: bytes) -> BusResult:
         """One bus message → (PUB frames to send, full tick batches, full book batches)."""
         try:
             msg = wire.bus_decoder.decode(raw)
         except msgspec.DecodeError:  # a bad internal message must not kill the shard
             self.bad_messages += 1
-            return [], [], []
+            return _NOTHING
+        if type(msg) is wire.Resume:
+            self._resume(msg)
+            return _NOTHING
+        expected = self.expected_bus_seq
+        if expected is None:
+            self.bus_ignored += 1  # before the first Resume: it will all come again
+            return _NOTHING
         if type(msg) is wire.End:
-            self.ended = True
-            return [], [], []
+            if msg.next_seq == expected:
+                self.ended = True
+            elif msg.next_seq > expected:
+                self._ask(expected)
+            return _NOTHING
+        if type(msg) is wire.Lost:
+            first, count = msg.first_seq, msg.count
+        else:
+            assert type(msg) is wire.Batch
+            first, count = msg.first_seq, len(msg.ticks) + len(msg.books)
+        if first > expected:
+            self._ask(expected)
+            return _NOTHING
+        if first + count <= expected:
+            self.bus_ignored += 1  # already taken (a resend overlapping what we had)
+            return _NOTHING
+        skip = expected - first
+        self.expected_bus_seq = first + count
+        if type(msg) is wire.Lost:
+            self.bus_gaps += count - skip
+            self._marks.append((first + count, self.ticks_added, self.books_added))
+            return _NOTHING
         assert type(msg) is wire.Batch
-        if msg.first_seq != self.expected_bus_seq:
-            self.bus_gaps += max(0, msg.first_seq - self.expected_bus_seq)
-        self.expected_bus_seq = msg.first_seq + len(msg.ticks) + len(msg.books)
-        self.received += len(msg.ticks)
-        self.received_books += len(msg.books)
+        in_ticks = msg.ticks[skip:] if skip else msg.ticks
+        in_books = msg.books[max(0, skip - len(msg.ticks)) :]
+        result = self._take(in_ticks, in_books)
+        self._marks.append((first + count, self.ticks_added, self.books_added))
+        return result
+
+    def _take(self, in_ticks: list[Tick], in_books: list[Depth]) -> BusResult:
+        self.received += len(in_ticks)
+        self.received_books += len(in_books)
         publish: list[tuple[bytes, bytes]] = []
         full: list[list[Tick]] = []
         shard, snapshot, batcher, encode = self.shard, self.snapshot, self.batcher, wire.encode
         pub_seq = self.pub_seq
-        for tick in msg.ticks:
+        added = 0
+        for tick in in_ticks:
             if snapshot.latest_seq(tick.code) == tick.seq:
                 self.resent_dropped += 1  # a re-send (e.g. on resubscribe): published once
                 continue
@@ -59,12 +152,15 @@ class ShardState:
             publish.append(
                 (wire.trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick)))
             )
+            added += 1
             batch = batcher.add(tick)
             if batch is not None:
                 full.append(batch)
         self.pub_seq = pub_seq
+        self.ticks_added += added
+        self.books_added += len(in_books)
         full_books: list[list[Depth]] = []
-        for book in msg.books:
+        for book in in_books:
             self.book_seq += 1
             snapshot.apply_book(book)
             payload = encode(wire.PublishedDepth(shard, self.book_seq, book))
@@ -87,5 +183,7 @@ class ShardState:
         first_seen = {t.code: first[t.code] for t in ticks}
         books = self.snapshot.books(codes)
         return wire.encode(
-            wire.SnapshotReply(self.shard, self.snapshot.last_pub_seq, ticks, first_seen, books)
+            wire.SnapshotReply(
+                self.shard, self.pub_seq, ticks, first_seen, books, last_book_seq=self.book_seq
+            )
         )

@@ -26,6 +26,7 @@ from feedmux.providers.alltick import (
     CMD_CANCEL,
     CMD_SUBSCRIBE_DEPTH,
     CMD_SUBSCRIBE_TRADES,
+    DEFAULT_MAX_FRAME_BYTES,
     RET_RATE_LIMIT,
     AllTickClient,
     Reply,
@@ -108,6 +109,7 @@ class SubscriptionManager:
         name: str = "feedmux",
         max_conns: int = 10,
         depth_levels: int = 0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         if max_codes_per_conn < 1 or max_conns < 1:
@@ -118,6 +120,7 @@ class SubscriptionManager:
         self.max_conns = max_conns
         self.depth_levels = depth_levels  # 0: no order books
         self._jitter = jitter
+        self.max_frame_bytes = max_frame_bytes
         self.connections: list[ConnectionState] = []
         self.owner: dict[str, int] = {}  # code -> connection index
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
@@ -130,7 +133,7 @@ class SubscriptionManager:
 
     def _new_connection(self) -> ConnectionState:
         index = len(self.connections)
-        conn = ConnectionState(index, AllTickClient(f"{self.name}-c{index}"))
+        conn = ConnectionState(index, AllTickClient(f"{self.name}-c{index}", self.max_frame_bytes))
         self.connections.append(conn)
         return conn
 

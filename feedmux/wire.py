@@ -4,6 +4,16 @@ Receiver → shard (PUSH/PULL), one message per read burst and shard:
     Batch: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
     sequence numbers ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
     End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
+    Resume: ``["R", stream, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
+    ``stream`` (a fresh id per receiver start). Sent first by every receiver and after every
+    rewind, so a restarted shard knows where it stands.
+    Lost:  ``["L", first_seq, count]`` — under ``--overflow drop`` these seqs will never come.
+
+Shard → receiver (PUSH/PULL at ``<run_dir>/acks``), the delivery ledger's feedback:
+    Ack:    ``["A", shard, stream, next_seq]`` — every bus seq below ``next_seq`` is committed to
+            the store (or deliberately skipped); the receiver may forget it.
+    Rewind: ``["W", shard, stream, from_seq]`` — send again from ``from_seq``; a starting shard
+            sends ``stream`` 0 ("I hold nothing: send everything you still have").
 
 Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``
     topic:   ``b"T|" + code`` (UTF-8), so ``b"T|"`` subscribes to every trade and
@@ -15,8 +25,9 @@ Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload
     Heartbeat: topic ``b"H|"``, payload ``[shard, last_pub_seq]``, once a second.
 
 Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
-    reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}, [depth, ...]]`` — the
-    latest tick (and book) of each code and when its first tick arrived.
+    reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}, [depth, ...],
+    last_book_seq]`` — the latest tick (and book) of each code, when its first tick arrived,
+    and the sequences they are current at: apply only stream messages with a higher seq.
 
 Control (REQ → receiver ROUTER at ``<run_dir>/control``): ``["sub", [code, ...], wait]``,
     ``["unsub", [code, ...], wait]`` or ``["list"]``; reply ``[error, codes, rejected, ages]``:
@@ -46,7 +57,32 @@ class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
     next_seq: int
 
 
-BusMessage = Batch | End
+class Resume(msgspec.Struct, array_like=True, tag="R", frozen=True):
+    stream: int
+    next_seq: int
+
+
+class Lost(msgspec.Struct, array_like=True, tag="L", frozen=True):
+    first_seq: int
+    count: int
+
+
+BusMessage = Batch | End | Resume | Lost
+
+
+class Ack(msgspec.Struct, array_like=True, tag="A", frozen=True):
+    shard: int
+    stream: int
+    next_seq: int
+
+
+class Rewind(msgspec.Struct, array_like=True, tag="W", frozen=True):
+    shard: int
+    stream: int  # 0: a starting shard that holds nothing
+    from_seq: int
+
+
+ShardReport = Ack | Rewind
 
 
 class Published(msgspec.Struct, array_like=True, frozen=True):
@@ -76,10 +112,12 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
     ticks: list[Tick]
     first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived (wall clock ns)
     books: list[Depth] = []  # the latest order book of each code (with --depth)
+    last_book_seq: int = 0  # the book_seq the books are current at
 
 
 encode = msgspec.msgpack.Encoder().encode
 bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
+report_decoder: msgspec.msgpack.Decoder[ShardReport] = msgspec.msgpack.Decoder(ShardReport)
 published_decoder = msgspec.msgpack.Decoder(Published)
 published_depth_decoder = msgspec.msgpack.Decoder(PublishedDepth)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)

@@ -7,16 +7,21 @@ shard (one ZeroMQ message per tick would cost more than the decode).
 
 from __future__ import annotations
 
-import collections
+import logging
+import resource
 import select
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import zmq
 
 from feedmux.config import Settings, redact
 from feedmux.control import ControlDesk, load_universe, save_universe
+from feedmux.delivery import Delivery
 from feedmux.fanout import ShardOutbox
+from feedmux.journal import JournalWriter
 from feedmux.providers.alltick import CMD_SUBSCRIBE_TRADES, BadFrame, Reply
 from feedmux.routing import Router
 from feedmux.stats import write_stats
@@ -27,8 +32,12 @@ from workers._process import StopFlag, setup_logging
 
 FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
 MAX_POLL_MS = 100
+BURST_NS = 50_000_000
 CONNECT_TIMEOUT_S = 5.0
 END_LINGER_MS = 10_000  # at exit, wait this long for shards to take what is queued
+END_WAIT_S = 20  # at exit, wait this long for the shards to confirm they stored everything
+SPILL_DIR = "spill"
+JOURNAL_DIR = "journal"
 _BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
@@ -43,6 +52,38 @@ def pacing_of(settings: Settings) -> Pacing:
     )
 
 
+def open_journal(settings: Settings) -> JournalWriter:
+    return JournalWriter(Path(settings.data_dir) / JOURNAL_DIR, settings.token,
+                         max_bytes=settings.journal_max_mb << 20,
+                         enabled=settings.journal)  # fmt: skip
+
+
+def finish(
+    delivery: Delivery,
+    send_bus: Callable[[], None],
+    take_reports: Callable[[], None],
+    wait: Callable[[], object],
+    log: logging.Logger,
+) -> None:
+    """Hand every shard its last ticks and an End, and wait until each confirms it stored
+    them (a shard restarting now still gets its resend)."""
+    end_sent_at: list[int | None] = [None] * len(delivery.queues)  # rewinds seen when queued
+    give_up = time.monotonic() + END_WAIT_S
+    while time.monotonic() < give_up:
+        take_reports()
+        send_bus()
+        for shard, queue in enumerate(delivery.queues):
+            if queue.idle() and end_sent_at[shard] != queue.rewinds:
+                end_sent_at[shard] = queue.rewinds  # again after a rewind: End follows the data
+                delivery.end(shard)
+        send_bus()
+        if delivery.unconfirmed() == 0 and all(q.idle() for q in delivery.queues):
+            return
+        wait()
+    log.error("%d routed ticks and books were not confirmed stored by the shards within "
+              "%d s", delivery.unconfirmed(), END_WAIT_S)  # fmt: skip
+
+
 def main(settings: Settings, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = setup_logging(settings.log_level, "receiver")
@@ -50,13 +91,20 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     url = settings.ws_url()
     ctx = zt.context()
     pushes = [zt.push(ctx, paths.shard_in(s)) for s in range(settings.shards)]
-    backlog: list[collections.deque[bytes]] = [collections.deque() for _ in pushes]
+    acks = zt.pull(ctx, paths.acks)
+    delivery = Delivery(
+        settings.shards, time.time_ns(), window_items=settings.bus_window,
+        memory_items=settings.bus_memory, overflow=settings.overflow,
+        spill_dir=Path(settings.data_dir) / SPILL_DIR if settings.overflow == "spill" else None,
+    )  # fmt: skip
     outbox = ShardOutbox(Router(settings.shards))
+    journal = open_journal(settings)
     # The saved universe carries live changes across a restart of this process.
     codes = load_universe(settings.data_dir) or settings.codes
     manager = SubscriptionManager(codes, settings.max_codes_per_conn, pacing_of(settings),
                                   max_conns=settings.max_conns,
-                                  depth_levels=settings.depth_levels)  # fmt: skip
+                                  depth_levels=settings.depth_levels,
+                                  max_frame_bytes=settings.max_frame_bytes)  # fmt: skip
     conns = manager.connections  # grows when live changes need another connection
     links: list[WsLink | None] = []
     frames: list[int] = []
@@ -67,8 +115,10 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     control = zt.router(ctx, paths.control)
     control_fd = control.fileno()  # ZMQ_FD: readable when the socket may have news
     poller.register(control_fd, select.POLLIN)
+    acks_fd = acks.fileno()
+    poller.register(acks_fd, select.POLLIN)
     logged_kinds: set[str] = set()
-    counters = {"bus_messages": 0, "bus_backlog_peak": 0}
+    counters = {"bus_messages": 0}
     log.info("%d codes over %d connection(s) to %s, %d shards", len(codes),
              len(conns), redact(settings.url), settings.shards)  # fmt: skip
     if ready is not None:
@@ -83,6 +133,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             link.close()
             links[i] = None
         manager.on_disconnected(i, time.monotonic_ns(), why)
+        journal.event(time.time_ns(), i, "disconnect", reason=why)
         wait_s = (conns[i].connect_at_ns - time.monotonic_ns()) / 1e9
         log.warning("connection %d down (%s); reconnecting in %.1f s",
                     i, redact(why, settings.token), wait_s)  # fmt: skip
@@ -123,33 +174,50 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 control.send_multipart([ident, empty, answer])
             if changed:
                 save_universe(settings.data_dir, manager.desired())
+                journal.event(time.time_ns(), 0, "universe", codes=len(manager.owner))
                 grow()
         for ident, answer in desk.answers(now):
             control.send_multipart([ident, b"", answer])
         control.getsockopt(zmq.EVENTS)  # re-arms the edge-triggered ZMQ_FD
 
+    def take_reports() -> None:
+        """Acks and rewind requests from the shards."""
+        while True:
+            try:
+                delivery.on_report(acks.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        acks.getsockopt(zmq.EVENTS)  # re-arms the edge-triggered ZMQ_FD
+
     def send_bus() -> None:
-        for shard, message in outbox.drain():
-            backlog[shard].append(message)
-        for shard, queue in enumerate(backlog):
-            sock = pushes[shard]
-            while queue:
+        for shard, first, end, payload in outbox.drain():
+            delivery.queues[shard].put(first, end, payload)
+        for queue, sock in zip(delivery.queues, pushes, strict=True):
+            while (next_message := queue.peek()) is not None:
                 try:
-                    sock.send(queue[0], zmq.NOBLOCK)
-                except zmq.Again:  # the shard is slow: keep it here, the WebSocket reads on
-                    counters["bus_backlog_peak"] = max(counters["bus_backlog_peak"], len(queue))
+                    sock.send(next_message, zmq.NOBLOCK)
+                except zmq.Again:  # the shard is slow or restarting: the ledger keeps it
                     break
-                queue.popleft()
+                queue.sent()
                 counters["bus_messages"] += 1
 
     def report(final: bool = False) -> None:
         now = time.monotonic_ns()
         write_stats(paths.stats_dir, "receiver", {
             "role": "receiver", "final": final, "time_ns": time.time_ns(),
+            "cpu_s": time.process_time(),
+            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "ticks": outbox.routed_ticks, "books": outbox.routed_books,
+            "journal": {"path": str(journal.path or ""), "records": journal.records,
+                        "bytes": journal.bytes, "files": journal.files, "error": journal.error},
             "bus_messages": counters["bus_messages"],
-            "bus_backlog": sum(len(q) for q in backlog),
-            "bus_backlog_peak": counters["bus_backlog_peak"],
+            "unconfirmed": delivery.unconfirmed(), "bad_reports": delivery.bad_reports,
+            "overflow": settings.overflow,
+            "bus": [{
+                "held": q.held_items, "inflight": q.inflight_items, "pending": q.pending_items,
+                "spilled": q.spilled_items, "spilled_total": q.spilled_total,
+                "dropped_total": q.dropped_total, "peak": q.peak_items, "rewinds": q.rewinds,
+            } for q in delivery.queues],
             "codes_desired": len(manager.owner), "codes_subscribed": manager.confirmed_codes(),
             "codes_rejected": len(manager.rejected),
             "connections": [{
@@ -179,11 +247,13 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             poller.register(new_link.fileno(), select.POLLIN)
             manager.on_connected(i, time.monotonic_ns())
             log.info("connection %d up", i)
+            journal.event(time.time_ns(), i, "connect", url=settings.url)
         for i, request in manager.due(time.monotonic_ns()):
             sender = links[i]
             assert sender is not None
             try:
                 sender.send_text(request)
+                journal.sent(time.time_ns(), i, request)
             except LinkErrors as exc:
                 drop(i, f"send failed: {exc}")
         if now >= next_stats:
@@ -191,12 +261,19 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             for i in manager.stale(now, last_frame_ns):
                 drop(i, f"watchdog: no frame for {settings.watchdog_s:g} s")
             report()
+            journal.flush(time.time_ns())
         wake = min(d for d in (manager.next_deadline(), next_stats) if d is not None)
         ready_fds = poller.poll(max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6)))
+        # Read while frames wait, but give timers (heartbeats, stats, stop) a turn at least
+        # every BURST_NS: under a feed faster than this loop, sockets are always readable.
+        burst_end = time.monotonic_ns() + BURST_NS
         while ready_fds:
             for fd, flags in ready_fds:
                 if fd == control_fd:
                     serve_control()
+                    continue
+                if fd == acks_fd:
+                    take_reports()
                     continue
                 i = by_fd.get(fd, -1)
                 link = links[i] if i >= 0 else None
@@ -206,28 +283,35 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                     drop(i, "socket closed")
                     continue
                 try:
-                    opcode, data = link.read()
+                    messages = link.read()
                 except LinkErrors as exc:
                     drop(i, f"read failed: {exc!r}")
                     continue
-                recv_ns = time.time_ns()
-                frames[i] += 1
+                recv_ns = time.time_ns()  # when these bytes were read off the socket
+                frames[i] += len(messages)
                 last_frame_ns[i] = time.monotonic_ns()
+                journal.frames(recv_ns, i, messages)
                 client = conns[i].client
-                if opcode == OPCODE_TEXT:
-                    tick = client.receive(data, recv_ns)
-                    if tick is not None:
-                        outbox.add(tick)
-                        continue
-                elif opcode == OPCODE_CLOSE:
-                    drop(i, "server closed the connection")
-                elif opcode == OPCODE_BINARY:
-                    client.bad_binary(data)
+                receive, add = client.receive, outbox.add
+                closed = False
+                for opcode, data in messages:
+                    if opcode == OPCODE_TEXT:
+                        tick = receive(data, recv_ns)
+                        if tick is not None:
+                            add(tick)
+                    elif opcode == OPCODE_CLOSE:
+                        closed = True
+                        break
+                    elif opcode == OPCODE_BINARY:
+                        client.bad_binary(data)
                 if client.events:
                     handle_events(i)
+                if closed:
+                    drop(i, "server closed the connection")
             if outbox.pending >= FLUSH_TICKS:
                 send_bus()
-            ready_fds = poller.poll(0)
+            ready_fds = poller.poll(0) if time.monotonic_ns() < burst_end else []
+        take_reports()
         send_bus()
         serve_control()
 
@@ -236,15 +320,13 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         if open_link is not None:
             open_link.close()
             links[i] = None
-    send_bus()
-    for shard, message in outbox.end():
-        backlog[shard].append(message)
-    for shard, queue in enumerate(backlog):
-        while queue:  # blocking now: the shards are still running and drain their bus
-            pushes[shard].send(queue.popleft())
+    finish(delivery, send_bus, take_reports, lambda: acks.poll(20), log)
     control.close(linger=0)
     for sock in pushes:
         sock.close(linger=END_LINGER_MS)
+    acks.close(linger=0)
+    delivery.close()
+    journal.close()
     report(final=True)
     ctx.term()
     log.info("stopped: %d ticks and %d books routed", outbox.routed_ticks, outbox.routed_books)

@@ -11,6 +11,7 @@ import itertools
 import logging
 import random
 import signal
+import struct
 import sys
 import time
 from collections.abc import Coroutine
@@ -24,12 +25,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from feedmux.config import STOCK_PATH, ReplaySettings
+from feedmux.journal import Push, journal_pushes
 from feedmux.simulator.alltick_server import AllTickServer, ServerRules
 from feedmux.simulator.market import GARBAGE_FRAMES, Market, text_frame
 from feedmux.stats import write_stats
 from workers._process import setup_logging
 
 FEED_STEP_S = 0.002
+_SEND_RECORD = struct.Struct("<qqq")  # send_ns, first frame index, count
+JOURNAL_STEP_MAX = 5000  # frames per feed step at --speed max: the loop must still breathe
 SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
 
 
@@ -77,6 +81,14 @@ class ReplayServer:
         self._sent_log: IO[bytes] | None = None
         if settings.sent_log:
             self._sent_log = Path(settings.sent_log).open("wb")  # noqa: SIM115 (closed in run)
+        self._send_log: IO[bytes] | None = None
+        if settings.send_log:
+            self._send_log = Path(settings.send_log).open("wb")  # noqa: SIM115 (closed in run)
+        # --journal with --rate: every trade frame loaded and framed before the feed, so a
+        # benchmark measures the client, not this server's encoding.
+        self.frames: list[tuple[str, bytes]] | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.frame_index = 0
 
     # -- reporting ------------------------------------------------------------------------------
     def _log_violations(self) -> None:
@@ -99,6 +111,8 @@ class ReplayServer:
             "subscriptions": {str(c): len(codes) for c, codes in subscriptions.items()},
             "subscribed": sorted({c for codes in subscriptions.values() for c in codes}),
             "books": sorted(books),
+            "steps": self.steps, "frame_index": self.frame_index,
+            "frames_total": len(self.frames) if self.frames is not None else None,
         }  # fmt: skip
 
     def write_report(self) -> None:
@@ -229,17 +243,43 @@ class ReplayServer:
         await asyncio.sleep(settings.warmup_s)
         self.feed_state = "running"
         self.feed_cpu_start = time.process_time()
-        self.log.info("feed starts: %.0f ticks/s%s", settings.rate,
-                      ", opening burst" if settings.burst else "")  # fmt: skip
+        if self.frames is not None:
+            self.log.info("feed starts: %d journal frames from %.0f frames/s", len(self.frames),
+                          settings.journal_rate)  # fmt: skip
+            await self._feed_frames()
+        elif settings.journal:
+            speed = f"{settings.speed:g}x" if settings.speed else "max speed"
+            self.log.info("feed starts: journal %s at %s", settings.journal, speed)
+            await self._feed_journal()
+        else:
+            self.log.info("feed starts: %.0f ticks/s%s", settings.rate,
+                          ", opening burst" if settings.burst else "")  # fmt: skip
+            await self._feed_market()
+        self.feed_state = "done"
+        self.feed_cpu_s = time.process_time() - self.feed_cpu_start
+        for log_file in (self._sent_log, self._send_log):
+            if log_file is not None:
+                log_file.flush()
+        self.write_report()
+        self.log.info("feed done: %d ticks sent", self.ticks_sent)
+        if settings.exit_when_done:
+            self.stop.set()
+
+    def _start_faults(self, start: float) -> None:
+        if self.settings.stall_after_s is not None:
+            self.stall_from = start + self.settings.stall_after_s
+            self.stall_until = self.stall_from + self.settings.stall_for_s
+
+    async def _feed_market(self) -> None:
+        """Synthetic trades at ``rate`` over the subscribed codes."""
+        settings = self.settings
         loop = asyncio.get_running_loop()
         if settings.burst:
             for code in sorted(self.rules.subscribers):
                 self.queue_trade(code)
             self.flush_trades()
         start = loop.time()
-        if settings.stall_after_s is not None:
-            self.stall_from = start + settings.stall_after_s
-            self.stall_until = self.stall_from + settings.stall_for_s
+        self._start_faults(start)
         produced = 0
         source: dict[str, tuple[int, ...]] = {}
         codes: list[str] = []
@@ -259,14 +299,91 @@ class ReplayServer:
                 self.queue_trade(code)
             self.flush_trades()
             self.faults(loop.time() - start)
-        self.feed_state = "done"
-        self.feed_cpu_s = time.process_time() - self.feed_cpu_start
+
+    async def _feed_journal(self) -> None:
+        """A journal's pushes again, at their recorded pace times ``speed`` (0: at once)."""
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        pushes = journal_pushes(Path(settings.journal))
+        upcoming = next(pushes, None)
+        first_ns = upcoming.recv_ns if upcoming is not None else 0
+        start = loop.time()
+        self._start_faults(start)
+        while upcoming is not None and not self.feed_end.is_set():
+            await asyncio.sleep(FEED_STEP_S)
+            if self.stalled():
+                continue
+            elapsed_ns = (loop.time() - start) * settings.speed * 1e9
+            horizon = first_ns + elapsed_ns if settings.speed else float("inf")
+            for _ in range(JOURNAL_STEP_MAX):
+                if upcoming is None or upcoming.recv_ns > horizon:
+                    break
+                self.queue_push(upcoming)
+                upcoming = next(pushes, None)
+            self.flush_trades()
+            self.faults(loop.time() - start)
+
+    async def _feed_frames(self) -> None:
+        """Pre-framed journal frames at ``journal_rate`` per second, in steps that ramp the
+        rate up (the benchmark's way to find where a client falls behind). A frame's index in
+        the journal is its name in the send log and the report."""
+        settings = self.settings
+        assert self.frames is not None and settings.journal_rate is not None
+        frames, loop = self.frames, asyncio.get_running_loop()
+        index = 0
+        if settings.burst:  # one frame per code, all at once: the data file starts with them
+            index = self._send_frames(0, min(len(settings.codes), len(frames)))
+        rate = settings.journal_rate
+        while index < len(frames) and not self.feed_end.is_set():
+            start, first = loop.time(), index
+            step = {"rate": rate, "first_index": first, "start_ns": time.time_ns()}
+            self.steps.append(step)
+            while index < len(frames) and not self.feed_end.is_set():
+                await asyncio.sleep(FEED_STEP_S)
+                elapsed = loop.time() - start
+                if settings.step_s and elapsed >= settings.step_s:
+                    break
+                due = min(len(frames), first + int(elapsed * rate)) - index
+                if due > 0:
+                    index = self._send_frames(index, due)
+            step.update(end_index=index, end_ns=time.time_ns())
+            self.write_report()
+            if settings.gap_s:
+                await asyncio.sleep(settings.gap_s)
+            rate *= settings.ramp
+
+    def _send_frames(self, first: int, count: int) -> int:
+        """Frames ``first..first+count-1`` to their subscribers, written now; the next index."""
+        assert self.frames is not None
+        subscribers = self.rules.subscribers
+        outgoing = self._outgoing
+        for code, framed in self.frames[first : first + count]:
+            for conn in subscribers.get(code, ()):
+                outgoing.setdefault(conn, []).append(framed)
+        self.ticks_sent += count
+        self.flush_trades()
+        if self._send_log is not None:
+            self._send_log.write(_SEND_RECORD.pack(time.time_ns(), first, count))
+        self.frame_index = first + count
+        return first + count
+
+    def queue_push(self, push: Push) -> None:
+        """A journal frame, as recorded, for every subscriber of its code."""
+        if push.book:
+            receivers = [conn for conn, _ in self.rules.book_subscribers.get(push.code, ())]
+        else:
+            receivers = list(self.rules.subscribers.get(push.code, ()))
+        if not receivers:
+            return
+        framed = text_frame(push.payload)
+        for conn in receivers:
+            self._outgoing.setdefault(conn, []).append(framed)
+        if push.book:
+            self.books_sent += 1
+        else:
+            self.ticks_sent += 1
         if self._sent_log is not None:
-            self._sent_log.flush()
-        self.write_report()
-        self.log.info("feed done: %d ticks sent", self.ticks_sent)
-        if settings.exit_when_done:
-            self.stop.set()
+            self._sent_log.write(push.payload + b"\n")
 
     async def _logged(self, work: Coroutine[Any, Any, None]) -> None:
         """A background task that fails says so, instead of vanishing with its exception."""
@@ -285,6 +402,9 @@ class ReplayServer:
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGUSR1, self.feed_end.set)
         settings = self.settings
+        if settings.journal and settings.journal_rate is not None:
+            pushes = journal_pushes(Path(settings.journal))
+            self.frames = [(p.code, text_frame(p.payload)) for p in pushes if not p.book]
         async with serve(
             self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,
             ping_interval=None,
@@ -292,8 +412,9 @@ class ReplayServer:
             port = next(iter(server.sockets)).getsockname()[1]
             self.url = f"ws://{settings.host}:{port}{STOCK_PATH}"
             self.write_report()
-            self.log.info("serving %s: %d codes, %.0f ticks/s", self.url, len(settings.codes),
-                          settings.rate)  # fmt: skip
+            self.log.info("serving %s: %d codes, %s", self.url, len(settings.codes),
+                          f"journal {settings.journal}" if settings.journal
+                          else f"{settings.rate:.0f} ticks/s")  # fmt: skip
             if ready is not None:
                 ready.send(self.url)
             else:  # standalone: say where to connect (supervised, `feedmux run` says it)
@@ -303,8 +424,9 @@ class ReplayServer:
             await self.stop.wait()
             for task in tasks:
                 task.cancel()
-        if self._sent_log is not None:
-            self._sent_log.close()
+        for log_file in (self._sent_log, self._send_log):
+            if log_file is not None:
+                log_file.close()
         self.write_report()
         self.log.info("stopped: %d ticks sent, %d violations", self.ticks_sent,
                       len(self.rules.violations))  # fmt: skip

@@ -23,6 +23,7 @@ RET_OK = 200
 RET_RATE_LIMIT = 429
 CANCEL_ALL, CANCEL_DEPTH, CANCEL_TRADES = 0, 1, 2
 SECONDS_BELOW = 100_000_000_000  # a tick_time below this is seconds, not milliseconds
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024  # a trade is ~200 bytes, a 10-level book ~1 KiB
 
 _Positive = Annotated[float, msgspec.Meta(gt=0, lt=1e15)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0, lt=1e18)]
@@ -123,6 +124,12 @@ class BadFrame:
 Event = Reply | BadFrame
 
 
+def _codes_of(request: Request) -> set[str]:
+    entries = request.data.get("symbol_list", [])
+    assert isinstance(entries, list)
+    return {entry["code"] for entry in entries}
+
+
 def normalize_time(tick_time: int) -> int:
     """Vendor tick_time (seconds or milliseconds) → integer nanoseconds."""
     if tick_time < SECONDS_BELOW:
@@ -133,12 +140,25 @@ def normalize_time(tick_time: int) -> int:
 class AllTickClient:
     """Protocol state of one AllTick connection."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        *,
+        only_subscribed: bool = True,  # False: decode pushes for any code (checkers, tools)
+    ) -> None:
         self.name = name
+        self.only_subscribed = only_subscribed
+        self.max_frame_bytes = max_frame_bytes
         self.events: list[Event] = []
         self.bad_frames: dict[str, int] = {}
         self._next_seq_id = 1
         self._pending: dict[int, Request] = {}
+        # Codes whose pushes this connection expects: what the server acked plus what is
+        # being asked for (a push may precede its ack). Anything else is counted and skipped.
+        self._acked: dict[int, set[str]] = {CMD_SUBSCRIBE_TRADES: set(), CMD_SUBSCRIBE_DEPTH: set()}
+        self._expects: dict[int, set[str]] = {CMD_SUBSCRIBE_TRADES: set(),
+                                              CMD_SUBSCRIBE_DEPTH: set()}  # fmt: skip
 
     # -- requests -------------------------------------------------------------------------------
     def _request(self, cmd_id: int, data: dict[str, object]) -> bytes:
@@ -146,7 +166,25 @@ class AllTickClient:
         self._next_seq_id = seq_id % 0xFFFFFFFF + 1
         request = Request(cmd_id, seq_id, f"{self.name}-{seq_id}", data)
         self._pending[seq_id] = request
+        if cmd_id in self._expects:
+            self._expects[cmd_id].update(_codes_of(request))
         return _encode(request)
+
+    def _settle(self, ret: int, request: Request | None) -> None:
+        """A subscription list changed (or was refused): expect exactly the acked lists plus
+        what is still being asked for."""
+        if request is not None and ret == RET_OK:
+            if request.cmd_id in self._acked:
+                self._acked[request.cmd_id] = _codes_of(request)
+            elif request.cmd_id == CMD_CANCEL:
+                kind = request.data.get("cancel_type", CANCEL_ALL)
+                for cmd, cancelled in ((CMD_SUBSCRIBE_TRADES, CANCEL_TRADES),
+                                       (CMD_SUBSCRIBE_DEPTH, CANCEL_DEPTH)):  # fmt: skip
+                    if kind in (CANCEL_ALL, cancelled):
+                        self._acked[cmd] = set()
+        for cmd in self._expects:
+            asked = [_codes_of(r) for r in self._pending.values() if r.cmd_id == cmd]
+            self._expects[cmd] = self._acked[cmd].union(*asked)
 
     def heartbeat(self) -> bytes:
         return self._request(CMD_HEARTBEAT, {})
@@ -167,23 +205,33 @@ class AllTickClient:
         return len(self._pending)
 
     def reset(self) -> None:
-        """Forget in-flight requests (the connection is gone; their replies never come)."""
+        """Forget in-flight requests and lists (the connection is gone; a new one starts
+        with nothing subscribed)."""
         self._pending.clear()
+        for codes in (*self._acked.values(), *self._expects.values()):
+            codes.clear()
 
     # -- frames in ------------------------------------------------------------------------------
     def receive(self, frame: bytes, recv_ns: int) -> Tick | Depth | None:
         """Decode one text frame: a Tick or Depth, or None with any control event appended to
         ``events``."""
+        if len(frame) > self.max_frame_bytes:
+            self._bad("oversized", f"{len(frame)} bytes > {self.max_frame_bytes}", frame)
+            return None
         try:
             msg = _decoder.decode(frame)
         except msgspec.ValidationError as exc:
-            self._bad("schema", str(exc), frame)
+            detail = str(exc)
+            self._bad("unknown_cmd" if detail.endswith("`$.cmd_id`") else "schema", detail, frame)
             return None
         except msgspec.DecodeError as exc:
             self._bad("json", str(exc), frame)
             return None
         if type(msg) is TradePush:
             d = msg.data
+            if self.only_subscribed and d.code not in self._expects[CMD_SUBSCRIBE_TRADES]:
+                self._bad("unsubscribed", f"trade for {d.code}, not subscribed here", frame)
+                return None
             return Tick(
                 d.code,
                 d.seq,
@@ -196,6 +244,9 @@ class AllTickClient:
             )
         if type(msg) is DepthPush:
             b = msg.data
+            if self.only_subscribed and b.code not in self._expects[CMD_SUBSCRIBE_DEPTH]:
+                self._bad("unsubscribed", f"book for {b.code}, not subscribed here", frame)
+                return None
             return Depth(
                 b.code,
                 b.seq,
@@ -208,6 +259,8 @@ class AllTickClient:
         request = self._pending.pop(msg.seq_id, None)
         cmd_id = type(msg).__struct_config__.tag
         assert isinstance(cmd_id, int)
+        if cmd_id != CMD_HEARTBEAT + 1:
+            self._settle(msg.ret, request)
         self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request))
         return None
 

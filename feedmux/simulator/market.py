@@ -45,12 +45,13 @@ class Market:
         self._seq = {c: rng.randrange(1, 10**9) * 1000 for c in codes}
         self._book_seq = dict.fromkeys(codes, 0)
 
-    def trade(self, code: str, now_ms: int) -> bytes:
+    def trade(self, code: str, now_ms: int, seq: int | None = None) -> bytes:
+        """``seq``: use this vendor seq (it must grow per code) instead of the code's next."""
         rng = self._rng
         price = self._price[code]
         price = max(0.01, round(price + rng.choice((-0.02, -0.01, 0.0, 0.01, 0.02)), 2))
         self._price[code] = price
-        seq = self._seq[code] + 1
+        seq = self._seq[code] + 1 if seq is None else seq
         self._seq[code] = seq
         volume = rng.randrange(1, 50) * 100
         form = rng.randrange(4)
@@ -105,6 +106,14 @@ GARBAGE_FRAMES: tuple[tuple[int, bytes], ...] = (
     (OPCODE_TEXT, _BAD_TRADE % (b"600519.SH", b"1", b"1", b'"abc"')),  # non-numeric price
     (OPCODE_TEXT, _BAD_TRADE % (b"", b"1", b"1", b'"1.00"')),  # empty code
     (OPCODE_TEXT, b'{"cmd_id":31337,"data":{}}'),  # unknown cmd_id
+    (OPCODE_TEXT, _BAD_TRADE % (b"999999.SH", b"1", b"1", b'"1.00"')),  # never subscribed
+    (
+        OPCODE_TEXT,
+        _BAD_TRADE[:-2] % (b"600519.SH", b"1", b"1", b'"1.00"')
+        + b',"pad":"'
+        + b"x" * 70_000
+        + b'"}}',
+    ),  # oversized (above the 64 KiB default)
     (OPCODE_TEXT, b"\xff\xfe invalid utf-8"),
     (OPCODE_BINARY, b"\x00\x01\x02 binary"),
 )

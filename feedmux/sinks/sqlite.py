@@ -44,6 +44,23 @@ CREATE TABLE IF NOT EXISTS books (
 INSERT = "INSERT OR IGNORE INTO ticks VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_BOOK = "INSERT OR IGNORE INTO books VALUES (?, ?, ?, ?, ?, ?)"
 _json = msgspec.json.Encoder().encode
+_LATEST = """
+WITH RECURSIVE codes(code) AS (
+    SELECT MIN(code) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN(code) FROM {table} WHERE code > codes.code) FROM codes
+    WHERE codes.code IS NOT NULL
+)
+SELECT t.* FROM codes JOIN {table} AS t ON t.code = codes.code
+ AND t.seq = (SELECT MAX(seq) FROM {table} WHERE code = codes.code)
+"""
+_levels = msgspec.json.Decoder(list[tuple[float, float]])
+
+
+def _book_side(raw: str) -> list[tuple[float, float]]:
+    return _levels.decode(raw)
+
+
 TICKS_DIR = "ticks"
 
 
@@ -57,6 +74,10 @@ def connect(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        # The WAL checkpoints every 1,000 pages (the default). Each 100-row commit touches a
+        # leaf page of most of the shard's codes, so 10x rarer checkpoints measured 35k instead
+        # of 22k rows/s, but their bursts of disk writes took the p99 of send -> Subscriber at
+        # 10k ticks/s from 5.5 ms to 50 ms on the dev machine: latency wins.
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(SCHEMA)
         conn.execute(BOOKS_SCHEMA)
@@ -91,6 +112,18 @@ class SqliteSink:
             raise StoreError(f"SQLite write to {self.path} failed: {exc}") from exc
         inserted = conn.total_changes - before
         return WriteResult(inserted, len(rows) - inserted)
+
+    def latest(self) -> tuple[list[Tick], list[Depth]]:
+        """The stored tick and book with the highest seq of each code (a restarted shard's
+        snapshot). A skip-scan over the primary key: one index probe per code, not a scan."""
+        ticks = [Tick(*row) for row in self._conn.execute(_LATEST.format(table="ticks"))]
+        books = [
+            Depth(code, seq, time_ns, recv_ns, _book_side(bids), _book_side(asks))
+            for code, seq, time_ns, recv_ns, bids, asks in self._conn.execute(
+                _LATEST.format(table="books")
+            )
+        ]
+        return ticks, books
 
     def close(self) -> None:
         self._conn.close()

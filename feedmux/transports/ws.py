@@ -1,4 +1,5 @@
-"""One client WebSocket on websocket-client, read one frame at a time from a poll loop."""
+"""One client WebSocket: websocket-client connects and sends; reads take every frame a socket
+read holds (``frames.FrameParser``), for a poll loop."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ import socket
 
 import websocket
 
-OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
-OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
+from feedmux.transports.frames import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_PING,
+    OPCODE_TEXT,
+    FrameError,
+    FrameParser,
+)
+
+__all__ = ["OPCODE_BINARY", "OPCODE_CLOSE", "OPCODE_TEXT", "LinkErrors", "WsLink"]
+
+READ_BYTES = 256 * 1024  # one recv takes whatever arrived, up to this: ~1,000 trade frames
 
 # Raised by websocket-client for a broken link; callers treat them all as "reconnect".
 LinkErrors = (websocket.WebSocketException, OSError)
 
 
 class WsLink:
-    """A connected WebSocket. ``read`` returns one frame; call it when ``fileno`` is readable."""
+    """A connected WebSocket. Call ``read`` when ``fileno`` is readable."""
 
     def __init__(self, url: str, timeout_s: float, max_frame_bytes: int = 1 << 20) -> None:
         # skip_utf8_validation: the pure-Python UTF-8 check costs ~5x the read; msgspec rejects
@@ -28,6 +38,7 @@ class WsLink:
             sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         self.max_frame_bytes = max_frame_bytes
+        self._parser = FrameParser(max_frame_bytes)
         sock = self._ws.sock
         assert sock is not None
         # Kept: websocket-client drops its socket object when the link is lost, and the poll
@@ -37,17 +48,27 @@ class WsLink:
     def fileno(self) -> int:
         return self.fd
 
-    def buffered(self) -> bool:
-        """True when TLS holds decrypted bytes that poll() cannot see."""
+    def read(self) -> list[tuple[int, bytes]]:
+        """Every whole message the socket holds now, as ``(opcode, payload)``: one read of up
+        to READ_BYTES (and what TLS has decrypted), parsed here. Pings are answered; an empty
+        read (the peer closed) is returned as a close."""
         sock = self._ws.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("the link is closed")
+        data = sock.recv(READ_BYTES)
+        if not data:
+            return [(OPCODE_CLOSE, b"")]
         pending = getattr(sock, "pending", None)
-        return bool(pending and pending())
-
-    def read(self) -> tuple[int, bytes]:
-        """One frame as ``(opcode, payload)``; pings are answered and returned with no payload."""
-        opcode, frame = self._ws.recv_data_frame(True)
-        data = frame.data if opcode != OPCODE_CLOSE else b""
-        return opcode, data if isinstance(data, bytes) else bytes(data)
+        while pending is not None and pending():  # TLS: decrypted bytes poll() cannot see
+            data += sock.recv(READ_BYTES)
+        try:
+            messages = self._parser.feed(data)
+        except FrameError as exc:
+            raise websocket.WebSocketProtocolException(str(exc)) from exc
+        for opcode, payload in messages:
+            if opcode == OPCODE_PING:
+                self._ws.pong(payload)
+        return messages
 
     def send_text(self, payload: bytes) -> None:
         self._ws.send(payload, OPCODE_TEXT)

@@ -51,6 +51,7 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(
     bus = zt.push(ctx, settings.paths.shard_in(0))
     try:
         assert subscriber.wait_ready(scaled(10))
+        bus.send(wire.encode(wire.Resume(1, 1)))  # what a receiver says first
         bus.send(wire.encode(wire.Batch(1, ticks(5))))
         # 5 rows never fill a 100-row batch: only the 200 ms timer can store them.
         wait_for(lambda: len(read_ticks(tmp_path)) == 5, 10, "the timer flush")
@@ -90,6 +91,7 @@ def test_garbage_on_the_bus_does_not_kill_the_shard(
     bus = zt.push(ctx, settings.paths.shard_in(0))
     try:
         bus.send(b"\x00garbage")
+        bus.send(wire.encode(wire.Resume(1, 1)))
         bus.send(wire.encode(wire.Batch(1, ticks(3))))
         wait_for(lambda: len(read_ticks(tmp_path)) == 3, 10, "the good batch to be stored")
         assert worker.is_alive()

@@ -43,7 +43,7 @@ def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, st
 
 def sent_messages(path: Path) -> tuple[list[Tick], list[Depth]]:
     """Every trade and book the server sent, decoded as feedmux decodes them (recv_ns 0)."""
-    client = AllTickClient("checker")
+    client = AllTickClient("checker", only_subscribed=False)
     ticks, books = [], []
     for line in path.read_bytes().splitlines():
         item = client.receive(line, 0)

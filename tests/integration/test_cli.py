@@ -51,9 +51,17 @@ def test_unwritable_data_dir_says_what_to_do(
 
 @pytest.mark.integration
 def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    secret = "cmdline-secret-4d1f"  # on the command line: ps must not show it
     run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001,AAPL,700.HK",
-                  "--replay-rate", "500", "--stop-after", "10", cwd=tmp_path)  # fmt: skip
+                  "--replay-rate", "500", "--stop-after", "10", "--token", secret,
+                  cwd=tmp_path)  # fmt: skip
     wait_for((tmp_path / "feedmux-data" / "run" / "run.json").exists, 30, "the run to start")
+
+    def titles() -> list[str]:
+        return [_cmdline(pid) for pid in Path("/proc").iterdir() if pid.name.isdigit()]
+
+    wait_for(lambda: "feedmux-receiver" in titles(), 30, "the receiver to start")
+    assert "feedmux run" in titles() and not [t for t in titles() if secret in t]
     tail = feedmux("tail", "sh600519", "--count", "3", cwd=tmp_path)
     tail_output, _ = tail.communicate(timeout=scaled(30))
     assert tail.returncode == 0, tail_output
@@ -65,7 +73,14 @@ def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert "received" in output and "stopped cleanly" in output
     stored = read_ticks(tmp_path / "feedmux-data")
     assert set(stored["code"]) == {"600519.SH", "000001.SZ", "AAPL.US", "700.HK"}
-    assert TOKEN not in output
+    assert TOKEN not in output and secret not in output
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""  # gone meanwhile
 
 
 @pytest.mark.integration

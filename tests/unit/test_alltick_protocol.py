@@ -19,13 +19,13 @@ SPEC_TRADE_INTS = (
 
 
 def test_trade_with_string_fields_and_seconds_is_normalised() -> None:
-    tick = AllTickClient("t").receive(SPEC_TRADE_STRINGS, recv_ns=42)
+    tick = AllTickClient("t", only_subscribed=False).receive(SPEC_TRADE_STRINGS, recv_ns=42)
     assert tick == Tick("600519.SH", 1605509068000001, 1605509068 * 10**9, 42, 1745.5, 300.0,
                         523650.0, 1)  # fmt: skip
 
 
 def test_trade_with_int_fields_and_milliseconds_is_normalised() -> None:
-    tick = AllTickClient("t").receive(SPEC_TRADE_INTS, recv_ns=7)
+    tick = AllTickClient("t", only_subscribed=False).receive(SPEC_TRADE_INTS, recv_ns=7)
     assert tick == Tick("AAPL.US", 30841439, 1677831545217 * 10**6, 7, 151.03, 100.0, 15103.0, 2)
 
 
@@ -33,7 +33,7 @@ def test_unknown_vendor_fields_are_tolerated() -> None:
     frame = json.loads(SPEC_TRADE_INTS)
     frame["data"]["new_field"] = {"x": 1}
     frame["extra"] = 5
-    tick = AllTickClient("t").receive(json.dumps(frame).encode(), 0)
+    tick = AllTickClient("t", only_subscribed=False).receive(json.dumps(frame).encode(), 0)
     assert tick is not None and tick.code == "AAPL.US"
 
 
@@ -72,7 +72,7 @@ def test_error_reply_is_an_event_not_an_exception() -> None:
     [
         (b"{not json", "json"),
         (b"", "json"),
-        (b'{"cmd_id":12345,"data":{}}', "schema"),
+        (b'{"cmd_id":12345,"data":{}}', "unknown_cmd"),
         (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1}}', "schema"),
         (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1,"tick_time":1,"price":"0",'
          b'"volume":"1"}}', "schema"),
@@ -86,13 +86,39 @@ def test_error_reply_is_an_event_not_an_exception() -> None:
     ],
 )  # fmt: skip
 def test_bad_frames_are_counted_and_skipped(frame: bytes, kind: str) -> None:
-    client = AllTickClient("c")
+    client = AllTickClient("c", only_subscribed=False)
     assert client.receive(frame, 0) is None
     assert client.bad_frames == {kind: 1}
     [event] = client.events
     assert isinstance(event, BadFrame) and event.kind == kind and len(event.sample) <= 200
     # the connection goes on: the next good frame decodes
     assert client.receive(SPEC_TRADE_INTS, 0) is not None
+
+
+def test_pushes_for_codes_not_subscribed_here_are_counted_and_skipped() -> None:
+    client = AllTickClient("c")
+    assert client.receive(SPEC_TRADE_INTS, 0) is None  # AAPL.US: never asked for
+    client.subscribe_trades(["AAPL.US", "600519.SH"])
+    assert client.receive(SPEC_TRADE_INTS, 0) is not None  # asked for: may precede the ack
+    client.subscribe_trades(["600519.SH"])  # AAPL.US removed: still expected until the ack
+    assert client.receive(SPEC_TRADE_INTS, 0) is not None
+    ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":%d,"trace":"","data":{}}'
+    client.receive(ack % 1, 0)
+    assert client.receive(SPEC_TRADE_INTS, 0) is not None  # the replacing list is not acked
+    client.receive(ack % 2, 0)
+    assert client.receive(SPEC_TRADE_INTS, 0) is None
+    assert client.receive(SPEC_TRADE_STRINGS, 0) is not None
+    client.reset()  # a new connection starts with nothing subscribed
+    assert client.receive(SPEC_TRADE_STRINGS, 0) is None
+    assert client.bad_frames == {"unsubscribed": 3}
+
+
+def test_oversized_frames_are_counted_before_decoding() -> None:
+    client = AllTickClient("c", max_frame_bytes=1024, only_subscribed=False)
+    padded = SPEC_TRADE_INTS[:-2] + b',"pad":"' + b"x" * 2000 + b'"}}'
+    assert client.receive(padded, 0) is None
+    [event] = client.events
+    assert isinstance(event, BadFrame) and event.kind == "oversized" and len(event.sample) <= 200
 
 
 def test_binary_frame_is_counted() -> None:
@@ -104,7 +130,7 @@ def test_binary_frame_is_counted() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_no_bytes_make_the_decoder_raise(frame: bytes) -> None:
-    client = AllTickClient("c")
+    client = AllTickClient("c", only_subscribed=False)
     tick = client.receive(frame, 0)
     assert tick is None or tick.price > 0
 
@@ -121,4 +147,4 @@ def test_no_bytes_make_the_decoder_raise(frame: bytes) -> None:
 )  # fmt: skip
 def test_no_json_shape_makes_the_decoder_raise(data: object, cmd_id: int) -> None:
     frame = json.dumps({"cmd_id": cmd_id, "data": data}).encode()
-    AllTickClient("c").receive(frame, 0)
+    AllTickClient("c", only_subscribed=False).receive(frame, 0)

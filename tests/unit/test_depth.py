@@ -25,13 +25,13 @@ SPEC_DEPTH = (
 
 
 def test_spec_depth_frame_decodes() -> None:
-    book = AllTickClient("t").receive(SPEC_DEPTH, recv_ns=9)
+    book = AllTickClient("t", only_subscribed=False).receive(SPEC_DEPTH, recv_ns=9)
     assert book == Depth("600519.SH", 1605509068000002, 1605509068123 * 10**6, 9,
                          [(1745.4, 200.0)], [(1745.6, 100.0)])  # fmt: skip
 
 
 def test_one_empty_side_is_a_book_and_a_bad_level_is_a_bad_frame() -> None:
-    client = AllTickClient("t")
+    client = AllTickClient("t", only_subscribed=False)
     limit_up = SPEC_DEPTH.replace(b'[{"price":"1745.60","volume":"100"}]', b"[]")
     book = client.receive(limit_up, 0)
     assert isinstance(book, Depth) and book.asks == [] and book.bids
@@ -86,6 +86,7 @@ def book(code: str, seq: int) -> Depth:
 
 def test_shard_publishes_caches_and_batches_books() -> None:
     state = ShardState(1, 100, 200_000_000, FakeClock())
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
     books = [book(f"60{i % 3:04d}.SH", i) for i in range(1, 151)]
     frames, ticks, full = state.on_bus(wire.encode(wire.Batch(1, [], books)))
     assert ticks == [] and [len(b) for b in full] == [100] and len(state.book_batcher) == 50

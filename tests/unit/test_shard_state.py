@@ -10,6 +10,7 @@ def ticks(n: int, start: int = 0) -> list[Tick]:
 
 def test_batch_is_published_snapshotted_and_batched() -> None:
     state = ShardState(2, batch_rows=100, batch_delay_ns=200_000_000, clock=FakeClock())
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
     frames, batches, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
     assert len(frames) == 150 and [len(b) for b in batches] == [100]
     topic, payload = frames[-1]
@@ -22,13 +23,56 @@ def test_batch_is_published_snapshotted_and_batched() -> None:
     assert {t.code: t.seq for t in reply.ticks} == {t.code: t.seq for t in ticks(150)}
 
 
-def test_bus_gap_is_counted_and_end_is_seen() -> None:
+def resumed(shard: int = 0, stream: int = 5, next_seq: int = 1) -> ShardState:
+    state = ShardState(shard, 100, 200_000_000, FakeClock())
+    assert state.take_reports() == [wire.encode(wire.Rewind(shard, 0, 0))]  # "I hold nothing"
+    state.on_bus(wire.encode(wire.Resume(stream, next_seq)))
+    return state
+
+
+def test_nothing_is_taken_before_the_receiver_says_where_to_start() -> None:
     state = ShardState(0, 100, 200_000_000, FakeClock())
+    assert state.on_bus(wire.encode(wire.Batch(1, ticks(5)))) == ([], [], [])
+    state.on_bus(wire.encode(wire.Resume(5, 1)))
+    frames, _, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
+    assert len(frames) == 5 and state.received == 5 and state.bus_ignored == 1
+
+
+def test_a_hole_asks_for_a_resend_once_and_the_resend_fills_it() -> None:
+    state = resumed()
     state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
-    state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100))))  # 6, 7, 8 never came
-    assert state.bus_gaps == 3 and state.received == 7
+    for _ in range(3):  # 6, 7, 8 never came: ignored, asked for once
+        state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100))))
+    assert state.received == 5 and state.take_reports() == [wire.encode(wire.Rewind(0, 5, 6))]
+    state.on_bus(wire.encode(wire.Resume(5, 1)))  # the resend starts at the oldest unacked
+    state.on_bus(wire.encode(wire.Batch(1, ticks(8))))  # overlaps what we had: trimmed
+    state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100))))
+    assert state.received == 10 and state.expected_bus_seq == 11
+    assert [t.seq for t in state.batcher.take()] == [0, 1, 2, 3, 4, 5, 6, 7, 100, 101]
     state.on_bus(wire.encode(wire.End(11)))
-    assert state.ended
+    assert state.ended and state.bus_gaps == 0
+
+
+def test_acks_follow_what_the_writers_committed() -> None:
+    state = resumed(shard=3, stream=9)
+    state.on_bus(wire.encode(wire.Batch(1, ticks(30))))
+    state.on_bus(wire.encode(wire.Batch(31, ticks(20, 30))))
+    assert state.committed(0, 0) is None
+    assert state.committed(29, 0) is None  # the first message is not all stored yet
+    assert state.committed(30, 0) == wire.encode(wire.Ack(3, 9, 31))
+    assert state.committed(30, 0) is None  # nothing new
+    assert state.committed(50, 0) == wire.encode(wire.Ack(3, 9, 51))
+
+
+def test_lost_markers_count_as_gaps_and_a_new_receiver_restarts_the_count() -> None:
+    state = resumed()
+    state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
+    state.on_bus(wire.encode(wire.Lost(6, 10)))
+    state.on_bus(wire.encode(wire.Batch(16, ticks(1, 50))))
+    assert state.bus_gaps == 10 and state.received == 6
+    state.on_bus(wire.encode(wire.Resume(6, 1)))  # another stream: a restarted receiver
+    state.on_bus(wire.encode(wire.Batch(1, ticks(2, 200))))
+    assert state.received == 8 and state.expected_bus_seq == 3
 
 
 def test_garbage_on_the_bus_is_counted_not_fatal() -> None:

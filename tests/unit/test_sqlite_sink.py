@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from feedmux.errors import StoreError
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 from feedmux.reader import read_ticks
 from feedmux.sinks.base import WriteResult
 from feedmux.sinks.retry import RetryingWriter
@@ -87,3 +87,20 @@ def test_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot open SQLite store"):
         SqliteSink(blocker / "ticks" / "shard-0.sqlite")
+
+
+def test_latest_gives_the_highest_seq_of_each_code_for_a_restarted_snapshot(
+    tmp_path: Path,
+) -> None:
+    sink = SqliteSink(shard_db_path(tmp_path, 0))
+    assert sink.latest() == ([], [])  # a fresh store
+    rows = [tick(code, seq) for code in ("600519.SH", "000001.SZ", "AAPL.US") for seq in (3, 1, 7)]
+    sink.write_batch(rows)
+    book = Depth("600519.SH", 9, T0, T0, [(10.0, 5.0)], [])
+    sink.write_books([Depth("600519.SH", 2, T0, T0, [], [(11.0, 1.0)]), book])
+    ticks, books = sink.latest()
+    sink.close()
+    assert {t.code: t for t in ticks} == {
+        c: tick(c, 7) for c in ("600519.SH", "000001.SZ", "AAPL.US")
+    }
+    assert books == [book]

@@ -21,22 +21,24 @@ def test_published_payload_is_plain_msgpack_for_any_language() -> None:
 
 
 def test_bus_messages_round_trip() -> None:
-    for msg in (wire.Batch(7, [TICK, TICK]), wire.End(9)):
+    for msg in (wire.Batch(7, [TICK, TICK]), wire.End(9), wire.Resume(3, 5), wire.Lost(5, 2)):
         assert wire.bus_decoder.decode(wire.encode(msg)) == msg
+    for report in (wire.Ack(1, 2, 3), wire.Rewind(1, 0, 0)):
+        assert wire.report_decoder.decode(wire.encode(report)) == report
 
 
 def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
     outbox = ShardOutbox(Router(4))
     codes = [f"60{i:04d}.SH" for i in range(40)]
+    next_seq = dict.fromkeys(range(4), 1)
     for round_ in range(3):
         for code in codes:
             outbox.add(Tick(code, round_, 0, 0, 1.0, 1.0, 1.0, 0))
-        next_seq: dict[int, int] = {}
-        for shard, raw in outbox.drain():
+        for shard, first, end, raw in outbox.drain():
             batch = wire.bus_decoder.decode(raw)
             assert isinstance(batch, wire.Batch)
             assert all(shard_of(t.code, 4) == shard for t in batch.ticks)
-            next_seq[shard] = batch.first_seq + len(batch.ticks)
+            assert batch.first_seq == first == next_seq[shard]
+            assert end == first + len(batch.ticks)
+            next_seq[shard] = end
     assert (outbox.routed_ticks, outbox.routed_books, outbox.pending) == (120, 0, 0)
-    ends = {s: wire.bus_decoder.decode(raw) for s, raw in outbox.end()}
-    assert ends == {s: wire.End(seq) for s, seq in next_seq.items()}

@@ -1,0 +1,57 @@
+"""A run's journal, served again by `feedmux replay --journal`, reproduces the run's store."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from feedmux import read_ticks
+from feedmux.journal import journal_files
+from feedmux.simulator.market import a_share_universe
+from feedmux.stats import read_stats
+from tests.conftest import wait_for
+from tests.integration.helpers import TOKEN, feedmux, read_json, start_replay, stop
+
+pytestmark = pytest.mark.integration
+COLUMNS = ["code", "seq", "time", "price", "volume", "turnover", "direction"]
+
+
+def _run_until_fed(tmp: Path, replay_args: list[str], symbols: Path) -> Path:
+    """Run the pipeline against a replay server until its feed is done and read; the data
+    directory."""
+    tmp.mkdir(exist_ok=True)
+    replay, report, url = start_replay(tmp, *replay_args)
+    data_dir, run_dir = tmp / "data", tmp / "run"
+    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
+                  "--data-dir", str(data_dir), "--run-dir", str(run_dir))  # fmt: skip
+    try:
+        if "--journal" not in replay_args:
+            wait_for(lambda: read_json(report)["ticks_sent"] > 4000, 60, "some feed")
+            replay.send_signal(signal.SIGUSR1)
+        wait_for(lambda: read_json(report).get("feed") == "done", 60, "the feed to end")
+        sent = read_json(report)["frames_sent"]
+        wait_for(lambda: read_stats(run_dir / "stats")["receiver"]["ticks"] == sent, 30,
+                 "the receiver to read every frame")  # fmt: skip
+    finally:
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    return data_dir
+
+
+def test_a_journal_replayed_at_max_speed_reproduces_the_recorded_run(tmp_path: Path) -> None:
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text(" ".join(a_share_universe()[::18]))
+    first = _run_until_fed(tmp_path / "recorded", ["--rate", "1500", "--symbols-file",
+                                                   str(symbols)], symbols)  # fmt: skip
+    journal = first / "journal"
+    raw = b"".join(path.read_bytes() for path in journal_files(journal))
+    assert TOKEN.encode() not in raw and b"token=***" not in raw  # the URL is kept without it
+    second = _run_until_fed(tmp_path / "replayed", ["--journal", str(journal), "--speed", "max"],
+                            symbols)  # fmt: skip
+    recorded = read_ticks(first)[COLUMNS].sort_values(["code", "seq"], ignore_index=True)
+    replayed = read_ticks(second)[COLUMNS].sort_values(["code", "seq"], ignore_index=True)
+    assert len(recorded) > 4000
+    assert recorded.equals(replayed)

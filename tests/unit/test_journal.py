@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedmux.errors import StoreError
+from feedmux.journal import (
+    EVENT,
+    FRAME_BINARY,
+    FRAME_TEXT,
+    SENT,
+    JournalWriter,
+    journal_codes,
+    journal_files,
+    journal_pushes,
+    read_journal,
+)
+from feedmux.simulator.market import Market
+
+TOKEN = "s3cret-token-value"
+DAY_NS = 86_400 * 10**9
+T0 = 1_763_000_000 * 10**9  # 2025-11-13 02:13 UTC = 10:13 in Shanghai
+
+
+def test_frames_events_and_requests_read_back_in_order_with_the_token_redacted(
+    tmp_path: Path,
+) -> None:
+    market = Market(["600519.SH", "000001.SZ"], seed=3)
+    journal = JournalWriter(tmp_path, TOKEN)
+    journal.event(T0, 0, "connect", url=f"wss://x/y?token={TOKEN}")
+    journal.sent(T0 + 1, 0, b'{"cmd_id":22004,"data":{"symbol_list":[{"code":"600519.SH"}]}}')
+    frames = [market.trade(code, 1_700_000_000_000) for code in ("600519.SH", "000001.SZ")]
+    for i, frame in enumerate(frames):
+        journal.frame(T0 + 2 + i, 1, False, frame)
+    journal.frame(T0 + 9, 1, False, b'{"echo":"' + TOKEN.encode() + b'"}')
+    journal.close()
+    records = list(read_journal(tmp_path))
+    assert [(r.kind, r.recv_ns, r.conn) for r in records] == [
+        (EVENT, T0, 0), (SENT, T0 + 1, 0), (FRAME_TEXT, T0 + 2, 1), (FRAME_TEXT, T0 + 3, 1),
+        (FRAME_TEXT, T0 + 9, 1),
+    ]  # fmt: skip
+    assert [r.payload for r in records[2:4]] == frames
+    everything = b"".join(p.read_bytes() for p in journal_files(tmp_path))
+    assert TOKEN.encode() not in everything and b"token=***" in everything
+    assert [(p.code, p.book) for p in journal_pushes(tmp_path)] == [
+        ("600519.SH", False), ("000001.SZ", False)
+    ]  # the reply-less echo frame is no push  # fmt: skip
+    assert journal_codes(tmp_path) == ["000001.SZ", "600519.SH"]
+
+
+def test_files_rotate_by_size_and_by_trading_day_in_exchange_time(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path, TOKEN, max_bytes=1000)
+    for i in range(30):  # 30 * (19 + 100) bytes: several files of about 1000 bytes
+        journal.frame(T0 + i, 0, False, b"x" * 100)
+    midnight_shanghai = (T0 // DAY_NS + 1) * DAY_NS - 8 * 3600 * 10**9
+    journal.frame(midnight_shanghai - 1, 0, False, b"before")
+    journal.frame(midnight_shanghai, 0, False, b"after")
+    journal.close()
+    days = sorted(p.name for p in tmp_path.iterdir())
+    assert days == ["2025-11-13", "2025-11-14"]
+    assert len(list((tmp_path / days[0]).iterdir())) >= 4 and journal.files >= 5
+    assert all(p.stat().st_size <= 1000 + 119 for p in journal_files(tmp_path))
+    payloads = [r.payload for r in read_journal(tmp_path)]
+    assert payloads[-2:] == [b"before", b"after"] and len(payloads) == 32
+    assert [r.payload for r in read_journal(tmp_path / days[1])] == [b"after"]
+
+
+def test_a_record_cut_short_by_a_crash_ends_the_file_quietly(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path, TOKEN)
+    for i in range(3):
+        journal.frame(T0 + i, 0, False, b"frame %d" % i)
+    journal.close()
+    [path] = journal_files(tmp_path)
+    path.write_bytes(path.read_bytes()[:-3])
+    assert [r.payload for r in read_journal(tmp_path)] == [b"frame 0", b"frame 1"]
+
+
+def test_no_journal_writes_nothing_and_a_foreign_file_is_an_error(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path / "j", TOKEN, enabled=False)
+    journal.frame(T0, 0, False, b"x")
+    journal.close()
+    assert not (tmp_path / "j").exists()
+    (tmp_path / "bogus.fmj").write_bytes(b"nope")
+    with pytest.raises(StoreError, match="not a feedmux journal"):
+        list(read_journal(tmp_path / "bogus.fmj"))
+    with pytest.raises(StoreError, match="no journal files"):
+        journal_files(tmp_path / "j")
+
+
+def test_a_failing_disk_stops_the_journal_not_the_caller(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the journal directory should be")
+    journal = JournalWriter(blocker, TOKEN)
+    journal.frame(T0, 0, False, b"x")  # cannot create the directory: no exception
+    journal.frame(T0 + 1, 0, False, b"y")
+    assert "cannot open journal" in journal.error and journal.records == 0
+
+
+def test_a_socket_read_is_journaled_as_one_write_with_the_same_records(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path, TOKEN)
+    read = [(1, b"trade one"), (9, b"ping"), (2, b"\x00binary"), (1, b"trade two")]
+    journal.frames(T0, 3, read)
+    journal.frames(T0 + 1, 3, [(1, b'{"leak":"' + TOKEN.encode() + b'"}')])  # redacted path
+    journal.close()
+    records = [(r.kind, r.recv_ns, r.conn, r.payload) for r in read_journal(tmp_path)]
+    assert records == [
+        (FRAME_TEXT, T0, 3, b"trade one"), (FRAME_BINARY, T0, 3, b"\x00binary"),
+        (FRAME_TEXT, T0, 3, b"trade two"), (FRAME_TEXT, T0 + 1, 3, b'{"leak":"***"}'),
+    ]  # fmt: skip
+    assert journal.records == 4
