@@ -1,0 +1,46 @@
+"""The ceiling: a bare websocket-client loop that reads frames and does nothing with them."""
+
+from __future__ import annotations
+
+import select
+import signal
+import time
+
+import websocket
+
+from benchmarks.clients import common
+
+TRADE = b'{"cmd_id":22998'
+
+
+def main() -> None:
+    args = common.parse_args(__doc__ or "")
+    progress = common.Progress(args.out)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    links: dict[int, websocket.WebSocket] = {}
+    for i, codes in common.paced(common.code_chunks(args.codes_file)):
+        ws = websocket.create_connection(f"{args.url}?token={common.token()}",
+                                         skip_utf8_validation=True)  # fmt: skip
+        ws.send(common.subscribe_request(i + 1, codes))
+        links[ws.sock.fileno()] = ws
+    heartbeat_at = time.monotonic() + common.HEARTBEAT_S
+    seq_id = 100
+    while not stop:
+        ready, _, _ = select.select(list(links), [], [], 0.05)
+        for fd in ready:
+            _, frame = links[fd].recv_data_frame(True)
+            if frame.data.startswith(TRADE):
+                progress.received += 1
+        progress.stored = progress.received  # nothing to store: reading is all it does
+        progress.maybe_write()
+        if time.monotonic() >= heartbeat_at:
+            heartbeat_at += common.HEARTBEAT_S
+            for ws in links.values():
+                seq_id += 1
+                ws.send(common.heartbeat_request(seq_id))
+    progress.maybe_write(final=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""The benchmark replay harness: feedmux and its baselines side by side on the same stream.
+
+    python -m benchmarks.pipeline [--tiny] [--only NAME ...] [--json PATH] [--png PATH]
+
+Every configuration runs in fresh subprocesses against `feedmux replay --journal` serving the
+same seeded, pre-framed frames (the server then costs little: a benchmark measures the client):
+
+1. Throughput: the server ramps its rate step by step; a step is kept up with when, shortly
+   after it ends, the client has stored every frame sent so far. The result is the highest
+   rate kept up with (lossless sustained throughput).
+2. Latency and burst: one tick for every code at once (the opening burst), then a fixed
+   moderate rate. The server logs when it wrote each frame, the stores log when they committed
+   each tick, and a Subscriber notes when each arrived: p50/p99/p99.9 of send→commit and
+   send→Subscriber, and how long the burst took to be stored and published. CPU seconds per
+   tick and peak RSS come from each process's own accounting in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import json
+import os
+import platform
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from benchmarks.data import codes_for, market_file
+from feedmux.sinks.commit_log import read_commit_log
+
+TOKEN = "benchmark-token-0123456789"
+RESULTS = Path(__file__).parent / "results"
+_SEND = struct.Struct("<qqq")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    kind: str  # bare | naive | strong | feedmux
+    shards: int = 0
+    slow: bool = False  # ramp from Params.slow_start: one commit per tick is far slower
+
+
+CONFIGS = (
+    Config("ceiling (bare websocket-client)", "bare"),
+    Config("naive (WebSocketApp, json, 1 insert/tick)", "naive", slow=True),
+    Config("strong (msgspec, 100-row batches)", "strong"),
+    Config("feedmux 1 shard", "feedmux", 1),
+    Config("feedmux 2 shards", "feedmux", 2),
+    Config("feedmux 4 shards", "feedmux", 4),
+    Config("feedmux 8 shards", "feedmux", 8),
+)
+
+
+@dataclass(frozen=True)
+class Params:
+    codes: int = 5430
+    ticks: int = 1_200_000  # frames in the data file: enough for the whole ramp
+    seed: int = 7
+    ramp_start: float = 5000.0
+    slow_start: float = 100.0
+    ramp_factor: float = 1.25
+    step_s: float = 3.0
+    gap_s: float = 1.0
+    check_after_s: float = 0.5  # a step is kept up with if all is stored this soon after it
+    max_steps: int = 14
+    latency_rate: float = 10_000.0
+    latency_s: float = 10.0
+    warmup_s: float = 5.0  # lets every connection subscribe (AllTick: 3 s apart) first
+
+
+TINY = Params(codes=60, ticks=20_000, ramp_start=300.0, slow_start=50.0, ramp_factor=2.0,
+              step_s=0.5, gap_s=0.5, max_steps=2, latency_rate=300.0, latency_s=1.0,
+              warmup_s=0.5)  # fmt: skip
+
+
+@dataclass
+class Result:
+    name: str
+    kind: str
+    shards: int
+    max_rate: float = 0.0
+    ramp_stop: str = ""
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    burst_s: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_tick: dict[str, float] = field(default_factory=dict)
+    max_rss_mb: dict[str, float] = field(default_factory=dict)
+    lost: int = 0
+
+
+# -- processes -------------------------------------------------------------------------------
+def _env() -> dict[str, str]:
+    return {**os.environ, "FEEDMUX_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def _wait(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: float,
+                  *server_args: str) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+    report = work / "server.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedmux", "replay", "--port", "0", "--journal", str(data),
+         "--symbols-file", str(codes_file), "--rate", str(rate), "--warmup", str(p.warmup_s),
+         "--report", str(report), "--log-level", "WARNING", *server_args],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait(lambda: bool(_read_json(report).get("url")), 120, "the replay server")
+    return proc, report
+
+
+def _start_client(config: Config, url: str, codes_file: Path, out: Path,
+                  latency: bool) -> subprocess.Popen[bytes]:  # fmt: skip
+    if config.kind == "feedmux":
+        cmd = ["-m", "feedmux", "run", "--url", url, "--symbols-file", str(codes_file),
+               "--shards", str(config.shards), "--data-dir", str(out / "data"),
+               "--run-dir", str(out / "run"), "--stats-interval-ms", "100"]  # fmt: skip
+        cmd += ["--commit-log"] if latency else []
+    else:
+        cmd = ["-m", f"benchmarks.clients.{config.kind}", "--url", url, "--codes-file",
+               str(codes_file), "--out", str(out)]  # fmt: skip
+    return subprocess.Popen([sys.executable, *cmd], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _process_stats(config: Config, out: Path) -> dict[str, dict[str, Any]]:
+    """Each client process's latest numbers, by process name."""
+    if config.kind != "feedmux":
+        return {config.kind: _read_json(out / "stats.json")}
+    stats = {}
+    for path in (out / "run" / "stats").glob("*.json"):
+        stats[path.stem] = _read_json(path)
+    return stats
+
+
+def _stored(config: Config, out: Path) -> int:
+    stats = _process_stats(config, out)
+    if config.kind != "feedmux":
+        return int(stats[config.kind].get("stored", 0))
+    return sum(int(s.get("stored", 0)) for n, s in stats.items() if n.startswith("shard-"))
+
+
+# -- the two runs ----------------------------------------------------------------------------
+def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path) -> tuple[float, str]:
+    """The highest server rate whose every frame was stored in time, and why the ramp ended."""
+    start = p.slow_start if config.slow else p.ramp_start
+    server, report = _start_server(work, data, codes_file, p, start, "--ramp",
+                                   str(p.ramp_factor), "--step", str(p.step_s), "--gap",
+                                   str(p.gap_s))  # fmt: skip
+    client = _start_client(config, _read_json(report)["url"], codes_file, work / "client", False)
+    best, why = 0.0, f"reached the last step ({p.max_steps})"
+    try:
+        for k in range(p.max_steps):
+
+            def step_done(k: int = k) -> bool:
+                steps = _read_json(report).get("steps", [])
+                return len(steps) > k and "end_index" in steps[k]
+
+            _wait(step_done, 120 + p.step_s, f"step {k + 1} of the server")
+            step = _read_json(report)["steps"][k]
+            if step["end_index"] - step["first_index"] < 0.9 * step["rate"] * p.step_s:
+                why = f"the server could not send {step['rate']:,.0f}/s (CPU-bound)"
+                if step["end_index"] >= _read_json(report).get("frames_total", 0):
+                    why = "the data file ran out"
+                break
+            time.sleep(max(0.0, step["end_ns"] / 1e9 + p.check_after_s - time.time()))
+            if _stored(config, work / "client") < step["end_index"]:
+                why = f"fell behind at {step['rate']:,.0f}/s"
+                break
+            best = step["rate"]
+    finally:
+        _stop(client)
+        _stop(server)
+    return best, why
+
+
+def _send_times(path: Path) -> tuple[array[int], array[int]]:
+    """(first index, send_ns) per server write, for a bisect from frame index to send time."""
+    firsts, times = array("q"), array("q")
+    data = path.read_bytes()
+    for at in range(0, len(data) - _SEND.size + 1, _SEND.size):
+        send_ns, first, _count = _SEND.unpack_from(data, at)
+        firsts.append(first)
+        times.append(send_ns)
+    return firsts, times
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values.sort()
+
+    def at(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+    return {"p50": at(0.5), "p99": at(0.99), "p99.9": at(0.999), "max": round(values[-1], 3)}
+
+
+def latency(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
+            result: Result) -> None:  # fmt: skip
+    """Burst, then a fixed rate: latency percentiles, burst times, CPU and RSS per process."""
+    send_log = work / "send.bin"
+    server, report = _start_server(work, data, codes_file, p, p.latency_rate, "--burst",
+                                   "--send-log", str(send_log))  # fmt: skip
+    out = work / "client"
+    client = _start_client(config, _read_json(report)["url"], codes_file, out, True)
+    subscriber = None
+    arrivals_file = work / "arrivals.bin"
+    try:
+        if config.kind == "feedmux":
+            _wait((out / "run" / "run.json").exists, 60, "feedmux to start")
+            subscriber = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.subscriber", "--run-dir", str(out / "run"),
+                 "--shards", str(config.shards), "--out", str(arrivals_file)], env=_env(),
+            )  # fmt: skip
+            _wait(arrivals_file.with_suffix(".ready").exists, 60, "the subscriber")
+        _wait(lambda: _read_json(report).get("feed") == "running", 120, "the feed to start")
+        time.sleep(p.latency_s)
+        sent = _read_json(report)["frame_index"]
+        server.send_signal(signal.SIGUSR1)  # end the feed; what was sent must all arrive
+        _wait(lambda: _read_json(report).get("feed") == "done", 30, "the feed to end")
+        sent = _read_json(report)["frame_index"]
+        with contextlib.suppress(RuntimeError):  # what is missing then is counted as lost
+            _wait(lambda: _stored(config, out) >= sent, 60, "the client to store everything")
+        result.lost = sent - _stored(config, out)
+    finally:
+        if subscriber is not None:
+            _stop(subscriber)
+        _stop(client)
+        _stop(server)
+    _measure(config, p, sent, work, result)
+
+
+def _measure(config: Config, p: Params, sent: int, work: Path, result: Result) -> None:
+    firsts, times = _send_times(work / "send.bin")
+
+    def sent_at(index: int) -> int:
+        return times[bisect.bisect_right(firsts, index) - 1]
+
+    out = work / "client"
+    logs = sorted((out / "run" / "commits").glob("*.bin")) if config.kind == "feedmux" else [
+        out / "commits.bin"]  # fmt: skip
+    commits = [(ns, seq) for log in logs if log.exists() for ns, seqs in read_commit_log(log)
+               for seq in seqs]  # fmt: skip
+    steady_from = p.codes + int(p.latency_rate)  # skip the burst and the first second after
+    arrivals = array("q")
+    if (work / "arrivals.bin").exists():
+        arrivals.frombytes((work / "arrivals.bin").read_bytes())
+    published = list(zip(arrivals[::2], arrivals[1::2], strict=True))
+    for what, events in (("commit", commits), ("publish", published)):
+        if not events:
+            continue
+        steady = [(ns - sent_at(seq)) / 1e6 for ns, seq in events if seq >= steady_from]
+        result.latency_ms[what] = _percentiles(steady)
+        burst = [ns for ns, seq in events if seq < p.codes]
+        if len(burst) == p.codes:
+            result.burst_s[what] = round((max(burst) - sent_at(0)) / 1e9, 3)
+    for name, stats in _process_stats(config, out).items():
+        if stats and name != "replay":
+            result.cpu_us_per_tick[name] = round(stats.get("cpu_s", 0) / max(1, sent) * 1e6, 2)
+            result.max_rss_mb[name] = round(stats.get("max_rss_kb", 0) / 1024, 1)
+
+
+# -- report ----------------------------------------------------------------------------------
+def environment() -> dict[str, Any]:
+    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets"]
+    return {
+        "python": platform.python_version(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "platform": platform.platform(),
+        "versions": {name: version(name) for name in packages},
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }  # fmt: skip
+
+
+def table(results: list[Result]) -> str:
+    ceiling = next((r.max_rate for r in results if r.kind == "bare"), 0.0)
+    lines = [
+        f"{'configuration':<44} {'max ticks/s':>11} {'of ceiling':>10} {'commit p50/p99 ms':>18} "
+        f"{'sub p99 ms':>10} {'burst s':>8} {'cpu us/tick':>11} {'max RSS MB':>10}",
+    ]  # fmt: skip
+    for r in results:
+        commit = r.latency_ms.get("commit", {})
+        sub = r.latency_ms.get("publish", {})
+        ratio = f"{r.max_rate / ceiling:.0%}" if ceiling else "-"
+        rate = f"{r.max_rate:,.0f}" if r.max_rate else "below " + r.ramp_stop.split(" at ")[-1]
+        burst = max(r.burst_s.values()) if r.burst_s else float("nan")
+        lines.append(
+            f"{r.name:<44} {rate:>11} {ratio:>10} "
+            f"{commit.get('p50', float('nan')):>8.1f}/{commit.get('p99', float('nan')):<9.1f} "
+            f"{sub.get('p99', float('nan')):>10.1f} {burst:>8.3f} "
+            f"{sum(r.cpu_us_per_tick.values()):>11.1f} "
+            f"{max(r.max_rss_mb.values(), default=0):>10.1f}"
+        )
+    return "\n".join(lines)
+
+
+def targets(results: list[Result]) -> list[dict[str, Any]]:
+    """The performance issue's targets, checked against feedmux with the most shards."""
+    by_kind = {r.kind: r for r in results}
+    feedmux = max((r for r in results if r.kind == "feedmux"), key=lambda r: r.shards,
+                  default=None)  # fmt: skip
+    if feedmux is None:
+        return []
+    checks: list[tuple[str, float | None, str, float]] = []
+    for kind, label, need in (("bare", "of the ceiling", 0.75), ("naive", "x naive", 5.0),
+                              ("strong", "x strong", 1.2)):  # fmt: skip
+        base = by_kind.get(kind)
+        if base is not None:
+            floor = base.max_rate or float(base.ramp_stop.split(" at ")[-1].split("/")[0]
+                                           .replace(",", "") or 0)  # fmt: skip
+            checks.append((label, feedmux.max_rate / floor if floor else None, ">=", need))
+    pub = feedmux.latency_ms.get("publish", {}).get("p99")
+    commit = feedmux.latency_ms.get("commit", {}).get("p99")
+    checks += [("p99 send->Subscriber ms", pub, "<=", 5.0),
+               ("p99 send->committed ms", commit, "<=", 300.0),
+               ("burst stored and published s", max(feedmux.burst_s.values(), default=None),
+                "<=", 0.5),
+               ("max RSS per process MB", max(feedmux.max_rss_mb.values(), default=None),
+                "<=", 150.0)]  # fmt: skip
+    return [{"what": f"{feedmux.name}: {label}", "value": value, "target": f"{op} {need:g}",
+             "met": value is not None and (value >= need if op == ">=" else value <= need)}
+            for label, value, op, need in checks]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="feedmux benchmarks, baselines side by side")
+    ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
+    ap.add_argument("--only", nargs="*", help="configurations whose name contains any of these")
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON here")
+    ap.add_argument("--png", metavar="PATH", help="write the chart here")
+    args = ap.parse_args(argv)
+    p = TINY if args.tiny else Params()
+    configs = [c for c in CONFIGS if not args.only or any(o in c.name for o in args.only)]
+    codes = codes_for(p.codes, p.seed)
+    data = market_file(codes, p.ticks, p.seed)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="feedmux-bench-") as tmp:
+        codes_file = Path(tmp) / "codes.txt"
+        codes_file.write_text("\n".join(codes))
+        for i, config in enumerate(configs):
+            result = Result(config.name, config.kind, config.shards)
+            print(f"[{i + 1}/{len(configs)}] {config.name}: ramp ...", flush=True)
+            work = Path(tmp) / f"{i}-ramp"
+            work.mkdir()
+            result.max_rate, result.ramp_stop = ramp(config, p, data, codes_file, work)
+            print(f"    {result.max_rate:,.0f} ticks/s ({result.ramp_stop}); latency ...",
+                  flush=True)  # fmt: skip
+            work = Path(tmp) / f"{i}-latency"
+            work.mkdir()
+            latency(config, p, data, codes_file, work, result=result)
+            results.append(result)
+    checks = targets(results)
+    doc = {"environment": environment(), "params": asdict(p),
+           "results": [asdict(r) for r in results], "targets": checks}  # fmt: skip
+    print(table(results))
+    for check in checks:
+        value = "-" if check["value"] is None else f"{check['value']:,.2f}"
+        print(
+            f"  {'met ' if check['met'] else 'MISS'} {check['what']}: {value} "
+            f"(target {check['target']})"
+        )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+    if args.png:
+        from benchmarks.chart import chart  # noqa: PLC0415 (matplotlib is optional)
+
+        chart(doc, Path(args.png))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

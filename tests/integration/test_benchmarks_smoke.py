@@ -1,0 +1,40 @@
+"""Every benchmark runs, tiny, so none can rot: the harness, each client, the table and chart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import scaled
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    chart = tmp_path / "bench.png"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline", "--tiny", "--only", "ceiling", "naive",
+         "strong", "feedmux 2", "--json", str(out), "--png", str(chart)],
+        check=False, capture_output=True, text=True, timeout=scaled(300),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(out.read_text())
+    results = {r["kind"] + str(r["shards"]): r for r in doc["results"]}
+    assert set(results) == {"bare0", "naive0", "strong0", "feedmux2"}
+    assert doc["environment"]["versions"]["msgspec"] and doc["params"]["codes"] == 60
+    for name in ("bare0", "strong0", "feedmux2"):
+        assert results[name]["max_rate"] > 0, results[name]
+    for name in ("naive0", "strong0", "feedmux2"):  # each stored every tick of its latency run
+        r = results[name]
+        assert r["lost"] == 0 and r["latency_ms"]["commit"]["p50"] > 0, r
+        assert r["burst_s"]["commit"] > 0 and r["cpu_us_per_tick"] and r["max_rss_mb"], r
+    feedmux = results["feedmux2"]
+    assert feedmux["latency_ms"]["publish"]["p99"] > 0 and feedmux["burst_s"]["publish"] > 0
+    assert set(feedmux["cpu_us_per_tick"]) == {"receiver", "shard-0", "shard-1"}
+    assert "feedmux 2 shards" in run.stdout and "max ticks/s" in run.stdout  # the table
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
