@@ -315,7 +315,9 @@ def table(results: list[Result]) -> str:
         commit = r.latency_ms.get("commit", {})
         sub = r.latency_ms.get("publish", {})
         ratio = f"{r.max_rate / ceiling:.0%}" if ceiling else "-"
-        rate = f"{r.max_rate:,.0f}" if r.max_rate else "below " + r.ramp_stop.split(" at ")[-1]
+        rate = f"{r.max_rate:,.0f}" if r.max_rate else "-"
+        if r.ramp_stop.startswith("fell behind at") and not r.max_rate:
+            rate = "below " + r.ramp_stop.split(" at ")[-1]
         burst = max(r.burst_s.values()) if r.burst_s else float("nan")
         lines.append(
             f"{r.name:<44} {rate:>11} {ratio:>10} "
@@ -359,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="feedmux benchmarks, baselines side by side")
     ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     ap.add_argument("--only", nargs="*", help="configurations whose name contains any of these")
+    ap.add_argument("--no-ramp", action="store_true", help="only the latency and burst run")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here")
     ap.add_argument("--png", metavar="PATH", help="write the chart here")
     args = ap.parse_args(argv)
@@ -372,12 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         codes_file.write_text("\n".join(codes))
         for i, config in enumerate(configs):
             result = Result(config.name, config.kind, config.shards)
-            print(f"[{i + 1}/{len(configs)}] {config.name}: ramp ...", flush=True)
-            work = Path(tmp) / f"{i}-ramp"
-            work.mkdir()
-            result.max_rate, result.ramp_stop = ramp(config, p, data, codes_file, work)
-            print(f"    {result.max_rate:,.0f} ticks/s ({result.ramp_stop}); latency ...",
-                  flush=True)  # fmt: skip
+            print(f"[{i + 1}/{len(configs)}] {config.name} ...", flush=True)
+            if not args.no_ramp:
+                work = Path(tmp) / f"{i}-ramp"
+                work.mkdir()
+                result.max_rate, result.ramp_stop = ramp(config, p, data, codes_file, work)
+                print(f"    ramp: {result.max_rate:,.0f} ticks/s ({result.ramp_stop})", flush=True)
             work = Path(tmp) / f"{i}-latency"
             work.mkdir()
             latency(config, p, data, codes_file, work, result=result)
