@@ -65,7 +65,7 @@ CONFIGS = (
 @dataclass(frozen=True)
 class Params:
     codes: int = 5430
-    ticks: int = 1_200_000  # frames in the data file: enough for the whole ramp
+    ticks: int = 3_500_000  # frames in the data file: enough for the whole ramp
     seed: int = 7
     ramp_start: float = 5000.0
     slow_start: float = 100.0
@@ -73,7 +73,7 @@ class Params:
     step_s: float = 3.0
     gap_s: float = 1.0
     check_after_s: float = 0.5  # a step is kept up with if all is stored this soon after it
-    max_steps: int = 14
+    max_steps: int = 18  # up to 5,000 x 1.25^17 = 222k ticks/s
     latency_rate: float = 10_000.0
     latency_s: float = 10.0
     warmup_s: float = 5.0  # lets every connection subscribe (AllTick: 3 s apart) first

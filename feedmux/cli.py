@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
     )
     run.add_argument(
+        "--store",
+        action="append",
+        metavar="URL",
+        help="where shards store ticks, repeatable: sqlite:///DIR (default: sqlite under "
+        "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
+    )
+    run.add_argument(
         "--watchdog",
         type=float,
         default=30.0,
@@ -345,6 +352,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = Settings(
         url=args.url or ("ws://127.0.0.1/replay" if args.replay else ALLTICK_URL),
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
+        stores=args.store or env.get("FEEDMUX_STORE", "").split(),
         run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
         depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,

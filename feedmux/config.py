@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from feedmux.errors import ConfigError
+from feedmux.sinks.stores import Store, parse_store
 
 IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
 STOCK_PATH = "/quote-stock-b-ws-api"
@@ -25,6 +26,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     codes: list[str]
     shards: int = 8
     data_dir: str = "feedmux-data"
+    stores: list[str] = []  # --store URLs; none means sqlite under data_dir
     run_dir: str = ""  # "" means <data_dir>/run
     max_codes_per_conn: int = 3000
     max_conns: int = 10  # the plan's connection cap per token
@@ -83,6 +85,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("--pub-queue must be >= 1")
         if self.max_frame_bytes < 1024:
             raise ConfigError("--max-frame-bytes must be at least 1024")
+        stores = self.store_list()  # raises on a URL that is neither sqlite nor postgresql
+        if len(set(stores)) != len(stores):
+            raise ConfigError("the same --store is given twice")
+
+    def store_list(self) -> list[Store]:
+        """The stores every shard writes to, in the order given (the first restores a shard)."""
+        urls = self.stores or ["sqlite://"]
+        return [parse_store(url, self.data_dir) for url in urls]
 
     def ws_url(self) -> str:
         sep = "&" if "?" in self.url else "?"

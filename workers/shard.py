@@ -6,8 +6,8 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -15,11 +15,14 @@ import zmq
 from feedmux.batching import Batcher
 from feedmux.config import Settings
 from feedmux.errors import FeedmuxError
+from feedmux.model import Tick
+from feedmux.routing import shard_of
 from feedmux.shard_state import ShardState
 from feedmux.sinks.background import BackgroundWriter
+from feedmux.sinks.base import WriteResult
 from feedmux.sinks.commit_log import CommitLog
 from feedmux.sinks.retry import RetryingWriter
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.sinks.stores import open_sink
 from feedmux.stats import read_stats, write_stats
 from feedmux.transports import zmq as zt
 from workers._process import StopFlag, setup_logging
@@ -49,18 +52,27 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     stop = StopFlag(supervised=ready is not None)
     log = setup_logging(settings.log_level, f"shard-{shard}")
     paths = settings.paths
+    stores = settings.store_list()
     try:  # one connection per writer thread: each runs its own transactions
-        sink = SqliteSink(shard_db_path(Path(settings.data_dir), shard))
-        book_sink = SqliteSink(shard_db_path(Path(settings.data_dir), shard))
+        sinks = [open_sink(store, shard) for store in stores]
+        book_sinks = [open_sink(store, shard) for store in stores]
     except FeedmuxError as exc:
         log.error("%s", exc)
         return 2
     commit_log = CommitLog(paths.commit_log(shard)) if settings.commit_log else None
-    write = commit_log.wrap(sink.write_batch) if commit_log is not None else sink.write_batch
-    # Commits happen on writer threads: a slow one (a WAL checkpoint) never delays publishing.
-    writer = BackgroundWriter(RetryingWriter(write, time.monotonic_ns), "ticks-writer")
-    book_writer = BackgroundWriter(RetryingWriter(book_sink.write_books, time.monotonic_ns),
-                                   "books-writer")  # fmt: skip
+    # Commits happen on writer threads, one per store and kind: a slow one (a WAL checkpoint,
+    # a PostgreSQL restart) never delays publishing nor the other stores.
+    writers: list[BackgroundWriter[Any]] = []
+    book_writers: list[BackgroundWriter[Any]] = []
+    for store, sink, book_sink in zip(stores, sinks, book_sinks, strict=True):
+        write: Callable[[list[Tick]], WriteResult] = sink.write_batch
+        if commit_log is not None and not writers:  # benchmarks: the first store's commits
+            write = commit_log.wrap(write)
+        writers.append(BackgroundWriter(RetryingWriter(write, time.monotonic_ns),
+                                        f"ticks-{store.kind}"))  # fmt: skip
+        book_writers.append(BackgroundWriter(RetryingWriter(book_sink.write_books,
+                                                            time.monotonic_ns),
+                                             f"books-{store.kind}"))  # fmt: skip
     ctx = zt.context()
     acks = zt.push(ctx, paths.acks, linger_ms=ACK_LINGER_MS, immediate=False)
     bus = zt.pull(ctx, paths.shard_in(shard))
@@ -72,16 +84,24 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     state = ShardState(
         shard, settings.batch_rows, settings.batch_delay_ms * 1_000_000, time.monotonic_ns
     )
-    state.restore(*sink.latest())  # after a crash: the snapshot as far as the store has it
+    # After a crash: the snapshot as far as the first store has it (this shard's codes only:
+    # a store may hold other shards' codes, or another shard count's).
+    try:
+        ticks, books = sinks[0].latest()
+    except FeedmuxError as exc:  # the snapshot refills from the stream; nothing is lost
+        log.warning("cannot restore the snapshot from %s: %s", stores[0].shown, exc)
+        ticks, books = [], []
+    state.restore([t for t in ticks if shard_of(t.code, settings.shards) == shard],
+                  [b for b in books if shard_of(b.code, settings.shards) == shard])  # fmt: skip
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).get(f"shard-{shard}", {})
     base = {key: int(before.get(key, 0)) for key in CUMULATIVE}
     # Ticks and books each flow batcher -> writer by the same rules (100 rows or 200 ms).
-    lanes: tuple[tuple[Batcher[Any], BackgroundWriter[Any]], ...] = (
-        (state.batcher, writer),
-        (state.book_batcher, book_writer),
+    lanes: tuple[tuple[Batcher[Any], list[BackgroundWriter[Any]]], ...] = (
+        (state.batcher, writers),
+        (state.book_batcher, book_writers),
     )
-    writers = [lane_writer for _, lane_writer in lanes]
+    every_writer = writers + book_writers
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
@@ -92,22 +112,32 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     log.info("ready: bus %s, pub %s", paths.shard_in(shard), paths.shard_pub(shard))
 
     def report(final: bool = False) -> None:
+        # A row counts as stored once every store has it; each store's own numbers follow.
+        slowest = min(writers, key=lambda w: w.written)
+        slowest_books = min(book_writers, key=lambda w: w.written)
         counts = {
-            "received": state.received, "published": published, "stored": writer.stored,
-            "duplicates": writer.duplicates, "resent_dropped": state.resent_dropped,
-            "books_received": state.received_books, "books_stored": book_writer.stored,
-            "books_duplicates": book_writer.duplicates,
+            "received": state.received, "published": published, "stored": slowest.stored,
+            "duplicates": slowest.duplicates, "resent_dropped": state.resent_dropped,
+            "books_received": state.received_books, "books_stored": slowest_books.stored,
+            "books_duplicates": slowest_books.duplicates,
         }  # fmt: skip
         write_stats(paths.stats_dir, f"shard-{shard}", {
             "role": "shard", "shard": shard, "pid": os.getpid(), "final": final,
             **{key: base[key] + value for key, value in counts.items()},
             "restarts": base["restarts"] + (1 if before else 0),
-            "batches": writer.writer.batches, "write_failures": writer.writer.failures,
-            "backlog": writer.backlog + len(state.batcher), "bus_gaps": state.bus_gaps,
+            "batches": slowest.writer.batches,
+            "write_failures": sum(w.writer.failures for w in every_writer),
+            "backlog": max(w.backlog for w in writers) + len(state.batcher),
+            "stores": {store.shown: {"stored": w.stored, "duplicates": w.duplicates,
+                                     "backlog": w.backlog, "failures": w.writer.failures,
+                                     "last_commit_ns": w.writer.last_commit_ns}
+                       for store, w in zip(stores, writers, strict=True)},
+            "bus_gaps": state.bus_gaps,
             "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
             "acks_dropped": counters["acks_dropped"],
-            "last_commit_ns": writer.writer.last_commit_ns, "time_ns": time.time_ns(),
+            "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
+            "time_ns": time.time_ns(),
             "cpu_s": time.process_time(),
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         })  # fmt: skip
@@ -115,7 +145,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
         reports = state.take_reports()
-        ack = state.committed(writer.written, book_writer.written)
+        ack = state.committed(min(w.written for w in writers),
+                              min(w.written for w in book_writers))  # fmt: skip
         for message in [*reports, ack] if ack is not None else reports:
             try:
                 acks.send(message, zmq.NOBLOCK)
@@ -139,17 +170,20 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                     pub.send(payload)
                 published += len(frames)
                 for batch in batches:
-                    writer.submit(batch)
+                    for writer in writers:
+                        writer.submit(batch)
                 for books in book_batches:
-                    book_writer.submit(books)
+                    for book_writer in book_writers:
+                        book_writer.submit(books)
             last_bus_ns = time.monotonic_ns()
         if snap in events:
             ident, empty, request = snap.recv_multipart()
             snap.send_multipart([ident, empty, state.snapshot_reply(request)])
-        for batcher, lane_writer in lanes:
+        for batcher, lane_writers in lanes:
             due = batcher.due()
             if due is not None:
-                lane_writer.submit(due)
+                for lane_writer in lane_writers:
+                    lane_writer.submit(due)
         acknowledge()
         now = time.monotonic_ns()
         if now >= next_tick:
@@ -162,19 +196,22 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         if stop.requested and (state.ended or now - last_bus_ns > DRAIN_QUIET_NS):
             break
 
-    for batcher, lane_writer in lanes:
+    for batcher, lane_writers in lanes:
         if len(batcher):
-            lane_writer.submit(batcher.take())
-    unwritten = sum(w.close(FINAL_WRITE_S) for w in writers)  # retries back off inside
+            rows = batcher.take()
+            for lane_writer in lane_writers:
+                lane_writer.submit(rows)
+    unwritten = sum(w.close(FINAL_WRITE_S) for w in every_writer)  # retries back off inside
     if unwritten:
         log.error("store still failing after %d s: %d received rows NOT stored",
                   FINAL_WRITE_S, unwritten)  # fmt: skip
     acknowledge()
     report(final=True)
     log.info("stopped: %d ticks received, %d stored, %d duplicates",
-             state.received, writer.stored, writer.duplicates)  # fmt: skip
-    sink.close()
-    book_sink.close()
+             state.received, min(w.stored for w in writers),
+             min(w.duplicates for w in writers))  # fmt: skip
+    for sink in sinks + book_sinks:
+        sink.close()
     if commit_log is not None:
         commit_log.close()
     acks.close()  # lingers so the last ack reaches the receiver

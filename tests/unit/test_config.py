@@ -30,6 +30,8 @@ def test_redact_removes_token_query_and_value() -> None:
         ({"url": "http://x"}, "ws://"), ({"url": "wss://h/p?token=x"}, "not inside --url"),
         ({"token": ""}, "FEEDMUX_TOKEN"), ({"shards": 0}, "--shards"),
         ({"codes": []}, "empty"),
+        ({"stores": ["mysql://u:pw@h/db"]}, "sqlite:///DIR or postgresql"),
+        ({"stores": ["sqlite://", "sqlite://"]}, "twice"),
     ],
 )  # fmt: skip
 def test_invalid_settings_say_what_to_change(kw: dict[str, object], message: str) -> None:
@@ -50,3 +52,17 @@ def test_run_dir_is_private_and_length_checked(tmp_path: object) -> None:
     assert paths.root.stat().st_mode & 0o777 == 0o700
     with pytest.raises(ConfigError, match="too long"):
         RunPaths(Path("/tmp") / ("x" * 120)).prepare()
+
+
+def test_store_urls_name_a_directory_or_a_server_and_default_to_the_data_dir() -> None:
+    assert [(s.kind, s.location) for s in settings(data_dir="d").store_list()] == [("sqlite", "d")]
+    stores = settings(stores=["sqlite:///rel/dir", "sqlite:////abs/dir",
+                              "postgresql://u:pw@h/db"]).store_list()  # fmt: skip
+    assert [s.location for s in stores] == ["rel/dir", "/abs/dir", "postgresql://u:pw@h/db"]
+    assert stores[2].shown == "postgresql://u:***@h/db"  # what logs and status show
+
+
+def test_a_bad_store_url_never_echoes_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(stores=["mysql://u:pw@h/db"]).validate()
+    assert "pw" not in str(caught.value)

@@ -1,0 +1,169 @@
+"""PostgreSQL store (psycopg 3): binary COPY into a temporary staging table, then one
+``INSERT … ON CONFLICT DO NOTHING``, so a duplicate is skipped and counted, never fatal.
+
+Each shard writes through its own connection. A lost connection (a server restart) makes the
+write raise StoreError; the RetryingWriter keeps the batch and retries, and the next write
+reconnects. Columns mirror the SQLite store (times as integer nanoseconds, UTC) so every
+source reads back identically. The key is (code, seq, time_ns): a re-sent tick carries its
+original time, and the time column in the key lets TimescaleDB partition the table as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from feedmux.errors import StoreError
+from feedmux.model import Depth, Tick
+from feedmux.sinks.base import WriteResult
+
+TICKS_TABLE = "feedmux_ticks"
+BOOKS_TABLE = "feedmux_books"
+CONNECT_TIMEOUT_S = 5
+APPLICATION_NAME = "feedmux"  # as pg_stat_activity shows the shards' connections
+_SCHEMA_LOCK = 0x6665_6D78  # advisory lock id: shards creating the schema at once would race
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TICKS_TABLE} (
+    code      text             NOT NULL,
+    seq       bigint           NOT NULL,
+    time_ns   bigint           NOT NULL,
+    recv_ns   bigint           NOT NULL,
+    price     double precision NOT NULL,
+    volume    double precision NOT NULL,
+    turnover  double precision NOT NULL,
+    direction smallint         NOT NULL,
+    PRIMARY KEY (code, seq, time_ns)
+);
+CREATE TABLE IF NOT EXISTS {BOOKS_TABLE} (
+    code    text   NOT NULL,
+    seq     bigint NOT NULL,
+    time_ns bigint NOT NULL,
+    recv_ns bigint NOT NULL,
+    bids    jsonb  NOT NULL,
+    asks    jsonb  NOT NULL,
+    PRIMARY KEY (code, seq, time_ns)
+);
+"""
+_TICK_TYPES = ["text", "int8", "int8", "int8", "float8", "float8", "float8", "int2"]
+_BOOK_TYPES = ["text", "int8", "int8", "int8", "jsonb", "jsonb"]
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@|(password=)\S+")
+# A loose index scan: one probe per code down the primary key, not a scan of the table.
+_LATEST = """
+WITH RECURSIVE codes(code) AS (
+    (SELECT code FROM {table} ORDER BY code LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.code FROM {table} t WHERE t.code > codes.code ORDER BY t.code LIMIT 1)
+    FROM codes WHERE codes.code IS NOT NULL
+)
+SELECT last.* FROM codes CROSS JOIN LATERAL (
+    SELECT * FROM {table} t WHERE t.code = codes.code ORDER BY t.seq DESC LIMIT 1
+) AS last
+"""
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password masked, for logs and errors."""
+    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""),
+                         url)  # fmt: skip
+
+
+class PostgresSink:
+    """One shard's writer into PostgreSQL. Not shared between threads except for ``close``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shown = redact_url(url)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        self._connect()  # fail fast on a wrong URL; later failures are retried
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            conn = psycopg.connect(
+                self.url, connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME
+            )
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(SCHEMA)
+            for table in (TICKS_TABLE, BOOKS_TABLE):
+                conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} "
+                             f"(LIKE {table}) ON COMMIT DELETE ROWS")  # fmt: skip
+            conn.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL {self.shown}: {_reason(exc)}") from exc
+        self._conn = conn
+        return conn
+
+    def write_batch(self, ticks: list[Tick]) -> WriteResult:
+        rows = [msgspec.structs.astuple(t) for t in ticks]
+        return self._copy(TICKS_TABLE, _TICK_TYPES, rows)
+
+    def write_books(self, books: list[Depth]) -> WriteResult:
+        rows = [(b.code, b.seq, b.time_ns, b.recv_ns, Jsonb(b.bids), Jsonb(b.asks)) for b in books]
+        return self._copy(BOOKS_TABLE, _BOOK_TYPES, rows)
+
+    def _copy(self, table: str, types: list[str], rows: Sequence[tuple[Any, ...]]) -> WriteResult:
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    with cur.copy(f"COPY staging_{table} FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(types)
+                        for row in rows:
+                            copy.write_row(row)
+                    cur.execute(f"INSERT INTO {table} SELECT * FROM staging_{table} "
+                                "ON CONFLICT DO NOTHING")  # fmt: skip
+                    inserted = cur.rowcount
+            except psycopg.Error as exc:
+                self._drop()
+                raise StoreError(
+                    f"PostgreSQL write to {self.shown} failed: {_reason(exc)}"
+                ) from exc
+        return WriteResult(inserted, len(rows) - inserted)
+
+    def latest(self) -> tuple[list[Tick], list[Depth]]:
+        """The stored tick and book with the highest seq of each code."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn.transaction():
+                    ticks = [Tick(*row) for row in
+                             conn.execute(_LATEST.format(table=TICKS_TABLE))]  # fmt: skip
+                    books = [Depth(code, seq, time_ns, recv_ns, _levels(bids), _levels(asks))
+                             for code, seq, time_ns, recv_ns, bids, asks in
+                             conn.execute(_LATEST.format(table=BOOKS_TABLE))]  # fmt: skip
+            except psycopg.Error as exc:
+                self._drop()
+                raise StoreError(
+                    f"PostgreSQL read from {self.shown} failed: {_reason(exc)}"
+                ) from exc
+        return ticks, books
+
+    def _drop(self) -> None:
+        """Forget a connection that failed: the next write opens a fresh one."""
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):  # it is already broken
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def _levels(side: list[list[float]]) -> list[tuple[float, float]]:
+    return [(float(price), float(volume)) for price, volume in side]
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """The server's message without the connection string (psycopg may quote it)."""
+    return redact_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)

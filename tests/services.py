@@ -1,0 +1,38 @@
+"""The real PostgreSQL and Redis these tests use: skipped with a reason when absent, failed
+instead when FEEDMUX_REQUIRE_SERVICES=1 (CI)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+POSTGRES_URL = os.environ.get("FEEDMUX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _absent(what: str, why: object) -> None:
+    message = f"{what} is not reachable ({why}); set FEEDMUX_TEST_POSTGRES or start it"
+    if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"FEEDMUX_REQUIRE_SERVICES=1 and {message}")
+    pytest.skip(message)
+
+
+def postgres_schema() -> Iterator[str]:
+    """A URL whose tables live in a fresh schema, dropped afterwards."""
+    try:
+        admin = psycopg.connect(POSTGRES_URL, connect_timeout=3, autocommit=True)
+    except psycopg.Error as exc:
+        _absent(f"PostgreSQL at {POSTGRES_URL}", str(exc).strip().splitlines()[0])
+        raise  # unreachable: _absent skips or fails
+    schema = f"feedmux_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
