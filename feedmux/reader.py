@@ -46,15 +46,23 @@ def _select(
     if (end_ns := _to_ns(end)) is not None:
         where.append("time_ns < ?")
         params.append(end_ns)
-    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "")
+    clause = " WHERE " + " AND ".join(where) if where else ""
     rows: list[tuple[object, ...]] = []
     for path in sorted((Path(data_dir) / TICKS_DIR).glob("*.sqlite")):
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                rows.extend(conn.execute(sql, params).fetchall())
+                rows.extend(conn.execute(f"SELECT * FROM {table}{clause}", params).fetchall())
+                for recent in _recent_tables(conn, table):  # ticks not merged yet
+                    rows.extend(conn.execute(f"SELECT * FROM {recent}{clause}", params))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
     return rows
+
+
+def _recent_tables(conn: sqlite3.Connection, table: str) -> list[str]:
+    name = f"{table}_recent"
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return [name] if found.fetchone() else []
 
 
 def _times(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,11 +19,40 @@ def tick(code: str, seq: int, t_s: float = 0.0) -> Tick:
 
 
 def test_duplicates_are_skipped_and_counted_not_fatal(tmp_path: Path) -> None:
-    sink = SqliteSink(shard_db_path(tmp_path, 0))
+    sink = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)  # merge at every write
     assert sink.write_batch([tick("600519.SH", 1), tick("600519.SH", 2)]) == (2, 0)
     assert sink.write_batch([tick("600519.SH", 2), tick("600519.SH", 3)]) == (1, 1)
     sink.close()
     assert list(read_ticks(tmp_path)["seq"]) == [1, 2, 3]
+
+
+def test_recent_rows_are_readable_before_the_merge_which_counts_their_duplicates(
+    tmp_path: Path,
+) -> None:
+    sink = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=5)
+    assert sink.write_batch([tick("600519.SH", s) for s in (1, 2)]) == (2, 0)
+    assert sink.write_batch([tick("600519.SH", 2)]) == (1, 0)  # not merged: not known yet
+    assert list(read_ticks(tmp_path)["seq"]) == [1, 2]  # readers see each (code, seq) once
+    totals = [sum(x) for x in zip(sink.write_batch([tick("600519.SH", s) for s in (3, 2)]),
+                                  sink.write_batch([]), strict=True)]  # fmt: skip
+    assert totals == [0, 2]  # the merge found both re-sent ticks: 5 written, 3 stored in all
+    assert list(read_ticks(tmp_path)["seq"]) == [1, 2, 3]
+    sink.close()
+
+
+def test_rows_left_unmerged_by_a_crash_are_read_and_merged_on_reopen(tmp_path: Path) -> None:
+    path = shard_db_path(tmp_path, 0)
+    sink = SqliteSink(path, merge_rows=1000)
+    sink.write_batch([tick("600519.SH", s) for s in (1, 2, 3)])
+    sink._conn.close()  # as a kill -9 would: no merge at close
+    assert list(read_ticks(tmp_path)["seq"]) == [1, 2, 3]
+    reopened = SqliteSink(path, merge_rows=1000)  # counts the 3 left over towards a merge
+    result = reopened.write_batch([tick("600519.SH", 3)] * 996 + [tick("600519.SH", 4)])
+    assert result == (1, 996)  # merged 1,000 rows: 1..4 stored once, 996 re-sends counted
+    latest, _ = reopened.latest()
+    assert [(t.code, t.seq) for t in latest] == [("600519.SH", 4)]
+    reopened.close()
+    assert list(read_ticks(tmp_path)["seq"]) == [1, 2, 3, 4]
 
 
 def test_read_ticks_merges_shards_with_filters_and_types(tmp_path: Path) -> None:
