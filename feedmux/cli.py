@@ -7,7 +7,9 @@ import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
 
@@ -283,12 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="silent for longer than S seconds (default 60)")  # fmt: skip
     _add_run_dir_options(silent)
 
+    export = sub.add_parser("export", help="write a trading day of stored ticks as Parquet or CSV")
+    export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
+                        help="the trading day (a calendar day in --tz)")  # fmt: skip
+    export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    export.add_argument("--out", metavar="DIR", help="archive root (default <data-dir>/archive)")
+    export.add_argument("--tz", default="Asia/Shanghai",
+                        help="the exchange's time zone, which decides the day (default "
+                        "Asia/Shanghai)")  # fmt: skip
+    export.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+
     tail = sub.add_parser("tail", help="print live ticks of a running instance")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
     _add_run_dir_options(tail)
     tail.add_argument("--count", type=int, help="exit after this many messages")
     tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
     return parser
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _speed(text: str) -> float:
@@ -440,9 +459,26 @@ def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux import archive  # noqa: PLC0415 (pyarrow loads only here)
+
+    data_dir = Path(_data_dir(args, env))
+    out = Path(args.out) if args.out else data_dir / "archive"
+    try:
+        ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: unknown time zone {args.tz!r}") from None
+    done = archive.export(
+        data_dir, args.date, out, fmt=args.format, tz=args.tz, progress=archive.print_progress
+    )
+    print(f"exported {done.rows:,} ticks of {done.codes:,} codes to {done.path}")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "replay": cmd_replay, "tail": cmd_tail, "subscribe": cmd_change,
     "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions, "silent": cmd_silent,
+    "export": cmd_export,
 }  # fmt: skip
 
 

@@ -1,10 +1,16 @@
-"""Read stored ticks into pandas."""
+"""Read stored ticks and books into pandas, from any store: the same columns and dtypes whether
+the source is a SQLite data directory, a Parquet archive (``feedmux export``) or PostgreSQL.
+
+Filters (codes, start, end) are pushed down to each source: SQL ``WHERE`` clauses, or Parquet
+partition and row-group filters.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pandas as pd
@@ -14,11 +20,16 @@ from feedmux.model import TICK_COLUMNS
 from feedmux.sinks.sqlite import TICKS_DIR
 from feedmux.symbols import parse_symbols
 
+When = datetime | str | pd.Timestamp | None
+BOOK_COLUMNS = ("code", "seq", "time", "recv_time", "bids", "asks")
 _DTYPES = {"seq": "int64", "price": "float64", "volume": "float64", "turnover": "float64",
            "direction": "int8"}  # fmt: skip
+_RAW_TICKS = ("code", "seq", "time_ns", "recv_ns", "price", "volume", "turnover", "direction")
+_RAW_BOOKS = ("code", "seq", "time_ns", "recv_ns", "bids", "asks")
 
 
-def _to_ns(value: datetime | str | pd.Timestamp | None) -> int | None:
+def to_ns(value: When) -> int | None:
+    """A time as integer nanoseconds UTC (a naive time is taken as UTC)."""
     if value is None:
         return None
     ts = pd.Timestamp(value)
@@ -26,43 +37,70 @@ def _to_ns(value: datetime | str | pd.Timestamp | None) -> int | None:
     return int(ts.value)
 
 
-def _select(
-    data_dir: str | Path,
-    table: str,
-    codes: list[str] | None,
-    start: datetime | str | pd.Timestamp | None,
-    end: datetime | str | pd.Timestamp | None,
-) -> list[tuple[object, ...]]:
+class Filters(msgspec.Struct, frozen=True):
+    codes: list[str] | None
+    start_ns: int | None
+    end_ns: int | None
+
+    @classmethod
+    def of(cls, codes: list[str] | None, start: When, end: When) -> Filters:
+        return cls(parse_symbols(codes) if codes is not None else None, to_ns(start), to_ns(end))
+
+    def sql(self, placeholder: str) -> tuple[str, list[Any]]:
+        """A WHERE clause (or "") and its parameters."""
+        where: list[str] = []
+        params: list[Any] = []
+        if self.codes is not None:
+            where.append(f"code IN ({','.join([placeholder] * len(self.codes))})")
+            params.extend(self.codes)
+        if self.start_ns is not None:
+            where.append(f"time_ns >= {placeholder}")
+            params.append(self.start_ns)
+        if self.end_ns is not None:
+            where.append(f"time_ns < {placeholder}")
+            params.append(self.end_ns)
+        return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def _is_postgres(source: str | Path) -> bool:
+    return str(source).startswith(("postgresql://", "postgres://"))
+
+
+def _sqlite_rows(data_dir: Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
     """Rows of ``table`` from every shard's file, filtered in SQL."""
-    where: list[str] = []
-    params: list[str | int] = []
-    if codes is not None:
-        wanted = parse_symbols(codes)
-        where.append(f"code IN ({','.join('?' * len(wanted))})")
-        params.extend(wanted)
-    if (start_ns := _to_ns(start)) is not None:
-        where.append("time_ns >= ?")
-        params.append(start_ns)
-    if (end_ns := _to_ns(end)) is not None:
-        where.append("time_ns < ?")
-        params.append(end_ns)
-    clause = " WHERE " + " AND ".join(where) if where else ""
-    rows: list[tuple[object, ...]] = []
-    for path in sorted((Path(data_dir) / TICKS_DIR).glob("*.sqlite")):
+    where, params = filters.sql("?")
+    rows: list[tuple[Any, ...]] = []
+    for path in sorted((data_dir / TICKS_DIR).glob("*.sqlite")):
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                rows.extend(conn.execute(f"SELECT * FROM {table}{clause}", params).fetchall())
-                for recent in _recent_tables(conn, table):  # ticks not merged yet
-                    rows.extend(conn.execute(f"SELECT * FROM {recent}{clause}", params))
+                for name in (table, *recent_tables(conn, table)):  # + ticks not merged yet
+                    rows.extend(conn.execute(f"SELECT * FROM {name}{where}", params))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
     return rows
 
 
-def _recent_tables(conn: sqlite3.Connection, table: str) -> list[str]:
+def recent_tables(conn: sqlite3.Connection, table: str) -> list[str]:
+    """``<table>_recent`` when the file has one (rows appended, not yet merged into the key)."""
     name = f"{table}_recent"
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return [name] if found.fetchone() else []
+
+
+def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ...]]:
+    import psycopg  # noqa: PLC0415 (only for this source)
+
+    from feedmux.sinks.postgres import redact_url  # noqa: PLC0415
+
+    where, params = filters.sql("%s")
+    try:
+        with psycopg.connect(url) as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (f"feedmux_{table}",)).fetchone()
+            if exists is None or exists[0] is None:
+                return []
+            return conn.execute(f"SELECT * FROM feedmux_{table}{where}", params).fetchall()
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot read PostgreSQL {redact_url(url)}: {exc}") from exc
 
 
 def _times(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,47 +109,60 @@ def _times(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _merged(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _merged(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """All shards' rows as one frame: each (code, seq) once, sorted by time, code and seq."""
     frame["code"] = frame["code"].astype(str)
     # A code lands in another shard's file if the shard count changed between runs.
     frame = frame.drop_duplicates(["code", "seq"])
     frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
-    return frame[columns]
+    return frame[list(columns)]
+
+
+def _rows(source: str | Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
+    if _is_postgres(source):
+        return _postgres_rows(str(source), table, filters)
+    return _sqlite_rows(Path(source), table, filters)
 
 
 def read_ticks(
-    data_dir: str | Path = "feedmux-data",
+    source: str | Path = "feedmux-data",
     codes: list[str] | None = None,
-    start: datetime | str | pd.Timestamp | None = None,
-    end: datetime | str | pd.Timestamp | None = None,
+    start: When = None,
+    end: When = None,
 ) -> pd.DataFrame:
-    """Stored ticks of every shard as one DataFrame sorted by time, code and seq.
+    """Stored ticks as one DataFrame sorted by time, code and seq.
 
-    Columns: ``code, seq, time, recv_time, price, volume, turnover, direction``; ``time`` and
-    ``recv_time`` are tz-aware UTC. ``start`` is inclusive, ``end`` exclusive (naive = UTC).
+    ``source``: a data directory (SQLite, every shard), a Parquet archive directory written by
+    ``feedmux export``, or a ``postgresql://`` URL. Columns: ``code, seq, time, recv_time,
+    price, volume, turnover, direction``; ``time`` and ``recv_time`` are tz-aware UTC.
+    ``start`` is inclusive, ``end`` exclusive (naive = UTC).
     """
-    rows = _select(data_dir, "ticks", codes, start, end)
-    raw = ("code", "seq", "time_ns", "recv_ns", "price", "volume", "turnover", "direction")
-    frame = _times(pd.DataFrame.from_records(rows, columns=list(raw)))
-    return _merged(frame.astype(_DTYPES), list(TICK_COLUMNS))
+    filters = Filters.of(codes, start, end)
+    from feedmux import archive  # noqa: PLC0415 (pyarrow loads only for an archive)
+
+    if not _is_postgres(source) and archive.is_archive(Path(source)):
+        frame = archive.read(Path(source), "ticks", filters)
+    else:
+        rows = _rows(source, "ticks", filters)
+        frame = _times(pd.DataFrame.from_records(rows, columns=list(_RAW_TICKS)))
+    return _merged(frame.astype(_DTYPES), TICK_COLUMNS)
 
 
 def read_books(
-    data_dir: str | Path = "feedmux-data",
+    source: str | Path = "feedmux-data",
     codes: list[str] | None = None,
-    start: datetime | str | pd.Timestamp | None = None,
-    end: datetime | str | pd.Timestamp | None = None,
+    start: When = None,
+    end: When = None,
 ) -> pd.DataFrame:
     """Stored order books (``feedmux run --depth``) as one DataFrame sorted by time and code.
 
     Columns: ``code, seq, time, recv_time, bids, asks``; ``bids``/``asks`` hold lists of
     ``[price, volume]``, best first (empty for a side with no orders).
     """
-    rows = _select(data_dir, "books", codes, start, end)
-    raw = ("code", "seq", "time_ns", "recv_ns", "bids", "asks")
-    frame = pd.DataFrame.from_records(rows, columns=list(raw))
-    for side in ("bids", "asks"):
-        frame[side] = [msgspec.json.decode(text) for text in frame[side]]
+    filters = Filters.of(codes, start, end)
+    rows = _rows(source, "books", filters)
+    frame = pd.DataFrame.from_records(rows, columns=list(_RAW_BOOKS))
+    for side in ("bids", "asks"):  # JSON text in SQLite, already decoded from jsonb
+        frame[side] = [msgspec.json.decode(v) if isinstance(v, str) else v for v in frame[side]]
     frame = _times(frame).astype({"seq": "int64"})
-    return _merged(frame, ["code", "seq", "time", "recv_time", "bids", "asks"])
+    return _merged(frame, BOOK_COLUMNS)

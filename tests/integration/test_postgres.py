@@ -7,6 +7,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -127,3 +128,11 @@ def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
     assert [r[:2] for r in _rows(pg_url)] == expected
     sqlite = read_ticks(data_dir)
     assert sorted(zip(sqlite["code"], sqlite["seq"], strict=True)) == expected
+    # The round trip: SQLite, PostgreSQL and a Parquet export read back as identical frames.
+    archive = tmp_path / "archive"
+    for day in sorted({t.tz_convert("Asia/Shanghai").date() for t in sqlite["time"]}):
+        exported = feedmux("export", "--date", day.isoformat(), "--data-dir", str(data_dir),
+                           "--out", str(archive))  # fmt: skip
+        assert exported.wait(60) == 0, exported.communicate()[0]
+    pd.testing.assert_frame_equal(read_ticks(pg_url), sqlite)
+    pd.testing.assert_frame_equal(read_ticks(archive), sqlite)

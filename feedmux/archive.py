@@ -1,0 +1,181 @@
+"""The archive: one trading day of every shard's ticks as a hive-partitioned dataset,
+``<out>/ticks/date=YYYY-MM-DD/part-0.parquet`` (zstd) or ``.csv``, sorted by code and time.
+
+A day is a calendar day in the exchange's time zone (Asia/Shanghai unless told). Codes are
+exported in groups of ``GROUP_CODES``, each group read from every shard's file by primary key
+and written as its own row groups, so memory stays bounded whatever the size of the day.
+pandas, pyarrow, DuckDB and Polars read the result as is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from feedmux.errors import StoreError
+from feedmux.reader import Filters, recent_tables
+from feedmux.sinks.sqlite import TICKS_DIR
+
+EXCHANGE_TZ = "Asia/Shanghai"
+GROUP_CODES = 250
+_UTC_NS = pa.timestamp("ns", tz="UTC")
+TICKS_SCHEMA = pa.schema([
+    ("code", pa.string()), ("seq", pa.int64()), ("time", _UTC_NS), ("recv_time", _UTC_NS),
+    ("price", pa.float64()), ("volume", pa.float64()), ("turnover", pa.float64()),
+    ("direction", pa.int8()),
+])  # fmt: skip
+_PARTITIONING = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+
+
+class Exported(NamedTuple):
+    rows: int
+    codes: int
+    path: Path
+
+
+def day_bounds(day: date, tz: str = EXCHANGE_TZ) -> tuple[int, int]:
+    """[start, end) of ``day`` in ``tz``, as nanoseconds UTC."""
+    start = pd.Timestamp(day).tz_localize(tz)
+    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(tz)
+    return int(start.value), int(end.value)
+
+
+def _shard_files(data_dir: Path) -> list[Path]:
+    files = sorted((data_dir / TICKS_DIR).glob("*.sqlite"))
+    if not files:
+        raise StoreError(f"no SQLite store in {data_dir} (expected {data_dir / TICKS_DIR})")
+    return files
+
+
+def _query(files: list[Path], sql: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """``sql`` (with ``{table}``) on the ticks of every file, merged and not yet merged."""
+    for path in files:
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                for table in ("ticks", *recent_tables(conn, "ticks")):
+                    yield from conn.execute(sql.format(table=table), params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+
+
+def _group_table(files: list[Path], codes: list[str], start_ns: int, end_ns: int) -> pa.Table:
+    marks = ",".join("?" * len(codes))
+    sql = ("SELECT code, seq, time_ns, recv_ns, price, volume, turnover, direction FROM {table} "
+           f"WHERE code IN ({marks}) AND time_ns >= ? AND time_ns < ?")  # fmt: skip
+    rows = list(_query(files, sql, [*codes, start_ns, end_ns]))
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 8
+    table = pa.table({
+        "code": pa.array(columns[0], pa.string()), "seq": pa.array(columns[1], pa.int64()),
+        "time": pa.array(columns[2], pa.int64()).cast(_UTC_NS),
+        "recv_time": pa.array(columns[3], pa.int64()).cast(_UTC_NS),
+        "price": pa.array(columns[4], pa.float64()), "volume": pa.array(columns[5], pa.float64()),
+        "turnover": pa.array(columns[6], pa.float64()),
+        "direction": pa.array(columns[7], pa.int8()),
+    })  # fmt: skip
+    # A code stored by two shards (the shard count changed between runs) appears once.
+    table = table.sort_by([("code", "ascending"), ("time", "ascending"), ("seq", "ascending")])
+    keys = pc.binary_join_element_wise(table["code"], pc.cast(table["seq"], pa.string()), "|")
+    if len(pc.unique(keys)) != len(keys):
+        frame = table.to_pandas().drop_duplicates(["code", "seq"])
+        table = pa.Table.from_pandas(frame, schema=TICKS_SCHEMA, preserve_index=False)
+    return table
+
+
+def export(
+    data_dir: Path,
+    day: date,
+    out: Path,
+    *,
+    fmt: str = "parquet",
+    tz: str = EXCHANGE_TZ,
+    progress: Callable[[int, int], None] | None = None,
+) -> Exported:
+    """Write ``day``'s ticks of every shard under ``out/ticks/date=YYYY-MM-DD/``."""
+    if fmt not in ("parquet", "csv"):
+        raise StoreError(f"--format must be parquet or csv, got {fmt!r}")
+    files = _shard_files(data_dir)
+    start_ns, end_ns = day_bounds(day, tz)
+    codes = sorted({row[0] for row in _query(
+        files, "SELECT DISTINCT code FROM {table} WHERE time_ns >= ? AND time_ns < ?",
+        [start_ns, end_ns])})  # fmt: skip
+    folder = out / "ticks" / f"date={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"part-0.{fmt}"
+    partial = folder / f".part-0.{fmt}.tmp"  # readers never see a half-written file
+    rows = 0
+    groups = [codes[i : i + GROUP_CODES] for i in range(0, len(codes), GROUP_CODES)] or [[]]
+    writer: pq.ParquetWriter | pacsv.CSVWriter
+    if fmt == "parquet":
+        writer = pq.ParquetWriter(partial, TICKS_SCHEMA, compression="zstd")
+    else:
+        writer = pacsv.CSVWriter(partial, TICKS_SCHEMA)
+    try:
+        for done, group in enumerate(groups, 1):
+            table = (
+                _group_table(files, group, start_ns, end_ns)
+                if group
+                else TICKS_SCHEMA.empty_table()
+            )
+            writer.write_table(table)
+            rows += table.num_rows
+            if progress is not None:
+                progress(done, len(groups))
+    finally:
+        writer.close()
+    partial.replace(final)
+    return Exported(rows, len(codes), final)
+
+
+def is_archive(path: Path) -> bool:
+    """True for a directory ``export`` wrote to (``ticks/date=…/``)."""
+    return any((path / "ticks").glob("date=*"))
+
+
+def read(root: Path, table: str, filters: Filters) -> pd.DataFrame:
+    """Rows of ``root/<table>`` matching ``filters`` (pushed down to the scan), with the
+    reader's column names."""
+    folder = root / table
+    csv = any(folder.glob("date=*/*.csv"))
+    fileformat: Any = "parquet"
+    if csv:
+        fileformat = ds.CsvFileFormat(
+            convert_options=pacsv.ConvertOptions(column_types=TICKS_SCHEMA)
+        )
+    # Hidden files (a part being written) are skipped: the default ignore prefixes "." "_".
+    dataset = ds.dataset(folder, format=fileformat, partitioning=_PARTITIONING)
+    expr = None
+    if filters.codes is not None:
+        expr = _and(expr, pc.field("code").isin(filters.codes))
+    if filters.start_ns is not None:
+        expr = _and(expr, pc.field("time") >= pa.scalar(filters.start_ns, _UTC_NS))
+    if filters.end_ns is not None:
+        expr = _and(expr, pc.field("time") < pa.scalar(filters.end_ns, _UTC_NS))
+    frame: pd.DataFrame = dataset.to_table(filter=expr, columns=TICKS_SCHEMA.names).to_pandas()
+    frame["code"] = frame["code"].astype(object)
+    return frame
+
+
+def _and(left: Any, right: Any) -> Any:
+    return right if left is None else left & right
+
+
+def print_progress(done: int, total: int) -> None:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = width * done // max(1, total)
+    end = "\n" if done == total else ""
+    sys.stderr.write(f"\rexporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    sys.stderr.flush()
