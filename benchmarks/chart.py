@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to a file
 import matplotlib.pyplot as plt
 
+from benchmarks.pipeline import rate_label
+
 
 def chart(doc: dict[str, Any], path: Path) -> None:
     results = doc["results"]
@@ -18,8 +20,8 @@ def chart(doc: dict[str, Any], path: Path) -> None:
     rates = [r["max_rate"] for r in results]
     colors = ["#888888" if r["kind"] != "feedmux" else "#2b6cb0" for r in results]
     top.barh(names, rates, color=colors)
-    for y, rate in enumerate(rates):
-        top.text(rate, y, f" {rate:,.0f}", va="center")
+    for y, r in enumerate(results):
+        top.text(r["max_rate"], y, " " + rate_label(r["max_rate"], r["ramp_stop"]), va="center")
     top.invert_yaxis()
     top.set_xlabel("highest rate with every tick stored (ticks/s)")
     top.set_title("Lossless sustained throughput, same stream, same machine")

@@ -305,6 +305,14 @@ def environment() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def rate_label(max_rate: float, ramp_stop: str) -> str:
+    """The throughput as measured: "≥" when the ramp ended before the client fell behind."""
+    fell_behind = ramp_stop.startswith("fell behind at ")
+    if not max_rate:
+        return "below " + ramp_stop.removeprefix("fell behind at ") if fell_behind else "-"
+    return f"{'' if fell_behind else '>='}{max_rate:,.0f}"
+
+
 def table(results: list[Result]) -> str:
     ceiling = next((r.max_rate for r in results if r.kind == "bare"), 0.0)
     lines = [
@@ -315,9 +323,7 @@ def table(results: list[Result]) -> str:
         commit = r.latency_ms.get("commit", {})
         sub = r.latency_ms.get("publish", {})
         ratio = f"{r.max_rate / ceiling:.0%}" if ceiling else "-"
-        rate = f"{r.max_rate:,.0f}" if r.max_rate else "-"
-        if r.ramp_stop.startswith("fell behind at") and not r.max_rate:
-            rate = "below " + r.ramp_stop.split(" at ")[-1]
+        rate = rate_label(r.max_rate, r.ramp_stop)
         burst = max(r.burst_s.values()) if r.burst_s else float("nan")
         lines.append(
             f"{r.name:<44} {rate:>11} {ratio:>10} "
