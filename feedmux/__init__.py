@@ -1,8 +1,8 @@
 """feedmux: a whole stock market's real-time feed into Python.
 
 Library API: ``Subscriber`` (live ticks), ``SnapshotClient`` (latest tick per code),
-``read_ticks`` (stored ticks as pandas), ``Tick`` (the message shape), ``FeedmuxError`` and
-``GapError`` (a subscriber missed messages).
+``read_ticks`` (stored ticks as pandas), ``StreamReader`` (the Redis Streams copy, resumable),
+``Tick`` (the message shape), ``FeedmuxError`` and ``GapError`` (a subscriber missed messages).
 Imported lazily so worker processes, which import ``feedmux.*`` modules, never load pandas.
 """
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from feedmux.errors import FeedmuxError, GapError
     from feedmux.model import Depth, Tick
     from feedmux.reader import read_books, read_ticks
+    from feedmux.streams import StreamReader
 
 _EXPORTS = {
     "Control": "feedmux.control",
@@ -29,10 +30,11 @@ _EXPORTS = {
     "read_ticks": "feedmux.reader",
     "read_books": "feedmux.reader",
     "Depth": "feedmux.model",
+    "StreamReader": "feedmux.streams",
 }
 __all__ = [
     "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "SnapshotClient",
-    "Subscriber", "Tick", "read_books", "read_ticks",
+    "StreamReader", "Subscriber", "Tick", "read_books", "read_ticks",
 ]  # fmt: skip
 __version__ = "0.1.0"
 

@@ -120,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
     )
     run.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also publish every tick and book to Redis Streams, one stream per shard "
+        "(feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
+    )
+    run.add_argument("--redis-maxlen", type=int, default=1_000_000, metavar="N",
+                     help="entries kept per shard stream (approximately; 1000000)")  # fmt: skip
+    run.add_argument("--redis-prefix", default="feedmux", metavar="NAME",
+                     help="stream names: NAME:shard:<i> (default feedmux)")  # fmt: skip
+    run.add_argument(
         "--watchdog",
         type=float,
         default=30.0,
@@ -372,6 +382,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         url=args.url or ("ws://127.0.0.1/replay" if args.replay else ALLTICK_URL),
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
         stores=args.store or env.get("FEEDMUX_STORE", "").split(),
+        redis_url=args.redis or env.get("FEEDMUX_REDIS", ""), redis_maxlen=args.redis_maxlen,
+        redis_prefix=args.redis_prefix,
         run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
         depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,

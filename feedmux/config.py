@@ -27,6 +27,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     shards: int = 8
     data_dir: str = "feedmux-data"
     stores: list[str] = []  # --store URLs; none means sqlite under data_dir
+    redis_url: str = ""  # --redis: also XADD every publication to Redis Streams
+    redis_maxlen: int = 1_000_000  # entries kept per shard stream (approximately)
+    redis_prefix: str = "feedmux"  # streams are <prefix>:shard:<i>
     run_dir: str = ""  # "" means <data_dir>/run
     max_codes_per_conn: int = 3000
     max_conns: int = 10  # the plan's connection cap per token
@@ -85,6 +88,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("--pub-queue must be >= 1")
         if self.max_frame_bytes < 1024:
             raise ConfigError("--max-frame-bytes must be at least 1024")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("--redis must be a redis://, rediss:// or unix:// URL")
+        if self.redis_maxlen < 1:
+            raise ConfigError("--redis-maxlen must be >= 1")
         stores = self.store_list()  # raises on a URL that is neither sqlite nor postgresql
         if len(set(stores)) != len(stores):
             raise ConfigError("the same --store is given twice")

@@ -61,11 +61,16 @@ class ShardState:
         reports, self._reports = self._reports, []
         return reports
 
-    def committed(self, ticks_written: int, books_written: int) -> bytes | None:
-        """An Ack when the writers' totals cover more bus messages than acknowledged so far."""
+    def committed(
+        self, ticks_written: int, books_written: int, frames_written: int | None = None
+    ) -> bytes | None:
+        """An Ack when the writers' totals cover more bus messages than acknowledged so far.
+        ``frames_written``: published ticks and books the Redis publisher has (when on)."""
         marks = self._marks
         latest = None
-        while marks and marks[0][1] <= ticks_written and marks[0][2] <= books_written:
+        frames = frames_written
+        while (marks and marks[0][1] <= ticks_written and marks[0][2] <= books_written
+               and (frames is None or marks[0][1] + marks[0][2] <= frames)):  # fmt: skip
             latest = marks.popleft()[0]
         if latest is None or latest == self._acked:
             return None

@@ -10,12 +10,14 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+import redis
 
 POSTGRES_URL = os.environ.get("FEEDMUX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FEEDMUX_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def _absent(what: str, why: object) -> None:
-    message = f"{what} is not reachable ({why}); set FEEDMUX_TEST_POSTGRES or start it"
+def _absent(what: str, why: object, variable: str = "FEEDMUX_TEST_POSTGRES") -> None:
+    message = f"{what} is not reachable ({why}); set {variable} or start it"
     if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":
         pytest.fail(f"FEEDMUX_REQUIRE_SERVICES=1 and {message}")
     pytest.skip(message)
@@ -36,3 +38,20 @@ def postgres_schema() -> Iterator[str]:
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
+
+
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """(URL, a fresh stream prefix); the prefix's streams are deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _absent(f"Redis at {REDIS_URL}", exc, "FEEDMUX_TEST_REDIS")
+    prefix = f"feedmux-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield REDIS_URL, prefix
+    finally:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -24,6 +24,7 @@ from feedmux.sinks.commit_log import CommitLog
 from feedmux.sinks.retry import RetryingWriter
 from feedmux.sinks.stores import open_sink
 from feedmux.stats import read_stats, write_stats
+from feedmux.streams import Frame, StreamPublisher
 from feedmux.transports import zmq as zt
 from workers._process import StopFlag, setup_logging
 
@@ -73,6 +74,20 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         book_writers.append(BackgroundWriter(RetryingWriter(book_sink.write_books,
                                                             time.monotonic_ns),
                                              f"books-{store.kind}"))  # fmt: skip
+    # --redis: every publication also goes to the shard's stream, batched and retried like a
+    # store, and acknowledged only once Redis has it.
+    streams: BackgroundWriter[Frame] | None = None
+    frame_batcher: Batcher[Frame] = Batcher(settings.batch_rows, settings.batch_delay_ms
+                                            * 1_000_000, time.monotonic_ns)  # fmt: skip
+    if settings.redis_url:
+        try:
+            publisher = StreamPublisher(settings.redis_url, shard, settings.redis_prefix,
+                                        settings.redis_maxlen)  # fmt: skip
+        except FeedmuxError as exc:
+            log.error("%s", exc)
+            return 2
+        streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns),
+                                   "redis-streams")  # fmt: skip
     ctx = zt.context()
     acks = zt.push(ctx, paths.acks, linger_ms=ACK_LINGER_MS, immediate=False)
     bus = zt.pull(ctx, paths.shard_in(shard))
@@ -100,8 +115,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     lanes: tuple[tuple[Batcher[Any], list[BackgroundWriter[Any]]], ...] = (
         (state.batcher, writers),
         (state.book_batcher, book_writers),
+        *([(frame_batcher, [streams])] if streams is not None else []),
     )
-    every_writer = writers + book_writers
+    every_writer = writers + book_writers + ([streams] if streams is not None else [])
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
@@ -132,6 +148,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                                      "backlog": w.backlog, "failures": w.writer.failures,
                                      "last_commit_ns": w.writer.last_commit_ns}
                        for store, w in zip(stores, writers, strict=True)},
+            "redis": None if streams is None else {
+                "published": streams.stored, "backlog": streams.backlog,
+                "failures": streams.writer.failures},
             "bus_gaps": state.bus_gaps,
             "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
@@ -146,7 +165,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         """Tell the receiver what is committed (it forgets it) or what to send again."""
         reports = state.take_reports()
         ack = state.committed(min(w.written for w in writers),
-                              min(w.written for w in book_writers))  # fmt: skip
+                              min(w.written for w in book_writers),
+                              streams.written if streams is not None else None)  # fmt: skip
         for message in [*reports, ack] if ack is not None else reports:
             try:
                 acks.send(message, zmq.NOBLOCK)
@@ -169,6 +189,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                     pub.send(topic, zmq.SNDMORE)
                     pub.send(payload)
                 published += len(frames)
+                if streams is not None:
+                    for frame in frames:
+                        full = frame_batcher.add(frame)
+                        if full is not None:
+                            streams.submit(full)
                 for batch in batches:
                     for writer in writers:
                         writer.submit(batch)

@@ -64,6 +64,13 @@ def test_acks_follow_what_the_writers_committed() -> None:
     assert state.committed(50, 0) == wire.encode(wire.Ack(3, 9, 51))
 
 
+def test_with_redis_on_acks_wait_for_redis_too() -> None:
+    state = resumed(shard=1, stream=2)
+    state.on_bus(wire.encode(wire.Batch(1, ticks(30))))
+    assert state.committed(30, 0, frames_written=29) is None  # stored, not all in Redis yet
+    assert state.committed(30, 0, frames_written=30) == wire.encode(wire.Ack(1, 2, 31))
+
+
 def test_lost_markers_count_as_gaps_and_a_new_receiver_restarts_the_count() -> None:
     state = resumed()
     state.on_bus(wire.encode(wire.Batch(1, ticks(5))))

@@ -1,0 +1,97 @@
+"""Redis Streams against the real Redis: a run publishes every tick to its shard's stream, and
+a StreamReader resumes after the last entry it processed."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from feedmux import StreamReader, wire
+from feedmux.model import Tick
+from feedmux.simulator.market import a_share_universe
+from feedmux.stats import read_stats
+from feedmux.streams import StreamPublisher
+from tests.conftest import wait_for
+from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+from tests.services import redis_prefix
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_target() -> Iterator[tuple[str, str]]:
+    yield from redis_prefix()
+
+
+def _frame(shard: int, pub_seq: int, code: str = "600519.SH") -> tuple[bytes, bytes]:
+    tick = Tick(code, pub_seq, 1, 2, 10.0, 100.0, 1000.0, 1)
+    return wire.trade_topic(code), wire.encode(wire.Published(shard, pub_seq, tick))
+
+
+def test_a_reader_resumes_after_the_last_batch_it_processed(
+    tmp_path: Path, redis_target: tuple[str, str]
+) -> None:
+    url, prefix = redis_target
+    publishers = [StreamPublisher(url, shard, prefix) for shard in range(2)]
+    for shard, publisher in enumerate(publishers):
+        publisher.write_frames([_frame(shard, s) for s in range(1, 4)])
+    checkpoint = tmp_path / "reader.json"
+    with StreamReader(url, 2, checkpoint=checkpoint, prefix=prefix) as reader:
+        got = reader.read(block_ms=100)
+    assert sorted((m.shard, m.message.pub_seq) for m in got) == [
+        (s, q) for s in range(2) for q in (1, 2, 3)]  # fmt: skip
+    assert all(isinstance(m.message, wire.Published) and m.topic == b"T|600519.SH" for m in got)
+    publishers[1].write_frames([_frame(1, 4)])
+    # A consumer that fails mid-batch gets that batch again; one that finishes does not.
+    with pytest.raises(RuntimeError), StreamReader(url, 2, checkpoint=checkpoint,
+                                                   prefix=prefix) as failing:  # fmt: skip
+        assert [(m.shard, m.message.pub_seq) for m in failing.read(block_ms=100)] == [(1, 4)]
+        raise RuntimeError("consumer crashed")
+    with StreamReader(url, 2, checkpoint=checkpoint, prefix=prefix) as again:
+        assert [(m.shard, m.message.pub_seq) for m in again.read(block_ms=100)] == [(1, 4)]
+    with StreamReader(url, 2, checkpoint=checkpoint, prefix=prefix) as last:
+        assert last.read(block_ms=100) == []
+
+
+def test_a_run_publishes_every_tick_to_redis_in_order(
+    tmp_path: Path, redis_target: tuple[str, str]
+) -> None:
+    url, prefix = redis_target
+    codes = a_share_universe()[::10]
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text(" ".join(codes))
+    replay, report, ws_url = start_replay(tmp_path, "--rate", "3000", "--symbols-file",
+                                          str(symbols))  # fmt: skip
+    run_dir = tmp_path / "run"
+    run = feedmux("run", "--url", ws_url, "--symbols-file", str(symbols), "--shards", "2",
+                  "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir),
+                  "--redis", url, "--redis-prefix", prefix)  # fmt: skip
+
+    def published() -> int:
+        stats = read_stats(run_dir / "stats")
+        return sum((s.get("redis") or {}).get("published", 0) for n, s in stats.items()
+                   if n.startswith("shard-"))  # fmt: skip
+
+    try:
+        wait_for(lambda: published() > 3000, 60, "ticks in Redis")
+        replay.send_signal(signal.SIGUSR1)
+        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        sent = sent_ticks(tmp_path / "sent.log")
+        wait_for(lambda: published() == len(sent), 30, "every tick in Redis")
+    finally:
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    reader = StreamReader(url, 2, prefix=prefix)
+    entries = []
+    while batch := reader.read(block_ms=200):
+        entries.extend(batch)
+    reader.close()
+    ticks = [m.message.tick for m in entries if isinstance(m.message, wire.Published)]
+    assert sorted((t.code, t.seq) for t in ticks) == sorted((t.code, t.seq) for t in sent)
+    for shard in range(2):  # each stream holds its shard's publications in publish order
+        seqs = [m.message.pub_seq for m in entries if m.shard == shard]
+        assert seqs == list(range(1, len(seqs) + 1))
