@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from feedmux.control import Control
     from feedmux.errors import FeedmuxError, GapError
     from feedmux.model import Depth, Tick
-    from feedmux.reader import read_books, read_ticks
+    from feedmux.reader import read_bars, read_books, read_ticks
     from feedmux.streams import StreamReader
 
 _EXPORTS = {
@@ -28,13 +28,14 @@ _EXPORTS = {
     "MarketSnapshot": "feedmux.consumer",
     "Tick": "feedmux.model",
     "read_ticks": "feedmux.reader",
+    "read_bars": "feedmux.reader",
     "read_books": "feedmux.reader",
     "Depth": "feedmux.model",
     "StreamReader": "feedmux.streams",
 }
 __all__ = [
     "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "SnapshotClient",
-    "StreamReader", "Subscriber", "Tick", "read_books", "read_ticks",
+    "StreamReader", "Subscriber", "Tick", "read_bars", "read_books", "read_ticks",
 ]  # fmt: skip
 __version__ = "0.1.0"
 

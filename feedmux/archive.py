@@ -35,6 +35,13 @@ TICKS_SCHEMA = pa.schema([
     ("price", pa.float64()), ("volume", pa.float64()), ("turnover", pa.float64()),
     ("direction", pa.int8()),
 ])  # fmt: skip
+BARS_SCHEMA = pa.schema([
+    ("code", pa.string()), ("minute", _UTC_NS), ("open", pa.float64()), ("high", pa.float64()),
+    ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
+    ("turnover", pa.float64()), ("count", pa.int64()),
+])  # fmt: skip
+SCHEMAS = {"ticks": TICKS_SCHEMA, "bars": BARS_SCHEMA}
+_TIME = {"ticks": "time", "bars": "minute"}
 _PARTITIONING = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
 
 
@@ -134,7 +141,35 @@ def export(
     finally:
         writer.close()
     partial.replace(final)
+    _export_bars(files, day, out, fmt, (start_ns, end_ns))
     return Exported(rows, len(codes), final)
+
+
+def _export_bars(files: list[Path], day: date, out: Path, fmt: str,
+                 bounds: tuple[int, int]) -> None:  # fmt: skip
+    """The day's bars (small: one row per code and minute) as ``out/bars/date=…/``."""
+    rows = []
+    for path in files:
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                rows += conn.execute("SELECT * FROM bars WHERE minute_ns >= ? AND minute_ns < ?",
+                                     bounds).fetchall()  # fmt: skip
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
+    arrays = [pa.array(values, type=field.type if field.name != "minute" else pa.int64())
+              for values, field in zip(columns, BARS_SCHEMA, strict=True)]  # fmt: skip
+    arrays[1] = arrays[1].cast(_UTC_NS)
+    table = pa.Table.from_arrays(arrays, schema=BARS_SCHEMA)
+    table = table.sort_by([("code", "ascending"), ("minute", "ascending")])
+    folder = out / "bars" / f"date={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".part-0.{fmt}.tmp"
+    if fmt == "parquet":
+        pq.write_table(table, partial, compression="zstd")
+    else:
+        pacsv.write_csv(table, partial)
+    partial.replace(folder / f"part-0.{fmt}")
 
 
 def is_archive(path: Path) -> bool:
@@ -146,22 +181,23 @@ def read(root: Path, table: str, filters: Filters) -> pd.DataFrame:
     """Rows of ``root/<table>`` matching ``filters`` (pushed down to the scan), with the
     reader's column names."""
     folder = root / table
+    schema, time = SCHEMAS[table], _TIME[table]
+    if not folder.is_dir():
+        raise StoreError(f"no {table} in the archive {root}")
     csv = any(folder.glob("date=*/*.csv"))
     fileformat: Any = "parquet"
     if csv:
-        fileformat = ds.CsvFileFormat(
-            convert_options=pacsv.ConvertOptions(column_types=TICKS_SCHEMA)
-        )
+        fileformat = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=schema))
     # Hidden files (a part being written) are skipped: the default ignore prefixes "." "_".
     dataset = ds.dataset(folder, format=fileformat, partitioning=_PARTITIONING)
     expr = None
     if filters.codes is not None:
         expr = _and(expr, pc.field("code").isin(filters.codes))
     if filters.start_ns is not None:
-        expr = _and(expr, pc.field("time") >= pa.scalar(filters.start_ns, _UTC_NS))
+        expr = _and(expr, pc.field(time) >= pa.scalar(filters.start_ns, _UTC_NS))
     if filters.end_ns is not None:
-        expr = _and(expr, pc.field("time") < pa.scalar(filters.end_ns, _UTC_NS))
-    frame: pd.DataFrame = dataset.to_table(filter=expr, columns=TICKS_SCHEMA.names).to_pandas()
+        expr = _and(expr, pc.field(time) < pa.scalar(filters.end_ns, _UTC_NS))
+    frame: pd.DataFrame = dataset.to_table(filter=expr, columns=schema.names).to_pandas()
     frame["code"] = frame["code"].astype(object)
     return frame
 

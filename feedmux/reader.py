@@ -22,6 +22,10 @@ from feedmux.symbols import parse_symbols
 
 When = datetime | str | pd.Timestamp | None
 BOOK_COLUMNS = ("code", "seq", "time", "recv_time", "bids", "asks")
+BAR_COLUMNS = ("code", "minute", "open", "high", "low", "close", "volume", "turnover", "count")
+_RAW_BARS = ("code", "minute_ns", "open", "high", "low", "close", "volume", "turnover", "count")
+_BAR_DTYPES = {"open": "float64", "high": "float64", "low": "float64", "close": "float64",
+               "volume": "float64", "turnover": "float64", "count": "int64"}  # fmt: skip
 _DTYPES = {"seq": "int64", "price": "float64", "volume": "float64", "turnover": "float64",
            "direction": "int8"}  # fmt: skip
 _RAW_TICKS = ("code", "seq", "time_ns", "recv_ns", "price", "volume", "turnover", "direction")
@@ -46,7 +50,7 @@ class Filters(msgspec.Struct, frozen=True):
     def of(cls, codes: list[str] | None, start: When, end: When) -> Filters:
         return cls(parse_symbols(codes) if codes is not None else None, to_ns(start), to_ns(end))
 
-    def sql(self, placeholder: str) -> tuple[str, list[Any]]:
+    def sql(self, placeholder: str, time_column: str = "time_ns") -> tuple[str, list[Any]]:
         """A WHERE clause (or "") and its parameters."""
         where: list[str] = []
         params: list[Any] = []
@@ -54,10 +58,10 @@ class Filters(msgspec.Struct, frozen=True):
             where.append(f"code IN ({','.join([placeholder] * len(self.codes))})")
             params.extend(self.codes)
         if self.start_ns is not None:
-            where.append(f"time_ns >= {placeholder}")
+            where.append(f"{time_column} >= {placeholder}")
             params.append(self.start_ns)
         if self.end_ns is not None:
-            where.append(f"time_ns < {placeholder}")
+            where.append(f"{time_column} < {placeholder}")
             params.append(self.end_ns)
         return (" WHERE " + " AND ".join(where) if where else ""), params
 
@@ -66,9 +70,13 @@ def _is_postgres(source: str | Path) -> bool:
     return str(source).startswith(("postgresql://", "postgres://"))
 
 
+def _time_column(table: str) -> str:
+    return "minute_ns" if table == "bars" else "time_ns"
+
+
 def _sqlite_rows(data_dir: Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
     """Rows of ``table`` from every shard's file, filtered in SQL."""
-    where, params = filters.sql("?")
+    where, params = filters.sql("?", _time_column(table))
     rows: list[tuple[Any, ...]] = []
     for path in sorted((data_dir / TICKS_DIR).glob("*.sqlite")):
         try:
@@ -92,7 +100,7 @@ def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ..
 
     from feedmux.sinks.postgres import redact_url  # noqa: PLC0415
 
-    where, params = filters.sql("%s")
+    where, params = filters.sql("%s", _time_column(table))
     try:
         with psycopg.connect(url) as conn:
             exists = conn.execute("SELECT to_regclass(%s)", (f"feedmux_{table}",)).fetchone()
@@ -166,3 +174,30 @@ def read_books(
         frame[side] = [msgspec.json.decode(v) if isinstance(v, str) else v for v in frame[side]]
     frame = _times(frame).astype({"seq": "int64"})
     return _merged(frame, BOOK_COLUMNS)
+
+
+def read_bars(
+    source: str | Path = "feedmux-data",
+    codes: list[str] | None = None,
+    start: When = None,
+    end: When = None,
+) -> pd.DataFrame:
+    """Stored one-minute bars as one DataFrame sorted by minute and code, from a data directory,
+    an archive or a ``postgresql://`` URL.
+
+    Columns: ``code, minute`` (the bar's start, tz-aware UTC), ``open, high, low, close, volume,
+    turnover, count``. ``start``/``end`` select bars by their start (inclusive, exclusive).
+    """
+    filters = Filters.of(codes, start, end)
+    from feedmux import archive  # noqa: PLC0415
+
+    if not _is_postgres(source) and archive.is_archive(Path(source)):
+        frame = archive.read(Path(source), "bars", filters)
+    else:
+        frame = pd.DataFrame.from_records(_rows(source, "bars", filters), columns=list(_RAW_BARS))
+        frame["minute"] = pd.to_datetime(frame.pop("minute_ns").astype("int64"), unit="ns",
+                                         utc=True)  # fmt: skip
+    frame["code"] = frame["code"].astype(str)
+    frame = frame.astype(_BAR_DTYPES).drop_duplicates(["code", "minute"], keep="last")
+    frame = frame.sort_values(["minute", "code"], kind="stable").reset_index(drop=True)
+    return frame[list(BAR_COLUMNS)]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 
 import msgspec
 
 from feedmux import wire
+from feedmux.bars import Bar, BarBuilder
 from feedmux.batching import Batcher
 from feedmux.model import Depth, Tick
 from feedmux.snapshot import SnapshotCache
 
-BusResult = tuple[list[tuple[bytes, bytes]], list[list[Tick]], list[list[Depth]]]
-_NOTHING: BusResult = ([], [], [])
+BusResult = tuple[list[tuple[bytes, bytes]], list[list[Tick]], list[list[Depth]], list[list[Bar]]]
+_NOTHING: BusResult = ([], [], [], [])
 
 
 class ShardState:
@@ -25,8 +27,12 @@ class ShardState:
     writers' progress into Acks, so the receiver keeps each message until it is in the store.
     """
 
-    def __init__(self, shard: int, batch_rows: int, batch_delay_ns: int, clock: Callable[[], int]):
+    def __init__(self, shard: int, batch_rows: int, batch_delay_ns: int, clock: Callable[[], int],
+                 wall_clock: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
         self.shard = shard
+        self.bars = BarBuilder(wall_clock)
+        self.bar_batcher: Batcher[Bar] = Batcher(batch_rows, batch_delay_ns, clock)
+        self.bar_seq = 0
         self.snapshot = SnapshotCache()
         self.batcher: Batcher[Tick] = Batcher(batch_rows, batch_delay_ns, clock)
         self.book_batcher: Batcher[Depth] = Batcher(batch_rows, batch_delay_ns, clock)
@@ -140,12 +146,43 @@ class ShardState:
         self._marks.append((first + count, self.ticks_added, self.books_added))
         return result
 
+    def _bars_out(self, bars: list[Bar], publish: list[tuple[bytes, bytes]],
+                  full: list[list[Bar]]) -> None:  # fmt: skip
+        """Publish closed or amended bars and batch them for the stores."""
+        for bar in bars:
+            self.bar_seq += 1
+            payload = wire.encode(wire.PublishedBar(self.shard, self.bar_seq, bar))
+            publish.append((wire.bar_topic(bar.code), payload))
+            batch = self.bar_batcher.add(bar)
+            if batch is not None:
+                full.append(batch)
+
+    def bars_due(self) -> tuple[list[tuple[bytes, bytes]], list[list[Bar]]]:
+        """Bars whose minute ended (the timer's turn): publications and full batches."""
+        publish: list[tuple[bytes, bytes]] = []
+        full: list[list[Bar]] = []
+        self._bars_out(self.bars.due(), publish, full)
+        return publish, full
+
+    def close_bars(self) -> tuple[list[tuple[bytes, bytes]], list[list[Bar]]]:
+        """Every open bar, at shutdown."""
+        publish: list[tuple[bytes, bytes]] = []
+        full: list[list[Bar]] = []
+        self._bars_out(self.bars.close_all(), publish, full)
+        return publish, full
+
+    def restore_bars(self, ticks: list[Tick]) -> list[Bar]:
+        """Rebuild the recent bars from stored ticks; the ones that closed meanwhile."""
+        return self.bars.restore(ticks)
+
     def _take(self, in_ticks: list[Tick], in_books: list[Depth]) -> BusResult:
         self.received += len(in_ticks)
         self.received_books += len(in_books)
         publish: list[tuple[bytes, bytes]] = []
         full: list[list[Tick]] = []
         shard, snapshot, batcher, encode = self.shard, self.snapshot, self.batcher, wire.encode
+        add_bar = self.bars.add
+        closed_bars: list[Bar] = []
         pub_seq = self.pub_seq
         added = 0
         for tick in in_ticks:
@@ -158,6 +195,9 @@ class ShardState:
                 (wire.trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick)))
             )
             added += 1
+            closed = add_bar(tick)
+            if closed:
+                closed_bars.extend(closed)
             batch = batcher.add(tick)
             if batch is not None:
                 full.append(batch)
@@ -173,7 +213,9 @@ class ShardState:
             books = self.book_batcher.add(book)
             if books is not None:
                 full_books.append(books)
-        return publish, full, full_books
+        full_bars: list[list[Bar]] = []
+        self._bars_out(closed_bars, publish, full_bars)
+        return publish, full, full_books, full_bars
 
     def heartbeat(self) -> tuple[bytes, bytes]:
         return wire.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))

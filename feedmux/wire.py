@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import msgspec
 
+from feedmux.bars import Bar
 from feedmux.model import Depth, Tick
 
 TRADE_PREFIX = b"T|"
 DEPTH_PREFIX = b"D|"
+BAR_PREFIX = b"B|"
 HEARTBEAT_TOPIC = b"H|"
 
 
@@ -97,6 +99,12 @@ class PublishedDepth(msgspec.Struct, array_like=True, frozen=True):
     depth: Depth
 
 
+class PublishedBar(msgspec.Struct, array_like=True, frozen=True):
+    shard: int
+    bar_seq: int  # counts this shard's published bars from 1 (an amended bar is sent again)
+    bar: Bar
+
+
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
     shard: int
     last_pub_seq: int
@@ -120,6 +128,7 @@ bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMe
 report_decoder: msgspec.msgpack.Decoder[ShardReport] = msgspec.msgpack.Decoder(ShardReport)
 published_decoder = msgspec.msgpack.Decoder(Published)
 published_depth_decoder = msgspec.msgpack.Decoder(PublishedDepth)
+published_bar_decoder = msgspec.msgpack.Decoder(PublishedBar)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 snapshot_request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
 snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
@@ -131,6 +140,10 @@ def trade_topic(code: str) -> bytes:
 
 def depth_topic(code: str) -> bytes:
     return DEPTH_PREFIX + code.encode()
+
+
+def bar_topic(code: str) -> bytes:
+    return BAR_PREFIX + code.encode()
 
 
 class Subscribe(msgspec.Struct, array_like=True, tag="sub", frozen=True):

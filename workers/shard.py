@@ -33,6 +33,7 @@ DRAIN_QUIET_NS = 500_000_000  # after SIGTERM without an End: exit once the bus 
 MAX_POLL_MS = 100
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
+BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
 CUMULATIVE = ("received", "published", "stored", "duplicates", "resent_dropped",
               "books_received", "books_stored", "books_duplicates", "restarts")  # fmt: skip
 
@@ -57,6 +58,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     try:  # one connection per writer thread: each runs its own transactions
         sinks = [open_sink(store, shard) for store in stores]
         book_sinks = [open_sink(store, shard) for store in stores]
+        bar_sinks = [open_sink(store, shard) for store in stores]
     except FeedmuxError as exc:
         log.error("%s", exc)
         return 2
@@ -65,7 +67,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     # a PostgreSQL restart) never delays publishing nor the other stores.
     writers: list[BackgroundWriter[Any]] = []
     book_writers: list[BackgroundWriter[Any]] = []
-    for store, sink, book_sink in zip(stores, sinks, book_sinks, strict=True):
+    bar_writers: list[BackgroundWriter[Any]] = []
+    for store, sink, book_sink, bar_sink in zip(stores, sinks, book_sinks, bar_sinks,
+                                                strict=True):  # fmt: skip
         write: Callable[[list[Tick]], WriteResult] = sink.write_batch
         if commit_log is not None and not writers:  # benchmarks: the first store's commits
             write = commit_log.wrap(write)
@@ -74,6 +78,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         book_writers.append(BackgroundWriter(RetryingWriter(book_sink.write_books,
                                                             time.monotonic_ns),
                                              f"books-{store.kind}"))  # fmt: skip
+        bar_writers.append(BackgroundWriter(RetryingWriter(bar_sink.write_bars, time.monotonic_ns),
+                                            f"bars-{store.kind}"))  # fmt: skip
     # --redis: every publication also goes to the shard's stream, batched and retried like a
     # store, and acknowledged only once Redis has it.
     streams: BackgroundWriter[Frame] | None = None
@@ -108,6 +114,12 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         ticks, books = [], []
     state.restore([t for t in ticks if shard_of(t.code, settings.shards) == shard],
                   [b for b in books if shard_of(b.code, settings.shards) == shard])  # fmt: skip
+    try:  # the bars of the last minutes, as far as the store has their ticks
+        recent = sinks[0].recent_ticks(time.time_ns() - BAR_REBUILD_NS)
+    except FeedmuxError as exc:
+        log.warning("cannot rebuild recent bars from %s: %s", stores[0].shown, exc)
+        recent = []
+    rebuilt = state.restore_bars([t for t in recent if shard_of(t.code, settings.shards) == shard])
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).get(f"shard-{shard}", {})
     base = {key: int(before.get(key, 0)) for key in CUMULATIVE}
@@ -115,9 +127,10 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     lanes: tuple[tuple[Batcher[Any], list[BackgroundWriter[Any]]], ...] = (
         (state.batcher, writers),
         (state.book_batcher, book_writers),
+        (state.bar_batcher, bar_writers),
         *([(frame_batcher, [streams])] if streams is not None else []),
     )
-    every_writer = writers + book_writers + ([streams] if streams is not None else [])
+    every_writer = writers + book_writers + bar_writers + ([streams] if streams is not None else [])
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
@@ -154,12 +167,25 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "bus_gaps": state.bus_gaps,
             "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
+            "bars": {"published": state.bar_seq, "stored": min(w.stored for w in bar_writers),
+                     "late": state.bars.late, "too_late": state.bars.too_late,
+                     "resent": state.bars.resent},
             "acks_dropped": counters["acks_dropped"],
             "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
             "time_ns": time.time_ns(),
             "cpu_s": time.process_time(),
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         })  # fmt: skip
+
+    def publish_frames(frames: list[tuple[bytes, bytes]]) -> None:
+        """Bars: to subscribers only (Redis Streams carry ticks and books)."""
+        for topic, payload in frames:
+            pub.send(topic, zmq.SNDMORE)
+            pub.send(payload)
+
+    if rebuilt:  # bars that closed while the shard was down
+        for bar_writer in bar_writers:
+            bar_writer.submit(rebuilt)
 
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
@@ -184,7 +210,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                     raw = bus.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                frames, batches, book_batches = state.on_bus(raw)
+                frames, batches, book_batches, bar_batches = state.on_bus(raw)
                 for topic, payload in frames:
                     pub.send(topic, zmq.SNDMORE)
                     pub.send(payload)
@@ -200,6 +226,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                 for books in book_batches:
                     for book_writer in book_writers:
                         book_writer.submit(books)
+                for bars in bar_batches:
+                    for bar_writer in bar_writers:
+                        bar_writer.submit(bars)
             last_bus_ns = time.monotonic_ns()
         if snap in events:
             ident, empty, request = snap.recv_multipart()
@@ -214,6 +243,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         if now >= next_tick:
             next_tick = now + stats_every
             log_news(state, counters, log)
+            bar_frames, bar_batches = state.bars_due()
+            publish_frames(bar_frames)
+            for bars in bar_batches:
+                for bar_writer in bar_writers:
+                    bar_writer.submit(bars)
             topic, payload = state.heartbeat()
             pub.send(topic, zmq.SNDMORE)
             pub.send(payload)
@@ -221,6 +255,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         if stop.requested and (state.ended or now - last_bus_ns > DRAIN_QUIET_NS):
             break
 
+    bar_frames, bar_batches = state.close_bars()
+    publish_frames(bar_frames)
+    for bars in bar_batches:
+        for bar_writer in bar_writers:
+            bar_writer.submit(bars)
     for batcher, lane_writers in lanes:
         if len(batcher):
             rows = batcher.take()
@@ -237,7 +276,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     log.info("stopped: %d ticks received, %d stored, %d duplicates",
              state.received, min(w.stored for w in writers),
              min(w.duplicates for w in writers))  # fmt: skip
-    for sink in sinks + book_sinks:
+    for sink in sinks + book_sinks + bar_sinks:
         sink.close()
     if commit_log is not None:
         commit_log.close()

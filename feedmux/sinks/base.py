@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from feedmux.bars import Bar
 from feedmux.model import Depth, Tick
 
 
@@ -19,6 +20,14 @@ class Sink(Protocol):
 
     def write_books(self, books: list[Depth]) -> WriteResult:
         """Store order books idempotently, the same way."""
+        ...
+
+    def write_bars(self, bars: list[Bar]) -> WriteResult:
+        """Upsert minute bars by (code, minute): a bar amended by a late tick replaces it."""
+        ...
+
+    def recent_ticks(self, since_ns: int) -> list[Tick]:
+        """Stored ticks with ``time_ns >= since_ns`` (a restarted shard rebuilds its bars)."""
         ...
 
     def latest(self) -> tuple[list[Tick], list[Depth]]:

@@ -20,12 +20,14 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
+from feedmux.bars import Bar
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.sinks.base import WriteResult
 
 TICKS_TABLE = "feedmux_ticks"
 BOOKS_TABLE = "feedmux_books"
+BARS_TABLE = "feedmux_bars"
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "feedmux"  # as pg_stat_activity shows the shards' connections
 _SCHEMA_LOCK = 0x6665_6D78  # advisory lock id: shards creating the schema at once would race
@@ -50,9 +52,25 @@ CREATE TABLE IF NOT EXISTS {BOOKS_TABLE} (
     asks    jsonb  NOT NULL,
     PRIMARY KEY (code, seq, time_ns)
 );
+CREATE TABLE IF NOT EXISTS {BARS_TABLE} (
+    code      text             NOT NULL,
+    minute_ns bigint           NOT NULL,
+    open      double precision NOT NULL,
+    high      double precision NOT NULL,
+    low       double precision NOT NULL,
+    close     double precision NOT NULL,
+    volume    double precision NOT NULL,
+    turnover  double precision NOT NULL,
+    count     integer          NOT NULL,
+    PRIMARY KEY (code, minute_ns)
+);
+CREATE INDEX IF NOT EXISTS {TICKS_TABLE}_time ON {TICKS_TABLE} USING brin (time_ns);
 """
 _TICK_TYPES = ["text", "int8", "int8", "int8", "float8", "float8", "float8", "int2"]
 _BOOK_TYPES = ["text", "int8", "int8", "int8", "jsonb", "jsonb"]
+_BAR_TYPES = ["text", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "int4"]
+_BAR_VALUES = ("open", "high", "low", "close", "volume", "turnover", "count")
+_BAR_UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in _BAR_VALUES)
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@|(password=)\S+")
 # A loose index scan: one probe per code down the primary key, not a scan of the table.
 _LATEST = """
@@ -94,7 +112,7 @@ class PostgresSink:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 conn.execute(SCHEMA)
-            for table in (TICKS_TABLE, BOOKS_TABLE):
+            for table in (TICKS_TABLE, BOOKS_TABLE, BARS_TABLE):
                 conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} "
                              f"(LIKE {table}) ON COMMIT DELETE ROWS")  # fmt: skip
             conn.commit()
@@ -111,7 +129,28 @@ class PostgresSink:
         rows = [(b.code, b.seq, b.time_ns, b.recv_ns, Jsonb(b.bids), Jsonb(b.asks)) for b in books]
         return self._copy(BOOKS_TABLE, _BOOK_TYPES, rows)
 
-    def _copy(self, table: str, types: list[str], rows: Sequence[tuple[Any, ...]]) -> WriteResult:
+    def write_bars(self, bars: list[Bar]) -> WriteResult:
+        """Upsert: an amended bar (a late tick) replaces the one stored."""
+        rows = list({(b.code, b.minute_ns): b.row() for b in bars}.values())
+        self._copy(BARS_TABLE, _BAR_TYPES, rows, f"(code, minute_ns) DO UPDATE SET {_BAR_UPDATE}")
+        return WriteResult(len(bars), 0)
+
+    def recent_ticks(self, since_ns: int) -> list[Tick]:
+        """Ticks with ``time_ns >= since_ns`` (to rebuild bars after a restart)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn.transaction():
+                    sql = f"SELECT * FROM {TICKS_TABLE} WHERE time_ns >= %s"
+                    return [Tick(*row) for row in conn.execute(sql, (since_ns,))]
+            except psycopg.Error as exc:
+                self._drop()
+                raise StoreError(
+                    f"PostgreSQL read from {self.shown} failed: {_reason(exc)}"
+                ) from exc
+
+    def _copy(self, table: str, types: list[str], rows: Sequence[tuple[Any, ...]],
+              conflict: str = "DO NOTHING") -> WriteResult:  # fmt: skip
         with self._lock:
             conn = self._connect()
             try:
@@ -121,7 +160,7 @@ class PostgresSink:
                         for row in rows:
                             copy.write_row(row)
                     cur.execute(f"INSERT INTO {table} SELECT * FROM staging_{table} "
-                                "ON CONFLICT DO NOTHING")  # fmt: skip
+                                f"ON CONFLICT {conflict}")  # fmt: skip
                     inserted = cur.rowcount
             except psycopg.Error as exc:
                 self._drop()

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 from msgspec.structs import astuple
 
+from feedmux.bars import Bar
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.sinks.base import WriteResult
@@ -56,6 +57,16 @@ INSERT = "INSERT INTO ticks_recent VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 MERGE = "INSERT OR IGNORE INTO ticks SELECT * FROM ticks_recent ORDER BY code, seq"
 MERGE_ROWS = 20_000
 INSERT_BOOK = "INSERT OR IGNORE INTO books VALUES (?, ?, ?, ?, ?, ?)"
+BARS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bars (
+    code      TEXT    NOT NULL,
+    minute_ns INTEGER NOT NULL,  -- the bar's start, nanoseconds UTC
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+    volume REAL NOT NULL, turnover REAL NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (code, minute_ns)
+) WITHOUT ROWID
+"""
+UPSERT_BAR = "INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _json = msgspec.json.Encoder().encode
 _LATEST = """
 WITH RECURSIVE codes(code) AS (
@@ -66,6 +77,15 @@ WITH RECURSIVE codes(code) AS (
 )
 SELECT t.* FROM codes JOIN {table} AS t ON t.code = codes.code
  AND t.seq = (SELECT MAX(seq) FROM {table} WHERE code = codes.code)
+"""
+_CODES = """
+WITH RECURSIVE codes(code) AS (
+    SELECT MIN(code) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN(code) FROM {table} WHERE code > codes.code) FROM codes
+    WHERE codes.code IS NOT NULL
+)
+SELECT code FROM codes
 """
 _levels = msgspec.json.Decoder(list[tuple[float, float]])
 
@@ -95,6 +115,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute(SCHEMA)
         conn.execute(RECENT_SCHEMA)
         conn.execute(BOOKS_SCHEMA)
+        conn.execute(BARS_SCHEMA)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
     return conn
@@ -163,6 +184,28 @@ class SqliteSink:
         rows = [(b.code, b.seq, b.time_ns, b.recv_ns, _json(b.bids).decode(),
                  _json(b.asks).decode()) for b in books]  # fmt: skip
         return self._insert(INSERT_BOOK, rows)
+
+    def write_bars(self, bars: list[Bar]) -> WriteResult:
+        """Upsert: an amended bar (a late tick) replaces the one stored."""
+        rows = list({(b.code, b.minute_ns): b.row() for b in bars}.values())
+        self._insert(UPSERT_BAR, rows)
+        return WriteResult(len(bars), 0)
+
+    def recent_ticks(self, since_ns: int) -> list[Tick]:
+        """Ticks with ``time_ns >= since_ns`` (to rebuild bars after a restart): for each code,
+        a walk back along the key from its newest tick, not a scan of the day."""
+        conn = self._conn
+        recent = conn.execute("SELECT * FROM ticks_recent WHERE time_ns >= ?", (since_ns,))
+        ticks = [Tick(*row) for row in recent]
+        codes = [row[0] for row in conn.execute(_CODES.format(table="ticks")) if row[0]]
+        for code in codes:
+            for row in conn.execute(
+                "SELECT * FROM ticks WHERE code = ? ORDER BY seq DESC", (code,)
+            ):
+                if row[2] < since_ns:
+                    break
+                ticks.append(Tick(*row))
+        return ticks
 
     def _insert(self, sql: str, rows: Sequence[tuple[object, ...]]) -> WriteResult:
         conn = self._conn

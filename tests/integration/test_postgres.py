@@ -11,9 +11,10 @@ import pandas as pd
 import psycopg
 import pytest
 
-from feedmux import read_ticks
+from feedmux import read_bars, read_ticks
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
+from feedmux.reader import BAR_COLUMNS
 from feedmux.simulator.market import a_share_universe
 from feedmux.sinks.postgres import APPLICATION_NAME, PostgresSink, redact_url
 from feedmux.sinks.retry import RetryingWriter
@@ -111,7 +112,7 @@ def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
 
     try:
         wait_for(lambda: stored() > 3000, 60, "ticks in both stores")
-        assert _kill_connections(pg_url) == 4  # 2 shards x (ticks, books)
+        assert _kill_connections(pg_url) == 6  # 2 shards x (ticks, books, bars)
         sent_at_kill = read_json(report)["ticks_sent"]
         wait_for(lambda: read_json(report)["ticks_sent"] > sent_at_kill + 3000, 30,
                  "more feed after the connections died")  # fmt: skip
@@ -136,3 +137,20 @@ def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
         assert exported.wait(60) == 0, exported.communicate()[0]
     pd.testing.assert_frame_equal(read_ticks(pg_url), sqlite)
     pd.testing.assert_frame_equal(read_ticks(archive), sqlite)
+    # Minute bars: in every store, equal to a pandas resample of the stored ticks.
+    bars = read_bars(data_dir)
+    pd.testing.assert_frame_equal(bars, _resample(sqlite))
+    pd.testing.assert_frame_equal(read_bars(pg_url), bars)
+    pd.testing.assert_frame_equal(read_bars(archive), bars)
+
+
+def _resample(ticks: pd.DataFrame) -> pd.DataFrame:
+    """One-minute OHLCV bars per code, as a pandas user would compute them."""
+    ticks = ticks.sort_values(["time", "seq"], kind="stable")
+    grouped = ticks.groupby(["code", pd.Grouper(key="time", freq="1min")])
+    bars = grouped.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
+                       close=("price", "last"), volume=("volume", "sum"),
+                       turnover=("turnover", "sum"), count=("price", "size"))  # fmt: skip
+    bars = bars[bars["count"] > 0].reset_index().rename(columns={"time": "minute"})
+    bars = bars.sort_values(["minute", "code"], kind="stable").reset_index(drop=True)
+    return bars.astype({"count": "int64"})[list(BAR_COLUMNS)]

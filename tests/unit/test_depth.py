@@ -88,7 +88,7 @@ def test_shard_publishes_caches_and_batches_books() -> None:
     state = ShardState(1, 100, 200_000_000, FakeClock())
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     books = [book(f"60{i % 3:04d}.SH", i) for i in range(1, 151)]
-    frames, ticks, full = state.on_bus(wire.encode(wire.Batch(1, [], books)))
+    frames, ticks, full, _ = state.on_bus(wire.encode(wire.Batch(1, [], books)))
     assert ticks == [] and [len(b) for b in full] == [100] and len(state.book_batcher) == 50
     topic, payload = frames[-1]
     published = wire.published_depth_decoder.decode(payload)

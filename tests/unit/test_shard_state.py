@@ -11,7 +11,7 @@ def ticks(n: int, start: int = 0) -> list[Tick]:
 def test_batch_is_published_snapshotted_and_batched() -> None:
     state = ShardState(2, batch_rows=100, batch_delay_ns=200_000_000, clock=FakeClock())
     state.on_bus(wire.encode(wire.Resume(1, 1)))
-    frames, batches, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
+    frames, batches, _, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
     assert len(frames) == 150 and [len(b) for b in batches] == [100]
     topic, payload = frames[-1]
     published = wire.published_decoder.decode(payload)
@@ -32,9 +32,9 @@ def resumed(shard: int = 0, stream: int = 5, next_seq: int = 1) -> ShardState:
 
 def test_nothing_is_taken_before_the_receiver_says_where_to_start() -> None:
     state = ShardState(0, 100, 200_000_000, FakeClock())
-    assert state.on_bus(wire.encode(wire.Batch(1, ticks(5)))) == ([], [], [])
+    assert state.on_bus(wire.encode(wire.Batch(1, ticks(5)))) == ([], [], [], [])
     state.on_bus(wire.encode(wire.Resume(5, 1)))
-    frames, _, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
+    frames, _, _, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
     assert len(frames) == 5 and state.received == 5 and state.bus_ignored == 1
 
 
@@ -84,5 +84,5 @@ def test_lost_markers_count_as_gaps_and_a_new_receiver_restarts_the_count() -> N
 
 def test_garbage_on_the_bus_is_counted_not_fatal() -> None:
     state = ShardState(0, 100, 200_000_000, FakeClock())
-    assert state.on_bus(b"\xc1garbage") == ([], [], [])
+    assert state.on_bus(b"\xc1garbage") == ([], [], [], [])
     assert state.bad_messages == 1

@@ -1,0 +1,141 @@
+"""One-minute bars per code, built by each shard from the ticks it takes. Pure state, no I/O.
+
+A bar covers ``[minute, minute + 60 s)`` of exchange time (minutes fall on the same instants in
+UTC and in the exchange's zone). Open and close are the ticks with the lowest and highest
+``(time, seq)``, so arrival order does not matter.
+
+Closing, and the late-tick policy:
+
+- a bar closes (is emitted) when its code ticks in a later minute, or when the shard's clock
+  passes the minute's end by ``grace_ns`` (default 2 s), so quiet codes close on time;
+- a tick for a minute already closed, within the last ``keep_minutes`` (default 5), amends that
+  bar and emits it again: stores upsert by (code, minute), so the stored bar stays equal to a
+  resample of the stored ticks. Such ticks are counted in ``late``;
+- a tick older than that is stored as a tick but left out of bars, counted in ``too_late``;
+- AllTick's ``seq`` rises per code, so a tick whose seq is not above the code's highest so far
+  is a re-send (a resubscription, a resend after a shard restart) and is left out, counted in
+  ``resent``. After a restart the builder is seeded from the store's recent ticks, so the
+  minute in progress is rebuilt whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from feedmux.model import Tick
+
+MINUTE_NS = 60_000_000_000
+
+
+class Bar(msgspec.Struct, array_like=True, gc=False):
+    """On the wire (msgpack): ``[code, minute_ns, open, high, low, close, volume, turnover,
+    count]``; ``minute_ns`` is the bar's start, nanoseconds UTC."""
+
+    code: str
+    minute_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    turnover: float
+    count: int
+    first: tuple[int, int] = (0, 0)  # (time_ns, seq) of the open, of the close: not stored
+    last: tuple[int, int] = (0, 0)
+
+    def add(self, tick: Tick) -> None:
+        key = (tick.time_ns, tick.seq)
+        if key < self.first:
+            self.first, self.open = key, tick.price
+        if key >= self.last:
+            self.last, self.close = key, tick.price
+        self.high = max(self.high, tick.price)
+        self.low = min(self.low, tick.price)
+        self.volume += tick.volume
+        self.turnover += tick.turnover
+        self.count += 1
+
+    def row(self) -> tuple[str, int, float, float, float, float, float, float, int]:
+        return (self.code, self.minute_ns, self.open, self.high, self.low, self.close,
+                self.volume, self.turnover, self.count)  # fmt: skip
+
+
+def new_bar(tick: Tick, minute_ns: int) -> Bar:
+    key = (tick.time_ns, tick.seq)
+    return Bar(tick.code, minute_ns, tick.price, tick.price, tick.price, tick.price, tick.volume,
+               tick.turnover, 1, key, key)  # fmt: skip
+
+
+class BarBuilder:
+    def __init__(self, clock: Callable[[], int], grace_ns: int = 2_000_000_000,
+                 keep_minutes: int = 5) -> None:  # fmt: skip
+        self._clock = clock  # wall clock, ns UTC
+        self.grace_ns = grace_ns
+        self.keep_ns = keep_minutes * MINUTE_NS
+        self._open: dict[str, Bar] = {}  # the current bar of each code
+        self._closed: dict[tuple[str, int], Bar] = {}  # recent closed bars, for late ticks
+        self._last_seq: dict[str, int] = {}
+        self.late = 0
+        self.too_late = 0
+        self.resent = 0
+
+    def add(self, tick: Tick) -> list[Bar]:
+        """Take a tick; the bars it closed or amended (to store and publish)."""
+        last = self._last_seq.get(tick.code)
+        if last is not None and tick.seq <= last:
+            self.resent += 1
+            return []
+        self._last_seq[tick.code] = tick.seq
+        minute = tick.time_ns - tick.time_ns % MINUTE_NS
+        current = self._open.get(tick.code)
+        if current is not None and current.minute_ns == minute:
+            current.add(tick)
+            return []
+        if current is None or minute > current.minute_ns:
+            self._open[tick.code] = new_bar(tick, minute)
+            if current is None:
+                return []
+            self._closed[(current.code, current.minute_ns)] = current
+            return [current]
+        return self._late(tick, minute)
+
+    def _late(self, tick: Tick, minute: int) -> list[Bar]:
+        newest = self._open[tick.code].minute_ns
+        if newest - minute > self.keep_ns:
+            self.too_late += 1
+            return []
+        self.late += 1
+        bar = self._closed.get((tick.code, minute))
+        if bar is None:  # the code had no tick in that minute until now
+            bar = self._closed[(tick.code, minute)] = new_bar(tick, minute)
+        else:
+            bar.add(tick)
+        return [bar]
+
+    def due(self) -> list[Bar]:
+        """Open bars whose minute ended ``grace_ns`` ago or more: closed now."""
+        cutoff = self._clock() - self.grace_ns - MINUTE_NS
+        done = [bar for bar in self._open.values() if bar.minute_ns <= cutoff]
+        for bar in done:
+            del self._open[bar.code]
+            self._closed[(bar.code, bar.minute_ns)] = bar
+        horizon = self._clock() - self.keep_ns - MINUTE_NS
+        for key in [k for k in self._closed if k[1] < horizon]:
+            del self._closed[key]
+        return done
+
+    def close_all(self) -> list[Bar]:
+        """Every open bar (at shutdown)."""
+        bars = list(self._open.values())
+        self._open.clear()
+        return bars
+
+    def restore(self, ticks: list[Tick]) -> list[Bar]:
+        """Rebuild the recent bars from stored ticks (after a restart); the bars that closed
+        meanwhile (to store again: stores upsert)."""
+        for tick in sorted(ticks, key=lambda t: t.seq):
+            self.add(tick)
+        self.late = self.too_late = self.resent = 0
+        return self.due()

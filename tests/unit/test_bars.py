@@ -1,0 +1,66 @@
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feedmux.bars import MINUTE_NS, BarBuilder
+from feedmux.model import Tick
+from tests.conftest import FakeClock
+
+T0 = 1_764_000_000 * 10**9 // MINUTE_NS * MINUTE_NS  # a minute boundary
+
+
+def tick(seq: int, at_s: float, price: float = 10.0, code: str = "600519.SH") -> Tick:
+    return Tick(code, seq, T0 + int(at_s * 1e9), 0, price, 100.0, price * 100, 1)
+
+
+def test_a_bar_closes_when_its_code_ticks_in_a_later_minute_or_the_clock_passes_grace() -> None:
+    clock = FakeClock(T0)
+    bars = BarBuilder(clock)
+    assert bars.add(tick(1, 1, 10.0)) == []
+    assert bars.add(tick(2, 30, 12.0)) == []
+    assert bars.add(tick(3, 10, 9.0)) == []  # earlier time, later arrival: not the close
+    closed = bars.add(tick(4, 61, 11.0))
+    assert [b.row() for b in closed] == [("600519.SH", T0, 10.0, 12.0, 9.0, 12.0, 300.0, 3100.0, 3)]
+    clock.advance(121)  # minute 1 ended 61 s ago
+    assert bars.due() == [] and len(bars.add(tick(5, 62))) == 0
+    clock.advance(1.5)
+    assert [b.minute_ns for b in bars.due()] == [T0 + MINUTE_NS]  # 2 s of grace are up
+
+
+def test_a_late_tick_amends_its_bar_and_a_resent_one_is_left_out() -> None:
+    bars = BarBuilder(FakeClock(T0))
+    bars.add(tick(1, 1, 10.0))
+    bars.add(tick(2, 61, 10.0))  # closes minute 0
+    amended = bars.add(tick(3, 59, 15.0))  # late: minute 0 again, a higher seq
+    assert [(b.minute_ns, b.high, b.close, b.count) for b in amended] == [(T0, 15.0, 15.0, 2)]
+    assert bars.late == 1
+    assert bars.add(tick(2, 61, 99.0)) == [] and bars.resent == 1
+    assert bars.add(tick(9, -600, 1.0)) == [] and bars.too_late == 1  # beyond 5 minutes
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 299), st.integers(1, 50)), min_size=1, max_size=80))
+def test_bars_equal_a_pandas_resample_whatever_the_arrival_order(
+    moves: list[tuple[int, int]],
+) -> None:
+    ticks = [tick(seq, at_s, float(price)) for seq, (at_s, price) in enumerate(moves, 1)]
+    bars = BarBuilder(FakeClock(T0))
+    emitted = {}
+    for t in ticks:
+        for bar in bars.add(t):
+            emitted[bar.minute_ns] = bar.row()
+    for bar in bars.close_all():
+        emitted[bar.minute_ns] = bar.row()
+    frame = pd.DataFrame([(t.time_ns, t.seq, t.price, t.volume) for t in ticks],
+                         columns=["time", "seq", "price", "volume"])  # fmt: skip
+    frame = frame.sort_values(["time", "seq"])
+    frame["minute"] = frame["time"] // MINUTE_NS * MINUTE_NS
+    expected = frame.groupby("minute").agg(
+        open=("price", "first"), high=("price", "max"), low=("price", "min"),
+        close=("price", "last"), volume=("volume", "sum"), count=("price", "size"),
+    )  # fmt: skip
+    got = {m: (r[2], r[3], r[4], r[5], r[6], r[8]) for m, r in emitted.items()}
+    assert got == {
+        m: tuple(row)
+        for m, row in zip(expected.index, expected.itertuples(index=False), strict=True)
+    }
