@@ -6,8 +6,10 @@ UTC and in the exchange's zone). Open and close are the ticks with the lowest an
 
 Closing, and the late-tick policy:
 
-- a bar closes (is emitted) when its code ticks in a later minute, or when the shard's clock
-  passes the minute's end by ``grace_ns`` (default 2 s), so quiet codes close on time;
+- a bar closes (is emitted) when its code ticks in a later minute, or when the data clock
+  passes the minute's end by ``grace_ns`` (default 2 s), so quiet codes close on time. The data
+  clock is the newest tick time seen plus the time elapsed since it arrived: the wall clock
+  for a live feed, the recorded time for a journal replayed at any speed;
 - a tick for a minute already closed, within the last ``keep_minutes`` (default 5), amends that
   bar and emits it again: stores upsert by (code, minute), so the stored bar stays equal to a
   resample of the stored ticks. Such ticks are counted in ``late``;
@@ -77,6 +79,8 @@ class BarBuilder:
         self._open: dict[str, Bar] = {}  # the current bar of each code
         self._closed: dict[tuple[str, int], Bar] = {}  # recent closed bars, for late ticks
         self._last_seq: dict[str, int] = {}
+        self._data_ns = 0  # the newest tick time seen ...
+        self._seen_ns = 0  # ... and the clock when it was seen
         self.late = 0
         self.too_late = 0
         self.resent = 0
@@ -88,6 +92,8 @@ class BarBuilder:
             self.resent += 1
             return []
         self._last_seq[tick.code] = tick.seq
+        if tick.time_ns > self._data_ns:
+            self._data_ns, self._seen_ns = tick.time_ns, self._clock()
         minute = tick.time_ns - tick.time_ns % MINUTE_NS
         current = self._open.get(tick.code)
         if current is not None and current.minute_ns == minute:
@@ -116,15 +122,20 @@ class BarBuilder:
 
     def due(self) -> list[Bar]:
         """Open bars whose minute ended ``grace_ns`` ago or more: closed now."""
-        cutoff = self._clock() - self.grace_ns - MINUTE_NS
+        now = self.now()
+        cutoff = now - self.grace_ns - MINUTE_NS
         done = [bar for bar in self._open.values() if bar.minute_ns <= cutoff]
         for bar in done:
             del self._open[bar.code]
             self._closed[(bar.code, bar.minute_ns)] = bar
-        horizon = self._clock() - self.keep_ns - MINUTE_NS
+        horizon = now - self.keep_ns - MINUTE_NS
         for key in [k for k in self._closed if k[1] < horizon]:
             del self._closed[key]
         return done
+
+    def now(self) -> int:
+        """The data clock (see the module's docstring)."""
+        return self._data_ns + (self._clock() - self._seen_ns) if self._data_ns else 0
 
     def close_all(self) -> list[Bar]:
         """Every open bar (at shutdown)."""

@@ -115,7 +115,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     state.restore([t for t in ticks if shard_of(t.code, settings.shards) == shard],
                   [b for b in books if shard_of(b.code, settings.shards) == shard])  # fmt: skip
     try:  # the bars of the last minutes, as far as the store has their ticks
-        recent = sinks[0].recent_ticks(time.time_ns() - BAR_REBUILD_NS)
+        newest = max((t.time_ns for t in ticks), default=0)  # the data's time, not the clock's
+        recent = sinks[0].recent_ticks(newest - BAR_REBUILD_NS) if newest else []
     except FeedmuxError as exc:
         log.warning("cannot rebuild recent bars from %s: %s", stores[0].shown, exc)
         recent = []

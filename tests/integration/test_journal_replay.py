@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from feedmux import read_ticks
+from feedmux import read_bars, read_ticks
 from feedmux.journal import journal_files
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
@@ -55,3 +56,6 @@ def test_a_journal_replayed_at_max_speed_reproduces_the_recorded_run(tmp_path: P
     replayed = read_ticks(second)[COLUMNS].sort_values(["code", "seq"], ignore_index=True)
     assert len(recorded) > 4000
     assert recorded.equals(replayed)
+    # Bars follow the recorded time, not the wall clock: the replay builds the same bars.
+    assert len(read_bars(first)) > 0
+    pd.testing.assert_frame_equal(read_bars(second), read_bars(first))

@@ -2,7 +2,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedmux.bars import MINUTE_NS, BarBuilder
+from feedmux.bars import MINUTE_NS, Bar, BarBuilder
 from feedmux.model import Tick
 from tests.conftest import FakeClock
 
@@ -16,15 +16,31 @@ def tick(seq: int, at_s: float, price: float = 10.0, code: str = "600519.SH") ->
 def test_a_bar_closes_when_its_code_ticks_in_a_later_minute_or_the_clock_passes_grace() -> None:
     clock = FakeClock(T0)
     bars = BarBuilder(clock)
-    assert bars.add(tick(1, 1, 10.0)) == []
-    assert bars.add(tick(2, 30, 12.0)) == []
-    assert bars.add(tick(3, 10, 9.0)) == []  # earlier time, later arrival: not the close
-    closed = bars.add(tick(4, 61, 11.0))
+
+    def live(t: Tick) -> list[Bar]:  # a live feed: ticks arrive at their own time
+        clock.now = max(clock.now, t.time_ns)
+        return bars.add(t)
+
+    assert live(tick(1, 1, 10.0)) == []
+    assert live(tick(2, 30, 12.0)) == []
+    assert live(tick(3, 10, 9.0)) == []  # earlier time, later arrival: not the close
+    closed = live(tick(4, 61, 11.0))
     assert [b.row() for b in closed] == [("600519.SH", T0, 10.0, 12.0, 9.0, 12.0, 300.0, 3100.0, 3)]
-    clock.advance(121)  # minute 1 ended 61 s ago
-    assert bars.due() == [] and len(bars.add(tick(5, 62))) == 0
-    clock.advance(1.5)
+    clock.now = T0 + int(121.5e9)  # minute 1 ended 1.5 s ago
+    assert bars.due() == []
+    clock.advance(1)
     assert [b.minute_ns for b in bars.due()] == [T0 + MINUTE_NS]  # 2 s of grace are up
+
+
+def test_a_replayed_journal_closes_bars_by_its_own_time_not_the_wall_clock() -> None:
+    clock = FakeClock(T0 + 10 * 86_400 * 10**9)  # replaying a capture from ten days ago
+    bars = BarBuilder(clock)
+    bars.add(tick(1, 1))
+    bars.add(tick(2, 30))
+    assert bars.due() == []  # the recorded minute is still open
+    clock.advance(0.5)
+    assert bars.add(tick(3, 45)) == [] and bars.due() == []
+    assert [b.count for b in bars.add(tick(4, 65))] == [3]
 
 
 def test_a_late_tick_amends_its_bar_and_a_resent_one_is_left_out() -> None:
