@@ -35,6 +35,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stores
 from benchmarks.data import codes_for, market_file
 from feedmux.sinks.commit_log import read_commit_log
 
@@ -392,9 +393,13 @@ def main(argv: list[str] | None = None) -> int:
             latency(config, p, data, codes_file, work, result=result)
             results.append(result)
     checks = targets(results)
+    print("stores: 100-row batches of the same ticks ...", flush=True)
+    store_results = stores.run(2_000 if args.tiny else 200_000)
     doc = {"environment": environment(), "params": asdict(p),
-           "results": [asdict(r) for r in results], "targets": checks}  # fmt: skip
+           "results": [asdict(r) for r in results], "targets": checks,
+           "stores": store_results}  # fmt: skip
     print(table(results))
+    print(stores.table(store_results))
     for check in checks:
         value = "-" if check["value"] is None else f"{check['value']:,.2f}"
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,8 @@ def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
     assert set(feedmux["cpu_us_per_tick"]) == {"receiver", "shard-0", "shard-1"}
     assert "feedmux 2 shards" in run.stdout and "max ticks/s" in run.stdout  # the table
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rates = {s["store"]: s.get("rows_per_s") for s in doc["stores"]}  # PostgreSQL next to SQLite
+    assert rates["sqlite"], doc["stores"]
+    if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":  # elsewhere it may say "skipped"
+        assert rates["postgresql"], doc["stores"]
+    assert "stores" in run.stdout and "postgresql" in run.stdout
