@@ -6,8 +6,6 @@ import select
 import signal
 import time
 
-import websocket
-
 from benchmarks.clients import common
 
 TRADE = b'{"cmd_id":22998'
@@ -18,12 +16,7 @@ def main() -> None:
     progress = common.Progress(args.out)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    links: dict[int, websocket.WebSocket] = {}
-    for i, codes in common.paced(common.code_chunks(args.codes_file)):
-        ws = websocket.create_connection(f"{args.url}?token={common.token()}",
-                                         skip_utf8_validation=True)  # fmt: skip
-        ws.send(common.subscribe_request(i + 1, codes))
-        links[ws.sock.fileno()] = ws
+    links = common.connect_all(args.url, args.codes_file)
     heartbeat_at = time.monotonic() + common.HEARTBEAT_S
     seq_id = 100
     while not stop:

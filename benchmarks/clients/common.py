@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import websocket
+
 from feedmux.sinks.commit_log import CommitLog
 
 MAX_CODES_PER_CONN = 3000
@@ -51,6 +53,16 @@ def paced(chunks: list[list[str]]) -> Iterator[tuple[int, list[str]]]:
         if i:
             time.sleep(CROSS_INTERVAL_S)
         yield i, chunk
+
+
+def connect_all(url: str, codes_file: str) -> dict[int, websocket.WebSocket]:
+    """One subscribed websocket-client connection per chunk of codes, by socket fd."""
+    links: dict[int, websocket.WebSocket] = {}
+    for i, codes in paced(code_chunks(codes_file)):
+        ws = websocket.create_connection(f"{url}?token={token()}", skip_utf8_validation=True)
+        ws.send(subscribe_request(i + 1, codes))
+        links[ws.sock.fileno()] = ws
+    return links
 
 
 class Progress:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import msgspec
-import websocket
 
 from benchmarks.clients import common
 
@@ -47,12 +46,7 @@ def main() -> None:
                "price REAL, volume REAL, turnover REAL, direction INTEGER)")  # fmt: skip
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    links: dict[int, websocket.WebSocket] = {}
-    for i, codes in common.paced(common.code_chunks(args.codes_file)):
-        ws = websocket.create_connection(f"{args.url}?token={common.token()}",
-                                         skip_utf8_validation=True)  # fmt: skip
-        ws.send(common.subscribe_request(i + 1, codes))
-        links[ws.sock.fileno()] = ws
+    links = common.connect_all(args.url, args.codes_file)
     snapshot: dict[str, Trade] = {}
     rows: list[tuple[str, int, int, float, float, float, int]] = []
     first_row_at = 0.0

@@ -68,25 +68,23 @@ CREATE TABLE IF NOT EXISTS bars (
 """
 UPSERT_BAR = "INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _json = msgspec.json.Encoder().encode
-_LATEST = """
+# The distinct codes of a table by a skip-scan down its key: one probe per code, not a scan.
+_SKIP_SCAN = """
 WITH RECURSIVE codes(code) AS (
     SELECT MIN(code) FROM {table}
     UNION ALL
     SELECT (SELECT MIN(code) FROM {table} WHERE code > codes.code) FROM codes
     WHERE codes.code IS NOT NULL
 )
+"""
+_LATEST = (
+    _SKIP_SCAN
+    + """
 SELECT t.* FROM codes JOIN {table} AS t ON t.code = codes.code
  AND t.seq = (SELECT MAX(seq) FROM {table} WHERE code = codes.code)
 """
-_CODES = """
-WITH RECURSIVE codes(code) AS (
-    SELECT MIN(code) FROM {table}
-    UNION ALL
-    SELECT (SELECT MIN(code) FROM {table} WHERE code > codes.code) FROM codes
-    WHERE codes.code IS NOT NULL
 )
-SELECT code FROM codes
-"""
+_CODES = _SKIP_SCAN + "SELECT code FROM codes"
 _levels = msgspec.json.Decoder(list[tuple[float, float]])
 
 

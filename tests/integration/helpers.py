@@ -12,6 +12,7 @@ from typing import Any
 
 from feedmux.model import Depth, Tick
 from feedmux.providers.alltick import AllTickClient
+from feedmux.simulator.market import a_share_universe
 from tests.conftest import scaled, wait_for
 
 TOKEN = "integration-secret-token"
@@ -64,3 +65,17 @@ def stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
         proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=scaled(timeout))
     return proc.returncode, out
+
+
+def start_sampled_run(tmp: Path, rate: int, shards: int, *run_flags: str,
+                      every: int = 10) -> tuple[Any, ...]:  # fmt: skip
+    """A replay server feeding every ``every``-th code of the market at ``rate``, and a run on
+    it: (replay, report path, run, run dir, data dir, codes)."""
+    codes = a_share_universe()[::every]
+    symbols = tmp / "symbols.txt"
+    symbols.write_text(" ".join(codes))
+    replay, report, url = start_replay(tmp, "--rate", str(rate), "--symbols-file", str(symbols))
+    run_dir, data_dir = tmp / "run", tmp / "data"
+    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", str(shards),
+                  "--data-dir", str(data_dir), "--run-dir", str(run_dir), *run_flags)  # fmt: skip
+    return replay, report, run, run_dir, data_dir, codes

@@ -15,12 +15,17 @@ from feedmux import read_bars, read_ticks
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.reader import BAR_COLUMNS
-from feedmux.simulator.market import a_share_universe
 from feedmux.sinks.postgres import APPLICATION_NAME, PostgresSink, redact_url
 from feedmux.sinks.retry import RetryingWriter
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
-from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    feedmux,
+    read_json,
+    sent_ticks,
+    start_sampled_run,
+    stop,
+)
 from tests.services import postgres_schema
 
 pytestmark = pytest.mark.integration
@@ -96,15 +101,8 @@ def test_a_wrong_url_is_a_clear_error_without_the_password() -> None:
 def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
     tmp_path: Path, pg_url: str
 ) -> None:
-    codes = a_share_universe()[::10]
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text(" ".join(codes))
-    replay, report, url = start_replay(tmp_path, "--rate", "3000", "--symbols-file",
-                                       str(symbols))  # fmt: skip
-    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
-    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
-                  "--data-dir", str(data_dir), "--run-dir", str(run_dir),
-                  "--store", "sqlite://", "--store", pg_url)  # fmt: skip
+    replay, report, run, run_dir, data_dir, _ = start_sampled_run(
+        tmp_path, 3000, 2, "--store", "sqlite://", "--store", pg_url)  # fmt: skip
 
     def stored() -> int:
         stats = read_stats(run_dir / "stats")

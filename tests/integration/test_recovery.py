@@ -16,7 +16,14 @@ from feedmux.model import Tick
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
-from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    feedmux,
+    read_json,
+    sent_ticks,
+    start_replay,
+    start_sampled_run,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +39,7 @@ def _stored(run_dir: Path) -> int:
 def _start(tmp_path: Path, rate: int, shards: int, *run_flags: str) -> tuple[Any, ...]:
     """A replay server feeding every 6th code of the market at ``rate``, and a run on it:
     (replay, report path, run, run dir, data dir, codes)."""
-    codes = a_share_universe()[::6]
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text(" ".join(codes))
-    replay, report, url = start_replay(tmp_path, "--rate", str(rate), "--symbols-file",
-                                       str(symbols))  # fmt: skip
-    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
-    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", str(shards),
-                  "--data-dir", str(data_dir), "--run-dir", str(run_dir), *run_flags)  # fmt: skip
-    return replay, report, run, run_dir, data_dir, codes
+    return start_sampled_run(tmp_path, rate, shards, *run_flags, every=6)
 
 
 def _assert_stored_once(data_dir: Path, sent: list[Tick]) -> None:

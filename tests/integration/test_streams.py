@@ -11,11 +11,15 @@ import pytest
 
 from feedmux import StreamReader, wire
 from feedmux.model import Tick
-from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from feedmux.streams import StreamPublisher
 from tests.conftest import wait_for
-from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    read_json,
+    sent_ticks,
+    start_sampled_run,
+    stop,
+)
 from tests.services import redis_prefix
 
 pytestmark = pytest.mark.integration
@@ -60,15 +64,8 @@ def test_a_run_publishes_every_tick_to_redis_in_order(
     tmp_path: Path, redis_target: tuple[str, str]
 ) -> None:
     url, prefix = redis_target
-    codes = a_share_universe()[::10]
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text(" ".join(codes))
-    replay, report, ws_url = start_replay(tmp_path, "--rate", "3000", "--symbols-file",
-                                          str(symbols))  # fmt: skip
-    run_dir = tmp_path / "run"
-    run = feedmux("run", "--url", ws_url, "--symbols-file", str(symbols), "--shards", "2",
-                  "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir),
-                  "--redis", url, "--redis-prefix", prefix)  # fmt: skip
+    replay, report, run, run_dir, _, _ = start_sampled_run(
+        tmp_path, 3000, 2, "--redis", url, "--redis-prefix", prefix)  # fmt: skip
 
     def published() -> int:
         stats = read_stats(run_dir / "stats")
