@@ -14,9 +14,10 @@ Closing, and the late-tick policy:
   bar and emits it again: stores upsert by (code, minute), so the stored bar stays equal to a
   resample of the stored ticks. Such ticks are counted in ``late``;
 - a tick older than that is stored as a tick but left out of bars, counted in ``too_late``;
-- AllTick's ``seq`` rises per code, so a tick whose seq is not above the code's highest so far
-  is a re-send (a resubscription, a resend after a shard restart) and is left out, counted in
-  ``resent``. After a restart the builder is seeded from the store's recent ticks, so the
+- a tick whose seq and time are both no higher than the code's highest so far is a re-send (a
+  resubscription, a resend after a shard restart) and is left out, counted in ``resent``. (A
+  late tick has a higher seq; a vendor that restarts its seqs does so with newer times.)
+  After a restart the builder is seeded from the store's recent ticks, so the
   minute in progress is rebuilt whole.
 """
 
@@ -78,7 +79,7 @@ class BarBuilder:
         self.keep_ns = keep_minutes * MINUTE_NS
         self._open: dict[str, Bar] = {}  # the current bar of each code
         self._closed: dict[tuple[str, int], Bar] = {}  # recent closed bars, for late ticks
-        self._last_seq: dict[str, int] = {}
+        self._highest: dict[str, tuple[int, int]] = {}  # per code: highest seq, highest time
         self._data_ns = 0  # the newest tick time seen ...
         self._seen_ns = 0  # ... and the clock when it was seen
         self.late = 0
@@ -87,11 +88,14 @@ class BarBuilder:
 
     def add(self, tick: Tick) -> list[Bar]:
         """Take a tick; the bars it closed or amended (to store and publish)."""
-        last = self._last_seq.get(tick.code)
-        if last is not None and tick.seq <= last:
+        highest = self._highest.get(tick.code)
+        if highest is None:
+            self._highest[tick.code] = (tick.seq, tick.time_ns)
+        elif tick.seq <= highest[0] and tick.time_ns <= highest[1]:
             self.resent += 1
             return []
-        self._last_seq[tick.code] = tick.seq
+        else:
+            self._highest[tick.code] = (max(tick.seq, highest[0]), max(tick.time_ns, highest[1]))
         if tick.time_ns > self._data_ns:
             self._data_ns, self._seen_ns = tick.time_ns, self._clock()
         minute = tick.time_ns - tick.time_ns % MINUTE_NS

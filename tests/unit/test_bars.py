@@ -51,6 +51,8 @@ def test_a_late_tick_amends_its_bar_and_a_resent_one_is_left_out() -> None:
     assert [(b.minute_ns, b.high, b.close, b.count) for b in amended] == [(T0, 15.0, 15.0, 2)]
     assert bars.late == 1
     assert bars.add(tick(2, 61, 99.0)) == [] and bars.resent == 1
+    assert [b.count for b in bars.add(tick(1, 130))] == [1]  # seqs restarted, time moved on: taken
+    # (it closes minute 1)
     assert bars.add(tick(9, -600, 1.0)) == [] and bars.too_late == 1  # beyond 5 minutes
 
 
