@@ -9,9 +9,8 @@ pandas, pyarrow, DuckDB and Polars read the result as is.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from feedmux.errors import StoreError
-from feedmux.reader import Filters, recent_tables
+from feedmux.reader import Filters, shard_files, shard_rows
 from feedmux.sinks.sqlite import TICKS_DIR
 
 EXCHANGE_TZ = "Asia/Shanghai"
@@ -59,28 +58,17 @@ def day_bounds(day: date, tz: str = EXCHANGE_TZ) -> tuple[int, int]:
 
 
 def _shard_files(data_dir: Path) -> list[Path]:
-    files = sorted((data_dir / TICKS_DIR).glob("*.sqlite"))
+    files = shard_files(data_dir)
     if not files:
         raise StoreError(f"no SQLite store in {data_dir} (expected {data_dir / TICKS_DIR})")
     return files
-
-
-def _query(files: list[Path], sql: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
-    """``sql`` (with ``{table}``) on the ticks of every file, merged and not yet merged."""
-    for path in files:
-        try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                for table in ("ticks", *recent_tables(conn, "ticks")):
-                    yield from conn.execute(sql.format(table=table), params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
 def _group_table(files: list[Path], codes: list[str], start_ns: int, end_ns: int) -> pa.Table:
     marks = ",".join("?" * len(codes))
     sql = ("SELECT code, seq, time_ns, recv_ns, price, volume, turnover, direction FROM {table} "
            f"WHERE code IN ({marks}) AND time_ns >= ? AND time_ns < ?")  # fmt: skip
-    rows = list(_query(files, sql, [*codes, start_ns, end_ns]))
+    rows = shard_rows(files, "ticks", sql, [*codes, start_ns, end_ns])
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 8
     table = pa.table({
         "code": pa.array(columns[0], pa.string()), "seq": pa.array(columns[1], pa.int64()),
@@ -113,9 +101,8 @@ def export(
         raise StoreError(f"--format must be parquet or csv, got {fmt!r}")
     files = _shard_files(data_dir)
     start_ns, end_ns = day_bounds(day, tz)
-    codes = sorted({row[0] for row in _query(
-        files, "SELECT DISTINCT code FROM {table} WHERE time_ns >= ? AND time_ns < ?",
-        [start_ns, end_ns])})  # fmt: skip
+    distinct = "SELECT DISTINCT code FROM {table} WHERE time_ns >= ? AND time_ns < ?"
+    codes = sorted({row[0] for row in shard_rows(files, "ticks", distinct, [start_ns, end_ns])})
     folder = out / "ticks" / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"part-0.{fmt}"
@@ -148,14 +135,8 @@ def export(
 def _export_bars(files: list[Path], day: date, out: Path, fmt: str,
                  bounds: tuple[int, int]) -> None:  # fmt: skip
     """The day's bars (small: one row per code and minute) as ``out/bars/date=…/``."""
-    rows = []
-    for path in files:
-        try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                rows += conn.execute("SELECT * FROM bars WHERE minute_ns >= ? AND minute_ns < ?",
-                                     bounds).fetchall()  # fmt: skip
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
+    sql = "SELECT * FROM {table} WHERE minute_ns >= ? AND minute_ns < ?"
+    rows = shard_rows(files, "bars", sql, bounds)
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
     arrays = [pa.array(values, type=field.type if field.name != "minute" else pa.int64())
               for values, field in zip(columns, BARS_SCHEMA, strict=True)]  # fmt: skip

@@ -82,6 +82,7 @@ class BarBuilder:
         self._highest: dict[str, tuple[int, int]] = {}  # per code: highest seq, highest time
         self._data_ns = 0  # the newest tick time seen ...
         self._seen_ns = 0  # ... and the clock when it was seen
+        self._purged_to = 0  # closed bars before this minute are forgotten
         self.late = 0
         self.too_late = 0
         self.resent = 0
@@ -133,8 +134,10 @@ class BarBuilder:
             del self._open[bar.code]
             self._closed[(bar.code, bar.minute_ns)] = bar
         horizon = now - self.keep_ns - MINUTE_NS
-        for key in [k for k in self._closed if k[1] < horizon]:
-            del self._closed[key]
+        if horizon - horizon % MINUTE_NS > self._purged_to:  # bars expire a minute at a time
+            self._purged_to = horizon - horizon % MINUTE_NS
+            for key in [k for k in self._closed if k[1] < horizon]:
+                del self._closed[key]
         return done
 
     def now(self) -> int:

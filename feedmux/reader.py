@@ -8,6 +8,7 @@ partition and row-group filters.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,29 @@ def _time_column(table: str) -> str:
     return "minute_ns" if table == "bars" else "time_ns"
 
 
-def _sqlite_rows(data_dir: Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
-    """Rows of ``table`` from every shard's file, filtered in SQL."""
-    where, params = filters.sql("?", _time_column(table))
-    rows: list[tuple[Any, ...]] = []
-    for path in sorted((data_dir / TICKS_DIR).glob("*.sqlite")):
+def shard_files(data_dir: Path) -> list[Path]:
+    """Every shard's SQLite file under a data directory."""
+    return sorted((data_dir / TICKS_DIR).glob("*.sqlite"))
+
+
+def shard_rows(files: list[Path], table: str, sql: str, params: Sequence[Any]) -> list[Any]:
+    """``sql`` (naming ``{table}``) on ``table`` of every file, read-only, and on its
+    ``<table>_recent`` where there is one (rows not merged yet)."""
+    rows: list[Any] = []
+    for path in files:
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                for name in (table, *recent_tables(conn, table)):  # + ticks not merged yet
-                    rows.extend(conn.execute(f"SELECT * FROM {name}{where}", params))
+                for name in (table, *recent_tables(conn, table)):
+                    rows.extend(conn.execute(sql.format(table=name), params))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
     return rows
+
+
+def _sqlite_rows(data_dir: Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
+    """Rows of ``table`` from every shard's file, filtered in SQL."""
+    where, params = filters.sql("?", _time_column(table))
+    return shard_rows(shard_files(data_dir), table, "SELECT * FROM {table}" + where, params)
 
 
 def recent_tables(conn: sqlite3.Connection, table: str) -> list[str]:

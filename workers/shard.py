@@ -50,6 +50,13 @@ def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> 
         logged["rewinds_logged"] = state.rewinds_asked
 
 
+def submit(writers: list[BackgroundWriter[Any]], batches: list[list[Any]]) -> None:
+    """Each batch to every store's writer of that kind."""
+    for batch in batches:
+        for writer in writers:
+            writer.submit(batch)
+
+
 def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = setup_logging(settings.log_level, f"shard-{shard}")
@@ -178,15 +185,13 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         })  # fmt: skip
 
-    def publish_frames(frames: list[tuple[bytes, bytes]]) -> None:
-        """Bars: to subscribers only (Redis Streams carry ticks and books)."""
+    def publish(frames: list[tuple[bytes, bytes]]) -> None:
         for topic, payload in frames:
             pub.send(topic, zmq.SNDMORE)
             pub.send(payload)
 
     if rebuilt:  # bars that closed while the shard was down
-        for bar_writer in bar_writers:
-            bar_writer.submit(rebuilt)
+        submit(bar_writers, [rebuilt])
 
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
@@ -212,24 +217,16 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                 except zmq.Again:
                     break
                 frames, batches, book_batches, bar_batches = state.on_bus(raw)
-                for topic, payload in frames:
-                    pub.send(topic, zmq.SNDMORE)
-                    pub.send(payload)
+                publish(frames)
                 published += len(frames)
-                if streams is not None:
+                if streams is not None:  # ticks and books; bars go to subscribers only
                     for frame in frames:
                         full = frame_batcher.add(frame)
                         if full is not None:
                             streams.submit(full)
-                for batch in batches:
-                    for writer in writers:
-                        writer.submit(batch)
-                for books in book_batches:
-                    for book_writer in book_writers:
-                        book_writer.submit(books)
-                for bars in bar_batches:
-                    for bar_writer in bar_writers:
-                        bar_writer.submit(bars)
+                submit(writers, batches)
+                submit(book_writers, book_batches)
+                submit(bar_writers, bar_batches)
             last_bus_ns = time.monotonic_ns()
         if snap in events:
             ident, empty, request = snap.recv_multipart()
@@ -237,35 +234,25 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         for batcher, lane_writers in lanes:
             due = batcher.due()
             if due is not None:
-                for lane_writer in lane_writers:
-                    lane_writer.submit(due)
+                submit(lane_writers, [due])
         acknowledge()
         now = time.monotonic_ns()
         if now >= next_tick:
             next_tick = now + stats_every
             log_news(state, counters, log)
             bar_frames, bar_batches = state.bars_due()
-            publish_frames(bar_frames)
-            for bars in bar_batches:
-                for bar_writer in bar_writers:
-                    bar_writer.submit(bars)
-            topic, payload = state.heartbeat()
-            pub.send(topic, zmq.SNDMORE)
-            pub.send(payload)
+            publish([*bar_frames, state.heartbeat()])
+            submit(bar_writers, bar_batches)
             report()
         if stop.requested and (state.ended or now - last_bus_ns > DRAIN_QUIET_NS):
             break
 
     bar_frames, bar_batches = state.close_bars()
-    publish_frames(bar_frames)
-    for bars in bar_batches:
-        for bar_writer in bar_writers:
-            bar_writer.submit(bars)
+    publish(bar_frames)
+    submit(bar_writers, bar_batches)
     for batcher, lane_writers in lanes:
         if len(batcher):
-            rows = batcher.take()
-            for lane_writer in lane_writers:
-                lane_writer.submit(rows)
+            submit(lane_writers, [batcher.take()])
     unwritten = sum(w.close(FINAL_WRITE_S) for w in every_writer)  # retries back off inside
     for writer in writers:  # an empty batch: SQLite merges its recent rows, counting duplicates
         writer.writer.submit([])

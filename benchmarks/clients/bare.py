@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import signal
-import time
 
 from benchmarks.clients import common
 
@@ -17,8 +16,7 @@ def main() -> None:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     links = common.connect_all(args.url, args.codes_file)
-    heartbeat_at = time.monotonic() + common.HEARTBEAT_S
-    seq_id = 100
+    heartbeats = common.Heartbeats()
     while not stop:
         ready, _, _ = select.select(list(links), [], [], 0.05)
         for fd in ready:
@@ -27,11 +25,7 @@ def main() -> None:
                 progress.received += 1
         progress.stored = progress.received  # nothing to store: reading is all it does
         progress.maybe_write()
-        if time.monotonic() >= heartbeat_at:
-            heartbeat_at += common.HEARTBEAT_S
-            for ws in links.values():
-                seq_id += 1
-                ws.send(common.heartbeat_request(seq_id))
+        heartbeats.maybe_send(links.values())
     progress.maybe_write(final=True)
 
 

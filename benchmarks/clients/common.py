@@ -8,8 +8,9 @@ import json
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import websocket
 
@@ -63,6 +64,23 @@ def connect_all(url: str, codes_file: str) -> dict[int, websocket.WebSocket]:
         ws.send(subscribe_request(i + 1, codes))
         links[ws.sock.fileno()] = ws
     return links
+
+
+class Heartbeats:
+    """AllTick drops a connection silent for 30 s: a 22000 request on each every 10 s."""
+
+    def __init__(self) -> None:
+        self._next = time.monotonic() + HEARTBEAT_S
+        self._seq_id = 100
+
+    def maybe_send(self, connections: Iterable[Any]) -> None:
+        """Send one on every connection (anything with ``send(str)``) when it is time."""
+        if time.monotonic() < self._next:
+            return
+        self._next += HEARTBEAT_S
+        for connection in connections:
+            self._seq_id += 1
+            connection.send(heartbeat_request(self._seq_id))
 
 
 class Progress:

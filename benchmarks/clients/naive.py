@@ -7,7 +7,6 @@ import json
 import signal
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +51,11 @@ def main() -> None:
         apps.append(app)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    seq_id = 100
-    heartbeat_at = time.monotonic() + common.HEARTBEAT_S
+    heartbeats = common.Heartbeats()
     while not stop.wait(common.STATS_EVERY_S):
         with lock:  # the last ticks of a run must show in stats.json without a further message
             progress.maybe_write()
-        if time.monotonic() >= heartbeat_at:
-            heartbeat_at += common.HEARTBEAT_S
-            for app in apps:
-                seq_id += 1
-                app.send(common.heartbeat_request(seq_id))
+        heartbeats.maybe_send(apps)
     with lock:
         progress.maybe_write(final=True)
         commits.close()

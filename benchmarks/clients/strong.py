@@ -59,8 +59,7 @@ def main() -> None:
         progress.stored += len(rows)
         rows.clear()
 
-    heartbeat_at = time.monotonic() + common.HEARTBEAT_S
-    seq_id = 100
+    heartbeats = common.Heartbeats()
     while not stop:
         timeout = max(0.0, first_row_at + BATCH_DELAY_S - time.monotonic()) if rows else 0.05
         ready, _, _ = select.select(list(links), [], [], timeout)
@@ -84,11 +83,7 @@ def main() -> None:
         if rows and time.monotonic() >= first_row_at + BATCH_DELAY_S:
             flush()
         progress.maybe_write()
-        if time.monotonic() >= heartbeat_at:
-            heartbeat_at += common.HEARTBEAT_S
-            for ws in links.values():
-                seq_id += 1
-                ws.send(common.heartbeat_request(seq_id))
+        heartbeats.maybe_send(links.values())
     if rows:
         flush()
     progress.maybe_write(final=True)

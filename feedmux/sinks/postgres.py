@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -137,55 +137,43 @@ class PostgresSink:
 
     def recent_ticks(self, since_ns: int) -> list[Tick]:
         """Ticks with ``time_ns >= since_ns`` (to rebuild bars after a restart)."""
-        with self._lock:
-            conn = self._connect()
-            try:
-                with conn.transaction():
-                    sql = f"SELECT * FROM {TICKS_TABLE} WHERE time_ns >= %s"
-                    return [Tick(*row) for row in conn.execute(sql, (since_ns,))]
-            except psycopg.Error as exc:
-                self._drop()
-                raise StoreError(
-                    f"PostgreSQL read from {self.shown} failed: {_reason(exc)}"
-                ) from exc
+        with self._transaction("read from") as conn:
+            sql = f"SELECT * FROM {TICKS_TABLE} WHERE time_ns >= %s"
+            return [Tick(*row) for row in conn.execute(sql, (since_ns,))]
 
     def _copy(self, table: str, types: list[str], rows: Sequence[tuple[Any, ...]],
               conflict: str = "DO NOTHING") -> WriteResult:  # fmt: skip
-        with self._lock:
-            conn = self._connect()
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    with cur.copy(f"COPY staging_{table} FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(types)
-                        for row in rows:
-                            copy.write_row(row)
-                    cur.execute(f"INSERT INTO {table} SELECT * FROM staging_{table} "
-                                f"ON CONFLICT {conflict}")  # fmt: skip
-                    inserted = cur.rowcount
-            except psycopg.Error as exc:
-                self._drop()
-                raise StoreError(
-                    f"PostgreSQL write to {self.shown} failed: {_reason(exc)}"
-                ) from exc
+        with self._transaction("write to") as conn, conn.cursor() as cur:
+            with cur.copy(f"COPY staging_{table} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(f"INSERT INTO {table} SELECT * FROM staging_{table} "
+                        f"ON CONFLICT {conflict}")  # fmt: skip
+            inserted = cur.rowcount
         return WriteResult(inserted, len(rows) - inserted)
 
     def latest(self) -> tuple[list[Tick], list[Depth]]:
         """The stored tick and book with the highest seq of each code."""
+        with self._transaction("read from") as conn:
+            ticks = [Tick(*row) for row in conn.execute(_LATEST.format(table=TICKS_TABLE))]
+            books = [Depth(code, seq, time_ns, recv_ns, _levels(bids), _levels(asks))
+                     for code, seq, time_ns, recv_ns, bids, asks in
+                     conn.execute(_LATEST.format(table=BOOKS_TABLE))]  # fmt: skip
+        return ticks, books
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction on the (re)opened connection; a failure drops the connection, so
+        the retry opens a fresh one, and raises StoreError."""
         with self._lock:
             conn = self._connect()
             try:
                 with conn.transaction():
-                    ticks = [Tick(*row) for row in
-                             conn.execute(_LATEST.format(table=TICKS_TABLE))]  # fmt: skip
-                    books = [Depth(code, seq, time_ns, recv_ns, _levels(bids), _levels(asks))
-                             for code, seq, time_ns, recv_ns, bids, asks in
-                             conn.execute(_LATEST.format(table=BOOKS_TABLE))]  # fmt: skip
+                    yield conn
             except psycopg.Error as exc:
                 self._drop()
-                raise StoreError(
-                    f"PostgreSQL read from {self.shown} failed: {_reason(exc)}"
-                ) from exc
-        return ticks, books
+                raise StoreError(f"PostgreSQL {what} {self.shown} failed: {_reason(exc)}") from exc
 
     def _drop(self) -> None:
         """Forget a connection that failed: the next write opens a fresh one."""
