@@ -21,8 +21,10 @@ def test_books_are_stored_published_and_snapshotted(tmp_path: Path) -> None:
     codes = a_share_universe()[::18]  # 302 codes: one connection
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(codes))
-    replay, report, url = start_replay(tmp_path, "--rate", "1000", "--symbols-file",
-                                       str(symbols))  # fmt: skip
+    # The feed waits 3 s after the first subscription, so the subscriber is connected to every
+    # shard before the first tick (checked below, not assumed).
+    replay, report, url = start_replay(tmp_path, "--rate", "1000", "--warmup", "3",
+                                       "--symbols-file", str(symbols))  # fmt: skip
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     subscriber = Subscriber(run_dir=run_dir, shards=4, books=True)
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "4",
@@ -31,6 +33,7 @@ def test_books_are_stored_published_and_snapshotted(tmp_path: Path) -> None:
     got: list[Tick | Depth] = []
     try:
         assert subscriber.wait_ready(scaled(30))
+        assert read_json(report).get("ticks_sent", 0) == 0, "the feed began before the subscriber"
         wait_for(lambda: len(read_json(report).get("books", [])) == len(codes), 30,
                  "the order books to be subscribed")  # fmt: skip
         wait_for(lambda: read_json(report)["books_sent"] > 500, 30, "some books")
