@@ -1,8 +1,11 @@
-"""The ``feedmux`` command. Builds the one Settings object (flags > FEEDMUX_* env > defaults)."""
+"""The ``feedmux`` command. Builds the one Settings object (flags > FEEDMUX_* > --config file >
+defaults)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import secrets
 import sys
@@ -13,12 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
 
-from feedmux.config import STOCK_PATH, ReplaySettings, Settings
+from feedmux import options
+from feedmux.config import STOCK_PATH, ReplaySettings, RunPaths, Settings, read_manifest
 from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.journal import journal_codes
 from feedmux.model import Depth
+from feedmux.options import suppress_defaults
 from feedmux.simulator.market import a_share_universe
+from feedmux.stats import read_stats
 from feedmux.symbols import parse_symbols, read_symbols_file
 
 ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
@@ -75,6 +81,127 @@ def _add_replay_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     )
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of `feedmux run` (and `feedmux config show`): flags, file keys, env."""
+    p.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
+    p.add_argument(
+        "--token",
+        help="vendor token (default: $FEEDMUX_TOKEN, which is "
+        "better: a command line can be read by other users until feedmux "
+        "replaces its process title)",
+    )
+    _add_symbol_options(p)
+    p.add_argument("--shards", type=int, default=8, help="shard worker processes (default 8)")
+    p.add_argument("--data-dir", default="feedmux-data",
+                   help="where stores live (default ./feedmux-data)")  # fmt: skip
+    p.add_argument("--run-dir", help="sockets and stats of this instance (default <data-dir>/run)")
+    p.add_argument(
+        "--max-codes-per-conn",
+        type=int,
+        default=3000,
+        help="the plan's code cap per connection (default 3000)",
+    )
+    p.add_argument("--max-conns", type=int, default=10,
+                     help="the plan's connection cap per token (default 10)")  # fmt: skip
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=0,
+        metavar="LEVELS",
+        help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
+    )
+    p.add_argument(
+        "--store",
+        action="append",
+        metavar="URL",
+        help="where shards store ticks, repeatable: sqlite:///DIR (default: sqlite under "
+        "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
+    )
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also publish every tick and book to Redis Streams, one stream per shard "
+        "(feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
+    )
+    p.add_argument("--redis-maxlen", type=int, default=1_000_000, metavar="N",
+                     help="entries kept per shard stream (approximately; 1000000)")  # fmt: skip
+    p.add_argument("--redis-prefix", default="feedmux", metavar="NAME",
+                     help="stream names: NAME:shard:<i> (default feedmux)")  # fmt: skip
+    p.add_argument(
+        "--watchdog",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="reconnect a connection with no frame for S seconds (default 30)",
+    )
+    p.add_argument(
+        "--free-plan",
+        action="store_true",
+        help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
+    )
+    p.add_argument(
+        "--silent-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="report codes subscribed S seconds with no tick since (default 60)",
+    )
+    p.add_argument(
+        "--overflow",
+        choices=("spill", "drop"),
+        default="spill",
+        help="when a shard falls --bus-memory ticks behind: spill to disk and catch up "
+        "(default, lossless) or drop (counted; subscribers see a gap)",
+    )
+    p.add_argument(
+        "--bus-window",
+        type=int,
+        default=50_000,
+        metavar="TICKS",
+        help="ticks in flight to one shard awaiting its commit (default 50000)",
+    )
+    p.add_argument(
+        "--bus-memory",
+        type=int,
+        default=500_000,
+        metavar="TICKS",
+        help="ticks held in memory per shard before --overflow (default 500000)",
+    )
+    p.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="vendor frames larger than this are counted and skipped (default 64 KiB)",
+    )
+    p.add_argument("--pub-queue", type=int, default=50_000, metavar="MESSAGES",
+                     help="messages a slow subscriber may lag before a shard drops for it "
+                     "alone; the subscriber sees the gap (default 50000)")  # fmt: skip
+    p.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="do not keep the journal of received frames in <data-dir>/journal",
+    )
+    p.add_argument(
+        "--journal-max-mb",
+        type=int,
+        default=256,
+        metavar="MB",
+        help="start a new journal file beyond MB megabytes (default 256)",
+    )
+    p.add_argument("--commit-log", action="store_true", help=argparse.SUPPRESS)  # benchmarks
+    p.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="start the built-in replay server and feed from it; without "
+        "--symbols-file/--codes it serves the full synthetic A-share market",
+    )
+    _add_replay_options(p, "replay-")
+    p.add_argument("--log-level", default="WARNING", help="worker log level (default WARNING)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedmux", description="A whole stock market's real-time feed into Python."
@@ -82,126 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the pipeline: receiver, N shard workers, stores")
-    run.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
-    run.add_argument(
-        "--token",
-        help="vendor token (default: $FEEDMUX_TOKEN, which is "
-        "better: a command line can be read by other users until feedmux "
-        "replaces its process title)",
-    )
-    _add_symbol_options(run)
-    run.add_argument("--shards", type=int, default=8, help="shard worker processes (default 8)")
-    run.add_argument(
-        "--data-dir", help="where stores live (default $FEEDMUX_DATA_DIR or ./feedmux-data)"
-    )
-    run.add_argument(
-        "--run-dir", help="sockets and stats of this instance (default <data-dir>/run)"
-    )
-    run.add_argument(
-        "--max-codes-per-conn",
-        type=int,
-        default=3000,
-        help="the plan's code cap per connection (default 3000)",
-    )
-    run.add_argument("--max-conns", type=int, default=10,
-                     help="the plan's connection cap per token (default 10)")  # fmt: skip
-    run.add_argument(
-        "--depth",
-        type=int,
-        default=0,
-        metavar="LEVELS",
-        help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
-    )
-    run.add_argument(
-        "--store",
-        action="append",
-        metavar="URL",
-        help="where shards store ticks, repeatable: sqlite:///DIR (default: sqlite under "
-        "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
-    )
-    run.add_argument(
-        "--redis",
-        metavar="URL",
-        help="also publish every tick and book to Redis Streams, one stream per shard "
-        "(feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
-    )
-    run.add_argument("--redis-maxlen", type=int, default=1_000_000, metavar="N",
-                     help="entries kept per shard stream (approximately; 1000000)")  # fmt: skip
-    run.add_argument("--redis-prefix", default="feedmux", metavar="NAME",
-                     help="stream names: NAME:shard:<i> (default feedmux)")  # fmt: skip
-    run.add_argument(
-        "--watchdog",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="reconnect a connection with no frame for S seconds (default 30)",
-    )
-    run.add_argument(
-        "--free-plan",
-        action="store_true",
-        help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
-    )
-    run.add_argument(
-        "--silent-after",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="report codes subscribed S seconds with no tick since (default 60)",
-    )
-    run.add_argument(
-        "--overflow",
-        choices=("spill", "drop"),
-        default="spill",
-        help="when a shard falls --bus-memory ticks behind: spill to disk and catch up "
-        "(default, lossless) or drop (counted; subscribers see a gap)",
-    )
-    run.add_argument(
-        "--bus-window",
-        type=int,
-        default=50_000,
-        metavar="TICKS",
-        help="ticks in flight to one shard awaiting its commit (default 50000)",
-    )
-    run.add_argument(
-        "--bus-memory",
-        type=int,
-        default=500_000,
-        metavar="TICKS",
-        help="ticks held in memory per shard before --overflow (default 500000)",
-    )
-    run.add_argument(
-        "--max-frame-bytes",
-        type=int,
-        default=64 * 1024,
-        metavar="BYTES",
-        help="vendor frames larger than this are counted and skipped (default 64 KiB)",
-    )
-    run.add_argument("--pub-queue", type=int, default=50_000, metavar="MESSAGES",
-                     help="messages a slow subscriber may lag before a shard drops for it "
-                     "alone; the subscriber sees the gap (default 50000)")  # fmt: skip
-    run.add_argument(
-        "--no-journal",
-        action="store_true",
-        help="do not keep the journal of received frames in <data-dir>/journal",
-    )
-    run.add_argument(
-        "--journal-max-mb",
-        type=int,
-        default=256,
-        metavar="MB",
-        help="start a new journal file beyond MB megabytes (default 256)",
-    )
-    run.add_argument("--commit-log", action="store_true", help=argparse.SUPPRESS)  # benchmarks
-    run.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
-    run.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
-    run.add_argument(
-        "--replay",
-        action="store_true",
-        help="start the built-in replay server and feed from it; without "
-        "--symbols-file/--codes it serves the full synthetic A-share market",
-    )
-    _add_replay_options(run, "replay-")
-    run.add_argument("--log-level", default="WARNING", help="worker log level (default WARNING)")
+    _add_config_option(run)
+    _add_run_options(run)
+    suppress_defaults(run)
+    config = sub.add_parser("config", help="the effective configuration")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    show = config_sub.add_parser("show", help="print the effective settings as TOML, token "
+                                 "masked, each with where it came from")  # fmt: skip
+    _add_config_option(show)
+    _add_run_options(show)
+    suppress_defaults(show)
 
     rep = sub.add_parser("replay", help="serve an AllTick-compatible feed on loopback")
     rep.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
@@ -295,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="silent for longer than S seconds (default 60)")  # fmt: skip
     _add_run_dir_options(silent)
 
+    status = sub.add_parser("status", help="the live table of a running instance, once")
+    _add_run_dir_options(status)
+    status.add_argument("--json", action="store_true", help="print it as JSON instead")
+
     export = sub.add_parser("export", help="write a trading day of stored ticks as Parquet or CSV")
     export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
                         help="the trading day (a calendar day in --tz)")  # fmt: skip
@@ -303,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tz", default="Asia/Shanghai",
                         help="the exchange's time zone, which decides the day (default "
                         "Asia/Shanghai)")  # fmt: skip
-    export.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+    _add_data_dir_option(export)
 
     tail = sub.add_parser("tail", help="print live ticks of a running instance")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
@@ -332,17 +353,41 @@ def _speed(text: str) -> float:
     return speed
 
 
+def _add_config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML file of run options (keys: flag names; default $FEEDMUX_CONFIG); "
+                   "FEEDMUX_* variables and flags override it")  # fmt: skip
+
+
 def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="run directory (default <data-dir>/run)")
+    _add_data_dir_option(p)
+
+
+def _add_data_dir_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+    p.add_argument("--config", metavar="FILE",
+                   help="read data_dir and run_dir from this TOML file "
+                   "(default $FEEDMUX_CONFIG)")  # fmt: skip
+
+
+def _location(args: argparse.Namespace, env: Mapping[str, str], key: str) -> str | None:
+    """``key`` (data_dir or run_dir) from the flag, FEEDMUX_*, or the --config file."""
+    given = getattr(args, key, None) or env.get(options.ENV_PREFIX + key.upper())
+    if given:
+        return str(given)
+    path = options.config_path(args.config, env)
+    data = options.read_file(path) if path is not None else {}
+    value = data.get(key, data.get(key.replace("_", "-")))
+    return str(value) if value else None
 
 
 def _run_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
-    return Path(args.run_dir or env.get("FEEDMUX_RUN_DIR") or Path(_data_dir(args, env)) / "run")
+    return Path(_location(args, env, "run_dir") or Path(_data_dir(args, env)) / "run")
 
 
 def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return str(args.data_dir or env.get("FEEDMUX_DATA_DIR") or "feedmux-data")
+    return _location(args, env, "data_dir") or "feedmux-data"
 
 
 def _replay_settings(args: argparse.Namespace, token: str, codes: list[str], prefix: str,
@@ -357,12 +402,24 @@ def _replay_settings(args: argparse.Namespace, token: str, codes: list[str], pre
     return settings
 
 
-def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from feedmux import supervisor  # noqa: PLC0415 (keeps `feedmux --help` fast)
+def resolve_run_options(args: argparse.Namespace, env: Mapping[str, str]) -> options.Resolved:
+    """`feedmux run`'s options from its flags, FEEDMUX_* variables and the --config file."""
+    fresh = argparse.ArgumentParser(add_help=False)
+    _add_run_options(fresh)
+    path = options.config_path(args.config, env)
+    data = options.read_file(path) if path is not None else None
+    if path is not None and data is not None:
+        warning = options.token_file_warning(path, data)
+        if warning:
+            print(warning, file=sys.stderr)
+    return options.resolve(fresh, args, env, data, str(path))
 
+
+def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings | None]:
+    """The one frozen Settings (and the replay server's, with --replay) from resolved options."""
     codes = _codes(args)
     replay = None
-    token = args.token or env.get("FEEDMUX_TOKEN", "")
+    token = args.token or ""
     if args.replay:
         market = a_share_universe(args.seed)
         codes = codes or market
@@ -372,7 +429,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         listed = market + sorted(set(codes) - set(market))
         replay = _replay_settings(args, token, listed, "replay_", log_level=args.log_level,
                                   max_codes_per_conn=args.max_codes_per_conn)  # fmt: skip
-    data_dir = _data_dir(args, env)
+    data_dir = args.data_dir
     if codes is None:
         codes = load_universe(data_dir)  # resume what the last run was subscribed to
     if codes is None:
@@ -381,10 +438,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = Settings(
         url=args.url or ("ws://127.0.0.1/replay" if args.replay else ALLTICK_URL),
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
-        stores=args.store or env.get("FEEDMUX_STORE", "").split(),
-        redis_url=args.redis or env.get("FEEDMUX_REDIS", ""), redis_maxlen=args.redis_maxlen,
-        redis_prefix=args.redis_prefix,
-        run_dir=args.run_dir or env.get("FEEDMUX_RUN_DIR", ""),
+        stores=args.store or [], redis_url=args.redis or "", redis_maxlen=args.redis_maxlen,
+        redis_prefix=args.redis_prefix, run_dir=args.run_dir or "",
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
         depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,
         reconnect_spacing_ms=11_000 if args.free_plan else 3300,
@@ -395,7 +450,21 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         log_level=args.log_level.upper(),
     )  # fmt: skip
     settings.validate()
-    return supervisor.run(settings, replay, args.stop_after)
+    return settings, replay
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux import supervisor  # noqa: PLC0415 (keeps `feedmux --help` fast)
+
+    resolved = resolve_run_options(args, env).namespace()
+    settings, replay = build_settings(resolved)
+    return supervisor.run(settings, replay, resolved.stop_after)
+
+
+def cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    resolved = resolve_run_options(args, env)
+    print(options.to_toml(resolved, secret=("token",)), end="")
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -471,6 +540,40 @@ def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.console import Console  # noqa: PLC0415
+
+    from feedmux import status as st  # noqa: PLC0415
+
+    run_dir = _run_dir(args, env)
+    manifest = read_manifest(run_dir)
+    paths = RunPaths(run_dir)
+    running = _alive(manifest.pid)
+    before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
+    silent: dict[str, float | None] = {}
+    if running:
+        with contextlib.suppress(FeedmuxError):  # busy or restarting: shown as none
+            silent = Control(run_dir, timeout=2.0).silent(manifest.silent_after_s)
+    status = st.build_status(before, now, manifest.shards, silent=silent,
+                             warnings=st.recent_warnings(paths.log_file))  # fmt: skip
+    title = f"feedmux pid {manifest.pid}" + ("" if running else " (NOT RUNNING: last numbers)")
+    if args.json:
+        print(json.dumps({"running": running, "pid": manifest.pid, **status.as_dict()}))
+    else:
+        Console(highlight=False).print(st.render(status, title))
+    return 0 if running else 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
 def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux import archive  # noqa: PLC0415 (pyarrow loads only here)
 
@@ -490,7 +593,7 @@ def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 COMMANDS = {
     "run": cmd_run, "replay": cmd_replay, "tail": cmd_tail, "subscribe": cmd_change,
     "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions, "silent": cmd_silent,
-    "export": cmd_export,
+    "export": cmd_export, "config": cmd_config, "status": cmd_status,
 }  # fmt: skip
 
 

@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000
     log_level: str = "INFO"
+    display: Literal["auto", "live", "plain"] = "auto"  # live: workers log to the file only
 
     def __repr__(self) -> str:
         shown = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("token", "codes")}
@@ -137,6 +138,11 @@ class RunPaths:
         return self.root / "run.json"
 
     @property
+    def log_file(self) -> Path:
+        """Every process's log lines (the live table shows its recent warnings)."""
+        return self.root / "feedmux.log"
+
+    @property
     def stats_dir(self) -> Path:
         return self.root / "stats"
 
@@ -166,6 +172,7 @@ class Manifest(msgspec.Struct, frozen=True):
     shards: int
     pid: int
     data_dir: str
+    silent_after_s: float = 60.0
 
 
 def read_manifest(run_dir: Path) -> Manifest:

@@ -7,6 +7,7 @@ hold and exit.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -23,15 +24,17 @@ import setproctitle
 
 from feedmux.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.control import Control, save_universe
+from feedmux.display import open_display
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.stats import read_stats
+from feedmux.status import Stats, Status, build_status, progress_line, recent_warnings
 from workers import receiver, shard
 from workers import replay as replay_worker
 
 READY_TIMEOUT_S = 60.0
 RECEIVER_STOP_S = 30.0
 SHARD_STOP_S = 90.0
-PROGRESS_EVERY_S = 2.0
+STATUS_EVERY_S = 1.0
 SILENT_EVERY_S = 10.0
 
 _spawn = multiprocessing.get_context("spawn")
@@ -123,41 +126,14 @@ class _Signals:
         self.received = signum
 
 
-def _progress(stats: dict[str, dict[str, Any]], elapsed: float, rate: float) -> str:
-    receiver = stats.get("receiver", {})
-    shards = [s for name, s in stats.items() if name.startswith("shard-")]
-    conns = receiver.get("connections", [])
-    up = sum(1 for c in conns if c["state"] == "up")
-    bad = sum(sum(c["bad_frames"].values()) for c in conns)
-    reconnects = sum(c["reconnects"] for c in conns)
-    trips = sum(c["watchdog_trips"] for c in conns)
-    restarts = sum(s.get("restarts", 0) for s in shards)
-    bus = receiver.get("bus", [])
-    spilled = sum(q["spilled"] for q in bus)  # on disk now, waiting for a slow shard
-    dropped = sum(q["dropped_total"] for q in bus)
-    return (
-        (
-            f"[{elapsed:7.1f}s] received {receiver.get('ticks', 0):>10,} ticks ({rate:>8,.0f}/s)"
-            f" | stored {sum(s['stored'] for s in shards):>10,}"
-            f" | published {sum(s['published'] for s in shards):>10,}"
-            f" | connections {up}/{len(conns)}"
-            f" | codes {receiver.get('codes_subscribed', 0):,}/{receiver.get('codes_desired', 0):,}"
-            f" | bad frames {bad}"
-        )
-        + (f" | books {receiver['books']:,}" if receiver.get("books") else "")
-        + (f" | reconnects {reconnects} (watchdog {trips})" if reconnects else "")
-        + (f" | shard restarts {restarts}" if restarts else "")
-        + (f" | spilled {spilled:,}" if spilled else "")
-        + (f" | dropped {dropped:,}" if dropped else "")
-    )
-
-
 class Supervisor:
     """Owns the worker processes; whatever happens, ``shutdown`` stops them in order."""
 
     def __init__(self, settings: Settings, say: Callable[[str], None]) -> None:
         self.settings = settings
         self.say = say
+        self.silent: dict[str, float | None] = {}
+        self._last_stats: Stats | None = None
         self.replay: Child | None = None
         self.receiver: Child | None = None
         self.shards: list[Child] = []
@@ -177,7 +153,8 @@ class Supervisor:
             self.say(f"replay server: {url} ({len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
         save_universe(settings.data_dir, settings.codes)  # live changes then update it
-        manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir)
+        manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
+                            silent_after_s=settings.silent_after_s)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         for i in range(settings.shards):
             self.shards.append(Child(f"shard-{i}", shard.main, (settings, i)))
@@ -189,15 +166,22 @@ class Supervisor:
         self.say(f"receiver up: {len(settings.codes):,} codes from "
                  f"{redact(settings.url, settings.token)}")  # fmt: skip
 
-    def watch(self, signals: _Signals, stop_after_s: float | None) -> None:
-        """Restart dead workers and print progress until a signal or ``stop_after_s``."""
+    def status(self) -> Status:
+        """The status now, rates measured since the last call."""
+        stats = read_stats(self.settings.paths.stats_dir)
+        status = build_status(self._last_stats, stats, self.settings.shards, silent=self.silent,
+                              warnings=recent_warnings(self.settings.paths.log_file))  # fmt: skip
+        self._last_stats = stats
+        return status
+
+    def watch(self, signals: _Signals, stop_after_s: float | None,
+              show: Callable[[Status, float], None]) -> None:  # fmt: skip
+        """Restart dead workers and show the status until a signal or ``stop_after_s``."""
         assert self.receiver is not None
         children = [self.receiver, *self.shards]
-        last_ticks, last_time = 0, time.monotonic()
-        next_progress = last_time + PROGRESS_EVERY_S
+        next_status = time.monotonic()
         silent_every = min(SILENT_EVERY_S, max(1.0, self.settings.silent_after_s))
-        next_silent = last_time + silent_every
-        silent: set[str] = set()
+        next_silent = next_status + silent_every
         while signals.received is None:
             now = time.monotonic()
             if stop_after_s is not None and now - self.started >= stop_after_s:
@@ -211,31 +195,28 @@ class Supervisor:
                     child.restarts += 1
                     child.start()
                     self.say(f"{child.name} restarted in {time.monotonic() - now:.1f} s")
-            if now >= next_progress:
-                stats = read_stats(self.settings.paths.stats_dir)
-                ticks = stats.get("receiver", {}).get("ticks", 0)
-                rate = (ticks - last_ticks) / max(1e-9, now - last_time)
-                last_ticks, last_time = ticks, now
-                next_progress = now + PROGRESS_EVERY_S
-                self.say(_progress(stats, now - self.started, rate))
             if now >= next_silent:
                 next_silent = now + silent_every
-                silent = self._report_silent(silent)
+                self._report_silent()
+            if now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                show(self.status(), now - self.started)
             time.sleep(0.2)
 
-    def _report_silent(self, before: set[str]) -> set[str]:
+    def _report_silent(self) -> None:
         """Say which codes are subscribed but silent, when that set changes."""
         try:
             after = self.settings.silent_after_s
             now_silent = Control(self.settings.paths.root, timeout=2.0).silent(after)
         except FeedmuxError:
-            return before  # busy or restarting: ask again next time
+            return  # busy or restarting: ask again next time
         codes = set(now_silent)
+        before = set(self.silent)
+        self.silent = now_silent
         if codes != before:
             listed = ", ".join(sorted(codes)[:10]) + (" ..." if len(codes) > 10 else "")
             self.say(f"silent codes (subscribed, no tick for {after:g} s): "
                      f"{len(codes)}{': ' + listed if codes else ''}")  # fmt: skip
-        return codes
 
     def shutdown(self) -> dict[str, int | None]:
         """Receiver first, then all shards at once (they drain in parallel), then the server."""
@@ -254,7 +235,8 @@ class Supervisor:
     def verdict(self, codes: dict[str, int | None]) -> int:
         """Say whether every received tick was stored; the exit status."""
         stats = read_stats(self.settings.paths.stats_dir)
-        self.say(_progress(stats, time.monotonic() - self.started, 0.0))
+        final = build_status(None, stats, self.settings.shards)
+        self.say(progress_line(final, time.monotonic() - self.started))
         failed = {name: code for name, code in codes.items() if code != 0}
         receiver_stats = stats.get("receiver", {})
         received = receiver_stats.get("ticks", 0) + receiver_stats.get("books", 0)
@@ -281,17 +263,41 @@ def run(
     stop_after_s: float | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Run the pipeline until SIGINT/SIGTERM (or ``stop_after_s``); 0 on an orderly stop."""
+    """Run the pipeline until SIGINT/SIGTERM (or ``stop_after_s``); 0 on an orderly stop.
+
+    On a terminal (``display`` auto) the status is a live table and the workers log only to
+    ``<run_dir>/feedmux.log``; elsewhere progress lines and worker logs go to stdout/stderr."""
+    out = sys.stdout if out is None else out
+    live = settings.display == "live" or (settings.display == "auto" and out.isatty())
+    settings = msgspec.structs.replace(settings, display="live" if live else "plain")
+    display = open_display(out, live)
+    log = logging.getLogger("feedmux.supervisor")
 
     def say(text: str) -> None:
-        print(text, file=out, flush=True)
+        display.say(text)
+        log.info("%s", text)
 
     signals = _Signals()
     supervisor = Supervisor(settings, say)
     try:
-        supervisor.start(replay)
-        supervisor.watch(signals, stop_after_s)
+        try:
+            settings.paths.prepare()
+            _log_to(settings.paths.log_file, log)
+            supervisor.start(replay)
+            supervisor.watch(signals, stop_after_s, display.show)
+        finally:
+            display.close()  # the table ends here: shutdown messages follow as plain lines
+            display = open_display(out, live=False)
     except BaseException:
         supervisor.shutdown()  # never leave workers behind, whatever went wrong
         raise
     return supervisor.verdict(supervisor.shutdown())
+
+
+def _log_to(path: Path, log: logging.Logger) -> None:
+    """The supervisor's messages also go to the run's log file, beside the workers' lines."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s supervisor %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
+
+from feedmux.config import Settings
 
 
 class StopFlag:
@@ -24,11 +27,26 @@ class StopFlag:
         self.requested = True
 
 
-def setup_logging(level: str, name: str) -> logging.Logger:
+def setup_logging(
+    level: str, name: str, log_file: Path | None = None, stderr: bool = True
+) -> logging.Logger:
+    """Log to stderr and/or ``log_file`` (appended: every process of a run shares it)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr else []
+    if log_file is not None:
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as exc:  # logging must never stop a worker
+            print(f"{name}: cannot open {log_file}: {exc}", file=sys.stderr)
     logging.basicConfig(
         level=level,
-        stream=sys.stderr,
+        handlers=handlers or [logging.NullHandler()],
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
         force=True,
     )
     return logging.getLogger(f"feedmux.{name}")
+
+
+def run_logging(settings: Settings, name: str) -> logging.Logger:
+    """A pipeline worker's logging: the run's log file, and stderr unless the live table is on."""
+    return setup_logging(settings.log_level, name, settings.paths.log_file,
+                         stderr=settings.display != "live")  # fmt: skip

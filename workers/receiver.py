@@ -28,7 +28,7 @@ from feedmux.stats import write_stats
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports import zmq as zt
 from feedmux.transports.ws import OPCODE_BINARY, OPCODE_CLOSE, OPCODE_TEXT, LinkErrors, WsLink
-from workers._process import StopFlag, setup_logging
+from workers._process import StopFlag, run_logging
 
 FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
 MAX_POLL_MS = 100
@@ -86,7 +86,7 @@ def finish(
 
 def main(settings: Settings, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
-    log = setup_logging(settings.log_level, "receiver")
+    log = run_logging(settings, "receiver")
     paths = settings.paths
     url = settings.ws_url()
     ctx = zt.context()

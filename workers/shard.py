@@ -26,7 +26,7 @@ from feedmux.sinks.stores import open_sink
 from feedmux.stats import read_stats, write_stats
 from feedmux.streams import Frame, StreamPublisher
 from feedmux.transports import zmq as zt
-from workers._process import StopFlag, setup_logging
+from workers._process import StopFlag, run_logging
 
 BURST = 256  # bus messages handled before timers get a turn
 DRAIN_QUIET_NS = 500_000_000  # after SIGTERM without an End: exit once the bus is this quiet
@@ -59,7 +59,7 @@ def submit(writers: list[BackgroundWriter[Any]], batches: list[list[Any]]) -> No
 
 def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
-    log = setup_logging(settings.log_level, f"shard-{shard}")
+    log = run_logging(settings, f"shard-{shard}")
     paths = settings.paths
     stores = settings.store_list()
     try:  # one connection per writer thread: each runs its own transactions

@@ -1,0 +1,234 @@
+"""What `feedmux run`'s live table and `feedmux status` show, from the workers' stats files.
+
+``build_status`` is pure: two successive stats readings (rates come from each worker's own
+timestamps) plus silent codes and recent warnings in, one ``Status`` out. ``render`` draws it
+with rich; ``progress_line`` is the one-line form for logs when stdout is not a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from feedmux.stats import read_stats
+
+Stats = dict[str, dict[str, Any]]
+STALE_S = 5.0  # a worker whose stats are older than this is shown as stale (dead or hung)
+WARNINGS_SHOWN = 5
+SILENT_SHOWN = 8
+_TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Connection:
+    index: int
+    state: str
+    codes: int
+    frames_per_s: float
+    last_frame_age_s: float | None
+    reconnects: int
+    error: str
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard: int
+    state: str  # "up", "stale" (no stats for STALE_S) or "down" (no stats at all)
+    ticks_per_s: float
+    queue: int  # ticks the receiver holds for it (memory + spilled)
+    backlog: int  # rows received but not yet in every store
+    stored: int
+    last_commit_age_s: float | None
+    drops: int
+    restarts: int
+
+
+@dataclass(frozen=True)
+class Status:
+    received: int
+    ticks_per_s: float
+    stored: int
+    published: int
+    books: int
+    codes_subscribed: int
+    codes_desired: int
+    bad_frames: int
+    reconnects: int
+    spilled: int
+    dropped: int
+    connections: list[Connection]
+    shards: list[Shard]
+    silent: dict[str, float | None] = field(default_factory=dict)  # code -> last tick age
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _dt_s(prev: dict[str, Any] | None, cur: dict[str, Any]) -> float:
+    """Seconds between two readings of one worker's stats (0: no earlier reading)."""
+    if not prev or "time_ns" not in prev or "time_ns" not in cur:
+        return 0.0
+    return float(cur["time_ns"] - prev["time_ns"]) / 1e9
+
+
+def _per_s(before: float | None, after: float, dt_s: float) -> float:
+    return 0.0 if before is None or dt_s <= 0 else max(0.0, (after - before) / dt_s)
+
+
+def _age_s(now_ns: int, then_ns: int | None) -> float | None:
+    return None if not then_ns else max(0.0, (now_ns - then_ns) / 1e9)
+
+
+def build_status(
+    prev: Stats | None,
+    cur: Stats,
+    shards: int,
+    *,
+    silent: dict[str, float | None] | None = None,
+    warnings: list[str] | None = None,
+    wall_ns: int | None = None,
+) -> Status:
+    """The status from two stats readings (``prev`` None: rates are 0)."""
+    wall_ns = time.time_ns() if wall_ns is None else wall_ns
+    prev = prev or {}
+    receiver = cur.get("receiver", {})
+    prev_receiver = prev.get("receiver")
+    prev_conns = (prev_receiver or {}).get("connections", [])
+    receiver_dt = _dt_s(prev_receiver, receiver)
+    conns = []
+    for i, c in enumerate(receiver.get("connections", [])):
+        before = prev_conns[i]["frames"] if i < len(prev_conns) else None
+        conns.append(Connection(
+            index=i, state=c["state"], codes=c["codes"],
+            frames_per_s=_per_s(before, c["frames"], receiver_dt),
+            last_frame_age_s=c.get("last_frame_age_s"), reconnects=c["reconnects"],
+            error=c.get("error") or "",
+        ))  # fmt: skip
+    bus = receiver.get("bus", [])
+    rows = []
+    for i in range(shards):
+        s = cur.get(f"shard-{i}")
+        q = bus[i] if i < len(bus) else {}
+        before_s = prev.get(f"shard-{i}")
+        if s is None:
+            state = "down"
+            s = {}
+        else:
+            state = "stale" if (wall_ns - s.get("time_ns", 0)) / 1e9 > STALE_S else "up"
+        rows.append(Shard(
+            shard=i, state=state,
+            ticks_per_s=_per_s(before_s.get("received") if before_s else None,
+                               s.get("received", 0), _dt_s(before_s, s)),
+            queue=q.get("held", 0) + q.get("spilled", 0), backlog=s.get("backlog", 0),
+            stored=s.get("stored", 0), last_commit_age_s=_age_s(wall_ns, s.get("last_commit_ns")),
+            drops=q.get("dropped_total", 0), restarts=s.get("restarts", 0),
+        ))  # fmt: skip
+    shard_stats = [s for name, s in cur.items() if name.startswith("shard-")]
+    return Status(
+        received=receiver.get("ticks", 0),
+        ticks_per_s=_per_s((prev_receiver or {}).get("ticks"), receiver.get("ticks", 0),
+                           receiver_dt),
+        stored=sum(s.get("stored", 0) for s in shard_stats),
+        published=sum(s.get("published", 0) for s in shard_stats),
+        books=receiver.get("books", 0),
+        codes_subscribed=receiver.get("codes_subscribed", 0),
+        codes_desired=receiver.get("codes_desired", 0),
+        bad_frames=sum(sum(c["bad_frames"].values()) for c in receiver.get("connections", [])),
+        reconnects=sum(c.reconnects for c in conns),
+        spilled=sum(q.get("spilled", 0) for q in bus),
+        dropped=sum(q.get("dropped_total", 0) for q in bus),
+        connections=conns, shards=rows, silent=dict(silent or {}), warnings=list(warnings or []),
+    )  # fmt: skip
+
+
+def progress_line(status: Status, elapsed_s: float) -> str:
+    """One log line: totals and whatever is unusual."""
+    up = sum(1 for c in status.connections if c.state == "up")
+    restarts = sum(s.restarts for s in status.shards)
+    return (
+        f"[{elapsed_s:7.1f}s] received {status.received:>10,} ticks "
+        f"({status.ticks_per_s:>8,.0f}/s) | stored {status.stored:>10,}"
+        f" | published {status.published:>10,} | connections {up}/{len(status.connections)}"
+        f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
+        f" | bad frames {status.bad_frames}"
+        + (f" | books {status.books:,}" if status.books else "")
+        + (f" | reconnects {status.reconnects}" if status.reconnects else "")
+        + (f" | shard restarts {restarts}" if restarts else "")
+        + (f" | spilled {status.spilled:,}" if status.spilled else "")
+        + (f" | dropped {status.dropped:,}" if status.dropped else "")
+    )
+
+
+def _age(age_s: float | None) -> str:
+    return "-" if age_s is None else f"{age_s:.1f}s"
+
+
+def render(status: Status, title: str = "feedmux") -> Group:
+    """The live table: totals, connections, shards, silent codes, recent warnings."""
+    totals = Text.assemble(
+        (f"{title}  ", "bold"),
+        f"received {status.received:,} ticks ({status.ticks_per_s:,.0f}/s)  ",
+        f"stored {status.stored:,}  published {status.published:,}  ",
+        f"codes {status.codes_subscribed:,}/{status.codes_desired:,}  ",
+        (f"bad frames {status.bad_frames}  ", "yellow" if status.bad_frames else ""),
+        (f"dropped {status.dropped:,}", "red" if status.dropped else ""),
+    )
+    conns = Table(title="connections", title_justify="left", expand=False)
+    for name in ("conn", "state", "codes", "frames/s", "last frame", "reconnects", "error"):
+        conns.add_column(name, justify="left" if name in ("state", "error") else "right")
+    for c in status.connections:
+        conns.add_row(str(c.index), Text(c.state, "green" if c.state == "up" else "red"),
+                      f"{c.codes:,}", f"{c.frames_per_s:,.0f}", _age(c.last_frame_age_s),
+                      str(c.reconnects), c.error[:40])  # fmt: skip
+    shards = Table(title="shards", title_justify="left", expand=False)
+    for name in ("shard", "state", "ticks/s", "queue", "backlog", "stored", "last commit",
+                 "drops", "restarts"):  # fmt: skip
+        shards.add_column(name, justify="left" if name == "state" else "right")
+    for s in status.shards:
+        shards.add_row(str(s.shard), Text(s.state, "green" if s.state == "up" else "red"),
+                       f"{s.ticks_per_s:,.0f}", f"{s.queue:,}", f"{s.backlog:,}",
+                       f"{s.stored:,}", _age(s.last_commit_age_s), f"{s.drops:,}",
+                       str(s.restarts))  # fmt: skip
+    silent = ", ".join(sorted(status.silent)[:SILENT_SHOWN])
+    more = len(status.silent) - SILENT_SHOWN
+    listed = f" ({silent}{' ...' if more > 0 else ''})" if silent else ""
+    parts: list[Any] = [totals, conns, shards,
+                        Text(f"silent codes: {len(status.silent)}{listed}")]  # fmt: skip
+    parts.append(Text("recent warnings:" + ("" if status.warnings else " none")))
+    parts.extend(Text("  " + line, "yellow") for line in status.warnings[-WARNINGS_SHOWN:])
+    return Group(*parts)
+
+
+def measure(stats_dir: Path, wait_s: float = 3.0) -> tuple[Stats | None, Stats]:
+    """Two readings of a running instance's stats, the second once every worker wrote anew
+    (rates need both); a worker that did not within ``wait_s`` keeps its one reading."""
+    first = read_stats(stats_dir)
+    later = first
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)  # the workers write once a second; nothing to wake on but the file
+        later = read_stats(stats_dir)
+        if all(later.get(name, {}).get("time_ns") != s.get("time_ns") for name, s in first.items()):
+            break
+    return first, later
+
+
+def recent_warnings(log_file: Path, count: int = WARNINGS_SHOWN) -> list[str]:
+    """The last WARNING/ERROR lines of the workers' log file."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - _TAIL_BYTES))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    hits = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line]
+    return hits[-count:]
