@@ -200,6 +200,25 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     _add_replay_options(p, "replay-")
     p.add_argument("--log-level", default="WARNING", help="worker log level (default WARNING)")
+    p.add_argument(
+        "--display",
+        choices=("auto", "live", "plain"),
+        default="auto",
+        help="live: a status table redrawn every second (workers then log only to "
+        "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any port)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for all)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,7 +466,8 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         max_frame_bytes=args.max_frame_bytes, pub_queue=args.pub_queue,
         journal=not args.no_journal, journal_max_mb=args.journal_max_mb,
         commit_log=args.commit_log, stats_interval_ms=args.stats_interval_ms,
-        log_level=args.log_level.upper(),
+        log_level=args.log_level.upper(), display=args.display,
+        metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )  # fmt: skip
     settings.validate()
     return settings, replay

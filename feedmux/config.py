@@ -52,7 +52,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000
     log_level: str = "INFO"
-    display: Literal["auto", "live", "plain"] = "auto"  # live: workers log to the file only
+    display: Literal["auto", "live", "plain"] = "auto"
+    metrics_port: int | None = None  # serve Prometheus /metrics here (0: any free port)
+    metrics_host: str = "127.0.0.1"  # live: workers log to the file only
 
     def __repr__(self) -> str:
         shown = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("token", "codes")}
@@ -93,6 +95,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("--redis must be a redis://, rediss:// or unix:// URL")
         if self.redis_maxlen < 1:
             raise ConfigError("--redis-maxlen must be >= 1")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port must be a port number, got {self.metrics_port}")
         stores = self.store_list()  # raises on a URL that is neither sqlite nor postgresql
         if len(set(stores)) != len(stores):
             raise ConfigError("the same --store is given twice")

@@ -11,6 +11,7 @@ import msgspec
 from feedmux import wire
 from feedmux.bars import Bar, BarBuilder
 from feedmux.batching import Batcher
+from feedmux.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.model import Depth, Tick
 from feedmux.snapshot import SnapshotCache
 
@@ -31,6 +32,8 @@ class ShardState:
                  wall_clock: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
         self.shard = shard
         self.bars = BarBuilder(wall_clock)
+        self._wall_clock = wall_clock
+        self.receive_to_publish_s = Histogram(LATENCY_BUCKETS_S)  # per bus message
         self.bar_batcher: Batcher[Bar] = Batcher(batch_rows, batch_delay_ns, clock)
         self.bar_seq = 0
         self.snapshot = SnapshotCache()
@@ -176,6 +179,8 @@ class ShardState:
         return self.bars.restore(ticks)
 
     def _take(self, in_ticks: list[Tick], in_books: list[Depth]) -> BusResult:
+        if in_ticks:  # its oldest tick: how long the receiver and the bus took
+            self.receive_to_publish_s.observe((self._wall_clock() - in_ticks[0].recv_ns) / 1e9)
         self.received += len(in_ticks)
         self.received_books += len(in_books)
         publish: list[tuple[bytes, bytes]] = []

@@ -152,6 +152,11 @@ class Supervisor:
             burst = ", opening burst" if replay.burst else ""
             self.say(f"replay server: {url} ({len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
+        if settings.metrics_port is not None:
+            from feedmux import metrics  # noqa: PLC0415 (prometheus-client only when asked)
+
+            port = metrics.serve(paths.stats_dir, settings.metrics_port, settings.metrics_host)
+            self.say(f"metrics: http://{settings.metrics_host}:{port}/metrics")
         save_universe(settings.data_dir, settings.codes)  # live changes then update it
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
                             silent_after_s=settings.silent_after_s)  # fmt: skip

@@ -15,6 +15,7 @@ import zmq
 from feedmux.batching import Batcher
 from feedmux.config import Settings
 from feedmux.errors import FeedmuxError
+from feedmux.histogram import WriteTimer
 from feedmux.model import Tick
 from feedmux.routing import shard_of
 from feedmux.shard_state import ShardState
@@ -73,11 +74,13 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     # Commits happen on writer threads, one per store and kind: a slow one (a WAL checkpoint,
     # a PostgreSQL restart) never delays publishing nor the other stores.
     writers: list[BackgroundWriter[Any]] = []
+    timers: list[WriteTimer] = []  # per store: batch rows, commit time, receive -> commit
     book_writers: list[BackgroundWriter[Any]] = []
     bar_writers: list[BackgroundWriter[Any]] = []
     for store, sink, book_sink, bar_sink in zip(stores, sinks, book_sinks, bar_sinks,
                                                 strict=True):  # fmt: skip
-        write: Callable[[list[Tick]], WriteResult] = sink.write_batch
+        timers.append(WriteTimer())
+        write: Callable[[list[Tick]], WriteResult] = timers[-1].wrap(sink.write_batch)
         if commit_log is not None and not writers:  # benchmarks: the first store's commits
             write = commit_log.wrap(write)
         writers.append(BackgroundWriter(RetryingWriter(write, time.monotonic_ns),
@@ -167,8 +170,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "backlog": max(w.backlog for w in writers) + len(state.batcher),
             "stores": {store.shown: {"stored": w.stored, "duplicates": w.duplicates,
                                      "backlog": w.backlog, "failures": w.writer.failures,
-                                     "last_commit_ns": w.writer.last_commit_ns}
-                       for store, w in zip(stores, writers, strict=True)},
+                                     "last_commit_ns": w.writer.last_commit_ns,
+                                     "batch_rows": t.rows.state(), "commit_s": t.commit_s.state(),
+                                     "receive_to_commit_s": t.receive_to_commit_s.state()}
+                       for store, w, t in zip(stores, writers, timers, strict=True)},
+            "receive_to_publish_s": state.receive_to_publish_s.state(),
             "redis": None if streams is None else {
                 "published": streams.stored, "backlog": streams.backlog,
                 "failures": streams.writer.failures},

@@ -1,0 +1,139 @@
+"""Prometheus metrics (``feedmux run --metrics-port``), read from the workers' stats files.
+
+Each worker counts in its own memory and writes its numbers once a second; at every scrape
+this collector reads all of them. So the numbers are right across processes with no shared
+memory, no locks on the hot path, and a shard's counters survive its restart (it resumes
+from its last stats). prometheus-client does the exposition format and the HTTP server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from feedmux.stats import read_stats
+
+
+def _buckets(state: dict[str, Any]) -> list[tuple[str, float]]:
+    """A stats histogram (per-bucket counts) as Prometheus's cumulative buckets."""
+    bounds = [*(str(float(b)) for b in state["bounds"]), "+Inf"]
+    return list(zip(bounds, accumulate(state["counts"]), strict=True))
+
+
+class StatsCollector(Collector):
+    def __init__(self, stats_dir: Path) -> None:
+        self.stats_dir = stats_dir
+
+    def collect(self) -> Iterator[Metric]:
+        stats = read_stats(self.stats_dir)
+        yield from self._receiver(stats.get("receiver", {}))
+        yield from self._shards([s for name, s in stats.items() if name.startswith("shard-")])
+
+    def _receiver(self, r: dict[str, Any]) -> Iterator[Metric]:
+        conns = r.get("connections", [])
+        yield CounterMetricFamily("feedmux_ticks_received", "Trades decoded by the receiver "
+                                  "(since it started)", value=r.get("ticks", 0))  # fmt: skip
+        yield CounterMetricFamily("feedmux_books_received", "Order books decoded by the receiver",
+                                  value=r.get("books", 0))  # fmt: skip
+        frames = CounterMetricFamily("feedmux_frames_received", "Vendor frames by connection",
+                                     labels=["connection"])  # fmt: skip
+        reconnects = CounterMetricFamily("feedmux_reconnects", "Reconnects by connection",
+                                         labels=["connection"])  # fmt: skip
+        trips = CounterMetricFamily("feedmux_watchdog_trips", "Reconnects for a silent link",
+                                    labels=["connection"])  # fmt: skip
+        up = GaugeMetricFamily("feedmux_connection_up", "1 when the connection is up",
+                               labels=["connection"])  # fmt: skip
+        errors: dict[str, int] = {}
+        for i, c in enumerate(conns):
+            frames.add_metric([str(i)], c["frames"])
+            reconnects.add_metric([str(i)], c["reconnects"])
+            trips.add_metric([str(i)], c["watchdog_trips"])
+            up.add_metric([str(i)], 1 if c["state"] == "up" else 0)
+            for kind, n in c["bad_frames"].items():
+                errors[kind] = errors.get(kind, 0) + n
+        decode = CounterMetricFamily("feedmux_decode_errors", "Bad vendor frames, counted and "
+                                     "skipped, by kind", labels=["kind"])  # fmt: skip
+        for kind, n in sorted(errors.items()):
+            decode.add_metric([kind], n)
+        yield from (frames, reconnects, trips, up, decode)
+        subs = GaugeMetricFamily("feedmux_subscriptions", "Codes by subscription state",
+                                 labels=["state"])  # fmt: skip
+        for state, key in (("desired", "codes_desired"), ("confirmed", "codes_subscribed"),
+                           ("rejected", "codes_rejected")):  # fmt: skip
+            subs.add_metric([state], r.get(key, 0))
+        yield subs
+        routed = CounterMetricFamily("feedmux_bus_messages_sent", "Receiver -> shard messages",
+                                     value=r.get("bus_messages", 0))  # fmt: skip
+        queue = GaugeMetricFamily("feedmux_shard_queue_ticks", "Ticks the receiver holds for a "
+                                  "shard (memory and spilled)", labels=["shard"])  # fmt: skip
+        dropped = CounterMetricFamily("feedmux_ticks_dropped", "Ticks dropped for a slow shard "
+                                      "(--overflow drop)", labels=["shard"])  # fmt: skip
+        spilled = CounterMetricFamily("feedmux_ticks_spilled", "Ticks spilled to disk for a slow "
+                                      "shard (--overflow spill)", labels=["shard"])  # fmt: skip
+        for i, q in enumerate(r.get("bus", [])):
+            queue.add_metric([str(i)], q["held"] + q["spilled"])
+            dropped.add_metric([str(i)], q["dropped_total"])
+            spilled.add_metric([str(i)], q["spilled_total"])
+        yield from (routed, queue, dropped, spilled)
+
+    def _shards(self, shards: list[dict[str, Any]]) -> Iterator[Metric]:
+        def counter(name: str, doc: str, key: str) -> Metric:
+            m = CounterMetricFamily(name, doc, labels=["shard"])
+            for s in shards:
+                m.add_metric([str(s["shard"])], s.get(key, 0))
+            return m
+
+        yield counter("feedmux_ticks_routed", "Trades a shard took from the bus", "received")
+        yield counter("feedmux_ticks_stored", "Trades in every store", "stored")
+        yield counter("feedmux_ticks_published", "Messages published on PUB", "published")
+        yield counter("feedmux_duplicates", "Rows a store already had", "duplicates")
+        yield counter("feedmux_bus_gaps", "Bus messages that will never come", "bus_gaps")
+        yield counter("feedmux_shard_restarts", "Shard worker restarts", "restarts")
+        yield counter("feedmux_store_write_failures", "Failed store writes (retried)",
+                      "write_failures")  # fmt: skip
+        backlog = GaugeMetricFamily("feedmux_store_backlog_rows", "Rows received, not yet in "
+                                    "every store", labels=["shard"])  # fmt: skip
+        last = GaugeMetricFamily("feedmux_last_commit_timestamp_seconds", "Wall-clock time of "
+                                 "the last commit", labels=["shard", "store"])  # fmt: skip
+        rows = HistogramMetricFamily("feedmux_batch_rows", "Rows per committed batch",
+                                     labels=["shard", "store"])  # fmt: skip
+        commit = HistogramMetricFamily("feedmux_commit_seconds", "Time one batch commit takes",
+                                       labels=["shard", "store"])  # fmt: skip
+        stage = HistogramMetricFamily("feedmux_stage_latency_seconds", "From the receiver's "
+                                      "socket read to a stage: publish, or commit to a store",
+                                      labels=["shard", "stage"])  # fmt: skip
+        for s in shards:
+            shard = str(s["shard"])
+            backlog.add_metric([shard], s.get("backlog", 0))
+            if "receive_to_publish_s" in s:
+                h = s["receive_to_publish_s"]
+                stage.add_metric([shard, "publish"], _buckets(h), h["sum"])
+            for store, st in s.get("stores", {}).items():
+                last.add_metric([shard, store], st["last_commit_ns"] / 1e9)
+                if "batch_rows" not in st:
+                    continue
+                rows.add_metric([shard, store], _buckets(st["batch_rows"]),
+                                st["batch_rows"]["sum"])  # fmt: skip
+                commit.add_metric([shard, store], _buckets(st["commit_s"]), st["commit_s"]["sum"])
+                h = st["receive_to_commit_s"]
+                stage.add_metric([shard, f"commit:{store}"], _buckets(h), h["sum"])
+        yield from (backlog, last, rows, commit, stage)
+
+
+def serve(stats_dir: Path, port: int, host: str = "127.0.0.1") -> int:
+    """Serve /metrics on a daemon thread; the port (``port`` 0 picks a free one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats_dir))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return int(server.server_port)
