@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from feedmux.consumer import MarketSnapshot, SnapshotClient, Subscriber
+    from feedmux.consumer import MarketSnapshot, Quote, SnapshotClient, Subscriber
     from feedmux.control import Control
     from feedmux.errors import FeedmuxError, GapError
     from feedmux.model import Depth, Tick
@@ -26,6 +26,7 @@ _EXPORTS = {
     "FeedmuxError": "feedmux.errors",
     "GapError": "feedmux.errors",
     "MarketSnapshot": "feedmux.consumer",
+    "Quote": "feedmux.consumer",
     "Tick": "feedmux.model",
     "read_ticks": "feedmux.reader",
     "read_bars": "feedmux.reader",
@@ -34,7 +35,7 @@ _EXPORTS = {
     "StreamReader": "feedmux.streams",
 }
 __all__ = [
-    "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "SnapshotClient",
+    "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "Quote", "SnapshotClient",
     "StreamReader", "Subscriber", "Tick", "read_bars", "read_books", "read_ticks",
 ]  # fmt: skip
 __version__ = "0.1.0"

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -335,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dir_options(status)
     status.add_argument("--json", action="store_true", help="print it as JSON instead")
 
+    snap = sub.add_parser("snapshot", help="the latest tick (and book) per code of a running "
+                          "instance")  # fmt: skip
+    snap.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: every code)")
+    _add_run_dir_options(snap)
+    snap.add_argument("--format", choices=("table", "csv"), default="table")
+    snap.add_argument("--tz", default="Asia/Shanghai", help="time zone of the times shown")
+
     export = sub.add_parser("export", help="write a trading day of stored ticks as Parquet or CSV")
     export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
                         help="the trading day (a calendar day in --tz)")  # fmt: skip
@@ -584,6 +592,53 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0 if running else 1
 
 
+def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux.consumer import SnapshotClient  # noqa: PLC0415
+
+    client = SnapshotClient(_run_dir(args, env))
+    frame = client.all() if not args.codes else None
+    if frame is None:  # only the codes asked for, in the order asked
+        quotes = client.get(args.codes)
+        frame = client.frame([quotes[c] for c in parse_symbols(args.codes) if c in quotes])
+    tz = _zone(args.tz)
+    for column in ("time", "recv_time"):
+        frame[column] = frame[column].dt.tz_convert(tz)
+    if frame[["bid", "ask"]].isna().all().all():
+        frame = frame.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+        return 0
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{len(frame):,} codes, times in {args.tz}")
+    shown = [c for c in ("code", "time", "price", "volume", "bid", "ask", "seq", "shard",
+                         "pub_seq") if c in frame.columns]  # fmt: skip
+    for column in shown:
+        table.add_column(
+            column, justify="left" if column in ("code", "time") else "right", no_wrap=True
+        )
+    for row in frame[shown].itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    Console(highlight=False).print(table)
+    return 0
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:,.4f}".rstrip("0").rstrip(".")  # NaN: no book
+    if isinstance(value, datetime):
+        return value.strftime("%m-%d %H:%M:%S.%f")[:-3]
+    return str(value)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: unknown time zone {name!r}") from None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -599,10 +654,7 @@ def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     data_dir = Path(_data_dir(args, env))
     out = Path(args.out) if args.out else data_dir / "archive"
-    try:
-        ZoneInfo(args.tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"--tz: unknown time zone {args.tz!r}") from None
+    _zone(args.tz)
     done = archive.export(
         data_dir, args.date, out, fmt=args.format, tz=args.tz, progress=archive.print_progress
     )
@@ -614,6 +666,7 @@ COMMANDS = {
     "run": cmd_run, "replay": cmd_replay, "tail": cmd_tail, "subscribe": cmd_change,
     "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions, "silent": cmd_silent,
     "export": cmd_export, "config": cmd_config, "status": cmd_status,
+    "snapshot": cmd_snapshot,
 }  # fmt: skip
 
 

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from feedmux import wire
 from feedmux.config import RunPaths, read_manifest
 from feedmux.errors import ConfigError, ConsumerError, GapError
-from feedmux.model import Depth, Tick
+from feedmux.model import TICK_COLUMNS, Depth, Tick
 from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
@@ -265,10 +269,61 @@ class SnapshotClient:
         finally:
             ctx.destroy(linger=0)
 
-    def get(self, codes: list[str] | None = None) -> dict[str, Tick]:
-        """Latest tick by code; all codes seen so far when ``codes`` is None."""
-        return {t.code: t for reply in self.replies(codes) for t in reply.ticks}
+    def get(self, codes: list[str] | None = None) -> dict[str, Quote]:
+        """Latest tick (and book) by code with its sequence numbers; every code seen so far
+        when ``codes`` is None. Codes without a tick yet are left out."""
+        out = {}
+        for reply in self.replies(codes):
+            books = {b.code: b for b in reply.books}
+            for tick in reply.ticks:
+                seq = reply.pub_seqs.get(tick.code, 0)
+                out[tick.code] = Quote(tick.code, tick, reply.shard, seq, books.get(tick.code))
+        return out
 
     def books(self, codes: list[str] | None = None) -> dict[str, Depth]:
         """Latest order book by code (with ``feedmux run --depth``)."""
         return {b.code: b for reply in self.replies(codes) for b in reply.books}
+
+    def all(self) -> pd.DataFrame:
+        """The whole market's latest ticks, one row per code (sorted): the columns of
+        ``read_ticks`` plus shard, pub_seq and, with --depth, the best bid and ask."""
+        return self.frame(sorted(self.get().values(), key=lambda q: q.code))
+
+    @staticmethod
+    def frame(quotes: list[Quote]) -> pd.DataFrame:
+        """Quotes as the DataFrame ``all`` returns."""
+        import pandas as pd  # noqa: PLC0415 (workers import this module; they never need pandas)
+
+        rows = [
+            (q.code, q.tick.seq, q.tick.time_ns, q.tick.recv_ns, q.tick.price, q.tick.volume,
+             q.tick.turnover, q.tick.direction, q.shard, q.pub_seq, *_best(q.book))
+            for q in quotes
+        ]  # fmt: skip
+        frame = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
+        frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="ns", utc=True)
+        frame["recv_time"] = pd.to_datetime(frame["recv_time"].astype("int64"), unit="ns", utc=True)
+        return frame
+
+
+QUOTE_COLUMNS = (*TICK_COLUMNS, "shard", "pub_seq", "bid", "bid_volume", "ask", "ask_volume")
+_NO_BOOK = (math.nan, math.nan, math.nan, math.nan)
+
+
+def _best(book: Depth | None) -> tuple[float, float, float, float]:
+    if book is None:
+        return _NO_BOOK
+    bid = book.bids[0] if book.bids else (math.nan, math.nan)
+    ask = book.asks[0] if book.asks else (math.nan, math.nan)
+    return bid[0], bid[1], ask[0], ask[1]
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A code's latest state in a shard's snapshot: its tick, the ``pub_seq`` the tick was
+    published with (0: restored from the store after a restart) and its latest book."""
+
+    code: str
+    tick: Tick
+    shard: int
+    pub_seq: int
+    book: Depth | None = None

@@ -181,7 +181,7 @@ class Control:
             return {}
         now = time.time_ns()
         latest = SnapshotClient(self.paths.root, timeout=self.timeout).get(list(confirmed))
-        ages = {code: (now - tick.recv_ns) / 1e9 for code, tick in latest.items()}
+        ages = {code: (now - quote.tick.recv_ns) / 1e9 for code, quote in latest.items()}
         return silent_codes(confirmed, ages, threshold_s)
 
     def rejected(self) -> dict[str, str]:

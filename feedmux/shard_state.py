@@ -234,8 +234,6 @@ class ShardState:
         first = self.snapshot.first_recv_ns
         first_seen = {t.code: first[t.code] for t in ticks}
         books = self.snapshot.books(codes)
-        return wire.encode(
-            wire.SnapshotReply(
-                self.shard, self.pub_seq, ticks, first_seen, books, last_book_seq=self.book_seq
-            )
-        )
+        pub_seqs = {t.code: self.snapshot.pub_seqs.get(t.code, 0) for t in ticks}
+        return wire.encode(wire.SnapshotReply(self.shard, self.pub_seq, ticks, first_seen, books,
+                                              self.book_seq, pub_seqs))  # fmt: skip

@@ -6,12 +6,13 @@ from feedmux.model import Depth, Tick
 
 
 class SnapshotCache:
-    __slots__ = ("_books", "_latest", "first_recv_ns", "last_pub_seq")
+    __slots__ = ("_books", "_latest", "first_recv_ns", "last_pub_seq", "pub_seqs")
 
     def __init__(self) -> None:
         self._latest: dict[str, Tick] = {}
         self._books: dict[str, Depth] = {}
         self.first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived
+        self.pub_seqs: dict[str, int] = {}  # the pub_seq its latest tick went out with
         self.last_pub_seq = 0
 
     def __len__(self) -> int:
@@ -30,6 +31,7 @@ class SnapshotCache:
         elif held.seq >= tick.seq:
             return False
         self._latest[tick.code] = tick
+        self.pub_seqs[tick.code] = pub_seq
         return True
 
     def apply_book(self, book: Depth) -> bool:

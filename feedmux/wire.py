@@ -26,8 +26,9 @@ Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload
 
 Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
     reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}, [depth, ...],
-    last_book_seq]`` — the latest tick (and book) of each code, when its first tick arrived,
-    and the sequences they are current at: apply only stream messages with a higher seq.
+    last_book_seq, {code: pub_seq}]`` — the latest tick (and book) of each code, when its first
+    tick arrived, the sequences they are current at (apply only stream messages with a higher
+    seq) and the pub_seq each tick was published with (0: restored from the store).
 
 Control (REQ → receiver ROUTER at ``<run_dir>/control``): ``["sub", [code, ...], wait]``,
     ``["unsub", [code, ...], wait]`` or ``["list"]``; reply ``[error, codes, rejected, ages]``:
@@ -121,6 +122,7 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
     first_recv_ns: dict[str, int] = {}  # when each code's first tick arrived (wall clock ns)
     books: list[Depth] = []  # the latest order book of each code (with --depth)
     last_book_seq: int = 0  # the book_seq the books are current at
+    pub_seqs: dict[str, int] = {}  # the pub_seq each tick was published with (0: from the store)
 
 
 encode = msgspec.msgpack.Encoder().encode

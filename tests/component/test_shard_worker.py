@@ -58,10 +58,13 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(
         got = [subscriber.recv(timeout=scaled(5)) for _ in range(5)]
         assert got == ticks(5)
         snapshot = SnapshotClient(settings.run_dir, shards=1).get()
-        assert snapshot == {t.code: t for t in ticks(5)}
-        assert SnapshotClient(settings.run_dir, shards=1).get(["600001"]) == {
-            "600001.SH": ticks(5)[1]
+        assert {c: (q.tick, q.shard, q.pub_seq) for c, q in snapshot.items()} == {
+            t.code: (t, 0, i) for i, t in enumerate(ticks(5), start=1)
         }
+        assert (
+            SnapshotClient(settings.run_dir, shards=1).get(["600001"])["600001.SH"].tick
+            == (ticks(5)[1])
+        )
         with Subscriber(codes=["sh600003"], run_dir=settings.run_dir, shards=1) as only:
             assert only.wait_ready(scaled(10))
             bus.send(wire.encode(wire.Batch(6, ticks(9, start=6))))

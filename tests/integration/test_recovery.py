@@ -82,7 +82,7 @@ def test_a_killed_shard_is_restarted_loses_nothing_and_rebuilds_its_snapshot(
                  "every shard to confirm it stored what it was sent")  # fmt: skip
         # Every shard's snapshot, the restarted one too, holds each code's last tick.
         snapshot = SnapshotClient(run_dir).get()
-        assert {c: (t.seq, t.price, t.volume) for c, t in snapshot.items()} == {
+        assert {c: (q.tick.seq, q.tick.price, q.tick.volume) for c, q in snapshot.items()} == {
             c: (t.seq, t.price, t.volume) for c, t in _latest(sent).items()
         }
     finally:
