@@ -23,6 +23,7 @@ from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.journal import journal_codes
 from feedmux.model import Depth
+from feedmux.moves import parse_min_moves
 from feedmux.options import suppress_defaults
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
@@ -209,6 +210,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal",
     )
     p.add_argument(
+        "--min-move",
+        action="append",
+        metavar="FAMILY=STEP",
+        help="also publish, on topics MT|<code> (trades) or MD|<code> (books: best bid or ask), "
+        "only moves of at least STEP, e.g. trades=0.01; repeatable; stores keep every tick",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -358,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dir_options(tail)
     tail.add_argument("--count", type=int, help="exit after this many messages")
     tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
+    tail.add_argument("--moves", action="store_true",
+                      help="only the --min-move topics: moves of trades (and books)")  # fmt: skip
     return parser
 
 
@@ -475,6 +485,7 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         journal=not args.no_journal, journal_max_mb=args.journal_max_mb,
         commit_log=args.commit_log, stats_interval_ms=args.stats_interval_ms,
         log_level=args.log_level.upper(), display=args.display,
+        min_move=parse_min_moves(args.min_move or []),
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )  # fmt: skip
     settings.validate()
@@ -525,8 +536,9 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.consumer import Subscriber  # noqa: PLC0415
 
     seen = 0
-    with Subscriber(args.codes or None, run_dir=_run_dir(args, env),
-                    books=args.books) as subscriber:  # fmt: skip
+    with Subscriber(args.codes or None, run_dir=_run_dir(args, env), trades=not args.moves,
+                    books=args.books and not args.moves, trade_moves=args.moves,
+                    book_moves=args.books and args.moves) as subscriber:  # fmt: skip
         for item in subscriber:
             if isinstance(item, Depth):
                 best_bid = item.bids[0][0] if item.bids else "-"

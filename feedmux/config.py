@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     stats_interval_ms: int = 1000
     log_level: str = "INFO"
     display: Literal["auto", "live", "plain"] = "auto"
+    min_move: dict[str, float] = {}  # family (trades, books) -> step: publish moves only on MT|/MD|
     metrics_port: int | None = None  # serve Prometheus /metrics here (0: any free port)
     metrics_host: str = "127.0.0.1"  # live: workers log to the file only
 

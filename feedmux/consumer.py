@@ -23,6 +23,13 @@ from feedmux.transports import zmq as zt
 if TYPE_CHECKING:
     import pandas as pd
 
+_BOOK_KINDS = (wire.DEPTH_PREFIX, wire.DEPTH_MOVE_PREFIX)
+_KIND_NAMES = {
+    wire.TRADE_PREFIX: "trades",
+    wire.DEPTH_PREFIX: "books",
+    wire.TRADE_MOVE_PREFIX: "trade moves",
+    wire.DEPTH_MOVE_PREFIX: "book moves",
+}
 DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
 
@@ -43,7 +50,9 @@ class Subscriber:
 
     ``codes`` limits the stream to those codes (any spelling ``feedmux.symbols`` accepts);
     None means the whole market. ``trades`` and ``books`` choose what arrives: ``Tick`` and,
-    with ``feedmux run --depth``, ``Depth`` objects. ``shards`` may be given to subscribe
+    with ``feedmux run --depth``, ``Depth`` objects. ``trade_moves`` and ``book_moves`` are
+    the ``--min-move`` families: only trades (books) whose price (best bid or ask) moved by at
+    least the run's step since the last one sent there. ``shards`` may be given to subscribe
     before the run starts (otherwise it is read from the run directory). Iterating blocks
     until the next message. ``queue`` is how many messages may wait unread before the
     publisher drops for this subscriber alone (the pipeline never waits for a consumer).
@@ -64,6 +73,8 @@ class Subscriber:
         *,
         trades: bool = True,
         books: bool = False,
+        trade_moves: bool = False,
+        book_moves: bool = False,
         on_gap: Literal["raise", "count"] = "raise",
         queue: int = zt.PUB_HWM,
     ) -> None:
@@ -75,9 +86,11 @@ class Subscriber:
         self.on_gap = on_gap
         self.trades = trades
         topics = [wire.HEARTBEAT_TOPIC]
-        kinds = [(wire.TRADE_PREFIX, wire.trade_topic)] if trades else []
-        if books:
-            kinds.append((wire.DEPTH_PREFIX, wire.depth_topic))
+        wanted = ((trades, wire.TRADE_PREFIX, wire.trade_topic),
+                  (books, wire.DEPTH_PREFIX, wire.depth_topic),
+                  (trade_moves, wire.TRADE_MOVE_PREFIX, wire.trade_move_topic),
+                  (book_moves, wire.DEPTH_MOVE_PREFIX, wire.depth_move_topic))  # fmt: skip
+        kinds = [(prefix, topic_of) for on, prefix, topic_of in wanted if on]
         for prefix, topic_of in kinds:
             if self.codes is None:
                 topics.append(prefix)
@@ -118,14 +131,13 @@ class Subscriber:
                     self.heard_from.add(beat.shard)
                     self._check_heartbeat(beat)
                     continue
-                if topic.startswith(wire.DEPTH_PREFIX):
+                kind = topic[: topic.index(b"|") + 1]
+                if kind in _BOOK_KINDS:
                     book = wire.published_depth_decoder.decode(payload)
                     shard, seq, item = book.shard, book.book_seq, book.depth
-                    kind = wire.DEPTH_PREFIX
                 else:
                     msg = wire.published_decoder.decode(payload)
                     shard, seq, item = msg.shard, msg.pub_seq, msg.tick
-                    kind = wire.TRADE_PREFIX
             except msgspec.DecodeError as exc:
                 raise ConsumerError(f"undecodable message on topic {topic!r}: {exc}") from exc
             self.heard_from.add(shard)
@@ -152,7 +164,7 @@ class Subscriber:
         key = (shard, kind)
         last = self._last_seq.get(key)
         self._last_seq[key] = seq
-        what = "trades" if kind == wire.TRADE_PREFIX else "books"
+        what = _KIND_NAMES.get(kind, kind.decode())
         if last is None:
             return None
         if seq <= last:
@@ -191,8 +203,9 @@ class Subscriber:
                                 f"running with run dir {self.run_dir}?")  # fmt: skip
         replies = SnapshotClient(self.run_dir, self.shards, timeout).replies(self.codes)
         for reply in replies:
+            moves = [(prefix.encode(), seq) for prefix, seq in reply.move_seqs.items()]
             for kind, seq in ((wire.TRADE_PREFIX, reply.last_pub_seq),
-                              (wire.DEPTH_PREFIX, reply.last_book_seq)):  # fmt: skip
+                              (wire.DEPTH_PREFIX, reply.last_book_seq), *moves):  # fmt: skip
                 self._floor[reply.shard, kind] = seq
                 self._last_seq[reply.shard, kind] = seq
         self._early.clear()  # anything that waited is older than the snapshot or comes again

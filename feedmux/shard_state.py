@@ -13,6 +13,7 @@ from feedmux.bars import Bar, BarBuilder
 from feedmux.batching import Batcher
 from feedmux.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.model import Depth, Tick
+from feedmux.moves import BookMoves, TradeMoves
 from feedmux.snapshot import SnapshotCache
 
 BusResult = tuple[list[tuple[bytes, bytes]], list[list[Tick]], list[list[Depth]], list[list[Bar]]]
@@ -29,8 +30,13 @@ class ShardState:
     """
 
     def __init__(self, shard: int, batch_rows: int, batch_delay_ns: int, clock: Callable[[], int],
-                 wall_clock: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
+                 wall_clock: Callable[[], int] = time.time_ns, *,
+                 min_move: dict[str, float] | None = None) -> None:  # fmt: skip
         self.shard = shard
+        moves = min_move or {}
+        self.trade_moves = TradeMoves(moves["trades"]) if "trades" in moves else None
+        self.book_moves = BookMoves(moves["books"]) if "books" in moves else None
+        self.move_seqs = {wire.TRADE_MOVE_PREFIX: 0, wire.DEPTH_MOVE_PREFIX: 0}
         self.bars = BarBuilder(wall_clock)
         self._wall_clock = wall_clock
         self.receive_to_publish_s = Histogram(LATENCY_BUCKETS_S)  # per bus message
@@ -187,6 +193,7 @@ class ShardState:
         full: list[list[Tick]] = []
         shard, snapshot, batcher, encode = self.shard, self.snapshot, self.batcher, wire.encode
         add_bar = self.bars.add
+        trade_moves = self.trade_moves
         closed_bars: list[Bar] = []
         pub_seq = self.pub_seq
         added = 0
@@ -200,6 +207,8 @@ class ShardState:
                 (wire.trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick)))
             )
             added += 1
+            if trade_moves is not None and trade_moves.passes(tick):
+                publish.append(self._move(wire.TRADE_MOVE_PREFIX, tick.code, tick))
             closed = add_bar(tick)
             if closed:
                 closed_bars.extend(closed)
@@ -215,12 +224,22 @@ class ShardState:
             snapshot.apply_book(book)
             payload = encode(wire.PublishedDepth(shard, self.book_seq, book))
             publish.append((wire.depth_topic(book.code), payload))
+            if self.book_moves is not None and self.book_moves.passes(book):
+                publish.append(self._move(wire.DEPTH_MOVE_PREFIX, book.code, book))
             books = self.book_batcher.add(book)
             if books is not None:
                 full_books.append(books)
         full_bars: list[list[Bar]] = []
         self._bars_out(closed_bars, publish, full_bars)
         return publish, full, full_books, full_bars
+
+    def _move(self, prefix: bytes, code: str, item: Tick | Depth) -> tuple[bytes, bytes]:
+        """A publication on a move family, numbered in that family."""
+        seq = self.move_seqs[prefix] + 1
+        self.move_seqs[prefix] = seq
+        if isinstance(item, Tick):
+            return prefix + code.encode(), wire.encode(wire.Published(self.shard, seq, item))
+        return prefix + code.encode(), wire.encode(wire.PublishedDepth(self.shard, seq, item))
 
     def heartbeat(self) -> tuple[bytes, bytes]:
         return wire.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))
@@ -235,5 +254,6 @@ class ShardState:
         first_seen = {t.code: first[t.code] for t in ticks}
         books = self.snapshot.books(codes)
         pub_seqs = {t.code: self.snapshot.pub_seqs.get(t.code, 0) for t in ticks}
+        moves = {prefix.decode(): seq for prefix, seq in self.move_seqs.items()}
         return wire.encode(wire.SnapshotReply(self.shard, self.pub_seq, ticks, first_seen, books,
-                                              self.book_seq, pub_seqs))  # fmt: skip
+                                              self.book_seq, pub_seqs, moves))  # fmt: skip

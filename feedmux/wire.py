@@ -23,12 +23,17 @@ Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload
     Order books (with ``--depth``): topic ``b"D|" + code``, payload
              ``[shard, book_seq, depth]``, ``book_seq`` numbered apart from ``pub_seq``.
     Heartbeat: topic ``b"H|"``, payload ``[shard, last_pub_seq]``, once a second.
+    Moves (with ``--min-move``): topic ``b"MT|" + code``, payload ``[shard, move_seq, tick]``,
+             only trades whose price is at least the step away from the code's last one sent
+             there; ``b"MD|" + code``, ``[shard, move_seq, depth]`` likewise for the best bid
+             or ask. Each family numbers its messages from 1 per shard, without holes.
 
 Snapshot (REQ → shard ROUTER): request ``["S", [code, ...] | None]``,
     reply ``[shard, last_pub_seq, [tick, ...], {code: first_recv_ns}, [depth, ...],
-    last_book_seq, {code: pub_seq}]`` — the latest tick (and book) of each code, when its first
-    tick arrived, the sequences they are current at (apply only stream messages with a higher
-    seq) and the pub_seq each tick was published with (0: restored from the store).
+    last_book_seq, {code: pub_seq}, {move prefix: seq}]`` — the latest tick (and book) of each
+    code, when its first tick arrived, the sequences they are current at (apply only stream
+    messages with a higher seq), the pub_seq each tick was published with (0: restored from
+    the store) and how far each move family ("MT|", "MD|") went.
 
 Control (REQ → receiver ROUTER at ``<run_dir>/control``): ``["sub", [code, ...], wait]``,
     ``["unsub", [code, ...], wait]`` or ``["list"]``; reply ``[error, codes, rejected, ages]``:
@@ -48,6 +53,8 @@ TRADE_PREFIX = b"T|"
 DEPTH_PREFIX = b"D|"
 BAR_PREFIX = b"B|"
 HEARTBEAT_TOPIC = b"H|"
+TRADE_MOVE_PREFIX = b"MT|"  # --min-move trades=X: trades that moved the price by X or more
+DEPTH_MOVE_PREFIX = b"MD|"  # --min-move books=X: books whose best bid or ask moved by X
 
 
 class Batch(msgspec.Struct, array_like=True, tag="B", frozen=True):
@@ -123,6 +130,7 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
     books: list[Depth] = []  # the latest order book of each code (with --depth)
     last_book_seq: int = 0  # the book_seq the books are current at
     pub_seqs: dict[str, int] = {}  # the pub_seq each tick was published with (0: from the store)
+    move_seqs: dict[str, int] = {}  # per move family ("MT|", "MD|"): the seq it is current at
 
 
 encode = msgspec.msgpack.Encoder().encode
@@ -142,6 +150,14 @@ def trade_topic(code: str) -> bytes:
 
 def depth_topic(code: str) -> bytes:
     return DEPTH_PREFIX + code.encode()
+
+
+def trade_move_topic(code: str) -> bytes:
+    return TRADE_MOVE_PREFIX + code.encode()
+
+
+def depth_move_topic(code: str) -> bytes:
+    return DEPTH_MOVE_PREFIX + code.encode()
 
 
 def bar_topic(code: str) -> bytes:

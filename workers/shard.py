@@ -112,9 +112,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     poller = zmq.Poller()
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
-    state = ShardState(
-        shard, settings.batch_rows, settings.batch_delay_ms * 1_000_000, time.monotonic_ns
-    )
+    state = ShardState(shard, settings.batch_rows, settings.batch_delay_ms * 1_000_000,
+                       time.monotonic_ns, min_move=settings.min_move)  # fmt: skip
     # After a crash: the snapshot as far as the first store has it (this shard's codes only:
     # a store may hold other shards' codes, or another shard count's).
     try:
