@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
@@ -28,6 +29,10 @@ from feedmux.options import suppress_defaults
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from feedmux.symbols import parse_symbols, read_symbols_file
+from feedmux.transports import zmq as zt
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
 DEFAULT_RATE = 5000.0
@@ -217,6 +222,30 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "only moves of at least STEP, e.g. trades=0.01; repeatable; stores keep every tick",
     )
     p.add_argument(
+        "--public",
+        metavar="tcp://HOST:PORT",
+        help="consumer sockets on TCP instead of ipc in the run dir: shard i publishes on "
+        "PORT+2i and answers snapshots on PORT+2i+1 (HOST 0.0.0.0: every interface)",
+    )
+    p.add_argument(
+        "--internal",
+        metavar="tcp://HOST:PORT",
+        help="internal sockets on TCP: shard i's input on PORT+i, then acks and control "
+        "(unencrypted: keep it on loopback or a private network)",
+    )
+    p.add_argument(
+        "--curve-secret",
+        metavar="FILE",
+        help="encrypt the --public sockets with CURVE: the server's .key_secret file "
+        "(feedmux keygen)",
+    )
+    p.add_argument(
+        "--curve-clients",
+        metavar="DIR",
+        help="with --curve-secret: only clients whose public .key file is in DIR may connect "
+        "(default: any client that has the server's public key)",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -340,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="silent for longer than S seconds (default 60)")  # fmt: skip
     _add_run_dir_options(silent)
 
+    keygen = sub.add_parser("keygen", help="make a CURVE key pair for --curve-secret or a client")
+    keygen.add_argument("dir", metavar="DIR", help="where to write NAME.key and NAME.key_secret")
+    keygen.add_argument("--name", default="server", help="file name (default server)")
+
     status = sub.add_parser("status", help="the live table of a running instance, once")
     _add_run_dir_options(status)
     status.add_argument("--json", action="store_true", help="print it as JSON instead")
@@ -348,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "instance")  # fmt: skip
     snap.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: every code)")
     _add_run_dir_options(snap)
+    _add_remote_options(snap)
     snap.add_argument("--format", choices=("table", "csv"), default="table")
     snap.add_argument("--tz", default="Asia/Shanghai", help="time zone of the times shown")
 
@@ -366,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dir_options(tail)
     tail.add_argument("--count", type=int, help="exit after this many messages")
     tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
+    _add_remote_options(tail)
     tail.add_argument("--moves", action="store_true",
                       help="only the --min-move topics: moves of trades (and books)")  # fmt: skip
     return parser
@@ -394,6 +429,14 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="TOML file of run options (keys: flag names; default $FEEDMUX_CONFIG); "
                    "FEEDMUX_* variables and flags override it")  # fmt: skip
+
+
+def _add_remote_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", metavar="tcp://HOST:PORT",
+                   help="a run on another host: its --public endpoint (with --shards)")  # fmt: skip
+    p.add_argument("--shards", type=int, help="with --endpoint: the run's --shards")
+    p.add_argument("--server-key", metavar="FILE", help="CURVE: the server's public .key file")
+    p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's .key_secret file")
 
 
 def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
@@ -486,9 +529,15 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         commit_log=args.commit_log, stats_interval_ms=args.stats_interval_ms,
         log_level=args.log_level.upper(), display=args.display,
         min_move=parse_min_moves(args.min_move or []),
+        public_endpoint=args.public or "", bus_endpoint=args.internal or "",
+        curve_secret_file=args.curve_secret or "", curve_clients_dir=args.curve_clients or "",
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )  # fmt: skip
     settings.validate()
+    if settings.curve_secret_file:
+        zt.load_keys(settings.curve_secret_file)  # a bad key file fails here, not in 8 shards
+    if settings.curve_clients_dir and not Path(settings.curve_clients_dir).is_dir():
+        raise ConfigError(f"--curve-clients: no such directory: {settings.curve_clients_dir}")
     return settings, replay
 
 
@@ -536,9 +585,11 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.consumer import Subscriber  # noqa: PLC0415
 
     seen = 0
-    with Subscriber(args.codes or None, run_dir=_run_dir(args, env), trades=not args.moves,
+    with Subscriber(args.codes or None, _run_dir(args, env), args.shards, trades=not args.moves,
                     books=args.books and not args.moves, trade_moves=args.moves,
-                    book_moves=args.books and args.moves) as subscriber:  # fmt: skip
+                    book_moves=args.books and args.moves, endpoint=args.endpoint,
+                    server_key=args.server_key,
+                    client_key=args.client_key) as subscriber:  # fmt: skip
         for item in subscriber:
             if isinstance(item, Depth):
                 best_bid = item.bids[0][0] if item.bids else "-"
@@ -581,8 +632,6 @@ def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from rich.console import Console  # noqa: PLC0415
-
     from feedmux import status as st  # noqa: PLC0415
 
     run_dir = _run_dir(args, env)
@@ -600,14 +649,20 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.json:
         print(json.dumps({"running": running, "pid": manifest.pid, **status.as_dict()}))
     else:
-        Console(highlight=False).print(st.render(status, title))
+        _console().print(st.render(status, title))
     return 0 if running else 1
 
 
 def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.consumer import SnapshotClient  # noqa: PLC0415
 
-    client = SnapshotClient(_run_dir(args, env))
+    client = SnapshotClient(
+        _run_dir(args, env),
+        args.shards,
+        endpoint=args.endpoint,
+        server_key=args.server_key,
+        client_key=args.client_key,
+    )
     frame = client.all() if not args.codes else None
     if frame is None:  # only the codes asked for, in the order asked
         quotes = client.get(args.codes)
@@ -620,7 +675,6 @@ def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
         return 0
-    from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"{len(frame):,} codes, times in {args.tz}")
@@ -632,8 +686,15 @@ def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
-    Console(highlight=False).print(table)
+    _console().print(table)
     return 0
+
+
+def _console() -> Console:
+    """Rich output; when piped, wide enough that no column is cut short."""
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _cell(value: object) -> str:
@@ -649,6 +710,21 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"--tz: unknown time zone {name!r}") from None
+
+
+def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import zmq.auth  # noqa: PLC0415
+
+    directory = Path(args.dir)
+    secret = directory / f"{args.name}.key_secret"
+    if secret.exists():
+        raise ConfigError(f"{secret} exists: keys are not overwritten (pick another --name)")
+    directory.mkdir(parents=True, exist_ok=True)
+    public_file, secret_file = zmq.auth.create_certificates(directory, args.name)
+    os.chmod(secret_file, 0o600)
+    print(f"public key: {public_file} (give it to the other side)\n"
+          f"secret key: {secret_file} (keep it here, mode 600)")  # fmt: skip
+    return 0
 
 
 def _alive(pid: int) -> bool:
@@ -679,6 +755,7 @@ COMMANDS = {
     "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions, "silent": cmd_silent,
     "export": cmd_export, "config": cmd_config, "status": cmd_status,
     "snapshot": cmd_snapshot,
+    "keygen": cmd_keygen,
 }  # fmt: skip
 
 

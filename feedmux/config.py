@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     log_level: str = "INFO"
     display: Literal["auto", "live", "plain"] = "auto"
     min_move: dict[str, float] = {}  # family (trades, books) -> step: publish moves only on MT|/MD|
+    public_endpoint: str = ""  # tcp://HOST:PORT: consumer sockets (PUB, snapshot) on TCP
+    bus_endpoint: str = ""  # tcp://HOST:PORT: internal sockets (bus, acks, control) on TCP
+    curve_secret_file: str = ""  # the server's secret key file (feedmux keygen): CURVE on
+    curve_clients_dir: str = ""  # public keys of the clients allowed ("": any with the key)
     metrics_port: int | None = None  # serve Prometheus /metrics here (0: any free port)
     metrics_host: str = "127.0.0.1"  # live: workers log to the file only
 
@@ -65,7 +69,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     @property
     def paths(self) -> RunPaths:
-        return RunPaths(Path(self.run_dir or Path(self.data_dir) / "run"))
+        run_dir = Path(self.run_dir or Path(self.data_dir) / "run")
+        return RunPaths(run_dir, self.public_endpoint, self.bus_endpoint, self.shards)
 
     def validate(self) -> None:
         if not self.url.startswith(("ws://", "wss://")):
@@ -98,6 +103,17 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("--redis-maxlen must be >= 1")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be a port number, got {self.metrics_port}")
+        for flag, endpoint in (("--public", self.public_endpoint), ("--bus", self.bus_endpoint)):
+            if endpoint:
+                try:
+                    tcp_port(endpoint, 2 * self.shards + 1)  # the highest port it will use
+                except ConfigError as exc:
+                    raise ConfigError(f"{flag}: {exc}") from None
+        if self.curve_secret_file and not self.public_endpoint:
+            raise ConfigError("--curve-secret needs --public tcp://HOST:PORT (CURVE protects "
+                              "the consumer sockets over TCP)")  # fmt: skip
+        if self.curve_clients_dir and not self.curve_secret_file:
+            raise ConfigError("--curve-clients needs --curve-secret")
         stores = self.store_list()  # raises on a URL that is neither sqlite nor postgresql
         if len(set(stores)) != len(stores):
             raise ConfigError("the same --store is given twice")
@@ -113,30 +129,50 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
 
 class RunPaths:
-    """Where a running instance keeps its sockets and stats (mode 0700)."""
+    """Where a running instance keeps its files (mode 0700) and which endpoints its sockets use.
 
-    def __init__(self, run_dir: Path) -> None:
+    By default every socket is ipc:// in the run directory. ``public`` (tcp://HOST:PORT) moves
+    the consumer-facing ones to TCP: shard i publishes on PORT + 2i and answers snapshots on
+    PORT + 2i + 1. ``bus`` (tcp://HOST:PORT) moves the internal ones: shard i's input on
+    PORT + i, then the acks and the control socket.
+    """
+
+    def __init__(self, run_dir: Path, public: str = "", bus: str = "", shards: int = 0) -> None:
         self.root = run_dir
+        self.public = public
+        self.bus = bus
+        self.shards = shards
+
+    @classmethod
+    def of_run(cls, run_dir: Path) -> RunPaths:
+        """The endpoints of the instance running with ``run_dir`` (ipc if it is not known)."""
+        try:
+            manifest = read_manifest(run_dir)
+        except ConfigError:
+            return cls(run_dir)
+        return cls(run_dir, manifest.public, manifest.bus, manifest.shards)
 
     def _ipc(self, name: str) -> str:
         return f"ipc://{self.root / name}"
 
     def shard_in(self, shard: int) -> str:
-        return self._ipc(f"shard-{shard}.in")
+        return tcp_port(self.bus, shard) if self.bus else self._ipc(f"shard-{shard}.in")
 
     def shard_pub(self, shard: int) -> str:
-        return self._ipc(f"shard-{shard}.pub")
+        return tcp_port(self.public, 2 * shard) if self.public else self._ipc(f"shard-{shard}.pub")
 
     def shard_snapshot(self, shard: int) -> str:
+        if self.public:
+            return tcp_port(self.public, 2 * shard + 1)
         return self._ipc(f"shard-{shard}.snap")
 
     @property
     def control(self) -> str:
-        return self._ipc("control")
+        return tcp_port(self.bus, self.shards + 1) if self.bus else self._ipc("control")
 
     @property
     def acks(self) -> str:
-        return self._ipc("acks")
+        return tcp_port(self.bus, self.shards) if self.bus else self._ipc("acks")
 
     @property
     def manifest(self) -> Path:
@@ -178,6 +214,9 @@ class Manifest(msgspec.Struct, frozen=True):
     pid: int
     data_dir: str
     silent_after_s: float = 60.0
+    public: str = ""  # tcp://HOST:PORT of the consumer sockets ("" = ipc in the run dir)
+    bus: str = ""  # tcp://HOST:PORT of the internal sockets
+    curve_server_key: str = ""  # with CURVE: the server's public key (z85), for clients
 
 
 def read_manifest(run_dir: Path) -> Manifest:
@@ -191,6 +230,16 @@ def read_manifest(run_dir: Path) -> Manifest:
         ) from None
     except (OSError, msgspec.DecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def tcp_port(endpoint: str, offset: int) -> str:
+    """``tcp://HOST:PORT`` moved ``offset`` ports up; a clear error for anything else."""
+    if not endpoint.startswith("tcp://"):
+        raise ConfigError(f"endpoint must be tcp://HOST:PORT, got {endpoint!r}")
+    host, _, port = endpoint[len("tcp://") :].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) + offset < 65536:
+        raise ConfigError(f"endpoint must be tcp://HOST:PORT with a port number, got {endpoint!r}")
+    return f"tcp://{host}:{int(port) + offset}"
 
 
 def redact(text: str, token: str | None = None) -> str:

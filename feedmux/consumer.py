@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from feedmux import wire
-from feedmux.config import RunPaths, read_manifest
+from feedmux.config import RunPaths, read_manifest, tcp_port
 from feedmux.errors import ConfigError, ConsumerError, GapError
 from feedmux.model import TICK_COLUMNS, Depth, Tick
 from feedmux.symbols import parse_symbols
@@ -33,8 +33,41 @@ _KIND_NAMES = {
 DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
 
-def _shard_count(run_dir: Path, shards: int | None) -> int:
-    return shards if shards is not None else read_manifest(run_dir).shards
+@dataclass(frozen=True)
+class Connection:
+    """Where a running instance's consumer sockets are, and the CURVE keys to use."""
+
+    paths: RunPaths
+    shards: int
+    curve: zt.CurveKeys | None
+
+    @classmethod
+    def of(cls, run_dir: Path, shards: int | None, endpoint: str | None,
+           server_key: str | Path | None, client_key: str | Path | None) -> Connection:  # fmt: skip
+        """From the run directory's manifest, or from ``endpoint`` (the run's ``--public``
+        tcp://HOST:PORT, on another host) and ``shards``."""
+        manifest_key = ""
+        if endpoint:
+            if shards is None:
+                raise ConfigError("with endpoint=, give shards= (the run's --shards)")
+            paths = RunPaths(run_dir, public=tcp_port(endpoint, 0))
+        else:
+            paths = RunPaths.of_run(run_dir)
+            if shards is None:
+                manifest = read_manifest(run_dir)
+                shards, manifest_key = manifest.shards, manifest.curve_server_key
+        curve = None
+        if client_key is not None:
+            curve = zt.load_keys(client_key, server_key)
+            if not server_key:
+                curve = zt.CurveKeys(curve.public, curve.secret, manifest_key.encode())
+        elif server_key is not None:
+            curve = zt.ephemeral_keys(zt.load_keys_public(server_key))
+        elif manifest_key:
+            curve = zt.ephemeral_keys(manifest_key.encode())
+        if curve is not None and not curve.server:
+            raise ConfigError("CURVE needs the server's public key: give server_key=")
+        return cls(paths, shards, curve)
 
 
 @dataclass(frozen=True)
@@ -77,11 +110,15 @@ class Subscriber:
         book_moves: bool = False,
         on_gap: Literal["raise", "count"] = "raise",
         queue: int = zt.PUB_HWM,
+        endpoint: str | None = None,
+        server_key: str | Path | None = None,
+        client_key: str | Path | None = None,
     ) -> None:
         if on_gap not in ("raise", "count"):
             raise ConfigError(f"on_gap must be 'raise' or 'count', not {on_gap!r}")
         self.run_dir = Path(run_dir)
-        self.shards = _shard_count(self.run_dir, shards)
+        self._conn = Connection.of(self.run_dir, shards, endpoint, server_key, client_key)
+        self.shards = self._conn.shards
         self.codes = parse_symbols(codes) if codes is not None else None
         self.on_gap = on_gap
         self.trades = trades
@@ -96,10 +133,10 @@ class Subscriber:
                 topics.append(prefix)
             else:
                 topics.extend(topic_of(c) for c in self.codes)
-        paths = RunPaths(self.run_dir)
+        paths = self._conn.paths
         self._ctx = zt.context()
         self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics,
-                            hwm=queue)  # fmt: skip
+                            hwm=queue, curve=self._conn.curve)  # fmt: skip
         self._last_seq: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> last seq
         self._floor: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> in the snapshot
         self.heard_from: set[int] = set()  # shards whose heartbeat or tick arrived
@@ -201,7 +238,8 @@ class Subscriber:
         if not self.wait_ready(timeout):
             raise ConsumerError(f"not every shard answered within {timeout} s: is feedmux "
                                 f"running with run dir {self.run_dir}?")  # fmt: skip
-        replies = SnapshotClient(self.run_dir, self.shards, timeout).replies(self.codes)
+        replies = SnapshotClient(self.run_dir, self.shards, timeout,
+                                 connection=self._conn).replies(self.codes)  # fmt: skip
         for reply in replies:
             moves = [(prefix.encode(), seq) for prefix, seq in reply.move_seqs.items()]
             for kind, seq in ((wire.TRADE_PREFIX, reply.last_pub_seq),
@@ -254,12 +292,22 @@ class SnapshotClient:
     """The latest tick of each code, asked from each shard of a running ``feedmux run``."""
 
     def __init__(
-        self, run_dir: str | Path = DEFAULT_RUN_DIR, shards: int | None = None, timeout: float = 5.0
+        self,
+        run_dir: str | Path = DEFAULT_RUN_DIR,
+        shards: int | None = None,
+        timeout: float = 5.0,
+        *,
+        endpoint: str | None = None,
+        server_key: str | Path | None = None,
+        client_key: str | Path | None = None,
+        connection: Connection | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.shards = _shard_count(self.run_dir, shards)
+        self._conn = connection or Connection.of(self.run_dir, shards, endpoint, server_key,
+                                                 client_key)  # fmt: skip
+        self.shards = self._conn.shards
         self.timeout = timeout
-        self._paths = RunPaths(self.run_dir)
+        self._paths = self._conn.paths
 
     def replies(self, codes: list[str] | None = None) -> list[wire.SnapshotReply]:
         """Each shard's reply: its ticks and the ``pub_seq`` they are current at."""
@@ -267,7 +315,8 @@ class SnapshotClient:
         request = wire.encode(wire.SnapshotRequest(wanted))
         ctx = zt.context()
         try:
-            socks = [zt.req(ctx, self._paths.shard_snapshot(s)) for s in range(self.shards)]
+            socks = [zt.req(ctx, self._paths.shard_snapshot(s), curve=self._conn.curve)
+                     for s in range(self.shards)]  # fmt: skip
             for sock in socks:
                 sock.send(request)
             out = []

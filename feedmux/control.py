@@ -131,7 +131,7 @@ class Control:
 
     def __init__(self, run_dir: str | Path = Path("feedmux-data") / "run",
                  timeout: float = 90.0) -> None:  # fmt: skip
-        self.paths = RunPaths(Path(run_dir))
+        self.paths = RunPaths.of_run(Path(run_dir))
         self.timeout = timeout
 
     def _request(self, request: wire.ControlRequest) -> wire.ControlReply:

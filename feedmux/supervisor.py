@@ -28,6 +28,7 @@ from feedmux.display import open_display
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.stats import read_stats
 from feedmux.status import Stats, Status, build_status, progress_line, recent_warnings
+from feedmux.transports import zmq as zt
 from workers import receiver, shard
 from workers import replay as replay_worker
 
@@ -158,14 +159,22 @@ class Supervisor:
             port = metrics.serve(paths.stats_dir, settings.metrics_port, settings.metrics_host)
             self.say(f"metrics: http://{settings.metrics_host}:{port}/metrics")
         save_universe(settings.data_dir, settings.codes)  # live changes then update it
+        server_key = (zt.load_keys(settings.curve_secret_file).public.decode()
+                      if settings.curve_secret_file else "")  # fmt: skip
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
-                            silent_after_s=settings.silent_after_s)  # fmt: skip
+                            silent_after_s=settings.silent_after_s,
+                            public=settings.public_endpoint, bus=settings.bus_endpoint,
+                            curve_server_key=server_key)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         for i in range(settings.shards):
             self.shards.append(Child(f"shard-{i}", shard.main, (settings, i)))
             self.shards[-1].start()
         self.say(f"{settings.shards} shard workers up; store: "
                  f"{Path(settings.data_dir).resolve()}; run dir: {paths.root}")  # fmt: skip
+        if settings.public_endpoint:
+            curve = " (CURVE)" if settings.curve_secret_file else ""
+            self.say(f"consumers: {settings.public_endpoint}{curve}: shard i publishes on "
+                     "PORT+2i, answers snapshots on PORT+2i+1")  # fmt: skip
         self.receiver = Child("receiver", receiver.main, (settings,))
         self.receiver.start()
         self.say(f"receiver up: {len(settings.codes):,} codes from "

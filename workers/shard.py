@@ -105,10 +105,14 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns),
                                    "redis-streams")  # fmt: skip
     ctx = zt.context()
+    curve, auth = None, None
+    if settings.curve_secret_file:  # consumers over TCP: encrypted, and authenticated
+        curve = zt.load_keys(settings.curve_secret_file)  # checked by the CLI already
+        auth = zt.curve_server(ctx, settings.curve_clients_dir)
     acks = zt.push(ctx, paths.acks, linger_ms=ACK_LINGER_MS, immediate=False)
     bus = zt.pull(ctx, paths.shard_in(shard))
-    pub = zt.pub(ctx, paths.shard_pub(shard), hwm=settings.pub_queue)
-    snap = zt.router(ctx, paths.shard_snapshot(shard))
+    pub = zt.pub(ctx, paths.shard_pub(shard), hwm=settings.pub_queue, curve=curve)
+    snap = zt.router(ctx, paths.shard_snapshot(shard), curve=curve)
     poller = zmq.Poller()
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
@@ -274,5 +278,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     if commit_log is not None:
         commit_log.close()
     acks.close()  # lingers so the last ack reaches the receiver
+    if auth is not None:
+        auth.stop()
     ctx.destroy(linger=0)
     return 0

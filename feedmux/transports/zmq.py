@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from feedmux.errors import ConfigError
 
 Sock = zmq.Socket[bytes]
 Ctx = zmq.Context[Sock]
@@ -13,6 +20,61 @@ PUB_HWM = 50_000  # messages per slow subscriber before PUB drops for that subsc
 
 def context() -> Ctx:
     return zmq.Context()
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """One side's CURVE key pair (z85) and, for a client, the server's public key."""
+
+    public: bytes
+    secret: bytes
+    server: bytes = b""
+
+
+def load_keys(secret_file: str | Path, server_public_file: str | Path | None = None) -> CurveKeys:
+    """A key pair from a ``feedmux keygen`` secret file (and the server's public key file)."""
+    try:
+        public, secret = zmq.auth.load_certificate(secret_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read CURVE key: {exc}") from None
+    server = load_keys_public(server_public_file) if server_public_file else b""
+    if secret is None:
+        raise ConfigError(f"{secret_file} holds no secret key: give the .key_secret file")
+    return CurveKeys(public, secret, server)
+
+
+def load_keys_public(public_file: str | Path) -> bytes:
+    """The public key in a ``feedmux keygen`` .key (or .key_secret) file."""
+    try:
+        return zmq.auth.load_certificate(public_file)[0]
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read CURVE key: {exc}") from None
+
+
+def ephemeral_keys(server: bytes) -> CurveKeys:
+    """A throwaway client key pair: enough when the server lets any client in."""
+    public, secret = zmq.curve_keypair()
+    return CurveKeys(public, secret, server)
+
+
+def curve_server(ctx: Ctx, clients_dir: str) -> ThreadAuthenticator:
+    """Authenticate CURVE clients of ``ctx``'s sockets: those whose public key is in
+    ``clients_dir`` ("": any client that knows the server's key, encryption only)."""
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=clients_dir or zmq.auth.CURVE_ALLOW_ANY)
+    return auth
+
+
+def _secure(sock: Sock, keys: CurveKeys | None, *, server: bool) -> None:
+    if keys is None:
+        return
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    if server:
+        sock.curve_server = True
+    else:
+        sock.curve_serverkey = keys.server
 
 
 def push(ctx: Ctx, endpoint: str, linger_ms: int = -1, *, immediate: bool = True) -> Sock:
@@ -34,18 +96,21 @@ def pull(ctx: Ctx, endpoint: str) -> Sock:
     return sock
 
 
-def pub(ctx: Ctx, endpoint: str, hwm: int = PUB_HWM) -> Sock:
+def pub(ctx: Ctx, endpoint: str, hwm: int = PUB_HWM, curve: CurveKeys | None = None) -> Sock:
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, 0)
+    _secure(sock, curve, server=True)
     sock.bind(endpoint)
     return sock
 
 
-def sub(ctx: Ctx, endpoints: list[str], topics: list[bytes], hwm: int = PUB_HWM) -> Sock:
+def sub(ctx: Ctx, endpoints: list[str], topics: list[bytes], hwm: int = PUB_HWM,
+        curve: CurveKeys | None = None) -> Sock:  # fmt: skip
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.LINGER, 0)
+    _secure(sock, curve, server=False)
     for topic in topics:
         sock.setsockopt(zmq.SUBSCRIBE, topic)
     for endpoint in endpoints:
@@ -53,15 +118,17 @@ def sub(ctx: Ctx, endpoints: list[str], topics: list[bytes], hwm: int = PUB_HWM)
     return sock
 
 
-def router(ctx: Ctx, endpoint: str) -> Sock:
+def router(ctx: Ctx, endpoint: str, curve: CurveKeys | None = None) -> Sock:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
+    _secure(sock, curve, server=True)
     sock.bind(endpoint)
     return sock
 
 
-def req(ctx: Ctx, endpoint: str) -> Sock:
+def req(ctx: Ctx, endpoint: str, curve: CurveKeys | None = None) -> Sock:
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    _secure(sock, curve, server=False)
     sock.connect(endpoint)
     return sock
