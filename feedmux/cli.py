@@ -492,7 +492,10 @@ def resolve_run_options(args: argparse.Namespace, env: Mapping[str, str]) -> opt
         warning = options.token_file_warning(path, data)
         if warning:
             print(warning, file=sys.stderr)
-    return options.resolve(fresh, args, env, data, str(path))
+    resolved = options.resolve(fresh, args, env, data, str(path))
+    for warning in resolved.warnings:
+        print(warning, file=sys.stderr)
+    return resolved
 
 
 def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings | None]:

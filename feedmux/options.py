@@ -23,7 +23,7 @@ from feedmux.errors import ConfigError
 ENV_PREFIX = "FEEDMUX_"
 CONFIG_ENV = "FEEDMUX_CONFIG"
 # FEEDMUX_* variables that are not options (CI's switch; the config file's path).
-NOT_OPTIONS = frozenset({CONFIG_ENV, "FEEDMUX_REQUIRE_SERVICES"})
+NOT_OPTIONS = frozenset({CONFIG_ENV, "FEEDMUX_REQUIRE_SERVICES", "FEEDMUX_TEST_TIME_SCALE"})
 # Options of which a higher layer replaces the whole group, not just its own key.
 EXCLUSIVE = (frozenset({"codes", "symbols_file"}),)
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -36,6 +36,7 @@ class Resolved:
 
     values: dict[str, Any]
     sources: dict[str, str]
+    warnings: list[str]
 
     def namespace(self, **extra: Any) -> argparse.Namespace:
         return argparse.Namespace(**self.values, **extra)
@@ -120,7 +121,8 @@ def resolve(
     file_data: Mapping[str, Any] | None = None,
     file_name: str = "config file",
 ) -> Resolved:
-    """Merge the layers over ``parser``'s defaults; unknown file keys and variables are errors.
+    """Merge the layers over ``parser``'s defaults. An unknown file key is an error; an unknown
+    FEEDMUX_* variable a warning (it may be meant for something else).
 
     ``given`` holds only the flags given (parsed with ``suppress_defaults``)."""
     actions = _actions(parser)
@@ -135,13 +137,15 @@ def resolve(
         from_file[dest] = _convert(actions[dest], value, f"{file_name}: key {key!r}")
     layers.append(("file", from_file))
     from_env: dict[str, Any] = {}
+    warnings: list[str] = []
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in NOT_OPTIONS:
             continue
         dest = name[len(ENV_PREFIX) :].lower()
-        if dest not in actions:
-            raise ConfigError(f"unknown environment variable {name} (feedmux reads "
-                              f"{ENV_PREFIX}<FLAG NAME>, e.g. FEEDMUX_SHARDS)")  # fmt: skip
+        if dest not in actions:  # not an error: the variable may be meant for something else
+            warnings.append(f"warning: {name} is not a feedmux option; ignored (options are "
+                            f"{ENV_PREFIX}<FLAG NAME>, e.g. FEEDMUX_SHARDS)")  # fmt: skip
+            continue
         from_env[dest] = _convert(actions[dest], value, f"environment variable {name}")
     layers.append(("env", from_env))
     layers.append(("flag", {k: v for k, v in vars(given).items() if k in actions}))
@@ -154,7 +158,7 @@ def resolve(
                     values[dest], sources[dest] = defaults[dest], "default"
         for dest, value in layer.items():
             values[dest], sources[dest] = value, source
-    return Resolved(values, sources)
+    return Resolved(values, sources, warnings)
 
 
 def config_path(given: str | None, env: Mapping[str, str]) -> Path | None:

@@ -1,0 +1,110 @@
+"""Run options from a TOML file, FEEDMUX_* variables and flags, in that order of precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedmux.cli import build_parser, build_settings, main, resolve_run_options
+from feedmux.errors import ConfigError
+from feedmux.options import Resolved
+
+SECRET = "file-token-9f3a"
+
+
+def resolved(argv: list[str], env: dict[str, str] | None = None) -> Resolved:
+    args = build_parser().parse_args(["run", *argv])
+    return resolve_run_options(args, env or {})
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "feedmux.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
+    config = write(tmp_path, 'shards = 2\nwatchdog = 12\nstore = ["sqlite://"]\n'
+                   'max-codes-per-conn = 100\nreplay = true\n')  # fmt: skip
+    r = resolved(["--config", str(config), "--shards", "6"],
+                 {"FEEDMUX_SHARDS": "4", "FEEDMUX_WATCHDOG": "9.5"})  # fmt: skip
+    assert r.values["shards"] == 6 and r.sources["shards"] == "flag"
+    assert r.values["watchdog"] == 9.5 and r.sources["watchdog"] == "env"
+    assert r.values["max_codes_per_conn"] == 100 and r.sources["max_codes_per_conn"] == "file"
+    assert r.values["store"] == ["sqlite://"] and r.values["replay"] is True
+    assert r.values["pub_queue"] == 50_000 and r.sources["pub_queue"] == "default"
+    settings, replay = build_settings(r.namespace())
+    assert settings.shards == 6 and settings.watchdog_s == 9.5 and replay is not None
+    assert settings.max_codes_per_conn == 100
+
+
+def test_config_file_is_found_through_the_environment(tmp_path: Path) -> None:
+    config = write(tmp_path, "shards = 3\n")
+    assert resolved([], {"FEEDMUX_CONFIG": str(config)}).values["shards"] == 3
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = write(tmp_path, "shards = 2\nshrads = 4\n")
+    with pytest.raises(ConfigError, match="unknown key 'shrads'"):
+        resolved(["--config", str(config)])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('shards = "many"', "key 'shards'"), ("free_plan = 3", "true or false"),
+     ('overflow = "lose"', "must be one of spill, drop"), ("store = 5", "expected a list"),
+     ("shards = [1", "feedmux.toml")],
+)  # fmt: skip
+def test_bad_values_in_the_file_say_which_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolved(["--config", str(write(tmp_path, text + "\n"))])
+
+
+def test_environment_values_are_checked_like_flags() -> None:
+    with pytest.raises(ConfigError, match="FEEDMUX_SHARDS"):
+        resolved([], {"FEEDMUX_SHARDS": "eight"})
+    assert resolved([], {"FEEDMUX_NO_JOURNAL": "yes"}).values["no_journal"] is True
+    assert resolved([], {"FEEDMUX_STORE": "sqlite:// sqlite:///x"}).values["store"] == [
+        "sqlite://", "sqlite:///x"]  # fmt: skip
+
+
+def test_unknown_environment_variable_is_a_warning_naming_it() -> None:
+    r = resolved([], {"FEEDMUX_SHRADS": "4", "FEEDMUX_REQUIRE_SERVICES": "1"})
+    assert [w for w in r.warnings if "FEEDMUX_SHRADS" in w] and len(r.warnings) == 1
+    assert r.values["shards"] == 8
+
+
+def test_codes_on_the_command_line_replace_the_files_symbols_file(tmp_path: Path) -> None:
+    config = write(tmp_path, 'symbols_file = "watch.txt"\n')
+    r = resolved(["--config", str(config), "--codes", "600519"])
+    assert r.values["codes"] == "600519" and r.values["symbols_file"] is None
+
+
+def test_config_show_masks_the_token_and_round_trips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path, f'token = "{SECRET}"\nshards = 2\n')
+    assert main(["config", "show", "--config", str(config), "--depth", "5"], env={}) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out and 'token = "***"' in out
+    assert "shards = 2" in out and "# file" in out and "depth = 5" in out and "# flag" in out
+    again = tmp_path / "shown.toml"
+    again.write_text(out.replace('token = "***"', 'token = "t"'))
+    assert resolved(["--config", str(again)]).values["depth"] == 5  # it is a valid config file
+
+
+def test_a_readable_config_file_holding_the_token_gets_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path, f'token = "{SECRET}"\n')
+    config.chmod(0o644)
+    resolved(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert "chmod 600" in err and SECRET not in err
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        resolved(["--config", str(tmp_path / "nope.toml")])

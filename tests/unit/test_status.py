@@ -1,0 +1,100 @@
+"""The status table and the Prometheus metrics, from workers' stats files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from rich.console import Console
+
+from feedmux.histogram import Histogram
+from feedmux.metrics import StatsCollector
+from feedmux.stats import write_stats
+from feedmux.status import build_status, progress_line, recent_warnings, render
+
+S = 10**9
+
+
+def receiver(t: int, ticks: int, frames: int) -> dict[str, Any]:
+    return {"time_ns": t, "ticks": ticks, "books": 0, "codes_subscribed": 3, "codes_desired": 4,
+            "codes_rejected": 1, "bus_messages": 7,
+            "bus": [{"held": 5, "spilled": 2, "dropped_total": 0, "spilled_total": 2},
+                    {"held": 0, "spilled": 0, "dropped_total": 3, "spilled_total": 0}],
+            "connections": [{"state": "up", "codes": 3, "frames": frames, "reconnects": 1,
+                             "watchdog_trips": 0, "last_frame_age_s": 0.2,
+                             "bad_frames": {"json": 2, "schema": 1}, "error": ""}]}  # fmt: skip
+
+
+def shard(i: int, t: int, received: int, stored: int) -> dict[str, Any]:
+    rows = Histogram([10, 100])
+    for n in (5, 100, 100):
+        rows.observe(n)
+    latency = Histogram([0.01, 0.1])
+    latency.observe(0.05)
+    return {"shard": i, "time_ns": t, "received": received, "stored": stored,
+            "published": received, "backlog": received - stored, "restarts": 0,
+            "last_commit_ns": t - S // 2, "duplicates": 0, "bus_gaps": 0, "write_failures": 0,
+            "receive_to_publish_s": latency.state(),
+            "stores": {"sqlite:///d": {"last_commit_ns": t, "batch_rows": rows.state(),
+                                       "commit_s": latency.state(),
+                                       "receive_to_commit_s": latency.state()}}}  # fmt: skip
+
+
+def test_rates_come_from_each_workers_own_timestamps() -> None:
+    before = {"receiver": receiver(100 * S, 1000, 900), "shard-0": shard(0, 100 * S, 400, 300)}
+    after = {"receiver": receiver(102 * S, 5000, 4900), "shard-0": shard(0, 101 * S, 1400, 1300)}
+    status = build_status(before, after, 2, silent={"000001.SZ": None}, wall_ns=101 * S)
+    assert status.ticks_per_s == 2000 and status.connections[0].frames_per_s == 2000
+    assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 7
+    assert status.shards[0].last_commit_age_s == 0.5 and status.shards[0].state == "up"
+    assert status.shards[1].state == "down" and status.shards[1].drops == 3
+    assert status.bad_frames == 3 and status.stored == 1300
+    console = Console(width=140, record=True, file=io.StringIO())
+    console.print(render(status, "test"))
+    text = console.export_text()
+    for shown in ("received 5,000 ticks (2,000/s)", "frames/s", "last commit", "1,300",
+                  "silent codes: 1 (000001.SZ)", "recent warnings: none", "down"):  # fmt: skip
+        assert shown in text, shown
+    assert "stored      1,300" in progress_line(status, 3.0)
+
+
+def test_a_worker_whose_stats_stopped_is_stale() -> None:
+    now = {"receiver": receiver(100 * S, 10, 10), "shard-0": shard(0, 90 * S, 10, 10)}
+    status = build_status(None, now, 1, wall_ns=100 * S)
+    assert status.shards[0].state == "stale" and status.ticks_per_s == 0
+
+
+def test_recent_warnings_are_the_last_warning_and_error_lines(tmp_path: Path) -> None:
+    log = tmp_path / "feedmux.log"
+    log.write_text("".join(f"t shard-0 {level} line {i}\n" for i, level in
+                           enumerate(["INFO", "WARNING", "ERROR", "INFO", "WARNING"])))  # fmt: skip
+    assert recent_warnings(log, 2) == ["t shard-0 ERROR line 2", "t shard-0 WARNING line 4"]
+    assert recent_warnings(tmp_path / "missing.log") == []
+
+
+def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
+    write_stats(tmp_path, "receiver", receiver(100 * S, 5000, 4900))
+    write_stats(tmp_path, "shard-0", shard(0, 100 * S, 3000, 2900))
+    write_stats(tmp_path, "shard-1", shard(1, 100 * S, 2000, 2000))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(tmp_path))
+    text = generate_latest(registry).decode()
+    for line in (
+        "feedmux_ticks_received_total 5000.0",
+        'feedmux_ticks_stored_total{shard="0"} 2900.0',
+        'feedmux_ticks_stored_total{shard="1"} 2000.0',
+        'feedmux_decode_errors_total{kind="json"} 2.0',
+        'feedmux_subscriptions{state="rejected"} 1.0',
+        'feedmux_ticks_dropped_total{shard="1"} 3.0',
+        'feedmux_shard_queue_ticks{shard="0"} 7.0',
+        # cumulative buckets: 5 <= 10, then 100 and 100 <= 100
+        'feedmux_batch_rows_bucket{le="10.0",shard="0",store="sqlite:///d"} 1.0',
+        'feedmux_batch_rows_bucket{le="100.0",shard="0",store="sqlite:///d"} 3.0',
+        'feedmux_batch_rows_bucket{le="+Inf",shard="0",store="sqlite:///d"} 3.0',
+        'feedmux_batch_rows_sum{shard="0",store="sqlite:///d"} 205.0',
+        'feedmux_stage_latency_seconds_bucket{le="0.1",shard="0",stage="publish"} 1.0',
+        'feedmux_stage_latency_seconds_count{shard="1",stage="commit:sqlite:///d"} 1.0',
+    ):
+        assert line in text, line
