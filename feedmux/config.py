@@ -284,6 +284,8 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     gap_s: float = 0.0  # ... with this pause between steps
     send_log: str = ""  # binary (send_ns, first_index, count) per write: benchmark latency
     log_level: str = "INFO"
+    log_file: str = ""  # also log here (feedmux run --replay: the run's log file)
+    log_stderr: bool = True  # False while feedmux run's live table owns the terminal
 
     def __repr__(self) -> str:
         shown = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("token", "codes")}

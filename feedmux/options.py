@@ -9,6 +9,7 @@ flags are parsed with every default suppressed, so "given on the command line" i
 from __future__ import annotations
 
 import argparse
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ CONFIG_ENV = "FEEDMUX_CONFIG"
 NOT_OPTIONS = frozenset({CONFIG_ENV, "FEEDMUX_REQUIRE_SERVICES", "FEEDMUX_TEST_TIME_SCALE"})
 # Options of which a higher layer replaces the whole group, not just its own key.
 EXCLUSIVE = (frozenset({"codes", "symbols_file"}),)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -174,7 +176,21 @@ def to_toml(resolved: Resolved, secret: tuple[str, ...] = ()) -> str:
         if value is None:
             lines.append(f"# {dest} = (not set)")
             continue
-        shown = "***" if dest in secret and value else value
-        text = tomli_w.dumps({dest: shown}).strip()
+        shown = "***" if dest in secret and value else _mask_passwords(value)
+        text = f"{dest} = {_toml_value(shown)}"
         lines.append(f"{text:<60} # {source}" if source != "default" else text)
     return "\n".join(lines) + "\n"
+
+
+def _mask_passwords(value: Any) -> Any:
+    """``postgresql://user:secret@host`` → ``postgresql://user:***@host``, in lists too."""
+    if isinstance(value, list):
+        return [_mask_passwords(v) for v in value]
+    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+
+
+def _toml_value(value: Any) -> str:
+    """One value in TOML, a list on one line (tomli-w would spread it over several)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).strip()[len("v = ") :]

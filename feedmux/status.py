@@ -60,6 +60,7 @@ class Status:
     codes_desired: int
     bad_frames: int
     reconnects: int
+    watchdog_trips: int
     spilled: int
     dropped: int
     connections: list[Connection]
@@ -142,6 +143,7 @@ def build_status(
         codes_desired=receiver.get("codes_desired", 0),
         bad_frames=sum(sum(c["bad_frames"].values()) for c in receiver.get("connections", [])),
         reconnects=sum(c.reconnects for c in conns),
+        watchdog_trips=sum(c["watchdog_trips"] for c in receiver.get("connections", [])),
         spilled=sum(q.get("spilled", 0) for q in bus),
         dropped=sum(q.get("dropped_total", 0) for q in bus),
         connections=conns, shards=rows, silent=dict(silent or {}), warnings=list(warnings or []),
@@ -159,7 +161,11 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
         f" | bad frames {status.bad_frames}"
         + (f" | books {status.books:,}" if status.books else "")
-        + (f" | reconnects {status.reconnects}" if status.reconnects else "")
+        + (
+            f" | reconnects {status.reconnects} (watchdog {status.watchdog_trips})"
+            if status.reconnects
+            else ""
+        )
         + (f" | shard restarts {restarts}" if restarts else "")
         + (f" | spilled {status.spilled:,}" if status.spilled else "")
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
@@ -176,9 +182,9 @@ def render(status: Status, title: str = "feedmux") -> Group:
         (f"{title}  ", "bold"),
         f"received {status.received:,} ticks ({status.ticks_per_s:,.0f}/s)  ",
         f"stored {status.stored:,}  published {status.published:,}  ",
-        f"codes {status.codes_subscribed:,}/{status.codes_desired:,}  ",
-        (f"bad frames {status.bad_frames}  ", "yellow" if status.bad_frames else ""),
-        (f"dropped {status.dropped:,}", "red" if status.dropped else ""),
+        f"codes {status.codes_subscribed:,}/{status.codes_desired:,}",
+        (f"  bad frames {status.bad_frames:,}" if status.bad_frames else "", "yellow"),
+        (f"  dropped {status.dropped:,}" if status.dropped else "", "red"),
     )
     conns = Table(title="connections", title_justify="left", expand=False)
     for name in ("conn", "state", "codes", "frames/s", "last frame", "reconnects", "error"):

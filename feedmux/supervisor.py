@@ -147,6 +147,8 @@ class Supervisor:
         for old in paths.stats_dir.glob("*.json"):
             old.unlink()  # numbers of an earlier run would read as this run's
         if replay is not None:
+            replay = msgspec.structs.replace(replay, log_file=str(paths.log_file),
+                                             log_stderr=settings.display != "live")  # fmt: skip
             self.replay = Child("replay", replay_worker.main, (replay,))
             url = self.replay.start()
             self.settings = settings = msgspec.structs.replace(settings, url=url)

@@ -53,7 +53,9 @@ def rules_of(settings: ReplaySettings) -> ServerRules:
 class ReplayServer:
     def __init__(self, settings: ReplaySettings) -> None:
         self.settings = settings
-        self.log = setup_logging(settings.log_level, "replay")
+        self.log = setup_logging(settings.log_level, "replay",
+                                 Path(settings.log_file) if settings.log_file else None,
+                                 stderr=settings.log_stderr)  # fmt: skip
         logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection
         self.rules = AllTickServer(rules_of(settings), set(settings.codes))
         self.market = Market(settings.codes, settings.seed)

@@ -148,7 +148,6 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
-    published = 0
     counters = {"acks_dropped": 0, "gaps_logged": 0, "rewinds_logged": 0}
     if ready is not None:
         ready.send(shard)
@@ -159,7 +158,9 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         slowest = min(writers, key=lambda w: w.written)
         slowest_books = min(book_writers, key=lambda w: w.written)
         counts = {
-            "received": state.received, "published": published, "stored": slowest.stored,
+            # ticks and books sent on PUB (bars and moves are counted apart)
+            "received": state.received, "published": state.pub_seq + state.book_seq,
+            "stored": slowest.stored,
             "duplicates": slowest.duplicates, "resent_dropped": state.resent_dropped,
             "books_received": state.received_books, "books_stored": slowest_books.stored,
             "books_duplicates": slowest_books.duplicates,
@@ -227,7 +228,6 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                     break
                 frames, batches, book_batches, bar_batches = state.on_bus(raw)
                 publish(frames)
-                published += len(frames)
                 if streams is not None:  # ticks and books; bars go to subscribers only
                     for frame in frames:
                         full = frame_batcher.add(frame)

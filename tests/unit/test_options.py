@@ -85,10 +85,12 @@ def test_codes_on_the_command_line_replace_the_files_symbols_file(tmp_path: Path
 def test_config_show_masks_the_token_and_round_trips(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write(tmp_path, f'token = "{SECRET}"\nshards = 2\n')
+    config = write(tmp_path, f'token = "{SECRET}"\nshards = 2\n'
+                   f'store = ["postgresql://u:{SECRET}@db/x"]\n')  # fmt: skip
     assert main(["config", "show", "--config", str(config), "--depth", "5"], env={}) == 0
     out = capsys.readouterr().out
     assert SECRET not in out and 'token = "***"' in out
+    assert 'store = ["postgresql://u:***@db/x"]' in out  # a password in a URL is masked too
     assert "shards = 2" in out and "# file" in out and "depth = 5" in out and "# flag" in out
     again = tmp_path / "shown.toml"
     again.write_text(out.replace('token = "***"', 'token = "t"'))
