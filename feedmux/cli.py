@@ -4,22 +4,18 @@ defaults)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import math
 import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
 
 from feedmux import options
-from feedmux.config import STOCK_PATH, ReplaySettings, RunPaths, Settings, read_manifest
+from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.journal import journal_codes
@@ -27,12 +23,8 @@ from feedmux.model import Depth
 from feedmux.moves import parse_min_moves
 from feedmux.options import suppress_defaults
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
 from feedmux.symbols import parse_symbols, read_symbols_file
 from feedmux.transports import zmq as zt
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
 DEFAULT_RATE = 5000.0
@@ -635,77 +627,24 @@ def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from feedmux import status as st  # noqa: PLC0415
+    from feedmux import cli_show  # noqa: PLC0415 (rich loads only here)
 
-    run_dir = _run_dir(args, env)
-    manifest = read_manifest(run_dir)
-    paths = RunPaths(run_dir)
-    running = _alive(manifest.pid)
-    before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
-    silent: dict[str, float | None] = {}
-    if running:
-        with contextlib.suppress(FeedmuxError):  # busy or restarting: shown as none
-            silent = Control(run_dir, timeout=2.0).silent(manifest.silent_after_s)
-    status = st.build_status(before, now, manifest.shards, silent=silent,
-                             warnings=st.recent_warnings(paths.log_file))  # fmt: skip
-    title = f"feedmux pid {manifest.pid}" + ("" if running else " (NOT RUNNING: last numbers)")
-    if args.json:
-        print(json.dumps({"running": running, "pid": manifest.pid, **status.as_dict()}))
-    else:
-        _console().print(st.render(status, title))
-    return 0 if running else 1
+    return cli_show.show_status(_run_dir(args, env), as_json=args.json)
 
 
 def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux import cli_show  # noqa: PLC0415
     from feedmux.consumer import SnapshotClient  # noqa: PLC0415
 
-    client = SnapshotClient(
-        _run_dir(args, env),
-        args.shards,
-        endpoint=args.endpoint,
-        server_key=args.server_key,
-        client_key=args.client_key,
-    )
-    frame = client.all() if not args.codes else None
-    if frame is None:  # only the codes asked for, in the order asked
-        quotes = client.get(args.codes)
-        frame = client.frame([quotes[c] for c in parse_symbols(args.codes) if c in quotes])
-    tz = _zone(args.tz)
-    for column in ("time", "recv_time"):
-        frame[column] = frame[column].dt.tz_convert(tz)
-    if frame[["bid", "ask"]].isna().all().all():
-        frame = frame.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
-    if args.format == "csv":
-        print(frame.to_csv(index=False), end="")
-        return 0
-    from rich.table import Table  # noqa: PLC0415
-
-    table = Table(title=f"{len(frame):,} codes, times in {args.tz}")
-    shown = [c for c in ("code", "time", "price", "volume", "bid", "ask", "seq", "shard",
-                         "pub_seq") if c in frame.columns]  # fmt: skip
-    for column in shown:
-        table.add_column(
-            column, justify="left" if column in ("code", "time") else "right", no_wrap=True
-        )
-    for row in frame[shown].itertuples(index=False):
-        table.add_row(*(_cell(v) for v in row))
-    _console().print(table)
-    return 0
+    client = SnapshotClient(_run_dir(args, env), args.shards, endpoint=args.endpoint,
+                            server_key=args.server_key, client_key=args.client_key)  # fmt: skip
+    return cli_show.show_snapshot(client, args.codes, args.format, _zone(args.tz))
 
 
-def _console() -> Console:
-    """Rich output; when piped, wide enough that no column is cut short."""
-    from rich.console import Console  # noqa: PLC0415
+def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux import cli_show  # noqa: PLC0415
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:,.4f}".rstrip("0").rstrip(".")  # NaN: no book
-    if isinstance(value, datetime):
-        return value.strftime("%m-%d %H:%M:%S.%f")[:-3]
-    return str(value)
+    return cli_show.make_keys(Path(args.dir), args.name)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -713,31 +652,6 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"--tz: unknown time zone {name!r}") from None
-
-
-def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    import zmq.auth  # noqa: PLC0415
-
-    directory = Path(args.dir)
-    secret = directory / f"{args.name}.key_secret"
-    if secret.exists():
-        raise ConfigError(f"{secret} exists: keys are not overwritten (pick another --name)")
-    directory.mkdir(parents=True, exist_ok=True)
-    public_file, secret_file = zmq.auth.create_certificates(directory, args.name)
-    os.chmod(secret_file, 0o600)
-    print(f"public key: {public_file} (give it to the other side)\n"
-          f"secret key: {secret_file} (keep it here, mode 600)")  # fmt: skip
-    return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
 
 
 def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from feedmux.errors import ConfigError
 from feedmux.stats import read_stats
 
 
@@ -135,5 +136,8 @@ def serve(stats_dir: Path, port: int, host: str = "127.0.0.1") -> int:
     """Serve /metrics on a daemon thread; the port (``port`` 0 picks a free one)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(stats_dir))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port {port} on {host}: {exc}") from None
     return int(server.server_port)

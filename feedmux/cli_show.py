@@ -1,0 +1,111 @@
+"""What `feedmux status`, `feedmux snapshot` and `feedmux keygen` print: rich tables of a
+running instance, and CURVE key files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import zmq.auth
+from rich.console import Console
+from rich.table import Table
+
+from feedmux import status as st
+from feedmux.config import RunPaths, read_manifest
+from feedmux.consumer import SnapshotClient
+from feedmux.control import Control
+from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.stats import read_stats
+from feedmux.symbols import parse_symbols
+
+
+def show_status(run_dir: Path, *, as_json: bool) -> int:
+    """The live table once (rates over about a second); 1 when the instance is not running."""
+    manifest = read_manifest(run_dir)
+    paths = RunPaths(run_dir)
+    running = _alive(manifest.pid)
+    before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
+    silent: dict[str, float | None] = {}
+    if running:
+        with contextlib.suppress(FeedmuxError):  # busy or restarting: shown as none
+            silent = Control(run_dir, timeout=2.0).silent(manifest.silent_after_s)
+    status = st.build_status(before, now, manifest.shards, silent=silent,
+                             warnings=st.recent_warnings(paths.log_file))  # fmt: skip
+    title = f"feedmux pid {manifest.pid}" + ("" if running else " (NOT RUNNING: last numbers)")
+    if as_json:
+        print(json.dumps({"running": running, "pid": manifest.pid, **status.as_dict()}))
+    else:
+        _console().print(st.render(status, title))
+    return 0 if running else 1
+
+
+def show_snapshot(client: SnapshotClient, codes: list[str], fmt: str, tz: ZoneInfo) -> int:
+    """The latest tick (and best bid/ask) of ``codes`` (all when empty), as a table or CSV."""
+    if codes:  # only the codes asked for, in the order asked
+        quotes = client.get(codes)
+        frame = client.frame([quotes[c] for c in parse_symbols(codes) if c in quotes])
+    else:
+        frame = client.all()
+    for column in ("time", "recv_time"):
+        frame[column] = frame[column].dt.tz_convert(tz)
+    if frame[["bid", "ask"]].isna().all().all():
+        frame = frame.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
+    if fmt == "csv":
+        print(frame.to_csv(index=False), end="")
+        return 0
+    table = Table(title=f"{len(frame):,} codes, times in {tz.key}")
+    shown = [c for c in ("code", "time", "price", "volume", "bid", "ask", "seq", "shard",
+                         "pub_seq") if c in frame.columns]  # fmt: skip
+    for column in shown:
+        table.add_column(column, justify="left" if column in ("code", "time") else "right",
+                         no_wrap=True)  # fmt: skip
+    for row in frame[shown].itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    _console().print(table)
+    return 0
+
+
+def make_keys(directory: Path, name: str) -> int:
+    """A CURVE key pair as ZeroMQ certificate files; the secret one is never group-readable."""
+    secret = directory / f"{name}.key_secret"
+    if secret.exists():
+        raise ConfigError(f"{secret} exists: keys are not overwritten (pick another --name)")
+    directory.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0o077)  # the secret file is private from its first byte
+    try:
+        public_file, secret_file = zmq.auth.create_certificates(directory, name)
+    finally:
+        os.umask(umask)
+    os.chmod(public_file, 0o644)
+    print(f"public key: {public_file} (give it to the other side)\n"
+          f"secret key: {secret_file} (keep it here, mode 600)")  # fmt: skip
+    return 0
+
+
+def _console() -> Console:
+    """Rich output; when piped, wide enough that no column is cut short."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:,.4f}".rstrip("0").rstrip(".")  # NaN: no book
+    if isinstance(value, datetime):
+        return value.strftime("%m-%d %H:%M:%S.%f")[:-3]
+    return str(value)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
