@@ -52,14 +52,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000
     log_level: str = "INFO"
-    display: Literal["auto", "live", "plain"] = "auto"
+    display: Literal["auto", "live", "plain"] = "auto"  # live: workers log to the file only
     min_move: dict[str, float] = {}  # family (trades, books) -> step: publish moves only on MT|/MD|
     public_endpoint: str = ""  # tcp://HOST:PORT: consumer sockets (PUB, snapshot) on TCP
     bus_endpoint: str = ""  # tcp://HOST:PORT: internal sockets (bus, acks, control) on TCP
     curve_secret_file: str = ""  # the server's secret key file (feedmux keygen): CURVE on
     curve_clients_dir: str = ""  # public keys of the clients allowed ("": any with the key)
     metrics_port: int | None = None  # serve Prometheus /metrics here (0: any free port)
-    metrics_host: str = "127.0.0.1"  # live: workers log to the file only
+    metrics_host: str = "127.0.0.1"
 
     def __repr__(self) -> str:
         shown = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("token", "codes")}
@@ -103,12 +103,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("--redis-maxlen must be >= 1")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be a port number, got {self.metrics_port}")
-        for flag, endpoint in (("--public", self.public_endpoint), ("--bus", self.bus_endpoint)):
+        ranges = []  # the ports each tcp endpoint takes: [first, last]
+        tcp = (("--public", self.public_endpoint, 2 * self.shards),
+               ("--internal", self.bus_endpoint, self.shards + 2))  # fmt: skip
+        for flag, endpoint, count in tcp:
             if endpoint:
                 try:
-                    tcp_port(endpoint, 2 * self.shards + 1)  # the highest port it will use
+                    first = int(tcp_port(endpoint, 0).rpartition(":")[2])
+                    tcp_port(endpoint, count - 1)  # the last port it will use must exist
                 except ConfigError as exc:
                     raise ConfigError(f"{flag}: {exc}") from None
+                ranges.append((first, first + count - 1))
+        if len(ranges) == 2 and ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]:
+            raise ConfigError(f"--public uses ports {ranges[0][0]}-{ranges[0][1]} and --internal "
+                              f"{ranges[1][0]}-{ranges[1][1]}: they overlap")  # fmt: skip
         if self.curve_secret_file and not self.public_endpoint:
             raise ConfigError("--curve-secret needs --public tcp://HOST:PORT (CURVE protects "
                               "the consumer sockets over TCP)")  # fmt: skip

@@ -53,9 +53,14 @@ class Connection:
             paths = RunPaths(run_dir, public=tcp_port(endpoint, 0))
         else:
             paths = RunPaths.of_run(run_dir)
-            if shards is None:
+            try:
                 manifest = read_manifest(run_dir)
-                shards, manifest_key = manifest.shards, manifest.curve_server_key
+            except ConfigError:
+                if shards is None:
+                    raise
+            else:  # CURVE on the run's own host: its public key is in run.json
+                shards = manifest.shards if shards is None else shards
+                manifest_key = manifest.curve_server_key
         curve = None
         if client_key is not None:
             curve = zt.load_keys(client_key, server_key)

@@ -97,7 +97,7 @@ class StatsCollector(Collector):
 
         yield counter("feedmux_ticks_routed", "Trades a shard took from the bus", "received")
         yield counter("feedmux_ticks_stored", "Trades in every store", "stored")
-        yield counter("feedmux_ticks_published", "Messages published on PUB", "published")
+        yield counter("feedmux_ticks_published", "Ticks and books published on PUB", "published")
         yield counter("feedmux_duplicates", "Rows a store already had", "duplicates")
         yield counter("feedmux_bus_gaps", "Bus messages that will never come", "bus_gaps")
         yield counter("feedmux_shard_restarts", "Shard worker restarts", "restarts")
@@ -114,9 +114,13 @@ class StatsCollector(Collector):
         stage = HistogramMetricFamily("feedmux_stage_latency_seconds", "From the receiver's "
                                       "socket read to a stage: publish, or commit to a store",
                                       labels=["shard", "stage"])  # fmt: skip
+        moves = CounterMetricFamily("feedmux_moves_published", "Publications on the --min-move "
+                                    "topics", labels=["shard", "family"])  # fmt: skip
         for s in shards:
             shard = str(s["shard"])
             backlog.add_metric([shard], s.get("backlog", 0))
+            for family, n in s.get("moves", {}).items():
+                moves.add_metric([shard, family], n)
             if "receive_to_publish_s" in s:
                 h = s["receive_to_publish_s"]
                 stage.add_metric([shard, "publish"], _buckets(h), h["sum"])
@@ -129,7 +133,7 @@ class StatsCollector(Collector):
                 commit.add_metric([shard, store], _buckets(st["commit_s"]), st["commit_s"]["sum"])
                 h = st["receive_to_commit_s"]
                 stage.add_metric([shard, f"commit:{store}"], _buckets(h), h["sum"])
-        yield from (backlog, last, rows, commit, stage)
+        yield from (backlog, last, rows, commit, stage, moves)
 
 
 def serve(stats_dir: Path, port: int, host: str = "127.0.0.1") -> int:

@@ -8,20 +8,17 @@ hold and exit.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import msgspec
-import setproctitle
 
+from feedmux.children import Child
 from feedmux.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.control import Control, save_universe
 from feedmux.display import open_display
@@ -32,78 +29,10 @@ from feedmux.transports import zmq as zt
 from workers import receiver, shard
 from workers import replay as replay_worker
 
-READY_TIMEOUT_S = 60.0
 RECEIVER_STOP_S = 30.0
 SHARD_STOP_S = 90.0
 STATUS_EVERY_S = 1.0
 SILENT_EVERY_S = 10.0
-
-_spawn = multiprocessing.get_context("spawn")
-
-
-class Child:
-    """One worker process; ``start`` waits until it says it is ready."""
-
-    def __init__(self, name: str, target: Callable[..., int], args: tuple[Any, ...]) -> None:
-        self.name = name
-        self.target = target
-        self.args = args
-        self.process: BaseProcess | None = None
-        self.restarts = 0
-        self._terminated = False
-
-    def start(self) -> Any:
-        ours, theirs = _spawn.Pipe(duplex=False)
-        process = _spawn.Process(
-            target=_entry, args=(self.target, *self.args, theirs), name=f"feedmux-{self.name}"
-        )
-        process.start()
-        theirs.close()
-        self.process = process
-        self._terminated = False
-        return _await_ready(self.name, process, ours)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.is_alive()
-
-    def terminate(self) -> None:
-        """SIGTERM, once: the worker then finishes its work and exits by itself."""
-        if self.process is not None and self.process.is_alive() and not self._terminated:
-            self._terminated = True
-            self.process.terminate()
-
-    def stop(self, timeout: float) -> int | None:
-        """SIGTERM, wait, then SIGKILL if it is still there; the exit code."""
-        process = self.process
-        if process is None:
-            return None
-        if process.is_alive():
-            self.terminate()
-            process.join(timeout)
-        if process.is_alive():
-            process.kill()
-            process.join(5)
-        return process.exitcode
-
-
-def _entry(target: Callable[..., int], *args: Any) -> None:
-    """A worker's ``main`` returns its exit status; multiprocessing would drop it."""
-    setproctitle.setproctitle(multiprocessing.current_process().name)  # e.g. feedmux-shard-3
-    sys.exit(target(*args))
-
-
-def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if pipe.poll(0.1):
-            try:
-                return pipe.recv()
-            except EOFError:
-                break
-        if not process.is_alive():
-            break
-    process.join(1)
-    raise FeedmuxError(f"{name} did not start (exit code {process.exitcode}); see its log above")
 
 
 def _check_writable(data_dir: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import zmq
 
+from feedmux import wire
 from feedmux.batching import Batcher
 from feedmux.config import Settings
 from feedmux.errors import FeedmuxError
@@ -179,6 +180,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                                      "receive_to_commit_s": t.receive_to_commit_s.state()}
                        for store, w, t in zip(stores, writers, timers, strict=True)},
             "receive_to_publish_s": state.receive_to_publish_s.state(),
+            "moves": {"trades": state.move_seqs[wire.TRADE_MOVE_PREFIX],
+                      "books": state.move_seqs[wire.DEPTH_MOVE_PREFIX]},
             "redis": None if streams is None else {
                 "published": streams.stored, "backlog": streams.backlog,
                 "failures": streams.writer.failures},

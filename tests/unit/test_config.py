@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from feedmux.config import ReplaySettings, RunPaths, Settings, redact
@@ -32,6 +34,10 @@ def test_redact_removes_token_query_and_value() -> None:
         ({"codes": []}, "empty"),
         ({"stores": ["mysql://u:pw@h/db"]}, "sqlite:///DIR or postgresql"),
         ({"stores": ["sqlite://", "sqlite://"]}, "twice"),
+        ({"public_endpoint": "ipc:///tmp/x"}, "--public: endpoint must be tcp"),
+        ({"public_endpoint": "tcp://h:65530"}, "port number"),
+        ({"public_endpoint": "tcp://h:7000", "bus_endpoint": "tcp://h:7010"}, "overlap"),
+        ({"curve_secret_file": "k"}, "needs --public"), ({"metrics_port": 70000}, "port"),
     ],
 )  # fmt: skip
 def test_invalid_settings_say_what_to_change(kw: dict[str, object], message: str) -> None:
@@ -45,8 +51,6 @@ def test_unknown_settings_field_is_rejected() -> None:
 
 
 def test_run_dir_is_private_and_length_checked(tmp_path: object) -> None:
-    from pathlib import Path  # noqa: PLC0415
-
     paths = RunPaths(Path(str(tmp_path)) / "run")
     paths.prepare()
     assert paths.root.stat().st_mode & 0o777 == 0o700
@@ -66,3 +70,24 @@ def test_a_bad_store_url_never_echoes_its_password() -> None:
     with pytest.raises(ConfigError) as caught:
         settings(stores=["mysql://u:pw@h/db"]).validate()
     assert "pw" not in str(caught.value)
+
+
+def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Path) -> None:
+    import msgspec  # noqa: PLC0415
+    import zmq  # noqa: PLC0415
+
+    from feedmux.config import Manifest  # noqa: PLC0415
+    from feedmux.consumer import Connection  # noqa: PLC0415
+
+    server_public, _ = zmq.curve_keypair()
+    key = server_public.decode()
+    manifest = Manifest(shards=3, pid=1, data_dir="d", public="tcp://127.0.0.1:7700",
+                        bus="tcp://127.0.0.1:7800", curve_server_key=key)  # fmt: skip
+    (tmp_path / "run.json").write_bytes(msgspec.json.encode(manifest))
+    conn = Connection.of(tmp_path, None, None, None, None)
+    assert conn.shards == 3 and conn.curve is not None and conn.curve.server == server_public
+    assert conn.paths.shard_pub(2) == "tcp://127.0.0.1:7704"
+    assert conn.paths.shard_snapshot(2) == "tcp://127.0.0.1:7705"
+    assert conn.paths.control == "tcp://127.0.0.1:7804"  # after shard inputs 7800-7802, acks
+    with pytest.raises(ConfigError, match="give shards="):
+        Connection.of(tmp_path, None, "tcp://h:7700", None, None)

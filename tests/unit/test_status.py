@@ -36,7 +36,7 @@ def shard(i: int, t: int, received: int, stored: int) -> dict[str, Any]:
     return {"shard": i, "time_ns": t, "received": received, "stored": stored,
             "published": received, "backlog": received - stored, "restarts": 0,
             "last_commit_ns": t - S // 2, "duplicates": 0, "bus_gaps": 0, "write_failures": 0,
-            "receive_to_publish_s": latency.state(),
+            "receive_to_publish_s": latency.state(), "moves": {"trades": 4, "books": 0},
             "stores": {"sqlite:///d": {"last_commit_ns": t, "batch_rows": rows.state(),
                                        "commit_s": latency.state(),
                                        "receive_to_commit_s": latency.state()}}}  # fmt: skip
@@ -96,5 +96,6 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
         'feedmux_batch_rows_sum{shard="0",store="sqlite:///d"} 205.0',
         'feedmux_stage_latency_seconds_bucket{le="0.1",shard="0",stage="publish"} 1.0',
         'feedmux_stage_latency_seconds_count{shard="1",stage="commit:sqlite:///d"} 1.0',
+        'feedmux_moves_published_total{family="trades",shard="0"} 4.0',
     ):
         assert line in text, line
