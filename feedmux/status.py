@@ -44,7 +44,7 @@ class Shard:
     queue: int  # ticks the receiver holds for it (memory + spilled)
     backlog: int  # rows received but not yet in every store
     stored: int
-    last_commit_age_s: float | None
+    last_commit_age_s: float | None  # as of the shard's last stats write
     drops: int
     restarts: int
 
@@ -128,7 +128,8 @@ def build_status(
             ticks_per_s=_per_s(before_s.get("received") if before_s else None,
                                s.get("received", 0), _dt_s(before_s, s)),
             queue=q.get("held", 0) + q.get("spilled", 0), backlog=s.get("backlog", 0),
-            stored=s.get("stored", 0), last_commit_age_s=_age_s(wall_ns, s.get("last_commit_ns")),
+            stored=s.get("stored", 0),
+            last_commit_age_s=_age_s(s.get("time_ns", wall_ns), s.get("last_commit_ns")),
             drops=q.get("dropped_total", 0), restarts=s.get("restarts", 0),
         ))  # fmt: skip
     shard_stats = [s for name, s in cur.items() if name.startswith("shard-")]
