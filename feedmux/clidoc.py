@@ -20,33 +20,27 @@ END = "<!-- /cli-commands -->"
 
 def _fixed_width(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=WIDTH)
-    for sub in _subparsers(parser).values():
+    for _name, _summary, sub in _subcommands(parser):
         _fixed_width(sub)
-
-
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:  # argparse keeps its subcommands here, nowhere public
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _summaries(parser: argparse.ArgumentParser) -> dict[str, str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return {a.dest: a.help or "" for a in action._choices_actions}
-    return {}
 
 
 Command = tuple[str, str, argparse.ArgumentParser]  # full name, summary, parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
+    """(name, one-line help, parser) of each subcommand, in the order they were added."""
+    for action in parser._actions:  # argparse keeps its subcommands here, nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            return [(name, helps.get(name, ""), sub) for name, sub in action.choices.items()]
+    return []
+
+
 def _walk(parser: argparse.ArgumentParser, name: str) -> list[Command]:
     out = []
-    summaries = _summaries(parser)
-    for sub_name, sub in _subparsers(parser).items():
+    for sub_name, summary, sub in _subcommands(parser):
         full = f"{name} {sub_name}"
-        out.append((full, summaries.get(sub_name, ""), sub))
+        out.append((full, summary, sub))
         out.extend(_walk(sub, full))
     return out
 
@@ -54,7 +48,7 @@ def _walk(parser: argparse.ArgumentParser, name: str) -> list[Command]:
 def commands() -> list[Command]:
     parser = build_parser()
     _fixed_width(parser)
-    return [(n, s, p) for n, s, p in _walk(parser, "feedmux") if not _subparsers(p)]
+    return [(n, s, p) for n, s, p in _walk(parser, "feedmux") if not _subcommands(p)]
 
 
 def reference() -> str:

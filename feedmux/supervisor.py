@@ -7,12 +7,13 @@ hold and exit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -215,8 +216,9 @@ def run(
     out = sys.stdout if out is None else out
     live = settings.display == "live" or (settings.display == "auto" and out.isatty())
     settings = msgspec.structs.replace(settings, display="live" if live else "plain")
-    display = open_display(out, live)
+    settings.paths.prepare()  # before anything starts: a bad run dir is only an error message
     log = logging.getLogger("feedmux.supervisor")
+    display = open_display(out, live)
 
     def say(text: str) -> None:
         display.say(text)
@@ -224,25 +226,30 @@ def run(
 
     signals = _Signals()
     supervisor = Supervisor(settings, say)
-    try:
+    with _logging_to(settings.paths.log_file, log):
         try:
-            settings.paths.prepare()
-            _log_to(settings.paths.log_file, log)
-            supervisor.start(replay)
-            supervisor.watch(signals, stop_after_s, display.show)
-        finally:
-            display.close()  # the table ends here: shutdown messages follow as plain lines
-            display = open_display(out, live=False)
-    except BaseException:
-        supervisor.shutdown()  # never leave workers behind, whatever went wrong
-        raise
-    return supervisor.verdict(supervisor.shutdown())
+            try:
+                supervisor.start(replay)
+                supervisor.watch(signals, stop_after_s, display.show)
+            finally:
+                display.close()  # the table ends here: shutdown messages follow as plain lines
+                display = open_display(out, live=False)
+        except BaseException:
+            supervisor.shutdown()  # never leave workers behind, whatever went wrong
+            raise
+        return supervisor.verdict(supervisor.shutdown())
 
 
-def _log_to(path: Path, log: logging.Logger) -> None:
+@contextlib.contextmanager
+def _logging_to(path: Path, log: logging.Logger) -> Iterator[None]:
     """The supervisor's messages also go to the run's log file, beside the workers' lines."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s supervisor %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
