@@ -85,4 +85,7 @@ def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:
         if not process.is_alive():
             break
     process.join(1)
-    raise FeedmuxError(f"{name} did not start (exit code {process.exitcode}); see its log above")
+    raise FeedmuxError(
+        f"{name} did not start (exit code {process.exitcode}); see its log lines "
+        "(above, and in <run-dir>/feedmux.log)"
+    )
