@@ -259,3 +259,20 @@ def test_consumer_on_tcp_with_curve_and_the_wrong_key_gets_nothing(tmp_path: Pat
         code, output = stop(run)
     assert code == 0, output
     assert "(CURVE)" in output and "stopped cleanly" in output
+
+
+def test_a_run_from_a_config_file_and_its_status_afterwards(tmp_path: Path) -> None:
+    config = tmp_path / "feedmux.toml"
+    config.write_text(f'codes = "{CODES}"\nshards = 1\nreplay = true\nreplay-rate = 200\n'
+                      f'stop_after = 4\ndata_dir = "{tmp_path / "data"}"\n')  # fmt: skip
+    run = feedmux("run", "--config", str(config), "--shards", "2", cwd=tmp_path)  # flag wins
+    output, _ = run.communicate(timeout=scaled(60))  # stop_after in the file ends it
+    assert run.returncode == 0, output
+    assert "2 shard workers up" in output and "stopped cleanly" in output
+    assert len(read_ticks(tmp_path / "data")) > 0
+    # The instance is gone: `feedmux status` finds it through the same file, shows its last
+    # numbers and says so with exit 1.
+    argv = [sys.executable, "-m", "feedmux", "status", "--config", str(config)]
+    status = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(30), check=False)
+    assert status.returncode == 1, status.stderr
+    assert "NOT RUNNING" in status.stdout and "received" in status.stdout

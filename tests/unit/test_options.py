@@ -110,3 +110,15 @@ def test_a_readable_config_file_holding_the_token_gets_a_warning(
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         resolved(["--config", str(tmp_path / "nope.toml")])
+
+
+def test_keygen_writes_a_private_secret_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keygen", str(tmp_path), "--name", "alice"], env={}) == 0
+    assert (tmp_path / "alice.key_secret").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "alice.key").stat().st_mode & 0o777 == 0o644
+    before = (tmp_path / "alice.key_secret").read_bytes()
+    assert main(["keygen", str(tmp_path), "--name", "alice"], env={}) == 2
+    assert "not overwritten" in capsys.readouterr().err
+    assert (tmp_path / "alice.key_secret").read_bytes() == before
