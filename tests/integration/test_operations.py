@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from feedmux import SnapshotClient, Subscriber, read_ticks
+from feedmux import SnapshotClient, Subscriber, read_books, read_ticks
 from feedmux.cli import main
 from feedmux.model import Tick
 from feedmux.moves import TradeMoves
@@ -100,7 +100,7 @@ def test_live_table_metrics_snapshots_and_moves_on_a_terminal(tmp_path: Path) ->
     term = Terminal([sys.executable, "-m", "feedmux", "run", "--replay", "--codes", CODES,
                      "--shards", "2", "--replay-rate", "400", "--replay-duration", "6",
                      "--replay-warmup", "2", "--metrics-port", "0", "--min-move", "trades=0.05",
-                     "--data-dir", str(data_dir)], tmp_path)  # fmt: skip
+                     "--depth", "5", "--data-dir", str(data_dir)], tmp_path)  # fmt: skip
     try:
         wait_for(lambda: "metrics: http://" in term.text, 60, "the run to start")
         with Subscriber(run_dir=run_dir, trades=False, trade_moves=True) as moves_sub:
@@ -167,8 +167,13 @@ def _check_snapshot_agrees_with_store(run_dir: Path, data_dir: Path) -> None:
         assert (quote.tick.seq, quote.tick.price, quote.tick.volume) == (
             row["seq"], row["price"], row["volume"]), code  # fmt: skip
         assert quote.pub_seq > 0
+    books = read_books(data_dir)
+    last_books = books.loc[books.groupby("code")["seq"].idxmax()].set_index("code")
+    assert {c: q.book.seq for c, q in quotes.items() if q.book is not None} == last_books[
+        "seq"].to_dict()  # fmt: skip
     frame = SnapshotClient(run_dir).all().set_index("code")
     assert frame["seq"].to_dict() == last["seq"].to_dict()
+    assert frame["bid"].to_dict() == {c: b[0][0] for c, b in last_books["bids"].items()}
     assert frame["time"].to_dict() == last["time"].to_dict()
     out = io.StringIO()
     sys_stdout, sys.stdout = sys.stdout, out
@@ -178,6 +183,7 @@ def _check_snapshot_agrees_with_store(run_dir: Path, data_dir: Path) -> None:
         sys.stdout = sys_stdout
     printed = pd.read_csv(io.StringIO(out.getvalue())).set_index("code")
     assert printed["seq"].to_dict() == last["seq"].to_dict()
+    assert printed["ask"].to_dict() == {c: a[0][0] for c, a in last_books["asks"].items()}
     assert printed["price"].to_dict() == last["price"].to_dict()
 
 
