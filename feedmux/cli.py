@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import setproctitle
 
 from feedmux import options
+from feedmux.bars import Bar
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
 from feedmux.errors import ConfigError, FeedmuxError
@@ -392,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dir_options(tail)
     tail.add_argument("--count", type=int, help="exit after this many messages")
     tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
+    tail.add_argument("--bars", action="store_true", help="1-minute bars too, as they close")
     _add_remote_options(tail)
     tail.add_argument("--moves", action="store_true",
                       help="only the --min-move topics: moves of trades (and books)")  # fmt: skip
@@ -582,11 +584,15 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     seen = 0
     with Subscriber(args.codes or None, _run_dir(args, env), args.shards, trades=not args.moves,
                     books=args.books and not args.moves, trade_moves=args.moves,
-                    book_moves=args.books and args.moves, endpoint=args.endpoint,
+                    book_moves=args.books and args.moves, bars=args.bars, endpoint=args.endpoint,
                     server_key=args.server_key,
                     client_key=args.client_key) as subscriber:  # fmt: skip
         for item in subscriber:
-            if isinstance(item, Depth):
+            if isinstance(item, Bar):
+                print(f"{item.code:<10} bar {item.minute_ns // 10**9:<16} open={item.open:.4f} "
+                      f"high={item.high:.4f} low={item.low:.4f} close={item.close:.4f} "
+                      f"volume={item.volume:.0f} trades={item.count}", flush=True)  # fmt: skip
+            elif isinstance(item, Depth):
                 best_bid = item.bids[0][0] if item.bids else "-"
                 best_ask = item.asks[0][0] if item.asks else "-"
                 print(f"{item.code:<10} seq={item.seq:<16} book bid={best_bid} ask={best_ask} "

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from feedmux import wire
+from feedmux.bars import Bar
 from feedmux.config import RunPaths, read_manifest, tcp_port
 from feedmux.errors import ConfigError, ConsumerError, GapError
 from feedmux.model import TICK_COLUMNS, Depth, Tick
@@ -29,7 +30,9 @@ _KIND_NAMES = {
     wire.DEPTH_PREFIX: "books",
     wire.TRADE_MOVE_PREFIX: "trade moves",
     wire.DEPTH_MOVE_PREFIX: "book moves",
+    wire.BAR_PREFIX: "bars",
 }
+Item = Tick | Depth | Bar
 DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
 
@@ -90,8 +93,9 @@ class Subscriber:
     None means the whole market. ``trades`` and ``books`` choose what arrives: ``Tick`` and,
     with ``feedmux run --depth``, ``Depth`` objects. ``trade_moves`` and ``book_moves`` are
     the ``--min-move`` families: only trades (books) whose price (best bid or ask) moved by at
-    least the run's step since the last one sent there. ``shards`` may be given to subscribe
-    before the run starts (otherwise it is read from the run directory). Iterating blocks
+    least the run's step since the last one sent there. ``bars`` adds the 1-minute ``Bar`` of
+    each code as it closes (and again when a late tick amends it). ``shards`` may be given to
+    subscribe before the run starts (otherwise it is read from the run directory). Iterating blocks
     until the next message. ``queue`` is how many messages may wait unread before the
     publisher drops for this subscriber alone (the pipeline never waits for a consumer).
 
@@ -113,6 +117,7 @@ class Subscriber:
         books: bool = False,
         trade_moves: bool = False,
         book_moves: bool = False,
+        bars: bool = False,
         on_gap: Literal["raise", "count"] = "raise",
         queue: int = zt.PUB_HWM,
         endpoint: str | None = None,
@@ -131,7 +136,8 @@ class Subscriber:
         wanted = ((trades, wire.TRADE_PREFIX, wire.trade_topic),
                   (books, wire.DEPTH_PREFIX, wire.depth_topic),
                   (trade_moves, wire.TRADE_MOVE_PREFIX, wire.trade_move_topic),
-                  (book_moves, wire.DEPTH_MOVE_PREFIX, wire.depth_move_topic))  # fmt: skip
+                  (book_moves, wire.DEPTH_MOVE_PREFIX, wire.depth_move_topic),
+                  (bars, wire.BAR_PREFIX, wire.bar_topic))  # fmt: skip
         kinds = [(prefix, topic_of) for on, prefix, topic_of in wanted if on]
         for prefix, topic_of in kinds:
             if self.codes is None:
@@ -148,9 +154,9 @@ class Subscriber:
         self.gaps = 0  # messages missed, over all gaps
         self.gap_events: list[GapError] = []
         self.received = 0
-        self._early: deque[Tick | Depth] = deque()  # arrived during wait_ready, or at a gap
+        self._early: deque[Item] = deque()  # arrived during wait_ready, or at a gap
 
-    def recv(self, timeout: float | None = None) -> Tick | Depth | None:
+    def recv(self, timeout: float | None = None) -> Item | None:
         """The next tick or book, or None after ``timeout`` seconds (None waits forever).
 
         Raises ``GapError`` (with ``on_gap="raise"``) when messages were missed."""
@@ -158,7 +164,7 @@ class Subscriber:
             return self._early.popleft()
         return self._recv(timeout)
 
-    def _recv(self, timeout: float | None) -> Tick | Depth | None:
+    def _recv(self, timeout: float | None) -> Item | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._sock
         while True:
@@ -166,7 +172,7 @@ class Subscriber:
             if not sock.poll(wait_ms):
                 return None
             topic, payload = sock.recv_multipart()
-            item: Tick | Depth
+            item: Item
             try:
                 if topic == wire.HEARTBEAT_TOPIC:
                     beat = wire.heartbeat_decoder.decode(payload)
@@ -174,7 +180,10 @@ class Subscriber:
                     self._check_heartbeat(beat)
                     continue
                 kind = topic[: topic.index(b"|") + 1]
-                if kind in _BOOK_KINDS:
+                if kind == wire.BAR_PREFIX:
+                    bar = wire.published_bar_decoder.decode(payload)
+                    shard, seq, item = bar.shard, bar.bar_seq, bar.bar
+                elif kind in _BOOK_KINDS:
                     book = wire.published_depth_decoder.decode(payload)
                     shard, seq, item = book.shard, book.book_seq, book.depth
                 else:
@@ -275,7 +284,7 @@ class Subscriber:
                 self._early.append(tick)
         return True
 
-    def __iter__(self) -> Iterator[Tick | Depth]:
+    def __iter__(self) -> Iterator[Item]:
         while True:
             tick = self.recv()
             if tick is not None:

@@ -104,3 +104,35 @@ def test_garbage_on_the_bus_does_not_kill_the_shard(
         worker.terminate()
         worker.join(scaled(30))
     assert worker.exitcode == 0
+
+
+def test_a_bars_subscriber_gets_each_closed_minute_bar(
+    running_shard: tuple[Settings, BaseProcess],
+) -> None:
+    """A tick in the next minute closes a code's bar: it arrives as a Bar, equal to the OHLCV of
+    that minute's ticks, and trades still arrive beside it."""
+    from feedmux.bars import MINUTE_NS, Bar  # noqa: PLC0415
+
+    settings, _worker = running_shard
+    minute = (10**18 // MINUTE_NS + 1) * MINUTE_NS
+    prices = [10.0, 10.5, 9.8, 10.2]
+    sent = [Tick("600000.SH", i + 1, minute + i * 10**9, minute + i * 10**9, p, 100.0 * (i + 1),
+                 p * 100.0, 1) for i, p in enumerate(prices)]  # fmt: skip
+    sent.append(Tick("600000.SH", 9, minute + MINUTE_NS + 10**9, minute + MINUTE_NS, 11.0, 50.0,
+                     550.0, 1))  # fmt: skip
+    ctx = zt.context()
+    bus = zt.push(ctx, settings.paths.shard_in(0))
+    with Subscriber(run_dir=settings.run_dir, shards=1, bars=True) as subscriber:
+        try:
+            assert subscriber.wait_ready(scaled(10))
+            bus.send(wire.encode(wire.Resume(1, 1)))
+            bus.send(wire.encode(wire.Batch(1, sent)))
+            got = [subscriber.recv(timeout=scaled(5)) for _ in range(len(sent) + 1)]
+        finally:
+            ctx.destroy(linger=0)
+    bars = [item for item in got if isinstance(item, Bar)]
+    assert [t for t in got if isinstance(t, Tick)] == sent
+    assert len(bars) == 1
+    bar = bars[0]
+    assert (bar.code, bar.minute_ns, bar.open, bar.high, bar.low, bar.close, bar.volume,
+            bar.count) == ("600000.SH", minute, 10.0, 10.5, 9.8, 10.2, 1000.0, 4)  # fmt: skip
