@@ -64,15 +64,13 @@ class Connection:
             else:  # CURVE on the run's own host: its public key is in run.json
                 shards = manifest.shards if shards is None else shards
                 manifest_key = manifest.curve_server_key
+        server = zt.load_keys_public(server_key) if server_key else manifest_key.encode()
         curve = None
         if client_key is not None:
-            curve = zt.load_keys(client_key, server_key)
-            if not server_key:
-                curve = zt.CurveKeys(curve.public, curve.secret, manifest_key.encode())
-        elif server_key is not None:
-            curve = zt.ephemeral_keys(zt.load_keys_public(server_key))
-        elif manifest_key:
-            curve = zt.ephemeral_keys(manifest_key.encode())
+            keys = zt.load_keys(client_key)
+            curve = zt.CurveKeys(keys.public, keys.secret, server)
+        elif server:
+            curve = zt.ephemeral_keys(server)
         if curve is not None and not curve.server:
             raise ConfigError("CURVE needs the server's public key: give server_key=")
         return cls(paths, shards, curve)

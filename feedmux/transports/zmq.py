@@ -31,16 +31,15 @@ class CurveKeys:
     server: bytes = b""
 
 
-def load_keys(secret_file: str | Path, server_public_file: str | Path | None = None) -> CurveKeys:
-    """A key pair from a ``feedmux keygen`` secret file (and the server's public key file)."""
+def load_keys(secret_file: str | Path) -> CurveKeys:
+    """A key pair from a ``feedmux keygen`` secret file."""
     try:
         public, secret = zmq.auth.load_certificate(secret_file)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read CURVE key: {exc}") from None
-    server = load_keys_public(server_public_file) if server_public_file else b""
     if secret is None:
         raise ConfigError(f"{secret_file} holds no secret key: give the .key_secret file")
-    return CurveKeys(public, secret, server)
+    return CurveKeys(public, secret)
 
 
 def load_keys_public(public_file: str | Path) -> bytes:
