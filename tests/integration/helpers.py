@@ -42,6 +42,12 @@ def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, st
     return proc, report, read_json(report)["url"]
 
 
+def end_feed(replay: subprocess.Popen[str], report: Path) -> None:
+    """End the replay server's feed (SIGUSR1; it keeps serving) and wait until it says so."""
+    replay.send_signal(signal.SIGUSR1)
+    wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+
+
 def sent_messages(path: Path) -> tuple[list[Tick], list[Depth]]:
     """Every trade and book the server sent, decoded as feedmux decodes them (recv_ns 0)."""
     client = AllTickClient("checker", only_subscribed=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,14 @@ from feedmux.model import Depth, Tick
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import feedmux, read_json, sent_messages, start_replay, stop
+from tests.integration.helpers import (
+    end_feed,
+    feedmux,
+    read_json,
+    sent_messages,
+    start_replay,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +43,7 @@ def test_books_are_stored_published_and_snapshotted(tmp_path: Path) -> None:
         wait_for(lambda: len(read_json(report).get("books", [])) == len(codes), 30,
                  "the order books to be subscribed")  # fmt: skip
         wait_for(lambda: read_json(report)["books_sent"] > 500, 30, "some books")
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = read_json(report)["frames_sent"]
         wait_for(lambda: _routed(run_dir) == sent, 15, "the receiver to read every frame")
         while (item := subscriber.recv(timeout=1.0)) is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from feedmux import read_ticks
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
-from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +40,7 @@ def test_stalled_feed_trips_the_watchdog_which_reconnects_and_nothing_is_lost(
         wait_for(lambda: read_json(report)["ticks_sent"] > sent_before + 1000, 60,
                  "the feed to flow again after the stall")  # fmt: skip
         assert connection()["state"] == "up"
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = read_json(report)["frames_sent"]
         wait_for(lambda: read_stats(run_dir / "stats")["receiver"]["ticks"] == sent, 15,
                  "the receiver to read every frame")  # fmt: skip
@@ -75,8 +73,7 @@ def _run_with_faults(tmp_path: Path, *faults: str) -> tuple[Path, dict[str, Any]
                   "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir))  # fmt: skip
     try:
         wait_for(lambda: read_json(report)["ticks_sent"] > 9000, 60, "12 s of feed")
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = read_json(report)["frames_sent"]
 
         def read_all() -> bool:

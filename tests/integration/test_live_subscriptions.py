@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from feedmux.errors import SubscriptionError
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +69,7 @@ def test_burst_of_live_changes_converges_within_the_rules_and_loses_nothing(
         assert unlisted not in control.subscriptions()
 
         # End the feed, let the receiver read everything, then stop: nothing may be missing.
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent_count = read_json(report)["frames_sent"]
         wait_for(lambda: read_stats(run_dir / "stats").get("receiver", {}).get("ticks")
                  == sent_count, 15, "the receiver to read every frame")  # fmt: skip

@@ -3,7 +3,6 @@ mid-run, and a whole run into SQLite and PostgreSQL at once."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from feedmux.sinks.retry import RetryingWriter
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
+    end_feed,
     feedmux,
     read_json,
     sent_ticks,
@@ -114,8 +114,7 @@ def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
         sent_at_kill = read_json(report)["ticks_sent"]
         wait_for(lambda: read_json(report)["ticks_sent"] > sent_at_kill + 3000, 30,
                  "more feed after the connections died")  # fmt: skip
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
         wait_for(lambda: stored() == len(sent), 30, "every tick in both stores")
     finally:

@@ -17,6 +17,7 @@ from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
+    end_feed,
     feedmux,
     read_json,
     sent_ticks,
@@ -73,8 +74,7 @@ def test_a_killed_shard_is_restarted_loses_nothing_and_rebuilds_its_snapshot(
         sent_at_restart = read_json(report)["ticks_sent"]
         wait_for(lambda: read_json(report)["ticks_sent"] > sent_at_restart + 8000, 30,
                  "more feed after the restart")  # fmt: skip
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
         wait_for(lambda: _stats(run_dir)["receiver"]["ticks"] == len(sent), 15,
                  "the receiver to read every frame")  # fmt: skip
@@ -185,8 +185,7 @@ def test_a_stalled_shard_spills_to_disk_and_catches_up_while_the_feed_reads_on(
             os.kill(stalled, signal.SIGCONT)
         wait_for(lambda: _stats(run_dir)["receiver"]["bus"][0]["held"] < 1000, 60,
                  "shard 0 to catch up from the spill file")  # fmt: skip
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
         wait_for(lambda: _stats(run_dir)["receiver"]["ticks"] == len(sent), 15,
                  "the receiver to read every frame")  # fmt: skip

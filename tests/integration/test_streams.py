@@ -3,7 +3,6 @@ a StreamReader resumes after the last entry it processed."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from feedmux.stats import read_stats
 from feedmux.streams import StreamPublisher
 from tests.conftest import wait_for
 from tests.integration.helpers import (
-    read_json,
+    end_feed,
     sent_ticks,
     start_sampled_run,
     stop,
@@ -74,8 +73,7 @@ def test_a_run_publishes_every_tick_to_redis_in_order(
 
     try:
         wait_for(lambda: published() > 3000, 60, "ticks in Redis")
-        replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+        end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
         wait_for(lambda: published() == len(sent), 30, "every tick in Redis")
     finally:
