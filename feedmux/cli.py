@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
 
-from feedmux import options
+from feedmux import __version__, options
 from feedmux.bars import Bar
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
@@ -29,29 +29,46 @@ from feedmux.transports import zmq as zt
 
 ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
 DEFAULT_RATE = 5000.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+Options = argparse._ActionsContainer  # a parser or one of its argument groups
 
 
 def _codes(args: argparse.Namespace) -> list[str] | None:
-    if args.symbols_file and args.codes:
+    # `is not None`: an empty --codes '' is a mistake to report, not "no codes given"
+    if args.symbols_file is not None and args.codes is not None:
         raise ConfigError("give --symbols-file or --codes, not both")
-    if args.symbols_file:
+    if args.symbols_file is not None:
         return read_symbols_file(Path(args.symbols_file))
-    if args.codes:
+    if args.codes is not None:
         return parse_symbols(args.codes.replace(",", " ").split())
     return None
 
 
-def _add_symbol_options(p: argparse.ArgumentParser) -> None:
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r} (one of {', '.join(LOG_LEVELS)}, any case)"
+        )
+    return level
+
+
+def _add_symbol_options(p: Options) -> None:
     p.add_argument(
         "--symbols-file",
         metavar="FILE",
         help="codes to subscribe, whitespace or comma separated, # comments",
     )
     p.add_argument("--codes", metavar="LIST", help="codes on the command line, comma separated")
+
+
+def _add_seed_option(p: Options) -> None:
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market (default 7)")
 
 
-def _add_replay_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+def _add_replay_options(p: Options, prefix: str = "") -> None:
     p.add_argument(
         f"--{prefix}rate",
         type=float,
@@ -82,180 +99,206 @@ def _add_replay_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options of `feedmux run` (and `feedmux config show`): flags, file keys, env."""
-    p.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
-    p.add_argument(
+    """The options of `feedmux run` (and `feedmux config show`): flags, file keys, env.
+
+    In argument groups, so that --help reads as sections; a group has no effect on parsing."""
+    vendor = p.add_argument_group("vendor", "where the feed comes from and what to ask for")
+    vendor.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
+    vendor.add_argument(
         "--token",
         help="vendor token (default: $FEEDMUX_TOKEN, which is "
         "better: a command line can be read by other users until feedmux "
         "replaces its process title)",
     )
-    _add_symbol_options(p)
-    p.add_argument("--shards", type=int, default=8, help="shard worker processes (default 8)")
-    p.add_argument("--data-dir", default="feedmux-data",
-                   help="where stores live (default ./feedmux-data)")  # fmt: skip
-    p.add_argument("--run-dir", help="sockets and stats of this instance (default <data-dir>/run)")
-    p.add_argument(
-        "--max-codes-per-conn",
-        type=int,
-        default=3000,
-        help="the plan's code cap per connection (default 3000)",
-    )
-    p.add_argument("--max-conns", type=int, default=10,
-                     help="the plan's connection cap per token (default 10)")  # fmt: skip
-    p.add_argument(
+    _add_symbol_options(vendor)
+    vendor.add_argument(
         "--depth",
         type=int,
         default=0,
         metavar="LEVELS",
         help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
     )
-    p.add_argument(
-        "--store",
-        action="append",
-        metavar="URL",
-        help="where shards store ticks, repeatable: sqlite:///DIR (default: sqlite under "
-        "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
-    )
-    p.add_argument(
-        "--redis",
-        metavar="URL",
-        help="also publish every tick and book to Redis Streams, one stream per shard "
-        "(feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
-    )
-    p.add_argument("--redis-maxlen", type=int, default=1_000_000, metavar="N",
-                     help="entries kept per shard stream (approximately; 1000000)")  # fmt: skip
-    p.add_argument("--redis-prefix", default="feedmux", metavar="NAME",
-                     help="stream names: NAME:shard:<i> (default feedmux)")  # fmt: skip
-    p.add_argument(
+    vendor.add_argument(
         "--watchdog",
         type=float,
         default=30.0,
         metavar="S",
         help="reconnect a connection with no frame for S seconds (default 30)",
     )
-    p.add_argument(
+    vendor.add_argument(
         "--free-plan",
         action="store_true",
         help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
     )
-    p.add_argument(
-        "--silent-after",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="report codes subscribed S seconds with no tick since (default 60)",
-    )
-    p.add_argument(
+
+    sharding = p.add_argument_group("sharding", "shard workers and the bus that feeds them")
+    sharding.add_argument("--shards", type=int, default=8, metavar="N",
+                          help="shard worker processes (default 8)")  # fmt: skip
+    sharding.add_argument(
         "--overflow",
         choices=("spill", "drop"),
         default="spill",
         help="when a shard falls --bus-memory ticks behind: spill to disk and catch up "
         "(default, lossless) or drop (counted; subscribers see a gap)",
     )
-    p.add_argument(
+    sharding.add_argument(
         "--bus-window",
         type=int,
         default=50_000,
         metavar="TICKS",
         help="ticks in flight to one shard awaiting its commit (default 50000)",
     )
-    p.add_argument(
+    sharding.add_argument(
         "--bus-memory",
         type=int,
         default=500_000,
         metavar="TICKS",
         help="ticks held in memory per shard before --overflow (default 500000)",
     )
-    p.add_argument(
-        "--max-frame-bytes",
-        type=int,
-        default=64 * 1024,
-        metavar="BYTES",
-        help="vendor frames larger than this are counted and skipped (default 64 KiB)",
+
+    stores = p.add_argument_group("stores", "where ticks are kept")
+    stores.add_argument("--data-dir", default="feedmux-data", metavar="DIR",
+                        help="where stores live (default ./feedmux-data)")  # fmt: skip
+    stores.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="sockets and stats of this instance (default <data-dir>/run)",
     )
-    p.add_argument("--pub-queue", type=int, default=50_000, metavar="MESSAGES",
-                     help="messages a slow subscriber may lag before a shard drops for it "
-                     "alone; the subscriber sees the gap (default 50000)")  # fmt: skip
-    p.add_argument(
+    stores.add_argument(
+        "--store",
+        action="append",
+        metavar="URL",
+        help="where shards store ticks, repeatable: sqlite:///DIR (default: sqlite under "
+        "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
+    )
+    stores.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also publish every tick and book to Redis Streams, one stream per shard "
+        "(feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
+    )
+    stores.add_argument("--redis-maxlen", type=int, default=1_000_000, metavar="N",
+                        help="entries kept per shard stream (approximately; 1000000)")  # fmt: skip
+    stores.add_argument("--redis-prefix", default="feedmux", metavar="NAME",
+                        help="stream names: NAME:shard:<i> (default feedmux)")  # fmt: skip
+    stores.add_argument(
         "--no-journal",
         action="store_true",
         help="do not keep the journal of received frames in <data-dir>/journal",
     )
-    p.add_argument(
+    stores.add_argument(
         "--journal-max-mb",
         type=int,
         default=256,
         metavar="MB",
         help="start a new journal file beyond MB megabytes (default 256)",
     )
-    p.add_argument("--commit-log", action="store_true", help=argparse.SUPPRESS)  # benchmarks
-    p.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
-    p.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument(
-        "--replay",
-        action="store_true",
-        help="start the built-in replay server and feed from it; without "
-        "--symbols-file/--codes it serves the full synthetic A-share market",
-    )
-    _add_replay_options(p, "replay-")
-    p.add_argument("--log-level", default="WARNING", help="worker log level (default WARNING)")
-    p.add_argument(
-        "--display",
-        choices=("auto", "live", "plain"),
-        default="auto",
-        help="live: a status table redrawn every second (workers then log only to "
-        "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal",
-    )
-    p.add_argument(
+    stores.add_argument("--commit-log", action="store_true", help=argparse.SUPPRESS)  # benchmarks
+
+    publishing = p.add_argument_group("publishing", "what the shards publish to subscribers")
+    publishing.add_argument(
         "--min-move",
         action="append",
         metavar="FAMILY=STEP",
         help="also publish, on topics MT|<code> (trades) or MD|<code> (books: best bid or ask), "
         "only moves of at least STEP, e.g. trades=0.01; repeatable; stores keep every tick",
     )
-    p.add_argument(
+    publishing.add_argument("--pub-queue", type=int, default=50_000, metavar="MESSAGES",
+                            help="messages a slow subscriber may lag before a shard drops for "
+                            "it alone; the subscriber sees the gap (default 50000)")  # fmt: skip
+
+    limits = p.add_argument_group("limits", "the vendor plan's caps and what a frame may be")
+    limits.add_argument(
+        "--max-codes-per-conn",
+        type=int,
+        default=3000,
+        metavar="N",
+        help="the plan's code cap per connection (default 3000)",
+    )
+    limits.add_argument("--max-conns", type=int, default=10, metavar="N",
+                        help="the plan's connection cap per token (default 10)")  # fmt: skip
+    limits.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="vendor frames larger than this are counted and skipped (default 64 KiB)",
+    )
+
+    display = p.add_argument_group("display", "what the run shows and logs, and when it stops")
+    display.add_argument(
+        "--display",
+        choices=("auto", "live", "plain"),
+        default="auto",
+        help="live: a status table redrawn every second (workers then log only to "
+        "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal",
+    )
+    display.add_argument("--log-level", type=_log_level, default="WARNING", metavar="LEVEL",
+                         help="worker log level, any case (default WARNING)")  # fmt: skip
+    display.add_argument(
+        "--silent-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="report codes subscribed S seconds with no tick since (default 60)",
+    )
+    display.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
+    display.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
+
+    network = p.add_argument_group("network", "sockets for consumers, workers and monitoring")
+    network.add_argument(
         "--public",
         metavar="tcp://HOST:PORT",
         help="consumer sockets on TCP instead of ipc in the run dir: shard i publishes on "
         "PORT+2i and answers snapshots on PORT+2i+1 (HOST 0.0.0.0: every interface)",
     )
-    p.add_argument(
+    network.add_argument(
         "--internal",
         metavar="tcp://HOST:PORT",
         help="internal sockets on TCP: shard i's input on PORT+i, then acks and control "
         "(unencrypted: keep it on loopback or a private network)",
     )
-    p.add_argument(
+    network.add_argument(
         "--curve-secret",
         metavar="FILE",
         help="encrypt the --public sockets with CURVE: the server's .key_secret file "
         "(feedmux keygen)",
     )
-    p.add_argument(
+    network.add_argument(
         "--curve-clients",
         metavar="DIR",
         help="with --curve-secret: only clients whose public .key file is in DIR may connect "
         "(default: any client that has the server's public key)",
     )
-    p.add_argument(
+    network.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any port)",
     )
-    p.add_argument(
+    network.add_argument(
         "--metrics-host",
         default="127.0.0.1",
         metavar="HOST",
         help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for all)",
     )
 
+    replay = p.add_argument_group("replay server", "a built-in local feed instead of the vendor")
+    replay.add_argument(
+        "--replay",
+        action="store_true",
+        help="start the built-in replay server and feed from it; without "
+        "--symbols-file/--codes it serves the full synthetic A-share market",
+    )
+    _add_replay_options(replay, "replay-")
+    _add_seed_option(replay)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedmux", description="A whole stock market's real-time feed into Python."
     )
+    parser.add_argument("--version", action="version", version=f"feedmux {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the pipeline: receiver, N shard workers, stores")
@@ -275,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--port", type=int, default=8765, help="port (default 8765, 0 = any)")
     rep.add_argument("--token", help="token clients must present (default $FEEDMUX_TOKEN)")
     _add_symbol_options(rep)
+    _add_seed_option(rep)
     _add_replay_options(rep)
     rep.add_argument("--max-codes-per-conn", type=int, default=3000)
     rep.add_argument("--max-conns", type=int, default=10)
@@ -348,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="with --journal and --rate: (send_ns, first index, count) per write",
     )
-    rep.add_argument("--log-level", default="INFO")
+    rep.add_argument("--log-level", type=_log_level, default="INFO", help="any case (default INFO)")
 
     for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
         change = sub.add_parser(name, help=f"{what} a running instance; returns once the "
@@ -524,7 +568,7 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         max_frame_bytes=args.max_frame_bytes, pub_queue=args.pub_queue,
         journal=not args.no_journal, journal_max_mb=args.journal_max_mb,
         commit_log=args.commit_log, stats_interval_ms=args.stats_interval_ms,
-        log_level=args.log_level.upper(), display=args.display,
+        log_level=args.log_level, display=args.display,
         min_move=parse_min_moves(args.min_move or []),
         public_endpoint=args.public or "", bus_endpoint=args.internal or "",
         curve_secret_file=args.curve_secret or "", curve_clients_dir=args.curve_clients or "",
@@ -573,7 +617,7 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         journal=args.journal or "", speed=args.speed,
         journal_rate=args.rate if args.journal and args.rate is not None else None,
         ramp=args.ramp, step_s=args.step, gap_s=args.gap, send_log=args.send_log or "",
-        log_level=args.log_level.upper(),
+        log_level=args.log_level,
     )  # fmt: skip
     return replay.main(settings)
 

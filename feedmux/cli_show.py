@@ -73,10 +73,11 @@ def show_snapshot(client: SnapshotClient, codes: list[str], fmt: str, tz: ZoneIn
 
 def make_keys(directory: Path, name: str) -> int:
     """A CURVE key pair as ZeroMQ certificate files; the secret one is never group-readable."""
+    if not directory.is_dir():  # a typo must not leave keys in a directory nobody looks in
+        raise ConfigError(f"no such directory: {directory} (create it first)")
     secret = directory / f"{name}.key_secret"
     if secret.exists():
         raise ConfigError(f"{secret} exists: keys are not overwritten (pick another --name)")
-    directory.mkdir(parents=True, exist_ok=True)
     umask = os.umask(0o077)  # the secret file is private from its first byte
     try:
         public_file, secret_file = zmq.auth.create_certificates(directory, name)

@@ -28,10 +28,16 @@ class ConfigError(FeedmuxError):
 class SymbolError(ConfigError):
     """Codes that cannot be parsed; ``problems`` lists ``(where, code, reason)`` for each."""
 
+    SHOWN = 20  # a list of thousands is a wrong file, not thousands of typos: show the start
+
     def __init__(self, problems: list[tuple[str, str, str]]) -> None:
         self.problems = problems
-        lines = [f"{where}: {code!r}: {reason}" for where, code, reason in problems]
-        super().__init__("invalid symbols:\n  " + "\n  ".join(lines))
+        lines = [f"{where}: {code!r}: {reason}" for where, code, reason in problems[: self.SHOWN]]
+        head = "invalid symbols:"
+        if len(problems) > self.SHOWN:
+            head = f"{len(problems):,} invalid symbols; the first {self.SHOWN}:"
+            lines.append(f"... and {len(problems) - self.SHOWN:,} more")
+        super().__init__(head + "\n  " + "\n  ".join(lines))
 
 
 class ProtocolError(FeedmuxError):

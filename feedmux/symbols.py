@@ -96,7 +96,7 @@ def normalize(raw: str) -> str:
 def parse_codes(entries: Iterable[tuple[str, str]]) -> list[str]:
     """Normalise ``(where, raw)`` pairs, deduplicated in first-seen order.
 
-    Raises SymbolError naming every bad entry, or ConfigError when nothing is left.
+    Raises SymbolError with every bad entry, or ConfigError when nothing is left.
     """
     seen: dict[str, None] = {}
     problems: list[tuple[str, str, str]] = []
@@ -120,7 +120,7 @@ def parse_symbols(raw_codes: Iterable[str]) -> list[str]:
 def read_symbols_file(path: Path) -> list[str]:
     """Codes from a text file: whitespace or comma separated, ``#`` starts a comment."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not a code
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read symbols file {path}: {exc}") from exc
     entries: list[tuple[str, str]] = []

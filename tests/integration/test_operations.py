@@ -226,6 +226,7 @@ def _free_ports(count: int) -> int:
 
 def test_consumer_on_tcp_with_curve_and_the_wrong_key_gets_nothing(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
+    keys.mkdir()
     for name in ("server", "alice", "mallory"):
         assert main(["keygen", str(keys), "--name", name], env={}) == 0
     allowed = tmp_path / "allowed"
