@@ -686,9 +686,12 @@ def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux import cli_show  # noqa: PLC0415
     from feedmux.consumer import SnapshotClient  # noqa: PLC0415
 
-    client = SnapshotClient(_run_dir(args, env), args.shards, endpoint=args.endpoint,
+    run_dir = _run_dir(args, env)
+    client = SnapshotClient(run_dir, args.shards, endpoint=args.endpoint,
                             server_key=args.server_key, client_key=args.client_key)  # fmt: skip
-    return cli_show.show_snapshot(client, args.codes, args.format, _zone(args.tz))
+    # Whether a code is subscribed is the receiver's to say, over the run's control socket.
+    subscribed = None if args.endpoint else Control(run_dir, timeout=5.0).subscriptions
+    return cli_show.show_snapshot(client, args.codes, args.format, _zone(args.tz), subscribed)
 
 
 def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:

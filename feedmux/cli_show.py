@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -45,20 +46,40 @@ def show_status(run_dir: Path, *, as_json: bool) -> int:
     return 0 if running else 1
 
 
-def show_snapshot(client: SnapshotClient, codes: list[str], fmt: str, tz: ZoneInfo) -> int:
-    """The latest tick (and best bid/ask) of ``codes`` (all when empty), as a table or CSV."""
+def show_snapshot(
+    client: SnapshotClient,
+    codes: list[str],
+    fmt: str,
+    tz: ZoneInfo,
+    subscribed: Callable[[], list[str]] | None = None,
+) -> int:
+    """The latest tick (and best bid/ask) of ``codes`` (all when empty), as a table or CSV;
+    1 when a code asked for has none (``subscribed`` tells "not subscribed" from "no tick yet")."""
+    missing: list[str] = []
     if codes:  # only the codes asked for, in the order asked
-        quotes = client.get(codes)
-        frame = client.frame([quotes[c] for c in parse_symbols(codes) if c in quotes])
+        wanted = parse_symbols(codes)
+        quotes = client.get(wanted)
+        missing = [c for c in wanted if c not in quotes]
+        frame = client.frame([quotes[c] for c in wanted if c in quotes])
     else:
         frame = client.all()
+    if missing:
+        listed = set(subscribed()) if subscribed is not None else None
+        for code in missing:
+            if listed is None:
+                why = "no tick yet (or not subscribed)"
+            else:
+                why = "subscribed, no tick yet" if code in listed else "not subscribed"
+            print(f"{code}: {why}", file=sys.stderr)
+        if frame.empty:
+            return 1
     for column in ("time", "recv_time"):
         frame[column] = frame[column].dt.tz_convert(tz)
     if frame[["bid", "ask"]].isna().all().all():
         frame = frame.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
     if fmt == "csv":
         print(frame.to_csv(index=False), end="")
-        return 0
+        return 1 if missing else 0
     table = Table(title=f"{len(frame):,} codes, times in {tz.key}")
     shown = [c for c in ("code", "time", "price", "volume", "bid", "ask", "seq", "shard",
                          "pub_seq") if c in frame.columns]  # fmt: skip
@@ -68,7 +89,7 @@ def show_snapshot(client: SnapshotClient, codes: list[str], fmt: str, tz: ZoneIn
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     _console().print(table)
-    return 0
+    return 1 if missing else 0
 
 
 def make_keys(directory: Path, name: str) -> int:

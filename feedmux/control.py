@@ -95,6 +95,9 @@ class ControlDesk:
         if isinstance(request, wire.ListSubscriptions):
             return self.reply(now_ns), False
         subscribed = isinstance(request, wire.Subscribe)
+        unknown = [] if subscribed else [c for c in request.codes if c not in self.manager.owner]
+        if unknown:  # all or nothing: a typo must not half-apply a change
+            return self.reply(now_ns, "not subscribed: " + " ".join(unknown)), False
         if subscribed:
             self.manager.subscribe(request.codes)
         else:

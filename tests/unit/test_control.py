@@ -75,3 +75,13 @@ def test_silent_codes_are_old_subscriptions_without_recent_ticks() -> None:
     last_tick = {"A.US": 2.0, "B.US": 90.0}
     assert silent_codes(confirmed, last_tick, 60.0) == {"B.US": 90.0, "C.US": None}
     assert silent_codes(confirmed, last_tick, 200.0) == {}
+
+
+def test_unsubscribing_a_code_never_subscribed_says_so_and_changes_nothing() -> None:
+    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 3000, Pacing())
+    desk = ControlDesk(manager)
+    request = wire.Unsubscribe(["000001.SZ", "300750.SZ"], False)
+    answer, changed = desk.submit(b"a", wire.encode(request), 0)
+    assert answer is not None and not changed
+    assert wire.control_reply_decoder.decode(answer).error == "not subscribed: 300750.SZ"
+    assert sorted(manager.desired()) == ["000001.SZ", "600519.SH"]
