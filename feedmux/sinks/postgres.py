@@ -168,12 +168,12 @@ class PostgresSink:
     def latest(self) -> tuple[list[Tick], list[Depth]]:
         """The stored tick and book with the highest identity (day, seq) of each code."""
         with self._transaction("read from") as conn:
-            ticks = [Tick(*row) for row in
-                     conn.execute(_LATEST.format(table=TICKS_TABLE, columns=TICK_COLUMNS))]
+            latest_ticks = _LATEST.format(table=TICKS_TABLE, columns=TICK_COLUMNS)
+            ticks = [Tick(*row) for row in conn.execute(latest_ticks)]
+            latest_books = _LATEST.format(table=BOOKS_TABLE, columns=BOOK_COLUMNS)
             books = [Depth(code, seq, time_ns, recv_ns, _levels(bids), _levels(asks))
                      for code, seq, time_ns, recv_ns, bids, asks in
-                     conn.execute(_LATEST.format(table=BOOKS_TABLE, columns=BOOK_COLUMNS))]
-            # fmt: skip
+                     conn.execute(latest_books)]  # fmt: skip
         return ticks, books
 
     @contextlib.contextmanager

@@ -172,8 +172,9 @@ def _rekey(conn: sqlite3.Connection) -> None:
 
 class SqliteSink:
     """One shard's file. Ticks land in ``ticks_recent`` and move to ``ticks`` (keyed by their
-    identity, code + trading day + seq) every ``merge_rows`` rows, where duplicates are skipped and counted; readers read
-    both. Books go straight to their keyed table (they are few)."""
+    identity, code + trading day + seq) every ``merge_rows`` rows, where duplicates are
+    skipped and counted; readers read both. Books go straight to their keyed table (they are
+    few)."""
 
     def __init__(self, path: Path, merge_rows: int = MERGE_ROWS) -> None:
         self.path = path
@@ -275,7 +276,8 @@ class SqliteSink:
 
     def latest(self) -> tuple[list[Tick], list[Depth]]:
         """The stored tick and book with the highest identity (day, seq) of each code (a
-        restarted shard's snapshot). A skip-scan over the primary key: one index probe per code, not a scan."""
+        restarted shard's snapshot). A skip-scan over the primary key: one index probe per
+        code, not a scan."""
         self.merge()
         ticks = [Tick(*row) for row in self._conn.execute(
             _LATEST.format(table="ticks", columns=_prefixed(TICK_COLUMNS)))]  # fmt: skip

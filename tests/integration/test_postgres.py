@@ -45,8 +45,10 @@ def _tick(code: str, seq: int) -> Tick:
 
 def _rows(url: str) -> list[tuple[object, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT code, seq, time_ns, recv_ns, price, volume, turnover, "
-                            "direction FROM feedmux_ticks ORDER BY code, seq").fetchall()
+        return conn.execute(
+            "SELECT code, seq, time_ns, recv_ns, price, volume, turnover, "
+            "direction FROM feedmux_ticks ORDER BY code, seq"
+        ).fetchall()
 
 
 def _kill_connections(url: str) -> int:
@@ -104,7 +106,7 @@ def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days_and_a_corrected_t
         (t.seq, t.time_ns) for t in ticks
     ]
     sqlite = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)  # the same in SQLite
-    assert sqlite.write_batch(ticks + [corrected]) == (6, 1)
+    assert sqlite.write_batch([*ticks, corrected]) == (6, 1)
     sqlite.close()
     pd.testing.assert_frame_equal(read_ticks(tmp_path), frame)
 
@@ -120,12 +122,16 @@ def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: 
             time_ns bigint NOT NULL, recv_ns bigint NOT NULL, bids jsonb NOT NULL,
             asks jsonb NOT NULL, PRIMARY KEY (code, seq, time_ns))""")
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                            [msgspec.structs.astuple(t) for t in ticks])
+            cur.executemany(
+                "INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [msgspec.structs.astuple(t) for t in ticks],
+            )
             second_copy = msgspec.structs.replace(ticks[1], time_ns=ticks[1].time_ns + 1,
                                                   recv_ns=ticks[1].recv_ns + 10)  # fmt: skip
-            cur.execute("INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        msgspec.structs.astuple(second_copy))
+            cur.execute(
+                "INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                msgspec.structs.astuple(second_copy),
+            )
     sink = PostgresSink(pg_url)
     assert sink.write_batch(_two_days()[3:]) == (3, 0)  # day 2 from seq 1
     sink.close()

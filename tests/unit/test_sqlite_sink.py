@@ -1,6 +1,5 @@
-from pathlib import Path
-
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -190,8 +189,9 @@ def test_a_store_written_before_the_trading_day_was_in_the_key_is_migrated_once(
         values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         old.executemany(f"INSERT INTO ticks {values}", [astuple(t) for t in day1[:2]])
         old.execute(f"INSERT INTO ticks_recent {values}", astuple(day1[2]))  # not merged yet
-        old.execute("INSERT INTO books VALUES ('600519.SH', 4, ?, ?, '[[10.0,1.0]]', '[]')",
-                    (T0, T0))
+        old.execute(
+            "INSERT INTO books VALUES ('600519.SH', 4, ?, ?, '[[10.0,1.0]]', '[]')", (T0, T0)
+        )
     sink = SqliteSink(path, merge_rows=1)
     assert sink.write_batch(two_days()[3:]) == (3, 0)  # day 2 from seq 1, next to day 1
     _, books = sink.latest()
