@@ -142,8 +142,12 @@ def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ..
     where, params = filters.sql("%s", _time_column(table))
     try:
         with psycopg.connect(url) as conn:
-            exists = conn.execute("SELECT to_regclass(%s)", (f"feedmux_{table}",)).fetchone()
-            if exists is None or exists[0] is None:
+            found = conn.execute("SELECT to_regclass('feedmux_ticks'), to_regclass(%s)",
+                                 (f"feedmux_{table}",)).fetchone()  # fmt: skip
+            if found is None or found[0] is None:  # no feedmux store: not "no ticks"
+                raise StoreError(f"no feedmux store in PostgreSQL {redact_url(url)}: no table "
+                                 "feedmux_ticks in its search_path")  # fmt: skip
+            if found[1] is None:
                 return []
             return conn.execute(f"{_select(table)} FROM feedmux_{table}{where}", params).fetchall()
     except psycopg.Error as exc:

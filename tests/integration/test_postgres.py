@@ -140,6 +140,15 @@ def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: 
     PostgresSink(pg_url).close()  # already migrated: opens as is
 
 
+def test_reading_a_database_without_a_feedmux_store_is_an_error_an_empty_store_is_not(
+    pg_url: str,
+) -> None:
+    with pytest.raises(StoreError, match="no feedmux store in PostgreSQL"):
+        read_ticks(pg_url)
+    PostgresSink(pg_url).close()  # creates the tables
+    assert read_ticks(pg_url).empty and read_bars(pg_url).empty
+
+
 def test_a_killed_connection_fails_the_write_and_the_retry_stores_the_batch(pg_url: str) -> None:
     sink = PostgresSink(pg_url)
     clock = [0]
