@@ -11,6 +11,7 @@ had a trading day (version 0, keyed ``(code, seq)``) is migrated once when it is
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,7 @@ CREATE TABLE IF NOT EXISTS bars (
 """
 UPSERT_BAR = "INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _json = msgspec.json.Encoder().encode
+_log = logging.getLogger(__name__)
 # The distinct codes of a table by a skip-scan down its key: one probe per code, not a scan.
 _SKIP_SCAN = """
 WITH RECURSIVE codes(code) AS (
@@ -143,8 +145,9 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{path} has schema version {version}, newer than this feedmux's "
                              f"{SCHEMA_VERSION}: upgrade feedmux")  # fmt: skip
-        if version == 0:
-            _rekey(conn)
+        if version == 0 and _rekey(conn):
+            _log.warning("migrated %s to schema version %d: ticks and books keyed by "
+                         "(code, trading_day, seq)", path, SCHEMA_VERSION)  # fmt: skip
         for schema in (SCHEMA, RECENT_SCHEMA, BOOKS_SCHEMA, BARS_SCHEMA):
             conn.execute(schema)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -154,9 +157,11 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
-def _rekey(conn: sqlite3.Connection) -> None:
+def _rekey(conn: sqlite3.Connection) -> bool:
     """Version 0 -> 1: tables keyed (code, seq) rebuilt keyed (code, trading_day, seq), every
-    row kept (a key unique without the day stays unique with it)."""
+    row kept (a key unique without the day stays unique with it); False for a new file. About
+    1M rows/s: a shard file of tens of millions of rows takes its time before the shard is up."""
+    rebuilt = False
     tables = (("ticks", SCHEMA, TICK_COLUMNS), ("ticks_recent", RECENT_SCHEMA, TICK_COLUMNS),
               ("books", BOOKS_SCHEMA, BOOK_COLUMNS))  # fmt: skip
     for table, schema, columns in tables:
@@ -168,6 +173,8 @@ def _rekey(conn: sqlite3.Connection) -> None:
         conn.execute(schema)
         conn.execute(f"INSERT INTO {table} SELECT {columns}, {trading_day_sql()} FROM {table}_v0")
         conn.execute(f"DROP TABLE {table}_v0")
+        rebuilt = True
+    return rebuilt
 
 
 class SqliteSink:
