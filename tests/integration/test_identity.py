@@ -41,7 +41,7 @@ def test_a_rerun_on_the_same_data_dir_stores_no_tick_twice_and_does_not_double_i
     data_dir = tmp_path / "data"
     _quickstart(tmp_path, data_dir)
     first = read_ticks(data_dir)
-    assert len(first) > 500
+    assert len(first) > 100
     pd.testing.assert_frame_equal(read_bars(data_dir), _resample(first))
     _quickstart(tmp_path, data_dir)  # the same market again: the same seqs, later times
     ticks = read_ticks(data_dir)
