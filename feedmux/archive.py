@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from feedmux.errors import StoreError
+from feedmux.identity import DAY_NS, EXCHANGE_UTC_OFFSET_NS
 from feedmux.reader import Filters, shard_files, shard_rows
 from feedmux.sinks.sqlite import TICKS_DIR
 
@@ -78,11 +79,15 @@ def _group_table(files: list[Path], codes: list[str], start_ns: int, end_ns: int
         "turnover": pa.array(columns[6], pa.float64()),
         "direction": pa.array(columns[7], pa.int8()),
     })  # fmt: skip
-    # A code stored by two shards (the shard count changed between runs) appears once.
+    # A tick stored by two shards (the shard count changed between runs) appears once, by its
+    # identity (code, trading day, seq): a day in another --tz may span two trading days.
     table = table.sort_by([("code", "ascending"), ("time", "ascending"), ("seq", "ascending")])
-    keys = pc.binary_join_element_wise(table["code"], pc.cast(table["seq"], pa.string()), "|")
+    days = pc.divide(pc.add(pc.cast(table["time"], pa.int64()), EXCHANGE_UTC_OFFSET_NS), DAY_NS)
+    keys = pc.binary_join_element_wise(table["code"], pc.cast(days, pa.string()),
+                                       pc.cast(table["seq"], pa.string()), "|")  # fmt: skip
     if len(pc.unique(keys)) != len(keys):
-        frame = table.to_pandas().drop_duplicates(["code", "seq"])
+        frame = table.to_pandas()
+        frame = frame[~pd.Series(keys.to_pylist()).duplicated().to_numpy()]
         table = pa.Table.from_pandas(frame, schema=TICKS_SCHEMA, preserve_index=False)
     return table
 
@@ -103,6 +108,9 @@ def export(
     start_ns, end_ns = day_bounds(day, tz)
     distinct = "SELECT DISTINCT code FROM {table} WHERE time_ns >= ? AND time_ns < ?"
     codes = sorted({row[0] for row in shard_rows(files, "ticks", distinct, [start_ns, end_ns])})
+    if not codes:  # an empty partition would read as "that day had no trades"
+        raise StoreError(f"no ticks on {day.isoformat()} ({tz}) in {data_dir}: nothing "
+                         "exported (is it the right --date and --data-dir?)")  # fmt: skip
     folder = out / "ticks" / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"part-0.{fmt}"

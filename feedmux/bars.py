@@ -14,11 +14,13 @@ Closing, and the late-tick policy:
   bar and emits it again: stores upsert by (code, minute), so the stored bar stays equal to a
   resample of the stored ticks. Such ticks are counted in ``late``;
 - a tick older than that is stored as a tick but left out of bars, counted in ``too_late``;
-- a tick whose seq and time are both no higher than the code's highest so far is a re-send (a
-  resubscription, a resend after a shard restart) and is left out, counted in ``resent``. (A
-  late tick has a higher seq; a vendor that restarts its seqs does so with newer times.)
-  After a restart the builder is seeded from the store's recent ticks, so the
-  minute in progress is rebuilt whole.
+- a tick whose identity (trading day, seq; feedmux/identity.py) is no higher than its code's
+  highest so far is a re-send (a resubscription, a resend after a shard restart, a re-run on
+  the same data) and is left out, counted in ``resent``: bars are built only from ticks that
+  are new by the identity every store keys on. (A late tick has a higher seq; a vendor that
+  restarts its seqs does so on a new trading day.) The shard filters re-sends before its
+  builder too, seeded from the store. After a restart the builder is seeded from the store's
+  recent ticks, so the minute in progress is rebuilt whole.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from feedmux.identity import ResendFilter, identity
 from feedmux.model import Tick
 
 MINUTE_NS = 60_000_000_000
@@ -79,24 +82,21 @@ class BarBuilder:
         self.keep_ns = keep_minutes * MINUTE_NS
         self._open: dict[str, Bar] = {}  # the current bar of each code
         self._closed: dict[tuple[str, int], Bar] = {}  # recent closed bars, for late ticks
-        self._highest: dict[str, tuple[int, int]] = {}  # per code: highest seq, highest time
+        self._seen = ResendFilter()
         self._data_ns = 0  # the newest tick time seen ...
         self._seen_ns = 0  # ... and the clock when it was seen
         self._purged_to = 0  # closed bars before this minute are forgotten
         self.late = 0
         self.too_late = 0
-        self.resent = 0
+
+    @property
+    def resent(self) -> int:
+        return self._seen.resent
 
     def add(self, tick: Tick) -> list[Bar]:
         """Take a tick; the bars it closed or amended (to store and publish)."""
-        highest = self._highest.get(tick.code)
-        if highest is None:
-            self._highest[tick.code] = (tick.seq, tick.time_ns)
-        elif tick.seq <= highest[0] and tick.time_ns <= highest[1]:
-            self.resent += 1
+        if not self._seen.is_new(tick):
             return []
-        else:
-            self._highest[tick.code] = (max(tick.seq, highest[0]), max(tick.time_ns, highest[1]))
         if tick.time_ns > self._data_ns:
             self._data_ns, self._seen_ns = tick.time_ns, self._clock()
         minute = tick.time_ns - tick.time_ns % MINUTE_NS
@@ -153,7 +153,7 @@ class BarBuilder:
     def restore(self, ticks: list[Tick]) -> list[Bar]:
         """Rebuild the recent bars from stored ticks (after a restart); the bars that closed
         meanwhile (to store again: stores upsert)."""
-        for tick in sorted(ticks, key=lambda t: t.seq):
+        for tick in sorted(ticks, key=identity):
             self.add(tick)
-        self.late = self.too_late = self.resent = 0
+        self.late = self.too_late = self._seen.resent = 0
         return self.due()

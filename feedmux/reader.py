@@ -17,6 +17,7 @@ import msgspec
 import pandas as pd
 
 from feedmux.errors import StoreError
+from feedmux.identity import DAY_NS, EXCHANGE_UTC_OFFSET_NS
 from feedmux.model import TICK_COLUMNS
 from feedmux.sinks.sqlite import TICKS_DIR
 from feedmux.symbols import parse_symbols
@@ -87,24 +88,50 @@ def shard_rows(files: list[Path], table: str, sql: str, params: Sequence[Any]) -
     for path in files:
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                for name in (table, *recent_tables(conn, table)):
+                for name in (*present(conn, table), *recent_tables(conn, table)):
                     rows.extend(conn.execute(sql.format(table=name), params))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
     return rows
 
 
+_RAW = {"ticks": _RAW_TICKS, "books": _RAW_BOOKS, "bars": _RAW_BARS}
+
+
+def _select(table: str) -> str:
+    """The columns a reader takes, by name: a store's key columns (``trading_day``) and column
+    order may differ between schema versions."""
+    return "SELECT " + ", ".join(_RAW[table])
+
+
+def store_files(data_dir: Path) -> list[Path]:
+    """The shard files of a SQLite data directory; StoreError naming the path when it is
+    missing or holds no store (a typo must not read as "no ticks")."""
+    if not data_dir.exists():
+        raise StoreError(f"no feedmux store at {data_dir}: the path does not exist")
+    files = shard_files(data_dir)
+    if not files:
+        raise StoreError(f"no feedmux store at {data_dir}: it holds no {TICKS_DIR}/*.sqlite "
+                         "(a data directory) nor an exported archive")  # fmt: skip
+    return files
+
+
 def _sqlite_rows(data_dir: Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
     """Rows of ``table`` from every shard's file, filtered in SQL."""
     where, params = filters.sql("?", _time_column(table))
-    return shard_rows(shard_files(data_dir), table, "SELECT * FROM {table}" + where, params)
+    return shard_rows(store_files(data_dir), table, _select(table) + " FROM {table}" + where,
+                      params)  # fmt: skip
+
+
+def present(conn: sqlite3.Connection, name: str) -> list[str]:
+    """``[name]`` when the file has that table (a store from before bars has no ``bars``)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return [name] if found.fetchone() else []
 
 
 def recent_tables(conn: sqlite3.Connection, table: str) -> list[str]:
     """``<table>_recent`` when the file has one (rows appended, not yet merged into the key)."""
-    name = f"{table}_recent"
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return [name] if found.fetchone() else []
+    return present(conn, f"{table}_recent")
 
 
 def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ...]]:
@@ -115,10 +142,14 @@ def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ..
     where, params = filters.sql("%s", _time_column(table))
     try:
         with psycopg.connect(url) as conn:
-            exists = conn.execute("SELECT to_regclass(%s)", (f"feedmux_{table}",)).fetchone()
-            if exists is None or exists[0] is None:
+            found = conn.execute("SELECT to_regclass('feedmux_ticks'), to_regclass(%s)",
+                                 (f"feedmux_{table}",)).fetchone()  # fmt: skip
+            if found is None or found[0] is None:  # no feedmux store: not "no ticks"
+                raise StoreError(f"no feedmux store in PostgreSQL {redact_url(url)}: no table "
+                                 "feedmux_ticks in its search_path")  # fmt: skip
+            if found[1] is None:
                 return []
-            return conn.execute(f"SELECT * FROM feedmux_{table}{where}", params).fetchall()
+            return conn.execute(f"{_select(table)} FROM feedmux_{table}{where}", params).fetchall()
     except psycopg.Error as exc:
         raise StoreError(f"cannot read PostgreSQL {redact_url(url)}: {exc}") from exc
 
@@ -130,10 +161,12 @@ def _times(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _merged(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """All shards' rows as one frame: each (code, seq) once, sorted by time, code and seq."""
+    """All shards' rows as one frame: each identity (code, trading day, seq) once, sorted by
+    time, code and seq."""
     frame["code"] = frame["code"].astype(str)
     # A code lands in another shard's file if the shard count changed between runs.
-    frame = frame.drop_duplicates(["code", "seq"])
+    day = (frame["time"].astype("int64") + EXCHANGE_UTC_OFFSET_NS) // DAY_NS  # trading_day()
+    frame = frame[~pd.DataFrame({"c": frame["code"], "d": day, "s": frame["seq"]}).duplicated()]
     frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
     return frame[list(columns)]
 

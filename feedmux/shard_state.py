@@ -12,6 +12,7 @@ from feedmux import wire
 from feedmux.bars import Bar, BarBuilder
 from feedmux.batching import Batcher
 from feedmux.histogram import LATENCY_BUCKETS_S, Histogram
+from feedmux.identity import ResendFilter
 from feedmux.model import Depth, Tick
 from feedmux.moves import BookMoves, TradeMoves
 from feedmux.snapshot import SnapshotCache
@@ -38,6 +39,7 @@ class ShardState:
         self.book_moves = BookMoves(moves["books"]) if "books" in moves else None
         self.move_seqs = {wire.TRADE_MOVE_PREFIX: 0, wire.DEPTH_MOVE_PREFIX: 0}
         self.bars = BarBuilder(wall_clock)
+        self.resend_filter = ResendFilter()  # by identity: see feedmux/identity.py
         self._wall_clock = wall_clock
         self.receive_to_publish_s = Histogram(LATENCY_BUCKETS_S)  # per bus message
         self.bar_batcher: Batcher[Bar] = Batcher(batch_rows, batch_delay_ns, clock)
@@ -65,7 +67,9 @@ class ShardState:
         self._reports: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
     def restore(self, ticks: list[Tick], books: list[Depth]) -> None:
-        """Seed the snapshot from the store after a restart (first-seen times are approximate)."""
+        """Seed the snapshot and the re-send filter from the store after a restart (first-seen
+        times are approximate)."""
+        self.resend_filter.seed(ticks)
         for tick in ticks:
             self.snapshot.apply(0, tick)
         for book in books:
@@ -197,24 +201,25 @@ class ShardState:
         closed_bars: list[Bar] = []
         pub_seq = self.pub_seq
         added = 0
+        is_new = self.resend_filter.is_new
         for tick in in_ticks:
-            if snapshot.latest_seq(tick.code) == tick.seq:
-                self.resent_dropped += 1  # a re-send (e.g. on resubscribe): published once
-                continue
+            added += 1  # every tick goes to the stores: they keep one copy by identity, and a
+            batch = batcher.add(tick)  # store that lagged before a restart still gets it
+            if batch is not None:
+                full.append(batch)
+            if not is_new(tick):
+                self.resent_dropped += 1  # a re-send (resubscribe, re-run): published once,
+                continue  # in bars once
             pub_seq += 1
             snapshot.apply(pub_seq, tick)
             publish.append(
                 (wire.trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick)))
             )
-            added += 1
             if trade_moves is not None and trade_moves.passes(tick):
                 publish.append(self._move(wire.TRADE_MOVE_PREFIX, tick.code, tick))
             closed = add_bar(tick)
             if closed:
                 closed_bars.extend(closed)
-            batch = batcher.add(tick)
-            if batch is not None:
-                full.append(batch)
         self.pub_seq = pub_seq
         self.ticks_added += added
         self.books_added += len(in_books)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from feedmux.identity import identity
 from feedmux.model import Depth, Tick
 
 
@@ -23,12 +24,13 @@ class SnapshotCache:
         return None if held is None else held.seq
 
     def apply(self, pub_seq: int, tick: Tick) -> bool:
-        """Record ``tick`` unless an equal or newer vendor seq is held; True if it was newer."""
+        """Record ``tick`` unless one of equal or higher identity (trading day, seq) is held;
+        True if it was newer."""
         self.last_pub_seq = pub_seq
         held = self._latest.get(tick.code)
         if held is None:
             self.first_recv_ns[tick.code] = tick.recv_ns
-        elif held.seq >= tick.seq:
+        elif identity(held) >= identity(tick):
             return False
         self._latest[tick.code] = tick
         self.pub_seqs[tick.code] = pub_seq
@@ -37,7 +39,7 @@ class SnapshotCache:
     def apply_book(self, book: Depth) -> bool:
         """Record ``book`` unless an equal or newer one is held; True if it was newer."""
         held = self._books.get(book.code)
-        if held is not None and held.seq >= book.seq:
+        if held is not None and identity(held) >= identity(book):
             return False
         self._books[book.code] = book
         return True

@@ -5,6 +5,10 @@ approximate MAXLEN; each entry holds the PUB socket's topic and msgpack payload 
 ``StreamPublisher`` is a shard's writer (batched, pipelined, retried like a store: a shard
 acknowledges a tick only once Redis has it too). ``StreamReader`` is the consumer helper: it
 reads every shard's stream in order and resumes after the last entry it processed.
+
+Entry ids are Redis's own (``*``): an entry is a publication, and a shard publishes a tick once
+by its identity (feedmux/identity.py). Only a resend after a crash can repeat one; the tick's
+``(code, trading day, seq)`` recognises it.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ from feedmux.model import Depth, Tick
 
 class WriteResult(NamedTuple):
     inserted: int
-    duplicates: int  # rows already stored (same code and seq): skipped, not an error
+    duplicates: int  # rows already stored (same identity: code, trading day, seq): skipped
 
 
 class Sink(Protocol):
     def write_batch(self, ticks: list[Tick]) -> WriteResult:
-        """Store ticks idempotently: a (code, seq) already stored is skipped and counted."""
+        """Store ticks idempotently: a tick whose identity (code, trading day, seq; see
+        feedmux/identity.py) is already stored is skipped and counted."""
         ...
 
     def write_books(self, books: list[Depth]) -> WriteResult:
@@ -31,7 +32,7 @@ class Sink(Protocol):
         ...
 
     def latest(self) -> tuple[list[Tick], list[Depth]]:
-        """The stored tick and book with the highest seq of each code."""
+        """The stored tick and book with the highest identity (trading day, seq) of each code."""
         ...
 
     def close(self) -> None: ...

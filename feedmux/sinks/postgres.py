@@ -4,13 +4,15 @@
 Each shard writes through its own connection. A lost connection (a server restart) makes the
 write raise StoreError; the RetryingWriter keeps the batch and retries, and the next write
 reconnects. Columns mirror the SQLite store (times as integer nanoseconds, UTC) so every
-source reads back identically. The key is (code, seq, time_ns): a re-sent tick carries its
-original time, and the time column in the key lets TimescaleDB partition the table as is.
+source reads back identically. The key is a tick's identity, (code, trading_day, seq), as in
+every store (feedmux/identity.py); a table keyed (code, seq, time_ns) by an older feedmux is
+migrated when a shard connects. (TimescaleDB: partition by the integer ``trading_day``.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from feedmux.bars import Bar
 from feedmux.errors import StoreError
+from feedmux.identity import trading_day, trading_day_sql
 from feedmux.model import Depth, Tick
 from feedmux.sinks.base import WriteResult
 
@@ -41,7 +44,8 @@ CREATE TABLE IF NOT EXISTS {TICKS_TABLE} (
     volume    double precision NOT NULL,
     turnover  double precision NOT NULL,
     direction smallint         NOT NULL,
-    PRIMARY KEY (code, seq, time_ns)
+    trading_day integer        NOT NULL,
+    PRIMARY KEY (code, trading_day, seq)
 );
 CREATE TABLE IF NOT EXISTS {BOOKS_TABLE} (
     code    text   NOT NULL,
@@ -50,7 +54,8 @@ CREATE TABLE IF NOT EXISTS {BOOKS_TABLE} (
     recv_ns bigint NOT NULL,
     bids    jsonb  NOT NULL,
     asks    jsonb  NOT NULL,
-    PRIMARY KEY (code, seq, time_ns)
+    trading_day integer NOT NULL,
+    PRIMARY KEY (code, trading_day, seq)
 );
 CREATE TABLE IF NOT EXISTS {BARS_TABLE} (
     code      text             NOT NULL,
@@ -66,8 +71,10 @@ CREATE TABLE IF NOT EXISTS {BARS_TABLE} (
 );
 CREATE INDEX IF NOT EXISTS {TICKS_TABLE}_time ON {TICKS_TABLE} USING brin (time_ns);
 """
-_TICK_TYPES = ["text", "int8", "int8", "int8", "float8", "float8", "float8", "int2"]
-_BOOK_TYPES = ["text", "int8", "int8", "int8", "jsonb", "jsonb"]
+_TICK_TYPES = ["text", "int8", "int8", "int8", "float8", "float8", "float8", "int2", "int4"]
+_BOOK_TYPES = ["text", "int8", "int8", "int8", "jsonb", "jsonb", "int4"]
+TICK_COLUMNS = "code, seq, time_ns, recv_ns, price, volume, turnover, direction"
+BOOK_COLUMNS = "code, seq, time_ns, recv_ns, bids, asks"
 _BAR_TYPES = ["text", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "int4"]
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "turnover", "count")
 _BAR_UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in _BAR_VALUES)
@@ -81,9 +88,11 @@ WITH RECURSIVE codes(code) AS (
     FROM codes WHERE codes.code IS NOT NULL
 )
 SELECT last.* FROM codes CROSS JOIN LATERAL (
-    SELECT * FROM {table} t WHERE t.code = codes.code ORDER BY t.seq DESC LIMIT 1
+    SELECT {columns} FROM {table} t WHERE t.code = codes.code
+    ORDER BY t.trading_day DESC, t.seq DESC LIMIT 1
 ) AS last
 """
+_log = logging.getLogger(__name__)
 
 
 def redact_url(url: str) -> str:
@@ -111,6 +120,8 @@ class PostgresSink:
             )
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for table in (TICKS_TABLE, BOOKS_TABLE):
+                    _rekey(conn, table)
                 conn.execute(SCHEMA)
             for table in (TICKS_TABLE, BOOKS_TABLE, BARS_TABLE):
                 conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} "
@@ -122,11 +133,12 @@ class PostgresSink:
         return conn
 
     def write_batch(self, ticks: list[Tick]) -> WriteResult:
-        rows = [msgspec.structs.astuple(t) for t in ticks]
+        rows = [(*msgspec.structs.astuple(t), trading_day(t.time_ns)) for t in ticks]
         return self._copy(TICKS_TABLE, _TICK_TYPES, rows)
 
     def write_books(self, books: list[Depth]) -> WriteResult:
-        rows = [(b.code, b.seq, b.time_ns, b.recv_ns, Jsonb(b.bids), Jsonb(b.asks)) for b in books]
+        rows = [(b.code, b.seq, b.time_ns, b.recv_ns, Jsonb(b.bids), Jsonb(b.asks),
+                 trading_day(b.time_ns)) for b in books]  # fmt: skip
         return self._copy(BOOKS_TABLE, _BOOK_TYPES, rows)
 
     def write_bars(self, bars: list[Bar]) -> WriteResult:
@@ -138,7 +150,7 @@ class PostgresSink:
     def recent_ticks(self, since_ns: int) -> list[Tick]:
         """Ticks with ``time_ns >= since_ns`` (to rebuild bars after a restart)."""
         with self._transaction("read from") as conn:
-            sql = f"SELECT * FROM {TICKS_TABLE} WHERE time_ns >= %s"
+            sql = f"SELECT {TICK_COLUMNS} FROM {TICKS_TABLE} WHERE time_ns >= %s"
             return [Tick(*row) for row in conn.execute(sql, (since_ns,))]
 
     def _copy(self, table: str, types: list[str], rows: Sequence[tuple[Any, ...]],
@@ -154,12 +166,14 @@ class PostgresSink:
         return WriteResult(inserted, len(rows) - inserted)
 
     def latest(self) -> tuple[list[Tick], list[Depth]]:
-        """The stored tick and book with the highest seq of each code."""
+        """The stored tick and book with the highest identity (day, seq) of each code."""
         with self._transaction("read from") as conn:
-            ticks = [Tick(*row) for row in conn.execute(_LATEST.format(table=TICKS_TABLE))]
+            latest_ticks = _LATEST.format(table=TICKS_TABLE, columns=TICK_COLUMNS)
+            ticks = [Tick(*row) for row in conn.execute(latest_ticks)]
+            latest_books = _LATEST.format(table=BOOKS_TABLE, columns=BOOK_COLUMNS)
             books = [Depth(code, seq, time_ns, recv_ns, _levels(bids), _levels(asks))
                      for code, seq, time_ns, recv_ns, bids, asks in
-                     conn.execute(_LATEST.format(table=BOOKS_TABLE))]  # fmt: skip
+                     conn.execute(latest_books)]  # fmt: skip
         return ticks, books
 
     @contextlib.contextmanager
@@ -185,6 +199,34 @@ class PostgresSink:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+def _rekey(conn: psycopg.Connection[Any], table: str) -> None:
+    """A table keyed (code, seq, time_ns) by an older feedmux, re-keyed on the identity (code,
+    trading_day, seq) in the caller's transaction. Rows that are one tick by the identity (a
+    re-send whose time the vendor corrected) keep the first received, and are logged."""
+    found = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+    if found is None or found[0] is None:
+        return
+    oid = found[0]
+    has_day = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = "
+                           "'trading_day' AND NOT attisdropped", (oid,)).fetchone()  # fmt: skip
+    if has_day:
+        return
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN trading_day integer")
+    conn.execute(f"UPDATE {table} SET trading_day = {trading_day_sql()}")
+    dropped = conn.execute(
+        f"DELETE FROM {table} a USING {table} b WHERE a.code = b.code AND a.seq = b.seq "
+        "AND a.trading_day = b.trading_day AND (a.recv_ns, a.ctid) > (b.recv_ns, b.ctid)"
+    ).rowcount
+    for (key,) in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s "
+                               "AND contype = 'p'", (oid,)).fetchall():  # fmt: skip
+        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key}"')
+    conn.execute(f"ALTER TABLE {table} ALTER COLUMN trading_day SET NOT NULL, "
+                 "ADD PRIMARY KEY (code, trading_day, seq)")  # fmt: skip
+    _log.warning("migrated PostgreSQL table %s to the key (code, trading_day, seq)%s", table,
+                 f"; {dropped} rows were second copies of a tick and were removed"
+                 if dropped else "")  # fmt: skip
 
 
 def _levels(side: list[list[float]]) -> list[tuple[float, float]]:

@@ -2,11 +2,16 @@
 
 One file per shard because SQLite allows one writer at a time per database: eight shards
 writing one file would queue on its lock. ``read_ticks`` merges the files.
+
+Ticks and books are keyed by their identity ``(code, trading_day, seq)`` (feedmux/identity.py).
+The file's ``PRAGMA user_version`` is its schema version: a store written before the identity
+had a trading day (version 0, keyed ``(code, seq)``) is migrated once when it is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +21,7 @@ from msgspec.structs import astuple
 
 from feedmux.bars import Bar
 from feedmux.errors import StoreError
+from feedmux.identity import trading_day, trading_day_sql
 from feedmux.model import Depth, Tick
 from feedmux.sinks.base import WriteResult
 
@@ -29,7 +35,8 @@ CREATE TABLE IF NOT EXISTS ticks (
     volume    REAL    NOT NULL,
     turnover  REAL    NOT NULL,
     direction INTEGER NOT NULL,
-    PRIMARY KEY (code, seq)
+    trading_day INTEGER NOT NULL,  -- feedmux.identity.trading_day(time_ns)
+    PRIMARY KEY (code, trading_day, seq)
 ) WITHOUT ROWID
 """
 BOOKS_SCHEMA = """
@@ -40,7 +47,8 @@ CREATE TABLE IF NOT EXISTS books (
     recv_ns   INTEGER NOT NULL,
     bids      TEXT    NOT NULL,  -- JSON [[price, volume], ...], best first
     asks      TEXT    NOT NULL,
-    PRIMARY KEY (code, seq)
+    trading_day INTEGER NOT NULL,
+    PRIMARY KEY (code, trading_day, seq)
 ) WITHOUT ROWID
 """
 # New ticks append to a heap table (no index: one page written per commit, not one per
@@ -50,13 +58,17 @@ CREATE TABLE IF NOT EXISTS books (
 RECENT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ticks_recent (
     code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL, recv_ns INTEGER NOT NULL,
-    price REAL NOT NULL, volume REAL NOT NULL, turnover REAL NOT NULL, direction INTEGER NOT NULL
+    price REAL NOT NULL, volume REAL NOT NULL, turnover REAL NOT NULL, direction INTEGER NOT NULL,
+    trading_day INTEGER NOT NULL
 )
 """
-INSERT = "INSERT INTO ticks_recent VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-MERGE = "INSERT OR IGNORE INTO ticks SELECT * FROM ticks_recent ORDER BY code, seq"
+TICK_COLUMNS = "code, seq, time_ns, recv_ns, price, volume, turnover, direction"
+BOOK_COLUMNS = "code, seq, time_ns, recv_ns, bids, asks"
+INSERT = "INSERT INTO ticks_recent VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+MERGE = "INSERT OR IGNORE INTO ticks SELECT * FROM ticks_recent ORDER BY code, trading_day, seq"
 MERGE_ROWS = 20_000
-INSERT_BOOK = "INSERT OR IGNORE INTO books VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_BOOK = "INSERT OR IGNORE INTO books VALUES (?, ?, ?, ?, ?, ?, ?)"
+SCHEMA_VERSION = 1  # 0: keyed (code, seq), before the trading day was part of the identity
 BARS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS bars (
     code      TEXT    NOT NULL,
@@ -68,6 +80,7 @@ CREATE TABLE IF NOT EXISTS bars (
 """
 UPSERT_BAR = "INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _json = msgspec.json.Encoder().encode
+_log = logging.getLogger(__name__)
 # The distinct codes of a table by a skip-scan down its key: one probe per code, not a scan.
 _SKIP_SCAN = """
 WITH RECURSIVE codes(code) AS (
@@ -80,12 +93,17 @@ WITH RECURSIVE codes(code) AS (
 _LATEST = (
     _SKIP_SCAN
     + """
-SELECT t.* FROM codes JOIN {table} AS t ON t.code = codes.code
- AND t.seq = (SELECT MAX(seq) FROM {table} WHERE code = codes.code)
+SELECT {columns} FROM codes JOIN {table} AS t ON t.code = codes.code
+ AND (t.trading_day, t.seq) = (SELECT trading_day, seq FROM {table} WHERE code = codes.code
+                               ORDER BY trading_day DESC, seq DESC LIMIT 1)
 """
 )
 _CODES = _SKIP_SCAN + "SELECT code FROM codes"
 _levels = msgspec.json.Decoder(list[tuple[float, float]])
+
+
+def _prefixed(columns: str) -> str:
+    return ", ".join(f"t.{c}" for c in columns.split(", "))
 
 
 def _book_side(raw: str) -> list[tuple[float, float]]:
@@ -110,19 +128,61 @@ def connect(path: Path) -> sqlite3.Connection:
         # of 22k rows/s, but their bursts of disk writes took the p99 of send -> Subscriber at
         # 10k ticks/s from 5.5 ms to 50 ms on the dev machine: latency wins.
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute(SCHEMA)
-        conn.execute(RECENT_SCHEMA)
-        conn.execute(BOOKS_SCHEMA)
-        conn.execute(BARS_SCHEMA)
+        _prepare(conn, path)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
     return conn
 
 
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables, or bring an older store to ``SCHEMA_VERSION`` (once, atomically:
+    a shard's three connections open the file one after another)."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{path} has schema version {version}, newer than this feedmux's "
+                             f"{SCHEMA_VERSION}: upgrade feedmux")  # fmt: skip
+        if version == 0 and _rekey(conn):
+            _log.warning("migrated %s to schema version %d: ticks and books keyed by "
+                         "(code, trading_day, seq)", path, SCHEMA_VERSION)  # fmt: skip
+        for schema in (SCHEMA, RECENT_SCHEMA, BOOKS_SCHEMA, BARS_SCHEMA):
+            conn.execute(schema)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _rekey(conn: sqlite3.Connection) -> bool:
+    """Version 0 -> 1: tables keyed (code, seq) rebuilt keyed (code, trading_day, seq), every
+    row kept (a key unique without the day stays unique with it); False for a new file. About
+    1M rows/s: a shard file of tens of millions of rows takes its time before the shard is up."""
+    rebuilt = False
+    tables = (("ticks", SCHEMA, TICK_COLUMNS), ("ticks_recent", RECENT_SCHEMA, TICK_COLUMNS),
+              ("books", BOOKS_SCHEMA, BOOK_COLUMNS))  # fmt: skip
+    for table, schema, columns in tables:
+        found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                             (table,)).fetchone()  # fmt: skip
+        if found is None or "trading_day" in found[0]:
+            continue
+        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v0")
+        conn.execute(schema)
+        conn.execute(f"INSERT INTO {table} SELECT {columns}, {trading_day_sql()} FROM {table}_v0")
+        conn.execute(f"DROP TABLE {table}_v0")
+        rebuilt = True
+    return rebuilt
+
+
 class SqliteSink:
-    """One shard's file. Ticks land in ``ticks_recent`` and move to ``ticks`` (keyed by code
-    and seq) every ``merge_rows`` rows, where duplicates are skipped and counted; readers read
-    both. Books go straight to their keyed table (they are few)."""
+    """One shard's file. Ticks land in ``ticks_recent`` and move to ``ticks`` (keyed by their
+    identity, code + trading day + seq) every ``merge_rows`` rows, where duplicates are
+    skipped and counted; readers read both. Books go straight to their keyed table (they are
+    few)."""
 
     def __init__(self, path: Path, merge_rows: int = MERGE_ROWS) -> None:
         self.path = path
@@ -138,7 +198,7 @@ class SqliteSink:
         a merge finds are reported then (so ``inserted`` may be below the batch's size, even
         negative). An empty batch merges now: the shard sends one before it exits."""
         conn = self._conn
-        rows = [astuple(t) for t in ticks]
+        rows = [(*astuple(t), trading_day(t.time_ns)) for t in ticks]
         try:
             conn.execute("BEGIN")
             conn.executemany(INSERT, rows)
@@ -180,7 +240,7 @@ class SqliteSink:
 
     def write_books(self, books: list[Depth]) -> WriteResult:
         rows = [(b.code, b.seq, b.time_ns, b.recv_ns, _json(b.bids).decode(),
-                 _json(b.asks).decode()) for b in books]  # fmt: skip
+                 _json(b.asks).decode(), trading_day(b.time_ns)) for b in books]  # fmt: skip
         return self._insert(INSERT_BOOK, rows)
 
     def write_bars(self, bars: list[Bar]) -> WriteResult:
@@ -193,12 +253,15 @@ class SqliteSink:
         """Ticks with ``time_ns >= since_ns`` (to rebuild bars after a restart): for each code,
         a walk back along the key from its newest tick, not a scan of the day."""
         conn = self._conn
-        recent = conn.execute("SELECT * FROM ticks_recent WHERE time_ns >= ?", (since_ns,))
+        recent = conn.execute(f"SELECT {TICK_COLUMNS} FROM ticks_recent WHERE time_ns >= ?",
+                              (since_ns,))  # fmt: skip
         ticks = [Tick(*row) for row in recent]
         codes = [row[0] for row in conn.execute(_CODES.format(table="ticks")) if row[0]]
         for code in codes:
             for row in conn.execute(
-                "SELECT * FROM ticks WHERE code = ? ORDER BY seq DESC", (code,)
+                f"SELECT {TICK_COLUMNS} FROM ticks WHERE code = ? "
+                "ORDER BY trading_day DESC, seq DESC",
+                (code,),
             ):
                 if row[2] < since_ns:
                     break
@@ -220,14 +283,16 @@ class SqliteSink:
         return WriteResult(inserted, len(rows) - inserted)
 
     def latest(self) -> tuple[list[Tick], list[Depth]]:
-        """The stored tick and book with the highest seq of each code (a restarted shard's
-        snapshot). A skip-scan over the primary key: one index probe per code, not a scan."""
+        """The stored tick and book with the highest identity (day, seq) of each code (a
+        restarted shard's snapshot). A skip-scan over the primary key: one index probe per
+        code, not a scan."""
         self.merge()
-        ticks = [Tick(*row) for row in self._conn.execute(_LATEST.format(table="ticks"))]
+        ticks = [Tick(*row) for row in self._conn.execute(
+            _LATEST.format(table="ticks", columns=_prefixed(TICK_COLUMNS)))]  # fmt: skip
         books = [
             Depth(code, seq, time_ns, recv_ns, _book_side(bids), _book_side(asks))
             for code, seq, time_ns, recv_ns, bids, asks in self._conn.execute(
-                _LATEST.format(table="books")
+                _LATEST.format(table="books", columns=_prefixed(BOOK_COLUMNS))
             )
         ]
         return ticks, books

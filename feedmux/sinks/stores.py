@@ -10,6 +10,10 @@ from feedmux.sinks.base import Sink
 
 SQLITE = "sqlite"
 POSTGRES = "postgresql"
+ACCEPTED = (
+    "sqlite://DIR (sqlite:///abs/dir an absolute path, sqlite://rel/dir relative to the "
+    "working directory, sqlite:// alone the data directory) or postgresql://USER@HOST/DB"
+)
 
 
 class Store(NamedTuple):
@@ -20,21 +24,27 @@ class Store(NamedTuple):
     def shown(self) -> str:
         """For logs and status: a PostgreSQL URL with its password masked."""
         if self.kind == SQLITE:
-            return f"sqlite:///{self.location}"
+            return f"sqlite://{self.location}"
         from feedmux.sinks.postgres import redact_url  # noqa: PLC0415 (psycopg loads lazily)
 
         return redact_url(self.location)
 
 
 def parse_store(url: str, data_dir: str) -> Store:
-    """``sqlite:///DIR`` (relative; ``sqlite:////DIR`` absolute, ``sqlite://`` alone the data
-    directory) or ``postgresql://…``."""
-    if url.startswith("sqlite://"):
-        return Store(SQLITE, url.removeprefix("sqlite://").removeprefix("/") or data_dir)
-    if url.startswith(("postgresql://", "postgres://")):
+    """``sqlite://PATH`` or ``postgresql://…`` (see ``ACCEPTED``).
+
+    Everything after ``sqlite://`` is the directory as written, as in ``file:///abs``:
+    ``sqlite:///abs/dir`` is ``/abs/dir`` (SQLAlchemy's ``sqlite:////abs/dir`` too), and
+    ``sqlite://rel/dir`` is relative. (SQLAlchemy reads ``sqlite:///x`` as relative; a leading
+    slash that silently means "relative to wherever you started" surprised users more.)"""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == SQLITE:
+        return Store(SQLITE, "/" + rest.lstrip("/") if rest.startswith("/") else rest or data_dir)
+    if sep and scheme in (POSTGRES, "postgres"):
         return Store(POSTGRES, url)
-    shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url  # never echo a password
-    raise ConfigError(f"--store must be sqlite:///DIR or postgresql://..., got {shown!r}")
+    shown = f"{scheme}://{rest.rsplit('@', maxsplit=1)[-1]}" if sep else url  # no password
+    what = f"the scheme {scheme!r} is not supported" if sep else "it is not a URL"
+    raise ConfigError(f"--store {shown!r}: {what}; use {ACCEPTED}")
 
 
 def open_sink(store: Store, shard: int) -> Sink:

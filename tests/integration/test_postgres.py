@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 import psycopg
 import pytest
@@ -16,6 +17,7 @@ from feedmux.model import Depth, Tick
 from feedmux.reader import BAR_COLUMNS
 from feedmux.sinks.postgres import APPLICATION_NAME, PostgresSink, redact_url
 from feedmux.sinks.retry import RetryingWriter
+from feedmux.sinks.sqlite import SqliteSink, shard_db_path
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
@@ -43,7 +45,10 @@ def _tick(code: str, seq: int) -> Tick:
 
 def _rows(url: str) -> list[tuple[object, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT * FROM feedmux_ticks ORDER BY code, seq").fetchall()
+        return conn.execute(
+            "SELECT code, seq, time_ns, recv_ns, price, volume, turnover, "
+            "direction FROM feedmux_ticks ORDER BY code, seq"
+        ).fetchall()
 
 
 def _kill_connections(url: str) -> int:
@@ -73,6 +78,75 @@ def test_duplicates_are_skipped_and_counted_and_latest_reads_back(pg_url: str) -
     }
     assert books == [book]
     sink.close()
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def _two_days() -> list[Tick]:
+    """Two trading days of one code, each numbered from 1 (as exchange feeds restart)."""
+    return [Tick("600519.SH", s, 1_700_000_000_000_000_000 + day * DAY_NS + s * 10**9,
+                 1_700_000_000_000_000_000 + day * DAY_NS + s * 10**9 + 5, 10.0 + s, 100.0,
+                 1000.0, 1) for day in (0, 1) for s in (1, 2, 3)]  # fmt: skip
+
+
+def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days_and_a_corrected_time_is_a_duplicate(
+    pg_url: str, tmp_path: Path
+) -> None:
+    ticks = _two_days()
+    sink = PostgresSink(pg_url)
+    assert sink.write_batch(ticks) == (6, 0)
+    corrected = msgspec.structs.replace(ticks[4], time_ns=ticks[4].time_ns + 1)  # a re-send
+    assert sink.write_batch([corrected]) == (0, 1)  # the same tick by its identity
+    latest, _ = sink.latest()
+    sink.close()
+    assert latest == [ticks[-1]]  # the newest day's newest seq, not day 1's
+    frame = read_ticks(pg_url)
+    assert list(zip(frame["seq"], frame["time"].astype("int64"), strict=True)) == [
+        (t.seq, t.time_ns) for t in ticks
+    ]
+    sqlite = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)  # the same in SQLite
+    assert sqlite.write_batch([*ticks, corrected]) == (6, 1)
+    sqlite.close()
+    pd.testing.assert_frame_equal(read_ticks(tmp_path), frame)
+
+
+def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: str) -> None:
+    ticks = _two_days()[:3]
+    with psycopg.connect(pg_url) as conn:  # the schema feedmux wrote before the identity
+        conn.execute("""CREATE TABLE feedmux_ticks (code text NOT NULL, seq bigint NOT NULL,
+            time_ns bigint NOT NULL, recv_ns bigint NOT NULL, price double precision NOT NULL,
+            volume double precision NOT NULL, turnover double precision NOT NULL,
+            direction smallint NOT NULL, PRIMARY KEY (code, seq, time_ns))""")
+        conn.execute("""CREATE TABLE feedmux_books (code text NOT NULL, seq bigint NOT NULL,
+            time_ns bigint NOT NULL, recv_ns bigint NOT NULL, bids jsonb NOT NULL,
+            asks jsonb NOT NULL, PRIMARY KEY (code, seq, time_ns))""")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [msgspec.structs.astuple(t) for t in ticks],
+            )
+            second_copy = msgspec.structs.replace(ticks[1], time_ns=ticks[1].time_ns + 1,
+                                                  recv_ns=ticks[1].recv_ns + 10)  # fmt: skip
+            cur.execute(
+                "INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                msgspec.structs.astuple(second_copy),
+            )
+    sink = PostgresSink(pg_url)
+    assert sink.write_batch(_two_days()[3:]) == (3, 0)  # day 2 from seq 1
+    sink.close()
+    stored = sorted((Tick(*r) for r in _rows(pg_url)), key=lambda t: t.time_ns)
+    assert stored == _two_days()  # the first copy kept
+    PostgresSink(pg_url).close()  # already migrated: opens as is
+
+
+def test_reading_a_database_without_a_feedmux_store_is_an_error_an_empty_store_is_not(
+    pg_url: str,
+) -> None:
+    with pytest.raises(StoreError, match="no feedmux store in PostgreSQL"):
+        read_ticks(pg_url)
+    PostgresSink(pg_url).close()  # creates the tables
+    assert read_ticks(pg_url).empty and read_bars(pg_url).empty
 
 
 def test_a_killed_connection_fails_the_write_and_the_retry_stores_the_batch(pg_url: str) -> None:

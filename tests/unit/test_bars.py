@@ -6,7 +6,7 @@ from feedmux.bars import MINUTE_NS, Bar, BarBuilder
 from feedmux.model import Tick
 from tests.conftest import FakeClock
 
-T0 = 1_764_000_000 * 10**9 // MINUTE_NS * MINUTE_NS  # a minute boundary
+T0 = 1_764_003_600 * 10**9 // MINUTE_NS * MINUTE_NS  # a minute boundary, 01:00 in Shanghai
 
 
 def tick(seq: int, at_s: float, price: float = 10.0, code: str = "600519.SH") -> Tick:
@@ -51,9 +51,11 @@ def test_a_late_tick_amends_its_bar_and_a_resent_one_is_left_out() -> None:
     assert [(b.minute_ns, b.high, b.close, b.count) for b in amended] == [(T0, 15.0, 15.0, 2)]
     assert bars.late == 1
     assert bars.add(tick(2, 61, 99.0)) == [] and bars.resent == 1
-    assert [b.count for b in bars.add(tick(1, 130))] == [1]  # seqs restarted, time moved on: taken
-    # (it closes minute 1)
+    # Seqs restarted within the trading day: the same identity as day 1's tick 1, a re-send.
+    assert bars.add(tick(1, 130)) == [] and bars.resent == 2
     assert bars.add(tick(9, -600, 1.0)) == [] and bars.too_late == 1  # beyond 5 minutes
+    next_day = bars.add(tick(1, 86_400))  # restarted on the next trading day: taken
+    assert [b.count for b in next_day] == [1] and bars.resent == 2  # (it closes minute 1)
 
 
 @settings(max_examples=50, deadline=None)

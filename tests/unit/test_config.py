@@ -32,7 +32,8 @@ def test_redact_removes_token_query_and_value() -> None:
         ({"url": "http://x"}, "ws://"), ({"url": "wss://h/p?token=x"}, "not inside --url"),
         ({"token": ""}, "FEEDMUX_TOKEN"), ({"shards": 0}, "--shards"),
         ({"codes": []}, "empty"),
-        ({"stores": ["mysql://u:pw@h/db"]}, "sqlite:///DIR or postgresql"),
+        ({"stores": ["mysql://u:pw@h/db"]}, "'mysql://h/db': the scheme 'mysql' is not supp"),
+        ({"stores": ["/data/ticks"]}, "not a URL; use sqlite://DIR"),
         ({"stores": ["sqlite://", "sqlite://"]}, "twice"),
         ({"public_endpoint": "ipc:///tmp/x"}, "--public: endpoint must be tcp"),
         ({"public_endpoint": "tcp://h:65530"}, "port number"),
@@ -60,10 +61,12 @@ def test_run_dir_is_private_and_length_checked(tmp_path: object) -> None:
 
 def test_store_urls_name_a_directory_or_a_server_and_default_to_the_data_dir() -> None:
     assert [(s.kind, s.location) for s in settings(data_dir="d").store_list()] == [("sqlite", "d")]
-    stores = settings(stores=["sqlite:///rel/dir", "sqlite:////abs/dir",
+    stores = settings(stores=["sqlite:///abs/dir", "sqlite:////abs/two", "sqlite://rel/dir",
                               "postgresql://u:pw@h/db"]).store_list()  # fmt: skip
-    assert [s.location for s in stores] == ["rel/dir", "/abs/dir", "postgresql://u:pw@h/db"]
-    assert stores[2].shown == "postgresql://u:***@h/db"  # what logs and status show
+    assert [s.location for s in stores] == ["/abs/dir", "/abs/two", "rel/dir",
+                                            "postgresql://u:pw@h/db"]  # fmt: skip
+    assert [s.shown for s in stores] == ["sqlite:///abs/dir", "sqlite:///abs/two",
+                                         "sqlite://rel/dir", "postgresql://u:***@h/db"]  # fmt: skip
 
 
 def test_a_bad_store_url_never_echoes_its_password() -> None:

@@ -86,3 +86,46 @@ def test_garbage_on_the_bus_is_counted_not_fatal() -> None:
     state = ShardState(0, 100, 200_000_000, FakeClock())
     assert state.on_bus(b"\xc1garbage") == ([], [], [], [])
     assert state.bad_messages == 1
+
+
+DAY_NS = 86_400 * 10**9
+MORNING = 1_764_000_000 * 10**9 + 2 * 3_600 * 10**9  # 10:00 in Shanghai
+
+
+def day_ticks(day: int, seqs: list[int], code: str = "600519.SH", late_s: int = 0) -> list[Tick]:
+    """Ticks of trading day ``day`` numbered ``seqs`` (a vendor restarting its seqs daily);
+    ``late_s``: the same ticks sent that many seconds later (a re-run's synthetic market)."""
+    at = MORNING + day * DAY_NS + late_s * 10**9
+    return [Tick(code, s, at + s * 10**9, at + s * 10**9, 10.0 + s, 1.0, 10.0, 1) for s in seqs]
+
+
+def test_a_restarted_numbering_on_a_new_day_is_published_and_its_resends_are_not() -> None:
+    state = resumed(next_seq=1)
+    assert len(trades(state, 1, day_ticks(0, [1]))) == 1
+    day2 = day_ticks(1, [1, 2])
+    assert len(trades(state, 2, day2)) == 2 and state.resent_dropped == 0  # not day 1's seq 1
+    assert state.snapshot.get(["600519.SH"]) == [day2[-1]]  # the snapshot follows the new day
+    assert trades(state, 4, day_ticks(1, [1, 2], late_s=3)) == []
+    assert state.resent_dropped == 2  # re-sent with another time: the same ticks
+    assert [t.seq for t in state.batcher.take()] == [1, 1, 2, 1, 2]  # all to the stores, which
+    # keep one copy of each identity
+
+
+def test_after_a_restart_the_stores_ticks_are_resends_and_build_no_bars() -> None:
+    stored = day_ticks(0, [1, 2, 3])
+    state = ShardState(0, 100, 200_000_000, FakeClock(), wall_clock=FakeClock(MORNING))
+    state.restore([stored[-1]], [])  # the store's latest tick of each code
+    state.restore_bars(stored)
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
+    again = day_ticks(0, [1, 2, 3, 4], late_s=600)  # a re-run: same seqs, 10 minutes later
+    assert [t.seq for t in trades(state, 1, again)] == [4]  # only seq 4 is new
+    assert state.resent_dropped == 3
+    state.close_bars()
+    bars = {b.minute_ns: b for b in state.bar_batcher.take()}  # the last emission of each
+    assert sum(b.count for b in bars.values()) == 4  # 3 restored + the new one, not 7
+
+
+def trades(state: ShardState, first_seq: int, batch: list[Tick]) -> list[Tick]:
+    """The ticks a bus batch published on the trade topics."""
+    frames, _, _, _ = state.on_bus(wire.encode(wire.Batch(first_seq, batch)))
+    return [wire.published_decoder.decode(p).tick for t, p in frames if t.startswith(b"T|")]

@@ -1,14 +1,16 @@
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from msgspec.structs import astuple
 
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.reader import read_ticks
 from feedmux.sinks.base import WriteResult
 from feedmux.sinks.retry import RetryingWriter
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.sinks.sqlite import SqliteSink, connect, shard_db_path
 from tests.conftest import FakeClock
 
 T0 = 1_700_000_000_000_000_000
@@ -74,6 +76,7 @@ def test_read_ticks_merges_shards_with_filters_and_types(tmp_path: Path) -> None
 
 
 def test_empty_store_reads_as_empty_frame(tmp_path: Path) -> None:
+    SqliteSink(shard_db_path(tmp_path, 0)).close()
     frame = read_ticks(tmp_path)
     assert frame.empty and "price" in frame.columns
 
@@ -133,3 +136,79 @@ def test_latest_gives_the_highest_seq_of_each_code_for_a_restarted_snapshot(
         c: tick(c, 7) for c in ("600519.SH", "000001.SZ", "AAPL.US")
     }
     assert books == [book]
+
+
+DAY_NS = 86_400 * 10**9
+# Today's SQL before the trading day joined the key: a store written by feedmux <= 0.x.
+OLD_SCHEMA = [
+    """CREATE TABLE ticks (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
+    recv_ns INTEGER NOT NULL, price REAL NOT NULL, volume REAL NOT NULL, turnover REAL NOT NULL,
+    direction INTEGER NOT NULL, PRIMARY KEY (code, seq)) WITHOUT ROWID""",
+    """CREATE TABLE ticks_recent (code TEXT NOT NULL, seq INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL, recv_ns INTEGER NOT NULL, price REAL NOT NULL,
+    volume REAL NOT NULL, turnover REAL NOT NULL, direction INTEGER NOT NULL)""",
+    """CREATE TABLE books (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
+    recv_ns INTEGER NOT NULL, bids TEXT NOT NULL, asks TEXT NOT NULL,
+    PRIMARY KEY (code, seq)) WITHOUT ROWID""",
+    """CREATE TABLE bars (code TEXT NOT NULL, minute_ns INTEGER NOT NULL, open REAL NOT NULL,
+    high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
+    turnover REAL NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (code, minute_ns)) WITHOUT ROWID""",
+]
+
+
+def two_days() -> list[Tick]:
+    """Two trading days of one code, each numbered from 1 (as exchange feeds restart)."""
+    return [tick("600519.SH", s, t_s=day * 86_400 + s) for day in (0, 1) for s in (1, 2, 3)]
+
+
+def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days(tmp_path: Path) -> None:
+    sink = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)
+    ticks = two_days()
+    assert sink.write_batch(ticks[:3]) == (3, 0)
+    assert sink.write_batch(ticks[3:]) == (3, 0)  # day 2: not duplicates of day 1
+    assert sink.write_batch(ticks[3:4]) == (0, 1)  # a re-send of day 2's first tick is
+    latest, _ = sink.latest()
+    sink.close()
+    assert latest == [ticks[-1]]  # the newest day's newest seq, not day 1's
+    frame = read_ticks(tmp_path)
+    assert list(zip(frame["seq"], frame["time"].astype("int64"), strict=True)) == [
+        (t.seq, t.time_ns) for t in ticks
+    ]
+
+
+def test_a_store_written_before_the_trading_day_was_in_the_key_is_migrated_once(
+    tmp_path: Path,
+) -> None:
+    path = shard_db_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    day1 = two_days()[:3]
+    with sqlite3.connect(path) as old:
+        for sql in OLD_SCHEMA:
+            old.execute(sql)
+        values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        old.executemany(f"INSERT INTO ticks {values}", [astuple(t) for t in day1[:2]])
+        old.execute(f"INSERT INTO ticks_recent {values}", astuple(day1[2]))  # not merged yet
+        old.execute(
+            "INSERT INTO books VALUES ('600519.SH', 4, ?, ?, '[[10.0,1.0]]', '[]')", (T0, T0)
+        )
+    sink = SqliteSink(path, merge_rows=1)
+    assert sink.write_batch(two_days()[3:]) == (3, 0)  # day 2 from seq 1, next to day 1
+    _, books = sink.latest()
+    sink.close()
+    assert books == [Depth("600519.SH", 4, T0, T0, [(10.0, 1.0)], [])]
+    assert list(read_ticks(tmp_path)["seq"]) == [1, 2, 3, 1, 2, 3]
+    conn = connect(path)  # opened again: already at the current version, nothing to redo
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0] == 6
+    assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name LIKE '%_v0'").fetchall()
+    conn.close()
+
+
+def test_a_store_from_a_newer_feedmux_is_refused(tmp_path: Path) -> None:
+    path = shard_db_path(tmp_path, 0)
+    SqliteSink(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        SqliteSink(path)

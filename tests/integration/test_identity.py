@@ -1,0 +1,70 @@
+"""A tick's identity end to end: a re-run of the quickstart on the same data directory (the
+built-in market re-sends the same seqs) stores nothing twice and builds no bar twice."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from feedmux import archive, read_bars, read_ticks
+from feedmux.identity import DAY_NS, EXCHANGE_UTC_OFFSET_NS
+from feedmux.model import Tick
+from feedmux.simulator.market import a_share_universe
+from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from tests.conftest import scaled
+from tests.integration.helpers import feedmux, stop
+from tests.integration.test_postgres import _resample
+
+pytestmark = pytest.mark.integration
+
+
+def _quickstart(tmp_path: Path, data_dir: Path) -> str:
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text(" ".join(a_share_universe()[::400]))
+    run = feedmux("run", "--replay", "--shards", "2", "--symbols-file", str(symbols),
+                  "--replay-rate", "400", "--replay-duration", "3", "--stop-after", "5",
+                  "--data-dir", str(data_dir))  # fmt: skip
+    try:
+        output, _ = run.communicate(timeout=scaled(60))  # --stop-after ends it by itself
+    finally:
+        code, rest = stop(run)
+    assert code == 0, output + rest
+    return output
+
+
+def test_a_rerun_on_the_same_data_dir_stores_no_tick_twice_and_does_not_double_its_bars(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    _quickstart(tmp_path, data_dir)
+    first = read_ticks(data_dir)
+    assert len(first) > 100
+    pd.testing.assert_frame_equal(read_bars(data_dir), _resample(first))
+    _quickstart(tmp_path, data_dir)  # the same market again: the same seqs, later times
+    ticks = read_ticks(data_dir)
+    days = (ticks["time"].astype("int64") + EXCHANGE_UTC_OFFSET_NS) // DAY_NS
+    if days.nunique() == 1:  # (both runs on one trading day, as is all but certain)
+        assert not ticks.duplicated(["code", "seq"]).any()
+    assert len(ticks) >= len(first)
+    pd.testing.assert_frame_equal(read_bars(data_dir), _resample(ticks))  # not doubled
+
+
+def test_an_export_keeps_two_trading_days_numbered_alike_and_one_copy_of_each_tick(
+    tmp_path: Path,
+) -> None:
+    # 2026-11-24 in UTC spans two Shanghai trading days, each numbered from 1.
+    evening = int(pd.Timestamp("2026-11-24 10:00", tz="UTC").value)  # 18:00 in Shanghai
+    night = int(pd.Timestamp("2026-11-24 17:00", tz="UTC").value)  # 01:00 the next day
+    ticks = [Tick("600519.SH", s, at + s, at + s, 10.0, 1.0, 10.0, 1)
+             for at in (evening, night) for s in (1, 2)]  # fmt: skip
+    for shard in (0, 1):  # both shards hold them (the shard count changed between runs)
+        sink = SqliteSink(shard_db_path(tmp_path / "data", shard))
+        sink.write_batch(ticks)
+        sink.close()
+    done = archive.export(tmp_path / "data", date(2026, 11, 24), tmp_path / "out", tz="UTC")
+    assert done.rows == 4
+    exported = read_ticks(tmp_path / "out")
+    assert list(exported["time"].astype("int64")) == [t.time_ns for t in ticks]
