@@ -168,8 +168,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--store",
         action="append",
         metavar="URL",
-        help="where shards store ticks, repeatable: sqlite:///DIR (default: sqlite under "
-        "--data-dir) or postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
+        help="where shards store ticks, repeatable: sqlite://PATH (sqlite:///abs/dir absolute, "
+        "sqlite://rel/dir relative, sqlite:// the data dir; the default) or "
+        "postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
     )
     stores.add_argument(
         "--redis",
