@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,10 @@ def _finish(run: subprocess.Popen[str], timeout: float = 40) -> tuple[int, str]:
     return run.returncode, output
 
 
+def _receiver(run_dir: Path) -> dict[str, Any]:
+    return read_stats(run_dir / "stats").get("receiver", {})
+
+
 def _log(tmp_path: Path) -> str:
     return (tmp_path / "data" / "run" / "feedmux.log").read_text()
 
@@ -72,7 +77,7 @@ def test_a_wrong_token_stops_the_run_with_a_clear_message(tmp_path: Path, replay
 class _Page(http.server.BaseHTTPRequestHandler):
     status = 404
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = (f"<html><head><title>Not here</title></head>\n<body>{PAGE_SECRET}\n"
                 + "filler line\n" * 400 + "</body></html>\n").encode()  # fmt: skip
         self.send_response(self.status)
@@ -81,7 +86,7 @@ class _Page(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -105,14 +110,12 @@ def test_a_url_that_is_not_a_websocket_stops_the_run(tmp_path: Path, status: int
     assert "<title>Not here</title>" in _log(tmp_path)  # one short line of it, as a clue
 
 
-def test_a_refused_code_is_named_and_leaves_the_saved_universe(
-    tmp_path: Path, replay: str
-) -> None:
+def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, replay: str) -> None:
     run = _run(tmp_path, replay, [*GOOD, REFUSED])
     run_dir = tmp_path / "data" / "run"
     try:
-        wait_for(lambda: read_stats(run_dir / "stats").get("receiver", {})
-                 .get("codes_subscribed") == len(GOOD), 40, "the good codes to subscribe")  # fmt: skip
+        wait_for(lambda: _receiver(run_dir).get("codes_rejected") == 1, 40, "the refusal")
+        assert _receiver(run_dir)["codes_subscribed"] == len(GOOD)
         listing = feedmux("subscriptions", "--run-dir", str(run_dir))
         listed, _ = listing.communicate(timeout=scaled(30))
         assert f"rejected {REFUSED}: ret=600 code invalid" in listed
@@ -123,7 +126,7 @@ def test_a_refused_code_is_named_and_leaves_the_saved_universe(
         status = feedmux("status", "--json", "--run-dir", str(run_dir))
         shown = json.loads(status.communicate(timeout=scaled(30))[0])
         assert shown["codes_rejected"] == 1 and shown["rejected"] == [REFUSED]
-        wait_for(lambda: read_stats(run_dir / "stats")["receiver"]["ticks"] > 0, 30, "ticks")
+        wait_for(lambda: _receiver(run_dir).get("ticks", 0) > 0, 30, "ticks")
     finally:
         code, output = stop(run)
     assert code == 0, output
@@ -154,7 +157,7 @@ def test_a_refused_connection_is_retried_until_the_server_appears(tmp_path: Path
         symbols.write_text(" ".join(GOOD))
         server, _, _ = start_replay(tmp_path, "--rate", "200", "--symbols-file", str(symbols),
                                     "--port", str(port))  # fmt: skip
-        wait_for(lambda: read_stats(run_dir / "stats")["receiver"]["ticks"] > 0, 40,
+        wait_for(lambda: _receiver(run_dir).get("ticks", 0) > 0, 40,
                  "ticks once the server is up")  # fmt: skip
     finally:
         code, output = stop(run)
