@@ -204,10 +204,11 @@ class Supervisor:
             self.say(f"stopped with errors: exit codes {failed}; {received:,} ticks and books "
                      f"received, {missing}")  # fmt: skip
             return 1
-        if gave_up is not None or received == 0:
+        nothing = received == 0 and final.stored == 0  # stored: a restarted receiver counts anew
+        if gave_up is not None or nothing:
             if gave_up is not None:
                 self.say(f"stopped: {gave_up.message}")
-            if received == 0:
+            if nothing:
                 self.say(f"no tick received in {time.monotonic() - self.started:.0f} s: check "
                          "the codes, the token and the URL")  # fmt: skip
             return EXIT_GAVE_UP

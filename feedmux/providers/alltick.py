@@ -85,9 +85,14 @@ class CancelAck(Response, tag=CMD_CANCEL + 1):
     pass
 
 
+class EnvelopeError(Response, tag=0):
+    """An error about a request's envelope (spec: ``cmd_id`` 0), e.g. a refused token."""
+
+
 # strict=False accepts "1745.50" for a float and "1605509068" for an int (both forms occur).
 _decoder = msgspec.json.Decoder(
-    TradePush | DepthPush | HeartbeatReply | DepthAck | TradesAck | CancelAck, strict=False
+    TradePush | DepthPush | HeartbeatReply | DepthAck | TradesAck | CancelAck | EnvelopeError,
+    strict=False,
 )
 _encode = msgspec.json.Encoder().encode
 
@@ -336,6 +341,10 @@ class AllTickClient:
         request = self._pending.pop(msg.seq_id, None)
         cmd_id = type(msg).__struct_config__.tag
         assert isinstance(cmd_id, int)
+        if type(msg) is EnvelopeError:  # belongs to the oldest request still unanswered
+            if request is None and self._pending:
+                request = self._pending.pop(next(iter(self._pending)))
+            cmd_id = 0 if request is None else request.cmd_id + 1
         if cmd_id != CMD_HEARTBEAT + 1:
             self._settle(msg.ret, request)
         self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request))

@@ -180,3 +180,21 @@ def test_a_refused_code_among_good_ones_is_not_fatal() -> None:
     drive(manager, server, clock, seconds=20)
     assert list(manager.rejected) == UNKNOWN[:1]
     assert manager.fatal is None
+
+
+def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> None:
+    # spec: errors about the envelope come back with cmd_id 0 and maybe no seq_id
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=1)
+    manager.on_connected(0, clock.now)
+    manager.due(clock.now)
+    client = manager.connections[0].client
+    frame = b'{"ret":401,"msg":"token invalid","cmd_id":0,"seq_id":0,"trace":"","data":{}}'
+    assert client.receive(frame, clock.now) is None
+    [reply] = client.events
+    assert isinstance(reply, Reply) and reply.cmd_id == 22005 and reply.request is not None
+    assert client.pending() == 0 and client.bad_frames == {}
+    manager.on_reply(0, reply, clock.now)
+    assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
+    manager.on_disconnected(0, clock.now, "refused")
+    assert manager.fatal == (Failure("token", "ret=401 token invalid"), 1)
