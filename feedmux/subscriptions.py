@@ -36,6 +36,7 @@ from feedmux.providers.alltick import (
     AllTickClient,
     Failure,
     Reply,
+    first_line,
     reply_failure,
 )
 
@@ -360,7 +361,7 @@ class SubscriptionManager:
             conn.last_failure, conn.same_failures = None, 0
             _release_half(conn)
             return
-        conn.last_error = f"ret={reply.ret} {reply.msg}"
+        conn.last_error = f"ret={reply.ret} {first_line(reply.msg)}"
         if reply.ret in RETRY_LATER:
             conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
             return
@@ -391,7 +392,7 @@ class SubscriptionManager:
             conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
         else:  # codes the trade list accepted: a refusal here is the plan's, not the code's
             conn.depth_refused = sent
-        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {reply.msg}"
+        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {first_line(reply.msg)}"
 
     # -- status ---------------------------------------------------------------------------------
     def all_confirmed(self) -> bool:

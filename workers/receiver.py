@@ -29,6 +29,7 @@ from feedmux.providers.alltick import (
     Failure,
     GiveUp,
     Reply,
+    first_line,
     give_up_message,
 )
 from feedmux.routing import Router
@@ -177,8 +178,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             if isinstance(event, Reply):
                 manager.on_reply(i, event, time.monotonic_ns())
                 if not event.ok:
+                    msg = redact(first_line(event.msg), settings.token)  # one short line
                     log.warning("connection %d: cmd %d refused: ret=%d %s",
-                                i, event.cmd_id, event.ret, event.msg)  # fmt: skip
+                                i, event.cmd_id, event.ret, msg)  # fmt: skip
                 elif event.cmd_id == CMD_SUBSCRIBE_TRADES + 1:
                     log.info("connection %d: %d codes subscribed", i, len(conns[i].confirmed))
             elif isinstance(event, BadFrame) and event.kind not in logged_kinds:

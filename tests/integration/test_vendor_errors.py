@@ -130,6 +130,7 @@ def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, r
     finally:
         code, output = stop(run)
     assert code == 0, output
+    assert "codes 3/3 (refused 1)" in output  # the progress line counts it
     assert f"vendor refused {REFUSED} (ret=600 code invalid)" in _log(tmp_path)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import threading
 from collections.abc import Iterator
 
 import pytest
+from rich.console import Console
 
 from feedmux.providers.alltick import (
     BODY_LINE_MAX,
@@ -21,6 +23,7 @@ from feedmux.providers.alltick import (
 )
 from feedmux.simulator.alltick_server import AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
+from feedmux.status import build_status, progress_line, render
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports.ws import HandshakeRefused, WsLink
 from tests.conftest import FakeClock
@@ -198,3 +201,14 @@ def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> No
     assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
     manager.on_disconnected(0, clock.now, "refused")
     assert manager.fatal == (Failure("token", "ret=401 token invalid"), 1)
+
+
+def test_status_counts_refused_codes_and_names_the_first_few() -> None:
+    receiver = {"ticks": 5, "codes_desired": 3, "codes_subscribed": 3, "codes_rejected": 12,
+                "rejected": UNKNOWN, "connections": [], "bus": []}  # fmt: skip
+    status = build_status(None, {"receiver": receiver}, 0)
+    assert status.codes_rejected == 12 and status.rejected == UNKNOWN
+    assert "codes 3/3 (refused 12)" in progress_line(status, 1.0)
+    console = Console(width=140, record=True, file=io.StringIO())
+    console.print(render(status, "test"))
+    assert f"refused codes: 12 ({', '.join(UNKNOWN)} ...)" in console.export_text()
