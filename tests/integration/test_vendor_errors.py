@@ -17,7 +17,7 @@ import pytest
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import feedmux, start_replay, stop
+from tests.integration.helpers import TOKEN, feedmux, start_replay, stop
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +90,15 @@ class _Page(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("status", [404, 200])
-def test_a_url_that_is_not_a_websocket_stops_the_run(tmp_path: Path, status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [(404, "{url} is not a WebSocket endpoint: HTTP 404 1 time: check --url"),
+     (200, "{url} is not a WebSocket endpoint: HTTP 200 1 time: check --url"),
+     (401, "vendor refused the token (HTTP 401) 1 time: check --token / FEEDMUX_TOKEN")],
+)  # fmt: skip
+def test_a_url_that_is_not_a_websocket_or_refuses_the_token_stops_the_run(
+    tmp_path: Path, status: int, said: str
+) -> None:
     handler = type("Page", (_Page,), {"status": status})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -103,11 +110,12 @@ def test_a_url_that_is_not_a_websocket_stops_the_run(tmp_path: Path, status: int
         server.shutdown()
         server.server_close()
     assert code == EXIT_VENDOR, output
-    assert f"{url} is not a WebSocket endpoint: HTTP {status}" in output
-    assert "check --url" in output
-    assert PAGE_SECRET not in output and PAGE_SECRET not in _log(tmp_path)
+    assert said.format(url=url) in output
+    log = _log(tmp_path)
+    assert PAGE_SECRET not in output and PAGE_SECRET not in log
     assert "filler line" not in output
-    assert "<title>Not here</title>" in _log(tmp_path)  # one short line of it, as a clue
+    assert TOKEN not in output and TOKEN not in log  # the URL asked for carried it
+    assert f"connect failed: HTTP {status}: <html><head><title>Not here</title></head>" in log
 
 
 def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, replay: str) -> None:

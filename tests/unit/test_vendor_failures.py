@@ -8,9 +8,12 @@ import json
 import threading
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from rich.console import Console
 
+from feedmux.config import Settings
+from feedmux.errors import ConfigError
 from feedmux.providers.alltick import (
     BODY_LINE_MAX,
     Failure,
@@ -212,3 +215,13 @@ def test_status_counts_refused_codes_and_names_the_first_few() -> None:
     console = Console(width=140, record=True, file=io.StringIO())
     console.print(render(status, "test"))
     assert f"refused codes: 12 ({', '.join(UNKNOWN)} ...)" in console.export_text()
+
+
+def test_give_up_after_must_be_at_least_one() -> None:
+    base = Settings(url="wss://x/y", token="t", codes=["600519.SH"])
+    base.validate()
+    assert base.give_up_after == 3
+    with pytest.raises(ConfigError, match="--give-up-after must be >= 1, got 0"):
+        msgspec.structs.replace(base, give_up_after=0).validate()
+    with pytest.raises(ValueError, match="give_up_after"):
+        SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=0)
