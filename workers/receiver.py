@@ -348,9 +348,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                         client.bad_binary(data)
                 if client.events:
                     handle_events(i)
-                failure = conns[i].failure  # e.g. ret 401: the link is useless, count it
-                if closed or failure is not None:
-                    drop(i, f"refused: {failure.detail}" if failure is not None
+                refusal = conns[i].failure  # e.g. ret 401: the link is useless, count it
+                if closed or refusal is not None:
+                    drop(i, f"refused: {refusal.detail}" if refusal is not None
                          else "server closed the connection")  # fmt: skip
             if outbox.pending >= FLUSH_TICKS:
                 send_bus()
