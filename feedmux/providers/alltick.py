@@ -173,6 +173,9 @@ def handshake_failure(status: int, body: bytes | str | None = None) -> Failure:
     5xx: the server's trouble, retried."""
     line = first_line(body)
     detail = f"HTTP {status}"
+    vendor = _vendor_refusal(body)
+    if vendor is not None:  # the vendor's own verdict, in its JSON, says more than the status
+        return Failure(vendor.kind, f"{detail}, {vendor.detail}", line)
     if status in (401, 403):
         return Failure("token", detail, line)
     if status in (404, 410) or 200 <= status < 300:
@@ -180,6 +183,22 @@ def handshake_failure(status: int, body: bytes | str | None = None) -> Failure:
     if 400 <= status < 500 and status not in (408, 429):
         return Failure("handshake", detail, line)
     return Failure("transient", detail, line)
+
+
+class _RetBody(msgspec.Struct):
+    ret: int
+    msg: str = ""
+
+
+def _vendor_refusal(body: bytes | str | None) -> Failure | None:
+    """A handshake body such as ``{"ret":401,"msg":"token invalid"}``, classified."""
+    if not body or len(body) > 4096:
+        return None
+    try:
+        parsed = msgspec.json.decode(body, type=_RetBody)
+    except msgspec.DecodeError:
+        return None
+    return reply_failure(parsed.ret, parsed.msg)
 
 
 def reply_failure(ret: int, msg: str) -> Failure | None:

@@ -53,6 +53,14 @@ def test_handshake_statuses_are_classified(status: int, kind: str) -> None:
     assert failure.body == "<!DOCTYPE html>"  # one line of the page, never the page
 
 
+def test_a_vendor_verdict_in_a_handshake_body_wins_over_the_status() -> None:
+    body = b'{"ret":401,"msg":"token invalid","data":{}}'
+    assert handshake_failure(200, body) == Failure("token", "HTTP 200, ret=401 token invalid",
+                                                   body.decode())  # fmt: skip
+    assert handshake_failure(404, b'{"ret":600}').kind == "not_websocket"  # not about the link
+    assert handshake_failure(502, b"{not json").kind == "transient"
+
+
 def test_reply_codes_are_classified() -> None:
     assert reply_failure(401, "token invalid") == Failure("token", "ret=401 token invalid")
     assert reply_failure(603, "token level not enough") == Failure(
