@@ -126,6 +126,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="reconnect a connection with no frame for S seconds (default 30)",
     )
     vendor.add_argument(
+        "--give-up-after",
+        type=int,
+        default=3,
+        metavar="N",
+        help="stop the run (exit 3) after the same permanent failure N times in a row: "
+        "a refused token, a URL that is no WebSocket (default 3); transient ones (refused "
+        "connection, 5xx, timeouts) are retried for ever",
+    )
+    vendor.add_argument(
         "--free-plan",
         action="store_true",
         help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
@@ -564,6 +573,7 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         redis_prefix=args.redis_prefix, run_dir=args.run_dir or "",
         max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
         depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,
+        give_up_after=args.give_up_after,
         reconnect_spacing_ms=11_000 if args.free_plan else 3300,
         overflow=args.overflow, bus_window=args.bus_window, bus_memory=args.bus_memory,
         max_frame_bytes=args.max_frame_bytes, pub_queue=args.pub_queue,

@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     heartbeat_interval_ms: int = 10_000
     reconnect_spacing_ms: int = 3300  # spec: 3 s paid, 10 s free; 10 % margin
     watchdog_s: float = 30.0  # no frame (data, ack, heartbeat reply) this long: reconnect
+    give_up_after: int = 3  # the same permanent failure (bad token, no WebSocket) this often: stop
     batch_rows: int = 100
     batch_delay_ms: int = 200
     bus_window: int = 50_000  # ticks in flight to one shard before the receiver waits for acks
@@ -85,6 +86,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError(f"--depth must be between 0 and 10 levels, got {self.depth_levels}")
         if self.max_codes_per_conn < 1:
             raise ConfigError("--max-codes-per-conn must be >= 1")
+        if self.give_up_after < 1:
+            raise ConfigError(f"--give-up-after must be >= 1, got {self.give_up_after}")
         if self.batch_rows < 1 or self.batch_delay_ms < 1:
             raise ConfigError("batch rows and delay must be >= 1")
         if not self.codes:

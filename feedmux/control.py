@@ -37,16 +37,19 @@ def silent_codes(
 # -- the persisted desired universe ---------------------------------------------------------------
 class _Universe(msgspec.Struct):
     codes: list[str]
+    refused: dict[str, str] = {}  # code -> why the vendor refused it (not in ``codes``)
 
 
 def universe_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / UNIVERSE_FILE
 
 
-def save_universe(data_dir: str | Path, codes: list[str]) -> None:
+def save_universe(
+    data_dir: str | Path, codes: list[str], refused: dict[str, str] | None = None
+) -> None:
     path = universe_path(data_dir)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.json.encode(_Universe(codes)))
+    tmp.write_bytes(msgspec.json.encode(_Universe(codes, dict(refused or {}))))
     os.replace(tmp, path)  # a crash mid-write never leaves half a file
 
 

@@ -67,6 +67,8 @@ class Status:
     shards: list[Shard]
     silent: dict[str, float | None] = field(default_factory=dict)  # code -> last tick age
     warnings: list[str] = field(default_factory=list)
+    codes_rejected: int = 0  # codes the vendor refused (or no connection had room for)
+    rejected: list[str] = field(default_factory=list)  # the first few of them
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +150,7 @@ def build_status(
         spilled=sum(q.get("spilled", 0) for q in bus),
         dropped=sum(q.get("dropped_total", 0) for q in bus),
         connections=conns, shards=rows, silent=dict(silent or {}), warnings=list(warnings or []),
+        codes_rejected=receiver.get("codes_rejected", 0), rejected=receiver.get("rejected", []),
     )  # fmt: skip
 
 
@@ -160,7 +163,8 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         f"({status.ticks_per_s:>8,.0f}/s) | stored {status.stored:>10,}"
         f" | published {status.published:>10,} | connections {up}/{len(status.connections)}"
         f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
-        f" | bad frames {status.bad_frames}"
+        + (f" (refused {status.codes_rejected:,})" if status.codes_rejected else "")
+        + f" | bad frames {status.bad_frames}"
         + (f" | books {status.books:,}" if status.books else "")
         + (
             f" | reconnects {status.reconnects} (watchdog {status.watchdog_trips})"
@@ -208,6 +212,10 @@ def render(status: Status, title: str = "feedmux") -> Group:
     listed = f" ({silent}{' ...' if more > 0 else ''})" if silent else ""
     parts: list[Any] = [totals, conns, shards,
                         Text(f"silent codes: {len(status.silent)}{listed}")]  # fmt: skip
+    if status.codes_rejected:
+        named = ", ".join(status.rejected[:SILENT_SHOWN])
+        etc = " ..." if status.codes_rejected > len(status.rejected[:SILENT_SHOWN]) else ""
+        parts.append(Text(f"refused codes: {status.codes_rejected} ({named}{etc})", "red"))
     parts.append(Text("recent warnings:" + ("" if status.warnings else " none")))
     parts.extend(Text("  " + line, "yellow") for line in status.warnings[-WARNINGS_SHOWN:])
     return Group(*parts)

@@ -12,6 +12,11 @@ Assignment is stable: a code stays on its connection until removed; a new code g
 connection with the fewest codes that has room. When the vendor refuses a list for a bad code
 (600/604) the manager holds back half of the newly added codes and tries again, until each bad
 code is found alone; those are reported in ``rejected`` and never retried on their own.
+
+Failures are classified (``providers.alltick.Failure``): transient ones (refused connection, 5xx,
+timeouts, resets) are retried with the backoff for ever; the same permanent one (a refused
+token, a URL with no WebSocket) ``give_up_after`` times in a row on a connection, or a universe
+of which the vendor refused every code, sets ``fatal``: the caller stops the run.
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ from feedmux.providers.alltick import (
     DEFAULT_MAX_FRAME_BYTES,
     RET_RATE_LIMIT,
     AllTickClient,
+    Failure,
     Reply,
+    first_line,
+    reply_failure,
 )
 
 _NEVER = -(2**62)
 REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
 RETRY_LATER = frozenset((RET_RATE_LIMIT, 605, 606))  # 606: the server also closes the link
 BAD_CODE = frozenset((600, 604))
+REFUSED_SHOWN = 5  # refused codes named in a message; the rest are counted
 SUBSCRIPTION_CMDS = frozenset(
     (CMD_SUBSCRIBE_TRADES, CMD_SUBSCRIBE_DEPTH, CMD_CANCEL)
 )  # code invalid / code unauthorized: find the culprit
@@ -73,6 +82,9 @@ class ConnectionState:
     watchdog_trips: int = 0
     last_subscription_ns: int = _NEVER
     reconnects: int = 0
+    failure: Failure | None = None  # a permanent refusal on this link: drop it, count it
+    last_failure: Failure | None = None  # the permanent failure of the last attempts ...
+    same_failures: int = 0  # ... and how many attempts in a row ended with it
 
     def request_list(self) -> list[str]:
         if not self.held_back:
@@ -111,9 +123,13 @@ class SubscriptionManager:
         depth_levels: int = 0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         jitter: Callable[[], float] = random.random,
+        give_up_after: int = 3,
     ) -> None:
-        if max_codes_per_conn < 1 or max_conns < 1:
-            raise ValueError("max_codes_per_conn and max_conns must be >= 1")
+        if max_codes_per_conn < 1 or max_conns < 1 or give_up_after < 1:
+            raise ValueError("max_codes_per_conn, max_conns and give_up_after must be >= 1")
+        self.give_up_after = give_up_after
+        # (failure, times in a row): a permanent failure; the caller stops the run
+        self.fatal: tuple[Failure, int] | None = None
         self.pacing = pacing
         self.name = name
         self.max_codes_per_conn = max_codes_per_conn
@@ -194,10 +210,15 @@ class SubscriptionManager:
         conn.inflight_since = None
         conn.last_heartbeat_ns = now_ns  # the first heartbeat is due one interval after connect
 
-    def on_disconnected(self, index: int, now_ns: int, error: str = "") -> None:
-        """The link is gone (or never came up): reconnect after the vendor's spacing."""
+    def on_disconnected(
+        self, index: int, now_ns: int, error: str = "", failure: Failure | None = None
+    ) -> None:
+        """The link is gone (or never came up, for ``failure``): reconnect after the vendor's
+        spacing, unless the same permanent failure happened ``give_up_after`` times."""
         self.version += 1
         conn = self.connections[index]
+        self._count_failure(conn, failure or conn.failure)
+        conn.failure = None
         if conn.connected:
             self._last_close_ns = now_ns
             conn.reconnects += 1
@@ -217,6 +238,17 @@ class SubscriptionManager:
         backoff = min(self.pacing.reconnect_max_ns, spacing * 2 ** min(conn.failures - 1, 20))
         delay = max(spacing, int(backoff * (0.5 + self._jitter() / 2)))
         conn.connect_at_ns = max(now_ns, self._last_close_ns) + delay
+
+    def _count_failure(self, conn: ConnectionState, failure: Failure | None) -> None:
+        if failure is None or not failure.permanent:
+            conn.last_failure, conn.same_failures = None, 0  # transient: retried for ever
+            return
+        last = conn.last_failure
+        same = last is not None and (last.kind, last.detail) == (failure.kind, failure.detail)
+        conn.same_failures = conn.same_failures + 1 if same else 1
+        conn.last_failure = failure
+        if conn.same_failures >= self.give_up_after and self.fatal is None:
+            self.fatal = (failure, conn.same_failures)
 
     def stale(self, now_ns: int, last_frame_ns: list[int]) -> list[int]:
         """Connected links with no frame at all (data, ack or heartbeat reply) for the
@@ -300,6 +332,11 @@ class SubscriptionManager:
     def on_reply(self, index: int, reply: Reply, now_ns: int) -> None:
         conn = self.connections[index]
         request = reply.request
+        books = request is not None and (request.cmd_id == CMD_SUBSCRIBE_DEPTH or (
+            request.cmd_id == CMD_CANCEL and request.data.get("cancel_type") == CANCEL_DEPTH
+        ))  # fmt: skip
+        if not reply.ok and not books:  # a depth refusal stops the books only, not the run
+            conn.failure = reply_failure(reply.ret, reply.msg) or conn.failure
         if request is None or request.cmd_id not in SUBSCRIPTION_CMDS:
             return  # heartbeat replies and unknown seq_ids change nothing here
         self.version += 1
@@ -310,9 +347,6 @@ class SubscriptionManager:
             symbol_list = request.data["symbol_list"]
             assert isinstance(symbol_list, list)
             sent = [entry["code"] for entry in symbol_list]
-        books = request.cmd_id == CMD_SUBSCRIBE_DEPTH or (
-            request.cmd_id == CMD_CANCEL and request.data.get("cancel_type") == CANCEL_DEPTH
-        )
         if books:
             self._on_depth_reply(conn, reply, sent, now_ns)
             return
@@ -324,9 +358,10 @@ class SubscriptionManager:
             conn.confirmed = sent
             conn.last_error = ""
             conn.failures = 0  # the link works: the next loss starts the backoff afresh
+            conn.last_failure, conn.same_failures = None, 0
             _release_half(conn)
             return
-        conn.last_error = f"ret={reply.ret} {reply.msg}"
+        conn.last_error = f"ret={reply.ret} {first_line(reply.msg)}"
         if reply.ret in RETRY_LATER:
             conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
             return
@@ -335,10 +370,18 @@ class SubscriptionManager:
             self.unsubscribe(added)
             self.rejected[added[0]] = conn.last_error
             _release_half(conn)
+            if not self.owner and self.fatal is None:
+                self.fatal = (Failure("codes", self._all_refused()), 1)
         elif reply.ret in BAD_CODE and added:
             conn.held_back.update(added[len(added) // 2 :])
         else:
             conn.refused = sent
+
+    def _all_refused(self) -> str:
+        shown = [f"{code} ({why})" for code, why in list(self.rejected.items())[:REFUSED_SHOWN]]
+        more = len(self.rejected) - len(shown)
+        return "the vendor refused every code: " + ", ".join(shown) + (
+            f" and {more} more" if more > 0 else "")  # fmt: skip
 
     def _on_depth_reply(
         self, conn: ConnectionState, reply: Reply, sent: list[str], now_ns: int
@@ -349,7 +392,7 @@ class SubscriptionManager:
             conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
         else:  # codes the trade list accepted: a refusal here is the plan's, not the code's
             conn.depth_refused = sent
-        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {reply.msg}"
+        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {first_line(reply.msg)}"
 
     # -- status ---------------------------------------------------------------------------------
     def all_confirmed(self) -> bool:

@@ -24,6 +24,7 @@ from feedmux.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.control import Control, save_universe
 from feedmux.display import open_display
 from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.providers.alltick import EXIT_GAVE_UP, GiveUp
 from feedmux.stats import read_stats
 from feedmux.status import Stats, Status, build_status, progress_line, recent_warnings
 from feedmux.transports import zmq as zt
@@ -135,6 +136,8 @@ class Supervisor:
             for child in children:
                 if not child.alive() and signals.received is None:
                     code = child.process.exitcode if child.process else None
+                    if child is self.receiver and code == EXIT_GAVE_UP:
+                        return  # a permanent vendor failure: stop in order, verdict says why
                     self.say(f"{child.name} exited unexpectedly (code {code}); restarting")
                     if child is self.receiver:  # its links died with it: keep AllTick's spacing
                         time.sleep(self.settings.reconnect_spacing_ms / 1000)
@@ -185,6 +188,9 @@ class Supervisor:
         self.say(progress_line(final, time.monotonic() - self.started))
         failed = {name: code for name, code in codes.items() if code != 0}
         receiver_stats = stats.get("receiver", {})
+        gave_up = msgspec.convert(receiver_stats.get("gave_up"), GiveUp | None)
+        if gave_up is not None and failed.get("receiver") == EXIT_GAVE_UP:
+            del failed["receiver"]  # it stopped on purpose; said below
         received = receiver_stats.get("ticks", 0) + receiver_stats.get("books", 0)
         # The shards acknowledge each bus message once it is committed; the receiver's final
         # count of unacknowledged ones is the check, and it holds across shard restarts.
@@ -198,6 +204,14 @@ class Supervisor:
             self.say(f"stopped with errors: exit codes {failed}; {received:,} ticks and books "
                      f"received, {missing}")  # fmt: skip
             return 1
+        nothing = received == 0 and final.stored == 0  # stored: a restarted receiver counts anew
+        if gave_up is not None or nothing:
+            if gave_up is not None:
+                self.say(f"stopped: {gave_up.message}")
+            if nothing:
+                self.say(f"no tick received in {time.monotonic() - self.started:.0f} s: check "
+                         "the codes, the token and the URL")  # fmt: skip
+            return EXIT_GAVE_UP
         self.say(f"stopped cleanly: all {received:,} received ticks and books are stored "
                  f"(read them with feedmux.read_ticks({self.settings.data_dir!r}))")  # fmt: skip
         return 0

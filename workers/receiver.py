@@ -22,12 +22,28 @@ from feedmux.control import ControlDesk, load_universe, save_universe
 from feedmux.delivery import Delivery
 from feedmux.fanout import ShardOutbox
 from feedmux.journal import JournalWriter
-from feedmux.providers.alltick import CMD_SUBSCRIBE_TRADES, BadFrame, Reply
+from feedmux.providers.alltick import (
+    CMD_SUBSCRIBE_TRADES,
+    EXIT_GAVE_UP,
+    BadFrame,
+    Failure,
+    GiveUp,
+    Reply,
+    first_line,
+    give_up_message,
+)
 from feedmux.routing import Router
 from feedmux.stats import write_stats
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports import zmq as zt
-from feedmux.transports.ws import OPCODE_BINARY, OPCODE_CLOSE, OPCODE_TEXT, LinkErrors, WsLink
+from feedmux.transports.ws import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_TEXT,
+    HandshakeRefused,
+    LinkErrors,
+    WsLink,
+)
 from workers._process import StopFlag, run_logging
 
 FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
@@ -36,6 +52,7 @@ BURST_NS = 50_000_000
 CONNECT_TIMEOUT_S = 5.0
 END_LINGER_MS = 10_000  # at exit, wait this long for shards to take what is queued
 END_WAIT_S = 20  # at exit, wait this long for the shards to confirm they stored everything
+REFUSED_IN_STATS = 10  # refused codes named in the stats file (status shows a few)
 SPILL_DIR = "spill"
 JOURNAL_DIR = "journal"
 _BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -104,7 +121,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     manager = SubscriptionManager(codes, settings.max_codes_per_conn, pacing_of(settings),
                                   max_conns=settings.max_conns,
                                   depth_levels=settings.depth_levels,
-                                  max_frame_bytes=settings.max_frame_bytes)  # fmt: skip
+                                  max_frame_bytes=settings.max_frame_bytes,
+                                  give_up_after=settings.give_up_after)  # fmt: skip
     conns = manager.connections  # grows when live changes need another connection
     links: list[WsLink | None] = []
     frames: list[int] = []
@@ -118,13 +136,14 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     acks_fd = acks.fileno()
     poller.register(acks_fd, select.POLLIN)
     logged_kinds: set[str] = set()
+    refused: dict[str, str] = {}  # codes the vendor refused, as logged
     counters = {"bus_messages": 0}
     log.info("%d codes over %d connection(s) to %s, %d shards", len(codes),
              len(conns), redact(settings.url), settings.shards)  # fmt: skip
     if ready is not None:
         ready.send("receiver")
 
-    def drop(i: int, why: str) -> None:
+    def drop(i: int, why: str, failure: Failure | None = None) -> None:
         link = links[i]
         if link is not None:
             fd = link.fileno()
@@ -132,11 +151,26 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             del by_fd[fd]
             link.close()
             links[i] = None
-        manager.on_disconnected(i, time.monotonic_ns(), why)
+        manager.on_disconnected(i, time.monotonic_ns(), redact(why, settings.token), failure)
         journal.event(time.time_ns(), i, "disconnect", reason=why)
         wait_s = (conns[i].connect_at_ns - time.monotonic_ns()) / 1e9
-        log.warning("connection %d down (%s); reconnecting in %.1f s",
-                    i, redact(why, settings.token), wait_s)  # fmt: skip
+        if manager.fatal is None:
+            log.warning("connection %d down (%s); reconnecting in %.1f s",
+                        i, redact(why, settings.token), wait_s)  # fmt: skip
+        else:
+            log.warning("connection %d down (%s)", i, redact(why, settings.token))
+
+    def note_refused() -> None:
+        """Codes the vendor refused: named once, and out of the saved universe (a restart
+        does not ask for them again)."""
+        new = {c: why for c, why in manager.rejected.items() if c not in refused}
+        if not new:
+            return
+        for code, why in new.items():
+            log.warning("vendor refused %s (%s): not subscribed, left out of the saved "
+                        "universe", code, why)  # fmt: skip
+        refused.update(new)
+        save_universe(settings.data_dir, manager.desired(), manager.rejected)
 
     def handle_events(i: int) -> None:
         client = conns[i].client
@@ -144,8 +178,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             if isinstance(event, Reply):
                 manager.on_reply(i, event, time.monotonic_ns())
                 if not event.ok:
+                    msg = redact(first_line(event.msg), settings.token)  # one short line
                     log.warning("connection %d: cmd %d refused: ret=%d %s",
-                                i, event.cmd_id, event.ret, event.msg)  # fmt: skip
+                                i, event.cmd_id, event.ret, msg)  # fmt: skip
                 elif event.cmd_id == CMD_SUBSCRIBE_TRADES + 1:
                     log.info("connection %d: %d codes subscribed", i, len(conns[i].confirmed))
             elif isinstance(event, BadFrame) and event.kind not in logged_kinds:
@@ -154,6 +189,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 log.warning("bad frame (%s), skipped: %s; sample: %r", event.kind,
                             event.detail, sample)  # fmt: skip
         client.events.clear()
+        note_refused()
 
     def grow() -> None:
         while len(links) < len(conns):
@@ -173,7 +209,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             if answer is not None:
                 control.send_multipart([ident, empty, answer])
             if changed:
-                save_universe(settings.data_dir, manager.desired())
+                save_universe(settings.data_dir, manager.desired(), manager.rejected)
                 journal.event(time.time_ns(), 0, "universe", codes=len(manager.owner))
                 grow()
         for ident, answer in desk.answers(now):
@@ -220,6 +256,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             } for q in delivery.queues],
             "codes_desired": len(manager.owner), "codes_subscribed": manager.confirmed_codes(),
             "codes_rejected": len(manager.rejected),
+            "rejected": list(manager.rejected)[:REFUSED_IN_STATS],
+            "gave_up": gave_up,
             "connections": [{
                 "state": "up" if c.connected else "down", "codes": len(c.desired),
                 "confirmed": len(c.confirmed), "frames": frames[c.index],
@@ -234,12 +272,16 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     grow()
     next_stats = time.monotonic_ns()
     stats_every = settings.stats_interval_ms * 1_000_000
-    while not stop.requested:
+    gave_up: GiveUp | None = None
+    while not stop.requested and manager.fatal is None:
         now = time.monotonic_ns()
         for i in manager.connect_due(now):
             try:
                 new_link = WsLink(url, CONNECT_TIMEOUT_S)
-            except LinkErrors as exc:
+            except HandshakeRefused as exc:  # one short line, classified
+                drop(i, f"connect failed: {exc}", exc.failure)
+                continue
+            except LinkErrors as exc:  # refused, reset, timed out: retried for ever
                 drop(i, f"connect failed: {exc}")
                 continue
             links[i] = new_link
@@ -306,8 +348,10 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                         client.bad_binary(data)
                 if client.events:
                     handle_events(i)
-                if closed:
-                    drop(i, "server closed the connection")
+                refusal = conns[i].failure  # e.g. ret 401: the link is useless, count it
+                if closed or refusal is not None:
+                    drop(i, f"refused: {refusal.detail}" if refusal is not None
+                         else "server closed the connection")  # fmt: skip
             if outbox.pending >= FLUSH_TICKS:
                 send_bus()
             ready_fds = poller.poll(0) if time.monotonic_ns() < burst_end else []
@@ -315,6 +359,11 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         send_bus()
         serve_control()
 
+    if manager.fatal is not None:
+        failure, count = manager.fatal
+        gave_up = GiveUp(failure.kind, give_up_message(failure, count, redact(settings.url)),
+                         count)  # fmt: skip
+        log.error("giving up: %s", redact(gave_up.message, settings.token))
     log.info("stopping: closing connections, handing the last ticks to the shards")
     for i, open_link in enumerate(links):
         if open_link is not None:
@@ -330,4 +379,4 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     report(final=True)
     ctx.term()
     log.info("stopped: %d ticks and %d books routed", outbox.routed_ticks, outbox.routed_books)
-    return 0
+    return 0 if gave_up is None else EXIT_GAVE_UP

@@ -7,7 +7,7 @@ control events. It owns no socket, thread or clock: the caller passes the receiv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -21,6 +21,8 @@ CMD_TRADE_PUSH = 22998
 CMD_DEPTH_PUSH = 22999
 RET_OK = 200
 RET_RATE_LIMIT = 429
+RET_TOKEN = 401
+RET_PLAN = 603  # token level not enough
 CANCEL_ALL, CANCEL_DEPTH, CANCEL_TRADES = 0, 1, 2
 SECONDS_BELOW = 100_000_000_000  # a tick_time below this is seconds, not milliseconds
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024  # a trade is ~200 bytes, a 10-level book ~1 KiB
@@ -83,9 +85,14 @@ class CancelAck(Response, tag=CMD_CANCEL + 1):
     pass
 
 
+class EnvelopeError(Response, tag=0):
+    """An error about a request's envelope (spec: ``cmd_id`` 0), e.g. a refused token."""
+
+
 # strict=False accepts "1745.50" for a float and "1605509068" for an int (both forms occur).
 _decoder = msgspec.json.Decoder(
-    TradePush | DepthPush | HeartbeatReply | DepthAck | TradesAck | CancelAck, strict=False
+    TradePush | DepthPush | HeartbeatReply | DepthAck | TradesAck | CancelAck | EnvelopeError,
+    strict=False,
 )
 _encode = msgspec.json.Encoder().encode
 
@@ -122,6 +129,100 @@ class BadFrame:
 
 
 Event = Reply | BadFrame
+
+# -- why a connection failed: permanent (stop after --give-up-after) or transient (retry) -----
+EXIT_GAVE_UP = 3  # the receiver's exit status for a permanent failure; the run's too
+BODY_LINE_MAX = 120  # a server's body is quoted by one line of at most this many characters
+FailureKind = Literal["token", "plan", "not_websocket", "handshake", "codes", "transient"]
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """One classified failure. ``detail`` is one short line ("HTTP 404", "ret=401 token
+    invalid") compared to tell identical failures apart; ``body`` a first line of what the
+    server said, for the log only."""
+
+    kind: FailureKind
+    detail: str
+    body: str = ""
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind != "transient"
+
+
+class GiveUp(msgspec.Struct, frozen=True):
+    """A permanent failure seen ``count`` times in a row: the run stops with ``message``."""
+
+    kind: FailureKind
+    message: str
+    count: int
+
+
+def first_line(body: bytes | str | None, limit: int = BODY_LINE_MAX) -> str:
+    """The first non-blank line of a server's body, cut to ``limit`` characters."""
+    if not body:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def handshake_failure(status: int, body: bytes | str | None = None) -> Failure:
+    """The HTTP status of a refused WebSocket handshake, classified. 401/403: the token;
+    404/410 or any 2xx page: no WebSocket there; other 4xx: refused for good; 408, 429 and
+    5xx: the server's trouble, retried."""
+    line = first_line(body)
+    detail = f"HTTP {status}"
+    vendor = _vendor_refusal(body)
+    if vendor is not None:  # the vendor's own verdict, in its JSON, says more than the status
+        return Failure(vendor.kind, f"{detail}, {vendor.detail}", line)
+    if status in (401, 403):
+        return Failure("token", detail, line)
+    if status in (404, 410) or 200 <= status < 300:
+        return Failure("not_websocket", detail, line)
+    if 400 <= status < 500 and status not in (408, 429):
+        return Failure("handshake", detail, line)
+    return Failure("transient", detail, line)
+
+
+class _RetBody(msgspec.Struct):
+    ret: int
+    msg: str = ""
+
+
+def _vendor_refusal(body: bytes | str | None) -> Failure | None:
+    """A handshake body such as ``{"ret":401,"msg":"token invalid"}``, classified."""
+    if not body or len(body) > 4096:
+        return None
+    try:
+        parsed = msgspec.json.decode(body, type=_RetBody)
+    except msgspec.DecodeError:
+        return None
+    return reply_failure(parsed.ret, parsed.msg)
+
+
+def reply_failure(ret: int, msg: str) -> Failure | None:
+    """A ``ret`` that no retry can fix (spec: 401 token, 603 plan), or None."""
+    if ret == RET_TOKEN:
+        return Failure("token", f"ret={ret} {first_line(msg)}")
+    if ret == RET_PLAN:
+        return Failure("plan", f"ret={ret} {first_line(msg)}")
+    return None
+
+
+def give_up_message(failure: Failure, count: int, url: str) -> str:
+    """What the run says when it stops for ``failure``; ``url`` must hold no token."""
+    times = f"{count} time{'s' if count != 1 else ''}"
+    if failure.kind == "token":
+        return f"vendor refused the token ({failure.detail}) {times}: check --token / FEEDMUX_TOKEN"
+    if failure.kind == "plan":
+        return (f"vendor refused the request for the plan ({failure.detail}) {times}: "
+                "check the token's plan, --max-codes-per-conn, --depth")  # fmt: skip
+    if failure.kind == "not_websocket":
+        return f"{url} is not a WebSocket endpoint: {failure.detail} {times}: check --url"
+    if failure.kind == "handshake":
+        return f"{url} refused the WebSocket handshake: {failure.detail} {times}: check --url"
+    return f"{failure.detail}: check --codes / --symbols-file"  # codes: one verdict, no count
 
 
 def _codes_of(request: Request) -> set[str]:
@@ -259,6 +360,10 @@ class AllTickClient:
         request = self._pending.pop(msg.seq_id, None)
         cmd_id = type(msg).__struct_config__.tag
         assert isinstance(cmd_id, int)
+        if type(msg) is EnvelopeError:  # belongs to the oldest request still unanswered
+            if request is None and self._pending:
+                request = self._pending.pop(next(iter(self._pending)))
+            cmd_id = 0 if request is None else request.cmd_id + 1
         if cmd_id != CMD_HEARTBEAT + 1:
             self._settle(msg.ret, request)
         self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request))

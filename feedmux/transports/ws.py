@@ -7,6 +7,7 @@ import socket
 
 import websocket
 
+from feedmux.providers.alltick import Failure, handshake_failure
 from feedmux.transports.frames import (
     OPCODE_BINARY,
     OPCODE_CLOSE,
@@ -16,12 +17,29 @@ from feedmux.transports.frames import (
     FrameParser,
 )
 
-__all__ = ["OPCODE_BINARY", "OPCODE_CLOSE", "OPCODE_TEXT", "LinkErrors", "WsLink"]
+__all__ = [
+    "OPCODE_BINARY",
+    "OPCODE_CLOSE",
+    "OPCODE_TEXT",
+    "HandshakeRefused",
+    "LinkErrors",
+    "WsLink",
+]
 
 READ_BYTES = 256 * 1024  # one recv takes whatever arrived, up to this: ~1,000 trade frames
 
 # Raised by websocket-client for a broken link; callers treat them all as "reconnect".
 LinkErrors = (websocket.WebSocketException, OSError)
+
+
+class HandshakeRefused(websocket.WebSocketException):
+    """The server answered the upgrade with another HTTP status. Its message is one short
+    line: websocket-client's own carries every header and the whole body (an HTML page)."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+        body = f": {failure.body}" if failure.body else ""
+        super().__init__(f"{failure.detail}{body}")
 
 
 class WsLink:
@@ -30,13 +48,16 @@ class WsLink:
     def __init__(self, url: str, timeout_s: float, max_frame_bytes: int = 1 << 20) -> None:
         # skip_utf8_validation: the pure-Python UTF-8 check costs ~5x the read; msgspec rejects
         # invalid UTF-8 while decoding anyway. enable_multithread=False: one thread owns it.
-        self._ws = websocket.create_connection(
-            url,
-            timeout=timeout_s,
-            skip_utf8_validation=True,
-            enable_multithread=False,
-            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-        )
+        try:
+            self._ws = websocket.create_connection(
+                url,
+                timeout=timeout_s,
+                skip_utf8_validation=True,
+                enable_multithread=False,
+                sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            raise HandshakeRefused(handshake_failure(exc.status_code, exc.resp_body)) from None
         self.max_frame_bytes = max_frame_bytes
         self._parser = FrameParser(max_frame_bytes)
         sock = self._ws.sock

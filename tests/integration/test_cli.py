@@ -122,7 +122,8 @@ def test_silent_codes_are_listed_and_subscriptions_change_from_the_cli(tmp_path:
         assert "600519.SH  never ticked" in silent and f"{listed}  never ticked" in silent
     finally:
         code, output = stop(run)
-    assert code == 0, output
+    assert code == 3, output  # the codes were subscribed, but a run with no tick is no success
+    assert "no tick received in" in output
     reports = [x for x in output.splitlines() if x.startswith("silent codes")]
     assert reports and all(x.startswith("silent codes (subscribed, no tick for 1 s): ")
                            for x in reports)  # fmt: skip

@@ -1,0 +1,235 @@
+"""Which vendor failures are permanent, what the run says about them, and when it gives up."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import threading
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+from rich.console import Console
+
+from feedmux.config import Settings
+from feedmux.errors import ConfigError
+from feedmux.providers.alltick import (
+    BODY_LINE_MAX,
+    Failure,
+    Reply,
+    Request,
+    first_line,
+    give_up_message,
+    handshake_failure,
+    reply_failure,
+)
+from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.simulator.market import a_share_universe
+from feedmux.status import build_status, progress_line, render
+from feedmux.subscriptions import Pacing, SubscriptionManager
+from feedmux.transports.ws import HandshakeRefused, WsLink
+from tests.conftest import FakeClock
+from tests.unit.test_subscriptions import drive
+
+UNIVERSE = a_share_universe()
+# valid spellings the replay server does not list
+UNKNOWN = [next(c for c in (f"{p}{i:03d}.{x}" for i in range(1000)) if c not in UNIVERSE)
+           for p, x in (("600", "SH"), ("300", "SZ"), ("000", "SZ"))]  # fmt: skip
+HTML = b"<!DOCTYPE html>\n<html><body>\n" + b"<p>a long page</p>\n" * 500 + b"</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(401, "token"), (403, "token"), (404, "not_websocket"), (410, "not_websocket"),
+     (200, "not_websocket"), (400, "handshake"), (426, "handshake"), (408, "transient"),
+     (429, "transient"), (500, "transient"), (502, "transient"), (503, "transient")],
+)  # fmt: skip
+def test_handshake_statuses_are_classified(status: int, kind: str) -> None:
+    failure = handshake_failure(status, HTML)
+    assert failure.kind == kind
+    assert failure.permanent == (kind != "transient")
+    assert failure.detail == f"HTTP {status}"
+    assert failure.body == "<!DOCTYPE html>"  # one line of the page, never the page
+
+
+def test_a_vendor_verdict_in_a_handshake_body_wins_over_the_status() -> None:
+    body = b'{"ret":401,"msg":"token invalid","data":{}}'
+    assert handshake_failure(200, body) == Failure("token", "HTTP 200, ret=401 token invalid",
+                                                   body.decode())  # fmt: skip
+    assert handshake_failure(404, b'{"ret":600}').kind == "not_websocket"  # not about the link
+    assert handshake_failure(502, b"{not json").kind == "transient"
+
+
+def test_reply_codes_are_classified() -> None:
+    assert reply_failure(401, "token invalid") == Failure("token", "ret=401 token invalid")
+    assert reply_failure(603, "token level not enough") == Failure(
+        "plan", "ret=603 token level not enough"
+    )
+    for ret in (200, 429, 600, 604, 605, 606):  # retried, or handled per code
+        assert reply_failure(ret, "x") is None
+
+
+def test_a_body_is_quoted_by_one_short_line() -> None:
+    assert first_line(b"\n\n  Not Found  \nmore") == "Not Found"
+    assert first_line(None) == "" and first_line(b"") == ""
+    long = first_line("x" * 1000)
+    assert len(long) == BODY_LINE_MAX and long.endswith("...")
+    assert first_line(b"\xff\xfe bad utf-8") == "\ufffd\ufffd bad utf-8"
+
+
+def test_give_up_messages_say_what_to_check() -> None:
+    url = "wss://x/y"
+    token = give_up_message(handshake_failure(401), 3, url)
+    assert token == "vendor refused the token (HTTP 401) 3 times: check --token / FEEDMUX_TOKEN"
+    page = give_up_message(handshake_failure(404, HTML), 3, url)
+    assert page == "wss://x/y is not a WebSocket endpoint: HTTP 404 3 times: check --url"
+    assert "once" not in give_up_message(handshake_failure(400), 1, url)
+    assert "1 time:" in give_up_message(handshake_failure(400), 1, url)
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(HTML)))
+        self.end_headers()
+        self.wfile.write(HTML)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def page_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_address[1]}/quote?token=secret"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refused_handshake_raises_one_short_classified_line(page_url: str) -> None:
+    with pytest.raises(HandshakeRefused) as caught:
+        WsLink(page_url, 5.0)
+    assert str(caught.value) == "HTTP 404: <!DOCTYPE html>"
+    assert caught.value.failure.kind == "not_websocket"
+
+
+def test_a_wrong_token_gives_up_after_the_same_refusal_n_times() -> None:
+    clock = FakeClock()
+    server = AllTickServer(ServerRules(token="the-right-one"), set(UNIVERSE))
+    manager = SubscriptionManager(UNIVERSE[:5], 3000, Pacing(), give_up_after=3)
+    drive(manager, server, clock, seconds=60)  # drive() opens with a token the server refuses
+    assert manager.fatal == (Failure("token", "ret=401 token invalid"), 3)
+    assert len([v for v in server.violations if v.rule == "token"]) >= 3
+
+
+def _fail(manager: SubscriptionManager, clock: FakeClock, failure: Failure | None) -> None:
+    manager.on_disconnected(0, clock.advance(1), "x", failure)
+
+
+def test_transient_failures_are_retried_for_ever_and_break_a_run_of_permanent_ones() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=2)
+    for _ in range(50):
+        _fail(manager, clock, None)  # refused connection, reset, timeout
+        _fail(manager, clock, handshake_failure(503))
+    assert manager.fatal is None
+    _fail(manager, clock, handshake_failure(404))
+    _fail(manager, clock, None)
+    _fail(manager, clock, handshake_failure(404))
+    _fail(manager, clock, handshake_failure(401))  # a different one starts a new count
+    assert manager.fatal is None
+    _fail(manager, clock, handshake_failure(401))
+    assert manager.fatal == (handshake_failure(401), 2)
+
+
+def test_a_confirmed_subscription_resets_the_count() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=2)
+    manager.on_connected(0, clock.now)
+    [(_, frame)] = manager.due(clock.now)
+    request = Request(22004, 1, "x", json.loads(frame)["data"])
+    manager.on_reply(0, Reply(22005, 401, "token invalid", 1, request), clock.now)
+    _fail(manager, clock, None)  # the failure the reply left on the link is counted
+    assert manager.connections[0].same_failures == 1
+    manager.on_connected(0, clock.advance(5))
+    [(_, frame)] = manager.due(clock.now)
+    request = Request(22004, 2, "x", json.loads(frame)["data"])
+    manager.on_reply(0, Reply(22005, 200, "ok", 2, request), clock.now)
+    assert manager.connections[0].same_failures == 0
+    _fail(manager, clock, handshake_failure(401))
+    assert manager.fatal is None
+
+
+def test_a_depth_refusal_for_the_plan_stops_the_books_not_the_run() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), depth_levels=5)
+    manager.on_connected(0, clock.now)
+    request = Request(22002, 1, "x", {"symbol_list": [{"code": "600519.SH", "depth_level": 5}]})
+    manager.on_reply(0, Reply(22003, 603, "token level not enough", 1, request), clock.now)
+    assert manager.connections[0].failure is None
+
+
+def test_a_universe_whose_every_code_is_refused_is_fatal() -> None:
+    clock = FakeClock()
+    unknown = UNKNOWN
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(unknown, 3000, Pacing())
+    drive(manager, server, clock, seconds=20)
+    assert sorted(manager.rejected) == sorted(unknown)
+    assert manager.fatal is not None
+    failure, _ = manager.fatal
+    assert failure.kind == "codes"
+    assert failure.detail.startswith("the vendor refused every code: ")
+    assert f"{UNKNOWN[0]} (ret=600 code invalid)" in failure.detail
+
+
+def test_a_refused_code_among_good_ones_is_not_fatal() -> None:
+    clock = FakeClock()
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager([*UNIVERSE[:3], UNKNOWN[0]], 3000, Pacing())
+    drive(manager, server, clock, seconds=20)
+    assert list(manager.rejected) == UNKNOWN[:1]
+    assert manager.fatal is None
+
+
+def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> None:
+    # spec: errors about the envelope come back with cmd_id 0 and maybe no seq_id
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=1)
+    manager.on_connected(0, clock.now)
+    manager.due(clock.now)
+    client = manager.connections[0].client
+    frame = b'{"ret":401,"msg":"token invalid","cmd_id":0,"seq_id":0,"trace":"","data":{}}'
+    assert client.receive(frame, clock.now) is None
+    [reply] = client.events
+    assert isinstance(reply, Reply) and reply.cmd_id == 22005 and reply.request is not None
+    assert client.pending() == 0 and client.bad_frames == {}
+    manager.on_reply(0, reply, clock.now)
+    assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
+    manager.on_disconnected(0, clock.now, "refused")
+    assert manager.fatal == (Failure("token", "ret=401 token invalid"), 1)
+
+
+def test_status_counts_refused_codes_and_names_the_first_few() -> None:
+    receiver = {"ticks": 5, "codes_desired": 3, "codes_subscribed": 3, "codes_rejected": 12,
+                "rejected": UNKNOWN, "connections": [], "bus": []}  # fmt: skip
+    status = build_status(None, {"receiver": receiver}, 0)
+    assert status.codes_rejected == 12 and status.rejected == UNKNOWN
+    assert "codes 3/3 (refused 12)" in progress_line(status, 1.0)
+    console = Console(width=140, record=True, file=io.StringIO())
+    console.print(render(status, "test"))
+    assert f"refused codes: 12 ({', '.join(UNKNOWN)} ...)" in console.export_text()
+
+
+def test_give_up_after_must_be_at_least_one() -> None:
+    base = Settings(url="wss://x/y", token="t", codes=["600519.SH"])
+    base.validate()
+    assert base.give_up_after == 3
+    with pytest.raises(ConfigError, match="--give-up-after must be >= 1, got 0"):
+        msgspec.structs.replace(base, give_up_after=0).validate()
+    with pytest.raises(ValueError, match="give_up_after"):
+        SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=0)
