@@ -123,7 +123,6 @@ class JournalWriter:
             self._failed(StoreError(f"cannot write journal {self.path}: {exc}"), recv_ns,
                          len(parts) // 2)  # fmt: skip
             return
-        health.ok("journal")
         self._size += len(blob)
         self.bytes += len(blob)
         self.records += len(parts) // 2
@@ -147,8 +146,6 @@ class JournalWriter:
             self._append(kind, recv_ns, conn, payload)
         except StoreError as exc:  # e.g. disk full: the feed goes on, the journal pauses
             self._failed(exc, recv_ns, 1)
-            return
-        health.ok("journal")
 
     def _paused(self, now_ns: int) -> bool:
         """After a failure: True until the next try is due (then the error is cleared)."""
@@ -167,6 +164,9 @@ class JournalWriter:
         if file is not None:
             with contextlib.suppress(OSError):  # what it buffered is lost with it
                 file.close()
+        with contextlib.suppress(OSError):  # a file that never got its first record
+            if self.path is not None and self.path.stat().st_size <= len(MAGIC):
+                self.path.unlink()
 
     def _append(self, kind: int, recv_ns: int, conn: int, payload: bytes) -> None:
         token = self._token_bytes
@@ -194,6 +194,8 @@ class JournalWriter:
                 self._file.flush()
             except OSError as exc:
                 self._failed(StoreError(f"cannot write journal {self.path}: {exc}"), now_ns, 0)
+            else:
+                health.ok("journal")  # on disk, not only buffered: it works again
         self._last_flush_ns = now_ns
 
     def _rotate(self, recv_ns: int, day: int) -> None:

@@ -19,7 +19,14 @@ import msgspec
 
 log = logging.getLogger(__name__)
 
-KINDS = ("store", "stats", "journal", "spill", "log")
+# What happens to what could not be written, by kind: said once, when a kind starts failing.
+MEANWHILE = {
+    "store": "rows are kept in memory and retried",
+    "stats": "the last numbers stay",
+    "journal": "frames are not journaled (counted); a new file is tried every 5 s",
+    "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted)",
+    "log": "log lines are lost",
+}
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -78,8 +85,9 @@ class WriteHealth:
             entry.reason, entry.error = reason_of(exc), _first_line(exc)
             self._sources.setdefault(kind, set()).add(source)
         if started:
+            meanwhile = MEANWHILE.get(kind, "retried")
             self._say(kind, f"{kind} writes failing ({entry.reason}): {entry.error}; "
-                      "counted, kept where there is room, retried")  # fmt: skip
+                      f"{meanwhile} until they work again")  # fmt: skip
 
     def ok(self, kind: str, source: str = "") -> None:
         """A write of ``kind`` by ``source`` worked."""
@@ -93,7 +101,8 @@ class WriteHealth:
             if recovered:
                 entry.failing = False
         if recovered:
-            self._say(kind, f"{kind} writes work again after {entry.failures:,} failures")
+            self._say(kind, f"{kind} writes work again after {entry.failures:,} failures",
+                      logging.INFO)  # fmt: skip
 
     def failing(self, kind: str) -> bool:
         entry = self._kinds.get(kind)
@@ -105,11 +114,11 @@ class WriteHealth:
             return [msgspec.structs.replace(e) for e in self._kinds.values()]
 
     @staticmethod
-    def _say(kind: str, text: str) -> None:
+    def _say(kind: str, text: str, level: int = logging.WARNING) -> None:
         if kind == "log":  # the log file is what fails: say it where it can still be seen
             print(f"feedmux: log file: {text}", file=sys.stderr, flush=True)
         else:
-            log.warning("%s", text)
+            log.log(level, "%s", text)
 
 
 health = WriteHealth()  # this process's

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from feedmux import read_ticks
+from feedmux.journal import read_journal
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
@@ -109,3 +110,4 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
     stored = read_ticks(data_dir)
     assert len(stored) == len(ticks)
     assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
+    assert len(list(read_journal(data_dir / "journal"))) > 0  # paused, not broken

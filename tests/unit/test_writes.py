@@ -24,7 +24,7 @@ def test_a_failing_kind_is_logged_when_it_starts_and_when_it_recovers_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     health = WriteHealth()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         for _ in range(5):
             health.failed("store", StoreError("SQLite write failed: database or disk is full"),
                           "ticks")  # fmt: skip
