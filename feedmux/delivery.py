@@ -85,6 +85,7 @@ class ShardQueue:
         overflowing = in_memory + weight > self.memory_items
         if spill is not None and (len(spill) or self._unspilled or overflowing):
             # Keeps order: once spilling, all new goes there (or behind it, if it fails).
+            self._respill(spill)
             if not self._unspilled and self._spill_append(spill, first, end, payload):
                 self.spilled_total += weight
             elif self.unspilled_items + weight <= self.memory_items:
@@ -98,6 +99,18 @@ class ShardQueue:
             self._pending.append((first, end, payload, weight))
             self.pending_items += weight
         self.peak_items = max(self.peak_items, self.held_items)
+
+    def _respill(self, spill: SpillFile) -> None:
+        """Move what a failed spill left in memory to the spill, in order, once it takes
+        writes again (up to a Lost marker: those stay in memory)."""
+        unspilled = self._unspilled
+        while unspilled and unspilled[0][3]:
+            first, end, payload, weight = unspilled[0]
+            if not self._spill_append(spill, first, end, payload):
+                return
+            unspilled.popleft()
+            self.unspilled_items -= weight
+            self.spilled_total += weight
 
     @staticmethod
     def _spill_append(spill: SpillFile, first: int, end: int, payload: bytes) -> bool:

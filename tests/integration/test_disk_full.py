@@ -8,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,11 +70,14 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
 ) -> None:
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(a_share_universe()[::20]))
-    replay, report, url = start_replay(tmp_path, "--rate", "1500", "--symbols-file", str(symbols))
+    replay, report, url = start_replay(tmp_path, "--rate", "1000", "--symbols-file", str(symbols))
     data_dir = small_disk / "data"
     stats_dir = data_dir / "run" / "stats"  # the run dir (stats, log) is on the full disk too
+    # A small ledger, so the receiver spills (and finds it cannot) ~6 s into the outage; it
+    # drops only after twice that.
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
-                  "--data-dir", str(data_dir))  # fmt: skip
+                  "--data-dir", str(data_dir), "--bus-window", "500",
+                  "--bus-memory", "3000")  # fmt: skip
     try:
         wait_for(lambda: len(_shards(read_stats(stats_dir))) == 2
                  and all(s["stored"] > 300 for s in _shards(read_stats(stats_dir))), 30,
@@ -81,19 +85,19 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
         filler = small_disk / "filler"
         _fill(filler)
 
-        def failing() -> bool:
-            return all(any(f["kind"] == "store" and f["failing"] for f in s["failing_writes"])
-                       for s in _shards(read_stats(stats_dir)))  # fmt: skip
+        def failing(kind: str, stats: list[dict[str, Any]]) -> bool:
+            return all(any(f["kind"] == kind and f["failing"] for f in s["failing_writes"])
+                       for s in stats)  # fmt: skip
 
-        wait_for(failing, 30, "both shards to report their store failing")
-        received = read_stats(stats_dir)["receiver"]["ticks"]
-        wait_for(lambda: read_stats(stats_dir)["receiver"]["ticks"] > received + 3000, 30,
-                 "the receiver to keep receiving while the disk is full")  # fmt: skip
+        wait_for(lambda: failing("store", _shards(read_stats(stats_dir))), 30,
+                 "both shards to report their store failing")  # fmt: skip
         status = _status(data_dir)
         assert "store failing: disk full" in status, status
         shown = json.loads(_status(data_dir, "--json"))
         assert any("store failing: disk full" in line for line in shown["failing"])
         assert [s["restarts"] for s in shown["shards"]] == [0, 0]
+        wait_for(lambda: failing("spill", [read_stats(stats_dir)["receiver"]]), 30,
+                 "the receiver to keep receiving until it cannot spill either")  # fmt: skip
         assert run.poll() is None
         filler.unlink()
         end_feed(replay, report)

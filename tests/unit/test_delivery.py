@@ -162,10 +162,17 @@ def test_a_spill_that_cannot_be_written_keeps_ticks_in_memory_then_counts_drops(
     p.settle()
     assert p.store == [(t.code, t.seq) for t in map(tick, range(40))]
     assert p.shard.bus_gaps == 5
-    blocked.unlink()  # room again: the spill works, in order
+    blocked.write_text("full again")
+    for _ in range(6):
+        p.route(5)  # 30: 20 in memory, 10 behind the spill
+    blocked.unlink()  # room again: what waited in memory goes to the spill first, in order
+    p.route(5)
+    assert p.queue.spilled_items == 15 and p.queue.unspilled_items == 0
+    p.settle()
+    assert p.store[40:] == [(t.code, t.seq) for t in map(tick, range(45, 80))]
     for _ in range(10):
         p.route(5)
     assert p.queue.spilled_items == 30
     p.settle()
-    assert p.store[40:] == [(t.code, t.seq) for t in map(tick, range(45, 95))]
+    assert p.store[75:] == [(t.code, t.seq) for t in map(tick, range(80, 130))]
     assert p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
