@@ -12,7 +12,7 @@ So a ``kill -9`` of a shard loses nothing, and the WebSocket read loop never wai
   in their place, so the shard counts the hole as a gap.
 - A spill that cannot be written (a full disk) keeps messages in memory behind the spilled
   ones, up to another ``memory_items``; beyond that they are dropped as above (counted, a gap).
-  The spill is tried again once that memory has drained.
+  Each new message tries the spill again; once it takes writes, what waited goes there first.
 
 No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` when it went.
 """
