@@ -48,7 +48,7 @@ class StatsCollector(Collector):
         labels = ["process", "kind", "reason"]
         failures = CounterMetricFamily(
             "feedmux_disk_write_failures",
-            "Failed writes of the store, stats, journal, spill or log", labels=labels,
+            "Failed writes: store, stats, journal, spill, log (or Redis)", labels=labels,
         )  # fmt: skip
         failing = GaugeMetricFamily(
             "feedmux_disk_writes_failing",

@@ -104,8 +104,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         except FeedmuxError as exc:
             log.error("%s", exc)
             return 2
-        streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns),
-                                   "redis-streams")  # fmt: skip
+        streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns,
+                                                  kind="redis"), "redis-streams")  # fmt: skip
     ctx = zt.context()
     curve, auth = None, None
     if settings.curve_secret_file:  # consumers over TCP: encrypted, and authenticated

@@ -32,6 +32,7 @@ class RetryingWriter(Generic[T]):
         write: Callable[[list[T]], WriteResult],
         clock: Callable[[], int],
         wall_clock: Callable[[], int] = time.time_ns,
+        kind: str = "store",  # what status calls it when failing ("redis" for the streams)
     ) -> None:
         self._write = write
         self._clock = clock
@@ -44,6 +45,7 @@ class RetryingWriter(Generic[T]):
         self.batches = 0
         self.failures = 0
         self.last_commit_ns = 0  # wall-clock ns of the last successful commit
+        self._kind = kind
         self._source = f"writer-{id(self)}"  # which writer, for the failing/recovered state
 
     @property
@@ -69,7 +71,7 @@ class RetryingWriter(Generic[T]):
             except StoreError as exc:
                 self.failures += 1
                 self._retry_at = self._clock() + self._backoff_ns
-                health.failed("store", exc, self._source)  # logs once, when it starts
+                health.failed(self._kind, exc, self._source)  # logs once, when it starts
                 log.debug("write failed, %d rows kept, retry in %.1f s: %s", self.backlog,
                           self._backoff_ns / 1e9, exc)  # fmt: skip
                 self._backoff_ns = min(self._backoff_ns * 2, RETRY_MAX_NS)
@@ -80,6 +82,6 @@ class RetryingWriter(Generic[T]):
             self.batches += 1
             self.last_commit_ns = self._wall_clock()
         if self._retry_at is not None:
-            health.ok("store", self._source)
+            health.ok(self._kind, self._source)
         self._retry_at = None
         self._backoff_ns = RETRY_MIN_NS

@@ -110,6 +110,7 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
         stop(replay)
     assert code == 0, output
     assert "Traceback" not in output and "restarting" not in output, output
+    assert output.count("writes failing") < 10  # once per kind and process, not per write
     ticks = sent_ticks(tmp_path / "sent.log")
     stored = read_ticks(data_dir)
     assert len(stored) == len(ticks)
