@@ -10,6 +10,9 @@ So a ``kill -9`` of a shard loses nothing, and the WebSocket read loop never wai
   overflow policy applies: ``spill`` (default, lossless) appends to a file on disk and sends
   from there in order once the shard catches up; ``drop`` discards and sends a ``Lost`` marker
   in their place, so the shard counts the hole as a gap.
+- A spill that cannot be written (a full disk) keeps messages in memory behind the spilled
+  ones, up to another ``memory_items``; beyond that they are dropped as above (counted, a gap).
+  Each new message tries the spill again; once it takes writes, what waited goes there first.
 
 No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` when it went.
 """
@@ -24,7 +27,9 @@ from typing import Literal
 import msgspec
 
 from feedmux import wire
+from feedmux.errors import StoreError
 from feedmux.spill import SpillFile
+from feedmux.writes import health
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,11 @@ class ShardQueue:
         self._inflight: deque[_Entry] = deque()
         self._pending: deque[_Entry] = deque()
         self._control: deque[bytes] = deque()  # Resume/End markers go before pending data
+        # After a failed spill write: what comes after the spill, in memory, sent after it.
+        self._unspilled: deque[_Entry] = deque()
         self.inflight_items = 0
         self.pending_items = 0  # in memory, not yet sent
+        self.unspilled_items = 0
         self.next_seq = 1  # the seq the next routed message starts at
         self.acked = 1  # every seq below this is committed
         self.spilled_total = 0
@@ -65,7 +73,7 @@ class ShardQueue:
     @property
     def held_items(self) -> int:
         """Ticks held for this shard: in flight, in memory and on disk."""
-        return self.inflight_items + self.pending_items + self.spilled_items
+        return self.inflight_items + self.pending_items + self.spilled_items + self.unspilled_items
 
     def put(self, first: int, end: int, payload: bytes) -> None:
         """A new message carrying seqs ``first..end-1``."""
@@ -74,24 +82,54 @@ class ShardQueue:
         weight = end - first
         spill = self._spill
         in_memory = self.inflight_items + self.pending_items
-        if spill is not None and (len(spill) or in_memory + weight > self.memory_items):
-            spill.append(first, end, payload)  # keeps order: once spilling, all new goes there
-            self.spilled_total += weight
-        elif spill is None and in_memory + weight > self.memory_items:
-            self._put_lost(first, end)
+        overflowing = in_memory + weight > self.memory_items
+        if spill is not None and (len(spill) or self._unspilled or overflowing):
+            # Keeps order: once spilling, all new goes there (or behind it, if it fails).
+            self._respill(spill)
+            if not self._unspilled and self._spill_append(spill, first, end, payload):
+                self.spilled_total += weight
+            elif self.unspilled_items + weight <= self.memory_items:
+                self._unspilled.append((first, end, payload, weight))
+                self.unspilled_items += weight
+            else:
+                self._put_lost(first, end, self._unspilled)
+        elif spill is None and overflowing:
+            self._put_lost(first, end, self._pending)
         else:
             self._pending.append((first, end, payload, weight))
             self.pending_items += weight
         self.peak_items = max(self.peak_items, self.held_items)
 
-    def _put_lost(self, first: int, end: int) -> None:
+    def _respill(self, spill: SpillFile) -> None:
+        """Move what a failed spill left in memory to the spill, in order, once it takes
+        writes again (up to a Lost marker: those stay in memory)."""
+        unspilled = self._unspilled
+        while unspilled and unspilled[0][3]:
+            first, end, payload, weight = unspilled[0]
+            if not self._spill_append(spill, first, end, payload):
+                return
+            unspilled.popleft()
+            self.unspilled_items -= weight
+            self.spilled_total += weight
+
+    @staticmethod
+    def _spill_append(spill: SpillFile, first: int, end: int, payload: bytes) -> bool:
+        try:
+            spill.append(first, end, payload)
+        except StoreError as exc:  # a full disk: counted, logged once, kept in memory
+            health.failed("spill", exc)
+            return False
+        health.ok("spill")
+        return True
+
+    def _put_lost(self, first: int, end: int, queue: deque[_Entry]) -> None:
         self.dropped_total += end - first
-        last = self._pending[-1] if self._pending else None
+        last = queue[-1] if queue else None
         if last is not None and last[3] == 0 and last[1] == first:  # extend the last marker
             first = last[0]
-            self._pending.pop()
+            queue.pop()
         lost = wire.encode(wire.Lost(first, end - first))
-        self._pending.append((first, end, lost, 0))
+        queue.append((first, end, lost, 0))
 
     def put_control(self, payload: bytes, front: bool = False) -> None:
         if front:
@@ -109,6 +147,11 @@ class ShardQueue:
             first, end, payload = self._spill.pop()
             self._pending.append((first, end, payload, end - first))
             self.pending_items += end - first
+        elif not self._pending and self._unspilled:
+            entry = self._unspilled.popleft()
+            self._pending.append(entry)
+            self.pending_items += entry[3]
+            self.unspilled_items -= entry[3]
         return self._pending[0][2] if self._pending else None
 
     def sent(self) -> None:
@@ -123,7 +166,12 @@ class ShardQueue:
 
     def idle(self) -> bool:
         """Nothing left to send (in-flight messages may still await their ack)."""
-        return not self._control and not self._pending and not self.spilled_items
+        return (
+            not self._control
+            and not self._pending
+            and not self.spilled_items
+            and not self._unspilled
+        )
 
     def ack(self, next_seq: int) -> None:
         """Every seq below ``next_seq`` is committed: forget those messages."""

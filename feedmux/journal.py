@@ -12,11 +12,14 @@ time order. A file is the magic ``FMJ1`` then records::
 kinds: 1 text frame received, 2 binary frame received, 3 request sent, 4 event (JSON:
 connect, disconnect, subscription change). The token is redacted from everything written.
 Writes are buffered and flushed at least every ``flush_every_ns``: a crash loses at most that
-much journal, never a tick (the store does not depend on it).
+much journal, never a tick (the store does not depend on it). A write that fails (a full disk)
+pauses the journal, not the feed: records meanwhile are counted in ``lost``, and every
+``retry_every_ns`` a new file is tried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import struct
@@ -29,6 +32,7 @@ import msgspec
 
 from feedmux.config import redact
 from feedmux.errors import StoreError
+from feedmux.writes import health
 
 OPCODE_TEXT, OPCODE_BINARY = 0x1, 0x2  # WebSocket opcodes, as the links return them
 MAGIC = b"FMJ1"
@@ -59,6 +63,7 @@ class JournalWriter:
         utc_offset_hours: float = 8.0,
         flush_every_ns: int = 1_000_000_000,
         enabled: bool = True,  # False (--no-journal): the same calls, nothing written
+        retry_every_ns: int = 5_000_000_000,  # after a failed write, try a new file this often
     ) -> None:
         self.root = root
         self._token = token
@@ -74,7 +79,10 @@ class JournalWriter:
         self.records = 0
         self.bytes = 0
         self.files = 0
-        self.error = ""  # set when writing failed; the journal then stops, the feed does not
+        self.error = ""  # set while writing fails; the journal pauses, the feed does not
+        self.lost = 0  # records not journaled because writing failed
+        self._retry_every_ns = retry_every_ns
+        self._retry_at = 0
         self.enabled = enabled
 
     def frame(self, recv_ns: int, conn: int, binary: bool, data: bytes) -> None:
@@ -82,7 +90,10 @@ class JournalWriter:
 
     def frames(self, recv_ns: int, conn: int, messages: list[tuple[int, bytes]]) -> None:
         """The text and binary messages of one socket read, as one write (the hot path)."""
-        if not self.enabled or self.error:
+        if not self.enabled:
+            return
+        if self.error and self._paused(recv_ns):
+            self.lost += sum(1 for opcode, _ in messages if opcode in _KIND_OF_OPCODE)
             return
         pack = _HEADER.pack
         parts: list[bytes] = []
@@ -109,9 +120,8 @@ class JournalWriter:
         try:
             self._file.write(blob)
         except OSError as exc:
-            self.error = f"cannot write journal {self.path}: {exc}"
-            log.error("journal stopped: %s", self.error)
-            self._file = None
+            self._failed(StoreError(f"cannot write journal {self.path}: {exc}"), recv_ns,
+                         len(parts) // 2)  # fmt: skip
             return
         self._size += len(blob)
         self.bytes += len(blob)
@@ -127,14 +137,36 @@ class JournalWriter:
         self._write(EVENT, recv_ns, conn, text.encode())
 
     def _write(self, kind: int, recv_ns: int, conn: int, payload: bytes) -> None:
-        if self.error or not self.enabled:
+        if not self.enabled:
+            return
+        if self.error and self._paused(recv_ns):
+            self.lost += 1
             return
         try:
             self._append(kind, recv_ns, conn, payload)
-        except StoreError as exc:  # e.g. disk full: the feed goes on, the journal stops
-            self.error = str(exc)
-            log.error("journal stopped: %s", exc)
-            self._file = None
+        except StoreError as exc:  # e.g. disk full: the feed goes on, the journal pauses
+            self._failed(exc, recv_ns, 1)
+
+    def _paused(self, now_ns: int) -> bool:
+        """After a failure: True until the next try is due (then the error is cleared)."""
+        if now_ns < self._retry_at:
+            return True
+        self.error = ""
+        return False
+
+    def _failed(self, exc: StoreError, now_ns: int, records: int) -> None:
+        """Counted and reported (once per episode); a new file is tried later."""
+        self.error = str(exc)
+        self.lost += records
+        self._retry_at = now_ns + self._retry_every_ns
+        health.failed("journal", exc)
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # what it buffered is lost with it
+                file.close()
+        with contextlib.suppress(OSError):  # a file that never got its first record
+            if self.path is not None and self.path.stat().st_size <= len(MAGIC):
+                self.path.unlink()
 
     def _append(self, kind: int, recv_ns: int, conn: int, payload: bytes) -> None:
         token = self._token_bytes
@@ -161,9 +193,9 @@ class JournalWriter:
             try:
                 self._file.flush()
             except OSError as exc:
-                self.error = f"cannot write journal {self.path}: {exc}"
-                log.error("journal stopped: %s", self.error)
-                self._file = None
+                self._failed(StoreError(f"cannot write journal {self.path}: {exc}"), now_ns, 0)
+            else:
+                health.ok("journal")  # on disk, not only buffered: it works again
         self._last_flush_ns = now_ns
 
     def _rotate(self, recv_ns: int, day: int) -> None:

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from feedmux.errors import ConfigError
 from feedmux.stats import read_stats
+from feedmux.writes import failures_in
 
 
 def _buckets(state: dict[str, Any]) -> list[tuple[str, float]]:
@@ -40,6 +41,24 @@ class StatsCollector(Collector):
         stats = read_stats(self.stats_dir)
         yield from self._receiver(stats.get("receiver", {}))
         yield from self._shards([s for name, s in stats.items() if name.startswith("shard-")])
+        yield from self._writes(stats)
+
+    def _writes(self, stats: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+        """Writes to disk that fail (a full disk): how many, and which fail now."""
+        labels = ["process", "kind", "reason"]
+        failures = CounterMetricFamily(
+            "feedmux_disk_write_failures",
+            "Failed writes: store, stats, journal, spill, log (or Redis)", labels=labels,
+        )  # fmt: skip
+        failing = GaugeMetricFamily(
+            "feedmux_disk_writes_failing",
+            "1 while that kind of write fails (e.g. store failing: disk full)", labels=labels,
+        )  # fmt: skip
+        for name, s in sorted(stats.items()):
+            for f in failures_in(s):
+                failures.add_metric([name, f.kind, f.reason], f.failures)
+                failing.add_metric([name, f.kind, f.reason], 1 if f.failing else 0)
+        yield from (failures, failing)
 
     def _receiver(self, r: dict[str, Any]) -> Iterator[Metric]:
         conns = r.get("connections", [])

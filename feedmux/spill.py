@@ -2,13 +2,16 @@
 
 One file per shard, records ``<first_seq, end_seq, length>`` + payload. Appends go to the end,
 reads come from a cursor; once the reader has caught up the file is truncated, so it only ever
-holds what a slow shard has not taken yet.
+holds what a slow shard has not taken yet. The file is made at the first append, so a full
+disk fails an append (a StoreError the ledger handles), never the receiver's start.
 """
 
 from __future__ import annotations
 
+import errno
 import struct
 from pathlib import Path
+from typing import IO
 
 from feedmux.errors import StoreError
 
@@ -18,11 +21,7 @@ _HEADER = struct.Struct("<qqI")
 class SpillFile:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "w+b")  # noqa: SIM115 - lives as long as this object
-        except OSError as exc:
-            raise StoreError(f"cannot open spill file {path}: {exc}") from exc
+        self._file: IO[bytes] | None = None
         self._read_at = 0
         self._write_at = 0
         self.entries = 0
@@ -31,11 +30,24 @@ class SpillFile:
     def __len__(self) -> int:
         return self.entries
 
+    def _open(self) -> IO[bytes]:
+        if self._file is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Unbuffered: a failed write leaves nothing behind to fail a later read.
+                self._file = open(self.path, "w+b", buffering=0)  # noqa: SIM115 - as long as this
+            except OSError as exc:
+                raise StoreError(f"cannot open spill file {self.path}: {exc}") from exc
+        return self._file
+
     def append(self, first: int, end: int, payload: bytes) -> None:
+        """Add a record at the end; a StoreError (disk full) leaves the file as it was."""
+        file = self._open()
         try:
-            self._file.seek(self._write_at)
-            self._file.write(_HEADER.pack(first, end, len(payload)))
-            self._file.write(payload)
+            file.seek(self._write_at)
+            record = _HEADER.pack(first, end, len(payload)) + payload
+            if file.write(record) != len(record):  # the disk filled up mid-record
+                raise OSError(errno.ENOSPC, "short write")
         except OSError as exc:
             raise StoreError(f"cannot write spill file {self.path}: {exc}") from exc
         self._write_at += _HEADER.size + len(payload)
@@ -45,6 +57,7 @@ class SpillFile:
     def pop(self) -> tuple[int, int, bytes]:
         """The oldest record; the caller checks ``len`` first."""
         f = self._file
+        assert f is not None, "pop of an empty spill"
         f.seek(self._read_at)
         first, end, size = _HEADER.unpack(f.read(_HEADER.size))
         payload = f.read(size)
@@ -57,5 +70,6 @@ class SpillFile:
         return first, end, payload
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         self.path.unlink(missing_ok=True)

@@ -6,20 +6,49 @@ connection, and a dead process leaves its last numbers behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from feedmux.writes import health
+
 _encode = msgspec.json.Encoder().encode
 
 
-def write_stats(stats_dir: Path, name: str, stats: dict[str, Any]) -> None:
+def write_stats(stats_dir: Path, name: str, stats: dict[str, Any]) -> bool:
+    """Replace ``name``'s stats file; False if the disk refused (counted, logged once).
+
+    On a full disk a new file cannot be made, but the old one's space can be written over:
+    the numbers (and what is failing) still reach ``feedmux status``."""
     path = stats_dir / f"{name}.json"
     tmp = stats_dir / f".{name}.json.tmp"
-    tmp.write_bytes(_encode(stats))
-    os.replace(tmp, path)
+    data = _encode(stats)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a half-written file: give its space back
+        if not _write_in_place(path, data):
+            health.failed("stats", exc)
+            return False
+    health.ok("stats")
+    return True
+
+
+def _write_in_place(path: Path, data: bytes) -> bool:
+    """Overwrite ``path`` within the space it has, padded with blanks (JSON allows them)."""
+    try:
+        with path.open("r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(0)
+            f.write(data.ljust(size))
+    except OSError:
+        return False
+    return True
 
 
 def read_stats(stats_dir: Path) -> dict[str, dict[str, Any]]:
@@ -29,5 +58,8 @@ def read_stats(stats_dir: Path) -> dict[str, dict[str, Any]]:
         try:
             out[path.stem] = msgspec.json.decode(path.read_bytes())
         except (OSError, msgspec.DecodeError):
-            continue  # being replaced right now; the next read gets it
+            try:  # being written over in place (a full disk): the next read gets it
+                out[path.stem] = msgspec.json.decode(path.read_bytes())
+            except (OSError, msgspec.DecodeError):
+                continue
     return out

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feedmux.stats import read_stats
+from feedmux.writes import failures_in
 
 Stats = dict[str, dict[str, Any]]
 STALE_S = 5.0  # a worker whose stats are older than this is shown as stale (dead or hung)
@@ -69,6 +70,7 @@ class Status:
     warnings: list[str] = field(default_factory=list)
     codes_rejected: int = 0  # codes the vendor refused (or no connection had room for)
     rejected: list[str] = field(default_factory=list)  # the first few of them
+    failing: list[str] = field(default_factory=list)  # "shard-0: store failing: disk full ..."
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +89,12 @@ def _per_s(before: float | None, after: float, dt_s: float) -> float:
 
 def _age_s(now_ns: int, then_ns: int | None) -> float | None:
     return None if not then_ns else max(0.0, (now_ns - then_ns) / 1e9)
+
+
+def failing_writes(stats: Stats) -> list[str]:
+    """Each process's kinds of writes failing now (a full disk), one line each."""
+    return [f"{name}: {failure.line()}" for name, s in sorted(stats.items())
+            for failure in failures_in(s) if failure.failing]  # fmt: skip
 
 
 def build_status(
@@ -151,6 +159,7 @@ def build_status(
         dropped=sum(q.get("dropped_total", 0) for q in bus),
         connections=conns, shards=rows, silent=dict(silent or {}), warnings=list(warnings or []),
         codes_rejected=receiver.get("codes_rejected", 0), rejected=receiver.get("rejected", []),
+        failing=failing_writes(cur),
     )  # fmt: skip
 
 
@@ -174,6 +183,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         + (f" | shard restarts {restarts}" if restarts else "")
         + (f" | spilled {status.spilled:,}" if status.spilled else "")
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
+        + "".join(f" | {line}" for line in status.failing)
     )
 
 
@@ -210,7 +220,7 @@ def render(status: Status, title: str = "feedmux") -> Group:
     silent = ", ".join(sorted(status.silent)[:SILENT_SHOWN])
     more = len(status.silent) - SILENT_SHOWN
     listed = f" ({silent}{' ...' if more > 0 else ''})" if silent else ""
-    parts: list[Any] = [totals, conns, shards,
+    parts: list[Any] = [totals, *(Text(line, "bold red") for line in status.failing), conns, shards,
                         Text(f"silent codes: {len(status.silent)}{listed}")]  # fmt: skip
     if status.codes_rejected:
         named = ", ".join(status.rejected[:SILENT_SHOWN])

@@ -28,6 +28,7 @@ from feedmux.providers.alltick import EXIT_GAVE_UP, GiveUp
 from feedmux.stats import read_stats
 from feedmux.status import Stats, Status, build_status, progress_line, recent_warnings
 from feedmux.transports import zmq as zt
+from feedmux.writes import LogFileHandler
 from workers import receiver, shard
 from workers import replay as replay_worker
 
@@ -257,7 +258,7 @@ def run(
 @contextlib.contextmanager
 def _logging_to(path: Path, log: logging.Logger) -> Iterator[None]:
     """The supervisor's messages also go to the run's log file, beside the workers' lines."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = LogFileHandler(path, encoding="utf-8")  # a full disk: lines lost, counted
     handler.setFormatter(logging.Formatter("%(asctime)s supervisor %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)

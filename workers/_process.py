@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 
 from feedmux.config import Settings
+from feedmux.writes import LogFileHandler
 
 
 class StopFlag:
@@ -34,7 +35,7 @@ def setup_logging(
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr else []
     if log_file is not None:
         try:
-            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+            handlers.append(LogFileHandler(log_file, encoding="utf-8"))
         except OSError as exc:  # logging must never stop a worker
             print(f"{name}: cannot open {log_file}: {exc}", file=sys.stderr)
     logging.basicConfig(

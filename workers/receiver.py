@@ -44,6 +44,7 @@ from feedmux.transports.ws import (
     LinkErrors,
     WsLink,
 )
+from feedmux.writes import health
 from workers._process import StopFlag, run_logging
 
 FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
@@ -245,10 +246,12 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "ticks": outbox.routed_ticks, "books": outbox.routed_books,
             "journal": {"path": str(journal.path or ""), "records": journal.records,
-                        "bytes": journal.bytes, "files": journal.files, "error": journal.error},
+                        "bytes": journal.bytes, "files": journal.files, "error": journal.error,
+                        "lost": journal.lost},
             "bus_messages": counters["bus_messages"],
             "unconfirmed": delivery.unconfirmed(), "bad_reports": delivery.bad_reports,
             "overflow": settings.overflow,
+            "failing_writes": health.report(),  # journal, spill, stats, log: counted, once
             "bus": [{
                 "held": q.held_items, "inflight": q.inflight_items, "pending": q.pending_items,
                 "spilled": q.spilled_items, "spilled_total": q.spilled_total,

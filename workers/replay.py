@@ -71,6 +71,7 @@ class ReplayServer:
         self.garbage_sent = 0
         self.frames_sent = 0
         self.connections_opened = 0
+        self.skipped: dict[str, int] = {}  # journal frames not sent, by reason: never silent
         self.feed_state = "waiting"
         self.feed_cpu_start = 0.0
         self.feed_cpu_s = 0.0  # CPU spent feeding, start-up excluded (set when the feed ends)
@@ -105,6 +106,7 @@ class ReplayServer:
             "url": self.url, "feed": self.feed_state, "ticks_sent": self.ticks_sent,
             "books_sent": self.books_sent, "garbage_sent": self.garbage_sent,
             "frames_sent": self.frames_sent, "connections_opened": self.connections_opened,
+            "frames_skipped": self.skipped,
             "cpu_s": time.process_time(), "feed_cpu_s": self.feed_cpu_s,
             "violations": [
                 {"time_ns": v.time_ns, "conn": v.conn, "rule": v.rule, "detail": v.detail}
@@ -263,7 +265,12 @@ class ReplayServer:
             if log_file is not None:
                 log_file.flush()
         self.write_report()
-        self.log.info("feed done: %d ticks sent", self.ticks_sent)
+        if self.skipped:
+            why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
+            self.log.warning("feed done: %d ticks sent, %d journal frames skipped (%s)",
+                             self.ticks_sent, sum(self.skipped.values()), why)  # fmt: skip
+        else:
+            self.log.info("feed done: %d ticks sent", self.ticks_sent)
         if settings.exit_when_done:
             self.stop.set()
 
@@ -303,27 +310,43 @@ class ReplayServer:
             self.faults(loop.time() - start)
 
     async def _feed_journal(self) -> None:
-        """A journal's pushes again, at their recorded pace times ``speed`` (0: at once)."""
+        """A journal's pushes again, at their recorded pace times ``speed`` (0: at once).
+
+        A push whose code nobody subscribes waits (the journal's clock stops) while the
+        client is still subscribing, e.g. its next connection is due; once subscriptions have
+        settled it is skipped, counted and logged."""
         settings = self.settings
         loop = asyncio.get_running_loop()
         pushes = journal_pushes(Path(settings.journal))
         upcoming = next(pushes, None)
-        first_ns = upcoming.recv_ns if upcoming is not None else 0
-        start = loop.time()
+        clock_ns = float(upcoming.recv_ns if upcoming is not None else 0)
+        start = last = loop.time()
         self._start_faults(start)
+        waiting = False
         while upcoming is not None and not self.feed_end.is_set():
             await asyncio.sleep(FEED_STEP_S)
+            now = loop.time()
+            if not waiting:
+                clock_ns += (now - last) * settings.speed * 1e9
+            last = now
             if self.stalled():
                 continue
-            elapsed_ns = (loop.time() - start) * settings.speed * 1e9
-            horizon = first_ns + elapsed_ns if settings.speed else float("inf")
+            horizon = clock_ns if settings.speed else float("inf")
+            waiting = False
             for _ in range(JOURNAL_STEP_MAX):
                 if upcoming is None or upcoming.recv_ns > horizon:
                     break
-                self.queue_push(upcoming)
+                receivers = self._receivers(upcoming)
+                if receivers:
+                    self.queue_push(upcoming, receivers)
+                elif self.rules.settling(time.monotonic_ns()):
+                    waiting = True
+                    break
+                else:
+                    self._skip("code not subscribed", upcoming.code)
                 upcoming = next(pushes, None)
             self.flush_trades()
-            self.faults(loop.time() - start)
+            self.faults(now - start)
 
     async def _feed_frames(self) -> None:
         """Pre-framed journal frames at ``journal_rate`` per second, in steps that ramp the
@@ -359,24 +382,36 @@ class ReplayServer:
         assert self.frames is not None
         subscribers = self.rules.subscribers
         outgoing = self._outgoing
+        unsent = 0
         for code, framed in self.frames[first : first + count]:
-            for conn in subscribers.get(code, ()):
+            conns = subscribers.get(code)
+            if not conns:
+                unsent += 1
+                self._skip("code not subscribed", code)
+            for conn in conns or ():
                 outgoing.setdefault(conn, []).append(framed)
-        self.ticks_sent += count
+        self.ticks_sent += count - unsent
         self.flush_trades()
         if self._send_log is not None:
             self._send_log.write(_SEND_RECORD.pack(time.time_ns(), first, count))
         self.frame_index = first + count
         return first + count
 
-    def queue_push(self, push: Push) -> None:
-        """A journal frame, as recorded, for every subscriber of its code."""
+    def _receivers(self, push: Push) -> list[int]:
+        """The connections subscribed to a journal frame's code (its book, for a book)."""
         if push.book:
-            receivers = [conn for conn, _ in self.rules.book_subscribers.get(push.code, ())]
-        else:
-            receivers = list(self.rules.subscribers.get(push.code, ()))
-        if not receivers:
-            return
+            return [conn for conn, _ in self.rules.book_subscribers.get(push.code, ())]
+        return list(self.rules.subscribers.get(push.code, ()))
+
+    def _skip(self, reason: str, code: str, count: int = 1) -> None:
+        """Frames not sent: counted for the report, logged the first time for each reason."""
+        if reason not in self.skipped:
+            self.log.warning("skipping journal frames: %s (first: %s); counted in the report",
+                             reason, code)  # fmt: skip
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    def queue_push(self, push: Push, receivers: list[int]) -> None:
+        """A journal frame, as recorded, for each of ``receivers``."""
         framed = text_frame(push.payload)
         for conn in receivers:
             self._outgoing.setdefault(conn, []).append(framed)

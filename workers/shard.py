@@ -28,6 +28,7 @@ from feedmux.sinks.stores import open_sink
 from feedmux.stats import read_stats, write_stats
 from feedmux.streams import Frame, StreamPublisher
 from feedmux.transports import zmq as zt
+from feedmux.writes import health
 from workers._process import StopFlag, run_logging
 
 BURST = 256  # bus messages handled before timers get a turn
@@ -103,8 +104,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         except FeedmuxError as exc:
             log.error("%s", exc)
             return 2
-        streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns),
-                                   "redis-streams")  # fmt: skip
+        streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns,
+                                                  kind="redis"), "redis-streams")  # fmt: skip
     ctx = zt.context()
     curve, auth = None, None
     if settings.curve_secret_file:  # consumers over TCP: encrypted, and authenticated
@@ -192,6 +193,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                      "late": state.bars.late, "too_late": state.bars.too_late,
                      "resent": state.bars.resent},
             "acks_dropped": counters["acks_dropped"],
+            "failing_writes": health.report(),  # e.g. store failing: disk full (retried)
             "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
             "time_ns": time.time_ns(),
             "cpu_s": time.process_time(),

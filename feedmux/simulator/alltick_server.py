@@ -19,6 +19,7 @@ from feedmux.providers.alltick import (
 )
 
 SUBSCRIPTION_CMDS = (CMD_SUBSCRIBE_DEPTH, CMD_SUBSCRIBE_TRADES, CMD_CANCEL)
+SETTLE_MIN_NS = 5_000_000_000
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class AllTickServer:
         self.subscribers: dict[str, tuple[int, ...]] = {}  # code -> connections that get it
         # code -> (connection, levels) for each connection that gets its order book
         self.book_subscribers: dict[str, tuple[tuple[int, int], ...]] = {}
+        self.changed_ns = 0  # when a subscription list last changed (a client still settling)
 
     def _violate(self, now_ns: int, conn: int, rule: str, detail: str) -> None:
         self.violations.append(Violation(now_ns, conn, rule, detail))
@@ -125,7 +127,7 @@ class AllTickServer:
     def close(self, conn: int, now_ns: int) -> None:
         if self._conns.pop(conn, None) is not None:
             self._last_close_ns = now_ns
-            self._rebuild_subscribers()
+            self._rebuild_subscribers(now_ns)
 
     def expired(self, now_ns: int) -> list[int]:
         """Connections that sent no heartbeat within the timeout; the caller closes them."""
@@ -184,7 +186,7 @@ class AllTickServer:
                 state.trades = []
             if cancel_type in (0, 1):
                 state.books = {}
-            self._rebuild_subscribers()
+            self._rebuild_subscribers(now_ns)
             return Outcome([ok])
         if req.data is None or not req.data.symbol_list:
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 601, "body empty")])
@@ -204,10 +206,11 @@ class AllTickServer:
             state.books = {c: max(1, min(levels[c] or 5, _max_levels(c))) for c in codes}
         else:
             state.trades = codes
-        self._rebuild_subscribers()
+        self._rebuild_subscribers(now_ns)
         return Outcome([ok])
 
-    def _rebuild_subscribers(self) -> None:
+    def _rebuild_subscribers(self, now_ns: int) -> None:
+        self.changed_ns = now_ns
         by_code: dict[str, list[int]] = {}
         books: dict[str, list[tuple[int, int]]] = {}
         for conn, state in self._conns.items():
@@ -217,6 +220,11 @@ class AllTickServer:
                 books.setdefault(code, []).append((conn, levels))
         self.subscribers = {code: tuple(conns) for code, conns in by_code.items()}
         self.book_subscribers = {code: tuple(conns) for code, conns in books.items()}
+
+    def settling(self, now_ns: int) -> bool:
+        """Subscriptions changed so recently that a client may still be adding connections:
+        its next request may come a cross-connection interval after its last (twice, slack)."""
+        return now_ns - self.changed_ns < max(2 * self.rules.cross_interval_ns, SETTLE_MIN_NS)
 
     def book_subscriptions(self) -> dict[int, list[str]]:
         """Each open connection's order-book list, as the server holds it now."""

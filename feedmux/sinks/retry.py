@@ -1,4 +1,8 @@
-"""Keep batches until the sink has them: a failed write is retried with backoff, never dropped."""
+"""Keep batches until the sink has them: a failed write is retried with backoff, never dropped.
+
+A failing store (a full disk: SQLite's "database or disk is full" is a StoreError like any
+other) is logged once per process by ``feedmux.writes.health`` and counted; its batches wait
+here, in order, and go in once the store takes writes again."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Generic, TypeVar
 
 from feedmux.errors import StoreError
 from feedmux.sinks.base import WriteResult
+from feedmux.writes import health
 
 T = TypeVar("T")
 
@@ -27,6 +32,7 @@ class RetryingWriter(Generic[T]):
         write: Callable[[list[T]], WriteResult],
         clock: Callable[[], int],
         wall_clock: Callable[[], int] = time.time_ns,
+        kind: str = "store",  # what status calls it when failing ("redis" for the streams)
     ) -> None:
         self._write = write
         self._clock = clock
@@ -39,6 +45,8 @@ class RetryingWriter(Generic[T]):
         self.batches = 0
         self.failures = 0
         self.last_commit_ns = 0  # wall-clock ns of the last successful commit
+        self._kind = kind
+        self._source = f"writer-{id(self)}"  # which writer, for the failing/recovered state
 
     @property
     def backlog(self) -> int:
@@ -63,12 +71,9 @@ class RetryingWriter(Generic[T]):
             except StoreError as exc:
                 self.failures += 1
                 self._retry_at = self._clock() + self._backoff_ns
-                log.warning(
-                    "write failed, %d rows kept, retry in %.1f s: %s",
-                    self.backlog,
-                    self._backoff_ns / 1e9,
-                    exc,
-                )
+                health.failed(self._kind, exc, self._source)  # logs once, when it starts
+                log.debug("write failed, %d rows kept, retry in %.1f s: %s", self.backlog,
+                          self._backoff_ns / 1e9, exc)  # fmt: skip
                 self._backoff_ns = min(self._backoff_ns * 2, RETRY_MAX_NS)
                 return
             self._queue.popleft()
@@ -76,5 +81,7 @@ class RetryingWriter(Generic[T]):
             self.duplicates += result.duplicates
             self.batches += 1
             self.last_commit_ns = self._wall_clock()
+        if self._retry_at is not None:
+            health.ok(self._kind, self._source)
         self._retry_at = None
         self._backoff_ns = RETRY_MIN_NS

@@ -19,17 +19,24 @@ pytestmark = pytest.mark.integration
 COLUMNS = ["code", "seq", "time", "price", "volume", "turnover", "direction"]
 
 
-def _run_until_fed(tmp: Path, replay_args: list[str], symbols: Path) -> Path:
+# The universe spans two connections: the second comes up ~3.3 s after the first (AllTick's
+# cross-connection pacing), so a replay at max speed must wait for its codes, not drop them.
+TWO_CONNS = ["--max-codes-per-conn", "160"]
+
+
+def _run_until_fed(tmp: Path, replay_args: list[str], symbols: Path) -> tuple[Path, Path]:
     """Run the pipeline against a replay server until its feed is done and read; the data
-    directory."""
+    directory and the replay server's report."""
     tmp.mkdir(exist_ok=True)
-    replay, report, url = start_replay(tmp, *replay_args)
+    replay, report, url = start_replay(tmp, *replay_args, *TWO_CONNS)
     data_dir, run_dir = tmp / "data", tmp / "run"
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
-                  "--data-dir", str(data_dir), "--run-dir", str(run_dir))  # fmt: skip
+                  "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TWO_CONNS)  # fmt: skip
     try:
         if "--journal" not in replay_args:
-            wait_for(lambda: read_json(report)["ticks_sent"] > 4000, 60, "some feed")
+            wait_for(lambda: len(read_json(report)["subscriptions"]) == 2
+                     and read_json(report)["ticks_sent"] > 6000, 60,
+                     "some feed on two connections")  # fmt: skip
             replay.send_signal(signal.SIGUSR1)
         wait_for(lambda: read_json(report).get("feed") == "done", 60, "the feed to end")
         sent = read_json(report)["frames_sent"]
@@ -39,23 +46,26 @@ def _run_until_fed(tmp: Path, replay_args: list[str], symbols: Path) -> Path:
         code, output = stop(run)
         stop(replay)
     assert code == 0, output
-    return data_dir
+    return data_dir, report
 
 
 def test_a_journal_replayed_at_max_speed_reproduces_the_recorded_run(tmp_path: Path) -> None:
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(a_share_universe()[::18]))
-    first = _run_until_fed(tmp_path / "recorded", ["--rate", "1500", "--symbols-file",
+    first, recording = _run_until_fed(tmp_path / "recorded", ["--rate", "1500", "--symbols-file",
                                                    str(symbols)], symbols)  # fmt: skip
     journal = first / "journal"
     raw = b"".join(path.read_bytes() for path in journal_files(journal))
     assert TOKEN.encode() not in raw and b"token=***" not in raw  # the URL is kept without it
-    second = _run_until_fed(tmp_path / "replayed", ["--journal", str(journal), "--speed", "max"],
-                            symbols)  # fmt: skip
+    assert read_json(recording)["connections_opened"] == 2  # the case that used to drop frames
+    second, report = _run_until_fed(
+        tmp_path / "replayed", ["--journal", str(journal), "--speed", "max"], symbols
+    )
     recorded = read_ticks(first)[COLUMNS].sort_values(["code", "seq"], ignore_index=True)
     replayed = read_ticks(second)[COLUMNS].sort_values(["code", "seq"], ignore_index=True)
     assert len(recorded) > 4000
     assert recorded.equals(replayed)
+    assert read_json(report)["frames_skipped"] == {}  # and it would say so if it had skipped
     # Bars follow the recorded time, not the wall clock: the replay builds the same bars.
     assert len(read_bars(first)) > 0
     pd.testing.assert_frame_equal(read_bars(second), read_bars(first))

@@ -146,3 +146,33 @@ def test_reports_from_another_stream_or_garbage_are_ignored(tmp_path: Path) -> N
     p.delivery.on_report(b"\x00junk")
     p.delivery.on_report(wire.encode(wire.Ack(9, 77, 6)))  # no such shard
     assert p.delivery.unconfirmed() == 5 and p.delivery.bad_reports == 2
+
+
+def test_a_spill_that_cannot_be_written_keeps_ticks_in_memory_then_counts_drops(
+    tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "spill"
+    blocked.write_text("where the spill directory should be: like a full disk")
+    p = Pipeline(blocked, window=10, memory=20)
+    for _ in range(8):
+        p.route(5)  # 40 ticks: 20 in memory, 20 more kept in memory behind the failed spill
+    assert p.queue.dropped_total == 0 and p.queue.held_items == 40
+    p.route(5)  # beyond both: counted as dropped (a gap the shard reports), never silent
+    assert p.queue.dropped_total == 5
+    p.settle()
+    assert p.store == [(t.code, t.seq) for t in map(tick, range(40))]
+    assert p.shard.bus_gaps == 5
+    blocked.write_text("full again")
+    for _ in range(6):
+        p.route(5)  # 30: 20 in memory, 10 behind the spill
+    blocked.unlink()  # room again: what waited in memory goes to the spill first, in order
+    p.route(5)
+    assert p.queue.spilled_items == 15 and p.queue.unspilled_items == 0
+    p.settle()
+    assert p.store[40:] == [(t.code, t.seq) for t in map(tick, range(45, 80))]
+    for _ in range(10):
+        p.route(5)
+    assert p.queue.spilled_items == 30
+    p.settle()
+    assert p.store[75:] == [(t.code, t.seq) for t in map(tick, range(80, 130))]
+    assert p.delivery.unconfirmed() == 0 and p.queue.held_items == 0

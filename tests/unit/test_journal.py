@@ -95,6 +95,21 @@ def test_a_failing_disk_stops_the_journal_not_the_caller(tmp_path: Path) -> None
     journal.frame(T0, 0, False, b"x")  # cannot create the directory: no exception
     journal.frame(T0 + 1, 0, False, b"y")
     assert "cannot open journal" in journal.error and journal.records == 0
+    assert journal.lost == 2  # counted, not silently missing
+
+
+def test_a_journal_that_failed_writes_again_once_the_disk_takes_writes(tmp_path: Path) -> None:
+    blocker = tmp_path / "j"
+    blocker.write_text("in the way, like a full disk")
+    journal = JournalWriter(blocker, TOKEN, retry_every_ns=10)
+    journal.frame(T0, 0, False, b"lost")
+    journal.frames(T0 + 1, 0, [(1, b"lost too")])
+    blocker.unlink()
+    journal.frame(T0 + 5, 0, False, b"too soon: not retried yet")
+    journal.frames(T0 + 20, 0, [(1, b"kept")])
+    journal.close()
+    assert journal.error == "" and journal.lost == 3
+    assert [r.payload for r in read_journal(blocker)] == [b"kept"]
 
 
 def test_a_socket_read_is_journaled_as_one_write_with_the_same_records(tmp_path: Path) -> None:

@@ -131,3 +131,11 @@ def test_malformed_request_is_400() -> None:
     srv = server()
     srv.open(1, "tok", 0)
     assert rets(srv.receive(1, b"{nope", 0)) == [400]
+
+
+def test_subscriptions_settle_two_cross_intervals_after_the_last_change() -> None:
+    srv = server(cross_interval_ns=3 * S)
+    srv.open(1, "tok", 0)
+    srv.receive(1, sub(["600519.SH"]), 10 * S)
+    assert srv.settling(15 * S)  # a second connection may still subscribe: a replay waits
+    assert not srv.settling(16 * S)  # settled: a frame of an unsubscribed code is skipped

@@ -1,0 +1,118 @@
+"""A full data dir degrades the run (counted, reported, retried), never crash-loops it, and once
+space is freed everything received is stored exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feedmux import read_ticks
+from feedmux.journal import read_journal
+from feedmux.simulator.market import a_share_universe
+from feedmux.stats import read_stats
+from tests.conftest import wait_for
+from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
+
+pytestmark = pytest.mark.integration
+DISK_MB = 24  # the run's baseline (stores, WAL, journal, stats) is a few MB: room to fill fast
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of DISK_MB mounted for this test only (root needed), always unmounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs",
+                              str(disk)], check=False, capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until the disk is full."""
+    chunk = b"\0" * (256 << 10)
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError:
+            pass
+        fd = f.fileno()
+        for size in (4096, 512, 1):  # the last pages too
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+
+
+def _status(data_dir: Path, *flags: str) -> str:
+    shown = feedmux("status", "--data-dir", str(data_dir), *flags)
+    return shown.communicate(timeout=30)[0]
+
+
+def _shards(stats: dict[str, dict[str, object]]) -> list[dict[str, object]]:
+    return [s for name, s in stats.items() if name.startswith("shard-")]
+
+
+def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text(" ".join(a_share_universe()[::20]))
+    replay, report, url = start_replay(tmp_path, "--rate", "1000", "--symbols-file", str(symbols))
+    data_dir = small_disk / "data"
+    stats_dir = data_dir / "run" / "stats"  # the run dir (stats, log) is on the full disk too
+    # A small ledger, so the receiver spills (and finds it cannot) ~6 s into the outage; it
+    # drops only after twice that.
+    run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
+                  "--data-dir", str(data_dir), "--bus-window", "500",
+                  "--bus-memory", "3000")  # fmt: skip
+    try:
+        wait_for(lambda: len(_shards(read_stats(stats_dir))) == 2
+                 and all(s["stored"] > 300 for s in _shards(read_stats(stats_dir))), 30,
+                 "both shards to store")  # fmt: skip
+        filler = small_disk / "filler"
+        _fill(filler)
+
+        def failing(kind: str, stats: list[dict[str, Any]]) -> bool:
+            return all(any(f["kind"] == kind and f["failing"] for f in s["failing_writes"])
+                       for s in stats)  # fmt: skip
+
+        wait_for(lambda: failing("store", _shards(read_stats(stats_dir))), 30,
+                 "both shards to report their store failing")  # fmt: skip
+        status = _status(data_dir)
+        assert "store failing: disk full" in status, status
+        shown = json.loads(_status(data_dir, "--json"))
+        assert any("store failing: disk full" in line for line in shown["failing"])
+        assert [s["restarts"] for s in shown["shards"]] == [0, 0]
+        wait_for(lambda: failing("spill", [read_stats(stats_dir)["receiver"]]), 30,
+                 "the receiver to keep receiving until it cannot spill either")  # fmt: skip
+        assert run.poll() is None
+        filler.unlink()
+        end_feed(replay, report)
+        sent = read_json(report)["frames_sent"]
+        wait_for(lambda: read_stats(stats_dir)["receiver"]["ticks"] == sent
+                 and sum(s["stored"] for s in _shards(read_stats(stats_dir))) == sent, 60,
+                 "every tick to be stored once space is back")  # fmt: skip
+    finally:
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    assert "Traceback" not in output and "restarting" not in output, output
+    assert output.count("writes failing") < 10  # once per kind and process, not per write
+    ticks = sent_ticks(tmp_path / "sent.log")
+    stored = read_ticks(data_dir)
+    assert len(stored) == len(ticks)
+    assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
+    assert len(list(read_journal(data_dir / "journal"))) > 0  # paused, not broken
