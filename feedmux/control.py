@@ -17,6 +17,7 @@ from feedmux.errors import ConfigError, ConsumerError, SubscriptionError
 from feedmux.subscriptions import SubscriptionManager
 from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
+from feedmux.writes import health
 
 UNIVERSE_FILE = "subscriptions.json"
 CONFIRM_TIMEOUT_NS = 60_000_000_000
@@ -51,6 +52,20 @@ def save_universe(
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(msgspec.json.encode(_Universe(codes, dict(refused or {}))))
     os.replace(tmp, path)  # a crash mid-write never leaves half a file
+
+
+def keep_universe(
+    data_dir: str | Path, codes: list[str], refused: dict[str, str] | None = None
+) -> bool:
+    """``save_universe`` for a running receiver: a failed write (a full disk) is counted and
+    reported once, never fatal; False tells the caller to try again later."""
+    try:
+        save_universe(data_dir, codes, refused)
+    except OSError as exc:
+        health.failed("universe", exc)
+        return False
+    health.ok("universe")
+    return True
 
 
 def load_universe(data_dir: str | Path) -> list[str] | None:

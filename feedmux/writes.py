@@ -27,6 +27,7 @@ MEANWHILE = {
     "journal": "frames are not journaled (counted); a new file is tried every 5 s",
     "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted)",
     "log": "log lines are lost",
+    "universe": "the saved subscriptions are written again every second",
 }
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import zmq
 
 from feedmux.config import Settings, redact
-from feedmux.control import ControlDesk, load_universe, save_universe
+from feedmux.control import ControlDesk, keep_universe, load_universe
 from feedmux.delivery import Delivery
 from feedmux.fanout import ShardOutbox
 from feedmux.journal import JournalWriter
@@ -161,6 +161,11 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         else:
             log.warning("connection %d down (%s)", i, redact(why, settings.token))
 
+    unsaved = [False]  # the saved universe is behind (disk full): written again each stats turn
+
+    def save_universe() -> None:
+        unsaved[0] = not keep_universe(settings.data_dir, manager.desired(), manager.rejected)
+
     def note_refused() -> None:
         """Codes the vendor refused: named once, and out of the saved universe (a restart
         does not ask for them again)."""
@@ -171,7 +176,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             log.warning("vendor refused %s (%s): not subscribed, left out of the saved "
                         "universe", code, why)  # fmt: skip
         refused.update(new)
-        save_universe(settings.data_dir, manager.desired(), manager.rejected)
+        save_universe()
 
     def handle_events(i: int) -> None:
         client = conns[i].client
@@ -210,7 +215,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             if answer is not None:
                 control.send_multipart([ident, empty, answer])
             if changed:
-                save_universe(settings.data_dir, manager.desired(), manager.rejected)
+                save_universe()
                 journal.event(time.time_ns(), 0, "universe", codes=len(manager.owner))
                 grow()
         for ident, answer in desk.answers(now):
@@ -305,6 +310,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             next_stats = now + stats_every
             for i in manager.stale(now, last_frame_ns):
                 drop(i, f"watchdog: no frame for {settings.watchdog_s:g} s")
+            if unsaved[0]:
+                save_universe()
             report()
             journal.flush(time.time_ns())
         wake = min(d for d in (manager.next_deadline(), next_stats) if d is not None)

@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 
 from feedmux import wire
-from feedmux.control import ControlDesk, load_universe, save_universe, silent_codes
+from feedmux.control import ControlDesk, keep_universe, load_universe, save_universe, silent_codes
 from feedmux.errors import ConfigError
 from feedmux.providers.alltick import Reply, Request
 from feedmux.subscriptions import Pacing, SubscriptionManager
+from feedmux.writes import health
 
 S = 1_000_000_000
 
@@ -85,3 +86,14 @@ def test_unsubscribing_a_code_never_subscribed_says_so_and_changes_nothing() -> 
     assert answer is not None and not changed
     assert wire.control_reply_decoder.decode(answer).error == "not subscribed: 300750.SZ"
     assert sorted(manager.desired()) == ["000001.SZ", "600519.SH"]
+
+
+def test_a_universe_that_cannot_be_written_is_reported_not_fatal(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a data dir that is a file: every write fails, like a full disk
+    assert not keep_universe(blocker, ["600519.SH"])
+    [failure] = [f for f in health.report() if f.kind == "universe"]
+    assert failure.failing and failure.failures == 1
+    assert keep_universe(tmp_path, ["600519.SH"])  # room again
+    assert load_universe(tmp_path) == ["600519.SH"]
+    assert not health.failing("universe")
