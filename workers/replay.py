@@ -217,8 +217,9 @@ class ReplayServer:
                 continue
             try:
                 transport.write(b"".join(frames))
-            except RuntimeError:  # closing (EOF sent) under us: its frames never left
-                self.log.warning("conn=%d closed while %d frames were queued", conn, len(frames))
+            except RuntimeError:  # the client closed under us (it stops first): not a fault
+                self.log.info("conn=%d closed by the client; %d frames made for it were not "
+                              "sent", conn, len(frames))  # fmt: skip
                 continue
             self.frames_sent += len(frames)
         self._outgoing.clear()
