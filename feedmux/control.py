@@ -95,6 +95,7 @@ class ControlDesk:
         self.manager = manager
         self._waiting: list[_Waiter] = []
         self._checked_version = -1  # the manager's state the waiters were last checked against
+        self._known = set(manager.owner)  # every code subscribed since this receiver started
 
     def reply(self, now_ns: int, error: str = "", codes: list[str] | None = None) -> bytes:
         manager = self.manager
@@ -113,9 +114,12 @@ class ControlDesk:
         if isinstance(request, wire.ListSubscriptions):
             return self.reply(now_ns), False
         subscribed = isinstance(request, wire.Subscribe)
-        unknown = [] if subscribed else [c for c in request.codes if c not in self.manager.owner]
-        if unknown:  # all or nothing: a typo must not half-apply a change
-            return self.reply(now_ns, "not subscribed: " + " ".join(unknown)), False
+        if subscribed:
+            self._known.update(request.codes)
+        elif unknown := [c for c in request.codes if c not in self._known]:
+            # All or nothing: a typo must not half-apply. A code removed earlier is no error:
+            # a waiting call may confirm changes sent with wait=False.
+            return self.reply(now_ns, "never subscribed: " + " ".join(unknown)), False
         if subscribed:
             self.manager.subscribe(request.codes)
         else:

@@ -110,7 +110,7 @@ def test_silent_codes_are_listed_and_subscriptions_change_from_the_cli(tmp_path:
         assert f"subscribed 1 code(s): {listed}" in _run_cli("subscribe", run_dir, listed)
         assert "unsubscribed 1 code(s): 000001.SZ" in _run_cli("unsubscribe", run_dir, "000001")
         assert _run_cli("subscriptions", run_dir).split() == ["600519.SH", listed]
-        never = "error: not subscribed: 300750.SZ"  # a typo or a stale list: said, not ignored
+        never = "error: never subscribed: 300750.SZ"  # a typo or a stale list: said, not ignored
         assert never in _run_cli("unsubscribe", run_dir, "300750", "600519")
         assert _run_cli("subscriptions", run_dir).split() == ["600519.SH", listed]
         snapshot = _run_cli("snapshot", run_dir, "600519", "300750")

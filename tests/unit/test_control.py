@@ -84,8 +84,13 @@ def test_unsubscribing_a_code_never_subscribed_says_so_and_changes_nothing() -> 
     request = wire.Unsubscribe(["000001.SZ", "300750.SZ"], False)
     answer, changed = desk.submit(b"a", wire.encode(request), 0)
     assert answer is not None and not changed
-    assert wire.control_reply_decoder.decode(answer).error == "not subscribed: 300750.SZ"
+    assert wire.control_reply_decoder.decode(answer).error == "never subscribed: 300750.SZ"
     assert sorted(manager.desired()) == ["000001.SZ", "600519.SH"]
+    # Removed earlier (wait=False), then confirmed with a waiting call: no error.
+    removed = wire.Unsubscribe(["000001.SZ"], False)
+    for ident in (b"b", b"c"):
+        answer, _ = desk.submit(ident, wire.encode(removed), 0)
+        assert answer is not None and wire.control_reply_decoder.decode(answer).error == ""
 
 
 def test_a_universe_that_cannot_be_written_is_reported_not_fatal(tmp_path: Path) -> None:
