@@ -21,7 +21,7 @@ from feedmux.config import Manifest
 from feedmux.errors import NotRunningError
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import TOKEN, read_json, start_replay, stop
+from tests.integration.helpers import TOKEN, read_json, stop
 
 pytestmark = pytest.mark.integration
 
@@ -179,14 +179,13 @@ def test_one_instance_per_dir_readers_that_go_away_and_a_hung_up_terminal(
 def test_a_killed_supervisor_leaves_no_orphan_and_a_new_run_loses_nothing(
     tmp_path: Path, procs: Procs
 ) -> None:
-    replay, _, url = start_replay(tmp_path, "--rate", "300", "--codes", CODES)
-    procs.started.append(replay)
     run_dir, data_dir, dirs = _dirs(tmp_path)
-    run = procs.feedmux("run", "--url", url, *SMALL, *dirs, stdout=subprocess.DEVNULL)
+    feed = ("--replay", *SMALL, "--replay-rate", "300")  # the journal is on by default
+    run = procs.feedmux("run", *feed, *dirs, stdout=subprocess.DEVNULL)
     wait_for(lambda: _started(run_dir), 30, "the run to store")
-    children = _children(run.pid)  # receiver, shards (and multiprocessing's tracker)
+    children = _children(run.pid)  # replay server, receiver, shards (and mp's tracker)
     workers = [p for p in children if _title(p).startswith("feedmux-")]
-    assert len(workers) == 3
+    assert len(workers) == 4
 
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
@@ -203,7 +202,8 @@ def test_a_killed_supervisor_leaves_no_orphan_and_a_new_run_loses_nothing(
     before = len(read_ticks(data_dir))
     assert before == received["ticks"] > 0
 
-    again = procs.feedmux("run", "--url", url, *SMALL, *dirs, name="again")
+    # another seed: the new replay server's seqs are new ticks, not the first run's again
+    again = procs.feedmux("run", *feed, "--seed", "8", *dirs, name="again")
     wait_for(lambda: read_json(run_dir / "run.json").get("pid") == again.pid, 30,
              "the new run to start")  # fmt: skip
     wait_for(lambda: _started(run_dir), 30, "the new run to store")
