@@ -4,6 +4,7 @@ defaults)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
@@ -707,7 +708,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         # The reader went away (`feedmux status | head -1`): what Python's docs advise, so
         # the flush at exit does not fail again; the shell's code for a writer SIGPIPE ended.
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # stdout is not a file (tests)
+            os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 128 + signal.SIGPIPE
     except NotRunningError as exc:  # not an invocation error: like status's "not running"

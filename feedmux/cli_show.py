@@ -4,6 +4,7 @@ running instance, and CURVE key files."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -97,9 +98,16 @@ def make_keys(directory: Path, name: str) -> int:
     return 0
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away: feedmux.cli.main ends every command the same way (rich's
+        own exit status 1 would read as "not running" from `feedmux status`)."""
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def _console() -> Console:
     """Rich output; when piped, wide enough that no column is cut short."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return _Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _cell(value: object) -> str:

@@ -96,7 +96,10 @@ def acquire(run_dir: Path, data_dir: Path, wait_s: float = ACQUIRE_WAIT_S) -> Lo
     fds: list[int] = []
     try:
         for path in lock_paths(run_dir, data_dir):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise ConfigError(f"cannot open the instance lock {path}: {exc}") from exc
             fds.append(fd)
             if not _lock(fd, fcntl.LOCK_EX, wait_s):
                 other = _read_holder(fd)
