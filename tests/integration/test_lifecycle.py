@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +179,47 @@ def test_one_instance_per_dir_readers_that_go_away_and_a_hung_up_terminal(
     assert received["final"] and received["unconfirmed"] == 0
     assert len(read_ticks(data_dir)) == received["ticks"] > 0
     assert f"all {received['ticks']:,} received ticks and books are stored" in out
+
+
+def test_closing_its_terminal_stops_a_live_run_in_order(tmp_path: Path, procs: Procs) -> None:
+    run_dir, data_dir, dirs = _dirs(tmp_path)
+    master, slave = pty.openpty()
+    env = {**os.environ, "FEEDMUX_TOKEN": TOKEN, "TERM": "xterm-256color"}
+    # A session of its own whose controlling terminal is the pty, as a login shell's is.
+    as_login = (
+        "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'feedmux', *sys.argv[1:]])"
+    )
+    run = subprocess.Popen([sys.executable, "-c", as_login, "run", "--replay", *SMALL,
+                            "--replay-rate", "200", *dirs],
+                           stdin=slave, stdout=slave, stderr=slave, env=env,
+                           start_new_session=True)  # fmt: skip
+    procs.started.append(run)
+    os.close(slave)
+    done = threading.Event()
+
+    def drain() -> None:  # the terminal's screen, so the live table never blocks on it
+        while not done.is_set():
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: _started(run_dir), 30, "the run to store")
+    finally:
+        done.set()
+        reader.join()
+        os.close(master)  # the terminal closes: SIGHUP to its processes, then EIO on writes
+    assert run.wait(scaled(60)) == 0
+    log = (run_dir / "feedmux.log").read_text()
+    assert "stopped cleanly" in log, log[-2000:]
+    received = read_stats(run_dir / "stats")["receiver"]
+    assert received["final"] and received["unconfirmed"] == 0
+    assert len(read_ticks(data_dir)) == received["ticks"] > 0
 
 
 def test_a_killed_supervisor_leaves_no_orphan_and_a_new_run_loses_nothing(
