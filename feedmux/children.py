@@ -6,7 +6,10 @@ module, which must stay light (the supervisor's status table pulls in rich).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -17,19 +20,24 @@ from typing import Any
 import setproctitle
 
 from feedmux.errors import FeedmuxError
+from feedmux.instance import Lock
 
 READY_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _spawn = multiprocessing.get_context("spawn")
 
 
 class Child:
-    """One worker process; ``start`` waits until it says it is ready."""
+    """One worker process; ``start`` waits until it says it is ready. Given the run's
+    ``lock``, the worker holds it too: the directory stays busy while any worker lives."""
 
-    def __init__(self, name: str, target: Callable[..., int], args: tuple[Any, ...]) -> None:
+    def __init__(self, name: str, target: Callable[..., int], args: tuple[Any, ...],
+                 lock: Lock | None = None) -> None:  # fmt: skip
         self.name = name
         self.target = target
         self.args = args
+        self.lock = lock
         self.process: BaseProcess | None = None
         self.restarts = 0
         self._terminated = False
@@ -37,7 +45,10 @@ class Child:
     def start(self) -> Any:
         ours, theirs = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
-            target=_entry, args=(self.target, *self.args, theirs), name=f"feedmux-{self.name}"
+            target=_entry,
+            args=(self.target, *self.args, theirs),
+            kwargs={"lock": self.lock},
+            name=f"feedmux-{self.name}",
         )
         process.start()
         theirs.close()
@@ -68,10 +79,30 @@ class Child:
         return process.exitcode
 
 
-def _entry(target: Callable[..., int], *args: Any) -> None:
-    """A worker's ``main`` returns its exit status; multiprocessing would drop it."""
+def _entry(target: Callable[..., int], *args: Any, lock: Lock | None = None) -> None:
+    """A worker's ``main`` returns its exit status; multiprocessing would drop it.
+
+    ``lock`` arrives as the run's held lock and is kept open for the worker's whole life."""
     setproctitle.setproctitle(multiprocessing.current_process().name)  # e.g. feedmux-shard-3
+    # A closed terminal sends SIGHUP to the whole process group: the supervisor alone decides
+    # the order of shutdown (as for SIGINT, which each worker ignores itself).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _stop_with_parent()
     sys.exit(target(*args))
+
+
+def _stop_with_parent() -> None:
+    """SIGTERM when the supervisor dies, even by kill -9: the worker then stops in order as
+    if the supervisor had asked (workers.StopFlag also checks the parent, portably)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the parent-pid check remains
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took hold
+        sys.exit(1)
 
 
 def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:

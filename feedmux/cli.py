@@ -4,8 +4,10 @@ defaults)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -18,9 +20,9 @@ from feedmux import __version__, options
 from feedmux.bars import Bar
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
-from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
 from feedmux.journal import journal_codes
-from feedmux.model import Depth
+from feedmux.model import Depth, Tick
 from feedmux.moves import parse_min_moves
 from feedmux.options import suppress_defaults
 from feedmux.simulator.market import a_share_universe
@@ -30,6 +32,7 @@ from feedmux.transports import zmq as zt
 ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
 DEFAULT_RATE = 5000.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TAIL_CHECK_S = 1.0  # with no message for this long, `tail` checks the run still lives
 
 
 Options = argparse._ActionsContainer  # a parser or one of its argument groups
@@ -634,31 +637,42 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux import instance  # noqa: PLC0415
     from feedmux.consumer import Subscriber  # noqa: PLC0415
 
+    run_dir = _run_dir(args, env)
+    # A local run found by its directory: when it stops, say so rather than wait for ever.
+    # (--endpoint: another host's run, which this one cannot see stop.)
+    watched = args.endpoint is None and args.shards is None
     seen = 0
-    with Subscriber(args.codes or None, _run_dir(args, env), args.shards, trades=not args.moves,
+    with Subscriber(args.codes or None, run_dir, args.shards, trades=not args.moves,
                     books=args.books and not args.moves, trade_moves=args.moves,
                     book_moves=args.books and args.moves, bars=args.bars, endpoint=args.endpoint,
                     server_key=args.server_key,
                     client_key=args.client_key) as subscriber:  # fmt: skip
-        for item in subscriber:
-            if isinstance(item, Bar):
-                print(f"{item.code:<10} bar {item.minute_ns // 10**9:<16} open={item.open:.4f} "
-                      f"high={item.high:.4f} low={item.low:.4f} close={item.close:.4f} "
-                      f"volume={item.volume:.0f} trades={item.count}", flush=True)  # fmt: skip
-            elif isinstance(item, Depth):
-                best_bid = item.bids[0][0] if item.bids else "-"
-                best_ask = item.asks[0][0] if item.asks else "-"
-                print(f"{item.code:<10} seq={item.seq:<16} book bid={best_bid} ask={best_ask} "
-                      f"levels={len(item.bids)}/{len(item.asks)}", flush=True)  # fmt: skip
-            else:
-                print(f"{item.code:<10} seq={item.seq:<16} price={item.price:<10.4f} "
-                      f"volume={item.volume:<10.0f} dir={item.direction}", flush=True)  # fmt: skip
+        while args.count is None or seen < args.count:
+            item = subscriber.recv(timeout=TAIL_CHECK_S)
+            if item is None:
+                if watched and instance.running(run_dir) is None:
+                    raise NotRunningError(f"the feedmux run in {run_dir} stopped")
+                continue
+            print(_tail_line(item), flush=True)
             seen += 1
-            if args.count is not None and seen >= args.count:
-                break
     return 0
+
+
+def _tail_line(item: Tick | Depth | Bar) -> str:
+    if isinstance(item, Bar):
+        return (f"{item.code:<10} bar {item.minute_ns // 10**9:<16} open={item.open:.4f} "
+                f"high={item.high:.4f} low={item.low:.4f} close={item.close:.4f} "
+                f"volume={item.volume:.0f} trades={item.count}")  # fmt: skip
+    if isinstance(item, Depth):
+        best_bid = item.bids[0][0] if item.bids else "-"
+        best_ask = item.asks[0][0] if item.asks else "-"
+        return (f"{item.code:<10} seq={item.seq:<16} book bid={best_bid} ask={best_ask} "
+                f"levels={len(item.bids)}/{len(item.asks)}")  # fmt: skip
+    return (f"{item.code:<10} seq={item.seq:<16} price={item.price:<10.4f} "
+            f"volume={item.volume:<10.0f} dir={item.direction}")  # fmt: skip
 
 
 def cmd_change(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -745,7 +759,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     # `ps` shows a process's command line: replace it, so a --token given there is not shown.
     setproctitle.setproctitle(f"feedmux {args.command}")
     try:
-        return COMMANDS[args.command](args, os.environ if env is None else env)
+        code = COMMANDS[args.command](args, os.environ if env is None else env)
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is handled below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`feedmux status | head -1`): what Python's docs advise, so
+        # the flush at exit does not fail again; the shell's code for a writer SIGPIPE ended.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):  # stdout is not a file (tests)
+            os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+    except NotRunningError as exc:  # not an invocation error: like status's "not running"
+        print(f"feedmux {args.command}: {exc}", file=sys.stderr)
+        return 1
     except FeedmuxError as exc:
         print(f"feedmux {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ running instance, and CURVE key files."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import zmq.auth
 from rich.console import Console
 from rich.table import Table
 
+from feedmux import instance
 from feedmux import status as st
 from feedmux.config import RunPaths, read_manifest
 from feedmux.consumer import SnapshotClient
@@ -27,10 +29,15 @@ from feedmux.symbols import parse_symbols
 
 
 def show_status(run_dir: Path, *, as_json: bool) -> int:
-    """The live table once (rates over about a second); 1 when the instance is not running."""
+    """The live table once (rates over about a second); 1 when the instance is not running.
+
+    Running means any process of the run lives (it holds the run dir's lock): after the
+    supervisor died, its workers still store what they hold."""
     manifest = read_manifest(run_dir)
     paths = RunPaths(run_dir)
-    running = _alive(manifest.pid)
+    holder = instance.running(run_dir)
+    running = holder is not None
+    supervisor = holder is not None and holder.supervisor_alive()
     before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
     silent: dict[str, float | None] = {}
     if running:
@@ -38,9 +45,12 @@ def show_status(run_dir: Path, *, as_json: bool) -> int:
             silent = Control(run_dir, timeout=2.0).silent(manifest.silent_after_s)
     status = st.build_status(before, now, manifest.shards, silent=silent,
                              warnings=st.recent_warnings(paths.log_file))  # fmt: skip
-    title = f"feedmux pid {manifest.pid}" + ("" if running else " (NOT RUNNING: last numbers)")
+    title = f"feedmux pid {manifest.pid}" + (
+        "" if supervisor else " (supervisor gone: its workers are finishing)" if running
+        else " (NOT RUNNING: last numbers)")  # fmt: skip
     if as_json:
-        print(json.dumps({"running": running, "pid": manifest.pid, **status.as_dict()}))
+        print(json.dumps({"running": running, "supervisor": supervisor, "pid": manifest.pid,
+                          **status.as_dict()}))  # fmt: skip
     else:
         _console().print(st.render(status, title))
     return 0 if running else 1
@@ -110,9 +120,16 @@ def make_keys(directory: Path, name: str) -> int:
     return 0
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away: feedmux.cli.main ends every command the same way (rich's
+        own exit status 1 would read as "not running" from `feedmux status`)."""
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def _console() -> Console:
     """Rich output; when piped, wide enough that no column is cut short."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return _Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _cell(value: object) -> str:
@@ -121,13 +138,3 @@ def _cell(value: object) -> str:
     if isinstance(value, datetime):
         return value.strftime("%m-%d %H:%M:%S.%f")[:-3]
     return str(value)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True

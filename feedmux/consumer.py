@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from feedmux import wire
+from feedmux import instance, wire
 from feedmux.bars import Bar
 from feedmux.config import RunPaths, read_manifest, tcp_port
 from feedmux.errors import ConfigError, ConsumerError, GapError
@@ -93,7 +93,8 @@ class Subscriber:
     the ``--min-move`` families: only trades (books) whose price (best bid or ask) moved by at
     least the run's step since the last one sent there. ``bars`` adds the 1-minute ``Bar`` of
     each code as it closes (and again when a late tick amends it). ``shards`` may be given to
-    subscribe before the run starts (otherwise it is read from the run directory). Iterating blocks
+    subscribe before the run starts (otherwise it is read from the run directory, and one where
+    nothing runs raises ``NotRunningError`` at once). Iterating blocks
     until the next message. ``queue`` is how many messages may wait unread before the
     publisher drops for this subscriber alone (the pipeline never waits for a consumer).
 
@@ -125,6 +126,8 @@ class Subscriber:
         if on_gap not in ("raise", "count"):
             raise ConfigError(f"on_gap must be 'raise' or 'count', not {on_gap!r}")
         self.run_dir = Path(run_dir)
+        if endpoint is None and shards is None:  # a stopped instance would never send a thing
+            instance.require(self.run_dir)  # (with shards= one may subscribe before the start)
         self._conn = Connection.of(self.run_dir, shards, endpoint, server_key, client_key)
         self.shards = self._conn.shards
         self.codes = parse_symbols(codes) if codes is not None else None

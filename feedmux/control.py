@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from feedmux import wire
+from feedmux import instance, wire
 from feedmux.config import RunPaths
 from feedmux.consumer import SnapshotClient
 from feedmux.errors import ConfigError, ConsumerError, SubscriptionError
@@ -21,6 +21,7 @@ from feedmux.writes import health
 
 UNIVERSE_FILE = "subscriptions.json"
 CONFIRM_TIMEOUT_NS = 60_000_000_000
+ALIVE_CHECK_S = 0.5  # while waiting for the receiver, check this often that the run lives
 
 
 def silent_codes(
@@ -160,11 +161,12 @@ class Control:
         self.timeout = timeout
 
     def _request(self, request: wire.ControlRequest) -> wire.ControlReply:
+        instance.require(self.paths.root)  # nothing runs: say so now, not after the timeout
         ctx = zt.context()
         try:
             sock = zt.req(ctx, self.paths.control)
             sock.send(wire.encode(request))
-            if not sock.poll(int(self.timeout * 1000)):
+            if not self._answered(sock):
                 raise ConsumerError(f"no answer from the receiver within {self.timeout} s: is "
                                     f"feedmux running with run dir {self.paths.root}?")  # fmt: skip
             reply = wire.control_reply_decoder.decode(sock.recv())
@@ -173,6 +175,15 @@ class Control:
         if reply.error:
             raise ConsumerError(reply.error)
         return reply
+
+    def _answered(self, sock: zt.Sock) -> bool:
+        """Wait for the reply; an instance that stops meanwhile ends the wait at once."""
+        deadline = time.monotonic() + self.timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if sock.poll(int(min(left, ALIVE_CHECK_S) * 1000)):
+                return True
+            instance.require(self.paths.root)
+        return False
 
     def _change(self, request: wire.Subscribe | wire.Unsubscribe) -> list[str]:
         reply = self._request(request)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 from rich.console import Console
@@ -59,5 +61,54 @@ class LiveDisplay:
         self.live.stop()
 
 
-def open_display(out: TextIO, live: bool, title: str = "feedmux") -> Display:
-    return LiveDisplay(out, title) if live else PlainDisplay(out)
+class GuardedDisplay:
+    """A display whose reader may go away: a pipe closed (``feedmux run | head``), a terminal
+    hung up. The first failed write turns it off for good and points the stream at /dev/null
+    (so no later write, nor the flush at exit, fails again); ``on_gone`` is told once. The
+    run goes on: its messages still go to the run's log file."""
+
+    def __init__(self, inner: Display, out: TextIO, on_gone: Callable[[OSError], None]) -> None:
+        self.inner = inner
+        self.out = out
+        self.on_gone = on_gone
+        self.gone = False
+
+    def say(self, text: str) -> None:
+        self._write(self.inner.say, text)
+
+    def show(self, status: Status, elapsed_s: float) -> None:
+        self._write(self.inner.show, status, elapsed_s)
+
+    def close(self) -> None:
+        self._write(self.inner.close)
+
+    def _write(self, write: Callable[..., None], *args: object) -> None:
+        if self.gone:
+            return
+        try:
+            write(*args)
+        except OSError as exc:  # EPIPE from a closed pipe, EIO from a hung-up terminal
+            self.gone = True
+            silence(self.out)
+            self.on_gone(exc)
+
+
+def silence(out: TextIO) -> None:
+    """Point ``out``'s file descriptor at /dev/null (what Python's docs advise once a reader
+    went away), so what is still buffered or written later goes nowhere, without an error."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # not a real file (tests): nothing is flushed at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def open_display(out: TextIO, live: bool, title: str = "feedmux",
+                 on_gone: Callable[[OSError], None] | None = None) -> Display:  # fmt: skip
+    """The live table or plain lines; with ``on_gone``, one that survives its reader."""
+    display: Display = LiveDisplay(out, title) if live else PlainDisplay(out)
+    return display if on_gone is None else GuardedDisplay(display, out, on_gone)

@@ -11,6 +11,7 @@ the whole family with one ``except``. Messages never contain the vendor token.
     │   └── SubscriptionError    codes the vendor (or a plan limit) refused, with the reasons
     ├── StoreError           a sink could not write or read
     └── ConsumerError        a Subscriber / SnapshotClient could not reach a running pipeline
+        ├── NotRunningError  no feedmux run holds that run directory (clients answer at once)
         └── GapError         a Subscriber missed messages (or a shard restarted): resync
 """
 
@@ -71,6 +72,10 @@ class StoreError(FeedmuxError):
 
 class ConsumerError(FeedmuxError):
     """A consumer could not reach or understand a running pipeline."""
+
+
+class NotRunningError(ConsumerError):
+    """No ``feedmux run`` holds the run directory: nothing there can answer."""
 
 
 class GapError(ConsumerError):

@@ -19,12 +19,14 @@ from typing import TextIO
 
 import msgspec
 
+from feedmux import instance
 from feedmux.children import Child
 from feedmux.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.control import Control, save_universe
 from feedmux.display import open_display
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.providers.alltick import EXIT_GAVE_UP, GiveUp
+from feedmux.sinks.stores import SQLITE
 from feedmux.stats import read_stats
 from feedmux.status import Stats, Status, build_status, progress_line, recent_warnings
 from feedmux.transports import zmq as zt
@@ -50,9 +52,11 @@ def _check_writable(data_dir: Path) -> None:
 
 
 class _Signals:
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) all stop the run in order."""
+
     def __init__(self) -> None:
         self.received: int | None = None
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._set)
 
     def _set(self, signum: int, frame: object) -> None:
@@ -62,9 +66,11 @@ class _Signals:
 class Supervisor:
     """Owns the worker processes; whatever happens, ``shutdown`` stops them in order."""
 
-    def __init__(self, settings: Settings, say: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, say: Callable[[str], None],
+                 lock: instance.Lock | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.say = say
+        self.lock = lock  # every worker holds it too: see feedmux.instance
         self.silent: dict[str, float | None] = {}
         self._last_stats: Stats | None = None
         self.replay: Child | None = None
@@ -81,7 +87,7 @@ class Supervisor:
         if replay is not None:
             replay = msgspec.structs.replace(replay, log_file=str(paths.log_file),
                                              log_stderr=settings.display != "live")  # fmt: skip
-            self.replay = Child("replay", replay_worker.main, (replay,))
+            self.replay = Child("replay", replay_worker.main, (replay,), self.lock)
             url = self.replay.start()
             self.settings = settings = msgspec.structs.replace(settings, url=url)
             burst = ", opening burst" if replay.burst else ""
@@ -101,7 +107,7 @@ class Supervisor:
                             curve_server_key=server_key)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         for i in range(settings.shards):
-            self.shards.append(Child(f"shard-{i}", shard.main, (settings, i)))
+            self.shards.append(Child(f"shard-{i}", shard.main, (settings, i), self.lock))
             self.shards[-1].start()
         self.say(f"{settings.shards} shard workers up; store: "
                  f"{Path(settings.data_dir).resolve()}; run dir: {paths.root}")  # fmt: skip
@@ -109,7 +115,7 @@ class Supervisor:
             curve = " (CURVE)" if settings.curve_secret_file else ""
             self.say(f"consumers: {settings.public_endpoint}{curve}: shard i publishes on "
                      "PORT+2i, answers snapshots on PORT+2i+1")  # fmt: skip
-        self.receiver = Child("receiver", receiver.main, (settings,))
+        self.receiver = Child("receiver", receiver.main, (settings,), self.lock)
         self.receiver.start()
         self.say(f"receiver up: {len(settings.codes):,} codes from "
                  f"{redact(settings.url, settings.token)}")  # fmt: skip
@@ -214,8 +220,15 @@ class Supervisor:
                          "the codes, the token and the URL")  # fmt: skip
             return EXIT_GAVE_UP
         self.say(f"stopped cleanly: all {received:,} received ticks and books are stored "
-                 f"(read them with feedmux.read_ticks({self.settings.data_dir!r}))")  # fmt: skip
+                 f"({self._where_stored()})")  # fmt: skip
         return 0
+
+    def _where_stored(self) -> str:
+        """How to read back what this run wrote: the stores it was given, password masked."""
+        stores = self.settings.store_list()
+        sources = [store.location if store.kind == SQLITE else store.shown for store in stores]
+        reads = " or ".join(f"feedmux.read_ticks({source!r})" for source in sources)
+        return f"read them with {reads}"
 
 
 def run(
@@ -224,23 +237,43 @@ def run(
     stop_after_s: float | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Run the pipeline until SIGINT/SIGTERM (or ``stop_after_s``); 0 on an orderly stop.
+    """Run the pipeline until SIGINT/SIGTERM/SIGHUP (or ``stop_after_s``); 0 on an orderly stop.
+
+    A second run on the same run or data directory is refused (``instance``). If ``out``'s
+    reader goes away the run goes on, writing its messages to the log file only.
 
     On a terminal (``display`` auto) the status is a live table and the workers log only to
     ``<run_dir>/feedmux.log``; elsewhere progress lines and worker logs go to stdout/stderr."""
     out = sys.stdout if out is None else out
     live = settings.display == "live" or (settings.display == "auto" and out.isatty())
     settings = msgspec.structs.replace(settings, display="live" if live else "plain")
-    settings.paths.prepare()  # before anything starts: a bad run dir is only an error message
+    # Before anything starts: a bad directory is only an error message, and a second run on
+    # these directories is refused before it touches the first one's sockets or stats.
+    _check_writable(Path(settings.data_dir))
+    settings.paths.prepare()
+    lock = instance.acquire(settings.paths.root, Path(settings.data_dir))
+    try:
+        return _run(settings, replay, stop_after_s, out=out, live=live, lock=lock)
+    finally:
+        lock.release()  # the workers' copies went with them
+
+
+def _run(settings: Settings, replay: ReplaySettings | None, stop_after_s: float | None, *,
+         out: TextIO, live: bool, lock: instance.Lock) -> int:  # fmt: skip
     log = logging.getLogger("feedmux.supervisor")
-    display = open_display(out, live)
+
+    def output_gone(exc: OSError) -> None:
+        log.warning("stdout closed (%s): the run goes on; its messages are only in %s",
+                    exc.strerror or exc, settings.paths.log_file)  # fmt: skip
+
+    display = open_display(out, live, on_gone=output_gone)
 
     def say(text: str) -> None:
         display.say(text)
         log.info("%s", text)
 
     signals = _Signals()
-    supervisor = Supervisor(settings, say)
+    supervisor = Supervisor(settings, say, lock)
     with _logging_to(settings.paths.log_file, log):
         try:
             try:
@@ -248,7 +281,7 @@ def run(
                 supervisor.watch(signals, stop_after_s, display.show)
             finally:
                 display.close()  # the table ends here: shutdown messages follow as plain lines
-                display = open_display(out, live=False)
+                display = open_display(out, live=False, on_gone=output_gone)
         except BaseException:
             supervisor.shutdown()  # never leave workers behind, whatever went wrong
             raise

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,19 +15,35 @@ from feedmux.writes import LogFileHandler
 
 
 class StopFlag:
-    """Set by SIGTERM (and SIGINT when standalone); the loop checks it between polls.
+    """Set by SIGTERM (and SIGINT when standalone), or when a supervised worker's supervisor
+    is gone; the loop checks ``requested`` between polls.
 
-    Supervised workers ignore SIGINT: a Ctrl-C in the terminal reaches the whole process
-    group, and the supervisor, not each worker, decides the order of shutdown.
+    Supervised workers ignore SIGINT and SIGHUP: a Ctrl-C or a closed terminal reaches the
+    whole process group, and the supervisor, not each worker, decides the order of shutdown.
+    When the supervisor dies (even by kill -9) the worker stops in order by itself: Linux
+    sends it SIGTERM (feedmux.children), and the parent-pid check here catches it elsewhere.
     """
 
     def __init__(self, supervised: bool) -> None:
-        self.requested = False
+        self.signalled = False
+        parent = multiprocessing.parent_process() if supervised else None
+        self._parent_pid = parent.pid if parent is not None else None
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, signal.SIG_IGN if supervised else self._set)
+        if supervised:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    @property
+    def orphaned(self) -> bool:
+        """The supervisor that started this worker is gone (the worker was reparented)."""
+        return self._parent_pid is not None and os.getppid() != self._parent_pid
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled or self.orphaned
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
+        self.signalled = True
 
 
 def setup_logging(

@@ -33,6 +33,9 @@ from workers._process import StopFlag, run_logging
 
 BURST = 256  # bus messages handled before timers get a turn
 DRAIN_QUIET_NS = 500_000_000  # after SIGTERM without an End: exit once the bus is this quiet
+# The supervisor died: the receiver was told at the same moment and still hands over its last
+# ticks and an End, which may come after a longer pause than an ordinary stop's.
+ORPHAN_DRAIN_QUIET_NS = 5_000_000_000
 MAX_POLL_MS = 100
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
@@ -258,7 +261,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             publish([*bar_frames, state.heartbeat()])
             submit(bar_writers, bar_batches)
             report()
-        if stop.requested and (state.ended or now - last_bus_ns > DRAIN_QUIET_NS):
+        quiet_ns = ORPHAN_DRAIN_QUIET_NS if stop.orphaned else DRAIN_QUIET_NS
+        if stop.requested and (state.ended or now - last_bus_ns > quiet_ns):
             break
 
     bar_frames, bar_batches = state.close_bars()

@@ -1,0 +1,54 @@
+"""What `feedmux run` tells its reader: a display that survives the reader going away, and a
+closing line that names the stores actually written."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from feedmux.config import Settings
+from feedmux.display import open_display
+from feedmux.stats import write_stats
+from feedmux.supervisor import Supervisor
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_display_whose_reader_went_away_is_told_once_and_stays_quiet() -> None:
+    lost: list[OSError] = []
+    display = open_display(_ClosedPipe(), live=False, on_gone=lost.append)
+    display.say("replay server: ws://...")  # no exception: the run goes on
+    display.say("2 shard workers up")
+    display.close()
+    assert len(lost) == 1 and isinstance(lost[0], BrokenPipeError)
+
+
+@pytest.mark.parametrize(
+    ("stores", "named", "hidden"),
+    [
+        ([], ["feedmux.read_ticks('DATA')"], []),
+        (["sqlite:///elsewhere"], ["feedmux.read_ticks('elsewhere')"], ["'DATA'"]),
+        (["postgresql://ops:s3cret@db.example/ticks", "sqlite://"],
+         ["feedmux.read_ticks('postgresql://ops:***@db.example/ticks')",
+          "feedmux.read_ticks('DATA')"], ["s3cret"]),
+    ],
+)  # fmt: skip
+def test_the_closing_line_names_the_stores_written(
+    tmp_path: Path, stores: list[str], named: list[str], hidden: list[str]
+) -> None:
+    data_dir = str(tmp_path / "data")
+    settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
+                        data_dir=data_dir, stores=stores)  # fmt: skip
+    settings.paths.prepare()
+    write_stats(settings.paths.stats_dir, "receiver", {"final": True, "unconfirmed": 0,
+                                                       "ticks": 7, "books": 0})  # fmt: skip
+    said: list[str] = []
+    assert Supervisor(settings, said.append).verdict({}) == 0
+    closing = said[-1].replace(data_dir, "DATA")
+    assert closing.startswith("stopped cleanly: all 7 received ticks and books are stored")
+    assert all(n in closing for n in named) and not any(h in closing for h in hidden), closing
