@@ -32,7 +32,7 @@ def test_a_display_whose_reader_went_away_is_told_once_and_stays_quiet() -> None
     ("stores", "named", "hidden"),
     [
         ([], ["feedmux.read_ticks('DATA')"], []),
-        (["sqlite:///elsewhere"], ["feedmux.read_ticks('elsewhere')"], ["'DATA'"]),
+        (["sqlite:///srv/ticks"], ["feedmux.read_ticks('/srv/ticks')"], ["'DATA'"]),
         (["postgresql://ops:s3cret@db.example/ticks", "sqlite://"],
          ["feedmux.read_ticks('postgresql://ops:***@db.example/ticks')",
           "feedmux.read_ticks('DATA')"], ["s3cret"]),
