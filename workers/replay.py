@@ -15,6 +15,7 @@ import struct
 import sys
 import time
 from collections.abc import Coroutine
+from http import HTTPStatus
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.journal import Push, journal_pushes
@@ -129,15 +131,20 @@ class ReplayServer:
         return self.stall_from <= asyncio.get_running_loop().time() < self.stall_until
 
     # -- connections ----------------------------------------------------------------------------
+    @staticmethod
+    def check_path(connection: ServerConnection, request: Request) -> Response | None:
+        """Another path is an HTTP 404 before any upgrade, as the vendor's web server answers
+        one (a client then knows its URL is wrong, not that the feed is flaky)."""
+        if urlsplit(request.path).path != STOCK_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"not found; use {STOCK_PATH}\n")
+        return None
+
     async def handle(self, ws: ServerConnection) -> None:
         conn = next(self.ids)
         request = ws.request
         assert request is not None
         parts = urlsplit(request.path)
         token = parse_qs(parts.query).get("token", [""])[0]
-        if parts.path != STOCK_PATH:
-            await ws.close(1008, f"unknown path, use {STOCK_PATH}")
-            return
         if not self.rules.open(conn, token, time.monotonic_ns()):
             self._log_violations()
             await ws.close(1008, "too many requests and connection will be closed")
@@ -445,7 +452,7 @@ class ReplayServer:
             self.frames = [(p.code, text_frame(p.payload)) for p in pushes if not p.book]
         async with serve(
             self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,
-            ping_interval=None,
+            ping_interval=None, process_request=self.check_path,
         ) as server:  # fmt: skip
             port = next(iter(server.sockets)).getsockname()[1]
             self.url = f"ws://{settings.host}:{port}{STOCK_PATH}"

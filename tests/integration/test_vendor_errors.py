@@ -74,6 +74,13 @@ def test_a_wrong_token_stops_the_run_with_a_clear_message(tmp_path: Path, replay
     assert WRONG_TOKEN not in output and WRONG_TOKEN not in _log(tmp_path)
 
 
+def test_a_typo_in_the_urls_path_stops_the_run(tmp_path: Path, replay: str) -> None:
+    typo = replay.replace("/quote-stock-b-ws-api", "/quote-stock-ws-api")
+    code, output = _finish(_run(tmp_path, typo, GOOD, "--give-up-after", "1"))
+    assert code == EXIT_VENDOR, output  # the server answers HTTP 404, as a web server does
+    assert f"{typo} is not a WebSocket endpoint: HTTP 404" in output
+
+
 class _Page(http.server.BaseHTTPRequestHandler):
     status = 404
 
