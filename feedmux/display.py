@@ -33,7 +33,7 @@ class PlainDisplay:
 
     def show(self, status: Status, elapsed_s: float) -> None:
         now = time.monotonic()
-        if now >= self._next:
+        if now >= self._next and status.measured:  # a line reading "0/s" only misleads
             self._next = now + PLAIN_EVERY_S
             self.say(progress_line(status, elapsed_s))
 

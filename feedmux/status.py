@@ -71,6 +71,7 @@ class Status:
     codes_rejected: int = 0  # codes the vendor refused (or no connection had room for)
     rejected: list[str] = field(default_factory=list)  # the first few of them
     failing: list[str] = field(default_factory=list)  # "shard-0: store failing: disk full ..."
+    measured: bool = False  # the rates are measured (False: no earlier reading, they read 0)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +148,7 @@ def build_status(
         received=receiver.get("ticks", 0),
         ticks_per_s=_per_s((prev_receiver or {}).get("ticks"), receiver.get("ticks", 0),
                            receiver_dt),
+        measured=receiver_dt > 0,
         stored=sum(s.get("stored", 0) for s in shard_stats),
         published=sum(s.get("published", 0) for s in shard_stats),
         books=receiver.get("books", 0),

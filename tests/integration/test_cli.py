@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,9 @@ def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert run.returncode == 0, output
     assert "replay server: ws://127.0.0.1:" in output
     assert "received" in output and "stopped cleanly" in output
+    # Every progress line while feeding has a measured rate: the first one too, not "0/s".
+    rates = re.findall(r"ticks \(\s*([\d,]+)/s\)", output.split("stopping:")[0])
+    assert rates and "0" not in rates, output
     stored = read_ticks(tmp_path / "feedmux-data")
     assert set(stored["code"]) == {"600519.SH", "000001.SZ", "AAPL.US", "700.HK"}
     assert TOKEN not in output and secret not in output

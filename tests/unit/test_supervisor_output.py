@@ -11,6 +11,7 @@ import pytest
 from feedmux.config import Settings
 from feedmux.display import open_display
 from feedmux.stats import write_stats
+from feedmux.status import build_status
 from feedmux.supervisor import Supervisor
 
 
@@ -52,3 +53,16 @@ def test_the_closing_line_names_the_stores_written(
     closing = said[-1].replace(data_dir, "DATA")
     assert closing.startswith("stopped cleanly: all 7 received ticks and books are stored")
     assert all(n in closing for n in named) and not any(h in closing for h in hidden), closing
+
+
+def test_progress_lines_wait_for_a_measured_rate() -> None:
+    out = io.StringIO()
+    display = open_display(out, live=False)
+    display._next = 0.0  # type: ignore[attr-defined]  # a line is due now
+    receiver = {"role": "receiver", "time_ns": 10**9, "ticks": 5_000, "connections": []}
+    first = build_status(None, {"receiver": receiver}, 1)
+    display.show(first, 2.0)
+    assert out.getvalue() == ""  # no earlier reading: its rate would read 0/s
+    later = {"receiver": {**receiver, "time_ns": 2 * 10**9, "ticks": 10_000}}
+    display.show(build_status({"receiver": receiver}, later, 1), 3.0)
+    assert "received     10,000 ticks (   5,000/s)" in out.getvalue()
