@@ -15,6 +15,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import msgspec
 import zmq
 
 from feedmux.config import Settings, redact
@@ -105,6 +106,7 @@ def finish(
 def main(settings: Settings, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, "receiver")
+    token = settings.token
     paths = settings.paths
     url = settings.ws_url()
     ctx = zt.context()
@@ -152,7 +154,10 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             del by_fd[fd]
             link.close()
             links[i] = None
-        manager.on_disconnected(i, time.monotonic_ns(), redact(why, settings.token), failure)
+        if failure is not None:  # a server's words may quote the token: never keep it
+            failure = msgspec.structs.replace(failure, detail=redact(failure.detail, token),
+                                              body=redact(failure.body, token))  # fmt: skip
+        manager.on_disconnected(i, time.monotonic_ns(), redact(why, token), failure)
         journal.event(time.time_ns(), i, "disconnect", reason=why)
         wait_s = (conns[i].connect_at_ns - time.monotonic_ns()) / 1e9
         if manager.fatal is None:
@@ -273,7 +278,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 if last_frame_ns[c.index] else None,
                 "reconnects": c.reconnects, "watchdog_trips": c.watchdog_trips,
                 "bad_frames": c.client.bad_frames,
-                "error": c.last_error,
+                "error": redact(c.last_error, token),
             } for c in conns],
         })  # fmt: skip
 
@@ -371,9 +376,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
 
     if manager.fatal is not None:
         failure, count = manager.fatal
-        gave_up = GiveUp(failure.kind, give_up_message(failure, count, redact(settings.url)),
-                         count)  # fmt: skip
-        log.error("giving up: %s", redact(gave_up.message, settings.token))
+        message = give_up_message(failure, count, redact(settings.url))
+        gave_up = GiveUp(failure.kind, redact(message, token), count)  # printed, kept in stats
+        log.error("giving up: %s", gave_up.message)
     log.info("stopping: closing connections, handing the last ticks to the shards")
     for i, open_link in enumerate(links):
         if open_link is not None:

@@ -125,6 +125,34 @@ def test_a_url_that_is_not_a_websocket_or_refuses_the_token_stops_the_run(
     assert f"connect failed: HTTP {status}: <html><head><title>Not here</title></head>" in log
 
 
+class _EchoingVerdict(_Page):
+    """A vendor that quotes the token it was given in its JSON refusal."""
+
+    def do_GET(self) -> None:
+        token = self.path.partition("token=")[2]
+        body = json.dumps({"ret": 401, "msg": f"token {token} invalid"}).encode()
+        self.send_response(401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_refusal_that_quotes_the_token_never_shows_it(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoingVerdict)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"ws://127.0.0.1:{server.server_address[1]}/quote-stock-b-ws-api"
+    try:
+        code, output = _finish(_run(tmp_path, url, GOOD, "--give-up-after", "1"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == EXIT_VENDOR, output
+    assert "vendor refused the token (HTTP 401, ret=401 token *** invalid)" in output
+    stats = (tmp_path / "data" / "run" / "stats" / "receiver.json").read_text()
+    for where in (output, _log(tmp_path), stats):
+        assert TOKEN not in where
+
+
 def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, replay: str) -> None:
     run = _run(tmp_path, replay, [*GOOD, REFUSED])
     run_dir = tmp_path / "data" / "run"
