@@ -118,7 +118,8 @@ class WriteHealth:
     @staticmethod
     def _say(kind: str, text: str, level: int = logging.WARNING) -> None:
         if kind == "log":  # the log file is what fails: say it where it can still be seen
-            print(f"feedmux: log file: {text}", file=sys.stderr, flush=True)
+            with contextlib.suppress(OSError):  # stderr may be a closed pipe too
+                print(f"feedmux: log file: {text}", file=sys.stderr, flush=True)
         else:
             log.log(level, "%s", text)
 
@@ -145,9 +146,14 @@ class LogFileHandler(logging.FileHandler):
                 self.stream = self._open()
             self.stream.write(msg + self.terminator)
             self.stream.flush()
+        except RecursionError:  # as logging.StreamHandler does
+            raise
         except OSError as exc:
             self._drop_buffer()
             health.failed("log", exc)
+            return
+        except Exception:  # a bad format call: logging's own report, never the caller's crash
+            self.handleError(record)
             return
         health.ok("log")
 

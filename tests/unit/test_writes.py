@@ -15,7 +15,7 @@ from feedmux.errors import StoreError
 from feedmux.metrics import StatsCollector
 from feedmux.stats import read_stats, write_stats
 from feedmux.status import build_status, progress_line, render
-from feedmux.writes import WriteHealth, reason_of
+from feedmux.writes import LogFileHandler, WriteHealth, reason_of
 
 FULL = OSError(errno.ENOSPC, "No space left on device")
 
@@ -77,3 +77,20 @@ def test_status_and_metrics_say_what_is_failing(tmp_path: Path) -> None:
     labels = 'kind="store",process="shard-0",reason="disk full"'
     assert f"feedmux_disk_writes_failing{{{labels}}} 1.0" in text
     assert f"feedmux_disk_write_failures_total{{{labels}}} 1.0" in text
+
+
+def test_a_bad_log_call_is_logging_s_problem_not_the_callers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = LogFileHandler(tmp_path / "feedmux.log", encoding="utf-8")
+    log = logging.getLogger("test.bad-call")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("%d ticks", "many")  # a TypeError inside logging: reported, not raised
+        log.warning("still %s", "logging")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert "still logging" in (tmp_path / "feedmux.log").read_text()
+    assert "TypeError" in capsys.readouterr().err
