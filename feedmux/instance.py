@@ -108,8 +108,11 @@ def acquire(run_dir: Path, data_dir: Path, wait_s: float = ACQUIRE_WAIT_S) -> Lo
                     f"another feedmux run ({other.describe()}) is using the {where} "
                     f"{path.parent}; stop it first, or give this run its own --data-dir"
                 )
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, holder, 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, holder, 0)
+            except OSError as exc:  # a full disk, above all
+                raise ConfigError(f"cannot write the instance lock {path}: {exc}") from exc
     except BaseException:
         Lock(fds).release()
         raise

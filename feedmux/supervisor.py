@@ -38,14 +38,17 @@ RECEIVER_STOP_S = 30.0
 SHARD_STOP_S = 90.0
 STATUS_EVERY_S = 1.0
 SILENT_EVERY_S = 10.0
+PROBE_BYTES = 64 << 10  # what a run writes before its workers start is of this order
 
 
 def _check_writable(data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         probe = data_dir / ".feedmux-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        try:
+            probe.write_bytes(bytes(PROBE_BYTES))  # data, not just a name: a full disk fails here
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as exc:
         raise ConfigError(f"data directory {data_dir} is not writable ({exc}); "
                           "pass --data-dir or set FEEDMUX_DATA_DIR") from exc  # fmt: skip
@@ -79,9 +82,14 @@ class Supervisor:
         self.started = time.monotonic()
 
     def start(self, replay: ReplaySettings | None) -> None:
+        """Start every worker (``run`` has checked and locked the directories)."""
+        try:
+            self._start(replay)
+        except OSError as exc:  # the run's own files (a disk that filled meanwhile): no traceback
+            raise ConfigError(f"cannot start the run: {exc}") from exc
+
+    def _start(self, replay: ReplaySettings | None) -> None:
         settings, paths = self.settings, self.settings.paths
-        _check_writable(Path(settings.data_dir))
-        paths.prepare()
         for old in paths.stats_dir.glob("*.json"):
             old.unlink()  # numbers of an earlier run would read as this run's
         if replay is not None:

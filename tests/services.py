@@ -1,11 +1,13 @@
-"""The real PostgreSQL and Redis these tests use: skipped with a reason when absent, failed
-instead when FEEDMUX_REQUIRE_SERVICES=1 (CI)."""
+"""The real PostgreSQL and Redis these tests use, and small disks they fill: skipped with a
+reason when absent, failed instead when FEEDMUX_REQUIRE_SERVICES=1 (CI)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -55,3 +57,16 @@ def redis_prefix() -> Iterator[tuple[str, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def small_disk(where: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of ``size_mb`` mounted at ``where`` for one test (root needed), always unmounted."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
+                              str(where)], check=False, capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        _absent("a tmpfs mount", mounted.stderr.strip() or "mount failed", "a root user")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from feedmux import read_ticks
 from feedmux.journal import read_journal
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
+from tests import services
 from tests.conftest import wait_for
 from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
 
@@ -26,16 +26,7 @@ DISK_MB = 24  # the run's baseline (stores, WAL, journal, stats) is a few MB: ro
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of DISK_MB mounted for this test only (root needed), always unmounted."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs",
-                              str(disk)], check=False, capture_output=True, text=True)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    yield from services.small_disk(tmp_path / "disk", DISK_MB)
 
 
 def _fill(path: Path) -> None:
@@ -116,3 +107,14 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
     assert len(stored) == len(ticks)
     assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
     assert len(list(read_journal(data_dir / "journal"))) > 0  # paused, not broken
+
+
+def test_a_run_started_on_a_full_disk_says_so(tmp_path: Path, small_disk: Path) -> None:
+    data_dir = small_disk / "data"
+    data_dir.mkdir()
+    _fill(small_disk / "filler")
+    run = feedmux("run", "--replay", "--codes", "600519,000001", "--shards", "2",
+                  "--data-dir", str(data_dir), "--stop-after", "5")  # fmt: skip
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 2, output
+    assert "No space left on device" in output and "Traceback" not in output, output
