@@ -4,7 +4,6 @@ defaults)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import signal
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
 
-from feedmux import __version__, options
+from feedmux import __version__, options, pipes
 from feedmux.bars import Bar
 from feedmux.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.control import Control, load_universe
@@ -763,12 +762,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         sys.stdout.flush()  # here, not at exit: a reader gone by now is handled below
         return code
     except BrokenPipeError:
-        # The reader went away (`feedmux status | head -1`): what Python's docs advise, so
-        # the flush at exit does not fail again; the shell's code for a writer SIGPIPE ended.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        with contextlib.suppress(OSError, ValueError):  # stdout is not a file (tests)
-            os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        if not pipes.gone(sys.stdout):
+            raise  # another pipe (a worker's, a database's): a real error, shown as one
+        # The reader went away (`feedmux status | head -1`): nothing more to say, and the
+        # flush at exit must not fail again; the shell's code for a writer SIGPIPE ended.
+        pipes.silence(sys.stdout)
         return 128 + signal.SIGPIPE
     except NotRunningError as exc:  # not an invocation error: like status's "not running"
         print(f"feedmux {args.command}: {exc}", file=sys.stderr)

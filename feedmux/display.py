@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
@@ -10,6 +9,7 @@ from typing import Protocol, TextIO
 from rich.console import Console
 from rich.live import Live
 
+from feedmux import pipes
 from feedmux.status import Status, progress_line, render
 
 PLAIN_EVERY_S = 2.0  # a log line this often; the live table redraws at every update
@@ -89,22 +89,8 @@ class GuardedDisplay:
             write(*args)
         except OSError as exc:  # EPIPE from a closed pipe, EIO from a hung-up terminal
             self.gone = True
-            silence(self.out)
+            pipes.silence(self.out)
             self.on_gone(exc)
-
-
-def silence(out: TextIO) -> None:
-    """Point ``out``'s file descriptor at /dev/null (what Python's docs advise once a reader
-    went away), so what is still buffered or written later goes nowhere, without an error."""
-    try:
-        fd = out.fileno()
-    except (OSError, ValueError):  # not a real file (tests): nothing is flushed at exit
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
 
 
 def open_display(out: TextIO, live: bool, title: str = "feedmux",

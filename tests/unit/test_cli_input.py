@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from feedmux import __version__
+from feedmux import __version__, cli
 from feedmux.cli import build_parser, main
 from feedmux.errors import SymbolError
 from feedmux.symbols import read_symbols_file
@@ -84,3 +84,14 @@ def test_run_help_groups_its_options() -> None:
                   "network:", "replay server:"):  # fmt: skip
         assert f"\n{group}\n" in text, group
     assert "\noptions:\n" in text  # -h and --config stay on their own
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_an_error_not_a_quiet_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def worker_pipe_broke(args: object, env: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")  # e.g. a database connection, not our reader
+
+    monkeypatch.setitem(cli.COMMANDS, "status", worker_pipe_broke)
+    with pytest.raises(BrokenPipeError):
+        main(["status"], env={})

@@ -1,0 +1,34 @@
+"""When the reader of our output goes away (`feedmux status | head -1`): tell it apart from
+any other broken pipe, and stop writing without an error (what Python's docs advise)."""
+
+from __future__ import annotations
+
+import os
+import select
+from typing import TextIO
+
+
+def gone(out: TextIO) -> bool:
+    """Whether ``out`` is a pipe whose reader closed it (the kernel reports POLLERR on the
+    write end); False for anything else, a terminal or a file included."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # not a real file (tests)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def silence(out: TextIO) -> None:
+    """Point ``out``'s file descriptor at /dev/null, so what is still buffered or written later
+    goes nowhere, without an error (not even at exit)."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # not a real file (tests): nothing is flushed at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
