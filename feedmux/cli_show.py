@@ -74,7 +74,10 @@ def show_snapshot(
     else:
         frame = client.all()
     if missing:
-        listed = set(subscribed()) if subscribed is not None else None
+        listed = None
+        if subscribed is not None:
+            with contextlib.suppress(FeedmuxError):  # the receiver busy or restarting: say less
+                listed = set(subscribed())
         for code in missing:
             if listed is None:
                 why = "no tick yet (or not subscribed)"

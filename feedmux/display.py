@@ -27,14 +27,18 @@ class PlainDisplay:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self._next = time.monotonic() + PLAIN_EVERY_S
+        self._shown = False
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
     def show(self, status: Status, elapsed_s: float) -> None:
         now = time.monotonic()
-        if now >= self._next and status.measured:  # a line reading "0/s" only misleads
+        # The first line waits for a measured rate (an unmeasured "0/s" only misleads); after
+        # that a line is due every PLAIN_EVERY_S, measured or not (a stuck receiver shows).
+        if now >= self._next and (status.measured or self._shown):
             self._next = now + PLAIN_EVERY_S
+            self._shown = True
             self.say(progress_line(status, elapsed_s))
 
     def close(self) -> None:

@@ -66,3 +66,6 @@ def test_progress_lines_wait_for_a_measured_rate() -> None:
     later = {"receiver": {**receiver, "time_ns": 2 * 10**9, "ticks": 10_000}}
     display.show(build_status({"receiver": receiver}, later, 1), 3.0)
     assert "received     10,000 ticks (   5,000/s)" in out.getvalue()
+    display._next = 0.0  # type: ignore[attr-defined]
+    display.show(build_status(None, later, 1), 4.0)  # a stuck receiver: still a line
+    assert out.getvalue().count("received") == 2
