@@ -190,11 +190,6 @@ class RunPaths:
         return self.root / "run.json"
 
     @property
-    def lock(self) -> Path:
-        """Held (flock) by the running instance and every worker of it: see feedmux.instance."""
-        return self.root / "lock"
-
-    @property
     def log_file(self) -> Path:
         """Every process's log lines (the live table shows its recent warnings)."""
         return self.root / "feedmux.log"

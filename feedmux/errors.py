@@ -5,7 +5,8 @@ the whole family with one ``except``. Messages never contain the vendor token.
 
     FeedmuxError
     ├── ConfigError          bad settings, flags, paths or environment (fix the invocation)
-    │   └── SymbolError      one or more codes that cannot be parsed (names each code and line)
+    │   ├── SymbolError      one or more codes that cannot be parsed (names each code and line)
+    │   └── InstanceRunningError  another feedmux run holds the run or data directory
     ├── ProtocolError        a vendor message feedmux cannot accept
     ├── VendorError          the vendor answered a request with ret != 200
     │   └── SubscriptionError    codes the vendor (or a plan limit) refused, with the reasons
@@ -39,6 +40,10 @@ class SymbolError(ConfigError):
             head = f"{len(problems):,} invalid symbols; the first {self.SHOWN}:"
             lines.append(f"... and {len(problems) - self.SHOWN:,} more")
         super().__init__(head + "\n  " + "\n  ".join(lines))
+
+
+class InstanceRunningError(ConfigError):
+    """Another ``feedmux run`` holds the run or data directory (its pid is in the message)."""
 
 
 class ProtocolError(FeedmuxError):

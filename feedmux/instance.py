@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from feedmux.errors import ConfigError, NotRunningError
+from feedmux.errors import ConfigError, InstanceRunningError, NotRunningError
 
 RUN_LOCK = "lock"
 DATA_LOCK = "feedmux.lock"
@@ -56,10 +56,6 @@ class Holder(msgspec.Struct, frozen=True):
         except PermissionError:
             return True  # another user's process: it exists
         return True
-
-
-class InstanceRunningError(ConfigError):
-    """Another ``feedmux run`` holds the run or data directory."""
 
 
 class Lock:

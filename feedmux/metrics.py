@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from feedmux.errors import ConfigError
 from feedmux.stats import read_stats
-from feedmux.writes import failures_in
+from feedmux.writes import KNOWN_REASONS, failures_in
 
 
 def _buckets(state: dict[str, Any]) -> list[tuple[str, float]]:
@@ -56,8 +56,9 @@ class StatsCollector(Collector):
         )  # fmt: skip
         for name, s in sorted(stats.items()):
             for f in failures_in(s):
-                failures.add_metric([name, f.kind, f.reason], f.failures)
-                failing.add_metric([name, f.kind, f.reason], 1 if f.failing else 0)
+                reason = f.reason if f.reason in KNOWN_REASONS else "other"  # bounded labels
+                failures.add_metric([name, f.kind, reason], f.failures)
+                failing.add_metric([name, f.kind, reason], 1 if f.failing else 0)
         yield from (failures, failing)
 
     def _receiver(self, r: dict[str, Any]) -> Iterator[Metric]:

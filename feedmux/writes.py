@@ -30,6 +30,8 @@ MEANWHILE = {
     "universe": "the saved subscriptions are written again every second",
 }
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL, READ_ONLY = "disk full", "read-only file system"
+KNOWN_REASONS = frozenset({DISK_FULL, READ_ONLY})  # any other is an error's first line
 
 
 class WriteFailure(msgspec.Struct, kw_only=True):
@@ -51,12 +53,12 @@ def reason_of(exc: BaseException) -> str:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _FULL:
-            return "disk full"
+            return DISK_FULL
         if isinstance(seen, OSError) and seen.errno == errno.EROFS:
-            return "read-only file system"
+            return READ_ONLY
         text = str(seen)
         if "disk is full" in text or "No space left" in text:  # SQLite says it in words
-            return "disk full"
+            return DISK_FULL
         seen = seen.__cause__ or seen.__context__
     return _first_line(exc)
 

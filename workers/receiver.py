@@ -140,6 +140,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     poller.register(acks_fd, select.POLLIN)
     logged_kinds: set[str] = set()
     refused: dict[str, str] = {}  # codes the vendor refused, as logged
+    refused_at = [-1]  # the manager's version ``refused`` was last brought up to
     counters = {"bus_messages": 0}
     log.info("%d codes over %d connection(s) to %s, %d shards", len(codes),
              len(conns), redact(settings.url), settings.shards)  # fmt: skip
@@ -174,6 +175,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     def note_refused() -> None:
         """Codes the vendor refused: named once, and out of the saved universe (a restart
         does not ask for them again)."""
+        if manager.version == refused_at[0]:
+            return  # the common case, at every event (heartbeat replies): nothing changed
+        refused_at[0] = manager.version
         new = {c: why for c, why in manager.rejected.items() if c not in refused}
         if not new:
             return
