@@ -2,7 +2,8 @@
 its holders, never a pid file that can go stale.
 
 The supervisor takes ``flock(LOCK_EX)`` on ``<run-dir>/lock`` and ``<data-dir>/feedmux.lock``
-and writes who it is (pid, start time) into each. Every worker it starts inherits the same open
+(and ``feedmux.lock`` in each SQLite store directory elsewhere) and writes who it is (pid,
+start time) into each. Every worker it starts inherits the same open
 files (``Lock`` pickles into a spawned process as the lock itself), so a directory counts as
 busy while any process of that run lives: after a ``kill -9`` of the supervisor its workers
 still hold it while they drain, and the kernel drops it with the last of them.
@@ -16,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from multiprocessing import reduction
 from pathlib import Path
@@ -81,17 +83,27 @@ def _inherited(dups: list[Any]) -> Lock:
     return Lock([dup.detach() for dup in dups])
 
 
-def lock_paths(run_dir: Path, data_dir: Path) -> list[Path]:
-    return [run_dir / RUN_LOCK, data_dir / DATA_LOCK]
+def lock_paths(run_dir: Path, data_dir: Path, stores: Sequence[Path] = ()) -> dict[Path, str]:
+    """Each lock file and what its directory is. Once each: a second flock of one file from
+    this process would wait for the first."""
+    paths = {run_dir / RUN_LOCK: "run directory", data_dir / DATA_LOCK: "data directory"}
+    seen = {p.parent.resolve() for p in paths}
+    for store in stores:
+        if store.resolve() not in seen:
+            seen.add(store.resolve())
+            paths[store / DATA_LOCK] = "store directory"
+    return paths
 
 
-def acquire(run_dir: Path, data_dir: Path, wait_s: float = ACQUIRE_WAIT_S) -> Lock:
-    """Lock both directories for this process (and the workers it passes the Lock to), or
-    raise ``InstanceRunningError`` naming the instance that holds one. Both must exist."""
+def acquire(run_dir: Path, data_dir: Path, stores: Sequence[Path] = (),
+            wait_s: float = ACQUIRE_WAIT_S) -> Lock:  # fmt: skip
+    """Lock the run's directories (run, data and SQLite ``stores``) for this process and the
+    workers it passes the Lock to, or raise ``InstanceRunningError`` naming the instance that
+    holds one. They must exist."""
     holder = msgspec.json.encode(Holder(os.getpid(), time.time(), str(run_dir), str(data_dir)))
     fds: list[int] = []
     try:
-        for path in lock_paths(run_dir, data_dir):
+        for path, where in lock_paths(run_dir, data_dir, stores).items():
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
@@ -99,7 +111,6 @@ def acquire(run_dir: Path, data_dir: Path, wait_s: float = ACQUIRE_WAIT_S) -> Lo
             fds.append(fd)
             if not _lock(fd, fcntl.LOCK_EX, wait_s):
                 other = _read_holder(fd)
-                where = "run directory" if path.name == RUN_LOCK else "data directory"
                 raise InstanceRunningError(
                     f"another feedmux run ({other.describe()}) is using the {where} "
                     f"{path.parent}; stop it first, or give this run its own --data-dir"

@@ -259,7 +259,10 @@ def run(
     # these directories is refused before it touches the first one's sockets or stats.
     _check_writable(Path(settings.data_dir))
     settings.paths.prepare()
-    lock = instance.acquire(settings.paths.root, Path(settings.data_dir))
+    stores = [Path(s.location) for s in settings.store_list() if s.kind == SQLITE]
+    for store in stores:
+        store.mkdir(parents=True, exist_ok=True)
+    lock = instance.acquire(settings.paths.root, Path(settings.data_dir), stores)
     try:
         return _run(settings, replay, stop_after_s, out=out, live=live, lock=lock)
     finally:

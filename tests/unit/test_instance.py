@@ -17,7 +17,7 @@ from tests.conftest import scaled
 
 def _dirs(tmp_path: Path, run: str = "run") -> tuple[Path, Path]:
     run_dir, data_dir = tmp_path / run, tmp_path / "data"
-    run_dir.mkdir(exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(exist_ok=True)
     return run_dir, data_dir
 
@@ -78,3 +78,16 @@ def test_a_worker_given_the_lock_keeps_the_directory_busy_after_the_supervisor(
         if worker.is_alive():
             worker.kill()
             worker.join()
+
+
+def test_two_runs_writing_one_sqlite_store_directory_are_refused(tmp_path: Path) -> None:
+    store = tmp_path / "shared-store"
+    store.mkdir()
+    first_run, first_data = _dirs(tmp_path / "first")
+    second_run, second_data = _dirs(tmp_path / "second")
+    lock = instance.acquire(first_run, first_data, [store, first_data])  # a dir twice: fine
+    try:
+        with pytest.raises(instance.InstanceRunningError, match="store directory"):
+            instance.acquire(second_run, second_data, [store], wait_s=0.05)
+    finally:
+        lock.release()
