@@ -12,7 +12,8 @@ So a ``kill -9`` of a shard loses nothing, and the WebSocket read loop never wai
   in their place, so the shard counts the hole as a gap.
 - A spill that cannot be written (a full disk) keeps messages in memory behind the spilled
   ones, up to another ``memory_items``; beyond that they are dropped as above (counted, a gap).
-  Each new message tries the spill again; once it takes writes, what waited goes there first.
+  Each new message tries the spill again; once it takes writes, what waited goes there first,
+  Lost markers included, so from then on nothing more is dropped.
 
 No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` when it went.
 """
@@ -86,7 +87,7 @@ class ShardQueue:
         if spill is not None and (len(spill) or self._unspilled or overflowing):
             # Keeps order: once spilling, all new goes there (or behind it, if it fails).
             self._respill(spill)
-            if not self._unspilled and self._spill_append(spill, first, end, payload):
+            if not self._unspilled and self._spill_append(spill, (first, end, payload, weight)):
                 self.spilled_total += weight
             elif self.unspilled_items + weight <= self.memory_items:
                 self._unspilled.append((first, end, payload, weight))
@@ -101,21 +102,18 @@ class ShardQueue:
         self.peak_items = max(self.peak_items, self.held_items)
 
     def _respill(self, spill: SpillFile) -> None:
-        """Move what a failed spill left in memory to the spill, in order, once it takes
-        writes again (up to a Lost marker: those stay in memory)."""
+        """Move what a failed spill left in memory to the spill, in order (Lost markers too),
+        once it takes writes again."""
         unspilled = self._unspilled
-        while unspilled and unspilled[0][3]:
-            first, end, payload, weight = unspilled[0]
-            if not self._spill_append(spill, first, end, payload):
-                return
-            unspilled.popleft()
+        while unspilled and self._spill_append(spill, unspilled[0]):
+            weight = unspilled.popleft()[3]
             self.unspilled_items -= weight
             self.spilled_total += weight
 
     @staticmethod
-    def _spill_append(spill: SpillFile, first: int, end: int, payload: bytes) -> bool:
+    def _spill_append(spill: SpillFile, entry: _Entry) -> bool:
         try:
-            spill.append(first, end, payload)
+            spill.append(*entry)
         except StoreError as exc:  # a full disk: counted, logged once, kept in memory
             health.failed("spill", exc)
             return False
@@ -144,9 +142,9 @@ class ShardQueue:
         if self.inflight_items >= self.window_items:
             return None
         if not self._pending and self._spill is not None and len(self._spill):
-            first, end, payload = self._spill.pop()
-            self._pending.append((first, end, payload, end - first))
-            self.pending_items += end - first
+            entry = self._spill.pop()
+            self._pending.append(entry)
+            self.pending_items += entry[3]
         elif not self._pending and self._unspilled:
             entry = self._unspilled.popleft()
             self._pending.append(entry)

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from feedmux import wire
 from feedmux.delivery import Delivery
+from feedmux.errors import StoreError
 from feedmux.model import Tick
 from feedmux.shard_state import ShardState
+from feedmux.spill import SpillFile
 from tests.conftest import FakeClock
 
 
@@ -175,4 +177,79 @@ def test_a_spill_that_cannot_be_written_keeps_ticks_in_memory_then_counts_drops(
     assert p.queue.spilled_items == 30
     p.settle()
     assert p.store[75:] == [(t.code, t.seq) for t in map(tick, range(80, 130))]
+    assert p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
+
+
+class FullDisk(SpillFile):
+    """A spill whose writes fail while ``full`` (as on a full disk); reads still work."""
+
+    full = False
+
+    def append(self, first: int, end: int, payload: bytes, weight: int) -> None:
+        if self.full:
+            raise StoreError(f"cannot write spill file {self.path}: disk full")
+        super().append(first, end, payload, weight)
+
+
+def with_full_disk(p: Pipeline, tmp: Path) -> FullDisk:
+    spill = FullDisk(tmp / "stub.spill")
+    p.queue._spill = spill  # the ledger makes its own SpillFile; this one can fail on demand
+    return spill
+
+
+def test_once_the_disk_is_freed_the_spill_takes_everything_again_lost_markers_too(
+    tmp_path: Path,
+) -> None:
+    p = Pipeline(tmp_path, window=10, memory=10)
+    disk = with_full_disk(p, tmp_path)
+    p.route(5)
+    p.route(5)  # memory is full
+    disk.full = True
+    p.route(5)
+    p.route(5)  # kept in memory behind the spill
+    p.route(5)  # beyond that too: dropped, a Lost marker behind the 10 kept
+    assert p.queue.dropped_total == 5 and p.queue.unspilled_items == 10
+    disk.full = False
+    for _ in range(30):
+        p.route(1)  # the disk takes writes again: all of it goes to the spill, in order
+    assert p.queue.dropped_total == 5
+    assert p.queue.unspilled_items == 0 and p.queue.spilled_total == 40
+    p.settle()
+    kept = [*range(20), *range(25, 55)]
+    assert p.store == [(t.code, t.seq) for t in map(tick, kept)]
+    assert p.shard.bus_gaps == 5 and p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("rrsdckf"), st.integers(1, 20)), max_size=80),
+       st.integers(5, 30), st.integers(0, 30))  # fmt: skip
+def test_a_disk_that_fills_and_frees_loses_only_what_is_counted_and_keeps_order(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]], window: int,
+    extra_memory: int,
+) -> None:  # fmt: skip
+    tmp = tmp_path_factory.mktemp("spill")
+    p = Pipeline(tmp, window, window + extra_memory)
+    disk = with_full_disk(p, tmp)
+    for action, n in steps:
+        if action == "r":
+            p.route(n)
+        elif action == "s":
+            p.send()
+        elif action == "d":
+            p.deliver()
+        elif action == "c":
+            p.commit()
+        elif action == "k":
+            p.restart()
+        else:
+            disk.full = not disk.full
+    disk.full = False
+    dropped = p.queue.dropped_total
+    for _ in range(3):
+        p.route(20)  # the disk takes writes again: nothing more is dropped, however much comes
+    assert p.queue.dropped_total == dropped
+    p.settle()
+    routed = {(t.code, t.seq) for t in map(tick, range(p.next_tick))}
+    assert set(p.store) <= routed
+    assert len(routed - set(p.store)) == p.queue.dropped_total  # every tick lost is counted
     assert p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
