@@ -12,8 +12,9 @@ So a ``kill -9`` of a shard loses nothing, and the WebSocket read loop never wai
   in their place, so the shard counts the hole as a gap.
 - A spill that cannot be written (a full disk) keeps messages in memory behind the spilled
   ones, up to another ``memory_items``; beyond that they are dropped as above (counted, a gap).
-  Each new message tries the spill again; once it takes writes, what waited goes there first,
-  Lost markers included, so from then on nothing more is dropped.
+  A new message tries the spill again at most every ``SPILL_RETRY_NS`` (a failing write, and
+  open, at every message would slow the WebSocket read loop); once it takes writes, what
+  waited goes there first, Lost markers included, so from then on nothing more is dropped.
 
 No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` when it went.
 """
@@ -21,7 +22,9 @@ No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Overflow = Literal["spill", "drop"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("spill", "drop")
+SPILL_RETRY_NS = 200_000_000  # after a failed spill write, the next try is this much later
 
 # (first_seq, end_seq, payload, weight): weight is how many ticks the payload holds (0 for
 # Lost markers); seqs first..end-1 are what the entry accounts for.
@@ -46,12 +50,20 @@ class ShardQueue:
     """One shard's outbound messages, in seq order, until acknowledged."""
 
     def __init__(
-        self, shard: int, window_items: int, memory_items: int, spill: SpillFile | None
+        self,
+        shard: int,
+        window_items: int,
+        memory_items: int,
+        spill: SpillFile | None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.shard = shard
         self.window_items = window_items
         self.memory_items = memory_items
         self._spill = spill  # None: the drop policy
+        self._clock = clock
+        self._spill_retry_at = 0  # after a failed spill write: no new try before this (ns)
+        self._source = f"shard-{shard}"  # whose spill, for the write health
         self._inflight: deque[_Entry] = deque()
         self._pending: deque[_Entry] = deque()
         self._control: deque[bytes] = deque()  # Resume/End markers go before pending data
@@ -110,14 +122,19 @@ class ShardQueue:
             self.unspilled_items -= weight
             self.spilled_total += weight
 
-    @staticmethod
-    def _spill_append(spill: SpillFile, entry: _Entry) -> bool:
+    def _spill_append(self, spill: SpillFile, entry: _Entry) -> bool:
+        """Write ``entry`` to the spill; False if it failed, or failed lately (not tried)."""
+        if self._spill_retry_at and self._clock() < self._spill_retry_at:
+            return False
         try:
             spill.append(*entry)
         except StoreError as exc:  # a full disk: counted, logged once, kept in memory
-            health.failed("spill", exc)
+            health.failed("spill", exc, self._source)
+            self._spill_retry_at = self._clock() + SPILL_RETRY_NS
             return False
-        health.ok("spill")
+        if self._spill_retry_at:
+            self._spill_retry_at = 0
+            health.ok("spill", self._source)  # once every shard's spill works again
         return True
 
     def _put_lost(self, first: int, end: int, queue: deque[_Entry]) -> None:
@@ -206,6 +223,7 @@ class Delivery:
         memory_items: int,
         overflow: Overflow = "spill",
         spill_dir: Path | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if overflow == "spill" and spill_dir is None:
             raise ValueError("the spill policy needs a spill directory")
@@ -218,6 +236,7 @@ class Delivery:
                 SpillFile(spill_dir / f"shard-{s}.spill")
                 if overflow == "spill" and spill_dir is not None
                 else None,
+                clock,
             )
             for s in range(shards)
         ]
