@@ -12,7 +12,9 @@ So a ``kill -9`` of a shard loses nothing, and the WebSocket read loop never wai
   in their place, so the shard counts the hole as a gap.
 - A spill that cannot be written (a full disk) keeps messages in memory behind the spilled
   ones, up to another ``memory_items``; beyond that they are dropped as above (counted, a gap).
-  Each new message tries the spill again; once it takes writes, what waited goes there first.
+  A new message tries the spill again at most every ``SPILL_RETRY_NS`` (a failing write, and
+  open, at every message would slow the WebSocket read loop); once it takes writes, what
+  waited goes there first, Lost markers included, so from then on nothing more is dropped.
 
 No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` when it went.
 """
@@ -20,7 +22,9 @@ No sockets here: the receiver asks ``peek`` what to send next and says ``sent`` 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Overflow = Literal["spill", "drop"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("spill", "drop")
+SPILL_RETRY_NS = 200_000_000  # after a failed spill write, the next try is this much later
 
 # (first_seq, end_seq, payload, weight): weight is how many ticks the payload holds (0 for
 # Lost markers); seqs first..end-1 are what the entry accounts for.
@@ -45,12 +50,20 @@ class ShardQueue:
     """One shard's outbound messages, in seq order, until acknowledged."""
 
     def __init__(
-        self, shard: int, window_items: int, memory_items: int, spill: SpillFile | None
+        self,
+        shard: int,
+        window_items: int,
+        memory_items: int,
+        spill: SpillFile | None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.shard = shard
         self.window_items = window_items
         self.memory_items = memory_items
         self._spill = spill  # None: the drop policy
+        self._clock = clock
+        self._spill_retry_at = 0  # after a failed spill write: no new try before this (ns)
+        self._source = f"shard-{shard}"  # whose spill, for the write health
         self._inflight: deque[_Entry] = deque()
         self._pending: deque[_Entry] = deque()
         self._control: deque[bytes] = deque()  # Resume/End markers go before pending data
@@ -86,7 +99,7 @@ class ShardQueue:
         if spill is not None and (len(spill) or self._unspilled or overflowing):
             # Keeps order: once spilling, all new goes there (or behind it, if it fails).
             self._respill(spill)
-            if not self._unspilled and self._spill_append(spill, first, end, payload):
+            if not self._unspilled and self._spill_append(spill, (first, end, payload, weight)):
                 self.spilled_total += weight
             elif self.unspilled_items + weight <= self.memory_items:
                 self._unspilled.append((first, end, payload, weight))
@@ -101,25 +114,27 @@ class ShardQueue:
         self.peak_items = max(self.peak_items, self.held_items)
 
     def _respill(self, spill: SpillFile) -> None:
-        """Move what a failed spill left in memory to the spill, in order, once it takes
-        writes again (up to a Lost marker: those stay in memory)."""
+        """Move what a failed spill left in memory to the spill, in order (Lost markers too),
+        once it takes writes again."""
         unspilled = self._unspilled
-        while unspilled and unspilled[0][3]:
-            first, end, payload, weight = unspilled[0]
-            if not self._spill_append(spill, first, end, payload):
-                return
-            unspilled.popleft()
+        while unspilled and self._spill_append(spill, unspilled[0]):
+            weight = unspilled.popleft()[3]
             self.unspilled_items -= weight
             self.spilled_total += weight
 
-    @staticmethod
-    def _spill_append(spill: SpillFile, first: int, end: int, payload: bytes) -> bool:
-        try:
-            spill.append(first, end, payload)
-        except StoreError as exc:  # a full disk: counted, logged once, kept in memory
-            health.failed("spill", exc)
+    def _spill_append(self, spill: SpillFile, entry: _Entry) -> bool:
+        """Write ``entry`` to the spill; False if it failed, or failed lately (not tried)."""
+        if self._spill_retry_at and self._clock() < self._spill_retry_at:
             return False
-        health.ok("spill")
+        try:
+            spill.append(*entry)
+        except StoreError as exc:  # a full disk: counted, logged once, kept in memory
+            health.failed("spill", exc, self._source)
+            self._spill_retry_at = self._clock() + SPILL_RETRY_NS
+            return False
+        if self._spill_retry_at:
+            self._spill_retry_at = 0
+            health.ok("spill", self._source)  # once every shard's spill works again
         return True
 
     def _put_lost(self, first: int, end: int, queue: deque[_Entry]) -> None:
@@ -144,9 +159,9 @@ class ShardQueue:
         if self.inflight_items >= self.window_items:
             return None
         if not self._pending and self._spill is not None and len(self._spill):
-            first, end, payload = self._spill.pop()
-            self._pending.append((first, end, payload, end - first))
-            self.pending_items += end - first
+            entry = self._spill.pop()
+            self._pending.append(entry)
+            self.pending_items += entry[3]
         elif not self._pending and self._unspilled:
             entry = self._unspilled.popleft()
             self._pending.append(entry)
@@ -208,6 +223,7 @@ class Delivery:
         memory_items: int,
         overflow: Overflow = "spill",
         spill_dir: Path | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if overflow == "spill" and spill_dir is None:
             raise ValueError("the spill policy needs a spill directory")
@@ -220,6 +236,7 @@ class Delivery:
                 SpillFile(spill_dir / f"shard-{s}.spill")
                 if overflow == "spill" and spill_dir is not None
                 else None,
+                clock,
             )
             for s in range(shards)
         ]

@@ -13,8 +13,8 @@ kinds: 1 text frame received, 2 binary frame received, 3 request sent, 4 event (
 connect, disconnect, subscription change). The token is redacted from everything written.
 Writes are buffered and flushed at least every ``flush_every_ns``: a crash loses at most that
 much journal, never a tick (the store does not depend on it). A write that fails (a full disk)
-pauses the journal, not the feed: records meanwhile are counted in ``lost``, and every
-``retry_every_ns`` a new file is tried.
+pauses the journal, not the feed: records meanwhile, and those still buffered when it failed,
+are counted in ``lost`` (not in ``records``), and every ``retry_every_ns`` a new file is tried.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class JournalWriter:
         self._size = 0
         self._last_flush_ns = 0
         self.path: Path | None = None
-        self.records = 0
+        self.records = 0  # journaled (on disk, or buffered: see _unflushed)
+        self._unflushed = 0  # of ``records``, those still in the buffer: lost if a flush fails
         self.bytes = 0
         self.files = 0
         self.error = ""  # set while writing fails; the journal pauses, the feed does not
@@ -126,6 +127,7 @@ class JournalWriter:
         self._size += len(blob)
         self.bytes += len(blob)
         self.records += len(parts) // 2
+        self._unflushed += len(parts) // 2
         if recv_ns - self._last_flush_ns >= self._flush_every_ns:
             self.flush(recv_ns)
 
@@ -162,8 +164,12 @@ class JournalWriter:
         health.failed("journal", exc)
         file, self._file = self._file, None
         if file is not None:
-            with contextlib.suppress(OSError):  # what it buffered is lost with it
+            try:  # a last try to write what it buffered
                 file.close()
+            except OSError:  # lost with it: counted as such, no longer as journaled
+                self.records -= self._unflushed
+                self.lost += self._unflushed
+        self._unflushed = 0
         with contextlib.suppress(OSError):  # a file that never got its first record
             if self.path is not None and self.path.stat().st_size <= len(MAGIC):
                 self.path.unlink()
@@ -185,6 +191,7 @@ class JournalWriter:
         self._size += size
         self.bytes += size
         self.records += 1
+        self._unflushed += 1
         if recv_ns - self._last_flush_ns >= self._flush_every_ns:
             self.flush(recv_ns)
 
@@ -195,6 +202,7 @@ class JournalWriter:
             except OSError as exc:
                 self._failed(StoreError(f"cannot write journal {self.path}: {exc}"), now_ns, 0)
             else:
+                self._unflushed = 0
                 health.ok("journal")  # on disk, not only buffered: it works again
         self._last_flush_ns = now_ns
 

@@ -16,6 +16,11 @@ import msgspec
 from feedmux.writes import health
 
 _encode = msgspec.json.Encoder().encode
+# Files are padded with blanks (JSON allows them) to leave this much room at least, rounded up
+# to whole disk blocks (which a file takes anyway): on a full disk, the numbers and the
+# failing writes they then list still fit in place.
+_HEADROOM = 2048
+_BLOCK = 4096
 
 
 def write_stats(stats_dir: Path, name: str, stats: dict[str, Any]) -> bool:
@@ -27,7 +32,7 @@ def write_stats(stats_dir: Path, name: str, stats: dict[str, Any]) -> bool:
     tmp = stats_dir / f".{name}.json.tmp"
     data = _encode(stats)
     try:
-        tmp.write_bytes(data)
+        tmp.write_bytes(data.ljust(-(-(len(data) + _HEADROOM) // _BLOCK) * _BLOCK))
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -40,10 +45,15 @@ def write_stats(stats_dir: Path, name: str, stats: dict[str, Any]) -> bool:
 
 
 def _write_in_place(path: Path, data: bytes) -> bool:
-    """Overwrite ``path`` within the space it has, padded with blanks (JSON allows them)."""
+    """Overwrite ``path`` within the space it has, padded with blanks (JSON allows them).
+
+    Never beyond it: growing a file needs space a full disk may not have, and a short write
+    would leave new JSON followed by the old one's end, which no reader can parse."""
     try:
         with path.open("r+b") as f:
             size = f.seek(0, os.SEEK_END)
+            if len(data) > size:
+                return False
             f.seek(0)
             f.write(data.ljust(size))
     except OSError:

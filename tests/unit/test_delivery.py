@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedmux import wire
-from feedmux.delivery import Delivery
+from feedmux.delivery import SPILL_RETRY_NS, Delivery
+from feedmux.errors import StoreError
 from feedmux.model import Tick
 from feedmux.shard_state import ShardState
+from feedmux.spill import SpillFile
 from tests.conftest import FakeClock
 
 
@@ -23,8 +25,10 @@ class Pipeline:
     """One receiver queue and one shard, by hand: the channel is a list, the store a set."""
 
     def __init__(self, tmp: Path, window: int, memory: int, overflow: str = "spill") -> None:
+        self.clock = FakeClock()  # when a failed spill is tried again
         self.delivery = Delivery(1, 77, window_items=window, memory_items=memory,
-                                 overflow=overflow, spill_dir=tmp)  # type: ignore[arg-type]  # fmt: skip
+                                 overflow=overflow, spill_dir=tmp,  # type: ignore[arg-type]
+                                 clock=self.clock)  # fmt: skip
         self.queue = self.delivery.queues[0]
         self.channel: list[bytes] = []
         self.store: list[tuple[str, int]] = []
@@ -166,6 +170,7 @@ def test_a_spill_that_cannot_be_written_keeps_ticks_in_memory_then_counts_drops(
     for _ in range(6):
         p.route(5)  # 30: 20 in memory, 10 behind the spill
     blocked.unlink()  # room again: what waited in memory goes to the spill first, in order
+    p.clock.advance(1)  # once the next try is due
     p.route(5)
     assert p.queue.spilled_items == 15 and p.queue.unspilled_items == 0
     p.settle()
@@ -176,3 +181,105 @@ def test_a_spill_that_cannot_be_written_keeps_ticks_in_memory_then_counts_drops(
     p.settle()
     assert p.store[75:] == [(t.code, t.seq) for t in map(tick, range(80, 130))]
     assert p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
+
+
+class FullDisk(SpillFile):
+    """A spill whose writes fail while ``full`` (as on a full disk); reads still work."""
+
+    full = False
+    tries = 0
+
+    def append(self, first: int, end: int, payload: bytes, weight: int) -> None:
+        self.tries += 1
+        if self.full:
+            raise StoreError(f"cannot write spill file {self.path}: disk full")
+        super().append(first, end, payload, weight)
+
+
+def with_full_disk(p: Pipeline, tmp: Path) -> FullDisk:
+    spill = FullDisk(tmp / "stub.spill")
+    p.queue._spill = spill  # the ledger makes its own SpillFile; this one can fail on demand
+    return spill
+
+
+def test_once_the_disk_is_freed_the_spill_takes_everything_again_lost_markers_too(
+    tmp_path: Path,
+) -> None:
+    p = Pipeline(tmp_path, window=10, memory=10)
+    disk = with_full_disk(p, tmp_path)
+    p.route(5)
+    p.route(5)  # memory is full
+    disk.full = True
+    p.route(5)
+    p.route(5)  # kept in memory behind the spill
+    p.route(5)  # beyond that too: dropped, a Lost marker behind the 10 kept
+    assert p.queue.dropped_total == 5 and p.queue.unspilled_items == 10
+    disk.full = False
+    p.clock.advance(1)
+    for _ in range(30):
+        p.route(1)  # the disk takes writes again: all of it goes to the spill, in order
+    assert p.queue.dropped_total == 5
+    assert p.queue.unspilled_items == 0 and p.queue.spilled_total == 40
+    p.settle()
+    kept = [*range(20), *range(25, 55)]
+    assert p.store == [(t.code, t.seq) for t in map(tick, kept)]
+    assert p.shard.bus_gaps == 5 and p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("rrsdckft"), st.integers(1, 20)), max_size=80),
+       st.integers(5, 30), st.integers(0, 30))  # fmt: skip
+def test_a_disk_that_fills_and_frees_loses_only_what_is_counted_and_keeps_order(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]], window: int,
+    extra_memory: int,
+) -> None:  # fmt: skip
+    tmp = tmp_path_factory.mktemp("spill")
+    p = Pipeline(tmp, window, window + extra_memory)
+    disk = with_full_disk(p, tmp)
+    for action, n in steps:
+        if action == "r":
+            p.route(n)
+        elif action == "s":
+            p.send()
+        elif action == "d":
+            p.deliver()
+        elif action == "c":
+            p.commit()
+        elif action == "k":
+            p.restart()
+        elif action == "t":
+            p.clock.advance(n / 100)  # spill retries come due
+        else:
+            disk.full = not disk.full
+    disk.full = False
+    p.clock.advance(1)
+    dropped = p.queue.dropped_total
+    for _ in range(3):
+        p.route(20)  # the disk takes writes again: nothing more is dropped, however much comes
+    assert p.queue.dropped_total == dropped
+    p.settle()
+    routed = {(t.code, t.seq) for t in map(tick, range(p.next_tick))}
+    assert set(p.store) <= routed
+    assert len(routed - set(p.store)) == p.queue.dropped_total  # every tick lost is counted
+    assert p.delivery.unconfirmed() == 0 and p.queue.held_items == 0
+
+
+def test_a_full_disk_is_tried_again_now_and_then_not_at_every_message(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path, window=50, memory=100)
+    disk = with_full_disk(p, tmp_path)
+    p.route(100)  # memory is full
+    disk.full = True
+    for _ in range(50):
+        p.route(1)  # in the read loop: a failing write (and open) per message would slow it
+    assert disk.tries == 1 and p.queue.unspilled_items == 50
+    p.clock.advance(SPILL_RETRY_NS / 1e9)
+    p.route(1)
+    assert disk.tries == 2 and p.queue.unspilled_items == 51
+    disk.full = False
+    p.route(1)  # the disk has room, but the next try is not due yet: kept in memory, in order
+    assert disk.tries == 2 and p.queue.unspilled_items == 52
+    p.clock.advance(SPILL_RETRY_NS / 1e9)
+    p.route(1)  # due: everything waiting goes to the spill, then the new message
+    assert p.queue.unspilled_items == 0 and p.queue.spilled_items == 53
+    p.settle()
+    assert p.store == [(t.code, t.seq) for t in map(tick, range(153))]

@@ -124,3 +124,36 @@ def test_a_socket_read_is_journaled_as_one_write_with_the_same_records(tmp_path:
         (FRAME_TEXT, T0, 3, b"trade two"), (FRAME_TEXT, T0 + 1, 3, b'{"leak":"***"}'),
     ]  # fmt: skip
     assert journal.records == 4
+
+
+def full_disk_at(root: Path, first_recv_ns: int) -> Path:
+    """Where the journal's next file goes, linked to /dev/full: opens fine, flushes fail."""
+    path = root / "2025-11-13" / f"journal-{first_recv_ns:020d}.fmj"
+    path.parent.mkdir(parents=True)
+    path.symlink_to("/dev/full")
+    return path
+
+
+def test_records_buffered_when_a_flush_fails_count_as_lost_not_journaled(
+    tmp_path: Path,
+) -> None:
+    full_disk_at(tmp_path, T0)
+    journal = JournalWriter(tmp_path, TOKEN, flush_every_ns=100, retry_every_ns=1000)
+    journal.frames(T0, 0, [(1, b"one"), (2, b"two")])  # buffered, flushed: the flush fails
+    assert "No space left" in journal.error
+    journal.frame(T0 + 1, 0, False, b"paused")
+    assert journal.records == 0 and journal.lost == 3
+    journal.frame(T0 + 2000, 0, False, b"kept")  # a new file, on a disk with room
+    journal.close()
+    assert journal.error == "" and journal.records == 1 and journal.lost == 3
+    assert [r.payload for r in read_journal(tmp_path)] == [b"kept"]
+
+
+def test_a_failed_flush_loses_every_record_gathered_since_the_last_one(tmp_path: Path) -> None:
+    full_disk_at(tmp_path, T0 + 1)
+    journal = JournalWriter(tmp_path, TOKEN, flush_every_ns=10**9)
+    journal.flush(T0)  # the receiver's once-a-second flush (nothing to flush yet)
+    for i in range(4):
+        journal.frame(T0 + 1 + i, 0, False, b"buffered")  # within the flush interval
+    journal.flush(T0 + 10**9)  # the next one fails: all four are lost
+    assert journal.error and journal.records == 0 and journal.lost == 4
