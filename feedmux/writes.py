@@ -25,7 +25,8 @@ MEANWHILE = {
     "redis": "frames are kept in memory and retried",
     "stats": "the last numbers stay",
     "journal": "frames are not journaled (counted); a new file is tried every 5 s",
-    "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted)",
+    "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted); the spill "
+    "is tried again every 200 ms",
     "log": "log lines are lost",
     "universe": "the saved subscriptions are written again every second",
 }
