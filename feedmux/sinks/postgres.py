@@ -219,26 +219,27 @@ def migrate(url: str, say: Callable[[str], None]) -> None:
     refused with the SQL that rebuilds it."""
     shown = redact_url(url)
     try:
-        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
-                             application_name=APPLICATION_NAME) as conn:  # fmt: skip
-            started = time.monotonic()
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                old = [table for table in (TICKS_TABLE, BOOKS_TABLE) if _old_key(conn, table)]
-                for table in old:
-                    how = _partitioned(conn, table)
-                    if how:
-                        raise StoreError(f"PostgreSQL {shown}: " + partitioned_fix(table, how))
-                for table in old:
-                    _rekey(conn, table, shown, say)
-    except psycopg.errors.DiskFull as exc:
-        raise StoreError(f"cannot migrate PostgreSQL {shown} to the (code, trading_day, seq) "
-                         f"key: the server's disk is full ({_reason(exc)}); it needs about "
-                         "the tables' size again free; rolled back, nothing changed"
-                         ) from exc  # fmt: skip
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name=APPLICATION_NAME)  # fmt: skip
     except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL {shown}: {_reason(exc)}") from exc
+    started = time.monotonic()
+    try:
+        with conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            old = [table for table in (TICKS_TABLE, BOOKS_TABLE) if _old_key(conn, table)]
+            for table in old:
+                how = _partitioned(conn, table)
+                if how:
+                    raise StoreError(f"PostgreSQL {shown}: " + partitioned_fix(table, how))
+            for table in old:
+                _rekey(conn, table, shown, say)
+    except psycopg.Error as exc:
+        full = (" (the server's disk is full: it needs about the tables' size again free)"
+                if isinstance(exc, psycopg.errors.DiskFull) else "")  # fmt: skip
+        why = f"{_reason(exc)}{full}; rolled back, nothing changed"
         raise StoreError(f"cannot migrate PostgreSQL {shown} to the (code, trading_day, seq) "
-                         f"key: {_reason(exc)}; rolled back, nothing changed") from exc  # fmt: skip
+                         f"key: {why}") from exc  # fmt: skip
     if old:
         say(f"migrated {len(old)} PostgreSQL tables in {time.monotonic() - started:.1f} s")
 

@@ -185,7 +185,7 @@ def _old_tables(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
     return old
 
 
-def _open_existing(path: Path) -> sqlite3.Connection:
+def open_existing(path: Path) -> sqlite3.Connection:
     """A connection to a store file that must already exist (the migration creates none)."""
     conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=5000")
@@ -195,7 +195,7 @@ def _open_existing(path: Path) -> sqlite3.Connection:
 def old_rows(path: Path) -> int | None:
     """The rows of ``path``'s tables of an older schema, or None when it needs no migration."""
     try:
-        conn = _open_existing(path)
+        conn = open_existing(path)
         try:
             if _check_version(conn, path) != 0:
                 return None
@@ -213,7 +213,7 @@ def migrate_file(path: Path) -> None:
     row kept (a key unique without the day stays unique with it), in one transaction: a failure
     (a full disk) leaves the file as it was. About 1M rows/s."""
     try:
-        conn = _open_existing(path)
+        conn = open_existing(path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot migrate SQLite store {path}: {exc}") from exc
     try:

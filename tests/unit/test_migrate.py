@@ -15,7 +15,7 @@ from feedmux.config import Settings
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.reader import read_ticks
-from feedmux.sinks import migrate
+from feedmux.sinks import migrate, sqlite
 from feedmux.sinks.migrate import migrate_stores
 from feedmux.sinks.postgres import TICKS_TABLE, partitioned_fix
 from feedmux.sinks.sqlite import SqliteSink, shard_db_path
@@ -154,3 +154,37 @@ def test_the_sql_for_a_hypertable_rebuilds_it_partitioned_by_trading_day() -> No
     assert "SELECT DISTINCT ON (code, trading_day, seq)" in steps  # the first received kept
     assert "ORDER BY code, trading_day, seq, recv_ns" in steps
     assert steps.index("COMMIT;") < steps.index("DROP TABLE feedmux_ticks_v0")
+
+
+def test_a_disk_filling_up_during_the_rebuild_rolls_it_back_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = shard_db_path(tmp_path, 0)
+    _old_store(path, [_tick("600519.SH", s) for s in range(1, 3000)], [])
+    opened = sqlite.open_existing
+
+    def full_soon(where: Path) -> sqlite3.Connection:
+        conn = opened(where)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # as a disk with no room left
+        return conn
+
+    monkeypatch.setattr(sqlite, "open_existing", full_soon)
+    full = r"disk is full: it needs about twice the file.s size free.*rolled back, the store is as"
+    with pytest.raises(StoreError, match=full):
+        migrate_stores(_settings(tmp_path), lambda text: None)
+    monkeypatch.undo()
+    assert _version(path) == 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0] == 2999
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%v0'").fetchall() == []
+    conn.close()
+    migrate_stores(_settings(tmp_path), lambda text: None)  # room again: it goes through
+    assert _version(path) == 1
+
+
+def test_an_unreachable_postgresql_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql://feedmux:s3cret-pw@127.0.0.1:1/none"
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as caught:
+        migrate_stores(_settings(tmp_path, url), lambda text: None)
+    assert "s3cret-pw" not in str(caught.value) and "127.0.0.1:1" in str(caught.value)
