@@ -24,6 +24,8 @@ KEY = "the (code, trading_day, seq) key"
 # The SQLite rebuild writes the new tables beside the old ones in one WAL transaction, and
 # the checkpoint then copies them into the file: about twice the file's size, transiently.
 SPACE_FACTOR = 2
+# Measured: 1M rows over 680 codes re-keyed in 1.4 s (a 48 MB file; 2 shared cores).
+ROWS_PER_S = 700_000
 
 
 def migrate_stores(settings: Settings, say: Callable[[str], None]) -> None:
@@ -64,8 +66,8 @@ def _migrate_sqlite(store: Store, say: Callable[[str], None]) -> None:
             raise StoreError(f"cannot migrate {path} to {KEY}: it needs about {_size(need)} "
                              f"free on its disk, there is {_size(free)} free; make room and "
                              "start again (nothing was changed)")  # fmt: skip
-        say(f"migrating {store.shown}/{sqlite.TICKS_DIR}/{path.name} to {KEY}: {rows:,} rows "
-            "(about 1M rows/s; the shards start after it)")  # fmt: skip
+        say(f"migrating {store.shown}/{sqlite.TICKS_DIR}/{path.name} to {KEY}: {rows:,} rows, "
+            f"about {max(1, round(rows / ROWS_PER_S))} s; the shards start after it")  # fmt: skip
         sqlite.migrate_file(path)
         done += 1
     if done:
