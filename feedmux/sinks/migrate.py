@@ -65,7 +65,7 @@ def _migrate_sqlite(store: Store, say: Callable[[str], None]) -> None:
         if free < need:
             raise StoreError(f"cannot migrate {path} to {KEY}: it needs about {_size(need)} "
                              f"free on its disk, there is {_size(free)} free; make room and "
-                             "start again (nothing was changed)")  # fmt: skip
+                             "start again (this file is unchanged)")  # fmt: skip
         say(f"migrating {store.shown}/{sqlite.TICKS_DIR}/{path.name} to {KEY}: {rows:,} rows, "
             f"about {max(1, round(rows / ROWS_PER_S))} s; the shards start after it")  # fmt: skip
         sqlite.migrate_file(path)
