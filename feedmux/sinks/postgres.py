@@ -6,7 +6,8 @@ write raise StoreError; the RetryingWriter keeps the batch and retries, and the 
 reconnects. Columns mirror the SQLite store (times as integer nanoseconds, UTC) so every
 source reads back identically. The key is a tick's identity, (code, trading_day, seq), as in
 every store (feedmux/identity.py); a table keyed (code, seq, time_ns) by an older feedmux is
-migrated when a shard connects. (TimescaleDB: partition by the integer ``trading_day``.)
+migrated by ``migrate`` before the shards start (a shard refuses one). (TimescaleDB: partition
+by the integer ``trading_day``; a hypertable on ``time_ns`` cannot take the key.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -34,7 +36,7 @@ BARS_TABLE = "feedmux_bars"
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "feedmux"  # as pg_stat_activity shows the shards' connections
 _SCHEMA_LOCK = 0x6665_6D78  # advisory lock id: shards creating the schema at once would race
-SCHEMA = f"""
+TICKS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {TICKS_TABLE} (
     code      text             NOT NULL,
     seq       bigint           NOT NULL,
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS {TICKS_TABLE} (
     direction smallint         NOT NULL,
     trading_day integer        NOT NULL,
     PRIMARY KEY (code, trading_day, seq)
-);
+);"""
+BOOKS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {BOOKS_TABLE} (
     code    text   NOT NULL,
     seq     bigint NOT NULL,
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS {BOOKS_TABLE} (
     asks    jsonb  NOT NULL,
     trading_day integer NOT NULL,
     PRIMARY KEY (code, trading_day, seq)
-);
+);"""
+SCHEMA = f"""{TICKS_DDL}{BOOKS_DDL}
 CREATE TABLE IF NOT EXISTS {BARS_TABLE} (
     code      text             NOT NULL,
     minute_ns bigint           NOT NULL,
@@ -120,9 +124,16 @@ class PostgresSink:
             )
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for table in (TICKS_TABLE, BOOKS_TABLE):
-                    _rekey(conn, table)
-                conn.execute(SCHEMA)
+                old = [table for table in (TICKS_TABLE, BOOKS_TABLE) if _old_key(conn, table)]
+                if not old:
+                    conn.execute(SCHEMA)
+            if old:  # re-keyed by migrate(), before the shards start: not in a start deadline
+                conn.close()
+                raise StoreError(
+                    f"PostgreSQL {self.shown}: {', '.join(old)} keyed (code, seq, time_ns) by "
+                    "an older feedmux, not migrated yet: `feedmux run` migrates it before its "
+                    "shards start (feedmux.sinks.migrate.migrate_stores)"
+                )
             for table in (TICKS_TABLE, BOOKS_TABLE, BARS_TABLE):
                 conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} "
                              f"(LIKE {table}) ON COMMIT DELETE ROWS")  # fmt: skip
@@ -201,32 +212,134 @@ class PostgresSink:
             self._drop()
 
 
-def _rekey(conn: psycopg.Connection[Any], table: str) -> None:
-    """A table keyed (code, seq, time_ns) by an older feedmux, re-keyed on the identity (code,
-    trading_day, seq) in the caller's transaction. Rows that are one tick by the identity (a
-    re-send whose time the vendor corrected) keep the first received, and are logged."""
+def migrate(url: str, say: Callable[[str], None]) -> None:
+    """Re-key the tables an older feedmux keyed (code, seq, time_ns) on the identity (code,
+    trading_day, seq), in one transaction under the schema lock (nothing half done on a
+    failure). A partitioned table (a TimescaleDB hypertable on time_ns) cannot take that key:
+    refused with the SQL that rebuilds it."""
+    shown = redact_url(url)
+    try:
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name=APPLICATION_NAME)  # fmt: skip
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL {shown}: {_reason(exc)}") from exc
+    started = time.monotonic()
+    try:
+        with conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            old = [table for table in (TICKS_TABLE, BOOKS_TABLE) if _old_key(conn, table)]
+            for table in old:
+                how = _partitioned(conn, table)
+                if how:
+                    raise StoreError(f"PostgreSQL {shown}: " + partitioned_fix(table, how))
+            for table in old:
+                _rekey(conn, table, shown, say)
+    except psycopg.Error as exc:
+        full = (" (the server's disk is full: it needs about the tables' size again free)"
+                if isinstance(exc, psycopg.errors.DiskFull) else "")  # fmt: skip
+        why = f"{_reason(exc)}{full}; rolled back, nothing changed"
+        raise StoreError(f"cannot migrate PostgreSQL {shown} to the (code, trading_day, seq) "
+                         f"key: {why}") from exc  # fmt: skip
+    if old:
+        say(f"migrated {len(old)} PostgreSQL tables in {time.monotonic() - started:.1f} s")
+
+
+def _old_key(conn: psycopg.Connection[Any], table: str) -> bool:
+    """``table`` exists without a ``trading_day`` column: keyed by an older feedmux."""
     found = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
     if found is None or found[0] is None:
-        return
-    oid = found[0]
+        return False
     has_day = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = "
-                           "'trading_day' AND NOT attisdropped", (oid,)).fetchone()  # fmt: skip
-    if has_day:
-        return
+                           "'trading_day' AND NOT attisdropped", (found[0],))  # fmt: skip
+    return has_day.fetchone() is None
+
+
+def _partitioned(conn: psycopg.Connection[Any], table: str) -> str:
+    """How ``table`` is partitioned ("" if not): a TimescaleDB hypertable (asked of
+    timescaledb_information only where the extension is installed) or a declaratively
+    partitioned table. Either wants its partition column in every unique key."""
+    timescale = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+    if timescale.fetchone():
+        dims = conn.execute(
+            "SELECT d.column_name FROM timescaledb_information.dimensions d "
+            "JOIN pg_class c ON c.relname = d.hypertable_name "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = d.hypertable_schema "
+            "WHERE c.oid = to_regclass(%s)",
+            (table,),
+        ).fetchall()
+        if dims:
+            on = ", ".join(str(d[0]) for d in dims)
+            return f"a TimescaleDB hypertable partitioned on {on}"
+    key = conn.execute("SELECT pg_get_partkeydef(to_regclass(%s))", (table,)).fetchone()
+    if key is not None and key[0]:
+        return f"a table partitioned on {key[0].partition('(')[2].rstrip(')')}"
+    return ""
+
+
+_DDL = {TICKS_TABLE: (TICKS_DDL, TICK_COLUMNS), BOOKS_TABLE: (BOOKS_DDL, BOOK_COLUMNS)}
+
+
+def partitioned_fix_sql(table: str, hypertable: bool) -> list[str]:
+    """The statements that rebuild a partitioned ``table`` of an older feedmux keyed on the
+    identity and partitioned by ``trading_day``, keeping the first received copy of a tick;
+    the last (dropping the old table) is for after the operator checked the copy."""
+    ddl, columns = _DDL[table]
+    old = f"{table}_v0"
+    create = " ".join(ddl.replace("IF NOT EXISTS ", "").split())
+    partition = [f"SELECT create_hypertable('{table}', by_range('trading_day', 1))"] if (
+        hypertable) else []  # fmt: skip
+    if not hypertable:
+        create = create.rstrip(";") + " PARTITION BY RANGE (trading_day)"
+        partition = [f"CREATE TABLE {table}_days PARTITION OF {table} DEFAULT"]  # then yours
+    return [
+        "BEGIN",
+        f"ALTER TABLE {table} RENAME TO {old}",
+        f"ALTER INDEX IF EXISTS {table}_time RENAME TO {old}_time",
+        create.rstrip(";"),
+        *partition,
+        f"INSERT INTO {table} SELECT DISTINCT ON (code, trading_day, seq) {columns}, "
+        f"trading_day FROM (SELECT *, {trading_day_sql()} AS trading_day FROM {old}) o "
+        "ORDER BY code, trading_day, seq, recv_ns",
+        "COMMIT",
+        f"DROP TABLE {old}",
+    ]
+
+
+def partitioned_fix(table: str, how: str) -> str:
+    """Why ``table`` (``how``: "a ... partitioned on ...") cannot be re-keyed in place, and the
+    SQL the operator should run (psql, in the store's schema)."""
+    steps = partitioned_fix_sql(table, hypertable="hypertable" in how)
+    body = ";\n".join(steps[:-1])
+    return (
+        f"{table} is {how}, and its primary key must contain that column, so it cannot be "
+        "re-keyed (code, trading_day, seq) in place. Rebuild it partitioned by trading_day "
+        f"(needs about its size again free; run in psql, in the store's schema):\n{body};\n"
+        f"-- then, once the new table is checked:\n{steps[-1]};\nThen start feedmux again."
+    )
+
+
+def _rekey(conn: psycopg.Connection[Any], table: str, shown: str,
+           say: Callable[[str], None]) -> None:  # fmt: skip
+    """Re-key ``table`` on (code, trading_day, seq) in the caller's transaction. Rows that are
+    one tick by the identity (a re-send whose time the vendor corrected) keep the first
+    received."""
+    rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    say(f"migrating {shown} {table} to the (code, trading_day, seq) key: "
+        f"{rows[0] if rows else 0:,} rows (the shards start after it)")  # fmt: skip
     conn.execute(f"ALTER TABLE {table} ADD COLUMN trading_day integer")
     conn.execute(f"UPDATE {table} SET trading_day = {trading_day_sql()}")
     dropped = conn.execute(
         f"DELETE FROM {table} a USING {table} b WHERE a.code = b.code AND a.seq = b.seq "
         "AND a.trading_day = b.trading_day AND (a.recv_ns, a.ctid) > (b.recv_ns, b.ctid)"
     ).rowcount
-    for (key,) in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s "
-                               "AND contype = 'p'", (oid,)).fetchall():  # fmt: skip
+    for (key,) in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass "
+                               "AND contype = 'p'", (table,)).fetchall():  # fmt: skip
         conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key}"')
     conn.execute(f"ALTER TABLE {table} ALTER COLUMN trading_day SET NOT NULL, "
                  "ADD PRIMARY KEY (code, trading_day, seq)")  # fmt: skip
-    _log.warning("migrated PostgreSQL table %s to the key (code, trading_day, seq)%s", table,
-                 f"; {dropped} rows were second copies of a tick and were removed"
-                 if dropped else "")  # fmt: skip
+    if dropped:
+        say(f"{table}: {dropped} rows were second copies of a tick (same code, trading day "
+            "and seq) and were removed, the first received kept")  # fmt: skip
 
 
 def _levels(side: list[list[float]]) -> list[tuple[float, float]]:

@@ -5,7 +5,8 @@ writing one file would queue on its lock. ``read_ticks`` merges the files.
 
 Ticks and books are keyed by their identity ``(code, trading_day, seq)`` (feedmux/identity.py).
 The file's ``PRAGMA user_version`` is its schema version: a store written before the identity
-had a trading day (version 0, keyed ``(code, seq)``) is migrated once when it is opened.
+had a trading day (version 0, keyed ``(code, seq)``) is migrated by ``migrate_file``, which
+feedmux/sinks/migrate.py runs before the shards start; a shard refuses to open one.
 """
 
 from __future__ import annotations
@@ -135,22 +136,19 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the tables, or bring an older store to ``SCHEMA_VERSION`` (once, atomically:
-    a shard's three connections open the file one after another)."""
+    """Create the tables of a new file. A file of an older schema is refused, not migrated:
+    a shard opens its store within its start deadline, and a migration may take minutes
+    (feedmux/sinks/migrate.py runs it before the shards start)."""
     if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
         return
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")  # a shard's three connections open the file one by one
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{path} has schema version {version}, newer than this feedmux's "
-                             f"{SCHEMA_VERSION}: upgrade feedmux")  # fmt: skip
-        if version == 0 and _rekey(conn):
-            _log.warning("migrated %s to schema version %d: ticks and books keyed by "
-                         "(code, trading_day, seq)", path, SCHEMA_VERSION)  # fmt: skip
-        for schema in (SCHEMA, RECENT_SCHEMA, BOOKS_SCHEMA, BARS_SCHEMA):
-            conn.execute(schema)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        version = _check_version(conn, path)
+        if version == 0 and _old_tables(conn):
+            raise StoreError(f"{path} was written by an older feedmux (ticks keyed (code, seq)) "
+                             "and is not migrated yet: `feedmux run` migrates it before its "
+                             "shards start (feedmux.sinks.migrate.migrate_stores)")  # fmt: skip
+        _create(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -158,24 +156,91 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
-def _rekey(conn: sqlite3.Connection) -> bool:
-    """Version 0 -> 1: tables keyed (code, seq) rebuilt keyed (code, trading_day, seq), every
-    row kept (a key unique without the day stays unique with it); False for a new file. About
-    1M rows/s: a shard file of tens of millions of rows takes its time before the shard is up."""
-    rebuilt = False
-    tables = (("ticks", SCHEMA, TICK_COLUMNS), ("ticks_recent", RECENT_SCHEMA, TICK_COLUMNS),
-              ("books", BOOKS_SCHEMA, BOOK_COLUMNS))  # fmt: skip
-    for table, schema, columns in tables:
+def _check_version(conn: sqlite3.Connection, path: Path) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema version {version}, newer than this feedmux's "
+                         f"{SCHEMA_VERSION}: upgrade feedmux")  # fmt: skip
+    return version
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for schema in (SCHEMA, RECENT_SCHEMA, BOOKS_SCHEMA, BARS_SCHEMA):
+        conn.execute(schema)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+_OLD_TABLES = (("ticks", SCHEMA, TICK_COLUMNS), ("ticks_recent", RECENT_SCHEMA, TICK_COLUMNS),
+               ("books", BOOKS_SCHEMA, BOOK_COLUMNS))  # fmt: skip
+
+
+def _old_tables(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """The tables still keyed (code, seq), schema version 0 (before the trading day)."""
+    old = []
+    for table, schema, columns in _OLD_TABLES:
         found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                              (table,)).fetchone()  # fmt: skip
-        if found is None or "trading_day" in found[0]:
-            continue
-        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v0")
-        conn.execute(schema)
-        conn.execute(f"INSERT INTO {table} SELECT {columns}, {trading_day_sql()} FROM {table}_v0")
-        conn.execute(f"DROP TABLE {table}_v0")
-        rebuilt = True
-    return rebuilt
+        if found is not None and "trading_day" not in found[0]:
+            old.append((table, schema, columns))
+    return old
+
+
+def open_existing(path: Path) -> sqlite3.Connection:
+    """A connection to a store file that must already exist (the migration creates none)."""
+    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def old_rows(path: Path) -> int | None:
+    """The rows of ``path``'s tables of an older schema, or None when it needs no migration."""
+    try:
+        conn = open_existing(path)
+        try:
+            if _check_version(conn, path) != 0:
+                return None
+            old = _old_tables(conn)
+            counts = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t, _, _ in old]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot migrate SQLite store {path}: {exc}") from exc
+    return sum(counts) if old else None
+
+
+def migrate_file(path: Path) -> None:
+    """Version 0 -> 1: the tables keyed (code, seq) rebuilt keyed (code, trading_day, seq),
+    every row kept (a key unique without the day stays unique with it), in one transaction: a
+    failure (a full disk) leaves the file as it was. About 0.7M rows/s; the file grows to about
+    twice its size (the old pages become free pages, which later ticks reuse)."""
+    try:
+        conn = open_existing(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot migrate SQLite store {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        if _check_version(conn, path) == 0:
+            for table, schema, columns in _old_tables(conn):
+                conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v0")
+                conn.execute(schema)
+                conn.execute(f"INSERT INTO {table} SELECT {columns}, {trading_day_sql()} "
+                             f"FROM {table}_v0")  # fmt: skip
+                conn.execute(f"DROP TABLE {table}_v0")
+            _create(conn)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL's transient copy given back
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        full = " (the disk is full: it needs about twice the file's size free)" if (
+            exc.sqlite_errorcode == sqlite3.SQLITE_FULL) else ""  # fmt: skip
+        raise StoreError(f"cannot migrate SQLite store {path}: {exc}{full}; rolled back, the "
+                         "store is as it was") from exc  # fmt: skip
+    finally:
+        conn.close()
+    _log.warning("migrated %s to schema version %d: ticks and books keyed by "
+                 "(code, trading_day, seq)", path, SCHEMA_VERSION)  # fmt: skip
 
 
 class SqliteSink:

@@ -15,9 +15,11 @@ from feedmux import read_bars, read_ticks
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.reader import BAR_COLUMNS
+from feedmux.sinks.migrate import migrate_store
 from feedmux.sinks.postgres import APPLICATION_NAME, PostgresSink, redact_url
 from feedmux.sinks.retry import RetryingWriter
 from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.sinks.stores import POSTGRES, Store
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
@@ -132,6 +134,7 @@ def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: 
                 "INSERT INTO feedmux_ticks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 msgspec.structs.astuple(second_copy),
             )
+    migrate_store(Store(POSTGRES, pg_url), lambda text: None)  # before the shards start
     sink = PostgresSink(pg_url)
     assert sink.write_batch(_two_days()[3:]) == (3, 0)  # day 2 from seq 1
     sink.close()

@@ -9,8 +9,10 @@ from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
 from feedmux.reader import read_ticks
 from feedmux.sinks.base import WriteResult
+from feedmux.sinks.migrate import migrate_store
 from feedmux.sinks.retry import RetryingWriter
 from feedmux.sinks.sqlite import SqliteSink, connect, shard_db_path
+from feedmux.sinks.stores import SQLITE, Store
 from tests.conftest import FakeClock
 
 T0 = 1_700_000_000_000_000_000
@@ -192,6 +194,7 @@ def test_a_store_written_before_the_trading_day_was_in_the_key_is_migrated_once(
         old.execute(
             "INSERT INTO books VALUES ('600519.SH', 4, ?, ?, '[[10.0,1.0]]', '[]')", (T0, T0)
         )
+    migrate_store(Store(SQLITE, str(tmp_path)), lambda text: None)  # before the shards start
     sink = SqliteSink(path, merge_rows=1)
     assert sink.write_batch(two_days()[3:]) == (3, 0)  # day 2 from seq 1, next to day 1
     _, books = sink.latest()
