@@ -26,6 +26,7 @@ from feedmux.control import Control, save_universe
 from feedmux.display import open_display
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.providers.alltick import EXIT_GAVE_UP, GiveUp
+from feedmux.sinks.migrate import migrate_stores
 from feedmux.sinks.stores import SQLITE
 from feedmux.stats import read_stats
 from feedmux.status import Stats, Status, build_status, progress_line, recent_warnings
@@ -92,6 +93,7 @@ class Supervisor:
         settings, paths = self.settings, self.settings.paths
         for old in paths.stats_dir.glob("*.json"):
             old.unlink()  # numbers of an earlier run would read as this run's
+        migrate_stores(settings, self.say)  # before any worker: no start deadline bounds it
         if replay is not None:
             replay = msgspec.structs.replace(replay, log_file=str(paths.log_file),
                                              log_stderr=settings.display != "live")  # fmt: skip
