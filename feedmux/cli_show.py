@@ -4,7 +4,6 @@ running instance, and CURVE key files."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from feedmux import status as st
 from feedmux.config import RunPaths, read_manifest
 from feedmux.consumer import SnapshotClient
 from feedmux.control import Control
+from feedmux.display import PipeConsole
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.stats import read_stats
 from feedmux.symbols import parse_symbols
@@ -123,16 +123,9 @@ def make_keys(directory: Path, name: str) -> int:
     return 0
 
 
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        """The reader went away: feedmux.cli.main ends every command the same way (rich's
-        own exit status 1 would read as "not running" from `feedmux status`)."""
-        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-
-
 def _console() -> Console:
     """Rich output; when piped, wide enough that no column is cut short."""
-    return _Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return PipeConsole(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _cell(value: object) -> str:

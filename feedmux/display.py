@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
@@ -45,12 +47,21 @@ class PlainDisplay:
         pass
 
 
+class PipeConsole(Console):
+    """rich's Console, but a reader that went away is a BrokenPipeError like any other write's
+    (rich itself exits the process with status 1, which would stop a run unannounced and read
+    as "not running" from `feedmux status`)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 class LiveDisplay:
     """The status table redrawn in place; messages scroll above it."""
 
     def __init__(self, out: TextIO, title: str) -> None:
         self.title = title
-        self.console = Console(file=out, highlight=False)
+        self.console = PipeConsole(file=out, highlight=False)
         self.live = Live(console=self.console, auto_refresh=False, redirect_stdout=False,
                          redirect_stderr=False)  # fmt: skip
         self.live.start()
@@ -69,9 +80,10 @@ class GuardedDisplay:
     """A display whose reader may go away: a pipe closed (``feedmux run | head``), a terminal
     hung up. The first failed write turns it off for good and points the stream at /dev/null
     (so no later write, nor the flush at exit, fails again); ``on_gone`` is told once. The
-    run goes on: its messages still go to the run's log file."""
+    run goes on: its messages still go to the run's log file. Any other failure of the
+    display (a bug) turns it off the same way."""
 
-    def __init__(self, inner: Display, out: TextIO, on_gone: Callable[[OSError], None]) -> None:
+    def __init__(self, inner: Display, out: TextIO, on_gone: Callable[[Exception], None]) -> None:
         self.inner = inner
         self.out = out
         self.on_gone = on_gone
@@ -91,14 +103,15 @@ class GuardedDisplay:
             return
         try:
             write(*args)
-        except OSError as exc:  # EPIPE from a closed pipe, EIO from a hung-up terminal
+        except Exception as exc:  # a display must never stop a run, nor its ordered shutdown
             self.gone = True
-            pipes.silence(self.out)
+            if isinstance(exc, OSError):  # EPIPE from a closed pipe, EIO from a hung-up tty
+                pipes.silence(self.out)
             self.on_gone(exc)
 
 
 def open_display(out: TextIO, live: bool, title: str = "feedmux",
-                 on_gone: Callable[[OSError], None] | None = None) -> Display:  # fmt: skip
+                 on_gone: Callable[[Exception], None] | None = None) -> Display:  # fmt: skip
     """The live table or plain lines; with ``on_gone``, one that survives its reader."""
     display: Display = LiveDisplay(out, title) if live else PlainDisplay(out)
     return display if on_gone is None else GuardedDisplay(display, out, on_gone)

@@ -275,9 +275,13 @@ def _run(settings: Settings, replay: ReplaySettings | None, stop_after_s: float 
          out: TextIO, live: bool, lock: instance.Lock) -> int:  # fmt: skip
     log = logging.getLogger("feedmux.supervisor")
 
-    def output_gone(exc: OSError) -> None:
-        log.warning("stdout closed (%s): the run goes on; its messages are only in %s",
-                    exc.strerror or exc, settings.paths.log_file)  # fmt: skip
+    def output_gone(exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            log.warning("stdout closed (%s): the run goes on; its messages are only in %s",
+                        exc.strerror or exc, settings.paths.log_file)  # fmt: skip
+        else:
+            log.error("the display failed (%r): the run goes on; its messages are only in %s",
+                      exc, settings.paths.log_file, exc_info=exc)  # fmt: skip
 
     display = open_display(out, live, on_gone=output_gone)
 

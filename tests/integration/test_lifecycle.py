@@ -121,12 +121,13 @@ def _started(run_dir: Path) -> bool:
     return _stored(run_dir) > 0 and "receiver" in read_stats(run_dir / "stats")
 
 
+@pytest.mark.parametrize("display", ["plain", "live"])  # live: a table forced into a pipe
 def test_a_run_whose_reader_goes_away_runs_to_its_stop_and_leaves_nothing(
-    tmp_path: Path, procs: Procs
+    tmp_path: Path, procs: Procs, display: str
 ) -> None:
     run_dir, _, dirs = _dirs(tmp_path)
     run = procs.feedmux("run", "--replay", *SMALL, "--replay-rate", "200", "--stop-after", "5",
-                        "--display", "plain", *dirs)  # fmt: skip
+                        "--display", display, *dirs)  # fmt: skip
     assert run.stdout is not None
     lines = [run.stdout.readline() for _ in range(2)]  # `| head -2`
     run.stdout.close()
