@@ -32,7 +32,7 @@ from feedmux.writes import health
 from workers._process import StopFlag, run_logging
 
 BURST = 256  # bus messages handled before timers get a turn
-DRAIN_QUIET_NS = 500_000_000  # after SIGTERM without an End: exit once the bus is this quiet
+DRAIN_QUIET_NS = 500_000_000  # after SIGTERM, no End yet: exit once quiet this long since it
 # The supervisor died: the receiver was told at the same moment and still hands over its last
 # ticks and an End, which may come after a longer pause than an ordinary stop's.
 ORPHAN_DRAIN_QUIET_NS = 5_000_000_000
@@ -54,6 +54,13 @@ def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> 
         log.info("asked the receiver %d time(s) to resend (a restart or a hole)",
                  state.rewinds_asked - logged["rewinds_logged"])  # fmt: skip
         logged["rewinds_logged"] = state.rewinds_asked
+
+
+def drained(ended: bool, now: int, last_bus_ns: int, stop_ns: int, quiet_ns: int) -> bool:
+    """After a stop request (at ``stop_ns``): done once the receiver's End came, or, bounding
+    the wait, once the bus has been quiet ``quiet_ns`` since the later of the stop and its last
+    message (a feed quiet before the stop must not cut off the receiver's last ticks)."""
+    return ended or now - max(last_bus_ns, stop_ns) > quiet_ns
 
 
 def submit(writers: list[BackgroundWriter[Any]], batches: list[list[Any]]) -> None:
@@ -153,6 +160,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
+    stop_ns: int | None = None  # when the stop was first seen
     counters = {"acks_dropped": 0, "gaps_logged": 0, "rewinds_logged": 0}
     if ready is not None:
         ready.send(shard)
@@ -261,9 +269,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             publish([*bar_frames, state.heartbeat()])
             submit(bar_writers, bar_batches)
             report()
-        quiet_ns = ORPHAN_DRAIN_QUIET_NS if stop.orphaned else DRAIN_QUIET_NS
-        if stop.requested and (state.ended or now - last_bus_ns > quiet_ns):
-            break
+        if stop.requested:
+            stop_ns = now if stop_ns is None else stop_ns
+            quiet_ns = ORPHAN_DRAIN_QUIET_NS if stop.orphaned else DRAIN_QUIET_NS
+            if drained(state.ended, now, last_bus_ns, stop_ns, quiet_ns):
+                break
 
     bar_frames, bar_batches = state.close_bars()
     publish(bar_frames)
