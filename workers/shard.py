@@ -269,8 +269,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             publish([*bar_frames, state.heartbeat()])
             submit(bar_writers, bar_batches)
             report()
+            stop.check_parent()
         if stop.requested:
-            stop_ns = now if stop_ns is None else stop_ns
+            if stop_ns is None:  # once: a SIGTERM may be Linux saying the supervisor died
+                stop_ns = now
+                stop.check_parent()
             quiet_ns = ORPHAN_DRAIN_QUIET_NS if stop.orphaned else DRAIN_QUIET_NS
             if drained(state.ended, now, last_bus_ns, stop_ns, quiet_ns):
                 break
