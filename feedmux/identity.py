@@ -13,6 +13,7 @@ replace it. Books (order-book updates) use the same key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 from feedmux.model import Depth, Tick
@@ -47,11 +48,13 @@ def identity(item: Tick | Depth) -> tuple[int, int]:
 
 
 class ResendFilter:
-    """Per code, the highest identity seen (from the stream, or the store after a restart).
+    """Per code, the highest identity seen (from the stream, or the store after a restart),
+    of ticks or of books (one filter for each).
 
-    A tick at or below it is a re-send (a resubscription, a reconnect, a re-run on the same
-    data): it is not published and not added to bars. Vendor seqs grow per code within a day,
-    and the day only moves forward, so anything not above the highest was taken before.
+    An item at or below it is a re-send (a resubscription, a reconnect, a re-run on the same
+    data): it is not published, and a tick is not added to bars. Vendor seqs grow per code
+    within a day, and the day only moves forward, so anything not above the highest was taken
+    before. The shard's one place for this comparison: its bars and snapshot trust it.
     """
 
     __slots__ = ("_highest", "resent")
@@ -60,19 +63,19 @@ class ResendFilter:
         self._highest: dict[str, tuple[int, int]] = {}
         self.resent = 0
 
-    def seed(self, ticks: list[Tick]) -> None:
-        """Remember stored ticks (a restart) without counting them."""
-        for tick in ticks:
-            key = identity(tick)
-            if key > self._highest.get(tick.code, (-1, -1)):
-                self._highest[tick.code] = key
+    def seed(self, items: Sequence[Tick | Depth]) -> None:
+        """Remember stored items (a restart) without counting them."""
+        for item in items:
+            key = identity(item)
+            if key > self._highest.get(item.code, (-1, -1)):
+                self._highest[item.code] = key
 
-    def is_new(self, tick: Tick) -> bool:
-        """True for a tick above its code's highest identity (and remember it)."""
-        key = identity(tick)
-        held = self._highest.get(tick.code)
+    def is_new(self, item: Tick | Depth) -> bool:
+        """True for an item above its code's highest identity (and remember it)."""
+        key = identity(item)
+        held = self._highest.get(item.code)
         if held is not None and key <= held:
             self.resent += 1
             return False
-        self._highest[tick.code] = key
+        self._highest[item.code] = key
         return True

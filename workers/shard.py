@@ -197,12 +197,13 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "redis": None if streams is None else {
                 "published": streams.stored, "backlog": streams.backlog,
                 "failures": streams.writer.failures},
+            "books_resent_dropped": state.book_filter.resent,
             "bus_gaps": state.bus_gaps,
             "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
             "bars": {"published": state.bar_seq, "stored": min(w.stored for w in bar_writers),
                      "late": state.bars.late, "too_late": state.bars.too_late,
-                     "resent": state.bars.resent},
+                     "resent": state.resent_dropped},  # bars take new ticks only
             "acks_dropped": counters["acks_dropped"],
             "failing_writes": health.report(),  # e.g. store failing: disk full (retried)
             "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
