@@ -41,7 +41,8 @@ FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
 CUMULATIVE = ("received", "published", "stored", "duplicates", "resent_dropped",
-              "books_received", "books_stored", "books_duplicates", "restarts")  # fmt: skip
+              "books_received", "books_stored", "books_duplicates", "books_resent_dropped",
+              "restarts")  # fmt: skip
 
 
 def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> None:
@@ -177,6 +178,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "duplicates": slowest.duplicates, "resent_dropped": state.resent_dropped,
             "books_received": state.received_books, "books_stored": slowest_books.stored,
             "books_duplicates": slowest_books.duplicates,
+            "books_resent_dropped": state.book_filter.resent,
         }  # fmt: skip
         write_stats(paths.stats_dir, f"shard-{shard}", {
             "role": "shard", "shard": shard, "pid": os.getpid(), "final": final,
@@ -197,7 +199,6 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "redis": None if streams is None else {
                 "published": streams.stored, "backlog": streams.backlog,
                 "failures": streams.writer.failures},
-            "books_resent_dropped": state.book_filter.resent,
             "bus_gaps": state.bus_gaps,
             "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
