@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from feedmux.errors import StoreError
-from feedmux.identity import DAY_NS, EXCHANGE_UTC_OFFSET_NS
+from feedmux.identity import trading_days
 from feedmux.reader import Filters, shard_files, shard_rows
 from feedmux.sinks.sqlite import TICKS_DIR
 
@@ -82,7 +82,8 @@ def _group_table(files: list[Path], codes: list[str], start_ns: int, end_ns: int
     # A tick stored by two shards (the shard count changed between runs) appears once, by its
     # identity (code, trading day, seq): a day in another --tz may span two trading days.
     table = table.sort_by([("code", "ascending"), ("time", "ascending"), ("seq", "ascending")])
-    days = pc.divide(pc.add(pc.cast(table["time"], pa.int64()), EXCHANGE_UTC_OFFSET_NS), DAY_NS)
+    days = pa.array(trading_days(table["code"].to_pandas(),
+                                 pc.cast(table["time"], pa.int64()).to_numpy()))  # fmt: skip
     keys = pc.binary_join_element_wise(table["code"], pc.cast(days, pa.string()),
                                        pc.cast(table["seq"], pa.string()), "|")  # fmt: skip
     if len(pc.unique(keys)) != len(keys):

@@ -14,13 +14,12 @@ Closing, and the late-tick policy:
   bar and emits it again: stores upsert by (code, minute), so the stored bar stays equal to a
   resample of the stored ticks. Such ticks are counted in ``late``;
 - a tick older than that is stored as a tick but left out of bars, counted in ``too_late``;
-- a tick whose identity (trading day, seq; feedmux/identity.py) is no higher than its code's
-  highest so far is a re-send (a resubscription, a resend after a shard restart, a re-run on
-  the same data) and is left out, counted in ``resent``: bars are built only from ticks that
-  are new by the identity every store keys on. (A late tick has a higher seq; a vendor that
-  restarts its seqs does so on a new trading day.) The shard filters re-sends before its
-  builder too, seeded from the store. After a restart the builder is seeded from the store's
-  recent ticks, so the minute in progress is rebuilt whole.
+- ``add`` takes only new ticks: re-sends (a resubscription, a resend after a shard restart, a
+  re-run on the same data) are left out before, by the shard's one ``ResendFilter`` on the
+  identity every store keys on (feedmux/identity.py), seeded from the store. (A late tick has
+  a higher seq; a vendor that restarts its seqs does so on a new trading day.) After a restart
+  the builder is seeded from the store's recent ticks, so the minute in progress is rebuilt
+  whole.
 """
 
 from __future__ import annotations
@@ -82,21 +81,15 @@ class BarBuilder:
         self.keep_ns = keep_minutes * MINUTE_NS
         self._open: dict[str, Bar] = {}  # the current bar of each code
         self._closed: dict[tuple[str, int], Bar] = {}  # recent closed bars, for late ticks
-        self._seen = ResendFilter()
         self._data_ns = 0  # the newest tick time seen ...
         self._seen_ns = 0  # ... and the clock when it was seen
         self._purged_to = 0  # closed bars before this minute are forgotten
         self.late = 0
         self.too_late = 0
 
-    @property
-    def resent(self) -> int:
-        return self._seen.resent
-
     def add(self, tick: Tick) -> list[Bar]:
-        """Take a tick; the bars it closed or amended (to store and publish)."""
-        if not self._seen.is_new(tick):
-            return []
+        """Take a new tick (not a re-send); the bars it closed or amended (to store and
+        publish)."""
         if tick.time_ns > self._data_ns:
             self._data_ns, self._seen_ns = tick.time_ns, self._clock()
         minute = tick.time_ns - tick.time_ns % MINUTE_NS
@@ -153,7 +146,9 @@ class BarBuilder:
     def restore(self, ticks: list[Tick]) -> list[Bar]:
         """Rebuild the recent bars from stored ticks (after a restart); the bars that closed
         meanwhile (to store again: stores upsert)."""
+        seen = ResendFilter()  # a store may hand over a tick twice (SQLite: before a merge)
         for tick in sorted(ticks, key=identity):
-            self.add(tick)
-        self.late = self.too_late = self._seen.resent = 0
+            if seen.is_new(tick):
+                self.add(tick)
+        self.late = self.too_late = 0
         return self.due()

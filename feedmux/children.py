@@ -85,7 +85,8 @@ def _entry(target: Callable[..., int], *args: Any, lock: Lock | None = None) -> 
     ``lock`` arrives as the run's held lock and is kept open for the worker's whole life."""
     setproctitle.setproctitle(multiprocessing.current_process().name)  # e.g. feedmux-shard-3
     # A closed terminal sends SIGHUP to the whole process group: the supervisor alone decides
-    # the order of shutdown (as for SIGINT, which each worker ignores itself).
+    # the order of shutdown (as for SIGINT, which each worker ignores itself). The one place
+    # every worker ignores it, from its first instruction.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _stop_with_parent()
     sys.exit(target(*args))
@@ -93,16 +94,21 @@ def _entry(target: Callable[..., int], *args: Any, lock: Lock | None = None) -> 
 
 def _stop_with_parent() -> None:
     """SIGTERM when the supervisor dies, even by kill -9: the worker then stops in order as
-    if the supervisor had asked (workers.StopFlag also checks the parent, portably)."""
+    if the supervisor had asked (workers' StopFlag.check_parent also notices, portably)."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         except (OSError, AttributeError):  # no prctl: the parent-pid check remains
             pass
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took hold
+    if parent_gone():  # it died before prctl took hold
         sys.exit(1)
+
+
+def parent_gone() -> bool:
+    """The supervisor that started this process is gone (the process was reparented)."""
+    parent = multiprocessing.parent_process()
+    return parent is not None and os.getppid() != parent.pid
 
 
 def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:

@@ -17,7 +17,7 @@ import msgspec
 import pandas as pd
 
 from feedmux.errors import StoreError
-from feedmux.identity import DAY_NS, EXCHANGE_UTC_OFFSET_NS
+from feedmux.identity import trading_days
 from feedmux.model import TICK_COLUMNS
 from feedmux.sinks.sqlite import TICKS_DIR
 from feedmux.symbols import parse_symbols
@@ -165,8 +165,9 @@ def _merged(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     time, code and seq."""
     frame["code"] = frame["code"].astype(str)
     # A code lands in another shard's file if the shard count changed between runs.
-    day = (frame["time"].astype("int64") + EXCHANGE_UTC_OFFSET_NS) // DAY_NS  # trading_day()
-    frame = frame[~pd.DataFrame({"c": frame["code"], "d": day, "s": frame["seq"]}).duplicated()]
+    day = trading_days(frame["code"], frame["time"].astype("int64").to_numpy())
+    keys = pd.DataFrame({"c": frame["code"].to_numpy(), "d": day, "s": frame["seq"].to_numpy()})
+    frame = frame[~keys.duplicated().to_numpy()]
     frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
     return frame[list(columns)]
 

@@ -39,7 +39,9 @@ class ShardState:
         self.book_moves = BookMoves(moves["books"]) if "books" in moves else None
         self.move_seqs = {wire.TRADE_MOVE_PREFIX: 0, wire.DEPTH_MOVE_PREFIX: 0}
         self.bars = BarBuilder(wall_clock)
-        self.resend_filter = ResendFilter()  # by identity: see feedmux/identity.py
+        # By identity (feedmux/identity.py): the one re-send check; bars and snapshot trust it.
+        self.resend_filter = ResendFilter()
+        self.book_filter = ResendFilter()
         self._wall_clock = wall_clock
         self.receive_to_publish_s = Histogram(LATENCY_BUCKETS_S)  # per bus message
         self.bar_batcher: Batcher[Bar] = Batcher(batch_rows, batch_delay_ns, clock)
@@ -70,7 +72,8 @@ class ShardState:
         """Seed the snapshot and the re-send filter from the store after a restart (first-seen
         times are approximate)."""
         self.resend_filter.seed(ticks)
-        for tick in ticks:
+        self.book_filter.seed(books)
+        for tick in ticks:  # one per code: the highest stored
             self.snapshot.apply(0, tick)
         for book in books:
             self.snapshot.apply_book(book)
@@ -217,23 +220,26 @@ class ShardState:
             )
             if trade_moves is not None and trade_moves.passes(tick):
                 publish.append(self._move(wire.TRADE_MOVE_PREFIX, tick.code, tick))
-            closed = add_bar(tick)
+            closed = add_bar(tick)  # new by the filter above: bars take no other check
             if closed:
                 closed_bars.extend(closed)
         self.pub_seq = pub_seq
         self.ticks_added += added
         self.books_added += len(in_books)
         full_books: list[list[Depth]] = []
+        book_is_new = self.book_filter.is_new
         for book in in_books:
+            books = self.book_batcher.add(book)  # to the stores, as every tick
+            if books is not None:
+                full_books.append(books)
+            if not book_is_new(book):  # a re-send: published once
+                continue
             self.book_seq += 1
             snapshot.apply_book(book)
             payload = encode(wire.PublishedDepth(shard, self.book_seq, book))
             publish.append((wire.depth_topic(book.code), payload))
             if self.book_moves is not None and self.book_moves.passes(book):
                 publish.append(self._move(wire.DEPTH_MOVE_PREFIX, book.code, book))
-            books = self.book_batcher.add(book)
-            if books is not None:
-                full_books.append(books)
         full_bars: list[list[Bar]] = []
         self._bars_out(closed_bars, publish, full_bars)
         return publish, full, full_books, full_bars

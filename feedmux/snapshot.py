@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from feedmux.identity import identity
 from feedmux.model import Depth, Tick
 
 
 class SnapshotCache:
+    """Takes only items newer than the held one: the shard's re-send filters (by identity,
+    feedmux/identity.py) decide that before, so no comparison is repeated here."""
+
     __slots__ = ("_books", "_latest", "first_recv_ns", "last_pub_seq", "pub_seqs")
 
     def __init__(self) -> None:
@@ -19,30 +21,17 @@ class SnapshotCache:
     def __len__(self) -> int:
         return len(self._latest)
 
-    def latest_seq(self, code: str) -> int | None:
-        held = self._latest.get(code)
-        return None if held is None else held.seq
-
-    def apply(self, pub_seq: int, tick: Tick) -> bool:
-        """Record ``tick`` unless one of equal or higher identity (trading day, seq) is held;
-        True if it was newer."""
+    def apply(self, pub_seq: int, tick: Tick) -> None:
+        """Record ``tick``, newer than its code's held one, published as ``pub_seq``."""
         self.last_pub_seq = pub_seq
-        held = self._latest.get(tick.code)
-        if held is None:
+        if tick.code not in self._latest:
             self.first_recv_ns[tick.code] = tick.recv_ns
-        elif identity(held) >= identity(tick):
-            return False
         self._latest[tick.code] = tick
         self.pub_seqs[tick.code] = pub_seq
-        return True
 
-    def apply_book(self, book: Depth) -> bool:
-        """Record ``book`` unless an equal or newer one is held; True if it was newer."""
-        held = self._books.get(book.code)
-        if held is not None and identity(held) >= identity(book):
-            return False
+    def apply_book(self, book: Depth) -> None:
+        """Record ``book``, newer than its code's held one."""
         self._books[book.code] = book
-        return True
 
     def books(self, codes: list[str] | None = None) -> list[Depth]:
         if codes is None:

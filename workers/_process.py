@@ -3,47 +3,43 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 
+from feedmux.children import parent_gone
 from feedmux.config import Settings
 from feedmux.writes import LogFileHandler
 
 
 class StopFlag:
     """Set by SIGTERM (and SIGINT when standalone), or when a supervised worker's supervisor
-    is gone; the loop checks ``requested`` between polls.
+    is gone; the loop reads ``requested`` (a plain attribute) between polls.
 
-    Supervised workers ignore SIGINT and SIGHUP: a Ctrl-C or a closed terminal reaches the
-    whole process group, and the supervisor, not each worker, decides the order of shutdown.
-    When the supervisor dies (even by kill -9) the worker stops in order by itself: Linux
-    sends it SIGTERM (feedmux.children), and the parent-pid check here catches it elsewhere.
+    Supervised workers ignore SIGINT (SIGHUP: feedmux.children, for every worker): a Ctrl-C
+    reaches the whole process group, and the supervisor, not each worker, decides the order of
+    shutdown. When the supervisor dies (even by kill -9) the worker stops in order by itself:
+    Linux sends it SIGTERM (feedmux.children); elsewhere ``check_parent``, called on the
+    worker's timer, notices.
     """
 
     def __init__(self, supervised: bool) -> None:
-        self.signalled = False
-        parent = multiprocessing.parent_process() if supervised else None
-        self._parent_pid = parent.pid if parent is not None else None
+        self.requested = False
+        self.orphaned = False  # as of the last ``check_parent``
+        self._supervised = supervised
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, signal.SIG_IGN if supervised else self._set)
-        if supervised:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    @property
-    def orphaned(self) -> bool:
-        """The supervisor that started this worker is gone (the worker was reparented)."""
-        return self._parent_pid is not None and os.getppid() != self._parent_pid
-
-    @property
-    def requested(self) -> bool:
-        return self.signalled or self.orphaned
+    def check_parent(self) -> bool:
+        """Whether the supervisor is gone (then a stop is requested); a system call, so on a
+        timer rather than every loop turn."""
+        if self._supervised and not self.orphaned and parent_gone():
+            self.orphaned = self.requested = True
+        return self.orphaned
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
-        self.signalled = True
+        self.requested = True
 
 
 def setup_logging(

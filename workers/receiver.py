@@ -323,6 +323,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 save_universe()
             report()
             journal.flush(time.time_ns())
+            stop.check_parent()  # once a tick: Linux also says so by SIGTERM
         wake = min(d for d in (manager.next_deadline(), next_stats) if d is not None)
         ready_fds = poller.poll(max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6)))
         # Read while frames wait, but give timers (heartbeats, stats, stop) a turn at least

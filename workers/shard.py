@@ -32,7 +32,7 @@ from feedmux.writes import health
 from workers._process import StopFlag, run_logging
 
 BURST = 256  # bus messages handled before timers get a turn
-DRAIN_QUIET_NS = 500_000_000  # after SIGTERM without an End: exit once the bus is this quiet
+DRAIN_QUIET_NS = 500_000_000  # after SIGTERM, no End yet: exit once quiet this long since it
 # The supervisor died: the receiver was told at the same moment and still hands over its last
 # ticks and an End, which may come after a longer pause than an ordinary stop's.
 ORPHAN_DRAIN_QUIET_NS = 5_000_000_000
@@ -41,7 +41,8 @@ FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
 CUMULATIVE = ("received", "published", "stored", "duplicates", "resent_dropped",
-              "books_received", "books_stored", "books_duplicates", "restarts")  # fmt: skip
+              "books_received", "books_stored", "books_duplicates", "books_resent_dropped",
+              "restarts")  # fmt: skip
 
 
 def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> None:
@@ -54,6 +55,13 @@ def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> 
         log.info("asked the receiver %d time(s) to resend (a restart or a hole)",
                  state.rewinds_asked - logged["rewinds_logged"])  # fmt: skip
         logged["rewinds_logged"] = state.rewinds_asked
+
+
+def drained(ended: bool, now: int, last_bus_ns: int, stop_ns: int, quiet_ns: int) -> bool:
+    """After a stop request (at ``stop_ns``): done once the receiver's End came, or, bounding
+    the wait, once the bus has been quiet ``quiet_ns`` since the later of the stop and its last
+    message (a feed quiet before the stop must not cut off the receiver's last ticks)."""
+    return ended or now - max(last_bus_ns, stop_ns) > quiet_ns
 
 
 def submit(writers: list[BackgroundWriter[Any]], batches: list[list[Any]]) -> None:
@@ -153,6 +161,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
+    stop_ns: int | None = None  # when the stop was first seen
     counters = {"acks_dropped": 0, "gaps_logged": 0, "rewinds_logged": 0}
     if ready is not None:
         ready.send(shard)
@@ -169,6 +178,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "duplicates": slowest.duplicates, "resent_dropped": state.resent_dropped,
             "books_received": state.received_books, "books_stored": slowest_books.stored,
             "books_duplicates": slowest_books.duplicates,
+            "books_resent_dropped": state.book_filter.resent,
         }  # fmt: skip
         write_stats(paths.stats_dir, f"shard-{shard}", {
             "role": "shard", "shard": shard, "pid": os.getpid(), "final": final,
@@ -194,7 +204,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
             "bars": {"published": state.bar_seq, "stored": min(w.stored for w in bar_writers),
                      "late": state.bars.late, "too_late": state.bars.too_late,
-                     "resent": state.bars.resent},
+                     "resent": state.resent_dropped},  # bars take new ticks only
             "acks_dropped": counters["acks_dropped"],
             "failing_writes": health.report(),  # e.g. store failing: disk full (retried)
             "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
@@ -261,9 +271,14 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             publish([*bar_frames, state.heartbeat()])
             submit(bar_writers, bar_batches)
             report()
-        quiet_ns = ORPHAN_DRAIN_QUIET_NS if stop.orphaned else DRAIN_QUIET_NS
-        if stop.requested and (state.ended or now - last_bus_ns > quiet_ns):
-            break
+            stop.check_parent()
+        if stop.requested:
+            if stop_ns is None:  # once: a SIGTERM may be Linux saying the supervisor died
+                stop_ns = now
+                stop.check_parent()
+            quiet_ns = ORPHAN_DRAIN_QUIET_NS if stop.orphaned else DRAIN_QUIET_NS
+            if drained(state.ended, now, last_bus_ns, stop_ns, quiet_ns):
+                break
 
     bar_frames, bar_batches = state.close_bars()
     publish(bar_frames)

@@ -136,3 +136,34 @@ def test_a_bars_subscriber_gets_each_closed_minute_bar(
     bar = bars[0]
     assert (bar.code, bar.minute_ns, bar.open, bar.high, bar.low, bar.close, bar.volume,
             bar.count) == ("600000.SH", minute, 10.0, 10.5, 9.8, 10.2, 1000.0, 4)  # fmt: skip
+
+
+def test_a_stop_after_a_quiet_spell_still_waits_for_the_receivers_last_ticks_and_end(
+    tmp_path: Path, running_shard: tuple[Settings, BaseProcess]
+) -> None:
+    """The quiet timer counts from the stop request, not from the last bus message: after a
+    feed that was quiet for longer than the drain bound, the receiver's last ticks and its End,
+    handed over shortly after the stop, are still stored before the shard exits."""
+    import time  # noqa: PLC0415
+
+    settings, worker = running_shard
+    ctx = zt.context()
+    bus = zt.push(ctx, settings.paths.shard_in(0))
+    try:
+        bus.send(wire.encode(wire.Resume(1, 1)))
+        bus.send(wire.encode(wire.Batch(1, ticks(3))))
+        wait_for(lambda: len(read_ticks(tmp_path)) == 3, 10, "the first ticks stored")
+        time.sleep(shard.DRAIN_QUIET_NS / 1e9 + 0.2)  # the point: a feed quieter than the bound
+        worker.terminate()
+        time.sleep(shard.DRAIN_QUIET_NS / 1e9 / 2)  # the receiver's last turn, within the bound
+        for message in (wire.Batch(4, ticks(2, start=4)), wire.End(6)):
+            try:  # no waiting: a shard already gone has no peer socket to take them
+                bus.send(wire.encode(message), zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        worker.join(scaled(30))
+    finally:
+        bus.close(linger=0)
+        ctx.term()
+    assert worker.exitcode == 0
+    assert sorted(read_ticks(tmp_path)["seq"]) == [1, 2, 3, 4, 5]

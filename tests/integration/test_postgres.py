@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     stop,
 )
 from tests.services import postgres_schema
+from tests.ticks import two_days
 
 pytestmark = pytest.mark.integration
 
@@ -82,20 +83,10 @@ def test_duplicates_are_skipped_and_counted_and_latest_reads_back(pg_url: str) -
     sink.close()
 
 
-DAY_NS = 86_400 * 10**9
-
-
-def _two_days() -> list[Tick]:
-    """Two trading days of one code, each numbered from 1 (as exchange feeds restart)."""
-    return [Tick("600519.SH", s, 1_700_000_000_000_000_000 + day * DAY_NS + s * 10**9,
-                 1_700_000_000_000_000_000 + day * DAY_NS + s * 10**9 + 5, 10.0 + s, 100.0,
-                 1000.0, 1) for day in (0, 1) for s in (1, 2, 3)]  # fmt: skip
-
-
 def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days_and_a_corrected_time_is_a_duplicate(
     pg_url: str, tmp_path: Path
 ) -> None:
-    ticks = _two_days()
+    ticks = two_days()
     sink = PostgresSink(pg_url)
     assert sink.write_batch(ticks) == (6, 0)
     corrected = msgspec.structs.replace(ticks[4], time_ns=ticks[4].time_ns + 1)  # a re-send
@@ -114,7 +105,7 @@ def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days_and_a_corrected_t
 
 
 def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: str) -> None:
-    ticks = _two_days()[:3]
+    ticks = two_days()[:3]
     with psycopg.connect(pg_url) as conn:  # the schema feedmux wrote before the identity
         conn.execute("""CREATE TABLE feedmux_ticks (code text NOT NULL, seq bigint NOT NULL,
             time_ns bigint NOT NULL, recv_ns bigint NOT NULL, price double precision NOT NULL,
@@ -136,10 +127,10 @@ def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: 
             )
     migrate_store(Store(POSTGRES, pg_url), lambda text: None)  # before the shards start
     sink = PostgresSink(pg_url)
-    assert sink.write_batch(_two_days()[3:]) == (3, 0)  # day 2 from seq 1
+    assert sink.write_batch(two_days()[3:]) == (3, 0)  # day 2 from seq 1
     sink.close()
     stored = sorted((Tick(*r) for r in _rows(pg_url)), key=lambda t: t.time_ns)
-    assert stored == _two_days()  # the first copy kept
+    assert stored == two_days()  # the first copy kept
     PostgresSink(pg_url).close()  # already migrated: opens as is
 
 
@@ -228,3 +219,18 @@ def _resample(ticks: pd.DataFrame) -> pd.DataFrame:
     bars = bars[bars["count"] > 0].reset_index().rename(columns={"time": "minute"})
     bars = bars.sort_values(["minute", "code"], kind="stable").reset_index(drop=True)
     return bars.astype({"count": "int64"})[list(BAR_COLUMNS)]
+
+
+def test_postgresql_computes_the_same_trading_day_as_python(pg_url: str) -> None:
+    """``trading_day_sql`` (the migration's key) in PostgreSQL, across New York's DST changes."""
+    from feedmux.identity import trading_day, trading_day_sql  # noqa: PLC0415
+
+    start = int(pd.Timestamp("2026-03-07", tz="UTC").value)
+    rows = [(code, start + h * 1_800 * 10**9) for code in ("AAPL.US", "700.HK", "600519.SH")
+            for h in range(0, 2 * 24 * 270, 7)]  # fmt: skip
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TEMP TABLE t (code text, time_ns bigint, n serial)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO t (code, time_ns) VALUES (%s, %s)", rows)
+        got = [d for (d,) in conn.execute(f"SELECT {trading_day_sql()} FROM t ORDER BY n")]
+    assert got == [trading_day(t, code) for code, t in rows]

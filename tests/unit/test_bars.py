@@ -43,19 +43,18 @@ def test_a_replayed_journal_closes_bars_by_its_own_time_not_the_wall_clock() -> 
     assert [b.count for b in bars.add(tick(4, 65))] == [3]
 
 
-def test_a_late_tick_amends_its_bar_and_a_resent_one_is_left_out() -> None:
+def test_a_late_tick_amends_its_bar_and_a_too_late_one_is_left_out() -> None:
+    """(Re-sends never reach the builder: the shard's one filter drops them, see
+    tests/unit/test_shard_state.py.)"""
     bars = BarBuilder(FakeClock(T0))
     bars.add(tick(1, 1, 10.0))
     bars.add(tick(2, 61, 10.0))  # closes minute 0
     amended = bars.add(tick(3, 59, 15.0))  # late: minute 0 again, a higher seq
     assert [(b.minute_ns, b.high, b.close, b.count) for b in amended] == [(T0, 15.0, 15.0, 2)]
     assert bars.late == 1
-    assert bars.add(tick(2, 61, 99.0)) == [] and bars.resent == 1
-    # Seqs restarted within the trading day: the same identity as day 1's tick 1, a re-send.
-    assert bars.add(tick(1, 130)) == [] and bars.resent == 2
     assert bars.add(tick(9, -600, 1.0)) == [] and bars.too_late == 1  # beyond 5 minutes
-    next_day = bars.add(tick(1, 86_400))  # restarted on the next trading day: taken
-    assert [b.count for b in next_day] == [1] and bars.resent == 2  # (it closes minute 1)
+    next_day = bars.add(tick(1, 86_400))  # restarted on the next trading day
+    assert [b.count for b in next_day] == [1]  # (it closes minute 1)
 
 
 @settings(max_examples=50, deadline=None)

@@ -1,5 +1,7 @@
+import pytest
+
 from feedmux import wire
-from feedmux.model import Tick
+from feedmux.model import Depth, Tick
 from feedmux.shard_state import ShardState
 from tests.conftest import FakeClock
 
@@ -129,3 +131,48 @@ def trades(state: ShardState, first_seq: int, batch: list[Tick]) -> list[Tick]:
     """The ticks a bus batch published on the trade topics."""
     frames, _, _, _ = state.on_bus(wire.encode(wire.Batch(first_seq, batch)))
     return [wire.published_decoder.decode(p).tick for t, p in frames if t.startswith(b"T|")]
+
+
+def day_books(day: int, seqs: list[int], code: str = "600519.SH", late_s: int = 0) -> list[Depth]:
+    at = MORNING + day * DAY_NS + late_s * 10**9
+    return [Depth(code, s, at + s * 10**9, at + s * 10**9, [(10.0, 1.0)], [(10.1, 2.0)])
+            for s in seqs]  # fmt: skip
+
+
+def books_published(state: ShardState, first_seq: int, batch: list[Depth]) -> list[Depth]:
+    frames, _, _, _ = state.on_bus(wire.encode(wire.Batch(first_seq, [], batch)))
+    return [wire.published_depth_decoder.decode(p).depth for t, p in frames
+            if t.startswith(wire.depth_topic(""))]  # fmt: skip
+
+
+def test_re_sent_books_are_stored_but_not_published_again_nor_after_a_restart() -> None:
+    state = resumed(next_seq=1)
+    assert [b.seq for b in books_published(state, 1, day_books(0, [1, 2]))] == [1, 2]
+    again = day_books(0, [1, 2, 3], late_s=5)  # a re-run: the same books, and one new
+    assert [b.seq for b in books_published(state, 3, again)] == [3]
+    assert [b.seq for b in books_published(state, 6, day_books(1, [1]))] == [1]  # a new day
+    assert [b.seq for b in state.book_batcher.take()] == [1, 2, 1, 2, 3, 1]  # stores keep one
+    assert state.book_seq == 4
+    restarted = ShardState(0, 100, 200_000_000, FakeClock())
+    restarted.restore([], [day_books(1, [1])[0]])  # the store's latest book of the code
+    restarted.on_bus(wire.encode(wire.Resume(1, 1)))
+    assert [b.seq for b in books_published(restarted, 1, day_books(1, [1, 2]))] == [2]
+
+
+def test_each_new_tick_s_identity_is_computed_once_on_the_shard_s_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One re-send filter decides; the bars and the snapshot trust it (no second comparison)."""
+    import feedmux.identity  # noqa: PLC0415
+
+    calls = []
+    real = feedmux.identity.trading_day
+
+    def counted(*args: int | str) -> int:
+        calls.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feedmux.identity, "trading_day", counted)
+    state = resumed(next_seq=1)
+    assert len(trades(state, 1, day_ticks(0, list(range(1, 51))))) == 50
+    assert len(calls) == 50

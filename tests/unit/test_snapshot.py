@@ -6,13 +6,14 @@ def tick(code: str, seq: int, price: float = 1.0) -> Tick:
     return Tick(code, seq, 0, 0, price, 1.0, 1.0, 0)
 
 
-def test_keeps_latest_by_vendor_seq() -> None:
+def test_keeps_the_latest_of_each_code() -> None:
+    """The shard's re-send filter hands over only newer ticks (tests/unit/test_shard_state.py)."""
     cache = SnapshotCache()
-    assert cache.apply(1, tick("A.SH", 5, 1.0))
-    assert cache.apply(2, tick("A.SH", 6, 2.0))
-    assert not cache.apply(3, tick("A.SH", 4, 9.0))  # late duplicate: ignored
-    assert cache.apply(4, tick("B.SZ", 1, 3.0))
+    cache.apply(1, tick("A.SH", 5, 1.0))
+    cache.apply(2, tick("A.SH", 6, 2.0))
+    cache.apply(4, tick("B.SZ", 1, 3.0))
     assert cache.get(["A.SH", "B.SZ", "C.SH"]) == [tick("A.SH", 6, 2.0), tick("B.SZ", 1, 3.0)]
+    assert cache.pub_seqs == {"A.SH": 2, "B.SZ": 4}
     assert cache.last_pub_seq == 4 and len(cache) == 2
 
 

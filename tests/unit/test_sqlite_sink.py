@@ -14,6 +14,7 @@ from feedmux.sinks.retry import RetryingWriter
 from feedmux.sinks.sqlite import SqliteSink, connect, shard_db_path
 from feedmux.sinks.stores import SQLITE, Store
 from tests.conftest import FakeClock
+from tests.ticks import two_days
 
 T0 = 1_700_000_000_000_000_000
 
@@ -140,7 +141,6 @@ def test_latest_gives_the_highest_seq_of_each_code_for_a_restarted_snapshot(
     assert books == [book]
 
 
-DAY_NS = 86_400 * 10**9
 # Today's SQL before the trading day joined the key: a store written by feedmux <= 0.x.
 OLD_SCHEMA = [
     """CREATE TABLE ticks (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
@@ -157,11 +157,6 @@ OLD_SCHEMA = [
     turnover REAL NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (code, minute_ns)) WITHOUT ROWID""",
 ]
-
-
-def two_days() -> list[Tick]:
-    """Two trading days of one code, each numbered from 1 (as exchange feeds restart)."""
-    return [tick("600519.SH", s, t_s=day * 86_400 + s) for day in (0, 1) for s in (1, 2, 3)]
 
 
 def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days(tmp_path: Path) -> None:

@@ -1,0 +1,14 @@
+"""Tick data shared by the store tests."""
+
+from __future__ import annotations
+
+from feedmux.model import Tick
+
+T0 = 1_700_000_000_000_000_000  # 06:13 in Shanghai
+DAY_NS = 86_400 * 10**9
+
+
+def two_days(code: str = "600519.SH") -> list[Tick]:
+    """Two trading days of one code, each numbered from 1 (as exchange feeds restart)."""
+    return [Tick(code, s, T0 + day * DAY_NS + s * 10**9, T0 + day * DAY_NS + s * 10**9 + 5,
+                 10.0 + s, 100.0, 1000.0, 1) for day in (0, 1) for s in (1, 2, 3)]  # fmt: skip
