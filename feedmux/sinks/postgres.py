@@ -144,12 +144,12 @@ class PostgresSink:
         return conn
 
     def write_batch(self, ticks: list[Tick]) -> WriteResult:
-        rows = [(*msgspec.structs.astuple(t), trading_day(t.time_ns)) for t in ticks]
+        rows = [(*msgspec.structs.astuple(t), trading_day(t.time_ns, t.code)) for t in ticks]
         return self._copy(TICKS_TABLE, _TICK_TYPES, rows)
 
     def write_books(self, books: list[Depth]) -> WriteResult:
         rows = [(b.code, b.seq, b.time_ns, b.recv_ns, Jsonb(b.bids), Jsonb(b.asks),
-                 trading_day(b.time_ns)) for b in books]  # fmt: skip
+                 trading_day(b.time_ns, b.code)) for b in books]  # fmt: skip
         return self._copy(BOOKS_TABLE, _BOOK_TYPES, rows)
 
     def write_bars(self, bars: list[Bar]) -> WriteResult:

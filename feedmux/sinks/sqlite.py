@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS ticks (
     volume    REAL    NOT NULL,
     turnover  REAL    NOT NULL,
     direction INTEGER NOT NULL,
-    trading_day INTEGER NOT NULL,  -- feedmux.identity.trading_day(time_ns)
+    trading_day INTEGER NOT NULL,  -- feedmux.identity.trading_day(time_ns, code)
     PRIMARY KEY (code, trading_day, seq)
 ) WITHOUT ROWID
 """
@@ -263,7 +263,7 @@ class SqliteSink:
         a merge finds are reported then (so ``inserted`` may be below the batch's size, even
         negative). An empty batch merges now: the shard sends one before it exits."""
         conn = self._conn
-        rows = [(*astuple(t), trading_day(t.time_ns)) for t in ticks]
+        rows = [(*astuple(t), trading_day(t.time_ns, t.code)) for t in ticks]
         try:
             conn.execute("BEGIN")
             conn.executemany(INSERT, rows)
@@ -305,7 +305,7 @@ class SqliteSink:
 
     def write_books(self, books: list[Depth]) -> WriteResult:
         rows = [(b.code, b.seq, b.time_ns, b.recv_ns, _json(b.bids).decode(),
-                 _json(b.asks).decode(), trading_day(b.time_ns)) for b in books]  # fmt: skip
+                 _json(b.asks).decode(), trading_day(b.time_ns, b.code)) for b in books]  # fmt: skip
         return self._insert(INSERT_BOOK, rows)
 
     def write_bars(self, bars: list[Bar]) -> WriteResult:

@@ -6,6 +6,7 @@ import pytest
 from msgspec.structs import astuple
 
 from feedmux.errors import StoreError
+from feedmux.identity import trading_day
 from feedmux.model import Depth, Tick
 from feedmux.reader import read_ticks
 from feedmux.sinks.base import WriteResult
@@ -210,3 +211,14 @@ def test_a_store_from_a_newer_feedmux_is_refused(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="schema version 99"):
         SqliteSink(path)
+
+
+def test_a_us_tick_is_stored_under_its_new_york_trading_day(tmp_path: Path) -> None:
+    # 1_700_000_000 s is 06:13 in Shanghai on Nov 15 but 17:13 in New York on Nov 14
+    tick = two_days("AAPL.US")[0]
+    sink = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)
+    sink.write_batch([tick])
+    sink.close()
+    with sqlite3.connect(shard_db_path(tmp_path, 0)) as db:
+        [(stored,)] = db.execute("SELECT trading_day FROM ticks").fetchall()
+    assert stored == trading_day(tick.time_ns, tick.code) != trading_day(tick.time_ns)
