@@ -305,7 +305,8 @@ class SqliteSink:
 
     def write_books(self, books: list[Depth]) -> WriteResult:
         rows = [(b.code, b.seq, b.time_ns, b.recv_ns, _json(b.bids).decode(),
-                 _json(b.asks).decode(), trading_day(b.time_ns, b.code)) for b in books]  # fmt: skip
+                 _json(b.asks).decode(), trading_day(b.time_ns, b.code))
+                for b in books]  # fmt: skip
         return self._insert(INSERT_BOOK, rows)
 
     def write_bars(self, bars: list[Bar]) -> WriteResult:
