@@ -5,6 +5,7 @@ Nothing below the CLI reads ``os.environ``. The token is a secret: ``repr`` mask
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -253,10 +254,22 @@ def tcp_port(endpoint: str, offset: int) -> str:
     return f"tcp://{host}:{int(port) + offset}"
 
 
+@functools.cache
+def token_pattern(token: bytes) -> re.Pattern[bytes]:
+    """``token`` where it stands alone: not inside a longer run of letters and digits, so a
+    short token never eats into a code, a seq or a price that happens to contain it."""
+    return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(token) + rb"(?![A-Za-z0-9])")
+
+
+def redact_bytes(data: bytes, token: bytes) -> bytes:
+    """``data`` with ``token`` (where it stands alone) replaced by ``***``."""
+    return token_pattern(token).sub(b"***", data) if token and token in data else data
+
+
 def redact(text: str, token: str | None = None) -> str:
     """Remove a token (and any ``token=...`` query value) from text meant for logs."""
-    if token:
-        text = text.replace(token, "***")
+    if token and token in text:
+        text = redact_bytes(text.encode(), token.encode()).decode()
     return _TOKEN_QUERY.sub("token=***", text)
 
 

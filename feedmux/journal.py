@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import msgspec
 
-from feedmux.config import redact
+from feedmux.config import redact, redact_bytes, token_pattern
 from feedmux.errors import StoreError
 from feedmux.writes import health
 
@@ -112,7 +112,7 @@ class JournalWriter:
             self._file is None
             or day != self._day
             or self._size >= self.max_bytes
-            or (token and token in blob)
+            or (token and token in blob and token_pattern(token).search(blob))
         ):  # rotate or redact: the careful path, one record at a time
             for opcode, data in messages:
                 if opcode in kinds:
@@ -175,9 +175,7 @@ class JournalWriter:
                 self.path.unlink()
 
     def _append(self, kind: int, recv_ns: int, conn: int, payload: bytes) -> None:
-        token = self._token_bytes
-        if token and token in payload:
-            payload = payload.replace(token, b"***")
+        payload = redact_bytes(payload, self._token_bytes)
         day = (recv_ns + self._offset_ns) // _NS_PER_DAY
         if self._file is None or day != self._day or self._size >= self.max_bytes:
             self._rotate(recv_ns, day)

@@ -94,3 +94,11 @@ def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Pa
     assert conn.paths.control == "tcp://127.0.0.1:7804"  # after shard inputs 7800-7802, acks
     with pytest.raises(ConfigError, match="give shards="):
         Connection.of(tmp_path, None, "tcp://h:7700", None, None)
+
+
+def test_redact_removes_a_token_standing_alone_never_part_of_a_word() -> None:
+    url = "ws://127.0.0.1:4/quote-stock-b-ws-api?token=t"
+    assert redact(url, "t") == "ws://127.0.0.1:4/quote-stock-b-ws-api?token=***"
+    assert redact('"code":"301234.SZ","seq":438123417001', "1234") == (
+        '"code":"301234.SZ","seq":438123417001')  # fmt: skip
+    assert redact("ret=401 token s3cret-1 invalid", "s3cret-1") == "ret=401 token *** invalid"

@@ -157,3 +157,19 @@ def test_a_failed_flush_loses_every_record_gathered_since_the_last_one(tmp_path:
         journal.frame(T0 + 1 + i, 0, False, b"buffered")  # within the flush interval
     journal.flush(T0 + 10**9)  # the next one fails: all four are lost
     assert journal.error and journal.records == 0 and journal.lost == 4
+
+
+def test_a_short_token_is_redacted_where_it_stands_alone_never_inside_market_data(
+    tmp_path: Path,
+) -> None:
+    journal = JournalWriter(tmp_path, "1234")
+    trade = b'{"cmd_id":22998,"data":{"code":"301234.SZ","seq":"438123417001","price":"12340.00"}}'
+    journal.frame(T0, 1, False, trade)
+    journal.frames(T0 + 1, 1, [(1, trade)])  # one socket read: the fast path
+    journal.frame(T0 + 2, 1, False, b'{"ret":401,"msg":"token 1234 invalid"}')
+    journal.event(T0 + 3, 0, "connect", url="ws://x/quote-stock-b-ws-api?token=1234")
+    journal.close()
+    records = list(read_journal(tmp_path))
+    assert [r.payload for r in records[:2]] == [trade, trade]  # replayable as received
+    assert records[2].payload == b'{"ret":401,"msg":"token *** invalid"}'
+    assert b"1234" not in records[3].payload and b"quote-stock-b-ws-api" in records[3].payload
