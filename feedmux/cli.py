@@ -57,6 +57,16 @@ def _log_level(text: str) -> str:
     return level
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _add_symbol_options(p: Options) -> None:
     p.add_argument(
         "--symbols-file",
@@ -254,7 +264,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="report codes subscribed S seconds with no tick since (default 60)",
     )
-    display.add_argument("--stop-after", type=float, metavar="S", help="stop after S seconds")
+    display.add_argument("--stop-after", type=_positive, metavar="S",
+                         help="stop after S seconds")  # fmt: skip
     display.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
 
     network = p.add_argument_group("network", "sockets for consumers, workers and monitoring")

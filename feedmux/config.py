@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -77,6 +78,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     def validate(self) -> None:
         if not self.url.startswith(("ws://", "wss://")):
             raise ConfigError(f"--url must start with ws:// or wss://, got {self.url!r}")
+        _check_host_and_port(self.url)
         if "token=" in self.url:
             raise ConfigError("pass the token with --token or FEEDMUX_TOKEN, not inside --url")
         if not self.token:
@@ -252,6 +254,18 @@ def tcp_port(endpoint: str, offset: int) -> str:
     if not host or not port.isdigit() or not 0 < int(port) + offset < 65536:
         raise ConfigError(f"endpoint must be tcp://HOST:PORT with a port number, got {endpoint!r}")
     return f"tcp://{host}:{int(port) + offset}"
+
+
+def _check_host_and_port(url: str) -> None:
+    """A URL the receiver could never connect to is a mistake to report at start, not a
+    crash of the receiver at every reconnect."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError as exc:
+        raise ConfigError(f"--url has a bad port ({exc}): {url!r}") from None
+    if not parts.hostname:
+        raise ConfigError(f"--url has no host: {url!r}")
 
 
 @functools.cache

@@ -95,3 +95,11 @@ def test_a_broken_pipe_that_is_not_stdouts_is_an_error_not_a_quiet_exit(
     monkeypatch.setitem(cli.COMMANDS, "status", worker_pipe_broke)
     with pytest.raises(BrokenPipeError):
         main(["status"], env={})
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_stop_after_must_be_a_positive_time(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--replay", "--codes", "600519", "--stop-after", value], env={})
+    assert exit_.value.code == 2
+    assert "must be > 0" in capsys.readouterr().err

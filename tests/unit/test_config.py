@@ -102,3 +102,14 @@ def test_redact_removes_a_token_standing_alone_never_part_of_a_word() -> None:
     assert redact('"code":"301234.SZ","seq":438123417001', "1234") == (
         '"code":"301234.SZ","seq":438123417001')  # fmt: skip
     assert redact("ret=401 token s3cret-1 invalid", "s3cret-1") == "ret=401 token *** invalid"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("ws://127.0.0.1:99999/x", "port"), ("ws://127.0.0.1:abc/x", "port"), ("ws://", "host"),
+     ("wss:///quote", "host")],
+)  # fmt: skip
+def test_a_url_without_a_usable_host_or_port_is_refused_at_start(url: str, why: str) -> None:
+    settings = Settings(url=url, token="t", codes=["600519.SH"])
+    with pytest.raises(ConfigError, match=f"--url.*{why}"):
+        settings.validate()
