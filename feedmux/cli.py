@@ -765,6 +765,9 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    for name in ("stdout", "stderr"):  # started with it closed (`>&-`): Python gives None
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the process's life)
     args = build_parser().parse_args(argv)
     # `ps` shows a process's command line: replace it, so a --token given there is not shown.
     setproctitle.setproctitle(f"feedmux {args.command}")

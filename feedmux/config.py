@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from feedmux.errors import ConfigError
+from feedmux.errors import ConfigError, NotRunningError
 from feedmux.sinks.stores import Store, parse_store
 
 IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
@@ -162,7 +162,7 @@ class RunPaths:
         """The endpoints of the instance running with ``run_dir`` (ipc if it is not known)."""
         try:
             manifest = read_manifest(run_dir)
-        except ConfigError:
+        except (ConfigError, NotRunningError):
             return cls(run_dir)
         return cls(run_dir, manifest.public, manifest.bus, manifest.shards)
 
@@ -238,7 +238,7 @@ def read_manifest(run_dir: Path) -> Manifest:
     try:
         return msgspec.json.decode(path.read_bytes(), type=Manifest)
     except FileNotFoundError:
-        raise ConfigError(
+        raise NotRunningError(
             f"no feedmux run found in {run_dir} (missing {path.name}); "
             "is `feedmux run` running with this --run-dir?"
         ) from None

@@ -16,7 +16,7 @@ import msgspec
 from feedmux import instance, wire
 from feedmux.bars import Bar
 from feedmux.config import RunPaths, read_manifest, tcp_port
-from feedmux.errors import ConfigError, ConsumerError, GapError
+from feedmux.errors import ConfigError, ConsumerError, GapError, NotRunningError
 from feedmux.model import TICK_COLUMNS, Depth, Tick
 from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
@@ -58,7 +58,7 @@ class Connection:
             paths = RunPaths.of_run(run_dir)
             try:
                 manifest = read_manifest(run_dir)
-            except ConfigError:
+            except (ConfigError, NotRunningError):
                 if shards is None:
                     raise
             else:  # CURVE on the run's own host: its public key is in run.json
@@ -323,9 +323,13 @@ class SnapshotClient:
         self.shards = self._conn.shards
         self.timeout = timeout
         self._paths = self._conn.paths
+        # Found by its run dir alone: a stopped run is said at once, not after the timeout.
+        self._local = endpoint is None and shards is None and connection is None
 
     def replies(self, codes: list[str] | None = None) -> list[wire.SnapshotReply]:
         """Each shard's reply: its ticks and the ``pub_seq`` they are current at."""
+        if self._local:
+            instance.require(self.run_dir)
         wanted = parse_symbols(codes) if codes is not None else None
         request = wire.encode(wire.SnapshotRequest(wanted))
         ctx = zt.context()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,17 @@ def _run_cli(command: str, run_dir: Path, *args: str) -> str:
     proc = feedmux(command, *args, "--run-dir", str(run_dir))
     out, _ = proc.communicate(timeout=scaled(60))
     return out
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["status"], 1), (["run", "--replay", "--codes", "600519", "--stop-after", "3"], 0)],
+)
+def test_a_closed_stdout_is_no_crash(tmp_path: Path, args: list[str], code: int) -> None:
+    # `feedmux ... >&-`: Python then has no sys.stdout at all
+    proc = subprocess.run([sys.executable, "-m", "feedmux", *args, "--data-dir",
+                           str(tmp_path / "data")], check=False, stderr=subprocess.PIPE,
+                          text=True, timeout=scaled(60),
+                          preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == code, proc.stderr

@@ -19,7 +19,7 @@ from typing import IO, Any
 import msgspec
 import pytest
 
-from feedmux import Control, Subscriber, instance, read_ticks
+from feedmux import Control, SnapshotClient, Subscriber, instance, read_ticks
 from feedmux.config import Manifest
 from feedmux.errors import NotRunningError
 from feedmux.stats import read_stats
@@ -274,10 +274,12 @@ def test_clients_answer_at_once_when_nothing_runs(tmp_path: Path, procs: Procs) 
         Subscriber(run_dir=run_dir)
     with pytest.raises(NotRunningError):
         Control(tmp_path / "never-ran").subscribe(["600519"])
+    with pytest.raises(NotRunningError, match=f"no feedmux run in {run_dir}"):
+        SnapshotClient(run_dir).get(["600519"])
     assert time.monotonic() - t0 < 1.0
 
     commands = (("subscribe", "600519"), ("unsubscribe", "600519"), ("subscriptions",),
-                ("silent",), ("tail",))  # fmt: skip
+                ("silent",), ("tail",), ("snapshot", "600519"))  # fmt: skip
     t0 = time.monotonic()
     clients = [procs.feedmux(*c, "--run-dir", str(run_dir), name=c[0]) for c in commands]
     for command, client in zip(commands, clients, strict=True):
