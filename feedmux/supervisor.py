@@ -119,8 +119,8 @@ class Supervisor:
         for i in range(settings.shards):
             self.shards.append(Child(f"shard-{i}", shard.main, (settings, i), self.lock))
             self.shards[-1].start()
-        self.say(f"{settings.shards} shard workers up; store: "
-                 f"{Path(settings.data_dir).resolve()}; run dir: {paths.root}")  # fmt: skip
+        stores = ", ".join(str(Path(s).resolve()) if "://" not in s else s for s in self._stores())
+        self.say(f"{settings.shards} shard workers up; store: {stores}; run dir: {paths.root}")
         if settings.public_endpoint:
             curve = " (CURVE)" if settings.curve_secret_file else ""
             self.say(f"consumers: {settings.public_endpoint}{curve}: shard i publishes on "
@@ -233,11 +233,15 @@ class Supervisor:
                  f"({self._where_stored()})")  # fmt: skip
         return 0
 
+    def _stores(self) -> list[str]:
+        """Where this run writes: a SQLite store's directory, another store's URL (password
+        masked); what read_ticks takes."""
+        return [store.location if store.kind == SQLITE else store.shown
+                for store in self.settings.store_list()]  # fmt: skip
+
     def _where_stored(self) -> str:
-        """How to read back what this run wrote: the stores it was given, password masked."""
-        stores = self.settings.store_list()
-        sources = [store.location if store.kind == SQLITE else store.shown for store in stores]
-        reads = " or ".join(f"feedmux.read_ticks({source!r})" for source in sources)
+        """How to read back what this run wrote."""
+        reads = " or ".join(f"feedmux.read_ticks({source!r})" for source in self._stores())
         return f"read them with {reads}"
 
 

@@ -66,3 +66,5 @@ def test_store_sqlite_with_three_slashes_is_an_absolute_path(tmp_path: Path) -> 
         "shard-0.sqlite", "shard-1.sqlite"]  # fmt: skip
     read_ticks(target)  # a store there, read without error
     assert list(cwd.iterdir()) == []  # nothing written relative to the working directory
+    assert f"shard workers up; store: {target};" in output  # the store written, said at start
+    assert f"read them with feedmux.read_ticks('{target}')" in output  # and at the end
