@@ -50,7 +50,17 @@ class Child:
             kwargs={"lock": self.lock},
             name=f"feedmux-{self.name}",
         )
-        process.start()
+        # Ctrl-C reaches the whole process group: a worker still starting (before _entry)
+        # would die of it with a traceback. An ignored signal stays ignored across the
+        # spawn's exec (a blocked mask does not: the spawn resets it); blocked meanwhile here,
+        # a Ctrl-C at this instant waits for the supervisor's own handler instead of vanishing.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         theirs.close()
         self.process = process
         self._terminated = False
@@ -84,10 +94,11 @@ def _entry(target: Callable[..., int], *args: Any, lock: Lock | None = None) -> 
 
     ``lock`` arrives as the run's held lock and is kept open for the worker's whole life."""
     setproctitle.setproctitle(multiprocessing.current_process().name)  # e.g. feedmux-shard-3
-    # A closed terminal sends SIGHUP to the whole process group: the supervisor alone decides
-    # the order of shutdown (as for SIGINT, which each worker ignores itself). The one place
-    # every worker ignores it, from its first instruction.
+    # A closed terminal (SIGHUP) and Ctrl-C (SIGINT) reach the whole process group: the
+    # supervisor alone decides the order of shutdown. The one place every worker ignores them,
+    # from its first instruction (a standalone replay server handles SIGINT itself).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited ignored already (Child.start)
     _stop_with_parent()
     sys.exit(target(*args))
 
