@@ -60,7 +60,7 @@ class ReplayServer:
                                  stderr=settings.log_stderr)  # fmt: skip
         logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection
         self.rules = AllTickServer(rules_of(settings), set(settings.codes))
-        self.market = Market(settings.codes, settings.seed)
+        self.market = Market(settings.codes, settings.seed, seq_base=time.time_ns() // 1000)
         self.rng = random.Random(settings.seed + 1)
         self.sockets: dict[int, ServerConnection] = {}
         self.transports: dict[int, asyncio.Transport] = {}

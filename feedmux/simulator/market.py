@@ -36,14 +36,16 @@ _TRADE_FORMATS = (
 class Market:
     """Random-walk prices per code; ``trade(code, now_ms)`` is one pre-encoded 22998 frame."""
 
-    def __init__(self, codes: list[str], seed: int = 7) -> None:
+    def __init__(self, codes: list[str], seed: int = 7, seq_base: int = 0) -> None:
+        """``seq_base``: where numbering starts (the replay server uses the wall clock in µs,
+        as AllTick's seqs grow with time, so a later run's ticks are new, not re-sends)."""
         self._rng = random.Random(seed)
         rng = self._rng
         self.codes = codes
         self._code_bytes = {c: c.encode() for c in codes}
         self._price = {c: round(rng.lognormvariate(2.7, 0.8), 2) + 1.0 for c in codes}
-        self._seq = {c: rng.randrange(1, 10**9) * 1000 for c in codes}
-        self._book_seq = dict.fromkeys(codes, 0)
+        self._seq = {c: seq_base + rng.randrange(1, 10**9) * 1000 for c in codes}
+        self._book_seq = dict.fromkeys(codes, seq_base)
 
     def trade(self, code: str, now_ms: int, seq: int | None = None) -> bytes:
         """``seq``: use this vendor seq (it must grow per code) instead of the code's next."""

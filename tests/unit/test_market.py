@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from websockets.frames import Frame, Opcode
 
@@ -31,3 +33,15 @@ def test_trades_decode_with_increasing_seq_in_every_shape() -> None:
     assert seqs == sorted(set(seqs))
     times = {t.time_ns for t in ticks if t is not None}
     assert times == {1_700_000_000_123_000_000, 1_700_000_000_000_000_000}  # ms and seconds
+
+
+def test_a_later_market_numbers_after_an_earlier_one_as_a_vendor_does() -> None:
+    # The replay server numbers from the wall clock: the quickstart run twice on one data dir
+    # gets new ticks, not re-sends of the first run's seqs.
+    first, later = Market(["600519.SH"], seed=1, seq_base=1_000_000), Market(
+        ["600519.SH"], seed=1, seq_base=2_000_000)  # fmt: skip
+    seqs = [json.loads(m.trade("600519.SH", 1))["data"]["seq"] for m in (first, later)]
+    books = [json.loads(m.book("600519.SH", 1, 1))["data"]["seq"] for m in (first, later)]
+    assert int(seqs[1]) > int(seqs[0]) and books[1] > books[0]
+    assert Market(["600519.SH"], seed=1).trade("600519.SH", 1) == Market(
+        ["600519.SH"], seed=1).trade("600519.SH", 1)  # seeded: the same without a base  # fmt: skip
