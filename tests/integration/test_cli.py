@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -92,15 +93,33 @@ def _cmdline(proc: Path) -> str:
 
 @pytest.mark.integration
 def test_a_worker_that_cannot_start_stops_the_rest_and_says_why(tmp_path: Path) -> None:
+    taken = socket.socket()  # another program holds the port shard 1 publishes on
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    base = taken.getsockname()[1] - 2  # shard i publishes on PORT+2i
+    try:
+        run = feedmux("run", "--replay", "--shards", "3", "--codes", "600519,000001",
+                      "--data-dir", str(tmp_path / "data"), "--stop-after", "30",
+                      "--public", f"tcp://127.0.0.1:{base}")  # fmt: skip
+        output, _ = run.communicate(timeout=scaled(60))  # left-over workers would hang the exit
+    finally:
+        taken.close()
+    assert run.returncode == 2, output
+    assert "shard-1 did not start (exit code" in output
+    assert "Address already in use" in output
+
+
+@pytest.mark.integration
+def test_a_store_file_that_is_no_database_stops_the_start_and_says_why(tmp_path: Path) -> None:
     broken = tmp_path / "data" / "ticks" / "shard-1.sqlite"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"this is not an SQLite database, it only has the name of one")
     run = feedmux("run", "--replay", "--shards", "3", "--codes", "600519,000001",
                   "--data-dir", str(tmp_path / "data"), "--stop-after", "30")  # fmt: skip
-    output, _ = run.communicate(timeout=scaled(60))  # left-over workers would hang the exit
+    output, _ = run.communicate(timeout=scaled(60))
     assert run.returncode == 2, output
-    assert "shard-1 did not start (exit code 2)" in output
-    assert "file is not a database" in output
+    assert f"{broken}: file is not a database" in output  # found before any worker starts
+    assert "did not start" not in output
 
 
 @pytest.mark.integration

@@ -22,13 +22,15 @@ def test_stalled_feed_trips_the_watchdog_which_reconnects_and_nothing_is_lost(
     codes = a_share_universe()[::25]
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(codes))
-    # 2 s into the feed the server goes silent for 40 s: no data, no heartbeat replies. The
-    # default watchdog (30 s) trips inside it; the server still counts our heartbeats.
+    # 2 s into the feed the server goes silent for 12 s: no data, no heartbeat replies. A 5 s
+    # watchdog trips inside it (the default 30 s works the same, in a test twice as long);
+    # the server still counts our heartbeats.
     replay, report, url = start_replay(tmp_path, "--rate", "500", "--symbols-file", str(symbols),
-                                       "--stall-after", "2", "--stall-for", "40")  # fmt: skip
+                                       "--stall-after", "2", "--stall-for", "12")  # fmt: skip
     run_dir = tmp_path / "run"
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
-                  "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir))  # fmt: skip
+                  "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir),
+                  "--watchdog", "5")  # fmt: skip
 
     def connection() -> dict[str, object]:
         receiver = read_stats(run_dir / "stats").get("receiver", {})
