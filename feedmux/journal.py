@@ -304,5 +304,38 @@ def journal_pushes(path: Path) -> Iterator[Push]:
             yield Push(record.recv_ns, push.data.code, push.cmd_id == 22999, record.payload)
 
 
+class _Symbol(msgspec.Struct):
+    code: str
+
+
+class _SymbolList(msgspec.Struct):
+    symbol_list: list[_Symbol] = []
+
+
+class _Subscribe(msgspec.Struct):
+    data: _SymbolList
+
+
+_subscribe_decoder = msgspec.json.Decoder(_Subscribe)
+
+
 def journal_codes(path: Path) -> list[str]:
-    return sorted({push.code for push in journal_pushes(path)})
+    """The captured run's universe: every code it subscribed (a code that never ticked
+    included, or a replay would refuse it) and every code pushed."""
+    codes: set[str] = set()
+    for record in read_journal(path):
+        if record.kind == SENT:
+            try:
+                codes.update(
+                    s.code for s in _subscribe_decoder.decode(record.payload).data.symbol_list
+                )
+            except msgspec.DecodeError:
+                continue  # a heartbeat or a cancel: no codes
+        elif record.kind == FRAME_TEXT:
+            try:
+                push = _push_decoder.decode(record.payload)
+            except msgspec.DecodeError:
+                continue
+            if push.cmd_id in _PUSH_CMDS:
+                codes.add(push.data.code)
+    return sorted(codes)

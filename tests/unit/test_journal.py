@@ -173,3 +173,14 @@ def test_a_short_token_is_redacted_where_it_stands_alone_never_inside_market_dat
     assert [r.payload for r in records[:2]] == [trade, trade]  # replayable as received
     assert records[2].payload == b'{"ret":401,"msg":"token *** invalid"}'
     assert b"1234" not in records[3].payload and b"quote-stock-b-ws-api" in records[3].payload
+
+
+def test_a_journals_codes_are_those_it_subscribed_not_only_those_that_ticked(
+    tmp_path: Path,
+) -> None:
+    journal = JournalWriter(tmp_path, TOKEN)
+    journal.sent(T0, 0, b'{"cmd_id":22004,"seq_id":1,"trace":"t","data":{"symbol_list":'
+                        b'[{"code":"600519.SH"},{"code":"000001.SZ"}]}}')  # fmt: skip
+    journal.frame(T0 + 1, 0, False, Market(["600519.SH"], seed=3).trade("600519.SH", 1))
+    journal.close()  # 000001.SZ never ticked: a replay must still list it, or refuse it
+    assert journal_codes(tmp_path) == ["000001.SZ", "600519.SH"]
