@@ -3,6 +3,7 @@ ones keep retrying; a code the vendor refuses is named and leaves the saved univ
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -81,6 +82,18 @@ def test_a_typo_in_the_urls_path_stops_the_run(tmp_path: Path, replay: str) -> N
     assert f"{typo} is not a WebSocket endpoint: HTTP 404" in output
 
 
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A plain HTTP server on loopback, where a WebSocket URL points: yields that URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_address[1]}/quote-stock-b-ws-api"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class _Page(http.server.BaseHTTPRequestHandler):
     status = 404
 
@@ -106,16 +119,8 @@ class _Page(http.server.BaseHTTPRequestHandler):
 def test_a_url_that_is_not_a_websocket_or_refuses_the_token_stops_the_run(
     tmp_path: Path, status: int, said: str
 ) -> None:
-    handler = type("Page", (_Page,), {"status": status})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"ws://127.0.0.1:{server.server_address[1]}/quote-stock-b-ws-api"
-    try:
+    with _serving(type("Page", (_Page,), {"status": status})) as url:
         code, output = _finish(_run(tmp_path, url, GOOD, "--give-up-after", "1"))
-    finally:
-        server.shutdown()
-        server.server_close()
     assert code == EXIT_VENDOR, output
     assert said.format(url=url) in output
     log = _log(tmp_path)
@@ -138,14 +143,8 @@ class _EchoingVerdict(_Page):
 
 
 def test_a_refusal_that_quotes_the_token_never_shows_it(tmp_path: Path) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoingVerdict)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"ws://127.0.0.1:{server.server_address[1]}/quote-stock-b-ws-api"
-    try:
+    with _serving(_EchoingVerdict) as url:
         code, output = _finish(_run(tmp_path, url, GOOD, "--give-up-after", "1"))
-    finally:
-        server.shutdown()
-        server.server_close()
     assert code == EXIT_VENDOR, output
     assert "vendor refused the token (HTTP 401, ret=401 token *** invalid)" in output
     stats = (tmp_path / "data" / "run" / "stats" / "receiver.json").read_text()

@@ -19,25 +19,10 @@ from feedmux.sinks import migrate, sqlite
 from feedmux.sinks.migrate import migrate_stores
 from feedmux.sinks.postgres import TICKS_TABLE, partitioned_fix
 from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from tests.ticks import OLD_SCHEMA
 
 T0 = 1_700_000_000_000_000_000
 DAY_NS = 86_400 * 10**9
-# The SQL of a store written before the trading day joined the key (schema version 0).
-OLD_SCHEMA = [
-    """CREATE TABLE ticks (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
-    recv_ns INTEGER NOT NULL, price REAL NOT NULL, volume REAL NOT NULL, turnover REAL NOT NULL,
-    direction INTEGER NOT NULL, PRIMARY KEY (code, seq)) WITHOUT ROWID""",
-    """CREATE TABLE ticks_recent (code TEXT NOT NULL, seq INTEGER NOT NULL,
-    time_ns INTEGER NOT NULL, recv_ns INTEGER NOT NULL, price REAL NOT NULL,
-    volume REAL NOT NULL, turnover REAL NOT NULL, direction INTEGER NOT NULL)""",
-    """CREATE TABLE books (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
-    recv_ns INTEGER NOT NULL, bids TEXT NOT NULL, asks TEXT NOT NULL,
-    PRIMARY KEY (code, seq)) WITHOUT ROWID""",
-    """CREATE TABLE bars (code TEXT NOT NULL, minute_ns INTEGER NOT NULL, open REAL NOT NULL,
-    high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
-    turnover REAL NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (code, minute_ns)) WITHOUT ROWID""",
-]
 
 
 def _tick(code: str, seq: int, day: int = 0) -> Tick:

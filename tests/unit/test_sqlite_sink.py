@@ -15,7 +15,7 @@ from feedmux.sinks.retry import RetryingWriter
 from feedmux.sinks.sqlite import SqliteSink, connect, shard_db_path
 from feedmux.sinks.stores import SQLITE, Store
 from tests.conftest import FakeClock
-from tests.ticks import two_days
+from tests.ticks import OLD_SCHEMA, two_days
 
 T0 = 1_700_000_000_000_000_000
 
@@ -140,24 +140,6 @@ def test_latest_gives_the_highest_seq_of_each_code_for_a_restarted_snapshot(
         c: tick(c, 7) for c in ("600519.SH", "000001.SZ", "AAPL.US")
     }
     assert books == [book]
-
-
-# Today's SQL before the trading day joined the key: a store written by feedmux <= 0.x.
-OLD_SCHEMA = [
-    """CREATE TABLE ticks (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
-    recv_ns INTEGER NOT NULL, price REAL NOT NULL, volume REAL NOT NULL, turnover REAL NOT NULL,
-    direction INTEGER NOT NULL, PRIMARY KEY (code, seq)) WITHOUT ROWID""",
-    """CREATE TABLE ticks_recent (code TEXT NOT NULL, seq INTEGER NOT NULL,
-    time_ns INTEGER NOT NULL, recv_ns INTEGER NOT NULL, price REAL NOT NULL,
-    volume REAL NOT NULL, turnover REAL NOT NULL, direction INTEGER NOT NULL)""",
-    """CREATE TABLE books (code TEXT NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
-    recv_ns INTEGER NOT NULL, bids TEXT NOT NULL, asks TEXT NOT NULL,
-    PRIMARY KEY (code, seq)) WITHOUT ROWID""",
-    """CREATE TABLE bars (code TEXT NOT NULL, minute_ns INTEGER NOT NULL, open REAL NOT NULL,
-    high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
-    turnover REAL NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (code, minute_ns)) WITHOUT ROWID""",
-]
 
 
 def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days(tmp_path: Path) -> None:
