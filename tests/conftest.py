@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 TIME_SCALE = float(os.environ.get("FEEDMUX_TEST_TIME_SCALE", "1"))
 
@@ -32,3 +35,15 @@ class FakeClock:
     def advance(self, seconds: float) -> int:
         self.now += int(seconds * 1e9)
         return self.now
+
+
+@contextlib.contextmanager
+def http_serving(handler: type[http.server.BaseHTTPRequestHandler], path: str) -> Iterator[str]:
+    """A plain HTTP server on loopback where a WebSocket URL points: yields ws://…``path``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()

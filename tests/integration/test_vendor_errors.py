@@ -3,12 +3,10 @@ ones keep retrying; a code the vendor refuses is named and leaves the saved univ
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import pytest
 
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
-from tests.conftest import scaled, wait_for
+from tests.conftest import http_serving, scaled, wait_for
 from tests.integration.helpers import TOKEN, feedmux, start_replay, stop
 
 pytestmark = pytest.mark.integration
@@ -26,6 +24,7 @@ EXIT_VENDOR = 3
 GOOD = a_share_universe()[::700][:3]
 REFUSED = a_share_universe()[1]  # a well-formed code the replay server does not list
 WRONG_TOKEN = "wrong-token-0123456789abcdef"
+PATH = "/quote-stock-b-ws-api"  # where a WebSocket URL would point
 PAGE_SECRET = "second-line-of-the-page"  # must never reach the output
 
 
@@ -82,18 +81,6 @@ def test_a_typo_in_the_urls_path_stops_the_run(tmp_path: Path, replay: str) -> N
     assert f"{typo} is not a WebSocket endpoint: HTTP 404" in output
 
 
-@contextlib.contextmanager
-def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    """A plain HTTP server on loopback, where a WebSocket URL points: yields that URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"ws://127.0.0.1:{server.server_address[1]}/quote-stock-b-ws-api"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 class _Page(http.server.BaseHTTPRequestHandler):
     status = 404
 
@@ -119,7 +106,7 @@ class _Page(http.server.BaseHTTPRequestHandler):
 def test_a_url_that_is_not_a_websocket_or_refuses_the_token_stops_the_run(
     tmp_path: Path, status: int, said: str
 ) -> None:
-    with _serving(type("Page", (_Page,), {"status": status})) as url:
+    with http_serving(type("Page", (_Page,), {"status": status}), PATH) as url:
         code, output = _finish(_run(tmp_path, url, GOOD, "--give-up-after", "1"))
     assert code == EXIT_VENDOR, output
     assert said.format(url=url) in output
@@ -143,7 +130,7 @@ class _EchoingVerdict(_Page):
 
 
 def test_a_refusal_that_quotes_the_token_never_shows_it(tmp_path: Path) -> None:
-    with _serving(_EchoingVerdict) as url:
+    with http_serving(_EchoingVerdict, PATH) as url:
         code, output = _finish(_run(tmp_path, url, GOOD, "--give-up-after", "1"))
     assert code == EXIT_VENDOR, output
     assert "vendor refused the token (HTTP 401, ret=401 token *** invalid)" in output

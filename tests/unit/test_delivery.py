@@ -71,6 +71,24 @@ class Pipeline:
         if ack is not None:
             self.delivery.on_report(ack)
 
+    def step(self, action: str, n: int) -> bool:
+        """One generated step: r(oute n), s(end), d(eliver), c(ommit), k(ill the shard);
+        False for an action the test handles itself."""
+        match action:
+            case "r":
+                self.route(n)
+            case "s":
+                self.send()
+            case "d":
+                self.deliver()
+            case "c":
+                self.commit()
+            case "k":
+                self.restart()
+            case _:
+                return False
+        return True
+
     def settle(self) -> None:
         for _ in range(10):
             self.send()
@@ -87,16 +105,7 @@ def test_every_routed_tick_is_stored_whatever_crashes_in_between(
 ) -> None:  # fmt: skip
     p = Pipeline(tmp_path_factory.mktemp("spill"), window, window + extra_memory)
     for action, n in steps:
-        if action == "r":
-            p.route(n)
-        elif action == "s":
-            p.send()
-        elif action == "d":
-            p.deliver()
-        elif action == "c":
-            p.commit()
-        else:
-            p.restart()
+        p.step(action, n)  # every sampled action is one of the pipeline's
     p.settle()
     routed = {(t.code, t.seq) for t in map(tick, range(p.next_tick))}
     assert set(p.store) == routed  # nothing lost (duplicates the sink would skip are allowed)
@@ -237,17 +246,9 @@ def test_a_disk_that_fills_and_frees_loses_only_what_is_counted_and_keeps_order(
     p = Pipeline(tmp, window, window + extra_memory)
     disk = with_full_disk(p, tmp)
     for action, n in steps:
-        if action == "r":
-            p.route(n)
-        elif action == "s":
-            p.send()
-        elif action == "d":
-            p.deliver()
-        elif action == "c":
-            p.commit()
-        elif action == "k":
-            p.restart()
-        elif action == "t":
+        if p.step(action, n):
+            continue
+        if action == "t":
             p.clock.advance(n / 100)  # spill retries come due
         else:
             disk.full = not disk.full

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import io
 import json
-import threading
 from collections.abc import Iterator
 
 import msgspec
@@ -29,7 +28,7 @@ from feedmux.simulator.market import a_share_universe
 from feedmux.status import build_status, progress_line, render
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports.ws import HandshakeRefused, WsLink
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, http_serving
 from tests.unit.test_subscriptions import drive
 
 UNIVERSE = a_share_universe()
@@ -101,13 +100,8 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def page_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"ws://127.0.0.1:{server.server_address[1]}/quote?token=secret"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_serving(_Page, "/quote?token=secret") as url:
+        yield url
 
 
 def test_a_refused_handshake_raises_one_short_classified_line(page_url: str) -> None:
