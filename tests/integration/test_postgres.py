@@ -31,7 +31,7 @@ from tests.integration.helpers import (
     stop,
 )
 from tests.services import postgres_schema
-from tests.ticks import two_days
+from tests.ticks import assert_both_days_kept, two_days
 
 pytestmark = pytest.mark.integration
 
@@ -91,13 +91,7 @@ def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days_and_a_corrected_t
     assert sink.write_batch(ticks) == (6, 0)
     corrected = msgspec.structs.replace(ticks[4], time_ns=ticks[4].time_ns + 1)  # a re-send
     assert sink.write_batch([corrected]) == (0, 1)  # the same tick by its identity
-    latest, _ = sink.latest()
-    sink.close()
-    assert latest == [ticks[-1]]  # the newest day's newest seq, not day 1's
-    frame = read_ticks(pg_url)
-    assert list(zip(frame["seq"], frame["time"].astype("int64"), strict=True)) == [
-        (t.seq, t.time_ns) for t in ticks
-    ]
+    frame = assert_both_days_kept(sink, pg_url, ticks)
     sqlite = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)  # the same in SQLite
     assert sqlite.write_batch([*ticks, corrected]) == (6, 1)
     sqlite.close()

@@ -15,7 +15,7 @@ from feedmux.sinks.retry import RetryingWriter
 from feedmux.sinks.sqlite import SqliteSink, connect, shard_db_path
 from feedmux.sinks.stores import SQLITE, Store
 from tests.conftest import FakeClock
-from tests.ticks import OLD_SCHEMA, two_days
+from tests.ticks import OLD_SCHEMA, assert_both_days_kept, two_days
 
 T0 = 1_700_000_000_000_000_000
 
@@ -148,13 +148,7 @@ def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days(tmp_path: Path) -
     assert sink.write_batch(ticks[:3]) == (3, 0)
     assert sink.write_batch(ticks[3:]) == (3, 0)  # day 2: not duplicates of day 1
     assert sink.write_batch(ticks[3:4]) == (0, 1)  # a re-send of day 2's first tick is
-    latest, _ = sink.latest()
-    sink.close()
-    assert latest == [ticks[-1]]  # the newest day's newest seq, not day 1's
-    frame = read_ticks(tmp_path)
-    assert list(zip(frame["seq"], frame["time"].astype("int64"), strict=True)) == [
-        (t.seq, t.time_ns) for t in ticks
-    ]
+    assert_both_days_kept(sink, tmp_path, ticks)
 
 
 def test_a_store_written_before_the_trading_day_was_in_the_key_is_migrated_once(
