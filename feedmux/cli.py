@@ -24,6 +24,7 @@ from feedmux.journal import journal_codes
 from feedmux.model import Depth, Tick
 from feedmux.moves import parse_min_moves
 from feedmux.options import suppress_defaults
+from feedmux.simulator.faults import FAULTS
 from feedmux.simulator.market import a_share_universe
 from feedmux.symbols import parse_symbols, read_symbols_file
 from feedmux.transports import zmq as zt
@@ -382,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--duplicate-every", type=int, default=0, metavar="N",
                      help="fault: send every Nth trade twice")  # fmt: skip
+    rep.add_argument("--fault", action="append", choices=FAULTS, default=[], metavar="NAME",
+                     help="fault on one connection (repeatable, in order): huge-header "
+                     "(a frame declaring 2^40 bytes, then 64 KiB every 50 ms), "
+                     "oversized-control, reserved-opcode, close-1001, envelope-error "
+                     "(the next subscription request gets a cmd_id 0 error)")  # fmt: skip
+    rep.add_argument("--fault-after", type=float, default=2.0, metavar="S",
+                     help="the first --fault S seconds after the first subscription request, "
+                     "each next one S seconds after the one before (default 2)")  # fmt: skip
     rep.add_argument(
         "--journal",
         metavar="PATH",
@@ -638,6 +647,7 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         stall_after_s=args.stall_after, stall_for_s=args.stall_for,
         drop_after_s=args.drop_after, close_after_s=args.close_after,
         garbage_every=args.garbage_every, duplicate_every=args.duplicate_every,
+        faults=args.fault, fault_after_s=args.fault_after,
         journal=args.journal or "", speed=args.speed,
         journal_rate=args.rate if args.journal and args.rate is not None else None,
         ramp=args.ramp, step_s=args.step, gap_s=args.gap, send_log=args.send_log or "",

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from feedmux.errors import ConfigError, NotRunningError
+from feedmux.simulator.faults import FAULTS
 from feedmux.sinks.stores import Store, parse_store
 
 IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
@@ -314,6 +315,9 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     close_after_s: float | None = None  # fault: a clean WebSocket close this far in
     garbage_every: int = 0  # fault: a bad frame after every N trades (0: never)
     duplicate_every: int = 0  # fault: send every Nth trade twice (0: never)
+    faults: list[str] = []  # link faults on one connection each, in order (simulator.faults)
+    fault_after_s: float = 2.0  # ... the first this long after the first subscription request,
+    # each next one this long after the one before
     journal: str = ""  # serve this journal's pushes instead of the synthetic market
     speed: float = 1.0  # journal pace: 1 = as recorded, 10 = ten times faster, 0 = max
     journal_rate: float | None = None  # serve the journal at this many frames/s instead
@@ -338,5 +342,10 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             raise ConfigError("--rate must be >= 0")
         if not self.token:
             raise ConfigError("the replay server needs a token (--token or FEEDMUX_TOKEN)")
+        unknown = sorted(set(self.faults).difference(FAULTS))
+        if unknown:
+            raise ConfigError(f"unknown --fault {', '.join(unknown)}; known: {', '.join(FAULTS)}")
+        if self.fault_after_s < 0:
+            raise ConfigError("--fault-after must be >= 0")
         if self.speed < 0:
             raise ConfigError("--speed must be a positive number or max")

@@ -28,7 +28,15 @@ from websockets.http11 import Request, Response
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.journal import Push, journal_pushes
-from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.simulator.alltick_server import SUBSCRIPTION_CMDS, AllTickServer, ServerRules
+from feedmux.simulator.faults import (
+    CLOSE_CODE,
+    CLOSE_REASON,
+    ENVELOPE_ERROR,
+    HUGE_CHUNK,
+    HUGE_EVERY_S,
+    RAW_FAULTS,
+)
 from feedmux.simulator.market import GARBAGE_FRAMES, Market, text_frame
 from feedmux.stats import write_stats
 from workers._process import setup_logging
@@ -37,6 +45,30 @@ FEED_STEP_S = 0.002
 _SEND_RECORD = struct.Struct("<qqq")  # send_ns, first frame index, count
 JOURNAL_STEP_MAX = 5000  # frames per feed step at --speed max: the loop must still breathe
 SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
+FAULT_TARGET_POLL_S = 0.05
+
+
+class _Command(msgspec.Struct):
+    cmd_id: int = 0
+
+
+_command_decoder = msgspec.json.Decoder(_Command)
+
+
+def _command(message: bytes | str) -> int:
+    """A request's cmd_id, or 0 if it has none (the rules judge it properly)."""
+    try:
+        return _command_decoder.decode(message).cmd_id
+    except msgspec.DecodeError:
+        return 0
+
+
+class Fault(msgspec.Struct, frozen=True):
+    """One injected link fault, as the report lists it."""
+
+    name: str
+    conn: int
+    time_ns: int
 
 
 def rules_of(settings: ReplaySettings) -> ServerRules:
@@ -78,6 +110,10 @@ class ReplayServer:
         self.feed_cpu_start = 0.0
         self.feed_cpu_s = 0.0  # CPU spent feeding, start-up excluded (set when the feed ends)
         self.first_subscription = asyncio.Event()
+        self.first_request = asyncio.Event()  # a subscription request arrived: faults count
+        self.faulted: set[int] = set()  # connections a fault took over: their requests go unheard
+        self.envelope_armed = False  # answer the next subscription request with a cmd_id 0 error
+        self.faults_done: list[Fault] = []
         self.feed_end = asyncio.Event()  # set by SIGUSR1: end the feed now, keep serving
         self.stall_from = 0.0  # loop times of a scheduled stall
         self.stall_until = 0.0
@@ -118,6 +154,7 @@ class ReplayServer:
             "subscribed": sorted({c for codes in subscriptions.values() for c in codes}),
             "books": sorted(books),
             "steps": self.steps, "frame_index": self.frame_index,
+            "faults": [msgspec.structs.asdict(f) for f in self.faults_done],
             "frames_total": len(self.frames) if self.frames is not None else None,
         }  # fmt: skip
 
@@ -154,6 +191,17 @@ class ReplayServer:
         self.transports[conn] = ws.transport
         try:
             async for message in ws:
+                if conn in self.faulted:
+                    continue
+                if (self.envelope_armed or not self.first_request.is_set()) and _command(
+                    message
+                ) in SUBSCRIPTION_CMDS:
+                    self.first_request.set()
+                    if self.envelope_armed:  # not applied: the list stays as it was
+                        self.envelope_armed = False
+                        self._fault_done("envelope-error", conn)
+                        await ws.send(ENVELOPE_ERROR, text=True)
+                        continue
                 outcome = self.rules.receive(conn, message, time.monotonic_ns())
                 self._log_violations()
                 for reply in outcome.replies if not self.stalled() else ():
@@ -248,6 +296,52 @@ class ReplayServer:
                 task = asyncio.create_task(ws.close(1001, "going away"))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    async def inject_faults(self) -> None:
+        """``--fault``s in order, ``fault_after_s`` apart, from the first subscription request."""
+        await self.first_request.wait()
+        for name in self.settings.faults:
+            await asyncio.sleep(self.settings.fault_after_s)
+            if name == "envelope-error":
+                self.envelope_armed = True  # done when the next subscription request comes
+                self.log.info("fault: the next subscription request gets a cmd_id 0 error")
+                continue
+            conn = await self._fault_target()
+            # From now on no tick is made for this connection (so none is lost on it) and
+            # nothing it sends is answered.
+            self.rules.close(conn, time.monotonic_ns())
+            self.faulted.add(conn)
+            self._fault_done(name, conn)
+            if name == "close-1001":
+                await self.sockets[conn].close(CLOSE_CODE, CLOSE_REASON)
+                continue
+            transport = self.transports[conn]
+            transport.write(RAW_FAULTS[name])
+            if name == "huge-header":
+                await self._trickle(transport)
+
+    async def _fault_target(self) -> int:
+        """The oldest open connection with a trade list (one appears once clients subscribe)."""
+        while True:
+            subscribed = [c for c, codes in self.rules.subscriptions().items()
+                          if codes and c in self.transports]  # fmt: skip
+            if subscribed:
+                return min(subscribed)
+            await asyncio.sleep(FAULT_TARGET_POLL_S)
+
+    def _fault_done(self, name: str, conn: int) -> None:
+        self.log.info("fault: %s on conn=%d", name, conn)
+        self.faults_done.append(Fault(name, conn, time.time_ns()))
+        self.write_report()
+
+    async def _trickle(self, transport: asyncio.Transport) -> None:
+        """The body of a frame that never ends, until the client hangs up."""
+        while not transport.is_closing():
+            if transport.get_write_buffer_size() > SLOW_CLIENT_BYTES:
+                transport.abort()  # the client stopped reading: a real server gives up too
+                return
+            transport.write(HUGE_CHUNK)
+            await asyncio.sleep(HUGE_EVERY_S)
 
     async def feed(self) -> None:
         settings = self.settings
@@ -465,7 +559,8 @@ class ReplayServer:
             else:  # standalone: say where to connect (supervised, `feedmux run` says it)
                 print(f"replay: serving {self.url}", flush=True)
             tasks = [asyncio.create_task(self._logged(t))
-                     for t in (self.feed(), self.watch_heartbeats())]  # fmt: skip
+                     for t in (self.feed(), self.watch_heartbeats(),
+                               self.inject_faults())]  # fmt: skip
             await self.stop.wait()
             for task in tasks:
                 task.cancel()

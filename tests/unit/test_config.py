@@ -113,3 +113,9 @@ def test_a_url_without_a_usable_host_or_port_is_refused_at_start(url: str, why: 
     settings = Settings(url=url, token="t", codes=["600519.SH"])
     with pytest.raises(ConfigError, match=f"--url.*{why}"):
         settings.validate()
+
+
+def test_an_unknown_replay_fault_is_named_with_the_known_ones() -> None:
+    bad = ReplaySettings(token=SECRET, codes=["600519.SH"], faults=["huge-header", "hug-header"])
+    with pytest.raises(ConfigError, match=r"unknown --fault hug-header; known: huge-header"):
+        bad.validate()
