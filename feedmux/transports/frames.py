@@ -60,13 +60,13 @@ def close_of(payload: bytes) -> tuple[int | None, str]:
         return None, ""
     if len(payload) == 1:
         raise _protocol("close frame of 1 byte (a code takes 2)")
-    code = int.from_bytes(payload[:2], "big")
-    if not close_code_allowed(code):
-        raise _protocol(f"close code {code} is not allowed on the wire")
-    try:
+    try:  # the reason first, as websockets: a bad reason with a bad code is 1007
         reason = payload[2:].decode()
     except UnicodeDecodeError:
         raise FrameError(CLOSE_INVALID_DATA, "close reason is not UTF-8") from None
+    code = int.from_bytes(payload[:2], "big")
+    if not close_code_allowed(code):
+        raise _protocol(f"close code {code} is not allowed on the wire")
     return code, reason
 
 
