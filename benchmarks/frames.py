@@ -6,8 +6,8 @@ ClientProtocol; and what checking text frames for UTF-8 costs.
 The input is a seeded stream of AllTick trade frames (the simulator's Market, framed as the
 vendor sends them), cut into socket-read-sized chunks: 256 KiB (what one receiver read takes
 under load) and 4 KiB (a trickle). Each configuration runs in a fresh subprocess, best of
-several passes: MB/s of stream and ns per frame. "before" is the module at BASE (issue 13's
-starting point), taken from git into a temporary file.
+several passes (CPU time): MB/s of stream and ns per frame. "before" is the module at BASE
+(issue 13's starting point), taken from git into a temporary file.
 """
 
 from __future__ import annotations
@@ -54,11 +54,13 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 def _best(run: Callable[[], int], repeats: int) -> float:
+    """The least CPU time of ``repeats`` passes: on a shared machine, wall time also counts
+    the other processes' turns."""
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         run()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best
 
 

@@ -104,18 +104,21 @@ class FrameParser:
             return out  # RFC 6455 1.4: after a close, discard what follows
         buffer = self._buffer
         try:
+            at = 0
             if buffer:  # a frame began in an earlier read: finish it, then go on in ``data``
                 held = len(buffer)
                 buffer += data
-                at = self._scan(buffer, 0, held, out)
-                if at < held:
-                    del buffer[:at]  # still incomplete: the rest stays in place
+                while at < held and len(buffer) - at >= 2 and not self._closed:
+                    next_at = self._frame(buffer, at, len(buffer), out)
+                    if next_at < 0:
+                        break
+                    at = next_at
+                if at < held or self._closed:
+                    del buffer[: len(buffer) if self._closed else at]  # the rest stays in place
                     return out
                 buffer.clear()
                 at -= held
-            else:
-                at = 0
-            at = self._scan(data, at, len(data), out)
+            at = self._scan(data, at, out)
             if at < len(data):
                 buffer += memoryview(data)[at:]
         except FrameError as exc:
@@ -125,15 +128,16 @@ class FrameParser:
             raise
         return out
 
-    def _scan(self, src: bytes | bytearray, at: int, stop: int, out: list[Message]) -> int:
-        """Parse the whole frames of ``src`` that start before ``stop``; return where the
-        first incomplete one starts (or the end; after a close, all of it: discarded)."""
+    def _scan(self, src: bytes, at: int, out: list[Message]) -> int:
+        """Parse the whole frames of ``src`` from ``at``; return where the first incomplete
+        one starts (or the end; after a close, all of it: discarded)."""
         end = len(src)
         limit = self.max_message_bytes
         append = out.append
-        while at < stop and end - at >= 2:
+        while end - at >= 2:
             b0 = src[at]
-            if b0 != 0x81 or self._fragments_opcode:  # anything but a whole text frame
+            length = src[at + 1]
+            if b0 != 0x81 or length > 126 or self._fragments_opcode:  # the careful path
                 next_at = self._frame(src, at, end, out)
                 if next_at < 0:
                     break
@@ -141,28 +145,19 @@ class FrameParser:
                 if self._closed:
                     return end
                 continue
-            length = src[at + 1]  # the usual: a whole text frame, inline
-            if length < 126:
-                head = 2
-            elif length == 126:
+            if length < 126:  # the usual: a whole text frame, inline
+                start = at + 2
+            else:
                 if end - at < 4:
                     break
                 length = src[at + 2] << 8 | src[at + 3]
-                head = 4
-            else:  # 127, or masked (over 127): the careful path says which
-                next_at = self._frame(src, at, end, out)
-                if next_at < 0:
-                    break
-                at = next_at
-                continue
+                start = at + 4
             if length > limit:
                 raise _too_big(length, limit)
-            start = at + head
-            at = start + length
-            if at > end:
-                at = start - head
+            if start + length > end:
                 break
-            append((OPCODE_TEXT, bytes(src[start:at])))
+            at = start + length
+            append((1, src[start:at]))
         return at
 
     def _frame(self, src: bytes | bytearray, at: int, end: int, out: list[Message]) -> int:
