@@ -55,7 +55,7 @@ def test_the_frame_benchmark_runs_tiny_and_compares_before_now_and_websockets(
                          timeout=scaled(120))  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(out.read_text())["results"]
-    assert len(results) == 10  # 3 parsers x 2 read sizes, 4 UTF-8 check timings
+    assert len(results) == 11  # 3 parsers x 2 read sizes, 5 UTF-8 check timings
     for r in results:  # "before" needs the base commit in git (a shallow clone lacks it)
         assert r.get("ns_per_frame", 0) > 0 or ("before" in r["what"] and r["skipped"]), r
     assert "websockets ClientProtocol" in run.stdout and "verdict:" in run.stdout
