@@ -49,7 +49,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     bus_window: int = 50_000  # ticks in flight to one shard before the receiver waits for acks
     bus_memory: int = 500_000  # ticks held in memory per shard; beyond: the overflow policy
     overflow: Literal["spill", "drop"] = "spill"  # to disk (lossless), or drop (counted: a gap)
-    max_frame_bytes: int = 64 * 1024  # larger vendor frames are counted and skipped
+    max_frame_bytes: int = 64 * 1024  # a larger vendor frame: close 1009, counted, reconnect
     pub_queue: int = 50_000  # messages a slow subscriber may lag before PUB drops for it
     journal: bool = True  # every received frame to <data_dir>/journal
     journal_max_mb: int = 256  # start a new journal file beyond this size

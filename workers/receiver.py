@@ -37,9 +37,9 @@ from feedmux.routing import Router
 from feedmux.stats import write_stats
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports import zmq as zt
+from feedmux.transports.frames import has_data
 from feedmux.transports.ws import (
     OPCODE_BINARY,
-    OPCODE_CLOSE,
     OPCODE_TEXT,
     HandshakeRefused,
     LinkErrors,
@@ -294,7 +294,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         now = time.monotonic_ns()
         for i in manager.connect_due(now):
             try:
-                new_link = WsLink(url, CONNECT_TIMEOUT_S)
+                new_link = WsLink(url, CONNECT_TIMEOUT_S, settings.max_frame_bytes)
             except HandshakeRefused as exc:  # one short line, classified
                 drop(i, f"connect failed: {exc}", exc.failure)
                 continue
@@ -351,27 +351,28 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                     continue
                 recv_ns = time.time_ns()  # when these bytes were read off the socket
                 frames[i] += len(messages)
-                last_frame_ns[i] = time.monotonic_ns()
+                if has_data(messages):  # not pings, nor a read that completed no message
+                    last_frame_ns[i] = time.monotonic_ns()
                 journal.frames(recv_ns, i, messages)
                 client = conns[i].client
                 receive, add = client.receive, outbox.add
-                closed = False
                 for opcode, data in messages:
                     if opcode == OPCODE_TEXT:
                         tick = receive(data, recv_ns)
                         if tick is not None:
                             add(tick)
-                    elif opcode == OPCODE_CLOSE:
-                        closed = True
-                        break
                     elif opcode == OPCODE_BINARY:
                         client.bad_binary(data)
                 if client.events:
                     handle_events(i)
                 refusal = conns[i].failure  # e.g. ret 401: the link is useless, count it
-                if closed or refusal is not None:
-                    drop(i, f"refused: {refusal.detail}" if refusal is not None
-                         else "server closed the connection")  # fmt: skip
+                if refusal is not None:
+                    drop(i, f"refused: {refusal.detail}")
+                elif link.ended is not None:  # the server closed, or sent what we refuse
+                    if link.refused is not None:  # counted with the bad frames it is
+                        bad = client.bad_frames
+                        bad[link.refused] = bad.get(link.refused, 0) + 1
+                    drop(i, link.ended)
             if outbox.pending >= FLUSH_TICKS:
                 send_bus()
             ready_fds = poller.poll(0) if time.monotonic_ns() < burst_end else []

@@ -319,6 +319,12 @@ class AllTickClient:
         if len(frame) > self.max_frame_bytes:
             self._bad("oversized", f"{len(frame)} bytes > {self.max_frame_bytes}", frame)
             return None
+        if not frame.isascii():  # vendor JSON is ASCII: only others pay for a decode
+            try:  # msgspec checks only the strings it keeps, not the fields it skips
+                frame.decode()
+            except UnicodeDecodeError as exc:
+                self._bad("utf8", f"text frame is not UTF-8 ({exc.reason} at {exc.start})", frame)
+                return None
         try:
             msg = _decoder.decode(frame)
         except msgspec.ValidationError as exc:

@@ -1,9 +1,12 @@
 """One client WebSocket: websocket-client connects and sends; reads take every frame a socket
-read holds (``frames.FrameParser``), for a poll loop."""
+read holds (``frames.FrameParser``), for a poll loop. Nothing here waits on the peer: a close is
+one frame we send without blocking, then the socket is shut."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
 
 import websocket
 
@@ -15,6 +18,7 @@ from feedmux.transports.frames import (
     OPCODE_TEXT,
     FrameError,
     FrameParser,
+    close_of,
 )
 
 __all__ = [
@@ -27,6 +31,8 @@ __all__ = [
 ]
 
 READ_BYTES = 256 * 1024  # one recv takes whatever arrived, up to this: ~1,000 trade frames
+CLOSE_NORMAL = 1000
+SERVER_EOF = "server closed the connection"
 
 # Raised by websocket-client for a broken link; callers treat them all as "reconnect".
 LinkErrors = (websocket.WebSocketException, OSError)
@@ -42,12 +48,32 @@ class HandshakeRefused(websocket.WebSocketException):
         super().__init__(f"{failure.detail}{body}")
 
 
+def server_close_reason(payload: bytes) -> str:
+    """How a server's (valid) close frame is logged and journaled: "server closed: 1001 going
+    away", or "server closed: no close code" for an empty one."""
+    code, reason = close_of(payload)
+    if code is None:
+        return "server closed: no close code"
+    reason = " ".join(reason.split())  # one line in the log, whatever the server put there
+    return f"server closed: {code} {reason}" if reason else f"server closed: {code}"
+
+
+def refusal_reason(exc: FrameError, max_frame_bytes: int) -> str:
+    """How a frame the parser refused is logged and journaled (before the close we send)."""
+    if exc.kind == "too_big":
+        return f"frame too big: {exc.detail}, --max-frame-bytes is {max_frame_bytes}"
+    return f"protocol error: {exc.detail}"
+
+
 class WsLink:
-    """A connected WebSocket. Call ``read`` when ``fileno`` is readable."""
+    """A connected WebSocket. Call ``read`` when ``fileno`` is readable; once ``ended`` is set
+    (the server closed, or sent what the parser refused: then ``refused`` is the bad-frame kind)
+    the link has sent its close and is shut: drop it."""
 
     def __init__(self, url: str, timeout_s: float, max_frame_bytes: int = 1 << 20) -> None:
-        # skip_utf8_validation: the pure-Python UTF-8 check costs ~5x the read; msgspec rejects
-        # invalid UTF-8 while decoding anyway. enable_multithread=False: one thread owns it.
+        # skip_utf8_validation: the pure-Python UTF-8 check costs ~5x the read; text frames
+        # are checked where they are decoded (AllTickClient.receive). enable_multithread=False:
+        # one thread owns it.
         try:
             self._ws = websocket.create_connection(
                 url,
@@ -60,6 +86,9 @@ class WsLink:
             raise HandshakeRefused(handshake_failure(exc.status_code, exc.resp_body)) from None
         self.max_frame_bytes = max_frame_bytes
         self._parser = FrameParser(max_frame_bytes)
+        self.ended: str | None = None
+        self.refused: str | None = None
+        self._close_sent = False
         sock = self._ws.sock
         assert sock is not None
         # Kept: websocket-client drops its socket object when the link is lost, and the poll
@@ -71,31 +100,63 @@ class WsLink:
 
     def read(self) -> list[tuple[int, bytes]]:
         """Every whole message the socket holds now, as ``(opcode, payload)``: one read of up
-        to READ_BYTES (and what TLS has decrypted), parsed here. Pings are answered; an empty
-        read (the peer closed) is returned as a close."""
+        to READ_BYTES (and what TLS has decrypted), parsed here. Pings are answered. A close
+        frame (the last message), the end of the stream or a refused frame set ``ended``."""
         sock = self._ws.sock
-        if sock is None:
+        if sock is None or self.ended is not None:
             raise websocket.WebSocketConnectionClosedException("the link is closed")
         data = sock.recv(READ_BYTES)
         if not data:
-            return [(OPCODE_CLOSE, b"")]
+            self._end(SERVER_EOF)
+            return []
         pending = getattr(sock, "pending", None)
         while pending is not None and pending():  # TLS: decrypted bytes poll() cannot see
             data += sock.recv(READ_BYTES)
         try:
             messages = self._parser.feed(data)
         except FrameError as exc:
-            raise websocket.WebSocketProtocolException(str(exc)) from exc
+            self.refused = exc.kind
+            code = struct.pack("!H", exc.code)
+            self._end(refusal_reason(exc, self.max_frame_bytes) + self._send_close(code))
+            return exc.messages  # the whole messages before the bad frame still count
         for opcode, payload in messages:
             if opcode == OPCODE_PING:
                 self._ws.pong(payload)
+            elif opcode == OPCODE_CLOSE:  # the parser stops at a close: it is the last
+                self._send_close(payload[:2])  # echo its code (none for an empty close)
+                self._end(server_close_reason(payload))
         return messages
+
+    def _end(self, why: str) -> None:
+        """The link is over: shut the socket at once (the poll loop then drops it)."""
+        self.ended = why
+        self._close_sent = True  # nothing can be sent once shut
+        sock = self._ws.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already reset by the peer: nothing to shut
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _send_close(self, payload: bytes) -> str:
+        """Queue our close frame if the socket takes it now; never wait for room or an answer
+        (websocket-client's ``close()`` reads for up to its timeout with its own parser)."""
+        if self._close_sent:
+            return ""
+        self._close_sent = True
+        code = int.from_bytes(payload, "big") if payload else None
+        sock = self._ws.sock
+        try:
+            if sock is None:
+                raise websocket.WebSocketConnectionClosedException("the link is closed")
+            sock.settimeout(0)
+            self._ws.send(payload, websocket.ABNF.OPCODE_CLOSE)
+        except LinkErrors as exc:
+            return f" (close {code} not sent: {type(exc).__name__})" if code else ""
+        return f" (sent close {code})" if code else ""
 
     def send_text(self, payload: bytes) -> None:
         self._ws.send(payload, OPCODE_TEXT)
 
     def close(self) -> None:
-        try:
-            self._ws.close(timeout=1)
-        except LinkErrors:
-            self._ws.shutdown()  # type: ignore[no-untyped-call]
+        """Our close: a close frame (1000, unless one was sent already), then the socket."""
+        self._send_close(struct.pack("!H", CLOSE_NORMAL))
+        self._ws.shutdown()  # type: ignore[no-untyped-call]

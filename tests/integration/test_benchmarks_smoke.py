@@ -44,3 +44,18 @@ def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
     if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":  # elsewhere it may say "skipped"
         assert rates["postgresql"], doc["stores"]
     assert "stores" in run.stdout and "postgresql" in run.stdout
+
+
+def test_the_frame_benchmark_runs_tiny_and_compares_before_now_and_websockets(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "frames.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.frames", "--tiny", "--json",
+                          str(out)], check=False, capture_output=True, text=True,
+                         timeout=scaled(120))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 11  # 3 parsers x 2 read sizes, 5 UTF-8 check timings
+    for r in results:  # "before" needs the base commit in git (a shallow clone lacks it)
+        assert r.get("ns_per_frame", 0) > 0 or ("before" in r["what"] and r["skipped"]), r
+    assert "websockets ClientProtocol" in run.stdout and "verdict:" in run.stdout

@@ -114,7 +114,7 @@ def test_garbage_and_duplicates_are_counted_and_skipped(tmp_path: Path) -> None:
     run_dir, report, output = _run_with_faults(tmp_path, "--garbage-every", "40",
                                                "--duplicate-every", "25")  # fmt: skip
     bad = _receiver(run_dir)["connections"][0]["bad_frames"]
-    assert set(bad) == {"json", "schema", "binary", "unknown_cmd", "unsubscribed", "oversized"}
+    assert set(bad) == {"json", "schema", "binary", "unknown_cmd", "unsubscribed", "utf8"}
     assert sum(bad.values()) == report["garbage_sent"] > 200
     shards = [s for n, s in read_stats(run_dir / "stats").items() if n.startswith("shard-")]
     assert sum(s["resent_dropped"] for s in shards) == report["ticks_sent"] // 25

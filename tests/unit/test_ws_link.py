@@ -1,0 +1,142 @@
+"""WsLink against a raw loopback server: what it refuses, how it closes, and that it never waits."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from feedmux.simulator.market import text_frame
+from feedmux.transports.frames import OPCODE_CLOSE, OPCODE_TEXT
+from feedmux.transports.ws import WsLink
+from tests.conftest import scaled, wait_for
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+Script = Callable[["RawServer", socket.socket], None]
+
+
+class RawServer:
+    """Accepts one WebSocket, answers the upgrade, then runs ``script`` on the socket; keeps
+    the client's frames (unmasked) in ``received``."""
+
+    def __init__(self, script: Script) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/quote"
+        self.received: list[tuple[int, bytes]] = []
+        self._script = script
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
+            accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                         % accept)  # fmt: skip
+            self._script(self, conn)
+            self._done.wait(scaled(10))
+
+    def read_client_frames(self, conn: socket.socket, timeout: float) -> None:
+        """Client frames (masked, short) until the client shuts its side or ``timeout``."""
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select.select([conn], [], [], 0.02)[0]:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        while len(data) >= 6:
+            length = data[1] & 0x7F
+            mask, payload = data[2:6], data[6 : 6 + length]
+            self.received.append((data[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in
+                                                         enumerate(payload))))  # fmt: skip
+            data = data[6 + length :]
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(scaled(5))
+        self._listener.close()
+
+
+@contextlib.contextmanager
+def serving(script: Script) -> Iterator[RawServer]:
+    server = RawServer(script)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def read_until_ended(link: WsLink) -> list[tuple[int, bytes]]:
+    messages: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + scaled(5)
+    while link.ended is None:
+        assert time.monotonic() < deadline, "the link never ended"
+        if select.select([link.fileno()], [], [], 0.05)[0]:
+            messages += link.read()
+    return messages
+
+
+def test_our_close_sends_a_close_frame_and_does_not_wait_for_an_answer() -> None:
+    def never_answers(server: RawServer, conn: socket.socket) -> None:
+        server.read_client_frames(conn, scaled(3))
+
+    with serving(never_answers) as server:
+        link = WsLink(server.url, 5.0)
+        started = time.monotonic()
+        link.close()
+        assert time.monotonic() - started < 0.5  # websocket-client's close() waits 1 s here
+        wait_for(lambda: bool(server.received), 5, "the close frame at the server")
+        assert server.received == [(OPCODE_CLOSE, (1000).to_bytes(2, "big"))]
+
+
+@pytest.mark.parametrize(
+    ("bad", "ended", "refused", "code"),
+    [
+        (bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"),
+         f"frame too big: declares {1 << 40} bytes, --max-frame-bytes is 65536 (sent close 1009)",
+         "too_big", 1009),
+        (bytes([0x83, 0]), "protocol error: reserved opcode 0x3 (sent close 1002)", "protocol",
+         1002),
+        (text_frame(b"p" * 126, 0x9),
+         "protocol error: control frame too long: declares 126 bytes (at most 125) "
+         "(sent close 1002)", "protocol", 1002),
+        (text_frame((1001).to_bytes(2, "big") + b"going away", OPCODE_CLOSE),
+         "server closed: 1001 going away", None, 1001),
+    ],
+)  # fmt: skip
+def test_a_refused_frame_or_a_server_close_ends_the_link_with_a_close_frame_and_a_reason(
+    bad: bytes, ended: str, refused: str | None, code: int
+) -> None:
+    def script(server: RawServer, conn: socket.socket) -> None:
+        conn.sendall(text_frame(b"before") + bad)
+        if bad[0] == 0x81:  # the huge header: then 64 KiB every 50 ms, as the fault does
+            with contextlib.suppress(OSError):
+                for _ in range(20):
+                    conn.sendall(b"x" * 65536)
+                    time.sleep(0.05)
+        server.read_client_frames(conn, scaled(3))
+
+    with serving(script) as server:
+        link = WsLink(server.url, 5.0, max_frame_bytes=65536)
+        messages = read_until_ended(link)
+        assert messages[0] == (OPCODE_TEXT, b"before")
+        assert link.ended == ended and link.refused == refused
+        link.close()
+        wait_for(lambda: bool(server.received), 5, "the close frame at the server")
+        assert server.received[0] == (OPCODE_CLOSE, code.to_bytes(2, "big"))
