@@ -245,7 +245,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=64 * 1024,
         metavar="BYTES",
-        help="vendor frames larger than this are counted and skipped (default 64 KiB)",
+        help="a vendor frame declaring more than this is refused from its header: counted, "
+        "the link closed (1009) and rebuilt (default 64 KiB)",
     )
 
     display = p.add_argument_group("display", "what the run shows and logs, and when it stops")
