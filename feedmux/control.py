@@ -200,9 +200,10 @@ class Control:
     def subscribe(self, codes: list[str], wait: bool = True) -> list[str]:
         """Add codes (any spelling); returns them in canonical form once subscribed.
 
-        ``wait=False`` returns once the receiver has queued the change: AllTick allows one
-        request a second per connection and 3 s between connections, so a burst of changes is
-        faster sent without waiting, then confirmed with one waiting call.
+        ``wait=False`` returns once the receiver has queued the change: AllTick wants any two
+        subscription requests of a token 3 s apart, so a burst of changes is faster sent
+        without waiting, then confirmed with one waiting call. A waiting call whose change
+        the vendor refused raises ``ConsumerError`` with the vendor's ``ret`` and ``msg``.
         """
         return self._change(wire.Subscribe(parse_symbols(codes), wait))
 

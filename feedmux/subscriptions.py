@@ -417,7 +417,8 @@ class SubscriptionManager:
             conn.refusal = None
         elif reply.ret in RETRY_LATER:  # our pacing: the same list again, after the spacing
             conn.retry_at_ns = now_ns + self.spacing_ns()
-        elif reply.envelope and failure is None:  # a one-off? again after a growing backoff
+        elif reply.envelope and failure is None and reply.ret not in BAD_CODE:
+            # The envelope refused (a one-off?): the same list again after a growing backoff.
             self._widen()
             conn.retry_at_ns = now_ns + self.spacing_ns()
             self._refuse(conn, reply, books, retried=True)

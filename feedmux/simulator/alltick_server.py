@@ -227,7 +227,7 @@ class AllTickServer:
 
     def settling(self, now_ns: int) -> bool:
         """Subscriptions changed so recently that a client may still be adding connections:
-        its next request may come a cross-connection interval after its last (twice, slack)."""
+        its next request may come a cross interval after its last (twice, slack)."""
         return now_ns - self.changed_ns < max(2 * self.rules.cross_interval_ns, SETTLE_MIN_NS)
 
     def book_subscriptions(self) -> dict[int, list[str]]:

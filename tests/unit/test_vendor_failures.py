@@ -255,6 +255,18 @@ def test_an_envelope_error_for_the_token_or_plan_is_still_permanent() -> None:
         assert not conn.refusal.retried
 
 
+def test_a_code_refusal_with_cmd_id_0_still_searches_for_the_bad_code() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager([UNIVERSE[0], UNKNOWN[0]], 3000, Pacing())
+    manager.on_connected(0, clock.now)
+    manager.due(clock.now)
+    client = manager.connections[0].client
+    client.receive(ENVELOPE_ERROR.replace(b"201", b"600"), clock.now)
+    manager.on_reply(0, client.events.pop(), clock.now)
+    conn = manager.connections[0]
+    assert conn.held_back == {UNKNOWN[0]} and conn.refusal is None
+
+
 def test_status_counts_refused_codes_and_names_the_first_few() -> None:
     receiver = {"ticks": 5, "codes_desired": 3, "codes_subscribed": 3, "codes_rejected": 12,
                 "rejected": UNKNOWN, "connections": [], "bus": []}  # fmt: skip
