@@ -152,6 +152,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
     )
+    vendor.add_argument(
+        "--cross-interval-ms",
+        type=int,
+        default=3300,
+        metavar="MS",
+        help="at least MS between any two subscription requests of the token, on one "
+        "connection or not (default 3300: AllTick's rule is 3 s); widened after a 429/605/606",
+    )
 
     sharding = p.add_argument_group("sharding", "shard workers and the bus that feeds them")
     sharding.add_argument("--shards", type=int, default=8, metavar="N",
@@ -598,6 +606,7 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,
         give_up_after=args.give_up_after,
         reconnect_spacing_ms=11_000 if args.free_plan else 3300,
+        cross_interval_ms=args.cross_interval_ms,
         overflow=args.overflow, bus_window=args.bus_window, bus_memory=args.bus_memory,
         max_frame_bytes=args.max_frame_bytes, pub_queue=args.pub_queue,
         journal=not args.no_journal, journal_max_mb=args.journal_max_mb,

@@ -39,7 +39,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     depth_levels: int = 0  # order-book levels to subscribe (22002); 0 = trades only
     silent_after_s: float = 60.0  # report codes subscribed this long with no tick since
     request_interval_ms: int = 1100
-    cross_interval_ms: int = 3300
+    cross_interval_ms: int = 3300  # spec: 3 s between any two subscription requests of a token
     heartbeat_interval_ms: int = 10_000
     reconnect_spacing_ms: int = 3300  # spec: 3 s paid, 10 s free; 10 % margin
     watchdog_s: float = 30.0  # no frame (data, ack, heartbeat reply) this long: reconnect
@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError("--max-codes-per-conn must be >= 1")
         if self.give_up_after < 1:
             raise ConfigError(f"--give-up-after must be >= 1, got {self.give_up_after}")
+        if self.cross_interval_ms < 1:
+            raise ConfigError(f"--cross-interval-ms must be >= 1, got {self.cross_interval_ms}")
         if self.batch_rows < 1 or self.batch_delay_ms < 1:
             raise ConfigError("batch rows and delay must be >= 1")
         if not self.codes:

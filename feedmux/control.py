@@ -86,6 +86,7 @@ class _Waiter:
     ident: bytes
     codes: list[str]
     subscribed: bool
+    since_ns: int  # when the change was made: a request sent later carried it
     deadline_ns: int
 
 
@@ -103,7 +104,8 @@ class ControlDesk:
         rejected = manager.rejected if codes is None else {
             c: manager.rejected[c] for c in codes if c in manager.rejected
         }  # fmt: skip
-        ages = {c: (now_ns - t) / 1e9 for c, t in manager.confirmed_at.items()}
+        ages = {c: (now_ns - t) / 1e9 for c, t in manager.confirmed_at.items()
+                if c in manager.owner}  # fmt: skip
         return wire.encode(wire.ControlReply(error, manager.desired(), rejected, ages))
 
     def submit(self, ident: bytes, raw: bytes, now_ns: int) -> tuple[bytes | None, bool]:
@@ -127,20 +129,24 @@ class ControlDesk:
             self.manager.unsubscribe(request.codes)
         if not request.wait:
             return self.reply(now_ns, codes=request.codes), True
-        self._waiting.append(_Waiter(ident, request.codes, subscribed,
+        self._waiting.append(_Waiter(ident, request.codes, subscribed, now_ns,
                                      now_ns + CONFIRM_TIMEOUT_NS))  # fmt: skip
         return None, True
 
     def answers(self, now_ns: int) -> list[tuple[bytes, bytes]]:
-        """Replies due now: changes the server confirmed, or that timed out."""
+        """Replies due now: changes the server confirmed, refused (its ``ret`` and ``msg``),
+        or that timed out."""
         if not self._waiting:
             return []
-        changed = self.manager.version != self._checked_version
-        self._checked_version = self.manager.version
+        manager = self.manager
+        changed = manager.version != self._checked_version
+        self._checked_version = manager.version
         out, still = [], []
         for w in self._waiting:
-            if changed and self.manager.settled(w.codes, w.subscribed):
+            if changed and manager.settled(w.codes, w.subscribed):
                 out.append((w.ident, self.reply(now_ns, codes=w.codes)))
+            elif changed and (why := manager.refusal(w.codes, w.subscribed, w.since_ns)):
+                out.append((w.ident, self.reply(now_ns, why, w.codes)))
             elif now_ns >= w.deadline_ns:
                 error = f"not confirmed by the server within {CONFIRM_TIMEOUT_NS // 10**9} s"
                 out.append((w.ident, self.reply(now_ns, error, w.codes)))
@@ -194,9 +200,10 @@ class Control:
     def subscribe(self, codes: list[str], wait: bool = True) -> list[str]:
         """Add codes (any spelling); returns them in canonical form once subscribed.
 
-        ``wait=False`` returns once the receiver has queued the change: AllTick allows one
-        request a second per connection and 3 s between connections, so a burst of changes is
-        faster sent without waiting, then confirmed with one waiting call.
+        ``wait=False`` returns once the receiver has queued the change: AllTick wants any two
+        subscription requests of a token 3 s apart, so a burst of changes is faster sent
+        without waiting, then confirmed with one waiting call. A waiting call whose change
+        the vendor refused raises ``ConsumerError`` with the vendor's ``ret`` and ``msg``.
         """
         return self._change(wire.Subscribe(parse_symbols(codes), wait))
 

@@ -4,7 +4,9 @@ Pure state driven by an injected ``now_ns``. It enforces AllTick's rules (spec r
 - a subscribe REPLACES the connection's list, so every request carries the full list, and any
   number of add/remove calls between two requests coalesce into one;
 - at most one request per ``request_interval`` per connection, heartbeats included;
-- subscription requests on different connections at least ``cross_interval`` apart;
+- any two subscription or cancel requests of the token, on one connection or not, at least
+  ``cross_interval`` apart (heartbeats excepted); after a 429/605/606 that spacing doubles (up
+  to ``spacing_max``) and each confirmed request halves the excess again;
 - a heartbeat every ``heartbeat_interval``; reconnects ``reconnect_spacing`` after a close;
 - at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections.
 
@@ -12,6 +14,10 @@ Assignment is stable: a code stays on its connection until removed; a new code g
 connection with the fewest codes that has room. When the vendor refuses a list for a bad code
 (600/604) the manager holds back half of the newly added codes and tries again, until each bad
 code is found alone; those are reported in ``rejected`` and never retried on their own.
+
+A reply refused for its envelope (``cmd_id`` 0, e.g. ``ret=201 request header param invalid``)
+is retried after the widened spacing, unless it is 401/603; any refusal is kept on the
+connection (``refusal``) so a caller waiting on the change learns the vendor's ``ret`` and ``msg``.
 
 Failures are classified (``providers.alltick.Failure``): transient ones (refused connection, 5xx,
 timeouts, resets) are retried with the backoff for ever; the same permanent one (a refused
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from feedmux.providers.alltick import (
     CANCEL_DEPTH,
     CMD_CANCEL,
+    CMD_HEARTBEAT,
     CMD_SUBSCRIBE_DEPTH,
     CMD_SUBSCRIBE_TRADES,
     DEFAULT_MAX_FRAME_BYTES,
@@ -50,14 +57,27 @@ SUBSCRIPTION_CMDS = frozenset(
 )  # code invalid / code unauthorized: find the culprit
 
 
+NARROWED_NS = 100_000_000  # a widened spacing this close to the cross interval is back to it
+
+
 @dataclass(frozen=True)
 class Pacing:
     request_interval_ns: int = 1_100_000_000  # spec: 1 s; 10 % margin for network jitter
-    cross_interval_ns: int = 3_300_000_000  # spec: 3 s across connections of one token
+    cross_interval_ns: int = 3_300_000_000  # spec: 3 s between subscription requests of a token
+    spacing_max_ns: int = 30_000_000_000  # the cross interval widens up to this after a 606
     heartbeat_interval_ns: int = 10_000_000_000
     reconnect_spacing_ns: int = 3_300_000_000  # spec: 3 s on paid plans (10 s free)
     reconnect_max_ns: int = 60_000_000_000  # backoff cap; reconnecting never stops
     watchdog_ns: int = 30_000_000_000  # no frame at all for this long: tear down, reconnect
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The vendor refused a subscription request of a connection."""
+
+    sent_ns: int  # when the refused request went out: it carried changes made before
+    error: str  # "ret=201 request header param invalid"
+    retried: bool  # sent again after the widened spacing (else: not until the list changes)
 
 
 @dataclass
@@ -76,6 +96,7 @@ class ConnectionState:
     depth_confirmed: list[str] = field(default_factory=list)  # order-book list the server acked
     depth_refused: list[str] | None = None
     last_error: str = ""
+    refusal: Refusal | None = None  # the last refusal of a subscription request, until an ack
     connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
     connected_at_ns: int = _NEVER
     failures: int = 0  # consecutive losses without a confirmed subscription in between
@@ -111,6 +132,13 @@ def _release_half(conn: ConnectionState) -> None:
         conn.held_back = set(held[len(held) // 2 :]) if len(held) > 1 else set()
 
 
+def _keep_searching(conn: ConnectionState) -> None:
+    """The codes being tried were removed: release more, or nothing is ever sent again."""
+    confirmed = set(conn.confirmed)
+    while conn.held_back and confirmed.issuperset(conn.request_list()):
+        _release_half(conn)
+
+
 class SubscriptionManager:
     def __init__(
         self,
@@ -142,6 +170,8 @@ class SubscriptionManager:
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
         self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
         self._last_close_ns = _NEVER
+        self._last_subscription_ns = _NEVER  # the token's last subscription/cancel request
+        self._widened_ns = 0  # added to the cross interval after the vendor's "too many"
         self.version = 0  # bumped by every change of state; lets callers skip re-checking
         for _ in range(min(max_conns, max(1, math.ceil(len(codes) / max_codes_per_conn)))):
             self._new_connection()
@@ -177,28 +207,40 @@ class SubscriptionManager:
         self.version += 1
         for code in codes:
             self.rejected.pop(code, None)
-            self.confirmed_at.pop(code, None)
             index = self.owner.pop(code, None)
             if index is not None:
                 conn = self.connections[index]
                 conn.desired.remove(code)
                 conn.held_back.discard(code)
+                _keep_searching(conn)
 
     def desired(self) -> list[str]:
         return [c for conn in self.connections for c in conn.desired]
 
     def settled(self, codes: list[str], subscribed: bool) -> bool:
-        """True when the server agrees: every code confirmed or rejected (``subscribed``), or
-        no longer on any connection's confirmed list (not ``subscribed``)."""
-        books = {c for conn in self.connections for c in conn.depth_confirmed}
+        """True when the server agrees: every code confirmed (with its book, if any) by the
+        connection that carries it, or rejected (``subscribed``), or no longer on any
+        connection's confirmed lists (not ``subscribed``)."""
         if subscribed:
+            trades = [set(conn.confirmed) for conn in self.connections]
+            books = [set(conn.depth_confirmed) for conn in self.connections]
             return all(
                 c in self.rejected
-                or (c in self.confirmed_at and (not self.depth_levels or c in books))
+                or (
+                    (i := self.owner.get(c)) is not None
+                    and c in trades[i]
+                    and (not self.depth_levels or c in books[i])
+                )
                 for c in codes
             )
+        live = {c for conn in self.connections for c in (*conn.confirmed, *conn.depth_confirmed)}
+        return not live.intersection(codes)
+
+    def _unconfirm(self, codes: set[str]) -> None:
+        """``codes`` left a connection's confirmed list: no longer live unless on another's."""
         live = {c for conn in self.connections for c in conn.confirmed}
-        return not live.union(books).intersection(codes)
+        for code in codes - live:
+            self.confirmed_at.pop(code, None)
 
     # -- connection lifecycle -------------------------------------------------------------------
     def on_connected(self, index: int, now_ns: int) -> None:
@@ -225,9 +267,8 @@ class SubscriptionManager:
         conn.failures += 1
         conn.connected = False
         conn.inflight_since = None
-        for code in conn.confirmed:
-            self.confirmed_at.pop(code, None)  # subscribed again only when re-acked
-        conn.confirmed = []
+        dropped, conn.confirmed = set(conn.confirmed), []
+        self._unconfirm(dropped)  # subscribed again only when re-acked
         conn.depth_confirmed = []
         conn.depth_refused = None
         conn.client.reset()
@@ -261,20 +302,34 @@ class SubscriptionManager:
                 out.append(conn.index)
         return out
 
+    def _connect_time(self, conn: ConnectionState) -> int:
+        # A link lost after this one's was scheduled moves the token's last close: wait on.
+        return max(conn.connect_at_ns, self._last_close_ns + self.pacing.reconnect_spacing_ns)
+
     def connect_due(self, now_ns: int) -> list[int]:
         """Connections to open now."""
-        return [c.index for c in self.connections if not c.connected and c.connect_at_ns <= now_ns]
+        return [c.index for c in self.connections
+                if not c.connected and self._connect_time(c) <= now_ns]  # fmt: skip
 
     # -- outgoing -------------------------------------------------------------------------------
+    def spacing_ns(self) -> int:
+        """The spacing between two subscription requests of the token now."""
+        return self.pacing.cross_interval_ns + self._widened_ns
+
+    def _widen(self) -> None:
+        spacing = min(self.pacing.spacing_max_ns, 2 * self.spacing_ns())
+        self._widened_ns = max(0, spacing - self.pacing.cross_interval_ns)
+
+    def _narrow(self) -> None:
+        self._widened_ns //= 2
+        if self._widened_ns < NARROWED_NS:
+            self._widened_ns = 0
+
     def _subscription_time(self, conn: ConnectionState) -> int:
-        # The 3 s rule is across connections: this connection's own last request only
-        # holds it back by the per-connection interval.
-        others = max(
-            (c.last_subscription_ns for c in self.connections if c is not conn), default=_NEVER
-        )
+        # Spec rule 2: token-wide, this connection's own last request included.
         return max(
             conn.last_request_ns + self.pacing.request_interval_ns,
-            others + self.pacing.cross_interval_ns,
+            self._last_subscription_ns + self.spacing_ns(),
             conn.retry_at_ns,
         )
 
@@ -284,32 +339,39 @@ class SubscriptionManager:
             conn.last_request_ns + self.pacing.request_interval_ns,
         )
 
+    def _wants_subscription(self, conn: ConnectionState) -> bool:
+        return conn.needs_request() or conn.needs_depth_request(self.depth_levels)
+
+    def _subscription_request(self, conn: ConnectionState, now_ns: int) -> bytes:
+        client = conn.client
+        if conn.needs_request():  # the trade list first; order books follow what it confirmed
+            wanted = conn.request_list()
+            # An empty list cannot be sent (the vendor answers 601): cancel instead.
+            frame = client.subscribe_trades(wanted) if wanted else client.cancel()
+        else:
+            frame = (client.subscribe_depth(conn.confirmed, self.depth_levels)
+                     if conn.confirmed else client.cancel(CANCEL_DEPTH))  # fmt: skip
+        conn.inflight_since = now_ns
+        conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
+        return frame
+
     def due(self, now_ns: int) -> list[tuple[int, bytes]]:
-        """Requests to send now, as ``(connection index, frame)``."""
+        """Requests to send now, as ``(connection index, frame)``: at most one subscription
+        request (the token's spacing holds any other back), and the heartbeats due."""
         out: list[tuple[int, bytes]] = []
         for conn in self.connections:
-            if not conn.connected:
-                continue
             if conn.inflight_since is not None and now_ns - conn.inflight_since > REPLY_TIMEOUT_NS:
                 conn.inflight_since = None  # lost reply: the full list is simply sent again
-            if conn.needs_request() and self._subscription_time(conn) <= now_ns:
-                wanted = conn.request_list()
-                # An empty list cannot be sent (the vendor answers 601): cancel instead.
-                frame = conn.client.subscribe_trades(wanted) if wanted else conn.client.cancel()
-                conn.inflight_since = now_ns
-                conn.last_request_ns = conn.last_subscription_ns = now_ns
-                out.append((conn.index, frame))
-            elif (
-                conn.needs_depth_request(self.depth_levels)
-                and self._subscription_time(conn) <= now_ns
-            ):
-                client = conn.client
-                frame = (client.subscribe_depth(conn.confirmed, self.depth_levels)
-                         if conn.confirmed else client.cancel(CANCEL_DEPTH))  # fmt: skip
-                conn.inflight_since = now_ns
-                conn.last_request_ns = conn.last_subscription_ns = now_ns
-                out.append((conn.index, frame))
-            elif self._heartbeat_time(conn) <= now_ns:
+        ready = [
+            c
+            for c in self.connections
+            if self._wants_subscription(c) and self._subscription_time(c) <= now_ns
+        ]
+        if ready:  # the connection that waited longest goes first: none is starved
+            conn = min(ready, key=lambda c: c.last_subscription_ns)
+            out.append((conn.index, self._subscription_request(conn, now_ns)))
+        for conn in self.connections:
+            if conn.connected and self._heartbeat_time(conn) <= now_ns:
                 conn.last_request_ns = conn.last_heartbeat_ns = now_ns
                 out.append((conn.index, conn.client.heartbeat()))
         return out
@@ -319,9 +381,9 @@ class SubscriptionManager:
         times = []
         for conn in self.connections:
             if not conn.connected:
-                times.append(conn.connect_at_ns)
+                times.append(self._connect_time(conn))
                 continue
-            if conn.needs_request() or conn.needs_depth_request(self.depth_levels):
+            if self._wants_subscription(conn):
                 times.append(self._subscription_time(conn))
             elif conn.inflight_since is not None:
                 times.append(conn.inflight_since + REPLY_TIMEOUT_NS)
@@ -332,11 +394,14 @@ class SubscriptionManager:
     def on_reply(self, index: int, reply: Reply, now_ns: int) -> None:
         conn = self.connections[index]
         request = reply.request
+        if reply.ret in RETRY_LATER and (request is None or request.cmd_id != CMD_HEARTBEAT):
+            self._widen()  # the vendor says we asked too often: space the token's requests more
         books = request is not None and (request.cmd_id == CMD_SUBSCRIBE_DEPTH or (
             request.cmd_id == CMD_CANCEL and request.data.get("cancel_type") == CANCEL_DEPTH
         ))  # fmt: skip
-        if not reply.ok and not books:  # a depth refusal stops the books only, not the run
-            conn.failure = reply_failure(reply.ret, reply.msg) or conn.failure
+        failure = None if reply.ok else reply_failure(reply.ret, reply.msg)
+        if failure is not None and not books:  # a depth refusal stops the books only
+            conn.failure = failure
         if request is None or request.cmd_id not in SUBSCRIPTION_CMDS:
             return  # heartbeat replies and unknown seq_ids change nothing here
         self.version += 1
@@ -347,15 +412,26 @@ class SubscriptionManager:
             symbol_list = request.data["symbol_list"]
             assert isinstance(symbol_list, list)
             sent = [entry["code"] for entry in symbol_list]
+        if reply.ok:
+            self._narrow()
+            conn.refusal = None
+        elif reply.ret in RETRY_LATER:  # our pacing: the same list again, after the spacing
+            conn.retry_at_ns = now_ns + self.spacing_ns()
+        elif reply.envelope and failure is None and reply.ret not in BAD_CODE:
+            # The envelope refused (a one-off?): the same list again after a growing backoff.
+            self._widen()
+            conn.retry_at_ns = now_ns + self.spacing_ns()
+            self._refuse(conn, reply, books, retried=True)
+            return
         if books:
-            self._on_depth_reply(conn, reply, sent, now_ns)
+            self._on_depth_reply(conn, reply, sent)
             return
         if reply.ok:
             for code in set(sent).difference(conn.confirmed):
                 self.confirmed_at.setdefault(code, now_ns)
-            for code in set(conn.confirmed).difference(sent):
-                self.confirmed_at.pop(code, None)
+            gone = set(conn.confirmed).difference(sent)
             conn.confirmed = sent
+            self._unconfirm(gone)
             conn.last_error = ""
             conn.failures = 0  # the link works: the next loss starts the backoff afresh
             conn.last_failure, conn.same_failures = None, 0
@@ -363,7 +439,6 @@ class SubscriptionManager:
             return
         conn.last_error = f"ret={reply.ret} {first_line(reply.msg)}"
         if reply.ret in RETRY_LATER:
-            conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
             return
         added = [c for c in sent if c not in set(conn.confirmed)]
         if reply.ret in BAD_CODE and len(added) == 1:
@@ -376,6 +451,27 @@ class SubscriptionManager:
             conn.held_back.update(added[len(added) // 2 :])
         else:
             conn.refused = sent
+            self._refuse(conn, reply, books, retried=False)
+
+    def _refuse(self, conn: ConnectionState, reply: Reply, books: bool, retried: bool) -> None:
+        error = f"ret={reply.ret} {first_line(reply.msg)}"
+        conn.last_error = f"depth: {error}" if books else error
+        conn.refusal = Refusal(conn.last_subscription_ns, conn.last_error, retried)
+
+    def refusal(self, codes: list[str], subscribed: bool, since_ns: int) -> str:
+        """Why the vendor refused a request that carried a change to ``codes`` made at
+        ``since_ns`` (added if ``subscribed``, else removed); "" if none was refused."""
+        wanted = set(codes)
+        for conn in self.connections:
+            why = conn.refusal
+            if why is None or why.sent_ns < since_ns:
+                continue
+            held = conn.desired if subscribed else conn.confirmed + conn.depth_confirmed
+            if wanted.intersection(held):
+                then = "sent again after a backoff" if why.retried else "not sent again"
+                return (f"the vendor refused connection {conn.index}'s request: {why.error} "
+                        f"({then})")  # fmt: skip
+        return ""
 
     def _all_refused(self) -> str:
         shown = [f"{code} ({why})" for code, why in list(self.rejected.items())[:REFUSED_SHOWN]]
@@ -383,15 +479,13 @@ class SubscriptionManager:
         return "the vendor refused every code: " + ", ".join(shown) + (
             f" and {more} more" if more > 0 else "")  # fmt: skip
 
-    def _on_depth_reply(
-        self, conn: ConnectionState, reply: Reply, sent: list[str], now_ns: int
-    ) -> None:
+    def _on_depth_reply(self, conn: ConnectionState, reply: Reply, sent: list[str]) -> None:
         if reply.ok:
             conn.depth_confirmed = sent
-        elif reply.ret in RETRY_LATER:
-            conn.retry_at_ns = now_ns + self.pacing.request_interval_ns
-        else:  # codes the trade list accepted: a refusal here is the plan's, not the code's
+        elif reply.ret not in RETRY_LATER:  # codes the trade list accepted: the plan's refusal
             conn.depth_refused = sent
+            self._refuse(conn, reply, True, retried=False)
+            return
         conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {first_line(reply.msg)}"
 
     # -- status ---------------------------------------------------------------------------------

@@ -191,11 +191,14 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         client = conns[i].client
         for event in client.events:
             if isinstance(event, Reply):
-                manager.on_reply(i, event, time.monotonic_ns())
+                now = time.monotonic_ns()
+                manager.on_reply(i, event, now)
                 if not event.ok:
                     msg = redact(first_line(event.msg), settings.token)  # one short line
-                    log.warning("connection %d: cmd %d refused: ret=%d %s",
-                                i, event.cmd_id, event.ret, msg)  # fmt: skip
+                    retry_s = (conns[i].retry_at_ns - now) / 1e9
+                    log.warning("connection %d: %s refused: ret=%d %s%s", i, event.what(),
+                                event.ret, msg, f"; sent again in {retry_s:.1f} s"
+                                if retry_s > 0 else "")  # fmt: skip
                 elif event.cmd_id == CMD_SUBSCRIBE_TRADES + 1:
                     log.info("connection %d: %d codes subscribed", i, len(conns[i].confirmed))
             elif isinstance(event, BadFrame) and event.kind not in logged_kinds:

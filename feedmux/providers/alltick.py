@@ -86,7 +86,8 @@ class CancelAck(Response, tag=CMD_CANCEL + 1):
 
 
 class EnvelopeError(Response, tag=0):
-    """An error about a request's envelope (spec: ``cmd_id`` 0), e.g. a refused token."""
+    """An error about a request's envelope (spec: ``cmd_id`` 0), e.g. a refused token or
+    ``ret=201 request header param invalid``; it answers the oldest request still waiting."""
 
 
 # strict=False accepts "1745.50" for a float and "1605509068" for an int (both forms occur).
@@ -113,10 +114,18 @@ class Reply:
     msg: str
     seq_id: int
     request: Request | None
+    envelope: bool = False  # came with cmd_id 0: the request's envelope was refused
 
     @property
     def ok(self) -> bool:
         return self.ret == RET_OK
+
+    def what(self) -> str:
+        """The refused request, for a log line."""
+        if not self.envelope:
+            return f"cmd {self.cmd_id}"
+        sent = f"cmd {self.request.cmd_id}" if self.request is not None else "a request"
+        return f"{sent} (an envelope error, cmd_id 0)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,13 +375,14 @@ class AllTickClient:
         request = self._pending.pop(msg.seq_id, None)
         cmd_id = type(msg).__struct_config__.tag
         assert isinstance(cmd_id, int)
-        if type(msg) is EnvelopeError:  # belongs to the oldest request still unanswered
+        envelope = type(msg) is EnvelopeError
+        if envelope:  # belongs to the oldest request still unanswered
             if request is None and self._pending:
                 request = self._pending.pop(next(iter(self._pending)))
             cmd_id = 0 if request is None else request.cmd_id + 1
         if cmd_id != CMD_HEARTBEAT + 1:
             self._settle(msg.ret, request)
-        self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request))
+        self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request, envelope))
         return None
 
     def bad_binary(self, frame: bytes) -> None:

@@ -49,7 +49,6 @@ class _Conn:
     opened_ns: int
     last_request_ns: int | None = None
     last_heartbeat_ns: int = 0
-    last_subscription_ns: int | None = None
     trades: list[str] = field(default_factory=list)
     books: dict[str, int] = field(default_factory=dict)  # code -> depth levels
 
@@ -81,6 +80,11 @@ _request_decoder = msgspec.json.Decoder(_Request)
 _encode = msgspec.json.Encoder().encode
 
 
+# The vendor's answer to a request whose envelope it refuses (spec: ``cmd_id`` 0, seq_id 0).
+ENVELOPE_ERROR = _encode({"ret": 201, "msg": "request header param invalid", "cmd_id": 0,
+                          "seq_id": 0, "trace": "", "data": {}})  # fmt: skip
+
+
 def _reply(cmd_id: int, seq_id: int, trace: str, ret: int, msg: str) -> bytes:
     return _encode(
         {"ret": ret, "msg": msg, "cmd_id": cmd_id + 1, "seq_id": seq_id, "trace": trace, "data": {}}
@@ -100,6 +104,8 @@ class AllTickServer:
         self.violations: list[Violation] = []
         self._conns: dict[int, _Conn] = {}
         self._last_close_ns: int | None = None
+        # the token's last subscription or cancel request, on any connection, open or closed
+        self._last_subscription: tuple[int, int] | None = None  # (time, connection)
         self.subscribers: dict[str, tuple[int, ...]] = {}  # code -> connections that get it
         # code -> (connection, levels) for each connection that gets its order book
         self.book_subscribers: dict[str, tuple[tuple[int, int], ...]] = {}
@@ -167,16 +173,14 @@ class AllTickServer:
         return self._subscription(conn, state, req, now_ns)
 
     def _subscription(self, conn: int, state: _Conn, req: _Request, now_ns: int) -> Outcome:
-        state.last_subscription_ns = now_ns
-        others = [
-            s.last_subscription_ns
-            for c, s in self._conns.items()
-            if c != conn and s.last_subscription_ns is not None
-        ]
-        last = max(others, default=None)
-        if last is not None and now_ns - last < self.rules.cross_interval_ns:
-            gap_ms = (now_ns - last) // 1_000_000
-            self._violate(now_ns, conn, "cross-connection spacing", f"{gap_ms} ms after last")
+        # Spec rule 2: any two subscription/cancel requests of one token, on one connection or
+        # not, at least the cross interval apart (heartbeats excepted). A refused one counts.
+        last, self._last_subscription = self._last_subscription, (now_ns, conn)
+        if last is not None and now_ns - last[0] < self.rules.cross_interval_ns:
+            gap_ms = (now_ns - last[0]) // 1_000_000
+            self._violate(now_ns, conn, "request spacing",
+                          f"cmd {req.cmd_id} {gap_ms} ms after the token's last "
+                          f"(conn {last[1]})")  # fmt: skip
             msg = "too many requests and connection will be closed"
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 606, msg)], close=True)
         ok = _reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")
@@ -223,7 +227,7 @@ class AllTickServer:
 
     def settling(self, now_ns: int) -> bool:
         """Subscriptions changed so recently that a client may still be adding connections:
-        its next request may come a cross-connection interval after its last (twice, slack)."""
+        its next request may come a cross interval after its last (twice, slack)."""
         return now_ns - self.changed_ns < max(2 * self.rules.cross_interval_ns, SETTLE_MIN_NS)
 
     def book_subscriptions(self) -> dict[int, list[str]]:

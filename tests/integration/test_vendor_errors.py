@@ -26,6 +26,8 @@ REFUSED = a_share_universe()[1]  # a well-formed code the replay server does not
 WRONG_TOKEN = "wrong-token-0123456789abcdef"
 PATH = "/quote-stock-b-ws-api"  # where a WebSocket URL would point
 PAGE_SECRET = "second-line-of-the-page"  # must never reach the output
+# The bad-code search takes one request spacing per step; these tests are not about spacing.
+FAST = ("--cross-interval-ms", "500")
 
 
 def _run(tmp_path: Path, url: str, codes: list[str], *flags: str) -> subprocess.Popen[str]:
@@ -53,10 +55,11 @@ def _log(tmp_path: Path) -> str:
 
 @pytest.fixture
 def replay(tmp_path: Path) -> Iterator[str]:
-    """A replay server listing GOOD only; yields its URL."""
+    """A replay server listing GOOD only, requests of the token 0.5 s apart; yields its URL."""
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(GOOD))
-    server, _, url = start_replay(tmp_path, "--rate", "200", "--symbols-file", str(symbols))
+    server, _, url = start_replay(tmp_path, "--rate", "200", "--symbols-file", str(symbols),
+                                  *FAST)  # fmt: skip
     try:
         yield url
     finally:
@@ -140,7 +143,7 @@ def test_a_refusal_that_quotes_the_token_never_shows_it(tmp_path: Path) -> None:
 
 
 def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, replay: str) -> None:
-    run = _run(tmp_path, replay, [*GOOD, REFUSED])
+    run = _run(tmp_path, replay, [*GOOD, REFUSED], *FAST)
     run_dir = tmp_path / "data" / "run"
     try:
         wait_for(lambda: _receiver(run_dir).get("codes_rejected") == 1, 40, "the refusal")
@@ -166,7 +169,7 @@ def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, r
 def test_a_universe_of_refused_codes_ends_with_no_tick_received(
     tmp_path: Path, replay: str
 ) -> None:
-    code, output = _finish(_run(tmp_path, replay, [REFUSED]))
+    code, output = _finish(_run(tmp_path, replay, [REFUSED], *FAST))
     assert code == EXIT_VENDOR, output
     assert f"the vendor refused every code: {REFUSED} (ret=600 code invalid)" in output
     assert "no tick received in" in output and "check the codes, the token and the URL" in output

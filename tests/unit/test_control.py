@@ -7,6 +7,7 @@ from feedmux import wire
 from feedmux.control import ControlDesk, keep_universe, load_universe, save_universe, silent_codes
 from feedmux.errors import ConfigError
 from feedmux.providers.alltick import Reply, Request
+from feedmux.simulator.alltick_server import ENVELOPE_ERROR
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.writes import health
 
@@ -28,12 +29,14 @@ def test_subscribe_is_answered_only_once_the_server_confirms() -> None:
     desk = ControlDesk(manager)
     answer, changed = desk.submit(b"id", wire.encode(wire.Subscribe(["000001.SZ"])), S)
     assert answer is None and changed and desk.answers(S) == []
-    ack(manager, 2 * S)
-    [(ident, raw)] = desk.answers(2 * S)
+    ack(manager, 2 * S)  # the token's spacing holds the request back
+    assert desk.answers(2 * S) == []
+    ack(manager, 4 * S)
+    [(ident, raw)] = desk.answers(4 * S)
     reply = wire.control_reply_decoder.decode(raw)
     assert ident == b"id" and reply.error == "" and reply.rejected == {}
     assert sorted(reply.codes) == ["000001.SZ", "600519.SH"]
-    assert reply.confirmed_age_s["600519.SH"] == 2.0
+    assert reply.confirmed_age_s["600519.SH"] == 4.0
 
 
 def test_no_wait_is_answered_at_once_and_list_too() -> None:
@@ -44,6 +47,43 @@ def test_no_wait_is_answered_at_once_and_list_too() -> None:
     listed, changed = desk.submit(b"b", wire.encode(wire.ListSubscriptions()), 0)
     assert listed is not None and not changed
     assert wire.control_reply_decoder.decode(listed).codes == []
+
+
+def test_a_change_refused_for_its_envelope_gets_ret_and_msg_not_a_timeout() -> None:
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager.on_connected(0, 0)
+    ack(manager, 0)
+    desk = ControlDesk(manager)
+    desk.submit(b"first", wire.encode(wire.Subscribe(["000001.SZ"])), S)
+    assert len(manager.due(4 * S)) == 1
+    client = manager.connections[0].client
+    client.receive(ENVELOPE_ERROR, 4 * S)
+    manager.on_reply(0, client.events.pop(), 4 * S)
+    [(ident, raw)] = desk.answers(4 * S)
+    error = wire.control_reply_decoder.decode(raw).error
+    assert ident == b"first" and "ret=201 request header param invalid" in error
+    assert "sent again" in error
+    # A change made after the refused request is not answered with its error: it waits for
+    # the retry (after the widened spacing), which the server confirms.
+    desk.submit(b"second", wire.encode(wire.Subscribe(["000002.SZ"])), 5 * S)
+    assert desk.answers(5 * S) == []
+    ack(manager, 10 * S)  # 4 s + 6.6 s: not yet (a heartbeat goes out)
+    assert desk.answers(10 * S) == []
+    ack(manager, 12 * S)
+    [(ident, raw)] = desk.answers(12 * S)
+    assert ident == b"second" and wire.control_reply_decoder.decode(raw).error == ""
+    assert manager.settled(["000001.SZ", "000002.SZ"], subscribed=True)
+
+
+def test_a_removal_refused_for_good_is_answered_with_the_reason() -> None:
+    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 3000, Pacing())
+    manager.on_connected(0, 0)
+    ack(manager, 0)
+    desk = ControlDesk(manager)
+    desk.submit(b"x", wire.encode(wire.Unsubscribe(["000001.SZ"])), S)
+    ack(manager, 4 * S, ret=400)  # request data param invalid: not retried as is
+    [(_, raw)] = desk.answers(4 * S)
+    assert "ret=400" in wire.control_reply_decoder.decode(raw).error
 
 
 def test_unconfirmed_change_times_out_with_a_reason() -> None:

@@ -72,10 +72,10 @@ def test_server_caps_levels_by_market_and_cancel_type_1_keeps_trades() -> None:
 
     server.receive(1, request(22004, 1, {"symbol_list": [{"code": c} for c in codes]}), 0)
     entries = [{"code": c, "depth_level": 20} for c in codes]
-    server.receive(1, request(22002, 2, {"symbol_list": entries}), 2 * 10**9)
+    server.receive(1, request(22002, 2, {"symbol_list": entries}), 3 * 10**9)
     assert dict(server.book_subscribers) == {"600519.SH": ((1, 5),), "AAPL.US": ((1, 1),),
                                              "700.HK": ((1, 10),)}  # fmt: skip
-    server.receive(1, request(22006, 3, {"cancel_type": 1}), 4 * 10**9)
+    server.receive(1, request(22006, 3, {"cancel_type": 1}), 6 * 10**9)
     assert server.book_subscribers == {} and len(server.subscribers) == 3
 
 

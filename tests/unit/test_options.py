@@ -40,6 +40,15 @@ def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
     assert settings.max_codes_per_conn == 100
 
 
+def test_the_request_spacing_reaches_the_receivers_settings() -> None:
+    settings, _ = build_settings(resolved(["--replay"]).namespace())
+    assert settings.cross_interval_ms == 3300  # AllTick's 3 s and a margin, by default
+    settings, _ = build_settings(resolved(["--replay", "--cross-interval-ms", "500"]).namespace())
+    assert settings.cross_interval_ms == 500
+    with pytest.raises(ConfigError, match="--cross-interval-ms must be >= 1"):
+        build_settings(resolved(["--replay", "--cross-interval-ms", "0"]).namespace())
+
+
 def test_config_file_is_found_through_the_environment(tmp_path: Path) -> None:
     config = write(tmp_path, "shards = 3\n")
     assert resolved([], {"FEEDMUX_CONFIG": str(config)}).values["shards"] == 3

@@ -27,7 +27,7 @@ def test_subscribe_replaces_the_list() -> None:
     srv = server()
     srv.open(1, "tok", 0)
     assert rets(srv.receive(1, sub(["600519.SH", "AAPL.US"]), 0)) == [200]
-    assert rets(srv.receive(1, sub(["AAPL.US"], 2), 2 * S)) == [200]
+    assert rets(srv.receive(1, sub(["AAPL.US"], 2), 3 * S)) == [200]
     assert srv.subscriptions() == {1: ["AAPL.US"]}
     assert srv.subscribers == {"AAPL.US": (1,)}
     assert srv.violations == []
@@ -57,16 +57,39 @@ def test_subscriptions_across_connections_3s_apart_or_606_and_close() -> None:
     srv.receive(1, sub(["600519.SH"]), 0)
     outcome = srv.receive(2, sub(["AAPL.US"]), 2 * S)
     assert rets(outcome) == [606] and outcome.close
-    assert srv.violations[-1].rule == "cross-connection spacing"
+    assert srv.violations[-1].rule == "request spacing"
 
 
-def test_one_connection_may_resubscribe_after_one_second() -> None:
+def test_subscriptions_on_one_connection_3s_apart_too() -> None:
+    # spec rule 2: any two subscription/cancel requests of the token, same connection or not
     srv = server()
     srv.open(1, "tok", 0)
     srv.receive(1, sub(["600519.SH"]), 0)
-    # the 3 s rule is across connections; alone, a connection needs only 1 s
-    assert rets(srv.receive(1, sub(["000001.SZ"], 2), int(1.5 * S))) == [200]
+    cancel = json.dumps({"cmd_id": 22006, "seq_id": 2, "trace": "c", "data": {"cancel_type": 2}})
+    outcome = srv.receive(1, cancel.encode(), int(1.5 * S))
+    assert rets(outcome) == [606] and outcome.close
+    assert srv.violations[-1].rule == "request spacing"
+    assert srv.subscriptions() == {1: ["600519.SH"]}  # not applied
+
+
+def test_heartbeats_are_outside_the_3s_rule() -> None:
+    srv = server()
+    srv.open(1, "tok", 0)
+    srv.open(2, "tok", 0)
+    srv.receive(1, sub(["600519.SH"]), 0)
+    assert rets(srv.receive(1, hb(2), int(1.1 * S))) == [200]
+    assert rets(srv.receive(2, hb(1), int(1.2 * S))) == [200]
+    assert rets(srv.receive(2, sub(["AAPL.US"], 2), 3 * S)) == [200]
     assert srv.violations == []
+
+
+def test_a_closed_connections_last_request_still_counts() -> None:
+    srv = server()
+    srv.open(1, "tok", 0)
+    srv.open(2, "tok", 0)
+    srv.receive(1, sub(["600519.SH"]), 0)
+    srv.close(1, S)
+    assert rets(srv.receive(2, sub(["AAPL.US"]), 2 * S)) == [606]
 
 
 def test_codes_beyond_the_cap_are_silently_ignored() -> None:
@@ -122,9 +145,9 @@ def test_cancel_empties_the_trade_list_and_empty_body_is_601() -> None:
     srv.open(1, "tok", 0)
     srv.receive(1, sub(["600519.SH"]), 0)
     cancel = json.dumps({"cmd_id": 22006, "seq_id": 2, "trace": "c", "data": {"cancel_type": 2}})
-    assert rets(srv.receive(1, cancel.encode(), 2 * S)) == [200]
+    assert rets(srv.receive(1, cancel.encode(), 3 * S)) == [200]
     assert srv.subscribers == {}
-    assert rets(srv.receive(1, sub([], 3), 4 * S)) == [601]
+    assert rets(srv.receive(1, sub([], 3), 6 * S)) == [601]
 
 
 def test_malformed_request_is_400() -> None:

@@ -23,7 +23,7 @@ from feedmux.providers.alltick import (
     handshake_failure,
     reply_failure,
 )
-from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.simulator.alltick_server import ENVELOPE_ERROR, AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
 from feedmux.status import build_status, progress_line, render
 from feedmux.subscriptions import Pacing, SubscriptionManager
@@ -206,6 +206,65 @@ def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> No
     assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
     manager.on_disconnected(0, clock.now, "refused")
     assert manager.fatal == (Failure("token", "ret=401 token invalid"), 1)
+
+
+def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff() -> None:
+    clock = FakeClock()
+    codes = UNIVERSE[:3]
+    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(codes, 3000, Pacing())
+    assert server.open(0, "tok", clock.now)
+    manager.on_connected(0, clock.now)
+    assert len(manager.due(clock.now)) == 1  # the subscribe; the vendor refuses its envelope
+    client = manager.connections[0].client
+    assert client.receive(ENVELOPE_ERROR, clock.now) is None
+    [reply] = client.events
+    client.events.clear()
+    assert isinstance(reply, Reply) and reply.envelope and reply.cmd_id == 22005
+    assert reply.what() == "cmd 22004 (an envelope error, cmd_id 0)"
+    assert client.bad_frames == {}  # not an unknown_cmd frame
+    manager.on_reply(0, reply, clock.now)
+    conn = manager.connections[0]
+    assert conn.last_error == "ret=201 request header param invalid" and conn.failure is None
+    row = {"state": "up", "codes": 3, "frames": 1, "reconnects": 0, "watchdog_trips": 0,
+           "bad_frames": {}, "error": conn.last_error}  # fmt: skip
+    stats = {"receiver": {"connections": [row]}}
+    table = io.StringIO()
+    Console(file=table, width=120).print(render(build_status(None, stats, 0)))
+    assert "ret=201 request header param invalid" in table.getvalue()
+    refused_at = clock.now
+    sent = drive(manager, server, clock, seconds=10)
+    [retry_at] = [t for t, _, f in sent if json.loads(f)["cmd_id"] == 22004]
+    assert retry_at - refused_at >= 2 * Pacing().cross_interval_ns  # the widened spacing
+    assert server.subscriptions() == {0: codes} and server.violations == []
+    assert manager.all_confirmed() and conn.last_error == "" and conn.reconnects == 0
+
+
+def test_an_envelope_error_for_the_token_or_plan_is_still_permanent() -> None:
+    clock = FakeClock()
+    for ret, kind in ((401, "token"), (603, "plan")):
+        manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+        manager.on_connected(0, clock.now)
+        manager.due(clock.now)
+        client = manager.connections[0].client
+        client.receive(ENVELOPE_ERROR.replace(b"201", str(ret).encode()), clock.now)
+        manager.on_reply(0, client.events.pop(), clock.now)
+        conn = manager.connections[0]
+        assert conn.failure is not None and conn.failure.kind == kind
+        assert conn.refused == ["600519.SH"] and conn.refusal is not None
+        assert not conn.refusal.retried
+
+
+def test_a_code_refusal_with_cmd_id_0_still_searches_for_the_bad_code() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager([UNIVERSE[0], UNKNOWN[0]], 3000, Pacing())
+    manager.on_connected(0, clock.now)
+    manager.due(clock.now)
+    client = manager.connections[0].client
+    client.receive(ENVELOPE_ERROR.replace(b"201", b"600"), clock.now)
+    manager.on_reply(0, client.events.pop(), clock.now)
+    conn = manager.connections[0]
+    assert conn.held_back == {UNKNOWN[0]} and conn.refusal is None
 
 
 def test_status_counts_refused_codes_and_names_the_first_few() -> None:
