@@ -28,11 +28,15 @@ from websockets.http11 import Request, Response
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.journal import Push, journal_pushes
-from feedmux.simulator.alltick_server import SUBSCRIPTION_CMDS, AllTickServer, ServerRules
+from feedmux.simulator.alltick_server import (
+    ENVELOPE_ERROR,
+    SUBSCRIPTION_CMDS,
+    AllTickServer,
+    ServerRules,
+)
 from feedmux.simulator.faults import (
     CLOSE_CODE,
     CLOSE_REASON,
-    ENVELOPE_ERROR,
     HUGE_CHUNK,
     HUGE_EVERY_S,
     RAW_FAULTS,

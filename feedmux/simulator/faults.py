@@ -24,9 +24,6 @@ OVERSIZED_CONTROL = bytes((0x89, 126)) + (126).to_bytes(2, "big") + b"p" * 126
 # Opcode 0x3 is reserved for data frames no extension defines.
 RESERVED_OPCODE = bytes((0x83, 5)) + b"hello"
 CLOSE_CODE, CLOSE_REASON = 1001, "going away"
-# The documented shape of an error about a request's envelope: cmd_id 0, not request + 1.
-ENVELOPE_ERROR = (b'{"ret":201,"msg":"request header param invalid","cmd_id":0,"seq_id":0,'
-                  b'"trace":"","data":{}}')  # fmt: skip
 
 RAW_FAULTS: dict[str, bytes] = {
     "huge-header": HUGE_HEADER,
