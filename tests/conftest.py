@@ -9,6 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from hypothesis import settings
+
+# HYPOTHESIS_PROFILE=ci (.ci/run) runs the property tests on fixed examples: a red CI means a
+# change broke something. A developer's run explores new ones and keeps any failure to replay.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
 TIME_SCALE = float(os.environ.get("FEEDMUX_TEST_TIME_SCALE", "1"))
 
 
