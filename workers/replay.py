@@ -28,12 +28,7 @@ from websockets.http11 import Request, Response
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.journal import Push, journal_pushes
-from feedmux.simulator.alltick_server import (
-    ENVELOPE_ERROR,
-    SUBSCRIPTION_CMDS,
-    AllTickServer,
-    ServerRules,
-)
+from feedmux.simulator.alltick_server import SUBSCRIPTION_CMDS, AllTickServer, ServerRules
 from feedmux.simulator.faults import (
     CLOSE_CODE,
     CLOSE_REASON,
@@ -197,16 +192,16 @@ class ReplayServer:
             async for message in ws:
                 if conn in self.faulted:
                     continue
+                envelope_error = False
                 if (self.envelope_armed or not self.first_request.is_set()) and _command(
                     message
                 ) in SUBSCRIPTION_CMDS:
                     self.first_request.set()
-                    if self.envelope_armed:  # not applied: the list stays as it was
-                        self.envelope_armed = False
+                    if self.envelope_armed:  # not applied, but it counts for the spacing
+                        self.envelope_armed, envelope_error = False, True
                         self._fault_done("envelope-error", conn)
-                        await ws.send(ENVELOPE_ERROR, text=True)
-                        continue
-                outcome = self.rules.receive(conn, message, time.monotonic_ns())
+                outcome = self.rules.receive(conn, message, time.monotonic_ns(),
+                                             envelope_error=envelope_error)  # fmt: skip
                 self._log_violations()
                 for reply in outcome.replies if not self.stalled() else ():
                     await ws.send(reply, text=True)

@@ -376,9 +376,13 @@ class AllTickClient:
         cmd_id = type(msg).__struct_config__.tag
         assert isinstance(cmd_id, int)
         envelope = type(msg) is EnvelopeError
-        if envelope:  # belongs to the oldest request still unanswered
-            if request is None and self._pending:
-                request = self._pending.pop(next(iter(self._pending)))
+        if envelope and request is None and self._pending:
+            # The oldest unanswered subscription or cancel (a heartbeat whose reply was lost,
+            # in a stall, must not take it), else the oldest request.
+            pending = self._pending
+            first = next((s for s, r in pending.items() if r.cmd_id != CMD_HEARTBEAT), None)
+            request = pending.pop(next(iter(pending)) if first is None else first)
+        if envelope:
             cmd_id = 0 if request is None else request.cmd_id + 1
         if cmd_id != CMD_HEARTBEAT + 1:
             self._settle(msg.ret, request)

@@ -143,7 +143,11 @@ class AllTickServer:
             self._violate(now_ns, conn, "heartbeat timeout", f"none for {limit // 10**9} s")
         return late
 
-    def receive(self, conn: int, frame: bytes | str, now_ns: int) -> Outcome:
+    def receive(self, conn: int, frame: bytes | str, now_ns: int, *,
+                envelope_error: bool = False) -> Outcome:  # fmt: skip
+        """Judge and answer one request. ``envelope_error``: answer it with the documented
+        ``cmd_id`` 0 error instead of applying it (``--fault envelope-error``); it still counts
+        for the spacing rules."""
         state = self._conns.get(conn)
         if state is None:
             return Outcome(close=True)
@@ -155,14 +159,11 @@ class AllTickServer:
         if not state.authorized:
             self._violate(now_ns, conn, "token", "token invalid")
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 401, "token invalid")], True)
-        last = state.last_request_ns
-        if last is not None and now_ns - last < self.rules.request_interval_ns:
-            gap_ms = (now_ns - last) // 1_000_000
-            self._violate(now_ns, conn, "request rate", f"cmd {req.cmd_id} {gap_ms} ms after last")
-            state.last_request_ns = now_ns
-            limited = _reply(req.cmd_id, req.seq_id, req.trace, RET_RATE_LIMIT, "rate limit")
-            return Outcome([limited])
-        state.last_request_ns = now_ns
+        refused = self._timing(conn, state, req, now_ns)
+        if refused is not None:
+            return refused
+        if envelope_error:
+            return Outcome([ENVELOPE_ERROR])
         if req.cmd_id == CMD_HEARTBEAT:
             state.last_heartbeat_ns = now_ns
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")])
@@ -172,17 +173,29 @@ class AllTickServer:
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 400, msg)])
         return self._subscription(conn, state, req, now_ns)
 
+    def _timing(self, conn: int, state: _Conn, req: _Request, now_ns: int) -> Outcome | None:
+        """The spacing rules (spec rule 2); every request counts, a refused one too."""
+        last_request, state.last_request_ns = state.last_request_ns, now_ns
+        if req.cmd_id in SUBSCRIPTION_CMDS:
+            # Any two subscription/cancel requests of one token, on one connection or not, at
+            # least the cross interval apart (heartbeats excepted).
+            last, self._last_subscription = self._last_subscription, (now_ns, conn)
+            if last is not None and now_ns - last[0] < self.rules.cross_interval_ns:
+                gap_ms = (now_ns - last[0]) // 1_000_000
+                self._violate(now_ns, conn, "request spacing",
+                              f"cmd {req.cmd_id} {gap_ms} ms after the token's last "
+                              f"(conn {last[1]})")  # fmt: skip
+                msg = "too many requests and connection will be closed"
+                return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 606, msg)], close=True)
+        if last_request is not None and now_ns - last_request < self.rules.request_interval_ns:
+            gap_ms = (now_ns - last_request) // 1_000_000
+            self._violate(now_ns, conn, "request rate", f"cmd {req.cmd_id} {gap_ms} ms after last")
+            return Outcome(
+                [_reply(req.cmd_id, req.seq_id, req.trace, RET_RATE_LIMIT, "rate limit")]
+            )
+        return None
+
     def _subscription(self, conn: int, state: _Conn, req: _Request, now_ns: int) -> Outcome:
-        # Spec rule 2: any two subscription/cancel requests of one token, on one connection or
-        # not, at least the cross interval apart (heartbeats excepted). A refused one counts.
-        last, self._last_subscription = self._last_subscription, (now_ns, conn)
-        if last is not None and now_ns - last[0] < self.rules.cross_interval_ns:
-            gap_ms = (now_ns - last[0]) // 1_000_000
-            self._violate(now_ns, conn, "request spacing",
-                          f"cmd {req.cmd_id} {gap_ms} ms after the token's last "
-                          f"(conn {last[1]})")  # fmt: skip
-            msg = "too many requests and connection will be closed"
-            return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 606, msg)], close=True)
         ok = _reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")
         if req.cmd_id == CMD_CANCEL:
             cancel_type = 0 if req.data is None else req.data.cancel_type

@@ -37,10 +37,30 @@ def test_second_request_within_a_second_is_rate_limited_and_not_applied() -> Non
     srv = server()
     srv.open(1, "tok", 0)
     srv.receive(1, sub(["600519.SH"]), 0)
-    outcome = srv.receive(1, sub(["AAPL.US"], 2), S // 2)
+    srv.receive(1, hb(2), 4 * S)
+    outcome = srv.receive(1, sub(["AAPL.US"], 3), 4 * S + S // 2)
     assert rets(outcome) == [429] and not outcome.close
     assert srv.subscriptions() == {1: ["600519.SH"]}
     assert [v.rule for v in srv.violations] == ["request rate"]
+
+
+def test_a_rate_limited_subscription_still_counts_for_the_3s_rule() -> None:
+    srv = server()
+    srv.open(1, "tok", 0)
+    srv.open(2, "tok", 0)
+    srv.receive(1, hb(1), 0)
+    assert rets(srv.receive(1, sub(["600519.SH"], 2), S // 2)) == [429]
+    outcome = srv.receive(2, sub(["AAPL.US"], 3), S)
+    assert rets(outcome) == [606] and outcome.close
+
+
+def test_an_envelope_error_is_not_applied_but_counts_for_the_spacing() -> None:
+    srv = server()
+    srv.open(1, "tok", 0)
+    outcome = srv.receive(1, sub(["600519.SH"]), 0, envelope_error=True)
+    assert [json.loads(r)["cmd_id"] for r in outcome.replies] == [0]
+    assert rets(outcome) == [201] and srv.subscriptions() == {1: []}
+    assert rets(srv.receive(1, sub(["600519.SH"], 2), S)) == [606]
 
 
 def test_heartbeats_count_toward_the_rate() -> None:

@@ -15,6 +15,7 @@ from feedmux.config import Settings
 from feedmux.errors import ConfigError
 from feedmux.providers.alltick import (
     BODY_LINE_MAX,
+    AllTickClient,
     Failure,
     Reply,
     Request,
@@ -206,6 +207,17 @@ def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> No
     assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
     manager.on_disconnected(0, clock.now, "refused")
     assert manager.fatal == (Failure("token", "ret=401 token invalid"), 1)
+
+
+def test_an_envelope_error_goes_to_the_waiting_subscribe_not_a_heartbeat_left_unanswered() -> None:
+    # In a stall a heartbeat's reply is lost; the error that comes later is the subscribe's.
+    client = AllTickClient("c")
+    client.heartbeat()
+    client.subscribe_trades(["600519.SH"])
+    client.receive(ENVELOPE_ERROR, 0)
+    [reply] = client.events
+    assert isinstance(reply, Reply) and reply.cmd_id == 22005 and reply.ret == 201
+    assert reply.request is not None and reply.request.cmd_id == 22004
 
 
 def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff() -> None:
