@@ -37,10 +37,7 @@ from feedmux.routing import Router
 from feedmux.stats import write_stats
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports import zmq as zt
-from feedmux.transports.frames import has_data
 from feedmux.transports.ws import (
-    OPCODE_BINARY,
-    OPCODE_TEXT,
     HandshakeRefused,
     LinkErrors,
     WsLink,
@@ -354,18 +351,10 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                     continue
                 recv_ns = time.time_ns()  # when these bytes were read off the socket
                 frames[i] += len(messages)
-                if has_data(messages):  # not pings, nor a read that completed no message
-                    last_frame_ns[i] = time.monotonic_ns()
                 journal.frames(recv_ns, i, messages)
                 client = conns[i].client
-                receive, add = client.receive, outbox.add
-                for opcode, data in messages:
-                    if opcode == OPCODE_TEXT:
-                        tick = receive(data, recv_ns)
-                        if tick is not None:
-                            add(tick)
-                    elif opcode == OPCODE_BINARY:
-                        client.bad_binary(data)
+                if client.receive_read(messages, recv_ns, outbox.add):
+                    last_frame_ns[i] = time.monotonic_ns()  # the watchdog's "alive"
                 if client.events:
                     handle_events(i)
                 refusal = conns[i].failure  # e.g. ret 401: the link is useless, count it

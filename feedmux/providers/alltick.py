@@ -6,12 +6,14 @@ control events. It owns no socket, thread or clock: the caller passes the receiv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
 
 from feedmux.model import Depth, Tick
+from feedmux.transports.frames import OPCODE_BINARY, OPCODE_TEXT, Message
 
 CMD_HEARTBEAT = 22000
 CMD_SUBSCRIBE_DEPTH = 22002
@@ -388,6 +390,25 @@ class AllTickClient:
             self._settle(msg.ret, request)
         self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request, envelope))
         return None
+
+    def receive_read(
+        self, messages: list[Message], recv_ns: int, add: Callable[[Tick | Depth], None]
+    ) -> bool:
+        """Decode the messages of one socket read, handing each tick and book to ``add``.
+        True when one was a push or a reply to us: what shows the feed is alive (pings,
+        pongs and frames counted as bad do not feed the watchdog)."""
+        events = len(self.events)
+        receive = self.receive
+        alive = False
+        for opcode, data in messages:
+            if opcode == OPCODE_TEXT:
+                item = receive(data, recv_ns)
+                if item is not None:
+                    add(item)
+                    alive = True
+            elif opcode == OPCODE_BINARY:
+                self.bad_binary(data)
+        return alive or any(type(e) is Reply for e in self.events[events:])
 
     def bad_binary(self, frame: bytes) -> None:
         self._bad("binary", "binary frame (AllTick sends text)", frame)

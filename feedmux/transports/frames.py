@@ -70,12 +70,6 @@ def close_of(payload: bytes) -> tuple[int | None, str]:
     return code, reason
 
 
-def has_data(messages: list[Message]) -> bool:
-    """Does this read hold a whole data message? Only those (replies and acks included) show
-    the feed is alive: pings, pongs and a frame still arriving do not feed the watchdog."""
-    return any(opcode in _DATA for opcode, _ in messages)
-
-
 class FrameParser:
     """Feed it bytes; get complete messages ``(opcode, payload)`` out, in order: text and
     binary messages (fragments joined), and pings, pongs and a close as they come (control

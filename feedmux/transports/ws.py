@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 
 import websocket
@@ -85,12 +86,15 @@ class WsLink:
         except websocket.WebSocketBadStatusException as exc:
             raise HandshakeRefused(handshake_failure(exc.status_code, exc.resp_body)) from None
         self.max_frame_bytes = max_frame_bytes
+        self._send_timeout_s = timeout_s
         self._parser = FrameParser(max_frame_bytes)
         self.ended: str | None = None
         self.refused: str | None = None
         self._close_sent = False
         sock = self._ws.sock
         assert sock is not None
+        # Reads never wait (poll says when bytes are in; over TLS they may be half a record).
+        sock.settimeout(0)
         # Kept: websocket-client drops its socket object when the link is lost, and the poll
         # loop still has to unregister this descriptor.
         self.fd = int(sock.fileno())
@@ -105,7 +109,10 @@ class WsLink:
         sock = self._ws.sock
         if sock is None or self.ended is not None:
             raise websocket.WebSocketConnectionClosedException("the link is closed")
-        data = sock.recv(READ_BYTES)
+        try:
+            data = sock.recv(READ_BYTES)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return []  # half a TLS record: the rest comes with a later poll
         if not data:
             self._end(SERVER_EOF)
             return []
@@ -119,13 +126,19 @@ class WsLink:
             code = struct.pack("!H", exc.code)
             self._end(refusal_reason(exc, self.max_frame_bytes) + self._send_close(code))
             return exc.messages  # the whole messages before the bad frame still count
+        ping = None
         for opcode, payload in messages:
             if opcode == OPCODE_PING:
-                self._ws.pong(payload)
+                ping = payload  # RFC 6455 5.5.3: answering the latest ping is enough
             elif opcode == OPCODE_CLOSE:  # the parser stops at a close: it is the last
                 self._send_close(payload[:2])  # echo its code (none for an empty close)
                 self._end(server_close_reason(payload))
-        return messages
+        if ping is not None and self.ended is None:
+            try:  # without waiting: a server that does not read its pongs is not served
+                self._ws.pong(ping)
+            except LinkErrors as exc:
+                self._end(f"pong not sent: {type(exc).__name__}")
+        return messages  # the messages of this read count, whatever became of the link
 
     def _end(self, why: str) -> None:
         """The link is over: shut the socket at once (the poll loop then drops it)."""
@@ -154,9 +167,22 @@ class WsLink:
         return f" (sent close {code})" if code else ""
 
     def send_text(self, payload: bytes) -> None:
-        self._ws.send(payload, OPCODE_TEXT)
+        """A request: it may wait up to the connect timeout for room in the socket (a whole
+        subscription list is ~60 KB), never for an answer."""
+        sock = self._ws.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("the link is closed")
+        sock.settimeout(self._send_timeout_s)
+        try:
+            self._ws.send(payload, OPCODE_TEXT)
+        finally:
+            sock.settimeout(0)
 
     def close(self) -> None:
         """Our close: a close frame (1000, unless one was sent already), then the socket."""
         self._send_close(struct.pack("!H", CLOSE_NORMAL))
+        sock = self._ws.sock
+        if sock is not None:  # FIN after our close frame, before close() may reset unread data
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._ws.shutdown()  # type: ignore[no-untyped-call]

@@ -15,7 +15,6 @@ from feedmux.transports.frames import (
     FrameError,
     FrameParser,
     close_of,
-    has_data,
 )
 
 
@@ -150,13 +149,25 @@ def test_a_valid_close_frame_is_passed_up_and_parsed(
     assert parser.feed(frame(b"more")) == []
 
 
-def test_only_data_messages_feed_the_watchdog() -> None:
-    assert not has_data([])  # a read that completed no message (a frame still arriving)
-    assert not has_data([(OPCODE_PING, b""), (OPCODE_PONG, b"x")])
-    assert has_data([(OPCODE_PING, b""), (OPCODE_TEXT, b"{}")])
-    assert has_data([(OPCODE_BINARY, b"")])
+def test_only_pushes_and_replies_feed_the_watchdog() -> None:
+    client = AllTickClient("c")
+    client.subscribe_trades(["600519.SH"])
+    items: list[object] = []
+
+    def alive(messages: list[tuple[int, bytes]]) -> bool:
+        return client.receive_read(messages, 1, items.append)
+
     parser = FrameParser()
-    assert not has_data(parser.feed(frame(b"x" * 300)[:100]))  # a partial frame
+    assert not alive(parser.feed(frame(b"x" * 300)[:100]))  # a frame still arriving
+    assert not alive([(OPCODE_PING, b""), (OPCODE_PONG, b"x")])
+    assert not alive([(OPCODE_TEXT, b"junk"), (OPCODE_TEXT, b'{"cmd_id":31337}')])
+    assert not alive([(OPCODE_BINARY, b"\x00")])
+    assert not alive([(OPCODE_TEXT, TRADE.replace(b"600519.SH", b"000001.SZ") % b"")])
+    assert items == [] and client.bad_frames == {"json": 1, "unknown_cmd": 1, "binary": 1,
+                                                 "unsubscribed": 1}  # fmt: skip
+    assert alive([(OPCODE_PING, b""), (OPCODE_TEXT, TRADE % b"")]) and len(items) == 1
+    reply = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
+    assert alive([(OPCODE_TEXT, reply)]) and len(items) == 1  # an ack shows it alive too
 
 
 TRADE = (b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":1,"tick_time":1605509068,'

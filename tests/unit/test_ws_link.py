@@ -7,9 +7,11 @@ import contextlib
 import hashlib
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,15 @@ from tests.conftest import scaled, wait_for
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 Script = Callable[["RawServer", socket.socket], None]
+
+
+def upgrade(request: bytes) -> bytes:
+    """The server's answer to a client's WebSocket upgrade request."""
+    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept)  # fmt: skip
 
 
 class RawServer:
@@ -41,12 +52,7 @@ class RawServer:
             request = b""
             while b"\r\n\r\n" not in request:
                 request += conn.recv(4096)
-            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
-            accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                         % accept)  # fmt: skip
+            conn.sendall(upgrade(request))
             self._script(self, conn)
             self._done.wait(scaled(10))
 
@@ -140,3 +146,88 @@ def test_a_refused_frame_or_a_server_close_ends_the_link_with_a_close_frame_and_
         link.close()
         wait_for(lambda: bool(server.received), 5, "the close frame at the server")
         assert server.received[0] == (OPCODE_CLOSE, code.to_bytes(2, "big"))
+
+
+def test_a_ping_flood_from_a_server_that_never_reads_blocks_nothing_and_loses_no_tick() -> None:
+    ticks = 200
+    sent = threading.Event()
+
+    def script(server: RawServer, conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+        with contextlib.suppress(OSError):
+            for _ in range(ticks):
+                conn.sendall(text_frame(b'{"tick":1}') + text_frame(b"p" * 125, 0x9) * 500)
+        sent.set()
+
+    with serving(script) as server:
+        link = WsLink(server.url, 5.0)
+        got = 0
+        deadline = time.monotonic() + scaled(20)
+        while got < ticks and link.ended is None and time.monotonic() < deadline:
+            if select.select([link.fileno()], [], [], 0.05)[0]:
+                got += sum(1 for opcode, _ in link.read() if opcode == OPCODE_TEXT)
+        # One pong per read (the latest ping) at most, and none that waits for room: with a
+        # pong per ping the sends fill both buffers and block the read (then fail it).
+        assert got == ticks, (got, link.ended)
+        assert sent.wait(scaled(5))
+        link.close()
+
+
+def test_half_a_tls_record_is_no_wait_the_rest_comes_with_a_later_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = Path(__file__).parent.parent / "data"
+    monkeypatch.setenv("SSL_CERT_FILE", str(data / "localhost.pem"))  # trust the test's own
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(data / "localhost.pem", data / "localhost.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    rest = threading.Event()
+
+    def serve() -> None:  # TLS through memory, so the test decides where a record is cut
+        raw, _ = listener.accept()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+
+        def read(size: int) -> bytes:
+            while True:
+                try:
+                    return tls.read(size)
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    incoming.write(raw.recv(65536))
+
+        with raw:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    incoming.write(raw.recv(65536))
+            raw.sendall(outgoing.read())
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += read(65536)
+            tls.write(upgrade(request))
+            raw.sendall(outgoing.read())
+            tls.write(text_frame(b'{"tick":1}'))
+            record = outgoing.read()
+            raw.sendall(record[: len(record) // 2])
+            rest.wait(scaled(10))
+            raw.sendall(record[len(record) // 2 :])
+            time.sleep(scaled(1))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        link = WsLink(f"wss://localhost:{listener.getsockname()[1]}/quote", 5.0)
+        assert select.select([link.fileno()], [], [], scaled(5))[0]
+        assert link.read() == []  # half a record: nothing yet, and no wait for the rest
+        rest.set()
+        assert select.select([link.fileno()], [], [], scaled(5))[0]
+        assert link.read() == [(OPCODE_TEXT, b'{"tick":1}')]
+        link.close()
+    finally:
+        rest.set()
+        thread.join(scaled(5))
+        listener.close()
