@@ -20,10 +20,12 @@ pytestmark = pytest.mark.integration
 
 CODES = a_share_universe()[::54]  # 100 codes ...
 PER_CONN = "60"  # ... on two connections
-# The run's watchdog is far above the time allowed for recovery: the link must be dropped
-# for what it sent, not for the silence after it.
+# The run's watchdog is far above the time allowed for recovery, so the watchdog cannot be
+# what rebuilt the link: it must be dropped for what it sent. Recovery takes AllTick's
+# reconnect spacing (3.3 s) plus at most one request spacing (3.3 s; an envelope error: the
+# widened 6.6 s), plus slack.
 WATCHDOG_S = "60"
-RECOVERY_S = 20
+RECOVERY_S = 12
 
 # fault -> what the run's log must say about it
 FAULTS = {
@@ -69,7 +71,7 @@ def test_a_fault_on_one_connection_is_recovered_and_nothing_is_lost(
         wait_for(lambda: _recovered(run_dir, reconnects), RECOVERY_S,
                  "the hit connection to be back with all its codes")  # fmt: skip
         sent_then = read_json(report)["ticks_sent"]
-        wait_for(lambda: read_json(report)["ticks_sent"] > sent_then + 400, 30,
+        wait_for(lambda: read_json(report)["ticks_sent"] > sent_then + 800, 30,
                  "the feed to go on on both connections")  # fmt: skip
         end_feed(replay, report)
         sent = read_json(report)["frames_sent"]
@@ -84,7 +86,6 @@ def test_a_fault_on_one_connection_is_recovered_and_nothing_is_lost(
     assert done["name"] == fault
     assert FAULTS[fault] in output
     conns = receiver["connections"]
-    assert sum(c["watchdog_trips"] for c in conns) == 0  # dropped for what it read, not silence
     assert sum(c["reconnects"] for c in conns) == reconnects
     assert read_json(report)["violations"] == []
     ticks = sent_ticks(tmp_path / "sent.log")
@@ -92,7 +93,8 @@ def test_a_fault_on_one_connection_is_recovered_and_nothing_is_lost(
     assert len(stored) == len(ticks)  # nothing twice ...
     keys = set(zip(stored["code"], stored["seq"], strict=True))
     assert keys == {(t.code, t.seq) for t in ticks}  # ... nothing lost
-    assert {t.code for t in ticks} == set(CODES)  # both connections carried ticks
+    # After the recovery both connections carry ticks: one alone has only about half the codes.
+    assert len({t.code for t in ticks[sent_then:]}) > 0.7 * len(CODES)
     if fault != "envelope-error":  # the journal says why the link went down
         events = b"".join(r.payload for r in read_journal(data_dir / "journal") if r.kind == EVENT)
         assert FAULTS[fault].encode() in events
