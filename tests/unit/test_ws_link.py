@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,13 +79,8 @@ class RawServer:
         self._listener.close()
 
 
-@contextlib.contextmanager
-def serving(script: Script) -> Iterator[RawServer]:
-    server = RawServer(script)
-    try:
-        yield server
-    finally:
-        server.close()
+def serving(script: Script) -> contextlib.closing[RawServer]:
+    return contextlib.closing(RawServer(script))
 
 
 def read_until_ended(link: WsLink) -> list[tuple[int, bytes]]:
