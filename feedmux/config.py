@@ -347,7 +347,8 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
         unknown = sorted(set(self.faults).difference(FAULTS))
         if unknown:
             raise ConfigError(f"unknown --fault {', '.join(unknown)}; known: {', '.join(FAULTS)}")
-        if self.fault_after_s < 0:
-            raise ConfigError("--fault-after must be >= 0")
+        if not 0 <= self.fault_after_s < float("inf"):  # NaN too
+            raise ConfigError(f"--fault-after must be a number of seconds >= 0, got "
+                              f"{self.fault_after_s}")  # fmt: skip
         if self.speed < 0:
             raise ConfigError("--speed must be a positive number or max")

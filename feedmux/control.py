@@ -134,8 +134,9 @@ class ControlDesk:
         return None, True
 
     def answers(self, now_ns: int) -> list[tuple[bytes, bytes]]:
-        """Replies due now: changes the server confirmed, refused (its ``ret`` and ``msg``),
-        or that timed out."""
+        """Replies due now: changes the server confirmed, refused for good (its ``ret`` and
+        ``msg``), or that timed out (with the last refusal, if one is being retried: a retry
+        that succeeds answers the call as confirmed)."""
         if not self._waiting:
             return []
         manager = self.manager
@@ -145,11 +146,14 @@ class ControlDesk:
         for w in self._waiting:
             if changed and manager.settled(w.codes, w.subscribed):
                 out.append((w.ident, self.reply(now_ns, codes=w.codes)))
-            elif changed and (why := manager.refusal(w.codes, w.subscribed, w.since_ns)):
+            elif changed and (why := manager.refusal(w.codes, w.subscribed, w.since_ns,
+                                                     retried=False)):  # fmt: skip
                 out.append((w.ident, self.reply(now_ns, why, w.codes)))
             elif now_ns >= w.deadline_ns:
                 error = f"not confirmed by the server within {CONFIRM_TIMEOUT_NS // 10**9} s"
-                out.append((w.ident, self.reply(now_ns, error, w.codes)))
+                why = manager.refusal(w.codes, w.subscribed, w.since_ns, retried=True)
+                out.append((w.ident, self.reply(now_ns, f"{error}: {why}" if why else error,
+                                                w.codes)))  # fmt: skip
             else:
                 still.append(w)
         self._waiting = still
@@ -203,7 +207,8 @@ class Control:
         ``wait=False`` returns once the receiver has queued the change: AllTick wants any two
         subscription requests of a token 3 s apart, so a burst of changes is faster sent
         without waiting, then confirmed with one waiting call. A waiting call whose change
-        the vendor refused raises ``ConsumerError`` with the vendor's ``ret`` and ``msg``.
+        the vendor refused raises ``ConsumerError`` with the vendor's ``ret`` and ``msg``: at
+        once if the request is not sent again, after 60 s if every retry is refused.
         """
         return self._change(wire.Subscribe(parse_symbols(codes), wait))
 

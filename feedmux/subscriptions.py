@@ -367,8 +367,9 @@ class SubscriptionManager:
             for c in self.connections
             if self._wants_subscription(c) and self._subscription_time(c) <= now_ns
         ]
-        if ready:  # the connection that waited longest goes first: none is starved
-            conn = min(ready, key=lambda c: c.last_subscription_ns)
+        if ready:  # a retry first, then the connection that waited longest: none starves
+            conn = min(ready, key=lambda c: (not (c.refusal and c.refusal.retried),
+                                             c.last_subscription_ns))  # fmt: skip
             out.append((conn.index, self._subscription_request(conn, now_ns)))
         for conn in self.connections:
             if conn.connected and self._heartbeat_time(conn) <= now_ns:
@@ -416,11 +417,12 @@ class SubscriptionManager:
             self._narrow()
             conn.refusal = None
         elif reply.ret in RETRY_LATER:  # our pacing: the same list again, after the spacing
-            conn.retry_at_ns = now_ns + self.spacing_ns()
+            conn.retry_at_ns = conn.last_subscription_ns + self.spacing_ns()
         elif reply.envelope and failure is None and reply.ret not in BAD_CODE:
-            # The envelope refused (a one-off?): the same list again after a growing backoff.
+            # The envelope refused (a one-off?): the same list again after a growing backoff,
+            # counted from when the refused request went out (before other connections').
             self._widen()
-            conn.retry_at_ns = now_ns + self.spacing_ns()
+            conn.retry_at_ns = conn.last_subscription_ns + self.spacing_ns()
             self._refuse(conn, reply, books, retried=True)
             return
         if books:
@@ -458,13 +460,15 @@ class SubscriptionManager:
         conn.last_error = f"depth: {error}" if books else error
         conn.refusal = Refusal(conn.last_subscription_ns, conn.last_error, retried)
 
-    def refusal(self, codes: list[str], subscribed: bool, since_ns: int) -> str:
+    def refusal(self, codes: list[str], subscribed: bool, since_ns: int, *,
+                retried: bool) -> str:  # fmt: skip
         """Why the vendor refused a request that carried a change to ``codes`` made at
-        ``since_ns`` (added if ``subscribed``, else removed); "" if none was refused."""
+        ``since_ns`` (added if ``subscribed``, else removed), among the refusals being
+        ``retried`` (or not); "" if none was refused."""
         wanted = set(codes)
         for conn in self.connections:
             why = conn.refusal
-            if why is None or why.sent_ns < since_ns:
+            if why is None or why.sent_ns < since_ns or why.retried != retried:
                 continue
             held = conn.desired if subscribed else conn.confirmed + conn.depth_confirmed
             if wanted.intersection(held):

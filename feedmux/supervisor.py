@@ -120,7 +120,8 @@ class Supervisor:
             self.shards.append(Child(f"shard-{i}", shard.main, (settings, i), self.lock))
             self.shards[-1].start()
         stores = ", ".join(str(Path(s).resolve()) if "://" not in s else s for s in self._stores())
-        self.say(f"{settings.shards} shard workers up; store: {stores}; run dir: {paths.root}")
+        workers = "shard worker" if settings.shards == 1 else "shard workers"
+        self.say(f"{settings.shards} {workers} up; store: {stores}; run dir: {paths.root}")
         if settings.public_endpoint:
             curve = " (CURVE)" if settings.curve_secret_file else ""
             self.say(f"consumers: {settings.public_endpoint}{curve}: shard i publishes on "

@@ -163,8 +163,8 @@ class WsLink:
             sock.settimeout(0)
             self._ws.send(payload, websocket.ABNF.OPCODE_CLOSE)
         except LinkErrors as exc:
-            return f" (close {code} not sent: {type(exc).__name__})" if code else ""
-        return f" (sent close {code})" if code else ""
+            return f"; close {code} not sent: {type(exc).__name__}" if code else ""
+        return f"; sent close {code}" if code else ""
 
     def send_text(self, payload: bytes) -> None:
         """A request: it may wait up to the connect timeout for room in the socket (a whole

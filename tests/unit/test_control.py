@@ -49,7 +49,7 @@ def test_no_wait_is_answered_at_once_and_list_too() -> None:
     assert wire.control_reply_decoder.decode(listed).codes == []
 
 
-def test_a_change_refused_for_its_envelope_gets_ret_and_msg_not_a_timeout() -> None:
+def test_a_change_refused_for_its_envelope_waits_for_the_retry_and_is_confirmed() -> None:
     manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
     manager.on_connected(0, 0)
     ack(manager, 0)
@@ -59,20 +59,34 @@ def test_a_change_refused_for_its_envelope_gets_ret_and_msg_not_a_timeout() -> N
     client = manager.connections[0].client
     client.receive(ENVELOPE_ERROR, 4 * S)
     manager.on_reply(0, client.events.pop(), 4 * S)
-    [(ident, raw)] = desk.answers(4 * S)
-    error = wire.control_reply_decoder.decode(raw).error
-    assert ident == b"first" and "ret=201 request header param invalid" in error
-    assert "sent again" in error
-    # A change made after the refused request is not answered with its error: it waits for
-    # the retry (after the widened spacing), which the server confirms.
+    assert desk.answers(4 * S) == []  # sent again after a backoff: no error for a success
     desk.submit(b"second", wire.encode(wire.Subscribe(["000002.SZ"])), 5 * S)
     assert desk.answers(5 * S) == []
     ack(manager, 10 * S)  # 4 s + 6.6 s: not yet (a heartbeat goes out)
     assert desk.answers(10 * S) == []
-    ack(manager, 12 * S)
-    [(ident, raw)] = desk.answers(12 * S)
-    assert ident == b"second" and wire.control_reply_decoder.decode(raw).error == ""
+    ack(manager, 12 * S)  # the retry, carrying both changes, confirmed
+    answers = dict(desk.answers(12 * S))
+    assert set(answers) == {b"first", b"second"}
+    assert all(wire.control_reply_decoder.decode(raw).error == "" for raw in answers.values())
     assert manager.settled(["000001.SZ", "000002.SZ"], subscribed=True)
+
+
+def test_a_change_whose_retries_are_refused_times_out_with_ret_and_msg() -> None:
+    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager.on_connected(0, 0)
+    ack(manager, 0)
+    desk = ControlDesk(manager)
+    desk.submit(b"id", wire.encode(wire.Subscribe(["000001.SZ"])), S)
+    client = manager.connections[0].client
+    for now in range(4, 62):  # every subscription request refused for its envelope
+        for _, frame in manager.due(now * S):
+            if json.loads(frame)["cmd_id"] == 22004:
+                client.receive(ENVELOPE_ERROR, now * S)
+                manager.on_reply(0, client.events.pop(), now * S)
+    [(_, raw)] = desk.answers(62 * S)
+    error = wire.control_reply_decoder.decode(raw).error
+    assert error.startswith("not confirmed by the server within 60 s")
+    assert "ret=201 request header param invalid (sent again after a backoff)" in error
 
 
 def test_a_removal_refused_for_good_is_answered_with_the_reason() -> None:

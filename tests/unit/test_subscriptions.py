@@ -6,7 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feedmux.providers.alltick import Reply, Request
-from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.simulator.alltick_server import ENVELOPE_ERROR, AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
 from feedmux.subscriptions import Pacing, SubscriptionManager
 from tests.conftest import FakeClock
@@ -353,3 +353,22 @@ def test_random_changes_never_break_the_token_spacing_and_converge(
         assert sorted(books[conn.index]) == (sorted(conn.desired) if depth else [])
     assert manager.settled(manager.desired(), subscribed=True)
     assert manager.settled(sorted(set(SMALL) - set(manager.owner)), subscribed=False)
+
+
+def test_a_retry_after_an_envelope_error_goes_before_another_connections_new_request() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 1, Pacing())
+    for index in (0, 1):
+        manager.on_connected(index, clock.now)
+    _answer(manager, clock.now, 200)
+    _answer(manager, clock.advance(3.3), 200)  # both lists confirmed
+    client = manager.connections[0].client
+    manager.unsubscribe(["600519.SH"])  # connection 0 cancels ...
+    [(index, _)] = manager.due(clock.advance(3.3))
+    client.receive(ENVELOPE_ERROR, clock.advance(0.002))  # ... and is refused 2 ms later
+    manager.on_reply(index, client.events.pop(), clock.now)
+    manager.unsubscribe(["000001.SZ"])  # while connection 1 now has a change too
+    assert _answer(manager, clock.advance(3.398), 200) == []  # the heartbeats (10 s)
+    assert _answer(manager, clock.advance(3.199), 200) == []  # 3.3 s doubled, from the send
+    [(first, _)] = manager.due(clock.advance(0.001))
+    assert first == 0  # the retry, then connection 1's change one spacing later

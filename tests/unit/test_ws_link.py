@@ -110,13 +110,13 @@ def test_our_close_sends_a_close_frame_and_does_not_wait_for_an_answer() -> None
     ("bad", "ended", "refused", "code"),
     [
         (bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"),
-         f"frame too big: declares {1 << 40} bytes, --max-frame-bytes is 65536 (sent close 1009)",
+         f"frame too big: declares {1 << 40} bytes, --max-frame-bytes is 65536; sent close 1009",
          "too_big", 1009),
-        (bytes([0x83, 0]), "protocol error: reserved opcode 0x3 (sent close 1002)", "protocol",
+        (bytes([0x83, 0]), "protocol error: reserved opcode 0x3; sent close 1002", "protocol",
          1002),
         (text_frame(b"p" * 126, 0x9),
-         "protocol error: control frame too long: declares 126 bytes (at most 125) "
-         "(sent close 1002)", "protocol", 1002),
+         "protocol error: control frame too long: declares 126 bytes (at most 125); "
+         "sent close 1002", "protocol", 1002),
         (text_frame((1001).to_bytes(2, "big") + b"going away", OPCODE_CLOSE),
          "server closed: 1001 going away", None, 1001),
     ],
