@@ -102,6 +102,9 @@ class ConnectionState:
     failures: int = 0  # consecutive losses without a confirmed subscription in between
     watchdog_trips: int = 0
     last_subscription_ns: int = _NEVER
+    # Since when a request has been waiting to go out (a retry: since the refused one was
+    # sent); the token's next slot goes to the longest wait, so no connection starves.
+    waiting_since_ns: int | None = None
     reconnects: int = 0
     failure: Failure | None = None  # a permanent refusal on this link: drop it, count it
     last_failure: Failure | None = None  # the permanent failure of the last attempts ...
@@ -267,6 +270,8 @@ class SubscriptionManager:
         conn.failures += 1
         conn.connected = False
         conn.inflight_since = None
+        conn.waiting_since_ns = None  # a new link waits anew
+        conn.refusal = None  # a refusal on a lost link is no news of the next one
         dropped, conn.confirmed = set(conn.confirmed), []
         self._unconfirm(dropped)  # subscribed again only when re-acked
         conn.depth_confirmed = []
@@ -352,6 +357,7 @@ class SubscriptionManager:
             frame = (client.subscribe_depth(conn.confirmed, self.depth_levels)
                      if conn.confirmed else client.cancel(CANCEL_DEPTH))  # fmt: skip
         conn.inflight_since = now_ns
+        conn.waiting_since_ns = None
         conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
         return frame
 
@@ -362,14 +368,15 @@ class SubscriptionManager:
         for conn in self.connections:
             if conn.inflight_since is not None and now_ns - conn.inflight_since > REPLY_TIMEOUT_NS:
                 conn.inflight_since = None  # lost reply: the full list is simply sent again
-        ready = [
-            c
-            for c in self.connections
-            if self._wants_subscription(c) and self._subscription_time(c) <= now_ns
-        ]
-        if ready:  # a retry first, then the connection that waited longest: none starves
-            conn = min(ready, key=lambda c: (not (c.refusal and c.refusal.retried),
-                                             c.last_subscription_ns))  # fmt: skip
+        ready = []
+        for conn in self.connections:
+            if self._wants_subscription(conn):
+                if conn.waiting_since_ns is None:
+                    conn.waiting_since_ns = now_ns  # first seen wanting: the change is new
+                if self._subscription_time(conn) <= now_ns:
+                    ready.append(conn)
+        if ready:  # the longest wait first: none starves, a retry keeps its place in line
+            conn = min(ready, key=lambda c: (c.waiting_since_ns, c.last_subscription_ns))
             out.append((conn.index, self._subscription_request(conn, now_ns)))
         for conn in self.connections:
             if conn.connected and self._heartbeat_time(conn) <= now_ns:
@@ -423,6 +430,7 @@ class SubscriptionManager:
             # counted from when the refused request went out (before other connections').
             self._widen()
             conn.retry_at_ns = conn.last_subscription_ns + self.spacing_ns()
+            conn.waiting_since_ns = conn.last_subscription_ns  # its place in line
             self._refuse(conn, reply, books, retried=True)
             return
         if books:

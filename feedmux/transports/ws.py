@@ -118,7 +118,10 @@ class WsLink:
             return []
         pending = getattr(sock, "pending", None)
         while pending is not None and pending():  # TLS: decrypted bytes poll() cannot see
-            data += sock.recv(READ_BYTES)
+            try:
+                data += sock.recv(READ_BYTES)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                break  # what was read so far is parsed; the rest comes with a later poll
         try:
             messages = self._parser.feed(data)
         except FrameError as exc:

@@ -372,3 +372,30 @@ def test_a_retry_after_an_envelope_error_goes_before_another_connections_new_req
     assert _answer(manager, clock.advance(3.199), 200) == []  # 3.3 s doubled, from the send
     [(first, _)] = manager.due(clock.advance(0.001))
     assert first == 0  # the retry, then connection 1's change one spacing later
+
+
+def test_a_connection_refused_again_and_again_does_not_starve_the_others() -> None:
+    clock = FakeClock()
+    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 1, Pacing())
+    for index in (0, 1):
+        manager.on_connected(index, clock.now)
+    _answer(manager, clock.now, 200)
+    _answer(manager, clock.advance(3.3), 200)  # both lists confirmed
+    manager.unsubscribe(["600519.SH", "000001.SZ"])  # both connections cancel
+    sent: list[int] = []
+    give_up = clock.now + 20 * 10**9
+    while 1 not in sent:
+        assert clock.advance(0.1) < give_up, sent
+        for index, frame in manager.due(clock.now):
+            body = json.loads(frame)
+            if body["cmd_id"] == 22000:
+                continue
+            sent.append(index)
+            client = manager.connections[index].client
+            if index == 0:  # every request of connection 0 is refused for its envelope
+                client.receive(ENVELOPE_ERROR, clock.now)
+                manager.on_reply(0, client.events.pop(), clock.now)
+            else:
+                request = Request(body["cmd_id"], body["seq_id"], body["trace"], body["data"])
+                manager.on_reply(1, Reply(22007, 200, "ok", body["seq_id"], request), clock.now)
+    assert sent[:2] == [0, 1]  # the cancel of connection 1 goes right after the first refusal

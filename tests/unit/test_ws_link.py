@@ -41,6 +41,7 @@ class RawServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/quote"
         self.received: list[tuple[int, bytes]] = []
+        self.ready = threading.Event()  # for a script that waits on the test
         self._script = script
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -147,8 +148,7 @@ def test_a_ping_flood_from_a_server_that_never_reads_blocks_nothing_and_loses_no
     ticks = 200
     sent = threading.Event()
 
-    def script(server: RawServer, conn: socket.socket) -> None:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+    def script(server: RawServer, conn: socket.socket) -> None:  # it never reads
         with contextlib.suppress(OSError):
             for _ in range(ticks):
                 conn.sendall(text_frame(b'{"tick":1}') + text_frame(b"p" * 125, 0x9) * 500)
@@ -161,10 +161,35 @@ def test_a_ping_flood_from_a_server_that_never_reads_blocks_nothing_and_loses_no
         while got < ticks and link.ended is None and time.monotonic() < deadline:
             if select.select([link.fileno()], [], [], 0.05)[0]:
                 got += sum(1 for opcode, _ in link.read() if opcode == OPCODE_TEXT)
-        # One pong per read (the latest ping) at most, and none that waits for room: with a
-        # pong per ping the sends fill both buffers and block the read (then fail it).
+        # One pong per read, for the latest ping: a pong per ping (13 MB of them) would fill
+        # both buffers and block the read, then fail it.
         assert got == ticks, (got, link.ended)
         assert sent.wait(scaled(5))
+        link.close()
+
+
+def test_a_pong_that_finds_no_room_ends_the_link_without_waiting_and_keeps_the_reads_ticks() -> (
+    None
+):
+    def script(server: RawServer, conn: socket.socket) -> None:  # it never reads
+        server.ready.wait(scaled(5))
+        conn.sendall(text_frame(b'{"tick":1}') + text_frame(b"p", 0x9))
+
+    with serving(script) as server:
+        link = WsLink(server.url, 5.0)
+        sock = link._ws.sock  # filled on our side, as a peer that never reads leaves it
+        assert sock is not None
+        while select.select([], [sock], [], 0.2)[1]:  # until nothing drains to the peer
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sock.send(b"\x00" * 65536)
+        with contextlib.suppress(BlockingIOError):  # and the last bytes of room
+            while True:
+                sock.send(b"\x00")
+        server.ready.set()
+        assert select.select([link.fileno()], [], [], scaled(5))[0]
+        assert link.read() == [(OPCODE_TEXT, b'{"tick":1}'), (0x9, b"p")]
+        assert link.ended == "pong not sent: BlockingIOError"
         link.close()
 
 
