@@ -292,9 +292,7 @@ class ReplayServer:
             self.log.info("fault: closing every connection cleanly")
             for conn, ws in list(self.sockets.items()):
                 self.rules.close(conn, time.monotonic_ns())
-                task = asyncio.create_task(ws.close(1001, "going away"))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(ws.close(1001, "going away"))
 
     async def inject_faults(self) -> None:
         """``--fault``s in order, ``fault_after_s`` apart, from the first subscription request."""
@@ -311,13 +309,20 @@ class ReplayServer:
             self.rules.close(conn, time.monotonic_ns())
             self.faulted.add(conn)
             self._fault_done(name, conn)
+            # In the background: the next fault keeps its time, whatever the client does.
             if name == "close-1001":
-                await self.sockets[conn].close(CLOSE_CODE, CLOSE_REASON)
+                self._spawn(self.sockets[conn].close(CLOSE_CODE, CLOSE_REASON))
                 continue
             transport = self.transports[conn]
             transport.write(RAW_FAULTS[name])
             if name == "huge-header":
-                await self._trickle(transport)
+                self._spawn(self._trickle(transport))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Fire and forget, kept alive until done."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _fault_target(self) -> int:
         """The oldest open connection with a trade list (one appears once clients subscribe)."""
