@@ -80,6 +80,7 @@ class BarBuilder:
         self.grace_ns = grace_ns
         self.keep_ns = keep_minutes * MINUTE_NS
         self._open: dict[str, Bar] = {}  # the current bar of each code
+        self._newest: dict[str, int] = {}  # the newest minute of each code, open or closed
         self._closed: dict[tuple[str, int], Bar] = {}  # recent closed bars, for late ticks
         self._data_ns = 0  # the newest tick time seen ...
         self._seen_ns = 0  # ... and the clock when it was seen
@@ -93,21 +94,26 @@ class BarBuilder:
         if tick.time_ns > self._data_ns:
             self._data_ns, self._seen_ns = tick.time_ns, self._clock()
         minute = tick.time_ns - tick.time_ns % MINUTE_NS
-        current = self._open.get(tick.code)
+        code = tick.code
+        current = self._open.get(code)
         if current is not None and current.minute_ns == minute:
             current.add(tick)
             return []
-        if current is None or minute > current.minute_ns:
-            self._open[tick.code] = new_bar(tick, minute)
+        newest = self._newest.get(code)
+        if newest is None or minute > newest:
+            self._newest[code] = minute
+            self._open[code] = new_bar(tick, minute)
             if current is None:
                 return []
-            self._closed[(current.code, current.minute_ns)] = current
+            self._closed[(code, current.minute_ns)] = current
             return [current]
-        return self._late(tick, minute)
+        # A minute already closed: by a later tick, or by the clock (``due``) with no open
+        # bar left, which must not start that minute's bar again (it would replace the
+        # stored one, without the ticks it had).
+        return self._late(tick, minute, newest)
 
-    def _late(self, tick: Tick, minute: int) -> list[Bar]:
-        newest = self._open[tick.code].minute_ns
-        if newest - minute > self.keep_ns:
+    def _late(self, tick: Tick, minute: int, newest: int) -> list[Bar]:
+        if newest - minute > self.keep_ns or minute < self._purged_to:  # its bar is forgotten
             self.too_late += 1
             return []
         self.late += 1
@@ -129,7 +135,7 @@ class BarBuilder:
         horizon = now - self.keep_ns - MINUTE_NS
         if horizon - horizon % MINUTE_NS > self._purged_to:  # bars expire a minute at a time
             self._purged_to = horizon - horizon % MINUTE_NS
-            for key in [k for k in self._closed if k[1] < horizon]:
+            for key in [k for k in self._closed if k[1] < self._purged_to]:
                 del self._closed[key]
         return done
 
@@ -141,6 +147,7 @@ class BarBuilder:
         """Every open bar (at shutdown)."""
         bars = list(self._open.values())
         self._open.clear()
+        self._newest.clear()
         return bars
 
     def restore(self, ticks: list[Tick]) -> list[Bar]:

@@ -57,16 +57,39 @@ def test_a_late_tick_amends_its_bar_and_a_too_late_one_is_left_out() -> None:
     assert [b.count for b in next_day] == [1]  # (it closes minute 1)
 
 
+def test_a_tick_for_a_minute_whose_bar_the_clock_closed_amends_that_bar() -> None:
+    clock = FakeClock(T0)
+    bars = BarBuilder(clock)
+    bars.add(tick(1, 30, 10.0))
+    clock.now = T0 + int(63e9)  # the data clock is past the minute and its grace ...
+    [closed] = bars.due()
+    assert closed.count == 1
+    # ... and then a tick of that minute comes (a connection that lagged): the same bar,
+    # amended, not a new bar of that minute that would replace it in the store.
+    [amended] = bars.add(tick(2, 10, 8.0))
+    assert amended.row() == ("600519.SH", T0, 8.0, 10.0, 8.0, 10.0, 200.0, 1800.0, 2)
+    assert bars.late == 1 and bars.close_all() == []
+
+
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 299), st.integers(1, 50)), min_size=1, max_size=80))
+@given(st.lists(st.tuples(st.integers(0, 299), st.integers(1, 50), st.integers(0, 60)),
+                min_size=1, max_size=80))  # fmt: skip
 def test_bars_equal_a_pandas_resample_whatever_the_arrival_order(
-    moves: list[tuple[int, int]],
+    moves: list[tuple[int, int, int]],
 ) -> None:
-    ticks = [tick(seq, at_s, float(price)) for seq, (at_s, price) in enumerate(moves, 1)]
-    bars = BarBuilder(FakeClock(T0))
+    ticks = [tick(seq, at_s, float(price)) for seq, (at_s, price, _) in enumerate(moves, 1)]
+    clock = FakeClock(T0)
+    bars = BarBuilder(clock)
     emitted = {}
-    for t in ticks:
+    for t, (_, _, lag_s) in zip(ticks, moves, strict=True):
+        # The data clock runs up to 60 s ahead of a tick (a stalled connection, a replay's
+        # wait): bars close on it, and later ticks of their minutes amend them. (Not so far
+        # that closed bars are forgotten: 5 minutes beyond the ticks' last.)
+        clock.now = max(clock.now, t.time_ns)
         for bar in bars.add(t):
+            emitted[bar.minute_ns] = bar.row()
+        clock.now = max(clock.now, t.time_ns + lag_s * 10**9)
+        for bar in bars.due():
             emitted[bar.minute_ns] = bar.row()
     for bar in bars.close_all():
         emitted[bar.minute_ns] = bar.row()
