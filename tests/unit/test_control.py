@@ -49,12 +49,18 @@ def test_no_wait_is_answered_at_once_and_list_too() -> None:
     assert wire.control_reply_decoder.decode(listed).codes == []
 
 
-def test_a_change_refused_for_its_envelope_waits_for_the_retry_and_is_confirmed() -> None:
+def _waiting_on_a_change(ident: bytes) -> tuple[SubscriptionManager, ControlDesk]:
+    """A subscribed connection, and a caller ``ident`` waiting on a code added at 1 s."""
     manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
     manager.on_connected(0, 0)
     ack(manager, 0)
     desk = ControlDesk(manager)
-    desk.submit(b"first", wire.encode(wire.Subscribe(["000001.SZ"])), S)
+    desk.submit(ident, wire.encode(wire.Subscribe(["000001.SZ"])), S)
+    return manager, desk
+
+
+def test_a_change_refused_for_its_envelope_waits_for_the_retry_and_is_confirmed() -> None:
+    manager, desk = _waiting_on_a_change(b"first")
     assert len(manager.due(4 * S)) == 1
     client = manager.connections[0].client
     client.receive(ENVELOPE_ERROR, 4 * S)
@@ -72,11 +78,7 @@ def test_a_change_refused_for_its_envelope_waits_for_the_retry_and_is_confirmed(
 
 
 def test_a_change_whose_retries_are_refused_times_out_with_ret_and_msg() -> None:
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
-    manager.on_connected(0, 0)
-    ack(manager, 0)
-    desk = ControlDesk(manager)
-    desk.submit(b"id", wire.encode(wire.Subscribe(["000001.SZ"])), S)
+    manager, desk = _waiting_on_a_change(b"id")
     client = manager.connections[0].client
     for now in range(4, 62):  # every subscription request refused for its envelope
         for _, frame in manager.due(now * S):

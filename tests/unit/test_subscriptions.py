@@ -355,13 +355,19 @@ def test_random_changes_never_break_the_token_spacing_and_converge(
     assert manager.settled(sorted(set(SMALL) - set(manager.owner)), subscribed=False)
 
 
-def test_a_retry_after_an_envelope_error_goes_before_another_connections_new_request() -> None:
+def _two_confirmed() -> tuple[FakeClock, SubscriptionManager]:
+    """Two connections of one code each, both lists confirmed."""
     clock = FakeClock()
     manager = SubscriptionManager(["600519.SH", "000001.SZ"], 1, Pacing())
     for index in (0, 1):
         manager.on_connected(index, clock.now)
     _answer(manager, clock.now, 200)
-    _answer(manager, clock.advance(3.3), 200)  # both lists confirmed
+    _answer(manager, clock.advance(3.3), 200)
+    return clock, manager
+
+
+def test_a_retry_after_an_envelope_error_goes_before_another_connections_new_request() -> None:
+    clock, manager = _two_confirmed()
     client = manager.connections[0].client
     manager.unsubscribe(["600519.SH"])  # connection 0 cancels ...
     [(index, _)] = manager.due(clock.advance(3.3))
@@ -375,12 +381,7 @@ def test_a_retry_after_an_envelope_error_goes_before_another_connections_new_req
 
 
 def test_a_connection_refused_again_and_again_does_not_starve_the_others() -> None:
-    clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 1, Pacing())
-    for index in (0, 1):
-        manager.on_connected(index, clock.now)
-    _answer(manager, clock.now, 200)
-    _answer(manager, clock.advance(3.3), 200)  # both lists confirmed
+    clock, manager = _two_confirmed()
     manager.unsubscribe(["600519.SH", "000001.SZ"])  # both connections cancel
     sent: list[int] = []
     give_up = clock.now + 20 * 10**9
