@@ -28,7 +28,7 @@ from websockets.http11 import Request, Response
 
 from feedmux.config import STOCK_PATH, ReplaySettings
 from feedmux.journal import Push, journal_pushes
-from feedmux.simulator.alltick_server import SUBSCRIPTION_CMDS, AllTickServer, ServerRules
+from feedmux.simulator.alltick_server import AllTickServer, ServerRules
 from feedmux.simulator.faults import (
     CLOSE_CODE,
     CLOSE_REASON,
@@ -45,21 +45,6 @@ _SEND_RECORD = struct.Struct("<qqq")  # send_ns, first frame index, count
 JOURNAL_STEP_MAX = 5000  # frames per feed step at --speed max: the loop must still breathe
 SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
 FAULT_TARGET_POLL_S = 0.05
-
-
-class _Command(msgspec.Struct):
-    cmd_id: int = 0
-
-
-_command_decoder = msgspec.json.Decoder(_Command)
-
-
-def _command(message: bytes | str) -> int:
-    """A request's cmd_id, or 0 if it has none (the rules judge it properly)."""
-    try:
-        return _command_decoder.decode(message).cmd_id
-    except msgspec.DecodeError:
-        return 0
 
 
 class Fault(msgspec.Struct, frozen=True):
@@ -192,16 +177,13 @@ class ReplayServer:
             async for message in ws:
                 if conn in self.faulted:
                     continue
-                envelope_error = False
-                if (self.envelope_armed or not self.first_request.is_set()) and _command(
-                    message
-                ) in SUBSCRIPTION_CMDS:
-                    self.first_request.set()
-                    if self.envelope_armed:  # not applied, but it counts for the spacing
-                        self.envelope_armed, envelope_error = False, True
-                        self._fault_done("envelope-error", conn)
                 outcome = self.rules.receive(conn, message, time.monotonic_ns(),
-                                             envelope_error=envelope_error)  # fmt: skip
+                                             envelope_error=self.envelope_armed)  # fmt: skip
+                if outcome.envelope_error:  # not applied, but it counted for the spacing
+                    self.envelope_armed = False
+                    self._fault_done("envelope-error", conn)
+                if self.rules.subscription_requested:
+                    self.first_request.set()
                 self._log_violations()
                 for reply in outcome.replies if not self.stalled() else ():
                     await ws.send(reply, text=True)

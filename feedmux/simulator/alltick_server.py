@@ -57,6 +57,7 @@ class _Conn:
 class Outcome:
     replies: list[bytes] = field(default_factory=list)
     close: bool = False
+    envelope_error: bool = False  # answered with the cmd_id 0 error instead (not applied)
 
 
 class _SymbolEntry(msgspec.Struct):
@@ -145,9 +146,9 @@ class AllTickServer:
 
     def receive(self, conn: int, frame: bytes | str, now_ns: int, *,
                 envelope_error: bool = False) -> Outcome:  # fmt: skip
-        """Judge and answer one request. ``envelope_error``: answer it with the documented
-        ``cmd_id`` 0 error instead of applying it (``--fault envelope-error``); it still counts
-        for the spacing rules."""
+        """Judge and answer one request. ``envelope_error``: answer a subscription or cancel
+        request with the documented ``cmd_id`` 0 error instead of applying it (``--fault
+        envelope-error``; the outcome says so); it still counts for the spacing rules."""
         state = self._conns.get(conn)
         if state is None:
             return Outcome(close=True)
@@ -162,8 +163,8 @@ class AllTickServer:
         refused = self._timing(conn, state, req, now_ns)
         if refused is not None:
             return refused
-        if envelope_error:
-            return Outcome([ENVELOPE_ERROR])
+        if envelope_error and req.cmd_id in SUBSCRIPTION_CMDS:
+            return Outcome([ENVELOPE_ERROR], envelope_error=True)
         if req.cmd_id == CMD_HEARTBEAT:
             state.last_heartbeat_ns = now_ns
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, RET_OK, "ok")])
@@ -237,6 +238,11 @@ class AllTickServer:
                 books.setdefault(code, []).append((conn, levels))
         self.subscribers = {code: tuple(conns) for code, conns in by_code.items()}
         self.book_subscribers = {code: tuple(conns) for code, conns in books.items()}
+
+    @property
+    def subscription_requested(self) -> bool:
+        """A client of the token has sent a subscription or cancel request."""
+        return self._last_subscription is not None
 
     def settling(self, now_ns: int) -> bool:
         """Subscriptions changed so recently that a client may still be adding connections:

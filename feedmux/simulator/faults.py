@@ -8,11 +8,7 @@ them.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
-FaultName = Literal["huge-header", "oversized-control", "reserved-opcode", "close-1001",
-                    "envelope-error"]  # fmt: skip
-FAULTS: tuple[str, ...] = get_args(FaultName)
+FAULTS = ("huge-header", "oversized-control", "reserved-opcode", "close-1001", "envelope-error")
 
 # A text frame declaring 2**40 bytes; then junk trickles in (HUGE_CHUNK every HUGE_EVERY_S),
 # which keeps a socket busy for ever but never completes a frame.

@@ -159,11 +159,7 @@ class WsLink:
             return ""
         self._close_sent = True
         code = int.from_bytes(payload, "big") if payload else None
-        sock = self._ws.sock
-        try:
-            if sock is None:
-                raise websocket.WebSocketConnectionClosedException("the link is closed")
-            sock.settimeout(0)
+        try:  # the socket's timeout is 0 (outside send_text): this never waits
             self._ws.send(payload, websocket.ABNF.OPCODE_CLOSE)
         except LinkErrors as exc:
             return f"; close {code} not sent: {type(exc).__name__}" if code else ""

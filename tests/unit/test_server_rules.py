@@ -57,7 +57,11 @@ def test_a_rate_limited_subscription_still_counts_for_the_3s_rule() -> None:
 def test_an_envelope_error_is_not_applied_but_counts_for_the_spacing() -> None:
     srv = server()
     srv.open(1, "tok", 0)
+    assert not srv.subscription_requested
+    heartbeat = srv.receive(1, hb(1), -2 * S, envelope_error=True)  # answered as usual
+    assert rets(heartbeat) == [200] and not heartbeat.envelope_error
     outcome = srv.receive(1, sub(["600519.SH"]), 0, envelope_error=True)
+    assert outcome.envelope_error and srv.subscription_requested
     assert [json.loads(r)["cmd_id"] for r in outcome.replies] == [0]
     assert rets(outcome) == [201] and srv.subscriptions() == {1: []}
     assert rets(srv.receive(1, sub(["600519.SH"], 2), S)) == [606]
