@@ -13,7 +13,6 @@ import websocket
 
 from feedmux.providers.alltick import Failure, handshake_failure
 from feedmux.transports.frames import (
-    OPCODE_BINARY,
     OPCODE_CLOSE,
     OPCODE_PING,
     OPCODE_TEXT,
@@ -22,14 +21,7 @@ from feedmux.transports.frames import (
     close_of,
 )
 
-__all__ = [
-    "OPCODE_BINARY",
-    "OPCODE_CLOSE",
-    "OPCODE_TEXT",
-    "HandshakeRefused",
-    "LinkErrors",
-    "WsLink",
-]
+__all__ = ["HandshakeRefused", "LinkErrors", "WsLink"]
 
 READ_BYTES = 256 * 1024  # one recv takes whatever arrived, up to this: ~1,000 trade frames
 CLOSE_NORMAL = 1000
