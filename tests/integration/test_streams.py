@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,16 +67,25 @@ def test_a_run_publishes_every_tick_to_redis_in_order(
     replay, report, run, run_dir, _, _ = start_sampled_run(
         tmp_path, 3000, 2, "--redis", url, "--redis-prefix", prefix)  # fmt: skip
 
+    def shards() -> list[dict[str, Any]]:
+        return [s for n, s in read_stats(run_dir / "stats").items() if n.startswith("shard-")]
+
     def published() -> int:
-        stats = read_stats(run_dir / "stats")
-        return sum((s.get("redis") or {}).get("published", 0) for n, s in stats.items()
-                   if n.startswith("shard-"))  # fmt: skip
+        return sum((s.get("redis") or {}).get("published", 0) for s in shards())
+
+    def all_in_redis(ticks: int) -> bool:
+        """Every tick published, and Redis holds all each shard published: its ticks and,
+        once the feed crossed a minute, its bars."""
+        stats = shards()
+        return sum(s["published"] for s in stats) == ticks and all(
+            s["redis"]["published"] == s["published"] + s["bars"]["published"] for s in stats
+        )
 
     try:
         wait_for(lambda: published() > 3000, 60, "ticks in Redis")
         end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
-        wait_for(lambda: published() == len(sent), 30, "every tick in Redis")
+        wait_for(lambda: all_in_redis(len(sent)), 30, "every tick in Redis")
     finally:
         code, output = stop(run)
         stop(replay)
