@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to a file
 import matplotlib.pyplot as plt
 
-from benchmarks.pipeline import rate_label
+from benchmarks.labels import rate_label
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:

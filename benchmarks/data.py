@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from feedmux.journal import FRAME_TEXT, Record, journal_files, write_journal_file
+from feedmux.ingest.journal import FRAME_TEXT, Record, journal_files, write_journal_file
 from feedmux.simulator.market import Market, a_share_universe
 
 CACHE = Path(__file__).parent / ".cache"

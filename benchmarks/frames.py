@@ -131,7 +131,7 @@ def measure_check(name: str, count: int, repeats: int, before: Path | None) -> d
             client = _load(before / "alltick.py", "alltick_before").AllTickClient(
                 "b", only_subscribed=False)  # fmt: skip
         else:
-            from feedmux.providers.alltick import AllTickClient  # noqa: PLC0415
+            from feedmux.providers.alltick.protocol import AllTickClient  # noqa: PLC0415
 
             client = AllTickClient("n", only_subscribed=False)
         receive = client.receive
@@ -165,7 +165,7 @@ def measure_check(name: str, count: int, repeats: int, before: Path | None) -> d
 def _before_modules(into: Path) -> str:
     """The modules at BASE, from git, into ``into``; "" or why they could not be had."""
     for source, target in (("feedmux/transports/frames.py", "frames.py"),
-                           ("feedmux/providers/alltick.py", "alltick.py")):  # fmt: skip
+                           ("feedmux/providers/alltick/protocol.py", "alltick.py")):  # fmt: skip
         shown = subprocess.run(["git", "show", f"{BASE}:{source}"], cwd=REPO,
                                capture_output=True, check=False)  # fmt: skip
         if shown.returncode != 0:

@@ -37,7 +37,8 @@ from typing import Any
 
 from benchmarks import stores
 from benchmarks.data import codes_for, market_file
-from feedmux.sinks.commit_log import read_commit_log
+from benchmarks.labels import rate_label
+from feedmux.shard.stores.commit_log import read_commit_log
 
 TOKEN = "benchmark-token-0123456789"
 RESULTS = Path(__file__).parent / "results"
@@ -304,14 +305,6 @@ def environment() -> dict[str, Any]:
         "versions": {name: version(name) for name in packages},
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }  # fmt: skip
-
-
-def rate_label(max_rate: float, ramp_stop: str) -> str:
-    """The throughput as measured: "≥" when the ramp ended before the client fell behind."""
-    fell_behind = ramp_stop.startswith("fell behind at ")
-    if not max_rate:
-        return "below " + ramp_stop.removeprefix("fell behind at ") if fell_behind else "-"
-    return f"{'' if fell_behind else '>='}{max_rate:,.0f}"
 
 
 def table(results: list[Result]) -> str:

@@ -47,14 +47,14 @@ def _measure(kind: str, rows: int) -> dict[str, Any]:
     ticks = _ticks(rows)
     with tempfile.TemporaryDirectory(prefix="feedmux-stores-") as tmp:
         if kind == "sqlite":
-            from feedmux.sinks.sqlite import SqliteSink, shard_db_path  # noqa: PLC0415
+            from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path  # noqa: PLC0415
 
             sink: Any = SqliteSink(shard_db_path(Path(tmp), 0))
             cleanup = None
         else:
             import psycopg  # noqa: PLC0415
 
-            from feedmux.sinks.postgres import PostgresSink  # noqa: PLC0415
+            from feedmux.shard.stores.postgres import PostgresSink  # noqa: PLC0415
 
             schema = f"feedmux_bench_{uuid.uuid4().hex[:8]}"
             try:

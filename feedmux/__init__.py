@@ -12,27 +12,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from feedmux.consumer import MarketSnapshot, Quote, SnapshotClient, Subscriber
-    from feedmux.control import Control
+    from feedmux.client.control import Control
+    from feedmux.client.reader import read_bars, read_books, read_ticks
+    from feedmux.client.streams import StreamReader
+    from feedmux.client.subscriber import MarketSnapshot, Quote, SnapshotClient, Subscriber
     from feedmux.errors import FeedmuxError, GapError
     from feedmux.model import Depth, Tick
-    from feedmux.reader import read_bars, read_books, read_ticks
-    from feedmux.streams import StreamReader
 
 _EXPORTS = {
-    "Control": "feedmux.control",
-    "SnapshotClient": "feedmux.consumer",
-    "Subscriber": "feedmux.consumer",
+    "Control": "feedmux.client.control",
+    "SnapshotClient": "feedmux.client.subscriber",
+    "Subscriber": "feedmux.client.subscriber",
     "FeedmuxError": "feedmux.errors",
     "GapError": "feedmux.errors",
-    "MarketSnapshot": "feedmux.consumer",
-    "Quote": "feedmux.consumer",
+    "MarketSnapshot": "feedmux.client.subscriber",
+    "Quote": "feedmux.client.subscriber",
     "Tick": "feedmux.model",
-    "read_ticks": "feedmux.reader",
-    "read_bars": "feedmux.reader",
-    "read_books": "feedmux.reader",
+    "read_ticks": "feedmux.client.reader",
+    "read_bars": "feedmux.client.reader",
+    "read_books": "feedmux.client.reader",
     "Depth": "feedmux.model",
-    "StreamReader": "feedmux.streams",
+    "StreamReader": "feedmux.client.streams",
 }
 __all__ = [
     "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "Quote", "SnapshotClient",

@@ -1,5 +1,5 @@
 import sys
 
-from feedmux.cli import main
+from feedmux.ops.cli import main
 
 sys.exit(main())

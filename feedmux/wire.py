@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import msgspec
 
-from feedmux.bars import Bar
 from feedmux.model import Depth, Tick
+from feedmux.shard.bars import Bar
 
 TRADE_PREFIX = b"T|"
 DEPTH_PREFIX = b"D|"

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from feedmux.children import parent_gone
-from feedmux.config import Settings
+from feedmux.ops.children import parent_gone
+from feedmux.ops.config import Settings
 from feedmux.writes import LogFileHandler
 
 
@@ -17,10 +17,10 @@ class StopFlag:
     """Set by SIGTERM (and SIGINT when standalone), or when a supervised worker's supervisor
     is gone; the loop reads ``requested`` (a plain attribute) between polls.
 
-    Supervised workers ignore SIGINT (SIGHUP: feedmux.children, for every worker): a Ctrl-C
+    Supervised workers ignore SIGINT (SIGHUP: feedmux.ops.children, for every worker): a Ctrl-C
     reaches the whole process group, and the supervisor, not each worker, decides the order of
     shutdown. When the supervisor dies (even by kill -9) the worker stops in order by itself:
-    Linux sends it SIGTERM (feedmux.children); elsewhere ``check_parent``, called on the
+    Linux sends it SIGTERM (feedmux.ops.children); elsewhere ``check_parent``, called on the
     worker's timer, notices.
     """
 

@@ -18,12 +18,14 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from feedmux.config import Settings, redact
-from feedmux.control import ControlDesk, keep_universe, load_universe
-from feedmux.delivery import Delivery
-from feedmux.fanout import ShardOutbox
-from feedmux.journal import JournalWriter
-from feedmux.providers.alltick import (
+from feedmux.ingest.control import ControlDesk
+from feedmux.ingest.delivery import Delivery
+from feedmux.ingest.fanout import ShardOutbox
+from feedmux.ingest.journal import JournalWriter
+from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.universe import keep_universe, load_universe
+from feedmux.ops.config import Settings, redact
+from feedmux.providers.alltick.protocol import (
     CMD_SUBSCRIBE_TRADES,
     EXIT_GAVE_UP,
     BadFrame,
@@ -35,7 +37,6 @@ from feedmux.providers.alltick import (
 )
 from feedmux.routing import Router
 from feedmux.stats import write_stats
-from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports import zmq as zt
 from feedmux.transports.ws import (
     HandshakeRefused,
@@ -43,7 +44,8 @@ from feedmux.transports.ws import (
     WsLink,
 )
 from feedmux.writes import health
-from workers._process import StopFlag, run_logging
+
+from ._process import StopFlag, run_logging
 
 FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
 MAX_POLL_MS = 100

@@ -1,6 +1,6 @@
 """Replay server: an AllTick-compatible WebSocket server on loopback. Wiring and the loops.
 
-The rules live in ``feedmux.simulator.alltick_server`` and the ticks in
+The rules live in ``feedmux.providers.alltick.server`` and the ticks in
 ``feedmux.simulator.market``; this module only moves their bytes.
 """
 
@@ -26,9 +26,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from feedmux.config import STOCK_PATH, ReplaySettings
-from feedmux.journal import Push, journal_pushes
-from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.ingest.journal import Push, journal_pushes
+from feedmux.ops.config import STOCK_PATH, ReplaySettings
+from feedmux.providers.alltick.server import AllTickServer, ServerRules
 from feedmux.simulator.faults import (
     CLOSE_CODE,
     CLOSE_REASON,
@@ -38,7 +38,8 @@ from feedmux.simulator.faults import (
 )
 from feedmux.simulator.market import GARBAGE_FRAMES, Market, text_frame
 from feedmux.stats import write_stats
-from workers._process import setup_logging
+
+from ._process import setup_logging
 
 FEED_STEP_S = 0.002
 _SEND_RECORD = struct.Struct("<qqq")  # send_ns, first frame index, count

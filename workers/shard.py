@@ -13,23 +13,24 @@ from typing import Any
 import zmq
 
 from feedmux import wire
-from feedmux.batching import Batcher
-from feedmux.config import Settings
+from feedmux.client.streams import Frame, StreamPublisher
 from feedmux.errors import FeedmuxError
-from feedmux.histogram import WriteTimer
 from feedmux.model import Tick
+from feedmux.ops.config import Settings
 from feedmux.routing import shard_of
-from feedmux.shard_state import ShardState
-from feedmux.sinks.background import BackgroundWriter
-from feedmux.sinks.base import WriteResult
-from feedmux.sinks.commit_log import CommitLog
-from feedmux.sinks.retry import RetryingWriter
-from feedmux.sinks.stores import open_sink
+from feedmux.shard.batching import Batcher
+from feedmux.shard.histogram import WriteTimer
+from feedmux.shard.state import ShardState
+from feedmux.shard.stores.background import BackgroundWriter
+from feedmux.shard.stores.base import WriteResult
+from feedmux.shard.stores.commit_log import CommitLog
+from feedmux.shard.stores.retry import RetryingWriter
+from feedmux.shard.stores.urls import open_sink
 from feedmux.stats import read_stats, write_stats
-from feedmux.streams import Frame, StreamPublisher
 from feedmux.transports import zmq as zt
 from feedmux.writes import health
-from workers._process import StopFlag, run_logging
+
+from ._process import StopFlag, run_logging
 
 BURST = 256  # bus messages handled before timers get a turn
 DRAIN_QUIET_NS = 500_000_000  # after SIGTERM, no End yet: exit once quiet this long since it

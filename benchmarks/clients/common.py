@@ -14,7 +14,7 @@ from typing import Any
 
 import websocket
 
-from feedmux.sinks.commit_log import CommitLog
+from feedmux.shard.stores.commit_log import CommitLog
 
 MAX_CODES_PER_CONN = 3000
 CROSS_INTERVAL_S = 3.3  # AllTick: requests of different connections 3 s apart (+10 %)

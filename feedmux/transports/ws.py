@@ -11,7 +11,7 @@ import struct
 
 import websocket
 
-from feedmux.providers.alltick import Failure, handshake_failure
+from feedmux.providers.alltick.protocol import Failure, handshake_failure
 from feedmux.transports.frames import (
     OPCODE_CLOSE,
     OPCODE_PING,

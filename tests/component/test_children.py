@@ -9,7 +9,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from feedmux.children import Child
+from feedmux.ops.children import Child
 
 
 def _ready_worker(ready: Connection) -> int:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import zmq
+from feedmux.workers import shard
 
 from feedmux import SnapshotClient, Subscriber, read_ticks, wire
-from feedmux.config import Settings
 from feedmux.model import Tick
+from feedmux.ops.config import Settings
 from feedmux.transports import zmq as zt
 from tests.conftest import scaled, wait_for
-from workers import shard
 
 
 def ticks(n: int, start: int = 1) -> list[Tick]:
@@ -111,7 +111,7 @@ def test_a_bars_subscriber_gets_each_closed_minute_bar(
 ) -> None:
     """A tick in the next minute closes a code's bar: it arrives as a Bar, equal to the OHLCV of
     that minute's ticks, and trades still arrive beside it."""
-    from feedmux.bars import MINUTE_NS, Bar  # noqa: PLC0415
+    from feedmux.shard.bars import MINUTE_NS, Bar  # noqa: PLC0415
 
     settings, _worker = running_shard
     minute = (10**18 // MINUTE_NS + 1) * MINUTE_NS

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from feedmux import GapError, Subscriber, wire
-from feedmux.config import RunPaths, Settings
 from feedmux.model import Tick
+from feedmux.ops.config import RunPaths, Settings
 from feedmux.transports import zmq as zt
 from tests.component.test_shard_worker import running_shard, ticks
 from tests.conftest import scaled, wait_for

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from feedmux.model import Depth, Tick
-from feedmux.providers.alltick import AllTickClient
+from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.simulator.market import a_share_universe
 from tests.conftest import scaled, wait_for
 

@@ -15,7 +15,7 @@ import pytest
 
 from feedmux import read_ticks
 from feedmux.model import Tick
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 
 pytestmark = pytest.mark.integration
 

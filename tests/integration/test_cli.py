@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from feedmux import read_ticks
-from feedmux.cli import main
+from feedmux.ops.cli import main
 from feedmux.simulator.market import a_share_universe
 from tests.conftest import scaled, wait_for
 from tests.integration.helpers import TOKEN, feedmux, stop

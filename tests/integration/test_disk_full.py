@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from feedmux import read_ticks
-from feedmux.journal import read_journal
+from feedmux.ingest.journal import read_journal
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests import services

@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from feedmux import archive, read_bars, read_ticks
+from feedmux import read_bars, read_ticks
+from feedmux.client import archive
 from feedmux.identity import trading_days
 from feedmux.model import Tick
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from feedmux.simulator.market import a_share_universe
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
 from tests.integration.helpers import feedmux, read_json, start_replay, stop

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from feedmux import read_bars, read_ticks
-from feedmux.journal import journal_files
+from feedmux.ingest.journal import journal_files
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import wait_for

@@ -19,9 +19,10 @@ from typing import IO, Any
 import msgspec
 import pytest
 
-from feedmux import Control, SnapshotClient, Subscriber, instance, read_ticks
-from feedmux.config import Manifest
+from feedmux import Control, SnapshotClient, Subscriber, read_ticks
 from feedmux.errors import NotRunningError
+from feedmux.ops import instance
+from feedmux.ops.config import Manifest
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
 from tests.integration.helpers import TOKEN, read_json, stop

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from feedmux import Control, read_ticks
-from feedmux.control import load_universe
 from feedmux.errors import SubscriptionError
+from feedmux.ingest.universe import load_universe
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for

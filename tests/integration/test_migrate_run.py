@@ -1,7 +1,7 @@
 """`feedmux run` on a store of an older feedmux: migrated before the shards start (so no start
 deadline bounds it), said on the console, then the run goes on as usual.
 
-Needs the supervisor to call ``feedmux.sinks.migrate.migrate_stores`` before it starts the
+Needs the supervisor to call ``feedmux.shard.stores.migrate.migrate_stores`` before it starts the
 workers (without it, the shards refuse the old store and the run fails)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from feedmux import read_ticks
-from feedmux.sinks.sqlite import shard_db_path
+from feedmux.shard.stores.sqlite import shard_db_path
 from tests.conftest import scaled
 from tests.integration.helpers import feedmux, stop
 from tests.unit.test_migrate import _old_store, _tick

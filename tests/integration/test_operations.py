@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 from feedmux import SnapshotClient, Subscriber, read_books, read_ticks
-from feedmux.cli import main
 from feedmux.model import Tick
-from feedmux.moves import TradeMoves
+from feedmux.ops.cli import main
+from feedmux.shard.moves import TradeMoves
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
 from tests.integration.helpers import TOKEN, feedmux, stop

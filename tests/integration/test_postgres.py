@@ -12,14 +12,14 @@ import psycopg
 import pytest
 
 from feedmux import read_bars, read_ticks
+from feedmux.client.reader import BAR_COLUMNS
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
-from feedmux.reader import BAR_COLUMNS
-from feedmux.sinks.migrate import migrate_store
-from feedmux.sinks.postgres import APPLICATION_NAME, PostgresSink, redact_url
-from feedmux.sinks.retry import RetryingWriter
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
-from feedmux.sinks.stores import POSTGRES, Store
+from feedmux.shard.stores.migrate import migrate_store
+from feedmux.shard.stores.postgres import APPLICATION_NAME, PostgresSink, redact_url
+from feedmux.shard.stores.retry import RetryingWriter
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
+from feedmux.shard.stores.urls import POSTGRES, Store
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (

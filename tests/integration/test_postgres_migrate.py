@@ -10,11 +10,16 @@ import msgspec
 import psycopg
 import pytest
 
-from feedmux.config import Settings
 from feedmux.errors import StoreError
 from feedmux.model import Tick
-from feedmux.sinks.migrate import migrate_stores
-from feedmux.sinks.postgres import BOOKS_TABLE, TICKS_TABLE, PostgresSink, partitioned_fix_sql
+from feedmux.ops.config import Settings
+from feedmux.shard.stores.migrate import migrate_stores
+from feedmux.shard.stores.postgres import (
+    BOOKS_TABLE,
+    TICKS_TABLE,
+    PostgresSink,
+    partitioned_fix_sql,
+)
 from tests.services import postgres_schema
 
 pytestmark = pytest.mark.integration

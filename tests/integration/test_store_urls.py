@@ -12,7 +12,7 @@ import pytest
 
 from feedmux import read_ticks
 from feedmux.model import Tick
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from tests.conftest import scaled
 from tests.integration.helpers import feedmux, stop
 

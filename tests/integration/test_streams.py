@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from feedmux import StreamReader, wire
+from feedmux.client.streams import StreamPublisher
 from feedmux.model import Tick
 from feedmux.stats import read_stats
-from feedmux.streams import StreamPublisher
 from tests.conftest import wait_for
 from tests.integration.helpers import (
     end_feed,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from feedmux import read_ticks
-from feedmux.journal import EVENT, read_journal
+from feedmux.ingest.journal import EVENT, read_journal
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import read_stats
 from tests.conftest import wait_for

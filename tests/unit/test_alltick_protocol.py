@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedmux.model import Tick
-from feedmux.providers.alltick import AllTickClient, BadFrame, Reply
+from feedmux.providers.alltick.protocol import AllTickClient, BadFrame, Reply
 
 SPEC_TRADE_STRINGS = (
     b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":"1605509068000001",'

@@ -4,9 +4,9 @@ import threading
 import time
 
 from feedmux.errors import StoreError
-from feedmux.sinks.background import BackgroundWriter
-from feedmux.sinks.base import WriteResult
-from feedmux.sinks.retry import RetryingWriter
+from feedmux.shard.stores.background import BackgroundWriter
+from feedmux.shard.stores.base import WriteResult
+from feedmux.shard.stores.retry import RetryingWriter
 from tests.conftest import wait_for
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from feedmux.batching import Batcher
+from feedmux.shard.batching import Batcher
 from tests.conftest import FakeClock
 
 

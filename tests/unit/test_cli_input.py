@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from feedmux import __version__, cli
-from feedmux.cli import build_parser, main
+from feedmux import __version__
 from feedmux.errors import SymbolError
+from feedmux.ops import cli
+from feedmux.ops.cli import build_parser, main
 from feedmux.symbols import read_symbols_file
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from feedmux.config import ReplaySettings, RunPaths, Settings, redact
 from feedmux.errors import ConfigError
+from feedmux.ops.config import ReplaySettings, RunPaths, Settings, redact
 
 SECRET = "s3cr3t-token-value"
 
@@ -79,8 +79,8 @@ def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Pa
     import msgspec  # noqa: PLC0415
     import zmq  # noqa: PLC0415
 
-    from feedmux.config import Manifest  # noqa: PLC0415
-    from feedmux.consumer import Connection  # noqa: PLC0415
+    from feedmux.client.subscriber import Connection  # noqa: PLC0415
+    from feedmux.ops.config import Manifest  # noqa: PLC0415
 
     server_public, _ = zmq.curve_keypair()
     key = server_public.decode()

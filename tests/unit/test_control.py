@@ -4,11 +4,13 @@ from pathlib import Path
 import pytest
 
 from feedmux import wire
-from feedmux.control import ControlDesk, keep_universe, load_universe, save_universe, silent_codes
+from feedmux.client.control import silent_codes
 from feedmux.errors import ConfigError
-from feedmux.providers.alltick import Reply, Request
-from feedmux.simulator.alltick_server import ENVELOPE_ERROR
-from feedmux.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.control import ControlDesk
+from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.universe import keep_universe, load_universe, save_universe
+from feedmux.providers.alltick.protocol import Reply, Request
+from feedmux.providers.alltick.server import ENVELOPE_ERROR
 from feedmux.writes import health
 
 S = 1_000_000_000

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedmux import wire
-from feedmux.delivery import SPILL_RETRY_NS, Delivery
 from feedmux.errors import StoreError
+from feedmux.ingest.delivery import SPILL_RETRY_NS, Delivery
+from feedmux.ingest.spill import SpillFile
 from feedmux.model import Tick
-from feedmux.shard_state import ShardState
-from feedmux.spill import SpillFile
+from feedmux.shard.state import ShardState
 from tests.conftest import FakeClock
 
 

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 from feedmux import wire
+from feedmux.client.reader import read_books
+from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
 from feedmux.model import Depth
-from feedmux.providers.alltick import AllTickClient
-from feedmux.reader import read_books
-from feedmux.shard_state import ShardState
-from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.providers.alltick.protocol import AllTickClient
+from feedmux.providers.alltick.server import AllTickServer, ServerRules
+from feedmux.shard.state import ShardState
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from feedmux.simulator.market import a_share_universe
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
-from feedmux.subscriptions import Pacing, SubscriptionManager
 from tests.conftest import FakeClock
 from tests.unit.test_subscriptions import drive
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedmux import clidoc
+from feedmux.ops import clidoc
 
 ROOT = Path(__file__).resolve().parents[2]
 # argparse's help layout changes between Python versions; CI runs the version docs are made on.
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.skipif(
 
 def test_docs_cli_md_is_what_help_prints() -> None:
     assert (ROOT / "docs" / "cli.md").read_text() == clidoc.reference(), (
-        "docs/cli.md is out of date: run python -m feedmux.clidoc")  # fmt: skip
+        "docs/cli.md is out of date: run python -m feedmux.ops.clidoc")  # fmt: skip
 
 
 def test_readme_command_table_is_generated() -> None:
     readme = (ROOT / "README.md").read_text()
     assert clidoc.readme_with_table(readme) == readme, (
-        "README.md's command table is out of date: run python -m feedmux.clidoc")  # fmt: skip
+        "README.md's command table is out of date: run python -m feedmux.ops.clidoc")  # fmt: skip
 
 
 def test_every_command_and_option_is_in_the_reference() -> None:

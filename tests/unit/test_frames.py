@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedmux.providers.alltick import AllTickClient
+from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.simulator.market import text_frame
 from feedmux.transports.frames import (
     OPCODE_BINARY,

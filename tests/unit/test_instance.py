@@ -1,4 +1,4 @@
-"""feedmux.instance: one run per run/data directory, held by an OS lock that dies with its
+"""feedmux.ops.instance: one run per run/data directory, held by an OS lock that dies with its
 holders (a pickled Lock keeps it held in a spawned worker)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from feedmux import instance
 from feedmux.errors import NotRunningError
+from feedmux.ops import instance
 from tests.conftest import scaled
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from feedmux.errors import StoreError
-from feedmux.journal import (
+from feedmux.ingest.journal import (
     EVENT,
     FRAME_BINARY,
     FRAME_TEXT,

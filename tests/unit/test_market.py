@@ -3,7 +3,7 @@ import json
 import pytest
 from websockets.frames import Frame, Opcode
 
-from feedmux.providers.alltick import AllTickClient
+from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.simulator.market import Market, a_share_universe, text_frame
 from feedmux.symbols import parse_symbols
 

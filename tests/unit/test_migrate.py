@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from msgspec.structs import astuple
 
-from feedmux.config import Settings
+from feedmux.client.reader import read_ticks
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
-from feedmux.reader import read_ticks
-from feedmux.sinks import migrate, sqlite
-from feedmux.sinks.migrate import migrate_stores
-from feedmux.sinks.postgres import TICKS_TABLE, partitioned_fix
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.ops.config import Settings
+from feedmux.shard.stores import migrate, sqlite
+from feedmux.shard.stores.migrate import migrate_stores
+from feedmux.shard.stores.postgres import TICKS_TABLE, partitioned_fix
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from tests.ticks import OLD_SCHEMA
 
 T0 = 1_700_000_000_000_000_000

@@ -7,8 +7,8 @@ import pytest
 from feedmux import wire
 from feedmux.errors import ConfigError
 from feedmux.model import Depth, Tick
-from feedmux.moves import BookMoves, TradeMoves, parse_min_moves
-from feedmux.shard_state import ShardState
+from feedmux.shard.moves import BookMoves, TradeMoves, parse_min_moves
+from feedmux.shard.state import ShardState
 from tests.conftest import FakeClock
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from feedmux.cli import build_parser, build_settings, main, resolve_run_options
 from feedmux.errors import ConfigError
-from feedmux.options import Resolved
+from feedmux.ops.cli import build_parser, build_settings, main, resolve_run_options
+from feedmux.ops.options import Resolved
 
 SECRET = "file-token-9f3a"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from feedmux.client.reader import BAR_COLUMNS, read_bars, read_books, read_ticks
 from feedmux.errors import StoreError
-from feedmux.reader import BAR_COLUMNS, read_bars, read_books, read_ticks
-from feedmux.sinks.sqlite import SqliteSink, shard_db_path
+from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 
 
 @pytest.mark.parametrize("read", [read_ticks, read_bars, read_books])

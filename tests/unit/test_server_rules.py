@@ -1,6 +1,6 @@
 import json
 
-from feedmux.simulator.alltick_server import AllTickServer, ServerRules
+from feedmux.providers.alltick.server import AllTickServer, ServerRules
 
 S = 1_000_000_000
 CODES = ["600519.SH", "000001.SZ", "AAPL.US", "700.HK"]

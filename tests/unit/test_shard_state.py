@@ -2,7 +2,7 @@ import pytest
 
 from feedmux import wire
 from feedmux.model import Depth, Tick
-from feedmux.shard_state import ShardState
+from feedmux.shard.state import ShardState
 from tests.conftest import FakeClock
 
 

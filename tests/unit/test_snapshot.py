@@ -1,5 +1,5 @@
 from feedmux.model import Tick
-from feedmux.snapshot import SnapshotCache
+from feedmux.shard.snapshot import SnapshotCache
 
 
 def tick(code: str, seq: int, price: float = 1.0) -> Tick:

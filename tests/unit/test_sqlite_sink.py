@@ -5,15 +5,15 @@ import pandas as pd
 import pytest
 from msgspec.structs import astuple
 
+from feedmux.client.reader import read_ticks
 from feedmux.errors import StoreError
 from feedmux.identity import trading_day
 from feedmux.model import Depth, Tick
-from feedmux.reader import read_ticks
-from feedmux.sinks.base import WriteResult
-from feedmux.sinks.migrate import migrate_store
-from feedmux.sinks.retry import RetryingWriter
-from feedmux.sinks.sqlite import SqliteSink, connect, shard_db_path
-from feedmux.sinks.stores import SQLITE, Store
+from feedmux.shard.stores.base import WriteResult
+from feedmux.shard.stores.migrate import migrate_store
+from feedmux.shard.stores.retry import RetryingWriter
+from feedmux.shard.stores.sqlite import SqliteSink, connect, shard_db_path
+from feedmux.shard.stores.urls import SQLITE, Store
 from tests.conftest import FakeClock
 from tests.ticks import OLD_SCHEMA, assert_both_days_kept, two_days
 

@@ -9,10 +9,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
-from feedmux.histogram import Histogram
-from feedmux.metrics import StatsCollector
+from feedmux.ops.metrics import StatsCollector
+from feedmux.ops.status import build_status, progress_line, recent_warnings, render
+from feedmux.shard.histogram import Histogram
 from feedmux.stats import write_stats
-from feedmux.status import build_status, progress_line, recent_warnings, render
 
 S = 10**9
 

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-
-from workers._process import StopFlag
+from feedmux.workers._process import StopFlag
 
 
 class FakeParent:

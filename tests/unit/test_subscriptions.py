@@ -5,10 +5,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from feedmux.providers.alltick import Reply, Request
-from feedmux.simulator.alltick_server import ENVELOPE_ERROR, AllTickServer, ServerRules
+from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.providers.alltick.protocol import Reply, Request
+from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
-from feedmux.subscriptions import Pacing, SubscriptionManager
 from tests.conftest import FakeClock
 
 UNIVERSE = a_share_universe()

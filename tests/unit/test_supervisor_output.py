@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from feedmux.config import Settings
-from feedmux.display import open_display
+from feedmux.ops.config import Settings
+from feedmux.ops.display import open_display
+from feedmux.ops.status import build_status
+from feedmux.ops.supervisor import Supervisor
 from feedmux.stats import write_stats
-from feedmux.status import build_status
-from feedmux.supervisor import Supervisor
 
 
 class _ClosedPipe(io.StringIO):

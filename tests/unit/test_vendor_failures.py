@@ -11,9 +11,11 @@ import msgspec
 import pytest
 from rich.console import Console
 
-from feedmux.config import Settings
 from feedmux.errors import ConfigError
-from feedmux.providers.alltick import (
+from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ops.config import Settings
+from feedmux.ops.status import build_status, progress_line, render
+from feedmux.providers.alltick.protocol import (
     BODY_LINE_MAX,
     AllTickClient,
     Failure,
@@ -24,10 +26,8 @@ from feedmux.providers.alltick import (
     handshake_failure,
     reply_failure,
 )
-from feedmux.simulator.alltick_server import ENVELOPE_ERROR, AllTickServer, ServerRules
+from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
-from feedmux.status import build_status, progress_line, render
-from feedmux.subscriptions import Pacing, SubscriptionManager
 from feedmux.transports.ws import HandshakeRefused, WsLink
 from tests.conftest import FakeClock, http_serving
 from tests.unit.test_subscriptions import drive

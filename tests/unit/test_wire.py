@@ -1,7 +1,7 @@
 import msgspec
 
 from feedmux import wire
-from feedmux.fanout import ShardOutbox
+from feedmux.ingest.fanout import ShardOutbox
 from feedmux.model import Tick
 from feedmux.routing import Router, shard_of
 

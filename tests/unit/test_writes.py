@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
 from feedmux.errors import StoreError
-from feedmux.metrics import StatsCollector
+from feedmux.ops.metrics import StatsCollector
+from feedmux.ops.status import build_status, progress_line, render
 from feedmux.stats import read_stats, write_stats
-from feedmux.status import build_status, progress_line, render
 from feedmux.writes import LogFileHandler, WriteHealth, reason_of
 
 FULL = OSError(errno.ENOSPC, "No space left on device")

@@ -1,0 +1,508 @@
+"""Which codes each connection carries, and when each request may go out.
+
+Pure state driven by an injected ``now_ns``. It enforces AllTick's rules (spec rules 1-6):
+- a subscribe REPLACES the connection's list, so every request carries the full list, and any
+  number of add/remove calls between two requests coalesce into one;
+- at most one request per ``request_interval`` per connection, heartbeats included;
+- any two subscription or cancel requests of the token, on one connection or not, at least
+  ``cross_interval`` apart (heartbeats excepted); after a 429/605/606 that spacing doubles (up
+  to ``spacing_max``) and each confirmed request halves the excess again;
+- a heartbeat every ``heartbeat_interval``; reconnects ``reconnect_spacing`` after a close;
+- at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections.
+
+Assignment is stable: a code stays on its connection until removed; a new code goes to the
+connection with the fewest codes that has room. When the vendor refuses a list for a bad code
+(600/604) the manager holds back half of the newly added codes and tries again, until each bad
+code is found alone; those are reported in ``rejected`` and never retried on their own.
+
+A reply refused for its envelope (``cmd_id`` 0, e.g. ``ret=201 request header param invalid``)
+is retried after the widened spacing, unless it is 401/603; any refusal is kept on the
+connection (``refusal``) so a caller waiting on the change learns the vendor's ``ret`` and ``msg``.
+
+Failures are classified (``providers.alltick.Failure``): transient ones (refused connection, 5xx,
+timeouts, resets) are retried with the backoff for ever; the same permanent one (a refused
+token, a URL with no WebSocket) ``give_up_after`` times in a row on a connection, or a universe
+of which the vendor refused every code, sets ``fatal``: the caller stops the run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from feedmux.providers.alltick.protocol import (
+    CANCEL_DEPTH,
+    CMD_CANCEL,
+    CMD_HEARTBEAT,
+    CMD_SUBSCRIBE_DEPTH,
+    CMD_SUBSCRIBE_TRADES,
+    DEFAULT_MAX_FRAME_BYTES,
+    RET_RATE_LIMIT,
+    AllTickClient,
+    Failure,
+    Reply,
+    first_line,
+    reply_failure,
+)
+
+_NEVER = -(2**62)
+REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
+RETRY_LATER = frozenset((RET_RATE_LIMIT, 605, 606))  # 606: the server also closes the link
+BAD_CODE = frozenset((600, 604))
+REFUSED_SHOWN = 5  # refused codes named in a message; the rest are counted
+SUBSCRIPTION_CMDS = frozenset(
+    (CMD_SUBSCRIBE_TRADES, CMD_SUBSCRIBE_DEPTH, CMD_CANCEL)
+)  # code invalid / code unauthorized: find the culprit
+
+
+NARROWED_NS = 100_000_000  # a widened spacing this close to the cross interval is back to it
+
+
+@dataclass(frozen=True)
+class Pacing:
+    request_interval_ns: int = 1_100_000_000  # spec: 1 s; 10 % margin for network jitter
+    cross_interval_ns: int = 3_300_000_000  # spec: 3 s between subscription requests of a token
+    spacing_max_ns: int = 30_000_000_000  # the cross interval widens up to this after a 606
+    heartbeat_interval_ns: int = 10_000_000_000
+    reconnect_spacing_ns: int = 3_300_000_000  # spec: 3 s on paid plans (10 s free)
+    reconnect_max_ns: int = 60_000_000_000  # backoff cap; reconnecting never stops
+    watchdog_ns: int = 30_000_000_000  # no frame at all for this long: tear down, reconnect
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The vendor refused a subscription request of a connection."""
+
+    sent_ns: int  # when the refused request went out: it carried changes made before
+    error: str  # "ret=201 request header param invalid"
+    retried: bool  # sent again after the widened spacing (else: not until the list changes)
+
+
+@dataclass
+class ConnectionState:
+    index: int
+    client: AllTickClient
+    desired: list[str] = field(default_factory=list)  # the codes assigned to this connection
+    confirmed: list[str] = field(default_factory=list)  # what the server acked last
+    held_back: set[str] = field(default_factory=set)  # left out while a bad code is searched
+    connected: bool = False
+    inflight_since: int | None = None
+    last_request_ns: int = _NEVER
+    last_heartbeat_ns: int = _NEVER
+    retry_at_ns: int = _NEVER
+    refused: list[str] | None = None  # a list the server refused; not retried until it changes
+    depth_confirmed: list[str] = field(default_factory=list)  # order-book list the server acked
+    depth_refused: list[str] | None = None
+    last_error: str = ""
+    refusal: Refusal | None = None  # the last refusal of a subscription request, until an ack
+    connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
+    connected_at_ns: int = _NEVER
+    failures: int = 0  # consecutive losses without a confirmed subscription in between
+    watchdog_trips: int = 0
+    last_subscription_ns: int = _NEVER
+    # Since when a request has been waiting to go out (a retry: since the refused one was
+    # sent); the token's next slot goes to the longest wait, so no connection starves.
+    waiting_since_ns: int | None = None
+    reconnects: int = 0
+    failure: Failure | None = None  # a permanent refusal on this link: drop it, count it
+    last_failure: Failure | None = None  # the permanent failure of the last attempts ...
+    same_failures: int = 0  # ... and how many attempts in a row ended with it
+
+    def request_list(self) -> list[str]:
+        if not self.held_back:
+            return self.desired
+        return [c for c in self.desired if c not in self.held_back]
+
+    def needs_request(self) -> bool:
+        if not self.connected or self.inflight_since is not None:
+            return False
+        wanted = self.request_list()
+        return wanted not in (self.confirmed, self.refused)
+
+    def needs_depth_request(self, depth_levels: int) -> bool:
+        """Order books follow the codes whose trades the server confirmed."""
+        if not depth_levels or not self.connected or self.inflight_since is not None:
+            return False
+        return self.confirmed not in (self.depth_confirmed, self.depth_refused)
+
+
+def _release_half(conn: ConnectionState) -> None:
+    """Binary search for bad codes: after a verdict, try half of what is still held back."""
+    if conn.held_back:
+        held = [c for c in conn.desired if c in conn.held_back]
+        conn.held_back = set(held[len(held) // 2 :]) if len(held) > 1 else set()
+
+
+def _keep_searching(conn: ConnectionState) -> None:
+    """The codes being tried were removed: release more, or nothing is ever sent again."""
+    confirmed = set(conn.confirmed)
+    while conn.held_back and confirmed.issuperset(conn.request_list()):
+        _release_half(conn)
+
+
+class SubscriptionManager:
+    def __init__(
+        self,
+        codes: list[str],
+        max_codes_per_conn: int,
+        pacing: Pacing,
+        *,
+        name: str = "feedmux",
+        max_conns: int = 10,
+        depth_levels: int = 0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        jitter: Callable[[], float] = random.random,
+        give_up_after: int = 3,
+    ) -> None:
+        if max_codes_per_conn < 1 or max_conns < 1 or give_up_after < 1:
+            raise ValueError("max_codes_per_conn, max_conns and give_up_after must be >= 1")
+        self.give_up_after = give_up_after
+        # (failure, times in a row): a permanent failure; the caller stops the run
+        self.fatal: tuple[Failure, int] | None = None
+        self.pacing = pacing
+        self.name = name
+        self.max_codes_per_conn = max_codes_per_conn
+        self.max_conns = max_conns
+        self.depth_levels = depth_levels  # 0: no order books
+        self._jitter = jitter
+        self.max_frame_bytes = max_frame_bytes
+        self.connections: list[ConnectionState] = []
+        self.owner: dict[str, int] = {}  # code -> connection index
+        self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
+        self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
+        self._last_close_ns = _NEVER
+        self._last_subscription_ns = _NEVER  # the token's last subscription/cancel request
+        self._widened_ns = 0  # added to the cross interval after the vendor's "too many"
+        self.version = 0  # bumped by every change of state; lets callers skip re-checking
+        for _ in range(min(max_conns, max(1, math.ceil(len(codes) / max_codes_per_conn)))):
+            self._new_connection()
+        self.subscribe(codes)
+
+    def _new_connection(self) -> ConnectionState:
+        index = len(self.connections)
+        conn = ConnectionState(index, AllTickClient(f"{self.name}-c{index}", self.max_frame_bytes))
+        self.connections.append(conn)
+        return conn
+
+    # -- the desired set ------------------------------------------------------------------------
+    def subscribe(self, codes: list[str]) -> None:
+        """Add codes; each goes to the connection with the fewest codes that has room."""
+        self.version += 1
+        for code in codes:
+            if code in self.owner:
+                continue
+            self.rejected.pop(code, None)  # asked again: try again
+            room = [c for c in self.connections if len(c.desired) < self.max_codes_per_conn]
+            if room:
+                conn = min(room, key=lambda c: len(c.desired))
+            elif len(self.connections) < self.max_conns:
+                conn = self._new_connection()
+            else:
+                self.rejected[code] = (f"no room: {self.max_conns} connections of "
+                                       f"{self.max_codes_per_conn} codes are full")  # fmt: skip
+                continue
+            conn.desired.append(code)
+            self.owner[code] = conn.index
+
+    def unsubscribe(self, codes: list[str]) -> None:
+        self.version += 1
+        for code in codes:
+            self.rejected.pop(code, None)
+            index = self.owner.pop(code, None)
+            if index is not None:
+                conn = self.connections[index]
+                conn.desired.remove(code)
+                conn.held_back.discard(code)
+                _keep_searching(conn)
+
+    def desired(self) -> list[str]:
+        return [c for conn in self.connections for c in conn.desired]
+
+    def settled(self, codes: list[str], subscribed: bool) -> bool:
+        """True when the server agrees: every code confirmed (with its book, if any) by the
+        connection that carries it, or rejected (``subscribed``), or no longer on any
+        connection's confirmed lists (not ``subscribed``)."""
+        if subscribed:
+            trades = [set(conn.confirmed) for conn in self.connections]
+            books = [set(conn.depth_confirmed) for conn in self.connections]
+            return all(
+                c in self.rejected
+                or (
+                    (i := self.owner.get(c)) is not None
+                    and c in trades[i]
+                    and (not self.depth_levels or c in books[i])
+                )
+                for c in codes
+            )
+        live = {c for conn in self.connections for c in (*conn.confirmed, *conn.depth_confirmed)}
+        return not live.intersection(codes)
+
+    def _unconfirm(self, codes: set[str]) -> None:
+        """``codes`` left a connection's confirmed list: no longer live unless on another's."""
+        live = {c for conn in self.connections for c in conn.confirmed}
+        for code in codes - live:
+            self.confirmed_at.pop(code, None)
+
+    # -- connection lifecycle -------------------------------------------------------------------
+    def on_connected(self, index: int, now_ns: int) -> None:
+        conn = self.connections[index]
+        conn.connected = True
+        conn.connected_at_ns = now_ns
+        conn.confirmed = []  # a new connection starts with nothing subscribed
+        conn.refused = None
+        conn.inflight_since = None
+        conn.last_heartbeat_ns = now_ns  # the first heartbeat is due one interval after connect
+
+    def on_disconnected(
+        self, index: int, now_ns: int, error: str = "", failure: Failure | None = None
+    ) -> None:
+        """The link is gone (or never came up, for ``failure``): reconnect after the vendor's
+        spacing, unless the same permanent failure happened ``give_up_after`` times."""
+        self.version += 1
+        conn = self.connections[index]
+        self._count_failure(conn, failure or conn.failure)
+        conn.failure = None
+        if conn.connected:
+            self._last_close_ns = now_ns
+            conn.reconnects += 1
+        conn.failures += 1
+        conn.connected = False
+        conn.inflight_since = None
+        conn.waiting_since_ns = None  # a new link waits anew
+        conn.refusal = None  # a refusal on a lost link is no news of the next one
+        dropped, conn.confirmed = set(conn.confirmed), []
+        self._unconfirm(dropped)  # subscribed again only when re-acked
+        conn.depth_confirmed = []
+        conn.depth_refused = None
+        conn.client.reset()
+        conn.last_error = error or conn.last_error
+        # The server counts spacing from the last close of ANY connection of the token; on top
+        # of it, capped exponential backoff with jitter so a down vendor is not hammered.
+        spacing = self.pacing.reconnect_spacing_ns
+        backoff = min(self.pacing.reconnect_max_ns, spacing * 2 ** min(conn.failures - 1, 20))
+        delay = max(spacing, int(backoff * (0.5 + self._jitter() / 2)))
+        conn.connect_at_ns = max(now_ns, self._last_close_ns) + delay
+
+    def _count_failure(self, conn: ConnectionState, failure: Failure | None) -> None:
+        if failure is None or not failure.permanent:
+            conn.last_failure, conn.same_failures = None, 0  # transient: retried for ever
+            return
+        last = conn.last_failure
+        same = last is not None and (last.kind, last.detail) == (failure.kind, failure.detail)
+        conn.same_failures = conn.same_failures + 1 if same else 1
+        conn.last_failure = failure
+        if conn.same_failures >= self.give_up_after and self.fatal is None:
+            self.fatal = (failure, conn.same_failures)
+
+    def stale(self, now_ns: int, last_frame_ns: list[int]) -> list[int]:
+        """Connected links with no frame at all (data, ack or heartbeat reply) for the
+        watchdog time: "connected but silent". The caller tears them down; each is counted."""
+        limit = now_ns - self.pacing.watchdog_ns
+        out = []
+        for conn in self.connections:
+            if conn.connected and max(conn.connected_at_ns, last_frame_ns[conn.index]) < limit:
+                conn.watchdog_trips += 1
+                out.append(conn.index)
+        return out
+
+    def _connect_time(self, conn: ConnectionState) -> int:
+        # A link lost after this one's was scheduled moves the token's last close: wait on.
+        return max(conn.connect_at_ns, self._last_close_ns + self.pacing.reconnect_spacing_ns)
+
+    def connect_due(self, now_ns: int) -> list[int]:
+        """Connections to open now."""
+        return [c.index for c in self.connections
+                if not c.connected and self._connect_time(c) <= now_ns]  # fmt: skip
+
+    # -- outgoing -------------------------------------------------------------------------------
+    def spacing_ns(self) -> int:
+        """The spacing between two subscription requests of the token now."""
+        return self.pacing.cross_interval_ns + self._widened_ns
+
+    def _widen(self) -> None:
+        spacing = min(self.pacing.spacing_max_ns, 2 * self.spacing_ns())
+        self._widened_ns = max(0, spacing - self.pacing.cross_interval_ns)
+
+    def _narrow(self) -> None:
+        self._widened_ns //= 2
+        if self._widened_ns < NARROWED_NS:
+            self._widened_ns = 0
+
+    def _subscription_time(self, conn: ConnectionState) -> int:
+        # Spec rule 2: token-wide, this connection's own last request included.
+        return max(
+            conn.last_request_ns + self.pacing.request_interval_ns,
+            self._last_subscription_ns + self.spacing_ns(),
+            conn.retry_at_ns,
+        )
+
+    def _heartbeat_time(self, conn: ConnectionState) -> int:
+        return max(
+            conn.last_heartbeat_ns + self.pacing.heartbeat_interval_ns,
+            conn.last_request_ns + self.pacing.request_interval_ns,
+        )
+
+    def _wants_subscription(self, conn: ConnectionState) -> bool:
+        return conn.needs_request() or conn.needs_depth_request(self.depth_levels)
+
+    def _subscription_request(self, conn: ConnectionState, now_ns: int) -> bytes:
+        client = conn.client
+        if conn.needs_request():  # the trade list first; order books follow what it confirmed
+            wanted = conn.request_list()
+            # An empty list cannot be sent (the vendor answers 601): cancel instead.
+            frame = client.subscribe_trades(wanted) if wanted else client.cancel()
+        else:
+            frame = (client.subscribe_depth(conn.confirmed, self.depth_levels)
+                     if conn.confirmed else client.cancel(CANCEL_DEPTH))  # fmt: skip
+        conn.inflight_since = now_ns
+        conn.waiting_since_ns = None
+        conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
+        return frame
+
+    def due(self, now_ns: int) -> list[tuple[int, bytes]]:
+        """Requests to send now, as ``(connection index, frame)``: at most one subscription
+        request (the token's spacing holds any other back), and the heartbeats due."""
+        out: list[tuple[int, bytes]] = []
+        for conn in self.connections:
+            if conn.inflight_since is not None and now_ns - conn.inflight_since > REPLY_TIMEOUT_NS:
+                conn.inflight_since = None  # lost reply: the full list is simply sent again
+        ready = []
+        for conn in self.connections:
+            if self._wants_subscription(conn):
+                if conn.waiting_since_ns is None:
+                    conn.waiting_since_ns = now_ns  # first seen wanting: the change is new
+                if self._subscription_time(conn) <= now_ns:
+                    ready.append(conn)
+        if ready:  # the longest wait first: none starves, a retry keeps its place in line
+            conn = min(ready, key=lambda c: (c.waiting_since_ns, c.last_subscription_ns))
+            out.append((conn.index, self._subscription_request(conn, now_ns)))
+        for conn in self.connections:
+            if conn.connected and self._heartbeat_time(conn) <= now_ns:
+                conn.last_request_ns = conn.last_heartbeat_ns = now_ns
+                out.append((conn.index, conn.client.heartbeat()))
+        return out
+
+    def next_deadline(self) -> int | None:
+        """The earliest time at which ``due`` may return something."""
+        times = []
+        for conn in self.connections:
+            if not conn.connected:
+                times.append(self._connect_time(conn))
+                continue
+            if self._wants_subscription(conn):
+                times.append(self._subscription_time(conn))
+            elif conn.inflight_since is not None:
+                times.append(conn.inflight_since + REPLY_TIMEOUT_NS)
+            times.append(self._heartbeat_time(conn))
+        return min(times) if times else None
+
+    # -- replies --------------------------------------------------------------------------------
+    def on_reply(self, index: int, reply: Reply, now_ns: int) -> None:
+        conn = self.connections[index]
+        request = reply.request
+        if reply.ret in RETRY_LATER and (request is None or request.cmd_id != CMD_HEARTBEAT):
+            self._widen()  # the vendor says we asked too often: space the token's requests more
+        books = request is not None and (request.cmd_id == CMD_SUBSCRIBE_DEPTH or (
+            request.cmd_id == CMD_CANCEL and request.data.get("cancel_type") == CANCEL_DEPTH
+        ))  # fmt: skip
+        failure = None if reply.ok else reply_failure(reply.ret, reply.msg)
+        if failure is not None and not books:  # a depth refusal stops the books only
+            conn.failure = failure
+        if request is None or request.cmd_id not in SUBSCRIPTION_CMDS:
+            return  # heartbeat replies and unknown seq_ids change nothing here
+        self.version += 1
+        conn.inflight_since = None
+        if request.cmd_id == CMD_CANCEL:
+            sent: list[str] = []
+        else:
+            symbol_list = request.data["symbol_list"]
+            assert isinstance(symbol_list, list)
+            sent = [entry["code"] for entry in symbol_list]
+        if reply.ok:
+            self._narrow()
+            conn.refusal = None
+        elif reply.ret in RETRY_LATER:  # our pacing: the same list again, after the spacing
+            conn.retry_at_ns = conn.last_subscription_ns + self.spacing_ns()
+        elif reply.envelope and failure is None and reply.ret not in BAD_CODE:
+            # The envelope refused (a one-off?): the same list again after a growing backoff,
+            # counted from when the refused request went out (before other connections').
+            self._widen()
+            conn.retry_at_ns = conn.last_subscription_ns + self.spacing_ns()
+            conn.waiting_since_ns = conn.last_subscription_ns  # its place in line
+            self._refuse(conn, reply, books, retried=True)
+            return
+        if books:
+            self._on_depth_reply(conn, reply, sent)
+            return
+        if reply.ok:
+            for code in set(sent).difference(conn.confirmed):
+                self.confirmed_at.setdefault(code, now_ns)
+            gone = set(conn.confirmed).difference(sent)
+            conn.confirmed = sent
+            self._unconfirm(gone)
+            conn.last_error = ""
+            conn.failures = 0  # the link works: the next loss starts the backoff afresh
+            conn.last_failure, conn.same_failures = None, 0
+            _release_half(conn)
+            return
+        conn.last_error = f"ret={reply.ret} {first_line(reply.msg)}"
+        if reply.ret in RETRY_LATER:
+            return
+        added = [c for c in sent if c not in set(conn.confirmed)]
+        if reply.ret in BAD_CODE and len(added) == 1:
+            self.unsubscribe(added)
+            self.rejected[added[0]] = conn.last_error
+            _release_half(conn)
+            if not self.owner and self.fatal is None:
+                self.fatal = (Failure("codes", self._all_refused()), 1)
+        elif reply.ret in BAD_CODE and added:
+            conn.held_back.update(added[len(added) // 2 :])
+        else:
+            conn.refused = sent
+            self._refuse(conn, reply, books, retried=False)
+
+    def _refuse(self, conn: ConnectionState, reply: Reply, books: bool, retried: bool) -> None:
+        error = f"ret={reply.ret} {first_line(reply.msg)}"
+        conn.last_error = f"depth: {error}" if books else error
+        conn.refusal = Refusal(conn.last_subscription_ns, conn.last_error, retried)
+
+    def refusal(self, codes: list[str], subscribed: bool, since_ns: int, *,
+                retried: bool) -> str:  # fmt: skip
+        """Why the vendor refused a request that carried a change to ``codes`` made at
+        ``since_ns`` (added if ``subscribed``, else removed), among the refusals being
+        ``retried`` (or not); "" if none was refused."""
+        wanted = set(codes)
+        for conn in self.connections:
+            why = conn.refusal
+            if why is None or why.sent_ns < since_ns or why.retried != retried:
+                continue
+            held = conn.desired if subscribed else conn.confirmed + conn.depth_confirmed
+            if wanted.intersection(held):
+                then = "sent again after a backoff" if why.retried else "not sent again"
+                return (f"the vendor refused connection {conn.index}'s request: {why.error} "
+                        f"({then})")  # fmt: skip
+        return ""
+
+    def _all_refused(self) -> str:
+        shown = [f"{code} ({why})" for code, why in list(self.rejected.items())[:REFUSED_SHOWN]]
+        more = len(self.rejected) - len(shown)
+        return "the vendor refused every code: " + ", ".join(shown) + (
+            f" and {more} more" if more > 0 else "")  # fmt: skip
+
+    def _on_depth_reply(self, conn: ConnectionState, reply: Reply, sent: list[str]) -> None:
+        if reply.ok:
+            conn.depth_confirmed = sent
+        elif reply.ret not in RETRY_LATER:  # codes the trade list accepted: the plan's refusal
+            conn.depth_refused = sent
+            self._refuse(conn, reply, True, retried=False)
+            return
+        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {first_line(reply.msg)}"
+
+    # -- status ---------------------------------------------------------------------------------
+    def all_confirmed(self) -> bool:
+        return all(c.connected and c.confirmed == c.desired for c in self.connections)
+
+    def confirmed_codes(self) -> int:
+        return sum(len(c.confirmed) for c in self.connections)

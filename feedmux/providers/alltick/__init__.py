@@ -1,0 +1,1 @@
+"""AllTick (https://alltick.co): the client protocol and the replay server's rules."""
