@@ -15,7 +15,8 @@ Shard → receiver (PUSH/PULL at ``<run_dir>/acks``), the delivery ledger's feed
     Rewind: ``["W", shard, stream, from_seq]`` — send again from ``from_seq``; a starting shard
             sends ``stream`` 0 ("I hold nothing: send everything you still have").
 
-Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``
+Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``; the topic
+families (prefix, payload, sequence, where each goes) are defined in ``feedmux/families.py``.
     topic:   ``b"T|" + code`` (UTF-8), so ``b"T|"`` subscribes to every trade and
              ``b"T|600519.SH"`` to one code.
     payload: msgpack ``[shard, pub_seq, tick]``; ``pub_seq`` counts this shard's published
@@ -46,15 +47,7 @@ from __future__ import annotations
 
 import msgspec
 
-from feedmux.model import Depth, Tick
-from feedmux.shard.bars import Bar
-
-TRADE_PREFIX = b"T|"
-DEPTH_PREFIX = b"D|"
-BAR_PREFIX = b"B|"
-HEARTBEAT_TOPIC = b"H|"
-TRADE_MOVE_PREFIX = b"MT|"  # --min-move trades=X: trades that moved the price by X or more
-DEPTH_MOVE_PREFIX = b"MD|"  # --min-move books=X: books whose best bid or ask moved by X
+from feedmux.model import Bar, Depth, Tick
 
 
 class Batch(msgspec.Struct, array_like=True, tag="B", frozen=True):
@@ -95,10 +88,20 @@ class Rewind(msgspec.Struct, array_like=True, tag="W", frozen=True):
 ShardReport = Ack | Rewind
 
 
+# What a shard publishes (feedmux/families.py says which family carries which): each has its
+# shard, its family's sequence (``seq``) and the item itself (``item``).
 class Published(msgspec.Struct, array_like=True, frozen=True):
     shard: int
-    pub_seq: int
+    pub_seq: int  # or the move_seq on the trade moves family
     tick: Tick
+
+    @property
+    def seq(self) -> int:
+        return self.pub_seq
+
+    @property
+    def item(self) -> Tick:
+        return self.tick
 
 
 class PublishedDepth(msgspec.Struct, array_like=True, frozen=True):
@@ -106,11 +109,30 @@ class PublishedDepth(msgspec.Struct, array_like=True, frozen=True):
     book_seq: int  # counts this shard's published books from 1, apart from trades
     depth: Depth
 
+    @property
+    def seq(self) -> int:
+        return self.book_seq
+
+    @property
+    def item(self) -> Depth:
+        return self.depth
+
 
 class PublishedBar(msgspec.Struct, array_like=True, frozen=True):
     shard: int
     bar_seq: int  # counts this shard's published bars from 1 (an amended bar is sent again)
     bar: Bar
+
+    @property
+    def seq(self) -> int:
+        return self.bar_seq
+
+    @property
+    def item(self) -> Bar:
+        return self.bar
+
+
+Publication = Published | PublishedDepth | PublishedBar
 
 
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
@@ -136,32 +158,9 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
 encode = msgspec.msgpack.Encoder().encode
 bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
 report_decoder: msgspec.msgpack.Decoder[ShardReport] = msgspec.msgpack.Decoder(ShardReport)
-published_decoder = msgspec.msgpack.Decoder(Published)
-published_depth_decoder = msgspec.msgpack.Decoder(PublishedDepth)
-published_bar_decoder = msgspec.msgpack.Decoder(PublishedBar)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 snapshot_request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
 snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)
-
-
-def trade_topic(code: str) -> bytes:
-    return TRADE_PREFIX + code.encode()
-
-
-def depth_topic(code: str) -> bytes:
-    return DEPTH_PREFIX + code.encode()
-
-
-def trade_move_topic(code: str) -> bytes:
-    return TRADE_MOVE_PREFIX + code.encode()
-
-
-def depth_move_topic(code: str) -> bytes:
-    return DEPTH_MOVE_PREFIX + code.encode()
-
-
-def bar_topic(code: str) -> bytes:
-    return BAR_PREFIX + code.encode()
 
 
 class Subscribe(msgspec.Struct, array_like=True, tag="sub", frozen=True):

@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-from feedmux import wire
+from feedmux import families
 from feedmux.client.streams import Frame, StreamPublisher
 from feedmux.errors import FeedmuxError
 from feedmux.model import Tick
@@ -195,8 +195,8 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                                      "receive_to_commit_s": t.receive_to_commit_s.state()}
                        for store, w, t in zip(stores, writers, timers, strict=True)},
             "receive_to_publish_s": state.receive_to_publish_s.state(),
-            "moves": {"trades": state.move_seqs[wire.TRADE_MOVE_PREFIX],
-                      "books": state.move_seqs[wire.DEPTH_MOVE_PREFIX]},
+            "moves": {"trades": state.move_seqs[families.TRADE_MOVES],
+                      "books": state.move_seqs[families.BOOK_MOVES]},
             "redis": None if streams is None else {
                 "published": streams.stored, "backlog": streams.backlog,
                 "failures": streams.writer.failures},

@@ -13,26 +13,18 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from feedmux import wire
+from feedmux import families, wire
 from feedmux.errors import ConfigError, ConsumerError, GapError, NotRunningError
-from feedmux.model import TICK_COLUMNS, Depth, Tick
+from feedmux.families import Family
+from feedmux.model import TICK_COLUMNS, Bar, Depth, Tick
 from feedmux.ops import instance
 from feedmux.ops.config import RunPaths, read_manifest, tcp_port
-from feedmux.shard.bars import Bar
 from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_BOOK_KINDS = (wire.DEPTH_PREFIX, wire.DEPTH_MOVE_PREFIX)
-_KIND_NAMES = {
-    wire.TRADE_PREFIX: "trades",
-    wire.DEPTH_PREFIX: "books",
-    wire.TRADE_MOVE_PREFIX: "trade moves",
-    wire.DEPTH_MOVE_PREFIX: "book moves",
-    wire.BAR_PREFIX: "bars",
-}
 Item = Tick | Depth | Bar
 DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
@@ -134,24 +126,22 @@ class Subscriber:
         self.codes = parse_symbols(codes) if codes is not None else None
         self.on_gap = on_gap
         self.trades = trades
-        topics = [wire.HEARTBEAT_TOPIC]
-        wanted = ((trades, wire.TRADE_PREFIX, wire.trade_topic),
-                  (books, wire.DEPTH_PREFIX, wire.depth_topic),
-                  (trade_moves, wire.TRADE_MOVE_PREFIX, wire.trade_move_topic),
-                  (book_moves, wire.DEPTH_MOVE_PREFIX, wire.depth_move_topic),
-                  (bars, wire.BAR_PREFIX, wire.bar_topic))  # fmt: skip
-        kinds = [(prefix, topic_of) for on, prefix, topic_of in wanted if on]
-        for prefix, topic_of in kinds:
+        asked = {"trades": trades, "books": books, "trade_moves": trade_moves,
+                 "book_moves": book_moves, "bars": bars}  # fmt: skip
+        topics = [families.HEARTBEAT_TOPIC]
+        for family in families.FAMILIES:
+            if not asked[family.option]:
+                continue
             if self.codes is None:
-                topics.append(prefix)
+                topics.append(family.prefix)
             else:
-                topics.extend(topic_of(c) for c in self.codes)
+                topics.extend(family.topic(c) for c in self.codes)
         paths = self._conn.paths
         self._ctx = zt.context()
         self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics,
                             hwm=queue, curve=self._conn.curve)  # fmt: skip
-        self._last_seq: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> last seq
-        self._floor: dict[tuple[int, bytes], int] = {}  # (shard, kind) -> in the snapshot
+        self._last_seq: dict[tuple[int, Family], int] = {}  # (shard, family) -> last seq
+        self._floor: dict[tuple[int, Family], int] = {}  # (shard, family) -> in the snapshot
         self.heard_from: set[int] = set()  # shards whose heartbeat or tick arrived
         self.gaps = 0  # messages missed, over all gaps
         self.gap_events: list[GapError] = []
@@ -176,27 +166,22 @@ class Subscriber:
             topic, payload = sock.recv_multipart()
             item: Item
             try:
-                if topic == wire.HEARTBEAT_TOPIC:
+                if topic == families.HEARTBEAT_TOPIC:
                     beat = wire.heartbeat_decoder.decode(payload)
                     self.heard_from.add(beat.shard)
                     self._check_heartbeat(beat)
                     continue
-                kind = topic[: topic.index(b"|") + 1]
-                if kind == wire.BAR_PREFIX:
-                    bar = wire.published_bar_decoder.decode(payload)
-                    shard, seq, item = bar.shard, bar.bar_seq, bar.bar
-                elif kind in _BOOK_KINDS:
-                    book = wire.published_depth_decoder.decode(payload)
-                    shard, seq, item = book.shard, book.book_seq, book.depth
-                else:
-                    msg = wire.published_decoder.decode(payload)
-                    shard, seq, item = msg.shard, msg.pub_seq, msg.tick
+                family = families.of_topic(topic)
+                if family is None:  # a newer publisher's family: not asked for, never sent
+                    continue
+                msg: wire.Publication = family.decoder.decode(payload)
+                shard, seq, item = msg.shard, msg.seq, msg.item
             except msgspec.DecodeError as exc:
                 raise ConsumerError(f"undecodable message on topic {topic!r}: {exc}") from exc
             self.heard_from.add(shard)
-            if self._in_snapshot(shard, kind, seq):
+            if self._in_snapshot(shard, family, seq):
                 continue
-            gap = self._track(shard, kind, seq)
+            gap = self._track(shard, family, seq)
             self.received += 1
             if gap is not None:
                 if self.on_gap == "raise":
@@ -204,32 +189,31 @@ class Subscriber:
                 self._report(gap)
             return item
 
-    def _in_snapshot(self, shard: int, kind: bytes, seq: int) -> bool:
-        floor = self._floor.get((shard, kind))
+    def _in_snapshot(self, shard: int, family: Family, seq: int) -> bool:
+        floor = self._floor.get((shard, family))
         if floor is None:
             return False
         if seq <= floor:
             return True  # already part of what snapshot() returned
-        del self._floor[shard, kind]
+        del self._floor[shard, family]
         return False
 
-    def _track(self, shard: int, kind: bytes, seq: int) -> GapError | None:
-        key = (shard, kind)
+    def _track(self, shard: int, family: Family, seq: int) -> GapError | None:
+        key = (shard, family)
         last = self._last_seq.get(key)
         self._last_seq[key] = seq
-        what = _KIND_NAMES.get(kind, kind.decode())
         if last is None:
             return None
         if seq <= last:
-            return GapError(shard, what, None)
+            return GapError(shard, family.name, None)
         if self.codes is None and seq > last + 1:  # only the whole market is numbered densely
-            return GapError(shard, what, seq - last - 1)
+            return GapError(shard, family.name, seq - last - 1)
         return None
 
     def _check_heartbeat(self, beat: wire.Heartbeat) -> None:
         """A heartbeat says how far a shard's trades went: a hole at the end of a burst shows
         here (whole-market trade subscribers only)."""
-        key = (beat.shard, wire.TRADE_PREFIX)
+        key = (beat.shard, families.TRADES)
         if self.codes is not None or not self.trades or key in self._floor:
             return
         last = self._last_seq.get(key)
@@ -237,7 +221,7 @@ class Subscriber:
         if last is None or beat.last_pub_seq == last:
             return
         missed = beat.last_pub_seq - last if beat.last_pub_seq > last else None
-        self._report(GapError(beat.shard, "trades", missed))
+        self._report(GapError(beat.shard, families.TRADES.name, missed))
 
     def _report(self, gap: GapError) -> None:
         self.gaps += gap.missed or 0
@@ -257,11 +241,14 @@ class Subscriber:
         replies = SnapshotClient(self.run_dir, self.shards, timeout,
                                  connection=self._conn).replies(self.codes)  # fmt: skip
         for reply in replies:
-            moves = [(prefix.encode(), seq) for prefix, seq in reply.move_seqs.items()]
-            for kind, seq in ((wire.TRADE_PREFIX, reply.last_pub_seq),
-                              (wire.DEPTH_PREFIX, reply.last_book_seq), *moves):  # fmt: skip
-                self._floor[reply.shard, kind] = seq
-                self._last_seq[reply.shard, kind] = seq
+            moves = [(families.of_topic(prefix.encode()), seq)
+                     for prefix, seq in reply.move_seqs.items()]  # fmt: skip
+            for family, seq in ((families.TRADES, reply.last_pub_seq),
+                                (families.BOOKS, reply.last_book_seq), *moves):  # fmt: skip
+                if family is None:  # a newer publisher's family
+                    continue
+                self._floor[reply.shard, family] = seq
+                self._last_seq[reply.shard, family] = seq
         self._early.clear()  # anything that waited is older than the snapshot or comes again
         return MarketSnapshot(
             {t.code: t for r in replies for t in r.ticks},

@@ -20,12 +20,11 @@ from feedmux.client.control import Control
 from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
 from feedmux.ingest.journal import journal_codes
 from feedmux.ingest.universe import load_universe
-from feedmux.model import Depth, Tick
+from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import options, pipes
 from feedmux.ops.children import worker_main
 from feedmux.ops.config import STOCK_PATH, ReplaySettings, Settings
 from feedmux.ops.options import suppress_defaults
-from feedmux.shard.bars import Bar
 from feedmux.shard.moves import parse_min_moves
 from feedmux.simulator.faults import FAULTS
 from feedmux.simulator.market import a_share_universe

@@ -26,45 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import msgspec
-
 from feedmux.identity import ResendFilter, identity
-from feedmux.model import Tick
+from feedmux.model import Bar, Tick
 
 MINUTE_NS = 60_000_000_000
-
-
-class Bar(msgspec.Struct, array_like=True, gc=False):
-    """On the wire (msgpack): ``[code, minute_ns, open, high, low, close, volume, turnover,
-    count]``; ``minute_ns`` is the bar's start, nanoseconds UTC."""
-
-    code: str
-    minute_ns: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    turnover: float
-    count: int
-    first: tuple[int, int] = (0, 0)  # (time_ns, seq) of the open, of the close: not stored
-    last: tuple[int, int] = (0, 0)
-
-    def add(self, tick: Tick) -> None:
-        key = (tick.time_ns, tick.seq)
-        if key < self.first:
-            self.first, self.open = key, tick.price
-        if key >= self.last:
-            self.last, self.close = key, tick.price
-        self.high = max(self.high, tick.price)
-        self.low = min(self.low, tick.price)
-        self.volume += tick.volume
-        self.turnover += tick.turnover
-        self.count += 1
-
-    def row(self) -> tuple[str, int, float, float, float, float, float, float, int]:
-        return (self.code, self.minute_ns, self.open, self.high, self.low, self.close,
-                self.volume, self.turnover, self.count)  # fmt: skip
 
 
 def new_bar(tick: Tick, minute_ns: int) -> Bar:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import msgspec
 
-from feedmux import wire
+from feedmux import families, wire
+from feedmux.families import Family
 from feedmux.identity import ResendFilter
-from feedmux.model import Depth, Tick
-from feedmux.shard.bars import Bar, BarBuilder
+from feedmux.model import Bar, Depth, Tick
+from feedmux.shard.bars import BarBuilder
 from feedmux.shard.batching import Batcher
 from feedmux.shard.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.shard.moves import BookMoves, TradeMoves
@@ -37,7 +38,7 @@ class ShardState:
         moves = min_move or {}
         self.trade_moves = TradeMoves(moves["trades"]) if "trades" in moves else None
         self.book_moves = BookMoves(moves["books"]) if "books" in moves else None
-        self.move_seqs = {wire.TRADE_MOVE_PREFIX: 0, wire.DEPTH_MOVE_PREFIX: 0}
+        self.move_seqs = dict.fromkeys(families.MOVES, 0)
         self.bars = BarBuilder(wall_clock)
         # By identity (feedmux/identity.py): the one re-send check; bars and snapshot trust it.
         self.resend_filter = ResendFilter()
@@ -168,7 +169,7 @@ class ShardState:
         for bar in bars:
             self.bar_seq += 1
             payload = wire.encode(wire.PublishedBar(self.shard, self.bar_seq, bar))
-            publish.append((wire.bar_topic(bar.code), payload))
+            publish.append((families.BARS.topic(bar.code), payload))
             batch = self.bar_batcher.add(bar)
             if batch is not None:
                 full.append(batch)
@@ -200,6 +201,7 @@ class ShardState:
         full: list[list[Tick]] = []
         shard, snapshot, batcher, encode = self.shard, self.snapshot, self.batcher, wire.encode
         add_bar = self.bars.add
+        trade_topic = families.TRADES.topic
         trade_moves = self.trade_moves
         closed_bars: list[Bar] = []
         pub_seq = self.pub_seq
@@ -215,11 +217,9 @@ class ShardState:
                 continue  # in bars once
             pub_seq += 1
             snapshot.apply(pub_seq, tick)
-            publish.append(
-                (wire.trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick)))
-            )
+            publish.append((trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick))))
             if trade_moves is not None and trade_moves.passes(tick):
-                publish.append(self._move(wire.TRADE_MOVE_PREFIX, tick.code, tick))
+                publish.append(self._move(families.TRADE_MOVES, tick.code, tick))
             closed = add_bar(tick)  # new by the filter above: bars take no other check
             if closed:
                 closed_bars.extend(closed)
@@ -237,23 +237,23 @@ class ShardState:
             self.book_seq += 1
             snapshot.apply_book(book)
             payload = encode(wire.PublishedDepth(shard, self.book_seq, book))
-            publish.append((wire.depth_topic(book.code), payload))
+            publish.append((families.BOOKS.topic(book.code), payload))
             if self.book_moves is not None and self.book_moves.passes(book):
-                publish.append(self._move(wire.DEPTH_MOVE_PREFIX, book.code, book))
+                publish.append(self._move(families.BOOK_MOVES, book.code, book))
         full_bars: list[list[Bar]] = []
         self._bars_out(closed_bars, publish, full_bars)
         return publish, full, full_books, full_bars
 
-    def _move(self, prefix: bytes, code: str, item: Tick | Depth) -> tuple[bytes, bytes]:
+    def _move(self, family: Family, code: str, item: Tick | Depth) -> tuple[bytes, bytes]:
         """A publication on a move family, numbered in that family."""
-        seq = self.move_seqs[prefix] + 1
-        self.move_seqs[prefix] = seq
+        seq = self.move_seqs[family] + 1
+        self.move_seqs[family] = seq
         if isinstance(item, Tick):
-            return prefix + code.encode(), wire.encode(wire.Published(self.shard, seq, item))
-        return prefix + code.encode(), wire.encode(wire.PublishedDepth(self.shard, seq, item))
+            return family.topic(code), wire.encode(wire.Published(self.shard, seq, item))
+        return family.topic(code), wire.encode(wire.PublishedDepth(self.shard, seq, item))
 
     def heartbeat(self) -> tuple[bytes, bytes]:
-        return wire.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))
+        return families.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))
 
     def snapshot_reply(self, raw: bytes) -> bytes:
         try:
@@ -265,6 +265,6 @@ class ShardState:
         first_seen = {t.code: first[t.code] for t in ticks}
         books = self.snapshot.books(codes)
         pub_seqs = {t.code: self.snapshot.pub_seqs.get(t.code, 0) for t in ticks}
-        moves = {prefix.decode(): seq for prefix, seq in self.move_seqs.items()}
+        moves = {family.prefix.decode(): seq for family, seq in self.move_seqs.items()}
         return wire.encode(wire.SnapshotReply(self.shard, self.pub_seq, ticks, first_seen, books,
                                               self.book_seq, pub_seqs, moves))  # fmt: skip

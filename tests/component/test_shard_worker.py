@@ -111,7 +111,8 @@ def test_a_bars_subscriber_gets_each_closed_minute_bar(
 ) -> None:
     """A tick in the next minute closes a code's bar: it arrives as a Bar, equal to the OHLCV of
     that minute's ticks, and trades still arrive beside it."""
-    from feedmux.shard.bars import MINUTE_NS, Bar  # noqa: PLC0415
+    from feedmux.model import Bar  # noqa: PLC0415
+    from feedmux.shard.bars import MINUTE_NS  # noqa: PLC0415
 
     settings, _worker = running_shard
     minute = (10**18 // MINUTE_NS + 1) * MINUTE_NS

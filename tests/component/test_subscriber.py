@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from feedmux import GapError, Subscriber, wire
+from feedmux import GapError, Subscriber, families, wire
 from feedmux.model import Tick
 from feedmux.ops.config import RunPaths, Settings
 from feedmux.transports import zmq as zt
@@ -28,11 +28,11 @@ class Publisher:
 
     def trade(self, pub_seq: int) -> None:
         tick = Tick("600000.SH", pub_seq, 0, 0, 1.0, 1.0, 1.0, 0)
-        self.sock.send_multipart([wire.trade_topic(tick.code),
+        self.sock.send_multipart([families.TRADES.topic(tick.code),
                                   wire.encode(wire.Published(0, pub_seq, tick))])  # fmt: skip
 
     def heartbeat(self, last_pub_seq: int) -> None:
-        self.sock.send_multipart([wire.HEARTBEAT_TOPIC,
+        self.sock.send_multipart([families.HEARTBEAT_TOPIC,
                                   wire.encode(wire.Heartbeat(0, last_pub_seq))])  # fmt: skip
 
 

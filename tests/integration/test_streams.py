@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from feedmux import StreamReader, wire
+from feedmux import StreamReader, families, wire
 from feedmux.client.streams import StreamPublisher
-from feedmux.model import Tick
+from feedmux.model import Bar, Depth, Tick
 from feedmux.stats import read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
@@ -32,7 +32,7 @@ def redis_target() -> Iterator[tuple[str, str]]:
 
 def _frame(shard: int, pub_seq: int, code: str = "600519.SH") -> tuple[bytes, bytes]:
     tick = Tick(code, pub_seq, 1, 2, 10.0, 100.0, 1000.0, 1)
-    return wire.trade_topic(code), wire.encode(wire.Published(shard, pub_seq, tick))
+    return families.TRADES.topic(code), wire.encode(wire.Published(shard, pub_seq, tick))
 
 
 def test_a_reader_resumes_after_the_last_batch_it_processed(
@@ -58,6 +58,29 @@ def test_a_reader_resumes_after_the_last_batch_it_processed(
         assert [(m.shard, m.message.pub_seq) for m in again.read(block_ms=100)] == [(1, 4)]
     with StreamReader(url, 2, checkpoint=checkpoint, prefix=prefix) as last:
         assert last.read(block_ms=100) == []
+
+
+def test_a_reader_decodes_every_family_a_shard_sends_to_redis(
+    redis_target: tuple[str, str],
+) -> None:
+    """Bars go to Redis too: the reader used to decode every entry but books as a trade, and a
+    bar entry raised ValidationError. An entry of a family this version does not know is
+    counted and read past."""
+    url, prefix = redis_target
+    tick = Tick("600519.SH", 7, 1, 2, 10.0, 100.0, 1000.0, 1)
+    book = Depth("600519.SH", 8, 1, 2, [(9.9, 100.0)], [(10.1, 200.0)])
+    bar = Bar("600519.SH", 60_000_000_000, 10.0, 10.5, 9.5, 10.2, 300.0, 3000.0, 3)
+    StreamPublisher(url, 0, prefix).write_frames([
+        (families.TRADES.topic(tick.code), wire.encode(wire.Published(0, 1, tick))),
+        (b"X|600519.SH", b"from a newer feedmux"),
+        (families.BOOKS.topic(book.code), wire.encode(wire.PublishedDepth(0, 1, book))),
+        (families.BARS.topic(bar.code), wire.encode(wire.PublishedBar(0, 1, bar))),
+    ])  # fmt: skip
+    with StreamReader(url, 1, prefix=prefix) as reader:
+        got = reader.read(block_ms=100)
+        assert [m.message.item for m in got] == [tick, book, bar]
+        assert [m.message.seq for m in got] == [1, 1, 1]
+        assert reader.skipped == 1
 
 
 def test_a_run_publishes_every_tick_to_redis_in_order(

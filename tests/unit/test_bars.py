@@ -2,8 +2,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedmux.model import Tick
-from feedmux.shard.bars import MINUTE_NS, Bar, BarBuilder
+from feedmux.model import Bar, Tick
+from feedmux.shard.bars import MINUTE_NS, BarBuilder
 from tests.conftest import FakeClock
 
 T0 = 1_764_003_600 * 10**9 // MINUTE_NS * MINUTE_NS  # a minute boundary, 01:00 in Shanghai

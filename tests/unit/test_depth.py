@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from feedmux import wire
+from feedmux import families, wire
 from feedmux.client.reader import read_books
 from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
 from feedmux.model import Depth
@@ -91,7 +91,7 @@ def test_shard_publishes_caches_and_batches_books() -> None:
     frames, ticks, full, _ = state.on_bus(wire.encode(wire.Batch(1, [], books)))
     assert ticks == [] and [len(b) for b in full] == [100] and len(state.book_batcher) == 50
     topic, payload = frames[-1]
-    published = wire.published_depth_decoder.decode(payload)
+    published = families.BOOKS.decoder.decode(payload)
     assert topic == b"D|" + published.depth.code.encode() and published.book_seq == 150
     assert state.expected_bus_seq == 151 and state.received_books == 150
     reply = wire.snapshot_reply_decoder.decode(

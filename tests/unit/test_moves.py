@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedmux import wire
+from feedmux import families, wire
 from feedmux.errors import ConfigError
 from feedmux.model import Depth, Tick
 from feedmux.shard.moves import BookMoves, TradeMoves, parse_min_moves
@@ -57,8 +57,8 @@ def test_shard_publishes_every_trade_and_numbers_the_moves_apart() -> None:
     prices = [10.0, 10.01, 10.06, 10.02, 10.0, 10.2]
     batch = [tick("600519.SH", i + 1, p) for i, p in enumerate(prices)]
     frames, *_ = state.on_bus(wire.encode(wire.Batch(1, batch)))
-    trades = [wire.published_decoder.decode(p) for t, p in frames if t.startswith(b"T|")]
-    moves = [wire.published_decoder.decode(p) for t, p in frames if t.startswith(b"MT|")]
+    trades = [families.TRADES.decoder.decode(p) for t, p in frames if t.startswith(b"T|")]
+    moves = [families.TRADES.decoder.decode(p) for t, p in frames if t.startswith(b"MT|")]
     assert [m.tick.price for m in trades] == prices  # the full topic keeps every tick
     assert [m.tick.price for m in moves] == [10.0, 10.06, 10.0, 10.2]
     assert [m.pub_seq for m in moves] == [1, 2, 3, 4]  # its own numbering, without holes

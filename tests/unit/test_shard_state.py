@@ -1,6 +1,6 @@
 import pytest
 
-from feedmux import wire
+from feedmux import families, wire
 from feedmux.model import Depth, Tick
 from feedmux.shard.state import ShardState
 from tests.conftest import FakeClock
@@ -16,8 +16,8 @@ def test_batch_is_published_snapshotted_and_batched() -> None:
     frames, batches, _, _ = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
     assert len(frames) == 150 and [len(b) for b in batches] == [100]
     topic, payload = frames[-1]
-    published = wire.published_decoder.decode(payload)
-    assert topic == wire.trade_topic(published.tick.code)
+    published = families.TRADES.decoder.decode(payload)
+    assert topic == families.TRADES.topic(published.tick.code)
     assert (published.shard, published.pub_seq) == (2, 150)
     reply = wire.snapshot_reply_decoder.decode(state.snapshot_reply(wire.encode(
         wire.SnapshotRequest(None))))  # fmt: skip
@@ -130,7 +130,7 @@ def test_after_a_restart_the_stores_ticks_are_resends_and_build_no_bars() -> Non
 def trades(state: ShardState, first_seq: int, batch: list[Tick]) -> list[Tick]:
     """The ticks a bus batch published on the trade topics."""
     frames, _, _, _ = state.on_bus(wire.encode(wire.Batch(first_seq, batch)))
-    return [wire.published_decoder.decode(p).tick for t, p in frames if t.startswith(b"T|")]
+    return [families.TRADES.decoder.decode(p).tick for t, p in frames if t.startswith(b"T|")]
 
 
 def day_books(day: int, seqs: list[int], code: str = "600519.SH", late_s: int = 0) -> list[Depth]:
@@ -141,8 +141,8 @@ def day_books(day: int, seqs: list[int], code: str = "600519.SH", late_s: int = 
 
 def books_published(state: ShardState, first_seq: int, batch: list[Depth]) -> list[Depth]:
     frames, _, _, _ = state.on_bus(wire.encode(wire.Batch(first_seq, [], batch)))
-    return [wire.published_depth_decoder.decode(p).depth for t, p in frames
-            if t.startswith(wire.depth_topic(""))]  # fmt: skip
+    return [families.BOOKS.decoder.decode(p).depth for t, p in frames
+            if t.startswith(families.BOOKS.topic(""))]  # fmt: skip
 
 
 def test_re_sent_books_are_stored_but_not_published_again_nor_after_a_restart() -> None:

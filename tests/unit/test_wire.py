@@ -1,6 +1,6 @@
 import msgspec
 
-from feedmux import wire
+from feedmux import families, wire
 from feedmux.ingest.fanout import ShardOutbox
 from feedmux.model import Tick
 from feedmux.routing import Router, shard_of
@@ -16,8 +16,8 @@ def test_published_payload_is_plain_msgpack_for_any_language() -> None:
         ["600519.SH", 11, 1_700_000_000_000_000_000, 1_700_000_000_001_000_000, 1745.5, 300.0,
          523650.0, 1],
     ]  # fmt: skip
-    assert wire.published_decoder.decode(payload) == wire.Published(3, 42, TICK)
-    assert wire.trade_topic("600519.SH") == b"T|600519.SH"
+    assert families.TRADES.decoder.decode(payload) == wire.Published(3, 42, TICK)
+    assert families.TRADES.topic("600519.SH") == b"T|600519.SH"
 
 
 def test_bus_messages_round_trip() -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from feedmux.model import Depth, Tick
-from feedmux.shard.bars import Bar
+from feedmux.model import Bar, Depth, Tick
 
 
 class WriteResult(NamedTuple):

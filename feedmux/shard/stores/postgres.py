@@ -26,8 +26,7 @@ from psycopg.types.json import Jsonb
 
 from feedmux.errors import StoreError
 from feedmux.identity import trading_day, trading_day_sql
-from feedmux.model import Depth, Tick
-from feedmux.shard.bars import Bar
+from feedmux.model import Bar, Depth, Tick
 from feedmux.shard.stores.base import WriteResult
 
 TICKS_TABLE = "feedmux_ticks"

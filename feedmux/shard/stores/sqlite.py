@@ -22,8 +22,7 @@ from msgspec.structs import astuple
 
 from feedmux.errors import StoreError
 from feedmux.identity import trading_day, trading_day_sql
-from feedmux.model import Depth, Tick
-from feedmux.shard.bars import Bar
+from feedmux.model import Bar, Depth, Tick
 from feedmux.shard.stores.base import WriteResult
 
 SCHEMA = """
