@@ -176,3 +176,29 @@ def test_each_new_tick_s_identity_is_computed_once_on_the_shard_s_path(
     state = resumed(next_seq=1)
     assert len(trades(state, 1, day_ticks(0, list(range(1, 51))))) == 50
     assert len(calls) == 50
+
+
+def test_with_redis_on_bars_and_moves_never_let_the_ack_claim_ticks_redis_lacks() -> None:
+    """Redis holds the frames of the first message only: its trades, the moves and the bar
+    they produced count for nothing, so the second message's ticks are not acknowledged."""
+    state = ShardState(0, 100, 10**9, FakeClock(), wall_clock=FakeClock(MORNING),
+                       min_move={"trades": 0.01})  # fmt: skip
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
+    first = day_ticks(0, list(range(1, 11)), late_s=45)  # every tick moves the price ...
+    second = day_ticks(0, list(range(11, 21)), late_s=45)  # ... and these cross the minute
+    frames, *_ = state.on_bus(wire.encode(wire.Batch(1, first)))
+    held = len(frames)  # what the shard sent to Redis for the first message, now all there
+    frames, *_ = state.on_bus(wire.encode(wire.Batch(11, second)))
+    assert any(t.startswith(families.BARS.prefix) for t, _ in frames)  # a bar closed
+    assert state.committed(20, 0, held) == wire.encode(wire.Ack(0, 1, 11))
+
+
+def test_with_redis_on_re_sent_ticks_do_not_hold_the_ack_back() -> None:
+    """A re-sent tick is stored again but not published: Redis gets nothing for it to hold."""
+    state = resumed(shard=0, stream=1)
+    sent = 0
+    for first in (1, 6):  # the same five ticks twice (a resubscription)
+        frames, *_ = state.on_bus(wire.encode(wire.Batch(first, day_ticks(0, [1, 2, 3, 4, 5]))))
+        sent += len(frames)
+    assert sent == 5
+    assert state.committed(10, 0, sent) == wire.encode(wire.Ack(0, 1, 11))
