@@ -60,22 +60,27 @@ def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
     """After a crash: the snapshot, and the bars of the last minutes, as far as the first store
     has them (this shard's codes only: a store may hold other shards' codes, or another shard
     count's). Nothing is lost without them: the snapshot refills from the stream."""
-    mine = settings.shards, shard
+    store, shown = lanes.restore_from, lanes.ticks.targets[0].shown
+    if store is None:
+        return
+
+    def mine(code: str) -> bool:
+        return shard_of(code, settings.shards) == shard
+
     try:
-        ticks, books = lanes.restore_from.latest()
+        ticks, books = store.latest()
     except FeedmuxError as exc:
-        log.warning("cannot restore the snapshot from %s: %s", lanes.restore_shown, exc)
+        log.warning("cannot restore the snapshot from %s: %s", shown, exc)
         ticks, books = [], []
-    state.restore([t for t in ticks if shard_of(t.code, mine[0]) == shard],
-                  [b for b in books if shard_of(b.code, mine[0]) == shard])  # fmt: skip
+    state.restore([t for t in ticks if mine(t.code)], [b for b in books if mine(b.code)])
     try:
         newest = max((t.time_ns for t in ticks), default=0)  # the data's time, not the clock's
-        recent = lanes.restore_from.recent_ticks(newest - BAR_REBUILD_NS) if newest else []
+        recent = store.recent_ticks(newest - BAR_REBUILD_NS) if newest else []
     except FeedmuxError as exc:
-        log.warning("cannot rebuild recent bars from %s: %s", lanes.restore_shown, exc)
+        log.warning("cannot rebuild recent bars from %s: %s", shown, exc)
         recent = []
     # Bars that closed while the shard was down: stored, not published.
-    lanes.bars.add(state.restore_bars([t for t in recent if shard_of(t.code, mine[0]) == shard]))
+    lanes.bars.add(state.restore_bars([t for t in recent if mine(t.code)]))
 
 
 def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:

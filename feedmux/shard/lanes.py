@@ -172,10 +172,10 @@ class Lanes:
     ticks: Lane[Tick]
     books: Lane[Depth]
     bars: Lane[Bar]
-    redis: Lane[Frame] | None  # the bus: Redis Streams, when on
-    restore_from: Sink  # the first store: the snapshot and recent bars after a restart
-    restore_shown: str
+    redis: Lane[Frame] | None = None  # the bus: Redis Streams, when on
     commit_log: CommitLog | None = None
+    # The first store's tick connection: the snapshot and recent bars after a restart.
+    restore_from: Sink | None = None
 
     @property
     def buses(self) -> list[Lane[Frame]]:
@@ -276,7 +276,6 @@ def _open(settings: Settings, shard: int, clock: Callable[[], int],
                                     settings.redis_maxlen)  # fmt: skip
         redis = Lane("redis", [target(publisher.shown, publisher.write_frames, "redis-streams",
                                       close=publisher.close, kind="redis")], batcher())  # fmt: skip
-    assert first is not None  # settings always name a store
     return Lanes(Lane("ticks", ticks, batcher(), empty_batch_at_close=True),
                  Lane("books", books, batcher()), Lane("bars", bars, batcher()), redis,
-                 first, stores[0].shown, commit_log)  # fmt: skip
+                 commit_log, first)  # fmt: skip
