@@ -87,10 +87,8 @@ class Lane(Generic[T]):
         self._batcher = batcher
         # SQLite merges its recent ticks on an empty batch, counting the duplicates it finds.
         self._empty_batch_at_close = empty_batch_at_close
-        self.added = 0  # rows handed to the lane, ever
 
     def add(self, rows: list[T]) -> None:
-        self.added += len(rows)
         for batch in self._batcher.extend(rows):
             self._submit(batch)
 

@@ -204,3 +204,23 @@ def test_with_redis_on_re_sent_ticks_do_not_hold_the_ack_back() -> None:
                     .to_buses)  # fmt: skip
     assert sent == 5
     assert state.committed(10, 0, sent) == wire.encode(wire.Ack(0, 1, 11))
+
+
+def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_buses_holding_no_ack() -> None:
+    wall = FakeClock(MORNING)
+    state = ShardState(0, wall_clock=wall)
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
+    first = [*day_ticks(0, [1, 2]), *day_ticks(0, [3], code="000001.SZ")]
+    out = state.on_bus(wire.encode(wire.Batch(1, first)))
+    assert len(out.to_buses) == 3 and out.bars == []
+    wall.advance(120)  # the data clock passed the minute's end
+    due = state.bars_due()
+    assert sorted(b.code for b in due.bars) == ["000001.SZ", "600519.SH"]
+    assert due.to_buses == due.published and len(due.published) == 2
+    assert state.committed(3, 0, 3) == wire.encode(wire.Ack(0, 1, 4))  # the bars not needed
+    later = day_ticks(0, [200])  # seq 200 is 200 s after the first minute
+    assert len(state.on_bus(wire.encode(wire.Batch(4, later))).to_buses) == 1
+    closed = state.close_bars()
+    assert [b.count for b in closed.bars] == [1] and closed.to_buses == closed.published
+    assert state.bus_frames == 3 + 2 + 1 + 1
+    assert state.committed(4, 0, 3 + 2 + 1) == wire.encode(wire.Ack(0, 1, 5))
