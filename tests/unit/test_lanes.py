@@ -6,15 +6,14 @@ import time
 from typing import Any
 
 from feedmux import families, wire
-from feedmux.errors import StoreError
 from feedmux.model import Tick
 from feedmux.shard.batching import Batcher
 from feedmux.shard.lanes import Lane, Lanes, Target
 from feedmux.shard.state import ShardState
 from feedmux.shard.stores.background import BackgroundWriter
-from feedmux.shard.stores.base import WriteResult
 from feedmux.shard.stores.retry import RetryingWriter
 from tests.conftest import FakeClock, wait_for
+from tests.unit.test_background_writer import SlowSink
 
 DELAY_NS = 200_000_000
 
@@ -146,21 +145,10 @@ def test_the_ack_never_claims_ticks_the_slowest_store_or_redis_lacks() -> None:
     assert ack() == 101
 
 
-class FlakySink:
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.rows: list[int] = []
-
-    def write(self, batch: list[int]) -> WriteResult:
-        if self.failures:
-            self.failures -= 1
-            raise StoreError("disk unhappy")
-        self.rows += batch
-        return WriteResult(len(batch), 0)
-
-
 def test_a_failing_store_is_retried_and_drops_nothing_while_the_other_goes_on() -> None:
-    failing, healthy = FlakySink(failures=2), FlakySink(failures=0)
+    failing, healthy = SlowSink(failures=2), SlowSink()
+    failing.release.set()
+    healthy.release.set()
     writers = [BackgroundWriter(RetryingWriter(s.write, time.monotonic_ns), f"test-{i}")
                for i, s in enumerate((failing, healthy))]  # fmt: skip
     ticks = Lane("ticks", [Target(f"s{i}", w) for i, w in enumerate(writers)],
