@@ -252,8 +252,7 @@ def _open(settings: Settings, shard: int, clock: Callable[[], int],
     books: list[Target[Depth]] = []
     bars: list[Target[Bar]] = []
     first: Sink | None = None
-    stores = settings.store_list()
-    for store in stores:
+    for store in settings.store_list():
         sink = open_sink(store, shard)
         first = first or sink
         timer = WriteTimer()
