@@ -6,26 +6,16 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
 
 import zmq
 
 from feedmux import families
-from feedmux.client.streams import Frame, StreamPublisher
 from feedmux.errors import FeedmuxError
-from feedmux.model import Tick
 from feedmux.ops.config import Settings
 from feedmux.routing import shard_of
-from feedmux.shard.batching import Batcher
-from feedmux.shard.histogram import WriteTimer
-from feedmux.shard.state import ShardState
-from feedmux.shard.stores.background import BackgroundWriter
-from feedmux.shard.stores.base import WriteResult
-from feedmux.shard.stores.commit_log import CommitLog
-from feedmux.shard.stores.retry import RetryingWriter
-from feedmux.shard.stores.urls import open_sink
+from feedmux.shard.lanes import Lanes, open_lanes
+from feedmux.shard.state import Frame, Output, ShardState
 from feedmux.stats import read_stats, write_stats
 from feedmux.transports import zmq as zt
 from feedmux.writes import health
@@ -65,59 +55,43 @@ def drained(ended: bool, now: int, last_bus_ns: int, stop_ns: int, quiet_ns: int
     return ended or now - max(last_bus_ns, stop_ns) > quiet_ns
 
 
-def submit(writers: list[BackgroundWriter[Any]], batches: list[list[Any]]) -> None:
-    """Each batch to every store's writer of that kind."""
-    for batch in batches:
-        for writer in writers:
-            writer.submit(batch)
+def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
+            log: logging.Logger) -> None:  # fmt: skip
+    """After a crash: the snapshot, and the bars of the last minutes, as far as the first store
+    has them (this shard's codes only: a store may hold other shards' codes, or another shard
+    count's). Nothing is lost without them: the snapshot refills from the stream."""
+    store, shown = lanes.restore_from, lanes.ticks.targets[0].shown
+    if store is None:
+        return
+
+    def mine(code: str) -> bool:
+        return shard_of(code, settings.shards) == shard
+
+    try:
+        ticks, books = store.latest()
+    except FeedmuxError as exc:
+        log.warning("cannot restore the snapshot from %s: %s", shown, exc)
+        ticks, books = [], []
+    state.restore([t for t in ticks if mine(t.code)], [b for b in books if mine(b.code)])
+    try:
+        newest = max((t.time_ns for t in ticks), default=0)  # the data's time, not the clock's
+        recent = store.recent_ticks(newest - BAR_REBUILD_NS) if newest else []
+    except FeedmuxError as exc:
+        log.warning("cannot rebuild recent bars from %s: %s", shown, exc)
+        recent = []
+    # Bars that closed while the shard was down: stored, not published.
+    lanes.bars.add(state.restore_bars([t for t in recent if mine(t.code)]))
 
 
 def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, f"shard-{shard}")
     paths = settings.paths
-    stores = settings.store_list()
-    try:  # one connection per writer thread: each runs its own transactions
-        sinks = [open_sink(store, shard) for store in stores]
-        book_sinks = [open_sink(store, shard) for store in stores]
-        bar_sinks = [open_sink(store, shard) for store in stores]
+    try:  # ticks, books and bars to every store, and a copy to Redis when on
+        lanes = open_lanes(settings, shard)
     except FeedmuxError as exc:
         log.error("%s", exc)
         return 2
-    commit_log = CommitLog(paths.commit_log(shard)) if settings.commit_log else None
-    # Commits happen on writer threads, one per store and kind: a slow one (a WAL checkpoint,
-    # a PostgreSQL restart) never delays publishing nor the other stores.
-    writers: list[BackgroundWriter[Any]] = []
-    timers: list[WriteTimer] = []  # per store: batch rows, commit time, receive -> commit
-    book_writers: list[BackgroundWriter[Any]] = []
-    bar_writers: list[BackgroundWriter[Any]] = []
-    for store, sink, book_sink, bar_sink in zip(stores, sinks, book_sinks, bar_sinks,
-                                                strict=True):  # fmt: skip
-        timers.append(WriteTimer())
-        write: Callable[[list[Tick]], WriteResult] = timers[-1].wrap(sink.write_batch)
-        if commit_log is not None and not writers:  # benchmarks: the first store's commits
-            write = commit_log.wrap(write)
-        writers.append(BackgroundWriter(RetryingWriter(write, time.monotonic_ns),
-                                        f"ticks-{store.kind}"))  # fmt: skip
-        book_writers.append(BackgroundWriter(RetryingWriter(book_sink.write_books,
-                                                            time.monotonic_ns),
-                                             f"books-{store.kind}"))  # fmt: skip
-        bar_writers.append(BackgroundWriter(RetryingWriter(bar_sink.write_bars, time.monotonic_ns),
-                                            f"bars-{store.kind}"))  # fmt: skip
-    # --redis: every publication also goes to the shard's stream, batched and retried like a
-    # store, and acknowledged only once Redis has it.
-    streams: BackgroundWriter[Frame] | None = None
-    frame_batcher: Batcher[Frame] = Batcher(settings.batch_rows, settings.batch_delay_ms
-                                            * 1_000_000, time.monotonic_ns)  # fmt: skip
-    if settings.redis_url:
-        try:
-            publisher = StreamPublisher(settings.redis_url, shard, settings.redis_prefix,
-                                        settings.redis_maxlen)  # fmt: skip
-        except FeedmuxError as exc:
-            log.error("%s", exc)
-            return 2
-        streams = BackgroundWriter(RetryingWriter(publisher.write_frames, time.monotonic_ns,
-                                                  kind="redis"), "redis-streams")  # fmt: skip
     ctx = zt.context()
     curve, auth = None, None
     if settings.curve_secret_file:  # consumers over TCP: encrypted, and authenticated
@@ -130,35 +104,11 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     poller = zmq.Poller()
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
-    state = ShardState(shard, settings.batch_rows, settings.batch_delay_ms * 1_000_000,
-                       time.monotonic_ns, min_move=settings.min_move)  # fmt: skip
-    # After a crash: the snapshot as far as the first store has it (this shard's codes only:
-    # a store may hold other shards' codes, or another shard count's).
-    try:
-        ticks, books = sinks[0].latest()
-    except FeedmuxError as exc:  # the snapshot refills from the stream; nothing is lost
-        log.warning("cannot restore the snapshot from %s: %s", stores[0].shown, exc)
-        ticks, books = [], []
-    state.restore([t for t in ticks if shard_of(t.code, settings.shards) == shard],
-                  [b for b in books if shard_of(b.code, settings.shards) == shard])  # fmt: skip
-    try:  # the bars of the last minutes, as far as the store has their ticks
-        newest = max((t.time_ns for t in ticks), default=0)  # the data's time, not the clock's
-        recent = sinks[0].recent_ticks(newest - BAR_REBUILD_NS) if newest else []
-    except FeedmuxError as exc:
-        log.warning("cannot rebuild recent bars from %s: %s", stores[0].shown, exc)
-        recent = []
-    rebuilt = state.restore_bars([t for t in recent if shard_of(t.code, settings.shards) == shard])
+    state = ShardState(shard, min_move=settings.min_move)
+    restore(state, lanes, settings, shard, log)
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).get(f"shard-{shard}", {})
     base = {key: int(before.get(key, 0)) for key in CUMULATIVE}
-    # Ticks and books each flow batcher -> writer by the same rules (100 rows or 200 ms).
-    lanes: tuple[tuple[Batcher[Any], list[BackgroundWriter[Any]]], ...] = (
-        (state.batcher, writers),
-        (state.book_batcher, book_writers),
-        (state.bar_batcher, bar_writers),
-        *([(frame_batcher, [streams])] if streams is not None else []),
-    )
-    every_writer = writers + book_writers + bar_writers + ([streams] if streams is not None else [])
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
@@ -170,64 +120,64 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
 
     def report(final: bool = False) -> None:
         # A row counts as stored once every store has it; each store's own numbers follow.
-        slowest = min(writers, key=lambda w: w.written)
-        slowest_books = min(book_writers, key=lambda w: w.written)
+        ticks, books, bars, redis = lanes.ticks, lanes.books, lanes.bars, lanes.redis
         counts = {
             # ticks and books sent on PUB (bars and moves are counted apart)
             "received": state.received, "published": state.pub_seq + state.book_seq,
-            "stored": slowest.stored,
-            "duplicates": slowest.duplicates, "resent_dropped": state.resent_dropped,
-            "books_received": state.received_books, "books_stored": slowest_books.stored,
-            "books_duplicates": slowest_books.duplicates,
+            "stored": ticks.stored,
+            "duplicates": ticks.duplicates, "resent_dropped": state.resent_dropped,
+            "books_received": state.received_books, "books_stored": books.stored,
+            "books_duplicates": books.duplicates,
             "books_resent_dropped": state.book_filter.resent,
         }  # fmt: skip
         write_stats(paths.stats_dir, f"shard-{shard}", {
             "role": "shard", "shard": shard, "pid": os.getpid(), "final": final,
             **{key: base[key] + value for key, value in counts.items()},
             "restarts": base["restarts"] + (1 if before else 0),
-            "batches": slowest.writer.batches,
-            "write_failures": sum(w.writer.failures for w in every_writer),
-            "backlog": max(w.backlog for w in writers) + len(state.batcher),
-            "stores": {store.shown: {"stored": w.stored, "duplicates": w.duplicates,
-                                     "backlog": w.backlog, "failures": w.writer.failures,
-                                     "last_commit_ns": w.writer.last_commit_ns,
-                                     "batch_rows": t.rows.state(), "commit_s": t.commit_s.state(),
-                                     "receive_to_commit_s": t.receive_to_commit_s.state()}
-                       for store, w, t in zip(stores, writers, timers, strict=True)},
+            "batches": ticks.slowest.writer.batches,
+            "write_failures": lanes.failures,
+            "backlog": ticks.backlog,
+            "stores": {t.shown: {"stored": t.writer.stored, "duplicates": t.writer.duplicates,
+                                 "backlog": t.writer.backlog, "failures": t.writer.failures,
+                                 "last_commit_ns": t.writer.last_commit_ns,
+                                 **({"batch_rows": t.timer.rows.state(),
+                                     "commit_s": t.timer.commit_s.state(),
+                                     "receive_to_commit_s": t.timer.receive_to_commit_s.state()}
+                                    if t.timer is not None else {})}
+                       for t in ticks.targets},
             "receive_to_publish_s": state.receive_to_publish_s.state(),
             "moves": {"trades": state.move_seqs[families.TRADE_MOVES],
                       "books": state.move_seqs[families.BOOK_MOVES]},
-            "redis": None if streams is None else {
-                "published": streams.stored, "backlog": streams.backlog,
-                "failures": streams.writer.failures},
+            "redis": None if redis is None else {
+                "published": redis.stored, "backlog": redis.backlog, "failures": redis.failures},
             "bus_gaps": state.bus_gaps,
             "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
             "bad_messages": state.bad_messages, "codes": len(state.snapshot),
-            "bars": {"published": state.bar_seq, "stored": min(w.stored for w in bar_writers),
+            "bars": {"published": state.bar_seq, "stored": bars.stored,
                      "late": state.bars.late, "too_late": state.bars.too_late,
                      "resent": state.resent_dropped},  # bars take new ticks only
             "acks_dropped": counters["acks_dropped"],
             "failing_writes": health.report(),  # e.g. store failing: disk full (retried)
-            "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
+            "last_commit_ns": ticks.last_commit_ns,
             "time_ns": time.time_ns(),
             "cpu_s": time.process_time(),
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         })  # fmt: skip
 
-    def publish(frames: list[tuple[bytes, bytes]]) -> None:
+    def send(frames: list[Frame]) -> None:
         for topic, payload in frames:
             pub.send(topic, zmq.SNDMORE)
             pub.send(payload)
 
-    if rebuilt:  # bars that closed while the shard was down
-        submit(bar_writers, [rebuilt])
+    def publish(out: Output) -> None:
+        """To subscribers, then to the stores and buses."""
+        send(out.published)
+        lanes.take(out)
 
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
         reports = state.take_reports()
-        ack = state.committed(min(w.written for w in writers),
-                              min(w.written for w in book_writers),
-                              streams.written if streams is not None else None)  # fmt: skip
+        ack = state.committed(*lanes.written())
         for message in [*reports, ack] if ack is not None else reports:
             try:
                 acks.send(message, zmq.NOBLOCK)
@@ -236,8 +186,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
 
     while True:
         now = time.monotonic_ns()
-        deadlines = [next_tick, *(batcher.deadline() for batcher, _ in lanes)]
-        wake = min(d for d in deadlines if d is not None)
+        wake = min(next_tick, lanes.deadline() or next_tick)
         events = dict(poller.poll(max(0, min(MAX_POLL_MS, (wake - now) // 1_000_000))))
         if bus in events:
             for _ in range(BURST):
@@ -245,32 +194,19 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
                     raw = bus.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                frames, batches, book_batches, bar_batches = state.on_bus(raw)
-                publish(frames)
-                if streams is not None:  # ticks and books; bars go to subscribers only
-                    for frame in frames:
-                        full = frame_batcher.add(frame)
-                        if full is not None:
-                            streams.submit(full)
-                submit(writers, batches)
-                submit(book_writers, book_batches)
-                submit(bar_writers, bar_batches)
+                publish(state.on_bus(raw))
             last_bus_ns = time.monotonic_ns()
         if snap in events:
             ident, empty, request = snap.recv_multipart()
             snap.send_multipart([ident, empty, state.snapshot_reply(request)])
-        for batcher, lane_writers in lanes:
-            due = batcher.due()
-            if due is not None:
-                submit(lane_writers, [due])
+        lanes.flush_due()
         acknowledge()
         now = time.monotonic_ns()
         if now >= next_tick:
             next_tick = now + stats_every
             log_news(state, counters, log)
-            bar_frames, bar_batches = state.bars_due()
-            publish([*bar_frames, state.heartbeat()])
-            submit(bar_writers, bar_batches)
+            publish(state.bars_due())
+            send([state.heartbeat()])
             report()
             stop.check_parent()
         if stop.requested:
@@ -281,27 +217,15 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             if drained(state.ended, now, last_bus_ns, stop_ns, quiet_ns):
                 break
 
-    bar_frames, bar_batches = state.close_bars()
-    publish(bar_frames)
-    submit(bar_writers, bar_batches)
-    for batcher, lane_writers in lanes:
-        if len(batcher):
-            submit(lane_writers, [batcher.take()])
-    unwritten = sum(w.close(FINAL_WRITE_S) for w in every_writer)  # retries back off inside
-    for writer in writers:  # an empty batch: SQLite merges its recent rows, counting duplicates
-        writer.writer.submit([])
+    publish(state.close_bars())
+    unwritten = lanes.close(FINAL_WRITE_S)  # retries back off inside
     if unwritten:
         log.error("store still failing after %d s: %d received rows NOT stored",
                   FINAL_WRITE_S, unwritten)  # fmt: skip
     acknowledge()
     report(final=True)
     log.info("stopped: %d ticks received, %d stored, %d duplicates",
-             state.received, min(w.stored for w in writers),
-             min(w.duplicates for w in writers))  # fmt: skip
-    for sink in sinks + book_sinks + bar_sinks:
-        sink.close()
-    if commit_log is not None:
-        commit_log.close()
+             state.received, lanes.ticks.stored, lanes.ticks.duplicates)  # fmt: skip
     acks.close()  # lingers so the last ack reaches the receiver
     if auth is not None:
         auth.stop()

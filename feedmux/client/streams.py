@@ -1,10 +1,11 @@
 """Redis Streams: a durable copy of what each shard publishes, for consumers on other machines
 that must not miss data. One stream per shard (``<prefix>:shard:<i>``), XADD with an
-approximate MAXLEN; each entry holds the PUB socket's topic and msgpack payload unchanged.
+approximate MAXLEN; each entry holds the PUB socket's topic and msgpack payload unchanged, for
+every family that goes to buses (``Family.to_buses``: trades, books, bars).
 
-``StreamPublisher`` is a shard's writer (batched, pipelined, retried like a store: a shard
-acknowledges a tick only once Redis has it too). ``StreamReader`` is the consumer helper: it
-reads every shard's stream in order and resumes after the last entry it processed.
+``StreamReader`` is the consumer helper: it reads every shard's stream in order and resumes
+after the last entry it processed. The writing side is a shard's (feedmux/shard/streams.py);
+the stream naming here is shared by both.
 
 Entry ids are Redis's own (``*``): an entry is a publication, and a shard publishes a tick once
 by its identity (feedmux/identity.py). Only a resend after a crash can repeat one; the tick's
@@ -24,15 +25,12 @@ import msgspec
 import redis
 
 from feedmux import families, wire
-from feedmux.errors import ConsumerError, StoreError
-from feedmux.shard.stores.base import WriteResult
+from feedmux.errors import ConsumerError
 
 DEFAULT_PREFIX = "feedmux"
 DEFAULT_MAXLEN = 1_000_000  # entries kept per shard stream (approximately)
 TIMEOUT_S = 5.0
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-
-Frame = tuple[bytes, bytes]  # (topic, payload) as on the PUB socket
 
 
 def stream_name(prefix: str, shard: int) -> str:
@@ -41,36 +39,6 @@ def stream_name(prefix: str, shard: int) -> str:
 
 def redact_redis_url(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
-
-
-class StreamPublisher:
-    """XADDs one shard's published frames to its stream, a batch per round trip."""
-
-    def __init__(self, url: str, shard: int, prefix: str = DEFAULT_PREFIX,
-                 maxlen: int = DEFAULT_MAXLEN) -> None:  # fmt: skip
-        self.shown = redact_redis_url(url)
-        self.stream = stream_name(prefix, shard)
-        self.maxlen = maxlen
-        self._client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
-                                            socket_connect_timeout=TIMEOUT_S)  # fmt: skip
-        try:
-            self._client.ping()
-        except redis.RedisError as exc:
-            raise StoreError(f"cannot reach Redis {self.shown}: {exc}") from exc
-
-    def write_frames(self, frames: list[Frame]) -> WriteResult:
-        pipe = self._client.pipeline(transaction=False)
-        for topic, payload in frames:
-            pipe.xadd(self.stream, {"topic": topic, "payload": payload}, maxlen=self.maxlen,
-                      approximate=True)  # fmt: skip
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:  # the client reconnects on the retry
-            raise StoreError(f"Redis XADD to {self.stream} at {self.shown} failed: {exc}") from exc
-        return WriteResult(len(frames), 0)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def _replies(raw: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:

@@ -36,6 +36,24 @@ class Batcher(Generic[T]):
             return self.take()
         return None
 
+    def extend(self, rows: list[T]) -> list[list[T]]:
+        """Add rows; the batches of ``max_rows`` they filled, in order."""
+        if not rows:
+            return []
+        if not self._rows:
+            self._first_ns = self._clock()
+        pending = self._rows
+        pending.extend(rows)
+        size = self.max_rows
+        if len(pending) < size:
+            return []
+        cut = len(pending) - len(pending) % size
+        full = [pending[at : at + size] for at in range(0, cut, size)]
+        self._rows = pending[cut:]
+        if self._rows:  # the rest came just now
+            self._first_ns = self._clock()
+        return full
+
     def deadline(self) -> int | None:
         """Clock time at which the pending rows are due, or None when empty."""
         return self._first_ns + self.max_delay_ns if self._rows else None

@@ -1,4 +1,4 @@
-"""A shard worker's logic without sockets: bus messages in, publications and batches out."""
+"""A shard worker's logic without sockets: bus messages in, publications and rows out."""
 
 from __future__ import annotations
 
@@ -13,13 +13,23 @@ from feedmux.families import Family
 from feedmux.identity import ResendFilter
 from feedmux.model import Bar, Depth, Tick
 from feedmux.shard.bars import BarBuilder
-from feedmux.shard.batching import Batcher
 from feedmux.shard.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.shard.moves import BookMoves, TradeMoves
 from feedmux.shard.snapshot import SnapshotCache
 
-BusResult = tuple[list[tuple[bytes, bytes]], list[list[Tick]], list[list[Depth]], list[list[Bar]]]
-_NOTHING: BusResult = ([], [], [], [])
+Frame = tuple[bytes, bytes]  # (topic, payload) as on the PUB socket
+
+
+class Output(msgspec.Struct):
+    """What a bus message (or a timer's turn) produced, for the worker to hand on: frames for
+    the PUB socket; the same frames, in order, of the families that go to the buses
+    (``Family.to_buses``); and the rows for each kind's stores."""
+
+    published: list[Frame] = []
+    to_buses: list[Frame] = []
+    ticks: list[Tick] = []
+    books: list[Depth] = []
+    bars: list[Bar] = []
 
 
 class ShardState:
@@ -28,11 +38,15 @@ class ShardState:
     A fresh state holds nothing and waits for a Resume; it asks for one at once (the first
     report is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
     resend asked for (once per hole); one already seen is ignored. ``committed`` turns the
-    writers' progress into Acks, so the receiver keeps each message until it is in the store.
+    writers' progress into Acks, so the receiver keeps each message until it is in the store
+    (and on every bus).
+
+    Its counters of what it handed out (``ticks_added``, ``books_added``, ``bus_frames``) are
+    positions in each lane's rows (feedmux/shard/lanes.py): the worker hands every row and
+    frame of an ``Output`` to its lane, in order, so a lane's "written" compares with them.
     """
 
-    def __init__(self, shard: int, batch_rows: int, batch_delay_ns: int, clock: Callable[[], int],
-                 wall_clock: Callable[[], int] = time.time_ns, *,
+    def __init__(self, shard: int, wall_clock: Callable[[], int] = time.time_ns, *,
                  min_move: dict[str, float] | None = None) -> None:  # fmt: skip
         self.shard = shard
         moves = min_move or {}
@@ -45,11 +59,8 @@ class ShardState:
         self.book_filter = ResendFilter()
         self._wall_clock = wall_clock
         self.receive_to_publish_s = Histogram(LATENCY_BUCKETS_S)  # per bus message
-        self.bar_batcher: Batcher[Bar] = Batcher(batch_rows, batch_delay_ns, clock)
         self.bar_seq = 0
         self.snapshot = SnapshotCache()
-        self.batcher: Batcher[Tick] = Batcher(batch_rows, batch_delay_ns, clock)
-        self.book_batcher: Batcher[Depth] = Batcher(batch_rows, batch_delay_ns, clock)
         self.pub_seq = 0
         self.book_seq = 0
         self.stream = 0
@@ -62,10 +73,13 @@ class ShardState:
         self.rewinds_asked = 0
         self.bad_messages = 0
         self.ended = False
-        self.ticks_added = 0  # handed to the batcher, ever
+        self.ticks_added = 0  # handed to the stores, ever
         self.books_added = 0
+        self.bus_frames = 0  # handed to the buses, ever (Output.to_buses)
+        self._bus_acked = 0  # bus_frames up to the last frame of a family that is ``acked``
         self._asked_from: int | None = None
-        self._marks: deque[tuple[int, int, int]] = deque()  # (next_seq, ticks, books added)
+        # Per bus message taken: (its next seq, ticks_added, books_added, _bus_acked) after it.
+        self._marks: deque[tuple[int, int, int, int]] = deque()
         self._acked = 0
         self._reports: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
@@ -85,15 +99,19 @@ class ShardState:
         return reports
 
     def committed(
-        self, ticks_written: int, books_written: int, frames_written: int | None = None
+        self, ticks_written: int, books_written: int, buses_written: int | None = None
     ) -> bytes | None:
         """An Ack when the writers' totals cover more bus messages than acknowledged so far.
-        ``frames_written``: published ticks and books the Redis publisher has (when on)."""
+
+        ``ticks_written``, ``books_written``: the first rows of ``Output.ticks`` (``.books``)
+        every store holds; ``buses_written``: the first frames of ``Output.to_buses`` every bus
+        holds (None: no bus). A message is covered once its ticks and books are stored and
+        every bus holds its publications: bars and other families that are not ``acked`` may
+        sit between them on a bus, and are waited for only as far as they come before."""
         marks = self._marks
         latest = None
-        frames = frames_written
         while (marks and marks[0][1] <= ticks_written and marks[0][2] <= books_written
-               and (frames is None or marks[0][1] + marks[0][2] <= frames)):  # fmt: skip
+               and (buses_written is None or marks[0][3] <= buses_written)):  # fmt: skip
             latest = marks.popleft()[0]
         if latest is None or latest == self._acked:
             return None
@@ -119,26 +137,26 @@ class ShardState:
             self.bus_gaps += msg.next_seq - self.expected_bus_seq
             self.expected_bus_seq = msg.next_seq
 
-    def on_bus(self, raw: bytes) -> BusResult:
-        """One bus message → (PUB frames to send, full tick batches, full book batches)."""
+    def on_bus(self, raw: bytes) -> Output:
+        """One bus message → the frames to publish and the rows to store."""
         try:
             msg = wire.bus_decoder.decode(raw)
         except msgspec.DecodeError:  # a bad internal message must not kill the shard
             self.bad_messages += 1
-            return _NOTHING
+            return Output()
         if type(msg) is wire.Resume:
             self._resume(msg)
-            return _NOTHING
+            return Output()
         expected = self.expected_bus_seq
         if expected is None:
             self.bus_ignored += 1  # before the first Resume: it will all come again
-            return _NOTHING
+            return Output()
         if type(msg) is wire.End:
             if msg.next_seq == expected:
                 self.ended = True
             elif msg.next_seq > expected:
                 self._ask(expected)
-            return _NOTHING
+            return Output()
         if type(msg) is wire.Lost:
             first, count = msg.first_seq, msg.count
         else:
@@ -146,113 +164,111 @@ class ShardState:
             first, count = msg.first_seq, len(msg.ticks) + len(msg.books)
         if first > expected:
             self._ask(expected)
-            return _NOTHING
+            return Output()
         if first + count <= expected:
             self.bus_ignored += 1  # already taken (a resend overlapping what we had)
-            return _NOTHING
+            return Output()
         skip = expected - first
         self.expected_bus_seq = first + count
         if type(msg) is wire.Lost:
             self.bus_gaps += count - skip
-            self._marks.append((first + count, self.ticks_added, self.books_added))
-            return _NOTHING
+            self._mark(first + count)
+            return Output()
         assert type(msg) is wire.Batch
         in_ticks = msg.ticks[skip:] if skip else msg.ticks
         in_books = msg.books[max(0, skip - len(msg.ticks)) :]
-        result = self._take(in_ticks, in_books)
-        self._marks.append((first + count, self.ticks_added, self.books_added))
-        return result
+        out = self._take(in_ticks, in_books)
+        self._mark(first + count)
+        return out
 
-    def _bars_out(self, bars: list[Bar], publish: list[tuple[bytes, bytes]],
-                  full: list[list[Bar]]) -> None:  # fmt: skip
-        """Publish closed or amended bars and batch them for the stores."""
+    def _mark(self, next_seq: int) -> None:
+        """Bus messages before ``next_seq`` are covered once the lanes have this much."""
+        self._marks.append((next_seq, self.ticks_added, self.books_added, self._bus_acked))
+
+    def _emit(self, out: Output, family: Family, frame: Frame) -> None:
+        """A publication: to PUB, and to the buses if its family goes there."""
+        out.published.append(frame)
+        if family.to_buses:
+            out.to_buses.append(frame)
+            self.bus_frames += 1
+            if family.acked:
+                self._bus_acked = self.bus_frames
+
+    def _bars_out(self, bars: list[Bar], out: Output) -> Output:
+        """Publish closed or amended bars; they go to the stores too."""
         for bar in bars:
             self.bar_seq += 1
             payload = wire.encode(wire.PublishedBar(self.shard, self.bar_seq, bar))
-            publish.append((families.BARS.topic(bar.code), payload))
-            batch = self.bar_batcher.add(bar)
-            if batch is not None:
-                full.append(batch)
+            self._emit(out, families.BARS, (families.BARS.topic(bar.code), payload))
+        out.bars.extend(bars)
+        return out
 
-    def bars_due(self) -> tuple[list[tuple[bytes, bytes]], list[list[Bar]]]:
-        """Bars whose minute ended (the timer's turn): publications and full batches."""
-        publish: list[tuple[bytes, bytes]] = []
-        full: list[list[Bar]] = []
-        self._bars_out(self.bars.due(), publish, full)
-        return publish, full
+    def bars_due(self) -> Output:
+        """Bars whose minute ended (the timer's turn)."""
+        return self._bars_out(self.bars.due(), Output())
 
-    def close_bars(self) -> tuple[list[tuple[bytes, bytes]], list[list[Bar]]]:
+    def close_bars(self) -> Output:
         """Every open bar, at shutdown."""
-        publish: list[tuple[bytes, bytes]] = []
-        full: list[list[Bar]] = []
-        self._bars_out(self.bars.close_all(), publish, full)
-        return publish, full
+        return self._bars_out(self.bars.close_all(), Output())
 
     def restore_bars(self, ticks: list[Tick]) -> list[Bar]:
         """Rebuild the recent bars from stored ticks; the ones that closed meanwhile."""
         return self.bars.restore(ticks)
 
-    def _take(self, in_ticks: list[Tick], in_books: list[Depth]) -> BusResult:
+    def _take(self, in_ticks: list[Tick], in_books: list[Depth]) -> Output:
         if in_ticks:  # its oldest tick: how long the receiver and the bus took
             self.receive_to_publish_s.observe((self._wall_clock() - in_ticks[0].recv_ns) / 1e9)
         self.received += len(in_ticks)
         self.received_books += len(in_books)
-        publish: list[tuple[bytes, bytes]] = []
-        full: list[list[Tick]] = []
-        shard, snapshot, batcher, encode = self.shard, self.snapshot, self.batcher, wire.encode
+        # Every tick and book goes to the stores: they keep one copy by identity, and a store
+        # that lagged before a restart still gets it.
+        out = Output(ticks=in_ticks, books=in_books)
+        self.ticks_added += len(in_ticks)
+        self.books_added += len(in_books)
+        shard, snapshot, encode, emit = self.shard, self.snapshot, wire.encode, self._emit
         add_bar = self.bars.add
-        trade_topic = families.TRADES.topic
+        trades = families.TRADES
         trade_moves = self.trade_moves
         closed_bars: list[Bar] = []
         pub_seq = self.pub_seq
-        added = 0
         is_new = self.resend_filter.is_new
         for tick in in_ticks:
-            added += 1  # every tick goes to the stores: they keep one copy by identity, and a
-            batch = batcher.add(tick)  # store that lagged before a restart still gets it
-            if batch is not None:
-                full.append(batch)
             if not is_new(tick):
                 self.resent_dropped += 1  # a re-send (resubscribe, re-run): published once,
                 continue  # in bars once
             pub_seq += 1
             snapshot.apply(pub_seq, tick)
-            publish.append((trade_topic(tick.code), encode(wire.Published(shard, pub_seq, tick))))
+            payload = encode(wire.Published(shard, pub_seq, tick))
+            emit(out, trades, (trades.topic(tick.code), payload))
             if trade_moves is not None and trade_moves.passes(tick):
-                publish.append(self._move(families.TRADE_MOVES, tick.code, tick))
+                self._move(out, families.TRADE_MOVES, tick.code, tick)
             closed = add_bar(tick)  # new by the filter above: bars take no other check
             if closed:
                 closed_bars.extend(closed)
         self.pub_seq = pub_seq
-        self.ticks_added += added
-        self.books_added += len(in_books)
-        full_books: list[list[Depth]] = []
         book_is_new = self.book_filter.is_new
         for book in in_books:
-            books = self.book_batcher.add(book)  # to the stores, as every tick
-            if books is not None:
-                full_books.append(books)
             if not book_is_new(book):  # a re-send: published once
                 continue
             self.book_seq += 1
             snapshot.apply_book(book)
             payload = encode(wire.PublishedDepth(shard, self.book_seq, book))
-            publish.append((families.BOOKS.topic(book.code), payload))
+            emit(out, families.BOOKS, (families.BOOKS.topic(book.code), payload))
             if self.book_moves is not None and self.book_moves.passes(book):
-                publish.append(self._move(families.BOOK_MOVES, book.code, book))
-        full_bars: list[list[Bar]] = []
-        self._bars_out(closed_bars, publish, full_bars)
-        return publish, full, full_books, full_bars
+                self._move(out, families.BOOK_MOVES, book.code, book)
+        return self._bars_out(closed_bars, out)
 
-    def _move(self, family: Family, code: str, item: Tick | Depth) -> tuple[bytes, bytes]:
+    def _move(self, out: Output, family: Family, code: str, item: Tick | Depth) -> None:
         """A publication on a move family, numbered in that family."""
         seq = self.move_seqs[family] + 1
         self.move_seqs[family] = seq
         if isinstance(item, Tick):
-            return family.topic(code), wire.encode(wire.Published(self.shard, seq, item))
-        return family.topic(code), wire.encode(wire.PublishedDepth(self.shard, seq, item))
+            payload = wire.encode(wire.Published(self.shard, seq, item))
+        else:
+            payload = wire.encode(wire.PublishedDepth(self.shard, seq, item))
+        self._emit(out, family, (family.topic(code), payload))
 
-    def heartbeat(self) -> tuple[bytes, bytes]:
+    def heartbeat(self) -> Frame:
         return families.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))
 
     def snapshot_reply(self, raw: bytes) -> bytes:

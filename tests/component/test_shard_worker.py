@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -16,6 +18,7 @@ from feedmux.model import Tick
 from feedmux.ops.config import Settings
 from feedmux.transports import zmq as zt
 from tests.conftest import scaled, wait_for
+from tests.services import redis_prefix
 
 
 def ticks(n: int, start: int = 1) -> list[Tick]:
@@ -23,12 +26,23 @@ def ticks(n: int, start: int = 1) -> list[Tick]:
             for i in range(n)]  # fmt: skip
 
 
+def shard_settings(tmp_path: Path, **options: Any) -> Settings:
+    settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
+                        data_dir=str(tmp_path), run_dir=str(tmp_path / "run"),
+                        **options)  # fmt: skip
+    settings.paths.prepare()
+    return settings
+
+
 @pytest.fixture
 def running_shard(tmp_path: Path) -> Iterator[tuple[Settings, BaseProcess]]:
+    with started(shard_settings(tmp_path)) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def started(settings: Settings) -> Iterator[tuple[Settings, BaseProcess]]:
     """Shard 0 of 1 in its own process, ready; killed afterwards if a test left it running."""
-    settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
-                        data_dir=str(tmp_path), run_dir=str(tmp_path / "run"))  # fmt: skip
-    settings.paths.prepare()
     spawn = multiprocessing.get_context("spawn")
     ours, theirs = spawn.Pipe(duplex=False)
     worker = spawn.Process(target=shard.main, args=(settings, 0, theirs))
@@ -168,3 +182,54 @@ def test_a_stop_after_a_quiet_spell_still_waits_for_the_receivers_last_ticks_and
         ctx.term()
     assert worker.exitcode == 0
     assert sorted(read_ticks(tmp_path)["seq"]) == [1, 2, 3, 4, 5]
+
+
+@pytest.fixture
+def redis_target() -> Iterator[tuple[str, str]]:
+    yield from redis_prefix()
+
+
+def test_with_redis_trades_books_and_every_bar_go_to_redis_and_acks_wait_for_them_only(
+    tmp_path: Path, redis_target: tuple[str, str]
+) -> None:
+    """Redis gets the families that go to buses (trades, books, bars: the bar a tick closed
+    and the one closed at shutdown), not the moves; the stats count them; and the ack covers
+    a re-sent message (stored, not published again), not held back waiting for its copy."""
+    from feedmux import StreamReader, families  # noqa: PLC0415
+    from feedmux.model import Depth  # noqa: PLC0415
+    from feedmux.shard.bars import MINUTE_NS  # noqa: PLC0415
+    from feedmux.stats import read_stats  # noqa: PLC0415
+
+    url, prefix = redis_target
+    settings = shard_settings(tmp_path, redis_url=url, redis_prefix=prefix,
+                              min_move={"trades": 0.01})  # fmt: skip
+    minute = (10**18 // MINUTE_NS + 1) * MINUTE_NS
+    sent = [Tick("600000.SH", i + 1, minute + i * 25 * 10**9, minute, 10.0 + i, 100.0, 1000.0, 1)
+            for i in range(4)]  # fmt: skip  # seconds 0, 25, 50, 75: the 4th closes a bar
+    book = Depth("600000.SH", 1, minute, minute, [(9.9, 100.0)], [(10.1, 200.0)])
+    ctx = zt.context()
+    acks = zt.pull(ctx, settings.paths.acks)
+    bus = zt.push(ctx, settings.paths.shard_in(0))
+    reported = []
+    try:
+        with started(settings) as (_, worker):
+            bus.send(wire.encode(wire.Resume(1, 1)))
+            bus.send(wire.encode(wire.Batch(1, sent, [book])))
+            bus.send(wire.encode(wire.Batch(6, sent)))  # a resubscription re-sends the ticks
+            bus.send(wire.encode(wire.End(10)))
+            wait_for(lambda: len(read_ticks(tmp_path)) == 4, 10, "the ticks stored")
+            worker.terminate()
+            worker.join(scaled(30))
+            assert worker.exitcode == 0
+        while acks.poll(scaled(500)):  # the last ack was sent before the worker exited
+            reported.append(wire.report_decoder.decode(acks.recv()))
+    finally:
+        ctx.destroy(linger=0)
+    with StreamReader(url, 1, prefix=prefix) as reader:
+        entries = reader.read(block_ms=100)
+    in_redis = [families.of_topic(m.topic).name for m in entries]  # type: ignore[union-attr]
+    stats = read_stats(settings.paths.stats_dir)["shard-0"]
+    last_ack = [r.next_seq for r in reported if isinstance(r, wire.Ack)][-1:]
+    assert (in_redis.count("trades"), in_redis.count("books"), in_redis.count("bars"),
+            len(in_redis), stats["redis"]["published"], last_ack) == (
+        4, 1, 2, 7, stats["published"] + stats["bars"]["published"], [10])  # fmt: skip

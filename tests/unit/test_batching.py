@@ -36,3 +36,16 @@ def test_take_returns_everything_pending() -> None:
 def test_rejects_nonsense_limits() -> None:
     with pytest.raises(ValueError):
         Batcher(0, 1, FakeClock())
+
+
+def test_extend_cuts_full_batches_and_keeps_the_rest_timed_from_now() -> None:
+    clock = FakeClock()
+    batcher: Batcher[int] = Batcher(100, 200_000_000, clock)
+    assert batcher.extend([]) == [] and batcher.deadline() is None
+    assert batcher.extend(list(range(60))) == []
+    clock.advance(0.1)
+    assert batcher.extend(list(range(60, 310))) == [list(range(0, 100)), list(range(100, 200)),
+                                                    list(range(200, 300))]  # fmt: skip
+    assert len(batcher) == 10 and batcher.deadline() == clock.now + 200_000_000
+    assert batcher.extend(list(range(310, 400))) == [list(range(300, 400))]
+    assert len(batcher) == 0 and batcher.deadline() is None

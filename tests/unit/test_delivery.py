@@ -38,7 +38,8 @@ class Pipeline:
     def restart(self) -> None:
         """kill -9: what was in flight and in the shard's memory is gone; the store stays."""
         self.channel.clear()
-        self.shard = ShardState(0, 1000, 10**9, FakeClock())
+        self.shard = ShardState(0)
+        self.taken: list[Tick] = []  # handed to the store, not yet committed
         self.written = len(self.store)  # the writer's count starts again in a new process
         self.base = len(self.store)
         self.report()
@@ -56,11 +57,11 @@ class Pipeline:
 
     def deliver(self) -> None:
         for message in self.channel:
-            self.shard.on_bus(message)
+            self.taken += self.shard.on_bus(message).ticks
         self.channel.clear()
 
     def commit(self) -> None:
-        rows = self.shard.batcher.take()
+        rows, self.taken = self.taken, []
         self.store.extend((t.code, t.seq) for t in rows)
         self.report()
 

@@ -84,13 +84,13 @@ def book(code: str, seq: int) -> Depth:
                  [(10.01, 200.0)])  # fmt: skip
 
 
-def test_shard_publishes_caches_and_batches_books() -> None:
-    state = ShardState(1, 100, 200_000_000, FakeClock())
+def test_shard_publishes_caches_and_stores_books() -> None:
+    state = ShardState(1)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     books = [book(f"60{i % 3:04d}.SH", i) for i in range(1, 151)]
-    frames, ticks, full, _ = state.on_bus(wire.encode(wire.Batch(1, [], books)))
-    assert ticks == [] and [len(b) for b in full] == [100] and len(state.book_batcher) == 50
-    topic, payload = frames[-1]
+    out = state.on_bus(wire.encode(wire.Batch(1, [], books)))
+    assert out.ticks == [] and out.books == books
+    topic, payload = out.published[-1]
     published = families.BOOKS.decoder.decode(payload)
     assert topic == b"D|" + published.depth.code.encode() and published.book_seq == 150
     assert state.expected_bus_seq == 151 and state.received_books == 150

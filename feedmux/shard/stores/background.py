@@ -48,6 +48,18 @@ class BackgroundWriter(Generic[T]):
         """Rows handed over and not yet committed."""
         return self._submitted - self.written
 
+    @property
+    def failures(self) -> int:
+        return self.writer.failures
+
+    @property
+    def batches(self) -> int:
+        return self.writer.batches
+
+    @property
+    def last_commit_ns(self) -> int:
+        return self.writer.last_commit_ns
+
     def submit(self, batch: list[T]) -> None:
         self._submitted += len(batch)
         self._queue.put(batch)
@@ -79,3 +91,8 @@ class BackgroundWriter(Generic[T]):
             time.sleep(0.05)
             self.writer.flush()
         return self.writer.backlog
+
+    def write_now(self, batch: list[T]) -> None:
+        """After ``close``: one more batch, on the caller's thread (kept if it fails)."""
+        self._submitted += len(batch)
+        self.writer.submit(batch)
