@@ -103,7 +103,7 @@ class StatsCollector(Collector):
         spilled = CounterMetricFamily("feedmux_ticks_spilled", "Ticks spilled to disk for a slow "
                                       "shard (--overflow spill)", labels=["shard"])  # fmt: skip
         for i, q in enumerate(r.get("bus", [])):
-            queue.add_metric([str(i)], q["held"] + q["spilled"])
+            queue.add_metric([str(i)], q["held"])  # spilled ones included
             dropped.add_metric([str(i)], q["dropped_total"])
             spilled.add_metric([str(i)], q["spilled_total"])
         yield from (routed, queue, dropped, spilled)

@@ -42,7 +42,7 @@ class Shard:
     shard: int
     state: str  # "up", "stale" (no stats for STALE_S) or "down" (no stats at all)
     ticks_per_s: float
-    queue: int  # ticks the receiver holds for it (memory + spilled)
+    queue: int  # ticks the receiver holds for it (in flight, in memory and spilled)
     backlog: int  # rows received but not yet in every store
     stored: int
     last_commit_age_s: float | None  # as of the shard's last stats write
@@ -138,7 +138,7 @@ def build_status(
             shard=i, state=state,
             ticks_per_s=_per_s(before_s.get("received") if before_s else None,
                                s.get("received", 0), _dt_s(before_s, s)),
-            queue=q.get("held", 0) + q.get("spilled", 0), backlog=s.get("backlog", 0),
+            queue=q.get("held", 0), backlog=s.get("backlog", 0),
             stored=s.get("stored", 0),
             last_commit_age_s=_age_s(s.get("time_ns", wall_ns), s.get("last_commit_ns")),
             drops=q.get("dropped_total", 0), restarts=s.get("restarts", 0),

@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
+from feedmux.ingest.delivery import ShardQueue
+from feedmux.ingest.spill import SpillFile
 from feedmux.ops.metrics import StatsCollector
 from feedmux.ops.status import build_status, progress_line, recent_warnings, render
 from feedmux.shard.histogram import Histogram
@@ -47,7 +49,7 @@ def test_rates_come_from_each_workers_own_timestamps() -> None:
     after = {"receiver": receiver(102 * S, 5000, 4900), "shard-0": shard(0, 101 * S, 1400, 1300)}
     status = build_status(before, after, 2, silent={"000001.SZ": None}, wall_ns=101 * S)
     assert status.ticks_per_s == 2000 and status.connections[0].frames_per_s == 2000
-    assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 7
+    assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 5
     assert status.shards[0].last_commit_age_s == 0.5 and status.shards[0].state == "up"
     assert status.shards[1].state == "down" and status.shards[1].drops == 3
     assert status.bad_frames == 3 and status.stored == 1300
@@ -88,7 +90,7 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
         'feedmux_decode_errors_total{kind="json"} 2.0',
         'feedmux_subscriptions{state="rejected"} 1.0',
         'feedmux_ticks_dropped_total{shard="1"} 3.0',
-        'feedmux_shard_queue_ticks{shard="0"} 7.0',
+        'feedmux_shard_queue_ticks{shard="0"} 5.0',
         # cumulative buckets: 5 <= 10, then 100 and 100 <= 100
         'feedmux_batch_rows_bucket{le="10.0",shard="0",store="sqlite:///d"} 1.0',
         'feedmux_batch_rows_bucket{le="100.0",shard="0",store="sqlite:///d"} 3.0',
@@ -99,3 +101,23 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
         'feedmux_moves_published_total{family="trades",shard="0"} 4.0',
     ):
         assert line in text, line
+
+
+def test_the_queue_is_what_the_receiver_holds_in_memory_and_spilled_counted_once(
+    tmp_path: Path,
+) -> None:
+    queue = ShardQueue(0, window_items=100, memory_items=10,
+                       spill=SpillFile(tmp_path / "shard-0.spill"))  # fmt: skip
+    for seq in range(1, 26):
+        queue.put(seq, seq + 1, b"tick")
+    assert (queue.held_items, queue.spilled_items) == (25, 15)  # 10 in memory, 15 on disk
+    bus = [{"held": queue.held_items, "inflight": queue.inflight_items,  # as the receiver writes
+            "pending": queue.pending_items, "spilled": queue.spilled_items,
+            "spilled_total": queue.spilled_total, "dropped_total": queue.dropped_total,
+            "peak": queue.peak_items, "rewinds": queue.rewinds}]  # fmt: skip
+    now = {"receiver": {**receiver(100 * S, 25, 25), "bus": bus}}
+    assert build_status(None, now, 1, wall_ns=100 * S).shards[0].queue == 25
+    write_stats(tmp_path, "receiver", now["receiver"])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(tmp_path))
+    assert 'feedmux_shard_queue_ticks{shard="0"} 25.0' in generate_latest(registry).decode()
