@@ -27,6 +27,7 @@ from feedmux.shard.stores.commit_log import CommitLog
 from feedmux.shard.stores.retry import RetryingWriter
 from feedmux.shard.stores.urls import open_sink
 from feedmux.stats import read_stats, write_stats
+from feedmux.stats.shard import BarStats, MoveStats, RedisStats, ShardStats, StoreStats
 from feedmux.transports import zmq as zt
 from feedmux.writes import health
 
@@ -41,9 +42,6 @@ MAX_POLL_MS = 100
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
-CUMULATIVE = ("received", "published", "stored", "duplicates", "resent_dropped",
-              "books_received", "books_stored", "books_duplicates", "books_resent_dropped",
-              "restarts")  # fmt: skip
 
 
 def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> None:
@@ -149,8 +147,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         recent = []
     rebuilt = state.restore_bars([t for t in recent if shard_of(t.code, settings.shards) == shard])
     # Counters of an earlier incarnation in this run, so totals survive a restart.
-    before = read_stats(paths.stats_dir).get(f"shard-{shard}", {})
-    base = {key: int(before.get(key, 0)) for key in CUMULATIVE}
+    before = read_stats(paths.stats_dir).shards.get(shard)
     # Ticks and books each flow batcher -> writer by the same rules (100 rows or 200 ms).
     lanes: tuple[tuple[Batcher[Any], list[BackgroundWriter[Any]]], ...] = (
         (state.batcher, writers),
@@ -172,47 +169,40 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         # A row counts as stored once every store has it; each store's own numbers follow.
         slowest = min(writers, key=lambda w: w.written)
         slowest_books = min(book_writers, key=lambda w: w.written)
-        counts = {
-            # ticks and books sent on PUB (bars and moves are counted apart)
-            "received": state.received, "published": state.pub_seq + state.book_seq,
-            "stored": slowest.stored,
-            "duplicates": slowest.duplicates, "resent_dropped": state.resent_dropped,
-            "books_received": state.received_books, "books_stored": slowest_books.stored,
-            "books_duplicates": slowest_books.duplicates,
-            "books_resent_dropped": state.book_filter.resent,
-        }  # fmt: skip
-        write_stats(paths.stats_dir, f"shard-{shard}", {
-            "role": "shard", "shard": shard, "pid": os.getpid(), "final": final,
-            **{key: base[key] + value for key, value in counts.items()},
-            "restarts": base["restarts"] + (1 if before else 0),
-            "batches": slowest.writer.batches,
-            "write_failures": sum(w.writer.failures for w in every_writer),
-            "backlog": max(w.backlog for w in writers) + len(state.batcher),
-            "stores": {store.shown: {"stored": w.stored, "duplicates": w.duplicates,
-                                     "backlog": w.backlog, "failures": w.writer.failures,
-                                     "last_commit_ns": w.writer.last_commit_ns,
-                                     "batch_rows": t.rows.state(), "commit_s": t.commit_s.state(),
-                                     "receive_to_commit_s": t.receive_to_commit_s.state()}
-                       for store, w, t in zip(stores, writers, timers, strict=True)},
-            "receive_to_publish_s": state.receive_to_publish_s.state(),
-            "moves": {"trades": state.move_seqs[families.TRADE_MOVES],
-                      "books": state.move_seqs[families.BOOK_MOVES]},
-            "redis": None if streams is None else {
-                "published": streams.stored, "backlog": streams.backlog,
-                "failures": streams.writer.failures},
-            "bus_gaps": state.bus_gaps,
-            "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
-            "bad_messages": state.bad_messages, "codes": len(state.snapshot),
-            "bars": {"published": state.bar_seq, "stored": min(w.stored for w in bar_writers),
-                     "late": state.bars.late, "too_late": state.bars.too_late,
-                     "resent": state.resent_dropped},  # bars take new ticks only
-            "acks_dropped": counters["acks_dropped"],
-            "failing_writes": health.report(),  # e.g. store failing: disk full (retried)
-            "last_commit_ns": min(w.writer.last_commit_ns for w in writers),
-            "time_ns": time.time_ns(),
-            "cpu_s": time.process_time(),
-            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        })  # fmt: skip
+        write_stats(paths.stats_dir, ShardStats(
+            shard=shard, pid=os.getpid(), final=final, time_ns=time.time_ns(),
+            cpu_s=time.process_time(),
+            max_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            failing_writes=health.report(),  # e.g. store failing: disk full (retried)
+            received=state.received, published=state.pub_seq + state.book_seq,
+            stored=slowest.stored, duplicates=slowest.duplicates,
+            resent_dropped=state.resent_dropped,
+            books_received=state.received_books, books_stored=slowest_books.stored,
+            books_duplicates=slowest_books.duplicates,
+            books_resent_dropped=state.book_filter.resent, restarts=0,
+            batches=slowest.writer.batches,
+            write_failures=sum(w.writer.failures for w in every_writer),
+            backlog=max(w.backlog for w in writers) + len(state.batcher),
+            last_commit_ns=min(w.writer.last_commit_ns for w in writers),
+            stores={store.shown: StoreStats(
+                stored=w.stored, duplicates=w.duplicates, backlog=w.backlog,
+                failures=w.writer.failures, last_commit_ns=w.writer.last_commit_ns,
+                batch_rows=t.rows.state(), commit_s=t.commit_s.state(),
+                receive_to_commit_s=t.receive_to_commit_s.state(),
+            ) for store, w, t in zip(stores, writers, timers, strict=True)},
+            receive_to_publish_s=state.receive_to_publish_s.state(),
+            moves=MoveStats(trades=state.move_seqs[families.TRADE_MOVES],
+                            books=state.move_seqs[families.BOOK_MOVES]),
+            bars=BarStats(published=state.bar_seq, stored=min(w.stored for w in bar_writers),
+                          late=state.bars.late, too_late=state.bars.too_late,
+                          resent=state.resent_dropped),  # bars take new ticks only
+            redis=None if streams is None else RedisStats(
+                published=streams.stored, backlog=streams.backlog,
+                failures=streams.writer.failures),
+            bus_gaps=state.bus_gaps, bus_ignored=state.bus_ignored,
+            rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
+            codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
+        ).carry(before))  # fmt: skip
 
     def publish(frames: list[tuple[bytes, bytes]]) -> None:
         for topic, payload in frames:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
@@ -14,39 +13,57 @@ from feedmux.ingest.spill import SpillFile
 from feedmux.ops.metrics import StatsCollector
 from feedmux.ops.status import build_status, progress_line, recent_warnings, render
 from feedmux.shard.histogram import Histogram
-from feedmux.stats import write_stats
+from feedmux.stats import RunStats, write_stats
+from feedmux.stats.receiver import QueueStats, ReceiverStats
+from feedmux.stats.shard import MoveStats, ShardStats
+from tests.stats_samples import connection_stats, receiver_stats, shard_stats, store_stats
 
 S = 10**9
 
 
-def receiver(t: int, ticks: int, frames: int) -> dict[str, Any]:
-    return {"time_ns": t, "ticks": ticks, "books": 0, "codes_subscribed": 3, "codes_desired": 4,
-            "codes_rejected": 1, "bus_messages": 7,
-            "bus": [{"held": 5, "spilled": 2, "dropped_total": 0, "spilled_total": 2},
-                    {"held": 0, "spilled": 0, "dropped_total": 3, "spilled_total": 0}],
-            "connections": [{"state": "up", "codes": 3, "frames": frames, "reconnects": 1,
-                             "watchdog_trips": 0, "last_frame_age_s": 0.2,
-                             "bad_frames": {"json": 2, "schema": 1}, "error": ""}]}  # fmt: skip
+def queue(tmp: Path, held: int, *, memory: int) -> ShardQueue:
+    """A receiver's real queue for one shard, ``held`` ticks in it, beyond ``memory`` spilled."""
+    q = ShardQueue(0, window_items=100, memory_items=memory, spill=SpillFile(tmp / "s.spill"))
+    for seq in range(1, held + 1):
+        q.put(seq, seq + 1, b"tick")
+    return q
 
 
-def shard(i: int, t: int, received: int, stored: int) -> dict[str, Any]:
+def receiver(t: int, ticks: int, frames: int, bus: list[QueueStats] | None = None) -> ReceiverStats:
+    if bus is None:
+        bus = [QueueStats(held=5, inflight=0, pending=3, spilled=2, spilled_total=2,
+                          dropped_total=0, peak=5, rewinds=0),
+               QueueStats(held=0, inflight=0, pending=0, spilled=0, spilled_total=0,
+                          dropped_total=3, peak=0, rewinds=0)]  # fmt: skip
+    link = connection_stats(codes=3, frames=frames, reconnects=1, last_frame_age_s=0.2,
+                            bad_frames={"json": 2, "schema": 1})  # fmt: skip
+    return receiver_stats(time_ns=t, ticks=ticks, codes_subscribed=3, codes_desired=4,
+                          codes_rejected=1, bus_messages=7, bus=bus,
+                          connections=[link])  # fmt: skip
+
+
+def shard(i: int, t: int, received: int, stored: int) -> ShardStats:
     rows = Histogram([10, 100])
     for n in (5, 100, 100):
         rows.observe(n)
     latency = Histogram([0.01, 0.1])
     latency.observe(0.05)
-    return {"shard": i, "time_ns": t, "received": received, "stored": stored,
-            "published": received, "backlog": received - stored, "restarts": 0,
-            "last_commit_ns": t - S // 2, "duplicates": 0, "bus_gaps": 0, "write_failures": 0,
-            "receive_to_publish_s": latency.state(), "moves": {"trades": 4, "books": 0},
-            "stores": {"sqlite:///d": {"last_commit_ns": t, "batch_rows": rows.state(),
-                                       "commit_s": latency.state(),
-                                       "receive_to_commit_s": latency.state()}}}  # fmt: skip
+    store = store_stats(last_commit_ns=t, batch_rows=rows.state(), commit_s=latency.state(),
+                        receive_to_commit_s=latency.state())  # fmt: skip
+    return shard_stats(i, time_ns=t, received=received, stored=stored, published=received,
+                       backlog=received - stored, last_commit_ns=t - S // 2,
+                       receive_to_publish_s=latency.state(),
+                       moves=MoveStats(trades=4, books=0),
+                       stores={"sqlite:///d": store})  # fmt: skip
+
+
+def reading(receiver: ReceiverStats, *shards: ShardStats) -> RunStats:
+    return RunStats(receiver=receiver, shards={s.shard: s for s in shards})
 
 
 def test_rates_come_from_each_workers_own_timestamps() -> None:
-    before = {"receiver": receiver(100 * S, 1000, 900), "shard-0": shard(0, 100 * S, 400, 300)}
-    after = {"receiver": receiver(102 * S, 5000, 4900), "shard-0": shard(0, 101 * S, 1400, 1300)}
+    before = reading(receiver(100 * S, 1000, 900), shard(0, 100 * S, 400, 300))
+    after = reading(receiver(102 * S, 5000, 4900), shard(0, 101 * S, 1400, 1300))
     status = build_status(before, after, 2, silent={"000001.SZ": None}, wall_ns=101 * S)
     assert status.ticks_per_s == 2000 and status.connections[0].frames_per_s == 2000
     assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 5
@@ -63,7 +80,7 @@ def test_rates_come_from_each_workers_own_timestamps() -> None:
 
 
 def test_a_worker_whose_stats_stopped_is_stale() -> None:
-    now = {"receiver": receiver(100 * S, 10, 10), "shard-0": shard(0, 90 * S, 10, 10)}
+    now = reading(receiver(100 * S, 10, 10), shard(0, 90 * S, 10, 10))
     status = build_status(None, now, 1, wall_ns=100 * S)
     assert status.shards[0].state == "stale" and status.ticks_per_s == 0
 
@@ -77,9 +94,9 @@ def test_recent_warnings_are_the_last_warning_and_error_lines(tmp_path: Path) ->
 
 
 def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
-    write_stats(tmp_path, "receiver", receiver(100 * S, 5000, 4900))
-    write_stats(tmp_path, "shard-0", shard(0, 100 * S, 3000, 2900))
-    write_stats(tmp_path, "shard-1", shard(1, 100 * S, 2000, 2000))
+    write_stats(tmp_path, receiver(100 * S, 5000, 4900))
+    write_stats(tmp_path, shard(0, 100 * S, 3000, 2900))
+    write_stats(tmp_path, shard(1, 100 * S, 2000, 2000))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(tmp_path))
     text = generate_latest(registry).decode()
@@ -106,18 +123,12 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
 def test_the_queue_is_what_the_receiver_holds_in_memory_and_spilled_counted_once(
     tmp_path: Path,
 ) -> None:
-    queue = ShardQueue(0, window_items=100, memory_items=10,
-                       spill=SpillFile(tmp_path / "shard-0.spill"))  # fmt: skip
-    for seq in range(1, 26):
-        queue.put(seq, seq + 1, b"tick")
-    assert (queue.held_items, queue.spilled_items) == (25, 15)  # 10 in memory, 15 on disk
-    bus = [{"held": queue.held_items, "inflight": queue.inflight_items,  # as the receiver writes
-            "pending": queue.pending_items, "spilled": queue.spilled_items,
-            "spilled_total": queue.spilled_total, "dropped_total": queue.dropped_total,
-            "peak": queue.peak_items, "rewinds": queue.rewinds}]  # fmt: skip
-    now = {"receiver": {**receiver(100 * S, 25, 25), "bus": bus}}
-    assert build_status(None, now, 1, wall_ns=100 * S).shards[0].queue == 25
-    write_stats(tmp_path, "receiver", now["receiver"])
+    held = queue(tmp_path, 25, memory=10)
+    assert (held.held_items, held.spilled_items) == (25, 15)  # 10 in memory, 15 on disk
+    stats = receiver(100 * S, 25, 25, bus=[QueueStats.of(held)])  # as the receiver writes it
+    status = build_status(None, reading(stats), 1, wall_ns=100 * S)
+    assert status.shards[0].queue == 25 and status.spilled == 15
+    write_stats(tmp_path, stats)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(tmp_path))
     assert 'feedmux_shard_queue_ticks{shard="0"} 25.0' in generate_latest(registry).decode()
