@@ -9,6 +9,7 @@ import msgspec
 
 from feedmux.shard.histogram import LATENCY_BUCKETS_S, ROWS_BUCKETS, Histogram
 from feedmux.stats.receiver import ConnectionStats, JournalStats, ReceiverStats
+from feedmux.stats.replay import ReplayStats
 from feedmux.stats.shard import BarStats, MoveStats, ShardStats, StoreStats
 
 
@@ -47,5 +48,15 @@ def shard_stats(shard: int, **changes: Any) -> ShardStats:
         moves=MoveStats(trades=0, books=0),
         bars=BarStats(published=0, stored=0, late=0, too_late=0, resent=0), redis=None,
         bus_gaps=0, bus_ignored=0, rewinds_asked=0, bad_messages=0, codes=0, acks_dropped=0,
+    )  # fmt: skip
+    return msgspec.structs.replace(zero, **changes)
+
+
+def replay_stats(**changes: Any) -> ReplayStats:
+    zero = ReplayStats(
+        url="", feed="waiting", ticks_sent=0, books_sent=0, garbage_sent=0, frames_sent=0,
+        connections_opened=0, frames_skipped={}, cpu_s=0.0, feed_cpu_s=0.0, violations=[],
+        subscriptions={}, subscribed=[], books=[], steps=[], frame_index=0, faults=[],
+        frames_total=None,
     )  # fmt: skip
     return msgspec.structs.replace(zero, **changes)
