@@ -16,6 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from feedmux import families
 from feedmux.stats import RunStats, read_stats
 from feedmux.stats.common import ProcessStats
 
@@ -173,7 +174,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
         + (f" (refused {status.codes_rejected:,})" if status.codes_rejected else "")
         + f" | bad frames {status.bad_frames}"
-        + (f" | books {status.books:,}" if status.books else "")
+        + (f" | {families.BOOKS.name} {status.books:,}" if status.books else "")
         + (
             f" | reconnects {status.reconnects} (watchdog {status.watchdog_trips})"
             if status.reconnects
