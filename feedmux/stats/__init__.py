@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -18,16 +17,15 @@ from typing import TypeVar
 import msgspec
 
 from feedmux.stats.common import ProcessStats
-from feedmux.stats.receiver import RECEIVER, ReceiverStats
+from feedmux.stats.receiver import ReceiverStats
 from feedmux.stats.replay import ReplayStats
-from feedmux.stats.shard import SHARD, ShardStats
+from feedmux.stats.shard import ShardStats
 from feedmux.writes import health
 
 _encode = msgspec.json.Encoder().encode
 _process = msgspec.json.Decoder(ReceiverStats | ShardStats)
 _replay = msgspec.json.Decoder(ReplayStats)
 T = TypeVar("T")
-_SHARD_NAME = re.compile(rf"{SHARD}-(\d+)")
 # Files are padded with blanks (JSON allows them) to leave this much room at least, rounded up
 # to whole disk blocks (which a file takes anyway): on a full disk, the numbers and the
 # failing writes they then list still fit in place.
@@ -102,13 +100,12 @@ def read_stats(stats_dir: Path) -> RunStats:
         except (OSError, msgspec.DecodeError) as exc:
             out.unreadable[path.name] = str(exc)
             continue
-        shard = _SHARD_NAME.fullmatch(path.stem)
-        if isinstance(stats, ReceiverStats) and path.stem == RECEIVER:
-            out.receiver = stats
-        elif isinstance(stats, ShardStats) and shard and int(shard[1]) == stats.shard:
-            out.shards[stats.shard] = stats
-        else:
+        if path.stem != stats.name:
             out.unreadable[path.name] = f"a {stats.name}'s stats in the wrong file"
+        elif isinstance(stats, ReceiverStats):
+            out.receiver = stats
+        else:
+            out.shards[stats.shard] = stats
     return out
 
 
