@@ -21,20 +21,19 @@ from tests.stats_samples import connection_stats, receiver_stats, shard_stats, s
 S = 10**9
 
 
-def queue(tmp: Path, held: int, *, memory: int) -> ShardQueue:
-    """A receiver's real queue for one shard, ``held`` ticks in it, beyond ``memory`` spilled."""
-    q = ShardQueue(0, window_items=100, memory_items=memory, spill=SpillFile(tmp / "s.spill"))
+def queue(shard: int, held: int, *, memory: int, spill_dir: Path | None) -> QueueStats:
+    """What the receiver writes of its real queue for ``shard`` holding ``held`` ticks: beyond
+    ``memory`` they are spilled to ``spill_dir``, or dropped without one."""
+    spill = SpillFile(spill_dir / f"{shard}.spill") if spill_dir is not None else None
+    q = ShardQueue(shard, window_items=100, memory_items=memory, spill=spill)
     for seq in range(1, held + 1):
         q.put(seq, seq + 1, b"tick")
-    return q
+    return QueueStats.of(q)
 
 
 def receiver(t: int, ticks: int, frames: int, bus: list[QueueStats] | None = None) -> ReceiverStats:
-    if bus is None:
-        bus = [QueueStats(held=5, inflight=0, pending=3, spilled=2, spilled_total=2,
-                          dropped_total=0, peak=5, rewinds=0),
-               QueueStats(held=0, inflight=0, pending=0, spilled=0, spilled_total=0,
-                          dropped_total=3, peak=0, rewinds=0)]  # fmt: skip
+    if bus is None:  # 5 held for shard 0; 3 dropped for shard 1 (--overflow drop)
+        bus = [queue(0, 5, memory=10, spill_dir=None), queue(1, 3, memory=0, spill_dir=None)]
     link = connection_stats(codes=3, frames=frames, reconnects=1, last_frame_age_s=0.2,
                             bad_frames={"json": 2, "schema": 1})  # fmt: skip
     return receiver_stats(time_ns=t, ticks=ticks, codes_subscribed=3, codes_desired=4,
@@ -123,9 +122,9 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
 def test_the_queue_is_what_the_receiver_holds_in_memory_and_spilled_counted_once(
     tmp_path: Path,
 ) -> None:
-    held = queue(tmp_path, 25, memory=10)
-    assert (held.held_items, held.spilled_items) == (25, 15)  # 10 in memory, 15 on disk
-    stats = receiver(100 * S, 25, 25, bus=[QueueStats.of(held)])  # as the receiver writes it
+    held = queue(0, 25, memory=10, spill_dir=tmp_path)  # 10 in memory, 15 on disk
+    assert (held.held, held.spilled) == (25, 15)
+    stats = receiver(100 * S, 25, 25, bus=[held])
     status = build_status(None, reading(stats), 1, wall_ns=100 * S)
     assert status.shards[0].queue == 25 and status.spilled == 15
     write_stats(tmp_path, stats)
