@@ -18,7 +18,7 @@ from rich.text import Text
 
 from feedmux import families
 from feedmux.stats import RunStats, read_stats
-from feedmux.stats.common import ProcessStats
+from feedmux.stats.process import ProcessStats
 
 STALE_S = 5.0  # a worker whose stats are older than this is shown as stale (dead or hung)
 WARNINGS_SHOWN = 5

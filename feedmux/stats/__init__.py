@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import msgspec
 
-from feedmux.stats.common import ProcessStats
+from feedmux.stats.process import ProcessStats
 from feedmux.stats.receiver import ReceiverStats
 from feedmux.stats.replay import ReplayStats
 from feedmux.stats.shard import ShardStats

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from feedmux.providers.alltick.protocol import GiveUp
-from feedmux.stats.common import ProcessStats
+from feedmux.stats.process import ProcessStats
 
 if TYPE_CHECKING:
     from feedmux.ingest.delivery import ShardQueue

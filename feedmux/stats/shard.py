@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from feedmux.stats.common import ProcessStats
+from feedmux.stats.process import ProcessStats
 
 SHARD = "shard"
 

@@ -14,7 +14,7 @@ from feedmux import read_ticks
 from feedmux.ingest.journal import read_journal
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import RunStats, read_stats
-from feedmux.stats.common import ProcessStats
+from feedmux.stats.process import ProcessStats
 from feedmux.stats.shard import ShardStats
 from tests import services
 from tests.conftest import wait_for
