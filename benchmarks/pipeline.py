@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import stores
+from benchmarks.clients.stats import read_client_stats
 from benchmarks.data import codes_for, market_file
 from benchmarks.labels import rate_label
 from feedmux.shard.stores.commit_log import read_commit_log
+from feedmux.stats import read_replay, read_stats
+from feedmux.stats.replay import ReplayStats
 
 TOKEN = "benchmark-token-0123456789"
 RESULTS = Path(__file__).parent / "results"
@@ -105,12 +108,12 @@ def _env() -> dict[str, str]:
     return {**os.environ, "FEEDMUX_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data
+def _replay(path: Path) -> ReplayStats:
+    """The replay server's report (written as soon as it serves: see ``_start_server``)."""
+    report = read_replay(path)
+    if report is None:
+        raise RuntimeError(f"the replay server's report {path} is missing or does not decode")
+    return report
 
 
 def _wait(condition: Any, timeout: float, what: str) -> None:
@@ -130,7 +133,7 @@ def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: flo
          "--report", str(report), "--log-level", "WARNING", *server_args],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    _wait(lambda: bool(_read_json(report).get("url")), 120, "the replay server")
+    _wait(lambda: read_replay(report) is not None, 120, "the replay server")
     return proc, report
 
 
@@ -158,21 +161,19 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
         proc.wait()
 
 
-def _process_stats(config: Config, out: Path) -> dict[str, dict[str, Any]]:
-    """Each client process's latest numbers, by process name."""
+def _usage(config: Config, out: Path) -> dict[str, tuple[float, int]]:
+    """Each client process's CPU seconds and peak RSS (kB), by process name."""
     if config.kind != "feedmux":
-        return {config.kind: _read_json(out / "stats.json")}
-    stats = {}
-    for path in (out / "run" / "stats").glob("*.json"):
-        stats[path.stem] = _read_json(path)
-    return stats
+        client = read_client_stats(out)
+        return {} if client is None else {config.kind: (client.cpu_s, client.max_rss_kb)}
+    return {s.name: (s.cpu_s, s.max_rss_kb) for s in read_stats(out / "run" / "stats").processes()}
 
 
 def _stored(config: Config, out: Path) -> int:
-    stats = _process_stats(config, out)
     if config.kind != "feedmux":
-        return int(stats[config.kind].get("stored", 0))
-    return sum(int(s.get("stored", 0)) for n, s in stats.items() if n.startswith("shard-"))
+        client = read_client_stats(out)
+        return 0 if client is None else client.stored
+    return sum(s.stored for s in read_stats(out / "run" / "stats").shards.values())
 
 
 # -- the two runs ----------------------------------------------------------------------------
@@ -182,27 +183,28 @@ def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path) ->
     server, report = _start_server(work, data, codes_file, p, start, "--ramp",
                                    str(p.ramp_factor), "--step", str(p.step_s), "--gap",
                                    str(p.gap_s))  # fmt: skip
-    client = _start_client(config, _read_json(report)["url"], codes_file, work / "client", False)
+    client = _start_client(config, _replay(report).url, codes_file, work / "client", False)
     best, why = 0.0, f"reached the last step ({p.max_steps})"
     try:
         for k in range(p.max_steps):
 
             def step_done(k: int = k) -> bool:
-                steps = _read_json(report).get("steps", [])
-                return len(steps) > k and "end_index" in steps[k]
+                steps = _replay(report).steps
+                return len(steps) > k and steps[k].end_index is not None
 
             _wait(step_done, 120 + p.step_s, f"step {k + 1} of the server")
-            step = _read_json(report)["steps"][k]
-            if step["end_index"] - step["first_index"] < 0.9 * step["rate"] * p.step_s:
-                why = f"the server could not send {step['rate']:,.0f}/s (CPU-bound)"
-                if step["end_index"] >= _read_json(report).get("frames_total", 0):
+            step = _replay(report).steps[k]
+            assert step.end_index is not None and step.end_ns is not None
+            if step.end_index - step.first_index < 0.9 * step.rate * p.step_s:
+                why = f"the server could not send {step.rate:,.0f}/s (CPU-bound)"
+                if step.end_index >= (_replay(report).frames_total or 0):
                     why = "the data file ran out"
                 break
-            time.sleep(max(0.0, step["end_ns"] / 1e9 + p.check_after_s - time.time()))
-            if _stored(config, work / "client") < step["end_index"]:
-                why = f"fell behind at {step['rate']:,.0f}/s"
+            time.sleep(max(0.0, step.end_ns / 1e9 + p.check_after_s - time.time()))
+            if _stored(config, work / "client") < step.end_index:
+                why = f"fell behind at {step.rate:,.0f}/s"
                 break
-            best = step["rate"]
+            best = step.rate
     finally:
         _stop(client)
         _stop(server)
@@ -238,7 +240,7 @@ def latency(config: Config, p: Params, data: Path, codes_file: Path, work: Path,
     server, report = _start_server(work, data, codes_file, p, p.latency_rate, "--burst",
                                    "--send-log", str(send_log))  # fmt: skip
     out = work / "client"
-    client = _start_client(config, _read_json(report)["url"], codes_file, out, True)
+    client = _start_client(config, _replay(report).url, codes_file, out, True)
     subscriber = None
     arrivals_file = work / "arrivals.bin"
     try:
@@ -249,12 +251,12 @@ def latency(config: Config, p: Params, data: Path, codes_file: Path, work: Path,
                  "--shards", str(config.shards), "--out", str(arrivals_file)], env=_env(),
             )  # fmt: skip
             _wait(arrivals_file.with_suffix(".ready").exists, 60, "the subscriber")
-        _wait(lambda: _read_json(report).get("feed") == "running", 120, "the feed to start")
+        _wait(lambda: _replay(report).feed == "running", 120, "the feed to start")
         time.sleep(p.latency_s)
-        sent = _read_json(report)["frame_index"]
+        sent = _replay(report).frame_index
         server.send_signal(signal.SIGUSR1)  # end the feed; what was sent must all arrive
-        _wait(lambda: _read_json(report).get("feed") == "done", 30, "the feed to end")
-        sent = _read_json(report)["frame_index"]
+        _wait(lambda: _replay(report).feed == "done", 30, "the feed to end")
+        sent = _replay(report).frame_index
         with contextlib.suppress(RuntimeError):  # what is missing then is counted as lost
             _wait(lambda: _stored(config, out) >= sent, 60, "the client to store everything")
         result.lost = sent - _stored(config, out)
@@ -290,10 +292,9 @@ def _measure(config: Config, p: Params, sent: int, work: Path, result: Result) -
         burst = [ns for ns, seq in events if seq < p.codes]
         if len(burst) == p.codes:
             result.burst_s[what] = round((max(burst) - sent_at(0)) / 1e9, 3)
-    for name, stats in _process_stats(config, out).items():
-        if stats and name != "replay":
-            result.cpu_us_per_tick[name] = round(stats.get("cpu_s", 0) / max(1, sent) * 1e6, 2)
-            result.max_rss_mb[name] = round(stats.get("max_rss_kb", 0) / 1024, 1)
+    for name, (cpu_s, max_rss_kb) in _usage(config, out).items():
+        result.cpu_us_per_tick[name] = round(cpu_s / max(1, sent) * 1e6, 2)
+        result.max_rss_mb[name] = round(max_rss_kb / 1024, 1)
 
 
 # -- report ----------------------------------------------------------------------------------

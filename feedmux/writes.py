@@ -13,7 +13,6 @@ import errno
 import logging
 import sys
 import threading
-from typing import Any
 
 import msgspec
 
@@ -128,14 +127,6 @@ class WriteHealth:
 
 
 health = WriteHealth()  # this process's
-
-
-def failures_in(stats: dict[str, Any]) -> list[WriteFailure]:
-    """The failing writes a process's stats file reports (none if it has no such field)."""
-    try:
-        return msgspec.convert(stats.get("failing_writes", []), list[WriteFailure])
-    except msgspec.ValidationError:
-        return []
 
 
 class LogFileHandler(logging.FileHandler):

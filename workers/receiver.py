@@ -37,6 +37,7 @@ from feedmux.providers.alltick.protocol import (
 )
 from feedmux.routing import Router
 from feedmux.stats import write_stats
+from feedmux.stats.receiver import ConnectionStats, JournalStats, QueueStats, ReceiverStats
 from feedmux.transports import zmq as zt
 from feedmux.transports.ws import (
     HandshakeRefused,
@@ -256,37 +257,32 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
 
     def report(final: bool = False) -> None:
         now = time.monotonic_ns()
-        write_stats(paths.stats_dir, "receiver", {
-            "role": "receiver", "final": final, "time_ns": time.time_ns(),
-            "cpu_s": time.process_time(),
-            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "ticks": outbox.routed_ticks, "books": outbox.routed_books,
-            "journal": {"path": str(journal.path or ""), "records": journal.records,
-                        "bytes": journal.bytes, "files": journal.files, "error": journal.error,
-                        "lost": journal.lost},
-            "bus_messages": counters["bus_messages"],
-            "unconfirmed": delivery.unconfirmed(), "bad_reports": delivery.bad_reports,
-            "overflow": settings.overflow,
-            "failing_writes": health.report(),  # journal, spill, stats, log: counted, once
-            "bus": [{
-                "held": q.held_items, "inflight": q.inflight_items, "pending": q.pending_items,
-                "spilled": q.spilled_items, "spilled_total": q.spilled_total,
-                "dropped_total": q.dropped_total, "peak": q.peak_items, "rewinds": q.rewinds,
-            } for q in delivery.queues],
-            "codes_desired": len(manager.owner), "codes_subscribed": manager.confirmed_codes(),
-            "codes_rejected": len(manager.rejected),
-            "rejected": list(manager.rejected)[:REFUSED_IN_STATS],
-            "gave_up": gave_up,
-            "connections": [{
-                "state": "up" if c.connected else "down", "codes": len(c.desired),
-                "confirmed": len(c.confirmed), "frames": frames[c.index],
-                "last_frame_age_s": (now - last_frame_ns[c.index]) / 1e9
+        write_stats(paths.stats_dir, ReceiverStats(
+            final=final, time_ns=time.time_ns(), cpu_s=time.process_time(),
+            max_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            failing_writes=health.report(),  # journal, spill, stats, log: counted, once
+            ticks=outbox.routed_ticks, books=outbox.routed_books,
+            journal=JournalStats(path=str(journal.path or ""), records=journal.records,
+                                 bytes=journal.bytes, files=journal.files, error=journal.error,
+                                 lost=journal.lost),
+            bus_messages=counters["bus_messages"],
+            unconfirmed=delivery.unconfirmed(), bad_reports=delivery.bad_reports,
+            overflow=settings.overflow,
+            bus=[QueueStats.of(q) for q in delivery.queues],
+            codes_desired=len(manager.owner), codes_subscribed=manager.confirmed_codes(),
+            codes_rejected=len(manager.rejected),
+            rejected=list(manager.rejected)[:REFUSED_IN_STATS],
+            gave_up=gave_up,
+            connections=[ConnectionStats(
+                state="up" if c.connected else "down", codes=len(c.desired),
+                confirmed=len(c.confirmed), frames=frames[c.index],
+                last_frame_age_s=(now - last_frame_ns[c.index]) / 1e9
                 if last_frame_ns[c.index] else None,
-                "reconnects": c.reconnects, "watchdog_trips": c.watchdog_trips,
-                "bad_frames": c.client.bad_frames,
-                "error": redact(c.last_error, token),
-            } for c in conns],
-        })  # fmt: skip
+                reconnects=c.reconnects, watchdog_trips=c.watchdog_trips,
+                bad_frames=c.client.bad_frames,
+                error=redact(c.last_error, token),
+            ) for c in conns],
+        ))  # fmt: skip
 
     grow()
     next_stats = time.monotonic_ns()

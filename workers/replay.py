@@ -37,7 +37,8 @@ from feedmux.simulator.faults import (
     RAW_FAULTS,
 )
 from feedmux.simulator.market import GARBAGE_FRAMES, Market, text_frame
-from feedmux.stats import write_stats
+from feedmux.stats import write_json
+from feedmux.stats.replay import Fault, ReplayStats, Step
 
 from ._process import setup_logging
 
@@ -46,14 +47,6 @@ _SEND_RECORD = struct.Struct("<qqq")  # send_ns, first frame index, count
 JOURNAL_STEP_MAX = 5000  # frames per feed step at --speed max: the loop must still breathe
 SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
 FAULT_TARGET_POLL_S = 0.05
-
-
-class Fault(msgspec.Struct, frozen=True):
-    """One injected link fault, as the report lists it."""
-
-    name: str
-    conn: int
-    time_ns: int
 
 
 def rules_of(settings: ReplaySettings) -> ServerRules:
@@ -113,7 +106,7 @@ class ReplayServer:
         # --journal with --rate: every trade frame loaded and framed before the feed, so a
         # benchmark measures the client, not this server's encoding.
         self.frames: list[tuple[str, bytes]] | None = None
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[Step] = []
         self.frame_index = 0
 
     # -- reporting ------------------------------------------------------------------------------
@@ -122,31 +115,26 @@ class ReplayServer:
             self.log.warning("VIOLATION conn=%d rule=%s: %s", v.conn, v.rule, v.detail)
         self._logged_violations = len(self.rules.violations)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ReplayStats:
         subscriptions = self.rules.subscriptions()
         books = {c for codes in self.rules.book_subscriptions().values() for c in codes}
-        return {
-            "url": self.url, "feed": self.feed_state, "ticks_sent": self.ticks_sent,
-            "books_sent": self.books_sent, "garbage_sent": self.garbage_sent,
-            "frames_sent": self.frames_sent, "connections_opened": self.connections_opened,
-            "frames_skipped": self.skipped,
-            "cpu_s": time.process_time(), "feed_cpu_s": self.feed_cpu_s,
-            "violations": [
-                {"time_ns": v.time_ns, "conn": v.conn, "rule": v.rule, "detail": v.detail}
-                for v in self.rules.violations
-            ],
-            "subscriptions": {str(c): len(codes) for c, codes in subscriptions.items()},
-            "subscribed": sorted({c for codes in subscriptions.values() for c in codes}),
-            "books": sorted(books),
-            "steps": self.steps, "frame_index": self.frame_index,
-            "faults": [msgspec.structs.asdict(f) for f in self.faults_done],
-            "frames_total": len(self.frames) if self.frames is not None else None,
-        }  # fmt: skip
+        return ReplayStats(
+            url=self.url, feed=self.feed_state, ticks_sent=self.ticks_sent,
+            books_sent=self.books_sent, garbage_sent=self.garbage_sent,
+            frames_sent=self.frames_sent, connections_opened=self.connections_opened,
+            frames_skipped=self.skipped,
+            cpu_s=time.process_time(), feed_cpu_s=self.feed_cpu_s,
+            violations=self.rules.violations,
+            subscriptions={str(c): len(codes) for c, codes in subscriptions.items()},
+            subscribed=sorted({c for codes in subscriptions.values() for c in codes}),
+            books=sorted(books),
+            steps=self.steps, frame_index=self.frame_index, faults=self.faults_done,
+            frames_total=len(self.frames) if self.frames is not None else None,
+        )  # fmt: skip
 
     def write_report(self) -> None:
         if self.settings.report_path:
-            path = Path(self.settings.report_path)
-            write_stats(path.parent, path.stem, self.report())
+            write_json(Path(self.settings.report_path), self.report())
 
     def stalled(self) -> bool:
         """Inside the scheduled stall: the server says nothing at all."""
@@ -450,7 +438,7 @@ class ReplayServer:
         rate = settings.journal_rate
         while index < len(frames) and not self.feed_end.is_set():
             start, first = loop.time(), index
-            step = {"rate": rate, "first_index": first, "start_ns": time.time_ns()}
+            step = Step(rate=rate, first_index=first, start_ns=time.time_ns())
             self.steps.append(step)
             while index < len(frames) and not self.feed_end.is_set():
                 await asyncio.sleep(FEED_STEP_S)
@@ -460,7 +448,7 @@ class ReplayServer:
                 due = min(len(frames), first + int(elapsed * rate)) - index
                 if due > 0:
                     index = self._send_frames(index, due)
-            step.update(end_index=index, end_ns=time.time_ns())
+            step.end_index, step.end_ns = index, time.time_ns()
             self.write_report()
             if settings.gap_s:
                 await asyncio.sleep(settings.gap_s)

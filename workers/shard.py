@@ -7,6 +7,7 @@ import os
 import resource
 import time
 from multiprocessing.connection import Connection
+from typing import Any
 
 import zmq
 
@@ -14,9 +15,11 @@ from feedmux import families
 from feedmux.errors import FeedmuxError
 from feedmux.ops.config import Settings
 from feedmux.routing import shard_of
-from feedmux.shard.lanes import Lanes, open_lanes
+from feedmux.shard.histogram import WriteTimer
+from feedmux.shard.lanes import Lanes, Target, open_lanes
 from feedmux.shard.state import Frame, Output, ShardState
 from feedmux.stats import read_stats, write_stats
+from feedmux.stats.shard import BarStats, MoveStats, RedisStats, ShardStats, StoreStats
 from feedmux.transports import zmq as zt
 from feedmux.writes import health
 
@@ -31,9 +34,6 @@ MAX_POLL_MS = 100
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
-CUMULATIVE = ("received", "published", "stored", "duplicates", "resent_dropped",
-              "books_received", "books_stored", "books_duplicates", "books_resent_dropped",
-              "restarts")  # fmt: skip
 
 
 def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> None:
@@ -83,6 +83,18 @@ def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
     lanes.bars.add(state.restore_bars([t for t in recent if mine(t.code)]))
 
 
+def store_stats(target: Target[Any]) -> StoreStats:
+    """One store's own numbers; the histograms are the tick lane's (other lanes have none)."""
+    timer = target.timer or WriteTimer()
+    writer = target.writer
+    return StoreStats(
+        stored=writer.stored, duplicates=writer.duplicates, backlog=writer.backlog,
+        failures=writer.failures, last_commit_ns=writer.last_commit_ns,
+        batch_rows=timer.rows.state(), commit_s=timer.commit_s.state(),
+        receive_to_commit_s=timer.receive_to_commit_s.state(),
+    )  # fmt: skip
+
+
 def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, f"shard-{shard}")
@@ -107,8 +119,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     state = ShardState(shard, min_move=settings.min_move)
     restore(state, lanes, settings, shard, log)
     # Counters of an earlier incarnation in this run, so totals survive a restart.
-    before = read_stats(paths.stats_dir).get(f"shard-{shard}", {})
-    base = {key: int(before.get(key, 0)) for key in CUMULATIVE}
+    before = read_stats(paths.stats_dir).shards.get(shard)
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick
@@ -121,48 +132,33 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
     def report(final: bool = False) -> None:
         # A row counts as stored once every store has it; each store's own numbers follow.
         ticks, books, bars, redis = lanes.ticks, lanes.books, lanes.bars, lanes.redis
-        counts = {
+        write_stats(paths.stats_dir, ShardStats(
+            shard=shard, pid=os.getpid(), final=final, time_ns=time.time_ns(),
+            cpu_s=time.process_time(),
+            max_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            failing_writes=health.report(),  # e.g. store failing: disk full (retried)
             # ticks and books sent on PUB (bars and moves are counted apart)
-            "received": state.received, "published": state.pub_seq + state.book_seq,
-            "stored": ticks.stored,
-            "duplicates": ticks.duplicates, "resent_dropped": state.resent_dropped,
-            "books_received": state.received_books, "books_stored": books.stored,
-            "books_duplicates": books.duplicates,
-            "books_resent_dropped": state.book_filter.resent,
-        }  # fmt: skip
-        write_stats(paths.stats_dir, f"shard-{shard}", {
-            "role": "shard", "shard": shard, "pid": os.getpid(), "final": final,
-            **{key: base[key] + value for key, value in counts.items()},
-            "restarts": base["restarts"] + (1 if before else 0),
-            "batches": ticks.slowest.writer.batches,
-            "write_failures": lanes.failures,
-            "backlog": ticks.backlog,
-            "stores": {t.shown: {"stored": t.writer.stored, "duplicates": t.writer.duplicates,
-                                 "backlog": t.writer.backlog, "failures": t.writer.failures,
-                                 "last_commit_ns": t.writer.last_commit_ns,
-                                 **({"batch_rows": t.timer.rows.state(),
-                                     "commit_s": t.timer.commit_s.state(),
-                                     "receive_to_commit_s": t.timer.receive_to_commit_s.state()}
-                                    if t.timer is not None else {})}
-                       for t in ticks.targets},
-            "receive_to_publish_s": state.receive_to_publish_s.state(),
-            "moves": {"trades": state.move_seqs[families.TRADE_MOVES],
-                      "books": state.move_seqs[families.BOOK_MOVES]},
-            "redis": None if redis is None else {
-                "published": redis.stored, "backlog": redis.backlog, "failures": redis.failures},
-            "bus_gaps": state.bus_gaps,
-            "bus_ignored": state.bus_ignored, "rewinds_asked": state.rewinds_asked,
-            "bad_messages": state.bad_messages, "codes": len(state.snapshot),
-            "bars": {"published": state.bar_seq, "stored": bars.stored,
-                     "late": state.bars.late, "too_late": state.bars.too_late,
-                     "resent": state.resent_dropped},  # bars take new ticks only
-            "acks_dropped": counters["acks_dropped"],
-            "failing_writes": health.report(),  # e.g. store failing: disk full (retried)
-            "last_commit_ns": ticks.last_commit_ns,
-            "time_ns": time.time_ns(),
-            "cpu_s": time.process_time(),
-            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        })  # fmt: skip
+            received=state.received, published=state.pub_seq + state.book_seq,
+            stored=ticks.stored, duplicates=ticks.duplicates,
+            resent_dropped=state.resent_dropped,
+            books_received=state.received_books, books_stored=books.stored,
+            books_duplicates=books.duplicates,
+            books_resent_dropped=state.book_filter.resent, restarts=0,
+            batches=ticks.slowest.writer.batches, write_failures=lanes.failures,
+            backlog=ticks.backlog, last_commit_ns=ticks.last_commit_ns,
+            stores={t.shown: store_stats(t) for t in ticks.targets},
+            receive_to_publish_s=state.receive_to_publish_s.state(),
+            moves=MoveStats(trades=state.move_seqs[families.TRADE_MOVES],
+                            books=state.move_seqs[families.BOOK_MOVES]),
+            bars=BarStats(published=state.bar_seq, stored=bars.stored,
+                          late=state.bars.late, too_late=state.bars.too_late,
+                          resent=state.resent_dropped),  # bars take new ticks only
+            redis=None if redis is None else RedisStats(
+                published=redis.stored, backlog=redis.backlog, failures=redis.failures),
+            bus_gaps=state.bus_gaps, bus_ignored=state.bus_ignored,
+            rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
+            codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
+        ).carry(before))  # fmt: skip
 
     def send(frames: list[Frame]) -> None:
         for topic, payload in frames:

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import websocket
 
+from benchmarks.clients.stats import ClientStats
 from feedmux.shard.stores.commit_log import CommitLog
 
 MAX_CODES_PER_CONN = 3000
@@ -99,12 +101,11 @@ class Progress:
             return
         self._next = now + STATS_EVERY_S
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        stats = {
-            "received": self.received, "stored": self.stored, "final": final,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "max_rss_kb": usage.ru_maxrss,
-        }  # fmt: skip
+        stats = ClientStats(received=self.received, stored=self.stored, final=final,
+                            cpu_s=usage.ru_utime + usage.ru_stime,
+                            max_rss_kb=usage.ru_maxrss)  # fmt: skip
         tmp = self.dir / ".stats.json.tmp"
-        tmp.write_text(json.dumps(stats))
+        tmp.write_bytes(msgspec.json.encode(stats))
         tmp.replace(self.dir / "stats.json")
 
     def commit_log(self) -> CommitLog:

@@ -8,10 +8,9 @@ from its last stats). prometheus-client does the exposition format and the HTTP 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -22,15 +21,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from feedmux import families
 from feedmux.errors import ConfigError
-from feedmux.stats import read_stats
-from feedmux.writes import KNOWN_REASONS, failures_in
+from feedmux.stats import RunStats, read_stats
+from feedmux.stats.receiver import ReceiverStats
+from feedmux.stats.shard import HistogramState, ShardStats
+from feedmux.writes import KNOWN_REASONS
 
 
-def _buckets(state: dict[str, Any]) -> list[tuple[str, float]]:
+def _buckets(state: HistogramState) -> list[tuple[str, float]]:
     """A stats histogram (per-bucket counts) as Prometheus's cumulative buckets."""
-    bounds = [*(str(float(b)) for b in state["bounds"]), "+Inf"]
-    return list(zip(bounds, accumulate(state["counts"]), strict=True))
+    bounds = [*(str(float(b)) for b in state.bounds), "+Inf"]
+    return list(zip(bounds, accumulate(state.counts), strict=True))
 
 
 class StatsCollector(Collector):
@@ -39,11 +41,11 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = read_stats(self.stats_dir)
-        yield from self._receiver(stats.get("receiver", {}))
-        yield from self._shards([s for name, s in stats.items() if name.startswith("shard-")])
+        yield from self._receiver(stats.receiver)
+        yield from self._shards(list(stats.shards.values()))
         yield from self._writes(stats)
 
-    def _writes(self, stats: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    def _writes(self, stats: RunStats) -> Iterator[Metric]:
         """Writes to disk that fail (a full disk): how many, and which fail now."""
         labels = ["process", "kind", "reason"]
         failures = CounterMetricFamily(
@@ -54,19 +56,19 @@ class StatsCollector(Collector):
             "feedmux_disk_writes_failing",
             "1 while that kind of write fails (e.g. store failing: disk full)", labels=labels,
         )  # fmt: skip
-        for name, s in sorted(stats.items()):
-            for f in failures_in(s):
+        for s in stats.processes():
+            for f in s.failing_writes:
                 reason = f.reason if f.reason in KNOWN_REASONS else "other"  # bounded labels
-                failures.add_metric([name, f.kind, reason], f.failures)
-                failing.add_metric([name, f.kind, reason], 1 if f.failing else 0)
+                failures.add_metric([s.name, f.kind, reason], f.failures)
+                failing.add_metric([s.name, f.kind, reason], 1 if f.failing else 0)
         yield from (failures, failing)
 
-    def _receiver(self, r: dict[str, Any]) -> Iterator[Metric]:
-        conns = r.get("connections", [])
+    def _receiver(self, r: ReceiverStats | None) -> Iterator[Metric]:
+        """None (no stats yet): its counters read 0."""
         yield CounterMetricFamily("feedmux_ticks_received", "Trades decoded by the receiver "
-                                  "(since it started)", value=r.get("ticks", 0))  # fmt: skip
+                                  "(since it started)", value=r.ticks if r else 0)  # fmt: skip
         yield CounterMetricFamily("feedmux_books_received", "Order books decoded by the receiver",
-                                  value=r.get("books", 0))  # fmt: skip
+                                  value=r.books if r else 0)  # fmt: skip
         frames = CounterMetricFamily("feedmux_frames_received", "Vendor frames by connection",
                                      labels=["connection"])  # fmt: skip
         reconnects = CounterMetricFamily("feedmux_reconnects", "Reconnects by connection",
@@ -76,12 +78,12 @@ class StatsCollector(Collector):
         up = GaugeMetricFamily("feedmux_connection_up", "1 when the connection is up",
                                labels=["connection"])  # fmt: skip
         errors: dict[str, int] = {}
-        for i, c in enumerate(conns):
-            frames.add_metric([str(i)], c["frames"])
-            reconnects.add_metric([str(i)], c["reconnects"])
-            trips.add_metric([str(i)], c["watchdog_trips"])
-            up.add_metric([str(i)], 1 if c["state"] == "up" else 0)
-            for kind, n in c["bad_frames"].items():
+        for i, c in enumerate(r.connections if r else []):
+            frames.add_metric([str(i)], c.frames)
+            reconnects.add_metric([str(i)], c.reconnects)
+            trips.add_metric([str(i)], c.watchdog_trips)
+            up.add_metric([str(i)], 1 if c.state == "up" else 0)
+            for kind, n in c.bad_frames.items():
                 errors[kind] = errors.get(kind, 0) + n
         decode = CounterMetricFamily("feedmux_decode_errors", "Bad vendor frames, counted and "
                                      "skipped, by kind", labels=["kind"])  # fmt: skip
@@ -90,39 +92,43 @@ class StatsCollector(Collector):
         yield from (frames, reconnects, trips, up, decode)
         subs = GaugeMetricFamily("feedmux_subscriptions", "Codes by subscription state",
                                  labels=["state"])  # fmt: skip
-        for state, key in (("desired", "codes_desired"), ("confirmed", "codes_subscribed"),
-                           ("rejected", "codes_rejected")):  # fmt: skip
-            subs.add_metric([state], r.get(key, 0))
+        for state, n in (("desired", r.codes_desired if r else 0),
+                         ("confirmed", r.codes_subscribed if r else 0),
+                         ("rejected", r.codes_rejected if r else 0)):  # fmt: skip
+            subs.add_metric([state], n)
         yield subs
         routed = CounterMetricFamily("feedmux_bus_messages_sent", "Receiver -> shard messages",
-                                     value=r.get("bus_messages", 0))  # fmt: skip
+                                     value=r.bus_messages if r else 0)  # fmt: skip
         queue = GaugeMetricFamily("feedmux_shard_queue_ticks", "Ticks the receiver holds for a "
                                   "shard (memory and spilled)", labels=["shard"])  # fmt: skip
         dropped = CounterMetricFamily("feedmux_ticks_dropped", "Ticks dropped for a slow shard "
                                       "(--overflow drop)", labels=["shard"])  # fmt: skip
         spilled = CounterMetricFamily("feedmux_ticks_spilled", "Ticks spilled to disk for a slow "
                                       "shard (--overflow spill)", labels=["shard"])  # fmt: skip
-        for i, q in enumerate(r.get("bus", [])):
-            queue.add_metric([str(i)], q["held"] + q["spilled"])
-            dropped.add_metric([str(i)], q["dropped_total"])
-            spilled.add_metric([str(i)], q["spilled_total"])
+        for i, q in enumerate(r.bus if r else []):
+            queue.add_metric([str(i)], q.held)  # the spilled ticks are held ones
+            dropped.add_metric([str(i)], q.dropped_total)
+            spilled.add_metric([str(i)], q.spilled_total)
         yield from (routed, queue, dropped, spilled)
 
-    def _shards(self, shards: list[dict[str, Any]]) -> Iterator[Metric]:
-        def counter(name: str, doc: str, key: str) -> Metric:
+    def _shards(self, shards: list[ShardStats]) -> Iterator[Metric]:
+        def counter(name: str, doc: str, count: Callable[[ShardStats], int]) -> Metric:
             m = CounterMetricFamily(name, doc, labels=["shard"])
             for s in shards:
-                m.add_metric([str(s["shard"])], s.get(key, 0))
+                m.add_metric([str(s.shard)], count(s))
             return m
 
-        yield counter("feedmux_ticks_routed", "Trades a shard took from the bus", "received")
-        yield counter("feedmux_ticks_stored", "Trades in every store", "stored")
-        yield counter("feedmux_ticks_published", "Ticks and books published on PUB", "published")
-        yield counter("feedmux_duplicates", "Rows a store already had", "duplicates")
-        yield counter("feedmux_bus_gaps", "Bus messages that will never come", "bus_gaps")
-        yield counter("feedmux_shard_restarts", "Shard worker restarts", "restarts")
+        yield counter("feedmux_ticks_routed", "Trades a shard took from the bus",
+                      lambda s: s.received)  # fmt: skip
+        yield counter("feedmux_ticks_stored", "Trades in every store", lambda s: s.stored)
+        yield counter("feedmux_ticks_published", "Ticks and books published on PUB",
+                      lambda s: s.published)  # fmt: skip
+        yield counter("feedmux_duplicates", "Rows a store already had", lambda s: s.duplicates)
+        yield counter("feedmux_bus_gaps", "Bus messages that will never come",
+                      lambda s: s.bus_gaps)  # fmt: skip
+        yield counter("feedmux_shard_restarts", "Shard worker restarts", lambda s: s.restarts)
         yield counter("feedmux_store_write_failures", "Failed store writes (retried)",
-                      "write_failures")  # fmt: skip
+                      lambda s: s.write_failures)  # fmt: skip
         backlog = GaugeMetricFamily("feedmux_store_backlog_rows", "Rows received, not yet in "
                                     "every store", labels=["shard"])  # fmt: skip
         last = GaugeMetricFamily("feedmux_last_commit_timestamp_seconds", "Wall-clock time of "
@@ -137,22 +143,19 @@ class StatsCollector(Collector):
         moves = CounterMetricFamily("feedmux_moves_published", "Publications on the --min-move "
                                     "topics", labels=["shard", "family"])  # fmt: skip
         for s in shards:
-            shard = str(s["shard"])
-            backlog.add_metric([shard], s.get("backlog", 0))
-            for family, n in s.get("moves", {}).items():
-                moves.add_metric([shard, family], n)
-            if "receive_to_publish_s" in s:
-                h = s["receive_to_publish_s"]
-                stage.add_metric([shard, "publish"], _buckets(h), h["sum"])
-            for store, st in s.get("stores", {}).items():
-                last.add_metric([shard, store], st["last_commit_ns"] / 1e9)
-                if "batch_rows" not in st:
-                    continue
-                rows.add_metric([shard, store], _buckets(st["batch_rows"]),
-                                st["batch_rows"]["sum"])  # fmt: skip
-                commit.add_metric([shard, store], _buckets(st["commit_s"]), st["commit_s"]["sum"])
-                h = st["receive_to_commit_s"]
-                stage.add_metric([shard, f"commit:{store}"], _buckets(h), h["sum"])
+            shard = str(s.shard)
+            backlog.add_metric([shard], s.backlog)
+            # labelled by the family they are moves of
+            for family, n in ((families.TRADES, s.moves.trades), (families.BOOKS, s.moves.books)):
+                moves.add_metric([shard, family.name], n)
+            h = s.receive_to_publish_s
+            stage.add_metric([shard, "publish"], _buckets(h), h.sum)
+            for store, st in s.stores.items():
+                last.add_metric([shard, store], st.last_commit_ns / 1e9)
+                rows.add_metric([shard, store], _buckets(st.batch_rows), st.batch_rows.sum)
+                commit.add_metric([shard, store], _buckets(st.commit_s), st.commit_s.sum)
+                h = st.receive_to_commit_s
+                stage.add_metric([shard, f"commit:{store}"], _buckets(h), h.sum)
         yield from (backlog, last, rows, commit, stage, moves)
 
 

@@ -16,10 +16,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from feedmux.stats import read_stats
-from feedmux.writes import failures_in
+from feedmux import families
+from feedmux.stats import RunStats, read_stats
+from feedmux.stats.process import ProcessStats
 
-Stats = dict[str, dict[str, Any]]
 STALE_S = 5.0  # a worker whose stats are older than this is shown as stale (dead or hung)
 WARNINGS_SHOWN = 5
 SILENT_SHOWN = 8
@@ -42,7 +42,7 @@ class Shard:
     shard: int
     state: str  # "up", "stale" (no stats for STALE_S) or "down" (no stats at all)
     ticks_per_s: float
-    queue: int  # ticks the receiver holds for it (memory + spilled)
+    queue: int  # ticks the receiver holds for it (in flight, in memory and spilled)
     backlog: int  # rows received but not yet in every store
     stored: int
     last_commit_age_s: float | None  # as of the shard's last stats write
@@ -77,11 +77,11 @@ class Status:
         return asdict(self)
 
 
-def _dt_s(prev: dict[str, Any] | None, cur: dict[str, Any]) -> float:
-    """Seconds between two readings of one worker's stats (0: no earlier reading)."""
-    if not prev or "time_ns" not in prev or "time_ns" not in cur:
+def _dt_s(prev: ProcessStats | None, cur: ProcessStats | None) -> float:
+    """Seconds between two readings of one worker's stats (0: not two readings)."""
+    if prev is None or cur is None:
         return 0.0
-    return float(cur["time_ns"] - prev["time_ns"]) / 1e9
+    return (cur.time_ns - prev.time_ns) / 1e9
 
 
 def _per_s(before: float | None, after: float, dt_s: float) -> float:
@@ -92,15 +92,15 @@ def _age_s(now_ns: int, then_ns: int | None) -> float | None:
     return None if not then_ns else max(0.0, (now_ns - then_ns) / 1e9)
 
 
-def failing_writes(stats: Stats) -> list[str]:
+def failing_writes(stats: RunStats) -> list[str]:
     """Each process's kinds of writes failing now (a full disk), one line each."""
-    return [f"{name}: {failure.line()}" for name, s in sorted(stats.items())
-            for failure in failures_in(s) if failure.failing]  # fmt: skip
+    return [f"{s.name}: {failure.line()}" for s in stats.processes()
+            for failure in s.failing_writes if failure.failing]  # fmt: skip
 
 
 def build_status(
-    prev: Stats | None,
-    cur: Stats,
+    prev: RunStats | None,
+    cur: RunStats,
     shards: int,
     *,
     silent: dict[str, float | None] | None = None,
@@ -109,58 +109,56 @@ def build_status(
 ) -> Status:
     """The status from two stats readings (``prev`` None: rates are 0)."""
     wall_ns = time.time_ns() if wall_ns is None else wall_ns
-    prev = prev or {}
-    receiver = cur.get("receiver", {})
-    prev_receiver = prev.get("receiver")
-    prev_conns = (prev_receiver or {}).get("connections", [])
+    prev = prev or RunStats()
+    receiver, prev_receiver = cur.receiver, prev.receiver
     receiver_dt = _dt_s(prev_receiver, receiver)
+    links = receiver.connections if receiver is not None else []
+    prev_links = prev_receiver.connections if prev_receiver is not None else []
     conns = []
-    for i, c in enumerate(receiver.get("connections", [])):
-        before = prev_conns[i]["frames"] if i < len(prev_conns) else None
+    for i, c in enumerate(links):
+        before = prev_links[i].frames if i < len(prev_links) else None
         conns.append(Connection(
-            index=i, state=c["state"], codes=c["codes"],
-            frames_per_s=_per_s(before, c["frames"], receiver_dt),
-            last_frame_age_s=c.get("last_frame_age_s"), reconnects=c["reconnects"],
-            error=c.get("error") or "",
+            index=i, state=c.state, codes=c.codes,
+            frames_per_s=_per_s(before, c.frames, receiver_dt),
+            last_frame_age_s=c.last_frame_age_s, reconnects=c.reconnects, error=c.error,
         ))  # fmt: skip
-    bus = receiver.get("bus", [])
+    bus = receiver.bus if receiver is not None else []
     rows = []
     for i in range(shards):
-        s = cur.get(f"shard-{i}")
-        q = bus[i] if i < len(bus) else {}
-        before_s = prev.get(f"shard-{i}")
+        s, before_s = cur.shards.get(i), prev.shards.get(i)
+        q = bus[i] if i < len(bus) else None
         if s is None:
             state = "down"
-            s = {}
         else:
-            state = "stale" if (wall_ns - s.get("time_ns", 0)) / 1e9 > STALE_S else "up"
+            state = "stale" if (wall_ns - s.time_ns) / 1e9 > STALE_S else "up"
         rows.append(Shard(
             shard=i, state=state,
-            ticks_per_s=_per_s(before_s.get("received") if before_s else None,
-                               s.get("received", 0), _dt_s(before_s, s)),
-            queue=q.get("held", 0) + q.get("spilled", 0), backlog=s.get("backlog", 0),
-            stored=s.get("stored", 0),
-            last_commit_age_s=_age_s(s.get("time_ns", wall_ns), s.get("last_commit_ns")),
-            drops=q.get("dropped_total", 0), restarts=s.get("restarts", 0),
+            ticks_per_s=_per_s(before_s.received if before_s else None,
+                               s.received if s else 0, _dt_s(before_s, s)),
+            queue=q.held if q else 0,  # the spilled ticks are held ones
+            backlog=s.backlog if s else 0, stored=s.stored if s else 0,
+            last_commit_age_s=_age_s(s.time_ns, s.last_commit_ns) if s else None,
+            drops=q.dropped_total if q else 0, restarts=s.restarts if s else 0,
         ))  # fmt: skip
-    shard_stats = [s for name, s in cur.items() if name.startswith("shard-")]
+    shard_stats = cur.shards.values()
     return Status(
-        received=receiver.get("ticks", 0),
-        ticks_per_s=_per_s((prev_receiver or {}).get("ticks"), receiver.get("ticks", 0),
-                           receiver_dt),
+        received=receiver.ticks if receiver else 0,
+        ticks_per_s=_per_s(prev_receiver.ticks if prev_receiver else None,
+                           receiver.ticks if receiver else 0, receiver_dt),
         measured=receiver_dt > 0,
-        stored=sum(s.get("stored", 0) for s in shard_stats),
-        published=sum(s.get("published", 0) for s in shard_stats),
-        books=receiver.get("books", 0),
-        codes_subscribed=receiver.get("codes_subscribed", 0),
-        codes_desired=receiver.get("codes_desired", 0),
-        bad_frames=sum(sum(c["bad_frames"].values()) for c in receiver.get("connections", [])),
+        stored=sum(s.stored for s in shard_stats),
+        published=sum(s.published for s in shard_stats),
+        books=receiver.books if receiver else 0,
+        codes_subscribed=receiver.codes_subscribed if receiver else 0,
+        codes_desired=receiver.codes_desired if receiver else 0,
+        bad_frames=sum(sum(c.bad_frames.values()) for c in links),
         reconnects=sum(c.reconnects for c in conns),
-        watchdog_trips=sum(c["watchdog_trips"] for c in receiver.get("connections", [])),
-        spilled=sum(q.get("spilled", 0) for q in bus),
-        dropped=sum(q.get("dropped_total", 0) for q in bus),
+        watchdog_trips=sum(c.watchdog_trips for c in links),
+        spilled=sum(q.spilled for q in bus),
+        dropped=sum(q.dropped_total for q in bus),
         connections=conns, shards=rows, silent=dict(silent or {}), warnings=list(warnings or []),
-        codes_rejected=receiver.get("codes_rejected", 0), rejected=receiver.get("rejected", []),
+        codes_rejected=receiver.codes_rejected if receiver else 0,
+        rejected=list(receiver.rejected) if receiver else [],
         failing=failing_writes(cur),
     )  # fmt: skip
 
@@ -176,7 +174,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
         + (f" (refused {status.codes_rejected:,})" if status.codes_rejected else "")
         + f" | bad frames {status.bad_frames}"
-        + (f" | books {status.books:,}" if status.books else "")
+        + (f" | {families.BOOKS.name} {status.books:,}" if status.books else "")
         + (
             f" | reconnects {status.reconnects} (watchdog {status.watchdog_trips})"
             if status.reconnects
@@ -233,7 +231,7 @@ def render(status: Status, title: str = "feedmux") -> Group:
     return Group(*parts)
 
 
-def measure(stats_dir: Path, wait_s: float = 3.0) -> tuple[Stats | None, Stats]:
+def measure(stats_dir: Path, wait_s: float = 3.0) -> tuple[RunStats | None, RunStats]:
     """Two readings of a running instance's stats, the second once every worker wrote anew
     (rates need both); a worker that did not within ``wait_s`` keeps its one reading."""
     first = read_stats(stats_dir)
@@ -242,7 +240,8 @@ def measure(stats_dir: Path, wait_s: float = 3.0) -> tuple[Stats | None, Stats]:
     while time.monotonic() < deadline:
         time.sleep(0.1)  # the workers write once a second; nothing to wake on but the file
         later = read_stats(stats_dir)
-        if all(later.get(name, {}).get("time_ns") != s.get("time_ns") for name, s in first.items()):
+        written = {s.name: s.time_ns for s in later.processes()}
+        if all(written.get(s.name) != s.time_ns for s in first.processes()):
             break
     return first, later
 

@@ -26,11 +26,11 @@ from feedmux.ops import instance
 from feedmux.ops.children import Child, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
-from feedmux.ops.status import Stats, Status, build_status, progress_line, recent_warnings
-from feedmux.providers.alltick.protocol import EXIT_GAVE_UP, GiveUp
+from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
+from feedmux.providers.alltick.protocol import EXIT_GAVE_UP
 from feedmux.shard.stores.migrate import migrate_stores
 from feedmux.shard.stores.urls import SQLITE
-from feedmux.stats import read_stats
+from feedmux.stats import RunStats, read_stats
 from feedmux.transports import zmq as zt
 from feedmux.writes import LogFileHandler
 
@@ -75,7 +75,7 @@ class Supervisor:
         self.say = say
         self.lock = lock  # every worker holds it too: see feedmux.ops.instance
         self.silent: dict[str, float | None] = {}
-        self._last_stats: Stats | None = None
+        self._last_stats: RunStats | None = None
         self.replay: Child | None = None
         self.receiver: Child | None = None
         self.shards: list[Child] = []
@@ -204,14 +204,14 @@ class Supervisor:
         final = build_status(None, stats, self.settings.shards)
         self.say(progress_line(final, time.monotonic() - self.started))
         failed = {name: code for name, code in codes.items() if code != 0}
-        receiver_stats = stats.get("receiver", {})
-        gave_up = msgspec.convert(receiver_stats.get("gave_up"), GiveUp | None)
+        receiver = stats.receiver
+        gave_up = receiver.gave_up if receiver is not None else None
         if gave_up is not None and failed.get("receiver") == EXIT_GAVE_UP:
             del failed["receiver"]  # it stopped on purpose; said below
-        received = receiver_stats.get("ticks", 0) + receiver_stats.get("books", 0)
+        received = receiver.ticks + receiver.books if receiver is not None else 0
         # The shards acknowledge each bus message once it is committed; the receiver's final
         # count of unacknowledged ones is the check, and it holds across shard restarts.
-        unconfirmed = receiver_stats.get("unconfirmed") if receiver_stats.get("final") else None
+        unconfirmed = receiver.unconfirmed if receiver is not None and receiver.final else None
         if self.receiver is not None and self.receiver.restarts:
             self.say(f"the receiver was restarted {self.receiver.restarts} time(s): its counts "
                      "cover the last start only")  # fmt: skip

@@ -9,9 +9,10 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from feedmux.shard.stores.base import WriteResult
+from feedmux.stats.shard import HistogramState
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ROWS_BUCKETS = (1, 5, 10, 25, 50, 75, 100, 250, 500, 1000, 5000)
@@ -31,10 +32,10 @@ class Histogram:
         self.sum += value
         self.count += 1
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> HistogramState:
         """For the stats file: upper bounds and per-bucket (not cumulative) counts."""
-        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum,
-                "count": self.count}  # fmt: skip
+        return HistogramState(bounds=list(self.bounds), counts=list(self.counts), sum=self.sum,
+                              count=self.count)  # fmt: skip
 
 
 class Received(Protocol):

@@ -228,8 +228,8 @@ def test_with_redis_trades_books_and_every_bar_go_to_redis_and_acks_wait_for_the
     with StreamReader(url, 1, prefix=prefix) as reader:
         entries = reader.read(block_ms=100)
     in_redis = [families.of_topic(m.topic).name for m in entries]  # type: ignore[union-attr]
-    stats = read_stats(settings.paths.stats_dir)["shard-0"]
+    stats = read_stats(settings.paths.stats_dir).shards[0]
     last_ack = [r.next_seq for r in reported if isinstance(r, wire.Ack)][-1:]
     assert (in_redis.count("trades"), in_redis.count("books"), in_redis.count("bars"),
-            len(in_redis), stats["redis"]["published"], last_ack) == (
-        4, 1, 2, 7, stats["published"] + stats["bars"]["published"], [10])  # fmt: skip
+            len(in_redis), stats.redis.published if stats.redis else None, last_ack) == (
+        4, 1, 2, 7, stats.published + stats.bars.published, [10])  # fmt: skip

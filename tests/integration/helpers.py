@@ -13,7 +13,12 @@ from typing import Any
 from feedmux.model import Depth, Tick
 from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.simulator.market import a_share_universe
+from feedmux.stats import read_replay, read_stats
+from feedmux.stats.receiver import ReceiverStats
+from feedmux.stats.replay import ReplayStats
+from feedmux.stats.shard import ShardStats
 from tests.conftest import scaled, wait_for
+from tests.stats_samples import receiver_stats, replay_stats
 
 TOKEN = "integration-secret-token"
 
@@ -32,20 +37,35 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def replay_report(path: Path) -> ReplayStats:
+    """The replay server's report (``--report``); all zero until it wrote one."""
+    return read_replay(path) or replay_stats()
+
+
+def receiver_in(run_dir: Path) -> ReceiverStats:
+    """The receiver's latest stats; all zero until it wrote some."""
+    return read_stats(run_dir / "stats").receiver or receiver_stats()
+
+
+def shards_in(run_dir: Path) -> list[ShardStats]:
+    """Every shard's latest stats, by shard number (those that wrote some)."""
+    return [s for _, s in sorted(read_stats(run_dir / "stats").shards.items())]
+
+
 def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, str]:
     report = tmp / "replay-report.json"
     proc = feedmux("replay", "--port", "0", "--report", str(report),
                    "--sent-log", str(tmp / "sent.log"), *args)  # fmt: skip
-    wait_for(lambda: bool(read_json(report).get("url")) or proc.poll() is not None, 30,
+    wait_for(lambda: bool(replay_report(report).url) or proc.poll() is not None, 30,
              "the replay server to listen")  # fmt: skip
     assert proc.poll() is None, proc.communicate()[0]
-    return proc, report, read_json(report)["url"]
+    return proc, report, replay_report(report).url
 
 
 def end_feed(replay: subprocess.Popen[str], report: Path) -> None:
     """End the replay server's feed (SIGUSR1; it keeps serving) and wait until it says so."""
     replay.send_signal(signal.SIGUSR1)
-    wait_for(lambda: read_json(report).get("feed") == "done", 10, "the feed to end")
+    wait_for(lambda: replay_report(report).feed == "done", 10, "the feed to end")
 
 
 def sent_messages(path: Path) -> tuple[list[Tick], list[Depth]]:

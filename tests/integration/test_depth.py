@@ -9,12 +9,12 @@ import pytest
 from feedmux import SnapshotClient, Subscriber, read_books, read_ticks
 from feedmux.model import Depth, Tick
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
 from tests.integration.helpers import (
     end_feed,
     feedmux,
-    read_json,
+    receiver_in,
+    replay_report,
     sent_messages,
     start_replay,
     stop,
@@ -39,12 +39,12 @@ def test_books_are_stored_published_and_snapshotted(tmp_path: Path) -> None:
     got: list[Tick | Depth] = []
     try:
         assert subscriber.wait_ready(scaled(30))
-        assert read_json(report).get("ticks_sent", 0) == 0, "the feed began before the subscriber"
-        wait_for(lambda: len(read_json(report).get("books", [])) == len(codes), 30,
+        assert replay_report(report).ticks_sent == 0, "the feed began before the subscriber"
+        wait_for(lambda: len(replay_report(report).books) == len(codes), 30,
                  "the order books to be subscribed")  # fmt: skip
-        wait_for(lambda: read_json(report)["books_sent"] > 500, 30, "some books")
+        wait_for(lambda: replay_report(report).books_sent > 500, 30, "some books")
         end_feed(replay, report)
-        sent = read_json(report)["frames_sent"]
+        sent = replay_report(report).frames_sent
         wait_for(lambda: _routed(run_dir) == sent, 15, "the receiver to read every frame")
         while (item := subscriber.recv(timeout=1.0)) is not None:
             got.append(item)
@@ -55,7 +55,7 @@ def test_books_are_stored_published_and_snapshotted(tmp_path: Path) -> None:
         stop(replay)
     assert code == 0, output
     sent_ticks, sent_books = sent_messages(tmp_path / "sent.log")
-    assert {v["rule"] for v in read_json(report)["violations"]} == set()
+    assert {v.rule for v in replay_report(report).violations} == set()
     # stored once each, with their levels; an empty side stays empty
     books = read_books(data_dir)
     assert len(books) == len(sent_books) > 500
@@ -78,5 +78,5 @@ def test_books_are_stored_published_and_snapshotted(tmp_path: Path) -> None:
 
 
 def _routed(run_dir: Path) -> int:
-    receiver = read_stats(run_dir / "stats").get("receiver", {})
-    return int(receiver.get("ticks", 0) + receiver.get("books", 0))
+    receiver = receiver_in(run_dir)
+    return receiver.ticks + receiver.books

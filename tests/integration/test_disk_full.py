@@ -7,17 +7,26 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from feedmux import read_ticks
 from feedmux.ingest.journal import read_journal
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
+from feedmux.stats import RunStats, read_stats
+from feedmux.stats.process import ProcessStats
+from feedmux.stats.shard import ShardStats
 from tests import services
 from tests.conftest import wait_for
-from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    end_feed,
+    feedmux,
+    receiver_in,
+    replay_report,
+    sent_ticks,
+    start_replay,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 DISK_MB = 24  # the run's baseline (stores, WAL, journal, stats) is a few MB: room to fill fast
@@ -52,8 +61,8 @@ def _status(data_dir: Path, *flags: str) -> str:
     return shown.communicate(timeout=30)[0]
 
 
-def _shards(stats: dict[str, dict[str, object]]) -> list[dict[str, object]]:
-    return [s for name, s in stats.items() if name.startswith("shard-")]
+def _shards(stats: RunStats) -> list[ShardStats]:
+    return list(stats.shards.values())
 
 
 def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
@@ -71,13 +80,13 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
                   "--bus-memory", "3000")  # fmt: skip
     try:
         wait_for(lambda: len(_shards(read_stats(stats_dir))) == 2
-                 and all(s["stored"] > 300 for s in _shards(read_stats(stats_dir))), 30,
+                 and all(s.stored > 300 for s in _shards(read_stats(stats_dir))), 30,
                  "both shards to store")  # fmt: skip
         filler = small_disk / "filler"
         _fill(filler)
 
-        def failing(kind: str, stats: list[dict[str, Any]]) -> bool:
-            return all(any(f["kind"] == kind and f["failing"] for f in s["failing_writes"])
+        def failing(kind: str, stats: list[ProcessStats]) -> bool:
+            return all(any(f.kind == kind and f.failing for f in s.failing_writes)
                        for s in stats)  # fmt: skip
 
         wait_for(lambda: failing("store", _shards(read_stats(stats_dir))), 30,
@@ -87,14 +96,14 @@ def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
         shown = json.loads(_status(data_dir, "--json"))
         assert any("store failing: disk full" in line for line in shown["failing"])
         assert [s["restarts"] for s in shown["shards"]] == [0, 0]
-        wait_for(lambda: failing("spill", [read_stats(stats_dir)["receiver"]]), 30,
+        wait_for(lambda: failing("spill", [receiver_in(data_dir / "run")]), 30,
                  "the receiver to keep receiving until it cannot spill either")  # fmt: skip
         assert run.poll() is None
         filler.unlink()
         end_feed(replay, report)
-        sent = read_json(report)["frames_sent"]
-        wait_for(lambda: read_stats(stats_dir)["receiver"]["ticks"] == sent
-                 and sum(s["stored"] for s in _shards(read_stats(stats_dir))) == sent, 60,
+        sent = replay_report(report).frames_sent
+        wait_for(lambda: receiver_in(data_dir / "run").ticks == sent
+                 and sum(s.stored for s in _shards(read_stats(stats_dir))) == sent, 60,
                  "every tick to be stored once space is back")  # fmt: skip
     finally:
         code, output = stop(run)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from feedmux import read_ticks
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
+from feedmux.stats.receiver import ConnectionStats
+from feedmux.stats.replay import ReplayStats
 from tests.conftest import wait_for
-from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    end_feed,
+    feedmux,
+    receiver_in,
+    replay_report,
+    sent_ticks,
+    shards_in,
+    start_replay,
+    stop,
+)
+from tests.stats_samples import connection_stats
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +42,18 @@ def test_stalled_feed_trips_the_watchdog_which_reconnects_and_nothing_is_lost(
                   "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir),
                   "--watchdog", "5")  # fmt: skip
 
-    def connection() -> dict[str, object]:
-        receiver = read_stats(run_dir / "stats").get("receiver", {})
-        return receiver.get("connections", [{}])[0]  # type: ignore[no-any-return]
+    def connection() -> ConnectionStats:
+        return (receiver_in(run_dir).connections or [connection_stats(state="down")])[0]
 
     try:
-        wait_for(lambda: connection().get("watchdog_trips", 0) >= 1, 60, "the watchdog to trip")
-        sent_before = read_json(report)["ticks_sent"]
-        wait_for(lambda: read_json(report)["ticks_sent"] > sent_before + 1000, 60,
+        wait_for(lambda: connection().watchdog_trips >= 1, 60, "the watchdog to trip")
+        sent_before = replay_report(report).ticks_sent
+        wait_for(lambda: replay_report(report).ticks_sent > sent_before + 1000, 60,
                  "the feed to flow again after the stall")  # fmt: skip
-        assert connection()["state"] == "up"
+        assert connection().state == "up"
         end_feed(replay, report)
-        sent = read_json(report)["frames_sent"]
-        wait_for(lambda: read_stats(run_dir / "stats")["receiver"]["ticks"] == sent, 15,
+        sent = replay_report(report).frames_sent
+        wait_for(lambda: receiver_in(run_dir).ticks == sent, 15,
                  "the receiver to read every frame")  # fmt: skip
     finally:
         code, output = stop(run)
@@ -55,16 +64,12 @@ def test_stalled_feed_trips_the_watchdog_which_reconnects_and_nothing_is_lost(
     stored = read_ticks(tmp_path / "data")
     assert len(stored) == len(ticks)
     assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
-    assert read_json(report)["violations"] == []
-
-
-def _receiver(run_dir: Path) -> dict[str, Any]:
-    return read_stats(run_dir / "stats").get("receiver", {})
+    assert replay_report(report).violations == []
 
 
 def _run_with_faults(
     tmp_path: Path, *faults: str, ticks: int = 9000
-) -> tuple[Path, dict[str, Any], str]:
+) -> tuple[Path, ReplayStats, str]:
     """Feed 201 codes through a run while the server applies ``faults``, ``ticks`` in all at
     800/s; stop once the receiver has read everything. Returns the run dir, the final report
     and the run's output."""
@@ -77,21 +82,21 @@ def _run_with_faults(
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
                   "--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir))  # fmt: skip
     try:
-        wait_for(lambda: read_json(report)["ticks_sent"] > ticks, 60, f"{ticks} ticks of feed")
+        wait_for(lambda: replay_report(report).ticks_sent > ticks, 60, f"{ticks} ticks of feed")
         end_feed(replay, report)
-        sent = read_json(report)["frames_sent"]
+        sent = replay_report(report).frames_sent
 
         def read_all() -> bool:
-            receiver = _receiver(run_dir)
-            bad = sum(sum(c["bad_frames"].values()) for c in receiver.get("connections", []))
-            return bool(receiver) and receiver["ticks"] + bad == sent
+            receiver = receiver_in(run_dir)
+            bad = sum(sum(c.bad_frames.values()) for c in receiver.connections)
+            return receiver.ticks + bad == sent
 
         wait_for(read_all, 15, "the receiver to read every frame")
     finally:
         code, output = stop(run)
         stop(replay)
     assert code == 0, output
-    return run_dir, read_json(report), output
+    return run_dir, replay_report(report), output
 
 
 def _assert_stored_once(tmp_path: Path) -> None:
@@ -106,9 +111,9 @@ def test_abrupt_drop_and_clean_close_reconnect_within_the_rules_and_lose_nothing
 ) -> None:
     run_dir, report, output = _run_with_faults(tmp_path, "--drop-after", "3",
                                                "--close-after", "8")  # fmt: skip
-    assert report["connections_opened"] == 3  # the first, after the drop, after the close
-    assert report["violations"] == []  # reconnects kept AllTick's spacing
-    assert _receiver(run_dir)["connections"][0]["reconnects"] == 2
+    assert report.connections_opened == 3  # the first, after the drop, after the close
+    assert report.violations == []  # reconnects kept AllTick's spacing
+    assert receiver_in(run_dir).connections[0].reconnects == 2
     assert "reconnects 2 (watchdog 0)" in output
     _assert_stored_once(tmp_path)
 
@@ -116,10 +121,10 @@ def test_abrupt_drop_and_clean_close_reconnect_within_the_rules_and_lose_nothing
 def test_garbage_and_duplicates_are_counted_and_skipped(tmp_path: Path) -> None:
     run_dir, report, output = _run_with_faults(tmp_path, "--garbage-every", "40",
                                                "--duplicate-every", "25", ticks=4000)  # fmt: skip
-    bad = _receiver(run_dir)["connections"][0]["bad_frames"]
+    bad = receiver_in(run_dir).connections[0].bad_frames
     assert set(bad) == {"json", "schema", "binary", "unknown_cmd", "unsubscribed", "utf8"}
-    assert sum(bad.values()) == report["garbage_sent"] > 90  # each kind several times
-    shards = [s for n, s in read_stats(run_dir / "stats").items() if n.startswith("shard-")]
-    assert sum(s["resent_dropped"] for s in shards) == report["ticks_sent"] // 25
-    assert f"bad frames {report['garbage_sent']}" in output
+    assert sum(bad.values()) == report.garbage_sent > 90  # each kind several times
+    shards = shards_in(run_dir)
+    assert sum(s.resent_dropped for s in shards) == report.ticks_sent // 25
+    assert f"bad frames {report.garbage_sent}" in output
     _assert_stored_once(tmp_path)  # no duplicate rows, nothing lost

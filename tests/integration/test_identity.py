@@ -16,9 +16,8 @@ from feedmux.identity import trading_days
 from feedmux.model import Tick
 from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import feedmux, read_json, start_replay, stop
+from tests.integration.helpers import feedmux, receiver_in, replay_report, start_replay, stop
 from tests.integration.test_postgres import _resample
 
 pytestmark = pytest.mark.integration
@@ -53,9 +52,9 @@ def test_a_rerun_on_the_same_data_dir_stores_no_tick_twice_and_does_not_double_i
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
                   "--data-dir", str(data_dir))  # fmt: skip
     try:
-        wait_for(lambda: read_json(report).get("feed") == "done", 60, "the journal to be served")
-        wait_for(lambda: read_stats(data_dir / "run" / "stats").get("receiver", {}).get("ticks")
-                 == len(first), 30, "every re-sent tick to be received")  # fmt: skip
+        wait_for(lambda: replay_report(report).feed == "done", 60, "the journal to be served")
+        wait_for(lambda: receiver_in(data_dir / "run").ticks == len(first), 30,
+                 "every re-sent tick to be received")  # fmt: skip
     finally:
         code, output = stop(run)
         stop(replay)

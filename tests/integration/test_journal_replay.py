@@ -11,9 +11,8 @@ import pytest
 from feedmux import read_bars, read_ticks
 from feedmux.ingest.journal import journal_files
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
 from tests.conftest import wait_for
-from tests.integration.helpers import TOKEN, feedmux, read_json, start_replay, stop
+from tests.integration.helpers import TOKEN, feedmux, receiver_in, replay_report, start_replay, stop
 
 pytestmark = pytest.mark.integration
 COLUMNS = ["code", "seq", "time", "price", "volume", "turnover", "direction"]
@@ -34,13 +33,13 @@ def _run_until_fed(tmp: Path, replay_args: list[str], symbols: Path) -> tuple[Pa
                   "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TWO_CONNS)  # fmt: skip
     try:
         if "--journal" not in replay_args:
-            wait_for(lambda: len(read_json(report)["subscriptions"]) == 2
-                     and read_json(report)["ticks_sent"] > 6000, 60,
+            wait_for(lambda: len(replay_report(report).subscriptions) == 2
+                     and replay_report(report).ticks_sent > 6000, 60,
                      "some feed on two connections")  # fmt: skip
             replay.send_signal(signal.SIGUSR1)
-        wait_for(lambda: read_json(report).get("feed") == "done", 60, "the feed to end")
-        sent = read_json(report)["frames_sent"]
-        wait_for(lambda: read_stats(run_dir / "stats")["receiver"]["ticks"] == sent, 30,
+        wait_for(lambda: replay_report(report).feed == "done", 60, "the feed to end")
+        sent = replay_report(report).frames_sent
+        wait_for(lambda: receiver_in(run_dir).ticks == sent, 30,
                  "the receiver to read every frame")  # fmt: skip
     finally:
         code, output = stop(run)
@@ -57,7 +56,7 @@ def test_a_journal_replayed_at_max_speed_reproduces_the_recorded_run(tmp_path: P
     journal = first / "journal"
     raw = b"".join(path.read_bytes() for path in journal_files(journal))
     assert TOKEN.encode() not in raw and b"token=***" not in raw  # the URL is kept without it
-    assert read_json(recording)["connections_opened"] == 2  # the case that used to drop frames
+    assert replay_report(recording).connections_opened == 2  # the case that used to drop frames
     second, report = _run_until_fed(
         tmp_path / "replayed", ["--journal", str(journal), "--speed", "max"], symbols
     )
@@ -65,7 +64,7 @@ def test_a_journal_replayed_at_max_speed_reproduces_the_recorded_run(tmp_path: P
     replayed = read_ticks(second)[COLUMNS].sort_values(["code", "seq"], ignore_index=True)
     assert len(recorded) > 4000
     assert recorded.equals(replayed)
-    assert read_json(report)["frames_skipped"] == {}  # and it would say so if it had skipped
+    assert replay_report(report).frames_skipped == {}  # and it would say so if it had skipped
     # Bars follow the recorded time, not the wall clock: the replay builds the same bars.
     assert len(read_bars(first)) > 0
     pd.testing.assert_frame_equal(read_bars(second), read_bars(first))

@@ -25,7 +25,7 @@ from feedmux.ops import instance
 from feedmux.ops.config import Manifest
 from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import TOKEN, read_json, stop
+from tests.integration.helpers import TOKEN, read_json, receiver_in, stop
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,7 @@ def _dirs(tmp: Path) -> tuple[Path, Path, tuple[str, ...]]:
 
 
 def _stored(run_dir: Path) -> int:
-    stats = read_stats(run_dir / "stats")
-    return sum(s.get("stored", 0) for name, s in stats.items() if name.startswith("shard-"))
+    return sum(s.stored for s in read_stats(run_dir / "stats").shards.values())
 
 
 def _children(pid: int) -> list[int]:
@@ -119,7 +118,7 @@ def _no_traceback(proc: subprocess.Popen[str]) -> None:
 
 
 def _started(run_dir: Path) -> bool:
-    return _stored(run_dir) > 0 and "receiver" in read_stats(run_dir / "stats")
+    return _stored(run_dir) > 0 and read_stats(run_dir / "stats").receiver is not None
 
 
 @pytest.mark.parametrize("display", ["plain", "live"])  # live: a table forced into a pipe
@@ -177,10 +176,10 @@ def test_one_instance_per_dir_readers_that_go_away_and_a_hung_up_terminal(
     assert run.returncode == 0, (out, _stderr(run))
     assert watcher.wait(scaled(10)) == 1  # it says so, not wait for ever
     assert f"feedmux tail: the feedmux run in {run_dir} stopped" in _stderr(watcher)
-    received = read_stats(run_dir / "stats")["receiver"]
-    assert received["final"] and received["unconfirmed"] == 0
-    assert len(read_ticks(data_dir)) == received["ticks"] > 0
-    assert f"all {received['ticks']:,} received ticks and books are stored" in out
+    received = receiver_in(run_dir)
+    assert received.final and received.unconfirmed == 0
+    assert len(read_ticks(data_dir)) == received.ticks > 0
+    assert f"all {received.ticks:,} received ticks and books are stored" in out
 
 
 def test_closing_its_terminal_stops_a_live_run_in_order(tmp_path: Path, procs: Procs) -> None:
@@ -219,9 +218,9 @@ def test_closing_its_terminal_stops_a_live_run_in_order(tmp_path: Path, procs: P
     assert run.wait(scaled(60)) == 0
     log = (run_dir / "feedmux.log").read_text()
     assert "stopped cleanly" in log, log[-2000:]
-    received = read_stats(run_dir / "stats")["receiver"]
-    assert received["final"] and received["unconfirmed"] == 0
-    assert len(read_ticks(data_dir)) == received["ticks"] > 0
+    received = receiver_in(run_dir)
+    assert received.final and received.unconfirmed == 0
+    assert len(read_ticks(data_dir)) == received.ticks > 0
 
 
 def test_a_killed_supervisor_leaves_no_orphan_and_a_new_run_loses_nothing(
@@ -245,10 +244,10 @@ def test_a_killed_supervisor_leaves_no_orphan_and_a_new_run_loses_nothing(
             assert holder is not None and holder.pid == run.pid
             assert not holder.supervisor_alive()
     wait_for(lambda: not any(_alive(p) for p in children), 15, "the orphaned workers to stop")
-    received = read_stats(run_dir / "stats")["receiver"]
-    assert received["final"] and received["unconfirmed"] == 0  # handed over and confirmed
+    received = receiver_in(run_dir)
+    assert received.final and received.unconfirmed == 0  # handed over and confirmed
     before = len(read_ticks(data_dir))
-    assert before == received["ticks"] > 0
+    assert before == received.ticks > 0
 
     # another seed: the new replay server's seqs are new ticks, not the first run's again
     again = procs.feedmux("run", *feed, "--seed", "8", *dirs, name="again")
@@ -257,8 +256,8 @@ def test_a_killed_supervisor_leaves_no_orphan_and_a_new_run_loses_nothing(
     wait_for(lambda: _started(run_dir), 30, "the new run to store")
     code, out = stop(again)
     assert code == 0 and "stopped cleanly" in out, (out, _stderr(again))
-    received = read_stats(run_dir / "stats")["receiver"]
-    assert len(read_ticks(data_dir)) == before + received["ticks"] > before
+    received = receiver_in(run_dir)
+    assert len(read_ticks(data_dir)) == before + received.ticks > before
 
 
 def test_clients_answer_at_once_when_nothing_runs(tmp_path: Path, procs: Procs) -> None:

@@ -12,9 +12,16 @@ from feedmux import Control, read_ticks
 from feedmux.errors import SubscriptionError
 from feedmux.ingest.universe import load_universe
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
 from tests.conftest import scaled, wait_for
-from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    end_feed,
+    feedmux,
+    receiver_in,
+    replay_report,
+    sent_ticks,
+    start_replay,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +41,7 @@ def test_burst_of_live_changes_converges_with_no_606_no_reconnect_and_loses_noth
     run = feedmux("run", "--url", url, "--symbols-file", str(symbols), "--shards", "2",
                   "--data-dir", str(data_dir), "--run-dir", str(run_dir))  # fmt: skip
     try:
-        wait_for(lambda: len(read_json(report).get("subscribed", [])) == len(start), 30,
+        wait_for(lambda: len(replay_report(report).subscribed) == len(start), 30,
                  "the starting universe to be subscribed")  # fmt: skip
         control = Control(run_dir)
         errors: list[BaseException] = []
@@ -59,10 +66,10 @@ def test_burst_of_live_changes_converges_with_no_606_no_reconnect_and_loses_noth
         print(f"50 live changes confirmed by the server in {took:.1f} s")
         assert errors == []
         want = sorted((set(start) - set(removed)) | set(added))
-        wait_for(lambda: read_json(report)["subscribed"] == want, 5, "the server to agree")
-        assert read_json(report)["violations"] == []  # no "request spacing" (606) above all
-        links = read_stats(run_dir / "stats")["receiver"]["connections"]
-        assert [(c["state"], c["reconnects"]) for c in links] == [("up", 0), ("up", 0)]
+        wait_for(lambda: replay_report(report).subscribed == want, 5, "the server to agree")
+        assert replay_report(report).violations == []  # no "request spacing" (606) above all
+        links = receiver_in(run_dir).connections
+        assert [(c.state, c.reconnects) for c in links] == [("up", 0), ("up", 0)]
         assert took < scaled(20), f"changes took {took:.1f} s to be confirmed"
         assert sorted(control.subscriptions()) == want
         assert sorted(load_universe(data_dir) or []) == want  # a restart resumes it
@@ -75,16 +82,16 @@ def test_burst_of_live_changes_converges_with_no_606_no_reconnect_and_loses_noth
 
         # End the feed, let the receiver read everything, then stop: nothing may be missing.
         end_feed(replay, report)
-        sent_count = read_json(report)["frames_sent"]
-        wait_for(lambda: read_stats(run_dir / "stats").get("receiver", {}).get("ticks")
-                 == sent_count, 15, "the receiver to read every frame")  # fmt: skip
-        links = read_stats(run_dir / "stats")["receiver"]["connections"]
-        assert [c["reconnects"] for c in links] == [0, 0]
+        sent_count = replay_report(report).frames_sent
+        wait_for(lambda: receiver_in(run_dir).ticks == sent_count, 15,
+                 "the receiver to read every frame")  # fmt: skip
+        links = receiver_in(run_dir).connections
+        assert [c.reconnects for c in links] == [0, 0]
     finally:
         code, output = stop(run)
         stop(replay)
     assert code == 0, output
-    violations = [v for v in read_json(report)["violations"] if v["rule"] != "code invalid"]
+    violations = [v for v in replay_report(report).violations if v.rule != "code invalid"]
     assert violations == [], violations
     sent = sent_ticks(tmp_path / "sent.log")
     stored = read_ticks(data_dir)

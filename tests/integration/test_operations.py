@@ -138,11 +138,13 @@ def test_live_table_metrics_snapshots_and_moves_on_a_terminal(tmp_path: Path) ->
             # snapshot and the store agree.
             def settled() -> bool:
                 stats = read_stats(run_dir / "stats")
-                report = stats.get("receiver", {})
-                conns = report.get("connections", [])
-                quiet = bool(conns) and all((c["last_frame_age_s"] or 0) > 1.0 for c in conns)
-                stored = sum(s["stored"] for n, s in stats.items() if n.startswith("shard-"))
-                return quiet and report.get("unconfirmed") == 0 and stored == report["ticks"]
+                report = stats.receiver
+                if report is None:
+                    return False
+                conns = report.connections
+                quiet = bool(conns) and all((c.last_frame_age_s or 0) > 1.0 for c in conns)
+                stored = sum(s.stored for s in stats.shards.values())
+                return quiet and report.unconfirmed == 0 and stored == report.ticks
 
             wait_for(settled, 60, "the feed to end and every tick to be stored")
             got_moves = []

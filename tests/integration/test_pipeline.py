@@ -13,7 +13,7 @@ from feedmux.model import Tick
 from feedmux.routing import shard_of
 from feedmux.simulator.market import a_share_universe
 from tests.conftest import scaled
-from tests.integration.helpers import TOKEN, feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import TOKEN, feedmux, replay_report, sent_ticks, start_replay, stop
 
 pytestmark = pytest.mark.integration
 SHARDS = 8
@@ -33,13 +33,13 @@ def test_full_market_through_8_shards_loses_nothing(tmp_path: Path) -> None:
                   "--log-level", "INFO")  # fmt: skip
     try:
         assert subscriber.wait_ready(scaled(30)), "not every shard's heartbeat reached us"
-        assert read_json(report)["ticks_sent"] == 0, "the feed began before we could listen"
+        assert replay_report(report).ticks_sent == 0, "the feed began before we could listen"
         seen: list[Tick] = []
         deadline_reached = False
         deadline = time.monotonic() + scaled(60)
         while True:
-            status = read_json(report)
-            if status.get("feed") == "done" and len(seen) >= status["ticks_sent"]:
+            status = replay_report(report)
+            if status.feed == "done" and len(seen) >= status.ticks_sent:
                 break
             if time.monotonic() > deadline:
                 deadline_reached = True
@@ -47,13 +47,13 @@ def test_full_market_through_8_shards_loses_nothing(tmp_path: Path) -> None:
             tick = subscriber.recv(timeout=0.5)
             if tick is not None:
                 seen.append(tick)
-        assert not deadline_reached, f"subscriber saw {len(seen)} of {status.get('ticks_sent')}"
+        assert not deadline_reached, f"subscriber saw {len(seen)} of {status.ticks_sent}"
         # Every code subscribed exactly once across the connections, each under the cap.
-        assert status["subscribed"] == sorted(universe)
-        assert sum(status["subscriptions"].values()) == len(universe)
-        assert all(n <= 3000 for n in status["subscriptions"].values())
+        assert status.subscribed == sorted(universe)
+        assert sum(status.subscriptions.values()) == len(universe)
+        assert all(n <= 3000 for n in status.subscriptions.values())
         sent = sent_ticks(tmp_path / "sent.log")
-        assert len(sent) == status["ticks_sent"] > len(universe)  # the burst plus the stream
+        assert len(sent) == status.ticks_sent > len(universe)  # the burst plus the stream
         assert {t.code for t in sent} == set(universe)  # both connections delivered
 
         # A Subscriber started before the feed saw every tick, once.
@@ -92,5 +92,5 @@ def test_full_market_through_8_shards_loses_nothing(tmp_path: Path) -> None:
         assert row.recv_time.value >= tick.time_ns - 1_000_000_000  # received after it happened
 
     # The server logged no protocol violation.
-    assert read_json(report)["violations"] == []
+    assert replay_report(report).violations == []
     assert "VIOLATION" not in replay_output

@@ -25,7 +25,7 @@ from tests.conftest import wait_for
 from tests.integration.helpers import (
     end_feed,
     feedmux,
-    read_json,
+    replay_report,
     sent_ticks,
     start_sampled_run,
     stop,
@@ -167,14 +167,13 @@ def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
         tmp_path, 3000, 2, "--store", "sqlite://", "--store", pg_url)  # fmt: skip
 
     def stored() -> int:
-        stats = read_stats(run_dir / "stats")
-        return sum(s["stored"] for n, s in stats.items() if n.startswith("shard-"))
+        return sum(s.stored for s in read_stats(run_dir / "stats").shards.values())
 
     try:
         wait_for(lambda: stored() > 3000, 60, "ticks in both stores")
         assert _kill_connections(pg_url) == 6  # 2 shards x (ticks, books, bars)
-        sent_at_kill = read_json(report)["ticks_sent"]
-        wait_for(lambda: read_json(report)["ticks_sent"] > sent_at_kill + 3000, 30,
+        sent_at_kill = replay_report(report).ticks_sent
+        wait_for(lambda: replay_report(report).ticks_sent > sent_at_kill + 3000, 30,
                  "more feed after the connections died")  # fmt: skip
         end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")

@@ -14,12 +14,13 @@ import pytest
 from feedmux import GapError, SnapshotClient, Subscriber, read_ticks
 from feedmux.model import Tick
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
+from feedmux.stats import RunStats, read_stats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
     end_feed,
     feedmux,
-    read_json,
+    receiver_in,
+    replay_report,
     sent_ticks,
     start_replay,
     start_sampled_run,
@@ -29,12 +30,12 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def _stats(run_dir: Path) -> dict[str, dict[str, Any]]:
+def _stats(run_dir: Path) -> RunStats:
     return read_stats(run_dir / "stats")
 
 
 def _stored(run_dir: Path) -> int:
-    return sum(s["stored"] for n, s in _stats(run_dir).items() if n.startswith("shard-"))
+    return sum(s.stored for s in _stats(run_dir).shards.values())
 
 
 def _start(tmp_path: Path, rate: int, shards: int, *run_flags: str) -> tuple[Any, ...]:
@@ -63,22 +64,22 @@ def test_a_killed_shard_is_restarted_loses_nothing_and_rebuilds_its_snapshot(
     replay, report, run, run_dir, data_dir, _ = _start(tmp_path, 4000, 4)  # 905 codes
     try:
         wait_for(lambda: _stored(run_dir) > 10_000, 60, "ticks to be stored")
-        victim = _stats(run_dir)["shard-1"]
-        os.kill(victim["pid"], signal.SIGKILL)  # mid-batch: it held ticks not yet stored
+        victim = _stats(run_dir).shards[1]
+        os.kill(victim.pid, signal.SIGKILL)  # mid-batch: it held ticks not yet stored
 
         def restarted() -> bool:
-            now = _stats(run_dir).get("shard-1", {})
-            return now.get("pid") not in (None, victim["pid"]) and now["restarts"] == 1
+            now = _stats(run_dir).shards.get(1)
+            return now is not None and now.pid != victim.pid and now.restarts == 1
 
         wait_for(restarted, 30, "the supervisor to restart shard 1")
-        sent_at_restart = read_json(report)["ticks_sent"]
-        wait_for(lambda: read_json(report)["ticks_sent"] > sent_at_restart + 8000, 30,
+        sent_at_restart = replay_report(report).ticks_sent
+        wait_for(lambda: replay_report(report).ticks_sent > sent_at_restart + 8000, 30,
                  "more feed after the restart")  # fmt: skip
         end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
-        wait_for(lambda: _stats(run_dir)["receiver"]["ticks"] == len(sent), 15,
+        wait_for(lambda: receiver_in(run_dir).ticks == len(sent), 15,
                  "the receiver to read every frame")  # fmt: skip
-        wait_for(lambda: _stats(run_dir)["receiver"]["unconfirmed"] == 0, 15,
+        wait_for(lambda: receiver_in(run_dir).unconfirmed == 0, 15,
                  "every shard to confirm it stored what it was sent")  # fmt: skip
         # Every shard's snapshot, the restarted one too, holds each code's last tick.
         snapshot = SnapshotClient(run_dir).get()
@@ -92,7 +93,7 @@ def test_a_killed_shard_is_restarted_loses_nothing_and_rebuilds_its_snapshot(
     assert "shard-1 exited unexpectedly (code -9)" in output and "shard-1 restarted in" in output
     assert "stopped cleanly" in output
     _assert_stored_once(data_dir, sent)  # the resend's duplicates were skipped
-    assert _stats(run_dir)["receiver"]["bus"][1]["rewinds"] >= 1  # the new shard asked again
+    assert receiver_in(run_dir).bus[1].rewinds >= 1  # the new shard asked again
 
 
 def test_sigterm_at_full_load_stores_every_received_tick(tmp_path: Path) -> None:
@@ -108,13 +109,13 @@ def test_sigterm_at_full_load_stores_every_received_tick(tmp_path: Path) -> None
         stop(run)
         stop(replay)
     assert code == 0, output
-    received = _stats(run_dir)["receiver"]
-    assert received["final"] and received["unconfirmed"] == 0
+    received = receiver_in(run_dir)
+    assert received.final and received.unconfirmed == 0
     stored = read_ticks(data_dir)
-    assert len(stored) == received["ticks"] > 50_000
+    assert len(stored) == received.ticks > 50_000
     sent = {(t.code, t.seq) for t in sent_ticks(tmp_path / "sent.log")}
     assert set(zip(stored["code"], stored["seq"], strict=True)) <= sent
-    assert f"all {received['ticks']:,} received ticks and books are stored" in output
+    assert f"all {received.ticks:,} received ticks and books are stored" in output
 
 
 def test_a_consumer_that_stops_reading_sees_a_gap_and_catches_up_from_a_snapshot(
@@ -135,13 +136,13 @@ def test_a_consumer_that_stops_reading_sees_a_gap_and_catches_up_from_a_snapshot
         reader.start()
         assert slow.recv(timeout=10) is not None
         # The slow consumer now reads nothing for 10 s, while we watch the pipeline.
-        before = (read_json(report)["ticks_sent"], _stats(run_dir)["receiver"]["ticks"])
+        before = (replay_report(report).ticks_sent, receiver_in(run_dir).ticks)
         lag = 0
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            lag = max(lag, _stats(run_dir)["receiver"]["unconfirmed"])
+            lag = max(lag, receiver_in(run_dir).unconfirmed)
             time.sleep(0.25)
-        after = (read_json(report)["ticks_sent"], _stats(run_dir)["receiver"]["ticks"])
+        after = (replay_report(report).ticks_sent, receiver_in(run_dir).ticks)
         sent, received = after[0] - before[0], after[1] - before[1]
         assert sent > 20_000 and received > 0.9 * sent  # the pipeline kept its pace
         assert lag < 5000  # ... and stored as it went: not held up by the consumer
@@ -174,20 +175,20 @@ def test_a_stalled_shard_spills_to_disk_and_catches_up_while_the_feed_reads_on(
                                                        "--bus-memory", "2000")  # fmt: skip
     try:
         wait_for(lambda: _stored(run_dir) > 5000, 60, "ticks to be stored")
-        stalled = _stats(run_dir)["shard-0"]["pid"]
+        stalled = _stats(run_dir).shards[0].pid
         os.kill(stalled, signal.SIGSTOP)  # a shard that takes nothing: a hung disk, say
         try:
-            before = _stats(run_dir)["receiver"]["ticks"]
-            wait_for(lambda: _stats(run_dir)["receiver"]["bus"][0]["spilled"] > 6000, 30,
+            before = receiver_in(run_dir).ticks
+            wait_for(lambda: receiver_in(run_dir).bus[0].spilled > 6000, 30,
                      "shard 0's queue to spill to disk")  # fmt: skip
-            assert _stats(run_dir)["receiver"]["ticks"] > before + 6000  # reading went on
+            assert receiver_in(run_dir).ticks > before + 6000  # reading went on
         finally:
             os.kill(stalled, signal.SIGCONT)
-        wait_for(lambda: _stats(run_dir)["receiver"]["bus"][0]["held"] < 1000, 60,
+        wait_for(lambda: receiver_in(run_dir).bus[0].held < 1000, 60,
                  "shard 0 to catch up from the spill file")  # fmt: skip
         end_feed(replay, report)
         sent = sent_ticks(tmp_path / "sent.log")
-        wait_for(lambda: _stats(run_dir)["receiver"]["ticks"] == len(sent), 15,
+        wait_for(lambda: receiver_in(run_dir).ticks == len(sent), 15,
                  "the receiver to read every frame")  # fmt: skip
     finally:
         code, output = stop(run)
@@ -195,5 +196,5 @@ def test_a_stalled_shard_spills_to_disk_and_catches_up_while_the_feed_reads_on(
     assert code == 0, output
     assert "spilled" in output  # the progress line said so while it lasted
     _assert_stored_once(data_dir, sent)
-    assert _stats(run_dir)["receiver"]["bus"][0]["spilled_total"] > 6000
+    assert receiver_in(run_dir).bus[0].spilled_total > 6000
     assert not (data_dir / "spill" / "shard-0.spill").exists()  # removed at a clean stop

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from feedmux import StreamReader, families, wire
 from feedmux.model import Bar, Depth, Tick
 from feedmux.shard.streams import StreamPublisher
-from feedmux.stats import read_stats
+from feedmux.stats.shard import ShardStats
 from tests.conftest import wait_for
 from tests.integration.helpers import (
     end_feed,
     sent_ticks,
+    shards_in,
     start_sampled_run,
     stop,
 )
@@ -90,18 +90,19 @@ def test_a_run_publishes_every_tick_to_redis_in_order(
     replay, report, run, run_dir, _, _ = start_sampled_run(
         tmp_path, 3000, 2, "--redis", url, "--redis-prefix", prefix)  # fmt: skip
 
-    def shards() -> list[dict[str, Any]]:
-        return [s for n, s in read_stats(run_dir / "stats").items() if n.startswith("shard-")]
+    def shards() -> list[ShardStats]:
+        return shards_in(run_dir)
 
     def published() -> int:
-        return sum((s.get("redis") or {}).get("published", 0) for s in shards())
+        return sum(s.redis.published for s in shards() if s.redis is not None)
 
     def all_in_redis(ticks: int) -> bool:
         """Every tick published, and Redis holds all each shard published: its ticks and,
         once the feed crossed a minute, its bars."""
         stats = shards()
-        return sum(s["published"] for s in stats) == ticks and all(
-            s["redis"]["published"] == s["published"] + s["bars"]["published"] for s in stats
+        return sum(s.published for s in stats) == ticks and all(
+            s.redis is not None and s.redis.published == s.published + s.bars.published
+            for s in stats
         )
 
     try:

@@ -5,16 +5,23 @@ server sent is stored once."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from feedmux import read_ticks
 from feedmux.ingest.journal import EVENT, read_journal
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
+from feedmux.stats.receiver import ReceiverStats
 from tests.conftest import wait_for
-from tests.integration.helpers import end_feed, feedmux, read_json, sent_ticks, start_replay, stop
+from tests.integration.helpers import (
+    end_feed,
+    feedmux,
+    receiver_in,
+    replay_report,
+    sent_ticks,
+    start_replay,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +47,18 @@ FAULTS = {
 }
 
 
-def _receiver(run_dir: Path) -> dict[str, Any]:
-    return read_stats(run_dir / "stats").get("receiver", {})
+def _receiver(run_dir: Path) -> ReceiverStats:
+    return receiver_in(run_dir)
 
 
 def _recovered(run_dir: Path, reconnects: int) -> bool:
     """Both connections up with all their codes, after ``reconnects`` reconnects."""
-    conns = _receiver(run_dir).get("connections", [])
+    conns = _receiver(run_dir).connections
     return (
         len(conns) == 2
-        and sum(c["reconnects"] for c in conns) == reconnects
-        and sum(c["confirmed"] for c in conns) == len(CODES)
-        and all(c["state"] == "up" and c["confirmed"] == c["codes"] for c in conns)
+        and sum(c.reconnects for c in conns) == reconnects
+        and sum(c.confirmed for c in conns) == len(CODES)
+        and all(c.state == "up" and c.confirmed == c.codes for c in conns)
     )
 
 
@@ -75,30 +82,30 @@ def test_a_fault_on_a_connection_is_recovered_and_nothing_is_lost(
                   "--data-dir", str(data_dir), "--run-dir", str(run_dir), *CLIENT_SPACING,
                   "--max-codes-per-conn", PER_CONN, "--watchdog", WATCHDOG_S)  # fmt: skip
     try:
-        wait_for(lambda: len(read_json(report).get("faults", [])) == len(faults), 30,
+        wait_for(lambda: len(replay_report(report).faults) == len(faults), 30,
                  "the faults")  # fmt: skip
         # A link that only got an envelope error is fine: its request is sent again.
         reconnects = sum(fault != "envelope-error" for fault in faults)
         wait_for(lambda: _recovered(run_dir, reconnects), RECOVERY_S,
                  "the hit connections to be back with all their codes")  # fmt: skip
-        sent_then = read_json(report)["ticks_sent"]
-        wait_for(lambda: read_json(report)["ticks_sent"] > sent_then + 800, 30,
+        sent_then = replay_report(report).ticks_sent
+        wait_for(lambda: replay_report(report).ticks_sent > sent_then + 800, 30,
                  "the feed to go on on both connections")  # fmt: skip
         end_feed(replay, report)
-        sent = read_json(report)["frames_sent"]
-        wait_for(lambda: _receiver(run_dir)["ticks"] == sent, 15,
+        sent = replay_report(report).frames_sent
+        wait_for(lambda: _receiver(run_dir).ticks == sent, 15,
                  "the receiver to read every frame")  # fmt: skip
         receiver = _receiver(run_dir)
     finally:
         code, output = stop(run)
         stop(replay)
     assert code == 0, output
-    assert [done["name"] for done in read_json(report)["faults"]] == list(faults)
+    assert [done.name for done in replay_report(report).faults] == list(faults)
     for fault in faults:
         assert FAULTS[fault] in output, fault
-    conns = receiver["connections"]
-    assert sum(c["reconnects"] for c in conns) == reconnects
-    assert read_json(report)["violations"] == []
+    conns = receiver.connections
+    assert sum(c.reconnects for c in conns) == reconnects
+    assert replay_report(report).violations == []
     ticks = sent_ticks(tmp_path / "sent.log")
     stored = read_ticks(data_dir)
     assert len(stored) == len(ticks)  # nothing twice ...

@@ -9,14 +9,13 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from feedmux.simulator.market import a_share_universe
-from feedmux.stats import read_stats
+from feedmux.stats.receiver import ReceiverStats
 from tests.conftest import http_serving, scaled, wait_for
-from tests.integration.helpers import TOKEN, feedmux, start_replay, stop
+from tests.integration.helpers import TOKEN, feedmux, receiver_in, start_replay, stop
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +44,8 @@ def _finish(run: subprocess.Popen[str], timeout: float = 40) -> tuple[int, str]:
     return run.returncode, output
 
 
-def _receiver(run_dir: Path) -> dict[str, Any]:
-    return read_stats(run_dir / "stats").get("receiver", {})
+def _receiver(run_dir: Path) -> ReceiverStats:
+    return receiver_in(run_dir)
 
 
 def _log(tmp_path: Path) -> str:
@@ -146,8 +145,8 @@ def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, r
     run = _run(tmp_path, replay, [*GOOD, REFUSED], *FAST)
     run_dir = tmp_path / "data" / "run"
     try:
-        wait_for(lambda: _receiver(run_dir).get("codes_rejected") == 1, 40, "the refusal")
-        assert _receiver(run_dir)["codes_subscribed"] == len(GOOD)
+        wait_for(lambda: _receiver(run_dir).codes_rejected == 1, 40, "the refusal")
+        assert _receiver(run_dir).codes_subscribed == len(GOOD)
         listing = feedmux("subscriptions", "--run-dir", str(run_dir))
         listed, _ = listing.communicate(timeout=scaled(30))
         assert f"rejected {REFUSED}: ret=600 code invalid" in listed
@@ -158,7 +157,7 @@ def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, r
         status = feedmux("status", "--json", "--run-dir", str(run_dir))
         shown = json.loads(status.communicate(timeout=scaled(30))[0])
         assert shown["codes_rejected"] == 1 and shown["rejected"] == [REFUSED]
-        wait_for(lambda: _receiver(run_dir).get("ticks", 0) > 0, 30, "ticks")
+        wait_for(lambda: _receiver(run_dir).ticks > 0, 30, "ticks")
     finally:
         code, output = stop(run)
     assert code == 0, output
@@ -190,7 +189,7 @@ def test_a_refused_connection_is_retried_until_the_server_appears(tmp_path: Path
         symbols.write_text(" ".join(GOOD))
         server, _, _ = start_replay(tmp_path, "--rate", "200", "--symbols-file", str(symbols),
                                     "--port", str(port))  # fmt: skip
-        wait_for(lambda: _receiver(run_dir).get("ticks", 0) > 0, 40,
+        wait_for(lambda: _receiver(run_dir).ticks > 0, 40,
                  "ticks once the server is up")  # fmt: skip
     finally:
         code, output = stop(run)

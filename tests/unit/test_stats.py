@@ -1,11 +1,15 @@
-"""Stats files on a full disk: written over in place within their space, never cut short."""
+"""Stats files: typed, read back tolerantly, and on a full disk written over in place within
+their space, never cut short."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from feedmux.stats import read_stats, write_stats
-from feedmux.writes import health
+import msgspec
+
+from feedmux.stats import RunStats, read_stats, write_stats
+from feedmux.writes import WriteFailure, health
+from tests.stats_samples import receiver_stats, shard_stats, store_stats
 
 
 def no_new_files(stats_dir: Path, name: str) -> None:
@@ -16,24 +20,66 @@ def no_new_files(stats_dir: Path, name: str) -> None:
 def test_stats_that_outgrow_their_file_keep_the_old_numbers_rather_than_half_new_ones(
     tmp_path: Path,
 ) -> None:
-    assert write_stats(tmp_path, "shard-0", {"stored": 1})
+    assert write_stats(tmp_path, shard_stats(0, stored=1))
     no_new_files(tmp_path, "shard-0")
     room = (tmp_path / "shard-0.json").stat().st_size
-    assert not write_stats(tmp_path, "shard-0", {"stored": 2, "note": "x" * room})
+    codes = [f"{i:06}.SZ" for i in range(room // 10)]  # more than the file has room for
+    assert not write_stats(
+        tmp_path, shard_stats(0, stored=2, stores={c: store_stats() for c in codes})
+    )
     assert health.failing("stats")  # counted and reported, not silent
     assert (tmp_path / "shard-0.json").stat().st_size == room  # not grown on a full disk
-    assert read_stats(tmp_path)["shard-0"] == {"stored": 1}  # still valid JSON: still shown
-    assert write_stats(tmp_path, "shard-0", {"stored": 3})  # what fits is written in place
-    assert read_stats(tmp_path)["shard-0"] == {"stored": 3} and not health.failing("stats")
+    assert read_stats(tmp_path).shards[0].stored == 1  # still valid JSON: still shown
+    assert write_stats(tmp_path, shard_stats(0, stored=3))  # what fits is written in place
+    assert read_stats(tmp_path).shards[0].stored == 3 and not health.failing("stats")
 
 
 def test_a_stats_file_has_room_to_say_what_is_failing_once_the_disk_is_full(
     tmp_path: Path,
 ) -> None:
-    assert write_stats(tmp_path, "receiver", {"ticks": 1, "failing_writes": []})
+    assert write_stats(tmp_path, receiver_stats(ticks=1))
     no_new_files(tmp_path, "receiver")
-    failing = [{"kind": kind, "reason": "disk full", "failures": 123_456, "failing": True,
-                "error": f"cannot write {kind} {'/data/dir' * 8}: [Errno 28] No space left"}
+    failing = [WriteFailure(kind=kind, reason="disk full", failures=123_456, failing=True,
+                            error=f"cannot write {kind} {'/data/dir' * 8}: [Errno 28] No space")
                for kind in ("journal", "spill", "stats", "log", "universe")]  # fmt: skip
-    assert write_stats(tmp_path, "receiver", {"ticks": 99_999_999, "failing_writes": failing})
-    assert read_stats(tmp_path)["receiver"]["failing_writes"] == failing
+    assert write_stats(tmp_path, receiver_stats(ticks=99_999_999, failing_writes=failing))
+    stats = read_stats(tmp_path).receiver
+    assert stats is not None and stats.failing_writes == failing
+
+
+def test_stats_are_read_back_with_their_type_and_a_newer_writers_fields_are_ignored(
+    tmp_path: Path,
+) -> None:
+    write_stats(tmp_path, receiver_stats(ticks=7))
+    write_stats(tmp_path, shard_stats(1, stored=5))
+    newer = msgspec.json.decode((tmp_path / "shard-1.json").read_bytes())
+    (tmp_path / "shard-1.json").write_bytes(msgspec.json.encode({**newer, "new_counter": 3}))
+    stats = read_stats(tmp_path)
+    assert stats.receiver == receiver_stats(ticks=7)
+    assert stats.shards == {1: shard_stats(1, stored=5)} and stats.unreadable == {}
+    assert [s.name for s in stats.processes()] == ["receiver", "shard-1"]
+
+
+def test_a_stats_file_that_does_not_decode_is_skipped_and_says_why(tmp_path: Path) -> None:
+    write_stats(tmp_path, shard_stats(0, stored=5))
+    older = msgspec.json.decode((tmp_path / "shard-0.json").read_bytes())
+    del older["stored"]
+    (tmp_path / "shard-0.json").write_bytes(msgspec.json.encode(older))
+    (tmp_path / "shard-1.json").write_bytes(b'{"role": "shard", "shard"')  # cut short
+    write_stats(tmp_path, shard_stats(2))
+    (tmp_path / "shard-2.json").rename(tmp_path / "receiver.json")
+    stats = read_stats(tmp_path)
+    assert stats.receiver is None and stats.shards == {}
+    assert "missing required field `stored`" in stats.unreadable["shard-0.json"]
+    assert "truncated" in stats.unreadable["shard-1.json"]
+    assert "a shard-2's stats" in stats.unreadable["receiver.json"]
+    assert read_stats(tmp_path / "nothing") == RunStats()
+
+
+def test_a_restarted_shard_carries_its_earlier_totals_on() -> None:
+    before = shard_stats(0, received=100, stored=90, books_stored=4, restarts=1, batches=9)
+    now = shard_stats(0, received=10, stored=8, books_stored=1, batches=2)
+    carried = now.carry(before)
+    assert (carried.received, carried.stored, carried.books_stored) == (110, 98, 5)
+    assert carried.restarts == 2 and carried.batches == 2  # batches: since this start
+    assert now.carry(None) == now

@@ -4,50 +4,68 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
+from feedmux.ingest.delivery import ShardQueue
+from feedmux.ingest.spill import SpillFile
 from feedmux.ops.metrics import StatsCollector
 from feedmux.ops.status import build_status, progress_line, recent_warnings, render
 from feedmux.shard.histogram import Histogram
-from feedmux.stats import write_stats
+from feedmux.stats import RunStats, write_stats
+from feedmux.stats.receiver import QueueStats, ReceiverStats
+from feedmux.stats.shard import MoveStats, ShardStats
+from tests.stats_samples import connection_stats, receiver_stats, shard_stats, store_stats
 
 S = 10**9
 
 
-def receiver(t: int, ticks: int, frames: int) -> dict[str, Any]:
-    return {"time_ns": t, "ticks": ticks, "books": 0, "codes_subscribed": 3, "codes_desired": 4,
-            "codes_rejected": 1, "bus_messages": 7,
-            "bus": [{"held": 5, "spilled": 2, "dropped_total": 0, "spilled_total": 2},
-                    {"held": 0, "spilled": 0, "dropped_total": 3, "spilled_total": 0}],
-            "connections": [{"state": "up", "codes": 3, "frames": frames, "reconnects": 1,
-                             "watchdog_trips": 0, "last_frame_age_s": 0.2,
-                             "bad_frames": {"json": 2, "schema": 1}, "error": ""}]}  # fmt: skip
+def queue(shard: int, held: int, *, memory: int, spill_dir: Path | None) -> QueueStats:
+    """What the receiver writes of its real queue for ``shard`` holding ``held`` ticks: beyond
+    ``memory`` they are spilled to ``spill_dir``, or dropped without one."""
+    spill = SpillFile(spill_dir / f"{shard}.spill") if spill_dir is not None else None
+    q = ShardQueue(shard, window_items=100, memory_items=memory, spill=spill)
+    for seq in range(1, held + 1):
+        q.put(seq, seq + 1, b"tick")
+    return QueueStats.of(q)
 
 
-def shard(i: int, t: int, received: int, stored: int) -> dict[str, Any]:
+def receiver(t: int, ticks: int, frames: int, bus: list[QueueStats] | None = None) -> ReceiverStats:
+    if bus is None:  # 5 held for shard 0; 3 dropped for shard 1 (--overflow drop)
+        bus = [queue(0, 5, memory=10, spill_dir=None), queue(1, 3, memory=0, spill_dir=None)]
+    link = connection_stats(codes=3, frames=frames, reconnects=1, last_frame_age_s=0.2,
+                            bad_frames={"json": 2, "schema": 1})  # fmt: skip
+    return receiver_stats(time_ns=t, ticks=ticks, codes_subscribed=3, codes_desired=4,
+                          codes_rejected=1, bus_messages=7, bus=bus,
+                          connections=[link])  # fmt: skip
+
+
+def shard(i: int, t: int, received: int, stored: int) -> ShardStats:
     rows = Histogram([10, 100])
     for n in (5, 100, 100):
         rows.observe(n)
     latency = Histogram([0.01, 0.1])
     latency.observe(0.05)
-    return {"shard": i, "time_ns": t, "received": received, "stored": stored,
-            "published": received, "backlog": received - stored, "restarts": 0,
-            "last_commit_ns": t - S // 2, "duplicates": 0, "bus_gaps": 0, "write_failures": 0,
-            "receive_to_publish_s": latency.state(), "moves": {"trades": 4, "books": 0},
-            "stores": {"sqlite:///d": {"last_commit_ns": t, "batch_rows": rows.state(),
-                                       "commit_s": latency.state(),
-                                       "receive_to_commit_s": latency.state()}}}  # fmt: skip
+    store = store_stats(last_commit_ns=t, batch_rows=rows.state(), commit_s=latency.state(),
+                        receive_to_commit_s=latency.state())  # fmt: skip
+    return shard_stats(i, time_ns=t, received=received, stored=stored, published=received,
+                       backlog=received - stored, last_commit_ns=t - S // 2,
+                       receive_to_publish_s=latency.state(),
+                       moves=MoveStats(trades=4, books=0),
+                       stores={"sqlite:///d": store})  # fmt: skip
+
+
+def reading(receiver: ReceiverStats, *shards: ShardStats) -> RunStats:
+    return RunStats(receiver=receiver, shards={s.shard: s for s in shards})
 
 
 def test_rates_come_from_each_workers_own_timestamps() -> None:
-    before = {"receiver": receiver(100 * S, 1000, 900), "shard-0": shard(0, 100 * S, 400, 300)}
-    after = {"receiver": receiver(102 * S, 5000, 4900), "shard-0": shard(0, 101 * S, 1400, 1300)}
+    before = reading(receiver(100 * S, 1000, 900), shard(0, 100 * S, 400, 300))
+    after = reading(receiver(102 * S, 5000, 4900), shard(0, 101 * S, 1400, 1300))
     status = build_status(before, after, 2, silent={"000001.SZ": None}, wall_ns=101 * S)
     assert status.ticks_per_s == 2000 and status.connections[0].frames_per_s == 2000
-    assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 7
+    assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 5
     assert status.shards[0].last_commit_age_s == 0.5 and status.shards[0].state == "up"
     assert status.shards[1].state == "down" and status.shards[1].drops == 3
     assert status.bad_frames == 3 and status.stored == 1300
@@ -61,7 +79,7 @@ def test_rates_come_from_each_workers_own_timestamps() -> None:
 
 
 def test_a_worker_whose_stats_stopped_is_stale() -> None:
-    now = {"receiver": receiver(100 * S, 10, 10), "shard-0": shard(0, 90 * S, 10, 10)}
+    now = reading(receiver(100 * S, 10, 10), shard(0, 90 * S, 10, 10))
     status = build_status(None, now, 1, wall_ns=100 * S)
     assert status.shards[0].state == "stale" and status.ticks_per_s == 0
 
@@ -75,9 +93,9 @@ def test_recent_warnings_are_the_last_warning_and_error_lines(tmp_path: Path) ->
 
 
 def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
-    write_stats(tmp_path, "receiver", receiver(100 * S, 5000, 4900))
-    write_stats(tmp_path, "shard-0", shard(0, 100 * S, 3000, 2900))
-    write_stats(tmp_path, "shard-1", shard(1, 100 * S, 2000, 2000))
+    write_stats(tmp_path, receiver(100 * S, 5000, 4900))
+    write_stats(tmp_path, shard(0, 100 * S, 3000, 2900))
+    write_stats(tmp_path, shard(1, 100 * S, 2000, 2000))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(tmp_path))
     text = generate_latest(registry).decode()
@@ -88,7 +106,7 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
         'feedmux_decode_errors_total{kind="json"} 2.0',
         'feedmux_subscriptions{state="rejected"} 1.0',
         'feedmux_ticks_dropped_total{shard="1"} 3.0',
-        'feedmux_shard_queue_ticks{shard="0"} 7.0',
+        'feedmux_shard_queue_ticks{shard="0"} 5.0',
         # cumulative buckets: 5 <= 10, then 100 and 100 <= 100
         'feedmux_batch_rows_bucket{le="10.0",shard="0",store="sqlite:///d"} 1.0',
         'feedmux_batch_rows_bucket{le="100.0",shard="0",store="sqlite:///d"} 3.0',
@@ -99,3 +117,17 @@ def test_metrics_are_read_from_every_workers_stats(tmp_path: Path) -> None:
         'feedmux_moves_published_total{family="trades",shard="0"} 4.0',
     ):
         assert line in text, line
+
+
+def test_the_queue_is_what_the_receiver_holds_in_memory_and_spilled_counted_once(
+    tmp_path: Path,
+) -> None:
+    held = queue(0, 25, memory=10, spill_dir=tmp_path)  # 10 in memory, 15 on disk
+    assert (held.held, held.spilled) == (25, 15)
+    stats = receiver(100 * S, 25, 25, bus=[held])
+    status = build_status(None, reading(stats), 1, wall_ns=100 * S)
+    assert status.shards[0].queue == 25 and status.spilled == 15
+    write_stats(tmp_path, stats)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(tmp_path))
+    assert 'feedmux_shard_queue_ticks{shard="0"} 25.0' in generate_latest(registry).decode()

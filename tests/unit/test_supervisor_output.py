@@ -12,7 +12,8 @@ from feedmux.ops.config import Settings
 from feedmux.ops.display import open_display
 from feedmux.ops.status import build_status
 from feedmux.ops.supervisor import Supervisor
-from feedmux.stats import write_stats
+from feedmux.stats import RunStats, write_stats
+from tests.stats_samples import receiver_stats
 
 
 class _ClosedPipe(io.StringIO):
@@ -46,8 +47,7 @@ def test_the_closing_line_names_the_stores_written(
     settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
                         data_dir=data_dir, stores=stores)  # fmt: skip
     settings.paths.prepare()
-    write_stats(settings.paths.stats_dir, "receiver", {"final": True, "unconfirmed": 0,
-                                                       "ticks": 7, "books": 0})  # fmt: skip
+    write_stats(settings.paths.stats_dir, receiver_stats(final=True, unconfirmed=0, ticks=7))
     said: list[str] = []
     assert Supervisor(settings, said.append).verdict({}) == 0
     closing = said[-1].replace(data_dir, "DATA")
@@ -59,12 +59,12 @@ def test_progress_lines_wait_for_a_measured_rate() -> None:
     out = io.StringIO()
     display = open_display(out, live=False)
     display._next = 0.0  # type: ignore[attr-defined]  # a line is due now
-    receiver = {"role": "receiver", "time_ns": 10**9, "ticks": 5_000, "connections": []}
-    first = build_status(None, {"receiver": receiver}, 1)
+    earlier = RunStats(receiver=receiver_stats(time_ns=10**9, ticks=5_000))
+    first = build_status(None, earlier, 1)
     display.show(first, 2.0)
     assert out.getvalue() == ""  # no earlier reading: its rate would read 0/s
-    later = {"receiver": {**receiver, "time_ns": 2 * 10**9, "ticks": 10_000}}
-    display.show(build_status({"receiver": receiver}, later, 1), 3.0)
+    later = RunStats(receiver=receiver_stats(time_ns=2 * 10**9, ticks=10_000))
+    display.show(build_status(earlier, later, 1), 3.0)
     assert "received     10,000 ticks (   5,000/s)" in out.getvalue()
     display._next = 0.0  # type: ignore[attr-defined]
     display.show(build_status(None, later, 1), 4.0)  # a stuck receiver: still a line

@@ -28,8 +28,10 @@ from feedmux.providers.alltick.protocol import (
 )
 from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, ServerRules
 from feedmux.simulator.market import a_share_universe
+from feedmux.stats import RunStats
 from feedmux.transports.ws import HandshakeRefused, WsLink
 from tests.conftest import FakeClock, http_serving
+from tests.stats_samples import connection_stats, receiver_stats
 from tests.unit.test_subscriptions import drive
 
 UNIVERSE = a_share_universe()
@@ -238,9 +240,8 @@ def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff()
     manager.on_reply(0, reply, clock.now)
     conn = manager.connections[0]
     assert conn.last_error == "ret=201 request header param invalid" and conn.failure is None
-    row = {"state": "up", "codes": 3, "frames": 1, "reconnects": 0, "watchdog_trips": 0,
-           "bad_frames": {}, "error": conn.last_error}  # fmt: skip
-    stats = {"receiver": {"connections": [row]}}
+    row = connection_stats(codes=3, frames=1, error=conn.last_error)
+    stats = RunStats(receiver=receiver_stats(connections=[row]))
     table = io.StringIO()
     Console(file=table, width=120).print(render(build_status(None, stats, 0)))
     assert "ret=201 request header param invalid" in table.getvalue()
@@ -280,9 +281,9 @@ def test_a_code_refusal_with_cmd_id_0_still_searches_for_the_bad_code() -> None:
 
 
 def test_status_counts_refused_codes_and_names_the_first_few() -> None:
-    receiver = {"ticks": 5, "codes_desired": 3, "codes_subscribed": 3, "codes_rejected": 12,
-                "rejected": UNKNOWN, "connections": [], "bus": []}  # fmt: skip
-    status = build_status(None, {"receiver": receiver}, 0)
+    receiver = receiver_stats(ticks=5, codes_desired=3, codes_subscribed=3, codes_rejected=12,
+                              rejected=UNKNOWN)  # fmt: skip
+    status = build_status(None, RunStats(receiver=receiver), 0)
     assert status.codes_rejected == 12 and status.rejected == UNKNOWN
     assert "codes 3/3 (refused 12)" in progress_line(status, 1.0)
     console = Console(width=140, record=True, file=io.StringIO())

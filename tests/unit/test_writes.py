@@ -16,6 +16,7 @@ from feedmux.ops.metrics import StatsCollector
 from feedmux.ops.status import build_status, progress_line, render
 from feedmux.stats import read_stats, write_stats
 from feedmux.writes import LogFileHandler, WriteHealth, reason_of
+from tests.stats_samples import shard_stats, store_stats
 
 FULL = OSError(errno.ENOSPC, "No space left on device")
 
@@ -52,18 +53,18 @@ def test_reasons_are_read_through_the_causes() -> None:
 
 
 def test_stats_that_cannot_be_replaced_are_written_over_in_place(tmp_path: Path) -> None:
-    assert write_stats(tmp_path, "shard-0", {"stored": 1, "note": "x" * 50})
+    assert write_stats(tmp_path, shard_stats(0, stored=1, stores={"sqlite:///d": store_stats()}))
     (tmp_path / ".shard-0.json.tmp").mkdir()  # a new file cannot be made, as on a full disk
-    assert write_stats(tmp_path, "shard-0", {"stored": 2})
-    assert read_stats(tmp_path)["shard-0"] == {"stored": 2}
-    (tmp_path / ".other.json.tmp").mkdir()
-    assert not write_stats(tmp_path, "other", {"stored": 3})  # no old file: counted, no raise
+    assert write_stats(tmp_path, shard_stats(0, stored=2))
+    assert read_stats(tmp_path).shards[0].stored == 2
+    (tmp_path / ".shard-1.json.tmp").mkdir()
+    assert not write_stats(tmp_path, shard_stats(1))  # no old file: counted, no raise
 
 
 def test_status_and_metrics_say_what_is_failing(tmp_path: Path) -> None:
     health = WriteHealth()
     health.failed("store", FULL)
-    write_stats(tmp_path, "shard-0", {"shard": 0, "time_ns": 1, "failing_writes": health.report()})
+    write_stats(tmp_path, shard_stats(0, time_ns=1, failing_writes=health.report()))
     stats = read_stats(tmp_path)
     status = build_status(None, stats, 1, wall_ns=1)
     assert status.failing == ["shard-0: store failing: disk full (1 failed writes)"]

@@ -1,0 +1,111 @@
+"""A shard's stats: what it took from the bus, published, and stored, in total and per store."""
+
+from __future__ import annotations
+
+import msgspec
+
+from feedmux.stats.process import ProcessStats
+
+SHARD = "shard"
+
+
+class HistogramState(msgspec.Struct, kw_only=True):
+    """A histogram as written: upper bounds and per-bucket (not cumulative) counts, the last
+    count being the +Inf bucket's."""
+
+    bounds: list[float]
+    counts: list[int]
+    sum: float
+    count: int
+
+
+class StoreStats(msgspec.Struct, kw_only=True):
+    """One store's own numbers (the shard's totals are the slowest store's)."""
+
+    stored: int
+    duplicates: int
+    backlog: int  # rows handed to its writer, not yet committed
+    failures: int  # failed writes, retried
+    last_commit_ns: int  # wall clock; 0: none yet
+    batch_rows: HistogramState
+    commit_s: HistogramState
+    receive_to_commit_s: HistogramState  # from the receiver's socket read to this commit
+
+
+class RedisStats(msgspec.Struct, kw_only=True):
+    """--redis: the shard's stream."""
+
+    published: int
+    backlog: int
+    failures: int
+
+
+class BarStats(msgspec.Struct, kw_only=True):
+    published: int
+    stored: int  # in every store
+    late: int  # ticks that amended a bar already closed (it was published again)
+    too_late: int  # ticks older than the bars kept: stored, in no bar
+    resent: int  # resent ticks: bars take new ticks only
+
+
+class MoveStats(msgspec.Struct, kw_only=True):
+    """Publications on the --min-move topics, by the family they are moves of."""
+
+    trades: int
+    books: int
+
+
+class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
+    shard: int
+    pid: int
+    # Cumulative over the run (an earlier incarnation's counts carried: see ``carry``).
+    # A row counts as stored once every store has it.
+    received: int  # ticks taken from the bus
+    published: int  # ticks and books published (bars and moves are counted apart)
+    stored: int
+    duplicates: int  # rows a store already had
+    resent_dropped: int  # ticks the receiver resent that this shard had already
+    books_received: int
+    books_stored: int
+    books_duplicates: int
+    books_resent_dropped: int
+    restarts: int
+    # Since this process started.
+    batches: int
+    write_failures: int  # failed writes of every store, bars and Redis included (retried)
+    backlog: int  # ticks received, not yet in every store
+    last_commit_ns: int  # the slowest store's last commit (wall clock); 0: none yet
+    stores: dict[str, StoreStats]  # by store, as shown (password masked)
+    receive_to_publish_s: HistogramState
+    moves: MoveStats
+    bars: BarStats
+    redis: RedisStats | None  # None: no --redis
+    bus_gaps: int  # bus messages that will never come (the receiver dropped them)
+    bus_ignored: int  # messages seen twice or out of order (a resend follows)
+    rewinds_asked: int
+    bad_messages: int
+    codes: int  # codes in the snapshot
+    acks_dropped: int
+
+    @property
+    def name(self) -> str:
+        return f"{SHARD}-{self.shard}"
+
+    def carry(self, before: ShardStats | None) -> ShardStats:
+        """These counts on top of an earlier incarnation's in this run, so that totals survive
+        a restart (``before``: its last stats; None if this is the first)."""
+        if before is None:
+            return self
+        return msgspec.structs.replace(
+            self,
+            received=before.received + self.received,
+            published=before.published + self.published,
+            stored=before.stored + self.stored,
+            duplicates=before.duplicates + self.duplicates,
+            resent_dropped=before.resent_dropped + self.resent_dropped,
+            books_received=before.books_received + self.books_received,
+            books_stored=before.books_stored + self.books_stored,
+            books_duplicates=before.books_duplicates + self.books_duplicates,
+            books_resent_dropped=before.books_resent_dropped + self.books_resent_dropped,
+            restarts=before.restarts + 1,
+        )
