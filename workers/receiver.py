@@ -7,6 +7,7 @@ shard (one ZeroMQ message per tick would cost more than the decode).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import select
@@ -22,15 +23,16 @@ from feedmux.ingest.control import ControlDesk
 from feedmux.ingest.delivery import Delivery
 from feedmux.ingest.fanout import ShardOutbox
 from feedmux.ingest.journal import JournalWriter
-from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.ingest.universe import keep_universe, load_universe
 from feedmux.ops.config import Settings, redact
-from feedmux.providers.alltick.protocol import (
-    CMD_SUBSCRIBE_TRADES,
+from feedmux.providers import provider
+from feedmux.providers.base import (
     EXIT_GAVE_UP,
     BadFrame,
     Failure,
     GiveUp,
+    Pacing,
     Reply,
     first_line,
     give_up_message,
@@ -59,9 +61,11 @@ JOURNAL_DIR = "journal"
 _BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
-def pacing_of(settings: Settings) -> Pacing:
+def pacing_of(settings: Settings, vendor: Pacing) -> Pacing:
+    """The vendor's pacing, with the run's settings."""
     ms = 1_000_000
-    return Pacing(
+    return dataclasses.replace(
+        vendor,
         request_interval_ns=settings.request_interval_ms * ms,
         cross_interval_ns=settings.cross_interval_ms * ms,
         heartbeat_interval_ns=settings.heartbeat_interval_ms * ms,
@@ -107,7 +111,9 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     log = run_logging(settings, "receiver")
     token = settings.token
     paths = settings.paths
-    url = settings.ws_url()
+    vendor = provider()
+    url = vendor.connect_url(settings.url, token)
+    header = vendor.connect_headers(token)
     ctx = zt.context()
     pushes = [zt.push(ctx, paths.shard_in(s)) for s in range(settings.shards)]
     acks = zt.pull(ctx, paths.acks)
@@ -120,7 +126,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
     journal = open_journal(settings)
     # The saved universe carries live changes across a restart of this process.
     codes = load_universe(settings.data_dir) or settings.codes
-    manager = SubscriptionManager(codes, settings.max_codes_per_conn, pacing_of(settings),
+    manager = SubscriptionManager(vendor, codes, settings.max_codes_per_conn,
+                                  pacing_of(settings, vendor.pacing),
                                   max_conns=settings.max_conns,
                                   depth_levels=settings.depth_levels,
                                   max_frame_bytes=settings.max_frame_bytes,
@@ -187,8 +194,8 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         save_universe()
 
     def handle_events(i: int) -> None:
-        client = conns[i].client
-        for event in client.events:
+        session = conns[i].session
+        for event in session.events:
             if isinstance(event, Reply):
                 now = time.monotonic_ns()
                 manager.on_reply(i, event, now)
@@ -198,14 +205,18 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                     log.warning("connection %d: %s refused: ret=%d %s%s", i, event.what(),
                                 event.ret, msg, f"; sent again in {retry_s:.1f} s"
                                 if retry_s > 0 else "")  # fmt: skip
-                elif event.cmd_id == CMD_SUBSCRIBE_TRADES + 1:
+                elif (
+                    event.request is not None
+                    and event.request.kind == "trades"
+                    and event.request.codes
+                ):
                     log.info("connection %d: %d codes subscribed", i, len(conns[i].confirmed))
             elif isinstance(event, BadFrame) and event.kind not in logged_kinds:
                 logged_kinds.add(event.kind)  # once per kind; the counters say how many
                 sample = redact(event.sample.decode("utf-8", "replace"), settings.token)
                 log.warning("bad frame (%s), skipped: %s; sample: %r", event.kind,
                             event.detail, sample)  # fmt: skip
-        client.events.clear()
+        session.events.clear()
         note_refused()
 
     def grow() -> None:
@@ -283,7 +294,7 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 "last_frame_age_s": (now - last_frame_ns[c.index]) / 1e9
                 if last_frame_ns[c.index] else None,
                 "reconnects": c.reconnects, "watchdog_trips": c.watchdog_trips,
-                "bad_frames": c.client.bad_frames,
+                "bad_frames": c.session.bad_frames,
                 "error": redact(c.last_error, token),
             } for c in conns],
         })  # fmt: skip
@@ -296,7 +307,13 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
         now = time.monotonic_ns()
         for i in manager.connect_due(now):
             try:
-                new_link = WsLink(url, CONNECT_TIMEOUT_S, settings.max_frame_bytes)
+                new_link = WsLink(
+                    url,
+                    CONNECT_TIMEOUT_S,
+                    settings.max_frame_bytes,
+                    header=header,
+                    classify=vendor.handshake_failure,
+                )
             except HandshakeRefused as exc:  # one short line, classified
                 drop(i, f"connect failed: {exc}", exc.failure)
                 continue
@@ -309,6 +326,11 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
             manager.on_connected(i, time.monotonic_ns())
             log.info("connection %d up", i)
             journal.event(time.time_ns(), i, "connect", url=settings.url)
+            try:
+                for hello in conns[i].session.opening(token):  # an auth message, if any
+                    new_link.send_text(hello)  # never journaled: it holds the token
+            except LinkErrors as exc:
+                drop(i, f"send failed: {exc}")
         for i, request in manager.due(time.monotonic_ns()):
             sender = links[i]
             assert sender is not None
@@ -354,17 +376,17 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 recv_ns = time.time_ns()  # when these bytes were read off the socket
                 frames[i] += len(messages)
                 journal.frames(recv_ns, i, messages)
-                client = conns[i].client
-                if client.receive_read(messages, recv_ns, outbox.add):
+                session = conns[i].session
+                if session.receive_read(messages, recv_ns, outbox.add):
                     last_frame_ns[i] = time.monotonic_ns()  # the watchdog's "alive"
-                if client.events:
+                if session.events:
                     handle_events(i)
                 refusal = conns[i].failure  # e.g. ret 401: the link is useless, count it
                 if refusal is not None:
                     drop(i, f"refused: {refusal.detail}")
                 elif link.ended is not None:  # the server closed, or sent what we refuse
                     if link.refused is not None:  # counted with the bad frames it is
-                        bad = client.bad_frames
+                        bad = session.bad_frames
                         bad[link.refused] = bad.get(link.refused, 0) + 1
                     drop(i, link.ended)
             if outbox.pending >= FLUSH_TICKS:

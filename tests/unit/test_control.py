@@ -7,11 +7,13 @@ from feedmux import wire
 from feedmux.client.control import silent_codes
 from feedmux.errors import ConfigError
 from feedmux.ingest.control import ControlDesk
-from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.ingest.universe import keep_universe, load_universe, save_universe
-from feedmux.providers.alltick.protocol import Reply, Request
+from feedmux.providers.alltick.provider import PACING
+from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
 from feedmux.providers.alltick.server import ENVELOPE_ERROR
 from feedmux.writes import health
+from tests.unit.test_subscriptions import answer
 
 S = 1_000_000_000
 
@@ -19,13 +21,11 @@ S = 1_000_000_000
 def ack(manager: SubscriptionManager, now: int, ret: int = 200) -> None:
     """The server answers every request the manager sends now."""
     for index, frame in manager.due(now):
-        body = json.loads(frame)
-        request = Request(body["cmd_id"], body["seq_id"], body["trace"], body["data"])
-        manager.on_reply(index, Reply(body["cmd_id"] + 1, ret, "x", body["seq_id"], request), now)
+        answer(manager, index, frame, ret, "x", now)
 
 
 def test_subscribe_is_answered_only_once_the_server_confirms() -> None:
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, 0)
     ack(manager, 0)
     desk = ControlDesk(manager)
@@ -42,7 +42,7 @@ def test_subscribe_is_answered_only_once_the_server_confirms() -> None:
 
 
 def test_no_wait_is_answered_at_once_and_list_too() -> None:
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     desk = ControlDesk(manager)
     answer, changed = desk.submit(b"a", wire.encode(wire.Unsubscribe(["600519.SH"], False)), 0)
     assert answer is not None and changed
@@ -53,7 +53,7 @@ def test_no_wait_is_answered_at_once_and_list_too() -> None:
 
 def _waiting_on_a_change(ident: bytes) -> tuple[SubscriptionManager, ControlDesk]:
     """A subscribed connection, and a caller ``ident`` waiting on a code added at 1 s."""
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, 0)
     ack(manager, 0)
     desk = ControlDesk(manager)
@@ -64,9 +64,9 @@ def _waiting_on_a_change(ident: bytes) -> tuple[SubscriptionManager, ControlDesk
 def test_a_change_refused_for_its_envelope_waits_for_the_retry_and_is_confirmed() -> None:
     manager, desk = _waiting_on_a_change(b"first")
     assert len(manager.due(4 * S)) == 1
-    client = manager.connections[0].client
-    client.receive(ENVELOPE_ERROR, 4 * S)
-    manager.on_reply(0, client.events.pop(), 4 * S)
+    session = manager.connections[0].session
+    session.receive(ENVELOPE_ERROR, 4 * S)
+    manager.on_reply(0, session.events.pop(), 4 * S)
     assert desk.answers(4 * S) == []  # sent again after a backoff: no error for a success
     desk.submit(b"second", wire.encode(wire.Subscribe(["000002.SZ"])), 5 * S)
     assert desk.answers(5 * S) == []
@@ -81,12 +81,12 @@ def test_a_change_refused_for_its_envelope_waits_for_the_retry_and_is_confirmed(
 
 def test_a_change_whose_retries_are_refused_times_out_with_ret_and_msg() -> None:
     manager, desk = _waiting_on_a_change(b"id")
-    client = manager.connections[0].client
+    session = manager.connections[0].session
     for now in range(4, 62):  # every subscription request refused for its envelope
         for _, frame in manager.due(now * S):
             if json.loads(frame)["cmd_id"] == 22004:
-                client.receive(ENVELOPE_ERROR, now * S)
-                manager.on_reply(0, client.events.pop(), now * S)
+                session.receive(ENVELOPE_ERROR, now * S)
+                manager.on_reply(0, session.events.pop(), now * S)
     [(_, raw)] = desk.answers(62 * S)
     error = wire.control_reply_decoder.decode(raw).error
     assert error.startswith("not confirmed by the server within 60 s")
@@ -94,7 +94,7 @@ def test_a_change_whose_retries_are_refused_times_out_with_ret_and_msg() -> None
 
 
 def test_a_removal_refused_for_good_is_answered_with_the_reason() -> None:
-    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH", "000001.SZ"], 3000, PACING)
     manager.on_connected(0, 0)
     ack(manager, 0)
     desk = ControlDesk(manager)
@@ -105,7 +105,7 @@ def test_a_removal_refused_for_good_is_answered_with_the_reason() -> None:
 
 
 def test_unconfirmed_change_times_out_with_a_reason() -> None:
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())  # never connected
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)  # never connected
     desk = ControlDesk(manager)
     desk.submit(b"id", wire.encode(wire.Subscribe(["000001.SZ"])), 0)
     [(_, raw)] = desk.answers(61 * S)
@@ -113,7 +113,7 @@ def test_unconfirmed_change_times_out_with_a_reason() -> None:
 
 
 def test_garbage_request_gets_an_error_reply() -> None:
-    answer, changed = ControlDesk(SubscriptionManager(["A.US"], 10, Pacing())).submit(
+    answer, changed = ControlDesk(SubscriptionManager(ALLTICK, ["A.US"], 10, PACING)).submit(
         b"x", b"\xc1", 0
     )
     assert answer is not None and not changed
@@ -137,7 +137,7 @@ def test_silent_codes_are_old_subscriptions_without_recent_ticks() -> None:
 
 
 def test_unsubscribing_a_code_never_subscribed_says_so_and_changes_nothing() -> None:
-    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH", "000001.SZ"], 3000, PACING)
     desk = ControlDesk(manager)
     request = wire.Unsubscribe(["000001.SZ", "300750.SZ"], False)
     answer, changed = desk.submit(b"a", wire.encode(request), 0)
