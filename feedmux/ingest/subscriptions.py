@@ -33,87 +33,26 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from feedmux.providers.base import Failure, Pacing, Provider, Reply, Session
+from feedmux.ingest.connection import NEVER, Connection, Refusal
+from feedmux.providers.base import Failure, Pacing, Provider, Reply
 
-_NEVER = -(2**62)
+_NEVER = NEVER
 REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
 REFUSED_SHOWN = 5  # refused codes named in a message; the rest are counted
 NARROWED_NS = 100_000_000  # a widened spacing this close to the cross interval is back to it
 
-__all__ = ["ConnectionState", "Pacing", "Refusal", "SubscriptionManager"]
+__all__ = ["Connection", "Pacing", "Refusal", "SubscriptionManager"]
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """The vendor refused a subscription request of a connection."""
-
-    sent_ns: int  # when the refused request went out: it carried changes made before
-    error: str  # "ret=201 request header param invalid"
-    retried: bool  # sent again after the widened spacing (else: not until the list changes)
-
-
-@dataclass
-class ConnectionState:
-    index: int
-    session: Session
-    desired: list[str] = field(default_factory=list)  # the codes assigned to this connection
-    confirmed: list[str] = field(default_factory=list)  # what the server acked last
-    held_back: set[str] = field(default_factory=set)  # left out while a bad code is searched
-    connected: bool = False
-    inflight_since: int | None = None
-    last_request_ns: int = _NEVER
-    last_heartbeat_ns: int = _NEVER
-    retry_at_ns: int = _NEVER
-    refused: list[str] | None = None  # a list the server refused; not retried until it changes
-    depth_confirmed: list[str] = field(default_factory=list)  # order-book list the server acked
-    depth_refused: list[str] | None = None
-    last_error: str = ""
-    refusal: Refusal | None = None  # the last refusal of a subscription request, until an ack
-    connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
-    connected_at_ns: int = _NEVER
-    failures: int = 0  # consecutive losses without a confirmed subscription in between
-    watchdog_trips: int = 0
-    last_subscription_ns: int = _NEVER
-    # Since when a request has been waiting to go out (a retry: since the refused one was
-    # sent); the token's next slot goes to the longest wait, so no connection starves.
-    waiting_since_ns: int | None = None
-    reconnects: int = 0
-    failure: Failure | None = None  # a permanent refusal on this link: drop it, count it
-    last_failure: Failure | None = None  # the permanent failure of the last attempts ...
-    same_failures: int = 0  # ... and how many attempts in a row ended with it
-
-    def request_list(self) -> list[str]:
-        if not self.held_back:
-            return self.desired
-        return [c for c in self.desired if c not in self.held_back]
-
-    def needs_request(self) -> bool:
-        if not self.connected or self.inflight_since is not None or not self.session.ready:
-            return False
-        wanted = self.request_list()
-        return wanted not in (self.confirmed, self.refused)
-
-    def needs_depth_request(self, depth_levels: int) -> bool:
-        """Order books follow the codes whose trades the server confirmed."""
-        if not depth_levels or not self.needs_nothing_else():
-            return False
-        return self.confirmed not in (self.depth_confirmed, self.depth_refused)
-
-    def needs_nothing_else(self) -> bool:
-        """Up, authenticated and no request in flight: free for the next request."""
-        return self.connected and self.inflight_since is None and self.session.ready
-
-
-def _release_half(conn: ConnectionState) -> None:
+def _release_half(conn: Connection) -> None:
     """Binary search for bad codes: after a verdict, try half of what is still held back."""
     if conn.held_back:
         held = [c for c in conn.desired if c in conn.held_back]
         conn.held_back = set(held[len(held) // 2 :]) if len(held) > 1 else set()
 
 
-def _keep_searching(conn: ConnectionState) -> None:
+def _keep_searching(conn: Connection) -> None:
     """The codes being tried were removed: release more, or nothing is ever sent again."""
     confirmed = set(conn.confirmed)
     while conn.held_back and confirmed.issuperset(conn.request_list()):
@@ -148,7 +87,7 @@ class SubscriptionManager:
         self.depth_levels = depth_levels  # 0: no order books
         self._jitter = jitter
         self.max_frame_bytes = max_frame_bytes or provider.max_frame_bytes
-        self.connections: list[ConnectionState] = []
+        self.connections: list[Connection] = []
         self.owner: dict[str, int] = {}  # code -> connection index
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
         self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
@@ -160,10 +99,10 @@ class SubscriptionManager:
             self._new_connection()
         self.subscribe(codes)
 
-    def _new_connection(self) -> ConnectionState:
+    def _new_connection(self) -> Connection:
         index = len(self.connections)
         session = self.provider.session(f"{self.name}-c{index}", self.max_frame_bytes)
-        conn = ConnectionState(index, session)
+        conn = Connection(index, session)
         self.connections.append(conn)
         return conn
 
@@ -266,7 +205,7 @@ class SubscriptionManager:
         delay = max(spacing, int(backoff * (0.5 + self._jitter() / 2)))
         conn.connect_at_ns = max(now_ns, self._last_close_ns) + delay
 
-    def _count_failure(self, conn: ConnectionState, failure: Failure | None) -> None:
+    def _count_failure(self, conn: Connection, failure: Failure | None) -> None:
         if failure is None or not failure.permanent:
             conn.last_failure, conn.same_failures = None, 0  # transient: retried for ever
             return
@@ -277,18 +216,18 @@ class SubscriptionManager:
         if conn.same_failures >= self.give_up_after and self.fatal is None:
             self.fatal = (failure, conn.same_failures)
 
-    def stale(self, now_ns: int, last_frame_ns: list[int]) -> list[int]:
+    def stale(self, now_ns: int) -> list[int]:
         """Connected links with no frame at all (data, ack or heartbeat reply) for the
         watchdog time: "connected but silent". The caller tears them down; each is counted."""
         limit = now_ns - self.pacing.watchdog_ns
         out = []
         for conn in self.connections:
-            if conn.connected and max(conn.connected_at_ns, last_frame_ns[conn.index]) < limit:
+            if conn.connected and max(conn.connected_at_ns, conn.last_frame_ns) < limit:
                 conn.watchdog_trips += 1
                 out.append(conn.index)
         return out
 
-    def _connect_time(self, conn: ConnectionState) -> int:
+    def _connect_time(self, conn: Connection) -> int:
         # A link lost after this one's was scheduled moves the token's last close: wait on.
         return max(conn.connect_at_ns, self._last_close_ns + self.pacing.reconnect_spacing_ns)
 
@@ -311,7 +250,7 @@ class SubscriptionManager:
         if self._widened_ns < NARROWED_NS:
             self._widened_ns = 0
 
-    def _subscription_time(self, conn: ConnectionState) -> int:
+    def _subscription_time(self, conn: Connection) -> int:
         # Spec rule 2: token-wide, this connection's own last request included.
         return max(
             conn.last_request_ns + self.pacing.request_interval_ns,
@@ -319,7 +258,7 @@ class SubscriptionManager:
             conn.retry_at_ns,
         )
 
-    def _heartbeat_time(self, conn: ConnectionState) -> int:
+    def _heartbeat_time(self, conn: Connection) -> int:
         if not self.pacing.heartbeat_interval_ns:
             return -_NEVER  # the vendor needs none
         return max(
@@ -327,10 +266,10 @@ class SubscriptionManager:
             conn.last_request_ns + self.pacing.request_interval_ns,
         )
 
-    def _wants_subscription(self, conn: ConnectionState) -> bool:
+    def _wants_subscription(self, conn: Connection) -> bool:
         return conn.needs_request() or conn.needs_depth_request(self.depth_levels)
 
-    def _subscription_request(self, conn: ConnectionState, now_ns: int) -> list[bytes]:
+    def _subscription_request(self, conn: Connection, now_ns: int) -> list[bytes]:
         session = conn.session
         if conn.needs_request():  # the trade list first; order books follow what it confirmed
             frames = session.subscribe("trades", conn.request_list(), 0)
@@ -440,7 +379,7 @@ class SubscriptionManager:
             conn.refused = sent
             self._refuse(conn, reply, books, retried=False)
 
-    def _refuse(self, conn: ConnectionState, reply: Reply, books: bool, retried: bool) -> None:
+    def _refuse(self, conn: Connection, reply: Reply, books: bool, retried: bool) -> None:
         error = reply.error()
         conn.last_error = f"depth: {error}" if books else error
         conn.refusal = Refusal(conn.last_subscription_ns, conn.last_error, retried)
@@ -468,7 +407,7 @@ class SubscriptionManager:
         return "the vendor refused every code: " + ", ".join(shown) + (
             f" and {more} more" if more > 0 else "")  # fmt: skip
 
-    def _on_depth_reply(self, conn: ConnectionState, reply: Reply, sent: list[str]) -> None:
+    def _on_depth_reply(self, conn: Connection, reply: Reply, sent: list[str]) -> None:
         if reply.ok:
             conn.depth_confirmed = sent
         elif reply.verdict != "retry_later":  # codes the trade list accepted: the plan's refusal

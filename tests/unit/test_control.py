@@ -1,12 +1,15 @@
 import json
+import logging
 from pathlib import Path
 
 import pytest
+import zmq
 
 from feedmux import wire
 from feedmux.client.control import silent_codes
 from feedmux.errors import ConfigError
 from feedmux.ingest.control import ControlDesk
+from feedmux.ingest.keeper import UniverseKeeper
 from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.ingest.universe import keep_universe, load_universe, save_universe
 from feedmux.providers.alltick.provider import PACING
@@ -160,3 +163,57 @@ def test_a_universe_that_cannot_be_written_is_reported_not_fatal(tmp_path: Path)
     assert keep_universe(tmp_path, ["600519.SH"])  # room again
     assert load_universe(tmp_path) == ["600519.SH"]
     assert not health.failing("universe")
+
+
+class FakeRouter:
+    """The control ROUTER socket: requests in as ``[ident, b"", raw]``, answers out."""
+
+    def __init__(self, *requests: tuple[bytes, object]) -> None:
+        self.inbox = [[ident, b"", wire.encode(r)] for ident, r in requests]
+        self.outbox: list[list[bytes]] = []
+
+    def recv_multipart(self, flags: int = 0) -> list[bytes]:
+        if not self.inbox:
+            raise zmq.Again
+        return self.inbox.pop(0)
+
+    def send_multipart(self, parts: list[bytes], flags: int = 0) -> None:
+        self.outbox.append(parts)
+
+
+def test_serve_takes_every_waiting_request_and_answers_each_when_due() -> None:
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
+    manager.on_connected(0, 0)
+    ack(manager, 0)
+    desk = ControlDesk(manager)
+    sock = FakeRouter((b"a", wire.Subscribe(["000001.SZ"])), (b"b", wire.ListSubscriptions()))
+    assert desk.serve(sock, S)  # the desired set changed: the caller saves it
+    assert [parts[0] for parts in sock.outbox] == [b"b"]  # the list now; "a" waits on the vendor
+    assert not desk.serve(sock, 2 * S)
+    ack(manager, 4 * S)
+    assert not desk.serve(sock, 4 * S)
+    ident, empty, raw = sock.outbox[-1]
+    assert (ident, empty) == (b"a", b"")
+    assert wire.control_reply_decoder.decode(raw).error == ""
+
+
+def test_the_keeper_saves_changes_and_leaves_refused_codes_out(tmp_path: Path) -> None:
+    manager = SubscriptionManager(ALLTICK, ["600519.SH", "000001.SZ"], 3000, PACING)
+    keeper = UniverseKeeper(manager, tmp_path, logging.getLogger("test"))
+    keeper.note_refused()  # nothing refused: nothing written
+    assert load_universe(tmp_path) is None
+    manager.on_connected(0, 0)
+    ack(manager, 0, ret=600)  # a bad code in the list: the manager halves it ...
+    while not manager.rejected:
+        ack(manager, 4 * S * (1 + len(keeper.refused)), ret=600)
+    keeper.note_refused()
+    assert keeper.refused == manager.rejected
+    assert load_universe(tmp_path) == manager.desired()
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a full disk
+    keeper.data_dir = blocker
+    keeper.save()
+    assert keeper.unsaved
+    keeper.data_dir = tmp_path
+    keeper.retry()
+    assert not keeper.unsaved

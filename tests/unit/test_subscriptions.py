@@ -290,13 +290,14 @@ def test_watchdog_flags_connected_links_silent_too_long() -> None:
     )
     manager.on_connected(0, clock.now)
     manager.on_connected(1, clock.now)
-    last_frame = [clock.now, clock.now]
+    for conn in manager.connections:
+        conn.last_frame_ns = clock.now
     clock.advance(25)
-    last_frame[1] = clock.now  # a heartbeat reply counts as a frame
-    assert manager.stale(clock.advance(6), last_frame) == [0]
+    manager.connections[1].last_frame_ns = clock.now  # a heartbeat reply counts as a frame
+    assert manager.stale(clock.advance(6)) == [0]
     assert manager.connections[0].watchdog_trips == 1
     manager.on_disconnected(0, clock.now, "watchdog")
-    assert manager.stale(clock.advance(100), last_frame) == [1]  # a down link is not stale
+    assert manager.stale(clock.advance(100)) == [1]  # a down link is not stale
 
 
 def test_subscription_requests_of_the_token_are_spaced_on_one_connection_too() -> None:
