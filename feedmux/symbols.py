@@ -1,4 +1,5 @@
-"""Parse the many spellings of a stock code into AllTick's canonical form.
+"""Parse the many spellings of a stock code into feedmux's canonical form (a vendor's provider
+maps it to the vendor's spelling).
 
 Canonical forms: ``600519.SH``, ``000001.SZ``, ``920118.BJ``, ``700.HK`` (no leading zeros),
 ``AAPL.US``. A bare six-digit code gets its exchange from its prefix.
@@ -76,7 +77,7 @@ def _with_exchange(body: str, alias: str) -> str:
 
 
 def normalize(raw: str) -> str:
-    """The canonical AllTick code for one user spelling; ValueError says why it is not one."""
+    """The canonical code for one user spelling; ValueError says why it is not one."""
     text = raw.strip().upper()
     if not text:
         raise ValueError("empty code")

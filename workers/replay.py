@@ -1,7 +1,7 @@
-"""Replay server: an AllTick-compatible WebSocket server on loopback. Wiring and the loops.
+"""Replay server: a vendor-compatible WebSocket server on loopback. Wiring and the loops.
 
-The rules live in ``feedmux.providers.alltick.server`` and the ticks in
-``feedmux.simulator.market``; this module only moves their bytes.
+The rules and frames are the vendor's (``Provider.simulator``, ``Provider.trade_frame``), the
+ticks come from ``feedmux.simulator.market``; this module only moves their bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from http import HTTPStatus
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 from websockets.asyncio.server import ServerConnection, serve
@@ -27,8 +27,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from feedmux.ingest.journal import Push, journal_pushes
-from feedmux.ops.config import STOCK_PATH, ReplaySettings
-from feedmux.providers.alltick.server import AllTickServer, ServerRules
+from feedmux.ops.config import ReplaySettings
+from feedmux.providers import provider
+from feedmux.providers.base import ServerRules
 from feedmux.simulator.faults import (
     CLOSE_CODE,
     CLOSE_REASON,
@@ -36,7 +37,7 @@ from feedmux.simulator.faults import (
     HUGE_EVERY_S,
     RAW_FAULTS,
 )
-from feedmux.simulator.market import GARBAGE_FRAMES, Market, text_frame
+from feedmux.simulator.market import Market, text_frame
 from feedmux.stats import write_json
 from feedmux.stats.replay import Fault, ReplayStats, Step
 
@@ -69,8 +70,10 @@ class ReplayServer:
                                  Path(settings.log_file) if settings.log_file else None,
                                  stderr=settings.log_stderr)  # fmt: skip
         logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection
-        self.rules = AllTickServer(rules_of(settings), set(settings.codes))
-        self.market = Market(settings.codes, settings.seed, seq_base=time.time_ns() // 1000)
+        self.vendor = provider()
+        self.rules = self.vendor.simulator(rules_of(settings), set(settings.codes))
+        self.market = Market(settings.codes, settings.seed, seq_base=time.time_ns() // 1000,
+                             vendor=self.vendor)  # fmt: skip
         self.rng = random.Random(settings.seed + 1)
         self.sockets: dict[int, ServerConnection] = {}
         self.transports: dict[int, asyncio.Transport] = {}
@@ -141,20 +144,19 @@ class ReplayServer:
         return self.stall_from <= asyncio.get_running_loop().time() < self.stall_until
 
     # -- connections ----------------------------------------------------------------------------
-    @staticmethod
-    def check_path(connection: ServerConnection, request: Request) -> Response | None:
+    def check_path(self, connection: ServerConnection, request: Request) -> Response | None:
         """Another path is an HTTP 404 before any upgrade, as the vendor's web server answers
         one (a client then knows its URL is wrong, not that the feed is flaky)."""
-        if urlsplit(request.path).path != STOCK_PATH:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"not found; use {STOCK_PATH}\n")
+        path = self.vendor.replay_path
+        if urlsplit(request.path).path != path:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"not found; use {path}\n")
         return None
 
     async def handle(self, ws: ServerConnection) -> None:
         conn = next(self.ids)
         request = ws.request
         assert request is not None
-        parts = urlsplit(request.path)
-        token = parse_qs(parts.query).get("token", [""])[0]
+        token = self.vendor.replay_token(request.path, dict(request.headers.raw_items()))
         if not self.rules.open(conn, token, time.monotonic_ns()):
             self._log_violations()
             await ws.close(1008, "too many requests and connection will be closed")
@@ -216,7 +218,8 @@ class ReplayServer:
             for conn in receivers:  # the same frame again, as vendors do on a resubscribe
                 self._outgoing[conn].append(framed)
         if settings.garbage_every and self.ticks_sent % settings.garbage_every == 0:
-            opcode, payload = GARBAGE_FRAMES[self.garbage_sent % len(GARBAGE_FRAMES)]
+            garbage = self.vendor.garbage_frames
+            opcode, payload = garbage[self.garbage_sent % len(garbage)]
             self.garbage_sent += 1
             for conn in receivers:
                 self._outgoing[conn].append(text_frame(payload, opcode))
@@ -394,7 +397,7 @@ class ReplayServer:
         settled it is skipped, counted and logged."""
         settings = self.settings
         loop = asyncio.get_running_loop()
-        pushes = journal_pushes(Path(settings.journal))
+        pushes = journal_pushes(Path(settings.journal), self.vendor)
         upcoming = next(pushes, None)
         clock_ns = float(upcoming.recv_ns if upcoming is not None else 0)
         start = last = loop.time()
@@ -517,14 +520,14 @@ class ReplayServer:
         loop.add_signal_handler(signal.SIGUSR1, self.feed_end.set)
         settings = self.settings
         if settings.journal and settings.journal_rate is not None:
-            pushes = journal_pushes(Path(settings.journal))
+            pushes = journal_pushes(Path(settings.journal), self.vendor)
             self.frames = [(p.code, text_frame(p.payload)) for p in pushes if not p.book]
         async with serve(
             self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,
             ping_interval=None, process_request=self.check_path,
         ) as server:  # fmt: skip
             port = next(iter(server.sockets)).getsockname()[1]
-            self.url = f"ws://{settings.host}:{port}{STOCK_PATH}"
+            self.url = f"ws://{settings.host}:{port}{self.vendor.replay_path}"
             self.write_report()
             self.log.info("serving %s: %d codes, %s", self.url, len(settings.codes),
                           f"journal {settings.journal}" if settings.journal

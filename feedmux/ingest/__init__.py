@@ -1,2 +1,4 @@
-"""The receiver's parts: WebSocket links, the journal, subscriptions, the delivery ledger
-and spill, routing ticks to shards, and the control desk (wiring: ``workers/receiver.py``)."""
+"""The receiver's parts: each connection's state (``connection``) and the table that drives
+the links (``connections``), subscriptions, the journal, routing ticks to shards (``fanout``),
+the bus sender with its delivery ledger and spill, the control desk and the saved universe
+(wiring: ``workers/receiver.py``)."""

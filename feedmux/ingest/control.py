@@ -1,16 +1,26 @@
 """Live subscription changes, the receiver's side: ``ControlDesk`` applies each request to the
-subscription manager and answers once the vendor agreed. Pure: the receiver moves the bytes."""
+subscription manager and answers once the vendor agreed. ``serve`` moves the bytes of a ROUTER
+socket (or a fake); the rest is pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
+import zmq
 
 from feedmux import wire
 from feedmux.ingest.subscriptions import SubscriptionManager
 
 CONFIRM_TIMEOUT_NS = 60_000_000_000
+
+
+class Router(Protocol):
+    """A ROUTER socket: ``recv_multipart(zmq.NOBLOCK)`` raises ``zmq.Again`` when empty."""
+
+    def recv_multipart(self, flags: int = ...) -> list[Any]: ...
+    def send_multipart(self, msg_parts: list[bytes], flags: int = ...) -> Any: ...
 
 
 @dataclass
@@ -64,6 +74,23 @@ class ControlDesk:
         self._waiting.append(_Waiter(ident, request.codes, subscribed, now_ns,
                                      now_ns + CONFIRM_TIMEOUT_NS))  # fmt: skip
         return None, True
+
+    def serve(self, sock: Router, now_ns: int) -> bool:
+        """Take every waiting request and send the answers due; True when the desired set
+        changed (the caller saves the universe)."""
+        changed = False
+        while True:
+            try:
+                ident, empty, raw = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            answer, changed_now = self.submit(ident, raw, now_ns)
+            changed |= changed_now
+            if answer is not None:
+                sock.send_multipart([ident, empty, answer])
+        for ident, answer in self.answers(now_ns):
+            sock.send_multipart([ident, b"", answer])
+        return changed
 
     def answers(self, now_ns: int) -> list[tuple[bytes, bytes]]:
         """Replies due now: changes the server confirmed, refused for good (its ``ret`` and

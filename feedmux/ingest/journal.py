@@ -32,6 +32,8 @@ import msgspec
 
 from feedmux.errors import StoreError
 from feedmux.ops.config import redact, redact_bytes, token_pattern
+from feedmux.providers import provider
+from feedmux.providers.base import Provider
 from feedmux.writes import health
 
 OPCODE_TEXT, OPCODE_BINARY = 0x1, 0x2  # WebSocket opcodes, as the links return them
@@ -268,19 +270,6 @@ def read_journal(path: Path) -> Iterator[Record]:
             raise StoreError(f"cannot read journal {file}: {exc}") from exc
 
 
-class _PushData(msgspec.Struct):
-    code: str
-
-
-class _Push(msgspec.Struct):
-    cmd_id: int
-    data: _PushData
-
-
-_push_decoder = msgspec.json.Decoder(_Push)
-_PUSH_CMDS = (22998, 22999)
-
-
 @dataclass(frozen=True, slots=True)
 class Push:
     """A trade or book frame from a journal, ready to serve again."""
@@ -291,51 +280,27 @@ class Push:
     payload: bytes
 
 
-def journal_pushes(path: Path) -> Iterator[Push]:
+def journal_pushes(path: Path, vendor: Provider | None = None) -> Iterator[Push]:
     """The trade and book frames of a journal (what a server pushed), in order."""
+    peek = (vendor or provider()).peek
     for record in read_journal(path):
         if record.kind != FRAME_TEXT:
             continue
-        try:
-            push = _push_decoder.decode(record.payload)
-        except msgspec.DecodeError:
-            continue  # a reply, or a bad frame: the replay server makes its own replies
-        if push.cmd_id in _PUSH_CMDS:
-            yield Push(record.recv_ns, push.data.code, push.cmd_id == 22999, record.payload)
+        key = peek(record.payload)
+        if key is not None:  # else a reply, or a bad frame: the replay server makes its own
+            yield Push(record.recv_ns, key.code, key.book, record.payload)
 
 
-class _Symbol(msgspec.Struct):
-    code: str
-
-
-class _SymbolList(msgspec.Struct):
-    symbol_list: list[_Symbol] = []
-
-
-class _Subscribe(msgspec.Struct):
-    data: _SymbolList
-
-
-_subscribe_decoder = msgspec.json.Decoder(_Subscribe)
-
-
-def journal_codes(path: Path) -> list[str]:
+def journal_codes(path: Path, vendor: Provider | None = None) -> list[str]:
     """The captured run's universe: every code it subscribed (a code that never ticked
     included, or a replay would refuse it) and every code pushed."""
+    vendor = vendor or provider()
     codes: set[str] = set()
     for record in read_journal(path):
         if record.kind == SENT:
-            try:
-                codes.update(
-                    s.code for s in _subscribe_decoder.decode(record.payload).data.symbol_list
-                )
-            except msgspec.DecodeError:
-                continue  # a heartbeat or a cancel: no codes
+            codes.update(vendor.request_codes(record.payload))
         elif record.kind == FRAME_TEXT:
-            try:
-                push = _push_decoder.decode(record.payload)
-            except msgspec.DecodeError:
-                continue
-            if push.cmd_id in _PUSH_CMDS:
-                codes.add(push.data.code)
+            key = vendor.peek(record.payload)
+            if key is not None:
+                codes.add(key.code)
     return sorted(codes)

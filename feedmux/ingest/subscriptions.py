@@ -1,25 +1,28 @@
-"""Which codes each connection carries, and when each request may go out.
+"""Which codes each connection carries, and when each request may go out: the vendor-independent
+part of subscribing, for any ``providers.base.Provider``.
 
-Pure state driven by an injected ``now_ns``. It enforces AllTick's rules (spec rules 1-6):
-- a subscribe REPLACES the connection's list, so every request carries the full list, and any
-  number of add/remove calls between two requests coalesce into one;
+Pure state driven by an injected ``now_ns``. The vendor's session builds the requests and
+classifies the answers; this keeps the rules every vendor shares:
+- each connection has one desired list per kind; any number of add/remove calls between two
+  requests coalesce into one change (the session sends the full list, or the difference);
 - at most one request per ``request_interval`` per connection, heartbeats included;
-- any two subscription or cancel requests of the token, on one connection or not, at least
-  ``cross_interval`` apart (heartbeats excepted); after a 429/605/606 that spacing doubles (up
-  to ``spacing_max``) and each confirmed request halves the excess again;
-- a heartbeat every ``heartbeat_interval``; reconnects ``reconnect_spacing`` after a close;
+- any two subscription requests of the token, on one connection or not, at least
+  ``cross_interval`` apart (heartbeats excepted); after a "too many requests" answer that
+  spacing doubles (up to ``spacing_max``) and each confirmed request halves the excess again;
+- a heartbeat every ``heartbeat_interval`` (0: none); reconnects ``reconnect_spacing`` after a
+  close, with a capped, jittered backoff;
 - at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections.
 
 Assignment is stable: a code stays on its connection until removed; a new code goes to the
 connection with the fewest codes that has room. When the vendor refuses a list for a bad code
-(600/604) the manager holds back half of the newly added codes and tries again, until each bad
-code is found alone; those are reported in ``rejected`` and never retried on their own.
+(verdict ``bad_code``) the manager holds back half of the newly added codes and tries again,
+until each bad code is found alone; those are reported in ``rejected`` and never retried.
 
-A reply refused for its envelope (``cmd_id`` 0, e.g. ``ret=201 request header param invalid``)
-is retried after the widened spacing, unless it is 401/603; any refusal is kept on the
-connection (``refusal``) so a caller waiting on the change learns the vendor's ``ret`` and ``msg``.
+A reply refused for its envelope is retried after the widened spacing, unless it carries a
+permanent failure; any refusal is kept on the connection (``refusal``) so a caller waiting on
+the change learns the vendor's ``ret`` and ``msg``.
 
-Failures are classified (``providers.alltick.Failure``): transient ones (refused connection, 5xx,
+Failures are classified (``providers.base.Failure``): transient ones (refused connection, 5xx,
 timeouts, resets) are retried with the backoff for ever; the same permanent one (a refused
 token, a URL with no WebSocket) ``give_up_after`` times in a row on a connection, or a universe
 of which the vendor refused every code, sets ``fatal``: the caller stops the run.
@@ -30,112 +33,26 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from feedmux.providers.alltick.protocol import (
-    CANCEL_DEPTH,
-    CMD_CANCEL,
-    CMD_HEARTBEAT,
-    CMD_SUBSCRIBE_DEPTH,
-    CMD_SUBSCRIBE_TRADES,
-    DEFAULT_MAX_FRAME_BYTES,
-    RET_RATE_LIMIT,
-    AllTickClient,
-    Failure,
-    Reply,
-    first_line,
-    reply_failure,
-)
+from feedmux.ingest.connection import NEVER, Connection, Refusal
+from feedmux.providers.base import Failure, Pacing, Provider, Reply
 
-_NEVER = -(2**62)
+_NEVER = NEVER
 REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
-RETRY_LATER = frozenset((RET_RATE_LIMIT, 605, 606))  # 606: the server also closes the link
-BAD_CODE = frozenset((600, 604))
 REFUSED_SHOWN = 5  # refused codes named in a message; the rest are counted
-SUBSCRIPTION_CMDS = frozenset(
-    (CMD_SUBSCRIBE_TRADES, CMD_SUBSCRIBE_DEPTH, CMD_CANCEL)
-)  # code invalid / code unauthorized: find the culprit
-
-
 NARROWED_NS = 100_000_000  # a widened spacing this close to the cross interval is back to it
 
-
-@dataclass(frozen=True)
-class Pacing:
-    request_interval_ns: int = 1_100_000_000  # spec: 1 s; 10 % margin for network jitter
-    cross_interval_ns: int = 3_300_000_000  # spec: 3 s between subscription requests of a token
-    spacing_max_ns: int = 30_000_000_000  # the cross interval widens up to this after a 606
-    heartbeat_interval_ns: int = 10_000_000_000
-    reconnect_spacing_ns: int = 3_300_000_000  # spec: 3 s on paid plans (10 s free)
-    reconnect_max_ns: int = 60_000_000_000  # backoff cap; reconnecting never stops
-    watchdog_ns: int = 30_000_000_000  # no frame at all for this long: tear down, reconnect
+__all__ = ["Connection", "Pacing", "Refusal", "SubscriptionManager"]
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """The vendor refused a subscription request of a connection."""
-
-    sent_ns: int  # when the refused request went out: it carried changes made before
-    error: str  # "ret=201 request header param invalid"
-    retried: bool  # sent again after the widened spacing (else: not until the list changes)
-
-
-@dataclass
-class ConnectionState:
-    index: int
-    client: AllTickClient
-    desired: list[str] = field(default_factory=list)  # the codes assigned to this connection
-    confirmed: list[str] = field(default_factory=list)  # what the server acked last
-    held_back: set[str] = field(default_factory=set)  # left out while a bad code is searched
-    connected: bool = False
-    inflight_since: int | None = None
-    last_request_ns: int = _NEVER
-    last_heartbeat_ns: int = _NEVER
-    retry_at_ns: int = _NEVER
-    refused: list[str] | None = None  # a list the server refused; not retried until it changes
-    depth_confirmed: list[str] = field(default_factory=list)  # order-book list the server acked
-    depth_refused: list[str] | None = None
-    last_error: str = ""
-    refusal: Refusal | None = None  # the last refusal of a subscription request, until an ack
-    connect_at_ns: int = _NEVER  # when to (re)connect while disconnected
-    connected_at_ns: int = _NEVER
-    failures: int = 0  # consecutive losses without a confirmed subscription in between
-    watchdog_trips: int = 0
-    last_subscription_ns: int = _NEVER
-    # Since when a request has been waiting to go out (a retry: since the refused one was
-    # sent); the token's next slot goes to the longest wait, so no connection starves.
-    waiting_since_ns: int | None = None
-    reconnects: int = 0
-    failure: Failure | None = None  # a permanent refusal on this link: drop it, count it
-    last_failure: Failure | None = None  # the permanent failure of the last attempts ...
-    same_failures: int = 0  # ... and how many attempts in a row ended with it
-
-    def request_list(self) -> list[str]:
-        if not self.held_back:
-            return self.desired
-        return [c for c in self.desired if c not in self.held_back]
-
-    def needs_request(self) -> bool:
-        if not self.connected or self.inflight_since is not None:
-            return False
-        wanted = self.request_list()
-        return wanted not in (self.confirmed, self.refused)
-
-    def needs_depth_request(self, depth_levels: int) -> bool:
-        """Order books follow the codes whose trades the server confirmed."""
-        if not depth_levels or not self.connected or self.inflight_since is not None:
-            return False
-        return self.confirmed not in (self.depth_confirmed, self.depth_refused)
-
-
-def _release_half(conn: ConnectionState) -> None:
+def _release_half(conn: Connection) -> None:
     """Binary search for bad codes: after a verdict, try half of what is still held back."""
     if conn.held_back:
         held = [c for c in conn.desired if c in conn.held_back]
         conn.held_back = set(held[len(held) // 2 :]) if len(held) > 1 else set()
 
 
-def _keep_searching(conn: ConnectionState) -> None:
+def _keep_searching(conn: Connection) -> None:
     """The codes being tried were removed: release more, or nothing is ever sent again."""
     confirmed = set(conn.confirmed)
     while conn.held_back and confirmed.issuperset(conn.request_list()):
@@ -145,6 +62,7 @@ def _keep_searching(conn: ConnectionState) -> None:
 class SubscriptionManager:
     def __init__(
         self,
+        provider: Provider,
         codes: list[str],
         max_codes_per_conn: int,
         pacing: Pacing,
@@ -152,12 +70,13 @@ class SubscriptionManager:
         name: str = "feedmux",
         max_conns: int = 10,
         depth_levels: int = 0,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_frame_bytes: int | None = None,
         jitter: Callable[[], float] = random.random,
         give_up_after: int = 3,
     ) -> None:
         if max_codes_per_conn < 1 or max_conns < 1 or give_up_after < 1:
             raise ValueError("max_codes_per_conn, max_conns and give_up_after must be >= 1")
+        self.provider = provider
         self.give_up_after = give_up_after
         # (failure, times in a row): a permanent failure; the caller stops the run
         self.fatal: tuple[Failure, int] | None = None
@@ -167,8 +86,8 @@ class SubscriptionManager:
         self.max_conns = max_conns
         self.depth_levels = depth_levels  # 0: no order books
         self._jitter = jitter
-        self.max_frame_bytes = max_frame_bytes
-        self.connections: list[ConnectionState] = []
+        self.max_frame_bytes = max_frame_bytes or provider.max_frame_bytes
+        self.connections: list[Connection] = []
         self.owner: dict[str, int] = {}  # code -> connection index
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
         self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
@@ -180,9 +99,10 @@ class SubscriptionManager:
             self._new_connection()
         self.subscribe(codes)
 
-    def _new_connection(self) -> ConnectionState:
+    def _new_connection(self) -> Connection:
         index = len(self.connections)
-        conn = ConnectionState(index, AllTickClient(f"{self.name}-c{index}", self.max_frame_bytes))
+        session = self.provider.session(f"{self.name}-c{index}", self.max_frame_bytes)
+        conn = Connection(index, session)
         self.connections.append(conn)
         return conn
 
@@ -276,7 +196,7 @@ class SubscriptionManager:
         self._unconfirm(dropped)  # subscribed again only when re-acked
         conn.depth_confirmed = []
         conn.depth_refused = None
-        conn.client.reset()
+        conn.session.reset()
         conn.last_error = error or conn.last_error
         # The server counts spacing from the last close of ANY connection of the token; on top
         # of it, capped exponential backoff with jitter so a down vendor is not hammered.
@@ -285,7 +205,7 @@ class SubscriptionManager:
         delay = max(spacing, int(backoff * (0.5 + self._jitter() / 2)))
         conn.connect_at_ns = max(now_ns, self._last_close_ns) + delay
 
-    def _count_failure(self, conn: ConnectionState, failure: Failure | None) -> None:
+    def _count_failure(self, conn: Connection, failure: Failure | None) -> None:
         if failure is None or not failure.permanent:
             conn.last_failure, conn.same_failures = None, 0  # transient: retried for ever
             return
@@ -296,18 +216,18 @@ class SubscriptionManager:
         if conn.same_failures >= self.give_up_after and self.fatal is None:
             self.fatal = (failure, conn.same_failures)
 
-    def stale(self, now_ns: int, last_frame_ns: list[int]) -> list[int]:
+    def stale(self, now_ns: int) -> list[int]:
         """Connected links with no frame at all (data, ack or heartbeat reply) for the
         watchdog time: "connected but silent". The caller tears them down; each is counted."""
         limit = now_ns - self.pacing.watchdog_ns
         out = []
         for conn in self.connections:
-            if conn.connected and max(conn.connected_at_ns, last_frame_ns[conn.index]) < limit:
+            if conn.connected and max(conn.connected_at_ns, conn.last_frame_ns) < limit:
                 conn.watchdog_trips += 1
                 out.append(conn.index)
         return out
 
-    def _connect_time(self, conn: ConnectionState) -> int:
+    def _connect_time(self, conn: Connection) -> int:
         # A link lost after this one's was scheduled moves the token's last close: wait on.
         return max(conn.connect_at_ns, self._last_close_ns + self.pacing.reconnect_spacing_ns)
 
@@ -330,7 +250,7 @@ class SubscriptionManager:
         if self._widened_ns < NARROWED_NS:
             self._widened_ns = 0
 
-    def _subscription_time(self, conn: ConnectionState) -> int:
+    def _subscription_time(self, conn: Connection) -> int:
         # Spec rule 2: token-wide, this connection's own last request included.
         return max(
             conn.last_request_ns + self.pacing.request_interval_ns,
@@ -338,28 +258,27 @@ class SubscriptionManager:
             conn.retry_at_ns,
         )
 
-    def _heartbeat_time(self, conn: ConnectionState) -> int:
+    def _heartbeat_time(self, conn: Connection) -> int:
+        if not self.pacing.heartbeat_interval_ns:
+            return -_NEVER  # the vendor needs none
         return max(
             conn.last_heartbeat_ns + self.pacing.heartbeat_interval_ns,
             conn.last_request_ns + self.pacing.request_interval_ns,
         )
 
-    def _wants_subscription(self, conn: ConnectionState) -> bool:
+    def _wants_subscription(self, conn: Connection) -> bool:
         return conn.needs_request() or conn.needs_depth_request(self.depth_levels)
 
-    def _subscription_request(self, conn: ConnectionState, now_ns: int) -> bytes:
-        client = conn.client
+    def _subscription_request(self, conn: Connection, now_ns: int) -> list[bytes]:
+        session = conn.session
         if conn.needs_request():  # the trade list first; order books follow what it confirmed
-            wanted = conn.request_list()
-            # An empty list cannot be sent (the vendor answers 601): cancel instead.
-            frame = client.subscribe_trades(wanted) if wanted else client.cancel()
+            frames = session.subscribe("trades", conn.request_list(), 0)
         else:
-            frame = (client.subscribe_depth(conn.confirmed, self.depth_levels)
-                     if conn.confirmed else client.cancel(CANCEL_DEPTH))  # fmt: skip
+            frames = session.subscribe("books", conn.confirmed, self.depth_levels)
         conn.inflight_since = now_ns
         conn.waiting_since_ns = None
         conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
-        return frame
+        return frames
 
     def due(self, now_ns: int) -> list[tuple[int, bytes]]:
         """Requests to send now, as ``(connection index, frame)``: at most one subscription
@@ -377,11 +296,14 @@ class SubscriptionManager:
                     ready.append(conn)
         if ready:  # the longest wait first: none starves, a retry keeps its place in line
             conn = min(ready, key=lambda c: (c.waiting_since_ns, c.last_subscription_ns))
-            out.append((conn.index, self._subscription_request(conn, now_ns)))
+            out += [(conn.index, f) for f in self._subscription_request(conn, now_ns)]
         for conn in self.connections:
             if conn.connected and self._heartbeat_time(conn) <= now_ns:
-                conn.last_request_ns = conn.last_heartbeat_ns = now_ns
-                out.append((conn.index, conn.client.heartbeat()))
+                conn.last_heartbeat_ns = now_ns
+                heartbeat = conn.session.heartbeat()
+                if heartbeat is not None:
+                    conn.last_request_ns = now_ns
+                    out.append((conn.index, heartbeat))
         return out
 
     def next_deadline(self) -> int | None:
@@ -402,30 +324,24 @@ class SubscriptionManager:
     def on_reply(self, index: int, reply: Reply, now_ns: int) -> None:
         conn = self.connections[index]
         request = reply.request
-        if reply.ret in RETRY_LATER and (request is None or request.cmd_id != CMD_HEARTBEAT):
+        retry_later = reply.verdict == "retry_later"
+        if retry_later and (request is None or request.kind != "heartbeat"):
             self._widen()  # the vendor says we asked too often: space the token's requests more
-        books = request is not None and (request.cmd_id == CMD_SUBSCRIBE_DEPTH or (
-            request.cmd_id == CMD_CANCEL and request.data.get("cancel_type") == CANCEL_DEPTH
-        ))  # fmt: skip
-        failure = None if reply.ok else reply_failure(reply.ret, reply.msg)
+        books = request is not None and request.kind == "books"
+        failure = reply.failure
         if failure is not None and not books:  # a depth refusal stops the books only
             conn.failure = failure
-        if request is None or request.cmd_id not in SUBSCRIPTION_CMDS:
-            return  # heartbeat replies and unknown seq_ids change nothing here
+        if request is None or request.kind not in ("trades", "books"):
+            return  # heartbeat replies and unknown requests change nothing here
         self.version += 1
         conn.inflight_since = None
-        if request.cmd_id == CMD_CANCEL:
-            sent: list[str] = []
-        else:
-            symbol_list = request.data["symbol_list"]
-            assert isinstance(symbol_list, list)
-            sent = [entry["code"] for entry in symbol_list]
+        sent = list(request.codes)
         if reply.ok:
             self._narrow()
             conn.refusal = None
-        elif reply.ret in RETRY_LATER:  # our pacing: the same list again, after the spacing
+        elif retry_later:  # our pacing: the same list again, after the spacing
             conn.retry_at_ns = conn.last_subscription_ns + self.spacing_ns()
-        elif reply.envelope and failure is None and reply.ret not in BAD_CODE:
+        elif reply.envelope and failure is None and reply.verdict != "bad_code":
             # The envelope refused (a one-off?): the same list again after a growing backoff,
             # counted from when the refused request went out (before other connections').
             self._widen()
@@ -447,24 +363,24 @@ class SubscriptionManager:
             conn.last_failure, conn.same_failures = None, 0
             _release_half(conn)
             return
-        conn.last_error = f"ret={reply.ret} {first_line(reply.msg)}"
-        if reply.ret in RETRY_LATER:
+        conn.last_error = reply.error()
+        if retry_later:
             return
         added = [c for c in sent if c not in set(conn.confirmed)]
-        if reply.ret in BAD_CODE and len(added) == 1:
+        if reply.verdict == "bad_code" and len(added) == 1:
             self.unsubscribe(added)
             self.rejected[added[0]] = conn.last_error
             _release_half(conn)
             if not self.owner and self.fatal is None:
                 self.fatal = (Failure("codes", self._all_refused()), 1)
-        elif reply.ret in BAD_CODE and added:
+        elif reply.verdict == "bad_code" and added:
             conn.held_back.update(added[len(added) // 2 :])
         else:
             conn.refused = sent
             self._refuse(conn, reply, books, retried=False)
 
-    def _refuse(self, conn: ConnectionState, reply: Reply, books: bool, retried: bool) -> None:
-        error = f"ret={reply.ret} {first_line(reply.msg)}"
+    def _refuse(self, conn: Connection, reply: Reply, books: bool, retried: bool) -> None:
+        error = reply.error()
         conn.last_error = f"depth: {error}" if books else error
         conn.refusal = Refusal(conn.last_subscription_ns, conn.last_error, retried)
 
@@ -491,14 +407,14 @@ class SubscriptionManager:
         return "the vendor refused every code: " + ", ".join(shown) + (
             f" and {more} more" if more > 0 else "")  # fmt: skip
 
-    def _on_depth_reply(self, conn: ConnectionState, reply: Reply, sent: list[str]) -> None:
+    def _on_depth_reply(self, conn: Connection, reply: Reply, sent: list[str]) -> None:
         if reply.ok:
             conn.depth_confirmed = sent
-        elif reply.ret not in RETRY_LATER:  # codes the trade list accepted: the plan's refusal
+        elif reply.verdict != "retry_later":  # codes the trade list accepted: the plan's refusal
             conn.depth_refused = sent
             self._refuse(conn, reply, True, retried=False)
             return
-        conn.last_error = "" if reply.ok else f"depth: ret={reply.ret} {first_line(reply.msg)}"
+        conn.last_error = "" if reply.ok else f"depth: {reply.error()}"
 
     # -- status ---------------------------------------------------------------------------------
     def all_confirmed(self) -> bool:

@@ -23,15 +23,16 @@ from feedmux.ingest.universe import load_universe
 from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import options, pipes
 from feedmux.ops.children import worker_main
-from feedmux.ops.config import STOCK_PATH, ReplaySettings, Settings
+from feedmux.ops.config import ReplaySettings, Settings
 from feedmux.ops.options import suppress_defaults
+from feedmux.providers import provider
 from feedmux.shard.moves import parse_min_moves
 from feedmux.simulator.faults import FAULTS
 from feedmux.simulator.market import a_share_universe
 from feedmux.symbols import parse_symbols, read_symbols_file
 from feedmux.transports import zmq as zt
 
-ALLTICK_URL = f"wss://quote.alltick.co{STOCK_PATH}"
+VENDOR_URL = provider().default_url
 DEFAULT_RATE = 5000.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TAIL_CHECK_S = 1.0  # with no message for this long, `tail` checks the run still lives
@@ -118,7 +119,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
     In argument groups, so that --help reads as sections; a group has no effect on parsing."""
     vendor = p.add_argument_group("vendor", "where the feed comes from and what to ask for")
-    vendor.add_argument("--url", help=f"vendor WebSocket endpoint (default {ALLTICK_URL})")
+    vendor.add_argument("--url", help=f"vendor WebSocket endpoint (default {VENDOR_URL})")
     vendor.add_argument(
         "--token",
         help="vendor token (default: $FEEDMUX_TOKEN, which is "
@@ -600,7 +601,7 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
         raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
                           "(or --replay for the synthetic market)")  # fmt: skip
     settings = Settings(
-        url=args.url or ("ws://127.0.0.1/replay" if args.replay else ALLTICK_URL),
+        url=args.url or ("ws://127.0.0.1/replay" if args.replay else VENDOR_URL),
         token=token, codes=codes, shards=args.shards, data_dir=data_dir,
         stores=args.store or [], redis_url=args.redis or "", redis_maxlen=args.redis_maxlen,
         redis_prefix=args.redis_prefix, run_dir=args.run_dir or "",

@@ -19,7 +19,6 @@ from feedmux.shard.stores.urls import Store, parse_store
 from feedmux.simulator.faults import FAULTS
 
 IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
-STOCK_PATH = "/quote-stock-b-ws-api"
 _TOKEN_QUERY = re.compile(r"token=[^&\s'\"]*")
 
 
@@ -139,10 +138,6 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         """The stores every shard writes to, in the order given (the first restores a shard)."""
         urls = self.stores or ["sqlite://"]
         return [parse_store(url, self.data_dir) for url in urls]
-
-    def ws_url(self) -> str:
-        sep = "&" if "?" in self.url else "?"
-        return f"{self.url}{sep}token={self.token}"
 
 
 class RunPaths:

@@ -27,7 +27,7 @@ from feedmux.ops.children import Child, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
-from feedmux.providers.alltick.protocol import EXIT_GAVE_UP
+from feedmux.providers.base import EXIT_GAVE_UP
 from feedmux.shard.stores.migrate import migrate_stores
 from feedmux.shard.stores.urls import SQLITE
 from feedmux.stats import RunStats, read_stats
@@ -156,7 +156,7 @@ class Supervisor:
                     if child is self.receiver and code == EXIT_GAVE_UP:
                         return  # a permanent vendor failure: stop in order, verdict says why
                     self.say(f"{child.name} exited unexpectedly (code {code}); restarting")
-                    if child is self.receiver:  # its links died with it: keep AllTick's spacing
+                    if child is self.receiver:  # its links died with it: keep the vendor's spacing
                         time.sleep(self.settings.reconnect_spacing_ms / 1000)
                     child.restarts += 1
                     child.start()

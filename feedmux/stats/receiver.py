@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from feedmux.providers.alltick.protocol import GiveUp
+from feedmux.providers.base import GiveUp
 from feedmux.stats.process import ProcessStats
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from feedmux.providers.alltick.server import Violation
+from feedmux.providers.base import Violation
 
 
 class Fault(msgspec.Struct, frozen=True):

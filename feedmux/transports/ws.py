@@ -8,10 +8,11 @@ import contextlib
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 
 import websocket
 
-from feedmux.providers.alltick.protocol import Failure, handshake_failure
+from feedmux.providers.base import Failure, first_line, handshake_status
 from feedmux.transports.frames import (
     OPCODE_CLOSE,
     OPCODE_PING,
@@ -26,6 +27,13 @@ __all__ = ["HandshakeRefused", "LinkErrors", "WsLink"]
 READ_BYTES = 256 * 1024  # one recv takes whatever arrived, up to this: ~1,000 trade frames
 CLOSE_NORMAL = 1000
 SERVER_EOF = "server closed the connection"
+# How a refused handshake (HTTP status, body) is classified; a vendor's provider knows better.
+Classify = Callable[[int, bytes | str | None], Failure]
+
+
+def _by_status(status: int, body: bytes | str | None) -> Failure:
+    return handshake_status(status, first_line(body))
+
 
 # Raised by websocket-client for a broken link; callers treat them all as "reconnect".
 LinkErrors = (websocket.WebSocketException, OSError)
@@ -63,20 +71,29 @@ class WsLink:
     (the server closed, or sent what the parser refused: then ``refused`` is the bad-frame kind)
     the link has sent its close and is shut: drop it."""
 
-    def __init__(self, url: str, timeout_s: float, max_frame_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float,
+        max_frame_bytes: int = 1 << 20,
+        *,
+        header: list[str] | None = None,  # handshake headers (a vendor's token may go here)
+        classify: Classify = _by_status,  # the vendor's reading of a refused handshake
+    ) -> None:
         # skip_utf8_validation: the pure-Python UTF-8 check costs ~5x the read; text frames
-        # are checked where they are decoded (AllTickClient.receive). enable_multithread=False:
+        # are checked where they are decoded (the vendor's session). enable_multithread=False:
         # one thread owns it.
         try:
             self._ws = websocket.create_connection(
                 url,
                 timeout=timeout_s,
+                header=header or None,
                 skip_utf8_validation=True,
                 enable_multithread=False,
                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             )
         except websocket.WebSocketBadStatusException as exc:
-            raise HandshakeRefused(handshake_failure(exc.status_code, exc.resp_body)) from None
+            raise HandshakeRefused(classify(exc.status_code, exc.resp_body)) from None
         self.max_frame_bytes = max_frame_bytes
         self._send_timeout_s = timeout_s
         self._parser = FrameParser(max_frame_bytes)

@@ -5,7 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedmux.model import Tick
-from feedmux.providers.alltick.protocol import AllTickClient, BadFrame, Reply
+from feedmux.providers.alltick.protocol import AllTickClient
+from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
+from feedmux.providers.base import BadFrame, Peek, Reply, Request
 
 SPEC_TRADE_STRINGS = (
     b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":"1605509068000001",'
@@ -54,8 +56,8 @@ def test_ack_is_matched_to_its_request() -> None:
     ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
     assert client.receive(ack, 0) is None
     [reply] = client.events
-    assert isinstance(reply, Reply) and reply.ok and reply.cmd_id == 22005
-    assert reply.request is not None and reply.request.cmd_id == 22004
+    assert isinstance(reply, Reply) and reply.ok and reply.what() == "cmd 22005"
+    assert reply.request == Request("trades", ("600519.SH",), "cmd 22004")
     assert client.pending() == 0
 
 
@@ -148,3 +150,45 @@ def test_no_bytes_make_the_decoder_raise(frame: bytes) -> None:
 def test_no_json_shape_makes_the_decoder_raise(data: object, cmd_id: int) -> None:
     frame = json.dumps({"cmd_id": cmd_id, "data": data}).encode()
     AllTickClient("c", only_subscribed=False).receive(frame, 0)
+
+
+def test_peek_reads_the_route_key_without_decoding_the_tick() -> None:
+    assert ALLTICK.peek(SPEC_TRADE_STRINGS) == Peek("600519.SH", book=False)
+    depth = b'{"cmd_id":22999,"data":{"code":"700.HK","seq":1,"tick_time":1,"bids":[],"asks":[]}}'
+    assert ALLTICK.peek(depth) == Peek("700.HK", book=True)
+    # Fields the route does not need are not parsed: a broken price still routes (the full
+    # decode, wherever it runs, counts it as a bad frame).
+    broken = SPEC_TRADE_STRINGS.replace(b'"1745.50"', b'"abc"')
+    assert ALLTICK.peek(broken) == Peek("600519.SH", book=False)
+    bad = ALLTICK.decode(broken, 0)
+    assert isinstance(bad, BadFrame) and bad.kind == "schema" and bad.sample == broken
+    ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
+    assert ALLTICK.peek(ack) is None and ALLTICK.peek(b"not json") is None
+
+
+def test_decode_needs_no_connection_and_agrees_with_the_session() -> None:
+    session = AllTickClient("t", only_subscribed=False)
+    for frame in (SPEC_TRADE_STRINGS, SPEC_TRADE_INTS):
+        assert ALLTICK.decode(frame, 5) == session.receive(frame, 5)
+    ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
+    decoded = ALLTICK.decode(ack, 0)
+    assert isinstance(decoded, BadFrame) and decoded.kind == "not_push"
+
+
+def test_the_token_goes_in_the_query_and_codes_are_canonical() -> None:
+    assert ALLTICK.auth == "query" and ALLTICK.subscribe_model == "replace"
+    assert ALLTICK.connect_url("wss://h/p", "T") == "wss://h/p?token=T"
+    assert ALLTICK.connect_url("wss://h/p?x=1", "T") == "wss://h/p?x=1&token=T"
+    assert ALLTICK.connect_headers("T") == [] and AllTickClient("c").opening("T") == []
+    assert ALLTICK.vendor_code("700.HK") == "700.HK" == ALLTICK.canonical("700.HK")
+    request = AllTickClient("c").subscribe_trades(["600519.SH", "AAPL.US"])
+    assert ALLTICK.request_codes(request) == ["600519.SH", "AAPL.US"]
+    assert ALLTICK.request_codes(AllTickClient("c").heartbeat()) == []
+
+
+def test_an_empty_list_is_a_cancel_of_its_kind() -> None:
+    session = AllTickClient("c")
+    [trades] = session.subscribe("trades", [], 0)
+    [books] = session.subscribe("books", [], 5)
+    assert json.loads(trades)["data"] == {"cancel_type": 2}
+    assert json.loads(books)["data"] == {"cancel_type": 1}

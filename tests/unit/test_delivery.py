@@ -1,18 +1,25 @@
-"""The delivery ledger against real ShardState, over a channel that loses what a crash loses."""
+"""The delivery ledger and the receiver's bus sender against real ShardState, over a channel
+that loses what a crash loses."""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+import zmq
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feedmux import wire
 from feedmux.errors import StoreError
+from feedmux.ingest.bus import END_WAIT_S, BusSender
 from feedmux.ingest.delivery import SPILL_RETRY_NS, Delivery
+from feedmux.ingest.fanout import ShardOutbox
 from feedmux.ingest.spill import SpillFile
 from feedmux.model import Tick
+from feedmux.routing import Router
 from feedmux.shard.state import ShardState
 from tests.conftest import FakeClock
 
@@ -21,8 +28,37 @@ def tick(n: int) -> Tick:
     return Tick(f"60{n % 5:04d}.SH", n, 0, 0, 1.0, 1.0, 1.0, 0)
 
 
+class FakePush:
+    """A PUSH socket: what it took is the channel to the shard; ``room`` messages, then
+    ``zmq.Again`` (a slow shard), when set."""
+
+    def __init__(self) -> None:
+        self.channel: list[bytes] = []
+        self.room: int | None = None
+
+    def send(self, data: bytes, flags: int = 0) -> None:
+        if self.room is not None:
+            if self.room == 0:
+                raise zmq.Again
+            self.room -= 1
+        self.channel.append(data)
+
+
+class FakePull:
+    """The acks socket: the shards' reports, in order; ``zmq.Again`` when none is waiting."""
+
+    def __init__(self) -> None:
+        self.inbox: deque[bytes] = deque()
+
+    def recv(self, flags: int = 0) -> bytes:
+        if not self.inbox:
+            raise zmq.Again
+        return self.inbox.popleft()
+
+
 class Pipeline:
-    """One receiver queue and one shard, by hand: the channel is a list, the store a set."""
+    """The receiver's real bus sender and one shard, by hand: the channel is a list, the
+    store a list."""
 
     def __init__(self, tmp: Path, window: int, memory: int, overflow: str = "spill") -> None:
         self.clock = FakeClock()  # when a failed spill is tried again
@@ -30,7 +66,9 @@ class Pipeline:
                                  overflow=overflow, spill_dir=tmp,  # type: ignore[arg-type]
                                  clock=self.clock)  # fmt: skip
         self.queue = self.delivery.queues[0]
-        self.channel: list[bytes] = []
+        self.push, self.acks = FakePush(), FakePull()
+        self.bus = BusSender(self.delivery, ShardOutbox(Router(1)), [self.push], self.acks)
+        self.channel = self.push.channel
         self.store: list[tuple[str, int]] = []
         self.next_tick = 0
         self.restart()
@@ -45,15 +83,14 @@ class Pipeline:
         self.report()
 
     def route(self, n: int) -> None:
-        ticks = [tick(self.next_tick + i) for i in range(n)]
-        first = self.queue.next_seq
-        self.queue.put(first, first + n, wire.encode(wire.Batch(first, ticks)))
+        """A read burst of ``n`` ticks, into the ledger (not sent yet)."""
+        for i in range(n):
+            self.bus.outbox.add(tick(self.next_tick + i))
+        self.bus.flush()
         self.next_tick += n
 
     def send(self) -> None:
-        while (message := self.queue.peek()) is not None:
-            self.channel.append(message)
-            self.queue.sent()
+        self.bus.send()
 
     def deliver(self) -> None:
         for message in self.channel:
@@ -66,11 +103,11 @@ class Pipeline:
         self.report()
 
     def report(self) -> None:
-        for message in self.shard.take_reports():
-            self.delivery.on_report(message)
+        self.acks.inbox.extend(self.shard.take_reports())
         ack = self.shard.committed(len(self.store) - self.base, 0)
         if ack is not None:
-            self.delivery.on_report(ack)
+            self.acks.inbox.append(ack)
+        self.bus.take_acks()
 
     def step(self, action: str, n: int) -> bool:
         """One generated step: r(oute n), s(end), d(eliver), c(ommit), k(ill the shard);
@@ -91,10 +128,14 @@ class Pipeline:
         return True
 
     def settle(self) -> None:
-        for _ in range(10):
+        """Send, deliver and commit until every routed tick is confirmed (each round moves at
+        most a window, so a long backlog takes many rounds)."""
+        for _ in range(10_000):
             self.send()
             self.deliver()
             self.commit()
+            if self.delivery.unconfirmed() == 0 and self.queue.held_items == 0:
+                return
 
 
 @settings(max_examples=150, deadline=None)
@@ -239,6 +280,7 @@ def test_once_the_disk_is_freed_the_spill_takes_everything_again_lost_markers_to
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("rrsdckft"), st.integers(1, 20)), max_size=80),
        st.integers(5, 30), st.integers(0, 30))  # fmt: skip
+@example(steps=[("r", 5)] * 8, window=5, extra_memory=0)  # 100 ticks: 20 windows to settle
 def test_a_disk_that_fills_and_frees_loses_only_what_is_counted_and_keeps_order(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]], window: int,
     extra_memory: int,
@@ -285,3 +327,49 @@ def test_a_full_disk_is_tried_again_now_and_then_not_at_every_message(tmp_path: 
     assert p.queue.unspilled_items == 0 and p.queue.spilled_items == 53
     p.settle()
     assert p.store == [(t.code, t.seq) for t in map(tick, range(153))]
+
+
+def test_a_full_socket_leaves_messages_in_the_ledger_for_the_next_turn(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path, window=100, memory=1000)
+    p.send()  # the Resume that answers the shard's first report
+    sent = p.bus.messages
+    p.push.room = 1  # the shard is slow: its socket takes one message
+    for _ in range(3):
+        p.route(5)
+        p.send()
+    assert p.bus.messages == sent + 1 and p.queue.pending_items == 10
+    p.push.room = None
+    p.send()
+    assert p.bus.messages == sent + 3 and p.queue.pending_items == 0
+    p.settle()
+    assert p.store == [(t.code, t.seq) for t in map(tick, range(15))]
+
+
+def test_finish_sends_the_last_ticks_and_an_end_and_waits_for_the_store(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path, window=10, memory=100)
+    for _ in range(5):
+        p.route(5)
+    turns: list[int] = []
+
+    def wait() -> None:  # the shard's turn while the receiver waits on the acks socket
+        turns.append(len(p.channel))
+        p.deliver()
+        p.commit()
+
+    assert p.bus.finish(wait, logging.getLogger("test"), clock=lambda: p.clock.now / 1e9)
+    assert p.store == [(t.code, t.seq) for t in map(tick, range(25))]
+    assert p.delivery.unconfirmed() == 0 and len(turns) >= 3  # a window at a time
+    assert p.shard.ended  # the End came after the data
+
+
+def test_finish_gives_up_after_the_wait_and_says_how_many_are_unconfirmed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Pipeline(tmp_path, window=10, memory=100)
+    p.route(5)
+    clock = p.clock
+    start = clock.now
+    assert not p.bus.finish(lambda: clock.advance(1), logging.getLogger("test"),
+                            clock=lambda: clock.now / 1e9)  # fmt: skip
+    assert clock.now - start >= END_WAIT_S * 10**9
+    assert "5 routed ticks and books were not confirmed" in caplog.text

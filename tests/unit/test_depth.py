@@ -7,10 +7,12 @@ from pathlib import Path
 
 from feedmux import families, wire
 from feedmux.client.reader import read_books
-from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.model import Depth
 from feedmux.providers.alltick.protocol import AllTickClient
-from feedmux.providers.alltick.server import AllTickServer, ServerRules
+from feedmux.providers.alltick.provider import PACING
+from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
+from feedmux.providers.alltick.server import AllTickServer, plan_rules
 from feedmux.shard.state import ShardState
 from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from feedmux.simulator.market import a_share_universe
@@ -31,12 +33,12 @@ def test_spec_depth_frame_decodes() -> None:
 
 
 def test_one_empty_side_is_a_book_and_a_bad_level_is_a_bad_frame() -> None:
-    client = AllTickClient("t", only_subscribed=False)
+    session = AllTickClient("t", only_subscribed=False)
     limit_up = SPEC_DEPTH.replace(b'[{"price":"1745.60","volume":"100"}]', b"[]")
-    book = client.receive(limit_up, 0)
+    book = session.receive(limit_up, 0)
     assert isinstance(book, Depth) and book.asks == [] and book.bids
-    assert client.receive(SPEC_DEPTH.replace(b'"1745.40"', b'"-1"'), 0) is None
-    assert client.bad_frames == {"schema": 1}
+    assert session.receive(SPEC_DEPTH.replace(b'"1745.40"', b'"-1"'), 0) is None
+    assert session.bad_frames == {"schema": 1}
 
 
 def test_depth_request_carries_the_levels() -> None:
@@ -48,8 +50,8 @@ def test_depth_request_carries_the_levels() -> None:
 def test_manager_subscribes_books_after_trades_within_every_rule() -> None:
     universe = a_share_universe()
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="tok"), set(universe))
-    manager = SubscriptionManager(universe, 3000, Pacing(), depth_levels=5)
+    server = AllTickServer(plan_rules(token="tok"), set(universe))
+    manager = SubscriptionManager(ALLTICK, universe, 3000, PACING, depth_levels=5)
     drive(manager, server, clock, seconds=20)
     assert server.violations == []
     books = [c for codes in server.book_subscriptions().values() for c in codes]
@@ -64,7 +66,7 @@ def test_manager_subscribes_books_after_trades_within_every_rule() -> None:
 
 def test_server_caps_levels_by_market_and_cancel_type_1_keeps_trades() -> None:
     codes = ["600519.SH", "AAPL.US", "700.HK"]
-    server = AllTickServer(ServerRules(token="tok"), set(codes))
+    server = AllTickServer(plan_rules(token="tok"), set(codes))
     server.open(1, "tok", 0)
 
     def request(cmd: int, seq: int, data: dict[str, object]) -> bytes:

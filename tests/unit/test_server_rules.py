@@ -1,13 +1,13 @@
 import json
 
-from feedmux.providers.alltick.server import AllTickServer, ServerRules
+from feedmux.providers.alltick.server import AllTickServer, plan_rules
 
 S = 1_000_000_000
 CODES = ["600519.SH", "000001.SZ", "AAPL.US", "700.HK"]
 
 
 def server(**kw: int) -> AllTickServer:
-    return AllTickServer(ServerRules(token="tok", **kw), set(CODES))
+    return AllTickServer(plan_rules(token="tok", **kw), set(CODES))
 
 
 def sub(codes: list[str], seq: int = 1) -> bytes:

@@ -1,24 +1,43 @@
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
-from feedmux.providers.alltick.protocol import Reply, Request
-from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, ServerRules
+from feedmux.ingest.subscriptions import SubscriptionManager
+from feedmux.providers.alltick.provider import PACING
+from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
+from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, plan_rules
+from feedmux.providers.base import Event, ListKind, Reply, Request
 from feedmux.simulator.market import a_share_universe
 from tests.conftest import FakeClock
 
 UNIVERSE = a_share_universe()
 
 
+def answer(manager: SubscriptionManager, index: int, frame: bytes, ret: int, msg: str,
+           now: int) -> Reply:  # fmt: skip
+    """The vendor's answer ``ret`` to ``frame``, which connection ``index`` sent, as its session
+    decodes it; handed to the manager."""
+    body = json.loads(frame)
+    session = manager.connections[index].session
+    reply = {"cmd_id": body["cmd_id"] + 1, "ret": ret, "msg": msg, "seq_id": body["seq_id"],
+             "trace": body["trace"], "data": {}}  # fmt: skip
+    assert session.receive(json.dumps(reply).encode(), now) is None
+    [event] = session.events
+    session.events.clear()
+    assert isinstance(event, Reply)
+    manager.on_reply(index, event, now)
+    return event
+
+
 def test_full_market_takes_the_fewest_connections_evenly() -> None:
-    manager = SubscriptionManager(UNIVERSE, 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, UNIVERSE, 3000, PACING)
     assert [len(c.desired) for c in manager.connections] == [2715, 2715]
     assert sorted(manager.desired()) == sorted(UNIVERSE)
-    single = SubscriptionManager(["A.US"], 3000, Pacing())
+    single = SubscriptionManager(ALLTICK, ["A.US"], 3000, PACING)
     assert [len(c.desired) for c in single.connections] == [1]
 
 
@@ -34,13 +53,13 @@ def drive(manager: SubscriptionManager, server: AllTickServer, clock: FakeClock,
         for i, frame in manager.due(clock.now):
             sent.append((clock.now, i, frame))
             outcome = server.receive(i, frame, clock.now)
-            client = manager.connections[i].client
+            session = manager.connections[i].session
             for reply in outcome.replies:
-                client.receive(reply, clock.now)
-            for event in client.events:
+                session.receive(reply, clock.now)
+            for event in session.events:
                 assert isinstance(event, Reply)
                 manager.on_reply(i, event, clock.now)
-            client.events.clear()
+            session.events.clear()
             if outcome.close:
                 server.close(i, clock.now)
                 manager.on_disconnected(i, clock.now)
@@ -53,8 +72,8 @@ def drive(manager: SubscriptionManager, server: AllTickServer, clock: FakeClock,
 
 def test_full_market_subscribes_within_every_rule() -> None:
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(UNIVERSE, 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, UNIVERSE, 3000, PACING)
     sent = drive(manager, server, clock, seconds=65)
     assert server.violations == []
     union = [c for codes in server.subscriptions().values() for c in codes]
@@ -68,24 +87,24 @@ def test_full_market_subscribes_within_every_rule() -> None:
 
 def test_aggressive_pacing_is_caught_by_the_server() -> None:
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    hasty = Pacing(request_interval_ns=10**8, cross_interval_ns=10**8)
-    drive(SubscriptionManager(UNIVERSE, 3000, hasty), server, clock, seconds=5)
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    hasty = replace(PACING, request_interval_ns=10**8, cross_interval_ns=10**8)
+    drive(SubscriptionManager(ALLTICK, UNIVERSE, 3000, hasty), server, clock, seconds=5)
     assert {v.rule for v in server.violations} >= {"request spacing"}
 
 
-def first_subscribe(clock: FakeClock) -> tuple[SubscriptionManager, Request]:
+def first_subscribe(clock: FakeClock) -> tuple[SubscriptionManager, bytes]:
     """A one-code manager that has just sent its first subscribe request."""
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, clock.now)
     [(_, frame)] = manager.due(clock.now)
-    return manager, Request(22004, 1, "x", json.loads(frame)["data"])
+    return manager, frame
 
 
 def test_rate_limited_request_is_retried_after_the_widened_spacing() -> None:
     clock = FakeClock()
-    manager, request = first_subscribe(clock)
-    manager.on_reply(0, Reply(22005, 429, "rate limit", 1, request), clock.now)
+    manager, frame = first_subscribe(clock)
+    answer(manager, 0, frame, 429, "rate limit", clock.now)
     assert manager.due(clock.advance(6.5)) == []  # 3.3 s doubled
     assert [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(0.2))] == [22004]
 
@@ -95,19 +114,16 @@ def _answer(manager: SubscriptionManager, now: int, ret: int) -> list[int]:
     with ok); returns the subscription requests' cmd_ids."""
     cmds = []
     for index, frame in manager.due(now):
-        body = json.loads(frame)
-        request = Request(body["cmd_id"], body["seq_id"], body["trace"], body["data"])
-        subscription = body["cmd_id"] != 22000
-        cmds += [body["cmd_id"]] if subscription else []
-        reply = Reply(body["cmd_id"] + 1, ret if subscription else 200, "x", body["seq_id"],
-                      request)  # fmt: skip
-        manager.on_reply(index, reply, now)
+        cmd_id = json.loads(frame)["cmd_id"]
+        subscription = cmd_id != 22000
+        cmds += [cmd_id] if subscription else []
+        answer(manager, index, frame, ret if subscription else 200, "x", now)
     return cmds
 
 
 def test_spacing_widens_after_too_many_requests_and_narrows_back_after_successes() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, clock.now)
     widths = []
     for ret in (429, 605, 606, 429, 429):  # refused each time: retried ever more slowly
@@ -130,8 +146,8 @@ def test_spacing_widens_after_too_many_requests_and_narrows_back_after_successes
 
 def test_refused_list_is_not_retried_forever() -> None:
     clock = FakeClock()
-    manager, request = first_subscribe(clock)
-    manager.on_reply(0, Reply(22005, 604, "code unauthorized", 1, request), clock.now)
+    manager, frame = first_subscribe(clock)
+    answer(manager, 0, frame, 604, "code unauthorized", clock.now)
     later = [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(5))]
     assert later == []  # nothing until the next heartbeat; the refused list is not resent
     assert "604" in manager.connections[0].last_error
@@ -139,7 +155,7 @@ def test_refused_list_is_not_retried_forever() -> None:
 
 def test_reconnect_waits_the_spacing_after_a_close_and_resubscribes() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, clock.now)
     manager.due(clock.now)
     manager.on_disconnected(0, clock.now, "dropped")
@@ -151,7 +167,7 @@ def test_reconnect_waits_the_spacing_after_a_close_and_resubscribes() -> None:
 
 def test_lost_reply_is_resent_after_timeout() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, clock.now)
     assert len(manager.due(clock.now)) == 1
     assert all(json.loads(f)["cmd_id"] != 22004 for _, f in manager.due(clock.advance(5)))
@@ -160,14 +176,14 @@ def test_lost_reply_is_resent_after_timeout() -> None:
 
 def test_rejects_nonsense_limits() -> None:
     with pytest.raises(ValueError):
-        SubscriptionManager(UNIVERSE, 0, Pacing())
+        SubscriptionManager(ALLTICK, UNIVERSE, 0, PACING)
 
 
 def test_burst_of_changes_coalesces_and_assignment_is_stable() -> None:
     clock = FakeClock()
     start, extra = UNIVERSE[:5000], UNIVERSE[5000:]
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(start, 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, start, 3000, PACING)
     drive(manager, server, clock, seconds=8)
     before = dict(manager.owner)
     for k in range(50):  # 50 separate calls of each kind in quick succession
@@ -191,8 +207,8 @@ def test_bad_codes_are_found_by_halving_and_reported() -> None:
     # valid spellings the vendor does not list
     bad = [next(c for c in (f"{p}{i:03d}.{x}" for i in range(1000)) if c not in UNIVERSE)
            for p, x in (("600", "SH"), ("300", "SZ"))]  # fmt: skip
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(good[:10], 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, good[:10], 3000, PACING)
     drive(manager, server, clock, seconds=3)
     manager.subscribe(good[10:25] + bad[:1] + good[25:] + bad[1:])
     drive(manager, server, clock, seconds=60)
@@ -204,7 +220,7 @@ def test_bad_codes_are_found_by_halving_and_reported() -> None:
 
 
 def test_connections_grow_to_the_cap_then_codes_are_refused() -> None:
-    manager = SubscriptionManager(UNIVERSE[:5], 2, Pacing(), max_conns=3)
+    manager = SubscriptionManager(ALLTICK, UNIVERSE[:5], 2, PACING, max_conns=3)
     assert [len(c.desired) for c in manager.connections] == [2, 2, 1]
     manager.subscribe(UNIVERSE[5:8])
     assert [len(c.desired) for c in manager.connections] == [2, 2, 2]
@@ -217,8 +233,8 @@ def test_connections_grow_to_the_cap_then_codes_are_refused() -> None:
 
 def test_emptied_connection_cancels() -> None:
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(UNIVERSE[:3], 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, UNIVERSE[:3], 3000, PACING)
     drive(manager, server, clock, seconds=2)
     manager.unsubscribe(UNIVERSE[:3])
     sent = drive(manager, server, clock, seconds=2)
@@ -228,14 +244,16 @@ def test_emptied_connection_cancels() -> None:
 
 def test_after_a_606_close_the_connection_comes_back_and_resubscribes() -> None:
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(UNIVERSE, 3000, Pacing(cross_interval_ns=10**8))  # too hasty
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(
+        ALLTICK, UNIVERSE, 3000, replace(PACING, cross_interval_ns=10**8)
+    )  # too hasty
     drive(manager, server, clock, seconds=2)
     assert [v.rule for v in server.violations] == ["request spacing"]
     closed = manager.connections[1]  # its subscribe came 0.1 s after connection 0's
     assert (closed.connected, closed.reconnects, closed.last_error) == (
         False, 1, "ret=606 too many requests and connection will be closed")  # fmt: skip
-    manager.pacing = Pacing()  # as shipped
+    manager.pacing = PACING  # as shipped
     drive(manager, server, clock, seconds=30)
     assert [v.rule for v in server.violations] == ["request spacing"]  # no new one
     assert manager.all_confirmed()
@@ -245,52 +263,53 @@ def test_after_a_606_close_the_connection_comes_back_and_resubscribes() -> None:
 
 def test_reconnect_backoff_grows_to_the_cap_never_below_spacing_and_resets() -> None:
     clock = FakeClock()
-    pacing = Pacing(reconnect_max_ns=20 * 10**9)
-    manager = SubscriptionManager(["600519.SH"], 3000, pacing, jitter=lambda: 1.0)
+    pacing = replace(PACING, reconnect_max_ns=20 * 10**9)
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, pacing, jitter=lambda: 1.0)
     delays = []
     for _ in range(6):  # the vendor is down: every attempt fails at once
         manager.on_disconnected(0, clock.now, "connect failed")
         delays.append((manager.connections[0].connect_at_ns - clock.now) / 1e9)
         clock.now = manager.connections[0].connect_at_ns
     assert delays == [3.3, 6.6, 13.2, 20.0, 20.0, 20.0]
-    low = SubscriptionManager(["600519.SH"], 3000, pacing, jitter=lambda: 0.0)
+    low = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, pacing, jitter=lambda: 0.0)
     for _ in range(3):
         low.on_disconnected(0, clock.now)
     assert low.connections[0].connect_at_ns - clock.now >= pacing.reconnect_spacing_ns
     # a confirmed subscription resets the backoff
     manager.on_connected(0, clock.now)
     [(_, frame)] = manager.due(clock.now)
-    body = json.loads(frame)
-    request = Request(22004, body["seq_id"], "t", body["data"])
-    manager.on_reply(0, Reply(22005, 200, "ok", body["seq_id"], request), clock.now)
+    answer(manager, 0, frame, 200, "ok", clock.now)
     manager.on_disconnected(0, clock.now)
     assert manager.connections[0].connect_at_ns - clock.now == pacing.reconnect_spacing_ns
 
 
 def test_watchdog_flags_connected_links_silent_too_long() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(UNIVERSE[:4000], 3000, Pacing(watchdog_ns=30 * 10**9))
+    manager = SubscriptionManager(
+        ALLTICK, UNIVERSE[:4000], 3000, replace(PACING, watchdog_ns=30 * 10**9)
+    )
     manager.on_connected(0, clock.now)
     manager.on_connected(1, clock.now)
-    last_frame = [clock.now, clock.now]
+    for conn in manager.connections:
+        conn.last_frame_ns = clock.now
     clock.advance(25)
-    last_frame[1] = clock.now  # a heartbeat reply counts as a frame
-    assert manager.stale(clock.advance(6), last_frame) == [0]
+    manager.connections[1].last_frame_ns = clock.now  # a heartbeat reply counts as a frame
+    assert manager.stale(clock.advance(6)) == [0]
     assert manager.connections[0].watchdog_trips == 1
     manager.on_disconnected(0, clock.now, "watchdog")
-    assert manager.stale(clock.advance(100), last_frame) == [1]  # a down link is not stale
+    assert manager.stale(clock.advance(100)) == [1]  # a down link is not stale
 
 
 def test_subscription_requests_of_the_token_are_spaced_on_one_connection_too() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), depth_levels=5)
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, depth_levels=5)
     manager.on_connected(0, clock.now)
     assert _answer(manager, clock.now, 200) == [22004]
     manager.subscribe(["000001.SZ"])
     # the new list, then its order books: each the cross interval after the one before
     assert _answer(manager, clock.advance(3.2), 200) == []
     assert _answer(manager, clock.advance(0.1), 200) == [22004]
-    assert manager.next_deadline() == clock.now + Pacing().cross_interval_ns
+    assert manager.next_deadline() == clock.now + PACING.cross_interval_ns
     assert _answer(manager, clock.advance(3.2), 200) == []
     assert _answer(manager, clock.advance(0.1), 200) == [22002]
     assert manager.settled(["600519.SH", "000001.SZ"], subscribed=True)
@@ -326,9 +345,9 @@ def test_random_changes_never_break_the_token_spacing_and_converge(
     """AllTickServer is the oracle: no violation (a bad code's 600 aside), no 606, no lost
     connection but those dropped on purpose, and in the end the server holds what was asked."""
     clock = FakeClock()
-    pacing = Pacing()
-    server = AllTickServer(ServerRules(token="tok", max_codes_per_conn=5), set(UNIVERSE))
-    manager = SubscriptionManager(start, 5, pacing, max_conns=4, depth_levels=depth,
+    pacing = PACING
+    server = AllTickServer(plan_rules(token="tok", max_codes_per_conn=5), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, start, 5, pacing, max_conns=4, depth_levels=depth,
                                   jitter=lambda: 0.5)  # fmt: skip
     sent, drops = [], 0
     for wait, kind, codes in changes:
@@ -358,7 +377,7 @@ def test_random_changes_never_break_the_token_spacing_and_converge(
 def _two_confirmed() -> tuple[FakeClock, SubscriptionManager]:
     """Two connections of one code each, both lists confirmed."""
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH", "000001.SZ"], 1, Pacing())
+    manager = SubscriptionManager(ALLTICK, ["600519.SH", "000001.SZ"], 1, PACING)
     for index in (0, 1):
         manager.on_connected(index, clock.now)
     _answer(manager, clock.now, 200)
@@ -368,11 +387,11 @@ def _two_confirmed() -> tuple[FakeClock, SubscriptionManager]:
 
 def test_a_retry_after_an_envelope_error_goes_before_another_connections_new_request() -> None:
     clock, manager = _two_confirmed()
-    client = manager.connections[0].client
+    session = manager.connections[0].session
     manager.unsubscribe(["600519.SH"])  # connection 0 cancels ...
     [(index, _)] = manager.due(clock.advance(3.3))
-    client.receive(ENVELOPE_ERROR, clock.advance(0.002))  # ... and is refused 2 ms later
-    manager.on_reply(index, client.events.pop(), clock.now)
+    session.receive(ENVELOPE_ERROR, clock.advance(0.002))  # ... and is refused 2 ms later
+    manager.on_reply(index, session.events.pop(), clock.now)
     manager.unsubscribe(["000001.SZ"])  # while connection 1 now has a change too
     assert _answer(manager, clock.advance(3.398), 200) == []  # the heartbeats (10 s)
     assert _answer(manager, clock.advance(3.199), 200) == []  # 3.3 s doubled, from the send
@@ -392,11 +411,74 @@ def test_a_connection_refused_again_and_again_does_not_starve_the_others() -> No
             if body["cmd_id"] == 22000:
                 continue
             sent.append(index)
-            client = manager.connections[index].client
+            session = manager.connections[index].session
             if index == 0:  # every request of connection 0 is refused for its envelope
-                client.receive(ENVELOPE_ERROR, clock.now)
-                manager.on_reply(0, client.events.pop(), clock.now)
+                session.receive(ENVELOPE_ERROR, clock.now)
+                manager.on_reply(0, session.events.pop(), clock.now)
             else:
-                request = Request(body["cmd_id"], body["seq_id"], body["trace"], body["data"])
-                manager.on_reply(1, Reply(22007, 200, "ok", body["seq_id"], request), clock.now)
+                answer(manager, 1, frame, 200, "ok", clock.now)
     assert sent[:2] == [0, 1]  # the cancel of connection 1 goes right after the first refusal
+
+
+class _AddRemoveSession:
+    """A vendor that authenticates by a message, adds and removes codes, and needs no
+    heartbeat (Polygon's model): what the manager must drive without knowing it."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.bad_frames: dict[str, int] = {}
+        self.ready = False
+        self.acked: list[str] = []
+        self.sent: list[tuple[str, list[str], Request]] = []
+
+    def opening(self, token: str) -> list[bytes]:
+        return [f"auth {token}".encode()]
+
+    def subscribe(self, kind: ListKind, codes: list[str], levels: int) -> list[bytes]:
+        request = Request(kind, tuple(codes))
+        added = [c for c in codes if c not in self.acked]
+        removed = [c for c in self.acked if c not in codes]
+        frames = [f"{verb} {','.join(c)}".encode()
+                  for verb, c in (("add", added), ("remove", removed)) if c]  # fmt: skip
+        self.sent.append((kind, codes, request))
+        return frames
+
+    def heartbeat(self) -> bytes | None:
+        return None
+
+    def answer(self, ok: bool) -> None:
+        _, codes, request = self.sent.pop(0)
+        if ok:
+            self.acked = list(codes)
+        self.events.append(Reply("ok" if ok else "refused", 0, "x", request))
+
+
+class _AddRemoveVendor:
+    max_frame_bytes = 1 << 16
+
+    def session(self, name: str, max_frame_bytes: int) -> _AddRemoveSession:
+        return _AddRemoveSession()
+
+
+def test_another_vendors_model_is_driven_through_its_session() -> None:
+    clock = FakeClock()
+    pacing = replace(PACING, heartbeat_interval_ns=0)
+    manager = SubscriptionManager(_AddRemoveVendor(), ["AAPL.US", "MSFT.US"], 100, pacing)  # type: ignore[arg-type]
+    session = manager.connections[0].session
+    assert isinstance(session, _AddRemoveSession)
+    manager.on_connected(0, clock.now)
+    assert session.opening("k") == [b"auth k"]
+    assert manager.due(clock.advance(60)) == []  # not authenticated: nothing, no heartbeat
+    session.ready = True
+    assert manager.due(clock.now) == [(0, b"add AAPL.US,MSFT.US")]
+    session.answer(ok=True)
+    manager.on_reply(0, session.events.pop(), clock.now)
+    assert manager.all_confirmed()
+    manager.unsubscribe(["AAPL.US"])
+    manager.subscribe(["TSLA.US"])
+    assert manager.due(clock.advance(3.3)) == [(0, b"add TSLA.US"), (0, b"remove AAPL.US")]
+    session.answer(ok=True)
+    manager.on_reply(0, session.events.pop(), clock.now)
+    assert manager.connections[0].confirmed == ["MSFT.US", "TSLA.US"]
+    assert manager.settled(["TSLA.US"], subscribed=True)
+    assert manager.settled(["AAPL.US"], subscribed=False)

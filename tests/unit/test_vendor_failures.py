@@ -12,27 +12,20 @@ import pytest
 from rich.console import Console
 
 from feedmux.errors import ConfigError
-from feedmux.ingest.subscriptions import Pacing, SubscriptionManager
+from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.ops.config import Settings
 from feedmux.ops.status import build_status, progress_line, render
-from feedmux.providers.alltick.protocol import (
-    BODY_LINE_MAX,
-    AllTickClient,
-    Failure,
-    Reply,
-    Request,
-    first_line,
-    give_up_message,
-    handshake_failure,
-    reply_failure,
-)
-from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, ServerRules
+from feedmux.providers.alltick.protocol import AllTickClient, handshake_failure, reply_failure
+from feedmux.providers.alltick.provider import PACING
+from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
+from feedmux.providers.alltick.server import ENVELOPE_ERROR, AllTickServer, plan_rules
+from feedmux.providers.base import BODY_LINE_MAX, Failure, Reply, first_line, give_up_message
 from feedmux.simulator.market import a_share_universe
 from feedmux.stats import RunStats
 from feedmux.transports.ws import HandshakeRefused, WsLink
 from tests.conftest import FakeClock, http_serving
 from tests.stats_samples import connection_stats, receiver_stats
-from tests.unit.test_subscriptions import drive
+from tests.unit.test_subscriptions import answer, drive
 
 UNIVERSE = a_share_universe()
 # valid spellings the replay server does not list
@@ -116,8 +109,8 @@ def test_a_refused_handshake_raises_one_short_classified_line(page_url: str) -> 
 
 def test_a_wrong_token_gives_up_after_the_same_refusal_n_times() -> None:
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="the-right-one"), set(UNIVERSE))
-    manager = SubscriptionManager(UNIVERSE[:5], 3000, Pacing(), give_up_after=3)
+    server = AllTickServer(plan_rules(token="the-right-one"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, UNIVERSE[:5], 3000, PACING, give_up_after=3)
     drive(manager, server, clock, seconds=60)  # drive() opens with a token the server refuses
     assert manager.fatal == (Failure("token", "ret=401 token invalid"), 3)
     assert len([v for v in server.violations if v.rule == "token"]) >= 3
@@ -129,7 +122,7 @@ def _fail(manager: SubscriptionManager, clock: FakeClock, failure: Failure | Non
 
 def test_transient_failures_are_retried_for_ever_and_break_a_run_of_permanent_ones() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=2)
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, give_up_after=2)
     for _ in range(50):
         _fail(manager, clock, None)  # refused connection, reset, timeout
         _fail(manager, clock, handshake_failure(503))
@@ -145,17 +138,15 @@ def test_transient_failures_are_retried_for_ever_and_break_a_run_of_permanent_on
 
 def test_a_confirmed_subscription_resets_the_count() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=2)
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, give_up_after=2)
     manager.on_connected(0, clock.now)
     [(_, frame)] = manager.due(clock.now)
-    request = Request(22004, 1, "x", json.loads(frame)["data"])
-    manager.on_reply(0, Reply(22005, 401, "token invalid", 1, request), clock.now)
+    answer(manager, 0, frame, 401, "token invalid", clock.now)
     _fail(manager, clock, None)  # the failure the reply left on the link is counted
     assert manager.connections[0].same_failures == 1
     manager.on_connected(0, clock.advance(5))
     [(_, frame)] = manager.due(clock.now)
-    request = Request(22004, 2, "x", json.loads(frame)["data"])
-    manager.on_reply(0, Reply(22005, 200, "ok", 2, request), clock.now)
+    answer(manager, 0, frame, 200, "ok", clock.now)
     assert manager.connections[0].same_failures == 0
     _fail(manager, clock, handshake_failure(401))
     assert manager.fatal is None
@@ -163,18 +154,18 @@ def test_a_confirmed_subscription_resets_the_count() -> None:
 
 def test_a_depth_refusal_for_the_plan_stops_the_books_not_the_run() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), depth_levels=5)
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, depth_levels=5)
     manager.on_connected(0, clock.now)
-    request = Request(22002, 1, "x", {"symbol_list": [{"code": "600519.SH", "depth_level": 5}]})
-    manager.on_reply(0, Reply(22003, 603, "token level not enough", 1, request), clock.now)
+    frame = manager.connections[0].session.subscribe_depth(["600519.SH"], 5)
+    answer(manager, 0, frame, 603, "token level not enough", clock.now)
     assert manager.connections[0].failure is None
 
 
 def test_a_universe_whose_every_code_is_refused_is_fatal() -> None:
     clock = FakeClock()
     unknown = UNKNOWN
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(unknown, 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, unknown, 3000, PACING)
     drive(manager, server, clock, seconds=20)
     assert sorted(manager.rejected) == sorted(unknown)
     assert manager.fatal is not None
@@ -186,8 +177,8 @@ def test_a_universe_whose_every_code_is_refused_is_fatal() -> None:
 
 def test_a_refused_code_among_good_ones_is_not_fatal() -> None:
     clock = FakeClock()
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager([*UNIVERSE[:3], UNKNOWN[0]], 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, [*UNIVERSE[:3], UNKNOWN[0]], 3000, PACING)
     drive(manager, server, clock, seconds=20)
     assert list(manager.rejected) == UNKNOWN[:1]
     assert manager.fatal is None
@@ -196,15 +187,18 @@ def test_a_refused_code_among_good_ones_is_not_fatal() -> None:
 def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> None:
     # spec: errors about the envelope come back with cmd_id 0 and maybe no seq_id
     clock = FakeClock()
-    manager = SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=1)
+    manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, give_up_after=1)
     manager.on_connected(0, clock.now)
     manager.due(clock.now)
-    client = manager.connections[0].client
+    session = manager.connections[0].session
     frame = b'{"ret":401,"msg":"token invalid","cmd_id":0,"seq_id":0,"trace":"","data":{}}'
-    assert client.receive(frame, clock.now) is None
-    [reply] = client.events
-    assert isinstance(reply, Reply) and reply.cmd_id == 22005 and reply.request is not None
-    assert client.pending() == 0 and client.bad_frames == {}
+    assert session.receive(frame, clock.now) is None
+    [reply] = session.events
+    assert isinstance(reply, Reply) and reply.request is not None
+    assert (
+        reply.request.kind == "trades" and reply.what() == "cmd 22004 (an envelope error, cmd_id 0)"
+    )
+    assert session.pending() == 0 and session.bad_frames == {}
     manager.on_reply(0, reply, clock.now)
     assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
     manager.on_disconnected(0, clock.now, "refused")
@@ -213,30 +207,31 @@ def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> No
 
 def test_an_envelope_error_goes_to_the_waiting_subscribe_not_a_heartbeat_left_unanswered() -> None:
     # In a stall a heartbeat's reply is lost; the error that comes later is the subscribe's.
-    client = AllTickClient("c")
-    client.heartbeat()
-    client.subscribe_trades(["600519.SH"])
-    client.receive(ENVELOPE_ERROR, 0)
-    [reply] = client.events
-    assert isinstance(reply, Reply) and reply.cmd_id == 22005 and reply.ret == 201
-    assert reply.request is not None and reply.request.cmd_id == 22004
+    session = AllTickClient("c")
+    session.heartbeat()
+    session.subscribe_trades(["600519.SH"])
+    session.receive(ENVELOPE_ERROR, 0)
+    [reply] = session.events
+    assert isinstance(reply, Reply) and reply.envelope and reply.ret == 201
+    assert reply.request is not None and reply.request.kind == "trades"
+    assert reply.what() == "cmd 22004 (an envelope error, cmd_id 0)"
 
 
 def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff() -> None:
     clock = FakeClock()
     codes = UNIVERSE[:3]
-    server = AllTickServer(ServerRules(token="tok"), set(UNIVERSE))
-    manager = SubscriptionManager(codes, 3000, Pacing())
+    server = AllTickServer(plan_rules(token="tok"), set(UNIVERSE))
+    manager = SubscriptionManager(ALLTICK, codes, 3000, PACING)
     assert server.open(0, "tok", clock.now)
     manager.on_connected(0, clock.now)
     assert len(manager.due(clock.now)) == 1  # the subscribe; the vendor refuses its envelope
-    client = manager.connections[0].client
-    assert client.receive(ENVELOPE_ERROR, clock.now) is None
-    [reply] = client.events
-    client.events.clear()
-    assert isinstance(reply, Reply) and reply.envelope and reply.cmd_id == 22005
+    session = manager.connections[0].session
+    assert session.receive(ENVELOPE_ERROR, clock.now) is None
+    [reply] = session.events
+    session.events.clear()
+    assert isinstance(reply, Reply) and reply.envelope and reply.request is not None
     assert reply.what() == "cmd 22004 (an envelope error, cmd_id 0)"
-    assert client.bad_frames == {}  # not an unknown_cmd frame
+    assert session.bad_frames == {}  # not an unknown_cmd frame
     manager.on_reply(0, reply, clock.now)
     conn = manager.connections[0]
     assert conn.last_error == "ret=201 request header param invalid" and conn.failure is None
@@ -248,7 +243,7 @@ def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff()
     refused_at = clock.now
     sent = drive(manager, server, clock, seconds=10)
     [retry_at] = [t for t, _, f in sent if json.loads(f)["cmd_id"] == 22004]
-    assert retry_at - refused_at >= 2 * Pacing().cross_interval_ns  # the widened spacing
+    assert retry_at - refused_at >= 2 * PACING.cross_interval_ns  # the widened spacing
     assert server.subscriptions() == {0: codes} and server.violations == []
     assert manager.all_confirmed() and conn.last_error == "" and conn.reconnects == 0
 
@@ -256,12 +251,12 @@ def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff()
 def test_an_envelope_error_for_the_token_or_plan_is_still_permanent() -> None:
     clock = FakeClock()
     for ret, kind in ((401, "token"), (603, "plan")):
-        manager = SubscriptionManager(["600519.SH"], 3000, Pacing())
+        manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
         manager.on_connected(0, clock.now)
         manager.due(clock.now)
-        client = manager.connections[0].client
-        client.receive(ENVELOPE_ERROR.replace(b"201", str(ret).encode()), clock.now)
-        manager.on_reply(0, client.events.pop(), clock.now)
+        session = manager.connections[0].session
+        session.receive(ENVELOPE_ERROR.replace(b"201", str(ret).encode()), clock.now)
+        manager.on_reply(0, session.events.pop(), clock.now)
         conn = manager.connections[0]
         assert conn.failure is not None and conn.failure.kind == kind
         assert conn.refused == ["600519.SH"] and conn.refusal is not None
@@ -270,12 +265,12 @@ def test_an_envelope_error_for_the_token_or_plan_is_still_permanent() -> None:
 
 def test_a_code_refusal_with_cmd_id_0_still_searches_for_the_bad_code() -> None:
     clock = FakeClock()
-    manager = SubscriptionManager([UNIVERSE[0], UNKNOWN[0]], 3000, Pacing())
+    manager = SubscriptionManager(ALLTICK, [UNIVERSE[0], UNKNOWN[0]], 3000, PACING)
     manager.on_connected(0, clock.now)
     manager.due(clock.now)
-    client = manager.connections[0].client
-    client.receive(ENVELOPE_ERROR.replace(b"201", b"600"), clock.now)
-    manager.on_reply(0, client.events.pop(), clock.now)
+    session = manager.connections[0].session
+    session.receive(ENVELOPE_ERROR.replace(b"201", b"600"), clock.now)
+    manager.on_reply(0, session.events.pop(), clock.now)
     conn = manager.connections[0]
     assert conn.held_back == {UNKNOWN[0]} and conn.refusal is None
 
@@ -298,4 +293,4 @@ def test_give_up_after_must_be_at_least_one() -> None:
     with pytest.raises(ConfigError, match="--give-up-after must be >= 1, got 0"):
         msgspec.structs.replace(base, give_up_after=0).validate()
     with pytest.raises(ValueError, match="give_up_after"):
-        SubscriptionManager(["600519.SH"], 3000, Pacing(), give_up_after=0)
+        SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, give_up_after=0)

@@ -1,18 +1,32 @@
 """AllTick's stock WebSocket protocol, sans-I/O (see shared/spec/alltick.md).
 
-``AllTickClient`` builds request frames and turns received frames into ``Tick`` objects and
-control events. It owns no socket, thread or clock: the caller passes the receive time.
+``AllTickClient`` (a ``providers.base.Session``) builds request frames and turns received frames
+into ``Tick`` objects and typed events; ``peek`` and ``decode_push`` read a push with no
+connection state. Nothing here owns a socket, thread or clock: the caller passes the time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
 from feedmux.model import Depth, Tick
+from feedmux.providers.base import (
+    BadFrame,
+    Event,
+    Failure,
+    ListKind,
+    Peek,
+    Reply,
+    Request,
+    RequestKind,
+    Verdict,
+    first_line,
+    handshake_status,
+)
 from feedmux.transports.frames import OPCODE_BINARY, OPCODE_TEXT, Message
 
 CMD_HEARTBEAT = 22000
@@ -100,7 +114,9 @@ _decoder = msgspec.json.Decoder(
 _encode = msgspec.json.Encoder().encode
 
 
-class Request(msgspec.Struct, frozen=True):
+class WireRequest(msgspec.Struct, frozen=True):
+    """A request as AllTick reads it."""
+
     cmd_id: int
     seq_id: int
     trace: str
@@ -108,108 +124,28 @@ class Request(msgspec.Struct, frozen=True):
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """A response to one of our requests; ``request`` is what we sent (None if unknown)."""
+class _Sent:
+    """A request in flight: what went on the wire and what the manager sees."""
 
     cmd_id: int
-    ret: int
-    msg: str
-    seq_id: int
-    request: Request | None
-    envelope: bool = False  # came with cmd_id 0: the request's envelope was refused
-
-    @property
-    def ok(self) -> bool:
-        return self.ret == RET_OK
-
-    def what(self) -> str:
-        """The refused request, for a log line."""
-        if not self.envelope:
-            return f"cmd {self.cmd_id}"
-        sent = f"cmd {self.request.cmd_id}" if self.request is not None else "a request"
-        return f"{sent} (an envelope error, cmd_id 0)"
+    codes: list[str]
+    cancel_type: int | None
+    request: Request
 
 
-@dataclass(frozen=True, slots=True)
-class BadFrame:
-    """A frame that was counted and skipped; ``sample`` is truncated for logging."""
-
-    kind: str
-    detail: str
-    sample: bytes
+# -- reply codes: what each means for the manager ------------------------------------------------
+RETRY_LATER = frozenset((RET_RATE_LIMIT, 605, 606))  # 606: the server also closes the link
+BAD_CODE = frozenset((600, 604))  # code invalid / code unauthorized: find the culprit
 
 
-Event = Reply | BadFrame
-
-# -- why a connection failed: permanent (stop after --give-up-after) or transient (retry) -----
-EXIT_GAVE_UP = 3  # the receiver's exit status for a permanent failure; the run's too
-BODY_LINE_MAX = 120  # a server's body is quoted by one line of at most this many characters
-FailureKind = Literal["token", "plan", "not_websocket", "handshake", "codes", "transient"]
-
-
-class Failure(msgspec.Struct, frozen=True):
-    """One classified failure. ``detail`` is one short line ("HTTP 404", "ret=401 token
-    invalid") compared to tell identical failures apart; ``body`` a first line of what the
-    server said, for the log only."""
-
-    kind: FailureKind
-    detail: str
-    body: str = ""
-
-    @property
-    def permanent(self) -> bool:
-        return self.kind != "transient"
-
-
-class GiveUp(msgspec.Struct, frozen=True):
-    """A permanent failure seen ``count`` times in a row: the run stops with ``message``."""
-
-    kind: FailureKind
-    message: str
-    count: int
-
-
-def first_line(body: bytes | str | None, limit: int = BODY_LINE_MAX) -> str:
-    """The first non-blank line of a server's body, cut to ``limit`` characters."""
-    if not body:
-        return ""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def handshake_failure(status: int, body: bytes | str | None = None) -> Failure:
-    """The HTTP status of a refused WebSocket handshake, classified. 401/403: the token;
-    404/410 or any 2xx page: no WebSocket there; other 4xx: refused for good; 408, 429 and
-    5xx: the server's trouble, retried."""
-    line = first_line(body)
-    detail = f"HTTP {status}"
-    vendor = _vendor_refusal(body)
-    if vendor is not None:  # the vendor's own verdict, in its JSON, says more than the status
-        return Failure(vendor.kind, f"{detail}, {vendor.detail}", line)
-    if status in (401, 403):
-        return Failure("token", detail, line)
-    if status in (404, 410) or 200 <= status < 300:
-        return Failure("not_websocket", detail, line)
-    if 400 <= status < 500 and status not in (408, 429):
-        return Failure("handshake", detail, line)
-    return Failure("transient", detail, line)
-
-
-class _RetBody(msgspec.Struct):
-    ret: int
-    msg: str = ""
-
-
-def _vendor_refusal(body: bytes | str | None) -> Failure | None:
-    """A handshake body such as ``{"ret":401,"msg":"token invalid"}``, classified."""
-    if not body or len(body) > 4096:
-        return None
-    try:
-        parsed = msgspec.json.decode(body, type=_RetBody)
-    except msgspec.DecodeError:
-        return None
-    return reply_failure(parsed.ret, parsed.msg)
+def verdict_of(ret: int) -> Verdict:
+    if ret == RET_OK:
+        return "ok"
+    if ret in RETRY_LATER:
+        return "retry_later"
+    if ret in BAD_CODE:
+        return "bad_code"
+    return "refused"
 
 
 def reply_failure(ret: int, msg: str) -> Failure | None:
@@ -221,25 +157,41 @@ def reply_failure(ret: int, msg: str) -> Failure | None:
     return None
 
 
-def give_up_message(failure: Failure, count: int, url: str) -> str:
-    """What the run says when it stops for ``failure``; ``url`` must hold no token."""
-    times = f"{count} time{'s' if count != 1 else ''}"
-    if failure.kind == "token":
-        return f"vendor refused the token ({failure.detail}) {times}: check --token / FEEDMUX_TOKEN"
-    if failure.kind == "plan":
-        return (f"vendor refused the request for the plan ({failure.detail}) {times}: "
-                "check the token's plan, --max-codes-per-conn, --depth")  # fmt: skip
-    if failure.kind == "not_websocket":
-        return f"{url} is not a WebSocket endpoint: {failure.detail} {times}: check --url"
-    if failure.kind == "handshake":
-        return f"{url} refused the WebSocket handshake: {failure.detail} {times}: check --url"
-    return f"{failure.detail}: check --codes / --symbols-file"  # codes: one verdict, no count
+def make_reply(ret: int, msg: str, request: Request | None, *, cmd_id: int = 0,
+               envelope: bool = False) -> Reply:  # fmt: skip
+    """AllTick's answer ``ret``/``msg`` to ``request``, classified; ``cmd_id`` is the reply's
+    (the request's + 1; for an envelope error, the refused request's + 1, or 0 if unknown)."""
+    if envelope:
+        sent = request.label if request is not None and request.label else "a request"
+        label = f"{sent} (an envelope error, cmd_id 0)"
+    else:
+        label = f"cmd {cmd_id}"
+    return Reply(verdict_of(ret), ret, msg, request, envelope, reply_failure(ret, msg), label)
 
 
-def _codes_of(request: Request) -> set[str]:
-    entries = request.data.get("symbol_list", [])
-    assert isinstance(entries, list)
-    return {entry["code"] for entry in entries}
+def handshake_failure(status: int, body: bytes | str | None = None) -> Failure:
+    """A refused WebSocket handshake, classified: AllTick's own verdict in a JSON body (e.g.
+    ``{"ret":401,"msg":"token invalid"}``) says more than the status."""
+    failure = handshake_status(status, first_line(body))
+    vendor = _vendor_refusal(body)
+    if vendor is not None:
+        return Failure(vendor.kind, f"{failure.detail}, {vendor.detail}", failure.body)
+    return failure
+
+
+class _RetBody(msgspec.Struct):
+    ret: int
+    msg: str = ""
+
+
+def _vendor_refusal(body: bytes | str | None) -> Failure | None:
+    if not body or len(body) > 4096:
+        return None
+    try:
+        parsed = msgspec.json.decode(body, type=_RetBody)
+    except msgspec.DecodeError:
+        return None
+    return reply_failure(parsed.ret, parsed.msg)
 
 
 def normalize_time(tick_time: int) -> int:
@@ -249,8 +201,110 @@ def normalize_time(tick_time: int) -> int:
     return tick_time * 1_000_000
 
 
+def parse(payload: bytes, max_frame_bytes: int) -> BadFrame | TradePush | DepthPush | Response:
+    """One text message decoded, or why it was skipped."""
+    if len(payload) > max_frame_bytes:
+        return BadFrame("oversized", f"{len(payload)} bytes > {max_frame_bytes}", payload[:200])
+    if not payload.isascii():  # vendor JSON is ASCII: only others pay for a decode
+        try:  # msgspec checks only the strings it keeps, not the fields it skips
+            payload.decode()
+        except UnicodeDecodeError as exc:
+            detail = f"text frame is not UTF-8 ({exc.reason} at {exc.start})"
+            return BadFrame("utf8", detail, payload[:200])
+    try:
+        msg: TradePush | DepthPush | Response = _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        detail = str(exc)
+        kind = "unknown_cmd" if detail.endswith("`$.cmd_id`") else "schema"
+        return BadFrame(kind, detail, payload[:200])
+    except msgspec.DecodeError as exc:
+        return BadFrame("json", str(exc), payload[:200])
+    return msg
+
+
+def tick_of(d: TradeData, recv_ns: int) -> Tick:
+    return Tick(d.code, d.seq, normalize_time(d.tick_time), recv_ns, d.price, d.volume,
+                d.turnover, d.trade_direction)  # fmt: skip
+
+
+def depth_of(b: DepthData, recv_ns: int) -> Depth:
+    return Depth(b.code, b.seq, normalize_time(b.tick_time), recv_ns,
+                 [(level.price, level.volume) for level in b.bids],
+                 [(level.price, level.volume) for level in b.asks])  # fmt: skip
+
+
+def decode_push(
+    payload: bytes, recv_ns: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+) -> Tick | Depth | BadFrame:
+    """One push, fully, with no connection state (``Provider.decode``)."""
+    msg = parse(payload, max_frame_bytes)
+    if type(msg) is TradePush:
+        return tick_of(msg.data, recv_ns)
+    if type(msg) is DepthPush:
+        return depth_of(msg.data, recv_ns)
+    if isinstance(msg, BadFrame):
+        return msg
+    return BadFrame("not_push", f"cmd {type(msg).__struct_config__.tag} is not a push",
+                    payload[:200])  # fmt: skip
+
+
+class _PeekData(msgspec.Struct):
+    code: str
+
+
+class _PeekPush(msgspec.Struct):
+    cmd_id: int
+    data: _PeekData
+
+
+_peek_decoder = msgspec.json.Decoder(_PeekPush)
+
+
+def peek(payload: bytes) -> Peek | None:
+    """A push's code (and whether it is a book), reading only ``cmd_id`` and ``data.code``:
+    prices, sizes and times are skipped, not parsed."""
+    try:
+        push = _peek_decoder.decode(payload)
+    except msgspec.DecodeError:
+        return None  # a reply, or a bad frame
+    if push.cmd_id == CMD_TRADE_PUSH:
+        return Peek(push.data.code, False)
+    if push.cmd_id == CMD_DEPTH_PUSH:
+        return Peek(push.data.code, True)
+    return None
+
+
+class _Symbol(msgspec.Struct):
+    code: str
+
+
+class _SymbolList(msgspec.Struct):
+    symbol_list: list[_Symbol] = []
+
+
+class _Subscribe(msgspec.Struct):
+    data: _SymbolList
+
+
+_subscribe_decoder = msgspec.json.Decoder(_Subscribe)
+
+
+def request_codes(payload: bytes) -> list[str]:
+    """The codes a subscribe request we sent asks for; [] for a heartbeat or a cancel."""
+    try:
+        return [s.code for s in _subscribe_decoder.decode(payload).data.symbol_list]
+    except msgspec.DecodeError:
+        return []
+
+
+_KIND_OF_CMD: dict[int, RequestKind] = {
+    CMD_HEARTBEAT: "heartbeat", CMD_SUBSCRIBE_TRADES: "trades", CMD_SUBSCRIBE_DEPTH: "books",
+}  # fmt: skip
+_CANCEL_OF: dict[str, int] = {"trades": CANCEL_TRADES, "books": CANCEL_DEPTH}
+
+
 class AllTickClient:
-    """Protocol state of one AllTick connection."""
+    """Protocol state of one AllTick connection (a ``Session``)."""
 
     def __init__(
         self,
@@ -264,54 +318,71 @@ class AllTickClient:
         self.max_frame_bytes = max_frame_bytes
         self.events: list[Event] = []
         self.bad_frames: dict[str, int] = {}
+        self.ready = True  # no auth message: the token is in the URL
         self._next_seq_id = 1
-        self._pending: dict[int, Request] = {}
+        self._pending: dict[int, _Sent] = {}
         # Codes whose pushes this connection expects: what the server acked plus what is
         # being asked for (a push may precede its ack). Anything else is counted and skipped.
-        self._acked: dict[int, set[str]] = {CMD_SUBSCRIBE_TRADES: set(), CMD_SUBSCRIBE_DEPTH: set()}
-        self._expects: dict[int, set[str]] = {CMD_SUBSCRIBE_TRADES: set(),
-                                              CMD_SUBSCRIBE_DEPTH: set()}  # fmt: skip
+        self._acked: dict[str, set[str]] = {"trades": set(), "books": set()}
+        self._expects: dict[str, set[str]] = {"trades": set(), "books": set()}
 
     # -- requests -------------------------------------------------------------------------------
-    def _request(self, cmd_id: int, data: dict[str, object]) -> bytes:
+    def _request(self, cmd_id: int, data: dict[str, object], kind: RequestKind,
+                 codes: list[str], cancel_type: int | None = None) -> bytes:  # fmt: skip
         seq_id = self._next_seq_id
         self._next_seq_id = seq_id % 0xFFFFFFFF + 1
-        request = Request(cmd_id, seq_id, f"{self.name}-{seq_id}", data)
-        self._pending[seq_id] = request
-        if cmd_id in self._expects:
-            self._expects[cmd_id].update(_codes_of(request))
-        return _encode(request)
+        wire = WireRequest(cmd_id, seq_id, f"{self.name}-{seq_id}", data)
+        request = Request(kind, tuple(codes), f"cmd {cmd_id}")
+        self._pending[seq_id] = _Sent(cmd_id, codes, cancel_type, request)
+        if kind in self._expects:
+            self._expects[kind].update(codes)
+        return _encode(wire)
 
-    def _settle(self, ret: int, request: Request | None) -> None:
+    def _settle(self, ret: int, sent: _Sent | None) -> None:
         """A subscription list changed (or was refused): expect exactly the acked lists plus
         what is still being asked for."""
-        if request is not None and ret == RET_OK:
-            if request.cmd_id in self._acked:
-                self._acked[request.cmd_id] = _codes_of(request)
-            elif request.cmd_id == CMD_CANCEL:
-                kind = request.data.get("cancel_type", CANCEL_ALL)
-                for cmd, cancelled in ((CMD_SUBSCRIBE_TRADES, CANCEL_TRADES),
-                                       (CMD_SUBSCRIBE_DEPTH, CANCEL_DEPTH)):  # fmt: skip
-                    if kind in (CANCEL_ALL, cancelled):
-                        self._acked[cmd] = set()
-        for cmd in self._expects:
-            asked = [_codes_of(r) for r in self._pending.values() if r.cmd_id == cmd]
-            self._expects[cmd] = self._acked[cmd].union(*asked)
+        if sent is not None and ret == RET_OK:
+            kind = sent.request.kind
+            if sent.cmd_id == CMD_CANCEL:
+                for listed, cancelled in (("trades", CANCEL_TRADES), ("books", CANCEL_DEPTH)):
+                    if sent.cancel_type in (CANCEL_ALL, cancelled):
+                        self._acked[listed] = set()
+            elif kind in self._acked:
+                self._acked[kind] = set(sent.codes)
+        for listed, expects in self._expects.items():
+            asked = [set(s.codes) for s in self._pending.values() if s.request.kind == listed]
+            expects.clear()
+            expects.update(self._acked[listed].union(*asked))
+
+    def opening(self, token: str) -> list[bytes]:
+        return []  # the token is in the URL; the server says nothing until we speak
 
     def heartbeat(self) -> bytes:
-        return self._request(CMD_HEARTBEAT, {})
+        return self._request(CMD_HEARTBEAT, {}, "heartbeat", [])
+
+    def subscribe(self, kind: ListKind, codes: list[str], levels: int = 0) -> list[bytes]:
+        """A request that REPLACES this connection's ``kind`` list with ``codes``; an empty
+        list cannot be sent (the vendor answers 601): a cancel of that kind instead."""
+        if not codes:
+            return [self.cancel(_CANCEL_OF[kind])]
+        if kind == "trades":
+            return [self.subscribe_trades(codes)]
+        return [self.subscribe_depth(codes, levels)]
 
     def subscribe_trades(self, codes: list[str]) -> bytes:
         """A request that REPLACES this connection's trade list with ``codes``."""
-        return self._request(CMD_SUBSCRIBE_TRADES, {"symbol_list": [{"code": c} for c in codes]})
+        data: dict[str, object] = {"symbol_list": [{"code": c} for c in codes]}
+        return self._request(CMD_SUBSCRIBE_TRADES, data, "trades", codes)
 
     def subscribe_depth(self, codes: list[str], levels: int) -> bytes:
         """A request that REPLACES this connection's order-book list with ``codes``."""
         entries = [{"code": c, "depth_level": levels} for c in codes]
-        return self._request(CMD_SUBSCRIBE_DEPTH, {"symbol_list": entries})
+        return self._request(CMD_SUBSCRIBE_DEPTH, {"symbol_list": entries}, "books", codes)
 
     def cancel(self, cancel_type: int = CANCEL_TRADES) -> bytes:
-        return self._request(CMD_CANCEL, {"cancel_type": cancel_type})
+        kind: RequestKind = "books" if cancel_type == CANCEL_DEPTH else "trades"
+        data: dict[str, object] = {"cancel_type": cancel_type}
+        return self._request(CMD_CANCEL, data, kind, [], cancel_type)
 
     def pending(self) -> int:
         return len(self._pending)
@@ -327,68 +398,41 @@ class AllTickClient:
     def receive(self, frame: bytes, recv_ns: int) -> Tick | Depth | None:
         """Decode one text frame: a Tick or Depth, or None with any control event appended to
         ``events``."""
-        if len(frame) > self.max_frame_bytes:
-            self._bad("oversized", f"{len(frame)} bytes > {self.max_frame_bytes}", frame)
-            return None
-        if not frame.isascii():  # vendor JSON is ASCII: only others pay for a decode
-            try:  # msgspec checks only the strings it keeps, not the fields it skips
-                frame.decode()
-            except UnicodeDecodeError as exc:
-                self._bad("utf8", f"text frame is not UTF-8 ({exc.reason} at {exc.start})", frame)
-                return None
-        try:
-            msg = _decoder.decode(frame)
-        except msgspec.ValidationError as exc:
-            detail = str(exc)
-            self._bad("unknown_cmd" if detail.endswith("`$.cmd_id`") else "schema", detail, frame)
-            return None
-        except msgspec.DecodeError as exc:
-            self._bad("json", str(exc), frame)
-            return None
+        msg = parse(frame, self.max_frame_bytes)
         if type(msg) is TradePush:
             d = msg.data
-            if self.only_subscribed and d.code not in self._expects[CMD_SUBSCRIBE_TRADES]:
+            if self.only_subscribed and d.code not in self._expects["trades"]:
                 self._bad("unsubscribed", f"trade for {d.code}, not subscribed here", frame)
                 return None
-            return Tick(
-                d.code,
-                d.seq,
-                normalize_time(d.tick_time),
-                recv_ns,
-                d.price,
-                d.volume,
-                d.turnover,
-                d.trade_direction,
-            )
+            return tick_of(d, recv_ns)
         if type(msg) is DepthPush:
             b = msg.data
-            if self.only_subscribed and b.code not in self._expects[CMD_SUBSCRIBE_DEPTH]:
+            if self.only_subscribed and b.code not in self._expects["books"]:
                 self._bad("unsubscribed", f"book for {b.code}, not subscribed here", frame)
                 return None
-            return Depth(
-                b.code,
-                b.seq,
-                normalize_time(b.tick_time),
-                recv_ns,
-                [(level.price, level.volume) for level in b.bids],
-                [(level.price, level.volume) for level in b.asks],
-            )
+            return depth_of(b, recv_ns)
+        if isinstance(msg, BadFrame):
+            self.bad_frames[msg.kind] = self.bad_frames.get(msg.kind, 0) + 1
+            self.events.append(msg)
+            return None
         assert isinstance(msg, Response)
-        request = self._pending.pop(msg.seq_id, None)
+        sent = self._pending.pop(msg.seq_id, None)
         cmd_id = type(msg).__struct_config__.tag
         assert isinstance(cmd_id, int)
         envelope = type(msg) is EnvelopeError
-        if envelope and request is None and self._pending:
+        if envelope and sent is None and self._pending:
             # The oldest unanswered subscription or cancel (a heartbeat whose reply was lost,
             # in a stall, must not take it), else the oldest request.
             pending = self._pending
             first = next((s for s, r in pending.items() if r.cmd_id != CMD_HEARTBEAT), None)
-            request = pending.pop(next(iter(pending)) if first is None else first)
+            sent = pending.pop(next(iter(pending)) if first is None else first)
         if envelope:
-            cmd_id = 0 if request is None else request.cmd_id + 1
+            cmd_id = 0 if sent is None else sent.cmd_id + 1
         if cmd_id != CMD_HEARTBEAT + 1:
-            self._settle(msg.ret, request)
-        self.events.append(Reply(cmd_id, msg.ret, msg.msg, msg.seq_id, request, envelope))
+            self._settle(msg.ret, sent)
+        request = None if sent is None else sent.request
+        reply = make_reply(msg.ret, msg.msg, request, cmd_id=cmd_id, envelope=envelope)
+        self.events.append(reply)
         return None
 
     def receive_read(

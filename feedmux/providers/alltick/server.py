@@ -6,6 +6,7 @@ Every broken rule is recorded as a ``Violation`` so tests can prove a client nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -17,30 +18,20 @@ from feedmux.providers.alltick.protocol import (
     RET_OK,
     RET_RATE_LIMIT,
 )
+from feedmux.providers.base import Outcome, ServerRules, Violation
 
 SUBSCRIPTION_CMDS = (CMD_SUBSCRIBE_DEPTH, CMD_SUBSCRIBE_TRADES, CMD_CANCEL)
 SETTLE_MIN_NS = 5_000_000_000
+PATH = "/quote-stock-b-ws-api"  # the stock endpoint's path (forex and crypto use another)
 
 
-@dataclass(frozen=True)
-class ServerRules:
-    """A plan's limits; the defaults are the all-market plan's."""
-
-    token: str
-    max_codes_per_conn: int = 3000
-    max_conns: int = 10
-    request_interval_ns: int = 1_000_000_000
-    cross_interval_ns: int = 3_000_000_000
-    heartbeat_timeout_ns: int = 30_000_000_000
-    reconnect_spacing_ns: int = 3_000_000_000
-
-
-@dataclass(frozen=True)
-class Violation:
-    time_ns: int
-    conn: int
-    rule: str
-    detail: str
+def plan_rules(token: str, **limits: int) -> ServerRules:
+    """A plan's limits; the defaults are the all-market plan's (spec rules 2-6)."""
+    plan = ServerRules(token=token, max_codes_per_conn=3000, max_conns=10,
+                       request_interval_ns=1_000_000_000, cross_interval_ns=3_000_000_000,
+                       heartbeat_timeout_ns=30_000_000_000,
+                       reconnect_spacing_ns=3_000_000_000)  # fmt: skip
+    return msgspec.structs.replace(plan, **limits)
 
 
 @dataclass
@@ -51,13 +42,6 @@ class _Conn:
     last_heartbeat_ns: int = 0
     trades: list[str] = field(default_factory=list)
     books: dict[str, int] = field(default_factory=dict)  # code -> depth levels
-
-
-@dataclass
-class Outcome:
-    replies: list[bytes] = field(default_factory=list)
-    close: bool = False
-    envelope_error: bool = False  # answered with the cmd_id 0 error instead (not applied)
 
 
 class _SymbolEntry(msgspec.Struct):
@@ -97,7 +81,8 @@ def _max_levels(code: str) -> int:
 
 
 class AllTickServer:
-    """State of every connection of one token, and the rules that judge them."""
+    """State of every connection of one token, and the rules that judge them (a
+    ``providers.base.Simulator``)."""
 
     def __init__(self, rules: ServerRules, universe: set[str]) -> None:
         self.rules = rules
@@ -256,3 +241,8 @@ class AllTickServer:
     def subscriptions(self) -> dict[int, list[str]]:
         """Each open connection's trade list, as the server holds it now."""
         return {conn: list(state.trades) for conn, state in self._conns.items()}
+
+
+def token_of(path: str) -> str:
+    """The token of a connection request's path (``?token=...``)."""
+    return parse_qs(urlsplit(path).query).get("token", [""])[0]
