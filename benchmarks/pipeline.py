@@ -236,7 +236,7 @@ def latency(config: Config, p: Params, data: Path, codes_file: Path, work: Path,
     """Burst, then a fixed rate: latency percentiles, burst times, CPU and RSS per process."""
     send_log = work / "send.bin"
     server, report = _start_server(work, data, codes_file, p, p.latency_rate, "--burst",
-                                   "--send-log", str(send_log))  # fmt: skip
+                                   "--write-times", str(send_log))  # fmt: skip
     out = work / "client"
     client = _start_client(config, _read_json(report)["url"], codes_file, out, True)
     subscriber = None

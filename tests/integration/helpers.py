@@ -35,7 +35,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, str]:
     report = tmp / "replay-report.json"
     proc = feedmux("replay", "--port", "0", "--report", str(report),
-                   "--sent-log", str(tmp / "sent.log"), *args)  # fmt: skip
+                   "--sent-messages", str(tmp / "sent.log"), *args)  # fmt: skip
     wait_for(lambda: bool(read_json(report).get("url")) or proc.poll() is not None, 30,
              "the replay server to listen")  # fmt: skip
     assert proc.poll() is None, proc.communicate()[0]

@@ -35,18 +35,18 @@ def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
     assert r.values["max_codes_per_conn"] == 100 and r.sources["max_codes_per_conn"] == "file"
     assert r.values["store"] == ["sqlite://"] and r.values["replay"] is True
     assert r.values["pub_queue"] == 50_000 and r.sources["pub_queue"] == "default"
-    settings, replay = build_settings(r.namespace())
+    settings, replay = build_settings(r)
     assert settings.shards == 6 and settings.watchdog_s == 9.5 and replay is not None
     assert settings.max_codes_per_conn == 100
 
 
 def test_the_request_spacing_reaches_the_receivers_settings() -> None:
-    settings, _ = build_settings(resolved(["--replay"]).namespace())
+    settings, _ = build_settings(resolved(["--replay"]))
     assert settings.cross_interval_ms == 3300  # AllTick's 3 s and a margin, by default
-    settings, _ = build_settings(resolved(["--replay", "--cross-interval-ms", "500"]).namespace())
+    settings, _ = build_settings(resolved(["--replay", "--cross-interval-ms", "500"]))
     assert settings.cross_interval_ms == 500
     with pytest.raises(ConfigError, match="--cross-interval-ms must be >= 1"):
-        build_settings(resolved(["--replay", "--cross-interval-ms", "0"]).namespace())
+        build_settings(resolved(["--replay", "--cross-interval-ms", "0"]))
 
 
 def test_config_file_is_found_through_the_environment(tmp_path: Path) -> None:
