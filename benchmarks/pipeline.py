@@ -126,7 +126,8 @@ def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: flo
     report = work / "server.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "feedmux", "replay", "--port", "0", "--journal", str(data),
-         "--symbols-file", str(codes_file), "--rate", str(rate), "--warmup", str(p.warmup_s),
+         "--symbols-file", str(codes_file), "--journal-rate", str(rate),
+         "--warmup", str(p.warmup_s),
          "--report", str(report), "--log-level", "WARNING", *server_args],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

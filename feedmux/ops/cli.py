@@ -238,10 +238,8 @@ REPLAY = (Section("", "", (
     SYMBOLS_FILE,
     CODES,
     SEED,
-    Option("rate", "ticks per second across all subscribed codes (default "
-           f"{default_of(ReplaySettings, 'rate'):g}); with --journal: serve the journal's "
-           "frames, pre-framed, at this rate instead of its recorded pace", parse=float,
-           metavar="TICKS_PER_S"),
+    _replay("rate", "synthetic ticks per second across all subscribed codes (default "
+            "{default})", metavar="TICKS_PER_S"),
     DURATION,
     BURST,
     WARMUP,
@@ -281,12 +279,15 @@ REPLAY = (Section("", "", (
             "market; its codes are the universe unless --codes is given", metavar="PATH"),
     _replay("speed", "journal pace: 1 as recorded (default), 10 ten times faster, max",
             parse=_speed, metavar="1|10|max"),
-    _replay("ramp", "with --journal and --rate: multiply the rate by FACTOR every --step",
+    _replay("journal_rate", "serve the journal's frames, pre-framed, at this rate instead of "
+            "its recorded pace (--rate with --journal did this, and still does)",
+            metavar="FRAMES_PER_S"),
+    _replay("ramp", "with --journal-rate: multiply the rate by FACTOR every --step",
             metavar="FACTOR"),
     _replay("step_s", "seconds per rate step (default 0: one step)", metavar="S"),
     _replay("gap_s", "pause between rate steps", metavar="S"),
-    _replay("write_times", "with --journal and --rate: (send_ns, first index, count) per "
-            "write", metavar="PATH", aliases=("send-log",)),
+    _replay("write_times", "with --journal-rate: (send_ns, first index, count) per write",
+            metavar="PATH", aliases=("send-log",)),
     _replay("log_level", "any case (default {default})", parse=_log_level, metavar="LEVEL"),
 )),)  # fmt: skip
 
@@ -493,23 +494,29 @@ def cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    resolved = options.resolve(REPLAY, vars(args), {})  # flags only: the server is a test tool
-    for warning in resolved.warnings:
-        print(warning, file=sys.stderr)
+def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySettings:
+    """`feedmux replay`'s settings from its resolved flags (the token also from FEEDMUX_TOKEN)."""
     values = resolved.values
     codes = _codes(values)
     if codes is None and values["journal"]:
         codes = journal_codes(Path(values["journal"]))
-    rate = values["rate"]
     fields = _fields(REPLAY, values, skip=("token",))
-    if rate is not None:
-        fields["rate"] = rate
-        if values["journal"]:
-            fields["journal_rate"] = rate  # the journal's frames at this rate, not its pace
+    if values["journal"] and resolved.sources["rate"] == "flag" and not fields.get("journal_rate"):
+        # --rate once meant frames per second with --journal: it still does, with a warning
+        resolved.warnings.append("warning: --rate with --journal is deprecated; use "
+                                 "--journal-rate")  # fmt: skip
+        fields["journal_rate"] = values["rate"]
     settings = ReplaySettings(**fields, token=values["token"] or env.get("FEEDMUX_TOKEN", ""),
                               codes=codes or a_share_universe(values["seed"]))  # fmt: skip
     settings.validate(_namer(REPLAY, resolved, ReplaySettings))
+    return settings
+
+
+def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    resolved = options.resolve(REPLAY, vars(args), {})  # flags only: the server is a test tool
+    settings = replay_settings(resolved, env)
+    for warning in resolved.warnings:
+        print(warning, file=sys.stderr)
     return worker_main("replay")(settings)
 
 

@@ -13,6 +13,7 @@ naming the flag, key or variable it came from.
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import stat
 import tomllib
@@ -86,7 +87,7 @@ def default_of(struct: type[msgspec.Struct], name: str) -> Any:
     """The default of a Struct field (None if it has none): the one place it is written."""
     info = _field(struct, name)
     if info.default is not msgspec.NODEFAULT:
-        return info.default
+        return copy.copy(info.default)  # a list or dict default is not shared
     if info.default_factory is not msgspec.NODEFAULT:
         return info.default_factory()
     return None
@@ -285,21 +286,21 @@ def resolve(
     table = _Table(sections)
     warnings: list[str] = []
 
-    def layer(items: Iterable[tuple[str, Any]], source: Source,
-              spell: Callable[[str, Option], str]) -> dict[str, tuple[Any, str]]:  # fmt: skip
+    def layer(items: Iterable[tuple[str, Any]], source: Source, spell: Callable[[str], str],
+              short: Callable[[str], str]) -> dict[str, tuple[Any, str]]:  # fmt: skip
+        """``spell(name)`` names a value for a message, ``short(name)`` the new name."""
         out: dict[str, tuple[Any, str]] = {}
         for name, text in items:
             option, old = table.find(_dest(name))
             if option is None:
                 continue  # the callers below decided what an unknown name is
-            where = spell(name, option)
+            where = spell(name)
             if old:
-                warnings.append(f"warning: {where} is deprecated; use "
-                                f"{spell(option.name, option)}")  # fmt: skip
+                warnings.append(f"warning: {where} is deprecated; use {short(option.name)}")
             value = text if source == "flag" else _convert(option, text, where)
             if old and option.dest in out:
                 continue  # both spellings in one layer: the current name wins
-            out[option.dest] = (value, spell(option.name, option) if old else where)
+            out[option.dest] = (value, spell(option.name) if old else where)
         return out
 
     from_file: list[tuple[str, Any]] = []
@@ -319,11 +320,17 @@ def resolve(
             continue
         from_env.append((dest, value))
 
+    def variable(name: str) -> str:
+        return ENV_PREFIX + _dest(name).upper()
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
     layers: list[tuple[Source, dict[str, tuple[Any, str]]]] = [
-        ("file", layer(from_file, "file", lambda key, _o: f"{file_name}: key {key!r}")),
-        ("env", layer(from_env, "env",
-                      lambda dest, _o: f"environment variable {ENV_PREFIX}{_dest(dest).upper()}")),
-        ("flag", layer(given.items(), "flag", lambda dest, _o: f"--{dest.replace('_', '-')}")),
+        ("file", layer(from_file, "file", lambda key: f"{file_name}: key {key!r}", repr)),
+        ("env", layer(from_env, "env", lambda name: f"environment variable {variable(name)}",
+                      variable)),
+        ("flag", layer(given.items(), "flag", flag, flag)),
     ]  # fmt: skip
     defaults = {dest: option.default for dest, option in table.options.items()}
     values = dict(defaults)
@@ -364,7 +371,8 @@ def _rule(kind: Any) -> str | None:
     """What a field's annotation demands, in words: ``must be between 1 and 256``."""
     if get_origin(kind) is Literal:
         return "must be one of " + ", ".join(map(str, get_args(kind)))
-    metas = [m for m in _metas(kind) if m.description or m.ge is not None or m.le is not None]
+    metas = [m for m in _metas(kind) if m.description or m.ge is not None or m.le is not None
+             or m.gt is not None]  # fmt: skip
     if not metas:
         inner = [_rule(a) for a in get_args(kind) if a is not type(None)]  # X | None
         return next((r for r in inner if r), None)
@@ -375,6 +383,8 @@ def _rule(kind: Any) -> str | None:
         return f"must be between {meta.ge} and {meta.le}"
     if meta.ge is not None:
         return f"must be >= {meta.ge}"
+    if meta.gt is not None:
+        return f"must be > {meta.gt}"
     if meta.le is not None:
         return f"must be <= {meta.le}"
     return None
