@@ -120,8 +120,9 @@ BURST = _replay("burst", "open with one tick for every subscribed code at once")
 LOCATION = (RUN_DIR, DATA_DIR)  # the options that find a run's files
 
 # `feedmux run` (and `feedmux config show`): flags, file keys and FEEDMUX_* variables. In
-# sections, so that --help reads as sections; a section has no effect on parsing.
-RUN = (
+# sections, so that --help reads as sections; a section has no effect on parsing. The options
+# of RUN_SETTINGS make the Settings, those of RUN_REPLAY the built-in server's ReplaySettings.
+RUN_SETTINGS = (
     Section("vendor", "where the feed comes from and what to ask for", (
         _run("url", f"vendor WebSocket endpoint (default {ALLTICK_URL})"),
         _run("token", "vendor token (default: $FEEDMUX_TOKEN, which is better: a command line "
@@ -213,21 +214,21 @@ RUN = (
         _run("metrics_host", "address of the metrics server (default {default}; 0.0.0.0 for "
              "all)", metavar="HOST"),
     )),
-    Section("replay server", "a built-in local feed instead of the vendor", (
-        Option("replay", "start the built-in replay server and feed from it; without "
-               "--symbols-file/--codes it serves the full synthetic A-share market",
-               default=False, kind="switch"),
-        _replay("rate", "ticks per second across all subscribed codes (default {default})",
-                name="replay-rate", metavar="TICKS_PER_S"),
-        dataclasses.replace(DURATION, name="replay-duration"),
-        dataclasses.replace(BURST, name="replay-burst"),
-        dataclasses.replace(WARMUP, name="replay-warmup"),
-        SEED,
-    )),
 )  # fmt: skip
+RUN_REPLAY = Section("replay server", "a built-in local feed instead of the vendor", (
+    Option("replay", "start the built-in replay server and feed from it; without "
+           "--symbols-file/--codes it serves the full synthetic A-share market",
+           default=False, kind="switch"),
+    _replay("rate", "ticks per second across all subscribed codes (default {default})",
+            name="replay-rate", metavar="TICKS_PER_S"),
+    dataclasses.replace(DURATION, name="replay-duration"),
+    dataclasses.replace(BURST, name="replay-burst"),
+    dataclasses.replace(WARMUP, name="replay-warmup"),
+    SEED,
+))  # fmt: skip
+RUN = (*RUN_SETTINGS, RUN_REPLAY)
 # Of these, an option set in a layer replaces the others set below it.
 RUN_EXCLUSIVE = (frozenset({"codes", "symbols_file"}),)
-RUN_REPLAY = ("replay_rate", "replay_duration", "replay_burst", "replay_warmup", "seed")
 
 # `feedmux replay`: flags only (and the token from FEEDMUX_TOKEN).
 REPLAY = (Section("", "", (
@@ -292,48 +293,60 @@ REPLAY = (Section("", "", (
 )),)  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+Command = tuple[str, str, argparse.ArgumentParser]  # full name, one-line help, parser
+
+
+def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; ``commands``, if given, gets each command in order (the
+    CLI reference is made from them)."""
+    listed = commands if commands is not None else []
     parser = argparse.ArgumentParser(
         prog="feedmux", description="A whole stock market's real-time feed into Python."
     )
     parser.add_argument("--version", action="version", version=f"feedmux {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the pipeline: receiver, N shard workers, stores")
+    def command(name: str, summary: str, within: Any = sub,
+                prefix: str = "feedmux") -> argparse.ArgumentParser:  # fmt: skip
+        made: argparse.ArgumentParser = within.add_parser(name, help=summary)
+        listed.append((f"{prefix} {name}", summary, made))
+        return made
+
+    run = command("run", "run the pipeline: receiver, N shard workers, stores")
     _add_config_option(run)
     options.add_options(run, RUN)
     config = sub.add_parser("config", help="the effective configuration")
     config_sub = config.add_subparsers(dest="action", required=True)
-    show = config_sub.add_parser("show", help="print the effective settings as TOML, token "
-                                 "masked, each with where it came from")  # fmt: skip
+    show = command("show", "print the effective settings as TOML, token masked, each with "
+                   "where it came from", config_sub, "feedmux config")  # fmt: skip
     _add_config_option(show)
     options.add_options(show, RUN)
 
-    rep = sub.add_parser("replay", help="serve an AllTick-compatible feed on loopback")
+    rep = command("replay", "serve an AllTick-compatible feed on loopback")
     options.add_options(rep, REPLAY)
 
     for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
-        change = sub.add_parser(name, help=f"{what} a running instance; returns once the "
+        change = command(name, f"{what} a running instance; returns once the "
                                 "vendor confirmed")  # fmt: skip
         change.add_argument("codes", nargs="+", metavar="CODE")
         _add_location_options(change, *LOCATION)
-    listing = sub.add_parser("subscriptions", help="list a running instance's codes")
+    listing = command("subscriptions", "list a running instance's codes")
     _add_location_options(listing, *LOCATION)
-    silent = sub.add_parser("silent", help="codes subscribed but without ticks")
+    silent = command("silent", "codes subscribed but without ticks")
     silent.add_argument("--threshold", type=float, metavar="S",
                         default=default_of(Settings, "silent_after_s"),
                         help="silent for longer than S seconds (default %(default)g)")  # fmt: skip
     _add_location_options(silent, *LOCATION)
 
-    keygen = sub.add_parser("keygen", help="make a CURVE key pair for --curve-secret or a client")
+    keygen = command("keygen", "make a CURVE key pair for --curve-secret or a client")
     keygen.add_argument("dir", metavar="DIR", help="where to write NAME.key and NAME.key_secret")
     keygen.add_argument("--name", default="server", help="file name (default server)")
 
-    status = sub.add_parser("status", help="the live table of a running instance, once")
+    status = command("status", "the live table of a running instance, once")
     _add_location_options(status, *LOCATION)
     status.add_argument("--json", action="store_true", help="print it as JSON instead")
 
-    snap = sub.add_parser("snapshot", help="the latest tick (and book) per code of a running "
+    snap = command("snapshot", "the latest tick (and book) per code of a running "
                           "instance")  # fmt: skip
     snap.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: every code)")
     _add_location_options(snap, *LOCATION)
@@ -341,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--format", choices=("table", "csv"), default="table")
     snap.add_argument("--tz", default="Asia/Shanghai", help="time zone of the times shown")
 
-    export = sub.add_parser("export", help="write a trading day of stored ticks as Parquet or CSV")
+    export = command("export", "write a trading day of stored ticks as Parquet or CSV")
     export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
                         help="the trading day (a calendar day in --tz)")  # fmt: skip
     export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
@@ -351,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Asia/Shanghai)")  # fmt: skip
     _add_location_options(export, DATA_DIR)
 
-    tail = sub.add_parser("tail", help="print live ticks of a running instance")
+    tail = command("tail", "print live ticks of a running instance")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
     _add_location_options(tail, *LOCATION)
     tail.add_argument("--count", type=int, help="exit after this many messages")
@@ -455,24 +468,23 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
         # The server lists the whole synthetic market (and any other code asked for), so
         # codes can be added live.
         listed = market + sorted(set(codes) - set(market))
-        run_replay = [s for s in RUN if s.title == "replay server"]
         replay = ReplaySettings(
-            **_fields(run_replay, values), token=token, codes=listed,
+            **_fields([RUN_REPLAY], values), token=token, codes=listed,
             log_level=values["log_level"], max_codes_per_conn=values["max_codes_per_conn"],
         )  # fmt: skip
-        replay.validate(_namer(run_replay, resolved, ReplaySettings))
+        replay.validate(_namer([RUN_REPLAY], resolved, ReplaySettings))
     if codes is None:
         codes = load_universe(values["data_dir"])  # resume what the last run was subscribed to
     if codes is None:
         raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
                           "(or --replay for the synthetic market)")  # fmt: skip
-    fields = _fields([s for s in RUN if s.title != "replay server"], values, skip=("token",))
+    fields = _fields(RUN_SETTINGS, values, skip=("token",))
     fields["url"] = values["url"] or ("ws://127.0.0.1/replay" if values["replay"] else ALLTICK_URL)
     if values["free_plan"]:
         fields["reconnect_spacing_ms"] = FREE_PLAN_SPACING_MS
     settings = Settings(**fields, token=token, codes=codes, journal=not values["no_journal"],
                         min_move=parse_min_moves(values["min_move"] or []))  # fmt: skip
-    settings.validate(_namer(RUN, resolved, Settings))
+    settings.validate(_namer(RUN_SETTINGS, resolved, Settings))
     if settings.curve_secret_file:
         zt.load_keys(settings.curve_secret_file)  # a bad key file fails here, not in 8 shards
     if settings.curve_clients_dir and not Path(settings.curve_clients_dir).is_dir():

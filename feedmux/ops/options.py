@@ -65,10 +65,6 @@ class Option:
     def flag(self) -> str:
         return f"--{self.name}"
 
-    @property
-    def variable(self) -> str:
-        return ENV_PREFIX + self.dest.upper()
-
 
 @dataclass(frozen=True)
 class Section:
