@@ -129,7 +129,8 @@ def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: flo
     report = work / "server.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "feedmux", "replay", "--port", "0", "--journal", str(data),
-         "--symbols-file", str(codes_file), "--rate", str(rate), "--warmup", str(p.warmup_s),
+         "--symbols-file", str(codes_file), "--journal-rate", str(rate),
+         "--warmup", str(p.warmup_s),
          "--report", str(report), "--log-level", "WARNING", *server_args],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -238,7 +239,7 @@ def latency(config: Config, p: Params, data: Path, codes_file: Path, work: Path,
     """Burst, then a fixed rate: latency percentiles, burst times, CPU and RSS per process."""
     send_log = work / "send.bin"
     server, report = _start_server(work, data, codes_file, p, p.latency_rate, "--burst",
-                                   "--send-log", str(send_log))  # fmt: skip
+                                   "--write-times", str(send_log))  # fmt: skip
     out = work / "client"
     client = _start_client(config, _replay(report).url, codes_file, out, True)
     subscriber = None

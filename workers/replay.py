@@ -101,11 +101,11 @@ class ReplayServer:
         self.stop = asyncio.Event()
         self._logged_violations = 0
         self._sent_log: IO[bytes] | None = None
-        if settings.sent_log:
-            self._sent_log = Path(settings.sent_log).open("wb")  # noqa: SIM115 (closed in run)
+        if settings.sent_messages:
+            self._sent_log = Path(settings.sent_messages).open("wb")  # noqa: SIM115 (closed in run)
         self._send_log: IO[bytes] | None = None
-        if settings.send_log:
-            self._send_log = Path(settings.send_log).open("wb")  # noqa: SIM115 (closed in run)
+        if settings.write_times:
+            self._send_log = Path(settings.write_times).open("wb")  # noqa: SIM115 (closed in run)
         # --journal with --rate: every trade frame loaded and framed before the feed, so a
         # benchmark measures the client, not this server's encoding.
         self.frames: list[tuple[str, bytes]] | None = None

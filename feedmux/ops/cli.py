@@ -1,16 +1,18 @@
 """The ``feedmux`` command. Builds the one Settings object (flags > FEEDMUX_* > --config file >
-defaults)."""
+defaults) from the option tables below, through ``feedmux.ops.options``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import setproctitle
@@ -23,8 +25,14 @@ from feedmux.ingest.universe import load_universe
 from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import options, pipes
 from feedmux.ops.children import worker_main
-from feedmux.ops.config import ReplaySettings, Settings
-from feedmux.ops.options import suppress_defaults
+from feedmux.ops.config import (
+    LogLevel,
+    ReplaySettings,
+    Settings,
+    flag_of,
+    run_dir_of,
+)
+from feedmux.ops.options import Option, Resolved, Section, default_of, setting
 from feedmux.providers import provider
 from feedmux.shard.moves import parse_min_moves
 from feedmux.simulator.faults import FAULTS
@@ -33,22 +41,19 @@ from feedmux.symbols import parse_symbols, read_symbols_file
 from feedmux.transports import zmq as zt
 
 VENDOR_URL = provider().default_url
-DEFAULT_RATE = 5000.0
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FREE_PLAN_SPACING_MS = 11_000  # the vendor's free plan: 10 s between reconnects; 10 % margin
 TAIL_CHECK_S = 1.0  # with no message for this long, `tail` checks the run still lives
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
-Options = argparse._ActionsContainer  # a parser or one of its argument groups
-
-
-def _codes(args: argparse.Namespace) -> list[str] | None:
+def _codes(values: Mapping[str, Any]) -> list[str] | None:
     # `is not None`: an empty --codes '' is a mistake to report, not "no codes given"
-    if args.symbols_file is not None and args.codes is not None:
+    if values["symbols_file"] is not None and values["codes"] is not None:
         raise ConfigError("give --symbols-file or --codes, not both")
-    if args.symbols_file is not None:
-        return read_symbols_file(Path(args.symbols_file))
-    if args.codes is not None:
-        return parse_symbols(args.codes.replace(",", " ").split())
+    if values["symbols_file"] is not None:
+        return read_symbols_file(Path(values["symbols_file"]))
+    if values["codes"] is not None:
+        return parse_symbols(values["codes"].replace(",", " ").split())
     return None
 
 
@@ -71,430 +76,6 @@ def _positive(text: str) -> float:
     return value
 
 
-def _add_symbol_options(p: Options) -> None:
-    p.add_argument(
-        "--symbols-file",
-        metavar="FILE",
-        help="codes to subscribe, whitespace or comma separated, # comments",
-    )
-    p.add_argument("--codes", metavar="LIST", help="codes on the command line, comma separated")
-
-
-def _add_seed_option(p: Options) -> None:
-    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market (default 7)")
-
-
-def _add_replay_options(p: Options, prefix: str = "") -> None:
-    p.add_argument(
-        f"--{prefix}rate",
-        type=float,
-        default=None,
-        metavar="TICKS_PER_S",
-        help="ticks per second across all subscribed codes (default 5000); with --journal: "
-        "serve the journal's frames, pre-framed, at this rate instead of its recorded pace",
-    )
-    p.add_argument(
-        f"--{prefix}duration",
-        type=float,
-        default=None,
-        metavar="S",
-        help="stop feeding after S seconds (default: feed until stopped)",
-    )
-    p.add_argument(
-        f"--{prefix}burst",
-        action="store_true",
-        help="open with one tick for every subscribed code at once",
-    )
-    p.add_argument(
-        f"--{prefix}warmup",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="wait S seconds after the first subscription before feeding",
-    )
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options of `feedmux run` (and `feedmux config show`): flags, file keys, env.
-
-    In argument groups, so that --help reads as sections; a group has no effect on parsing."""
-    vendor = p.add_argument_group("vendor", "where the feed comes from and what to ask for")
-    vendor.add_argument("--url", help=f"vendor WebSocket endpoint (default {VENDOR_URL})")
-    vendor.add_argument(
-        "--token",
-        help="vendor token (default: $FEEDMUX_TOKEN, which is "
-        "better: a command line can be read by other users until feedmux "
-        "replaces its process title)",
-    )
-    _add_symbol_options(vendor)
-    vendor.add_argument(
-        "--depth",
-        type=int,
-        default=0,
-        metavar="LEVELS",
-        help="also subscribe order books of LEVELS levels (A-shares: up to 5)",
-    )
-    vendor.add_argument(
-        "--watchdog",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="reconnect a connection with no frame for S seconds (default 30)",
-    )
-    vendor.add_argument(
-        "--give-up-after",
-        type=int,
-        default=3,
-        metavar="N",
-        help="stop the run (exit 3) after the same permanent failure N times in a row: "
-        "a refused token, a URL that is no WebSocket (default 3); transient ones (refused "
-        "connection, 5xx, timeouts) are retried for ever",
-    )
-    vendor.add_argument(
-        "--free-plan",
-        action="store_true",
-        help="space reconnects 10 s apart, as AllTick's free plan needs (paid: 3 s)",
-    )
-    vendor.add_argument(
-        "--cross-interval-ms",
-        type=int,
-        default=3300,
-        metavar="MS",
-        help="at least MS between any two subscription requests of the token, on one "
-        "connection or not (default 3300: AllTick's rule is 3 s); widened after a 429/605/606",
-    )
-
-    sharding = p.add_argument_group("sharding", "shard workers and the bus that feeds them")
-    sharding.add_argument("--shards", type=int, default=8, metavar="N",
-                          help="shard worker processes (default 8)")  # fmt: skip
-    sharding.add_argument(
-        "--overflow",
-        choices=("spill", "drop"),
-        default="spill",
-        help="when a shard falls --bus-memory ticks behind: spill to disk and catch up "
-        "(default, lossless) or drop (counted; subscribers see a gap)",
-    )
-    sharding.add_argument(
-        "--bus-window",
-        type=int,
-        default=50_000,
-        metavar="TICKS",
-        help="ticks in flight to one shard awaiting its commit (default 50000)",
-    )
-    sharding.add_argument(
-        "--bus-memory",
-        type=int,
-        default=500_000,
-        metavar="TICKS",
-        help="ticks held in memory per shard before --overflow (default 500000)",
-    )
-
-    stores = p.add_argument_group("stores", "where ticks are kept")
-    stores.add_argument("--data-dir", default="feedmux-data", metavar="DIR",
-                        help="where stores live (default ./feedmux-data)")  # fmt: skip
-    stores.add_argument(
-        "--run-dir",
-        metavar="DIR",
-        help="sockets and stats of this instance (default <data-dir>/run)",
-    )
-    stores.add_argument(
-        "--store",
-        action="append",
-        metavar="URL",
-        help="where shards store ticks, repeatable: sqlite://PATH (sqlite:///abs/dir absolute, "
-        "sqlite://rel/dir relative, sqlite:// the data dir; the default) or "
-        "postgresql://user@host/db; also FEEDMUX_STORE (space-separated)",
-    )
-    stores.add_argument(
-        "--redis",
-        metavar="URL",
-        help="also publish every tick and book to Redis Streams, one stream per shard "
-        "(feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
-    )
-    stores.add_argument("--redis-maxlen", type=int, default=1_000_000, metavar="N",
-                        help="entries kept per shard stream (approximately; 1000000)")  # fmt: skip
-    stores.add_argument("--redis-prefix", default="feedmux", metavar="NAME",
-                        help="stream names: NAME:shard:<i> (default feedmux)")  # fmt: skip
-    stores.add_argument(
-        "--no-journal",
-        action="store_true",
-        help="do not keep the journal of received frames in <data-dir>/journal",
-    )
-    stores.add_argument(
-        "--journal-max-mb",
-        type=int,
-        default=256,
-        metavar="MB",
-        help="start a new journal file beyond MB megabytes (default 256)",
-    )
-    stores.add_argument("--commit-log", action="store_true", help=argparse.SUPPRESS)  # benchmarks
-
-    publishing = p.add_argument_group("publishing", "what the shards publish to subscribers")
-    publishing.add_argument(
-        "--min-move",
-        action="append",
-        metavar="FAMILY=STEP",
-        help="also publish, on topics MT|<code> (trades) or MD|<code> (books: best bid or ask), "
-        "only moves of at least STEP, e.g. trades=0.01; repeatable; stores keep every tick",
-    )
-    publishing.add_argument("--pub-queue", type=int, default=50_000, metavar="MESSAGES",
-                            help="messages a slow subscriber may lag before a shard drops for "
-                            "it alone; the subscriber sees the gap (default 50000)")  # fmt: skip
-
-    limits = p.add_argument_group("limits", "the vendor plan's caps and what a frame may be")
-    limits.add_argument(
-        "--max-codes-per-conn",
-        type=int,
-        default=3000,
-        metavar="N",
-        help="the plan's code cap per connection (default 3000)",
-    )
-    limits.add_argument("--max-conns", type=int, default=10, metavar="N",
-                        help="the plan's connection cap per token (default 10)")  # fmt: skip
-    limits.add_argument(
-        "--max-frame-bytes",
-        type=int,
-        default=64 * 1024,
-        metavar="BYTES",
-        help="a vendor frame declaring more than this is refused from its header: counted, "
-        "the link closed (1009) and rebuilt (default 64 KiB)",
-    )
-
-    display = p.add_argument_group("display", "what the run shows and logs, and when it stops")
-    display.add_argument(
-        "--display",
-        choices=("auto", "live", "plain"),
-        default="auto",
-        help="live: a status table redrawn every second (workers then log only to "
-        "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal",
-    )
-    display.add_argument("--log-level", type=_log_level, default="WARNING", metavar="LEVEL",
-                         help="worker log level, any case (default WARNING)")  # fmt: skip
-    display.add_argument(
-        "--silent-after",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="report codes subscribed S seconds with no tick since (default 60)",
-    )
-    display.add_argument("--stop-after", type=_positive, metavar="S",
-                         help="stop after S seconds")  # fmt: skip
-    display.add_argument("--stats-interval-ms", type=int, default=1000, help=argparse.SUPPRESS)
-
-    network = p.add_argument_group("network", "sockets for consumers, workers and monitoring")
-    network.add_argument(
-        "--public",
-        metavar="tcp://HOST:PORT",
-        help="consumer sockets on TCP instead of ipc in the run dir: shard i publishes on "
-        "PORT+2i and answers snapshots on PORT+2i+1 (HOST 0.0.0.0: every interface)",
-    )
-    network.add_argument(
-        "--internal",
-        metavar="tcp://HOST:PORT",
-        help="internal sockets on TCP: shard i's input on PORT+i, then acks and control "
-        "(unencrypted: keep it on loopback or a private network)",
-    )
-    network.add_argument(
-        "--curve-secret",
-        metavar="FILE",
-        help="encrypt the --public sockets with CURVE: the server's .key_secret file "
-        "(feedmux keygen)",
-    )
-    network.add_argument(
-        "--curve-clients",
-        metavar="DIR",
-        help="with --curve-secret: only clients whose public .key file is in DIR may connect "
-        "(default: any client that has the server's public key)",
-    )
-    network.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any port)",
-    )
-    network.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for all)",
-    )
-
-    replay = p.add_argument_group("replay server", "a built-in local feed instead of the vendor")
-    replay.add_argument(
-        "--replay",
-        action="store_true",
-        help="start the built-in replay server and feed from it; without "
-        "--symbols-file/--codes it serves the full synthetic A-share market",
-    )
-    _add_replay_options(replay, "replay-")
-    _add_seed_option(replay)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="feedmux", description="A whole stock market's real-time feed into Python."
-    )
-    parser.add_argument("--version", action="version", version=f"feedmux {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run the pipeline: receiver, N shard workers, stores")
-    _add_config_option(run)
-    _add_run_options(run)
-    suppress_defaults(run)
-    config = sub.add_parser("config", help="the effective configuration")
-    config_sub = config.add_subparsers(dest="action", required=True)
-    show = config_sub.add_parser("show", help="print the effective settings as TOML, token "
-                                 "masked, each with where it came from")  # fmt: skip
-    _add_config_option(show)
-    _add_run_options(show)
-    suppress_defaults(show)
-
-    rep = sub.add_parser("replay", help="serve an AllTick-compatible feed on loopback")
-    rep.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    rep.add_argument("--port", type=int, default=8765, help="port (default 8765, 0 = any)")
-    rep.add_argument("--token", help="token clients must present (default $FEEDMUX_TOKEN)")
-    _add_symbol_options(rep)
-    _add_seed_option(rep)
-    _add_replay_options(rep)
-    rep.add_argument("--max-codes-per-conn", type=int, default=3000)
-    rep.add_argument("--max-conns", type=int, default=10)
-    rep.add_argument("--request-interval-ms", type=int, default=1000)
-    rep.add_argument("--cross-interval-ms", type=int, default=3000)
-    rep.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S")
-    rep.add_argument("--reconnect-spacing-ms", type=int, default=3000)
-    rep.add_argument("--report", metavar="PATH", help="JSON report, rewritten every second")
-    rep.add_argument("--sent-log", metavar="PATH", help="every trade frame sent, one per line")
-    rep.add_argument("--exit-when-done", action="store_true", help="exit when --duration ends")
-    rep.add_argument(
-        "--stall-after",
-        type=float,
-        metavar="S",
-        help="fault: S seconds into the feed, go silent (no data, no replies)",
-    )
-    rep.add_argument(
-        "--stall-for", type=float, default=0.0, metavar="S", help="fault: how long the stall lasts"
-    )
-    rep.add_argument(
-        "--drop-after",
-        type=float,
-        metavar="S",
-        help="fault: S seconds into the feed, drop every TCP connection abruptly",
-    )
-    rep.add_argument(
-        "--close-after",
-        type=float,
-        metavar="S",
-        help="fault: S seconds into the feed, close every connection cleanly",
-    )
-    rep.add_argument(
-        "--garbage-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="fault: send a malformed frame after every N trades",
-    )
-    rep.add_argument("--duplicate-every", type=int, default=0, metavar="N",
-                     help="fault: send every Nth trade twice")  # fmt: skip
-    rep.add_argument("--fault", action="append", choices=FAULTS, default=[], metavar="NAME",
-                     help="fault on one connection (repeatable, in order): huge-header "
-                     "(a frame declaring 2^40 bytes, then 64 KiB every 50 ms), "
-                     "oversized-control, reserved-opcode, close-1001, envelope-error "
-                     "(the next subscription request gets a cmd_id 0 error)")  # fmt: skip
-    rep.add_argument("--fault-after", type=float, default=2.0, metavar="S",
-                     help="the first --fault S seconds after the first subscription request, "
-                     "each next one S seconds after the one before (default 2)")  # fmt: skip
-    rep.add_argument(
-        "--journal",
-        metavar="PATH",
-        help="serve a feedmux journal (file or directory) instead of the "
-        "synthetic market; its codes are the universe unless --codes is given",
-    )
-    rep.add_argument(
-        "--speed",
-        type=_speed,
-        default=1.0,
-        metavar="1|10|max",
-        help="journal pace: 1 as recorded (default), 10 ten times faster, max",
-    )
-    rep.add_argument(
-        "--ramp",
-        type=float,
-        default=1.0,
-        metavar="FACTOR",
-        help="with --journal and --rate: multiply the rate by FACTOR every --step",
-    )
-    rep.add_argument(
-        "--step",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="seconds per rate step (default 0: one step)",
-    )
-    rep.add_argument("--gap", type=float, default=0.0, metavar="S", help="pause between rate steps")
-    rep.add_argument(
-        "--send-log",
-        metavar="PATH",
-        help="with --journal and --rate: (send_ns, first index, count) per write",
-    )
-    rep.add_argument("--log-level", type=_log_level, default="INFO", help="any case (default INFO)")
-
-    for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
-        change = sub.add_parser(name, help=f"{what} a running instance; returns once the "
-                                "vendor confirmed")  # fmt: skip
-        change.add_argument("codes", nargs="+", metavar="CODE")
-        _add_run_dir_options(change)
-    listing = sub.add_parser("subscriptions", help="list a running instance's codes")
-    _add_run_dir_options(listing)
-    silent = sub.add_parser("silent", help="codes subscribed but without ticks")
-    silent.add_argument("--threshold", type=float, default=60.0, metavar="S",
-                        help="silent for longer than S seconds (default 60)")  # fmt: skip
-    _add_run_dir_options(silent)
-
-    keygen = sub.add_parser("keygen", help="make a CURVE key pair for --curve-secret or a client")
-    keygen.add_argument("dir", metavar="DIR", help="where to write NAME.key and NAME.key_secret")
-    keygen.add_argument("--name", default="server", help="file name (default server)")
-
-    status = sub.add_parser("status", help="the live table of a running instance, once")
-    _add_run_dir_options(status)
-    status.add_argument("--json", action="store_true", help="print it as JSON instead")
-
-    snap = sub.add_parser("snapshot", help="the latest tick (and book) per code of a running "
-                          "instance")  # fmt: skip
-    snap.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: every code)")
-    _add_run_dir_options(snap)
-    _add_remote_options(snap)
-    snap.add_argument("--format", choices=("table", "csv"), default="table")
-    snap.add_argument("--tz", default="Asia/Shanghai", help="time zone of the times shown")
-
-    export = sub.add_parser("export", help="write a trading day of stored ticks as Parquet or CSV")
-    export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
-                        help="the trading day (a calendar day in --tz)")  # fmt: skip
-    export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    export.add_argument("--out", metavar="DIR", help="archive root (default <data-dir>/archive)")
-    export.add_argument("--tz", default="Asia/Shanghai",
-                        help="the exchange's time zone, which decides the day (default "
-                        "Asia/Shanghai)")  # fmt: skip
-    _add_data_dir_option(export)
-
-    tail = sub.add_parser("tail", help="print live ticks of a running instance")
-    tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
-    _add_run_dir_options(tail)
-    tail.add_argument("--count", type=int, help="exit after this many messages")
-    tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
-    tail.add_argument("--bars", action="store_true", help="1-minute bars too, as they close")
-    _add_remote_options(tail)
-    tail.add_argument("--moves", action="store_true",
-                      help="only the --min-move topics: moves of trades (and books)")  # fmt: skip
-    return parser
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
 def _speed(text: str) -> float:
     if text == "max":
         return 0.0
@@ -505,6 +86,293 @@ def _speed(text: str) -> float:
     if speed <= 0:
         raise argparse.ArgumentTypeError("must be > 0 (or max)")
     return speed
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _run(field: str, help: str, **kw: Any) -> Option:
+    return setting(Settings, field, help, **kw)
+
+
+def _replay(field: str, help: str, **kw: Any) -> Option:
+    return setting(ReplaySettings, field, help, **kw)
+
+
+# The options shared by commands: one declaration, one help.
+SYMBOLS_FILE = Option("symbols-file", "codes to subscribe, whitespace or comma separated, "
+                      "# comments", metavar="FILE")  # fmt: skip
+CODES = Option("codes", "codes on the command line, comma separated", metavar="LIST")
+DATA_DIR = _run("data_dir", "where stores live (default ./{default})", metavar="DIR")
+RUN_DIR = _run("run_dir", "sockets and stats of this instance (default <data-dir>/run)",
+               metavar="DIR")  # fmt: skip
+SEED = _replay("seed", "seed of the synthetic market (default {default})")
+WARMUP = _replay("warmup_s", "wait S seconds after the first subscription before feeding",
+                 metavar="S")  # fmt: skip
+DURATION = _replay("duration_s", "stop feeding after S seconds (default: feed until stopped)",
+                   metavar="S")  # fmt: skip
+BURST = _replay("burst", "open with one tick for every subscribed code at once")
+LOCATION = (RUN_DIR, DATA_DIR)  # the options that find a run's files
+
+# `feedmux run` (and `feedmux config show`): flags, file keys and FEEDMUX_* variables. In
+# sections, so that --help reads as sections; a section has no effect on parsing. The options
+# of RUN_SETTINGS make the Settings, those of RUN_REPLAY the built-in server's ReplaySettings.
+RUN_SETTINGS = (
+    Section("vendor", "where the feed comes from and what to ask for", (
+        _run("url", f"vendor WebSocket endpoint (default {VENDOR_URL})"),
+        _run("token", "vendor token (default: $FEEDMUX_TOKEN, which is better: a command line "
+             "can be read by other users until feedmux replaces its process title)"),
+        SYMBOLS_FILE,
+        CODES,
+        _run("depth_levels", "also subscribe order books of LEVELS levels (A-shares: up to 5)",
+             metavar="LEVELS"),
+        _run("watchdog_s", "reconnect a connection with no frame for S seconds (default "
+             "{default})", metavar="S"),
+        _run("give_up_after", "stop the run (exit 3) after the same permanent failure N times "
+             "in a row: a refused token, a URL that is no WebSocket (default {default}); "
+             "transient ones (refused connection, 5xx, timeouts) are retried for ever",
+             metavar="N"),
+        Option("free-plan", "space reconnects 10 s apart, as the vendor's free plan needs "
+               "(paid: 3 s)", default=False, kind="switch"),
+        _run("cross_interval_ms", "at least MS between any two subscription requests of the "
+             "token, on one connection or not (default {default}: the vendor's rule is 3 s); "
+             "widened after a \"too many requests\" reply", metavar="MS"),
+    )),
+    Section("sharding", "shard workers and the bus that feeds them", (
+        _run("shards", "shard worker processes (default {default})", metavar="N"),
+        _run("overflow", "when a shard falls --bus-memory ticks behind: spill to disk and "
+             "catch up (default, lossless) or drop (counted; subscribers see a gap)"),
+        _run("bus_window", "ticks in flight to one shard awaiting its commit (default "
+             "{default})", metavar="TICKS"),
+        _run("bus_memory", "ticks held in memory per shard before --overflow (default "
+             "{default})", metavar="TICKS"),
+    )),
+    Section("stores", "where ticks are kept", (
+        DATA_DIR,
+        RUN_DIR,
+        _run("stores", "where shards store ticks, repeatable: sqlite://PATH (sqlite:///abs/dir "
+             "absolute, sqlite://rel/dir relative, sqlite:// the data dir; the default) or "
+             "postgresql://user@host/db; also FEEDMUX_STORE (space-separated)", metavar="URL"),
+        _run("redis_url", "also publish every tick and book to Redis Streams, one stream per "
+             "shard (feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
+             metavar="URL"),
+        _run("redis_maxlen", "entries kept per shard stream (approximately; {default})",
+             metavar="N"),
+        _run("redis_prefix", "stream names: NAME:shard:<i> (default {default})",
+             metavar="NAME"),
+        Option("no-journal", "do not keep the journal of received frames in <data-dir>/journal",
+               default=False, kind="switch"),
+        _run("journal_max_mb", "start a new journal file beyond MB megabytes (default "
+             "{default})", metavar="MB"),
+        _run("commit_log", argparse.SUPPRESS),  # benchmarks
+    )),
+    Section("publishing", "what the shards publish to subscribers", (
+        Option("min-move", "also publish, on topics MT|<code> (trades) or MD|<code> (books: "
+               "best bid or ask), only moves of at least STEP, e.g. trades=0.01; repeatable; "
+               "stores keep every tick", kind="list", metavar="FAMILY=STEP"),
+        _run("pub_queue", "messages a slow subscriber may lag before a shard drops for it "
+             "alone; the subscriber sees the gap (default {default})", metavar="MESSAGES"),
+    )),
+    Section("limits", "the vendor plan's caps and what a frame may be", (
+        _run("max_codes_per_conn", "the plan's code cap per connection (default {default})",
+             metavar="N"),
+        _run("max_conns", "the plan's connection cap per token (default {default})",
+             metavar="N"),
+        _run("max_frame_bytes", "a vendor frame declaring more than this is refused from its "
+             "header: counted, the link closed (1009) and rebuilt (default {default})",
+             metavar="BYTES"),
+    )),
+    Section("display", "what the run shows and logs, and when it stops", (
+        _run("display", "live: a status table redrawn every second (workers then log only to "
+             "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal"),
+        _run("log_level", "worker log level, any case (default {default})", parse=_log_level,
+             metavar="LEVEL"),
+        _run("silent_after_s", "report codes subscribed S seconds with no tick since (default "
+             "{default})", metavar="S"),
+        Option("stop-after", "stop after S seconds", parse=_positive, metavar="S"),
+        _run("stats_interval_ms", argparse.SUPPRESS),
+    )),
+    Section("network", "sockets for consumers, workers and monitoring", (
+        _run("public_endpoint", "consumer sockets on TCP instead of ipc in the run dir: shard "
+             "i publishes on PORT+2i and answers snapshots on PORT+2i+1 (HOST 0.0.0.0: every "
+             "interface)", metavar="tcp://HOST:PORT"),
+        _run("internal_endpoint", "internal sockets on TCP: shard i's input on PORT+i, then "
+             "acks and control (unencrypted: keep it on loopback or a private network)",
+             metavar="tcp://HOST:PORT"),
+        _run("curve_secret_file", "encrypt the --public sockets with CURVE: the server's "
+             ".key_secret file (feedmux keygen)", metavar="FILE"),
+        _run("curve_clients_dir", "with --curve-secret: only clients whose public .key file "
+             "is in DIR may connect (default: any client that has the server's public key)",
+             metavar="DIR"),
+        _run("metrics_port", "serve Prometheus metrics on http://HOST:PORT/metrics (0: any "
+             "port)", metavar="PORT"),
+        _run("metrics_host", "address of the metrics server (default {default}; 0.0.0.0 for "
+             "all)", metavar="HOST"),
+    )),
+)  # fmt: skip
+RUN_REPLAY = Section("replay server", "a built-in local feed instead of the vendor", (
+    Option("replay", "start the built-in replay server and feed from it; without "
+           "--symbols-file/--codes it serves the full synthetic A-share market",
+           default=False, kind="switch"),
+    _replay("rate", "ticks per second across all subscribed codes (default {default})",
+            name="replay-rate", metavar="TICKS_PER_S"),
+    dataclasses.replace(DURATION, name="replay-duration"),
+    dataclasses.replace(BURST, name="replay-burst"),
+    dataclasses.replace(WARMUP, name="replay-warmup"),
+    SEED,
+))  # fmt: skip
+RUN = (*RUN_SETTINGS, RUN_REPLAY)
+# Of these, an option set in a layer replaces the others set below it.
+RUN_EXCLUSIVE = (frozenset({"codes", "symbols_file"}),)
+
+# `feedmux replay`: flags only (and the token from FEEDMUX_TOKEN).
+REPLAY = (Section("", "", (
+    _replay("host", "loopback address (default {default})"),
+    # Not the library's 0: a server started by hand listens where a client expects it.
+    _replay("port", "port (default {default}, 0 = any)", default=8765),
+    _replay("token", "token clients must present (default $FEEDMUX_TOKEN)"),
+    SYMBOLS_FILE,
+    CODES,
+    SEED,
+    _replay("rate", "synthetic ticks per second across all subscribed codes (default "
+            "{default})", metavar="TICKS_PER_S"),
+    DURATION,
+    BURST,
+    WARMUP,
+    _replay("max_codes_per_conn", "codes a connection may subscribe (default {default})",
+            metavar="N"),
+    _replay("max_conns", "connections per token (default {default})", metavar="N"),
+    _replay("request_interval_ms", "least time between two requests of a connection "
+            "(default {default})", metavar="MS"),
+    _replay("cross_interval_ms", "least time between two subscription requests of the token "
+            "(default {default})", metavar="MS"),
+    _replay("heartbeat_timeout_s", "close a connection silent for S seconds (default "
+            "{default})", metavar="S"),
+    _replay("reconnect_spacing_ms", "least time between a close and the next connection "
+            "(default {default})", metavar="MS"),
+    _replay("report_path", "JSON report, rewritten every second", metavar="PATH"),
+    _replay("sent_messages", "every message sent, one per line", metavar="PATH",
+            aliases=("sent-log",)),
+    _replay("exit_when_done", "exit when --duration ends"),
+    _replay("stall_after_s", "fault: S seconds into the feed, go silent (no data, no replies)",
+            metavar="S"),
+    _replay("stall_for_s", "fault: how long the stall lasts", metavar="S"),
+    _replay("drop_after_s", "fault: S seconds into the feed, drop every TCP connection "
+            "abruptly", metavar="S"),
+    _replay("close_after_s", "fault: S seconds into the feed, close every connection cleanly",
+            metavar="S"),
+    _replay("garbage_every", "fault: send a malformed frame after every N trades",
+            metavar="N"),
+    _replay("duplicate_every", "fault: send every Nth trade twice", metavar="N"),
+    _replay("faults", "fault on one connection (repeatable, in order): huge-header (a frame "
+            "declaring 2^40 bytes, then 64 KiB every 50 ms), oversized-control, "
+            "reserved-opcode, close-1001, envelope-error (the next subscription request gets "
+            "a cmd_id 0 error)", choices=FAULTS, metavar="NAME"),
+    _replay("fault_after_s", "the first --fault S seconds after the first subscription "
+            "request, each next one S seconds after the one before (default {default})",
+            metavar="S"),
+    _replay("journal", "serve a feedmux journal (file or directory) instead of the synthetic "
+            "market; its codes are the universe unless --codes is given", metavar="PATH"),
+    _replay("speed", "journal pace: 1 as recorded (default), 10 ten times faster, max",
+            parse=_speed, metavar="1|10|max"),
+    _replay("journal_rate", "serve the journal's frames, pre-framed, at this rate instead of "
+            "its recorded pace (--rate with --journal did this, and still does)",
+            metavar="FRAMES_PER_S"),
+    _replay("ramp", "with --journal-rate: multiply the rate by FACTOR every --step",
+            metavar="FACTOR"),
+    _replay("step_s", "seconds per rate step (default 0: one step)", metavar="S"),
+    _replay("gap_s", "pause between rate steps", metavar="S"),
+    _replay("write_times", "with --journal-rate: (send_ns, first index, count) per write",
+            metavar="PATH", aliases=("send-log",)),
+    _replay("log_level", "any case (default {default})", parse=_log_level, metavar="LEVEL"),
+)),)  # fmt: skip
+
+
+Command = tuple[str, str, argparse.ArgumentParser]  # full name, one-line help, parser
+
+
+def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; ``commands``, if given, gets each command in order (the
+    CLI reference is made from them)."""
+    listed = commands if commands is not None else []
+    parser = argparse.ArgumentParser(
+        prog="feedmux", description="A whole stock market's real-time feed into Python."
+    )
+    parser.add_argument("--version", action="version", version=f"feedmux {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, summary: str, within: Any = sub,
+                prefix: str = "feedmux") -> argparse.ArgumentParser:  # fmt: skip
+        made: argparse.ArgumentParser = within.add_parser(name, help=summary)
+        listed.append((f"{prefix} {name}", summary, made))
+        return made
+
+    run = command("run", "run the pipeline: receiver, N shard workers, stores")
+    _add_config_option(run)
+    options.add_options(run, RUN)
+    config = sub.add_parser("config", help="the effective configuration")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    show = command("show", "print the effective settings as TOML, token masked, each with "
+                   "where it came from", config_sub, "feedmux config")  # fmt: skip
+    _add_config_option(show)
+    options.add_options(show, RUN)
+
+    rep = command("replay", "serve a vendor-compatible feed on loopback")
+    options.add_options(rep, REPLAY)
+
+    for name, what in (("subscribe", "add codes to"), ("unsubscribe", "remove codes from")):
+        change = command(name, f"{what} a running instance; returns once the "
+                                "vendor confirmed")  # fmt: skip
+        change.add_argument("codes", nargs="+", metavar="CODE")
+        _add_location_options(change, *LOCATION)
+    listing = command("subscriptions", "list a running instance's codes")
+    _add_location_options(listing, *LOCATION)
+    silent = command("silent", "codes subscribed but without ticks")
+    silent.add_argument("--threshold", type=float, metavar="S",
+                        default=default_of(Settings, "silent_after_s"),
+                        help="silent for longer than S seconds (default %(default)g)")  # fmt: skip
+    _add_location_options(silent, *LOCATION)
+
+    keygen = command("keygen", "make a CURVE key pair for --curve-secret or a client")
+    keygen.add_argument("dir", metavar="DIR", help="where to write NAME.key and NAME.key_secret")
+    keygen.add_argument("--name", default="server", help="file name (default server)")
+
+    status = command("status", "the live table of a running instance, once")
+    _add_location_options(status, *LOCATION)
+    status.add_argument("--json", action="store_true", help="print it as JSON instead")
+
+    snap = command("snapshot", "the latest tick (and book) per code of a running "
+                          "instance")  # fmt: skip
+    snap.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: every code)")
+    _add_location_options(snap, *LOCATION)
+    _add_remote_options(snap)
+    snap.add_argument("--format", choices=("table", "csv"), default="table")
+    snap.add_argument("--tz", default="Asia/Shanghai", help="time zone of the times shown")
+
+    export = command("export", "write a trading day of stored ticks as Parquet or CSV")
+    export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
+                        help="the trading day (a calendar day in --tz)")  # fmt: skip
+    export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    export.add_argument("--out", metavar="DIR", help="archive root (default <data-dir>/archive)")
+    export.add_argument("--tz", default="Asia/Shanghai",
+                        help="the exchange's time zone, which decides the day (default "
+                        "Asia/Shanghai)")  # fmt: skip
+    _add_location_options(export, DATA_DIR)
+
+    tail = command("tail", "print live ticks of a running instance")
+    tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
+    _add_location_options(tail, *LOCATION)
+    tail.add_argument("--count", type=int, help="exit after this many messages")
+    tail.add_argument("--books", action="store_true", help="order books too (run --depth)")
+    tail.add_argument("--bars", action="store_true", help="1-minute bars too, as they close")
+    _add_remote_options(tail)
+    tail.add_argument("--moves", action="store_true",
+                      help="only the --min-move topics: moves of trades (and books)")  # fmt: skip
+    return parser
 
 
 def _add_config_option(p: argparse.ArgumentParser) -> None:
@@ -521,106 +389,101 @@ def _add_remote_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's .key_secret file")
 
 
-def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", help="run directory (default <data-dir>/run)")
-    _add_data_dir_option(p)
-
-
-def _add_data_dir_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="data directory (default ./feedmux-data)")
+def _add_location_options(p: argparse.ArgumentParser, *location: Option) -> None:
+    """--run-dir/--data-dir as `feedmux run` takes them, and the --config file they may be in."""
+    options.add_options(p, [Section("", "", location)])
     p.add_argument("--config", metavar="FILE",
-                   help="read data_dir and run_dir from this TOML file "
-                   "(default $FEEDMUX_CONFIG)")  # fmt: skip
+                   help="the run's TOML file, for data_dir and run_dir (default "
+                   "$FEEDMUX_CONFIG); FEEDMUX_* variables and flags override it")  # fmt: skip
 
 
-def _location(args: argparse.Namespace, env: Mapping[str, str], key: str) -> str | None:
-    """``key`` (data_dir or run_dir) from the flag, FEEDMUX_*, or the --config file."""
-    given = getattr(args, key, None) or env.get(options.ENV_PREFIX + key.upper())
-    if given:
-        return str(given)
-    path = options.config_path(args.config, env)
-    data = options.read_file(path) if path is not None else {}
-    value = data.get(key, data.get(key.replace("_", "-")))
-    return str(value) if value else None
-
-
-def _run_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
-    return Path(_location(args, env, "run_dir") or Path(_data_dir(args, env)) / "run")
-
-
-def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return _location(args, env, "data_dir") or "feedmux-data"
-
-
-def _replay_settings(args: argparse.Namespace, token: str, codes: list[str], prefix: str,
-                     **extra: object) -> ReplaySettings:  # fmt: skip
-    rate = getattr(args, f"{prefix}rate")
-    settings = ReplaySettings(
-        token=token, codes=codes, seed=args.seed, rate=DEFAULT_RATE if rate is None else rate,
-        duration_s=getattr(args, f"{prefix}duration"), burst=getattr(args, f"{prefix}burst"),
-        warmup_s=getattr(args, f"{prefix}warmup"), **extra,  # type: ignore[arg-type]
-    )  # fmt: skip
-    settings.validate()
-    return settings
-
-
-def resolve_run_options(args: argparse.Namespace, env: Mapping[str, str]) -> options.Resolved:
-    """`feedmux run`'s options from its flags, FEEDMUX_* variables and the --config file."""
-    fresh = argparse.ArgumentParser(add_help=False)
-    _add_run_options(fresh)
-    path = options.config_path(args.config, env)
+def _resolve_run(given: Mapping[str, Any], config: str | None,
+                 env: Mapping[str, str]) -> Resolved:  # fmt: skip
+    """`feedmux run`'s options from ``given`` flags, FEEDMUX_* variables and the --config file;
+    the warnings said on stderr."""
+    path = options.config_path(config, env)
     data = options.read_file(path) if path is not None else None
     if path is not None and data is not None:
         warning = options.token_file_warning(path, data)
         if warning:
             print(warning, file=sys.stderr)
-    resolved = options.resolve(fresh, args, env, data, str(path))
+    resolved = options.resolve(RUN, given, env, data, str(path), exclusive=RUN_EXCLUSIVE)
     for warning in resolved.warnings:
         print(warning, file=sys.stderr)
     return resolved
 
 
-def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings | None]:
+def resolve_run_options(args: argparse.Namespace, env: Mapping[str, str]) -> Resolved:
+    """`feedmux run`'s options from its flags, FEEDMUX_* variables and the --config file."""
+    return _resolve_run(vars(args), args.config, env)
+
+
+def _locations(args: argparse.Namespace, env: Mapping[str, str]) -> Resolved:
+    """A command that finds a run: its --run-dir/--data-dir through `feedmux run`'s layers (its
+    other flags are its own, e.g. tail's --shards)."""
+    given = {o.dest: vars(args)[o.dest] for o in LOCATION if o.dest in vars(args)}
+    return _resolve_run(given, args.config, env)
+
+
+def _run_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
+    values = _locations(args, env).values
+    return run_dir_of(values["data_dir"], values["run_dir"])
+
+
+def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    return str(_locations(args, env).values["data_dir"])
+
+
+def _fields(sections: Sequence[Section], values: Mapping[str, Any],
+            skip: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+    """The Settings fields the options set as they are (unset ones keep the field default)."""
+    return {o.field: values[o.dest] for s in sections for o in s.options
+            if o.field and o.dest not in skip and values[o.dest] is not None}  # fmt: skip
+
+
+def _namer(sections: Sequence[Section], resolved: Resolved,
+           struct: type[Settings | ReplaySettings]) -> Callable[[str], str]:  # fmt: skip
+    """Names the option that set a field as its value was given: ``--shards``, ``environment
+    variable FEEDMUX_SHARDS``, ``feedmux.toml: key 'shards'``."""
+    dests = {o.field: o.dest for s in sections for o in s.options if o.field}
+
+    def name(field: str) -> str:
+        dest = dests.get(field)
+        return resolved.names[dest] if dest in resolved.names else flag_of(struct, field)
+
+    return name
+
+
+def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]:
     """The one frozen Settings (and the replay server's, with --replay) from resolved options."""
-    codes = _codes(args)
+    values = resolved.values
+    codes = _codes(values)
     replay = None
-    token = args.token or ""
-    if args.replay:
-        market = a_share_universe(args.seed)
+    token = values["token"] or ""
+    if values["replay"]:
+        market = a_share_universe(values["seed"])
         codes = codes or market
         token = token or secrets.token_hex(16)
         # The server lists the whole synthetic market (and any other code asked for), so
         # codes can be added live.
         listed = market + sorted(set(codes) - set(market))
-        replay = _replay_settings(args, token, listed, "replay_", log_level=args.log_level,
-                                  max_codes_per_conn=args.max_codes_per_conn)  # fmt: skip
-    data_dir = args.data_dir
+        replay = ReplaySettings(
+            **_fields([RUN_REPLAY], values), token=token, codes=listed,
+            log_level=values["log_level"], max_codes_per_conn=values["max_codes_per_conn"],
+        )  # fmt: skip
+        replay.validate(_namer([RUN_REPLAY], resolved, ReplaySettings))
     if codes is None:
-        codes = load_universe(data_dir)  # resume what the last run was subscribed to
+        codes = load_universe(values["data_dir"])  # resume what the last run was subscribed to
     if codes is None:
         raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
                           "(or --replay for the synthetic market)")  # fmt: skip
-    settings = Settings(
-        url=args.url or ("ws://127.0.0.1/replay" if args.replay else VENDOR_URL),
-        token=token, codes=codes, shards=args.shards, data_dir=data_dir,
-        stores=args.store or [], redis_url=args.redis or "", redis_maxlen=args.redis_maxlen,
-        redis_prefix=args.redis_prefix, run_dir=args.run_dir or "",
-        max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
-        depth_levels=args.depth, silent_after_s=args.silent_after, watchdog_s=args.watchdog,
-        give_up_after=args.give_up_after,
-        reconnect_spacing_ms=11_000 if args.free_plan else 3300,
-        cross_interval_ms=args.cross_interval_ms,
-        overflow=args.overflow, bus_window=args.bus_window, bus_memory=args.bus_memory,
-        max_frame_bytes=args.max_frame_bytes, pub_queue=args.pub_queue,
-        journal=not args.no_journal, journal_max_mb=args.journal_max_mb,
-        commit_log=args.commit_log, stats_interval_ms=args.stats_interval_ms,
-        log_level=args.log_level, display=args.display,
-        min_move=parse_min_moves(args.min_move or []),
-        public_endpoint=args.public or "", bus_endpoint=args.internal or "",
-        curve_secret_file=args.curve_secret or "", curve_clients_dir=args.curve_clients or "",
-        metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-    )  # fmt: skip
-    settings.validate()
+    fields = _fields(RUN_SETTINGS, values, skip=("token",))
+    fields["url"] = values["url"] or ("ws://127.0.0.1/replay" if values["replay"] else VENDOR_URL)
+    if values["free_plan"]:
+        fields["reconnect_spacing_ms"] = FREE_PLAN_SPACING_MS
+    settings = Settings(**fields, token=token, codes=codes, journal=not values["no_journal"],
+                        min_move=parse_min_moves(values["min_move"] or []))  # fmt: skip
+    settings.validate(_namer(RUN_SETTINGS, resolved, Settings))
     if settings.curve_secret_file:
         zt.load_keys(settings.curve_secret_file)  # a bad key file fails here, not in 8 shards
     if settings.curve_clients_dir and not Path(settings.curve_clients_dir).is_dir():
@@ -631,9 +494,9 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, ReplaySettings |
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.ops import supervisor  # noqa: PLC0415 (keeps `feedmux --help` fast)
 
-    resolved = resolve_run_options(args, env).namespace()
+    resolved = resolve_run_options(args, env)
     settings, replay = build_settings(resolved)
-    return supervisor.run(settings, replay, resolved.stop_after)
+    return supervisor.run(settings, replay, resolved.values["stop_after"])
 
 
 def cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -642,28 +505,29 @@ def cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySettings:
+    """`feedmux replay`'s settings from its resolved flags (the token also from FEEDMUX_TOKEN)."""
+    values = resolved.values
+    codes = _codes(values)
+    if codes is None and values["journal"]:
+        codes = journal_codes(Path(values["journal"]))
+    fields = _fields(REPLAY, values, skip=("token",))
+    if values["journal"] and resolved.sources["rate"] == "flag" and not fields.get("journal_rate"):
+        # --rate once meant frames per second with --journal: it still does, with a warning
+        resolved.warnings.append("warning: --rate with --journal is deprecated; use "
+                                 "--journal-rate")  # fmt: skip
+        fields["journal_rate"] = values["rate"]
+    settings = ReplaySettings(**fields, token=values["token"] or env.get("FEEDMUX_TOKEN", ""),
+                              codes=codes or a_share_universe(values["seed"]))  # fmt: skip
+    settings.validate(_namer(REPLAY, resolved, ReplaySettings))
+    return settings
+
+
 def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    token = args.token or env.get("FEEDMUX_TOKEN", "")
-    codes = _codes(args)
-    if codes is None and args.journal:
-        codes = journal_codes(Path(args.journal))
-    codes = codes or a_share_universe(args.seed)
-    settings = _replay_settings(
-        args, token, codes, "", host=args.host, port=args.port,
-        max_codes_per_conn=args.max_codes_per_conn, max_conns=args.max_conns,
-        request_interval_ms=args.request_interval_ms, cross_interval_ms=args.cross_interval_ms,
-        heartbeat_timeout_s=args.heartbeat_timeout,
-        reconnect_spacing_ms=args.reconnect_spacing_ms, report_path=args.report or "",
-        sent_log=args.sent_log or "", exit_when_done=args.exit_when_done,
-        stall_after_s=args.stall_after, stall_for_s=args.stall_for,
-        drop_after_s=args.drop_after, close_after_s=args.close_after,
-        garbage_every=args.garbage_every, duplicate_every=args.duplicate_every,
-        faults=args.fault, fault_after_s=args.fault_after,
-        journal=args.journal or "", speed=args.speed,
-        journal_rate=args.rate if args.journal and args.rate is not None else None,
-        ramp=args.ramp, step_s=args.step, gap_s=args.gap, send_log=args.send_log or "",
-        log_level=args.log_level,
-    )  # fmt: skip
+    resolved = options.resolve(REPLAY, vars(args), {})  # flags only: the server is a test tool
+    settings = replay_settings(resolved, env)
+    for warning in resolved.warnings:
+        print(warning, file=sys.stderr)
     return worker_main("replay")(settings)
 
 

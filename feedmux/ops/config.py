@@ -8,13 +8,16 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+from msgspec import Meta
 
 from feedmux.errors import ConfigError, NotRunningError
+from feedmux.ops import options
 from feedmux.shard.stores.urls import Store, parse_store
 from feedmux.simulator.faults import FAULTS
 
@@ -22,46 +25,64 @@ IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc:
 _TOKEN_QUERY = re.compile(r"token=[^&\s'\"]*")
 
 
+# Each field's bounds are declared beside it (msgspec.Meta), and the option that sets it where
+# its name differs from the field's (``option``); ``validate`` checks the bounds and names the
+# option (flag, file key or variable) a bad value came from.
+
+
+def option(name: str) -> Meta:
+    return Meta(extra={"option": name})
+
+
+Positive = Annotated[int, Meta(ge=1)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    url: str  # the vendor endpoint, without the token
+    # the vendor endpoint, without the token
+    url: Annotated[str, Meta(pattern="^wss?://", description="a ws:// or wss:// URL")]
     token: str
     codes: list[str]
-    shards: int = 8
+    shards: Annotated[int, Meta(ge=1, le=256)] = 8
     data_dir: str = "feedmux-data"
-    stores: list[str] = []  # --store URLs; none means sqlite under data_dir
-    redis_url: str = ""  # --redis: also XADD every publication to Redis Streams
-    redis_maxlen: int = 1_000_000  # entries kept per shard stream (approximately)
+    stores: Annotated[list[str], option("store")] = []  # none means sqlite under data_dir
+    redis_url: Annotated[str, option("redis"), Meta(pattern="^($|rediss?://|unix://)",
+                         description="a redis://, rediss:// or unix:// URL")] = ""  # fmt: skip
+    redis_maxlen: Positive = 1_000_000  # entries kept per shard stream (approximately)
     redis_prefix: str = "feedmux"  # streams are <prefix>:shard:<i>
     run_dir: str = ""  # "" means <data_dir>/run
-    max_codes_per_conn: int = 3000
-    max_conns: int = 10  # the plan's connection cap per token
-    depth_levels: int = 0  # order-book levels to subscribe (22002); 0 = trades only
-    silent_after_s: float = 60.0  # report codes subscribed this long with no tick since
+    max_codes_per_conn: Positive = 3000
+    max_conns: Positive = 10  # the plan's connection cap per token
+    depth_levels: Annotated[int, option("depth"), Meta(ge=0, le=10)] = 0  # book levels; 0: none
+    silent_after_s: Annotated[float, option("silent-after")] = 60.0  # subscribed, no tick
     request_interval_ms: int = 1100
-    cross_interval_ms: int = 3300  # spec: 3 s between any two subscription requests of a token
+    cross_interval_ms: Positive = 3300  # spec: 3 s between any two subscription requests
     heartbeat_interval_ms: int = 10_000
     reconnect_spacing_ms: int = 3300  # spec: 3 s paid, 10 s free; 10 % margin
-    watchdog_s: float = 30.0  # no frame (data, ack, heartbeat reply) this long: reconnect
-    give_up_after: int = 3  # the same permanent failure (bad token, no WebSocket) this often: stop
-    batch_rows: int = 100
-    batch_delay_ms: int = 200
-    bus_window: int = 50_000  # ticks in flight to one shard before the receiver waits for acks
+    watchdog_s: Annotated[float, option("watchdog")] = 30.0  # no frame this long: reconnect
+    give_up_after: Positive = 3  # the same permanent failure (bad token, no WebSocket): stop
+    batch_rows: Positive = 100
+    batch_delay_ms: Positive = 200
+    bus_window: Positive = 50_000  # ticks in flight to one shard before the receiver waits
     bus_memory: int = 500_000  # ticks held in memory per shard; beyond: the overflow policy
     overflow: Literal["spill", "drop"] = "spill"  # to disk (lossless), or drop (counted: a gap)
-    max_frame_bytes: int = 64 * 1024  # a larger vendor frame: close 1009, counted, reconnect
-    pub_queue: int = 50_000  # messages a slow subscriber may lag before PUB drops for it
+    max_frame_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024  # larger: close 1009, reconnect
+    pub_queue: Positive = 50_000  # messages a slow subscriber may lag before PUB drops for it
     journal: bool = True  # every received frame to <data_dir>/journal
     journal_max_mb: int = 256  # start a new journal file beyond this size
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000
-    log_level: str = "INFO"
+    log_level: LogLevel = "WARNING"  # workers'; a run on a terminal shows warnings, not chatter
     display: Literal["auto", "live", "plain"] = "auto"  # live: workers log to the file only
     min_move: dict[str, float] = {}  # family (trades, books) -> step: publish moves only on MT|/MD|
-    public_endpoint: str = ""  # tcp://HOST:PORT: consumer sockets (PUB, snapshot) on TCP
-    bus_endpoint: str = ""  # tcp://HOST:PORT: internal sockets (bus, acks, control) on TCP
-    curve_secret_file: str = ""  # the server's secret key file (feedmux keygen): CURVE on
-    curve_clients_dir: str = ""  # public keys of the clients allowed ("": any with the key)
-    metrics_port: int | None = None  # serve Prometheus /metrics here (0: any free port)
+    # tcp://HOST:PORT: the consumer sockets (PUB, snapshot), the internal ones (bus, acks,
+    # control) on TCP instead of ipc
+    public_endpoint: Annotated[str, option("public")] = ""
+    internal_endpoint: Annotated[str, option("internal")] = ""
+    curve_secret_file: Annotated[str, option("curve-secret")] = ""  # feedmux keygen: CURVE on
+    curve_clients_dir: Annotated[str, option("curve-clients")] = ""  # "": any with the key
+    metrics_port: Port | None = None  # serve Prometheus /metrics here (0: any free port)
     metrics_host: str = "127.0.0.1"
 
     def __repr__(self) -> str:
@@ -72,67 +93,56 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     @property
     def paths(self) -> RunPaths:
-        run_dir = Path(self.run_dir or Path(self.data_dir) / "run")
-        return RunPaths(run_dir, self.public_endpoint, self.bus_endpoint, self.shards)
+        return RunPaths(run_dir_of(self.data_dir, self.run_dir), self.public_endpoint,
+                        self.internal_endpoint, self.shards)  # fmt: skip
 
-    def validate(self) -> None:
-        if not self.url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"--url must start with ws:// or wss://, got {self.url!r}")
-        _check_host_and_port(self.url)
+    def validate(self, where: Callable[[str], str] | None = None) -> None:
+        """Every field within its declared bounds, and the rules that join fields.
+
+        ``where(field)`` names what set the field in a message (``--shards``,
+        ``environment variable FEEDMUX_SHARDS``); by default its flag."""
+        name = where or functools.partial(flag_of, Settings)
+        options.check_fields(self, name, self._shown)
+        _check_host_and_port(self.url, name("url"))
         if "token=" in self.url:
             raise ConfigError("pass the token with --token or FEEDMUX_TOKEN, not inside --url")
         if not self.token:
             raise ConfigError("no token: pass --token or set FEEDMUX_TOKEN")
-        if not 1 <= self.shards <= 256:
-            raise ConfigError(f"--shards must be between 1 and 256, got {self.shards}")
-        if not 0 <= self.depth_levels <= 10:
-            raise ConfigError(f"--depth must be between 0 and 10 levels, got {self.depth_levels}")
-        if self.max_codes_per_conn < 1:
-            raise ConfigError("--max-codes-per-conn must be >= 1")
-        if self.give_up_after < 1:
-            raise ConfigError(f"--give-up-after must be >= 1, got {self.give_up_after}")
-        if self.cross_interval_ms < 1:
-            raise ConfigError(f"--cross-interval-ms must be >= 1, got {self.cross_interval_ms}")
-        if self.batch_rows < 1 or self.batch_delay_ms < 1:
-            raise ConfigError("batch rows and delay must be >= 1")
         if not self.codes:
             raise ConfigError("the symbol list is empty: give at least one code")
-        if self.overflow not in ("spill", "drop"):
-            raise ConfigError(f"--overflow must be spill or drop, got {self.overflow!r}")
-        if self.bus_window < 1 or self.bus_memory < self.bus_window:
-            raise ConfigError("--bus-window must be >= 1 and --bus-memory >= --bus-window")
-        if self.pub_queue < 1:
-            raise ConfigError("--pub-queue must be >= 1")
-        if self.max_frame_bytes < 1024:
-            raise ConfigError("--max-frame-bytes must be at least 1024")
-        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("--redis must be a redis://, rediss:// or unix:// URL")
-        if self.redis_maxlen < 1:
-            raise ConfigError("--redis-maxlen must be >= 1")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise ConfigError(f"--metrics-port must be a port number, got {self.metrics_port}")
+        if self.bus_memory < self.bus_window:
+            raise ConfigError(f"{name('bus_memory')} must be >= {name('bus_window')} "
+                              f"({self.bus_window}), got {self.bus_memory}")  # fmt: skip
         ranges = []  # the ports each tcp endpoint takes: [first, last]
-        tcp = (("--public", self.public_endpoint, 2 * self.shards),
-               ("--internal", self.bus_endpoint, self.shards + 2))  # fmt: skip
-        for flag, endpoint, count in tcp:
+        tcp = (("public_endpoint", self.public_endpoint, 2 * self.shards),
+               ("internal_endpoint", self.internal_endpoint, self.shards + 2))  # fmt: skip
+        for field, endpoint, count in tcp:
             if endpoint:
                 try:
                     first = int(tcp_port(endpoint, 0).rpartition(":")[2])
                     tcp_port(endpoint, count - 1)  # the last port it will use must exist
                 except ConfigError as exc:
-                    raise ConfigError(f"{flag}: {exc}") from None
+                    raise ConfigError(f"{name(field)}: {exc}") from None
                 ranges.append((first, first + count - 1))
         if len(ranges) == 2 and ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]:
-            raise ConfigError(f"--public uses ports {ranges[0][0]}-{ranges[0][1]} and --internal "
+            raise ConfigError(f"{name('public_endpoint')} uses ports {ranges[0][0]}-"
+                              f"{ranges[0][1]} and {name('internal_endpoint')} "
                               f"{ranges[1][0]}-{ranges[1][1]}: they overlap")  # fmt: skip
         if self.curve_secret_file and not self.public_endpoint:
-            raise ConfigError("--curve-secret needs --public tcp://HOST:PORT (CURVE protects "
-                              "the consumer sockets over TCP)")  # fmt: skip
+            raise ConfigError(f"{name('curve_secret_file')} needs --public tcp://HOST:PORT "
+                              "(CURVE protects the consumer sockets over TCP)")  # fmt: skip
         if self.curve_clients_dir and not self.curve_secret_file:
-            raise ConfigError("--curve-clients needs --curve-secret")
+            raise ConfigError(f"{name('curve_clients_dir')} needs --curve-secret")
         stores = self.store_list()  # raises on a URL that is neither sqlite nor postgresql
         if len(set(stores)) != len(stores):
             raise ConfigError("the same --store is given twice")
+
+    def _shown(self, field: str, value: object) -> str:
+        """A value for a message: never the token, no password of a URL."""
+        if field == "token":
+            return "***"
+        return repr(options.mask_passwords(redact(value, self.token) if isinstance(value, str)
+                                           else value))  # fmt: skip
 
     def store_list(self) -> list[Store]:
         """The stores every shard writes to, in the order given (the first restores a shard)."""
@@ -145,14 +155,16 @@ class RunPaths:
 
     By default every socket is ipc:// in the run directory. ``public`` (tcp://HOST:PORT) moves
     the consumer-facing ones to TCP: shard i publishes on PORT + 2i and answers snapshots on
-    PORT + 2i + 1. ``bus`` (tcp://HOST:PORT) moves the internal ones: shard i's input on
+    PORT + 2i + 1. ``internal`` (tcp://HOST:PORT) moves the internal ones: shard i's input on
     PORT + i, then the acks and the control socket.
     """
 
-    def __init__(self, run_dir: Path, public: str = "", bus: str = "", shards: int = 0) -> None:
+    def __init__(
+        self, run_dir: Path, public: str = "", internal: str = "", shards: int = 0
+    ) -> None:
         self.root = run_dir
         self.public = public
-        self.bus = bus
+        self.internal = internal
         self.shards = shards
 
     @classmethod
@@ -162,13 +174,13 @@ class RunPaths:
             manifest = read_manifest(run_dir)
         except (ConfigError, NotRunningError):
             return cls(run_dir)
-        return cls(run_dir, manifest.public, manifest.bus, manifest.shards)
+        return cls(run_dir, manifest.public, manifest.internal, manifest.shards)
 
     def _ipc(self, name: str) -> str:
         return f"ipc://{self.root / name}"
 
     def shard_in(self, shard: int) -> str:
-        return tcp_port(self.bus, shard) if self.bus else self._ipc(f"shard-{shard}.in")
+        return tcp_port(self.internal, shard) if self.internal else self._ipc(f"shard-{shard}.in")
 
     def shard_pub(self, shard: int) -> str:
         return tcp_port(self.public, 2 * shard) if self.public else self._ipc(f"shard-{shard}.pub")
@@ -180,11 +192,11 @@ class RunPaths:
 
     @property
     def control(self) -> str:
-        return tcp_port(self.bus, self.shards + 1) if self.bus else self._ipc("control")
+        return tcp_port(self.internal, self.shards + 1) if self.internal else self._ipc("control")
 
     @property
     def acks(self) -> str:
-        return tcp_port(self.bus, self.shards) if self.bus else self._ipc("acks")
+        return tcp_port(self.internal, self.shards) if self.internal else self._ipc("acks")
 
     @property
     def manifest(self) -> Path:
@@ -227,7 +239,7 @@ class Manifest(msgspec.Struct, frozen=True):
     data_dir: str
     silent_after_s: float = 60.0
     public: str = ""  # tcp://HOST:PORT of the consumer sockets ("" = ipc in the run dir)
-    bus: str = ""  # tcp://HOST:PORT of the internal sockets
+    internal: str = ""  # tcp://HOST:PORT of the internal sockets
     curve_server_key: str = ""  # with CURVE: the server's public key (z85), for clients
 
 
@@ -254,16 +266,26 @@ def tcp_port(endpoint: str, offset: int) -> str:
     return f"tcp://{host}:{int(port) + offset}"
 
 
-def _check_host_and_port(url: str) -> None:
+def _check_host_and_port(url: str, name: str) -> None:
     """A URL the receiver could never connect to is a mistake to report at start, not a
     crash of the receiver at every reconnect."""
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 (parsing it is the check)
     except ValueError as exc:
-        raise ConfigError(f"--url has a bad port ({exc}): {url!r}") from None
+        raise ConfigError(f"{name} has a bad port ({exc}): {url!r}") from None
     if not parts.hostname:
-        raise ConfigError(f"--url has no host: {url!r}")
+        raise ConfigError(f"{name} has no host: {url!r}")
+
+
+def flag_of(struct: type[msgspec.Struct], field: str) -> str:
+    """The flag that sets ``field`` of ``struct``."""
+    return "--" + options.option_name(struct, field)
+
+
+def run_dir_of(data_dir: str, run_dir: str) -> Path:
+    """The run directory: ``run_dir`` if set, else ``<data_dir>/run``."""
+    return Path(run_dir or Path(data_dir) / "run")
 
 
 @functools.cache
@@ -291,38 +313,41 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     token: str
     codes: list[str]  # the universe the server knows; others get ret 600
     host: str = "127.0.0.1"
-    port: int = 0  # 0 picks a free port; the report and stdout say which
+    port: Port = 0  # 0 picks a free port; the report and stdout say which
     seed: int = 7
-    rate: float = 5000.0  # ticks per second across all subscribed codes
-    duration_s: float | None = None  # None: feed until stopped
-    warmup_s: float = 0.0  # after the first subscription, wait this long before feeding
+    rate: Annotated[float, Meta(ge=0)] = 5000.0  # ticks per second across all subscribed codes
+    duration_s: Annotated[float, option("duration")] | None = None  # None: until stopped
+    warmup_s: Annotated[float, option("warmup")] = 0.0  # after the first subscription
     burst: bool = False  # open the feed with one tick for every subscribed code at once
-    max_codes_per_conn: int = 3000
-    max_conns: int = 10
+    max_codes_per_conn: Positive = 3000
+    max_conns: Positive = 10
     request_interval_ms: int = 1000
     cross_interval_ms: int = 3000
-    heartbeat_timeout_s: float = 30.0
+    heartbeat_timeout_s: Annotated[float, option("heartbeat-timeout")] = 30.0
     reconnect_spacing_ms: int = 3000
-    report_path: str = ""  # JSON report: url, ticks sent, violations, subscriptions
-    sent_log: str = ""  # every trade frame sent, one per line (the checker's ground truth)
+    report_path: Annotated[str, option("report")] = ""  # JSON: url, ticks sent, violations
+    sent_messages: str = ""  # every message sent, one per line (the checker's ground truth)
     exit_when_done: bool = False
-    stall_after_s: float | None = None  # fault: after this long feeding, go silent ...
-    stall_for_s: float = 0.0  # ... for this long: no data, no replies (heartbeats still count)
-    drop_after_s: float | None = None  # fault: close TCP (no WebSocket close) this far in
-    close_after_s: float | None = None  # fault: a clean WebSocket close this far in
+    # faults: after stall_after_s feeding, go silent for stall_for_s: no data, no replies
+    # (heartbeats still count); close TCP (no WebSocket close), or close cleanly, this far in
+    stall_after_s: Annotated[float, option("stall-after")] | None = None
+    stall_for_s: Annotated[float, option("stall-for")] = 0.0
+    drop_after_s: Annotated[float, option("drop-after")] | None = None
+    close_after_s: Annotated[float, option("close-after")] | None = None
     garbage_every: int = 0  # fault: a bad frame after every N trades (0: never)
     duplicate_every: int = 0  # fault: send every Nth trade twice (0: never)
-    faults: list[str] = []  # link faults on one connection each, in order (simulator.faults)
-    fault_after_s: float = 2.0  # ... the first this long after the first subscription request,
-    # each next one this long after the one before
+    # link faults on one connection each, in order (simulator.faults); the first
+    # fault_after_s after the first subscription request, each next one as long after the last
+    faults: Annotated[list[str], option("fault")] = []
+    fault_after_s: Annotated[float, option("fault-after")] = 2.0
     journal: str = ""  # serve this journal's pushes instead of the synthetic market
     speed: float = 1.0  # journal pace: 1 = as recorded, 10 = ten times faster, 0 = max
-    journal_rate: float | None = None  # serve the journal at this many frames/s instead
-    ramp: float = 1.0  # with journal_rate: multiply the rate by this after every step
-    step_s: float = 0.0  # ... of this many seconds (0: one step until the journal ends)
-    gap_s: float = 0.0  # ... with this pause between steps
-    send_log: str = ""  # binary (send_ns, first_index, count) per write: benchmark latency
-    log_level: str = "INFO"
+    journal_rate: Annotated[float, Meta(gt=0)] | None = None  # the journal at this frames/s
+    ramp: float = 1.0  # with journal_rate: multiply the rate by this after every step ...
+    step_s: Annotated[float, option("step")] = 0.0  # ... of this long (0: one step)
+    gap_s: Annotated[float, option("gap")] = 0.0  # ... with this pause between steps
+    write_times: str = ""  # binary (send_ns, first_index, count) per write: benchmark latency
+    log_level: LogLevel = "INFO"
     log_file: str = ""  # also log here (feedmux run --replay: the run's log file)
     log_stderr: bool = True  # False while feedmux run's live table owns the terminal
 
@@ -332,18 +357,19 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 
     __str__ = __repr__
 
-    def validate(self) -> None:
+    def validate(self, where: Callable[[str], str] | None = None) -> None:
+        name = where or functools.partial(flag_of, ReplaySettings)
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"the replay server binds to loopback only, not {self.host!r}")
-        if self.rate < 0:
-            raise ConfigError("--rate must be >= 0")
+        options.check_fields(self, name, lambda field, value: "***" if field == "token"
+                             else repr(value))  # fmt: skip
         if not self.token:
             raise ConfigError("the replay server needs a token (--token or FEEDMUX_TOKEN)")
         unknown = sorted(set(self.faults).difference(FAULTS))
         if unknown:
             raise ConfigError(f"unknown --fault {', '.join(unknown)}; known: {', '.join(FAULTS)}")
         if not 0 <= self.fault_after_s < float("inf"):  # NaN too
-            raise ConfigError(f"--fault-after must be a number of seconds >= 0, got "
+            raise ConfigError(f"{name('fault_after_s')} must be a number of seconds >= 0, got "
                               f"{self.fault_after_s}")  # fmt: skip
         if self.speed < 0:
-            raise ConfigError("--speed must be a positive number or max")
+            raise ConfigError(f"{name('speed')} must be a positive number or max")

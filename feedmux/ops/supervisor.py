@@ -112,7 +112,7 @@ class Supervisor:
                       if settings.curve_secret_file else "")  # fmt: skip
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
                             silent_after_s=settings.silent_after_s,
-                            public=settings.public_endpoint, bus=settings.bus_endpoint,
+                            public=settings.public_endpoint, internal=settings.internal_endpoint,
                             curve_server_key=server_key)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         for i in range(settings.shards):

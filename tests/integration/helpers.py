@@ -55,7 +55,7 @@ def shards_in(run_dir: Path) -> list[ShardStats]:
 def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, str]:
     report = tmp / "replay-report.json"
     proc = feedmux("replay", "--port", "0", "--report", str(report),
-                   "--sent-log", str(tmp / "sent.log"), *args)  # fmt: skip
+                   "--sent-messages", str(tmp / "sent.log"), *args)  # fmt: skip
     wait_for(lambda: bool(replay_report(report).url) or proc.poll() is not None, 30,
              "the replay server to listen")  # fmt: skip
     assert proc.poll() is None, proc.communicate()[0]

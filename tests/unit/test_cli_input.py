@@ -9,7 +9,7 @@ import pytest
 from feedmux import __version__
 from feedmux.errors import SymbolError
 from feedmux.ops import cli
-from feedmux.ops.cli import build_parser, main
+from feedmux.ops.cli import Command, build_parser, main
 from feedmux.symbols import read_symbols_file
 
 
@@ -80,7 +80,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_run_help_groups_its_options() -> None:
-    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
+    listed: list[Command] = []
+    build_parser(listed)
+    text = next(parser for name, _, parser in listed if name == "feedmux run").format_help()
     for group in ("vendor:", "sharding:", "stores:", "publishing:", "limits:", "display:",
                   "network:", "replay server:"):  # fmt: skip
         assert f"\n{group}\n" in text, group

@@ -37,7 +37,7 @@ def test_redact_removes_token_query_and_value() -> None:
         ({"stores": ["sqlite://", "sqlite://"]}, "twice"),
         ({"public_endpoint": "ipc:///tmp/x"}, "--public: endpoint must be tcp"),
         ({"public_endpoint": "tcp://h:65530"}, "port number"),
-        ({"public_endpoint": "tcp://h:7000", "bus_endpoint": "tcp://h:7010"}, "overlap"),
+        ({"public_endpoint": "tcp://h:7000", "internal_endpoint": "tcp://h:7010"}, "overlap"),
         ({"curve_secret_file": "k"}, "needs --public"), ({"metrics_port": 70000}, "port"),
     ],
 )  # fmt: skip
@@ -85,7 +85,7 @@ def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Pa
     server_public, _ = zmq.curve_keypair()
     key = server_public.decode()
     manifest = Manifest(shards=3, pid=1, data_dir="d", public="tcp://127.0.0.1:7700",
-                        bus="tcp://127.0.0.1:7800", curve_server_key=key)  # fmt: skip
+                        internal="tcp://127.0.0.1:7800", curve_server_key=key)  # fmt: skip
     (tmp_path / "run.json").write_bytes(msgspec.json.encode(manifest))
     conn = Connection.of(tmp_path, None, None, None, None)
     assert conn.shards == 3 and conn.curve is not None and conn.curve.server == server_public

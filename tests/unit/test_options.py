@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from feedmux.errors import ConfigError
-from feedmux.ops.cli import build_parser, build_settings, main, resolve_run_options
-from feedmux.ops.options import Resolved
+from feedmux.ops import options
+from feedmux.ops.cli import (
+    REPLAY,
+    VENDOR_URL,
+    _run_dir,
+    build_parser,
+    build_settings,
+    main,
+    replay_settings,
+    resolve_run_options,
+)
+from feedmux.ops.config import ReplaySettings, Settings
+from feedmux.ops.options import Option, Resolved, Section
 
 SECRET = "file-token-9f3a"
 
@@ -35,18 +47,18 @@ def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
     assert r.values["max_codes_per_conn"] == 100 and r.sources["max_codes_per_conn"] == "file"
     assert r.values["store"] == ["sqlite://"] and r.values["replay"] is True
     assert r.values["pub_queue"] == 50_000 and r.sources["pub_queue"] == "default"
-    settings, replay = build_settings(r.namespace())
+    settings, replay = build_settings(r)
     assert settings.shards == 6 and settings.watchdog_s == 9.5 and replay is not None
     assert settings.max_codes_per_conn == 100
 
 
 def test_the_request_spacing_reaches_the_receivers_settings() -> None:
-    settings, _ = build_settings(resolved(["--replay"]).namespace())
+    settings, _ = build_settings(resolved(["--replay"]))
     assert settings.cross_interval_ms == 3300  # AllTick's 3 s and a margin, by default
-    settings, _ = build_settings(resolved(["--replay", "--cross-interval-ms", "500"]).namespace())
+    settings, _ = build_settings(resolved(["--replay", "--cross-interval-ms", "500"]))
     assert settings.cross_interval_ms == 500
     with pytest.raises(ConfigError, match="--cross-interval-ms must be >= 1"):
-        build_settings(resolved(["--replay", "--cross-interval-ms", "0"]).namespace())
+        build_settings(resolved(["--replay", "--cross-interval-ms", "0"]))
 
 
 def test_config_file_is_found_through_the_environment(tmp_path: Path) -> None:
@@ -131,3 +143,83 @@ def test_keygen_writes_a_private_secret_and_never_overwrites(
     assert main(["keygen", str(tmp_path), "--name", "alice"], env={}) == 2
     assert "not overwritten" in capsys.readouterr().err
     assert (tmp_path / "alice.key_secret").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "text", "message"),
+    [([], {}, "shards = 0", "feedmux.toml: key 'shards' must be between 1 and 256, got 0"),
+     ([], {"FEEDMUX_SHARDS": "300"}, "",
+      "environment variable FEEDMUX_SHARDS must be between 1 and 256, got 300"),
+     (["--shards", "0"], {"FEEDMUX_SHARDS": "300"}, "", "--shards must be between 1 and 256"),
+     ([], {"FEEDMUX_DEPTH": "11"}, "", "FEEDMUX_DEPTH must be between 0 and 10, got 11"),
+     ([], {}, "max-frame-bytes = 100", "key 'max-frame-bytes' must be >= 1024, got 100"),
+     (["--metrics-port", "70000"], {}, "", "--metrics-port must be between 0 and 65535"),
+     ([], {}, 'redis = "http://u:pw@h"', "key 'redis' must be a redis://, rediss:// or "
+      "unix:// URL, got 'http://u:\\*\\*\\*@h'")],
+)  # fmt: skip
+def test_a_value_out_of_bounds_is_named_as_it_was_given(
+    tmp_path: Path, argv: list[str], env: dict[str, str], text: str, message: str
+) -> None:
+    config = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        build_settings(resolved(["--replay", "--config", str(config), *argv], env))
+
+
+def test_no_option_given_means_the_settings_defaults() -> None:
+    settings, _ = build_settings(resolved(["--codes", "600519", "--token", "t"]))
+    expected = Settings(url=VENDOR_URL, token="t", codes=["600519.SH"])
+    assert msgspec.structs.asdict(settings) == msgspec.structs.asdict(expected)
+
+
+def test_old_option_names_still_work_and_say_the_new_one(tmp_path: Path) -> None:
+    table = [Section("", "", (Option("new-name", "h", aliases=("old-name",)),))]
+    r = options.resolve(table, {}, {"FEEDMUX_OLD_NAME": "env"}, {"old_name": "file"}, "f.toml")
+    assert r.values["new_name"] == "env" and r.sources["new_name"] == "env"
+    assert r.warnings == ["warning: f.toml: key 'old_name' is deprecated; use 'new-name'",
+                          "warning: environment variable FEEDMUX_OLD_NAME is deprecated; use "
+                          "FEEDMUX_NEW_NAME"]  # fmt: skip
+    r = options.resolve(table, {"old_name": "flag"}, {})
+    assert r.values["new_name"] == "flag" and r.names["new_name"] == "--new-name"
+    assert r.warnings == ["warning: --old-name is deprecated; use --new-name"]
+
+
+def replay(argv: list[str]) -> tuple[ReplaySettings, list[str]]:
+    args = build_parser().parse_args(["replay", "--codes", "600519", *argv])
+    r = options.resolve(REPLAY, vars(args), {})
+    return replay_settings(r, {"FEEDMUX_TOKEN": "t"}), r.warnings
+
+
+def test_replay_log_flags_say_what_they_hold_and_the_old_names_still_work() -> None:
+    settings, warnings = replay(["--sent-messages", "m.log", "--write-times", "w.bin"])
+    assert (settings.sent_messages, settings.write_times, warnings) == ("m.log", "w.bin", [])
+    settings, warnings = replay(["--sent-log", "m.log", "--send-log", "w.bin"])
+    assert (settings.sent_messages, settings.write_times) == ("m.log", "w.bin")
+    assert warnings == ["warning: --sent-log is deprecated; use --sent-messages",
+                        "warning: --send-log is deprecated; use --write-times"]  # fmt: skip
+
+
+def test_replay_rate_is_ticks_and_journal_rate_is_frames() -> None:
+    settings, warnings = replay(["--journal", "j", "--journal-rate", "800"])
+    assert (settings.journal_rate, settings.rate, warnings) == (800, 5000, [])
+    settings, warnings = replay(["--journal", "j", "--rate", "800"])  # what --rate used to do
+    assert settings.journal_rate == 800 and "use --journal-rate" in warnings[0]
+    settings, _ = replay(["--rate", "800"])
+    assert (settings.rate, settings.journal_rate) == (800, None)
+
+
+def test_commands_that_find_a_run_take_its_directories_through_the_same_layers(
+    tmp_path: Path,
+) -> None:
+    def run_dir(argv: list[str], env: dict[str, str]) -> Path:
+        return _run_dir(build_parser().parse_args(["status", *argv]), env)
+
+    config = write(tmp_path, 'data-dir = "from-file"\n')
+    assert run_dir(["--config", str(config)], {}) == Path("from-file/run")
+    assert run_dir([], {"FEEDMUX_CONFIG": str(config), "FEEDMUX_DATA_DIR": "env"}) == Path(
+        "env/run")  # fmt: skip
+    assert run_dir(["--config", str(config), "--run-dir", "r"], {"FEEDMUX_RUN_DIR": "e"}) == Path(
+        "r")  # fmt: skip
+    assert run_dir([], {}) == Path("feedmux-data/run")
+    typo = write(tmp_path, 'data-dir = "d"\nrun-dri = "r"\n')  # a typo is said, not ignored
+    with pytest.raises(ConfigError, match="unknown key 'run-dri'"):
+        run_dir(["--config", str(typo)], {})
