@@ -18,8 +18,16 @@ from msgspec import Meta
 
 from feedmux.errors import ConfigError, NotRunningError
 from feedmux.ops import options
+from feedmux.providers import provider
 from feedmux.shard.stores.urls import Store, parse_store
 from feedmux.simulator.faults import FAULTS
+
+# The vendor's own limits and spacing are the defaults (defined once, in its provider); the
+# replay server's are the plan its simulator enforces.
+_VENDOR = provider()
+_PACING = _VENDOR.pacing
+_PLAN = _VENDOR.replay_plan
+_MS = 1_000_000
 
 IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
 _TOKEN_QUERY = re.compile(r"token=[^&\s'\"]*")
@@ -52,22 +60,22 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     redis_maxlen: Positive = 1_000_000  # entries kept per shard stream (approximately)
     redis_prefix: str = "feedmux"  # streams are <prefix>:shard:<i>
     run_dir: str = ""  # "" means <data_dir>/run
-    max_codes_per_conn: Positive = 3000
-    max_conns: Positive = 10  # the plan's connection cap per token
+    max_codes_per_conn: Positive = _VENDOR.max_codes_per_conn
+    max_conns: Positive = _VENDOR.max_conns  # the plan's connection cap per token
     depth_levels: Annotated[int, option("depth"), Meta(ge=0, le=10)] = 0  # book levels; 0: none
     silent_after_s: Annotated[float, option("silent-after")] = 60.0  # subscribed, no tick
-    request_interval_ms: int = 1100
-    cross_interval_ms: Positive = 3300  # spec: 3 s between any two subscription requests
-    heartbeat_interval_ms: int = 10_000
-    reconnect_spacing_ms: int = 3300  # spec: 3 s paid, 10 s free; 10 % margin
-    watchdog_s: Annotated[float, option("watchdog")] = 30.0  # no frame this long: reconnect
+    request_interval_ms: int = _PACING.request_interval_ns // _MS
+    cross_interval_ms: Positive = _PACING.cross_interval_ns // _MS  # any two subscriptions
+    heartbeat_interval_ms: int = _PACING.heartbeat_interval_ns // _MS
+    reconnect_spacing_ms: int = _PACING.reconnect_spacing_ns // _MS
+    watchdog_s: Annotated[float, option("watchdog")] = _PACING.watchdog_ns / 1e9  # then reconnect
     give_up_after: Positive = 3  # the same permanent failure (bad token, no WebSocket): stop
     batch_rows: Positive = 100
     batch_delay_ms: Positive = 200
     bus_window: Positive = 50_000  # ticks in flight to one shard before the receiver waits
     bus_memory: int = 500_000  # ticks held in memory per shard; beyond: the overflow policy
     overflow: Literal["spill", "drop"] = "spill"  # to disk (lossless), or drop (counted: a gap)
-    max_frame_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024  # larger: close 1009, reconnect
+    max_frame_bytes: Annotated[int, Meta(ge=1024)] = _VENDOR.max_frame_bytes  # larger: close 1009
     pub_queue: Positive = 50_000  # messages a slow subscriber may lag before PUB drops for it
     journal: bool = True  # every received frame to <data_dir>/journal
     journal_max_mb: int = 256  # start a new journal file beyond this size
@@ -319,12 +327,14 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     duration_s: Annotated[float, option("duration")] | None = None  # None: until stopped
     warmup_s: Annotated[float, option("warmup")] = 0.0  # after the first subscription
     burst: bool = False  # open the feed with one tick for every subscribed code at once
-    max_codes_per_conn: Positive = 3000
-    max_conns: Positive = 10
-    request_interval_ms: int = 1000
-    cross_interval_ms: int = 3000
-    heartbeat_timeout_s: Annotated[float, option("heartbeat-timeout")] = 30.0
-    reconnect_spacing_ms: int = 3000
+    max_codes_per_conn: Positive = _PLAN.max_codes_per_conn
+    max_conns: Positive = _PLAN.max_conns
+    request_interval_ms: int = _PLAN.request_interval_ns // _MS
+    cross_interval_ms: int = _PLAN.cross_interval_ns // _MS
+    heartbeat_timeout_s: Annotated[float, option("heartbeat-timeout")] = (
+        _PLAN.heartbeat_timeout_ns / 1e9
+    )
+    reconnect_spacing_ms: int = _PLAN.reconnect_spacing_ns // _MS
     report_path: Annotated[str, option("report")] = ""  # JSON: url, ticks sent, violations
     sent_messages: str = ""  # every message sent, one per line (the checker's ground truth)
     exit_when_done: bool = False

@@ -288,6 +288,7 @@ class Provider(Protocol):
     max_conns: int  # per token
     max_frame_bytes: int  # a larger message is refused (close 1009)
     replay_path: str  # where its replay server serves the WebSocket
+    replay_plan: ServerRules  # the plan its replay server enforces unless told otherwise
 
     def connect_url(self, url: str, token: str) -> str:
         """The URL to open (``auth == "query"`` puts the token in it)."""

@@ -38,6 +38,7 @@ class AllTick:
     max_conns = 10
     max_frame_bytes = protocol.DEFAULT_MAX_FRAME_BYTES
     replay_path = server.PATH
+    replay_plan = server.plan_rules("")
     garbage_frames = market.GARBAGE_FRAMES
 
     def connect_url(self, url: str, token: str) -> str:
