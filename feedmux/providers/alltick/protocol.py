@@ -1,4 +1,5 @@
-"""AllTick's stock WebSocket protocol, sans-I/O (see shared/spec/alltick.md).
+"""AllTick's stock WebSocket protocol, sans-I/O (as AllTick documents it for its stock
+API; the rules the replay server enforces are in ``server.py``).
 
 ``AllTickClient`` (a ``providers.base.Session``) builds request frames and turns received frames
 into ``Tick`` objects and typed events; ``peek`` and ``decode_push`` read a push with no
