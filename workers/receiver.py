@@ -14,7 +14,7 @@ import dataclasses
 import resource
 import time
 from functools import partial
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
 import zmq
@@ -93,7 +93,7 @@ def stats(settings: Settings, table: ConnectionTable, bus: BusSender, journal: J
     )  # fmt: skip
 
 
-def main(settings: Settings, ready: Connection | None = None) -> int:
+def main(settings: Settings, ready: Pipe | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, "receiver")
     token, paths, vendor = settings.token, settings.paths, provider()

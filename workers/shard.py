@@ -6,7 +6,7 @@ import logging
 import os
 import resource
 import time
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 import zmq
@@ -95,7 +95,7 @@ def store_stats(target: Target[Any]) -> StoreStats:
     )  # fmt: skip
 
 
-def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:
+def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, f"shard-{shard}")
     paths = settings.paths

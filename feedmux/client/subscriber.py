@@ -30,7 +30,7 @@ DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
 
 @dataclass(frozen=True)
-class Connection:
+class Endpoints:
     """Where a running instance's consumer sockets are, and the CURVE keys to use."""
 
     paths: RunPaths
@@ -39,7 +39,7 @@ class Connection:
 
     @classmethod
     def of(cls, run_dir: Path, shards: int | None, endpoint: str | None,
-           server_key: str | Path | None, client_key: str | Path | None) -> Connection:  # fmt: skip
+           server_key: str | Path | None, client_key: str | Path | None) -> Endpoints:  # fmt: skip
         """From the run directory's manifest, or from ``endpoint`` (the run's ``--public``
         tcp://HOST:PORT, on another host) and ``shards``."""
         manifest_key = ""
@@ -121,8 +121,8 @@ class Subscriber:
         self.run_dir = Path(run_dir)
         if endpoint is None and shards is None:  # a stopped instance would never send a thing
             instance.require(self.run_dir)  # (with shards= one may subscribe before the start)
-        self._conn = Connection.of(self.run_dir, shards, endpoint, server_key, client_key)
-        self.shards = self._conn.shards
+        self._endpoints = Endpoints.of(self.run_dir, shards, endpoint, server_key, client_key)
+        self.shards = self._endpoints.shards
         self.codes = parse_symbols(codes) if codes is not None else None
         self.on_gap = on_gap
         self.trades = trades
@@ -136,10 +136,10 @@ class Subscriber:
                 topics.append(family.prefix)
             else:
                 topics.extend(family.topic(c) for c in self.codes)
-        paths = self._conn.paths
+        paths = self._endpoints.paths
         self._ctx = zt.context()
         self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics,
-                            hwm=queue, curve=self._conn.curve)  # fmt: skip
+                            hwm=queue, curve=self._endpoints.curve)  # fmt: skip
         self._last_seq: dict[tuple[int, Family], int] = {}  # (shard, family) -> last seq
         self._floor: dict[tuple[int, Family], int] = {}  # (shard, family) -> in the snapshot
         self.heard_from: set[int] = set()  # shards whose heartbeat or tick arrived
@@ -239,7 +239,7 @@ class Subscriber:
             raise ConsumerError(f"not every shard answered within {timeout} s: is feedmux "
                                 f"running with run dir {self.run_dir}?")  # fmt: skip
         replies = SnapshotClient(self.run_dir, self.shards, timeout,
-                                 connection=self._conn).replies(self.codes)  # fmt: skip
+                                 endpoints=self._endpoints).replies(self.codes)  # fmt: skip
         for reply in replies:
             moves = [(families.of_topic(prefix.encode()), seq)
                      for prefix, seq in reply.move_seqs.items()]  # fmt: skip
@@ -303,16 +303,16 @@ class SnapshotClient:
         endpoint: str | None = None,
         server_key: str | Path | None = None,
         client_key: str | Path | None = None,
-        connection: Connection | None = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self._conn = connection or Connection.of(self.run_dir, shards, endpoint, server_key,
-                                                 client_key)  # fmt: skip
-        self.shards = self._conn.shards
+        self._endpoints = endpoints or Endpoints.of(self.run_dir, shards, endpoint, server_key,
+                                                    client_key)  # fmt: skip
+        self.shards = self._endpoints.shards
         self.timeout = timeout
-        self._paths = self._conn.paths
+        self._paths = self._endpoints.paths
         # Found by its run dir alone: a stopped run is said at once, not after the timeout.
-        self._local = endpoint is None and shards is None and connection is None
+        self._local = endpoint is None and shards is None and endpoints is None
 
     def replies(self, codes: list[str] | None = None) -> list[wire.SnapshotReply]:
         """Each shard's reply: its ticks and the ``pub_seq`` they are current at."""
@@ -322,7 +322,7 @@ class SnapshotClient:
         request = wire.encode(wire.SnapshotRequest(wanted))
         ctx = zt.context()
         try:
-            socks = [zt.req(ctx, self._paths.shard_snapshot(s), curve=self._conn.curve)
+            socks = [zt.req(ctx, self._paths.shard_snapshot(s), curve=self._endpoints.curve)
                      for s in range(self.shards)]  # fmt: skip
             for sock in socks:
                 sock.send(request)

@@ -27,7 +27,7 @@ _TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Connection:
+class ConnectionRow:
     index: int
     state: str
     codes: int
@@ -38,7 +38,7 @@ class Connection:
 
 
 @dataclass(frozen=True)
-class Shard:
+class ShardRow:
     shard: int
     state: str  # "up", "stale" (no stats for STALE_S) or "down" (no stats at all)
     ticks_per_s: float
@@ -64,8 +64,8 @@ class Status:
     watchdog_trips: int
     spilled: int
     dropped: int
-    connections: list[Connection]
-    shards: list[Shard]
+    connections: list[ConnectionRow]
+    shards: list[ShardRow]
     silent: dict[str, float | None] = field(default_factory=dict)  # code -> last tick age
     warnings: list[str] = field(default_factory=list)
     codes_rejected: int = 0  # codes the vendor refused (or no connection had room for)
@@ -117,7 +117,7 @@ def build_status(
     conns = []
     for i, c in enumerate(links):
         before = prev_links[i].frames if i < len(prev_links) else None
-        conns.append(Connection(
+        conns.append(ConnectionRow(
             index=i, state=c.state, codes=c.codes,
             frames_per_s=_per_s(before, c.frames, receiver_dt),
             last_frame_age_s=c.last_frame_age_s, reconnects=c.reconnects, error=c.error,
@@ -131,7 +131,7 @@ def build_status(
             state = "down"
         else:
             state = "stale" if (wall_ns - s.time_ns) / 1e9 > STALE_S else "up"
-        rows.append(Shard(
+        rows.append(ShardRow(
             shard=i, state=state,
             ticks_per_s=_per_s(before_s.received if before_s else None,
                                s.received if s else 0, _dt_s(before_s, s)),
