@@ -85,7 +85,7 @@ class Rewind(msgspec.Struct, array_like=True, tag="W", frozen=True):
     from_seq: int
 
 
-ShardReport = Ack | Rewind
+ShardFeedback = Ack | Rewind
 
 
 # What a shard publishes (feedmux/families.py says which family carries which): each has its
@@ -157,7 +157,7 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
 
 encode = msgspec.msgpack.Encoder().encode
 bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
-report_decoder: msgspec.msgpack.Decoder[ShardReport] = msgspec.msgpack.Decoder(ShardReport)
+feedback_decoder: msgspec.msgpack.Decoder[ShardFeedback] = msgspec.msgpack.Decoder(ShardFeedback)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 snapshot_request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
 snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)

@@ -2,7 +2,7 @@
 
 Every process keeps one ``WriteHealth`` (``health``). The store, stats, journal, spill and log
 writers tell it of each failure and success; it logs when a kind starts failing and when it
-works again, and its ``report`` goes into the process's stats file, so ``feedmux status`` and
+works again, and its ``failures`` go into the process's stats file, so ``feedmux status`` and
 the metrics say "store failing: disk full" while the process keeps going and retries.
 """
 
@@ -112,7 +112,7 @@ class WriteHealth:
         entry = self._kinds.get(kind)
         return entry is not None and entry.failing
 
-    def report(self) -> list[WriteFailure]:
+    def failures(self) -> list[WriteFailure]:
         """Every kind that ever failed, for the stats file."""
         with self._lock:
             return [msgspec.structs.replace(e) for e in self._kinds.values()]

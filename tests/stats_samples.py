@@ -16,7 +16,7 @@ from feedmux.stats.shard import BarStats, MoveStats, ShardStats, StoreStats
 def receiver_stats(**changes: Any) -> ReceiverStats:
     zero = ReceiverStats(
         final=False, time_ns=0, cpu_s=0.0, max_rss_kb=0, failing_writes=[], ticks=0, books=0,
-        bus_messages=0, unconfirmed=0, bad_reports=0, overflow="spill", bus=[],
+        bus_messages=0, unconfirmed=0, bad_feedback=0, overflow="spill", bus=[],
         journal=JournalStats(path="", records=0, bytes=0, files=0, error="", lost=0),
         codes_desired=0, codes_subscribed=0, codes_rejected=0, rejected=[], gave_up=None,
         connections=[],

@@ -186,7 +186,7 @@ class Subscriber:
             if gap is not None:
                 if self.on_gap == "raise":
                     self._early.append(item)  # the next recv returns it
-                self._report(gap)
+                self._handle_gap(gap)
             return item
 
     def _in_snapshot(self, shard: int, family: Family, seq: int) -> bool:
@@ -221,9 +221,9 @@ class Subscriber:
         if last is None or beat.last_pub_seq == last:
             return
         missed = beat.last_pub_seq - last if beat.last_pub_seq > last else None
-        self._report(GapError(beat.shard, families.TRADES.name, missed))
+        self._handle_gap(GapError(beat.shard, families.TRADES.name, missed))
 
-    def _report(self, gap: GapError) -> None:
+    def _handle_gap(self, gap: GapError) -> None:
         self.gaps += gap.missed or 0
         self.gap_events.append(gap)
         if self.on_gap == "raise":

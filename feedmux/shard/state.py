@@ -36,7 +36,7 @@ class ShardState:
     """Takes bus messages strictly in seq order, and says what is committed.
 
     A fresh state holds nothing and waits for a Resume; it asks for one at once (the first
-    report is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
+    feedback is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
     resend asked for (once per hole); one already seen is ignored. ``committed`` turns the
     writers' progress into Acks, so the receiver keeps each message until it is in the store
     (and on every bus).
@@ -81,7 +81,7 @@ class ShardState:
         # Per bus message taken: (its next seq, ticks_added, books_added, _bus_acked) after it.
         self._marks: deque[tuple[int, int, int, int]] = deque()
         self._acked = 0
-        self._reports: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
+        self._feedback: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
     def restore(self, ticks: list[Tick], books: list[Depth]) -> None:
         """Seed the snapshot and the re-send filter from the store after a restart (first-seen
@@ -93,10 +93,10 @@ class ShardState:
         for book in books:
             self.snapshot.apply_book(book)
 
-    def take_reports(self) -> list[bytes]:
+    def take_feedback(self) -> list[bytes]:
         """Rewind requests for the receiver, oldest first."""
-        reports, self._reports = self._reports, []
-        return reports
+        feedback, self._feedback = self._feedback, []
+        return feedback
 
     def committed(
         self, ticks_written: int, books_written: int, buses_written: int | None = None
@@ -123,7 +123,7 @@ class ShardState:
         if self._asked_from != expected:  # once per hole; the Resume that answers resets it
             self._asked_from = expected
             self.rewinds_asked += 1
-            self._reports.append(wire.encode(wire.Rewind(self.shard, self.stream, expected)))
+            self._feedback.append(wire.encode(wire.Rewind(self.shard, self.stream, expected)))
 
     def _resume(self, msg: wire.Resume) -> None:
         self._asked_from = None

@@ -65,7 +65,9 @@ class ReceiverStats(ProcessStats, tag=RECEIVER, kw_only=True):
     books: int  # order books decoded and routed
     bus_messages: int  # messages sent to the shards
     unconfirmed: int  # routed ticks and books no shard has confirmed stored yet
-    bad_reports: int  # acks from the shards that made no sense
+    # feedback (acks, rewinds) from the shards that made no sense; named so in the JSON, which
+    # readers of older instances decode
+    bad_feedback: int = msgspec.field(name="bad_reports")
     overflow: str  # the --overflow policy
     bus: list[QueueStats]  # by shard
     journal: JournalStats

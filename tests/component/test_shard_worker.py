@@ -222,7 +222,7 @@ def test_with_redis_trades_books_and_every_bar_go_to_redis_and_acks_wait_for_the
             worker.join(scaled(30))
             assert worker.exitcode == 0
         while acks.poll(scaled(500)):  # the last ack was sent before the worker exited
-            reported.append(wire.report_decoder.decode(acks.recv()))
+            reported.append(wire.feedback_decoder.decode(acks.recv()))
     finally:
         ctx.destroy(linger=0)
     with StreamReader(url, 1, prefix=prefix) as reader:

@@ -158,7 +158,7 @@ def test_a_universe_that_cannot_be_written_is_reported_not_fatal(tmp_path: Path)
     blocker = tmp_path / "file"
     blocker.write_text("")  # a data dir that is a file: every write fails, like a full disk
     assert not keep_universe(blocker, ["600519.SH"])
-    [failure] = [f for f in health.report() if f.kind == "universe"]
+    [failure] = [f for f in health.failures() if f.kind == "universe"]
     assert failure.failing and failure.failures == 1
     assert keep_universe(tmp_path, ["600519.SH"])  # room again
     assert load_universe(tmp_path) == ["600519.SH"]

@@ -131,7 +131,7 @@ def test_the_ack_never_claims_ticks_the_slowest_store_or_redis_lacks() -> None:
 
     def ack() -> int | None:
         message = state.committed(*lanes.written())
-        return None if message is None else wire.report_decoder.decode(message).next_seq
+        return None if message is None else wire.feedback_decoder.decode(message).next_seq
 
     sqlite.commit()
     redis.commit()

@@ -28,7 +28,7 @@ def test_batch_is_published_snapshotted_and_handed_to_the_stores() -> None:
 
 def resumed(shard: int = 0, stream: int = 5, next_seq: int = 1) -> ShardState:
     state = ShardState(shard)
-    assert state.take_reports() == [wire.encode(wire.Rewind(shard, 0, 0))]  # "I hold nothing"
+    assert state.take_feedback() == [wire.encode(wire.Rewind(shard, 0, 0))]  # "I hold nothing"
     state.on_bus(wire.encode(wire.Resume(stream, next_seq)))
     return state
 
@@ -46,7 +46,7 @@ def test_a_hole_asks_for_a_resend_once_and_the_resend_fills_it() -> None:
     state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
     for _ in range(3):  # 6, 7, 8 never came: ignored, asked for once
         state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100))))
-    assert state.received == 5 and state.take_reports() == [wire.encode(wire.Rewind(0, 5, 6))]
+    assert state.received == 5 and state.take_feedback() == [wire.encode(wire.Rewind(0, 5, 6))]
     state.on_bus(wire.encode(wire.Resume(5, 1)))  # the resend starts at the oldest unacked
     stored = state.on_bus(wire.encode(wire.Batch(1, ticks(8)))).ticks  # overlaps: trimmed
     stored += state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100)))).ticks

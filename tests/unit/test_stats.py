@@ -83,3 +83,12 @@ def test_a_restarted_shard_carries_its_earlier_totals_on() -> None:
     assert (carried.received, carried.stored, carried.books_stored) == (110, 98, 5)
     assert carried.restarts == 2 and carried.batches == 2  # batches: since this start
     assert now.carry(None) == now
+
+
+def test_renamed_fields_keep_their_json_names_so_a_running_older_instance_is_still_read(
+    tmp_path: Path,
+) -> None:
+    assert write_stats(tmp_path, receiver_stats(bad_feedback=3))
+    assert b'"bad_reports":3' in (tmp_path / "receiver.json").read_bytes()
+    stats = read_stats(tmp_path).receiver
+    assert stats is not None and stats.bad_feedback == 3

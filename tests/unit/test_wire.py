@@ -24,7 +24,7 @@ def test_bus_messages_round_trip() -> None:
     for msg in (wire.Batch(7, [TICK, TICK]), wire.End(9), wire.Resume(3, 5), wire.Lost(5, 2)):
         assert wire.bus_decoder.decode(wire.encode(msg)) == msg
     for report in (wire.Ack(1, 2, 3), wire.Rewind(1, 0, 0)):
-        assert wire.report_decoder.decode(wire.encode(report)) == report
+        assert wire.feedback_decoder.decode(wire.encode(report)) == report
 
 
 def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
