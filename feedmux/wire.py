@@ -1,7 +1,7 @@
 """Internal and public wire formats (msgpack, never pickle).
 
 Receiver → shard (PUSH/PULL), one message per read burst and shard:
-    Batch: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
+    Burst: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
     sequence numbers ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
     End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
     Resume: ``["R", stream, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
@@ -50,7 +50,7 @@ import msgspec
 from feedmux.model import Bar, Depth, Tick
 
 
-class Batch(msgspec.Struct, array_like=True, tag="B", frozen=True):
+class Burst(msgspec.Struct, array_like=True, tag="B", frozen=True):
     first_seq: int
     ticks: list[Tick]
     books: list[Depth] = []  # numbered after the ticks: first_seq + len(ticks), ...
@@ -70,7 +70,7 @@ class Lost(msgspec.Struct, array_like=True, tag="L", frozen=True):
     count: int
 
 
-BusMessage = Batch | End | Resume | Lost
+BusMessage = Burst | End | Resume | Lost
 
 
 class Ack(msgspec.Struct, array_like=True, tag="A", frozen=True):

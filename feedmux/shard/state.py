@@ -160,7 +160,7 @@ class ShardState:
         if type(msg) is wire.Lost:
             first, count = msg.first_seq, msg.count
         else:
-            assert type(msg) is wire.Batch
+            assert type(msg) is wire.Burst
             first, count = msg.first_seq, len(msg.ticks) + len(msg.books)
         if first > expected:
             self._ask(expected)
@@ -174,7 +174,7 @@ class ShardState:
             self.bus_gaps += count - skip
             self._mark(first + count)
             return Output()
-        assert type(msg) is wire.Batch
+        assert type(msg) is wire.Burst
         in_ticks = msg.ticks[skip:] if skip else msg.ticks
         in_books = msg.books[max(0, skip - len(msg.ticks)) :]
         out = self._take(in_ticks, in_books)

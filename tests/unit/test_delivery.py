@@ -183,14 +183,14 @@ def test_the_window_holds_messages_back_until_acks_come(tmp_path: Path) -> None:
         p.route(5)
     p.send()
 
-    def batches() -> int:
-        return sum(type(wire.bus_decoder.decode(m)) is wire.Batch for m in p.channel)
+    def bursts() -> int:
+        return sum(type(wire.bus_decoder.decode(m)) is wire.Burst for m in p.channel)
 
-    assert batches() == 2  # 10 ticks in flight: the window is full
+    assert bursts() == 2  # 10 ticks in flight: the window is full
     p.deliver()
     p.commit()
     p.send()
-    assert batches() == 2  # the acks opened the window again
+    assert bursts() == 2  # the acks opened the window again
 
 
 def test_feedback_from_another_stream_or_garbage_are_ignored(tmp_path: Path) -> None:

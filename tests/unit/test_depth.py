@@ -90,7 +90,7 @@ def test_shard_publishes_caches_and_stores_books() -> None:
     state = ShardState(1)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     books = [book(f"60{i % 3:04d}.SH", i) for i in range(1, 151)]
-    out = state.on_bus(wire.encode(wire.Batch(1, [], books)))
+    out = state.on_bus(wire.encode(wire.Burst(1, [], books)))
     assert out.ticks == [] and out.books == books
     topic, payload = out.published[-1]
     published = families.BOOKS.decoder.decode(payload)

@@ -21,7 +21,7 @@ def test_published_payload_is_plain_msgpack_for_any_language() -> None:
 
 
 def test_bus_messages_round_trip() -> None:
-    for msg in (wire.Batch(7, [TICK, TICK]), wire.End(9), wire.Resume(3, 5), wire.Lost(5, 2)):
+    for msg in (wire.Burst(7, [TICK, TICK]), wire.End(9), wire.Resume(3, 5), wire.Lost(5, 2)):
         assert wire.bus_decoder.decode(wire.encode(msg)) == msg
     for report in (wire.Ack(1, 2, 3), wire.Rewind(1, 0, 0)):
         assert wire.feedback_decoder.decode(wire.encode(report)) == report
@@ -35,10 +35,10 @@ def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
         for code in codes:
             outbox.add(Tick(code, round_, 0, 0, 1.0, 1.0, 1.0, 0))
         for shard, first, end, raw in outbox.drain():
-            batch = wire.bus_decoder.decode(raw)
-            assert isinstance(batch, wire.Batch)
-            assert all(shard_of(t.code, 4) == shard for t in batch.ticks)
-            assert batch.first_seq == first == next_seq[shard]
-            assert end == first + len(batch.ticks)
+            burst = wire.bus_decoder.decode(raw)
+            assert isinstance(burst, wire.Burst)
+            assert all(shard_of(t.code, 4) == shard for t in burst.ticks)
+            assert burst.first_seq == first == next_seq[shard]
+            assert end == first + len(burst.ticks)
             next_seq[shard] = end
     assert (outbox.routed_ticks, outbox.routed_books, outbox.pending) == (120, 0, 0)
