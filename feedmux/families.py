@@ -27,7 +27,7 @@ class Family:
     name: str  # the one word for it in gaps, status, metrics, `feedmux tail`
     prefix: bytes
     option: str  # the Subscriber keyword that asks for it
-    decoder: msgspec.msgpack.Decoder[Any]  # payload -> a wire.Publication
+    decoder: msgspec.msgpack.Decoder[Any]  # payload -> a wire.Payload
     to_buses: bool
     acked: bool
 

@@ -15,8 +15,9 @@ Shard → receiver (PUSH/PULL at ``<run_dir>/acks``), the delivery ledger's feed
     Rewind: ``["W", shard, stream, from_seq]`` — send again from ``from_seq``; a starting shard
             sends ``stream`` 0 ("I hold nothing: send everything you still have").
 
-Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``; the topic
-families (prefix, payload, sequence, where each goes) are defined in ``feedmux/families.py``.
+Shard → consumers (PUB/SUB), one multipart message per item, a publication:
+``[topic, payload]``; the topic families (prefix, payload, sequence, where each goes) are
+defined in ``feedmux/families.py``.
     topic:   ``b"T|" + code`` (UTF-8), so ``b"T|"`` subscribes to every trade and
              ``b"T|600519.SH"`` to one code.
     payload: msgpack ``[shard, pub_seq, tick]``; ``pub_seq`` counts this shard's published
@@ -132,7 +133,9 @@ class PublishedBar(msgspec.Struct, array_like=True, frozen=True):
         return self.bar
 
 
-Publication = Published | PublishedDepth | PublishedBar
+# A PUB payload, decoded (its family's decoder says which); the (topic, payload bytes) pair a
+# shard sends is a publication (feedmux/shard/state.py).
+Payload = Published | PublishedDepth | PublishedBar
 
 
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):

@@ -17,7 +17,7 @@ from feedmux.ops.config import Settings
 from feedmux.routing import shard_of
 from feedmux.shard.histogram import WriteTimer
 from feedmux.shard.lanes import Lanes, Target, open_lanes
-from feedmux.shard.state import Frame, Output, ShardState
+from feedmux.shard.state import Output, Publication, ShardState
 from feedmux.stats import read_stats, write_stats
 from feedmux.stats.shard import BarStats, MoveStats, RedisStats, ShardStats, StoreStats
 from feedmux.transports import zmq as zt
@@ -160,8 +160,8 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
             codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
         ).carry(before))  # fmt: skip
 
-    def send(frames: list[Frame]) -> None:
-        for topic, payload in frames:
+    def send(publications: list[Publication]) -> None:
+        for topic, payload in publications:
             pub.send(topic, zmq.SNDMORE)
             pub.send(payload)
 

@@ -50,7 +50,7 @@ class StreamMessage(NamedTuple):
     shard: int
     id: str  # the Redis entry id, e.g. "1764000000000-0"
     topic: bytes
-    message: wire.Publication  # .shard, .seq, .item: a Tick, Depth or Bar by its family
+    message: wire.Payload  # .shard, .seq, .item: a Tick, Depth or Bar by its family
 
 
 class StreamReader:
@@ -101,7 +101,7 @@ class StreamReader:
                     self.skipped += 1
                     continue
                 try:
-                    decoded: wire.Publication = family.decoder.decode(payload)
+                    decoded: wire.Payload = family.decoder.decode(payload)
                 except msgspec.DecodeError as exc:
                     raise ConsumerError(f"undecodable entry {ident} of {stream}: {exc}") from exc
                 out.append(StreamMessage(shard, ident, topic, decoded))

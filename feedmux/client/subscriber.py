@@ -174,7 +174,7 @@ class Subscriber:
                 family = families.of_topic(topic)
                 if family is None:  # a newer publisher's family: not asked for, never sent
                     continue
-                msg: wire.Publication = family.decoder.decode(payload)
+                msg: wire.Payload = family.decoder.decode(payload)
                 shard, seq, item = msg.shard, msg.seq, msg.item
             except msgspec.DecodeError as exc:
                 raise ConsumerError(f"undecodable message on topic {topic!r}: {exc}") from exc

@@ -8,7 +8,7 @@ got them, so "the slowest target has written N" means the lane's first N rows ar
 everywhere: that is what an acknowledgement may claim (``ShardState.committed``).
 
 A shard has one lane per kind of row (ticks, books, bars), each to every ``--store``, and one per
-bus (Redis Streams with ``--redis``) for the frames of the families that go to buses.
+bus (Redis Streams with ``--redis``) for the publications of the families that go to buses.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from feedmux.model import Bar, Depth, Tick
 from feedmux.ops.config import Settings
 from feedmux.shard.batching import Batcher
 from feedmux.shard.histogram import WriteTimer
-from feedmux.shard.state import Frame, Output
+from feedmux.shard.state import Output, Publication
 from feedmux.shard.stores.background import BackgroundWriter
 from feedmux.shard.stores.base import Sink, WriteResult
 from feedmux.shard.stores.commit_log import CommitLog
@@ -165,18 +165,18 @@ class Written(NamedTuple):
 
 @dataclass
 class Lanes:
-    """A shard's lanes: ticks, books and bars to every store; frames to every bus."""
+    """A shard's lanes: ticks, books and bars to every store; publications to every bus."""
 
     ticks: Lane[Tick]
     books: Lane[Depth]
     bars: Lane[Bar]
-    redis: Lane[Frame] | None = None  # the bus: Redis Streams, when on
+    redis: Lane[Publication] | None = None  # the bus: Redis Streams, when on
     commit_log: CommitLog | None = None
     # The first store's tick connection: the snapshot and recent bars after a restart.
     restore_from: Sink | None = None
 
     @property
-    def buses(self) -> list[Lane[Frame]]:
+    def buses(self) -> list[Lane[Publication]]:
         return [self.redis] if self.redis is not None else []
 
     @property
@@ -184,7 +184,7 @@ class Lanes:
         return [self.ticks, self.books, self.bars, *self.buses]
 
     def take(self, out: Output) -> None:
-        """Every row and bus frame of a ShardState output, to its lane."""
+        """Every row and bus publication of a ShardState output, to its lane."""
         self.ticks.add(out.ticks)
         self.books.add(out.books)
         self.bars.add(out.bars)
@@ -267,12 +267,13 @@ def _open(settings: Settings, shard: int, clock: Callable[[], int],
         sink = open_sink(store, shard)
         bars.append(target(store.shown, sink.write_bars, f"bars-{store.kind}",
                            close=sink.close))  # fmt: skip
-    redis: Lane[Frame] | None = None
+    redis: Lane[Publication] | None = None
     if settings.redis_url:  # a durable copy for consumers elsewhere; acks wait for it too
         publisher = StreamPublisher(settings.redis_url, shard, settings.redis_prefix,
                                     settings.redis_maxlen)  # fmt: skip
-        redis = Lane("redis", [target(publisher.shown, publisher.write_frames, "redis-streams",
-                                      close=publisher.close, kind="redis")], batcher())  # fmt: skip
+        redis = Lane("redis", [target(publisher.shown, publisher.write_publications,
+                                      "redis-streams", close=publisher.close, kind="redis")],
+                     batcher())  # fmt: skip
     return Lanes(Lane("ticks", ticks, batcher(), empty_batch_at_close=True),
                  Lane("books", books, batcher()), Lane("bars", bars, batcher()), redis,
                  commit_log, first)  # fmt: skip

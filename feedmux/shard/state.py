@@ -17,16 +17,18 @@ from feedmux.shard.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.shard.moves import BookMoves, TradeMoves
 from feedmux.shard.snapshot import SnapshotCache
 
-Frame = tuple[bytes, bytes]  # (topic, payload) as on the PUB socket
+# A publication: (topic, payload) as one PUB multipart message; the payload decodes to a
+# wire.Payload.
+Publication = tuple[bytes, bytes]
 
 
 class Output(msgspec.Struct):
-    """What a bus message (or a timer's turn) produced, for the worker to hand on: frames for
-    the PUB socket; the same frames, in order, of the families that go to the buses
+    """What a bus message (or a timer's turn) produced, for the worker to hand on: the
+    publications for the PUB socket; the same, in order, of the families that go to the buses
     (``Family.to_buses``); and the rows for each kind's stores."""
 
-    published: list[Frame] = []
-    to_buses: list[Frame] = []
+    published: list[Publication] = []
+    to_buses: list[Publication] = []
     ticks: list[Tick] = []
     books: list[Depth] = []
     bars: list[Bar] = []
@@ -41,9 +43,10 @@ class ShardState:
     writers' progress into Acks, so the receiver keeps each message until it is in the store
     (and on every bus).
 
-    Its counters of what it handed out (``ticks_added``, ``books_added``, ``bus_frames``) are
+    Its counters of what it handed out (``ticks_added``, ``books_added``,
+    ``bus_publications``) are
     positions in each lane's rows (feedmux/shard/lanes.py): the worker hands every row and
-    frame of an ``Output`` to its lane, in order, so a lane's "written" compares with them.
+    publication of an ``Output`` to its lane, in order, so a lane's "written" compares with them.
     """
 
     def __init__(self, shard: int, wall_clock: Callable[[], int] = time.time_ns, *,
@@ -75,8 +78,8 @@ class ShardState:
         self.ended = False
         self.ticks_added = 0  # handed to the stores, ever
         self.books_added = 0
-        self.bus_frames = 0  # handed to the buses, ever (Output.to_buses)
-        self._bus_acked = 0  # bus_frames up to the last frame of a family that is ``acked``
+        self.bus_publications = 0  # handed to the buses, ever (Output.to_buses)
+        self._bus_acked = 0  # bus_publications up to the last one of a family that is ``acked``
         self._asked_from: int | None = None
         # Per bus message taken: (its next seq, ticks_added, books_added, _bus_acked) after it.
         self._marks: deque[tuple[int, int, int, int]] = deque()
@@ -104,9 +107,9 @@ class ShardState:
         """An Ack when the writers' totals cover more bus messages than acknowledged so far.
 
         ``ticks_written``, ``books_written``: the first rows of ``Output.ticks`` (``.books``)
-        every store holds; ``buses_written``: the first frames of ``Output.to_buses`` every bus
-        holds (None: no bus). A message is covered once its ticks and books are stored and
-        every bus holds its publications: bars and other families that are not ``acked`` may
+        every store holds; ``buses_written``: the first publications of ``Output.to_buses``
+        every bus holds (None: no bus). A message is covered once its ticks and books are stored
+        and every bus holds its publications: bars and other families that are not ``acked`` may
         sit between them on a bus, and are waited for only as far as they come before."""
         marks = self._marks
         latest = None
@@ -138,7 +141,7 @@ class ShardState:
             self.expected_bus_seq = msg.next_seq
 
     def on_bus(self, raw: bytes) -> Output:
-        """One bus message → the frames to publish and the rows to store."""
+        """One bus message → what to publish and the rows to store."""
         try:
             msg = wire.bus_decoder.decode(raw)
         except msgspec.DecodeError:  # a bad internal message must not kill the shard
@@ -185,14 +188,14 @@ class ShardState:
         """Bus messages before ``next_seq`` are covered once the lanes have this much."""
         self._marks.append((next_seq, self.ticks_added, self.books_added, self._bus_acked))
 
-    def _emit(self, out: Output, family: Family, frame: Frame) -> None:
+    def _emit(self, out: Output, family: Family, publication: Publication) -> None:
         """A publication: to PUB, and to the buses if its family goes there."""
-        out.published.append(frame)
+        out.published.append(publication)
         if family.to_buses:
-            out.to_buses.append(frame)
-            self.bus_frames += 1
+            out.to_buses.append(publication)
+            self.bus_publications += 1
             if family.acked:
-                self._bus_acked = self.bus_frames
+                self._bus_acked = self.bus_publications
 
     def _bars_out(self, bars: list[Bar], out: Output) -> Output:
         """Publish closed or amended bars; they go to the stores too."""
@@ -268,7 +271,7 @@ class ShardState:
             payload = wire.encode(wire.PublishedDepth(self.shard, seq, item))
         self._emit(out, family, (family.topic(code), payload))
 
-    def heartbeat(self) -> Frame:
+    def heartbeat(self) -> Publication:
         return families.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))
 
     def snapshot_reply(self, raw: bytes) -> bytes:

@@ -14,9 +14,9 @@ def test_a_burst_is_published_snapshotted_and_handed_to_the_stores() -> None:
     state = ShardState(2)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     out = state.on_bus(wire.encode(wire.Burst(1, ticks(150))))
-    frames = out.published
-    assert len(frames) == 150 and out.ticks == ticks(150) and out.to_buses == frames
-    topic, payload = frames[-1]
+    publications = out.published
+    assert len(publications) == 150 and out.ticks == ticks(150) and out.to_buses == publications
+    topic, payload = publications[-1]
     published = families.TRADES.decoder.decode(payload)
     assert topic == families.TRADES.topic(published.tick.code)
     assert (published.shard, published.pub_seq) == (2, 150)
@@ -37,8 +37,8 @@ def test_nothing_is_taken_before_the_receiver_says_where_to_start() -> None:
     state = ShardState(0)
     assert state.on_bus(wire.encode(wire.Burst(1, ticks(5)))) == Output()
     state.on_bus(wire.encode(wire.Resume(5, 1)))
-    frames = state.on_bus(wire.encode(wire.Burst(1, ticks(5)))).published
-    assert len(frames) == 5 and state.received == 5 and state.bus_ignored == 1
+    publications = state.on_bus(wire.encode(wire.Burst(1, ticks(5)))).published
+    assert len(publications) == 5 and state.received == 5 and state.bus_ignored == 1
 
 
 def test_a_hole_asks_for_a_resend_once_and_the_resend_fills_it() -> None:
@@ -144,8 +144,8 @@ def day_books(day: int, seqs: list[int], code: str = "600519.SH", late_s: int = 
 
 
 def books_published(state: ShardState, first_seq: int, books: list[Depth]) -> list[Depth]:
-    frames = state.on_bus(wire.encode(wire.Burst(first_seq, [], books))).published
-    return [families.BOOKS.decoder.decode(p).depth for t, p in frames
+    publications = state.on_bus(wire.encode(wire.Burst(first_seq, [], books))).published
+    return [families.BOOKS.decoder.decode(p).depth for t, p in publications
             if t.startswith(families.BOOKS.topic(""))]  # fmt: skip
 
 
@@ -182,7 +182,7 @@ def test_each_new_tick_s_identity_is_computed_once_on_the_shard_s_path(
 
 
 def test_with_redis_on_bars_and_moves_never_let_the_ack_claim_ticks_redis_lacks() -> None:
-    """Redis holds the frames of the first message only: its trades, the moves and the bar
+    """Redis holds the publications of the first message only: its trades, the moves and the bar
     they produced count for nothing, so the second message's ticks are not acknowledged."""
     state = ShardState(0, wall_clock=FakeClock(MORNING), min_move={"trades": 0.01})
     state.on_bus(wire.encode(wire.Resume(1, 1)))
@@ -222,5 +222,5 @@ def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_buses_holding
     assert len(state.on_bus(wire.encode(wire.Burst(4, later))).to_buses) == 1
     closed = state.close_bars()
     assert [b.count for b in closed.bars] == [1] and closed.to_buses == closed.published
-    assert state.bus_frames == 3 + 2 + 1 + 1
+    assert state.bus_publications == 3 + 2 + 1 + 1
     assert state.committed(4, 0, 3 + 2 + 1) == wire.encode(wire.Ack(0, 1, 5))
