@@ -356,10 +356,10 @@ class SnapshotClient:
     def all(self) -> pd.DataFrame:
         """The whole market's latest ticks, one row per code (sorted): the columns of
         ``read_ticks`` plus shard, pub_seq and, with --depth, the best bid and ask."""
-        return self.frame(sorted(self.get().values(), key=lambda q: q.code))
+        return self.dataframe(sorted(self.get().values(), key=lambda q: q.code))
 
     @staticmethod
-    def frame(quotes: list[Quote]) -> pd.DataFrame:
+    def dataframe(quotes: list[Quote]) -> pd.DataFrame:
         """Quotes as the DataFrame ``all`` returns."""
         import pandas as pd  # noqa: PLC0415 (workers import this module; they never need pandas)
 
@@ -368,10 +368,10 @@ class SnapshotClient:
              q.tick.turnover, q.tick.direction, q.shard, q.pub_seq, *_best(q.book))
             for q in quotes
         ]  # fmt: skip
-        frame = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
-        frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="ns", utc=True)
-        frame["recv_time"] = pd.to_datetime(frame["recv_time"].astype("int64"), unit="ns", utc=True)
-        return frame
+        df = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
+        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
+        df["recv_time"] = pd.to_datetime(df["recv_time"].astype("int64"), unit="ns", utc=True)
+        return df
 
 
 QUOTE_COLUMNS = (*TICK_COLUMNS, "shard", "pub_seq", "bid", "bid_volume", "ask", "ask_volume")

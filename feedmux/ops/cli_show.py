@@ -70,9 +70,9 @@ def show_snapshot(
         wanted = parse_symbols(codes)
         quotes = client.get(wanted)
         missing = [c for c in wanted if c not in quotes]
-        frame = client.frame([quotes[c] for c in wanted if c in quotes])
+        df = client.dataframe([quotes[c] for c in wanted if c in quotes])
     else:
-        frame = client.all()
+        df = client.all()
     if missing:
         listed = None
         if subscribed is not None:
@@ -84,22 +84,22 @@ def show_snapshot(
             else:
                 why = "subscribed, no tick yet" if code in listed else "not subscribed"
             print(f"{code}: {why}", file=sys.stderr)
-        if frame.empty:
+        if df.empty:
             return 1
     for column in ("time", "recv_time"):
-        frame[column] = frame[column].dt.tz_convert(tz)
-    if frame[["bid", "ask"]].isna().all().all():
-        frame = frame.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
+        df[column] = df[column].dt.tz_convert(tz)
+    if df[["bid", "ask"]].isna().all().all():
+        df = df.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
     if fmt == "csv":
-        print(frame.to_csv(index=False), end="")
+        print(df.to_csv(index=False), end="")
         return 1 if missing else 0
-    table = Table(title=f"{len(frame):,} codes, times in {tz.key}")
+    table = Table(title=f"{len(df):,} codes, times in {tz.key}")
     shown = [c for c in ("code", "time", "price", "volume", "bid", "ask", "seq", "shard",
-                         "pub_seq") if c in frame.columns]  # fmt: skip
+                         "pub_seq") if c in df.columns]  # fmt: skip
     for column in shown:
         table.add_column(column, justify="left" if column in ("code", "time") else "right",
                          no_wrap=True)  # fmt: skip
-    for row in frame[shown].itertuples(index=False):
+    for row in df[shown].itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     _console().print(table)
     return 1 if missing else 0

@@ -173,10 +173,10 @@ def _check_snapshot_agrees_with_store(run_dir: Path, data_dir: Path) -> None:
     last_books = books.loc[books.groupby("code")["seq"].idxmax()].set_index("code")
     assert {c: q.book.seq for c, q in quotes.items() if q.book is not None} == last_books[
         "seq"].to_dict()  # fmt: skip
-    frame = SnapshotClient(run_dir).all().set_index("code")
-    assert frame["seq"].to_dict() == last["seq"].to_dict()
-    assert frame["bid"].to_dict() == {c: b[0][0] for c, b in last_books["bids"].items()}
-    assert frame["time"].to_dict() == last["time"].to_dict()
+    df = SnapshotClient(run_dir).all().set_index("code")
+    assert df["seq"].to_dict() == last["seq"].to_dict()
+    assert df["bid"].to_dict() == {c: b[0][0] for c, b in last_books["bids"].items()}
+    assert df["time"].to_dict() == last["time"].to_dict()
     out = io.StringIO()
     sys_stdout, sys.stdout = sys.stdout, out
     try:

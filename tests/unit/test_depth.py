@@ -110,7 +110,7 @@ def test_books_round_trip_through_sqlite(tmp_path: Path) -> None:
     assert sink.write_books(written) == (3, 0)
     assert sink.write_books(written[:1]) == (0, 1)  # duplicates skipped, counted
     sink.close()
-    frame = read_books(tmp_path, codes=["600519"])
-    assert list(frame["seq"]) == [1, 2]
-    assert list(frame["bids"]) == [[[9.99, 100.0]], []]
-    assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
+    df = read_books(tmp_path, codes=["600519"])
+    assert list(df["seq"]) == [1, 2]
+    assert list(df["bids"]) == [[[9.99, 100.0]], []]
+    assert str(df["time"].dtype) == "datetime64[ns, UTC]"
