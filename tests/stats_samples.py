@@ -25,8 +25,8 @@ def receiver_stats(**changes: Any) -> ReceiverStats:
 
 
 def connection_stats(**changes: Any) -> ConnectionStats:
-    zero = ConnectionStats(state="up", codes=0, confirmed=0, frames=0, last_frame_age_s=None,
-                           reconnects=0, watchdog_trips=0, bad_frames={}, error="")  # fmt: skip
+    zero = ConnectionStats(state="up", codes=0, confirmed=0, messages=0, last_message_age_s=None,
+                           reconnects=0, watchdog_trips=0, bad_messages={}, error="")  # fmt: skip
     return msgspec.structs.replace(zero, **changes)
 
 

@@ -1,4 +1,4 @@
-"""The receiver's journal: every vendor frame as it arrived, and what happened to the links.
+"""The receiver's journal: every vendor message as it arrived, and what happened to the links.
 
 A production capture becomes a benchmark input and a regression test: ``feedmux replay
 --journal PATH`` serves one back over the same protocol.
@@ -88,10 +88,10 @@ class JournalWriter:
         self._retry_at = 0
         self.enabled = enabled
 
-    def frame(self, recv_ns: int, conn: int, binary: bool, data: bytes) -> None:
+    def message(self, recv_ns: int, conn: int, binary: bool, data: bytes) -> None:
         self._write(FRAME_BINARY if binary else FRAME_TEXT, recv_ns, conn, data)
 
-    def frames(self, recv_ns: int, conn: int, messages: list[tuple[int, bytes]]) -> None:
+    def messages(self, recv_ns: int, conn: int, messages: list[tuple[int, bytes]]) -> None:
         """The text and binary messages of one socket read, as one write (the hot path)."""
         if not self.enabled:
             return
@@ -118,7 +118,7 @@ class JournalWriter:
         ):  # rotate or redact: the careful path, one record at a time
             for opcode, data in messages:
                 if opcode in kinds:
-                    self.frame(recv_ns, conn, opcode == OPCODE_BINARY, data)
+                    self.message(recv_ns, conn, opcode == OPCODE_BINARY, data)
             return
         try:
             self._file.write(blob)

@@ -21,11 +21,12 @@ class ConnectionStats(msgspec.Struct, kw_only=True):
     state: Literal["up", "down"]
     codes: int  # codes it should carry
     confirmed: int  # codes the vendor confirmed on it
-    frames: int  # WebSocket messages read since the receiver started
-    last_frame_age_s: float | None  # None: none yet
+    # Renamed fields keep their JSON names: a running older instance's stats still decode.
+    messages: int = msgspec.field(name="frames")  # vendor messages read since the start
+    last_message_age_s: float | None = msgspec.field(name="last_frame_age_s")  # None: none yet
     reconnects: int
     watchdog_trips: int  # reconnects because the link was silent
-    bad_frames: dict[str, int]  # by kind: counted and skipped
+    bad_messages: dict[str, int] = msgspec.field(name="bad_frames")  # by kind: skipped
     error: str  # the last one, token redacted
 
 

@@ -142,7 +142,7 @@ def test_live_table_metrics_snapshots_and_moves_on_a_terminal(tmp_path: Path) ->
                 if report is None:
                     return False
                 conns = report.connections
-                quiet = bool(conns) and all((c.last_frame_age_s or 0) > 1.0 for c in conns)
+                quiet = bool(conns) and all((c.last_message_age_s or 0) > 1.0 for c in conns)
                 stored = sum(s.stored for s in stats.shards.values())
                 return quiet and report.unconfirmed == 0 and stored == report.ticks
 

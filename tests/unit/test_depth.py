@@ -38,7 +38,7 @@ def test_one_empty_side_is_a_book_and_a_bad_level_is_a_bad_frame() -> None:
     book = session.receive(limit_up, 0)
     assert isinstance(book, Depth) and book.asks == [] and book.bids
     assert session.receive(SPEC_DEPTH.replace(b'"1745.40"', b'"-1"'), 0) is None
-    assert session.bad_frames == {"schema": 1}
+    assert session.bad_messages == {"schema": 1}
 
 
 def test_depth_request_carries_the_levels() -> None:

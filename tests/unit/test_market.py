@@ -28,7 +28,7 @@ def test_trades_decode_with_increasing_seq_in_every_shape() -> None:
     market = Market(["600519.SH"], seed=1)
     client = AllTickClient("t", only_subscribed=False)
     ticks = [client.receive(market.trade("600519.SH", 1_700_000_000_123), 0) for _ in range(200)]
-    assert all(t is not None for t in ticks) and client.bad_frames == {}
+    assert all(t is not None for t in ticks) and client.bad_messages == {}
     seqs = [t.seq for t in ticks if t is not None]
     assert seqs == sorted(set(seqs))
     times = {t.time_ns for t in ticks if t is not None}
