@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from feedmux import families, wire
+from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, ConsumerError, GapError, NotRunningError
 from feedmux.families import Family
 from feedmux.model import TICK_COLUMNS, Bar, Depth, Tick
 from feedmux.ops import instance
 from feedmux.ops.config import RunPaths, read_manifest, tcp_port
-from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class MarketSnapshot:
 class Subscriber:
     """Live ticks (and order books) from every shard of a running ``feedmux run``.
 
-    ``codes`` limits the stream to those codes (any spelling ``feedmux.symbols`` accepts);
+    ``codes`` limits the stream to those codes (any spelling ``feedmux.codes`` accepts);
     None means the whole market. ``trades`` and ``books`` choose what arrives: ``Tick`` and,
     with ``feedmux run --depth``, ``Depth`` objects. ``trade_moves`` and ``book_moves`` are
     the ``--min-move`` families: only trades (books) whose price (best bid or ask) moved by at
@@ -123,7 +123,7 @@ class Subscriber:
             instance.require(self.run_dir)  # (with shards= one may subscribe before the start)
         self._endpoints = Endpoints.of(self.run_dir, shards, endpoint, server_key, client_key)
         self.shards = self._endpoints.shards
-        self.codes = parse_symbols(codes) if codes is not None else None
+        self.codes = parse_codes(codes) if codes is not None else None
         self.on_gap = on_gap
         self.trades = trades
         asked = {"trades": trades, "books": books, "trade_moves": trade_moves,
@@ -318,7 +318,7 @@ class SnapshotClient:
         """Each shard's reply: its ticks and the ``pub_seq`` they are current at."""
         if self._local:
             instance.require(self.run_dir)
-        wanted = parse_symbols(codes) if codes is not None else None
+        wanted = parse_codes(codes) if codes is not None else None
         request = wire.encode(wire.SnapshotRequest(wanted))
         ctx = zt.context()
         try:

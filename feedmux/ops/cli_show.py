@@ -19,13 +19,13 @@ from rich.table import Table
 
 from feedmux.client.control import Control
 from feedmux.client.subscriber import SnapshotClient
+from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ops import instance
 from feedmux.ops import status as st
 from feedmux.ops.config import RunPaths, read_manifest
 from feedmux.ops.display import PipeConsole
 from feedmux.stats import read_stats
-from feedmux.symbols import parse_symbols
 
 
 def show_status(run_dir: Path, *, as_json: bool) -> int:
@@ -67,7 +67,7 @@ def show_snapshot(
     1 when a code asked for has none (``subscribed`` tells "not subscribed" from "no tick yet")."""
     missing: list[str] = []
     if codes:  # only the codes asked for, in the order asked
-        wanted = parse_symbols(codes)
+        wanted = parse_codes(codes)
         quotes = client.get(wanted)
         missing = [c for c in wanted if c not in quotes]
         df = client.dataframe([quotes[c] for c in wanted if c in quotes])
