@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 # What happens to what could not be written, by kind: said once, when a kind starts failing.
 MEANWHILE = {
     "store": "rows are kept in memory and retried",
-    "redis": "frames are kept in memory and retried",
+    "redis": "publications are kept in memory and retried",
     "stats": "the last numbers stay",
-    "journal": "frames are not journaled (counted); a new file is tried every 5 s",
+    "journal": "messages are not journaled (counted); a new file is tried every 5 s",
     "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted); the spill "
     "is tried again every 200 ms",
     "log": "log lines are lost",

@@ -9,7 +9,7 @@ time order. A file is the magic ``FMJ1`` then records::
 
     kind (u8) | recv_ns (i64, wall clock) | conn (u16) | length (u32) | payload
 
-kinds: 1 text frame received, 2 binary frame received, 3 request sent, 4 event (JSON:
+kinds: 1 text message received, 2 binary message received, 3 request sent, 4 event (JSON:
 connect, disconnect, subscription change). The token is redacted from everything written.
 Writes are buffered and flushed at least every ``flush_every_ns``: a crash loses at most that
 much journal, never a tick (the store does not depend on it). A write that fails (a full disk)
@@ -272,7 +272,7 @@ def read_journal(path: Path) -> Iterator[Record]:
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """A trade or book frame from a journal, ready to serve again."""
+    """A trade or book message from a journal, ready to serve again."""
 
     recv_ns: int
     code: str
@@ -281,13 +281,13 @@ class Push:
 
 
 def journal_pushes(path: Path, vendor: Provider | None = None) -> Iterator[Push]:
-    """The trade and book frames of a journal (what a server pushed), in order."""
+    """The trade and book messages of a journal (what a server pushed), in order."""
     peek = (vendor or provider()).peek
     for record in read_journal(path):
         if record.kind != FRAME_TEXT:
             continue
         key = peek(record.payload)
-        if key is not None:  # else a reply, or a bad frame: the replay server makes its own
+        if key is not None:  # else a reply, or a bad message: the replay server makes its own
             yield Push(record.recv_ns, key.code, key.book, record.payload)
 
 

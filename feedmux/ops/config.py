@@ -60,7 +60,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     cross_interval_ms: Positive = 3300  # spec: 3 s between any two subscription requests
     heartbeat_interval_ms: int = 10_000
     reconnect_spacing_ms: int = 3300  # spec: 3 s paid, 10 s free; 10 % margin
-    watchdog_s: Annotated[float, option("watchdog")] = 30.0  # no frame this long: reconnect
+    watchdog_s: Annotated[float, option("watchdog")] = 30.0  # no message this long: reconnect
     give_up_after: Positive = 3  # the same permanent failure (bad token, no WebSocket): stop
     batch_rows: Positive = 100
     batch_delay_ms: Positive = 200
@@ -69,7 +69,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     overflow: Literal["spill", "drop"] = "spill"  # to disk (lossless), or drop (counted: a gap)
     max_frame_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024  # larger: close 1009, reconnect
     pub_queue: Positive = 50_000  # messages a slow subscriber may lag before PUB drops for it
-    journal: bool = True  # every received frame to <data_dir>/journal
+    journal: bool = True  # every received message to <data_dir>/journal
     journal_max_mb: int = 256  # start a new journal file beyond this size
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000

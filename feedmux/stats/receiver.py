@@ -51,7 +51,7 @@ class QueueStats(msgspec.Struct, kw_only=True):
 
 
 class JournalStats(msgspec.Struct, kw_only=True):
-    """The journal of raw frames (--journal)."""
+    """The journal of raw vendor messages (--journal)."""
 
     path: str  # the file written now ("" if none)
     records: int
