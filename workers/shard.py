@@ -166,7 +166,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
             pub.send(payload)
 
     def publish(out: Output) -> None:
-        """To subscribers, then to the stores and buses."""
+        """To subscribers, then to the stores and relays."""
         send(out.published)
         lanes.take(out)
 

@@ -1,7 +1,7 @@
 """Redis Streams: a durable copy of what each shard publishes, for consumers on other machines
 that must not miss data. One stream per shard (``<prefix>:shard:<i>``), XADD with an
 approximate MAXLEN; each entry holds the PUB socket's topic and msgpack payload unchanged, for
-every family that goes to buses (``Family.to_buses``: trades, books, bars).
+every family that is relayed (``Family.relayed``: trades, books, bars).
 
 ``StreamReader`` is the consumer helper: it reads every shard's stream in order and resumes
 after the last entry it processed. The writing side is a shard's (feedmux/shard/streams.py);

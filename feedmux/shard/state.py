@@ -24,11 +24,11 @@ Publication = tuple[bytes, bytes]
 
 class Output(msgspec.Struct):
     """What a bus message (or a timer's turn) produced, for the worker to hand on: the
-    publications for the PUB socket; the same, in order, of the families that go to the buses
-    (``Family.to_buses``); and the rows for each kind's stores."""
+    publications for the PUB socket; the same, in order, of the families that are relayed
+    (``Family.relayed``); and the rows for each kind's stores."""
 
     published: list[Publication] = []
-    to_buses: list[Publication] = []
+    relayed: list[Publication] = []
     ticks: list[Tick] = []
     books: list[Depth] = []
     bars: list[Bar] = []
@@ -41,10 +41,10 @@ class ShardState:
     feedback is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
     resend asked for (once per hole); one already seen is ignored. ``committed`` turns the
     writers' progress into Acks, so the receiver keeps each message until it is in the store
-    (and on every bus).
+    (and on every relay).
 
     Its counters of what it handed out (``ticks_added``, ``books_added``,
-    ``bus_publications``) are
+    ``relayed_total``) are
     positions in each lane's rows (feedmux/shard/lanes.py): the worker hands every row and
     publication of an ``Output`` to its lane, in order, so a lane's "written" compares with them.
     """
@@ -78,10 +78,10 @@ class ShardState:
         self.ended = False
         self.ticks_added = 0  # handed to the stores, ever
         self.books_added = 0
-        self.bus_publications = 0  # handed to the buses, ever (Output.to_buses)
-        self._bus_acked = 0  # bus_publications up to the last one of a family that is ``acked``
+        self.relayed_total = 0  # handed to the relays, ever (Output.relayed)
+        self._relayed_acked = 0  # relayed_total up to the last one of a family that is ``acked``
         self._asked_from: int | None = None
-        # Per bus message taken: (its next seq, ticks_added, books_added, _bus_acked) after it.
+        # Per bus message taken: (its next seq, ticks_added, books_added, _relayed_acked) after it.
         self._marks: deque[tuple[int, int, int, int]] = deque()
         self._acked = 0
         self._feedback: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
@@ -102,19 +102,19 @@ class ShardState:
         return feedback
 
     def committed(
-        self, ticks_written: int, books_written: int, buses_written: int | None = None
+        self, ticks_written: int, books_written: int, relays_written: int | None = None
     ) -> bytes | None:
         """An Ack when the writers' totals cover more bus messages than acknowledged so far.
 
         ``ticks_written``, ``books_written``: the first rows of ``Output.ticks`` (``.books``)
-        every store holds; ``buses_written``: the first publications of ``Output.to_buses``
-        every bus holds (None: no bus). A message is covered once its ticks and books are stored
-        and every bus holds its publications: bars and other families that are not ``acked`` may
-        sit between them on a bus, and are waited for only as far as they come before."""
+        every store holds; ``relays_written``: the first publications of ``Output.relayed``
+        every relay holds (None: no relay). A message is covered once its ticks and books are stored
+        and every relay holds its publications: bars and other families that are not ``acked`` may
+        sit between them on a relay, and are waited for only as far as they come before."""
         marks = self._marks
         latest = None
         while (marks and marks[0][1] <= ticks_written and marks[0][2] <= books_written
-               and (buses_written is None or marks[0][3] <= buses_written)):  # fmt: skip
+               and (relays_written is None or marks[0][3] <= relays_written)):  # fmt: skip
             latest = marks.popleft()[0]
         if latest is None or latest == self._acked:
             return None
@@ -186,16 +186,16 @@ class ShardState:
 
     def _mark(self, next_seq: int) -> None:
         """Bus messages before ``next_seq`` are covered once the lanes have this much."""
-        self._marks.append((next_seq, self.ticks_added, self.books_added, self._bus_acked))
+        self._marks.append((next_seq, self.ticks_added, self.books_added, self._relayed_acked))
 
     def _emit(self, out: Output, family: Family, publication: Publication) -> None:
-        """A publication: to PUB, and to the buses if its family goes there."""
+        """A publication: to PUB, and to the relays if its family goes there."""
         out.published.append(publication)
-        if family.to_buses:
-            out.to_buses.append(publication)
-            self.bus_publications += 1
+        if family.relayed:
+            out.relayed.append(publication)
+            self.relayed_total += 1
             if family.acked:
-                self._bus_acked = self.bus_publications
+                self._relayed_acked = self.relayed_total
 
     def _bars_out(self, bars: list[Bar], out: Output) -> Output:
         """Publish closed or amended bars; they go to the stores too."""

@@ -192,7 +192,7 @@ def redis_target() -> Iterator[tuple[str, str]]:
 def test_with_redis_trades_books_and_every_bar_go_to_redis_and_acks_wait_for_them_only(
     tmp_path: Path, redis_target: tuple[str, str]
 ) -> None:
-    """Redis gets the families that go to buses (trades, books, bars: the bar a tick closed
+    """Redis gets the families that are relayed (trades, books, bars: the bar a tick closed
     and the one closed at shutdown), not the moves; the stats count them; and the ack covers
     a re-sent message (stored, not published again), not held back waiting for its copy."""
     from feedmux import StreamReader, families  # noqa: PLC0415

@@ -15,7 +15,7 @@ def test_a_burst_is_published_snapshotted_and_handed_to_the_stores() -> None:
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     out = state.on_bus(wire.encode(wire.Burst(1, ticks(150))))
     publications = out.published
-    assert len(publications) == 150 and out.ticks == ticks(150) and out.to_buses == publications
+    assert len(publications) == 150 and out.ticks == ticks(150) and out.relayed == publications
     topic, payload = publications[-1]
     published = families.TRADES.decoder.decode(payload)
     assert topic == families.TRADES.topic(published.tick.code)
@@ -70,8 +70,8 @@ def test_acks_follow_what_the_writers_committed() -> None:
 def test_with_redis_on_acks_wait_for_redis_too() -> None:
     state = resumed(shard=1, stream=2)
     state.on_bus(wire.encode(wire.Burst(1, ticks(30))))
-    assert state.committed(30, 0, buses_written=29) is None  # stored, not all in Redis yet
-    assert state.committed(30, 0, buses_written=30) == wire.encode(wire.Ack(1, 2, 31))
+    assert state.committed(30, 0, relays_written=29) is None  # stored, not all in Redis yet
+    assert state.committed(30, 0, relays_written=30) == wire.encode(wire.Ack(1, 2, 31))
 
 
 def test_lost_markers_count_as_gaps_and_a_new_receiver_restarts_the_count() -> None:
@@ -189,7 +189,7 @@ def test_with_redis_on_bars_and_moves_never_let_the_ack_claim_ticks_redis_lacks(
     first = day_ticks(0, list(range(1, 11)), late_s=45)  # every tick moves the price ...
     second = day_ticks(0, list(range(11, 21)), late_s=45)  # ... and these cross the minute
     out = state.on_bus(wire.encode(wire.Burst(1, first)))
-    held = len(out.to_buses)  # what the shard sent to Redis for the first message, all there
+    held = len(out.relayed)  # what the shard sent to Redis for the first message, all there
     out = state.on_bus(wire.encode(wire.Burst(11, second)))
     assert any(t.startswith(families.BARS.prefix) for t, _ in out.published)  # a bar closed
     assert state.committed(20, 0, held) == wire.encode(wire.Ack(0, 1, 11))
@@ -201,26 +201,26 @@ def test_with_redis_on_re_sent_ticks_do_not_hold_the_ack_back() -> None:
     sent = 0
     for first in (1, 6):  # the same five ticks twice (a resubscription)
         sent += len(state.on_bus(wire.encode(wire.Burst(first, day_ticks(0, [1, 2, 3, 4, 5]))))
-                    .to_buses)  # fmt: skip
+                    .relayed)  # fmt: skip
     assert sent == 5
     assert state.committed(10, 0, sent) == wire.encode(wire.Ack(0, 1, 11))
 
 
-def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_buses_holding_no_ack() -> None:
+def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_relays_holding_no_ack() -> None:
     wall = FakeClock(MORNING)
     state = ShardState(0, wall_clock=wall)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     first = [*day_ticks(0, [1, 2]), *day_ticks(0, [3], code="000001.SZ")]
     out = state.on_bus(wire.encode(wire.Burst(1, first)))
-    assert len(out.to_buses) == 3 and out.bars == []
+    assert len(out.relayed) == 3 and out.bars == []
     wall.advance(120)  # the data clock passed the minute's end
     due = state.bars_due()
     assert sorted(b.code for b in due.bars) == ["000001.SZ", "600519.SH"]
-    assert due.to_buses == due.published and len(due.published) == 2
+    assert due.relayed == due.published and len(due.published) == 2
     assert state.committed(3, 0, 3) == wire.encode(wire.Ack(0, 1, 4))  # the bars not needed
     later = day_ticks(0, [200])  # seq 200 is 200 s after the first minute
-    assert len(state.on_bus(wire.encode(wire.Burst(4, later))).to_buses) == 1
+    assert len(state.on_bus(wire.encode(wire.Burst(4, later))).relayed) == 1
     closed = state.close_bars()
-    assert [b.count for b in closed.bars] == [1] and closed.to_buses == closed.published
-    assert state.bus_publications == 3 + 2 + 1 + 1
+    assert [b.count for b in closed.bars] == [1] and closed.relayed == closed.published
+    assert state.relayed_total == 3 + 2 + 1 + 1
     assert state.committed(4, 0, 3 + 2 + 1) == wire.encode(wire.Ack(0, 1, 5))
