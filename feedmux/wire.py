@@ -4,16 +4,16 @@ Receiver → shard (PUSH/PULL), one message per read burst and shard:
     Burst: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
     sequence numbers ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
     End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
-    Resume: ``["R", stream, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
-    ``stream`` (a fresh id per receiver start). Sent first by every receiver and after every
+    Resume: ``["R", epoch, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
+    ``epoch`` (a fresh id per receiver start). Sent first by every receiver and after every
     rewind, so a restarted shard knows where it stands.
     Lost:  ``["L", first_seq, count]`` — under ``--overflow drop`` these seqs will never come.
 
 Shard → receiver (PUSH/PULL at ``<run_dir>/acks``), the delivery ledger's feedback:
-    Ack:    ``["A", shard, stream, next_seq]`` — every bus seq below ``next_seq`` is committed to
+    Ack:    ``["A", shard, epoch, next_seq]`` — every bus seq below ``next_seq`` is committed to
             the store (or deliberately skipped); the receiver may forget it.
-    Rewind: ``["W", shard, stream, from_seq]`` — send again from ``from_seq``; a starting shard
-            sends ``stream`` 0 ("I hold nothing: send everything you still have").
+    Rewind: ``["W", shard, epoch, from_seq]`` — send again from ``from_seq``; a starting shard
+            sends ``epoch`` 0 ("I hold nothing: send everything you still have").
 
 Shard → consumers (PUB/SUB), one multipart message per item, a publication:
 ``[topic, payload]``; the topic families (prefix, payload, sequence, where each goes) are
@@ -62,7 +62,7 @@ class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
 
 
 class Resume(msgspec.Struct, array_like=True, tag="R", frozen=True):
-    stream: int
+    epoch: int
     next_seq: int
 
 
@@ -76,13 +76,13 @@ BusMessage = Burst | End | Resume | Lost
 
 class Ack(msgspec.Struct, array_like=True, tag="A", frozen=True):
     shard: int
-    stream: int
+    epoch: int
     next_seq: int
 
 
 class Rewind(msgspec.Struct, array_like=True, tag="W", frozen=True):
     shard: int
-    stream: int  # 0: a starting shard that holds nothing
+    epoch: int  # 0: a starting shard that holds nothing
     from_seq: int
 
 

@@ -212,12 +212,12 @@ class ShardQueue:
 
 
 class Delivery:
-    """All shards' queues of one receiver run (``stream``), and the feedback the shards sent."""
+    """All shards' queues of one receiver run (its ``epoch``), and the feedback the shards sent."""
 
     def __init__(
         self,
         shards: int,
-        stream: int,
+        epoch: int,
         *,
         window_items: int,
         memory_items: int,
@@ -227,7 +227,7 @@ class Delivery:
     ) -> None:
         if overflow == "spill" and spill_dir is None:
             raise ValueError("the spill policy needs a spill directory")
-        self.stream = stream
+        self.epoch = epoch
         self.queues = [
             ShardQueue(
                 s,
@@ -242,7 +242,7 @@ class Delivery:
         ]
         self.bad_feedback = 0
         for queue in self.queues:  # a shard may be mid-stream from an earlier receiver
-            queue.put_control(wire.encode(wire.Resume(stream, 1)))
+            queue.put_control(wire.encode(wire.Resume(epoch, 1)))
 
     def on_feedback(self, raw: bytes) -> None:
         """An Ack or Rewind from a shard."""
@@ -256,15 +256,15 @@ class Delivery:
             return
         queue = self.queues[feedback.shard]
         if type(feedback) is wire.Ack:
-            if feedback.stream == self.stream:
+            if feedback.epoch == self.epoch:
                 queue.ack(feedback.next_seq)
-        # stream 0: the shard just started
-        elif type(feedback) is wire.Rewind and feedback.stream in (self.stream, 0):
+        # epoch 0: the shard just started
+        elif type(feedback) is wire.Rewind and feedback.epoch in (self.epoch, 0):
             start = queue.rewind()
-            queue.put_control(wire.encode(wire.Resume(self.stream, start)), front=True)
+            queue.put_control(wire.encode(wire.Resume(self.epoch, start)), front=True)
             log.info("shard %d asked for a resend from %d (%s); resending from %d",
                      feedback.shard, feedback.from_seq,
-                     "it restarted" if feedback.stream == 0 else "it saw a hole",
+                     "it restarted" if feedback.epoch == 0 else "it saw a hole",
                      start)  # fmt: skip
 
     def end(self, shard: int) -> None:

@@ -38,7 +38,7 @@ class ShardState:
     """Takes bus messages strictly in seq order, and says what is committed.
 
     A fresh state holds nothing and waits for a Resume; it asks for one at once (the first
-    feedback is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
+    feedback is a Rewind with epoch 0). A message beyond the next expected seq is ignored and a
     resend asked for (once per hole); one already seen is ignored. ``committed`` turns the
     writers' progress into Acks, so the receiver keeps each message until it is in the store
     (and on every relay).
@@ -66,7 +66,7 @@ class ShardState:
         self.snapshot = SnapshotCache()
         self.pub_seq = 0
         self.book_seq = 0
-        self.stream = 0
+        self.epoch = 0
         self.expected_bus_seq: int | None = None  # None until the receiver says where we are
         self.received = 0
         self.resent_dropped = 0
@@ -119,19 +119,19 @@ class ShardState:
         if latest is None or latest == self._acked:
             return None
         self._acked = latest
-        return wire.encode(wire.Ack(self.shard, self.stream, latest))
+        return wire.encode(wire.Ack(self.shard, self.epoch, latest))
 
     def _ask(self, expected: int) -> None:
         self.bus_ignored += 1
         if self._asked_from != expected:  # once per hole; the Resume that answers resets it
             self._asked_from = expected
             self.rewinds_asked += 1
-            self._feedback.append(wire.encode(wire.Rewind(self.shard, self.stream, expected)))
+            self._feedback.append(wire.encode(wire.Rewind(self.shard, self.epoch, expected)))
 
     def _resume(self, msg: wire.Resume) -> None:
         self._asked_from = None
-        if self.expected_bus_seq is None or msg.stream != self.stream:
-            self.stream = msg.stream  # a fresh shard, or a new receiver: start where it says
+        if self.expected_bus_seq is None or msg.epoch != self.epoch:
+            self.epoch = msg.epoch  # a fresh shard, or a new receiver: start where it says
             self.expected_bus_seq = msg.next_seq
             self._marks.clear()
             self._acked = 0

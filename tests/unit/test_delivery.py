@@ -193,11 +193,11 @@ def test_the_window_holds_messages_back_until_acks_come(tmp_path: Path) -> None:
     assert bursts() == 2  # the acks opened the window again
 
 
-def test_feedback_from_another_stream_or_garbage_are_ignored(tmp_path: Path) -> None:
+def test_feedback_from_another_epoch_or_garbage_are_ignored(tmp_path: Path) -> None:
     p = Pipeline(tmp_path, window=10, memory=100)
     p.route(5)
     p.send()
-    p.delivery.on_feedback(wire.encode(wire.Ack(0, 12345, 6)))  # an earlier receiver's stream
+    p.delivery.on_feedback(wire.encode(wire.Ack(0, 12345, 6)))  # an earlier receiver's epoch
     p.delivery.on_feedback(b"\x00junk")
     p.delivery.on_feedback(wire.encode(wire.Ack(9, 77, 6)))  # no such shard
     assert p.delivery.unconfirmed() == 5 and p.delivery.bad_feedback == 2

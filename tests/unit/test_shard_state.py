@@ -26,10 +26,10 @@ def test_a_burst_is_published_snapshotted_and_handed_to_the_stores() -> None:
     assert {t.code: t.seq for t in reply.ticks} == {t.code: t.seq for t in ticks(150)}
 
 
-def resumed(shard: int = 0, stream: int = 5, next_seq: int = 1) -> ShardState:
+def resumed(shard: int = 0, epoch: int = 5, next_seq: int = 1) -> ShardState:
     state = ShardState(shard)
     assert state.take_feedback() == [wire.encode(wire.Rewind(shard, 0, 0))]  # "I hold nothing"
-    state.on_bus(wire.encode(wire.Resume(stream, next_seq)))
+    state.on_bus(wire.encode(wire.Resume(epoch, next_seq)))
     return state
 
 
@@ -57,7 +57,7 @@ def test_a_hole_asks_for_a_resend_once_and_the_resend_fills_it() -> None:
 
 
 def test_acks_follow_what_the_writers_committed() -> None:
-    state = resumed(shard=3, stream=9)
+    state = resumed(shard=3, epoch=9)
     state.on_bus(wire.encode(wire.Burst(1, ticks(30))))
     state.on_bus(wire.encode(wire.Burst(31, ticks(20, 30))))
     assert state.committed(0, 0) is None
@@ -68,7 +68,7 @@ def test_acks_follow_what_the_writers_committed() -> None:
 
 
 def test_with_redis_on_acks_wait_for_redis_too() -> None:
-    state = resumed(shard=1, stream=2)
+    state = resumed(shard=1, epoch=2)
     state.on_bus(wire.encode(wire.Burst(1, ticks(30))))
     assert state.committed(30, 0, relays_written=29) is None  # stored, not all in Redis yet
     assert state.committed(30, 0, relays_written=30) == wire.encode(wire.Ack(1, 2, 31))
@@ -80,7 +80,7 @@ def test_lost_markers_count_as_gaps_and_a_new_receiver_restarts_the_count() -> N
     state.on_bus(wire.encode(wire.Lost(6, 10)))
     state.on_bus(wire.encode(wire.Burst(16, ticks(1, 50))))
     assert state.bus_gaps == 10 and state.received == 6
-    state.on_bus(wire.encode(wire.Resume(6, 1)))  # another stream: a restarted receiver
+    state.on_bus(wire.encode(wire.Resume(6, 1)))  # another epoch: a restarted receiver
     state.on_bus(wire.encode(wire.Burst(1, ticks(2, 200))))
     assert state.received == 8 and state.expected_bus_seq == 3
 
@@ -197,7 +197,7 @@ def test_with_redis_on_bars_and_moves_never_let_the_ack_claim_ticks_redis_lacks(
 
 def test_with_redis_on_re_sent_ticks_do_not_hold_the_ack_back() -> None:
     """A re-sent tick is stored again but not published: Redis gets nothing for it to hold."""
-    state = resumed(shard=0, stream=1)
+    state = resumed(shard=0, epoch=1)
     sent = 0
     for first in (1, 6):  # the same five ticks twice (a resubscription)
         sent += len(state.on_bus(wire.encode(wire.Burst(first, day_ticks(0, [1, 2, 3, 4, 5]))))
