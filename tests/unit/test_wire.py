@@ -42,3 +42,14 @@ def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
             assert end == first + len(burst.ticks)
             next_seq[shard] = end
     assert (outbox.routed_ticks, outbox.routed_books, outbox.pending) == (120, 0, 0)
+
+
+def test_the_bus_and_feedback_messages_are_the_documented_arrays() -> None:
+    # docs/wire.md is the contract: a receiver and a shard of different versions still agree.
+    decode = msgspec.msgpack.decode
+    assert decode(wire.encode(wire.Burst(7, [], []))) == ["B", 7, [], []]
+    assert decode(wire.encode(wire.Resume(5, 9))) == ["R", 5, 9]
+    assert decode(wire.encode(wire.Lost(3, 2))) == ["L", 3, 2]
+    assert decode(wire.encode(wire.End(4))) == ["E", 4]
+    assert decode(wire.encode(wire.Ack(1, 5, 9))) == ["A", 1, 5, 9]
+    assert decode(wire.encode(wire.Rewind(1, 5, 6))) == ["W", 1, 5, 6]
