@@ -138,13 +138,13 @@ def test_live_table_metrics_snapshots_and_moves_on_a_terminal(tmp_path: Path) ->
             # snapshot and the store agree.
             def settled() -> bool:
                 stats = read_stats(run_dir / "stats")
-                report = stats.receiver
-                if report is None:
+                receiver = stats.receiver
+                if receiver is None:
                     return False
-                conns = report.connections
+                conns = receiver.connections
                 quiet = bool(conns) and all((c.last_message_age_s or 0) > 1.0 for c in conns)
                 stored = sum(s.stored for s in stats.shards.values())
-                return quiet and report.unconfirmed == 0 and stored == report.ticks
+                return quiet and receiver.unconfirmed == 0 and stored == receiver.ticks
 
             wait_for(settled, 60, "the feed to end and every tick to be stored")
             got_moves = []
