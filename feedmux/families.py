@@ -6,9 +6,9 @@ where it goes besides the PUB socket. The shard, ``Subscriber``, ``StreamReader`
 tail``, status and metrics all read this table, so adding a family touches this module and the
 code that produces it.
 
-``to_buses``: copied to Redis Streams (and any other bus) for consumers elsewhere.
+``relayed``: copied to Redis Streams (and any other relay) for consumers elsewhere.
 ``acked``: derived from the receiver's bus messages one to one (ticks, books), so a shard
-acknowledges a bus message only once every bus holds its publication too. Bars and moves are
+acknowledges a bus message only once every relay holds its publication too. Bars and moves are
 derived from many ticks and can be built again: they never hold an acknowledgement back.
 """
 
@@ -27,8 +27,8 @@ class Family:
     name: str  # the one word for it in gaps, status, metrics, `feedmux tail`
     prefix: bytes
     option: str  # the Subscriber keyword that asks for it
-    decoder: msgspec.msgpack.Decoder[Any]  # payload -> a wire.Publication
-    to_buses: bool
+    decoder: msgspec.msgpack.Decoder[Any]  # payload -> a wire.Payload
+    relayed: bool
     acked: bool
 
     def topic(self, code: str) -> bytes:
@@ -36,16 +36,16 @@ class Family:
 
 
 TRADES = Family("trades", b"T|", "trades", msgspec.msgpack.Decoder(wire.Published),
-                to_buses=True, acked=True)  # fmt: skip
+                relayed=True, acked=True)  # fmt: skip
 BOOKS = Family("books", b"D|", "books", msgspec.msgpack.Decoder(wire.PublishedDepth),
-               to_buses=True, acked=True)  # fmt: skip
+               relayed=True, acked=True)  # fmt: skip
 BARS = Family("bars", b"B|", "bars", msgspec.msgpack.Decoder(wire.PublishedBar),
-              to_buses=True, acked=False)  # fmt: skip
+              relayed=True, acked=False)  # fmt: skip
 # --min-move: trades that moved the price by the step or more; books whose best bid or ask did.
 TRADE_MOVES = Family("trade moves", b"MT|", "trade_moves", TRADES.decoder,
-                     to_buses=False, acked=False)  # fmt: skip
+                     relayed=False, acked=False)  # fmt: skip
 BOOK_MOVES = Family("book moves", b"MD|", "book_moves", BOOKS.decoder,
-                    to_buses=False, acked=False)  # fmt: skip
+                    relayed=False, acked=False)  # fmt: skip
 FAMILIES = (TRADES, BOOKS, BARS, TRADE_MOVES, BOOK_MOVES)
 MOVES = (TRADE_MOVES, BOOK_MOVES)
 HEARTBEAT_TOPIC = b"H|"  # not a family: a shard's "still here, pub_seq is at N", once a second

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pandas only where readers need it: the shard's imports stay
 
 DAY_NS = 86_400 * 10**9
 _EPOCH = date(1970, 1, 1)
-# Each exchange's calendar, by the code's suffix (feedmux/symbols.py's canonical forms). Not
+# Each exchange's calendar, by the code's suffix (feedmux/codes.py's canonical forms). Not
 # fixed offsets: New York keeps daylight saving time. Anything else: the A-share calendar.
 EXCHANGE_ZONES = {"US": "America/New_York", "HK": "Asia/Hong_Kong", "SH": "Asia/Shanghai",
                   "SZ": "Asia/Shanghai", "BJ": "Asia/Shanghai"}  # fmt: skip

@@ -17,7 +17,7 @@ class Tick(msgspec.Struct, array_like=True, frozen=True, gc=False):
     ``[code, seq, time_ns, recv_ns, price, volume, turnover, direction]``.
     """
 
-    code: str  # canonical form (feedmux/symbols.py), e.g. "600519.SH"
+    code: str  # canonical form (feedmux/codes.py), e.g. "600519.SH"
     seq: int  # vendor sequence number; unique per code
     time_ns: int  # exchange time, integer nanoseconds since the epoch, UTC
     recv_ns: int  # receive time at the socket read, integer nanoseconds since the epoch, UTC

@@ -1,22 +1,23 @@
 """Internal and public wire formats (msgpack, never pickle).
 
 Receiver → shard (PUSH/PULL), one message per read burst and shard:
-    Batch: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
+    Burst: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
     sequence numbers ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
     End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
-    Resume: ``["R", stream, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
-    ``stream`` (a fresh id per receiver start). Sent first by every receiver and after every
+    Resume: ``["R", epoch, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
+    ``epoch`` (a fresh id per receiver start). Sent first by every receiver and after every
     rewind, so a restarted shard knows where it stands.
     Lost:  ``["L", first_seq, count]`` — under ``--overflow drop`` these seqs will never come.
 
 Shard → receiver (PUSH/PULL at ``<run_dir>/acks``), the delivery ledger's feedback:
-    Ack:    ``["A", shard, stream, next_seq]`` — every bus seq below ``next_seq`` is committed to
+    Ack:    ``["A", shard, epoch, next_seq]`` — every bus seq below ``next_seq`` is committed to
             the store (or deliberately skipped); the receiver may forget it.
-    Rewind: ``["W", shard, stream, from_seq]`` — send again from ``from_seq``; a starting shard
-            sends ``stream`` 0 ("I hold nothing: send everything you still have").
+    Rewind: ``["W", shard, epoch, from_seq]`` — send again from ``from_seq``; a starting shard
+            sends ``epoch`` 0 ("I hold nothing: send everything you still have").
 
-Shard → consumers (PUB/SUB), one multipart message per tick: ``[topic, payload]``; the topic
-families (prefix, payload, sequence, where each goes) are defined in ``feedmux/families.py``.
+Shard → consumers (PUB/SUB), one multipart message per item, a publication:
+``[topic, payload]``; the topic families (prefix, payload, sequence, where each goes) are
+defined in ``feedmux/families.py``.
     topic:   ``b"T|" + code`` (UTF-8), so ``b"T|"`` subscribes to every trade and
              ``b"T|600519.SH"`` to one code.
     payload: msgpack ``[shard, pub_seq, tick]``; ``pub_seq`` counts this shard's published
@@ -50,7 +51,7 @@ import msgspec
 from feedmux.model import Bar, Depth, Tick
 
 
-class Batch(msgspec.Struct, array_like=True, tag="B", frozen=True):
+class Burst(msgspec.Struct, array_like=True, tag="B", frozen=True):
     first_seq: int
     ticks: list[Tick]
     books: list[Depth] = []  # numbered after the ticks: first_seq + len(ticks), ...
@@ -61,7 +62,7 @@ class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
 
 
 class Resume(msgspec.Struct, array_like=True, tag="R", frozen=True):
-    stream: int
+    epoch: int
     next_seq: int
 
 
@@ -70,22 +71,22 @@ class Lost(msgspec.Struct, array_like=True, tag="L", frozen=True):
     count: int
 
 
-BusMessage = Batch | End | Resume | Lost
+BusMessage = Burst | End | Resume | Lost
 
 
 class Ack(msgspec.Struct, array_like=True, tag="A", frozen=True):
     shard: int
-    stream: int
+    epoch: int
     next_seq: int
 
 
 class Rewind(msgspec.Struct, array_like=True, tag="W", frozen=True):
     shard: int
-    stream: int  # 0: a starting shard that holds nothing
+    epoch: int  # 0: a starting shard that holds nothing
     from_seq: int
 
 
-ShardReport = Ack | Rewind
+ShardFeedback = Ack | Rewind
 
 
 # What a shard publishes (feedmux/families.py says which family carries which): each has its
@@ -132,7 +133,9 @@ class PublishedBar(msgspec.Struct, array_like=True, frozen=True):
         return self.bar
 
 
-Publication = Published | PublishedDepth | PublishedBar
+# A PUB payload, decoded (its family's decoder says which); the (topic, payload bytes) pair a
+# shard sends is a publication (feedmux/shard/state.py).
+Payload = Published | PublishedDepth | PublishedBar
 
 
 class Heartbeat(msgspec.Struct, array_like=True, frozen=True):
@@ -157,7 +160,7 @@ class SnapshotReply(msgspec.Struct, array_like=True, frozen=True):
 
 encode = msgspec.msgpack.Encoder().encode
 bus_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
-report_decoder: msgspec.msgpack.Decoder[ShardReport] = msgspec.msgpack.Decoder(ShardReport)
+feedback_decoder: msgspec.msgpack.Decoder[ShardFeedback] = msgspec.msgpack.Decoder(ShardFeedback)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 snapshot_request_decoder = msgspec.msgpack.Decoder(SnapshotRequest)
 snapshot_reply_decoder = msgspec.msgpack.Decoder(SnapshotReply)

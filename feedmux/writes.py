@@ -2,7 +2,7 @@
 
 Every process keeps one ``WriteHealth`` (``health``). The store, stats, journal, spill and log
 writers tell it of each failure and success; it logs when a kind starts failing and when it
-works again, and its ``report`` goes into the process's stats file, so ``feedmux status`` and
+works again, and its ``failures`` go into the process's stats file, so ``feedmux status`` and
 the metrics say "store failing: disk full" while the process keeps going and retries.
 """
 
@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 # What happens to what could not be written, by kind: said once, when a kind starts failing.
 MEANWHILE = {
     "store": "rows are kept in memory and retried",
-    "redis": "frames are kept in memory and retried",
+    "redis": "publications are kept in memory and retried",
     "stats": "the last numbers stay",
-    "journal": "frames are not journaled (counted); a new file is tried every 5 s",
+    "journal": "messages are not journaled (counted); a new file is tried every 5 s",
     "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted); the spill "
     "is tried again every 200 ms",
     "log": "log lines are lost",
@@ -112,7 +112,7 @@ class WriteHealth:
         entry = self._kinds.get(kind)
         return entry is not None and entry.failing
 
-    def report(self) -> list[WriteFailure]:
+    def failures(self) -> list[WriteFailure]:
         """Every kind that ever failed, for the stats file."""
         with self._lock:
             return [msgspec.structs.replace(e) for e in self._kinds.values()]

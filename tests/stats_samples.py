@@ -16,7 +16,7 @@ from feedmux.stats.shard import BarStats, MoveStats, ShardStats, StoreStats
 def receiver_stats(**changes: Any) -> ReceiverStats:
     zero = ReceiverStats(
         final=False, time_ns=0, cpu_s=0.0, max_rss_kb=0, failing_writes=[], ticks=0, books=0,
-        bus_messages=0, unconfirmed=0, bad_reports=0, overflow="spill", bus=[],
+        bus_messages=0, unconfirmed=0, bad_feedback=0, overflow="spill", bus=[],
         journal=JournalStats(path="", records=0, bytes=0, files=0, error="", lost=0),
         codes_desired=0, codes_subscribed=0, codes_rejected=0, rejected=[], gave_up=None,
         connections=[],
@@ -25,8 +25,8 @@ def receiver_stats(**changes: Any) -> ReceiverStats:
 
 
 def connection_stats(**changes: Any) -> ConnectionStats:
-    zero = ConnectionStats(state="up", codes=0, confirmed=0, frames=0, last_frame_age_s=None,
-                           reconnects=0, watchdog_trips=0, bad_frames={}, error="")  # fmt: skip
+    zero = ConnectionStats(state="up", codes=0, confirmed=0, messages=0, last_message_age_s=None,
+                           reconnects=0, watchdog_trips=0, bad_messages={}, error="")  # fmt: skip
     return msgspec.structs.replace(zero, **changes)
 
 

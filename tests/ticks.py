@@ -22,15 +22,15 @@ def two_days(code: str = "600519.SH") -> list[Tick]:
 
 def assert_both_days_kept(sink: Any, source: str | Path, ticks: list[Tick]) -> pd.DataFrame:
     """``sink`` (closed here) holds both of ``two_days``' days, read back from ``source``;
-    the frame read."""
+    the DataFrame read."""
     latest, _ = sink.latest()
     sink.close()
     assert latest == [ticks[-1]]  # the newest day's newest seq, not day 1's
-    frame = read_ticks(source)
-    assert list(zip(frame["seq"], frame["time"].astype("int64"), strict=True)) == [
+    df = read_ticks(source)
+    assert list(zip(df["seq"], df["time"].astype("int64"), strict=True)) == [
         (t.seq, t.time_ns) for t in ticks
     ]
-    return frame
+    return df
 
 
 # The SQLite schema before the trading day joined the key (schema version 0).

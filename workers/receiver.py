@@ -14,7 +14,7 @@ import dataclasses
 import resource
 import time
 from functools import partial
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
 import zmq
@@ -76,13 +76,13 @@ def stats(settings: Settings, table: ConnectionTable, bus: BusSender, journal: J
     return ReceiverStats(
         final=final, time_ns=time.time_ns(), cpu_s=time.process_time(),
         max_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        failing_writes=health.report(),  # journal, spill, stats, log: counted, once
+        failing_writes=health.failures(),  # journal, spill, stats, log: counted, once
         ticks=outbox.routed_ticks, books=outbox.routed_books,
         journal=JournalStats(path=str(journal.path or ""), records=journal.records,
                              bytes=journal.bytes, files=journal.files, error=journal.error,
                              lost=journal.lost),
         bus_messages=bus.messages,
-        unconfirmed=delivery.unconfirmed(), bad_reports=delivery.bad_reports,
+        unconfirmed=delivery.unconfirmed(), bad_feedback=delivery.bad_feedback,
         overflow=settings.overflow,
         bus=[QueueStats.of(q) for q in delivery.queues],
         codes_desired=len(manager.owner), codes_subscribed=manager.confirmed_codes(),
@@ -93,7 +93,7 @@ def stats(settings: Settings, table: ConnectionTable, bus: BusSender, journal: J
     )  # fmt: skip
 
 
-def main(settings: Settings, ready: Connection | None = None) -> int:
+def main(settings: Settings, ready: Pipe | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, "receiver")
     token, paths, vendor = settings.token, settings.paths, provider()
@@ -160,13 +160,13 @@ def main(settings: Settings, ready: Connection | None = None) -> int:
                 if source is control:
                     serve_control()
                 elif source is acks:
-                    bus.take_acks()
+                    bus.take_feedback()
                 else:
                     table.on_ready(source, flags)
             if bus.outbox.pending >= FLUSH_TICKS:
                 bus.send()
             events = poller.poll(0) if time.monotonic_ns() < burst_end else []
-        bus.take_acks()
+        bus.take_feedback()
         bus.send()
         serve_control()
 

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from http import HTTPStatus
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -512,7 +512,7 @@ class ReplayServer:
             self.log.exception("replay task failed")
             raise
 
-    async def run(self, ready: Connection | None) -> int:
+    async def run(self, ready: Pipe | None) -> int:
         loop = asyncio.get_running_loop()
         # Supervised, SIGINT is ignored: the supervisor decides the order of shutdown.
         for signum in (signal.SIGTERM,) if ready is not None else (signal.SIGTERM, signal.SIGINT):
@@ -551,7 +551,7 @@ class ReplayServer:
         return 0
 
 
-def main(settings: ReplaySettings, ready: Connection | None = None) -> int:
+def main(settings: ReplaySettings, ready: Pipe | None = None) -> int:
     if ready is not None:  # supervised: the supervisor decides when to stop
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -6,7 +6,7 @@ import logging
 import os
 import resource
 import time
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 import zmq
@@ -17,7 +17,7 @@ from feedmux.ops.config import Settings
 from feedmux.routing import shard_of
 from feedmux.shard.histogram import WriteTimer
 from feedmux.shard.lanes import Lanes, Target, open_lanes
-from feedmux.shard.state import Frame, Output, ShardState
+from feedmux.shard.state import Output, Publication, ShardState
 from feedmux.stats import read_stats, write_stats
 from feedmux.stats.shard import BarStats, MoveStats, RedisStats, ShardStats, StoreStats
 from feedmux.transports import zmq as zt
@@ -95,7 +95,7 @@ def store_stats(target: Target[Any]) -> StoreStats:
     )  # fmt: skip
 
 
-def main(settings: Settings, shard: int, ready: Connection | None = None) -> int:
+def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, f"shard-{shard}")
     paths = settings.paths
@@ -129,14 +129,14 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         ready.send(shard)
     log.info("ready: bus %s, pub %s", paths.shard_in(shard), paths.shard_pub(shard))
 
-    def report(final: bool = False) -> None:
+    def save_stats(final: bool = False) -> None:
         # A row counts as stored once every store has it; each store's own numbers follow.
         ticks, books, bars, redis = lanes.ticks, lanes.books, lanes.bars, lanes.redis
         write_stats(paths.stats_dir, ShardStats(
             shard=shard, pid=os.getpid(), final=final, time_ns=time.time_ns(),
             cpu_s=time.process_time(),
             max_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            failing_writes=health.report(),  # e.g. store failing: disk full (retried)
+            failing_writes=health.failures(),  # e.g. store failing: disk full (retried)
             # ticks and books sent on PUB (bars and moves are counted apart)
             received=state.received, published=state.pub_seq + state.book_seq,
             stored=ticks.stored, duplicates=ticks.duplicates,
@@ -160,21 +160,21 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
         ).carry(before))  # fmt: skip
 
-    def send(frames: list[Frame]) -> None:
-        for topic, payload in frames:
+    def send(publications: list[Publication]) -> None:
+        for topic, payload in publications:
             pub.send(topic, zmq.SNDMORE)
             pub.send(payload)
 
     def publish(out: Output) -> None:
-        """To subscribers, then to the stores and buses."""
+        """To subscribers, then to the stores and relays."""
         send(out.published)
         lanes.take(out)
 
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
-        reports = state.take_reports()
+        feedback = state.take_feedback()
         ack = state.committed(*lanes.written())
-        for message in [*reports, ack] if ack is not None else reports:
+        for message in [*feedback, ack] if ack is not None else feedback:
             try:
                 acks.send(message, zmq.NOBLOCK)
             except zmq.Again:  # receiver gone: acks are cumulative, the next one says it all
@@ -203,7 +203,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
             log_news(state, counters, log)
             publish(state.bars_due())
             send([state.heartbeat()])
-            report()
+            save_stats()
             stop.check_parent()
         if stop.requested:
             if stop_ns is None:  # once: a SIGTERM may be Linux saying the supervisor died
@@ -219,7 +219,7 @@ def main(settings: Settings, shard: int, ready: Connection | None = None) -> int
         log.error("store still failing after %d s: %d received rows NOT stored",
                   FINAL_WRITE_S, unwritten)  # fmt: skip
     acknowledge()
-    report(final=True)
+    save_stats(final=True)
     log.info("stopped: %d ticks received, %d stored, %d duplicates",
              state.received, lanes.ticks.stored, lanes.ticks.duplicates)  # fmt: skip
     acks.close()  # lingers so the last ack reaches the receiver

@@ -87,9 +87,9 @@ def _group_table(files: list[Path], codes: list[str], start_ns: int, end_ns: int
     keys = pc.binary_join_element_wise(table["code"], pc.cast(days, pa.string()),
                                        pc.cast(table["seq"], pa.string()), "|")  # fmt: skip
     if len(pc.unique(keys)) != len(keys):
-        frame = table.to_pandas()
-        frame = frame[~pd.Series(keys.to_pylist()).duplicated().to_numpy()]
-        table = pa.Table.from_pandas(frame, schema=TICKS_SCHEMA, preserve_index=False)
+        df = table.to_pandas()
+        df = df[~pd.Series(keys.to_pylist()).duplicated().to_numpy()]
+        table = pa.Table.from_pandas(df, schema=TICKS_SCHEMA, preserve_index=False)
     return table
 
 
@@ -187,9 +187,9 @@ def read(root: Path, table: str, filters: Filters) -> pd.DataFrame:
         expr = _and(expr, pc.field(time) >= pa.scalar(filters.start_ns, _UTC_NS))
     if filters.end_ns is not None:
         expr = _and(expr, pc.field(time) < pa.scalar(filters.end_ns, _UTC_NS))
-    frame: pd.DataFrame = dataset.to_table(filter=expr, columns=schema.names).to_pandas()
-    frame["code"] = frame["code"].astype(object)
-    return frame
+    df: pd.DataFrame = dataset.to_table(filter=expr, columns=schema.names).to_pandas()
+    df["code"] = df["code"].astype(object)
+    return df
 
 
 def _and(left: Any, right: Any) -> Any:

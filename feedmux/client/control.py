@@ -8,10 +8,10 @@ from pathlib import Path
 
 from feedmux import wire
 from feedmux.client.subscriber import SnapshotClient
+from feedmux.codes import parse_codes
 from feedmux.errors import ConsumerError, SubscriptionError
 from feedmux.ops import instance
 from feedmux.ops.config import RunPaths
-from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
 
 ALIVE_CHECK_S = 0.5  # while waiting for the receiver, check this often that the run lives
@@ -78,11 +78,11 @@ class Control:
         the vendor refused raises ``ConsumerError`` with the vendor's ``ret`` and ``msg``: at
         once if the request is not sent again, after 60 s if every retry is refused.
         """
-        return self._change(wire.Subscribe(parse_symbols(codes), wait))
+        return self._change(wire.Subscribe(parse_codes(codes), wait))
 
     def unsubscribe(self, codes: list[str], wait: bool = True) -> list[str]:
         """Remove codes; returns them in canonical form once the server stopped them."""
-        return self._change(wire.Unsubscribe(parse_symbols(codes), wait))
+        return self._change(wire.Unsubscribe(parse_codes(codes), wait))
 
     def subscriptions(self) -> list[str]:
         """The desired codes of the running instance."""

@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 import pandas as pd
 
+from feedmux.codes import parse_codes
 from feedmux.errors import StoreError
 from feedmux.shard.stores.sqlite import TICKS_DIR
-from feedmux.symbols import parse_symbols
 
 When = datetime | str | pd.Timestamp | None
 
@@ -35,7 +35,7 @@ class Filters(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, codes: list[str] | None, start: When, end: When) -> Filters:
-        return cls(parse_symbols(codes) if codes is not None else None, to_ns(start), to_ns(end))
+        return cls(parse_codes(codes) if codes is not None else None, to_ns(start), to_ns(end))
 
     def sql(self, placeholder: str, time_column: str = "time_ns") -> tuple[str, list[Any]]:
         """A WHERE clause (or "") and its parameters."""

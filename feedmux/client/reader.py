@@ -86,22 +86,22 @@ def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ..
         raise StoreError(f"cannot read PostgreSQL {redact_url(url)}: {exc}") from exc
 
 
-def _times(frame: pd.DataFrame) -> pd.DataFrame:
-    frame["time"] = pd.to_datetime(frame.pop("time_ns").astype("int64"), unit="ns", utc=True)
-    frame["recv_time"] = pd.to_datetime(frame.pop("recv_ns").astype("int64"), unit="ns", utc=True)
-    return frame
+def _times(df: pd.DataFrame) -> pd.DataFrame:
+    df["time"] = pd.to_datetime(df.pop("time_ns").astype("int64"), unit="ns", utc=True)
+    df["recv_time"] = pd.to_datetime(df.pop("recv_ns").astype("int64"), unit="ns", utc=True)
+    return df
 
 
-def _merged(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """All shards' rows as one frame: each identity (code, trading day, seq) once, sorted by
+def _merged(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """All shards' rows as one DataFrame: each identity (code, trading day, seq) once, sorted by
     time, code and seq."""
-    frame["code"] = frame["code"].astype(str)
+    df["code"] = df["code"].astype(str)
     # A code lands in another shard's file if the shard count changed between runs.
-    day = trading_days(frame["code"], frame["time"].astype("int64").to_numpy())
-    keys = pd.DataFrame({"c": frame["code"].to_numpy(), "d": day, "s": frame["seq"].to_numpy()})
-    frame = frame[~keys.duplicated().to_numpy()]
-    frame = frame.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
-    return frame[list(columns)]
+    day = trading_days(df["code"], df["time"].astype("int64").to_numpy())
+    keys = pd.DataFrame({"c": df["code"].to_numpy(), "d": day, "s": df["seq"].to_numpy()})
+    df = df[~keys.duplicated().to_numpy()]
+    df = df.sort_values(["time", "code", "seq"], kind="stable").reset_index(drop=True)
+    return df[list(columns)]
 
 
 def _rows(source: str | Path, table: str, filters: Filters) -> list[tuple[Any, ...]]:
@@ -127,11 +127,11 @@ def read_ticks(
     from feedmux.client import archive  # noqa: PLC0415 (pyarrow loads only for an archive)
 
     if not _is_postgres(source) and archive.is_archive(Path(source)):
-        frame = archive.read(Path(source), "ticks", filters)
+        df = archive.read(Path(source), "ticks", filters)
     else:
         rows = _rows(source, "ticks", filters)
-        frame = _times(pd.DataFrame.from_records(rows, columns=list(_RAW_TICKS)))
-    return _merged(frame.astype(_DTYPES), TICK_COLUMNS)
+        df = _times(pd.DataFrame.from_records(rows, columns=list(_RAW_TICKS)))
+    return _merged(df.astype(_DTYPES), TICK_COLUMNS)
 
 
 def read_books(
@@ -147,11 +147,11 @@ def read_books(
     """
     filters = Filters.of(codes, start, end)
     rows = _rows(source, "books", filters)
-    frame = pd.DataFrame.from_records(rows, columns=list(_RAW_BOOKS))
+    df = pd.DataFrame.from_records(rows, columns=list(_RAW_BOOKS))
     for side in ("bids", "asks"):  # JSON text in SQLite, already decoded from jsonb
-        frame[side] = [msgspec.json.decode(v) if isinstance(v, str) else v for v in frame[side]]
-    frame = _times(frame).astype({"seq": "int64"})
-    return _merged(frame, BOOK_COLUMNS)
+        df[side] = [msgspec.json.decode(v) if isinstance(v, str) else v for v in df[side]]
+    df = _times(df).astype({"seq": "int64"})
+    return _merged(df, BOOK_COLUMNS)
 
 
 def read_bars(
@@ -170,12 +170,12 @@ def read_bars(
     from feedmux.client import archive  # noqa: PLC0415
 
     if not _is_postgres(source) and archive.is_archive(Path(source)):
-        frame = archive.read(Path(source), "bars", filters)
+        df = archive.read(Path(source), "bars", filters)
     else:
-        frame = pd.DataFrame.from_records(_rows(source, "bars", filters), columns=list(_RAW_BARS))
-        frame["minute"] = pd.to_datetime(frame.pop("minute_ns").astype("int64"), unit="ns",
+        df = pd.DataFrame.from_records(_rows(source, "bars", filters), columns=list(_RAW_BARS))
+        df["minute"] = pd.to_datetime(df.pop("minute_ns").astype("int64"), unit="ns",
                                          utc=True)  # fmt: skip
-    frame["code"] = frame["code"].astype(str)
-    frame = frame.astype(_BAR_DTYPES).drop_duplicates(["code", "minute"], keep="last")
-    frame = frame.sort_values(["minute", "code"], kind="stable").reset_index(drop=True)
-    return frame[list(BAR_COLUMNS)]
+    df["code"] = df["code"].astype(str)
+    df = df.astype(_BAR_DTYPES).drop_duplicates(["code", "minute"], keep="last")
+    df = df.sort_values(["minute", "code"], kind="stable").reset_index(drop=True)
+    return df[list(BAR_COLUMNS)]

@@ -1,7 +1,7 @@
 """Redis Streams: a durable copy of what each shard publishes, for consumers on other machines
 that must not miss data. One stream per shard (``<prefix>:shard:<i>``), XADD with an
 approximate MAXLEN; each entry holds the PUB socket's topic and msgpack payload unchanged, for
-every family that goes to buses (``Family.to_buses``: trades, books, bars).
+every family that is relayed (``Family.relayed``: trades, books, bars).
 
 ``StreamReader`` is the consumer helper: it reads every shard's stream in order and resumes
 after the last entry it processed. The writing side is a shard's (feedmux/shard/streams.py);
@@ -50,7 +50,7 @@ class StreamMessage(NamedTuple):
     shard: int
     id: str  # the Redis entry id, e.g. "1764000000000-0"
     topic: bytes
-    message: wire.Publication  # .shard, .seq, .item: a Tick, Depth or Bar by its family
+    message: wire.Payload  # .shard, .seq, .item: a Tick, Depth or Bar by its family
 
 
 class StreamReader:
@@ -101,7 +101,7 @@ class StreamReader:
                     self.skipped += 1
                     continue
                 try:
-                    decoded: wire.Publication = family.decoder.decode(payload)
+                    decoded: wire.Payload = family.decoder.decode(payload)
                 except msgspec.DecodeError as exc:
                     raise ConsumerError(f"undecodable entry {ident} of {stream}: {exc}") from exc
                 out.append(StreamMessage(shard, ident, topic, decoded))

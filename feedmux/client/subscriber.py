@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from feedmux import families, wire
+from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, ConsumerError, GapError, NotRunningError
 from feedmux.families import Family
 from feedmux.model import TICK_COLUMNS, Bar, Depth, Tick
 from feedmux.ops import instance
 from feedmux.ops.config import RunPaths, read_manifest, tcp_port
-from feedmux.symbols import parse_symbols
 from feedmux.transports import zmq as zt
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ DEFAULT_RUN_DIR = Path("feedmux-data") / "run"
 
 
 @dataclass(frozen=True)
-class Connection:
+class Endpoints:
     """Where a running instance's consumer sockets are, and the CURVE keys to use."""
 
     paths: RunPaths
@@ -39,7 +39,7 @@ class Connection:
 
     @classmethod
     def of(cls, run_dir: Path, shards: int | None, endpoint: str | None,
-           server_key: str | Path | None, client_key: str | Path | None) -> Connection:  # fmt: skip
+           server_key: str | Path | None, client_key: str | Path | None) -> Endpoints:  # fmt: skip
         """From the run directory's manifest, or from ``endpoint`` (the run's ``--public``
         tcp://HOST:PORT, on another host) and ``shards``."""
         manifest_key = ""
@@ -80,7 +80,7 @@ class MarketSnapshot:
 class Subscriber:
     """Live ticks (and order books) from every shard of a running ``feedmux run``.
 
-    ``codes`` limits the stream to those codes (any spelling ``feedmux.symbols`` accepts);
+    ``codes`` limits the stream to those codes (any spelling ``feedmux.codes`` accepts);
     None means the whole market. ``trades`` and ``books`` choose what arrives: ``Tick`` and,
     with ``feedmux run --depth``, ``Depth`` objects. ``trade_moves`` and ``book_moves`` are
     the ``--min-move`` families: only trades (books) whose price (best bid or ask) moved by at
@@ -121,9 +121,9 @@ class Subscriber:
         self.run_dir = Path(run_dir)
         if endpoint is None and shards is None:  # a stopped instance would never send a thing
             instance.require(self.run_dir)  # (with shards= one may subscribe before the start)
-        self._conn = Connection.of(self.run_dir, shards, endpoint, server_key, client_key)
-        self.shards = self._conn.shards
-        self.codes = parse_symbols(codes) if codes is not None else None
+        self._endpoints = Endpoints.of(self.run_dir, shards, endpoint, server_key, client_key)
+        self.shards = self._endpoints.shards
+        self.codes = parse_codes(codes) if codes is not None else None
         self.on_gap = on_gap
         self.trades = trades
         asked = {"trades": trades, "books": books, "trade_moves": trade_moves,
@@ -136,10 +136,10 @@ class Subscriber:
                 topics.append(family.prefix)
             else:
                 topics.extend(family.topic(c) for c in self.codes)
-        paths = self._conn.paths
+        paths = self._endpoints.paths
         self._ctx = zt.context()
         self._sock = zt.sub(self._ctx, [paths.shard_pub(s) for s in range(self.shards)], topics,
-                            hwm=queue, curve=self._conn.curve)  # fmt: skip
+                            hwm=queue, curve=self._endpoints.curve)  # fmt: skip
         self._last_seq: dict[tuple[int, Family], int] = {}  # (shard, family) -> last seq
         self._floor: dict[tuple[int, Family], int] = {}  # (shard, family) -> in the snapshot
         self.heard_from: set[int] = set()  # shards whose heartbeat or tick arrived
@@ -174,7 +174,7 @@ class Subscriber:
                 family = families.of_topic(topic)
                 if family is None:  # a newer publisher's family: not asked for, never sent
                     continue
-                msg: wire.Publication = family.decoder.decode(payload)
+                msg: wire.Payload = family.decoder.decode(payload)
                 shard, seq, item = msg.shard, msg.seq, msg.item
             except msgspec.DecodeError as exc:
                 raise ConsumerError(f"undecodable message on topic {topic!r}: {exc}") from exc
@@ -186,7 +186,7 @@ class Subscriber:
             if gap is not None:
                 if self.on_gap == "raise":
                     self._early.append(item)  # the next recv returns it
-                self._report(gap)
+                self._handle_gap(gap)
             return item
 
     def _in_snapshot(self, shard: int, family: Family, seq: int) -> bool:
@@ -221,9 +221,9 @@ class Subscriber:
         if last is None or beat.last_pub_seq == last:
             return
         missed = beat.last_pub_seq - last if beat.last_pub_seq > last else None
-        self._report(GapError(beat.shard, families.TRADES.name, missed))
+        self._handle_gap(GapError(beat.shard, families.TRADES.name, missed))
 
-    def _report(self, gap: GapError) -> None:
+    def _handle_gap(self, gap: GapError) -> None:
         self.gaps += gap.missed or 0
         self.gap_events.append(gap)
         if self.on_gap == "raise":
@@ -239,7 +239,7 @@ class Subscriber:
             raise ConsumerError(f"not every shard answered within {timeout} s: is feedmux "
                                 f"running with run dir {self.run_dir}?")  # fmt: skip
         replies = SnapshotClient(self.run_dir, self.shards, timeout,
-                                 connection=self._conn).replies(self.codes)  # fmt: skip
+                                 endpoints=self._endpoints).replies(self.codes)  # fmt: skip
         for reply in replies:
             moves = [(families.of_topic(prefix.encode()), seq)
                      for prefix, seq in reply.move_seqs.items()]  # fmt: skip
@@ -303,26 +303,26 @@ class SnapshotClient:
         endpoint: str | None = None,
         server_key: str | Path | None = None,
         client_key: str | Path | None = None,
-        connection: Connection | None = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self._conn = connection or Connection.of(self.run_dir, shards, endpoint, server_key,
-                                                 client_key)  # fmt: skip
-        self.shards = self._conn.shards
+        self._endpoints = endpoints or Endpoints.of(self.run_dir, shards, endpoint, server_key,
+                                                    client_key)  # fmt: skip
+        self.shards = self._endpoints.shards
         self.timeout = timeout
-        self._paths = self._conn.paths
+        self._paths = self._endpoints.paths
         # Found by its run dir alone: a stopped run is said at once, not after the timeout.
-        self._local = endpoint is None and shards is None and connection is None
+        self._local = endpoint is None and shards is None and endpoints is None
 
     def replies(self, codes: list[str] | None = None) -> list[wire.SnapshotReply]:
         """Each shard's reply: its ticks and the ``pub_seq`` they are current at."""
         if self._local:
             instance.require(self.run_dir)
-        wanted = parse_symbols(codes) if codes is not None else None
+        wanted = parse_codes(codes) if codes is not None else None
         request = wire.encode(wire.SnapshotRequest(wanted))
         ctx = zt.context()
         try:
-            socks = [zt.req(ctx, self._paths.shard_snapshot(s), curve=self._conn.curve)
+            socks = [zt.req(ctx, self._paths.shard_snapshot(s), curve=self._endpoints.curve)
                      for s in range(self.shards)]  # fmt: skip
             for sock in socks:
                 sock.send(request)
@@ -356,10 +356,10 @@ class SnapshotClient:
     def all(self) -> pd.DataFrame:
         """The whole market's latest ticks, one row per code (sorted): the columns of
         ``read_ticks`` plus shard, pub_seq and, with --depth, the best bid and ask."""
-        return self.frame(sorted(self.get().values(), key=lambda q: q.code))
+        return self.dataframe(sorted(self.get().values(), key=lambda q: q.code))
 
     @staticmethod
-    def frame(quotes: list[Quote]) -> pd.DataFrame:
+    def dataframe(quotes: list[Quote]) -> pd.DataFrame:
         """Quotes as the DataFrame ``all`` returns."""
         import pandas as pd  # noqa: PLC0415 (workers import this module; they never need pandas)
 
@@ -368,10 +368,10 @@ class SnapshotClient:
              q.tick.turnover, q.tick.direction, q.shard, q.pub_seq, *_best(q.book))
             for q in quotes
         ]  # fmt: skip
-        frame = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
-        frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="ns", utc=True)
-        frame["recv_time"] = pd.to_datetime(frame["recv_time"].astype("int64"), unit="ns", utc=True)
-        return frame
+        df = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
+        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
+        df["recv_time"] = pd.to_datetime(df["recv_time"].astype("int64"), unit="ns", utc=True)
+        return df
 
 
 QUOTE_COLUMNS = (*TICK_COLUMNS, "shard", "pub_seq", "bid", "bid_volume", "ask", "ask_volume")

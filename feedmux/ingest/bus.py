@@ -59,14 +59,14 @@ class BusSender:
                 queue.sent()
                 self.messages += 1
 
-    def take_acks(self) -> None:
+    def take_feedback(self) -> None:
         """Every ack and rewind request the shards have sent."""
         while True:
             try:
-                report = self.acks.recv(zmq.NOBLOCK)
+                feedback = self.acks.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.delivery.on_report(report)
+            self.delivery.on_feedback(feedback)
 
     def finish(self, wait: Callable[[], object], log: logging.Logger,
                clock: Callable[[], float] = time.monotonic) -> bool:  # fmt: skip
@@ -77,7 +77,7 @@ class BusSender:
         end_sent_at: list[int | None] = [None] * len(delivery.queues)  # rewinds seen when queued
         give_up = clock() + END_WAIT_S
         while clock() < give_up:
-            self.take_acks()
+            self.take_feedback()
             self.send()
             for shard, queue in enumerate(delivery.queues):
                 if queue.idle() and end_sent_at[shard] != queue.rewinds:

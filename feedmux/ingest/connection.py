@@ -18,7 +18,7 @@ class Link(Protocol):
     """An open WebSocket, as the receiver drives it (``transports.ws.WsLink``)."""
 
     ended: str | None  # why the link is over (then drop it)
-    refused: str | None  # the bad-frame kind of what the server sent and we refused
+    refused: str | None  # the bad-message kind of what the server sent and we refused
 
     def fileno(self) -> int: ...
     def read(self) -> list[Message]: ...
@@ -41,8 +41,8 @@ class Connection:
     session: Session
     link: Link | None = None  # None while down
     # -- counters --------------------------------------------------------------------------------
-    frames: int = 0  # messages received over every link of this connection
-    last_frame_ns: int = 0  # monotonic time of the last push or reply (0: none yet)
+    messages: int = 0  # received over every link of this connection
+    last_message_ns: int = 0  # monotonic time of the last push or reply (0: none yet)
     reconnects: int = 0
     watchdog_trips: int = 0
     # -- subscriptions (SubscriptionManager) -----------------------------------------------------
@@ -95,9 +95,9 @@ class Connection:
         """This connection's entry in the receiver's stats file."""
         return ConnectionStats(
             state="up" if self.connected else "down", codes=len(self.desired),
-            confirmed=len(self.confirmed), frames=self.frames,
-            last_frame_age_s=(now_ns - self.last_frame_ns) / 1e9 if self.last_frame_ns
+            confirmed=len(self.confirmed), messages=self.messages,
+            last_message_age_s=(now_ns - self.last_message_ns) / 1e9 if self.last_message_ns
             else None,
             reconnects=self.reconnects, watchdog_trips=self.watchdog_trips,
-            bad_frames=self.session.bad_frames, error=redact(self.last_error, token),
+            bad_messages=self.session.bad_messages, error=redact(self.last_error, token),
         )  # fmt: skip

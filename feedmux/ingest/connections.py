@@ -18,7 +18,7 @@ from feedmux.ingest.journal import JournalWriter
 from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.model import Depth, Tick
 from feedmux.ops.config import redact
-from feedmux.providers.base import BadFrame, Failure, Reply, first_line
+from feedmux.providers.base import BadMessage, Failure, Reply, first_line
 from feedmux.stats.receiver import ConnectionStats
 from feedmux.transports.ws import HandshakeRefused, LinkErrors
 
@@ -67,7 +67,7 @@ class ConnectionTable:
         self.clock = clock
         self.wall = wall
         self.by_fd: dict[int, Connection] = {}
-        self._logged_kinds: set[str] = set()  # bad-frame kinds logged once; counters say more
+        self._logged_kinds: set[str] = set()  # bad-message kinds logged once; counters say more
 
     @property
     def connections(self) -> list[Connection]:
@@ -128,18 +128,18 @@ class ConnectionTable:
             self.drop(conn, f"read failed: {exc!r}")
             return
         recv_ns = self.wall()  # when these bytes were read off the socket
-        conn.frames += len(messages)
-        self.journal.frames(recv_ns, conn.index, messages)
+        conn.messages += len(messages)
+        self.journal.messages(recv_ns, conn.index, messages)
         session = conn.session
         if session.receive_read(messages, recv_ns, self.add):
-            conn.last_frame_ns = self.clock()  # the watchdog's "alive"
+            conn.last_message_ns = self.clock()  # the watchdog's "alive"
         if session.events:
             self._handle_events(conn)
         if conn.failure is not None:  # e.g. ret 401: the link is useless, count it
             self.drop(conn, f"refused: {conn.failure.detail}")
         elif link.ended is not None:  # the server closed, or sent what we refuse
-            if link.refused is not None:  # counted with the bad frames it is
-                bad = session.bad_frames
+            if link.refused is not None:  # counted with the bad messages it is
+                bad = session.bad_messages
                 bad[link.refused] = bad.get(link.refused, 0) + 1
             self.drop(conn, link.ended)
 
@@ -157,7 +157,7 @@ class ConnectionTable:
                                      if retry_s > 0 else "")  # fmt: skip
                 elif _trades_confirmed(event):
                     self.log.info("connection %d: %d codes subscribed", i, len(conn.confirmed))
-            elif isinstance(event, BadFrame) and event.kind not in self._logged_kinds:
+            elif isinstance(event, BadMessage) and event.kind not in self._logged_kinds:
                 self._logged_kinds.add(event.kind)  # once per kind; the counters say how many
                 sample = redact(event.sample.decode("utf-8", "replace"), self.token)
                 self.log.warning("bad frame (%s), skipped: %s; sample: %r", event.kind,

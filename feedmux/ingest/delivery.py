@@ -212,12 +212,12 @@ class ShardQueue:
 
 
 class Delivery:
-    """All shards' queues of one receiver run (``stream``), and what the shards reported."""
+    """All shards' queues of one receiver run (its ``epoch``), and the feedback the shards sent."""
 
     def __init__(
         self,
         shards: int,
-        stream: int,
+        epoch: int,
         *,
         window_items: int,
         memory_items: int,
@@ -227,7 +227,7 @@ class Delivery:
     ) -> None:
         if overflow == "spill" and spill_dir is None:
             raise ValueError("the spill policy needs a spill directory")
-        self.stream = stream
+        self.epoch = epoch
         self.queues = [
             ShardQueue(
                 s,
@@ -240,30 +240,31 @@ class Delivery:
             )
             for s in range(shards)
         ]
-        self.bad_reports = 0
+        self.bad_feedback = 0
         for queue in self.queues:  # a shard may be mid-stream from an earlier receiver
-            queue.put_control(wire.encode(wire.Resume(stream, 1)))
+            queue.put_control(wire.encode(wire.Resume(epoch, 1)))
 
-    def on_report(self, raw: bytes) -> None:
+    def on_feedback(self, raw: bytes) -> None:
         """An Ack or Rewind from a shard."""
         try:
-            report = wire.report_decoder.decode(raw)
+            feedback = wire.feedback_decoder.decode(raw)
         except msgspec.DecodeError:
-            self.bad_reports += 1
+            self.bad_feedback += 1
             return
-        if not 0 <= report.shard < len(self.queues):
-            self.bad_reports += 1
+        if not 0 <= feedback.shard < len(self.queues):
+            self.bad_feedback += 1
             return
-        queue = self.queues[report.shard]
-        if type(report) is wire.Ack:
-            if report.stream == self.stream:
-                queue.ack(report.next_seq)
-        elif type(report) is wire.Rewind and report.stream in (self.stream, 0):  # 0: just started
+        queue = self.queues[feedback.shard]
+        if type(feedback) is wire.Ack:
+            if feedback.epoch == self.epoch:
+                queue.ack(feedback.next_seq)
+        # epoch 0: the shard just started
+        elif type(feedback) is wire.Rewind and feedback.epoch in (self.epoch, 0):
             start = queue.rewind()
-            queue.put_control(wire.encode(wire.Resume(self.stream, start)), front=True)
+            queue.put_control(wire.encode(wire.Resume(self.epoch, start)), front=True)
             log.info("shard %d asked for a resend from %d (%s); resending from %d",
-                     report.shard, report.from_seq,
-                     "it restarted" if report.stream == 0 else "it saw a hole",
+                     feedback.shard, feedback.from_seq,
+                     "it restarted" if feedback.epoch == 0 else "it saw a hole",
                      start)  # fmt: skip
 
     def end(self, shard: int) -> None:

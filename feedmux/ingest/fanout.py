@@ -32,7 +32,7 @@ class ShardOutbox:
         self.pending += 1
 
     def drain(self) -> list[tuple[int, int, int, bytes]]:
-        """One encoded ``Batch`` per shard that has messages, as ``(shard, first_seq, end_seq,
+        """One encoded ``Burst`` per shard that has messages, as ``(shard, first_seq, end_seq,
         payload)``; the bus seqs ``first_seq..end_seq-1`` are now taken."""
         out: list[tuple[int, int, int, bytes]] = []
         for shard in range(self.router.shards):
@@ -40,7 +40,7 @@ class ShardOutbox:
             if ticks or books:
                 first = self._next_seq[shard]
                 end = self._next_seq[shard] = first + len(ticks) + len(books)
-                out.append((shard, first, end, wire.encode(wire.Batch(first, ticks, books))))
+                out.append((shard, first, end, wire.encode(wire.Burst(first, ticks, books))))
                 self._ticks[shard], self._books[shard] = [], []
                 self.routed_ticks += len(ticks)
                 self.routed_books += len(books)

@@ -1,4 +1,4 @@
-"""The receiver's journal: every vendor frame as it arrived, and what happened to the links.
+"""The receiver's journal: every vendor message as it arrived, and what happened to the links.
 
 A production capture becomes a benchmark input and a regression test: ``feedmux replay
 --journal PATH`` serves one back over the same protocol.
@@ -9,7 +9,7 @@ time order. A file is the magic ``FMJ1`` then records::
 
     kind (u8) | recv_ns (i64, wall clock) | conn (u16) | length (u32) | payload
 
-kinds: 1 text frame received, 2 binary frame received, 3 request sent, 4 event (JSON:
+kinds: 1 text message received, 2 binary message received, 3 request sent, 4 event (JSON:
 connect, disconnect, subscription change). The token is redacted from everything written.
 Writes are buffered and flushed at least every ``flush_every_ns``: a crash loses at most that
 much journal, never a tick (the store does not depend on it). A write that fails (a full disk)
@@ -88,10 +88,10 @@ class JournalWriter:
         self._retry_at = 0
         self.enabled = enabled
 
-    def frame(self, recv_ns: int, conn: int, binary: bool, data: bytes) -> None:
+    def message(self, recv_ns: int, conn: int, binary: bool, data: bytes) -> None:
         self._write(FRAME_BINARY if binary else FRAME_TEXT, recv_ns, conn, data)
 
-    def frames(self, recv_ns: int, conn: int, messages: list[tuple[int, bytes]]) -> None:
+    def messages(self, recv_ns: int, conn: int, messages: list[tuple[int, bytes]]) -> None:
         """The text and binary messages of one socket read, as one write (the hot path)."""
         if not self.enabled:
             return
@@ -118,7 +118,7 @@ class JournalWriter:
         ):  # rotate or redact: the careful path, one record at a time
             for opcode, data in messages:
                 if opcode in kinds:
-                    self.frame(recv_ns, conn, opcode == OPCODE_BINARY, data)
+                    self.message(recv_ns, conn, opcode == OPCODE_BINARY, data)
             return
         try:
             self._file.write(blob)
@@ -272,7 +272,7 @@ def read_journal(path: Path) -> Iterator[Record]:
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """A trade or book frame from a journal, ready to serve again."""
+    """A trade or book message from a journal, ready to serve again."""
 
     recv_ns: int
     code: str
@@ -281,13 +281,13 @@ class Push:
 
 
 def journal_pushes(path: Path, vendor: Provider | None = None) -> Iterator[Push]:
-    """The trade and book frames of a journal (what a server pushed), in order."""
+    """The trade and book messages of a journal (what a server pushed), in order."""
     peek = (vendor or provider()).peek
     for record in read_journal(path):
         if record.kind != FRAME_TEXT:
             continue
         key = peek(record.payload)
-        if key is not None:  # else a reply, or a bad frame: the replay server makes its own
+        if key is not None:  # else a reply, or a bad message: the replay server makes its own
             yield Push(record.recv_ns, key.code, key.book, record.payload)
 
 

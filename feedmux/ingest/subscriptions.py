@@ -217,12 +217,12 @@ class SubscriptionManager:
             self.fatal = (failure, conn.same_failures)
 
     def stale(self, now_ns: int) -> list[int]:
-        """Connected links with no frame at all (data, ack or heartbeat reply) for the
+        """Connected links with no message at all (data, ack or heartbeat reply) for the
         watchdog time: "connected but silent". The caller tears them down; each is counted."""
         limit = now_ns - self.pacing.watchdog_ns
         out = []
         for conn in self.connections:
-            if conn.connected and max(conn.connected_at_ns, conn.last_frame_ns) < limit:
+            if conn.connected and max(conn.connected_at_ns, conn.last_message_ns) < limit:
                 conn.watchdog_trips += 1
                 out.append(conn.index)
         return out
@@ -272,16 +272,16 @@ class SubscriptionManager:
     def _subscription_request(self, conn: Connection, now_ns: int) -> list[bytes]:
         session = conn.session
         if conn.needs_request():  # the trade list first; order books follow what it confirmed
-            frames = session.subscribe("trades", conn.request_list(), 0)
+            requests = session.subscribe("trades", conn.request_list(), 0)
         else:
-            frames = session.subscribe("books", conn.confirmed, self.depth_levels)
+            requests = session.subscribe("books", conn.confirmed, self.depth_levels)
         conn.inflight_since = now_ns
         conn.waiting_since_ns = None
         conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
-        return frames
+        return requests
 
     def due(self, now_ns: int) -> list[tuple[int, bytes]]:
-        """Requests to send now, as ``(connection index, frame)``: at most one subscription
+        """Requests to send now, as ``(connection index, message)``: at most one subscription
         request (the token's spacing holds any other back), and the heartbeats due."""
         out: list[tuple[int, bytes]] = []
         for conn in self.connections:

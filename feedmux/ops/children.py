@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -131,7 +131,7 @@ def parent_gone() -> bool:
     return parent is not None and os.getppid() != parent.pid
 
 
-def _await_ready(name: str, process: BaseProcess, pipe: Connection) -> Any:
+def _await_ready(name: str, process: BaseProcess, pipe: Pipe) -> Any:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if pipe.poll(0.1):

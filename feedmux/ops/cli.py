@@ -19,6 +19,7 @@ import setproctitle
 
 from feedmux import __version__
 from feedmux.client.control import Control
+from feedmux.codes import parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
 from feedmux.ingest.journal import journal_codes
 from feedmux.ingest.universe import load_universe
@@ -37,7 +38,6 @@ from feedmux.providers import provider
 from feedmux.shard.moves import parse_min_moves
 from feedmux.simulator.faults import FAULTS
 from feedmux.simulator.market import a_share_universe
-from feedmux.symbols import parse_symbols, read_symbols_file
 from feedmux.transports import zmq as zt
 
 VENDOR_URL = provider().default_url
@@ -53,7 +53,7 @@ def _codes(values: Mapping[str, Any]) -> list[str] | None:
     if values["symbols_file"] is not None:
         return read_symbols_file(Path(values["symbols_file"]))
     if values["codes"] is not None:
-        return parse_symbols(values["codes"].replace(",", " ").split())
+        return parse_codes(values["codes"].replace(",", " ").split())
     return None
 
 
@@ -157,7 +157,7 @@ RUN_SETTINGS = (
         _run("stores", "where shards store ticks, repeatable: sqlite://PATH (sqlite:///abs/dir "
              "absolute, sqlite://rel/dir relative, sqlite:// the data dir; the default) or "
              "postgresql://user@host/db; also FEEDMUX_STORE (space-separated)", metavar="URL"),
-        _run("redis_url", "also publish every tick and book to Redis Streams, one stream per "
+        _run("redis_url", "also publish every trade, book and bar to Redis Streams, one stream per "
              "shard (feedmux:shard:<i>), e.g. redis://127.0.0.1:6379/0; also FEEDMUX_REDIS",
              metavar="URL"),
         _run("redis_maxlen", "entries kept per shard stream (approximately; {default})",

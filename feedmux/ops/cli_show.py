@@ -19,13 +19,13 @@ from rich.table import Table
 
 from feedmux.client.control import Control
 from feedmux.client.subscriber import SnapshotClient
+from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ops import instance
 from feedmux.ops import status as st
 from feedmux.ops.config import RunPaths, read_manifest
 from feedmux.ops.display import PipeConsole
 from feedmux.stats import read_stats
-from feedmux.symbols import parse_symbols
 
 
 def show_status(run_dir: Path, *, as_json: bool) -> int:
@@ -67,12 +67,12 @@ def show_snapshot(
     1 when a code asked for has none (``subscribed`` tells "not subscribed" from "no tick yet")."""
     missing: list[str] = []
     if codes:  # only the codes asked for, in the order asked
-        wanted = parse_symbols(codes)
+        wanted = parse_codes(codes)
         quotes = client.get(wanted)
         missing = [c for c in wanted if c not in quotes]
-        frame = client.frame([quotes[c] for c in wanted if c in quotes])
+        df = client.dataframe([quotes[c] for c in wanted if c in quotes])
     else:
-        frame = client.all()
+        df = client.all()
     if missing:
         listed = None
         if subscribed is not None:
@@ -84,22 +84,22 @@ def show_snapshot(
             else:
                 why = "subscribed, no tick yet" if code in listed else "not subscribed"
             print(f"{code}: {why}", file=sys.stderr)
-        if frame.empty:
+        if df.empty:
             return 1
     for column in ("time", "recv_time"):
-        frame[column] = frame[column].dt.tz_convert(tz)
-    if frame[["bid", "ask"]].isna().all().all():
-        frame = frame.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
+        df[column] = df[column].dt.tz_convert(tz)
+    if df[["bid", "ask"]].isna().all().all():
+        df = df.drop(columns=["bid", "bid_volume", "ask", "ask_volume"])  # no --depth
     if fmt == "csv":
-        print(frame.to_csv(index=False), end="")
+        print(df.to_csv(index=False), end="")
         return 1 if missing else 0
-    table = Table(title=f"{len(frame):,} codes, times in {tz.key}")
+    table = Table(title=f"{len(df):,} codes, times in {tz.key}")
     shown = [c for c in ("code", "time", "price", "volume", "bid", "ask", "seq", "shard",
-                         "pub_seq") if c in frame.columns]  # fmt: skip
+                         "pub_seq") if c in df.columns]  # fmt: skip
     for column in shown:
         table.add_column(column, justify="left" if column in ("code", "time") else "right",
                          no_wrap=True)  # fmt: skip
-    for row in frame[shown].itertuples(index=False):
+    for row in df[shown].itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     _console().print(table)
     return 1 if missing else 0

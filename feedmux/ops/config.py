@@ -68,7 +68,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     cross_interval_ms: Positive = _PACING.cross_interval_ns // _MS  # any two subscriptions
     heartbeat_interval_ms: int = _PACING.heartbeat_interval_ns // _MS
     reconnect_spacing_ms: int = _PACING.reconnect_spacing_ns // _MS
-    watchdog_s: Annotated[float, option("watchdog")] = _PACING.watchdog_ns / 1e9  # then reconnect
+    watchdog_s: Annotated[float, option("watchdog")] = (
+        _PACING.watchdog_ns / 1e9
+    )  # no message: reconnect
     give_up_after: Positive = 3  # the same permanent failure (bad token, no WebSocket): stop
     batch_rows: Positive = 100
     batch_delay_ms: Positive = 200
@@ -77,7 +79,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     overflow: Literal["spill", "drop"] = "spill"  # to disk (lossless), or drop (counted: a gap)
     max_frame_bytes: Annotated[int, Meta(ge=1024)] = _VENDOR.max_frame_bytes  # larger: close 1009
     pub_queue: Positive = 50_000  # messages a slow subscriber may lag before PUB drops for it
-    journal: bool = True  # every received frame to <data_dir>/journal
+    journal: bool = True  # every received message to <data_dir>/journal
     journal_max_mb: int = 256  # start a new journal file beyond this size
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000

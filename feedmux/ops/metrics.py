@@ -79,11 +79,11 @@ class StatsCollector(Collector):
                                labels=["connection"])  # fmt: skip
         errors: dict[str, int] = {}
         for i, c in enumerate(r.connections if r else []):
-            frames.add_metric([str(i)], c.frames)
+            frames.add_metric([str(i)], c.messages)
             reconnects.add_metric([str(i)], c.reconnects)
             trips.add_metric([str(i)], c.watchdog_trips)
             up.add_metric([str(i)], 1 if c.state == "up" else 0)
-            for kind, n in c.bad_frames.items():
+            for kind, n in c.bad_messages.items():
                 errors[kind] = errors.get(kind, 0) + n
         decode = CounterMetricFamily("feedmux_decode_errors", "Bad vendor frames, counted and "
                                      "skipped, by kind", labels=["kind"])  # fmt: skip

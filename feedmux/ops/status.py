@@ -27,18 +27,18 @@ _TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Connection:
+class ConnectionRow:
     index: int
     state: str
     codes: int
-    frames_per_s: float
-    last_frame_age_s: float | None
+    messages_per_s: float
+    last_message_age_s: float | None
     reconnects: int
     error: str
 
 
 @dataclass(frozen=True)
-class Shard:
+class ShardRow:
     shard: int
     state: str  # "up", "stale" (no stats for STALE_S) or "down" (no stats at all)
     ticks_per_s: float
@@ -59,13 +59,13 @@ class Status:
     books: int
     codes_subscribed: int
     codes_desired: int
-    bad_frames: int
+    bad_messages: int
     reconnects: int
     watchdog_trips: int
     spilled: int
     dropped: int
-    connections: list[Connection]
-    shards: list[Shard]
+    connections: list[ConnectionRow]
+    shards: list[ShardRow]
     silent: dict[str, float | None] = field(default_factory=dict)  # code -> last tick age
     warnings: list[str] = field(default_factory=list)
     codes_rejected: int = 0  # codes the vendor refused (or no connection had room for)
@@ -116,11 +116,11 @@ def build_status(
     prev_links = prev_receiver.connections if prev_receiver is not None else []
     conns = []
     for i, c in enumerate(links):
-        before = prev_links[i].frames if i < len(prev_links) else None
-        conns.append(Connection(
+        before = prev_links[i].messages if i < len(prev_links) else None
+        conns.append(ConnectionRow(
             index=i, state=c.state, codes=c.codes,
-            frames_per_s=_per_s(before, c.frames, receiver_dt),
-            last_frame_age_s=c.last_frame_age_s, reconnects=c.reconnects, error=c.error,
+            messages_per_s=_per_s(before, c.messages, receiver_dt),
+            last_message_age_s=c.last_message_age_s, reconnects=c.reconnects, error=c.error,
         ))  # fmt: skip
     bus = receiver.bus if receiver is not None else []
     rows = []
@@ -131,7 +131,7 @@ def build_status(
             state = "down"
         else:
             state = "stale" if (wall_ns - s.time_ns) / 1e9 > STALE_S else "up"
-        rows.append(Shard(
+        rows.append(ShardRow(
             shard=i, state=state,
             ticks_per_s=_per_s(before_s.received if before_s else None,
                                s.received if s else 0, _dt_s(before_s, s)),
@@ -151,7 +151,7 @@ def build_status(
         books=receiver.books if receiver else 0,
         codes_subscribed=receiver.codes_subscribed if receiver else 0,
         codes_desired=receiver.codes_desired if receiver else 0,
-        bad_frames=sum(sum(c.bad_frames.values()) for c in links),
+        bad_messages=sum(sum(c.bad_messages.values()) for c in links),
         reconnects=sum(c.reconnects for c in conns),
         watchdog_trips=sum(c.watchdog_trips for c in links),
         spilled=sum(q.spilled for q in bus),
@@ -173,7 +173,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         f" | published {status.published:>10,} | connections {up}/{len(status.connections)}"
         f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
         + (f" (refused {status.codes_rejected:,})" if status.codes_rejected else "")
-        + f" | bad frames {status.bad_frames}"
+        + f" | bad frames {status.bad_messages}"
         + (f" | {families.BOOKS.name} {status.books:,}" if status.books else "")
         + (
             f" | reconnects {status.reconnects} (watchdog {status.watchdog_trips})"
@@ -198,7 +198,7 @@ def render(status: Status, title: str = "feedmux") -> Group:
         f"received {status.received:,} ticks ({status.ticks_per_s:,.0f}/s)  ",
         f"stored {status.stored:,}  published {status.published:,}  ",
         f"codes {status.codes_subscribed:,}/{status.codes_desired:,}",
-        (f"  bad frames {status.bad_frames:,}" if status.bad_frames else "", "yellow"),
+        (f"  bad frames {status.bad_messages:,}" if status.bad_messages else "", "yellow"),
         (f"  dropped {status.dropped:,}" if status.dropped else "", "red"),
     )
     conns = Table(title="connections", title_justify="left", expand=False)
@@ -206,7 +206,7 @@ def render(status: Status, title: str = "feedmux") -> Group:
         conns.add_column(name, justify="left" if name in ("state", "error") else "right")
     for c in status.connections:
         conns.add_row(str(c.index), Text(c.state, "green" if c.state == "up" else "red"),
-                      f"{c.codes:,}", f"{c.frames_per_s:,.0f}", _age(c.last_frame_age_s),
+                      f"{c.codes:,}", f"{c.messages_per_s:,.0f}", _age(c.last_message_age_s),
                       str(c.reconnects), c.error[:40])  # fmt: skip
     shards = Table(title="shards", title_justify="left", expand=False)
     for name in ("shard", "state", "ticks/s", "queue", "backlog", "stored", "last commit",

@@ -39,7 +39,7 @@ class Pacing:
     heartbeat_interval_ns: int  # 0: the vendor needs no application heartbeat
     reconnect_spacing_ns: int  # after any close of the token's connections
     reconnect_max_ns: int  # backoff cap; reconnecting never stops
-    watchdog_ns: int  # no frame at all for this long: tear down, reconnect
+    watchdog_ns: int  # no message at all for this long: tear down, reconnect
 
 
 # -- why a connection failed: permanent (stop after --give-up-after) or transient (retry) -----
@@ -150,15 +150,15 @@ class Reply(msgspec.Struct, frozen=True):
         return f"ret={self.ret} {first_line(self.msg)}"
 
 
-class BadFrame(msgspec.Struct, frozen=True):
-    """A frame that was counted and skipped; ``sample`` is truncated for logging."""
+class BadMessage(msgspec.Struct, frozen=True):
+    """A vendor message that was counted and skipped; ``sample`` is truncated for logging."""
 
     kind: str
     detail: str
     sample: bytes
 
 
-Event = Reply | BadFrame
+Event = Reply | BadMessage
 
 
 class Peek(msgspec.Struct, frozen=True, gc=False):
@@ -173,8 +173,8 @@ class Peek(msgspec.Struct, frozen=True, gc=False):
 class Session(Protocol):
     """The protocol state of one connection (requests in flight, what is subscribed)."""
 
-    events: list[Event]  # replies and bad frames since the caller last cleared it
-    bad_frames: dict[str, int]  # skipped frames by kind
+    events: list[Event]  # replies and bad messages since the caller last cleared it
+    bad_messages: dict[str, int]  # skipped messages by kind
     ready: bool  # subscriptions may go out (False until an auth message is answered)
 
     def opening(self, token: str) -> list[bytes]:
@@ -255,7 +255,7 @@ class Simulator(Protocol):
     def open(self, conn: int, token: str, now_ns: int) -> bool: ...
     def close(self, conn: int, now_ns: int) -> None: ...
     def expired(self, now_ns: int) -> list[int]: ...
-    def receive(self, conn: int, frame: bytes | str, now_ns: int, *,
+    def receive(self, conn: int, message: bytes | str, now_ns: int, *,
                 envelope_error: bool = False) -> Outcome: ...  # fmt: skip
     @property
     def subscription_requested(self) -> bool: ...
@@ -307,7 +307,7 @@ class Provider(Protocol):
         look can read): decode it with the session."""
         ...
 
-    def decode(self, payload: bytes, recv_ns: int) -> Tick | Depth | BadFrame:
+    def decode(self, payload: bytes, recv_ns: int) -> Tick | Depth | BadMessage:
         """One push, fully, with no connection state: runs in any process."""
         ...
 

@@ -1,4 +1,4 @@
-"""Lanes: the rows of one kind on their way to every store (or bus) that keeps them.
+"""Lanes: the rows of one kind on their way to every store (or relay) that keeps them.
 
 A lane batches its rows (``batch_rows`` rows, or ``batch_delay`` after the first:
 feedmux/shard/batching.py) and hands every batch to each of its targets' writers, which commit
@@ -8,7 +8,7 @@ got them, so "the slowest target has written N" means the lane's first N rows ar
 everywhere: that is what an acknowledgement may claim (``ShardState.committed``).
 
 A shard has one lane per kind of row (ticks, books, bars), each to every ``--store``, and one per
-bus (Redis Streams with ``--redis``) for the frames of the families that go to buses.
+relay (Redis Streams with ``--redis``) for the publications of the families that are relayed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from feedmux.model import Bar, Depth, Tick
 from feedmux.ops.config import Settings
 from feedmux.shard.batching import Batcher
 from feedmux.shard.histogram import WriteTimer
-from feedmux.shard.state import Frame, Output
+from feedmux.shard.state import Output, Publication
 from feedmux.shard.stores.background import BackgroundWriter
 from feedmux.shard.stores.base import Sink, WriteResult
 from feedmux.shard.stores.commit_log import CommitLog
@@ -67,7 +67,7 @@ class Writer(Protocol[T]):
 
 @dataclass
 class Target(Generic[T]):
-    """One store (or bus) a lane writes to."""
+    """One store (or relay) a lane writes to."""
 
     shown: str  # as logs and status show it (a password masked)
     writer: Writer[T]
@@ -160,36 +160,36 @@ class Written(NamedTuple):
 
     ticks: int
     books: int
-    buses: int | None  # None: no bus
+    relays: int | None  # None: no relay
 
 
 @dataclass
 class Lanes:
-    """A shard's lanes: ticks, books and bars to every store; frames to every bus."""
+    """A shard's lanes: ticks, books and bars to every store; publications to every relay."""
 
     ticks: Lane[Tick]
     books: Lane[Depth]
     bars: Lane[Bar]
-    redis: Lane[Frame] | None = None  # the bus: Redis Streams, when on
+    redis: Lane[Publication] | None = None  # the relay: Redis Streams, when on
     commit_log: CommitLog | None = None
     # The first store's tick connection: the snapshot and recent bars after a restart.
     restore_from: Sink | None = None
 
     @property
-    def buses(self) -> list[Lane[Frame]]:
+    def relays(self) -> list[Lane[Publication]]:
         return [self.redis] if self.redis is not None else []
 
     @property
     def every(self) -> list[Lane[Any]]:
-        return [self.ticks, self.books, self.bars, *self.buses]
+        return [self.ticks, self.books, self.bars, *self.relays]
 
     def take(self, out: Output) -> None:
-        """Every row and bus frame of a ShardState output, to its lane."""
+        """Every row and relayed publication of a ShardState output, to its lane."""
         self.ticks.add(out.ticks)
         self.books.add(out.books)
         self.bars.add(out.bars)
-        for bus in self.buses:
-            bus.add(out.to_buses)
+        for relay in self.relays:
+            relay.add(out.relayed)
 
     def deadline(self) -> int | None:
         due = [d for d in (lane.deadline() for lane in self.every) if d is not None]
@@ -200,8 +200,8 @@ class Lanes:
             lane.flush_due()
 
     def written(self) -> Written:
-        buses = min((bus.written for bus in self.buses), default=None)
-        return Written(self.ticks.written, self.books.written, buses)
+        relays = min((relay.written for relay in self.relays), default=None)
+        return Written(self.ticks.written, self.books.written, relays)
 
     @property
     def failures(self) -> int:
@@ -267,12 +267,13 @@ def _open(settings: Settings, shard: int, clock: Callable[[], int],
         sink = open_sink(store, shard)
         bars.append(target(store.shown, sink.write_bars, f"bars-{store.kind}",
                            close=sink.close))  # fmt: skip
-    redis: Lane[Frame] | None = None
+    redis: Lane[Publication] | None = None
     if settings.redis_url:  # a durable copy for consumers elsewhere; acks wait for it too
         publisher = StreamPublisher(settings.redis_url, shard, settings.redis_prefix,
                                     settings.redis_maxlen)  # fmt: skip
-        redis = Lane("redis", [target(publisher.shown, publisher.write_frames, "redis-streams",
-                                      close=publisher.close, kind="redis")], batcher())  # fmt: skip
+        redis = Lane("redis", [target(publisher.shown, publisher.write_publications,
+                                      "redis-streams", close=publisher.close, kind="redis")],
+                     batcher())  # fmt: skip
     return Lanes(Lane("ticks", ticks, batcher(), empty_batch_at_close=True),
                  Lane("books", books, batcher()), Lane("bars", bars, batcher()), redis,
                  commit_log, first)  # fmt: skip

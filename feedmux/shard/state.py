@@ -17,16 +17,18 @@ from feedmux.shard.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.shard.moves import BookMoves, TradeMoves
 from feedmux.shard.snapshot import SnapshotCache
 
-Frame = tuple[bytes, bytes]  # (topic, payload) as on the PUB socket
+# A publication: (topic, payload) as one PUB multipart message; the payload decodes to a
+# wire.Payload.
+Publication = tuple[bytes, bytes]
 
 
 class Output(msgspec.Struct):
-    """What a bus message (or a timer's turn) produced, for the worker to hand on: frames for
-    the PUB socket; the same frames, in order, of the families that go to the buses
-    (``Family.to_buses``); and the rows for each kind's stores."""
+    """What a bus message (or a timer's turn) produced, for the worker to hand on: the
+    publications for the PUB socket; the same, in order, of the families that are relayed
+    (``Family.relayed``); and the rows for each kind's stores."""
 
-    published: list[Frame] = []
-    to_buses: list[Frame] = []
+    published: list[Publication] = []
+    relayed: list[Publication] = []
     ticks: list[Tick] = []
     books: list[Depth] = []
     bars: list[Bar] = []
@@ -36,14 +38,15 @@ class ShardState:
     """Takes bus messages strictly in seq order, and says what is committed.
 
     A fresh state holds nothing and waits for a Resume; it asks for one at once (the first
-    report is a Rewind with stream 0). A message beyond the next expected seq is ignored and a
+    feedback is a Rewind with epoch 0). A message beyond the next expected seq is ignored and a
     resend asked for (once per hole); one already seen is ignored. ``committed`` turns the
     writers' progress into Acks, so the receiver keeps each message until it is in the store
-    (and on every bus).
+    (and on every relay).
 
-    Its counters of what it handed out (``ticks_added``, ``books_added``, ``bus_frames``) are
+    Its counters of what it handed out (``ticks_added``, ``books_added``,
+    ``relayed_total``) are
     positions in each lane's rows (feedmux/shard/lanes.py): the worker hands every row and
-    frame of an ``Output`` to its lane, in order, so a lane's "written" compares with them.
+    publication of an ``Output`` to its lane, in order, so a lane's "written" compares with them.
     """
 
     def __init__(self, shard: int, wall_clock: Callable[[], int] = time.time_ns, *,
@@ -63,7 +66,7 @@ class ShardState:
         self.snapshot = SnapshotCache()
         self.pub_seq = 0
         self.book_seq = 0
-        self.stream = 0
+        self.epoch = 0
         self.expected_bus_seq: int | None = None  # None until the receiver says where we are
         self.received = 0
         self.resent_dropped = 0
@@ -75,13 +78,13 @@ class ShardState:
         self.ended = False
         self.ticks_added = 0  # handed to the stores, ever
         self.books_added = 0
-        self.bus_frames = 0  # handed to the buses, ever (Output.to_buses)
-        self._bus_acked = 0  # bus_frames up to the last frame of a family that is ``acked``
+        self.relayed_total = 0  # handed to the relays, ever (Output.relayed)
+        self._relayed_acked = 0  # relayed_total up to the last one of a family that is ``acked``
         self._asked_from: int | None = None
-        # Per bus message taken: (its next seq, ticks_added, books_added, _bus_acked) after it.
+        # Per bus message taken: (its next seq, ticks_added, books_added, _relayed_acked) after it.
         self._marks: deque[tuple[int, int, int, int]] = deque()
         self._acked = 0
-        self._reports: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
+        self._feedback: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
     def restore(self, ticks: list[Tick], books: list[Depth]) -> None:
         """Seed the snapshot and the re-send filter from the store after a restart (first-seen
@@ -93,42 +96,42 @@ class ShardState:
         for book in books:
             self.snapshot.apply_book(book)
 
-    def take_reports(self) -> list[bytes]:
+    def take_feedback(self) -> list[bytes]:
         """Rewind requests for the receiver, oldest first."""
-        reports, self._reports = self._reports, []
-        return reports
+        feedback, self._feedback = self._feedback, []
+        return feedback
 
     def committed(
-        self, ticks_written: int, books_written: int, buses_written: int | None = None
+        self, ticks_written: int, books_written: int, relays_written: int | None = None
     ) -> bytes | None:
         """An Ack when the writers' totals cover more bus messages than acknowledged so far.
 
         ``ticks_written``, ``books_written``: the first rows of ``Output.ticks`` (``.books``)
-        every store holds; ``buses_written``: the first frames of ``Output.to_buses`` every bus
-        holds (None: no bus). A message is covered once its ticks and books are stored and
-        every bus holds its publications: bars and other families that are not ``acked`` may
-        sit between them on a bus, and are waited for only as far as they come before."""
+        every store holds; ``relays_written``: the first publications of ``Output.relayed``
+        every relay holds (None: no relay). A message is covered once its ticks and books are stored
+        and every relay holds its publications: bars and other families that are not ``acked`` may
+        sit between them on a relay, and are waited for only as far as they come before."""
         marks = self._marks
         latest = None
         while (marks and marks[0][1] <= ticks_written and marks[0][2] <= books_written
-               and (buses_written is None or marks[0][3] <= buses_written)):  # fmt: skip
+               and (relays_written is None or marks[0][3] <= relays_written)):  # fmt: skip
             latest = marks.popleft()[0]
         if latest is None or latest == self._acked:
             return None
         self._acked = latest
-        return wire.encode(wire.Ack(self.shard, self.stream, latest))
+        return wire.encode(wire.Ack(self.shard, self.epoch, latest))
 
     def _ask(self, expected: int) -> None:
         self.bus_ignored += 1
         if self._asked_from != expected:  # once per hole; the Resume that answers resets it
             self._asked_from = expected
             self.rewinds_asked += 1
-            self._reports.append(wire.encode(wire.Rewind(self.shard, self.stream, expected)))
+            self._feedback.append(wire.encode(wire.Rewind(self.shard, self.epoch, expected)))
 
     def _resume(self, msg: wire.Resume) -> None:
         self._asked_from = None
-        if self.expected_bus_seq is None or msg.stream != self.stream:
-            self.stream = msg.stream  # a fresh shard, or a new receiver: start where it says
+        if self.expected_bus_seq is None or msg.epoch != self.epoch:
+            self.epoch = msg.epoch  # a fresh shard, or a new receiver: start where it says
             self.expected_bus_seq = msg.next_seq
             self._marks.clear()
             self._acked = 0
@@ -138,7 +141,7 @@ class ShardState:
             self.expected_bus_seq = msg.next_seq
 
     def on_bus(self, raw: bytes) -> Output:
-        """One bus message → the frames to publish and the rows to store."""
+        """One bus message → what to publish and the rows to store."""
         try:
             msg = wire.bus_decoder.decode(raw)
         except msgspec.DecodeError:  # a bad internal message must not kill the shard
@@ -160,7 +163,7 @@ class ShardState:
         if type(msg) is wire.Lost:
             first, count = msg.first_seq, msg.count
         else:
-            assert type(msg) is wire.Batch
+            assert type(msg) is wire.Burst
             first, count = msg.first_seq, len(msg.ticks) + len(msg.books)
         if first > expected:
             self._ask(expected)
@@ -174,7 +177,7 @@ class ShardState:
             self.bus_gaps += count - skip
             self._mark(first + count)
             return Output()
-        assert type(msg) is wire.Batch
+        assert type(msg) is wire.Burst
         in_ticks = msg.ticks[skip:] if skip else msg.ticks
         in_books = msg.books[max(0, skip - len(msg.ticks)) :]
         out = self._take(in_ticks, in_books)
@@ -183,16 +186,16 @@ class ShardState:
 
     def _mark(self, next_seq: int) -> None:
         """Bus messages before ``next_seq`` are covered once the lanes have this much."""
-        self._marks.append((next_seq, self.ticks_added, self.books_added, self._bus_acked))
+        self._marks.append((next_seq, self.ticks_added, self.books_added, self._relayed_acked))
 
-    def _emit(self, out: Output, family: Family, frame: Frame) -> None:
-        """A publication: to PUB, and to the buses if its family goes there."""
-        out.published.append(frame)
-        if family.to_buses:
-            out.to_buses.append(frame)
-            self.bus_frames += 1
+    def _emit(self, out: Output, family: Family, publication: Publication) -> None:
+        """A publication: to PUB, and to the relays if its family goes there."""
+        out.published.append(publication)
+        if family.relayed:
+            out.relayed.append(publication)
+            self.relayed_total += 1
             if family.acked:
-                self._bus_acked = self.bus_frames
+                self._relayed_acked = self.relayed_total
 
     def _bars_out(self, bars: list[Bar], out: Output) -> Output:
         """Publish closed or amended bars; they go to the stores too."""
@@ -268,7 +271,7 @@ class ShardState:
             payload = wire.encode(wire.PublishedDepth(self.shard, seq, item))
         self._emit(out, family, (family.topic(code), payload))
 
-    def heartbeat(self) -> Frame:
+    def heartbeat(self) -> Publication:
         return families.HEARTBEAT_TOPIC, wire.encode(wire.Heartbeat(self.shard, self.pub_seq))
 
     def snapshot_reply(self, raw: bytes) -> bytes:

@@ -14,12 +14,12 @@ from feedmux.client.streams import (
     stream_name,
 )
 from feedmux.errors import StoreError
-from feedmux.shard.state import Frame
+from feedmux.shard.state import Publication
 from feedmux.shard.stores.base import WriteResult
 
 
 class StreamPublisher:
-    """XADDs one shard's published frames to its stream, a batch per round trip."""
+    """XADDs one shard's publications to its stream, a batch per round trip."""
 
     def __init__(self, url: str, shard: int, prefix: str = DEFAULT_PREFIX,
                  maxlen: int = DEFAULT_MAXLEN) -> None:  # fmt: skip
@@ -33,16 +33,16 @@ class StreamPublisher:
         except redis.RedisError as exc:
             raise StoreError(f"cannot reach Redis {self.shown}: {exc}") from exc
 
-    def write_frames(self, frames: list[Frame]) -> WriteResult:
+    def write_publications(self, publications: list[Publication]) -> WriteResult:
         pipe = self._client.pipeline(transaction=False)
-        for topic, payload in frames:
+        for topic, payload in publications:
             pipe.xadd(self.stream, {"topic": topic, "payload": payload}, maxlen=self.maxlen,
                       approximate=True)  # fmt: skip
         try:
             pipe.execute()
         except redis.RedisError as exc:  # the client reconnects on the retry
             raise StoreError(f"Redis XADD to {self.stream} at {self.shown} failed: {exc}") from exc
-        return WriteResult(len(frames), 0)
+        return WriteResult(len(publications), 0)
 
     def close(self) -> None:
         self._client.close()

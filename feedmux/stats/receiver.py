@@ -21,11 +21,12 @@ class ConnectionStats(msgspec.Struct, kw_only=True):
     state: Literal["up", "down"]
     codes: int  # codes it should carry
     confirmed: int  # codes the vendor confirmed on it
-    frames: int  # WebSocket messages read since the receiver started
-    last_frame_age_s: float | None  # None: none yet
+    # Renamed fields keep their JSON names: a running older instance's stats still decode.
+    messages: int = msgspec.field(name="frames")  # vendor messages read since the start
+    last_message_age_s: float | None = msgspec.field(name="last_frame_age_s")  # None: none yet
     reconnects: int
     watchdog_trips: int  # reconnects because the link was silent
-    bad_frames: dict[str, int]  # by kind: counted and skipped
+    bad_messages: dict[str, int] = msgspec.field(name="bad_frames")  # by kind: skipped
     error: str  # the last one, token redacted
 
 
@@ -50,7 +51,7 @@ class QueueStats(msgspec.Struct, kw_only=True):
 
 
 class JournalStats(msgspec.Struct, kw_only=True):
-    """The journal of raw frames (--journal)."""
+    """The journal of raw vendor messages (--journal)."""
 
     path: str  # the file written now ("" if none)
     records: int
@@ -65,7 +66,9 @@ class ReceiverStats(ProcessStats, tag=RECEIVER, kw_only=True):
     books: int  # order books decoded and routed
     bus_messages: int  # messages sent to the shards
     unconfirmed: int  # routed ticks and books no shard has confirmed stored yet
-    bad_reports: int  # acks from the shards that made no sense
+    # feedback (acks, rewinds) from the shards that made no sense; named so in the JSON, which
+    # readers of older instances decode
+    bad_feedback: int = msgspec.field(name="bad_reports")
     overflow: str  # the --overflow policy
     bus: list[QueueStats]  # by shard
     journal: JournalStats

@@ -7,12 +7,12 @@ import os
 import signal
 import threading
 import time
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 
 from feedmux.ops.children import Child
 
 
-def _ready_worker(ready: Connection) -> int:
+def _ready_worker(ready: Pipe) -> int:
     ready.send("up")
     time.sleep(0.5)  # SIGINTs keep arriving meanwhile
     return 0

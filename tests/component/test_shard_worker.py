@@ -66,7 +66,7 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(
     try:
         assert subscriber.wait_ready(scaled(10))
         bus.send(wire.encode(wire.Resume(1, 1)))  # what a receiver says first
-        bus.send(wire.encode(wire.Batch(1, ticks(5))))
+        bus.send(wire.encode(wire.Burst(1, ticks(5))))
         # 5 rows never fill a 100-row batch: only the 200 ms timer can store them.
         wait_for(lambda: len(read_ticks(tmp_path)) == 5, 10, "the timer flush")
         got = [subscriber.recv(timeout=scaled(5)) for _ in range(5)]
@@ -81,13 +81,13 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(
         )
         with Subscriber(codes=["sh600003"], run_dir=settings.run_dir, shards=1) as only:
             assert only.wait_ready(scaled(10))
-            bus.send(wire.encode(wire.Batch(6, ticks(9, start=6))))
+            bus.send(wire.encode(wire.Burst(6, ticks(9, start=6))))
             got_one = only.recv(timeout=scaled(5))
             assert got_one is not None and got_one.code == "600003.SH"
             assert only.recv(timeout=0.3) is None  # the other eight codes were filtered out
         assert [subscriber.recv(timeout=scaled(5)) for _ in range(9)] == ticks(9, start=6)
 
-        bus.send(wire.encode(wire.Batch(15, ticks(250, start=15))))
+        bus.send(wire.encode(wire.Burst(15, ticks(250, start=15))))
         bus.send(wire.encode(wire.End(265)))
         worker.terminate()  # SIGTERM: the worker stores what it holds, then exits 0
         worker.join(scaled(30))
@@ -109,7 +109,7 @@ def test_garbage_on_the_bus_does_not_kill_the_shard(
     try:
         bus.send(b"\x00garbage")
         bus.send(wire.encode(wire.Resume(1, 1)))
-        bus.send(wire.encode(wire.Batch(1, ticks(3))))
+        bus.send(wire.encode(wire.Burst(1, ticks(3))))
         wait_for(lambda: len(read_ticks(tmp_path)) == 3, 10, "the good batch to be stored")
         assert worker.is_alive()
     finally:
@@ -141,7 +141,7 @@ def test_a_bars_subscriber_gets_each_closed_minute_bar(
         try:
             assert subscriber.wait_ready(scaled(10))
             bus.send(wire.encode(wire.Resume(1, 1)))
-            bus.send(wire.encode(wire.Batch(1, sent)))
+            bus.send(wire.encode(wire.Burst(1, sent)))
             got = [subscriber.recv(timeout=scaled(5)) for _ in range(len(sent) + 1)]
         finally:
             ctx.destroy(linger=0)
@@ -166,12 +166,12 @@ def test_a_stop_after_a_quiet_spell_still_waits_for_the_receivers_last_ticks_and
     bus = zt.push(ctx, settings.paths.shard_in(0))
     try:
         bus.send(wire.encode(wire.Resume(1, 1)))
-        bus.send(wire.encode(wire.Batch(1, ticks(3))))
+        bus.send(wire.encode(wire.Burst(1, ticks(3))))
         wait_for(lambda: len(read_ticks(tmp_path)) == 3, 10, "the first ticks stored")
         time.sleep(shard.DRAIN_QUIET_NS / 1e9 + 0.2)  # the point: a feed quieter than the bound
         worker.terminate()
         time.sleep(shard.DRAIN_QUIET_NS / 1e9 / 2)  # the receiver's last turn, within the bound
-        for message in (wire.Batch(4, ticks(2, start=4)), wire.End(6)):
+        for message in (wire.Burst(4, ticks(2, start=4)), wire.End(6)):
             try:  # no waiting: a shard already gone has no peer socket to take them
                 bus.send(wire.encode(message), zmq.NOBLOCK)
             except zmq.Again:
@@ -192,7 +192,7 @@ def redis_target() -> Iterator[tuple[str, str]]:
 def test_with_redis_trades_books_and_every_bar_go_to_redis_and_acks_wait_for_them_only(
     tmp_path: Path, redis_target: tuple[str, str]
 ) -> None:
-    """Redis gets the families that go to buses (trades, books, bars: the bar a tick closed
+    """Redis gets the families that are relayed (trades, books, bars: the bar a tick closed
     and the one closed at shutdown), not the moves; the stats count them; and the ack covers
     a re-sent message (stored, not published again), not held back waiting for its copy."""
     from feedmux import StreamReader, families  # noqa: PLC0415
@@ -214,15 +214,15 @@ def test_with_redis_trades_books_and_every_bar_go_to_redis_and_acks_wait_for_the
     try:
         with started(settings) as (_, worker):
             bus.send(wire.encode(wire.Resume(1, 1)))
-            bus.send(wire.encode(wire.Batch(1, sent, [book])))
-            bus.send(wire.encode(wire.Batch(6, sent)))  # a resubscription re-sends the ticks
+            bus.send(wire.encode(wire.Burst(1, sent, [book])))
+            bus.send(wire.encode(wire.Burst(6, sent)))  # a resubscription re-sends the ticks
             bus.send(wire.encode(wire.End(10)))
             wait_for(lambda: len(read_ticks(tmp_path)) == 4, 10, "the ticks stored")
             worker.terminate()
             worker.join(scaled(30))
             assert worker.exitcode == 0
         while acks.poll(scaled(500)):  # the last ack was sent before the worker exited
-            reported.append(wire.report_decoder.decode(acks.recv()))
+            reported.append(wire.feedback_decoder.decode(acks.recv()))
     finally:
         ctx.destroy(linger=0)
     with StreamReader(url, 1, prefix=prefix) as reader:

@@ -98,11 +98,11 @@ def test_snapshot_then_stream_has_no_gap_and_no_duplicate(
         with Subscriber(run_dir=settings.run_dir, shards=1) as sub:
             assert sub.wait_ready(scaled(10))
             bus.send(wire.encode(wire.Resume(1, 1)))
-            bus.send(wire.encode(wire.Batch(1, ticks(20))))  # published, not read yet
+            bus.send(wire.encode(wire.Burst(1, ticks(20))))  # published, not read yet
             wait_for(lambda: sub._sock.poll(0) != 0, 10, "the shard to publish")
             snap = sub.snapshot()
             assert snap.ticks == {t.code: t for t in ticks(20)}  # the last of each of 9 codes
-            bus.send(wire.encode(wire.Batch(21, ticks(5, start=21))))
+            bus.send(wire.encode(wire.Burst(21, ticks(5, start=21))))
             assert [sub.recv(timeout=scaled(5)) for _ in range(5)] == ticks(5, start=21)
             assert sub.recv(timeout=0.3) is None and sub.gap_events == []
     finally:

@@ -88,7 +88,7 @@ def _run_with_faults(
 
         def read_all() -> bool:
             receiver = receiver_in(run_dir)
-            bad = sum(sum(c.bad_frames.values()) for c in receiver.connections)
+            bad = sum(sum(c.bad_messages.values()) for c in receiver.connections)
             return receiver.ticks + bad == sent
 
         wait_for(read_all, 15, "the receiver to read every frame")
@@ -121,7 +121,7 @@ def test_abrupt_drop_and_clean_close_reconnect_within_the_rules_and_lose_nothing
 def test_garbage_and_duplicates_are_counted_and_skipped(tmp_path: Path) -> None:
     run_dir, report, output = _run_with_faults(tmp_path, "--garbage-every", "40",
                                                "--duplicate-every", "25", ticks=4000)  # fmt: skip
-    bad = receiver_in(run_dir).connections[0].bad_frames
+    bad = receiver_in(run_dir).connections[0].bad_messages
     assert set(bad) == {"json", "schema", "binary", "unknown_cmd", "unsubscribed", "utf8"}
     assert sum(bad.values()) == report.garbage_sent > 90  # each kind several times
     shards = shards_in(run_dir)

@@ -138,13 +138,13 @@ def test_live_table_metrics_snapshots_and_moves_on_a_terminal(tmp_path: Path) ->
             # snapshot and the store agree.
             def settled() -> bool:
                 stats = read_stats(run_dir / "stats")
-                report = stats.receiver
-                if report is None:
+                receiver = stats.receiver
+                if receiver is None:
                     return False
-                conns = report.connections
-                quiet = bool(conns) and all((c.last_frame_age_s or 0) > 1.0 for c in conns)
+                conns = receiver.connections
+                quiet = bool(conns) and all((c.last_message_age_s or 0) > 1.0 for c in conns)
                 stored = sum(s.stored for s in stats.shards.values())
-                return quiet and report.unconfirmed == 0 and stored == report.ticks
+                return quiet and receiver.unconfirmed == 0 and stored == receiver.ticks
 
             wait_for(settled, 60, "the feed to end and every tick to be stored")
             got_moves = []
@@ -173,10 +173,10 @@ def _check_snapshot_agrees_with_store(run_dir: Path, data_dir: Path) -> None:
     last_books = books.loc[books.groupby("code")["seq"].idxmax()].set_index("code")
     assert {c: q.book.seq for c, q in quotes.items() if q.book is not None} == last_books[
         "seq"].to_dict()  # fmt: skip
-    frame = SnapshotClient(run_dir).all().set_index("code")
-    assert frame["seq"].to_dict() == last["seq"].to_dict()
-    assert frame["bid"].to_dict() == {c: b[0][0] for c, b in last_books["bids"].items()}
-    assert frame["time"].to_dict() == last["time"].to_dict()
+    df = SnapshotClient(run_dir).all().set_index("code")
+    assert df["seq"].to_dict() == last["seq"].to_dict()
+    assert df["bid"].to_dict() == {c: b[0][0] for c, b in last_books["bids"].items()}
+    assert df["time"].to_dict() == last["time"].to_dict()
     out = io.StringIO()
     sys_stdout, sys.stdout = sys.stdout, out
     try:

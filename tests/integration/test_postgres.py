@@ -91,11 +91,11 @@ def test_a_vendor_restarting_its_seqs_each_day_keeps_both_days_and_a_corrected_t
     assert sink.write_batch(ticks) == (6, 0)
     corrected = msgspec.structs.replace(ticks[4], time_ns=ticks[4].time_ns + 1)  # a re-send
     assert sink.write_batch([corrected]) == (0, 1)  # the same tick by its identity
-    frame = assert_both_days_kept(sink, pg_url, ticks)
+    df = assert_both_days_kept(sink, pg_url, ticks)
     sqlite = SqliteSink(shard_db_path(tmp_path, 0), merge_rows=1)  # the same in SQLite
     assert sqlite.write_batch([*ticks, corrected]) == (6, 1)
     sqlite.close()
-    pd.testing.assert_frame_equal(read_ticks(tmp_path), frame)
+    pd.testing.assert_frame_equal(read_ticks(tmp_path), df)
 
 
 def test_a_table_keyed_by_an_older_feedmux_is_migrated_keeping_its_rows(pg_url: str) -> None:
@@ -187,7 +187,7 @@ def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(
     assert [r[:2] for r in _rows(pg_url)] == expected
     sqlite = read_ticks(data_dir)
     assert sorted(zip(sqlite["code"], sqlite["seq"], strict=True)) == expected
-    # The round trip: SQLite, PostgreSQL and a Parquet export read back as identical frames.
+    # The round trip: SQLite, PostgreSQL and a Parquet export read back as identical DataFrames.
     archive = tmp_path / "archive"
     for day in sorted({t.tz_convert("Asia/Shanghai").date() for t in sqlite["time"]}):
         exported = feedmux("export", "--date", day.isoformat(), "--data-dir", str(data_dir),

@@ -30,7 +30,7 @@ def redis_target() -> Iterator[tuple[str, str]]:
     yield from redis_prefix()
 
 
-def _frame(shard: int, pub_seq: int, code: str = "600519.SH") -> tuple[bytes, bytes]:
+def _publication(shard: int, pub_seq: int, code: str = "600519.SH") -> tuple[bytes, bytes]:
     tick = Tick(code, pub_seq, 1, 2, 10.0, 100.0, 1000.0, 1)
     return families.TRADES.topic(code), wire.encode(wire.Published(shard, pub_seq, tick))
 
@@ -41,14 +41,14 @@ def test_a_reader_resumes_after_the_last_batch_it_processed(
     url, prefix = redis_target
     publishers = [StreamPublisher(url, shard, prefix) for shard in range(2)]
     for shard, publisher in enumerate(publishers):
-        publisher.write_frames([_frame(shard, s) for s in range(1, 4)])
+        publisher.write_publications([_publication(shard, s) for s in range(1, 4)])
     checkpoint = tmp_path / "reader.json"
     with StreamReader(url, 2, checkpoint=checkpoint, prefix=prefix) as reader:
         got = reader.read(block_ms=100)
     assert sorted((m.shard, m.message.pub_seq) for m in got) == [
         (s, q) for s in range(2) for q in (1, 2, 3)]  # fmt: skip
     assert all(isinstance(m.message, wire.Published) and m.topic == b"T|600519.SH" for m in got)
-    publishers[1].write_frames([_frame(1, 4)])
+    publishers[1].write_publications([_publication(1, 4)])
     # A consumer that fails mid-batch gets that batch again; one that finishes does not.
     with pytest.raises(RuntimeError), StreamReader(url, 2, checkpoint=checkpoint,
                                                    prefix=prefix) as failing:  # fmt: skip
@@ -70,7 +70,7 @@ def test_a_reader_decodes_every_family_a_shard_sends_to_redis(
     tick = Tick("600519.SH", 7, 1, 2, 10.0, 100.0, 1000.0, 1)
     book = Depth("600519.SH", 8, 1, 2, [(9.9, 100.0)], [(10.1, 200.0)])
     bar = Bar("600519.SH", 60_000_000_000, 10.0, 10.5, 9.5, 10.2, 300.0, 3000.0, 3)
-    StreamPublisher(url, 0, prefix).write_frames([
+    StreamPublisher(url, 0, prefix).write_publications([
         (families.TRADES.topic(tick.code), wire.encode(wire.Published(0, 1, tick))),
         (b"X|600519.SH", b"from a newer feedmux"),
         (families.BOOKS.topic(book.code), wire.encode(wire.PublishedDepth(0, 1, book))),

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from feedmux.model import Tick
 from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
-from feedmux.providers.base import BadFrame, Peek, Reply, Request
+from feedmux.providers.base import BadMessage, Peek, Reply, Request
 
 SPEC_TRADE_STRINGS = (
     b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":"1605509068000001",'
@@ -32,10 +32,10 @@ def test_trade_with_int_fields_and_milliseconds_is_normalised() -> None:
 
 
 def test_unknown_vendor_fields_are_tolerated() -> None:
-    frame = json.loads(SPEC_TRADE_INTS)
-    frame["data"]["new_field"] = {"x": 1}
-    frame["extra"] = 5
-    tick = AllTickClient("t", only_subscribed=False).receive(json.dumps(frame).encode(), 0)
+    message = json.loads(SPEC_TRADE_INTS)
+    message["data"]["new_field"] = {"x": 1}
+    message["extra"] = 5
+    tick = AllTickClient("t", only_subscribed=False).receive(json.dumps(message).encode(), 0)
     assert tick is not None and tick.code == "AAPL.US"
 
 
@@ -70,7 +70,7 @@ def test_error_reply_is_an_event_not_an_exception() -> None:
 
 
 @pytest.mark.parametrize(
-    ("frame", "kind"),
+    ("message", "kind"),
     [
         (b"{not json", "json"),
         (b"", "json"),
@@ -87,13 +87,13 @@ def test_error_reply_is_an_event_not_an_exception() -> None:
         (b'[1,2,3]', "schema"),
     ],
 )  # fmt: skip
-def test_bad_frames_are_counted_and_skipped(frame: bytes, kind: str) -> None:
+def test_bad_messages_are_counted_and_skipped(message: bytes, kind: str) -> None:
     client = AllTickClient("c", only_subscribed=False)
-    assert client.receive(frame, 0) is None
-    assert client.bad_frames == {kind: 1}
+    assert client.receive(message, 0) is None
+    assert client.bad_messages == {kind: 1}
     [event] = client.events
-    assert isinstance(event, BadFrame) and event.kind == kind and len(event.sample) <= 200
-    # the connection goes on: the next good frame decodes
+    assert isinstance(event, BadMessage) and event.kind == kind and len(event.sample) <= 200
+    # the connection goes on: the next good message decodes
     assert client.receive(SPEC_TRADE_INTS, 0) is not None
 
 
@@ -112,7 +112,7 @@ def test_pushes_for_codes_not_subscribed_here_are_counted_and_skipped() -> None:
     assert client.receive(SPEC_TRADE_STRINGS, 0) is not None
     client.reset()  # a new connection starts with nothing subscribed
     assert client.receive(SPEC_TRADE_STRINGS, 0) is None
-    assert client.bad_frames == {"unsubscribed": 3}
+    assert client.bad_messages == {"unsubscribed": 3}
 
 
 def test_oversized_frames_are_counted_before_decoding() -> None:
@@ -120,20 +120,20 @@ def test_oversized_frames_are_counted_before_decoding() -> None:
     padded = SPEC_TRADE_INTS[:-2] + b',"pad":"' + b"x" * 2000 + b'"}}'
     assert client.receive(padded, 0) is None
     [event] = client.events
-    assert isinstance(event, BadFrame) and event.kind == "oversized" and len(event.sample) <= 200
+    assert isinstance(event, BadMessage) and event.kind == "oversized" and len(event.sample) <= 200
 
 
 def test_binary_frame_is_counted() -> None:
     client = AllTickClient("c")
     client.bad_binary(b"\x00\x01")
-    assert client.bad_frames == {"binary": 1}
+    assert client.bad_messages == {"binary": 1}
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
-def test_no_bytes_make_the_decoder_raise(frame: bytes) -> None:
+def test_no_bytes_make_the_decoder_raise(message: bytes) -> None:
     client = AllTickClient("c", only_subscribed=False)
-    tick = client.receive(frame, 0)
+    tick = client.receive(message, 0)
     assert tick is None or tick.price > 0
 
 
@@ -148,8 +148,8 @@ def test_no_bytes_make_the_decoder_raise(frame: bytes) -> None:
     st.sampled_from([22998, 22999, 22001, 22005, 1]),
 )  # fmt: skip
 def test_no_json_shape_makes_the_decoder_raise(data: object, cmd_id: int) -> None:
-    frame = json.dumps({"cmd_id": cmd_id, "data": data}).encode()
-    AllTickClient("c", only_subscribed=False).receive(frame, 0)
+    message = json.dumps({"cmd_id": cmd_id, "data": data}).encode()
+    AllTickClient("c", only_subscribed=False).receive(message, 0)
 
 
 def test_peek_reads_the_route_key_without_decoding_the_tick() -> None:
@@ -157,22 +157,22 @@ def test_peek_reads_the_route_key_without_decoding_the_tick() -> None:
     depth = b'{"cmd_id":22999,"data":{"code":"700.HK","seq":1,"tick_time":1,"bids":[],"asks":[]}}'
     assert ALLTICK.peek(depth) == Peek("700.HK", book=True)
     # Fields the route does not need are not parsed: a broken price still routes (the full
-    # decode, wherever it runs, counts it as a bad frame).
+    # decode, wherever it runs, counts it as a bad message).
     broken = SPEC_TRADE_STRINGS.replace(b'"1745.50"', b'"abc"')
     assert ALLTICK.peek(broken) == Peek("600519.SH", book=False)
     bad = ALLTICK.decode(broken, 0)
-    assert isinstance(bad, BadFrame) and bad.kind == "schema" and bad.sample == broken
+    assert isinstance(bad, BadMessage) and bad.kind == "schema" and bad.sample == broken
     ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
     assert ALLTICK.peek(ack) is None and ALLTICK.peek(b"not json") is None
 
 
 def test_decode_needs_no_connection_and_agrees_with_the_session() -> None:
     session = AllTickClient("t", only_subscribed=False)
-    for frame in (SPEC_TRADE_STRINGS, SPEC_TRADE_INTS):
-        assert ALLTICK.decode(frame, 5) == session.receive(frame, 5)
+    for message in (SPEC_TRADE_STRINGS, SPEC_TRADE_INTS):
+        assert ALLTICK.decode(message, 5) == session.receive(message, 5)
     ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
     decoded = ALLTICK.decode(ack, 0)
-    assert isinstance(decoded, BadFrame) and decoded.kind == "not_push"
+    assert isinstance(decoded, BadMessage) and decoded.kind == "not_push"
 
 
 def test_the_token_goes_in_the_query_and_codes_are_canonical() -> None:

@@ -93,11 +93,11 @@ def test_bars_equal_a_pandas_resample_whatever_the_arrival_order(
             emitted[bar.minute_ns] = bar.row()
     for bar in bars.close_all():
         emitted[bar.minute_ns] = bar.row()
-    frame = pd.DataFrame([(t.time_ns, t.seq, t.price, t.volume) for t in ticks],
+    df = pd.DataFrame([(t.time_ns, t.seq, t.price, t.volume) for t in ticks],
                          columns=["time", "seq", "price", "volume"])  # fmt: skip
-    frame = frame.sort_values(["time", "seq"])
-    frame["minute"] = frame["time"] // MINUTE_NS * MINUTE_NS
-    expected = frame.groupby("minute").agg(
+    df = df.sort_values(["time", "seq"])
+    df["minute"] = df["time"] // MINUTE_NS * MINUTE_NS
+    expected = df.groupby("minute").agg(
         open=("price", "first"), high=("price", "max"), low=("price", "min"),
         close=("price", "last"), volume=("volume", "sum"), count=("price", "size"),
     )  # fmt: skip

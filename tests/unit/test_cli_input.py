@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from feedmux import __version__
+from feedmux.codes import read_symbols_file
 from feedmux.errors import SymbolError
 from feedmux.ops import cli
 from feedmux.ops.cli import Command, build_parser, main
-from feedmux.symbols import read_symbols_file
 
 
 def test_a_symbols_file_with_a_bom_and_crlf_lines_is_read(tmp_path: Path) -> None:

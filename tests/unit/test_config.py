@@ -79,7 +79,7 @@ def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Pa
     import msgspec  # noqa: PLC0415
     import zmq  # noqa: PLC0415
 
-    from feedmux.client.subscriber import Connection  # noqa: PLC0415
+    from feedmux.client.subscriber import Endpoints  # noqa: PLC0415
     from feedmux.ops.config import Manifest  # noqa: PLC0415
 
     server_public, _ = zmq.curve_keypair()
@@ -87,13 +87,13 @@ def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Pa
     manifest = Manifest(shards=3, pid=1, data_dir="d", public="tcp://127.0.0.1:7700",
                         internal="tcp://127.0.0.1:7800", curve_server_key=key)  # fmt: skip
     (tmp_path / "run.json").write_bytes(msgspec.json.encode(manifest))
-    conn = Connection.of(tmp_path, None, None, None, None)
+    conn = Endpoints.of(tmp_path, None, None, None, None)
     assert conn.shards == 3 and conn.curve is not None and conn.curve.server == server_public
     assert conn.paths.shard_pub(2) == "tcp://127.0.0.1:7704"
     assert conn.paths.shard_snapshot(2) == "tcp://127.0.0.1:7705"
     assert conn.paths.control == "tcp://127.0.0.1:7804"  # after shard inputs 7800-7802, acks
     with pytest.raises(ConfigError, match="give shards="):
-        Connection.of(tmp_path, None, "tcp://h:7700", None, None)
+        Endpoints.of(tmp_path, None, "tcp://h:7700", None, None)
 
 
 def test_redact_removes_a_token_standing_alone_never_part_of_a_word() -> None:

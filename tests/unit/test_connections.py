@@ -63,8 +63,8 @@ class FakeJournal:
     def __init__(self) -> None:
         self.records: list[tuple[str, int, Any]] = []
 
-    def frames(self, recv_ns: int, conn: int, messages: list[Message]) -> None:
-        self.records.append(("frames", conn, len(messages)))
+    def messages(self, recv_ns: int, conn: int, messages: list[Message]) -> None:
+        self.records.append(("messages", conn, len(messages)))
 
     def sent(self, recv_ns: int, conn: int, request: bytes) -> None:
         self.records.append(("sent", conn, request))
@@ -128,12 +128,12 @@ def test_a_connection_opens_subscribes_and_its_ticks_flow() -> None:
     rig.clock.advance(1)
     rig.table.on_ready(7, zmq.POLLIN)
     assert [t.code for t in rig.items] == ["600519.SH", "600519.SH"]
-    assert conn.frames == 3 and conn.last_frame_ns == rig.clock.now
-    assert [r[0] for r in rig.journal.records] == ["connect", "sent", "frames", "frames"]
+    assert conn.messages == 3 and conn.last_message_ns == rig.clock.now
+    assert [r[0] for r in rig.journal.records] == ["connect", "sent", "messages", "messages"]
     entry = conn.stats(rig.clock.advance(2), TOKEN)
-    assert entry == ConnectionStats(state="up", codes=1, confirmed=1, frames=3,
-                                    last_frame_age_s=2.0, reconnects=0, watchdog_trips=0,
-                                    bad_frames={}, error="")  # fmt: skip
+    assert entry == ConnectionStats(state="up", codes=1, confirmed=1, messages=3,
+                                    last_message_age_s=2.0, reconnects=0, watchdog_trips=0,
+                                    bad_messages={}, error="")  # fmt: skip
 
 
 def test_a_refused_handshake_is_dropped_classified_and_the_token_never_kept() -> None:
@@ -177,7 +177,7 @@ def test_a_link_that_ends_breaks_or_fails_is_dropped_and_unregistered(how: str) 
     rig.table.on_ready(7, flags)
     assert conn.link is None and link.closed and rig.poller.fds == set() and not conn.connected
     assert conn.reconnects == 1 and rig.table.by_fd == {}
-    assert conn.session.bad_frames == ({"too_big": 1} if how == "refused" else {})
+    assert conn.session.bad_messages == ({"too_big": 1} if how == "refused" else {})
     rig.table.on_ready(7, zmq.POLLIN)  # a stale descriptor is ignored
 
 

@@ -23,8 +23,8 @@ S = 1_000_000_000
 
 def ack(manager: SubscriptionManager, now: int, ret: int = 200) -> None:
     """The server answers every request the manager sends now."""
-    for index, frame in manager.due(now):
-        answer(manager, index, frame, ret, "x", now)
+    for index, message in manager.due(now):
+        answer(manager, index, message, ret, "x", now)
 
 
 def test_subscribe_is_answered_only_once_the_server_confirms() -> None:
@@ -86,8 +86,8 @@ def test_a_change_whose_retries_are_refused_times_out_with_ret_and_msg() -> None
     manager, desk = _waiting_on_a_change(b"id")
     session = manager.connections[0].session
     for now in range(4, 62):  # every subscription request refused for its envelope
-        for _, frame in manager.due(now * S):
-            if json.loads(frame)["cmd_id"] == 22004:
+        for _, message in manager.due(now * S):
+            if json.loads(message)["cmd_id"] == 22004:
                 session.receive(ENVELOPE_ERROR, now * S)
                 manager.on_reply(0, session.events.pop(), now * S)
     [(_, raw)] = desk.answers(62 * S)
@@ -158,7 +158,7 @@ def test_a_universe_that_cannot_be_written_is_reported_not_fatal(tmp_path: Path)
     blocker = tmp_path / "file"
     blocker.write_text("")  # a data dir that is a file: every write fails, like a full disk
     assert not keep_universe(blocker, ["600519.SH"])
-    [failure] = [f for f in health.report() if f.kind == "universe"]
+    [failure] = [f for f in health.failures() if f.kind == "universe"]
     assert failure.failing and failure.failures == 1
     assert keep_universe(tmp_path, ["600519.SH"])  # room again
     assert load_universe(tmp_path) == ["600519.SH"]

@@ -45,7 +45,7 @@ class FakePush:
 
 
 class FakePull:
-    """The acks socket: the shards' reports, in order; ``zmq.Again`` when none is waiting."""
+    """The acks socket: the shards' feedback, in order; ``zmq.Again`` when none is waiting."""
 
     def __init__(self) -> None:
         self.inbox: deque[bytes] = deque()
@@ -80,7 +80,7 @@ class Pipeline:
         self.taken: list[Tick] = []  # handed to the store, not yet committed
         self.written = len(self.store)  # the writer's count starts again in a new process
         self.base = len(self.store)
-        self.report()
+        self.send_feedback()
 
     def route(self, n: int) -> None:
         """A read burst of ``n`` ticks, into the ledger (not sent yet)."""
@@ -100,14 +100,14 @@ class Pipeline:
     def commit(self) -> None:
         rows, self.taken = self.taken, []
         self.store.extend((t.code, t.seq) for t in rows)
-        self.report()
+        self.send_feedback()
 
-    def report(self) -> None:
-        self.acks.inbox.extend(self.shard.take_reports())
+    def send_feedback(self) -> None:
+        self.acks.inbox.extend(self.shard.take_feedback())
         ack = self.shard.committed(len(self.store) - self.base, 0)
         if ack is not None:
             self.acks.inbox.append(ack)
-        self.bus.take_acks()
+        self.bus.take_feedback()
 
     def step(self, action: str, n: int) -> bool:
         """One generated step: r(oute n), s(end), d(eliver), c(ommit), k(ill the shard);
@@ -183,24 +183,24 @@ def test_the_window_holds_messages_back_until_acks_come(tmp_path: Path) -> None:
         p.route(5)
     p.send()
 
-    def batches() -> int:
-        return sum(type(wire.bus_decoder.decode(m)) is wire.Batch for m in p.channel)
+    def bursts() -> int:
+        return sum(type(wire.bus_decoder.decode(m)) is wire.Burst for m in p.channel)
 
-    assert batches() == 2  # 10 ticks in flight: the window is full
+    assert bursts() == 2  # 10 ticks in flight: the window is full
     p.deliver()
     p.commit()
     p.send()
-    assert batches() == 2  # the acks opened the window again
+    assert bursts() == 2  # the acks opened the window again
 
 
-def test_reports_from_another_stream_or_garbage_are_ignored(tmp_path: Path) -> None:
+def test_feedback_from_another_epoch_or_garbage_are_ignored(tmp_path: Path) -> None:
     p = Pipeline(tmp_path, window=10, memory=100)
     p.route(5)
     p.send()
-    p.delivery.on_report(wire.encode(wire.Ack(0, 12345, 6)))  # an earlier receiver's stream
-    p.delivery.on_report(b"\x00junk")
-    p.delivery.on_report(wire.encode(wire.Ack(9, 77, 6)))  # no such shard
-    assert p.delivery.unconfirmed() == 5 and p.delivery.bad_reports == 2
+    p.delivery.on_feedback(wire.encode(wire.Ack(0, 12345, 6)))  # an earlier receiver's epoch
+    p.delivery.on_feedback(b"\x00junk")
+    p.delivery.on_feedback(wire.encode(wire.Ack(9, 77, 6)))  # no such shard
+    assert p.delivery.unconfirmed() == 5 and p.delivery.bad_feedback == 2
 
 
 def test_a_spill_that_cannot_be_written_keeps_ticks_in_memory_then_counts_drops(
@@ -331,7 +331,7 @@ def test_a_full_disk_is_tried_again_now_and_then_not_at_every_message(tmp_path: 
 
 def test_a_full_socket_leaves_messages_in_the_ledger_for_the_next_turn(tmp_path: Path) -> None:
     p = Pipeline(tmp_path, window=100, memory=1000)
-    p.send()  # the Resume that answers the shard's first report
+    p.send()  # the Resume that answers the shard's first feedback
     sent = p.bus.messages
     p.push.room = 1  # the shard is slow: its socket takes one message
     for _ in range(3):

@@ -38,7 +38,7 @@ def test_one_empty_side_is_a_book_and_a_bad_level_is_a_bad_frame() -> None:
     book = session.receive(limit_up, 0)
     assert isinstance(book, Depth) and book.asks == [] and book.bids
     assert session.receive(SPEC_DEPTH.replace(b'"1745.40"', b'"-1"'), 0) is None
-    assert session.bad_frames == {"schema": 1}
+    assert session.bad_messages == {"schema": 1}
 
 
 def test_depth_request_carries_the_levels() -> None:
@@ -90,7 +90,7 @@ def test_shard_publishes_caches_and_stores_books() -> None:
     state = ShardState(1)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     books = [book(f"60{i % 3:04d}.SH", i) for i in range(1, 151)]
-    out = state.on_bus(wire.encode(wire.Batch(1, [], books)))
+    out = state.on_bus(wire.encode(wire.Burst(1, [], books)))
     assert out.ticks == [] and out.books == books
     topic, payload = out.published[-1]
     published = families.BOOKS.decoder.decode(payload)
@@ -110,7 +110,7 @@ def test_books_round_trip_through_sqlite(tmp_path: Path) -> None:
     assert sink.write_books(written) == (3, 0)
     assert sink.write_books(written[:1]) == (0, 1)  # duplicates skipped, counted
     sink.close()
-    frame = read_books(tmp_path, codes=["600519"])
-    assert list(frame["seq"]) == [1, 2]
-    assert list(frame["bids"]) == [[[9.99, 100.0]], []]
-    assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
+    df = read_books(tmp_path, codes=["600519"])
+    assert list(df["seq"]) == [1, 2]
+    assert list(df["bids"]) == [[[9.99, 100.0]], []]
+    assert str(df["time"].dtype) == "datetime64[ns, UTC]"

@@ -43,4 +43,4 @@ def test_the_heartbeat_and_unknown_prefixes_are_no_family() -> None:
 
 def test_only_ticks_and_books_hold_an_acknowledgement_back() -> None:
     assert [f.name for f in families.FAMILIES if f.acked] == ["trades", "books"]
-    assert all(f.to_buses for f in families.FAMILIES if f.acked)
+    assert all(f.relayed for f in families.FAMILIES if f.acked)

@@ -163,7 +163,7 @@ def test_only_pushes_and_replies_feed_the_watchdog() -> None:
     assert not alive([(OPCODE_TEXT, b"junk"), (OPCODE_TEXT, b'{"cmd_id":31337}')])
     assert not alive([(OPCODE_BINARY, b"\x00")])
     assert not alive([(OPCODE_TEXT, TRADE.replace(b"600519.SH", b"000001.SZ") % b"")])
-    assert items == [] and client.bad_frames == {"json": 1, "unknown_cmd": 1, "binary": 1,
+    assert items == [] and client.bad_messages == {"json": 1, "unknown_cmd": 1, "binary": 1,
                                                  "unsubscribed": 1}  # fmt: skip
     assert alive([(OPCODE_PING, b""), (OPCODE_TEXT, TRADE % b"")]) and len(items) == 1
     reply = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
@@ -180,5 +180,5 @@ def test_a_text_frame_that_is_not_utf8_is_counted_even_in_a_field_the_decoder_sk
 ) -> None:
     client = AllTickClient("c", only_subscribed=False)
     assert client.receive(TRADE % extra, 0) is None
-    assert client.bad_frames == {"utf8": 1}
+    assert client.bad_messages == {"utf8": 1}
     assert client.receive(TRADE % ',"note":"\u00e9t\u00e9"'.encode(), 0) is not None  # UTF-8

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,7 @@ def test_a_second_instance_is_refused_naming_the_first(tmp_path: Path) -> None:
         lock.release()
 
 
-def _hold(lock: instance.Lock, pipe: Connection) -> None:
+def _hold(lock: instance.Lock, pipe: Pipe) -> None:
     pipe.send("holding")
     pipe.recv()  # until the test lets go
 

@@ -32,8 +32,8 @@ def test_frames_events_and_requests_read_back_in_order_with_the_token_redacted(
     journal.sent(T0 + 1, 0, b'{"cmd_id":22004,"data":{"symbol_list":[{"code":"600519.SH"}]}}')
     frames = [market.trade(code, 1_700_000_000_000) for code in ("600519.SH", "000001.SZ")]
     for i, frame in enumerate(frames):
-        journal.frame(T0 + 2 + i, 1, False, frame)
-    journal.frame(T0 + 9, 1, False, b'{"echo":"' + TOKEN.encode() + b'"}')
+        journal.message(T0 + 2 + i, 1, False, frame)
+    journal.message(T0 + 9, 1, False, b'{"echo":"' + TOKEN.encode() + b'"}')
     journal.close()
     records = list(read_journal(tmp_path))
     assert [(r.kind, r.recv_ns, r.conn) for r in records] == [
@@ -52,10 +52,10 @@ def test_frames_events_and_requests_read_back_in_order_with_the_token_redacted(
 def test_files_rotate_by_size_and_by_trading_day_in_exchange_time(tmp_path: Path) -> None:
     journal = JournalWriter(tmp_path, TOKEN, max_bytes=1000)
     for i in range(30):  # 30 * (19 + 100) bytes: several files of about 1000 bytes
-        journal.frame(T0 + i, 0, False, b"x" * 100)
+        journal.message(T0 + i, 0, False, b"x" * 100)
     midnight_shanghai = (T0 // DAY_NS + 1) * DAY_NS - 8 * 3600 * 10**9
-    journal.frame(midnight_shanghai - 1, 0, False, b"before")
-    journal.frame(midnight_shanghai, 0, False, b"after")
+    journal.message(midnight_shanghai - 1, 0, False, b"before")
+    journal.message(midnight_shanghai, 0, False, b"after")
     journal.close()
     days = sorted(p.name for p in tmp_path.iterdir())
     assert days == ["2025-11-13", "2025-11-14"]
@@ -69,7 +69,7 @@ def test_files_rotate_by_size_and_by_trading_day_in_exchange_time(tmp_path: Path
 def test_a_record_cut_short_by_a_crash_ends_the_file_quietly(tmp_path: Path) -> None:
     journal = JournalWriter(tmp_path, TOKEN)
     for i in range(3):
-        journal.frame(T0 + i, 0, False, b"frame %d" % i)
+        journal.message(T0 + i, 0, False, b"frame %d" % i)
     journal.close()
     [path] = journal_files(tmp_path)
     path.write_bytes(path.read_bytes()[:-3])
@@ -78,7 +78,7 @@ def test_a_record_cut_short_by_a_crash_ends_the_file_quietly(tmp_path: Path) -> 
 
 def test_no_journal_writes_nothing_and_a_foreign_file_is_an_error(tmp_path: Path) -> None:
     journal = JournalWriter(tmp_path / "j", TOKEN, enabled=False)
-    journal.frame(T0, 0, False, b"x")
+    journal.message(T0, 0, False, b"x")
     journal.close()
     assert not (tmp_path / "j").exists()
     (tmp_path / "bogus.fmj").write_bytes(b"nope")
@@ -92,8 +92,8 @@ def test_a_failing_disk_stops_the_journal_not_the_caller(tmp_path: Path) -> None
     blocker = tmp_path / "file"
     blocker.write_text("a file where the journal directory should be")
     journal = JournalWriter(blocker, TOKEN)
-    journal.frame(T0, 0, False, b"x")  # cannot create the directory: no exception
-    journal.frame(T0 + 1, 0, False, b"y")
+    journal.message(T0, 0, False, b"x")  # cannot create the directory: no exception
+    journal.message(T0 + 1, 0, False, b"y")
     assert "cannot open journal" in journal.error and journal.records == 0
     assert journal.lost == 2  # counted, not silently missing
 
@@ -102,11 +102,11 @@ def test_a_journal_that_failed_writes_again_once_the_disk_takes_writes(tmp_path:
     blocker = tmp_path / "j"
     blocker.write_text("in the way, like a full disk")
     journal = JournalWriter(blocker, TOKEN, retry_every_ns=10)
-    journal.frame(T0, 0, False, b"lost")
-    journal.frames(T0 + 1, 0, [(1, b"lost too")])
+    journal.message(T0, 0, False, b"lost")
+    journal.messages(T0 + 1, 0, [(1, b"lost too")])
     blocker.unlink()
-    journal.frame(T0 + 5, 0, False, b"too soon: not retried yet")
-    journal.frames(T0 + 20, 0, [(1, b"kept")])
+    journal.message(T0 + 5, 0, False, b"too soon: not retried yet")
+    journal.messages(T0 + 20, 0, [(1, b"kept")])
     journal.close()
     assert journal.error == "" and journal.lost == 3
     assert [r.payload for r in read_journal(blocker)] == [b"kept"]
@@ -115,8 +115,8 @@ def test_a_journal_that_failed_writes_again_once_the_disk_takes_writes(tmp_path:
 def test_a_socket_read_is_journaled_as_one_write_with_the_same_records(tmp_path: Path) -> None:
     journal = JournalWriter(tmp_path, TOKEN)
     read = [(1, b"trade one"), (9, b"ping"), (2, b"\x00binary"), (1, b"trade two")]
-    journal.frames(T0, 3, read)
-    journal.frames(T0 + 1, 3, [(1, b'{"leak":"' + TOKEN.encode() + b'"}')])  # redacted path
+    journal.messages(T0, 3, read)
+    journal.messages(T0 + 1, 3, [(1, b'{"leak":"' + TOKEN.encode() + b'"}')])  # redacted path
     journal.close()
     records = [(r.kind, r.recv_ns, r.conn, r.payload) for r in read_journal(tmp_path)]
     assert records == [
@@ -139,11 +139,11 @@ def test_records_buffered_when_a_flush_fails_count_as_lost_not_journaled(
 ) -> None:
     full_disk_at(tmp_path, T0)
     journal = JournalWriter(tmp_path, TOKEN, flush_every_ns=100, retry_every_ns=1000)
-    journal.frames(T0, 0, [(1, b"one"), (2, b"two")])  # buffered, flushed: the flush fails
+    journal.messages(T0, 0, [(1, b"one"), (2, b"two")])  # buffered, flushed: the flush fails
     assert "No space left" in journal.error
-    journal.frame(T0 + 1, 0, False, b"paused")
+    journal.message(T0 + 1, 0, False, b"paused")
     assert journal.records == 0 and journal.lost == 3
-    journal.frame(T0 + 2000, 0, False, b"kept")  # a new file, on a disk with room
+    journal.message(T0 + 2000, 0, False, b"kept")  # a new file, on a disk with room
     journal.close()
     assert journal.error == "" and journal.records == 1 and journal.lost == 3
     assert [r.payload for r in read_journal(tmp_path)] == [b"kept"]
@@ -154,7 +154,7 @@ def test_a_failed_flush_loses_every_record_gathered_since_the_last_one(tmp_path:
     journal = JournalWriter(tmp_path, TOKEN, flush_every_ns=10**9)
     journal.flush(T0)  # the receiver's once-a-second flush (nothing to flush yet)
     for i in range(4):
-        journal.frame(T0 + 1 + i, 0, False, b"buffered")  # within the flush interval
+        journal.message(T0 + 1 + i, 0, False, b"buffered")  # within the flush interval
     journal.flush(T0 + 10**9)  # the next one fails: all four are lost
     assert journal.error and journal.records == 0 and journal.lost == 4
 
@@ -164,9 +164,9 @@ def test_a_short_token_is_redacted_where_it_stands_alone_never_inside_market_dat
 ) -> None:
     journal = JournalWriter(tmp_path, "1234")
     trade = b'{"cmd_id":22998,"data":{"code":"301234.SZ","seq":"438123417001","price":"12340.00"}}'
-    journal.frame(T0, 1, False, trade)
-    journal.frames(T0 + 1, 1, [(1, trade)])  # one socket read: the fast path
-    journal.frame(T0 + 2, 1, False, b'{"ret":401,"msg":"token 1234 invalid"}')
+    journal.message(T0, 1, False, trade)
+    journal.messages(T0 + 1, 1, [(1, trade)])  # one socket read: the fast path
+    journal.message(T0 + 2, 1, False, b'{"ret":401,"msg":"token 1234 invalid"}')
     journal.event(T0 + 3, 0, "connect", url="ws://x/quote-stock-b-ws-api?token=1234")
     journal.close()
     records = list(read_journal(tmp_path))
@@ -181,6 +181,6 @@ def test_a_journals_codes_are_those_it_subscribed_not_only_those_that_ticked(
     journal = JournalWriter(tmp_path, TOKEN)
     journal.sent(T0, 0, b'{"cmd_id":22004,"seq_id":1,"trace":"t","data":{"symbol_list":'
                         b'[{"code":"600519.SH"},{"code":"000001.SZ"}]}}')  # fmt: skip
-    journal.frame(T0 + 1, 0, False, Market(["600519.SH"], seed=3).trade("600519.SH", 1))
+    journal.message(T0 + 1, 0, False, Market(["600519.SH"], seed=3).trade("600519.SH", 1))
     journal.close()  # 000001.SZ never ticked: a replay must still list it, or refuse it
     assert journal_codes(tmp_path) == ["000001.SZ", "600519.SH"]

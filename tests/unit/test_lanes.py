@@ -97,8 +97,8 @@ def test_the_lane_has_written_what_its_slowest_store_committed() -> None:
     assert ticks.backlog == 200
 
 
-def feed(state: ShardState, lanes: Lanes, first_seq: int, batch: list[Tick]) -> None:
-    lanes.take(state.on_bus(wire.encode(wire.Batch(first_seq, batch))))
+def feed(state: ShardState, lanes: Lanes, first_seq: int, ticks: list[Tick]) -> None:
+    lanes.take(state.on_bus(wire.encode(wire.Burst(first_seq, ticks))))
 
 
 MINUTE_NS = 60 * 10**9
@@ -131,7 +131,7 @@ def test_the_ack_never_claims_ticks_the_slowest_store_or_redis_lacks() -> None:
 
     def ack() -> int | None:
         message = state.committed(*lanes.written())
-        return None if message is None else wire.report_decoder.decode(message).next_seq
+        return None if message is None else wire.feedback_decoder.decode(message).next_seq
 
     sqlite.commit()
     redis.commit()

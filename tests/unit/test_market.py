@@ -3,9 +3,9 @@ import json
 import pytest
 from websockets.frames import Frame, Opcode
 
+from feedmux.codes import parse_codes
 from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.simulator.market import Market, a_share_universe, text_frame
-from feedmux.symbols import parse_symbols
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536])
@@ -18,7 +18,7 @@ def test_text_frame_matches_websockets_serialisation(size: int) -> None:
 def test_universe_is_the_a_share_market_and_stable() -> None:
     universe = a_share_universe()
     assert 5300 <= len(universe) <= 5500 and len(set(universe)) == len(universe)
-    assert parse_symbols(universe) == universe  # every code is a valid canonical code
+    assert parse_codes(universe) == universe  # every code is a valid canonical code
     assert {c[:3] for c in universe} == {"600", "601", "603", "605", "688", "000", "001", "002",
                                          "003", "300", "301", "920"}  # fmt: skip
     assert a_share_universe(seed=7) == universe and a_share_universe(seed=8) != universe
@@ -28,7 +28,7 @@ def test_trades_decode_with_increasing_seq_in_every_shape() -> None:
     market = Market(["600519.SH"], seed=1)
     client = AllTickClient("t", only_subscribed=False)
     ticks = [client.receive(market.trade("600519.SH", 1_700_000_000_123), 0) for _ in range(200)]
-    assert all(t is not None for t in ticks) and client.bad_frames == {}
+    assert all(t is not None for t in ticks) and client.bad_messages == {}
     seqs = [t.seq for t in ticks if t is not None]
     assert seqs == sorted(set(seqs))
     times = {t.time_ns for t in ticks if t is not None}

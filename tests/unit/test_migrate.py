@@ -79,8 +79,8 @@ def test_migrate_stores_rekeys_every_shard_file_says_so_and_the_store_then_opens
     _, books = sink.latest()
     sink.close()
     assert books == [Depth("600519.SH", 4, T0, T0, [(10.0, 1.0)], [])]
-    frame = read_ticks(tmp_path)
-    assert sorted(zip(frame["code"], frame["seq"], strict=True)) == sorted(
+    df = read_ticks(tmp_path)
+    assert sorted(zip(df["code"], df["seq"], strict=True)) == sorted(
         [(t.code, t.seq) for t in [*day1, *day2, _tick("AAPL.US", 1)]]
     )
     again: list[str] = []

@@ -54,10 +54,10 @@ def test_shard_publishes_every_trade_and_numbers_the_moves_apart() -> None:
     state = ShardState(0, min_move={"trades": 0.05})
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     prices = [10.0, 10.01, 10.06, 10.02, 10.0, 10.2]
-    batch = [tick("600519.SH", i + 1, p) for i, p in enumerate(prices)]
-    frames = state.on_bus(wire.encode(wire.Batch(1, batch))).published
-    trades = [families.TRADES.decoder.decode(p) for t, p in frames if t.startswith(b"T|")]
-    moves = [families.TRADES.decoder.decode(p) for t, p in frames if t.startswith(b"MT|")]
+    ticks = [tick("600519.SH", i + 1, p) for i, p in enumerate(prices)]
+    publications = state.on_bus(wire.encode(wire.Burst(1, ticks))).published
+    trades = [families.TRADES.decoder.decode(p) for t, p in publications if t.startswith(b"T|")]
+    moves = [families.TRADES.decoder.decode(p) for t, p in publications if t.startswith(b"MT|")]
     assert [m.tick.price for m in trades] == prices  # the full topic keeps every tick
     assert [m.tick.price for m in moves] == [10.0, 10.06, 10.0, 10.2]
     assert [m.pub_seq for m in moves] == [1, 2, 3, 4]  # its own numbering, without holes

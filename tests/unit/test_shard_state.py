@@ -10,13 +10,13 @@ def ticks(n: int, start: int = 0) -> list[Tick]:
     return [Tick(f"60{i % 7:04d}.SH", start + i, 0, 0, 1.0 + i, 1.0, 1.0, 0) for i in range(n)]
 
 
-def test_batch_is_published_snapshotted_and_handed_to_the_stores() -> None:
+def test_a_burst_is_published_snapshotted_and_handed_to_the_stores() -> None:
     state = ShardState(2)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
-    out = state.on_bus(wire.encode(wire.Batch(1, ticks(150))))
-    frames = out.published
-    assert len(frames) == 150 and out.ticks == ticks(150) and out.to_buses == frames
-    topic, payload = frames[-1]
+    out = state.on_bus(wire.encode(wire.Burst(1, ticks(150))))
+    publications = out.published
+    assert len(publications) == 150 and out.ticks == ticks(150) and out.relayed == publications
+    topic, payload = publications[-1]
     published = families.TRADES.decoder.decode(payload)
     assert topic == families.TRADES.topic(published.tick.code)
     assert (published.shard, published.pub_seq) == (2, 150)
@@ -26,30 +26,30 @@ def test_batch_is_published_snapshotted_and_handed_to_the_stores() -> None:
     assert {t.code: t.seq for t in reply.ticks} == {t.code: t.seq for t in ticks(150)}
 
 
-def resumed(shard: int = 0, stream: int = 5, next_seq: int = 1) -> ShardState:
+def resumed(shard: int = 0, epoch: int = 5, next_seq: int = 1) -> ShardState:
     state = ShardState(shard)
-    assert state.take_reports() == [wire.encode(wire.Rewind(shard, 0, 0))]  # "I hold nothing"
-    state.on_bus(wire.encode(wire.Resume(stream, next_seq)))
+    assert state.take_feedback() == [wire.encode(wire.Rewind(shard, 0, 0))]  # "I hold nothing"
+    state.on_bus(wire.encode(wire.Resume(epoch, next_seq)))
     return state
 
 
 def test_nothing_is_taken_before_the_receiver_says_where_to_start() -> None:
     state = ShardState(0)
-    assert state.on_bus(wire.encode(wire.Batch(1, ticks(5)))) == Output()
+    assert state.on_bus(wire.encode(wire.Burst(1, ticks(5)))) == Output()
     state.on_bus(wire.encode(wire.Resume(5, 1)))
-    frames = state.on_bus(wire.encode(wire.Batch(1, ticks(5)))).published
-    assert len(frames) == 5 and state.received == 5 and state.bus_ignored == 1
+    publications = state.on_bus(wire.encode(wire.Burst(1, ticks(5)))).published
+    assert len(publications) == 5 and state.received == 5 and state.bus_ignored == 1
 
 
 def test_a_hole_asks_for_a_resend_once_and_the_resend_fills_it() -> None:
     state = resumed()
-    state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
+    state.on_bus(wire.encode(wire.Burst(1, ticks(5))))
     for _ in range(3):  # 6, 7, 8 never came: ignored, asked for once
-        state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100))))
-    assert state.received == 5 and state.take_reports() == [wire.encode(wire.Rewind(0, 5, 6))]
+        state.on_bus(wire.encode(wire.Burst(9, ticks(2, 100))))
+    assert state.received == 5 and state.take_feedback() == [wire.encode(wire.Rewind(0, 5, 6))]
     state.on_bus(wire.encode(wire.Resume(5, 1)))  # the resend starts at the oldest unacked
-    stored = state.on_bus(wire.encode(wire.Batch(1, ticks(8)))).ticks  # overlaps: trimmed
-    stored += state.on_bus(wire.encode(wire.Batch(9, ticks(2, 100)))).ticks
+    stored = state.on_bus(wire.encode(wire.Burst(1, ticks(8)))).ticks  # overlaps: trimmed
+    stored += state.on_bus(wire.encode(wire.Burst(9, ticks(2, 100)))).ticks
     assert state.received == 10 and state.expected_bus_seq == 11
     assert [t.seq for t in stored] == [5, 6, 7, 100, 101]
     state.on_bus(wire.encode(wire.End(11)))
@@ -57,9 +57,9 @@ def test_a_hole_asks_for_a_resend_once_and_the_resend_fills_it() -> None:
 
 
 def test_acks_follow_what_the_writers_committed() -> None:
-    state = resumed(shard=3, stream=9)
-    state.on_bus(wire.encode(wire.Batch(1, ticks(30))))
-    state.on_bus(wire.encode(wire.Batch(31, ticks(20, 30))))
+    state = resumed(shard=3, epoch=9)
+    state.on_bus(wire.encode(wire.Burst(1, ticks(30))))
+    state.on_bus(wire.encode(wire.Burst(31, ticks(20, 30))))
     assert state.committed(0, 0) is None
     assert state.committed(29, 0) is None  # the first message is not all stored yet
     assert state.committed(30, 0) == wire.encode(wire.Ack(3, 9, 31))
@@ -68,20 +68,20 @@ def test_acks_follow_what_the_writers_committed() -> None:
 
 
 def test_with_redis_on_acks_wait_for_redis_too() -> None:
-    state = resumed(shard=1, stream=2)
-    state.on_bus(wire.encode(wire.Batch(1, ticks(30))))
-    assert state.committed(30, 0, buses_written=29) is None  # stored, not all in Redis yet
-    assert state.committed(30, 0, buses_written=30) == wire.encode(wire.Ack(1, 2, 31))
+    state = resumed(shard=1, epoch=2)
+    state.on_bus(wire.encode(wire.Burst(1, ticks(30))))
+    assert state.committed(30, 0, relays_written=29) is None  # stored, not all in Redis yet
+    assert state.committed(30, 0, relays_written=30) == wire.encode(wire.Ack(1, 2, 31))
 
 
 def test_lost_markers_count_as_gaps_and_a_new_receiver_restarts_the_count() -> None:
     state = resumed()
-    state.on_bus(wire.encode(wire.Batch(1, ticks(5))))
+    state.on_bus(wire.encode(wire.Burst(1, ticks(5))))
     state.on_bus(wire.encode(wire.Lost(6, 10)))
-    state.on_bus(wire.encode(wire.Batch(16, ticks(1, 50))))
+    state.on_bus(wire.encode(wire.Burst(16, ticks(1, 50))))
     assert state.bus_gaps == 10 and state.received == 6
-    state.on_bus(wire.encode(wire.Resume(6, 1)))  # another stream: a restarted receiver
-    state.on_bus(wire.encode(wire.Batch(1, ticks(2, 200))))
+    state.on_bus(wire.encode(wire.Resume(6, 1)))  # another epoch: a restarted receiver
+    state.on_bus(wire.encode(wire.Burst(1, ticks(2, 200))))
     assert state.received == 8 and state.expected_bus_seq == 3
 
 
@@ -108,7 +108,7 @@ def test_a_restarted_numbering_on_a_new_day_is_published_and_its_resends_are_not
     day2 = day_ticks(1, [1, 2])
     assert len(trades(state, 2, day2)) == 2 and state.resent_dropped == 0  # not day 1's seq 1
     assert state.snapshot.get(["600519.SH"]) == [day2[-1]]  # the snapshot follows the new day
-    again = state.on_bus(wire.encode(wire.Batch(4, day_ticks(1, [1, 2], late_s=3))))
+    again = state.on_bus(wire.encode(wire.Burst(4, day_ticks(1, [1, 2], late_s=3))))
     assert again.published == [] and state.resent_dropped == 2  # another time: the same ticks
     assert [t.seq for t in again.ticks] == [1, 2]  # to the stores still: they keep one copy
 
@@ -120,16 +120,16 @@ def test_after_a_restart_the_stores_ticks_are_resends_and_build_no_bars() -> Non
     state.restore_bars(stored)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     again = day_ticks(0, [1, 2, 3, 4], late_s=600)  # a re-run: same seqs, 10 minutes later
-    out = state.on_bus(wire.encode(wire.Batch(1, again)))
+    out = state.on_bus(wire.encode(wire.Burst(1, again)))
     assert [t.seq for t in trades_of(out)] == [4]  # only seq 4 is new
     assert state.resent_dropped == 3
     bars = {b.minute_ns: b for b in [*out.bars, *state.close_bars().bars]}  # the last of each
     assert sum(b.count for b in bars.values()) == 4  # 3 restored + the new one, not 7
 
 
-def trades(state: ShardState, first_seq: int, batch: list[Tick]) -> list[Tick]:
-    """The ticks a bus batch published on the trade topics."""
-    return trades_of(state.on_bus(wire.encode(wire.Batch(first_seq, batch))))
+def trades(state: ShardState, first_seq: int, ticks: list[Tick]) -> list[Tick]:
+    """The ticks a bus burst published on the trade topics."""
+    return trades_of(state.on_bus(wire.encode(wire.Burst(first_seq, ticks))))
 
 
 def trades_of(out: Output) -> list[Tick]:
@@ -143,9 +143,9 @@ def day_books(day: int, seqs: list[int], code: str = "600519.SH", late_s: int = 
             for s in seqs]  # fmt: skip
 
 
-def books_published(state: ShardState, first_seq: int, batch: list[Depth]) -> list[Depth]:
-    frames = state.on_bus(wire.encode(wire.Batch(first_seq, [], batch))).published
-    return [families.BOOKS.decoder.decode(p).depth for t, p in frames
+def books_published(state: ShardState, first_seq: int, books: list[Depth]) -> list[Depth]:
+    publications = state.on_bus(wire.encode(wire.Burst(first_seq, [], books))).published
+    return [families.BOOKS.decoder.decode(p).depth for t, p in publications
             if t.startswith(families.BOOKS.topic(""))]  # fmt: skip
 
 
@@ -182,45 +182,45 @@ def test_each_new_tick_s_identity_is_computed_once_on_the_shard_s_path(
 
 
 def test_with_redis_on_bars_and_moves_never_let_the_ack_claim_ticks_redis_lacks() -> None:
-    """Redis holds the frames of the first message only: its trades, the moves and the bar
+    """Redis holds the publications of the first message only: its trades, the moves and the bar
     they produced count for nothing, so the second message's ticks are not acknowledged."""
     state = ShardState(0, wall_clock=FakeClock(MORNING), min_move={"trades": 0.01})
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     first = day_ticks(0, list(range(1, 11)), late_s=45)  # every tick moves the price ...
     second = day_ticks(0, list(range(11, 21)), late_s=45)  # ... and these cross the minute
-    out = state.on_bus(wire.encode(wire.Batch(1, first)))
-    held = len(out.to_buses)  # what the shard sent to Redis for the first message, all there
-    out = state.on_bus(wire.encode(wire.Batch(11, second)))
+    out = state.on_bus(wire.encode(wire.Burst(1, first)))
+    held = len(out.relayed)  # what the shard sent to Redis for the first message, all there
+    out = state.on_bus(wire.encode(wire.Burst(11, second)))
     assert any(t.startswith(families.BARS.prefix) for t, _ in out.published)  # a bar closed
     assert state.committed(20, 0, held) == wire.encode(wire.Ack(0, 1, 11))
 
 
 def test_with_redis_on_re_sent_ticks_do_not_hold_the_ack_back() -> None:
     """A re-sent tick is stored again but not published: Redis gets nothing for it to hold."""
-    state = resumed(shard=0, stream=1)
+    state = resumed(shard=0, epoch=1)
     sent = 0
     for first in (1, 6):  # the same five ticks twice (a resubscription)
-        sent += len(state.on_bus(wire.encode(wire.Batch(first, day_ticks(0, [1, 2, 3, 4, 5]))))
-                    .to_buses)  # fmt: skip
+        sent += len(state.on_bus(wire.encode(wire.Burst(first, day_ticks(0, [1, 2, 3, 4, 5]))))
+                    .relayed)  # fmt: skip
     assert sent == 5
     assert state.committed(10, 0, sent) == wire.encode(wire.Ack(0, 1, 11))
 
 
-def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_buses_holding_no_ack() -> None:
+def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_relays_holding_no_ack() -> None:
     wall = FakeClock(MORNING)
     state = ShardState(0, wall_clock=wall)
     state.on_bus(wire.encode(wire.Resume(1, 1)))
     first = [*day_ticks(0, [1, 2]), *day_ticks(0, [3], code="000001.SZ")]
-    out = state.on_bus(wire.encode(wire.Batch(1, first)))
-    assert len(out.to_buses) == 3 and out.bars == []
+    out = state.on_bus(wire.encode(wire.Burst(1, first)))
+    assert len(out.relayed) == 3 and out.bars == []
     wall.advance(120)  # the data clock passed the minute's end
     due = state.bars_due()
     assert sorted(b.code for b in due.bars) == ["000001.SZ", "600519.SH"]
-    assert due.to_buses == due.published and len(due.published) == 2
+    assert due.relayed == due.published and len(due.published) == 2
     assert state.committed(3, 0, 3) == wire.encode(wire.Ack(0, 1, 4))  # the bars not needed
     later = day_ticks(0, [200])  # seq 200 is 200 s after the first minute
-    assert len(state.on_bus(wire.encode(wire.Batch(4, later))).to_buses) == 1
+    assert len(state.on_bus(wire.encode(wire.Burst(4, later))).relayed) == 1
     closed = state.close_bars()
-    assert [b.count for b in closed.bars] == [1] and closed.to_buses == closed.published
-    assert state.bus_frames == 3 + 2 + 1 + 1
+    assert [b.count for b in closed.bars] == [1] and closed.relayed == closed.published
+    assert state.relayed_total == 3 + 2 + 1 + 1
     assert state.committed(4, 0, 3 + 2 + 1) == wire.encode(wire.Ack(0, 1, 5))

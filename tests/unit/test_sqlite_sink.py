@@ -66,12 +66,12 @@ def test_read_ticks_merges_shards_with_filters_and_types(tmp_path: Path) -> None
         sink = SqliteSink(shard_db_path(tmp_path, shard))
         sink.write_batch([tick(c, s, t_s=s) for c in codes for s in range(5)])
         sink.close()
-    frame = read_ticks(tmp_path)
-    assert list(frame.columns) == ["code", "seq", "time", "recv_time", "price", "volume",
+    df = read_ticks(tmp_path)
+    assert list(df.columns) == ["code", "seq", "time", "recv_time", "price", "volume",
                                    "turnover", "direction"]  # fmt: skip
-    assert len(frame) == 15 and frame["time"].is_monotonic_increasing
-    assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
-    assert frame["time"].iloc[0] == pd.Timestamp(T0, unit="ns", tz="UTC")
+    assert len(df) == 15 and df["time"].is_monotonic_increasing
+    assert str(df["time"].dtype) == "datetime64[ns, UTC]"
+    assert df["time"].iloc[0] == pd.Timestamp(T0, unit="ns", tz="UTC")
     some = read_ticks(tmp_path, codes=["sh600519", "AAPL"],
                       start=pd.Timestamp(T0 + 10**9, unit="ns", tz="UTC"),
                       end=pd.Timestamp(T0 + 3 * 10**9, unit="ns"))  # fmt: skip
@@ -81,8 +81,8 @@ def test_read_ticks_merges_shards_with_filters_and_types(tmp_path: Path) -> None
 
 def test_empty_store_reads_as_empty_frame(tmp_path: Path) -> None:
     SqliteSink(shard_db_path(tmp_path, 0)).close()
-    frame = read_ticks(tmp_path)
-    assert frame.empty and "price" in frame.columns
+    df = read_ticks(tmp_path)
+    assert df.empty and "price" in df.columns
 
 
 class FlakySink:

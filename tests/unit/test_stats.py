@@ -9,7 +9,7 @@ import msgspec
 
 from feedmux.stats import RunStats, read_stats, write_stats
 from feedmux.writes import WriteFailure, health
-from tests.stats_samples import receiver_stats, shard_stats, store_stats
+from tests.stats_samples import connection_stats, receiver_stats, shard_stats, store_stats
 
 
 def no_new_files(stats_dir: Path, name: str) -> None:
@@ -83,3 +83,16 @@ def test_a_restarted_shard_carries_its_earlier_totals_on() -> None:
     assert (carried.received, carried.stored, carried.books_stored) == (110, 98, 5)
     assert carried.restarts == 2 and carried.batches == 2  # batches: since this start
     assert now.carry(None) == now
+
+
+def test_renamed_fields_keep_their_json_names_so_a_running_older_instance_is_still_read(
+    tmp_path: Path,
+) -> None:
+    link = connection_stats(messages=7, last_message_age_s=0.5, bad_messages={"json": 2})
+    assert write_stats(tmp_path, receiver_stats(bad_feedback=3, connections=[link]))
+    raw = (tmp_path / "receiver.json").read_bytes()
+    for old_name in (b'"bad_reports":3', b'"frames":7', b'"last_frame_age_s":0.5',
+                     b'"bad_frames":{"json":2}'):  # fmt: skip
+        assert old_name in raw
+    stats = read_stats(tmp_path).receiver
+    assert stats is not None and stats.bad_feedback == 3 and stats.connections == [link]

@@ -31,11 +31,13 @@ def queue(shard: int, held: int, *, memory: int, spill_dir: Path | None) -> Queu
     return QueueStats.of(q)
 
 
-def receiver(t: int, ticks: int, frames: int, bus: list[QueueStats] | None = None) -> ReceiverStats:
+def receiver(
+    t: int, ticks: int, messages: int, bus: list[QueueStats] | None = None
+) -> ReceiverStats:
     if bus is None:  # 5 held for shard 0; 3 dropped for shard 1 (--overflow drop)
         bus = [queue(0, 5, memory=10, spill_dir=None), queue(1, 3, memory=0, spill_dir=None)]
-    link = connection_stats(codes=3, frames=frames, reconnects=1, last_frame_age_s=0.2,
-                            bad_frames={"json": 2, "schema": 1})  # fmt: skip
+    link = connection_stats(codes=3, messages=messages, reconnects=1, last_message_age_s=0.2,
+                            bad_messages={"json": 2, "schema": 1})  # fmt: skip
     return receiver_stats(time_ns=t, ticks=ticks, codes_subscribed=3, codes_desired=4,
                           codes_rejected=1, bus_messages=7, bus=bus,
                           connections=[link])  # fmt: skip
@@ -64,11 +66,11 @@ def test_rates_come_from_each_workers_own_timestamps() -> None:
     before = reading(receiver(100 * S, 1000, 900), shard(0, 100 * S, 400, 300))
     after = reading(receiver(102 * S, 5000, 4900), shard(0, 101 * S, 1400, 1300))
     status = build_status(before, after, 2, silent={"000001.SZ": None}, wall_ns=101 * S)
-    assert status.ticks_per_s == 2000 and status.connections[0].frames_per_s == 2000
+    assert status.ticks_per_s == 2000 and status.connections[0].messages_per_s == 2000
     assert status.shards[0].ticks_per_s == 1000 and status.shards[0].queue == 5
     assert status.shards[0].last_commit_age_s == 0.5 and status.shards[0].state == "up"
     assert status.shards[1].state == "down" and status.shards[1].drops == 3
-    assert status.bad_frames == 3 and status.stored == 1300
+    assert status.bad_messages == 3 and status.stored == 1300
     console = Console(width=140, record=True, file=io.StringIO())
     console.print(render(status, "test"))
     text = console.export_text()

@@ -17,11 +17,11 @@ from tests.conftest import FakeClock
 UNIVERSE = a_share_universe()
 
 
-def answer(manager: SubscriptionManager, index: int, frame: bytes, ret: int, msg: str,
+def answer(manager: SubscriptionManager, index: int, message: bytes, ret: int, msg: str,
            now: int) -> Reply:  # fmt: skip
-    """The vendor's answer ``ret`` to ``frame``, which connection ``index`` sent, as its session
+    """The vendor's answer ``ret`` to ``message``, which connection ``index`` sent, as its session
     decodes it; handed to the manager."""
-    body = json.loads(frame)
+    body = json.loads(message)
     session = manager.connections[index].session
     reply = {"cmd_id": body["cmd_id"] + 1, "ret": ret, "msg": msg, "seq_id": body["seq_id"],
              "trace": body["trace"], "data": {}}  # fmt: skip
@@ -50,9 +50,9 @@ def drive(manager: SubscriptionManager, server: AllTickServer, clock: FakeClock,
         for i in manager.connect_due(clock.now):
             if server.open(i, "tok", clock.now):
                 manager.on_connected(i, clock.now)
-        for i, frame in manager.due(clock.now):
-            sent.append((clock.now, i, frame))
-            outcome = server.receive(i, frame, clock.now)
+        for i, message in manager.due(clock.now):
+            sent.append((clock.now, i, message))
+            outcome = server.receive(i, message, clock.now)
             session = manager.connections[i].session
             for reply in outcome.replies:
                 session.receive(reply, clock.now)
@@ -97,14 +97,14 @@ def first_subscribe(clock: FakeClock) -> tuple[SubscriptionManager, bytes]:
     """A one-code manager that has just sent its first subscribe request."""
     manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING)
     manager.on_connected(0, clock.now)
-    [(_, frame)] = manager.due(clock.now)
-    return manager, frame
+    [(_, message)] = manager.due(clock.now)
+    return manager, message
 
 
 def test_rate_limited_request_is_retried_after_the_widened_spacing() -> None:
     clock = FakeClock()
-    manager, frame = first_subscribe(clock)
-    answer(manager, 0, frame, 429, "rate limit", clock.now)
+    manager, message = first_subscribe(clock)
+    answer(manager, 0, message, 429, "rate limit", clock.now)
     assert manager.due(clock.advance(6.5)) == []  # 3.3 s doubled
     assert [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(0.2))] == [22004]
 
@@ -113,11 +113,11 @@ def _answer(manager: SubscriptionManager, now: int, ret: int) -> list[int]:
     """Send what is due now and answer each subscription request with ``ret`` (heartbeats
     with ok); returns the subscription requests' cmd_ids."""
     cmds = []
-    for index, frame in manager.due(now):
-        cmd_id = json.loads(frame)["cmd_id"]
+    for index, message in manager.due(now):
+        cmd_id = json.loads(message)["cmd_id"]
         subscription = cmd_id != 22000
         cmds += [cmd_id] if subscription else []
-        answer(manager, index, frame, ret if subscription else 200, "x", now)
+        answer(manager, index, message, ret if subscription else 200, "x", now)
     return cmds
 
 
@@ -146,8 +146,8 @@ def test_spacing_widens_after_too_many_requests_and_narrows_back_after_successes
 
 def test_refused_list_is_not_retried_forever() -> None:
     clock = FakeClock()
-    manager, frame = first_subscribe(clock)
-    answer(manager, 0, frame, 604, "code unauthorized", clock.now)
+    manager, message = first_subscribe(clock)
+    answer(manager, 0, message, 604, "code unauthorized", clock.now)
     later = [json.loads(f)["cmd_id"] for _, f in manager.due(clock.advance(5))]
     assert later == []  # nothing until the next heartbeat; the refused list is not resent
     assert "604" in manager.connections[0].last_error
@@ -277,8 +277,8 @@ def test_reconnect_backoff_grows_to_the_cap_never_below_spacing_and_resets() -> 
     assert low.connections[0].connect_at_ns - clock.now >= pacing.reconnect_spacing_ns
     # a confirmed subscription resets the backoff
     manager.on_connected(0, clock.now)
-    [(_, frame)] = manager.due(clock.now)
-    answer(manager, 0, frame, 200, "ok", clock.now)
+    [(_, message)] = manager.due(clock.now)
+    answer(manager, 0, message, 200, "ok", clock.now)
     manager.on_disconnected(0, clock.now)
     assert manager.connections[0].connect_at_ns - clock.now == pacing.reconnect_spacing_ns
 
@@ -291,9 +291,9 @@ def test_watchdog_flags_connected_links_silent_too_long() -> None:
     manager.on_connected(0, clock.now)
     manager.on_connected(1, clock.now)
     for conn in manager.connections:
-        conn.last_frame_ns = clock.now
+        conn.last_message_ns = clock.now
     clock.advance(25)
-    manager.connections[1].last_frame_ns = clock.now  # a heartbeat reply counts as a frame
+    manager.connections[1].last_message_ns = clock.now  # a heartbeat reply counts as a message
     assert manager.stale(clock.advance(6)) == [0]
     assert manager.connections[0].watchdog_trips == 1
     manager.on_disconnected(0, clock.now, "watchdog")
@@ -406,8 +406,8 @@ def test_a_connection_refused_again_and_again_does_not_starve_the_others() -> No
     give_up = clock.now + 20 * 10**9
     while 1 not in sent:
         assert clock.advance(0.1) < give_up, sent
-        for index, frame in manager.due(clock.now):
-            body = json.loads(frame)
+        for index, message in manager.due(clock.now):
+            body = json.loads(message)
             if body["cmd_id"] == 22000:
                 continue
             sent.append(index)
@@ -416,7 +416,7 @@ def test_a_connection_refused_again_and_again_does_not_starve_the_others() -> No
                 session.receive(ENVELOPE_ERROR, clock.now)
                 manager.on_reply(0, session.events.pop(), clock.now)
             else:
-                answer(manager, 1, frame, 200, "ok", clock.now)
+                answer(manager, 1, message, 200, "ok", clock.now)
     assert sent[:2] == [0, 1]  # the cancel of connection 1 goes right after the first refusal
 
 
@@ -426,7 +426,7 @@ class _AddRemoveSession:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.bad_frames: dict[str, int] = {}
+        self.bad_messages: dict[str, int] = {}
         self.ready = False
         self.acked: list[str] = []
         self.sent: list[tuple[str, list[str], Request]] = []
@@ -438,10 +438,10 @@ class _AddRemoveSession:
         request = Request(kind, tuple(codes))
         added = [c for c in codes if c not in self.acked]
         removed = [c for c in self.acked if c not in codes]
-        frames = [f"{verb} {','.join(c)}".encode()
+        requests = [f"{verb} {','.join(c)}".encode()
                   for verb, c in (("add", added), ("remove", removed)) if c]  # fmt: skip
         self.sent.append((kind, codes, request))
-        return frames
+        return requests
 
     def heartbeat(self) -> bytes | None:
         return None

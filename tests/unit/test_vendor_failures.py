@@ -140,13 +140,13 @@ def test_a_confirmed_subscription_resets_the_count() -> None:
     clock = FakeClock()
     manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, give_up_after=2)
     manager.on_connected(0, clock.now)
-    [(_, frame)] = manager.due(clock.now)
-    answer(manager, 0, frame, 401, "token invalid", clock.now)
+    [(_, message)] = manager.due(clock.now)
+    answer(manager, 0, message, 401, "token invalid", clock.now)
     _fail(manager, clock, None)  # the failure the reply left on the link is counted
     assert manager.connections[0].same_failures == 1
     manager.on_connected(0, clock.advance(5))
-    [(_, frame)] = manager.due(clock.now)
-    answer(manager, 0, frame, 200, "ok", clock.now)
+    [(_, message)] = manager.due(clock.now)
+    answer(manager, 0, message, 200, "ok", clock.now)
     assert manager.connections[0].same_failures == 0
     _fail(manager, clock, handshake_failure(401))
     assert manager.fatal is None
@@ -156,8 +156,8 @@ def test_a_depth_refusal_for_the_plan_stops_the_books_not_the_run() -> None:
     clock = FakeClock()
     manager = SubscriptionManager(ALLTICK, ["600519.SH"], 3000, PACING, depth_levels=5)
     manager.on_connected(0, clock.now)
-    frame = manager.connections[0].session.subscribe_depth(["600519.SH"], 5)
-    answer(manager, 0, frame, 603, "token level not enough", clock.now)
+    message = manager.connections[0].session.subscribe_depth(["600519.SH"], 5)
+    answer(manager, 0, message, 603, "token level not enough", clock.now)
     assert manager.connections[0].failure is None
 
 
@@ -191,14 +191,14 @@ def test_a_token_refusal_with_cmd_id_0_is_matched_to_the_waiting_request() -> No
     manager.on_connected(0, clock.now)
     manager.due(clock.now)
     session = manager.connections[0].session
-    frame = b'{"ret":401,"msg":"token invalid","cmd_id":0,"seq_id":0,"trace":"","data":{}}'
-    assert session.receive(frame, clock.now) is None
+    message = b'{"ret":401,"msg":"token invalid","cmd_id":0,"seq_id":0,"trace":"","data":{}}'
+    assert session.receive(message, clock.now) is None
     [reply] = session.events
     assert isinstance(reply, Reply) and reply.request is not None
     assert (
         reply.request.kind == "trades" and reply.what() == "cmd 22004 (an envelope error, cmd_id 0)"
     )
-    assert session.pending() == 0 and session.bad_frames == {}
+    assert session.pending() == 0 and session.bad_messages == {}
     manager.on_reply(0, reply, clock.now)
     assert manager.connections[0].failure == Failure("token", "ret=401 token invalid")
     manager.on_disconnected(0, clock.now, "refused")
@@ -231,11 +231,11 @@ def test_an_envelope_error_on_a_subscribe_is_shown_and_retried_after_a_backoff()
     session.events.clear()
     assert isinstance(reply, Reply) and reply.envelope and reply.request is not None
     assert reply.what() == "cmd 22004 (an envelope error, cmd_id 0)"
-    assert session.bad_frames == {}  # not an unknown_cmd frame
+    assert session.bad_messages == {}  # not an unknown_cmd message
     manager.on_reply(0, reply, clock.now)
     conn = manager.connections[0]
     assert conn.last_error == "ret=201 request header param invalid" and conn.failure is None
-    row = connection_stats(codes=3, frames=1, error=conn.last_error)
+    row = connection_stats(codes=3, messages=1, error=conn.last_error)
     stats = RunStats(receiver=receiver_stats(connections=[row]))
     table = io.StringIO()
     Console(file=table, width=120).print(render(build_status(None, stats, 0)))

@@ -21,10 +21,10 @@ def test_published_payload_is_plain_msgpack_for_any_language() -> None:
 
 
 def test_bus_messages_round_trip() -> None:
-    for msg in (wire.Batch(7, [TICK, TICK]), wire.End(9), wire.Resume(3, 5), wire.Lost(5, 2)):
+    for msg in (wire.Burst(7, [TICK, TICK]), wire.End(9), wire.Resume(3, 5), wire.Lost(5, 2)):
         assert wire.bus_decoder.decode(wire.encode(msg)) == msg
     for report in (wire.Ack(1, 2, 3), wire.Rewind(1, 0, 0)):
-        assert wire.report_decoder.decode(wire.encode(report)) == report
+        assert wire.feedback_decoder.decode(wire.encode(report)) == report
 
 
 def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
@@ -35,10 +35,21 @@ def test_outbox_groups_by_shard_and_numbers_without_holes() -> None:
         for code in codes:
             outbox.add(Tick(code, round_, 0, 0, 1.0, 1.0, 1.0, 0))
         for shard, first, end, raw in outbox.drain():
-            batch = wire.bus_decoder.decode(raw)
-            assert isinstance(batch, wire.Batch)
-            assert all(shard_of(t.code, 4) == shard for t in batch.ticks)
-            assert batch.first_seq == first == next_seq[shard]
-            assert end == first + len(batch.ticks)
+            burst = wire.bus_decoder.decode(raw)
+            assert isinstance(burst, wire.Burst)
+            assert all(shard_of(t.code, 4) == shard for t in burst.ticks)
+            assert burst.first_seq == first == next_seq[shard]
+            assert end == first + len(burst.ticks)
             next_seq[shard] = end
     assert (outbox.routed_ticks, outbox.routed_books, outbox.pending) == (120, 0, 0)
+
+
+def test_the_bus_and_feedback_messages_are_the_documented_arrays() -> None:
+    # docs/wire.md is the contract: a receiver and a shard of different versions still agree.
+    decode = msgspec.msgpack.decode
+    assert decode(wire.encode(wire.Burst(7, [], []))) == ["B", 7, [], []]
+    assert decode(wire.encode(wire.Resume(5, 9))) == ["R", 5, 9]
+    assert decode(wire.encode(wire.Lost(3, 2))) == ["L", 3, 2]
+    assert decode(wire.encode(wire.End(4))) == ["E", 4]
+    assert decode(wire.encode(wire.Ack(1, 5, 9))) == ["A", 1, 5, 9]
+    assert decode(wire.encode(wire.Rewind(1, 5, 6))) == ["W", 1, 5, 6]

@@ -34,7 +34,7 @@ def test_a_failing_kind_is_logged_when_it_starts_and_when_it_recovers_only(
         assert health.failing("store")  # the books writer still fails
         health.ok("store", "books")
     assert not health.failing("store")
-    [failure] = health.report()
+    [failure] = health.failures()
     assert (failure.kind, failure.reason, failure.failures) == ("store", "disk full", 6)
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
         "store writes failing", "store writes work again after 6 failures"]  # fmt: skip
@@ -64,7 +64,7 @@ def test_stats_that_cannot_be_replaced_are_written_over_in_place(tmp_path: Path)
 def test_status_and_metrics_say_what_is_failing(tmp_path: Path) -> None:
     health = WriteHealth()
     health.failed("store", FULL)
-    write_stats(tmp_path, shard_stats(0, time_ns=1, failing_writes=health.report()))
+    write_stats(tmp_path, shard_stats(0, time_ns=1, failing_writes=health.failures()))
     stats = read_stats(tmp_path)
     status = build_status(None, stats, 1, wall_ns=1)
     assert status.failing == ["shard-0: store failing: disk full (1 failed writes)"]

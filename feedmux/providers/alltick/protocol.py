@@ -1,7 +1,7 @@
 """AllTick's stock WebSocket protocol, sans-I/O (as AllTick documents it for its stock
 API; the rules the replay server enforces are in ``server.py``).
 
-``AllTickClient`` (a ``providers.base.Session``) builds request frames and turns received frames
+``AllTickClient`` (a ``providers.base.Session``) builds request messages and turns received messages
 into ``Tick`` objects and typed events; ``peek`` and ``decode_push`` read a push with no
 connection state. Nothing here owns a socket, thread or clock: the caller passes the time.
 """
@@ -16,7 +16,7 @@ import msgspec
 
 from feedmux.model import Depth, Tick
 from feedmux.providers.base import (
-    BadFrame,
+    BadMessage,
     Event,
     Failure,
     ListKind,
@@ -202,24 +202,24 @@ def normalize_time(tick_time: int) -> int:
     return tick_time * 1_000_000
 
 
-def parse(payload: bytes, max_frame_bytes: int) -> BadFrame | TradePush | DepthPush | Response:
+def parse(payload: bytes, max_frame_bytes: int) -> BadMessage | TradePush | DepthPush | Response:
     """One text message decoded, or why it was skipped."""
     if len(payload) > max_frame_bytes:
-        return BadFrame("oversized", f"{len(payload)} bytes > {max_frame_bytes}", payload[:200])
+        return BadMessage("oversized", f"{len(payload)} bytes > {max_frame_bytes}", payload[:200])
     if not payload.isascii():  # vendor JSON is ASCII: only others pay for a decode
         try:  # msgspec checks only the strings it keeps, not the fields it skips
             payload.decode()
         except UnicodeDecodeError as exc:
             detail = f"text frame is not UTF-8 ({exc.reason} at {exc.start})"
-            return BadFrame("utf8", detail, payload[:200])
+            return BadMessage("utf8", detail, payload[:200])
     try:
         msg: TradePush | DepthPush | Response = _decoder.decode(payload)
     except msgspec.ValidationError as exc:
         detail = str(exc)
         kind = "unknown_cmd" if detail.endswith("`$.cmd_id`") else "schema"
-        return BadFrame(kind, detail, payload[:200])
+        return BadMessage(kind, detail, payload[:200])
     except msgspec.DecodeError as exc:
-        return BadFrame("json", str(exc), payload[:200])
+        return BadMessage("json", str(exc), payload[:200])
     return msg
 
 
@@ -236,16 +236,16 @@ def depth_of(b: DepthData, recv_ns: int) -> Depth:
 
 def decode_push(
     payload: bytes, recv_ns: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-) -> Tick | Depth | BadFrame:
+) -> Tick | Depth | BadMessage:
     """One push, fully, with no connection state (``Provider.decode``)."""
     msg = parse(payload, max_frame_bytes)
     if type(msg) is TradePush:
         return tick_of(msg.data, recv_ns)
     if type(msg) is DepthPush:
         return depth_of(msg.data, recv_ns)
-    if isinstance(msg, BadFrame):
+    if isinstance(msg, BadMessage):
         return msg
-    return BadFrame("not_push", f"cmd {type(msg).__struct_config__.tag} is not a push",
+    return BadMessage("not_push", f"cmd {type(msg).__struct_config__.tag} is not a push",
                     payload[:200])  # fmt: skip
 
 
@@ -267,7 +267,7 @@ def peek(payload: bytes) -> Peek | None:
     try:
         push = _peek_decoder.decode(payload)
     except msgspec.DecodeError:
-        return None  # a reply, or a bad frame
+        return None  # a reply, or a bad message
     if push.cmd_id == CMD_TRADE_PUSH:
         return Peek(push.data.code, False)
     if push.cmd_id == CMD_DEPTH_PUSH:
@@ -318,7 +318,7 @@ class AllTickClient:
         self.only_subscribed = only_subscribed
         self.max_frame_bytes = max_frame_bytes
         self.events: list[Event] = []
-        self.bad_frames: dict[str, int] = {}
+        self.bad_messages: dict[str, int] = {}
         self.ready = True  # no auth message: the token is in the URL
         self._next_seq_id = 1
         self._pending: dict[int, _Sent] = {}
@@ -395,25 +395,25 @@ class AllTickClient:
         for codes in (*self._acked.values(), *self._expects.values()):
             codes.clear()
 
-    # -- frames in ------------------------------------------------------------------------------
-    def receive(self, frame: bytes, recv_ns: int) -> Tick | Depth | None:
-        """Decode one text frame: a Tick or Depth, or None with any control event appended to
+    # -- messages in ----------------------------------------------------------------------------
+    def receive(self, message: bytes, recv_ns: int) -> Tick | Depth | None:
+        """Decode one text message: a Tick or Depth, or None with any control event appended to
         ``events``."""
-        msg = parse(frame, self.max_frame_bytes)
+        msg = parse(message, self.max_frame_bytes)
         if type(msg) is TradePush:
             d = msg.data
             if self.only_subscribed and d.code not in self._expects["trades"]:
-                self._bad("unsubscribed", f"trade for {d.code}, not subscribed here", frame)
+                self._bad("unsubscribed", f"trade for {d.code}, not subscribed here", message)
                 return None
             return tick_of(d, recv_ns)
         if type(msg) is DepthPush:
             b = msg.data
             if self.only_subscribed and b.code not in self._expects["books"]:
-                self._bad("unsubscribed", f"book for {b.code}, not subscribed here", frame)
+                self._bad("unsubscribed", f"book for {b.code}, not subscribed here", message)
                 return None
             return depth_of(b, recv_ns)
-        if isinstance(msg, BadFrame):
-            self.bad_frames[msg.kind] = self.bad_frames.get(msg.kind, 0) + 1
+        if isinstance(msg, BadMessage):
+            self.bad_messages[msg.kind] = self.bad_messages.get(msg.kind, 0) + 1
             self.events.append(msg)
             return None
         assert isinstance(msg, Response)
@@ -441,7 +441,7 @@ class AllTickClient:
     ) -> bool:
         """Decode the messages of one socket read, handing each tick and book to ``add``.
         True when one was a push or a reply to us: what shows the feed is alive (pings,
-        pongs and frames counted as bad do not feed the watchdog)."""
+        pongs and messages counted as bad do not feed the watchdog)."""
         events = len(self.events)
         receive = self.receive
         alive = False
@@ -455,9 +455,9 @@ class AllTickClient:
                 self.bad_binary(data)
         return alive or any(type(e) is Reply for e in self.events[events:])
 
-    def bad_binary(self, frame: bytes) -> None:
-        self._bad("binary", "binary frame (AllTick sends text)", frame)
+    def bad_binary(self, message: bytes) -> None:
+        self._bad("binary", "binary frame (AllTick sends text)", message)
 
-    def _bad(self, kind: str, detail: str, frame: bytes) -> None:
-        self.bad_frames[kind] = self.bad_frames.get(kind, 0) + 1
-        self.events.append(BadFrame(kind, detail, frame[:200]))
+    def _bad(self, kind: str, detail: str, message: bytes) -> None:
+        self.bad_messages[kind] = self.bad_messages.get(kind, 0) + 1
+        self.events.append(BadMessage(kind, detail, message[:200]))

@@ -6,7 +6,7 @@ from feedmux.model import Depth, Tick
 from feedmux.providers.alltick import market, protocol, server
 from feedmux.providers.base import (
     Auth,
-    BadFrame,
+    BadMessage,
     Failure,
     Pacing,
     Peek,
@@ -54,7 +54,7 @@ class AllTick:
     def peek(self, payload: bytes) -> Peek | None:
         return protocol.peek(payload)
 
-    def decode(self, payload: bytes, recv_ns: int) -> Tick | Depth | BadFrame:
+    def decode(self, payload: bytes, recv_ns: int) -> Tick | Depth | BadMessage:
         return protocol.decode_push(payload, recv_ns, self.max_frame_bytes)
 
     def canonical(self, vendor_code: str) -> str:

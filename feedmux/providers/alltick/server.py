@@ -129,7 +129,7 @@ class AllTickServer:
             self._violate(now_ns, conn, "heartbeat timeout", f"none for {limit // 10**9} s")
         return late
 
-    def receive(self, conn: int, frame: bytes | str, now_ns: int, *,
+    def receive(self, conn: int, message: bytes | str, now_ns: int, *,
                 envelope_error: bool = False) -> Outcome:  # fmt: skip
         """Judge and answer one request. ``envelope_error``: answer a subscription or cancel
         request with the documented ``cmd_id`` 0 error instead of applying it (``--fault
@@ -138,7 +138,7 @@ class AllTickServer:
         if state is None:
             return Outcome(close=True)
         try:
-            req = _request_decoder.decode(frame)
+            req = _request_decoder.decode(message)
         except msgspec.DecodeError as exc:
             self._violate(now_ns, conn, "malformed request", str(exc))
             return Outcome([_reply(-1, 0, "", 400, "request header param invalid")])

@@ -94,7 +94,7 @@ def normalize(raw: str) -> str:
     raise ValueError("not a recognised code spelling")
 
 
-def parse_codes(entries: Iterable[tuple[str, str]]) -> list[str]:
+def parse_code_entries(entries: Iterable[tuple[str, str]]) -> list[str]:
     """Normalise ``(where, raw)`` pairs, deduplicated in first-seen order.
 
     Raises SymbolError with every bad entry, or ConfigError when nothing is left.
@@ -109,13 +109,13 @@ def parse_codes(entries: Iterable[tuple[str, str]]) -> list[str]:
     if problems:
         raise SymbolError(problems)
     if not seen:
-        raise ConfigError("the symbol list is empty: give at least one code")
+        raise ConfigError("the code list is empty: give at least one code")
     return list(seen)
 
 
-def parse_symbols(raw_codes: Iterable[str]) -> list[str]:
+def parse_codes(raw_codes: Iterable[str]) -> list[str]:
     """Normalise codes given as arguments (e.g. on the command line)."""
-    return parse_codes((f"argument {i}", raw) for i, raw in enumerate(raw_codes, 1))
+    return parse_code_entries((f"argument {i}", raw) for i, raw in enumerate(raw_codes, 1))
 
 
 def read_symbols_file(path: Path) -> list[str]:
@@ -130,4 +130,4 @@ def read_symbols_file(path: Path) -> list[str]:
             entries.append((f"{path}:{lineno}", raw))
     if not entries:
         raise ConfigError(f"symbols file {path} lists no codes")
-    return parse_codes(entries)
+    return parse_code_entries(entries)

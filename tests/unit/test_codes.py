@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from feedmux.codes import normalize, parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, SymbolError
-from feedmux.symbols import normalize, parse_symbols, read_symbols_file
 
 
 @pytest.mark.parametrize(
@@ -38,18 +38,18 @@ def test_bad_spellings_say_why(raw: str, reason: str) -> None:
 
 
 def test_parse_deduplicates_in_order() -> None:
-    assert parse_symbols(["600519", "sh600519", "AAPL", "600519.SH"]) == ["600519.SH", "AAPL.US"]
+    assert parse_codes(["600519", "sh600519", "AAPL", "600519.SH"]) == ["600519.SH", "AAPL.US"]
 
 
 def test_every_bad_code_is_named() -> None:
     with pytest.raises(SymbolError) as info:
-        parse_symbols(["600519", "bad!", "123456"])
+        parse_codes(["600519", "bad!", "123456"])
     assert [p[1] for p in info.value.problems] == ["bad!", "123456"]
 
 
 def test_empty_list_is_an_error() -> None:
     with pytest.raises(ConfigError, match="empty"):
-        parse_symbols([])
+        parse_codes([])
 
 
 def test_symbols_file_errors_name_the_line(tmp_path: Path) -> None:
