@@ -19,6 +19,7 @@ from pathlib import Path
 
 import zmq
 
+from feedmux.errors import FeedmuxError
 from feedmux.ingest.bus import BusSender
 from feedmux.ingest.connections import ConnectionTable
 from feedmux.ingest.control import ControlDesk
@@ -104,7 +105,13 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
         spill_dir=Path(settings.data_dir) / SPILL_DIR if settings.overflow == "spill" else None,
     )  # fmt: skip
     pushes = [zt.push(ctx, paths.shard_in(s)) for s in range(settings.shards)]
-    acks = zt.pull(ctx, paths.acks)
+    try:
+        acks = zt.pull(ctx, paths.acks)
+        control = zt.router(ctx, paths.control)
+    except FeedmuxError as exc:  # an --internal port in use
+        log.error("%s", exc)
+        ctx.destroy(linger=0)
+        return 2
     bus = BusSender(delivery, ShardOutbox(Router(settings.shards)), pushes, acks)
     journal = open_journal(settings)
     # The saved universe carries live changes across a restart of this process.
@@ -124,7 +131,6 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
                             url=settings.url, add=bus.outbox.add,
                             on_events=keeper.note_refused)  # fmt: skip
     desk = ControlDesk(manager)
-    control = zt.router(ctx, paths.control)
     poller.register(control, zmq.POLLIN)
     poller.register(acks, zmq.POLLIN)
     log.info("%d codes over %d connection(s) to %s, %d shards", len(codes),

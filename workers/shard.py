@@ -109,10 +109,15 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     if settings.curve_secret_file:  # consumers over TCP: encrypted, and authenticated
         curve = zt.load_keys(settings.curve_secret_file)  # checked by the CLI already
         auth = zt.curve_server(ctx, settings.curve_clients_dir)
-    acks = zt.push(ctx, paths.acks, linger_ms=ACK_LINGER_MS, immediate=False)
-    bus = zt.pull(ctx, paths.shard_in(shard))
-    pub = zt.pub(ctx, paths.shard_pub(shard), hwm=settings.pub_queue, curve=curve)
-    snap = zt.router(ctx, paths.shard_snapshot(shard), curve=curve)
+    try:
+        acks = zt.push(ctx, paths.acks, linger_ms=ACK_LINGER_MS, immediate=False)
+        bus = zt.pull(ctx, paths.shard_in(shard))
+        pub = zt.pub(ctx, paths.shard_pub(shard), hwm=settings.pub_queue, curve=curve)
+        snap = zt.router(ctx, paths.shard_snapshot(shard), curve=curve)
+    except FeedmuxError as exc:  # a --public or --internal port in use
+        log.error("%s", exc)
+        ctx.destroy(linger=0)
+        return 2
     poller = zmq.Poller()
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)

@@ -109,7 +109,11 @@ def _entry(target: Callable[..., int], *args: Any, lock: Lock | None = None) -> 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited ignored already (Child.start)
     _stop_with_parent()
-    sys.exit(target(*args))
+    status = target(*args)
+    # Stopped in order: a late SIGTERM (a whole process group signalled, then the supervisor
+    # asking too) must not kill the interpreter as it exits, once its handler is gone.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)
 
 
 def _stop_with_parent() -> None:

@@ -31,7 +31,7 @@ ENV_PREFIX = "FEEDMUX_"
 CONFIG_ENV = "FEEDMUX_CONFIG"
 # FEEDMUX_* variables that are not options (CI's switch; the config file's path).
 NOT_OPTIONS = frozenset({CONFIG_ENV, "FEEDMUX_REQUIRE_SERVICES", "FEEDMUX_TEST_TIME_SCALE"})
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")  # the user name may be empty
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
 Source = Literal["default", "file", "env", "flag"]

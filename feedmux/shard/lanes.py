@@ -143,16 +143,25 @@ class Lane(Generic[T]):
         return min(t.writer.last_commit_ns for t in self.targets)
 
     def close(self, timeout_s: float) -> int:
-        """Write everything (retrying a failing target up to ``timeout_s``), then close the
-        targets; the rows still not written, summed over targets."""
+        """``stop_writing``, then ``close_targets``: for a lane alone."""
+        unwritten = self.stop_writing(timeout_s)
+        self.close_targets()
+        return unwritten
+
+    def stop_writing(self, timeout_s: float) -> int:
+        """Write everything (retrying a failing target up to ``timeout_s``) and stop the
+        writer threads; the rows still not written, summed over targets."""
         self.flush()
-        unwritten = sum(t.writer.close(timeout_s) for t in self.targets)
+        return sum(t.writer.close(timeout_s) for t in self.targets)
+
+    def close_targets(self) -> None:
+        """The empty batch (SQLite merges its recent ticks), then close the connections. Only
+        once no lane writes any more: the lanes of a shard share its SQLite file."""
         if self._empty_batch_at_close:
             for target in self.targets:
                 target.writer.write_now([])
         for target in self.targets:
             target.close()
-        return unwritten
 
 
 class Written(NamedTuple):
@@ -209,7 +218,9 @@ class Lanes:
 
     def close(self, timeout_s: float) -> int:
         """Write what every lane holds and close them; the rows still not written."""
-        unwritten = sum(lane.close(timeout_s) for lane in self.every)
+        unwritten = sum(lane.stop_writing(timeout_s) for lane in self.every)
+        for lane in self.every:
+            lane.close_targets()
         if self.commit_log is not None:
             self.commit_log.close()
         return unwritten

@@ -88,10 +88,21 @@ def push(ctx: Ctx, endpoint: str, linger_ms: int = -1, *, immediate: bool = True
     return sock
 
 
+def _bind(sock: Sock, endpoint: str) -> None:
+    """Bind, or a ConfigError naming the endpoint (a port in use is a start-up error)."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise ConfigError(f"cannot listen on {endpoint}: {exc.strerror} (another program, or "
+                          "another run, uses it: pick another --public/--internal "
+                          "port)") from exc  # fmt: skip
+
+
 def pull(ctx: Ctx, endpoint: str) -> Sock:
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.RCVHWM, BUS_HWM)
-    sock.bind(endpoint)
+    _bind(sock, endpoint)
     return sock
 
 
@@ -100,7 +111,7 @@ def pub(ctx: Ctx, endpoint: str, hwm: int = PUB_HWM, curve: CurveKeys | None = N
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, 0)
     _secure(sock, curve, server=True)
-    sock.bind(endpoint)
+    _bind(sock, endpoint)
     return sock
 
 
@@ -121,7 +132,7 @@ def router(ctx: Ctx, endpoint: str, curve: CurveKeys | None = None) -> Sock:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     _secure(sock, curve, server=True)
-    sock.bind(endpoint)
+    _bind(sock, endpoint)
     return sock
 
 

@@ -169,3 +169,32 @@ def test_close_writes_what_is_pending_then_an_empty_batch_then_closes_the_stores
     ticks.add([1, 2, 3])
     assert ticks.close(1.0) == 3  # the fake commits nothing until told
     assert store.received == [[1, 2, 3], []] and store.closed and closed == ["s"]
+
+
+def test_the_empty_merge_batch_waits_until_every_lane_of_the_file_stopped_writing() -> None:
+    """SQLite's end-of-run merge (an empty tick batch) shares the shard's file with the books
+    and bars writers: run while they still wrote, it failed "database is locked" at every clean
+    stop and left the run showing "store failing"."""
+    events: list[str] = []
+
+    class Logged(FakeWriter):
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            self.kind = kind
+
+        def write_now(self, batch: list[int]) -> None:
+            events.append(f"{self.kind} merge")
+            super().write_now(batch)
+
+        def close(self, timeout_s: float) -> int:
+            events.append(f"{self.kind} writer closed")
+            return super().close(timeout_s)
+
+    def one(kind: str, **options: bool) -> Lane[Any]:
+        return Lane(kind, [Target("s", Logged(kind))], Batcher(100, DELAY_NS, FakeClock()),
+                    **options)  # fmt: skip
+
+    lanes = Lanes(one("ticks", empty_batch_at_close=True), one("books"), one("bars"))
+    lanes.close(1.0)
+    assert events[-1] == "ticks merge"
+    assert sorted(events[:-1]) == [f"{k} writer closed" for k in ("bars", "books", "ticks")]

@@ -118,6 +118,19 @@ def test_config_show_masks_the_token_and_round_trips(
     assert resolved(["--config", str(again)]).values["depth"] == 5  # it is a valid config file
 
 
+def test_config_show_masks_a_url_password_without_a_user_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``redis://:password@host`` is how Redis is usually given a password."""
+    args = ["config", "show", "--redis", f"redis://:{SECRET}@127.0.0.1:6379/0",
+            "--store", f"postgresql://:{SECRET}@db/x"]  # fmt: skip
+    assert main(args, env={}) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    assert "redis://:***@127.0.0.1:6379/0" in out
+    assert "postgresql://:***@db/x" in out
+
+
 def test_a_readable_config_file_holding_the_token_gets_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
