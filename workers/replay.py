@@ -328,7 +328,7 @@ class ReplayServer:
         self.feed_state = "running"
         self.feed_cpu_start = time.process_time()
         if self.frames is not None:
-            self.log.info("feed starts: %d journal frames from %.0f frames/s", len(self.frames),
+            self.log.info("feed starts: %d journal messages from %.0f messages/s", len(self.frames),
                           settings.journal_rate)  # fmt: skip
             await self._feed_frames()
         elif settings.journal:

@@ -160,7 +160,7 @@ class ConnectionTable:
             elif isinstance(event, BadMessage) and event.kind not in self._logged_kinds:
                 self._logged_kinds.add(event.kind)  # once per kind; the counters say how many
                 sample = redact(event.sample.decode("utf-8", "replace"), self.token)
-                self.log.warning("bad frame (%s), skipped: %s; sample: %r", event.kind,
+                self.log.warning("bad message (%s), skipped: %s; sample: %r", event.kind,
                                  event.detail, sample)  # fmt: skip
         session.events.clear()
         self.on_events()
@@ -190,7 +190,7 @@ class ConnectionTable:
     def drop_stale(self, watchdog_s: float) -> None:
         """Links silent for the watchdog time: torn down (and counted by the manager)."""
         for i in self.manager.stale(self.clock()):
-            self.drop(self.connections[i], f"watchdog: no frame for {watchdog_s:g} s")
+            self.drop(self.connections[i], f"watchdog: no message for {watchdog_s:g} s")
 
     def close(self) -> None:
         """At exit: close every link, without telling the manager (nothing reconnects)."""

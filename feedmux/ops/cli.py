@@ -130,7 +130,7 @@ RUN_SETTINGS = (
         CODES,
         _run("depth_levels", "also subscribe order books of LEVELS levels (A-shares: up to 5)",
              metavar="LEVELS"),
-        _run("watchdog_s", "reconnect a connection with no frame for S seconds (default "
+        _run("watchdog_s", "reconnect a connection with no message for S seconds (default "
              "{default})", metavar="S"),
         _run("give_up_after", "stop the run (exit 3) after the same permanent failure N times "
              "in a row: a refused token, a URL that is no WebSocket (default {default}); "

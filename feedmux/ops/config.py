@@ -354,7 +354,7 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     fault_after_s: Annotated[float, option("fault-after")] = 2.0
     journal: str = ""  # serve this journal's pushes instead of the synthetic market
     speed: float = 1.0  # journal pace: 1 = as recorded, 10 = ten times faster, 0 = max
-    journal_rate: Annotated[float, Meta(gt=0)] | None = None  # the journal at this frames/s
+    journal_rate: Annotated[float, Meta(gt=0)] | None = None  # the journal at this many messages/s
     ramp: float = 1.0  # with journal_rate: multiply the rate by this after every step ...
     step_s: Annotated[float, option("step")] = 0.0  # ... of this long (0: one step)
     gap_s: Annotated[float, option("gap")] = 0.0  # ... with this pause between steps

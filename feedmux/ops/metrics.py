@@ -69,7 +69,7 @@ class StatsCollector(Collector):
                                   "(since it started)", value=r.ticks if r else 0)  # fmt: skip
         yield CounterMetricFamily("feedmux_books_received", "Order books decoded by the receiver",
                                   value=r.books if r else 0)  # fmt: skip
-        frames = CounterMetricFamily("feedmux_frames_received", "Vendor frames by connection",
+        frames = CounterMetricFamily("feedmux_messages_received", "Vendor messages by connection",
                                      labels=["connection"])  # fmt: skip
         reconnects = CounterMetricFamily("feedmux_reconnects", "Reconnects by connection",
                                          labels=["connection"])  # fmt: skip

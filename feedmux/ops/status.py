@@ -173,7 +173,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         f" | published {status.published:>10,} | connections {up}/{len(status.connections)}"
         f" | codes {status.codes_subscribed:,}/{status.codes_desired:,}"
         + (f" (refused {status.codes_rejected:,})" if status.codes_rejected else "")
-        + f" | bad frames {status.bad_messages}"
+        + f" | bad messages {status.bad_messages}"
         + (f" | {families.BOOKS.name} {status.books:,}" if status.books else "")
         + (
             f" | reconnects {status.reconnects} (watchdog {status.watchdog_trips})"
@@ -198,11 +198,11 @@ def render(status: Status, title: str = "feedmux") -> Group:
         f"received {status.received:,} ticks ({status.ticks_per_s:,.0f}/s)  ",
         f"stored {status.stored:,}  published {status.published:,}  ",
         f"codes {status.codes_subscribed:,}/{status.codes_desired:,}",
-        (f"  bad frames {status.bad_messages:,}" if status.bad_messages else "", "yellow"),
+        (f"  bad messages {status.bad_messages:,}" if status.bad_messages else "", "yellow"),
         (f"  dropped {status.dropped:,}" if status.dropped else "", "red"),
     )
     conns = Table(title="connections", title_justify="left", expand=False)
-    for name in ("conn", "state", "codes", "frames/s", "last frame", "reconnects", "error"):
+    for name in ("conn", "state", "codes", "msgs/s", "last msg", "reconnects", "error"):
         conns.add_column(name, justify="left" if name in ("state", "error") else "right")
     for c in status.connections:
         conns.add_row(str(c.index), Text(c.state, "green" if c.state == "up" else "red"),

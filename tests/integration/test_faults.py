@@ -126,5 +126,5 @@ def test_garbage_and_duplicates_are_counted_and_skipped(tmp_path: Path) -> None:
     assert sum(bad.values()) == report.garbage_sent > 90  # each kind several times
     shards = shards_in(run_dir)
     assert sum(s.resent_dropped for s in shards) == report.ticks_sent // 25
-    assert f"bad frames {report.garbage_sent}" in output
+    assert f"bad messages {report.garbage_sent}" in output
     _assert_stored_once(tmp_path)  # no duplicate rows, nothing lost

@@ -108,7 +108,7 @@ def test_live_table_metrics_snapshots_and_moves_on_a_terminal(tmp_path: Path) ->
             # The table renders, and redraws in place with new numbers.
             wait_for(lambda: len(set(re.findall(r"received ([\d,]+) ticks \(", term.text))) >= 3,
                      30, "the live table to update")  # fmt: skip
-            for heading in ("connections", "frames/s", "last frame", "shards", "ticks/s", "queue",
+            for heading in ("connections", "msgs/s", "last msg", "shards", "ticks/s", "queue",
                             "last commit", "drops", "silent codes", "recent warnings"):  # fmt: skip
                 assert heading in term.text, heading
             assert "\x1b[2K" in term.raw  # lines erased and drawn again, not scrolled

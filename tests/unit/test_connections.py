@@ -214,7 +214,7 @@ def test_a_silent_link_is_torn_down_by_the_watchdog() -> None:
     rig.table.drop_stale(30)
     conn = rig.manager.connections[0]
     assert conn.link is None and link.closed and conn.watchdog_trips == 1
-    assert "watchdog: no frame for 30 s" in conn.last_error
+    assert "watchdog: no message for 30 s" in conn.last_error
 
 
 def test_close_shuts_every_link_without_scheduling_a_reconnect() -> None:

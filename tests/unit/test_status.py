@@ -74,7 +74,7 @@ def test_rates_come_from_each_workers_own_timestamps() -> None:
     console = Console(width=140, record=True, file=io.StringIO())
     console.print(render(status, "test"))
     text = console.export_text()
-    for shown in ("received 5,000 ticks (2,000/s)", "frames/s", "last commit", "1,300",
+    for shown in ("received 5,000 ticks (2,000/s)", "msgs/s", "last commit", "1,300",
                   "silent codes: 1 (000001.SZ)", "recent warnings: none", "down"):  # fmt: skip
         assert shown in text, shown
     assert "stored      1,300" in progress_line(status, 3.0)
