@@ -653,7 +653,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     for name in ("stdout", "stderr"):  # started with it closed (`>&-`): Python gives None
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the process's life)
-    args = build_parser().parse_args(argv)
+    real = sys.stdout
+    out = pipes.Watched(real)
+    sys.stdout = out  # a TextIO in all but name
+    try:
+        return _command(build_parser().parse_args(argv), env, out)
+    finally:
+        sys.stdout = real
+
+
+def _command(args: argparse.Namespace, env: Mapping[str, str] | None, out: pipes.Watched) -> int:
     # `ps` shows a process's command line: replace it, so a --token given there is not shown.
     setproctitle.setproctitle(f"feedmux {args.command}")
     try:
@@ -667,6 +676,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         # flush at exit must not fail again; the shell's code for a writer SIGPIPE ended.
         pipes.silence(sys.stdout)
         return 128 + signal.SIGPIPE
+    except OSError as exc:
+        if exc is not out.failed:
+            raise
+        # Our output cannot be written (a full disk, /dev/full): said once, not a traceback.
+        print(f"feedmux {args.command}: cannot write the output: {exc}", file=sys.stderr)
+        pipes.silence(out.real)
+        return 1
     except NotRunningError as exc:  # not an invocation error: like status's "not running"
         print(f"feedmux {args.command}: {exc}", file=sys.stderr)
         return 1

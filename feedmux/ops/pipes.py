@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import select
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def gone(out: TextIO) -> bool:
@@ -32,3 +32,29 @@ def silence(out: TextIO) -> None:
         os.dup2(devnull, fd)
     finally:
         os.close(devnull)
+
+
+class Watched:
+    """``out`` (the process's stdout), remembering a write that failed: a command can then say
+    "cannot write the output" instead of a traceback, and tell it from any other OSError."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.real = out
+        self.failed: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return self.real.write(text)
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.real.flush()
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
