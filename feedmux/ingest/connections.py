@@ -168,24 +168,28 @@ class ConnectionTable:
     # -- dropping -------------------------------------------------------------------------------
     def drop(self, conn: Connection, why: str, failure: Failure | None = None) -> None:
         """Close the link (if up) and tell the manager, which schedules the reconnect."""
+        self._close_link(conn)
+        token = self.token
+        if failure is not None:  # a server's words may quote the token: never keep it
+            failure = msgspec.structs.replace(failure, detail=redact(failure.detail, token),
+                                              body=redact(failure.body, token))  # fmt: skip
+        shown = redact(why, token)
+        self.manager.on_disconnected(conn.index, self.clock(), shown, failure)
+        self.journal.event(self.wall(), conn.index, "disconnect", reason=why)
+        if self.manager.fatal is None:
+            wait_s = (conn.connect_at_ns - self.clock()) / 1e9
+            self.log.warning("connection %d down (%s); reconnecting in %.1f s", conn.index,
+                             shown, wait_s)  # fmt: skip
+        else:
+            self.log.warning("connection %d down (%s)", conn.index, shown)
+
+    def _close_link(self, conn: Connection) -> None:
         link, conn.link = conn.link, None
         if link is not None:
             fd = link.fileno()
             self.poller.unregister(fd)
             del self.by_fd[fd]
             link.close()
-        token = self.token
-        if failure is not None:  # a server's words may quote the token: never keep it
-            failure = msgspec.structs.replace(failure, detail=redact(failure.detail, token),
-                                              body=redact(failure.body, token))  # fmt: skip
-        self.manager.on_disconnected(conn.index, self.clock(), redact(why, token), failure)
-        self.journal.event(self.wall(), conn.index, "disconnect", reason=why)
-        if self.manager.fatal is None:
-            wait_s = (conn.connect_at_ns - self.clock()) / 1e9
-            self.log.warning("connection %d down (%s); reconnecting in %.1f s", conn.index,
-                             redact(why, token), wait_s)  # fmt: skip
-        else:
-            self.log.warning("connection %d down (%s)", conn.index, redact(why, token))
 
     def drop_stale(self, watchdog_s: float) -> None:
         """Links silent for the watchdog time: torn down (and counted by the manager)."""
@@ -195,11 +199,7 @@ class ConnectionTable:
     def close(self) -> None:
         """At exit: close every link, without telling the manager (nothing reconnects)."""
         for conn in self.connections:
-            link, conn.link = conn.link, None
-            if link is not None:
-                self.poller.unregister(link.fileno())
-                link.close()
-        self.by_fd.clear()
+            self._close_link(conn)
 
     def stats(self, now_ns: int) -> list[ConnectionStats]:
         return [conn.stats(now_ns, self.token) for conn in self.connections]
