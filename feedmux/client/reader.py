@@ -17,6 +17,7 @@ from feedmux.client.query import Filters, When, shard_files, shard_rows
 from feedmux.errors import StoreError
 from feedmux.identity import trading_days
 from feedmux.model import TICK_COLUMNS
+from feedmux.passwords import mask_passwords
 from feedmux.shard.stores.sqlite import TICKS_DIR
 
 BOOK_COLUMNS = ("code", "seq", "time", "recv_time", "bids", "asks")
@@ -69,21 +70,19 @@ def _sqlite_rows(data_dir: Path, table: str, filters: Filters) -> list[tuple[Any
 def _postgres_rows(url: str, table: str, filters: Filters) -> list[tuple[Any, ...]]:
     import psycopg  # noqa: PLC0415 (only for this source)
 
-    from feedmux.shard.stores.postgres import redact_url  # noqa: PLC0415
-
     where, params = filters.sql("%s", _time_column(table))
     try:
         with psycopg.connect(url) as conn:
             found = conn.execute("SELECT to_regclass('feedmux_ticks'), to_regclass(%s)",
                                  (f"feedmux_{table}",)).fetchone()  # fmt: skip
             if found is None or found[0] is None:  # no feedmux store: not "no ticks"
-                raise StoreError(f"no feedmux store in PostgreSQL {redact_url(url)}: no table "
+                raise StoreError(f"no feedmux store in PostgreSQL {mask_passwords(url)}: no table "
                                  "feedmux_ticks in its search_path")  # fmt: skip
             if found[1] is None:
                 return []
             return conn.execute(f"{_select(table)} FROM feedmux_{table}{where}", params).fetchall()
     except psycopg.Error as exc:
-        raise StoreError(f"cannot read PostgreSQL {redact_url(url)}: {exc}") from exc
+        raise StoreError(f"cannot read PostgreSQL {mask_passwords(url)}: {exc}") from exc
 
 
 def _times(df: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,19 +25,15 @@ import redis
 
 from feedmux import families, wire
 from feedmux.errors import ConsumerError
+from feedmux.passwords import mask_passwords
 
 DEFAULT_PREFIX = "feedmux"
 DEFAULT_MAXLEN = 1_000_000  # entries kept per shard stream (approximately)
 TIMEOUT_S = 5.0
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 def stream_name(prefix: str, shard: int) -> str:
     return f"{prefix}:shard:{shard}"
-
-
-def redact_redis_url(url: str) -> str:
-    return _PASSWORD.sub(r"\1***@", url)
 
 
 def _replies(raw: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
@@ -66,7 +61,7 @@ class StreamReader:
                  start: str = "0", prefix: str = DEFAULT_PREFIX) -> None:  # fmt: skip
         if shards < 1:
             raise ConsumerError("shards must be >= 1")
-        self.shown = redact_redis_url(url)
+        self.shown = mask_passwords(url)
         self._client = redis.Redis.from_url(url, socket_timeout=None,
                                             socket_connect_timeout=TIMEOUT_S)  # fmt: skip
         self._checkpoint = Path(checkpoint) if checkpoint is not None else None

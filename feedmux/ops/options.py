@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -25,13 +24,13 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import msgspec
 import tomli_w
 
+from feedmux import passwords
 from feedmux.errors import ConfigError
 
 ENV_PREFIX = "FEEDMUX_"
 CONFIG_ENV = "FEEDMUX_CONFIG"
 # FEEDMUX_* variables that are not options (CI's switch; the config file's path).
 NOT_OPTIONS = frozenset({CONFIG_ENV, "FEEDMUX_REQUIRE_SERVICES", "FEEDMUX_TEST_TIME_SCALE"})
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")  # the user name may be empty
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
 Source = Literal["default", "file", "env", "flag"]
@@ -404,7 +403,7 @@ def mask_passwords(value: Any) -> Any:
     """``postgresql://user:secret@host`` → ``postgresql://user:***@host``, in lists too."""
     if isinstance(value, list):
         return [mask_passwords(v) for v in value]
-    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+    return passwords.mask_passwords(value) if isinstance(value, str) else value
 
 
 def _toml_value(value: Any) -> str:

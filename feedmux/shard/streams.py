@@ -10,10 +10,10 @@ from feedmux.client.streams import (
     DEFAULT_MAXLEN,
     DEFAULT_PREFIX,
     TIMEOUT_S,
-    redact_redis_url,
     stream_name,
 )
 from feedmux.errors import StoreError
+from feedmux.passwords import mask_passwords
 from feedmux.shard.state import Publication
 from feedmux.shard.stores.base import WriteResult
 
@@ -23,7 +23,7 @@ class StreamPublisher:
 
     def __init__(self, url: str, shard: int, prefix: str = DEFAULT_PREFIX,
                  maxlen: int = DEFAULT_MAXLEN) -> None:  # fmt: skip
-        self.shown = redact_redis_url(url)
+        self.shown = mask_passwords(url)
         self.stream = stream_name(prefix, shard)
         self.maxlen = maxlen
         self._client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,

@@ -15,8 +15,9 @@ from feedmux import read_bars, read_ticks
 from feedmux.client.reader import BAR_COLUMNS
 from feedmux.errors import StoreError
 from feedmux.model import Depth, Tick
+from feedmux.passwords import mask_passwords
 from feedmux.shard.stores.migrate import migrate_store
-from feedmux.shard.stores.postgres import APPLICATION_NAME, PostgresSink, redact_url
+from feedmux.shard.stores.postgres import APPLICATION_NAME, PostgresSink
 from feedmux.shard.stores.retry import RetryingWriter
 from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from feedmux.shard.stores.urls import POSTGRES, Store
@@ -157,7 +158,7 @@ def test_a_wrong_url_is_a_clear_error_without_the_password() -> None:
     with pytest.raises(StoreError) as caught:
         PostgresSink(url)
     assert "s3cret-pw" not in str(caught.value) and "127.0.0.1:1" in str(caught.value)
-    assert redact_url(url) == "postgresql://feedmux:***@127.0.0.1:1/none"
+    assert mask_passwords(url) == "postgresql://feedmux:***@127.0.0.1:1/none"
 
 
 def test_a_run_into_sqlite_and_postgres_loses_nothing_when_postgres_drops_us(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from psycopg.types.json import Jsonb
 from feedmux.errors import StoreError
 from feedmux.identity import trading_day, trading_day_sql
 from feedmux.model import Bar, Depth, Tick
+from feedmux.passwords import mask_passwords
 from feedmux.shard.stores.base import WriteResult
 
 TICKS_TABLE = "feedmux_ticks"
@@ -81,7 +81,6 @@ BOOK_COLUMNS = "code, seq, time_ns, recv_ns, bids, asks"
 _BAR_TYPES = ["text", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "int4"]
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "turnover", "count")
 _BAR_UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in _BAR_VALUES)
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@|(password=)\S+")
 # A loose index scan: one probe per code down the primary key, not a scan of the table.
 _LATEST = """
 WITH RECURSIVE codes(code) AS (
@@ -98,18 +97,12 @@ SELECT last.* FROM codes CROSS JOIN LATERAL (
 _log = logging.getLogger(__name__)
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password masked, for logs and errors."""
-    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""),
-                         url)  # fmt: skip
-
-
 class PostgresSink:
     """One shard's writer into PostgreSQL. Not shared between threads except for ``close``."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.shown = redact_url(url)
+        self.shown = mask_passwords(url)
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._connect()  # fail fast on a wrong URL; later failures are retried
@@ -216,7 +209,7 @@ def migrate(url: str, say: Callable[[str], None]) -> None:
     trading_day, seq), in one transaction under the schema lock (nothing half done on a
     failure). A partitioned table (a TimescaleDB hypertable on time_ns) cannot take that key:
     refused with the SQL that rebuilds it."""
-    shown = redact_url(url)
+    shown = mask_passwords(url)
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
                                application_name=APPLICATION_NAME)  # fmt: skip
@@ -347,4 +340,5 @@ def _levels(side: list[list[float]]) -> list[tuple[float, float]]:
 
 def _reason(exc: psycopg.Error) -> str:
     """The server's message without the connection string (psycopg may quote it)."""
-    return redact_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    text = str(exc).strip()
+    return mask_passwords(text.splitlines()[0] if text else type(exc).__name__)

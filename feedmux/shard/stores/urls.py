@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from feedmux.errors import ConfigError
+from feedmux.passwords import mask_passwords
 from feedmux.shard.stores.base import Sink
 
 SQLITE = "sqlite"
@@ -25,9 +26,8 @@ class Store(NamedTuple):
         """For logs and status: a PostgreSQL URL with its password masked."""
         if self.kind == SQLITE:
             return f"sqlite://{self.location}"
-        from feedmux.shard.stores.postgres import redact_url  # noqa: PLC0415 (psycopg loads lazily)
 
-        return redact_url(self.location)
+        return mask_passwords(self.location)
 
 
 def parse_store(url: str, data_dir: str) -> Store:
