@@ -42,8 +42,7 @@ from feedmux.writes import health
 from ._process import StopFlag, run_logging
 
 FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
-MAX_POLL_MS = 100
-BURST_NS = 50_000_000
+MAX_POLL_MS = 1000
 CONNECT_TIMEOUT_S = 5.0
 END_LINGER_MS = 10_000  # at exit, wait this long for shards to take what is queued
 REFUSED_IN_STATS = 10  # refused codes named in the stats file (status shows a few)
@@ -145,36 +144,38 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
 
     next_stats = time.monotonic_ns()
     stats_every = settings.stats_interval_ms * 1_000_000
+    due: int | None = None  # the manager's next deadline (connects, requests, heartbeats)
     while not stop.requested and manager.fatal is None:
-        table.connect_due()
-        table.send_due()
         now = time.monotonic_ns()
+        if table.changed or (due is not None and now >= due):
+            table.connect_due()
+            table.send_due()
+            table.changed = False
+            due = manager.next_deadline()
         if now >= next_stats:
             next_stats = now + stats_every
             table.drop_stale(settings.watchdog_s)
             keeper.retry()
+            serve_control()  # answers that timed out
             write_stats(paths.stats_dir, stats(settings, table, bus, journal))
             journal.flush(time.time_ns())
             stop.check_parent()  # once a tick: Linux also says so by SIGTERM
-        wake = min(d for d in (manager.next_deadline(), next_stats) if d is not None)
-        events = poller.poll(max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6)))
-        # Read while frames wait, but give timers (heartbeats, stats, stop) a turn at least
-        # every BURST_NS: under a feed faster than this loop, sockets are always readable.
-        burst_end = time.monotonic_ns() + BURST_NS
-        while events:
-            for source, flags in events:
-                if source is control:
-                    serve_control()
-                elif source is acks:
-                    bus.take_feedback()
-                else:
-                    table.on_ready(source, flags)
-            if bus.outbox.pending >= FLUSH_TICKS:
-                bus.send()
-            events = poller.poll(0) if time.monotonic_ns() < burst_end else []
-        bus.take_feedback()
+        wake = next_stats if due is None else min(due, next_stats)
+        timeout = max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6))
+        # Only what is ready is read: no socket is drained "just in case" (each empty read of
+        # a ZeroMQ socket raises), and a trickle costs one poll per read.
+        for source, flags in poller.poll(timeout):
+            if source is control:
+                serve_control()
+            elif source is acks:
+                bus.take_feedback()  # acks may open a shard's window: the send below
+            else:
+                table.on_ready(source, flags)
+                if bus.outbox.pending >= FLUSH_TICKS:
+                    bus.send()
         bus.send()
-        serve_control()
+        if table.changed and desk.waiting:
+            serve_control()  # a reply may settle a waiting change
 
     gave_up = None
     if manager.fatal is not None:

@@ -30,7 +30,7 @@ DRAIN_QUIET_NS = 500_000_000  # after SIGTERM, no End yet: exit once quiet this 
 # The supervisor died: the receiver was told at the same moment and still hands over its last
 # ticks and an End, which may come after a longer pause than an ordinary stop's.
 ORPHAN_DRAIN_QUIET_NS = 5_000_000_000
-MAX_POLL_MS = 100
+MAX_POLL_MS = 250
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
@@ -175,10 +175,16 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
         send(out.published)
         lanes.take(out)
 
+    asked: list[tuple[object, int]] = []  # (written, marked) at the last turn
+
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
         feedback = state.take_feedback()
-        ack = state.committed(*lanes.written())
+        written = lanes.written()
+        if not feedback and asked == [(written, state.marked)]:
+            return  # no commit and no message since the last turn: nothing new to say
+        asked[:] = [(written, state.marked)]
+        ack = state.committed(*written)
         for message in [*feedback, ack] if ack is not None else feedback:
             try:
                 acks.send(message, zmq.NOBLOCK)
@@ -189,6 +195,8 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
         now = time.monotonic_ns()
         wake = min(next_tick, lanes.deadline() or next_tick)
         events = dict(poller.poll(max(0, min(MAX_POLL_MS, (wake - now) // 1_000_000))))
+        # A commit on a writer thread does not wake this loop: acks go out on the next turn
+        # (at most MAX_POLL_MS later), which is soon enough for the receiver's ledger.
         if bus in events:
             for _ in range(BURST):
                 try:

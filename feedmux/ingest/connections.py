@@ -67,6 +67,9 @@ class ConnectionTable:
         self.clock = clock
         self.wall = wall
         self.by_fd: dict[int, Connection] = {}
+        # Set when anything but ticks happened (a connect, send, reply or drop): the manager's
+        # next deadline may have moved. The loop clears it when it asks again.
+        self.changed = True
         self._logged_kinds: set[str] = set()  # bad-message kinds logged once; counters say more
 
     @property
@@ -77,6 +80,7 @@ class ConnectionTable:
     def connect_due(self) -> None:
         """Open every connection the manager wants up now."""
         for i in self.manager.connect_due(self.clock()):
+            self.changed = True
             conn = self.connections[i]
             try:
                 link = self.open_link()
@@ -100,6 +104,7 @@ class ConnectionTable:
             self._send(self.connections[i], [request])
 
     def _send(self, conn: Connection, payloads: list[bytes], journaled: bool = True) -> None:
+        self.changed = True
         for payload in payloads:
             link = conn.link
             if link is None:  # dropped by the failed send of an earlier payload
@@ -144,6 +149,7 @@ class ConnectionTable:
             self.drop(conn, link.ended)
 
     def _handle_events(self, conn: Connection) -> None:
+        self.changed = True
         session, i = conn.session, conn.index
         for event in session.events:
             if isinstance(event, Reply):
@@ -168,6 +174,7 @@ class ConnectionTable:
     # -- dropping -------------------------------------------------------------------------------
     def drop(self, conn: Connection, why: str, failure: Failure | None = None) -> None:
         """Close the link (if up) and tell the manager, which schedules the reconnect."""
+        self.changed = True
         self._close_link(conn)
         token = self.token
         if failure is not None:  # a server's words may quote the token: never keep it

@@ -75,6 +75,11 @@ class ControlDesk:
                                      now_ns + CONFIRM_TIMEOUT_NS))  # fmt: skip
         return None, True
 
+    @property
+    def waiting(self) -> bool:
+        """Changes wait for the server's word: a reply may answer them."""
+        return bool(self._waiting)
+
     def serve(self, sock: Router, now_ns: int) -> bool:
         """Take every waiting request and send the answers due; True when the desired set
         changed (the caller saves the universe)."""

@@ -83,6 +83,7 @@ class ShardState:
         self._asked_from: int | None = None
         # Per bus message taken: (its next seq, ticks_added, books_added, _relayed_acked) after it.
         self._marks: deque[tuple[int, int, int, int]] = deque()
+        self.marked = 0  # bus messages taken, ever: an ack may be due when it grows
         self._acked = 0
         self._feedback: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
@@ -187,6 +188,7 @@ class ShardState:
     def _mark(self, next_seq: int) -> None:
         """Bus messages before ``next_seq`` are covered once the lanes have this much."""
         self._marks.append((next_seq, self.ticks_added, self.books_added, self._relayed_acked))
+        self.marked += 1
 
     def _emit(self, out: Output, family: Family, publication: Publication) -> None:
         """A publication: to PUB, and to the relays if its family goes there."""

@@ -18,8 +18,6 @@ from feedmux.shard.stores.retry import RetryingWriter
 
 T = TypeVar("T")
 
-_IDLE_WAKE_S = 0.5
-
 
 class BackgroundWriter(Generic[T]):
     def __init__(self, writer: RetryingWriter[T], name: str) -> None:
@@ -68,12 +66,13 @@ class BackgroundWriter(Generic[T]):
         writer = self.writer
         while True:
             retry_at = writer.retry_deadline()
-            if retry_at is None:
-                wait = _IDLE_WAKE_S
-            else:
-                wait = max(0.0, (retry_at - time.monotonic_ns()) / 1e9)
-            try:
-                batch = self._queue.get(timeout=wait)
+            try:  # with no retry pending, sleep until a batch (or the close) comes
+                if retry_at is None:
+                    batch = self._queue.get()
+                else:
+                    batch = self._queue.get(
+                        timeout=max(0.0, (retry_at - time.monotonic_ns()) / 1e9)
+                    )
             except queue.Empty:
                 batch = []
             if batch is None:
