@@ -51,7 +51,7 @@ _SEND = struct.Struct("<qqq")
 @dataclass(frozen=True)
 class Config:
     name: str
-    kind: str  # bare | naive | strong | feedmux
+    kind: str  # bare | naive | strong | best | feedmux
     shards: int = 0
     slow: bool = False  # ramp from Params.slow_start: one commit per tick is far slower
 
@@ -60,6 +60,7 @@ CONFIGS = (
     Config("ceiling (bare websocket-client)", "bare"),
     Config("naive (WebSocketApp, json, 1 insert/tick)", "naive", slow=True),
     Config("strong (msgspec, 100-row batches)", "strong"),
+    Config("best single process (big reads, msgspec, batches)", "best"),
     Config("feedmux 1 shard", "feedmux", 1),
     Config("feedmux 2 shards", "feedmux", 2),
     Config("feedmux 4 shards", "feedmux", 4),
