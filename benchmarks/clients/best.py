@@ -95,7 +95,7 @@ def open_store(path: Path) -> sqlite3.Connection:
     return db
 
 
-def main() -> None:  # noqa: C901 (one read loop, kept flat for speed)
+def main() -> None:
     args = common.parse_args(__doc__ or "")
     progress = common.Progress(args.out)
     commits = progress.commit_log()
