@@ -125,12 +125,18 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def _pinned(cpus: str | None) -> list[str]:
+    """The command prefix that keeps a process (and its children) on ``cpus``, e.g. "0,1"."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
 def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: float,
-                  *server_args: str) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+                  *server_args: str, cpus: str | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
     report = work / "server.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "feedmux", "replay", "--port", "0", "--journal", str(data),
-         "--symbols-file", str(codes_file), "--journal-rate", str(rate),
+        [*_pinned(cpus), sys.executable, "-m", "feedmux", "replay", "--port", "0",
+         "--journal", str(data), "--symbols-file", str(codes_file), "--journal-rate", str(rate),
          "--warmup", str(p.warmup_s),
          "--report", str(report), "--log-level", "WARNING", *server_args],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -139,18 +145,21 @@ def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: flo
     return proc, report
 
 
-def _start_client(config: Config, url: str, codes_file: Path, out: Path,
-                  latency: bool) -> subprocess.Popen[bytes]:  # fmt: skip
+def _start_client(config: Config, url: str, codes_file: Path, out: Path, latency: bool, *,
+                  cpus: str | None = None, stats_ms: int | None = 100,
+                  ) -> subprocess.Popen[bytes]:  # fmt: skip
+    """The client; feedmux writes its stats files every ``stats_ms`` (None: its default)."""
     if config.kind == "feedmux":
         cmd = ["-m", "feedmux", "run", "--url", url, "--symbols-file", str(codes_file),
                "--shards", str(config.shards), "--data-dir", str(out / "data"),
-               "--run-dir", str(out / "run"), "--stats-interval-ms", "100"]  # fmt: skip
+               "--run-dir", str(out / "run")]  # fmt: skip
+        cmd += ["--stats-interval-ms", str(stats_ms)] if stats_ms else []
         cmd += ["--commit-log"] if latency else []
     else:
         cmd = ["-m", f"benchmarks.clients.{config.kind}", "--url", url, "--codes-file",
                str(codes_file), "--out", str(out)]  # fmt: skip
-    return subprocess.Popen([sys.executable, *cmd], env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen([*_pinned(cpus), sys.executable, *cmd], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -179,13 +188,16 @@ def _stored(config: Config, out: Path) -> int:
 
 
 # -- the two runs ----------------------------------------------------------------------------
-def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path) -> tuple[float, str]:
-    """The highest server rate whose every frame was stored in time, and why the ramp ended."""
+def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
+         cpus: str | None = None) -> tuple[float, str]:  # fmt: skip
+    """The highest server rate whose every frame was stored in time, and why the ramp ended;
+    ``cpus`` pins the server and the client (taskset) to those cores."""
     start = p.slow_start if config.slow else p.ramp_start
     server, report = _start_server(work, data, codes_file, p, start, "--ramp",
                                    str(p.ramp_factor), "--step", str(p.step_s), "--gap",
-                                   str(p.gap_s))  # fmt: skip
-    client = _start_client(config, _replay(report).url, codes_file, work / "client", False)
+                                   str(p.gap_s), cpus=cpus)  # fmt: skip
+    client = _start_client(config, _replay(report).url, codes_file, work / "client", False,
+                           cpus=cpus)  # fmt: skip
     best, why = 0.0, f"reached the last step ({p.max_steps})"
     try:
         for k in range(p.max_steps):
