@@ -4,8 +4,9 @@
                               [--seconds S] [--idle-seconds S] [--json PATH]
 
 Method (steady-state windows). For each configuration and rate, fresh processes: the replay
-server sends the seeded frames at a fixed rate (no burst, no ramp); once the feed has run for
-``settle_s`` (start-up, the subscriptions and the first-seen codes are behind), the CPU seconds
+server sends one trade of every code at once (the opening burst, so that every code has been
+seen), then the seeded frames at a fixed rate; once the feed has run for ``settle_s`` (start-up,
+the subscriptions and the burst are behind), the CPU seconds
 of every process of the client's tree (``utime + stime`` from ``/proc/<pid>/stat``, see
 ``benchmarks.procs``) are read, again ``seconds`` later, and the difference is divided by the
 frames the server wrote in between (from its ``--write-times`` log, exact to the write). The
@@ -125,7 +126,7 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
     """One rate in fresh processes; with ``idle``, the idle window after it too (returned as a
     Cost holding only the idle numbers)."""
     send_log = work / "send.bin"
-    server, report = _start_server(work, data, codes_file, p, rate, "--write-times",
+    server, report = _start_server(work, data, codes_file, p, rate, "--burst", "--write-times",
                                    str(send_log))  # fmt: skip
     out = work / "client"
     # feedmux's stats files at its default interval, as users run it (the ramp asks for 100 ms)
