@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,9 @@ from benchmarks.pipeline import (
     _wait,
 )
 
+# py-spy from the venv this runs in (the `bench` extra), else from PATH
+PY_SPY = next((str(p) for p in (Path(sys.executable).parent / "py-spy",) if p.exists()),
+              shutil.which("py-spy") or "py-spy")  # fmt: skip
 WRAPPERS = ("(<frozen runpy>)", "(multiprocessing/", "(<string>)", "(feedmux/__main__.py)")
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 
@@ -134,7 +138,7 @@ def profile(config: Config, args: argparse.Namespace, out: Path) -> list[RolePro
                 time.sleep(args.settle)
             window = Window(client.pid, root_role(config), server.pid)
             for role, pid in procs.pids_by_role(client.pid, root_role(config)).items():
-                cmd = ["py-spy", "record", "--nonblocking", "--nolineno", "--format", "raw",
+                cmd = [PY_SPY, "record", "--nonblocking", "--nolineno", "--format", "raw",
                        "--rate", str(args.sample_rate), "--duration", str(args.seconds),
                        "--pid", str(pid), "--output", str(out / f"{role}.txt")]  # fmt: skip
                 cmd += ["--native"] if args.native else []
