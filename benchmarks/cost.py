@@ -198,7 +198,7 @@ def _group(us: dict[str, float]) -> tuple[float, float, float, float, float]:
     shards = [v for k, v in us.items() if k.startswith("feedmux-shard-")]
     reader = sum(v for k, v in us.items() if k == "feedmux-receiver" or k in READERS)
     supervisor = us.get("supervisor", 0.0)
-    rest = sum(us.values()) - reader - sum(shards) - supervisor
+    rest = max(0.0, sum(us.values()) - reader - sum(shards) - supervisor)  # no -0.00
     return reader, sum(shards), max(shards, default=0.0), supervisor, rest
 
 

@@ -163,8 +163,10 @@ def profile(config: Config, args: argparse.Namespace, out: Path) -> list[RolePro
     for role, (pid, _spy) in spies.items():
         samples, own, total, modules = summarise(collapsed(out / f"{role}.txt"), args.top)
         cpu = used.get(role, 0.0)
-        err = out / f"{role}.err"
-        error = err.read_text(errors="replace").strip().splitlines()[:2] if err.exists() else []
+        failed = out / f"{role}.err"
+        error = (
+            failed.read_text(errors="replace").strip().splitlines()[:2] if failed.exists() else []
+        )
         results.append(RoleProfile(role, pid, round(cpu / max(1, ticks) * 1e6, 2),
                                    round(cpu / seconds * 100, 2), samples, own, total,
                                    modules, " ".join(error)))  # fmt: skip

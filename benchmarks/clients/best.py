@@ -65,6 +65,8 @@ class Link:
         # can be left inside websocket-client. Checked, since they would be lost here.
         if ws.frame_buffer.recv_buffer:
             raise RuntimeError("websocket-client buffered frame bytes during the handshake")
+        if ws.sock is None:
+            raise RuntimeError("websocket-client closed the connection")
         self.ws = ws
         self.sock: socket.socket = ws.sock
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
