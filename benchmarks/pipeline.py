@@ -39,6 +39,8 @@ from benchmarks import stores
 from benchmarks.clients.stats import read_client_stats
 from benchmarks.data import codes_for, market_file
 from benchmarks.labels import rate_label
+from benchmarks.targets import lines as target_lines
+from benchmarks.targets import peak, targets
 from feedmux.shard.stores.commit_log import read_commit_log
 from feedmux.stats import read_replay, read_stats
 from feedmux.stats.replay import ReplayStats
@@ -51,7 +53,7 @@ _SEND = struct.Struct("<qqq")
 @dataclass(frozen=True)
 class Config:
     name: str
-    kind: str  # bare | naive | strong | feedmux
+    kind: str  # bare | naive | strong | best | feedmux
     shards: int = 0
     slow: bool = False  # ramp from Params.slow_start: one commit per tick is far slower
 
@@ -60,6 +62,7 @@ CONFIGS = (
     Config("ceiling (bare websocket-client)", "bare"),
     Config("naive (WebSocketApp, json, 1 insert/tick)", "naive", slow=True),
     Config("strong (msgspec, 100-row batches)", "strong"),
+    Config("best single process (big reads, msgspec, batches)", "best"),
     Config("feedmux 1 shard", "feedmux", 1),
     Config("feedmux 2 shards", "feedmux", 2),
     Config("feedmux 4 shards", "feedmux", 4),
@@ -124,12 +127,18 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def _pinned(cpus: str | None) -> list[str]:
+    """The command prefix that keeps a process (and its children) on ``cpus``, e.g. "0,1"."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
 def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: float,
-                  *server_args: str) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+                  *server_args: str, cpus: str | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
     report = work / "server.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "feedmux", "replay", "--port", "0", "--journal", str(data),
-         "--symbols-file", str(codes_file), "--journal-rate", str(rate),
+        [*_pinned(cpus), sys.executable, "-m", "feedmux", "replay", "--port", "0",
+         "--journal", str(data), "--symbols-file", str(codes_file), "--journal-rate", str(rate),
          "--warmup", str(p.warmup_s),
          "--report", str(report), "--log-level", "WARNING", *server_args],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -138,18 +147,21 @@ def _start_server(work: Path, data: Path, codes_file: Path, p: Params, rate: flo
     return proc, report
 
 
-def _start_client(config: Config, url: str, codes_file: Path, out: Path,
-                  latency: bool) -> subprocess.Popen[bytes]:  # fmt: skip
+def _start_client(config: Config, url: str, codes_file: Path, out: Path, latency: bool, *,
+                  cpus: str | None = None, stats_ms: int | None = 100,
+                  ) -> subprocess.Popen[bytes]:  # fmt: skip
+    """The client; feedmux writes its stats files every ``stats_ms`` (None: its default)."""
     if config.kind == "feedmux":
         cmd = ["-m", "feedmux", "run", "--url", url, "--symbols-file", str(codes_file),
                "--shards", str(config.shards), "--data-dir", str(out / "data"),
-               "--run-dir", str(out / "run"), "--stats-interval-ms", "100"]  # fmt: skip
+               "--run-dir", str(out / "run")]  # fmt: skip
+        cmd += ["--stats-interval-ms", str(stats_ms)] if stats_ms else []
         cmd += ["--commit-log"] if latency else []
     else:
         cmd = ["-m", f"benchmarks.clients.{config.kind}", "--url", url, "--codes-file",
                str(codes_file), "--out", str(out)]  # fmt: skip
-    return subprocess.Popen([sys.executable, *cmd], env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen([*_pinned(cpus), sys.executable, *cmd], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -178,13 +190,16 @@ def _stored(config: Config, out: Path) -> int:
 
 
 # -- the two runs ----------------------------------------------------------------------------
-def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path) -> tuple[float, str]:
-    """The highest server rate whose every frame was stored in time, and why the ramp ended."""
+def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
+         cpus: str | None = None) -> tuple[float, str]:  # fmt: skip
+    """The highest server rate whose every frame was stored in time, and why the ramp ended;
+    ``cpus`` pins the server and the client (taskset) to those cores."""
     start = p.slow_start if config.slow else p.ramp_start
     server, report = _start_server(work, data, codes_file, p, start, "--ramp",
                                    str(p.ramp_factor), "--step", str(p.step_s), "--gap",
-                                   str(p.gap_s))  # fmt: skip
-    client = _start_client(config, _replay(report).url, codes_file, work / "client", False)
+                                   str(p.gap_s), cpus=cpus)  # fmt: skip
+    client = _start_client(config, _replay(report).url, codes_file, work / "client", False,
+                           cpus=cpus)  # fmt: skip
     best, why = 0.0, f"reached the last step ({p.max_steps})"
     try:
         for k in range(p.max_steps):
@@ -310,53 +325,35 @@ def environment() -> dict[str, Any]:
 
 
 def table(results: list[Result]) -> str:
-    ceiling = next((r.max_rate for r in results if r.kind == "bare"), 0.0)
+    """The results side by side; "of best" is each peak over the best single process's."""
+    best = next((peak(asdict(r)) for r in results if r.kind == "best"), 0.0)
     lines = [
-        f"{'configuration':<44} {'max ticks/s':>11} {'of ceiling':>10} {'commit p50/p99 ms':>18} "
-        f"{'sub p99 ms':>10} {'burst s':>8} {'cpu us/tick':>11} {'max RSS MB':>10}",
+        f"{'configuration':<50} {'max ticks/s':>11} {'of best':>7} {'commit p50/p99 ms':>18} "
+        f"{'sub p50/p99 ms':>15} {'burst s':>8} {'cpu us/tick':>11} {'max RSS MB':>10}",
     ]  # fmt: skip
+    nan = float("nan")
     for r in results:
         commit = r.latency_ms.get("commit", {})
         sub = r.latency_ms.get("publish", {})
-        ratio = f"{r.max_rate / ceiling:.0%}" if ceiling else "-"
+        ratio = f"{peak(asdict(r)) / best:.2f}x" if best else "-"
         rate = rate_label(r.max_rate, r.ramp_stop)
-        burst = max(r.burst_s.values()) if r.burst_s else float("nan")
+        burst = max(r.burst_s.values()) if r.burst_s else nan
         lines.append(
-            f"{r.name:<44} {rate:>11} {ratio:>10} "
-            f"{commit.get('p50', float('nan')):>8.1f}/{commit.get('p99', float('nan')):<9.1f} "
-            f"{sub.get('p99', float('nan')):>10.1f} {burst:>8.3f} "
+            f"{r.name:<50} {rate:>11} {ratio:>7} "
+            f"{commit.get('p50', nan):>8.1f}/{commit.get('p99', nan):<9.1f} "
+            f"{sub.get('p50', nan):>7.2f}/{sub.get('p99', nan):<7.2f} {burst:>8.3f} "
             f"{sum(r.cpu_us_per_tick.values()):>11.1f} "
             f"{max(r.max_rss_mb.values(), default=0):>10.1f}"
         )
     return "\n".join(lines)
 
 
-def targets(results: list[Result]) -> list[dict[str, Any]]:
-    """The performance issue's targets, checked against feedmux with the most shards."""
-    by_kind = {r.kind: r for r in results}
-    feedmux = max((r for r in results if r.kind == "feedmux"), key=lambda r: r.shards,
-                  default=None)  # fmt: skip
-    if feedmux is None:
-        return []
-    checks: list[tuple[str, float | None, str, float]] = []
-    for kind, label, need in (("bare", "of the ceiling", 0.75), ("naive", "x naive", 5.0),
-                              ("strong", "x strong", 1.2)):  # fmt: skip
-        base = by_kind.get(kind)
-        if base is not None:
-            floor = base.max_rate or float(base.ramp_stop.split(" at ")[-1].split("/")[0]
-                                           .replace(",", "") or 0)  # fmt: skip
-            checks.append((label, feedmux.max_rate / floor if floor else None, ">=", need))
-    pub = feedmux.latency_ms.get("publish", {}).get("p99")
-    commit = feedmux.latency_ms.get("commit", {}).get("p99")
-    checks += [("p99 send->Subscriber ms", pub, "<=", 5.0),
-               ("p99 send->committed ms", commit, "<=", 300.0),
-               ("burst stored and published s", max(feedmux.burst_s.values(), default=None),
-                "<=", 0.5),
-               ("max RSS per process MB", max(feedmux.max_rss_mb.values(), default=None),
-                "<=", 150.0)]  # fmt: skip
-    return [{"what": f"{feedmux.name}: {label}", "value": value, "target": f"{op} {need:g}",
-             "met": value is not None and (value >= need if op == ">=" else value <= need)}
-            for label, value, op, need in checks]  # fmt: skip
+def _select(names: list[str] | None, configs: list[Config]) -> list[Config]:
+    """``--scaling`` without names: the best single process and the most shards."""
+    if names:
+        return [c for c in configs if any(n in c.name for n in names)]
+    top = max((c for c in configs if c.kind == "feedmux"), key=lambda c: c.shards, default=None)
+    return [c for c in configs if c.kind == "best" or c is top]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     ap.add_argument("--only", nargs="*", help="configurations whose name contains any of these")
     ap.add_argument("--no-ramp", action="store_true", help="only the latency and burst run")
+    ap.add_argument("--cost", action="store_true",
+                    help="also CPU per tick by process role at fixed rates, and idle CPU "
+                         "(benchmarks.cost)")  # fmt: skip
+    ap.add_argument("--scaling", nargs="*", metavar="NAME",
+                    help="also the ramp pinned to 1 core and to 2 (benchmarks.scaling): of "
+                         "these configurations, or of best and the most shards")  # fmt: skip
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here")
     ap.add_argument("--png", metavar="PATH", help="write the chart here")
     args = ap.parse_args(argv)
@@ -372,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = codes_for(p.codes, p.seed)
     data = market_file(codes, p.ticks, p.seed)
     results: list[Result] = []
+    doc: dict[str, Any] = {"environment": environment(), "params": asdict(p)}
     with tempfile.TemporaryDirectory(prefix="feedmux-bench-") as tmp:
         codes_file = Path(tmp) / "codes.txt"
         codes_file.write_text("\n".join(codes))
@@ -387,20 +391,33 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir()
             latency(config, p, data, codes_file, work, result=result)
             results.append(result)
-    checks = targets(results)
+        if args.cost:
+            from benchmarks import cost  # noqa: PLC0415 (it imports this module)
+
+            cp = cost.TINY_COST if args.tiny else cost.CostParams()
+            doc["cost_params"] = asdict(cp)
+            costs = cost.run(configs, p, cp, data=data, codes_file=codes_file, tmp=Path(tmp))
+            doc["cost"] = [asdict(c) for c in costs]
+        if args.scaling is not None:
+            from benchmarks import scaling  # noqa: PLC0415 (it imports this module)
+
+            doc["scaling"] = scaling.run(_select(args.scaling, configs), p, data=data,
+                                         codes_file=codes_file, tmp=Path(tmp))  # fmt: skip
     print("stores: 100-row batches of the same ticks ...", flush=True)
-    store_results = stores.run(2_000 if args.tiny else 200_000)
-    doc = {"environment": environment(), "params": asdict(p),
-           "results": [asdict(r) for r in results], "targets": checks,
-           "stores": store_results}  # fmt: skip
+    doc["results"] = [asdict(r) for r in results]
+    doc["stores"] = stores.run(2_000 if args.tiny else 200_000)
+    doc["targets"] = targets(doc)
     print(table(results))
-    print(stores.table(store_results))
-    for check in checks:
-        value = "-" if check["value"] is None else f"{check['value']:,.2f}"
-        print(
-            f"  {'met ' if check['met'] else 'MISS'} {check['what']}: {value} "
-            f"(target {check['target']})"
-        )
+    if "cost" in doc:
+        from benchmarks.cost import table as cost_table  # noqa: PLC0415
+
+        print(cost_table(doc["cost"]))
+    if "scaling" in doc:
+        from benchmarks.scaling import table as scaling_table  # noqa: PLC0415
+
+        print(scaling_table(doc["scaling"]))
+    print(stores.table(doc["stores"]))
+    print("\n".join(target_lines(doc["targets"])))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1))
