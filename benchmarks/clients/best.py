@@ -72,6 +72,12 @@ class Link:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(0)
         self.parser = FrameParser(MAX_FRAME_BYTES)
+        # One kept buffer: recv(256 KiB) would allocate and free 256 KiB (an mmap) per read.
+        self.buffer = bytearray(READ_BYTES)
+        self.view = memoryview(self.buffer)
+
+    def read(self) -> bytes:
+        return self.view[: self.sock.recv_into(self.buffer)].tobytes()
 
     def _send(self, payload: str | bytes, opcode: int) -> None:
         self.sock.settimeout(SEND_TIMEOUT_S)
@@ -126,7 +132,7 @@ def main() -> None:
         for fd in ready:
             link = links[fd]
             try:
-                data = link.sock.recv(READ_BYTES)
+                data = link.read()
             except BlockingIOError:
                 continue
             if not data:  # the server closed: no reconnection here
