@@ -36,18 +36,18 @@ from typing import Any
 
 from benchmarks import procs
 from benchmarks.data import codes_for, market_file
-from benchmarks.pipeline import (
-    _SEND,
+from benchmarks.harness import (
     CONFIGS,
+    SEND,
     TINY,
     Config,
     Params,
-    _replay,
-    _start_client,
-    _start_server,
-    _stop,
-    _stored,
-    _wait,
+    replay_report,
+    start_client,
+    start_server,
+    stop,
+    stored,
+    wait,
 )
 
 RATES = (400.0, 2_000.0, 10_000.0)
@@ -95,8 +95,8 @@ def root_role(config: Config) -> str:
 def _frames_between(send_log: Path, t0_ns: int, t1_ns: int) -> int:
     data = send_log.read_bytes()
     total = 0
-    for at in range(0, len(data) - _SEND.size + 1, _SEND.size):
-        send_ns, _first, count = _SEND.unpack_from(data, at)
+    for at in range(0, len(data) - SEND.size + 1, SEND.size):
+        send_ns, _first, count = SEND.unpack_from(data, at)
         if t0_ns <= send_ns < t1_ns:
             total += count
     return total
@@ -126,24 +126,24 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
     """One rate in fresh processes; with ``idle``, the idle window after it too (returned as a
     Cost holding only the idle numbers)."""
     send_log = work / "send.bin"
-    server, report = _start_server(work, data, codes_file, p, rate, "--burst", "--write-times",
+    server, report = start_server(work, data, codes_file, p, rate, "--burst", "--write-times",
                                    str(send_log))  # fmt: skip
     out = work / "client"
     # feedmux's stats files at its default interval, as users run it (the ramp asks for 100 ms)
-    client = _start_client(config, _replay(report).url, codes_file, out, False, stats_ms=None)
+    client = start_client(config, replay_report(report).url, codes_file, out, False, stats_ms=None)
     idle_cost = None
     try:
-        _wait(lambda: _replay(report).feed == "running", 120, "the feed to start")
+        wait(lambda: replay_report(report).feed == "running", 120, "the feed to start")
         time.sleep(cp.settle_s)
         window = Window(client.pid, root_role(config), server.pid)
         time.sleep(cp.seconds)
         t0_ns, t1_ns, used, server_s = window.close()
         server.send_signal(signal.SIGUSR1)  # end the feed; the connections stay up
-        _wait(lambda: _replay(report).feed == "done", 30, "the feed to end")
-        sent = _replay(report).frame_index
+        wait(lambda: replay_report(report).feed == "done", 30, "the feed to end")
+        sent = replay_report(report).frame_index
         kept_up = True
         try:
-            _wait(lambda: _stored(config, out) >= sent, cp.caught_up_s, "the client")
+            wait(lambda: stored(config, out) >= sent, cp.caught_up_s, "the client")
         except RuntimeError:
             kept_up = False
         if idle:
@@ -158,8 +158,8 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
                              idle_total_pct=round(sum(idle_used.values()) / seconds * 100, 2),
                              server_idle_pct=round(idle_server / seconds * 100, 2))  # fmt: skip
     finally:
-        _stop(client)
-        _stop(server)
+        stop(client)
+        stop(server)
     ticks = max(1, _frames_between(send_log, t0_ns, t1_ns))
     per_tick = {k: round(v / ticks * 1e6, 2) for k, v in used.items()}
     return RateCost(rate=rate, ticks=ticks, window_s=round((t1_ns - t0_ns) / 1e9, 2),
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     print(table(results))
     if args.json:
-        from benchmarks.pipeline import environment  # noqa: PLC0415
+        from benchmarks.harness import environment  # noqa: PLC0415
 
         doc = {"environment": environment(), "params": asdict(cp), "cost": results}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -35,16 +35,16 @@ from pathlib import Path
 from benchmarks import procs
 from benchmarks.cost import Window, _frames_between, root_role
 from benchmarks.data import codes_for, market_file
-from benchmarks.pipeline import (
+from benchmarks.harness import (
     CONFIGS,
     RESULTS,
     Config,
     Params,
-    _replay,
-    _start_client,
-    _start_server,
-    _stop,
-    _wait,
+    replay_report,
+    start_client,
+    start_server,
+    stop,
+    wait,
 )
 
 # py-spy from the venv this runs in (the `bench` extra), else from PATH
@@ -125,13 +125,13 @@ def profile(config: Config, args: argparse.Namespace, out: Path) -> list[RolePro
         codes_file = work / "codes.txt"
         codes_file.write_text("\n".join(codes))
         send_log = work / "send.bin"
-        server, report = _start_server(work, data, codes_file, p, args.rate, "--burst",
+        server, report = start_server(work, data, codes_file, p, args.rate, "--burst",
                                        "--write-times", str(send_log))  # fmt: skip
-        client = _start_client(config, _replay(report).url, codes_file, work / "client", False,
+        client = start_client(config, replay_report(report).url, codes_file, work / "client", False,
                                stats_ms=None)  # fmt: skip
         spies: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
         try:
-            _wait(lambda: _replay(report).feed == "running", 120, "the feed to start")
+            wait(lambda: replay_report(report).feed == "running", 120, "the feed to start")
             time.sleep(args.settle)
             if args.idle:
                 server.send_signal(signal.SIGUSR1)  # end the feed, keep the connections
@@ -155,8 +155,8 @@ def profile(config: Config, args: argparse.Namespace, out: Path) -> list[RolePro
                 if spy.poll() is None:
                     spy.kill()
                     spy.wait()
-            _stop(client)
-            _stop(server)
+            stop(client)
+            stop(server)
         ticks = _frames_between(send_log, t0_ns, t1_ns)
     seconds = (t1_ns - t0_ns) / 1e9
     results = []

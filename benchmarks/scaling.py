@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import Config, Params, ramp
 from benchmarks.labels import rate_label
-from benchmarks.pipeline import Config, Params, ramp
 
 PINNINGS = (("1 core", "0"), ("2 cores", "0,1"))
 

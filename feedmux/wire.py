@@ -1,8 +1,11 @@
 """Internal and public wire formats (msgpack, never pickle).
 
 Receiver → shard (PUSH/PULL), one message per read burst and shard:
-    Burst: ``["B", first_seq, [tick, ...], [depth, ...]]`` — ticks then books carry bus
-    sequence numbers ``first_seq, first_seq + 1, …`` stamped per shard by the receiver.
+    Pushes: ``["P", first_seq, [push, ...], [recv_ns, ...]]`` — the vendor's messages,
+    undecoded (the shard decodes them), with bus sequence numbers ``first_seq, first_seq + 1,
+    …`` stamped per shard by the receiver.
+    Burst: ``["B", first_seq, [tick, ...], [depth, ...]]`` — the same for decoded ticks then
+    books (tools and tests).
     End:   ``["E", next_seq]`` — the receiver is stopping; nothing follows.
     Resume: ``["R", epoch, next_seq]`` — what follows starts at ``next_seq`` of the receiver's
     ``epoch`` (a fresh id per receiver start). Sent first by every receiver and after every
@@ -57,6 +60,15 @@ class Burst(msgspec.Struct, array_like=True, tag="B", frozen=True):
     books: list[Depth] = []  # numbered after the ticks: first_seq + len(ticks), ...
 
 
+class Pushes(msgspec.Struct, array_like=True, tag="P", frozen=True):
+    """Vendor pushes as they came off the socket, routed by code and not yet decoded: the
+    shard decodes them (``Provider.decode``). ``recv_ns[i]`` is when ``payloads[i]`` was read."""
+
+    first_seq: int
+    payloads: list[bytes]
+    recv_ns: list[int]
+
+
 class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
     next_seq: int
 
@@ -71,7 +83,7 @@ class Lost(msgspec.Struct, array_like=True, tag="L", frozen=True):
     count: int
 
 
-BusMessage = Burst | End | Resume | Lost
+BusMessage = Burst | Pushes | End | Resume | Lost
 
 
 class Ack(msgspec.Struct, array_like=True, tag="A", frozen=True):

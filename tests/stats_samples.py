@@ -47,7 +47,8 @@ def shard_stats(shard: int, **changes: Any) -> ShardStats:
         receive_to_publish_s=Histogram(LATENCY_BUCKETS_S).state(),
         moves=MoveStats(trades=0, books=0),
         bars=BarStats(published=0, stored=0, late=0, too_late=0, resent=0), redis=None,
-        bus_gaps=0, bus_ignored=0, rewinds_asked=0, bad_messages=0, codes=0, acks_dropped=0,
+        bus_gaps=0, bus_ignored=0, rewinds_asked=0, bad_messages=0, bad_pushes={}, codes=0,
+        acks_dropped=0,
     )  # fmt: skip
     return msgspec.structs.replace(zero, **changes)
 

@@ -41,7 +41,7 @@ from feedmux.writes import health
 
 from ._process import StopFlag, run_logging
 
-FLUSH_TICKS = 256  # send a burst's ticks once this many are pending, even mid-burst
+FLUSH_TICKS = 256  # send the held ticks once this many are pending, even before the delay
 MAX_POLL_MS = 1000
 CONNECT_TIMEOUT_S = 5.0
 END_LINGER_MS = 10_000  # at exit, wait this long for shards to take what is queued
@@ -127,7 +127,7 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
                         classify=vendor.handshake_failure)  # fmt: skip
     poller = zmq.Poller()
     table = ConnectionTable(manager, poller, open_link, journal, log, token=token,
-                            url=settings.url, add=bus.outbox.add,
+                            url=settings.url, route=bus.outbox.route,
                             on_events=keeper.note_refused)  # fmt: skip
     desk = ControlDesk(manager)
     poller.register(control, zmq.POLLIN)
@@ -145,6 +145,8 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
     next_stats = time.monotonic_ns()
     stats_every = settings.stats_interval_ms * 1_000_000
     due: int | None = None  # the manager's next deadline (connects, requests, heartbeats)
+    delay_ns = int(settings.bus_delay_ms * 1e6)
+    flush_at: int | None = None  # when the outbox's oldest tick must go (--bus-delay-ms)
     while not stop.requested and manager.fatal is None:
         now = time.monotonic_ns()
         if table.changed or (due is not None and now >= due):
@@ -157,23 +159,32 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
             table.drop_stale(settings.watchdog_s)
             keeper.retry()
             serve_control()  # answers that timed out
+            bus.send()  # what a full socket held back, were nothing else to wake the loop
+            flush_at = None
             write_stats(paths.stats_dir, stats(settings, table, bus, journal))
             journal.flush(time.time_ns())
             stop.check_parent()  # once a tick: Linux also says so by SIGTERM
-        wake = next_stats if due is None else min(due, next_stats)
-        timeout = max(0, min(MAX_POLL_MS, (wake - time.monotonic_ns()) // 10**6))
+        wake = min(d for d in (due, next_stats, flush_at) if d is not None)
+        timeout = max(0, min(MAX_POLL_MS, -(-(wake - time.monotonic_ns()) // 10**6)))
         # Only what is ready is read: no socket is drained "just in case" (each empty read of
         # a ZeroMQ socket raises), and a trickle costs one poll per read.
+        feedback = False
         for source, flags in poller.poll(timeout):
             if source is control:
                 serve_control()
             elif source is acks:
                 bus.take_feedback()  # acks may open a shard's window: the send below
+                feedback = True
             else:
                 table.on_ready(source, flags)
-                if bus.outbox.pending >= FLUSH_TICKS:
-                    bus.send()
-        bus.send()
+        if bus.outbox.pending:
+            now = time.monotonic_ns()
+            flush_at = flush_at or now + delay_ns
+            if now >= flush_at or bus.outbox.pending >= FLUSH_TICKS:
+                bus.send()
+                flush_at = None
+        elif feedback:
+            bus.send()  # resends, a Resume, or what a full window held back
         if table.changed and desk.waiting:
             serve_control()  # a reply may settle a waiting change
 

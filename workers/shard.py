@@ -14,6 +14,7 @@ import zmq
 from feedmux import families
 from feedmux.errors import FeedmuxError
 from feedmux.ops.config import Settings
+from feedmux.providers import provider
 from feedmux.routing import shard_of
 from feedmux.shard.histogram import WriteTimer
 from feedmux.shard.lanes import Lanes, Target, open_lanes
@@ -46,6 +47,10 @@ def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> 
         log.info("asked the receiver %d time(s) to resend (a restart or a hole)",
                  state.rewinds_asked - logged["rewinds_logged"])  # fmt: skip
         logged["rewinds_logged"] = state.rewinds_asked
+    for bad in state.bad_samples:  # once per kind; the counters say how many
+        sample = bad.sample.decode("utf-8", "replace")
+        log.warning("bad message (%s), skipped: %s; sample: %r", bad.kind, bad.detail, sample)
+    state.bad_samples.clear()
 
 
 def drained(ended: bool, now: int, last_bus_ns: int, stop_ns: int, quiet_ns: int) -> bool:
@@ -121,7 +126,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     poller = zmq.Poller()
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
-    state = ShardState(shard, min_move=settings.min_move)
+    state = ShardState(shard, min_move=settings.min_move, decode=provider().decode)
     restore(state, lanes, settings, shard, log)
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).shards.get(shard)
@@ -162,6 +167,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
                 published=redis.stored, backlog=redis.backlog, failures=redis.failures),
             bus_gaps=state.bus_gaps, bus_ignored=state.bus_ignored,
             rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
+            bad_pushes=dict(state.bad_pushes),
             codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
         ).carry(before))  # fmt: skip
 

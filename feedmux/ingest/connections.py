@@ -1,5 +1,5 @@
 """The receiver's connection table: opens each connection's link when the manager says so,
-sends what is due, reads what arrives (ticks to ``add``), and drops a link that failed, was
+sends what is due, reads what arrives (pushes to ``route``), and drops a link that failed, was
 refused or went silent. Every connection's state is its ``Connection`` (``connection.py``);
 this only moves bytes between links, sessions, the manager and the journal."""
 
@@ -16,9 +16,8 @@ import zmq
 from feedmux.ingest.connection import Connection, Link
 from feedmux.ingest.journal import JournalWriter
 from feedmux.ingest.subscriptions import SubscriptionManager
-from feedmux.model import Depth, Tick
 from feedmux.ops.config import redact
-from feedmux.providers.base import BadMessage, Failure, Reply, first_line
+from feedmux.providers.base import BadMessage, Failure, Reply, Route, first_line
 from feedmux.stats.receiver import ConnectionStats
 from feedmux.transports.ws import HandshakeRefused, LinkErrors
 
@@ -50,7 +49,7 @@ class ConnectionTable:
         *,
         token: str,
         url: str,  # for the journal and logs: no token
-        add: Callable[[Tick | Depth], None],  # where decoded ticks and books go
+        route: Route,  # where pushes go, undecoded (to the shard of their code)
         on_events: Callable[[], None] = lambda: None,  # after each batch of replies
         clock: Clock = time.monotonic_ns,
         wall: Clock = time.time_ns,
@@ -62,7 +61,7 @@ class ConnectionTable:
         self.log = log
         self.token = token
         self.url = url
-        self.add = add
+        self.route = route
         self.on_events = on_events
         self.clock = clock
         self.wall = wall
@@ -136,7 +135,7 @@ class ConnectionTable:
         conn.messages += len(messages)
         self.journal.messages(recv_ns, conn.index, messages)
         session = conn.session
-        if session.receive_read(messages, recv_ns, self.add):
+        if session.receive_read(messages, recv_ns, self.route):
             conn.last_message_ns = self.clock()  # the watchdog's "alive"
         if session.events:
             self._handle_events(conn)

@@ -150,6 +150,9 @@ RUN_SETTINGS = (
              "{default})", metavar="TICKS"),
         _run("bus_memory", "ticks held in memory per shard before --overflow (default "
              "{default})", metavar="TICKS"),
+        _run("bus_delay_ms", "hold routed ticks up to MS before sending them to the shards, "
+             "for fewer, larger bus messages (default {default}: send after each read)",
+             metavar="MS"),
     )),
     Section("stores", "where ticks are kept", (
         DATA_DIR,

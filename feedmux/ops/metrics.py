@@ -41,7 +41,7 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = read_stats(self.stats_dir)
-        yield from self._receiver(stats.receiver)
+        yield from self._receiver(stats.receiver, list(stats.shards.values()))
         yield from self._shards(list(stats.shards.values()))
         yield from self._writes(stats)
 
@@ -63,11 +63,11 @@ class StatsCollector(Collector):
                 failing.add_metric([s.name, f.kind, reason], 1 if f.failing else 0)
         yield from (failures, failing)
 
-    def _receiver(self, r: ReceiverStats | None) -> Iterator[Metric]:
+    def _receiver(self, r: ReceiverStats | None, shards: list[ShardStats]) -> Iterator[Metric]:
         """None (no stats yet): its counters read 0."""
-        yield CounterMetricFamily("feedmux_ticks_received", "Trades decoded by the receiver "
+        yield CounterMetricFamily("feedmux_ticks_received", "Trades routed by the receiver "
                                   "(since it started)", value=r.ticks if r else 0)  # fmt: skip
-        yield CounterMetricFamily("feedmux_books_received", "Order books decoded by the receiver",
+        yield CounterMetricFamily("feedmux_books_received", "Order books routed by the receiver",
                                   value=r.books if r else 0)  # fmt: skip
         frames = CounterMetricFamily("feedmux_messages_received", "Vendor messages by connection",
                                      labels=["connection"])  # fmt: skip
@@ -84,6 +84,9 @@ class StatsCollector(Collector):
             trips.add_metric([str(i)], c.watchdog_trips)
             up.add_metric([str(i)], 1 if c.state == "up" else 0)
             for kind, n in c.bad_messages.items():
+                errors[kind] = errors.get(kind, 0) + n
+        for shard in shards:  # pushes are decoded in the shards
+            for kind, n in shard.bad_pushes.items():
                 errors[kind] = errors.get(kind, 0) + n
         decode = CounterMetricFamily("feedmux_decode_errors", "Bad vendor frames, counted and "
                                      "skipped, by kind", labels=["kind"])  # fmt: skip

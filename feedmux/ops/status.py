@@ -151,7 +151,8 @@ def build_status(
         books=receiver.books if receiver else 0,
         codes_subscribed=receiver.codes_subscribed if receiver else 0,
         codes_desired=receiver.codes_desired if receiver else 0,
-        bad_messages=sum(sum(c.bad_messages.values()) for c in links),
+        bad_messages=sum(sum(c.bad_messages.values()) for c in links)
+        + sum(sum(s.bad_pushes.values()) for s in shard_stats),  # pushes the shards decode
         reconnects=sum(c.reconnects for c in conns),
         watchdog_trips=sum(c.watchdog_trips for c in links),
         spilled=sum(q.spilled for q in bus),

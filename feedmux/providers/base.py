@@ -169,6 +169,11 @@ class Peek(msgspec.Struct, frozen=True, gc=False):
     book: bool
 
 
+# Where a session hands a push, undecoded: (its key, its bytes, when they were read). The
+# receiver routes it by code; the shard decodes it (``Provider.decode``).
+Route = Callable[[Peek, bytes, int], None]
+
+
 # -- the protocols --------------------------------------------------------------------------------
 class Session(Protocol):
     """The protocol state of one connection (requests in flight, what is subscribed)."""
@@ -203,11 +208,10 @@ class Session(Protocol):
         """Decode one text message: a tick or book, or None with any event appended."""
         ...
 
-    def receive_read(
-        self, messages: list[Message], recv_ns: int, add: Callable[[Tick | Depth], None]
-    ) -> bool:
-        """The messages of one socket read, each tick and book handed to ``add``. True when
-        one was a push or a reply (what shows the feed is alive)."""
+    def receive_read(self, messages: list[Message], recv_ns: int, route: Route) -> bool:
+        """The messages of one socket read: each push (for a code subscribed here) handed to
+        ``route`` undecoded, with its ``Peek``; replies and bad messages as ``events``. True
+        when one was a push or a reply (what shows the feed is alive)."""
         ...
 
     def bad_binary(self, payload: bytes) -> None:

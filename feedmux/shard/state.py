@@ -12,6 +12,7 @@ from feedmux import families, wire
 from feedmux.families import Family
 from feedmux.identity import ResendFilter
 from feedmux.model import Bar, Depth, Tick
+from feedmux.providers.base import BadMessage
 from feedmux.shard.bars import BarBuilder
 from feedmux.shard.histogram import LATENCY_BUCKETS_S, Histogram
 from feedmux.shard.moves import BookMoves, TradeMoves
@@ -20,6 +21,11 @@ from feedmux.shard.snapshot import SnapshotCache
 # A publication: (topic, payload) as one PUB multipart message; the payload decodes to a
 # wire.Payload.
 Publication = tuple[bytes, bytes]
+Decode = Callable[[bytes, int], Tick | Depth | BadMessage]
+
+
+def _no_decoder(payload: bytes, recv_ns: int) -> BadMessage:
+    return BadMessage("no_decoder", "this shard was given no vendor decoder", payload[:200])
 
 
 class Output(msgspec.Struct):
@@ -50,8 +56,10 @@ class ShardState:
     """
 
     def __init__(self, shard: int, wall_clock: Callable[[], int] = time.time_ns, *,
-                 min_move: dict[str, float] | None = None) -> None:  # fmt: skip
+                 min_move: dict[str, float] | None = None,
+                 decode: Decode = _no_decoder) -> None:  # fmt: skip
         self.shard = shard
+        self._decode = decode  # the vendor's (Provider.decode): pushes come undecoded
         moves = min_move or {}
         self.trade_moves = TradeMoves(moves["trades"]) if "trades" in moves else None
         self.book_moves = BookMoves(moves["books"]) if "books" in moves else None
@@ -74,7 +82,9 @@ class ShardState:
         self.bus_gaps = 0  # seqs that will never come (dropped on overflow by --overflow drop)
         self.bus_ignored = 0  # messages seen twice or out of order (a resend follows)
         self.rewinds_asked = 0
-        self.bad_messages = 0
+        self.bad_messages = 0  # bus messages that did not decode
+        self.bad_pushes: dict[str, int] = {}  # vendor pushes that did not decode, by kind
+        self.bad_samples: list[BadMessage] = []  # the first of each kind, for the log
         self.ended = False
         self.ticks_added = 0  # handed to the stores, ever
         self.books_added = 0
@@ -148,6 +158,9 @@ class ShardState:
         except msgspec.DecodeError:  # a bad internal message must not kill the shard
             self.bad_messages += 1
             return Output()
+        if type(msg) is wire.Pushes and len(msg.payloads) != len(msg.recv_ns):
+            self.bad_messages += 1
+            return Output()
         if type(msg) is wire.Resume:
             self._resume(msg)
             return Output()
@@ -161,7 +174,9 @@ class ShardState:
             elif msg.next_seq > expected:
                 self._ask(expected)
             return Output()
-        if type(msg) is wire.Lost:
+        if type(msg) is wire.Pushes:
+            first, count = msg.first_seq, len(msg.payloads)
+        elif type(msg) is wire.Lost:
             first, count = msg.first_seq, msg.count
         else:
             assert type(msg) is wire.Burst
@@ -178,12 +193,36 @@ class ShardState:
             self.bus_gaps += count - skip
             self._mark(first + count)
             return Output()
-        assert type(msg) is wire.Burst
-        in_ticks = msg.ticks[skip:] if skip else msg.ticks
-        in_books = msg.books[max(0, skip - len(msg.ticks)) :]
+        if type(msg) is wire.Pushes:
+            in_ticks, in_books = self._decoded(msg, skip)
+        else:
+            assert type(msg) is wire.Burst
+            in_ticks = msg.ticks[skip:] if skip else msg.ticks
+            in_books = msg.books[max(0, skip - len(msg.ticks)) :]
         out = self._take(in_ticks, in_books)
         self._mark(first + count)
         return out
+
+    def _decoded(self, msg: wire.Pushes, skip: int) -> tuple[list[Tick], list[Depth]]:
+        """The pushes of a message (from ``skip``), decoded; one that does not decode is
+        counted by kind and skipped (its bus seq is still taken)."""
+        decode, ticks, books = self._decode, [], []
+        payloads, recv_ns = msg.payloads, msg.recv_ns
+        if skip:
+            payloads, recv_ns = payloads[skip:], recv_ns[skip:]
+        for payload, at in zip(payloads, recv_ns, strict=True):
+            item = decode(payload, at)
+            if type(item) is Tick:
+                ticks.append(item)
+            elif type(item) is Depth:
+                books.append(item)
+            else:
+                assert isinstance(item, BadMessage)
+                kinds = self.bad_pushes
+                if item.kind not in kinds:
+                    self.bad_samples.append(item)
+                kinds[item.kind] = kinds.get(item.kind, 0) + 1
+        return ticks, books
 
     def _mark(self, next_seq: int) -> None:
         """Bus messages before ``next_seq`` are covered once the lanes have this much."""

@@ -83,7 +83,8 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
     bus_gaps: int  # bus messages that will never come (the receiver dropped them)
     bus_ignored: int  # messages seen twice or out of order (a resend follows)
     rewinds_asked: int
-    bad_messages: int
+    bad_messages: int  # bus messages that did not decode
+    bad_pushes: dict[str, int]  # vendor pushes that did not decode here, by kind (cumulative)
     codes: int  # codes in the snapshot
     acks_dropped: int
 
@@ -108,4 +109,6 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
             books_duplicates=before.books_duplicates + self.books_duplicates,
             books_resent_dropped=before.books_resent_dropped + self.books_resent_dropped,
             restarts=before.restarts + 1,
-        )
+            bad_pushes={k: before.bad_pushes.get(k, 0) + self.bad_pushes.get(k, 0)
+                        for k in before.bad_pushes.keys() | self.bad_pushes.keys()},
+        )  # fmt: skip

@@ -16,6 +16,7 @@ from feedmux.model import Depth, Tick
 from feedmux.providers.alltick.protocol import handshake_failure
 from feedmux.providers.alltick.provider import PACING
 from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
+from feedmux.providers.base import Peek
 from feedmux.stats.receiver import ConnectionStats
 from feedmux.transports.frames import OPCODE_TEXT, Message
 from feedmux.transports.ws import HandshakeRefused
@@ -82,14 +83,19 @@ class Rig:
                                            jitter=lambda: 0.0)  # fmt: skip
         self.poller, self.journal = FakePoller(), FakeJournal()
         self.opens: list[FakeLink | Exception] = []
-        self.items: list[Tick | Depth] = []
+        self.items: list[Tick | Depth] = []  # pushes routed, decoded as a shard would
         self.events = 0
         self.table = ConnectionTable(
             self.manager, self.poller, self.open_link, self.journal,  # type: ignore[arg-type]
             logging.getLogger("test"), token=TOKEN, url="wss://vendor/path",
-            add=self.items.append, on_events=self.count, clock=self.clock,
+            route=self.route, on_events=self.count, clock=self.clock,
             wall=self.clock,
         )  # fmt: skip
+
+    def route(self, key: Peek, payload: bytes, recv_ns: int) -> None:
+        item = ALLTICK.decode(payload, recv_ns)
+        assert isinstance(item, Tick | Depth) and item.code == key.code
+        self.items.append(item)
 
     def count(self) -> None:
         self.events += 1

@@ -155,7 +155,7 @@ def test_only_pushes_and_replies_feed_the_watchdog() -> None:
     items: list[object] = []
 
     def alive(messages: list[tuple[int, bytes]]) -> bool:
-        return client.receive_read(messages, 1, items.append)
+        return client.receive_read(messages, 1, lambda key, payload, at: items.append(payload))
 
     parser = FrameParser()
     assert not alive(parser.feed(frame(b"x" * 300)[:100]))  # a frame still arriving

@@ -8,7 +8,6 @@ connection state. Nothing here owns a socket, thread or clock: the caller passes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from feedmux.providers.base import (
     Reply,
     Request,
     RequestKind,
+    Route,
     Verdict,
     first_line,
     handshake_status,
@@ -436,21 +436,30 @@ class AllTickClient:
         self.events.append(reply)
         return None
 
-    def receive_read(
-        self, messages: list[Message], recv_ns: int, add: Callable[[Tick | Depth], None]
-    ) -> bool:
-        """Decode the messages of one socket read, handing each tick and book to ``add``.
-        True when one was a push or a reply to us: what shows the feed is alive (pings,
-        pongs and messages counted as bad do not feed the watchdog)."""
+    def receive_read(self, messages: list[Message], recv_ns: int, route: Route) -> bool:
+        """The messages of one socket read: a push is only peeked (its code) and handed to
+        ``route`` undecoded, for the shard to decode; anything else is decoded here. True
+        when one was a push or a reply to us: what shows the feed is alive (pings, pongs and
+        messages counted as bad do not feed the watchdog)."""
         events = len(self.events)
         receive = self.receive
+        expects = self._expects
+        only_subscribed = self.only_subscribed
         alive = False
         for opcode, data in messages:
             if opcode == OPCODE_TEXT:
-                item = receive(data, recv_ns)
-                if item is not None:
-                    add(item)
-                    alive = True
+                key = peek(data)
+                if key is None:  # a reply, or a bad message: decoded and counted here
+                    item = receive(data, recv_ns)
+                    if item is None:
+                        continue
+                    key = Peek(item.code, type(item) is Depth)  # read whole, still routed raw
+                if only_subscribed and key.code not in expects["books" if key.book else "trades"]:
+                    what = "book" if key.book else "trade"
+                    self._bad("unsubscribed", f"{what} for {key.code}, not subscribed here", data)
+                    continue
+                route(key, data, recv_ns)
+                alive = True
             elif opcode == OPCODE_BINARY:
                 self.bad_binary(data)
         return alive or any(type(e) is Reply for e in self.events[events:])
