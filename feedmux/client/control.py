@@ -96,8 +96,10 @@ class Control:
         if not confirmed:
             return {}
         now = time.time_ns()
-        latest = SnapshotClient(self.paths.root, timeout=self.timeout).get(list(confirmed))
-        ages = {code: (now - quote.tick.recv_ns) / 1e9 for code, quote in latest.items()}
+        # Every code's latest tick, as the shards hold them: the supervisor asks every few
+        # seconds, so neither the 5,000 codes are sent nor Quotes built.
+        replies = SnapshotClient(self.paths.root, timeout=self.timeout).replies(None)
+        ages = {t.code: (now - t.recv_ns) / 1e9 for reply in replies for t in reply.ticks}
         return silent_codes(confirmed, ages, threshold_s)
 
     def rejected(self) -> dict[str, str]:
