@@ -34,6 +34,7 @@ class Config:
     kind: str  # bare | naive | strong | best | feedmux
     shards: int = 0
     slow: bool = False  # ramp from Params.slow_start: one commit per tick is far slower
+    args: tuple[str, ...] = ()  # feedmux run's options beyond the defaults: a variant
 
 
 CONFIGS = (
@@ -45,6 +46,8 @@ CONFIGS = (
     Config("feedmux 2 shards", "feedmux", 2),
     Config("feedmux 4 shards", "feedmux", 4),
     Config("feedmux 8 shards", "feedmux", 8),
+    # The trade-off --bus-delay-ms offers: fewer, larger bus messages for latency.
+    Config("feedmux 8 shards, --bus-delay-ms 20", "feedmux", 8, args=("--bus-delay-ms", "20")),
 )
 
 
@@ -75,6 +78,7 @@ class Result:
     name: str
     kind: str
     shards: int
+    args: list[str] = field(default_factory=list)  # a variant's options (targets skip it)
     max_rate: float = 0.0
     ramp_stop: str = ""
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -135,6 +139,7 @@ def start_client(config: Config, url: str, codes_file: Path, out: Path, latency:
                "--run-dir", str(out / "run")]  # fmt: skip
         cmd += ["--stats-interval-ms", str(stats_ms)] if stats_ms else []
         cmd += ["--commit-log"] if latency else []
+        cmd += config.args
     else:
         cmd = ["-m", f"benchmarks.clients.{config.kind}", "--url", url, "--codes-file",
                str(codes_file), "--out", str(out)]  # fmt: skip

@@ -76,7 +76,8 @@ def _select(names: list[str] | None, configs: list[Config]) -> list[Config]:
     """``--scaling`` without names: the best single process and the most shards."""
     if names:
         return [c for c in configs if any(n in c.name for n in names)]
-    top = max((c for c in configs if c.kind == "feedmux"), key=lambda c: c.shards, default=None)
+    top = max((c for c in configs if c.kind == "feedmux" and not c.args), key=lambda c: c.shards,
+              default=None)  # fmt: skip
     return [c for c in configs if c.kind == "best" or c is top]
 
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         codes_file = Path(tmp) / "codes.txt"
         codes_file.write_text("\n".join(codes))
         for i, config in enumerate(configs):
-            result = Result(config.name, config.kind, config.shards)
+            result = Result(config.name, config.kind, config.shards, list(config.args))
             print(f"[{i + 1}/{len(configs)}] {config.name} ...", flush=True)
             if not args.no_ramp:
                 work = Path(tmp) / f"{i}-ramp"

@@ -35,7 +35,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def targets(doc: dict[str, Any]) -> list[Check]:
     results = doc["results"]
     best = next((r for r in results if r["kind"] == "best"), None)
-    shards = sorted((r for r in results if r["kind"] == "feedmux"), key=lambda r: r["shards"])
+    shards = sorted((r for r in results if r["kind"] == "feedmux" and not r.get("args")),
+                    key=lambda r: r["shards"])  # fmt: skip
     if not shards:
         return []
     top = shards[-1]

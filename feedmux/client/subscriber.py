@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
+import zmq
 
 from feedmux import families, wire
 from feedmux.codes import parse_codes
@@ -160,10 +161,14 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._sock
         while True:
-            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not sock.poll(wait_ms):
-                return None
-            topic, payload = sock.recv_multipart()
+            try:  # what is queued is taken without a poll: a burst costs no system call each
+                topic, payload = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                wait_ms = (-1 if deadline is None
+                           else max(0, int((deadline - time.monotonic()) * 1000)))  # fmt: skip
+                if not sock.poll(wait_ms):
+                    return None
+                continue
             item: Item
             try:
                 if topic == families.HEARTBEAT_TOPIC:
