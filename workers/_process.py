@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 
-from feedmux.ops.children import parent_gone
+from feedmux.ops.children import SignalWakeup, parent_gone
 from feedmux.ops.config import Settings
 from feedmux.writes import LogFileHandler
 
@@ -32,22 +30,15 @@ class StopFlag:
         self._supervised = supervised
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, signal.SIG_IGN if supervised else self._set)
-        # A signal also writes a byte here: a loop that polls this descriptor wakes at once,
-        # so it can sleep long between timers (a poll resumes after a signal's handler).
-        self._wake_r, wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        self._wakeup = SignalWakeup()  # the loop's poller wakes at once on a signal
 
     def fileno(self) -> int:
         """Readable once a signal came: register it with the loop's poller."""
-        return self._wake_r
+        return self._wakeup.fileno()
 
     def drain(self) -> None:
         """Empty the descriptor after a wake-up (``requested`` says what happened)."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 512):
-                pass
+        self._wakeup.drain()
 
     def check_parent(self) -> bool:
         """Whether the supervisor is gone (then a stop is requested); a system call, so on a

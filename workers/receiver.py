@@ -140,6 +140,7 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
 
     def serve_control() -> None:
         if desk.serve(control, time.monotonic_ns()):
+            table.changed = True  # requests to send: the manager's deadline moved
             keeper.save()
             journal.event(time.time_ns(), 0, "universe", codes=len(manager.owner))
 

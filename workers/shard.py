@@ -31,7 +31,7 @@ DRAIN_QUIET_NS = 500_000_000  # after SIGTERM, no End yet: exit once quiet this 
 # The supervisor died: the receiver was told at the same moment and still hands over its last
 # ticks and an End, which may come after a longer pause than an ordinary stop's.
 ORPHAN_DRAIN_QUIET_NS = 5_000_000_000
-MAX_POLL_MS = 250
+MAX_POLL_MS = 1000
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past

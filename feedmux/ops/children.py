@@ -29,6 +29,29 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _spawn = multiprocessing.get_context("spawn")
 
 
+class SignalWakeup:
+    """A descriptor that turns readable when a signal with a Python handler arrives: a loop
+    that waits on it (with its sockets) wakes at once, so it can sleep long between timers (a
+    wait resumes after a signal's handler runs, PEP 475). One per process (main thread)."""
+
+    def __init__(self) -> None:
+        self._read, write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def drain(self) -> None:
+        """Empty it after a wake-up (the handler has recorded what happened)."""
+        try:
+            while os.read(self._read, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+
 def worker_main(role: str) -> Callable[..., int]:
     """A worker's ``main`` (``receiver``, ``shard``, ``replay``): imported by name, as the
     spawned process imports it again, from the checkout's ``workers/`` installed as

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 from typing import TextIO
 
@@ -23,7 +24,7 @@ from feedmux.client.control import Control
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ingest.universe import save_universe
 from feedmux.ops import instance
-from feedmux.ops.children import Child, worker_main
+from feedmux.ops.children import Child, SignalWakeup, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
@@ -61,6 +62,7 @@ class _Signals:
         self.received: int | None = None
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._set)
+        self.wakeup = SignalWakeup()  # ``watch`` sleeps until a timer, a child's exit or this
 
     def _set(self, signum: int, frame: object) -> None:
         self.received = signum
@@ -167,7 +169,13 @@ class Supervisor:
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
                 show(self.status(), now - self.started)
-            time.sleep(0.2)
+            # Until the next timer, a worker's exit (its sentinel) or a signal: no polling.
+            sentinels = [c.process.sentinel for c in children if c.process is not None]
+            wake = min(next_status, next_silent)
+            if stop_after_s is not None:
+                wake = min(wake, self.started + stop_after_s)
+            wait_for_any([*sentinels, signals.wakeup.fileno()], max(0.0, wake - time.monotonic()))
+            signals.wakeup.drain()
 
     def _report_silent(self) -> None:
         """Say which codes are subscribed but silent, when that set changes."""

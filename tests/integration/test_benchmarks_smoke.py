@@ -20,17 +20,17 @@ def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
     chart = tmp_path / "bench.png"
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.pipeline", "--tiny", "--only", "ceiling", "naive",
-         "strong", "feedmux 2", "--json", str(out), "--png", str(chart)],
+         "best", "feedmux 2", "--json", str(out), "--png", str(chart)],
         check=False, capture_output=True, text=True, timeout=scaled(300),
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads(out.read_text())
     results = {r["kind"] + str(r["shards"]): r for r in doc["results"]}
-    assert set(results) == {"bare0", "naive0", "strong0", "feedmux2"}
+    assert set(results) == {"bare0", "naive0", "best0", "feedmux2"}
     assert doc["environment"]["versions"]["msgspec"] and doc["params"]["codes"] == 60
-    for name in ("bare0", "strong0", "feedmux2"):
+    for name in ("bare0", "best0", "feedmux2"):
         assert results[name]["max_rate"] > 0, results[name]
-    for name in ("naive0", "strong0", "feedmux2"):  # each stored every tick of its latency run
+    for name in ("naive0", "best0", "feedmux2"):  # each stored every tick of its latency run
         r = results[name]
         assert r["lost"] == 0 and r["latency_ms"]["commit"]["p50"] > 0, r
         assert r["burst_s"]["commit"] > 0 and r["cpu_us_per_tick"] and r["max_rss_mb"], r

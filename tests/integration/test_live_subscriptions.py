@@ -75,9 +75,12 @@ def test_burst_of_live_changes_converges_with_no_606_no_reconnect_and_loses_noth
         assert sorted(load_universe(data_dir) or []) == want  # a restart resumes it
 
         unlisted = next(c for c in (f"600{i:03d}.SH" for i in range(1000)) if c not in universe)
+        began = time.monotonic()
         with pytest.raises(SubscriptionError) as refused:
             control.subscribe([unlisted])
         assert refused.value.rejected == {unlisted: "ret=600 code invalid"}
+        # Sent at once (the token's 3 s spacing at most), not at the next heartbeat (10 s).
+        assert time.monotonic() - began < scaled(6), "a change waited for a timer"
         assert unlisted not in control.subscriptions()
 
         # End the feed, let the receiver read everything, then stop: nothing may be missing.
