@@ -31,6 +31,7 @@ import msgspec
 import websocket
 
 from benchmarks.clients import common
+from benchmarks.clients.common import Trade, decode
 from feedmux.transports.frames import OPCODE_CLOSE, OPCODE_PING, OPCODE_TEXT, FrameParser
 
 READ_BYTES = 256 * 1024  # as feedmux's receiver: one recv takes ~1,000 trade frames
@@ -42,22 +43,6 @@ MERGE_ROWS = 20_000  # as feedmux's SQLite store
 TRADE_CMD = 22998
 
 
-class Trade(msgspec.Struct):
-    code: str
-    seq: int
-    tick_time: int
-    price: float
-    volume: float
-    turnover: float = 0.0
-    trade_direction: int = 0
-
-
-class Push(msgspec.Struct):
-    cmd_id: int
-    data: Trade | None = None
-
-
-decode = msgspec.json.Decoder(Push, strict=False).decode
 Row = tuple[str, int, int, float, float, float, int]
 
 

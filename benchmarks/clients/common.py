@@ -24,6 +24,26 @@ HEARTBEAT_S = 10.0
 STATS_EVERY_S = 0.1
 
 
+# An AllTick trade push, typed: what the strong and best baselines decode (strict=False takes
+# the vendor's quoted numbers).
+class Trade(msgspec.Struct):
+    code: str
+    seq: int
+    tick_time: int
+    price: float
+    volume: float
+    turnover: float = 0.0
+    trade_direction: int = 0
+
+
+class Push(msgspec.Struct):
+    cmd_id: int
+    data: Trade | None = None
+
+
+decode = msgspec.json.Decoder(Push, strict=False).decode
+
+
 def parse_args(description: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--url", required=True, help="ws://host:port/quote-stock-b-ws-api")

@@ -12,27 +12,10 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.clients import common
+from benchmarks.clients.common import Trade, decode
 
 BATCH_ROWS = 100
 BATCH_DELAY_S = 0.2
-
-
-class Trade(msgspec.Struct):
-    code: str
-    seq: int
-    tick_time: int
-    price: float
-    volume: float
-    turnover: float = 0.0
-    trade_direction: int = 0
-
-
-class Push(msgspec.Struct):
-    cmd_id: int
-    data: Trade | None = None
-
-
-decode = msgspec.json.Decoder(Push, strict=False).decode
 
 
 def main() -> None:
