@@ -2,7 +2,9 @@ import pytest
 
 from feedmux import families, wire
 from feedmux.model import Depth, Tick
+from feedmux.providers.alltick.provider import PROVIDER
 from feedmux.shard.state import Output, ShardState
+from feedmux.simulator.market import Market
 from tests.conftest import FakeClock
 
 
@@ -224,3 +226,26 @@ def test_bars_closed_by_the_clock_and_at_shutdown_go_to_stores_and_relays_holdin
     assert [b.count for b in closed.bars] == [1] and closed.relayed == closed.published
     assert state.relayed_total == 3 + 2 + 1 + 1
     assert state.committed(4, 0, 3 + 2 + 1) == wire.encode(wire.Ack(0, 1, 5))
+
+
+def test_pushes_are_decoded_here_and_a_bad_one_is_counted_and_still_takes_its_seq() -> None:
+    market = Market(["600519.SH", "000001.SZ"], seed=1)
+    good = [market.trade(code, 1_763_000_000_000 + i, seq=i)
+            for i, code in enumerate(["600519.SH", "000001.SZ"] * 2)]  # fmt: skip
+    bad = b'{"cmd_id":22998,"data":{"code":"600519.SH","seq":"x"}}'
+    state = ShardState(0, decode=PROVIDER.decode)
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
+    out = state.on_bus(wire.encode(wire.Pushes(1, [good[0], bad, good[1]], [7, 8, 9])))
+    assert [(t.code, t.seq, t.recv_ns) for t in out.ticks] == [("600519.SH", 0, 7),
+                                                              ("000001.SZ", 1, 9)]  # fmt: skip
+    assert state.bad_pushes == {"schema": 1} and len(state.bad_samples) == 1
+    # A resend overlapping what was taken (seqs 2 and 3): only seq 4 and on are new.
+    out = state.on_bus(
+        wire.encode(wire.Pushes(2, [bad, good[1], good[2], good[3]], [8, 9, 10, 11]))
+    )
+    assert [t.seq for t in out.ticks] == [2, 3] and state.expected_bus_seq == 6
+    assert state.bad_pushes == {"schema": 1} and state.received == 4
+    assert state.committed(4, 0) == wire.encode(wire.Ack(0, 1, 6))  # the bad push is acked too
+    # An internal message whose lists disagree is refused whole, not half-taken.
+    assert state.on_bus(wire.encode(wire.Pushes(6, [good[0]], []))) == Output()
+    assert state.bad_messages == 1 and state.expected_bus_seq == 6
