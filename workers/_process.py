@@ -30,15 +30,7 @@ class StopFlag:
         self._supervised = supervised
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, signal.SIG_IGN if supervised else self._set)
-        self._wakeup = SignalWakeup()  # the loop's poller wakes at once on a signal
-
-    def fileno(self) -> int:
-        """Readable once a signal came: register it with the loop's poller."""
-        return self._wakeup.fileno()
-
-    def drain(self) -> None:
-        """Empty the descriptor after a wake-up (``requested`` says what happened)."""
-        self._wakeup.drain()
+        self.wakeup = SignalWakeup()  # in the loop's poller: it wakes at once on a signal
 
     def check_parent(self) -> bool:
         """Whether the supervisor is gone (then a stop is requested); a system call, so on a

@@ -132,7 +132,7 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
     desk = ControlDesk(manager)
     poller.register(control, zmq.POLLIN)
     poller.register(acks, zmq.POLLIN)
-    poller.register(stop.fileno(), zmq.POLLIN)
+    poller.register(stop.wakeup.fileno(), zmq.POLLIN)
     log.info("%d codes over %d connection(s) to %s, %d shards", len(codes),
              len(manager.connections), redact(settings.url), settings.shards)  # fmt: skip
     if ready is not None:
@@ -177,8 +177,8 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
             elif source is acks:
                 bus.take_feedback()  # acks may open a shard's window: the send below
                 feedback = True
-            elif source == stop.fileno():
-                stop.drain()  # a signal: the loop's test sees it
+            elif source == stop.wakeup.fileno():
+                stop.wakeup.drain()  # a signal: the loop's test sees it
             else:
                 table.on_ready(source, flags)
         if bus.outbox.pending:

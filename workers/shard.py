@@ -126,7 +126,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     poller = zmq.Poller()
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
-    poller.register(stop.fileno(), zmq.POLLIN)
+    poller.register(stop.wakeup.fileno(), zmq.POLLIN)
     state = ShardState(shard, min_move=settings.min_move, decode=provider().decode)
     restore(state, lanes, settings, shard, log)
     # Counters of an earlier incarnation in this run, so totals survive a restart.
@@ -212,8 +212,8 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
                     break
                 publish(state.on_bus(raw))
             last_bus_ns = time.monotonic_ns()
-        if stop.fileno() in events:
-            stop.drain()  # a signal: ``stop.requested`` below
+        if stop.wakeup.fileno() in events:
+            stop.wakeup.drain()  # a signal: ``stop.requested`` below
         if snap in events:
             ident, empty, request = snap.recv_multipart()
             snap.send_multipart([ident, empty, state.snapshot_reply(request)])
