@@ -17,7 +17,7 @@ from feedmux.ops.config import Settings
 from feedmux.providers import provider
 from feedmux.routing import shard_of
 from feedmux.shard.histogram import WriteTimer
-from feedmux.shard.lanes import Lanes, Target, open_lanes
+from feedmux.shard.lanes import Lanes, Target, Written, open_lanes
 from feedmux.shard.state import Output, Publication, ShardState
 from feedmux.stats import read_stats, write_stats
 from feedmux.stats.shard import BarStats, MoveStats, RedisStats, ShardStats, StoreStats
@@ -182,16 +182,17 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
         send(out.published)
         lanes.take(out)
 
-    asked: list[tuple[object, int]] = []  # (written, marked) at the last turn
+    last_turn: tuple[Written, int] | None = None  # (written, messages taken) when last asked
 
     def acknowledge() -> None:
         """Tell the receiver what is committed (it forgets it) or what to send again."""
+        nonlocal last_turn
         feedback = state.take_feedback()
-        written = lanes.written()
-        if not feedback and asked == [(written, state.marked)]:
+        turn = (lanes.written(), state.marked)
+        if not feedback and turn == last_turn:
             return  # no commit and no message since the last turn: nothing new to say
-        asked[:] = [(written, state.marked)]
-        ack = state.committed(*written)
+        last_turn = turn
+        ack = state.committed(*turn[0])
         for message in [*feedback, ack] if ack is not None else feedback:
             try:
                 acks.send(message, zmq.NOBLOCK)
