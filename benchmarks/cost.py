@@ -38,10 +38,10 @@ from benchmarks import procs
 from benchmarks.data import codes_for, market_file
 from benchmarks.harness import (
     CONFIGS,
-    SEND,
     TINY,
     Config,
     Params,
+    frames_between,
     replay_report,
     start_client,
     start_server,
@@ -90,16 +90,6 @@ class Cost:
 
 def root_role(config: Config) -> str:
     return "supervisor" if config.kind == "feedmux" else config.kind
-
-
-def _frames_between(send_log: Path, t0_ns: int, t1_ns: int) -> int:
-    data = send_log.read_bytes()
-    total = 0
-    for at in range(0, len(data) - SEND.size + 1, SEND.size):
-        send_ns, _first, count = SEND.unpack_from(data, at)
-        if t0_ns <= send_ns < t1_ns:
-            total += count
-    return total
 
 
 class Window:
@@ -160,7 +150,7 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
     finally:
         stop(client)
         stop(server)
-    ticks = max(1, _frames_between(send_log, t0_ns, t1_ns))
+    ticks = max(1, frames_between(send_log, t0_ns, t1_ns))
     per_tick = {k: round(v / ticks * 1e6, 2) for k, v in used.items()}
     return RateCost(rate=rate, ticks=ticks, window_s=round((t1_ns - t0_ns) / 1e9, 2),
                     us_per_tick=per_tick,

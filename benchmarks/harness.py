@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,15 +211,25 @@ def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
     return best, why
 
 
+def send_log(path: Path) -> Iterator[tuple[int, int, int]]:
+    """The server's ``--write-times`` records: (send_ns, first frame index, frames) per write."""
+    data = path.read_bytes()
+    for at in range(0, len(data) - SEND.size + 1, SEND.size):
+        yield SEND.unpack_from(data, at)
+
+
 def send_times(path: Path) -> tuple[array[int], array[int]]:
     """(first index, send_ns) per server write, for a bisect from frame index to send time."""
     firsts, times = array("q"), array("q")
-    data = path.read_bytes()
-    for at in range(0, len(data) - SEND.size + 1, SEND.size):
-        send_ns, first, _count = SEND.unpack_from(data, at)
+    for send_ns, first, _count in send_log(path):
         firsts.append(first)
         times.append(send_ns)
     return firsts, times
+
+
+def frames_between(path: Path, t0_ns: int, t1_ns: int) -> int:
+    """Frames the server wrote from ``t0_ns`` (included) to ``t1_ns``."""
+    return sum(count for send_ns, _first, count in send_log(path) if t0_ns <= send_ns < t1_ns)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

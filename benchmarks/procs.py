@@ -67,14 +67,8 @@ def role(pid: int, root: int, root_role: str) -> str:
 def sample(root: int, root_role: str) -> dict[str, float]:
     """CPU seconds so far by role, for ``root``'s whole tree (roles are unique per tree; a
     repeated one gets its pid appended)."""
-    out: dict[str, float] = {}
-    for pid in descendants(root):
-        seconds = cpu_s(pid)
-        if seconds is None:
-            continue
-        name = role(pid, root, root_role)
-        out[name if name not in out else f"{name}-{pid}"] = seconds
-    return out
+    seconds = {name: cpu_s(pid) for name, pid in pids_by_role(root, root_role).items()}
+    return {name: s for name, s in seconds.items() if s is not None}  # None: it has gone
 
 
 def pids_by_role(root: int, root_role: str) -> dict[str, int]:

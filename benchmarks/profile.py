@@ -33,13 +33,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks import procs
-from benchmarks.cost import Window, _frames_between, root_role
+from benchmarks.cost import Window, root_role
 from benchmarks.data import codes_for, market_file
 from benchmarks.harness import (
     CONFIGS,
     RESULTS,
     Config,
     Params,
+    frames_between,
     replay_report,
     start_client,
     start_server,
@@ -157,7 +158,7 @@ def profile(config: Config, args: argparse.Namespace, out: Path) -> list[RolePro
                     spy.wait()
             stop(client)
             stop(server)
-        ticks = _frames_between(send_log, t0_ns, t1_ns)
+        ticks = frames_between(send_log, t0_ns, t1_ns)
     seconds = (t1_ns - t0_ns) / 1e9
     results = []
     for role, (pid, _spy) in spies.items():
