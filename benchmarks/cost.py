@@ -41,6 +41,7 @@ from benchmarks.harness import (
     TINY,
     Config,
     Params,
+    environment,
     frames_between,
     replay_report,
     start_client,
@@ -240,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         ]
     print(table(results))
     if args.json:
-        from benchmarks.harness import environment  # noqa: PLC0415
-
         doc = {"environment": environment(), "params": asdict(cp), "cost": results}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1))

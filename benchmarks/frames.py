@@ -258,7 +258,7 @@ def main() -> int:
     if args.check:
         print(json.dumps(measure_check(args.check, args.frames, args.repeats, args.before)))
         return 0
-    from benchmarks.pipeline import environment  # noqa: PLC0415
+    from benchmarks.harness import environment  # noqa: PLC0415
 
     doc = run(2_000, 2) if args.tiny else run(args.frames, args.repeats)
     doc["environment"] = environment()

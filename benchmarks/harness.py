@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import platform
 import signal
 import struct
 import subprocess
@@ -16,6 +17,7 @@ import time
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,17 @@ from feedmux.stats.replay import ReplayStats
 TOKEN = "benchmark-token-0123456789"
 RESULTS = Path(__file__).parent / "results"
 SEND = struct.Struct("<qqq")
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the package versions, for the JSON of any benchmark."""
+    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets"]
+    return {
+        "python": platform.python_version(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "platform": platform.platform(),
+        "versions": {name: version(name) for name in packages},
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,35 +19,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
-import time
 from dataclasses import asdict
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from benchmarks import cost, scaling, stores
 from benchmarks.data import codes_for, market_file
-from benchmarks.harness import CONFIGS, TINY, Config, Params, Result, latency, ramp
+from benchmarks.harness import (
+    CONFIGS,
+    TINY,
+    Config,
+    Params,
+    Result,
+    environment,
+    latency,
+    ramp,
+)
 from benchmarks.labels import rate_label
 from benchmarks.targets import lines as target_lines
 from benchmarks.targets import peak, targets
 
 
 # -- report ----------------------------------------------------------------------------------
-def environment() -> dict[str, Any]:
-    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets"]
-    return {
-        "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "platform": platform.platform(),
-        "versions": {name: version(name) for name in packages},
-        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }  # fmt: skip
-
-
 def table(results: list[Result]) -> str:
     """The results side by side; "of best" is each peak over the best single process's."""
     best = next((peak(asdict(r)) for r in results if r.kind == "best"), 0.0)

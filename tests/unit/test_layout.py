@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import tomllib
 from pathlib import Path
 
@@ -100,3 +102,27 @@ def test_every_package_is_installed_and_benchmarks_are_not() -> None:
     on_disk = {_module_name(p) for p in inits}
     assert sorted(config["packages"]) == sorted(on_disk)
     assert config["package-dir"] == {"feedmux.workers": "workers"}
+
+
+def _has(module_name: str, name: str) -> bool:
+    """Whether ``from module_name import name`` works: an attribute, or a submodule."""
+    module = importlib.import_module(module_name)
+    if hasattr(module, name):
+        return True
+    return (
+        hasattr(module, "__path__")
+        and importlib.util.find_spec(f"{module_name}.{name}") is not None
+    )
+
+
+def test_every_name_a_benchmark_imports_from_the_project_exists() -> None:
+    """Lazy imports inside functions included: a name moved to another module must not leave a
+    code path (``benchmarks.cost --json``) that fails only when it runs."""
+    missing = []
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                    node.module.split(".")[0] in ("benchmarks", "feedmux"):  # fmt: skip
+                missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if not _has(node.module, a.name)]  # fmt: skip
+    assert missing == []
