@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
-from functools import partial
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def stats(settings: Settings, table: ConnectionTable, bus: BusSender, journal: J
 def main(settings: Settings, ready: Pipe | None = None) -> int:
     stop = StopFlag(supervised=ready is not None)
     log = run_logging(settings, "receiver")
-    token, paths, vendor = settings.token, settings.paths, provider()
+    token, paths, vendor = settings.token, settings.paths, provider(settings.provider)
     ctx = zt.context()
     delivery = Delivery(
         settings.shards, time.time_ns(), window_items=settings.bus_window,
@@ -118,13 +117,17 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
     manager = SubscriptionManager(vendor, codes, settings.max_codes_per_conn,
                                   pacing_of(settings, vendor.pacing),
                                   max_conns=settings.max_conns,
+                                  tokens=len(settings.tokens),
                                   depth_levels=settings.depth_levels,
                                   max_frame_bytes=settings.max_frame_bytes,
                                   give_up_after=settings.give_up_after)  # fmt: skip
     keeper = UniverseKeeper(manager, settings.data_dir, log)
-    open_link = partial(WsLink, vendor.connect_url(settings.url, token), CONNECT_TIMEOUT_S,
-                        settings.max_frame_bytes, header=vendor.connect_headers(token),
-                        classify=vendor.handshake_failure)  # fmt: skip
+
+    def open_link(token: str) -> WsLink:
+        return WsLink(vendor.connect_url(settings.url, token), CONNECT_TIMEOUT_S,
+                      settings.max_frame_bytes, header=vendor.connect_headers(token),
+                      classify=vendor.handshake_failure)  # fmt: skip
+
     poller = zmq.Poller()
     table = ConnectionTable(manager, poller, open_link, journal, log, token=token,
                             url=settings.url, route=bus.outbox.route,

@@ -70,14 +70,15 @@ class ReplayServer:
                                  Path(settings.log_file) if settings.log_file else None,
                                  stderr=settings.log_stderr)  # fmt: skip
         logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection
-        self.vendor = provider()
+        self.vendor = provider(settings.provider)
         self.rules = self.vendor.simulator(rules_of(settings), set(settings.codes))
         self.market = Market(settings.codes, settings.seed, seq_base=time.time_ns() // 1000,
                              vendor=self.vendor)  # fmt: skip
         self.rng = random.Random(settings.seed + 1)
         self.sockets: dict[int, ServerConnection] = {}
         self.transports: dict[int, asyncio.Transport] = {}
-        self._outgoing: dict[int, list[bytes]] = {}  # frames per connection, this feed step
+        self._outgoing: dict[int, list[bytes]] = {}  # pushes per connection, this feed step
+        self._framed: dict[int, list[bytes]] = {}  # whole frames per connection, this step
         self._tasks: set[asyncio.Task[None]] = set()  # fire-and-forget closes, kept alive
         self.ids = itertools.count(1)
         self.url = ""
@@ -157,9 +158,16 @@ class ReplayServer:
         request = ws.request
         assert request is not None
         token = self.vendor.replay_token(request.path, dict(request.headers.raw_items()))
-        if not self.rules.open(conn, token, time.monotonic_ns()):
-            self._log_violations()
-            await ws.close(1008, "too many requests and connection will be closed")
+        opened = self.rules.open(conn, token, time.monotonic_ns())
+        self._log_violations()
+        for other in opened.evict:
+            if other in self.sockets:
+                self.rules.close(other, time.monotonic_ns())
+                self._spawn(self.sockets[other].close(1000, "replaced by a newer connection"))
+        for reply in opened.replies:
+            await ws.send(reply, text=True)
+        if opened.close:
+            await ws.close(opened.close_code, opened.close_reason)
             return
         self.connections_opened += 1
         self.sockets[conn] = ws
@@ -181,7 +189,7 @@ class ReplayServer:
                 if self.rules.subscribers:
                     self.first_subscription.set()
                 if outcome.close:
-                    await ws.close()
+                    await ws.close(outcome.close_code, outcome.close_reason)
                     break
         except ConnectionClosed:
             pass
@@ -193,11 +201,14 @@ class ReplayServer:
     async def watch_heartbeats(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            for conn in self.rules.expired(time.monotonic_ns()):
+            for conn, outcome in self.rules.expired(time.monotonic_ns()):
                 self._log_violations()
                 ws = self.sockets.get(conn)
-                if ws is not None:
-                    await ws.close(1008, "heartbeat timeout")
+                if ws is None:
+                    continue
+                for reply in outcome.replies:
+                    await ws.send(reply, text=True)
+                await ws.close(outcome.close_code, outcome.close_reason)
             self.write_report()
 
     # -- the feed -------------------------------------------------------------------------------
@@ -207,34 +218,38 @@ class ReplayServer:
         if not receivers:
             return
         frame = self.market.trade(code, time.time_ns() // 1_000_000)
-        framed = text_frame(frame)
         for conn in receivers:
-            self._outgoing.setdefault(conn, []).append(framed)
+            self._outgoing.setdefault(conn, []).append(frame)
         self.ticks_sent += 1
         if self._sent_log is not None:
             self._sent_log.write(frame + b"\n")
         settings = self.settings
         if settings.duplicate_every and self.ticks_sent % settings.duplicate_every == 0:
-            for conn in receivers:  # the same frame again, as vendors do on a resubscribe
-                self._outgoing[conn].append(framed)
+            for conn in receivers:  # the same push again, as vendors do on a resubscribe
+                self._outgoing[conn].append(frame)
         if settings.garbage_every and self.ticks_sent % settings.garbage_every == 0:
             garbage = self.vendor.garbage_frames
             opcode, payload = garbage[self.garbage_sent % len(garbage)]
             self.garbage_sent += 1
             for conn in receivers:
-                self._outgoing[conn].append(text_frame(payload, opcode))
+                self._framed.setdefault(conn, []).append(text_frame(payload, opcode))
         for conn, levels in self.rules.book_subscribers.get(code, ()):
             book = self.market.book(code, time.time_ns() // 1_000_000, levels)
-            self._outgoing.setdefault(conn, []).append(text_frame(book))
+            self._outgoing.setdefault(conn, []).append(book)
             self.books_sent += 1
             if self._sent_log is not None:
                 self._sent_log.write(book + b"\n")
 
     def flush_trades(self) -> None:
         """One write per connection for everything queued this step (one syscall, not one per
-        frame). Whole frames only, on the event loop thread, so they never interleave with
-        the frames websockets itself writes (replies, close)."""
-        for conn, frames in self._outgoing.items():
+        frame): its pushes in the vendor's messages, then whole frames. On the event loop
+        thread, so they never interleave with the frames websockets itself writes (replies,
+        close)."""
+        pack = self.vendor.pack
+        for conn in self._outgoing.keys() | self._framed.keys():
+            pushes = self._outgoing.get(conn)
+            frames = [text_frame(m) for m in pack(pushes)] if pushes else []
+            frames += self._framed.get(conn, ())
             transport = self.transports.get(conn)
             if transport is None or transport.is_closing():
                 continue
@@ -251,6 +266,7 @@ class ReplayServer:
                 continue
             self.frames_sent += len(frames)
         self._outgoing.clear()
+        self._framed.clear()
 
     def faults(self, elapsed_s: float) -> None:
         """Scheduled link faults, each once: an abrupt drop, a clean close."""
@@ -461,7 +477,7 @@ class ReplayServer:
         """Frames ``first..first+count-1`` to their subscribers, written now; the next index."""
         assert self.frames is not None
         subscribers = self.rules.subscribers
-        outgoing = self._outgoing
+        outgoing = self._framed
         unsent = 0
         for code, framed in self.frames[first : first + count]:
             conns = subscribers.get(code)
@@ -492,9 +508,8 @@ class ReplayServer:
 
     def queue_push(self, push: Push, receivers: list[int]) -> None:
         """A journal frame, as recorded, for each of ``receivers``."""
-        framed = text_frame(push.payload)
         for conn in receivers:
-            self._outgoing.setdefault(conn, []).append(framed)
+            self._outgoing.setdefault(conn, []).append(push.payload)
         if push.book:
             self.books_sent += 1
         else:
@@ -521,10 +536,12 @@ class ReplayServer:
         settings = self.settings
         if settings.journal and settings.journal_rate is not None:
             pushes = journal_pushes(Path(settings.journal), self.vendor)
-            self.frames = [(p.code, text_frame(p.payload)) for p in pushes if not p.book]
+            pack = self.vendor.pack  # each push its own message, framed ahead
+            self.frames = [(p.code, b"".join(map(text_frame, pack([p.payload]))))
+                           for p in pushes if not p.book]  # fmt: skip
         async with serve(
             self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,
-            ping_interval=None, process_request=self.check_path,
+            ping_interval=self.vendor.replay_ping_s, process_request=self.check_path,
         ) as server:  # fmt: skip
             port = next(iter(server.sockets)).getsockname()[1]
             self.url = f"ws://{settings.host}:{port}{self.vendor.replay_path}"

@@ -127,7 +127,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
     poller.register(stop.wakeup.fileno(), zmq.POLLIN)
-    state = ShardState(shard, min_move=settings.min_move, decode=provider().decode)
+    state = ShardState(shard, min_move=settings.min_move, decode=provider(settings.provider).decode)
     restore(state, lanes, settings, shard, log)
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).shards.get(shard)

@@ -59,6 +59,7 @@ class Connection:
     depth_refused: list[str] | None = None
     last_error: str = ""
     refusal: Refusal | None = None  # the last refusal of a subscription request, until an ack
+    queued: list[bytes] = field(default_factory=list)  # the rest of a change sent in chunks
     connect_at_ns: int = NEVER  # when to (re)connect while disconnected
     connected_at_ns: int = NEVER
     failures: int = 0  # consecutive losses without a confirmed subscription in between

@@ -16,7 +16,7 @@ import zmq
 from feedmux.ingest.connection import Connection, Link
 from feedmux.ingest.journal import JournalWriter
 from feedmux.ingest.subscriptions import SubscriptionManager
-from feedmux.ops.config import redact
+from feedmux.ops.config import redact, tokens_of
 from feedmux.providers.base import BadMessage, Failure, Reply, Route, first_line
 from feedmux.stats.receiver import ConnectionStats
 from feedmux.transports.ws import HandshakeRefused, LinkErrors
@@ -43,11 +43,11 @@ class ConnectionTable:
         self,
         manager: SubscriptionManager,
         poller: Poller,
-        open_link: Callable[[], Link],  # raises HandshakeRefused, or LinkErrors
+        open_link: Callable[[str], Link],  # with a token; raises HandshakeRefused, LinkErrors
         journal: JournalWriter,
         log: logging.Logger,
         *,
-        token: str,
+        token: str,  # one, or several comma-separated (connection i: manager.token_index(i))
         url: str,  # for the journal and logs: no token
         route: Route,  # where pushes go, undecoded (to the shard of their code)
         on_events: Callable[[], None] = lambda: None,  # after each batch of replies
@@ -60,6 +60,7 @@ class ConnectionTable:
         self.journal = journal
         self.log = log
         self.token = token
+        self.tokens = tokens_of(token)
         self.url = url
         self.route = route
         self.on_events = on_events
@@ -81,8 +82,9 @@ class ConnectionTable:
         for i in self.manager.connect_due(self.clock()):
             self.changed = True
             conn = self.connections[i]
+            token = self.tokens[self.manager.token_index(i)]
             try:
-                link = self.open_link()
+                link = self.open_link(token)
             except HandshakeRefused as exc:  # one short line, classified
                 self.drop(conn, f"connect failed: {exc}", exc.failure)
                 continue
@@ -95,7 +97,7 @@ class ConnectionTable:
             self.manager.on_connected(i, self.clock())
             self.log.info("connection %d up", i)
             self.journal.event(self.wall(), i, "connect", url=self.url)
-            self._send(conn, conn.session.opening(self.token), journaled=False)  # holds the token
+            self._send(conn, conn.session.opening(token), journaled=False)  # holds the token
 
     def send_due(self) -> None:
         """Subscription requests and heartbeats due now."""

@@ -31,7 +31,7 @@ from typing import IO, Any
 import msgspec
 
 from feedmux.errors import StoreError
-from feedmux.ops.config import redact, redact_bytes, token_pattern
+from feedmux.ops.config import redact, redact_bytes, token_pattern, tokens_of
 from feedmux.providers import provider
 from feedmux.providers.base import Provider
 from feedmux.writes import health
@@ -69,7 +69,8 @@ class JournalWriter:
     ) -> None:
         self.root = root
         self._token = token
-        self._token_bytes = token.encode() if token else b""
+        self._token_bytes = token.encode() if token else b""  # or several, comma-separated
+        self._tokens = [t.encode() for t in tokens_of(token)]
         self.max_bytes = max_bytes
         self._offset_ns = int(utc_offset_hours * 3600 * 10**9)
         self._flush_every_ns = flush_every_ns
@@ -108,13 +109,12 @@ class JournalWriter:
         if not parts:
             return
         blob = b"".join(parts)
-        token = self._token_bytes
         day = (recv_ns + self._offset_ns) // _NS_PER_DAY
         if (
             self._file is None
             or day != self._day
             or self._size >= self.max_bytes
-            or (token and token in blob and token_pattern(token).search(blob))
+            or any(token in blob and token_pattern(token).search(blob) for token in self._tokens)
         ):  # rotate or redact: the careful path, one record at a time
             for opcode, data in messages:
                 if opcode in kinds:
@@ -282,13 +282,13 @@ class Push:
 
 def journal_pushes(path: Path, vendor: Provider | None = None) -> Iterator[Push]:
     """The trade and book messages of a journal (what a server pushed), in order."""
-    peek = (vendor or provider()).peek
+    split = (vendor or provider()).split
     for record in read_journal(path):
         if record.kind != FRAME_TEXT:
             continue
-        key = peek(record.payload)
-        if key is not None:  # else a reply, or a bad message: the replay server makes its own
-            yield Push(record.recv_ns, key.code, key.book, record.payload)
+        # A reply or a bad message has none: the replay server makes its own.
+        for key, payload in split(record.payload):
+            yield Push(record.recv_ns, key.code, key.book, payload)
 
 
 def journal_codes(path: Path, vendor: Provider | None = None) -> list[str]:
@@ -300,7 +300,5 @@ def journal_codes(path: Path, vendor: Provider | None = None) -> list[str]:
         if record.kind == SENT:
             codes.update(vendor.request_codes(record.payload))
         elif record.kind == FRAME_TEXT:
-            key = vendor.peek(record.payload)
-            if key is not None:
-                codes.add(key.code)
+            codes.update(key.code for key, _ in vendor.split(record.payload))
     return sorted(codes)

@@ -11,7 +11,10 @@ classifies the answers; this keeps the rules every vendor shares:
   spacing doubles (up to ``spacing_max``) and each confirmed request halves the excess again;
 - a heartbeat every ``heartbeat_interval`` (0: none); reconnects ``reconnect_spacing`` after a
   close, with a capped, jittered backoff;
-- at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections.
+- at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections per
+  token (connection i uses token ``i // max_conns``: several tokens carry a larger universe);
+- a change the session sends as several messages (chunks) goes out one message per
+  ``request_interval``.
 
 Assignment is stable: a code stays on its connection until removed; a new code goes to the
 connection with the fewest codes that has room. When the vendor refuses a list for a bad code
@@ -69,13 +72,15 @@ class SubscriptionManager:
         *,
         name: str = "feedmux",
         max_conns: int = 10,
+        tokens: int = 1,
         depth_levels: int = 0,
         max_frame_bytes: int | None = None,
         jitter: Callable[[], float] = random.random,
         give_up_after: int = 3,
     ) -> None:
-        if max_codes_per_conn < 1 or max_conns < 1 or give_up_after < 1:
-            raise ValueError("max_codes_per_conn, max_conns and give_up_after must be >= 1")
+        if min(max_codes_per_conn, max_conns, tokens, give_up_after) < 1:
+            raise ValueError("max_codes_per_conn, max_conns, tokens and give_up_after must be "
+                             ">= 1")  # fmt: skip
         self.provider = provider
         self.give_up_after = give_up_after
         # (failure, times in a row): a permanent failure; the caller stops the run
@@ -83,7 +88,8 @@ class SubscriptionManager:
         self.pacing = pacing
         self.name = name
         self.max_codes_per_conn = max_codes_per_conn
-        self.max_conns = max_conns
+        self.max_conns = max_conns  # per token
+        self.tokens = tokens
         self.depth_levels = depth_levels  # 0: no order books
         self._jitter = jitter
         self.max_frame_bytes = max_frame_bytes or provider.max_frame_bytes
@@ -95,7 +101,8 @@ class SubscriptionManager:
         self._last_subscription_ns = _NEVER  # the token's last subscription/cancel request
         self._widened_ns = 0  # added to the cross interval after the vendor's "too many"
         self.version = 0  # bumped by every change of state; lets callers skip re-checking
-        for _ in range(min(max_conns, max(1, math.ceil(len(codes) / max_codes_per_conn)))):
+        wanted = max(1, math.ceil(len(codes) / max_codes_per_conn))
+        for _ in range(min(self.conn_cap, wanted)):
             self._new_connection()
         self.subscribe(codes)
 
@@ -105,6 +112,15 @@ class SubscriptionManager:
         conn = Connection(index, session)
         self.connections.append(conn)
         return conn
+
+    @property
+    def conn_cap(self) -> int:
+        """Connections the tokens may hold together."""
+        return self.max_conns * self.tokens
+
+    def token_index(self, index: int) -> int:
+        """The token connection ``index`` uses."""
+        return index // self.max_conns
 
     # -- the desired set ------------------------------------------------------------------------
     def subscribe(self, codes: list[str]) -> None:
@@ -117,10 +133,11 @@ class SubscriptionManager:
             room = [c for c in self.connections if len(c.desired) < self.max_codes_per_conn]
             if room:
                 conn = min(room, key=lambda c: len(c.desired))
-            elif len(self.connections) < self.max_conns:
+            elif len(self.connections) < self.conn_cap:
                 conn = self._new_connection()
             else:
-                self.rejected[code] = (f"no room: {self.max_conns} connections of "
+                tokens = f" ({self.tokens} tokens)" if self.tokens > 1 else ""
+                self.rejected[code] = (f"no room: {self.conn_cap} connections{tokens} of "
                                        f"{self.max_codes_per_conn} codes are full")  # fmt: skip
                 continue
             conn.desired.append(code)
@@ -192,6 +209,7 @@ class SubscriptionManager:
         conn.inflight_since = None
         conn.waiting_since_ns = None  # a new link waits anew
         conn.refusal = None  # a refusal on a lost link is no news of the next one
+        conn.queued = []  # the rest of a change in chunks: the next link sends it whole
         dropped, conn.confirmed = set(conn.confirmed), []
         self._unconfirm(dropped)  # subscribed again only when re-acked
         conn.depth_confirmed = []
@@ -278,7 +296,11 @@ class SubscriptionManager:
         conn.inflight_since = now_ns
         conn.waiting_since_ns = None
         conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
-        return requests
+        conn.queued = requests[1:]  # the rest of the change, one per request interval
+        return requests[:1]
+
+    def _queued_time(self, conn: Connection) -> int:
+        return conn.last_request_ns + self.pacing.request_interval_ns
 
     def due(self, now_ns: int) -> list[tuple[int, bytes]]:
         """Requests to send now, as ``(connection index, message)``: at most one subscription
@@ -289,6 +311,10 @@ class SubscriptionManager:
                 conn.inflight_since = None  # lost reply: the full list is simply sent again
         ready = []
         for conn in self.connections:
+            if conn.queued and conn.connected and self._queued_time(conn) <= now_ns:
+                out.append((conn.index, conn.queued.pop(0)))
+                conn.last_request_ns = conn.last_subscription_ns = now_ns
+                self._last_subscription_ns = now_ns
             if self._wants_subscription(conn):
                 if conn.waiting_since_ns is None:
                     conn.waiting_since_ns = now_ns  # first seen wanting: the change is new
@@ -313,6 +339,8 @@ class SubscriptionManager:
             if not conn.connected:
                 times.append(self._connect_time(conn))
                 continue
+            if conn.queued:
+                times.append(self._queued_time(conn))
             if self._wants_subscription(conn):
                 times.append(self._subscription_time(conn))
             elif conn.inflight_since is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import secrets
 import signal
@@ -31,16 +32,18 @@ from feedmux.ops.config import (
     ReplaySettings,
     Settings,
     flag_of,
+    replay_defaults,
     run_dir_of,
+    vendor_defaults,
 )
 from feedmux.ops.options import Option, Resolved, Section, default_of, setting
-from feedmux.providers import provider
+from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.shard.moves import parse_min_moves
 from feedmux.simulator.faults import FAULTS
-from feedmux.simulator.market import a_share_universe
 from feedmux.transports import zmq as zt
 
-VENDOR_URL = provider().default_url
+VENDOR_URL = provider().default_url  # the default vendor's
+REPLAY_URL = "ws://127.0.0.1/replay"  # a placeholder: the built-in server says where it is
 FREE_PLAN_SPACING_MS = 11_000  # the vendor's free plan: 10 s between reconnects; 10 % margin
 TAIL_CHECK_S = 1.0  # with no message for this long, `tail` checks the run still lives
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
@@ -123,8 +126,13 @@ LOCATION = (RUN_DIR, DATA_DIR)  # the options that find a run's files
 # of RUN_SETTINGS make the Settings, those of RUN_REPLAY the built-in server's ReplaySettings.
 RUN_SETTINGS = (
     Section("vendor", "where the feed comes from and what to ask for", (
-        _run("url", f"vendor WebSocket endpoint (default {VENDOR_URL})"),
-        _run("token", "vendor token (default: $FEEDMUX_TOKEN, which is better: a command line "
+        _run("provider", "the market-data vendor (default {default}); the defaults of --url, "
+             "the plan's limits and pacing are its own", choices=tuple(VENDORS),
+             metavar="|".join(VENDORS)),
+        _run("url", f"vendor WebSocket endpoint (default: the vendor's, {VENDOR_URL} for "
+             f"{DEFAULT_VENDOR})"),
+        _run("token", "vendor token, or several comma-separated where the vendor caps the "
+             "connections of one (default: $FEEDMUX_TOKEN, which is better: a command line "
              "can be read by other users until feedmux replaces its process title)"),
         SYMBOLS_FILE,
         CODES,
@@ -181,10 +189,10 @@ RUN_SETTINGS = (
              "alone; the subscriber sees the gap (default {default})", metavar="MESSAGES"),
     )),
     Section("limits", "the vendor plan's caps and what a frame may be", (
-        _run("max_codes_per_conn", "the plan's code cap per connection (default {default})",
-             metavar="N"),
-        _run("max_conns", "the plan's connection cap per token (default {default})",
-             metavar="N"),
+        _run("max_codes_per_conn", "the plan's code cap per connection (default: the "
+             "vendor's, {default} for " + DEFAULT_VENDOR + ")", metavar="N"),
+        _run("max_conns", "the plan's connection cap per token (default: the vendor's, "
+             "{default} for " + DEFAULT_VENDOR + ")", metavar="N"),
         _run("max_frame_bytes", "a vendor frame declaring more than this is refused from its "
              "header: counted, the link closed (1009) and rebuilt (default {default})",
              metavar="BYTES"),
@@ -234,6 +242,9 @@ RUN_EXCLUSIVE = (frozenset({"codes", "symbols_file"}),)
 
 # `feedmux replay`: flags only (and the token from FEEDMUX_TOKEN).
 REPLAY = (Section("", "", (
+    _replay("provider", "the vendor whose server it plays (default {default}); the plan's "
+            "limits below default to its own", choices=tuple(VENDORS),
+            metavar="|".join(VENDORS)),
     _replay("host", "loopback address (default {default})"),
     # Not the library's 0: a server started by hand listens where a client expects it.
     _replay("port", "port (default {default}, 0 = any)", default=8765),
@@ -246,9 +257,10 @@ REPLAY = (Section("", "", (
     DURATION,
     BURST,
     WARMUP,
-    _replay("max_codes_per_conn", "codes a connection may subscribe (default {default})",
-            metavar="N"),
-    _replay("max_conns", "connections per token (default {default})", metavar="N"),
+    _replay("max_codes_per_conn", "codes a connection may subscribe (default: the vendor's, "
+            "{default} for " + DEFAULT_VENDOR + ")", metavar="N"),
+    _replay("max_conns", "connections per token (default: the vendor's, {default} for "
+            + DEFAULT_VENDOR + ")", metavar="N"),
     _replay("request_interval_ms", "least time between two requests of a connection "
             "(default {default})", metavar="MS"),
     _replay("cross_interval_ms", "least time between two subscription requests of the token "
@@ -413,7 +425,21 @@ def _resolve_run(given: Mapping[str, Any], config: str | None,
     resolved = options.resolve(RUN, given, env, data, str(path), exclusive=RUN_EXCLUSIVE)
     for warning in resolved.warnings:
         print(warning, file=sys.stderr)
+    _vendor_defaults(resolved, RUN_SETTINGS, vendor_defaults)
     return resolved
+
+
+def _vendor_defaults(resolved: Resolved, sections: Sequence[Section],
+                     defaults_of: Callable[[str], dict[str, Any]]) -> None:  # fmt: skip
+    """The options left at their default take the chosen vendor's (its URL, plan, pacing)."""
+    name = resolved.values["provider"]
+    if name not in VENDORS:  # a file or variable (a flag's choices are checked by argparse)
+        raise ConfigError(f"{resolved.names['provider']}: unknown vendor {name!r}; known: "
+                          f"{', '.join(VENDORS)}")  # fmt: skip
+    defaults = defaults_of(name)
+    for option in (o for s in sections for o in s.options):
+        if option.field in defaults and resolved.sources[option.dest] == "default":
+            resolved.values[option.dest] = defaults[option.field]
 
 
 def resolve_run_options(args: argparse.Namespace, env: Mapping[str, str]) -> Resolved:
@@ -464,16 +490,20 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
     replay = None
     token = values["token"] or ""
     if values["replay"]:
-        market = a_share_universe(values["seed"])
-        codes = codes or market
-        token = token or secrets.token_hex(16)
+        vendor = provider(values["provider"])
+        market = vendor.replay_universe(values["seed"])
+        codes = codes or [c for c in market if vendor.cannot_carry(c) is None]
+        # Enough tokens for the whole list, where the vendor caps the connections of one.
+        per_token = values["max_codes_per_conn"] * values["max_conns"]
+        token = token or ",".join(secrets.token_hex(16)
+                                  for _ in range(math.ceil(len(codes) / per_token)))  # fmt: skip
         # The server lists the whole synthetic market (and any other code asked for), so
         # codes can be added live.
         listed = market + sorted(set(codes) - set(market))
-        replay = ReplaySettings(
-            **_fields([RUN_REPLAY], values), token=token, codes=listed,
-            log_level=values["log_level"], max_codes_per_conn=values["max_codes_per_conn"],
-        )  # fmt: skip
+        plan = {**replay_defaults(vendor.name), **_fields([RUN_REPLAY], values),
+                "max_codes_per_conn": values["max_codes_per_conn"]}  # fmt: skip
+        replay = ReplaySettings(**plan, token=token, codes=listed, provider=vendor.name,
+                                log_level=values["log_level"])  # fmt: skip
         replay.validate(_namer([RUN_REPLAY], resolved, ReplaySettings))
     if codes is None:
         codes = load_universe(values["data_dir"])  # resume what the last run was subscribed to
@@ -481,7 +511,8 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
         raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
                           "(or --replay for the synthetic market)")  # fmt: skip
     fields = _fields(RUN_SETTINGS, values, skip=("token",))
-    fields["url"] = values["url"] or ("ws://127.0.0.1/replay" if values["replay"] else VENDOR_URL)
+    if values["replay"] and resolved.sources["url"] == "default":
+        fields["url"] = REPLAY_URL
     if values["free_plan"]:
         fields["reconnect_spacing_ms"] = FREE_PLAN_SPACING_MS
     settings = Settings(**fields, token=token, codes=codes, journal=not values["no_journal"],
@@ -511,9 +542,10 @@ def cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySettings:
     """`feedmux replay`'s settings from its resolved flags (the token also from FEEDMUX_TOKEN)."""
     values = resolved.values
+    vendor = provider(values["provider"])
     codes = _codes(values)
     if codes is None and values["journal"]:
-        codes = journal_codes(Path(values["journal"]))
+        codes = journal_codes(Path(values["journal"]), vendor)
     fields = _fields(REPLAY, values, skip=("token",))
     if values["journal"] and resolved.sources["rate"] == "flag" and not fields.get("journal_rate"):
         # --rate once meant frames per second with --journal: it still does, with a warning
@@ -521,13 +553,14 @@ def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySetting
                                  "--journal-rate")  # fmt: skip
         fields["journal_rate"] = values["rate"]
     settings = ReplaySettings(**fields, token=values["token"] or env.get("FEEDMUX_TOKEN", ""),
-                              codes=codes or a_share_universe(values["seed"]))  # fmt: skip
+                              codes=codes or vendor.replay_universe(values["seed"]))  # fmt: skip
     settings.validate(_namer(REPLAY, resolved, ReplaySettings))
     return settings
 
 
 def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolved = options.resolve(REPLAY, vars(args), {})  # flags only: the server is a test tool
+    _vendor_defaults(resolved, REPLAY, replay_defaults)
     settings = replay_settings(resolved, env)
     for warning in resolved.warnings:
         print(warning, file=sys.stderr)

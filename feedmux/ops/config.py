@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -18,12 +18,13 @@ from msgspec import Meta
 
 from feedmux.errors import ConfigError, NotRunningError
 from feedmux.ops import options
-from feedmux.providers import provider
+from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.shard.stores.urls import Store, parse_store
 from feedmux.simulator.faults import FAULTS
 
-# The vendor's own limits and spacing are the defaults (defined once, in its provider); the
-# replay server's are the plan its simulator enforces.
+# The vendor's own limits and spacing are the defaults (defined once, in its provider; these
+# are the default vendor's, ``vendor_defaults`` gives another's); the replay server's are the
+# plan its simulator enforces.
 _VENDOR = provider()
 _PACING = _VENDOR.pacing
 _PLAN = _VENDOR.replay_plan
@@ -47,11 +48,50 @@ Port = Annotated[int, Meta(ge=0, le=65535)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
+def vendor_defaults(name: str) -> dict[str, Any]:
+    """The Settings fields whose default is the vendor's: its endpoint, plan and pacing."""
+    vendor = provider(name)
+    pacing = vendor.pacing
+    return {
+        "url": vendor.default_url, "max_codes_per_conn": vendor.max_codes_per_conn,
+        "max_conns": vendor.max_conns, "max_frame_bytes": vendor.max_frame_bytes,
+        "request_interval_ms": pacing.request_interval_ns // _MS,
+        "cross_interval_ms": pacing.cross_interval_ns // _MS,
+        "heartbeat_interval_ms": pacing.heartbeat_interval_ns // _MS,
+        "reconnect_spacing_ms": pacing.reconnect_spacing_ns // _MS,
+        "watchdog_s": pacing.watchdog_ns / 1e9,
+    }  # fmt: skip
+
+
+def replay_defaults(name: str) -> dict[str, Any]:
+    """The ReplaySettings fields whose default is the plan the vendor's simulator enforces."""
+    plan = provider(name).replay_plan
+    return {
+        "max_codes_per_conn": plan.max_codes_per_conn, "max_conns": plan.max_conns,
+        "request_interval_ms": plan.request_interval_ns // _MS,
+        "cross_interval_ms": plan.cross_interval_ns // _MS,
+        "heartbeat_timeout_s": plan.heartbeat_timeout_ns / 1e9,
+        "reconnect_spacing_ms": plan.reconnect_spacing_ns // _MS,
+    }  # fmt: skip
+
+
+def tokens_of(token: str) -> list[str]:
+    """The tokens of a ``--token`` value: several, comma-separated, where a vendor caps the
+    connections of one."""
+    return [t.strip() for t in token.split(",") if t.strip()]
+
+
+def _check_vendor(name: str, where: str) -> None:
+    if name not in VENDORS:
+        raise ConfigError(f"{where}: unknown vendor {name!r}; known: {', '.join(VENDORS)}")
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # the vendor endpoint, without the token
     url: Annotated[str, Meta(pattern="^wss?://", description="a ws:// or wss:// URL")]
-    token: str
+    token: str  # one or several, comma-separated
     codes: list[str]
+    provider: str = DEFAULT_VENDOR  # the vendor (feedmux.providers.VENDORS)
     shards: Annotated[int, Meta(ge=1, le=256)] = 8
     data_dir: str = "feedmux-data"
     stores: Annotated[list[str], option("store")] = []  # none means sqlite under data_dir
@@ -105,6 +145,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     __str__ = __repr__
 
     @property
+    def tokens(self) -> list[str]:
+        return tokens_of(self.token)
+
+    @property
     def paths(self) -> RunPaths:
         return RunPaths(run_dir_of(self.data_dir, self.run_dir), self.public_endpoint,
                         self.internal_endpoint, self.shards)  # fmt: skip
@@ -116,11 +160,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         ``environment variable FEEDMUX_SHARDS``); by default its flag."""
         name = where or functools.partial(flag_of, Settings)
         options.check_fields(self, name, self._shown)
+        _check_vendor(self.provider, name("provider"))
         _check_host_and_port(self.url, name("url"))
         if "token=" in self.url:
             raise ConfigError("pass the token with --token or FEEDMUX_TOKEN, not inside --url")
-        if not self.token:
+        if not self.tokens:
             raise ConfigError("no token: pass --token or set FEEDMUX_TOKEN")
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ConfigError(f"{name('token')} lists the same token twice")
+        vendor = provider(self.provider)
+        refused = [why for code in self.codes if (why := vendor.cannot_carry(code))]
+        if refused:
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise ConfigError(f"{refused[0]}{more}: drop it from the codes, or pick another "
+                              f"{name('provider')}")  # fmt: skip
         if not self.codes:
             raise ConfigError("the symbol list is empty: give at least one code")
         if self.bus_memory < self.bus_window:
@@ -309,22 +362,28 @@ def token_pattern(token: bytes) -> re.Pattern[bytes]:
 
 
 def redact_bytes(data: bytes, token: bytes) -> bytes:
-    """``data`` with ``token`` (where it stands alone) replaced by ``***``."""
-    return token_pattern(token).sub(b"***", data) if token and token in data else data
+    """``data`` with ``token`` (each of several, comma-separated, where it stands alone)
+    replaced by ``***``."""
+    for one in token.split(b","):
+        if one and one in data:
+            data = token_pattern(one).sub(b"***", data)
+    return data
 
 
 def redact(text: str, token: str | None = None) -> str:
-    """Remove a token (and any ``token=...`` query value) from text meant for logs."""
-    if token and token in text:
+    """Remove a token (each of several, comma-separated; and any ``token=...`` query value)
+    from text meant for logs."""
+    if token and any(one and one in text for one in token.split(",")):
         text = redact_bytes(text.encode(), token.encode()).decode()
     return _TOKEN_QUERY.sub("token=***", text)
 
 
 class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """The local AllTick-compatible server (``feedmux replay``)."""
+    """The local vendor-compatible server (``feedmux replay``)."""
 
-    token: str
-    codes: list[str]  # the universe the server knows; others get ret 600
+    token: str  # the tokens clients may present, comma-separated
+    codes: list[str]  # the universe the server knows; others are refused
+    provider: str = DEFAULT_VENDOR  # whose server it plays
     host: str = "127.0.0.1"
     port: Port = 0  # 0 picks a free port; the report and stdout say which
     seed: int = 7
@@ -378,7 +437,8 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             raise ConfigError(f"the replay server binds to loopback only, not {self.host!r}")
         options.check_fields(self, name, lambda field, value: "***" if field == "token"
                              else repr(value))  # fmt: skip
-        if not self.token:
+        _check_vendor(self.provider, name("provider"))
+        if not tokens_of(self.token):
             raise ConfigError("the replay server needs a token (--token or FEEDMUX_TOKEN)")
         unknown = sorted(set(self.faults).difference(FAULTS))
         if unknown:

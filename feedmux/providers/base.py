@@ -5,10 +5,11 @@ A vendor lives in ``feedmux/providers/<vendor>/`` and is named once, in the regi
 (``feedmux.providers``). Everything here is sans-I/O: no sockets, threads or clocks (callers pass
 ``now_ns``/``recv_ns``).
 
-Hot path: ``Provider.peek`` gives a push's route key (its code, and whether it is a book) from
-the raw bytes without decoding the tick, and ``Provider.decode`` turns one push into a ``Tick``
-or ``Depth`` with no connection state, so that full decoding can run in another process (a
-shard) while the receiver routes on the key.
+Hot path: a session hands each push to the receiver's route with its key (``Peek``: its
+code, and whether it is a book), read from the raw bytes without decoding the tick, and
+``Provider.decode`` turns one push into a ``Tick`` or ``Depth`` with no connection state, so
+that full decoding can run in another process (a shard) while the receiver routes on the key.
+A vendor message may carry several pushes (``Provider.split`` gives them one by one).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class Pacing:
 # -- why a connection failed: permanent (stop after --give-up-after) or transient (retry) -----
 EXIT_GAVE_UP = 3  # the receiver's exit status for a permanent failure; the run's too
 BODY_LINE_MAX = 120  # a server's body is quoted by one line of at most this many characters
-FailureKind = Literal["token", "plan", "not_websocket", "handshake", "codes", "transient"]
+FailureKind = Literal[
+    "token", "plan", "connections", "not_websocket", "handshake", "codes", "transient"
+]
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -101,11 +104,22 @@ def give_up_message(failure: Failure, count: int, url: str) -> str:
     if failure.kind == "plan":
         return (f"vendor refused the request for the plan ({failure.detail}) {times}: "
                 "check the token's plan, --max-codes-per-conn, --depth")  # fmt: skip
+    if failure.kind == "connections":
+        return (f"vendor refused the connection: too many for the token ({failure.detail}) "
+                f"{times}: is another client using it? check --max-conns")  # fmt: skip
     if failure.kind == "not_websocket":
         return f"{url} is not a WebSocket endpoint: {failure.detail} {times}: check --url"
     if failure.kind == "handshake":
         return f"{url} refused the WebSocket handshake: {failure.detail} {times}: check --url"
     return f"{failure.detail}: check --codes / --symbols-file"  # codes: one verdict, no count
+
+
+def market_refusal(vendor: str, markets: frozenset[str], code: str) -> str | None:
+    """``code`` outside the markets a vendor carries: why, naming both; else None."""
+    market = code.rpartition(".")[2]
+    if market in markets:
+        return None
+    return f"{vendor} cannot carry {code}: it serves {', '.join(sorted(markets))} codes only"
 
 
 # -- events a session hands back ----------------------------------------------------------------
@@ -220,15 +234,19 @@ class Session(Protocol):
 
 
 class ServerRules(msgspec.Struct, frozen=True, kw_only=True):
-    """A plan's limits, as the replay server enforces them."""
+    """A plan's limits, as the replay server enforces them (each token has them all)."""
 
-    token: str
+    token: str  # the tokens clients may present, comma-separated
     max_codes_per_conn: int
     max_conns: int
     request_interval_ns: int
     cross_interval_ns: int
     heartbeat_timeout_ns: int
     reconnect_spacing_ns: int
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(t for t in self.token.split(",") if t)
 
 
 class Violation(msgspec.Struct, frozen=True):
@@ -242,11 +260,15 @@ class Violation(msgspec.Struct, frozen=True):
 
 @dataclass
 class Outcome:
-    """The replay server's answer to one request."""
+    """The replay server's answer to one request (or to a new connection, or a timeout):
+    ``replies`` sent in order, then, if ``close``, the WebSocket closed with ``close_code``."""
 
     replies: list[bytes] = field(default_factory=list)
     close: bool = False
     envelope_error: bool = False  # answered with the vendor's envelope error (not applied)
+    close_code: int = 1000
+    close_reason: str = ""
+    evict: list[int] = field(default_factory=list)  # others it closes (a token's older one)
 
 
 class Simulator(Protocol):
@@ -256,9 +278,16 @@ class Simulator(Protocol):
     subscribers: dict[str, tuple[int, ...]]  # code -> connections that get its trades
     book_subscribers: dict[str, tuple[tuple[int, int], ...]]  # code -> (connection, levels)
 
-    def open(self, conn: int, token: str, now_ns: int) -> bool: ...
+    def open(self, conn: int, token: str, now_ns: int) -> Outcome:
+        """A new connection: what the server says at once (a greeting); ``close``: refused."""
+        ...
+
     def close(self, conn: int, now_ns: int) -> None: ...
-    def expired(self, now_ns: int) -> list[int]: ...
+    def expired(self, now_ns: int) -> list[tuple[int, Outcome]]:
+        """Connections the server hangs up on now (no heartbeat, no auth in time), each with
+        what it says before it closes them; each is a violation."""
+        ...
+
     def receive(self, conn: int, message: bytes | str, now_ns: int, *,
                 envelope_error: bool = False) -> Outcome: ...  # fmt: skip
     @property
@@ -284,6 +313,7 @@ class Provider(Protocol):
     """One market-data vendor."""
 
     name: str
+    markets: frozenset[str]  # the exchanges whose codes it carries: SH, SZ, BJ, HK, US
     default_url: str  # its production endpoint, without the token
     auth: Auth
     subscribe_model: SubscribeModel
@@ -293,6 +323,7 @@ class Provider(Protocol):
     max_frame_bytes: int  # a larger message is refused (close 1009)
     replay_path: str  # where its replay server serves the WebSocket
     replay_plan: ServerRules  # the plan its replay server enforces unless told otherwise
+    replay_ping_s: float | None  # its replay server pings this often (None: never)
 
     def connect_url(self, url: str, token: str) -> str:
         """The URL to open (``auth == "query"`` puts the token in it)."""
@@ -306,9 +337,14 @@ class Provider(Protocol):
         """A new connection's protocol state."""
         ...
 
-    def peek(self, payload: bytes) -> Peek | None:
-        """A push's route key without decoding the tick; None: not a push (or not one this
-        look can read): decode it with the session."""
+    def split(self, payload: bytes) -> list[tuple[Peek, bytes]]:
+        """The pushes one received text message carries, each with its key, without decoding
+        the ticks ([] for a reply or a bad message): a journal served again, its codes."""
+        ...
+
+    def pack(self, pushes: list[bytes]) -> list[bytes]:
+        """The text messages that carry ``pushes`` to one connection, as the vendor's server
+        sends them (one each, or several in one message)."""
         ...
 
     def decode(self, payload: bytes, recv_ns: int) -> Tick | Depth | BadMessage:
@@ -323,6 +359,10 @@ class Provider(Protocol):
         """The vendor's spelling of a canonical code."""
         ...
 
+    def cannot_carry(self, code: str) -> str | None:
+        """Why the vendor cannot carry a canonical code (naming both), or None if it can."""
+        ...
+
     def request_codes(self, payload: bytes) -> list[str]:
         """The codes a request we sent (e.g. from a journal) asks for; [] for others."""
         ...
@@ -334,6 +374,10 @@ class Provider(Protocol):
 
     def simulator(self, rules: ServerRules, universe: set[str]) -> Simulator:
         """The replay server's rules for this vendor."""
+        ...
+
+    def replay_universe(self, seed: int) -> list[str]:
+        """The codes its replay server's synthetic market lists (the same for one seed)."""
         ...
 
     def replay_token(self, path: str, headers: dict[str, str]) -> str:

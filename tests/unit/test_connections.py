@@ -100,7 +100,7 @@ class Rig:
     def count(self) -> None:
         self.events += 1
 
-    def open_link(self) -> FakeLink:
+    def open_link(self, token: str) -> FakeLink:
         opened = self.opens.pop(0)
         if isinstance(opened, Exception):
             raise opened

@@ -140,17 +140,28 @@ def test_bad_token_gets_401_and_close() -> None:
 
 def test_connection_cap_drops_the_extra_connection() -> None:
     srv = server(max_conns=2)
-    assert srv.open(1, "tok", 0) and srv.open(2, "tok", 0)
-    assert not srv.open(3, "tok", 0)
+    assert not srv.open(1, "tok", 0).close and not srv.open(2, "tok", 0).close
+    refused = srv.open(3, "tok", 0)
+    assert refused.close and refused.close_code == 1008
     assert srv.violations[-1].rule == "connection cap"
+
+
+def test_each_token_has_its_own_connection_cap_and_spacing() -> None:
+    srv = AllTickServer(plan_rules(token="a,b", max_conns=1), set(CODES))
+    assert not srv.open(1, "a", 0).close and not srv.open(2, "b", 0).close
+    assert srv.open(3, "a", 0).close  # a's one connection is taken
+    srv.receive(1, sub(["600519.SH"]), 0)
+    assert rets(srv.receive(2, sub(["AAPL.US"]), S)) == [200]  # b's spacing is its own
+    assert rets(srv.receive(1, hb(2), 2 * S)) == [200]
+    assert [v.rule for v in srv.violations] == ["connection cap"]
 
 
 def test_reconnect_too_soon_is_dropped() -> None:
     srv = server()
     srv.open(1, "tok", 0)
     srv.close(1, 10 * S)
-    assert not srv.open(2, "tok", 12 * S)
-    assert srv.open(3, "tok", 13 * S)
+    assert srv.open(2, "tok", 12 * S).close
+    assert not srv.open(3, "tok", 13 * S).close
     assert [v.rule for v in srv.violations] == ["reconnect spacing"]
 
 
@@ -160,7 +171,7 @@ def test_silent_connection_expires_after_30s() -> None:
     srv.open(2, "tok", 0)
     srv.receive(2, hb(1), 20 * S)
     assert srv.expired(29 * S) == []
-    assert srv.expired(31 * S) == [1]
+    assert [(conn, outcome.close) for conn, outcome in srv.expired(31 * S)] == [(1, True)]
     assert srv.violations[-1].rule == "heartbeat timeout"
 
 

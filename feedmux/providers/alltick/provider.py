@@ -13,6 +13,7 @@ from feedmux.providers.base import (
     ServerRules,
     SubscribeModel,
     Trade,
+    market_refusal,
 )
 
 URL = f"wss://quote.alltick.co{server.PATH}"
@@ -30,6 +31,7 @@ PACING = Pacing(
 
 class AllTick:
     name = "alltick"
+    markets = frozenset(("SH", "SZ", "BJ", "HK", "US"))
     default_url = URL
     auth: Auth = "query"
     subscribe_model: SubscribeModel = "replace"
@@ -39,6 +41,7 @@ class AllTick:
     max_frame_bytes = protocol.DEFAULT_MAX_FRAME_BYTES
     replay_path = server.PATH
     replay_plan = server.plan_rules("")
+    replay_ping_s = None  # the heartbeat is a request of the client's
     garbage_frames = market.GARBAGE_FRAMES
 
     def connect_url(self, url: str, token: str) -> str:
@@ -52,7 +55,15 @@ class AllTick:
         return protocol.AllTickClient(name, max_frame_bytes)
 
     def peek(self, payload: bytes) -> Peek | None:
+        """A push's key (one push per message)."""
         return protocol.peek(payload)
+
+    def split(self, payload: bytes) -> list[tuple[Peek, bytes]]:
+        key = protocol.peek(payload)
+        return [] if key is None else [(key, payload)]
+
+    def pack(self, pushes: list[bytes]) -> list[bytes]:
+        return pushes  # a message per push
 
     def decode(self, payload: bytes, recv_ns: int) -> Tick | Depth | BadMessage:
         return protocol.decode_push(payload, recv_ns, self.max_frame_bytes)
@@ -63,6 +74,9 @@ class AllTick:
     def vendor_code(self, code: str) -> str:
         return code
 
+    def cannot_carry(self, code: str) -> str | None:
+        return market_refusal(self.name, self.markets, code)
+
     def request_codes(self, payload: bytes) -> list[str]:
         return protocol.request_codes(payload)
 
@@ -71,6 +85,11 @@ class AllTick:
 
     def simulator(self, rules: ServerRules, universe: set[str]) -> server.AllTickServer:
         return server.AllTickServer(rules, universe)
+
+    def replay_universe(self, seed: int) -> list[str]:
+        from feedmux.simulator.market import a_share_universe  # noqa: PLC0415 (imports us)
+
+        return a_share_universe(seed)
 
     def replay_token(self, path: str, headers: dict[str, str]) -> str:
         return server.token_of(path)

@@ -36,7 +36,7 @@ def plan_rules(token: str, **limits: int) -> ServerRules:
 
 @dataclass
 class _Conn:
-    authorized: bool
+    token: str  # "" if it is no token of the plan
     opened_ns: int
     last_request_ns: int | None = None
     last_heartbeat_ns: int = 0
@@ -89,9 +89,9 @@ class AllTickServer:
         self.universe = universe
         self.violations: list[Violation] = []
         self._conns: dict[int, _Conn] = {}
-        self._last_close_ns: int | None = None
-        # the token's last subscription or cancel request, on any connection, open or closed
-        self._last_subscription: tuple[int, int] | None = None  # (time, connection)
+        self._last_close_ns: dict[str, int] = {}  # token -> its last close
+        # each token's last subscription or cancel request, on any connection, open or closed
+        self._last_subscription: dict[str, tuple[int, int]] = {}  # token -> (time, connection)
         self.subscribers: dict[str, tuple[int, ...]] = {}  # code -> connections that get it
         # code -> (connection, levels) for each connection that gets its order book
         self.book_subscribers: dict[str, tuple[tuple[int, int], ...]] = {}
@@ -100,34 +100,38 @@ class AllTickServer:
     def _violate(self, now_ns: int, conn: int, rule: str, detail: str) -> None:
         self.violations.append(Violation(now_ns, conn, rule, detail))
 
-    def open(self, conn: int, token: str, now_ns: int) -> bool:
-        """A new connection; False means drop it at once."""
+    def open(self, conn: int, token: str, now_ns: int) -> Outcome:
+        """A new connection: accepted silently (the token is checked at its first request),
+        or dropped at once past a limit of its token."""
         rules = self.rules
-        if len(self._conns) >= rules.max_conns:
+        token = token if token in rules.tokens else ""
+        why = "too many requests and connection will be closed"
+        refused = Outcome(close=True, close_code=1008, close_reason=why)
+        if sum(1 for s in self._conns.values() if s.token == token) >= rules.max_conns:
             self._violate(now_ns, conn, "connection cap", f"more than {rules.max_conns}")
-            return False
-        if (
-            self._last_close_ns is not None
-            and now_ns - self._last_close_ns < rules.reconnect_spacing_ns
-        ):
-            gap_ms = (now_ns - self._last_close_ns) // 1_000_000
+            return refused
+        last_close = self._last_close_ns.get(token)
+        if last_close is not None and now_ns - last_close < rules.reconnect_spacing_ns:
+            gap_ms = (now_ns - last_close) // 1_000_000
             self._violate(now_ns, conn, "reconnect spacing", f"reconnected after {gap_ms} ms")
-            return False
-        self._conns[conn] = _Conn(token == rules.token, now_ns, last_heartbeat_ns=now_ns)
-        return True
+            return refused
+        self._conns[conn] = _Conn(token, now_ns, last_heartbeat_ns=now_ns)
+        return Outcome()
 
     def close(self, conn: int, now_ns: int) -> None:
-        if self._conns.pop(conn, None) is not None:
-            self._last_close_ns = now_ns
+        state = self._conns.pop(conn, None)
+        if state is not None:
+            self._last_close_ns[state.token] = now_ns
             self._rebuild_subscribers(now_ns)
 
-    def expired(self, now_ns: int) -> list[int]:
-        """Connections that sent no heartbeat within the timeout; the caller closes them."""
+    def expired(self, now_ns: int) -> list[tuple[int, Outcome]]:
+        """Connections that sent no heartbeat within the timeout: closed."""
         limit = self.rules.heartbeat_timeout_ns
         late = [c for c, s in self._conns.items() if now_ns - s.last_heartbeat_ns > limit]
         for conn in late:
             self._violate(now_ns, conn, "heartbeat timeout", f"none for {limit // 10**9} s")
-        return late
+        return [(c, Outcome(close=True, close_code=1008, close_reason="heartbeat timeout"))
+                for c in late]  # fmt: skip
 
     def receive(self, conn: int, message: bytes | str, now_ns: int, *,
                 envelope_error: bool = False) -> Outcome:  # fmt: skip
@@ -142,7 +146,7 @@ class AllTickServer:
         except msgspec.DecodeError as exc:
             self._violate(now_ns, conn, "malformed request", str(exc))
             return Outcome([_reply(-1, 0, "", 400, "request header param invalid")])
-        if not state.authorized:
+        if not state.token:
             self._violate(now_ns, conn, "token", "token invalid")
             return Outcome([_reply(req.cmd_id, req.seq_id, req.trace, 401, "token invalid")], True)
         refused = self._timing(conn, state, req, now_ns)
@@ -165,7 +169,8 @@ class AllTickServer:
         if req.cmd_id in SUBSCRIPTION_CMDS:
             # Any two subscription/cancel requests of one token, on one connection or not, at
             # least the cross interval apart (heartbeats excepted).
-            last, self._last_subscription = self._last_subscription, (now_ns, conn)
+            last = self._last_subscription.get(state.token)
+            self._last_subscription[state.token] = (now_ns, conn)
             if last is not None and now_ns - last[0] < self.rules.cross_interval_ns:
                 gap_ms = (now_ns - last[0]) // 1_000_000
                 self._violate(now_ns, conn, "request spacing",
@@ -227,7 +232,7 @@ class AllTickServer:
     @property
     def subscription_requested(self) -> bool:
         """A client of the token has sent a subscription or cancel request."""
-        return self._last_subscription is not None
+        return bool(self._last_subscription)
 
     def settling(self, now_ns: int) -> bool:
         """Subscriptions changed so recently that a client may still be adding connections:
