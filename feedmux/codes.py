@@ -2,7 +2,8 @@
 maps it to the vendor's spelling).
 
 Canonical forms: ``600519.SH``, ``000001.SZ``, ``920118.BJ``, ``700.HK`` (no leading zeros),
-``AAPL.US``. A bare six-digit code gets its exchange from its prefix.
+``AAPL.US``. A bare six-digit code gets its exchange from its prefix; a bare five-digit one is
+Hong Kong's (HKEX writes ``00700``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _SUFFIXED = re.compile(r"^([A-Z0-9][A-Z0-9.\-]*)\.([A-Z]+)$")
 _COLON = re.compile(r"^([A-Z]+):([A-Z0-9][A-Z0-9.\-]*)$")
 _SIX_DIGITS = re.compile(r"^\d{6}$")
 _HK_DIGITS = re.compile(r"^\d{1,5}$")
+_HK_FIVE_DIGITS = re.compile(r"^\d{5}$")
 _US_TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.\-][A-Z])?$")
 
 
@@ -83,6 +85,8 @@ def normalize(raw: str) -> str:
         raise ValueError("empty code")
     if _SIX_DIGITS.match(text):
         return _a_share(text, None)
+    if _HK_FIVE_DIGITS.match(text):
+        return _with_exchange(text, "HK")
     if m := _PREFIXED.match(text):
         return _a_share(m.group(2), m.group(1))
     if m := _COLON.match(text):

@@ -119,7 +119,7 @@ def main(settings: Settings, ready: Pipe | None = None) -> int:
                                   max_conns=settings.max_conns,
                                   tokens=len(settings.tokens),
                                   depth_levels=settings.depth_levels,
-                                  max_frame_bytes=settings.max_frame_bytes,
+                                  options=settings.session_options,
                                   give_up_after=settings.give_up_after)  # fmt: skip
     keeper = UniverseKeeper(manager, settings.data_dir, log)
 

@@ -38,7 +38,7 @@ import random
 from collections.abc import Callable
 
 from feedmux.ingest.connection import NEVER, Connection, Refusal
-from feedmux.providers.base import Failure, Pacing, Provider, Reply
+from feedmux.providers.base import Failure, Pacing, Provider, Reply, SessionOptions
 
 _NEVER = NEVER
 REPLY_TIMEOUT_NS = 10_000_000_000  # an unanswered request is retried after this
@@ -74,7 +74,7 @@ class SubscriptionManager:
         max_conns: int = 10,
         tokens: int = 1,
         depth_levels: int = 0,
-        max_frame_bytes: int | None = None,
+        options: SessionOptions | None = None,  # each connection's protocol (the vendor's)
         jitter: Callable[[], float] = random.random,
         give_up_after: int = 3,
     ) -> None:
@@ -92,7 +92,9 @@ class SubscriptionManager:
         self.tokens = tokens
         self.depth_levels = depth_levels  # 0: no order books
         self._jitter = jitter
-        self.max_frame_bytes = max_frame_bytes or provider.max_frame_bytes
+        self.options = options or SessionOptions(
+            max_frame_bytes=provider.max_frame_bytes, codes_per_request=provider.codes_per_request,
+            subscribe_model=provider.subscribe_model)  # fmt: skip
         self.connections: list[Connection] = []
         self.owner: dict[str, int] = {}  # code -> connection index
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
@@ -108,7 +110,7 @@ class SubscriptionManager:
 
     def _new_connection(self) -> Connection:
         index = len(self.connections)
-        session = self.provider.session(f"{self.name}-c{index}", self.max_frame_bytes)
+        session = self.provider.session(f"{self.name}-c{index}", self.options)
         conn = Connection(index, session)
         self.connections.append(conn)
         return conn

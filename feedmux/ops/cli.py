@@ -193,6 +193,15 @@ RUN_SETTINGS = (
              "vendor's, {default} for " + DEFAULT_VENDOR + ")", metavar="N"),
         _run("max_conns", "the plan's connection cap per token (default: the vendor's, "
              "{default} for " + DEFAULT_VENDOR + ")", metavar="N"),
+        _run("codes_per_request", "a subscription message names at most N codes; a longer "
+             "change goes in several, --request-interval-ms apart (default: the vendor's, "
+             "{default} for " + DEFAULT_VENDOR + ")", metavar="N"),
+        _run("subscribe_model", "replace: each request sends a connection's whole list; "
+             "add_remove: only what changed (default: the vendor's, {default} for "
+             + DEFAULT_VENDOR + ")"),
+        _run("request_interval_ms", "at least MS between two requests of a connection, "
+             "heartbeats included (default: the vendor's, {default} for " + DEFAULT_VENDOR
+             + ")", metavar="MS"),
         _run("max_frame_bytes", "a vendor frame declaring more than this is refused from its "
              "header: counted, the link closed (1009) and rebuilt (default {default})",
              metavar="BYTES"),

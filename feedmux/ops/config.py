@@ -19,6 +19,7 @@ from msgspec import Meta
 from feedmux.errors import ConfigError, NotRunningError
 from feedmux.ops import options
 from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
+from feedmux.providers.base import SessionOptions, SubscribeModel
 from feedmux.shard.stores.urls import Store, parse_store
 from feedmux.simulator.faults import FAULTS
 
@@ -55,6 +56,8 @@ def vendor_defaults(name: str) -> dict[str, Any]:
     return {
         "url": vendor.default_url, "max_codes_per_conn": vendor.max_codes_per_conn,
         "max_conns": vendor.max_conns, "max_frame_bytes": vendor.max_frame_bytes,
+        "codes_per_request": vendor.codes_per_request,
+        "subscribe_model": vendor.subscribe_model,
         "request_interval_ms": pacing.request_interval_ns // _MS,
         "cross_interval_ms": pacing.cross_interval_ns // _MS,
         "heartbeat_interval_ms": pacing.heartbeat_interval_ns // _MS,
@@ -102,6 +105,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     run_dir: str = ""  # "" means <data_dir>/run
     max_codes_per_conn: Positive = _VENDOR.max_codes_per_conn
     max_conns: Positive = _VENDOR.max_conns  # the plan's connection cap per token
+    codes_per_request: Positive = _VENDOR.codes_per_request  # more: several messages
+    subscribe_model: SubscribeModel = _VENDOR.subscribe_model
     depth_levels: Annotated[int, option("depth"), Meta(ge=0, le=10)] = 0  # book levels; 0: none
     silent_after_s: Annotated[float, option("silent-after")] = 60.0  # subscribed, no tick
     request_interval_ms: int = _PACING.request_interval_ns // _MS
@@ -147,6 +152,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     @property
     def tokens(self) -> list[str]:
         return tokens_of(self.token)
+
+    @property
+    def session_options(self) -> SessionOptions:
+        return SessionOptions(max_frame_bytes=self.max_frame_bytes,
+                              codes_per_request=self.codes_per_request,
+                              subscribe_model=self.subscribe_model)  # fmt: skip
 
     @property
     def paths(self) -> RunPaths:

@@ -233,6 +233,15 @@ class Session(Protocol):
         ...
 
 
+class SessionOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run may set of each connection's protocol; ``Provider.options`` are the vendor's
+    defaults."""
+
+    max_frame_bytes: int  # a larger message is refused (close 1009)
+    codes_per_request: int  # a subscription message names at most this many codes; more: several
+    subscribe_model: SubscribeModel  # a request replaces the list, or changes it
+
+
 class ServerRules(msgspec.Struct, frozen=True, kw_only=True):
     """A plan's limits, as the replay server enforces them (each token has them all)."""
 
@@ -321,6 +330,7 @@ class Provider(Protocol):
     max_codes_per_conn: int  # per connection and list kind
     max_conns: int  # per token
     max_frame_bytes: int  # a larger message is refused (close 1009)
+    codes_per_request: int  # per subscription message; a longer change goes in several
     replay_path: str  # where its replay server serves the WebSocket
     replay_plan: ServerRules  # the plan its replay server enforces unless told otherwise
     replay_ping_s: float | None  # its replay server pings this often (None: never)
@@ -333,7 +343,7 @@ class Provider(Protocol):
         """Handshake headers (``auth == "header"``)."""
         ...
 
-    def session(self, name: str, max_frame_bytes: int) -> Session:
+    def session(self, name: str, options: SessionOptions) -> Session:
         """A new connection's protocol state."""
         ...
 

@@ -28,6 +28,34 @@ def a_share_universe(seed: int = 7) -> list[str]:
     return codes
 
 
+# Tickers every US universe lists, dotted share classes among them (they must round-trip).
+US_NAMED = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "BRK.A", "BRK.B", "BF.B",
+            "JPM", "V", "SPY", "QQQ")  # fmt: skip
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def us_universe(seed: int = 7, count: int = 8000) -> list[str]:
+    """About ``count`` distinct US tickers in canonical form (``AAPL.US``, ``BRK.B.US``),
+    the named ones first, the same for the same seed."""
+    rng = random.Random(seed)
+    tickers = dict.fromkeys(US_NAMED)
+    while len(tickers) < count:
+        ticker = "".join(rng.choices(_LETTERS, k=rng.choice((2, 3, 3, 4, 4, 4, 5))))
+        if rng.random() < 0.01:
+            ticker += "." + rng.choice("ABC")  # a share class
+        tickers.setdefault(ticker)
+    return [f"{t}.US" for t in tickers]
+
+
+def hk_universe(seed: int = 7, count: int = 300) -> list[str]:
+    """``count`` distinct Hong Kong codes in canonical form (``700.HK``), 700 and 5 first."""
+    rng = random.Random(seed)
+    codes = dict.fromkeys((700, 5, 9988, 3690))
+    while len(codes) < count:
+        codes.setdefault(rng.randrange(1, 10000))
+    return [f"{c}.HK" for c in codes]
+
+
 class Market:
     """Random-walk prices per code; ``trade(code, now_ms)`` is one pre-encoded trade push, in
     the vendor's form."""

@@ -17,6 +17,7 @@ from feedmux.errors import ConfigError, SymbolError
         ("430047", "430047.BJ"), ("AAPL", "AAPL.US"), ("AAPL.US", "AAPL.US"),
         ("aapl.us", "AAPL.US"), ("NASDAQ:AAPL", "AAPL.US"), ("BRK.B", "BRK.B.US"),
         ("700.HK", "700.HK"), ("00700.HK", "700.HK"), (" 600519 ", "600519.SH"),
+        ("00700", "700.HK"), ("09988", "9988.HK"), ("BRK.B.US", "BRK.B.US"),
     ],
 )  # fmt: skip
 def test_spellings_normalise(raw: str, code: str) -> None:
@@ -29,7 +30,7 @@ def test_spellings_normalise(raw: str, code: str) -> None:
         ("", "empty"), ("123456", "no A-share exchange"), ("600519.SZ", "not listed on SZ"),
         ("FOO.XX", "unknown exchange"), ("00000.HK", "one to five digits"),
         ("60051.SH", "six digits"), ("TOOLONGTICKER", "not a recognised"),
-        ("6005199", "not a recognised"),
+        ("6005199", "not a recognised"), ("00000", "one to five digits"),
     ],
 )  # fmt: skip
 def test_bad_spellings_say_why(raw: str, reason: str) -> None:

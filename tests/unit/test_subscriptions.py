@@ -456,7 +456,10 @@ class _AddRemoveSession:
 class _AddRemoveVendor:
     max_frame_bytes = 1 << 16
 
-    def session(self, name: str, max_frame_bytes: int) -> _AddRemoveSession:
+    max_codes_per_conn = codes_per_request = 100
+    subscribe_model = "add_remove"
+
+    def session(self, name: str, options: object) -> _AddRemoveSession:
         return _AddRemoveSession()
 
 

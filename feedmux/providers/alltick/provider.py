@@ -11,6 +11,7 @@ from feedmux.providers.base import (
     Pacing,
     Peek,
     ServerRules,
+    SessionOptions,
     SubscribeModel,
     Trade,
     market_refusal,
@@ -39,6 +40,7 @@ class AllTick:
     max_codes_per_conn = 3000  # all-market and professional plans
     max_conns = 10
     max_frame_bytes = protocol.DEFAULT_MAX_FRAME_BYTES
+    codes_per_request = max_codes_per_conn  # a list is replaced whole, in one request
     replay_path = server.PATH
     replay_plan = server.plan_rules("")
     replay_ping_s = None  # the heartbeat is a request of the client's
@@ -51,8 +53,10 @@ class AllTick:
     def connect_headers(self, token: str) -> list[str]:
         return []
 
-    def session(self, name: str, max_frame_bytes: int) -> protocol.AllTickClient:
-        return protocol.AllTickClient(name, max_frame_bytes)
+    def session(self, name: str, options: SessionOptions) -> protocol.AllTickClient:
+        """A connection's protocol; AllTick replaces a list whole, in one request, whatever
+        ``options`` say of requests."""
+        return protocol.AllTickClient(name, options.max_frame_bytes)
 
     def peek(self, payload: bytes) -> Peek | None:
         """A push's key (one push per message)."""
