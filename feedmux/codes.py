@@ -41,6 +41,14 @@ _HK_FIVE_DIGITS = re.compile(r"^\d{5}$")
 _US_TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.\-][A-Z])?$")
 
 
+WHOLE_MARKET = "*"  # ``*.US``: every code of a market, where a vendor can subscribe it so
+
+
+def is_whole_market(code: str) -> bool:
+    """``*.US``: a subscription to a whole market, not one code."""
+    return code.startswith(WHOLE_MARKET + ".")
+
+
 def infer_exchange(digits: str) -> str | None:
     """The exchange of a bare six-digit A-share stock code, or None if no prefix matches."""
     exchange = _A_SHARE_PREFIXES.get(digits[:3])

@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 from feedmux.ingest.journal import Push, journal_pushes
 from feedmux.ops.config import ReplaySettings
 from feedmux.providers import provider
-from feedmux.providers.base import ServerRules
+from feedmux.providers.base import ServerRules, Violation
 from feedmux.simulator.faults import (
     CLOSE_CODE,
     CLOSE_REASON,
@@ -48,6 +48,7 @@ _SEND_RECORD = struct.Struct("<qqq")  # send_ns, first frame index, count
 JOURNAL_STEP_MAX = 5000  # frames per feed step at --speed max: the loop must still breathe
 SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
 FAULT_TARGET_POLL_S = 0.05
+PONG_WAIT_S = 10.0  # a client that answers no ping this long is closed (a violation)
 
 
 def rules_of(settings: ReplaySettings) -> ServerRules:
@@ -210,6 +211,31 @@ class ReplayServer:
                     await ws.send(reply, text=True)
                 await ws.close(outcome.close_code, outcome.close_reason)
             self.write_report()
+
+    async def ping_clients(self) -> None:
+        """Ping every client as the vendor's server does (``Provider.replay_ping_s``); one
+        that does not answer in PONG_WAIT_S is closed, a violation. A stalled server pings
+        no one: to the client it is silent."""
+        every = self.vendor.replay_ping_s
+        if every is None:
+            return
+        while True:
+            await asyncio.sleep(every)
+            if not self.stalled():
+                for conn, ws in list(self.sockets.items()):
+                    self._spawn(self._ping(conn, ws))
+
+    async def _ping(self, conn: int, ws: ServerConnection) -> None:
+        try:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, PONG_WAIT_S)
+        except TimeoutError:
+            detail = f"no pong within {PONG_WAIT_S:g} s"
+            self.rules.violations.append(Violation(time.monotonic_ns(), conn, "pong", detail))
+            self._log_violations()
+            await ws.close(1011, "keepalive ping timeout")
+        except ConnectionClosed:
+            pass
 
     # -- the feed -------------------------------------------------------------------------------
     def queue_trade(self, code: str) -> None:
@@ -541,7 +567,7 @@ class ReplayServer:
                            for p in pushes if not p.book]  # fmt: skip
         async with serve(
             self.handle, settings.host, settings.port, compression=None, max_size=1 << 20,
-            ping_interval=self.vendor.replay_ping_s, process_request=self.check_path,
+            ping_interval=None, process_request=self.check_path,
         ) as server:  # fmt: skip
             port = next(iter(server.sockets)).getsockname()[1]
             self.url = f"ws://{settings.host}:{port}{self.vendor.replay_path}"
@@ -555,7 +581,7 @@ class ReplayServer:
                 print(f"replay: serving {self.url}", flush=True)
             tasks = [asyncio.create_task(self._logged(t))
                      for t in (self.feed(), self.watch_heartbeats(),
-                               self.inject_faults())]  # fmt: skip
+                               self.inject_faults(), self.ping_clients())]  # fmt: skip
             await self.stop.wait()
             for task in tasks:
                 task.cancel()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from feedmux import wire
 from feedmux.client.subscriber import SnapshotClient
-from feedmux.codes import parse_codes
+from feedmux.codes import is_whole_market, parse_codes
 from feedmux.errors import ConsumerError, SubscriptionError
 from feedmux.ops import instance
 from feedmux.ops.config import RunPaths
@@ -21,11 +21,19 @@ def silent_codes(
     confirmed_age_s: dict[str, float], last_tick_age_s: dict[str, float], threshold_s: float
 ) -> dict[str, float | None]:
     """Codes subscribed for longer than ``threshold_s`` with no tick in that time: each with
-    the seconds since its last tick, None if it never ticked."""
+    the seconds since its last tick, None if it never ticked. A whole market (``*.US``) is
+    silent when none of its codes ticked."""
+    ages = dict(last_tick_age_s)
+    for code in confirmed_age_s:
+        if is_whole_market(code):
+            market = "." + code.rpartition(".")[2]
+            within = [age for c, age in last_tick_age_s.items() if c.endswith(market)]
+            if within:
+                ages[code] = min(within)
     return {
-        code: last_tick_age_s.get(code)
+        code: ages.get(code)
         for code, age in sorted(confirmed_age_s.items())
-        if age > threshold_s and last_tick_age_s.get(code, threshold_s + 1) > threshold_s
+        if age > threshold_s and ages.get(code, threshold_s + 1) > threshold_s
     }
 
 

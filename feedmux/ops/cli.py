@@ -53,6 +53,14 @@ def _codes(values: Mapping[str, Any]) -> list[str] | None:
     # `is not None`: an empty --codes '' is a mistake to report, not "no codes given"
     if values["symbols_file"] is not None and values["codes"] is not None:
         raise ConfigError("give --symbols-file or --codes, not both")
+    if values.get("all_codes"):
+        if values["symbols_file"] is not None or values["codes"] is not None:
+            raise ConfigError("give --all-codes, --symbols-file or --codes, not two of them")
+        vendor = provider(values["provider"])
+        if vendor.whole_market is None:
+            raise ConfigError(f"{vendor.name} cannot subscribe a whole market: list the codes "
+                              "with --symbols-file or --codes")  # fmt: skip
+        return [vendor.whole_market]
     if values["symbols_file"] is not None:
         return read_symbols_file(Path(values["symbols_file"]))
     if values["codes"] is not None:
@@ -136,6 +144,8 @@ RUN_SETTINGS = (
              "can be read by other users until feedmux replaces its process title)"),
         SYMBOLS_FILE,
         CODES,
+        Option("all-codes", "subscribe the whole market with the vendor's wildcard, where it "
+               "has one (e.g. T.* for every US trade)", default=False, kind="switch"),
         _run("depth_levels", "also subscribe order books of LEVELS levels (A-shares: up to 5)",
              metavar="LEVELS"),
         _run("watchdog_s", "reconnect a connection with no message for S seconds (default "
@@ -247,7 +257,7 @@ RUN_REPLAY = Section("replay server", "a built-in local feed instead of the vend
 ))  # fmt: skip
 RUN = (*RUN_SETTINGS, RUN_REPLAY)
 # Of these, an option set in a layer replaces the others set below it.
-RUN_EXCLUSIVE = (frozenset({"codes", "symbols_file"}),)
+RUN_EXCLUSIVE = (frozenset({"codes", "symbols_file", "all_codes"}),)
 
 # `feedmux replay`: flags only (and the token from FEEDMUX_TOKEN).
 REPLAY = (Section("", "", (
@@ -508,7 +518,7 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
                                   for _ in range(math.ceil(len(codes) / per_token)))  # fmt: skip
         # The server lists the whole synthetic market (and any other code asked for), so
         # codes can be added live.
-        listed = market + sorted(set(codes) - set(market))
+        listed = market + sorted(set(codes) - set(market) - {vendor.whole_market})
         plan = {**replay_defaults(vendor.name), **_fields([RUN_REPLAY], values),
                 "max_codes_per_conn": values["max_codes_per_conn"]}  # fmt: skip
         replay = ReplaySettings(**plan, token=token, codes=listed, provider=vendor.name,

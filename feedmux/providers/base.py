@@ -323,6 +323,7 @@ class Provider(Protocol):
 
     name: str
     markets: frozenset[str]  # the exchanges whose codes it carries: SH, SZ, BJ, HK, US
+    whole_market: str | None  # the code that subscribes every code it carries (``*.US``)
     default_url: str  # its production endpoint, without the token
     auth: Auth
     subscribe_model: SubscribeModel

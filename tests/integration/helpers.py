@@ -23,8 +23,9 @@ from tests.stats_samples import receiver_stats, replay_stats
 TOKEN = "integration-secret-token"
 
 
-def feedmux(*args: str, **kw: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "FEEDMUX_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+def feedmux(*args: str, token: str = TOKEN, **kw: Any) -> subprocess.Popen[str]:
+    """``token``: FEEDMUX_TOKEN (several, comma-separated, for a vendor that caps each)."""
+    env = {**os.environ, "FEEDMUX_TOKEN": token, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "feedmux", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)  # fmt: skip
 
@@ -52,10 +53,11 @@ def shards_in(run_dir: Path) -> list[ShardStats]:
     return [s for _, s in sorted(read_stats(run_dir / "stats").shards.items())]
 
 
-def start_replay(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path, str]:
+def start_replay(tmp: Path, *args: str,
+                 token: str = TOKEN) -> tuple[subprocess.Popen[str], Path, str]:  # fmt: skip
     report = tmp / "replay-report.json"
     proc = feedmux("replay", "--port", "0", "--report", str(report),
-                   "--sent-messages", str(tmp / "sent.log"), *args)  # fmt: skip
+                   "--sent-messages", str(tmp / "sent.log"), *args, token=token)  # fmt: skip
     wait_for(lambda: bool(replay_report(report).url) or proc.poll() is not None, 30,
              "the replay server to listen")  # fmt: skip
     assert proc.poll() is None, proc.communicate()[0]

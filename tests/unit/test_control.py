@@ -139,6 +139,13 @@ def test_silent_codes_are_old_subscriptions_without_recent_ticks() -> None:
     assert silent_codes(confirmed, last_tick, 200.0) == {}
 
 
+def test_a_whole_market_is_silent_only_when_none_of_its_codes_ticked() -> None:
+    confirmed = {"*.US": 120.0}
+    assert silent_codes(confirmed, {"AAPL.US": 90.0, "600519.SH": 1.0}, 60.0) == {"*.US": 90.0}
+    assert silent_codes(confirmed, {"AAPL.US": 90.0, "BRK.B.US": 2.0}, 60.0) == {}
+    assert silent_codes(confirmed, {}, 60.0) == {"*.US": None}
+
+
 def test_unsubscribing_a_code_never_subscribed_says_so_and_changes_nothing() -> None:
     manager = SubscriptionManager(ALLTICK, ["600519.SH", "000001.SZ"], 3000, PACING)
     desk = ControlDesk(manager)

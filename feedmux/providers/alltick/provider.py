@@ -33,6 +33,7 @@ PACING = Pacing(
 class AllTick:
     name = "alltick"
     markets = frozenset(("SH", "SZ", "BJ", "HK", "US"))
+    whole_market = None  # no wildcard: the codes are listed
     default_url = URL
     auth: Auth = "query"
     subscribe_model: SubscribeModel = "replace"
