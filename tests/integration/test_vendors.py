@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from feedmux import SnapshotClient, Subscriber, read_ticks
@@ -203,6 +204,28 @@ def test_sigterm_under_a_burst_stores_every_received_tick(tmp_path: Path, name: 
     assert set(zip(stored["code"], stored["seq"], strict=True)) <= set(sent)
 
 
+def _stored_after_feed(tmp: Path, name: str, symbols: Path, tokens: str,
+                       *replay_args: str) -> pd.DataFrame:  # fmt: skip
+    """Run the pipeline against the vendor's replay server until its feed is done and stored;
+    the stored ticks."""
+    tmp.mkdir()
+    replay, report, url = start_replay(tmp, "--provider", name, "--symbols-file", str(symbols),
+                                       *replay_args, *QUICK_REPLAY, token=tokens)  # fmt: skip
+    run = feedmux("run", "--provider", name, "--url", url, "--symbols-file", str(symbols),
+                  "--shards", "2", "--data-dir", str(tmp / "data"), "--run-dir",
+                  str(tmp / "run"), *QUICK, token=tokens)  # fmt: skip
+    try:
+        wait_for(lambda: replay_report(report).feed == "done", 90, "the feed to end")
+        expected = replay_report(report).ticks_sent
+        wait_for(lambda: sum(s.stored for s in shards_in(tmp / "run")) >= expected, 30,
+                 "every trade to be stored")  # fmt: skip
+    finally:
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    return read_ticks(tmp / "data")
+
+
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name: str) -> None:
     vendor = provider(name)
@@ -210,28 +233,12 @@ def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name:
     tokens = _tokens(vendor, codes)
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(codes))
-    stores = []
-    for attempt, args in enumerate((["--rate", "1500", "--duration", "3"], ["--journal"])):
-        tmp = tmp_path / f"run{attempt}"
-        tmp.mkdir()
-        if args == ["--journal"]:
-            args = ["--journal", str(tmp_path / "run0" / "data" / "journal"), "--speed", "max"]
-        replay, report, url = start_replay(tmp, "--provider", name, "--symbols-file",
-                                           str(symbols), *args, *QUICK_REPLAY,
-                                           token=tokens)  # fmt: skip
-        run = feedmux("run", "--provider", name, "--url", url, "--symbols-file", str(symbols),
-                      "--shards", "2", "--data-dir", str(tmp / "data"), "--run-dir",
-                      str(tmp / "run"), *QUICK, token=tokens)  # fmt: skip
-        try:
-            wait_for(lambda: replay_report(report).feed == "done", 90, "the feed to end")
-            expected = replay_report(report).ticks_sent
-            wait_for(lambda: sum(s.stored for s in shards_in(tmp / "run")) >= expected, 30,
-                     "every trade to be stored")  # fmt: skip
-        finally:
-            code, output = stop(run)
-            stop(replay)
-        assert code == 0, output
-        stores.append(read_ticks(tmp / "data"))
+    first = _stored_after_feed(tmp_path / "recorded", name, symbols, tokens, "--rate", "1500",
+                               "--duration", "3")  # fmt: skip
+    journal = tmp_path / "recorded" / "data" / "journal"
+    again = _stored_after_feed(tmp_path / "served", name, symbols, tokens, "--journal",
+                               str(journal), "--speed", "max")  # fmt: skip
     columns = ["code", "seq", "time", "price", "volume", "direction"]
-    first, again = (s[columns].sort_values(["code", "seq"]).reset_index(drop=True) for s in stores)
+    first, again = (s[columns].sort_values(["code", "seq"]).reset_index(drop=True)
+                    for s in (first, again))  # fmt: skip
     assert len(first) > 1000 and first.equals(again)
