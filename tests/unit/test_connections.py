@@ -77,17 +77,20 @@ class FakeJournal:
 class Rig:
     """One table over a one-code manager; ``opens`` says what each connect attempt gives."""
 
-    def __init__(self, codes: list[str] | None = None) -> None:
+    def __init__(self, codes: list[str] | None = None, token: str = TOKEN, *,
+                 max_codes_per_conn: int = 3000, max_conns: int = 10) -> None:  # fmt: skip
         self.clock = FakeClock()
-        self.manager = SubscriptionManager(ALLTICK, codes or ["600519.SH"], 3000, PACING,
-                                           jitter=lambda: 0.0)  # fmt: skip
+        self.manager = SubscriptionManager(ALLTICK, codes or ["600519.SH"], max_codes_per_conn,
+                                           PACING, jitter=lambda: 0.0, max_conns=max_conns,
+                                           tokens=len(token.split(",")))  # fmt: skip
+        self.tokens_used: list[str] = []  # by each connect attempt
         self.poller, self.journal = FakePoller(), FakeJournal()
         self.opens: list[FakeLink | Exception] = []
         self.items: list[Tick | Depth] = []  # pushes routed, decoded as a shard would
         self.events = 0
         self.table = ConnectionTable(
             self.manager, self.poller, self.open_link, self.journal,  # type: ignore[arg-type]
-            logging.getLogger("test"), token=TOKEN, url="wss://vendor/path",
+            logging.getLogger("test"), token=token, url="wss://vendor/path",
             route=self.route, on_events=self.count, clock=self.clock,
             wall=self.clock,
         )  # fmt: skip
@@ -101,6 +104,7 @@ class Rig:
         self.events += 1
 
     def open_link(self, token: str) -> FakeLink:
+        self.tokens_used.append(token)
         opened = self.opens.pop(0)
         if isinstance(opened, Exception):
             raise opened
@@ -140,6 +144,16 @@ def test_a_connection_opens_subscribes_and_its_ticks_flow() -> None:
     assert entry == ConnectionStats(state="up", codes=1, confirmed=1, messages=3,
                                     last_message_age_s=2.0, reconnects=0, watchdog_trips=0,
                                     bad_messages={}, error="")  # fmt: skip
+
+
+def test_several_tokens_carry_more_connections_each_on_its_own_token() -> None:
+    rig = Rig(["600519.SH", "000001.SZ", "300750.SZ"], "tok-a,tok-b", max_codes_per_conn=1,
+              max_conns=1)  # fmt: skip
+    assert len(rig.manager.connections) == 2  # one per token; the third code has no room
+    assert "no room: 2 connections (2 tokens)" in rig.manager.rejected["300750.SZ"]
+    rig.opens += [FakeLink(7), FakeLink(8)]
+    rig.table.connect_due()
+    assert rig.tokens_used == ["tok-a", "tok-b"]
 
 
 def test_a_refused_handshake_is_dropped_classified_and_the_token_never_kept() -> None:
