@@ -102,7 +102,7 @@ class Supervisor:
             url = self.replay.start()
             self.settings = settings = msgspec.structs.replace(settings, url=url)
             burst = ", opening burst" if replay.burst else ""
-            self.say(f"replay server: {url} ({len(replay.codes):,} codes, "
+            self.say(f"replay server ({replay.provider}): {url} ({len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
         if settings.metrics_port is not None:
             from feedmux.ops import metrics  # noqa: PLC0415 (prometheus-client only when asked)
@@ -129,8 +129,10 @@ class Supervisor:
                      "PORT+2i, answers snapshots on PORT+2i+1")  # fmt: skip
         self.receiver = Child("receiver", worker_main("receiver"), (settings,), self.lock)
         self.receiver.start()
-        self.say(f"receiver up: {len(settings.codes):,} codes from "
-                 f"{redact(settings.url, settings.token)}")  # fmt: skip
+        tokens = len(settings.tokens)
+        self.say(f"receiver up: {len(settings.codes):,} codes from {settings.provider} at "
+                 f"{redact(settings.url, settings.token)}"
+                 + (f" ({tokens} tokens)" if tokens > 1 else ""))  # fmt: skip
 
     def status(self) -> Status:
         """The status now, rates measured since the last call."""
