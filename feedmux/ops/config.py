@@ -180,6 +180,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         if len(set(self.tokens)) != len(self.tokens):
             raise ConfigError(f"{name('token')} lists the same token twice")
         vendor = provider(self.provider)
+        if self.depth_levels > vendor.max_depth_levels:
+            raise ConfigError(f"{name('depth_levels')} {self.depth_levels}: {vendor.name}'s "
+                              f"books have at most {vendor.max_depth_levels} level"
+                              f"{'s' if vendor.max_depth_levels > 1 else ''} a side")  # fmt: skip
         refused = [why for code in self.codes if (why := vendor.cannot_carry(code))]
         if refused:
             more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""

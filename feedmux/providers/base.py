@@ -329,6 +329,7 @@ class Provider(Protocol):
     subscribe_model: SubscribeModel
     pacing: Pacing  # its documented spacing, with a margin
     max_codes_per_conn: int  # per connection and list kind
+    max_depth_levels: int  # the most levels a side of its books has (--depth)
     max_conns: int  # per token
     max_frame_bytes: int  # a larger message is refused (close 1009)
     codes_per_request: int  # per subscription message; a longer change goes in several

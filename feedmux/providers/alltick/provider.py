@@ -40,6 +40,7 @@ class AllTick:
     pacing = PACING
     max_codes_per_conn = 3000  # all-market and professional plans
     max_conns = 10
+    max_depth_levels = 10  # HK; A-shares 5, US 1 (the server caps each market)
     max_frame_bytes = protocol.DEFAULT_MAX_FRAME_BYTES
     codes_per_request = max_codes_per_conn  # a list is replaced whole, in one request
     replay_path = server.PATH
