@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from feedmux.model import Depth, Tick
 from feedmux.providers.base import (
     BadMessage,
@@ -35,10 +37,11 @@ from feedmux.providers.polygon.wire import (
     StatusEvent,
     TradeKey,
     canonical,
+    decode_head,
     decode_push,
-    head,
     read_frame,
     request,
+    schema_error,
     topic,
     topic_code,
 )
@@ -207,25 +210,27 @@ class PolygonClient:
             self._count(events)
             return False
         trades, books, only = self._trades, self._books, self.only_subscribed
+        trade_keys, quote_keys = trades.keys, books.keys  # cleared in place, never replaced
         alive = False
-        for event in events:
-            item = head(event)
+        for event in events:  # the hot loop: one decode of the event's type and ticker
+            try:
+                item = decode_head(event)
+            except msgspec.ValidationError as exc:  # the frame parsed: only a shape is wrong
+                self._count(schema_error(exc, bytes(event)))
+                continue
             if type(item) is TradeKey:
-                lst, sym = trades, item.sym
+                key = trade_keys.get(item.sym) or trades.key(item.sym, only)
             elif type(item) is QuoteKey:
-                lst, sym = books, item.sym
-            elif type(item) is StatusEvent:
+                key = quote_keys.get(item.sym) or books.key(item.sym, only)
+            else:
+                assert type(item) is StatusEvent
                 self._status(item)
                 alive = True
                 continue
-            else:
-                assert type(item) is BadMessage
-                self._count(item)
-                continue
-            key = lst.keys.get(sym) or lst.key(sym, only)
             if key is None:
-                what = "quote" if lst.book else "trade"
-                self._bad("unsubscribed", f"{what} for {sym}, not subscribed here", bytes(event))
+                what = "quote" if type(item) is QuoteKey else "trade"
+                self._bad("unsubscribed", f"{what} for {item.sym}, not subscribed here",
+                          bytes(event))  # fmt: skip
                 continue
             route(key, bytes(event), recv_ns)
             alive = True

@@ -104,7 +104,7 @@ Head = TradeKey | QuoteKey | StatusEvent
 # strict=False: "ds" is a string; a price or size sent as a string is read too.
 _push_decoder = msgspec.json.Decoder(TradeEvent | QuoteEvent | StatusEvent, strict=False)
 # Only what routes an event: its type and ticker (prices, sizes and times are skipped).
-_head_decoder = msgspec.json.Decoder(Head)
+decode_head = msgspec.json.Decoder(Head).decode
 _frame_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.Encoder().encode
 
@@ -136,7 +136,8 @@ def read_frame(payload: bytes, max_frame_bytes: int) -> list[msgspec.Raw] | BadM
         return BadMessage("json", str(exc), payload[:SAMPLE_BYTES])
 
 
-def _schema(exc: msgspec.ValidationError, event: bytes) -> BadMessage:
+def schema_error(exc: msgspec.ValidationError, event: bytes) -> BadMessage:
+    """An event of the wrong shape (an unknown ``ev``: its own kind), as a bad message."""
     detail = str(exc)
     kind = "unknown_ev" if detail.startswith("Invalid value") and "`$.ev`" in detail else "schema"
     return BadMessage(kind, detail, event[:SAMPLE_BYTES])
@@ -145,9 +146,9 @@ def _schema(exc: msgspec.ValidationError, event: bytes) -> BadMessage:
 def head(event: msgspec.Raw) -> Head | BadMessage:
     """One event's type and ticker (a status whole), or why it is skipped."""
     try:
-        return _head_decoder.decode(event)
+        return decode_head(event)
     except msgspec.ValidationError as exc:  # the frame parsed: only its shape can be wrong
-        return _schema(exc, bytes(event))
+        return schema_error(exc, bytes(event))
 
 
 def split_frame(payload: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
@@ -184,7 +185,7 @@ def decode_push(payload: bytes, recv_ns: int, max_frame_bytes: int = DEFAULT_MAX
     try:
         event = _push_decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        return _schema(exc, payload)
+        return schema_error(exc, payload)
     except msgspec.DecodeError as exc:
         return BadMessage("json", str(exc), payload[:SAMPLE_BYTES])
     if type(event) is TradeEvent:
