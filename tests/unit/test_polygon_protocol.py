@@ -184,6 +184,13 @@ def test_an_error_status_refuses_the_change_in_flight_and_the_retry_sends_it_aga
     assert feed.replies()[0].request is None
 
 
+def test_a_code_of_another_market_is_refused_as_a_bad_code_not_sent() -> None:
+    feed = authed()
+    assert feed.client.subscribe("trades", ["AAPL.US", "600519.SH"], 0) == []
+    [reply] = feed.replies()
+    assert reply.verdict == "bad_code" and reply.msg == "not a US code: 600519.SH"
+
+
 def test_replace_model_names_the_whole_list_again() -> None:
     feed = subscribed(["AAPL.US", "MSFT.US"])
     feed.client.subscribe_model = "replace"

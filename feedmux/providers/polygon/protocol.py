@@ -29,6 +29,7 @@ from feedmux.providers.base import (
 )
 from feedmux.providers.polygon.wire import (
     DEFAULT_MAX_FRAME_BYTES,
+    MARKET,
     QUOTES,
     SAMPLE_BYTES,
     TRADES,
@@ -152,6 +153,12 @@ class PolygonClient:
         again) is sent again. ``levels`` is moot: a quote is one level."""
         lst = self._lists[kind]
         wanted = dict.fromkeys(codes)
+        foreign = next((c for c in wanted if not c.endswith(MARKET)), None)
+        if foreign is not None:  # e.g. added live: refused like a bad code, the manager finds it
+            req = Request(kind, tuple(codes), f"{lst.prefix} topics")
+            msg = f"not a US code: {foreign}"
+            self.events.append(Reply("bad_code", 0, msg, req, label=req.label))
+            return []
         if self.subscribe_model == "replace":
             adds = list(wanted)
         else:
