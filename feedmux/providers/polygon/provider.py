@@ -36,12 +36,14 @@ PACING = Pacing(
 class Polygon:
     name = "polygon"
     markets = frozenset(("US",))
+    whole_market = wire.WHOLE_MARKET  # T.*: every ticker's trades
     default_url = URL
     auth: Auth = "message"
     subscribe_model: SubscribeModel = "add_remove"
     pacing = PACING
     max_codes_per_conn = 100_000  # no documented cap: the whole market rides one connection
     max_conns = 1  # one connection per cluster per account
+    max_depth_levels = 1  # a quote (NBBO) is a one-level book
     max_frame_bytes = wire.DEFAULT_MAX_FRAME_BYTES
     codes_per_request = protocol.DEFAULT_CODES_PER_REQUEST
     replay_path = server.PATH
