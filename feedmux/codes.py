@@ -83,7 +83,7 @@ def _with_exchange(body: str, alias: str) -> str:
         return f"{int(body)}.HK"
     if not _US_TICKER.match(body):
         raise ValueError("not a US ticker")
-    return f"{body}.US"
+    return f"{body.replace('-', '.')}.US"
 
 
 def normalize(raw: str) -> str:
@@ -100,7 +100,7 @@ def normalize(raw: str) -> str:
     if m := _COLON.match(text):
         return _with_exchange(m.group(2), m.group(1))
     if _US_TICKER.match(text):  # before suffixes: BRK.B is a share class, not an exchange
-        return f"{text}.US"
+        return f"{text.replace('-', '.')}.US"  # BRK-B is BRK.B, as vendors send it
     if m := _SUFFIXED.match(text):
         return _with_exchange(m.group(1), m.group(2))
     raise ValueError("not a recognised code spelling")

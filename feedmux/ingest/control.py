@@ -59,6 +59,9 @@ class ControlDesk:
         if isinstance(request, wire.ListSubscriptions):
             return self.reply(now_ns), False
         subscribed = isinstance(request, wire.Subscribe)
+        vendor = self.manager.provider
+        if subscribed and (refused := [w for c in request.codes if (w := vendor.cannot_carry(c))]):
+            return self.reply(now_ns, "; ".join(refused)), False  # all or nothing, as below
         if subscribed:
             self._known.update(request.codes)
         elif unknown := [c for c in request.codes if c not in self._known]:

@@ -317,6 +317,7 @@ class SubscriptionManager:
                 out.append((conn.index, conn.queued.pop(0)))
                 conn.last_request_ns = conn.last_subscription_ns = now_ns
                 self._last_subscription_ns = now_ns
+                conn.inflight_since = now_ns  # the reply is due after the last of the change
             if self._wants_subscription(conn):
                 if conn.waiting_since_ns is None:
                     conn.waiting_since_ns = now_ns  # first seen wanting: the change is new

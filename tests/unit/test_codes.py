@@ -18,6 +18,7 @@ from feedmux.errors import ConfigError, SymbolError
         ("aapl.us", "AAPL.US"), ("NASDAQ:AAPL", "AAPL.US"), ("BRK.B", "BRK.B.US"),
         ("700.HK", "700.HK"), ("00700.HK", "700.HK"), (" 600519 ", "600519.SH"),
         ("00700", "700.HK"), ("09988", "9988.HK"), ("BRK.B.US", "BRK.B.US"),
+        ("BRK-B", "BRK.B.US"), ("brk-b.us", "BRK.B.US"),
     ],
 )  # fmt: skip
 def test_spellings_normalise(raw: str, code: str) -> None:

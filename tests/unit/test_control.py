@@ -15,6 +15,7 @@ from feedmux.ingest.universe import keep_universe, load_universe, save_universe
 from feedmux.providers.alltick.provider import PACING
 from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
 from feedmux.providers.alltick.server import ENVELOPE_ERROR
+from feedmux.providers.polygon.provider import PROVIDER as POLYGON
 from feedmux.writes import health
 from tests.unit.test_subscriptions import answer
 
@@ -121,6 +122,16 @@ def test_garbage_request_gets_an_error_reply() -> None:
     )
     assert answer is not None and not changed
     assert "bad control request" in wire.control_reply_decoder.decode(answer).error
+
+
+def test_a_code_the_vendor_cannot_carry_is_refused_naming_both_and_nothing_changes() -> None:
+    manager = SubscriptionManager(POLYGON, ["AAPL.US"], 100, PACING)
+    request = wire.Subscribe(["MSFT.US", "600519.SH"], False)
+    answer, changed = ControlDesk(manager).submit(b"x", wire.encode(request), 0)
+    assert answer is not None and not changed
+    error = wire.control_reply_decoder.decode(answer).error
+    assert error == "polygon cannot carry 600519.SH: it serves US codes only"
+    assert manager.desired() == ["AAPL.US"]
 
 
 def test_universe_round_trips_and_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
