@@ -483,6 +483,7 @@ def test_another_vendors_model_is_driven_through_its_session() -> None:
     assert manager.due(clock.advance(3.3)) == [(0, b"add TSLA.US")]
     assert manager.next_deadline() == clock.now + pacing.request_interval_ns
     assert manager.due(clock.advance(pacing.request_interval_ns / 1e9)) == [(0, b"remove AAPL.US")]
+    assert manager.connections[0].inflight_since == clock.now  # its reply is due from now
     session.answer(ok=True)
     manager.on_reply(0, session.events.pop(), clock.now)
     assert manager.connections[0].confirmed == ["MSFT.US", "TSLA.US"]
