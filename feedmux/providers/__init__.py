@@ -15,6 +15,7 @@ from feedmux.providers.base import Provider
 # name -> the package whose PROVIDER implements providers.base.Provider, imported when used
 VENDORS: dict[str, str] = {
     "alltick": "feedmux.providers.alltick",
+    "itick": "feedmux.providers.itick",
 }
 DEFAULT_VENDOR = next(iter(VENDORS))
 
