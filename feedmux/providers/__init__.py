@@ -16,6 +16,7 @@ from feedmux.providers.base import Provider
 VENDORS: dict[str, str] = {
     "alltick": "feedmux.providers.alltick",
     "polygon": "feedmux.providers.polygon",
+    "itick": "feedmux.providers.itick",
 }
 DEFAULT_VENDOR = next(iter(VENDORS))
 
