@@ -86,6 +86,8 @@ class ReplayServer:
         self.ticks_sent = 0
         self.books_sent = 0
         self.garbage_sent = 0
+        self.resent = 0
+        self._latest: dict[str, bytes] = {}  # each code's last trade push (--resend-on-subscribe)
         self.frames_sent = 0
         self.connections_opened = 0
         self.skipped: dict[str, int] = {}  # journal frames not sent, by reason: never silent
@@ -125,7 +127,7 @@ class ReplayServer:
         books = {c for codes in self.rules.book_subscriptions().values() for c in codes}
         return ReplayStats(
             url=self.url, feed=self.feed_state, ticks_sent=self.ticks_sent,
-            books_sent=self.books_sent, garbage_sent=self.garbage_sent,
+            books_sent=self.books_sent, garbage_sent=self.garbage_sent, resent=self.resent,
             frames_sent=self.frames_sent, connections_opened=self.connections_opened,
             frames_skipped=self.skipped,
             cpu_s=time.process_time(), feed_cpu_s=self.feed_cpu_s,
@@ -177,6 +179,7 @@ class ReplayServer:
             async for message in ws:
                 if conn in self.faulted:
                     continue
+                held = set(self.rules.subscriptions().get(conn, ()))
                 outcome = self.rules.receive(conn, message, time.monotonic_ns(),
                                              envelope_error=self.envelope_armed)  # fmt: skip
                 if outcome.envelope_error:  # not applied, but it counted for the spacing
@@ -187,6 +190,8 @@ class ReplayServer:
                 self._log_violations()
                 for reply in outcome.replies if not self.stalled() else ():
                     await ws.send(reply, text=True)
+                if self.settings.resend_on_subscribe:
+                    self._resend(conn, set(self.rules.subscriptions().get(conn, ())) - held)
                 if self.rules.subscribers:
                     self.first_subscription.set()
                 if outcome.close:
@@ -198,6 +203,14 @@ class ReplayServer:
             self.sockets.pop(conn, None)
             self.transports.pop(conn, None)
             self.rules.close(conn, time.monotonic_ns())
+
+    def _resend(self, conn: int, added: set[str]) -> None:
+        """Each added code's latest trade again, ahead of the feed's next (not in the sent
+        log: the client has it already, or lost it with the old connection)."""
+        again = [push for code in added if (push := self._latest.get(code)) is not None]
+        if again:
+            self._outgoing.setdefault(conn, [])[:0] = again
+            self.resent += len(again)
 
     async def watch_heartbeats(self) -> None:
         while True:
@@ -250,6 +263,8 @@ class ReplayServer:
         if self._sent_log is not None:
             self._sent_log.write(frame + b"\n")
         settings = self.settings
+        if settings.resend_on_subscribe:
+            self._latest[code] = frame
         if settings.duplicate_every and self.ticks_sent % settings.duplicate_every == 0:
             for conn in receivers:  # the same push again, as vendors do on a resubscribe
                 self._outgoing[conn].append(frame)

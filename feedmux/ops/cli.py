@@ -302,6 +302,8 @@ REPLAY = (Section("", "", (
     _replay("garbage_every", "fault: send a malformed frame after every N trades",
             metavar="N"),
     _replay("duplicate_every", "fault: send every Nth trade twice", metavar="N"),
+    _replay("resend_on_subscribe", "when a connection subscribes a code, send the code's "
+            "latest trade again first, as vendors do on a resubscribe"),
     _replay("faults", "fault on one connection (repeatable, in order): huge-header (a frame "
             "declaring 2^40 bytes, then 64 KiB every 50 ms), oversized-control, "
             "reserved-opcode, close-1001, envelope-error (the next subscription request gets "

@@ -425,6 +425,7 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     close_after_s: Annotated[float, option("close-after")] | None = None
     garbage_every: int = 0  # fault: a bad frame after every N trades (0: never)
     duplicate_every: int = 0  # fault: send every Nth trade twice (0: never)
+    resend_on_subscribe: bool = False  # a code's latest trade again when a connection adds it
     # link faults on one connection each, in order (simulator.faults); the first
     # fault_after_s after the first subscription request, each next one as long after the last
     faults: Annotated[list[str], option("fault")] = []

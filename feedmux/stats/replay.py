@@ -32,6 +32,7 @@ class ReplayStats(msgspec.Struct, kw_only=True):
     ticks_sent: int
     books_sent: int
     garbage_sent: int
+    resent: int = 0  # latest trades sent again after a subscription (--resend-on-subscribe)
     frames_sent: int
     connections_opened: int
     frames_skipped: dict[str, int]  # journal frames not sent, by reason
