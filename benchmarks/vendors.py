@@ -65,15 +65,15 @@ def measure(name: str, pushes: int, seed: int) -> dict[str, Any]:
     reads = [[(OPCODE_TEXT, m)] for m in messages]
     receiver_s = shard_s = float("inf")
     routed: list[bytes] = []
+    keep = routed.append
+
+    def route(key: Peek, payload: bytes, recv_ns: int) -> None:
+        keep(payload)
+
     for _ in range(ROUNDS):
         session = vendor.session("bench", _options(name))
         session.subscribe("trades", codes, 0)
-        routed = []
-        keep = routed.append
-
-        def route(key: Peek, payload: bytes, recv_ns: int) -> None:
-            keep(payload)
-
+        routed.clear()
         began = time.perf_counter()
         for read in reads:
             session.receive_read(read, 0, route)

@@ -59,3 +59,17 @@ def test_the_frame_benchmark_runs_tiny_and_compares_before_now_and_websockets(
     for r in results:  # "before" needs the base commit in git (a shallow clone lacks it)
         assert r.get("ns_per_frame", 0) > 0 or ("before" in r["what"] and r["skipped"]), r
     assert "websockets ClientProtocol" in run.stdout and "verdict:" in run.stdout
+
+
+def test_the_vendor_benchmark_runs_tiny_for_every_vendor(tmp_path: Path) -> None:
+    out = tmp_path / "vendors.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.vendors", "--tiny", "--json",
+                          str(out)], check=False, capture_output=True, text=True,
+                         timeout=scaled(120))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = {r["vendor"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"alltick", "polygon", "itick"}
+    for r in results.values():
+        assert r["receiver_us"] > 0 and r["shard_us"] > 0 and r["bus_bytes"] > 0, r
+    assert results["itick"]["identity_us"] > 0 and results["itick"]["identity_bytes_per_code"] > 0
+    assert "identity" in run.stdout
