@@ -6,8 +6,9 @@ For each vendor, in its own process (one cannot warm the other's caches): a seed
 market's trades in that vendor's frames (as its replay server sends them: Polygon packs many
 events in one message), then
 
-- receiver: the connection's session reading them (``Session.receive_read``: each push peeked
-  for its code and handed on undecoded), µs per push;
+- receiver: the connection's session reading them, 50 pushes a socket read
+  (``Session.receive_read``: each push peeked for its code and handed on undecoded), µs per
+  push;
 - shard: ``Provider.decode`` of what the receiver handed on, µs per push;
 - bus bytes: the average push as it goes to the shard;
 - identity (iTick): the part of the receiver's time spent numbering pushes (``Arrivals.count``
@@ -62,7 +63,9 @@ def measure(name: str, pushes: int, seed: int) -> dict[str, Any]:
     """One vendor's costs, in this process."""
     vendor = provider(name)
     codes, messages = _messages(name, pushes, seed)
-    reads = [[(OPCODE_TEXT, m)] for m in messages]
+    per_read = max(1, PUSHES_PER_MS * len(messages) // pushes)  # what one socket read holds
+    reads = [[(OPCODE_TEXT, m) for m in messages[i : i + per_read]]
+             for i in range(0, len(messages), per_read)]  # fmt: skip
     receiver_s = shard_s = float("inf")
     routed: list[bytes] = []
     keep = routed.append

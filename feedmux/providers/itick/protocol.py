@@ -38,8 +38,8 @@ from feedmux.providers.itick import identity
 from feedmux.providers.itick.symbols import canonical, request_params
 from feedmux.providers.itick.wire import (
     PeekDepth,
+    PeekTick,
     QuoteData,
-    TickData,
     WireRequest,
     book_ms,
     checked,
@@ -241,7 +241,7 @@ class ITickClient:
         if code is None:
             self._bad("code", f"no code iTick serves here: {data.s!r}", payload)
             return False
-        book = type(data) is not TickData
+        book = type(data) is not PeekTick
         if self.only_subscribed and code not in self._expects["books" if book else "trades"]:
             what = "book" if book else "trade"
             self._bad("unsubscribed", f"{what} for {code}, not subscribed here", payload)
@@ -250,7 +250,7 @@ class ITickClient:
         key = keys.get(code)
         if key is None:
             key = keys[code] = Peek(code, book)
-        if type(data) is TickData:
+        if type(data) is PeekTick:
             arrival = self._ticks.count(code, data.t)
         else:
             assert type(data) is PeekDepth

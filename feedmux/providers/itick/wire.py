@@ -61,16 +61,20 @@ class Push(msgspec.Struct, gc=False):
     data: TickData | DepthData | QuoteData
 
 
+class PeekTick(msgspec.Struct, tag_field="type", tag="tick", gc=False):
+    s: _Code  # price, volume and the rest are skipped, not parsed: the shard checks them
+    t: _Millis
+
+
 class PeekDepth(msgspec.Struct, tag_field="type", tag="depth", gc=False):
     s: _Code  # levels are skipped, not parsed
     t: _Millis | None = None
 
 
 class PeekPush(msgspec.Struct, gc=False):
-    """What the receiver reads of a push: a whole tick (its content is its identity), a
-    book's code and time only."""
+    """What the receiver reads of a push: its code and time only (its identity and route)."""
 
-    data: TickData | PeekDepth | QuoteData
+    data: PeekTick | PeekDepth | QuoteData
 
 
 class AnswerData(msgspec.Struct):
