@@ -452,12 +452,9 @@ def _resolve_run(given: Mapping[str, Any], config: str | None,
 
 def _vendor_defaults(resolved: Resolved, sections: Sequence[Section],
                      defaults_of: Callable[[str], dict[str, Any]]) -> None:  # fmt: skip
-    """The options left at their default take the chosen vendor's (its URL, plan, pacing)."""
-    name = resolved.values["provider"]
-    if name not in VENDORS:  # a file or variable (a flag's choices are checked by argparse)
-        raise ConfigError(f"{resolved.names['provider']}: unknown vendor {name!r}; known: "
-                          f"{', '.join(VENDORS)}")  # fmt: skip
-    defaults = defaults_of(name)
+    """The options left at their default take the chosen vendor's (its URL, plan, pacing);
+    the vendor's name was checked against the registry with the option's choices."""
+    defaults = defaults_of(resolved.values["provider"])
     for option in (o for s in sections for o in s.options):
         if option.field in defaults and resolved.sources[option.dest] == "default":
             resolved.values[option.dest] = defaults[option.field]

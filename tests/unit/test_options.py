@@ -236,3 +236,58 @@ def test_commands_that_find_a_run_take_its_directories_through_the_same_layers(
     typo = write(tmp_path, 'data-dir = "d"\nrun-dri = "r"\n')  # a typo is said, not ignored
     with pytest.raises(ConfigError, match="unknown key 'run-dri'"):
         run_dir(["--config", str(typo)], {})
+
+
+def with_token(*argv: str) -> Settings:
+    return build_settings(resolved(["--token", "t", *argv]))[0]
+
+
+def test_the_provider_brings_its_own_defaults_from_a_flag_a_file_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    settings = with_token("--provider", "polygon", "--codes", "AAPL,BRK-B")
+    assert settings.provider == "polygon" and settings.codes == ["AAPL.US", "BRK.B.US"]
+    assert settings.url == "wss://socket.massive.com/stocks" and settings.max_conns == 1
+    assert settings.session_options.subscribe_model == "add_remove"
+    config = write(tmp_path, 'provider = "itick"\nmax-conns = 2\n')
+    settings = with_token("--config", str(config), "--codes", "00700")
+    assert (settings.provider, settings.url, settings.max_codes_per_conn) == (
+        "itick",
+        "wss://api.itick.org/stock",
+        500,
+    )
+    assert settings.max_conns == 2  # what was given beats the vendor's default
+    r = resolved(["--codes", "600519"], {"FEEDMUX_PROVIDER": "alltick", "FEEDMUX_TOKEN": "t"})
+    assert build_settings(r)[0].url == VENDOR_URL
+
+
+def test_an_unknown_provider_is_named_where_it_was_given(tmp_path: Path) -> None:
+    config = write(tmp_path, 'provider = "bloomberg"\n')
+    with pytest.raises(ConfigError, match="key 'provider': must be one of alltick, polygon, "
+                       "itick, got 'bloomberg'"):  # fmt: skip
+        resolved(["--config", str(config)])
+    with pytest.raises(SystemExit):  # a flag's choices are argparse's: usage and exit 2
+        resolved(["--provider", "bloomberg"])
+
+
+def test_a_code_the_vendor_cannot_carry_stops_the_start_naming_both() -> None:
+    with pytest.raises(ConfigError, match=r"polygon cannot carry 600519\.SH: it serves US codes "
+                       r"only \(and 1 more\): drop it"):  # fmt: skip
+        with_token("--provider", "polygon", "--codes", "AAPL,600519,700.HK")
+    with pytest.raises(ConfigError, match=r"itick cannot carry 920118\.BJ"):
+        with_token("--provider", "itick", "--codes", "920118")
+    with pytest.raises(ConfigError, match="polygon's books have at most 1 level a side"):
+        with_token("--provider", "polygon", "--codes", "AAPL", "--depth", "5")
+    with pytest.raises(ConfigError, match="alltick cannot subscribe a whole market"):
+        with_token("--all-codes")
+    settings = with_token("--provider", "polygon", "--all-codes")
+    assert settings.codes == ["*.US"]
+
+
+def test_replay_for_a_vendor_lists_its_market_and_gives_enough_tokens() -> None:
+    settings, replay = build_settings(resolved(["--provider", "itick", "--replay"]))
+    assert replay is not None and replay.provider == "itick" and replay.max_conns == 1
+    assert len(settings.codes) > 5000 and not any(c.endswith(".BJ") for c in settings.codes)
+    assert len(settings.tokens) == -(-len(settings.codes) // 500) and settings.token == replay.token
+    _, replay = build_settings(resolved(["--provider", "polygon", "--replay"]))
+    assert replay is not None and "BRK.B.US" in replay.codes and len(replay.codes) == 8000
