@@ -252,3 +252,40 @@ def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name:
     first, again = (s[columns].sort_values(["code", "seq"]).reset_index(drop=True)
                     for s in (first, again))  # fmt: skip
     assert len(first) > 1000 and first.equals(again)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_a_refused_key_stops_the_run_with_a_clear_message(tmp_path: Path, name: str) -> None:
+    replay, report, url = start_replay(tmp_path, "--provider", name, "--codes", "AAPL")
+    try:
+        run = feedmux("run", "--provider", name, "--url", url, "--codes", "AAPL",
+                      "--data-dir", str(tmp_path / "data"), "--give-up-after", "2",
+                      token="not-the-key")  # fmt: skip
+        run.wait(scaled(60))  # it stops by itself
+        code, output = stop(run)
+    finally:
+        stop(replay)
+    assert code == 3, output
+    assert "vendor refused the token" in output and "2 times" in output
+    assert "not-the-key" not in output
+    assert [v.rule for v in replay_report(report).violations] == ["token", "token"]
+
+
+def test_a_second_connection_of_a_polygon_key_stops_that_run_not_the_first(
+    tmp_path: Path,
+) -> None:
+    replay, report, url = start_replay(tmp_path, "--provider", "polygon", "--codes", "AAPL,MSFT")
+    first = feedmux("run", "--provider", "polygon", "--url", url, "--codes", "AAPL",
+                    "--data-dir", str(tmp_path / "one"))  # fmt: skip
+    try:
+        wait_for(lambda: replay_report(report).subscribed == ["AAPL.US"], 30, "the first run")
+        second = feedmux("run", "--provider", "polygon", "--url", url, "--codes", "MSFT",
+                         "--data-dir", str(tmp_path / "two"), "--give-up-after", "2")  # fmt: skip
+        assert second.wait(scaled(60)) == 3
+        output = second.communicate()[0]
+        assert "too many for the token" in output and "--max-conns" in output
+        assert first.poll() is None and replay_report(report).subscribed == ["AAPL.US"]
+    finally:
+        code, first_output = stop(first)
+        stop(replay)
+    assert code == 0, first_output
