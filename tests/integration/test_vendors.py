@@ -9,12 +9,13 @@ import math
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from feedmux import SnapshotClient, Subscriber, read_ticks
+from feedmux import SnapshotClient, StreamReader, Subscriber, read_bars, read_ticks
 from feedmux.model import Depth, Tick
 from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.providers.base import Peek, Provider, SessionOptions
@@ -31,6 +32,7 @@ from tests.integration.helpers import (
     start_replay,
     stop,
 )
+from tests.services import postgres_schema, redis_prefix
 
 pytestmark = pytest.mark.integration
 OTHERS = [name for name in VENDORS if name != DEFAULT_VENDOR]
@@ -289,3 +291,58 @@ def test_a_second_connection_of_a_polygon_key_stops_that_run_not_the_first(
         code, first_output = stop(first)
         stop(replay)
     assert code == 0, first_output
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from postgres_schema()
+
+
+@pytest.fixture
+def redis_streams() -> Iterator[tuple[str, str]]:
+    yield from redis_prefix()
+
+
+def test_dotted_us_tickers_round_trip_through_every_store_topic_and_the_archive(
+    tmp_path: Path, pg_url: str, redis_streams: tuple[str, str]
+) -> None:
+    redis_url, prefix = redis_streams
+    codes = ["AAPL.US", "BRK.A.US", "BRK.B.US", "BF.B.US"]
+    replay, report, url = start_replay(tmp_path, "--provider", "polygon", "--codes",
+                                       "AAPL,BRK.A,BRK-B,bf.b", "--rate", "400")  # fmt: skip
+    data_dir, run_dir = tmp_path / "data", tmp_path / "run"
+    subscriber = Subscriber(["BRK.B"], run_dir=run_dir, shards=2)  # the topic T|BRK.B.US
+    run = feedmux("run", "--provider", "polygon", "--url", url, "--codes", ",".join(codes),
+                  "--shards", "2", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+                  "--store", "sqlite://", "--store", pg_url, "--redis", redis_url,
+                  "--redis-prefix", prefix)  # fmt: skip
+    seen: list[Tick] = []
+    try:
+        assert subscriber.wait_ready(scaled(30))
+        wait_for(lambda: replay_report(report).ticks_sent > 800, 60, "some feed")
+        end_feed(replay, report)
+        sent, _ = sent_by(provider("polygon"), tmp_path / "sent.log", codes)
+        wait_for(lambda: sum(s.stored for s in shards_in(run_dir)) >= len(sent), 30,
+                 "every trade stored")  # fmt: skip
+        brk_b = sum(1 for t in sent if t.code == "BRK.B.US")
+        while len(seen) < brk_b and (tick := subscriber.recv(timeout=5)) is not None:
+            seen.append(tick)
+    finally:
+        subscriber.close()
+        code, output = stop(run)
+        stop(replay)
+    assert code == 0, output
+    assert len(seen) == brk_b > 0 and {t.code for t in seen} == {"BRK.B.US"}
+    sqlite = read_ticks(data_dir)
+    assert set(sqlite["code"]) == set(codes) and len(sqlite) == len(sent)
+    pd.testing.assert_frame_equal(read_ticks(pg_url), sqlite)
+    archive = tmp_path / "archive"
+    for day in sorted({t.tz_convert("America/New_York").date() for t in sqlite["time"]}):
+        exported = feedmux("export", "--date", day.isoformat(), "--data-dir", str(data_dir),
+                           "--out", str(archive), "--tz", "America/New_York")  # fmt: skip
+        assert exported.wait(60) == 0, exported.communicate()[0]
+    pd.testing.assert_frame_equal(read_ticks(archive), sqlite)
+    assert set(read_bars(archive)["code"]) == set(read_bars(pg_url)["code"]) == set(codes)
+    reader = StreamReader(redis_url, 2, prefix=prefix)
+    streamed = {m.message.item.code for m in reader.read(count=100_000, block_ms=None)}
+    assert streamed == set(codes)
