@@ -528,7 +528,10 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
     if codes is None:
         raise ConfigError("give the codes to subscribe: --symbols-file FILE or --codes LIST "
                           "(or --replay for the synthetic market)")  # fmt: skip
-    fields = _fields(RUN_SETTINGS, values, skip=("token",))
+    # The vendor's defaults for the fields no option sets (its heartbeat, reconnect spacing);
+    # those an option sets are already its own where not given (``_vendor_defaults``).
+    fields = {**vendor_defaults(values["provider"]), **_fields(RUN_SETTINGS, values,
+                                                               skip=("token",))}  # fmt: skip
     if values["replay"] and resolved.sources["url"] == "default":
         fields["url"] = REPLAY_URL
     if values["free_plan"]:

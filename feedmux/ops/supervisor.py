@@ -102,7 +102,7 @@ class Supervisor:
             url = self.replay.start()
             self.settings = settings = msgspec.structs.replace(settings, url=url)
             burst = ", opening burst" if replay.burst else ""
-            self.say(f"replay server ({replay.provider}): {url} ({len(replay.codes):,} codes, "
+            self.say(f"replay server: {url} ({replay.provider}, {len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
         if settings.metrics_port is not None:
             from feedmux.ops import metrics  # noqa: PLC0415 (prometheus-client only when asked)

@@ -74,7 +74,7 @@ def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert len(lines) == 3 and all(line.startswith("600519.SH ") for line in lines), lines
     output, _ = run.communicate(timeout=scaled(90))  # --stop-after ends it by itself
     assert run.returncode == 0, output
-    assert "replay server (alltick): ws://127.0.0.1:" in output
+    assert "replay server: ws://127.0.0.1:" in output
     assert "received" in output and "stopped cleanly" in output
     # Every progress line while feeding has a measured rate: the first one too, not "0/s".
     rates = re.findall(r"ticks \(\s*([\d,]+)/s\)", output.split("stopping:")[0])

@@ -89,7 +89,7 @@ def test_a_full_market_through_8_shards_loses_nothing(tmp_path: Path, name: str)
     symbols.write_text("\n".join(codes) + "\n")
     replay, report, url = start_replay(
         tmp_path, "--provider", name, "--symbols-file", str(symbols), "--rate", "3000",
-        "--duration", "5", "--burst", "--warmup", str(scaled(4)), *QUICK_REPLAY, token=tokens,
+        "--duration", "3", "--burst", "--warmup", str(scaled(4)), *QUICK_REPLAY, token=tokens,
     )  # fmt: skip
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     subscriber = Subscriber(run_dir=run_dir, shards=8)
@@ -144,9 +144,13 @@ def test_faults_reconnect_within_the_rules_and_lose_nothing(tmp_path: Path, name
     tokens = _tokens(vendor, codes)
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(codes))
-    # Each fault well after the reconnect of the one before (its backoff is up to 6.6 s).
-    faults = ["--stall-after", "2", "--stall-for", "8", "--drop-after", "12", "--close-after",
-              "22", "--garbage-every", "40", "--resend-on-subscribe"]  # fmt: skip
+    # A stall the 3 s watchdog trips on, then each fault well after the reconnect of the one
+    # before (the vendor's reconnect spacing, doubled by the backoff, and a second).
+    gap = 2 * vendor.pacing.reconnect_spacing_ns / 1e9 + 1
+    drop = 7 + gap
+    faults = ["--stall-after", "1", "--stall-for", "6", "--drop-after", f"{drop:g}",
+              "--close-after", f"{drop + gap:g}", "--garbage-every", "40",
+              "--resend-on-subscribe"]  # fmt: skip
     numbered = name != "itick"
     if numbered:
         faults += ["--duplicate-every", "25"]
@@ -156,7 +160,7 @@ def test_faults_reconnect_within_the_rules_and_lose_nothing(tmp_path: Path, name
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     run = feedmux("run", "--provider", name, "--url", url, "--symbols-file", str(symbols),
                   "--shards", "2", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
-                  "--watchdog", "4", *QUICK, token=tokens)  # fmt: skip
+                  "--watchdog", "3", *QUICK, token=tokens)  # fmt: skip
     try:
         wait_for(lambda: sum(c.reconnects for c in receiver_in(run_dir).connections) >= 3, 90,
                  "the stall, the drop and the close to be over")  # fmt: skip

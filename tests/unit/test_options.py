@@ -257,6 +257,10 @@ def test_the_provider_brings_its_own_defaults_from_a_flag_a_file_or_the_environm
         500,
     )
     assert settings.max_conns == 2  # what was given beats the vendor's default
+    # and the vendor's pacing, flags or not
+    assert (settings.heartbeat_interval_ms, settings.reconnect_spacing_ms) == (30_000, 3_000)
+    settings = with_token("--provider", "polygon", "--codes", "AAPL")
+    assert (settings.heartbeat_interval_ms, settings.reconnect_spacing_ms) == (0, 1_000)
     r = resolved(["--codes", "600519"], {"FEEDMUX_PROVIDER": "alltick", "FEEDMUX_TOKEN": "t"})
     assert build_settings(r)[0].url == VENDOR_URL
 
