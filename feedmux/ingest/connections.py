@@ -101,7 +101,7 @@ class ConnectionTable:
 
     def send_due(self) -> None:
         """Subscription requests and heartbeats due now."""
-        for i, request in self.manager.due(self.clock()):
+        for i, request in self.manager.due(self.clock(), self.wall()):
             self._send(self.connections[i], [request])
 
     def _send(self, conn: Connection, payloads: list[bytes], journaled: bool = True) -> None:

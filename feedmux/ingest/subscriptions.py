@@ -304,9 +304,10 @@ class SubscriptionManager:
     def _queued_time(self, conn: Connection) -> int:
         return conn.last_request_ns + self.pacing.request_interval_ns
 
-    def due(self, now_ns: int) -> list[tuple[int, bytes]]:
+    def due(self, now_ns: int, wall_ns: int = 0) -> list[tuple[int, bytes]]:
         """Requests to send now, as ``(connection index, message)``: at most one subscription
-        request (the token's spacing holds any other back), and the heartbeats due."""
+        request (the token's spacing holds any other back), and the heartbeats due
+        (``wall_ns``: the time of day, for a vendor's heartbeat that carries it)."""
         out: list[tuple[int, bytes]] = []
         for conn in self.connections:
             if conn.inflight_since is not None and now_ns - conn.inflight_since > REPLY_TIMEOUT_NS:
@@ -329,7 +330,7 @@ class SubscriptionManager:
         for conn in self.connections:
             if conn.connected and self._heartbeat_time(conn) <= now_ns:
                 conn.last_heartbeat_ns = now_ns
-                heartbeat = conn.session.heartbeat()
+                heartbeat = conn.session.heartbeat(wall_ns)
                 if heartbeat is not None:
                     conn.last_request_ns = now_ns
                     out.append((conn.index, heartbeat))

@@ -206,8 +206,9 @@ class Session(Protocol):
         answer comes back as one ``Reply`` whose request carries ``codes``."""
         ...
 
-    def heartbeat(self) -> bytes | None:
-        """An application heartbeat, or None when the vendor needs none."""
+    def heartbeat(self, wall_ns: int) -> bytes | None:
+        """An application heartbeat (``wall_ns``: the time of day, for a vendor that wants it
+        in the message), or None when the vendor needs none."""
         ...
 
     def pending(self) -> int:

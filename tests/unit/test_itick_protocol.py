@@ -198,14 +198,16 @@ def test_an_answer_to_no_request_names_none() -> None:
 # -- heartbeat -------------------------------------------------------------------------------------
 def test_a_pong_must_name_the_last_ping() -> None:
     session = client()
-    assert json.loads(session.heartbeat()) == {"ac": "ping", "params": "1"}
+    ms = 1_780_000_000_000
+    # the documented params: the time in ms; a second ping in the same ms names the next
+    assert json.loads(session.heartbeat(ms * 10**6 + 7)) == {"ac": "ping", "params": str(ms)}
     assert session.pending() == 1
-    assert read(session, b'{"resAc":"pong","data":{"params":"1"}}')[0]
+    assert read(session, b'{"resAc":"pong","data":{"params":"%d"}}' % ms)[0]
     assert session.pending() == 0 and session.bad_messages == {}
-    assert json.loads(session.heartbeat()) == {"ac": "ping", "params": "2"}
-    assert not read(session, b'{"resAc":"pong","data":{"params":"1"}}')[0]  # a stale one
-    assert read(session, b'{"resAc":"pong","data":{"params":"2"}}')[0]
-    assert not read(session, b'{"resAc":"pong","data":{"params":"2"}}')[0]  # none outstanding
+    assert json.loads(session.heartbeat(ms * 10**6)) == {"ac": "ping", "params": str(ms + 1)}
+    assert not read(session, b'{"resAc":"pong","data":{"params":"%d"}}' % ms)[0]  # a stale one
+    assert read(session, b'{"resAc":"pong","data":{"params":"%d"}}' % (ms + 1))[0]
+    assert not read(session, b'{"resAc":"pong","data":{"params":"%d"}}' % (ms + 1))[0]  # none
     assert session.bad_messages == {"pong": 2}
     assert [e.kind for e in session.events if isinstance(e, BadMessage)] == ["pong", "pong"]
 

@@ -133,7 +133,7 @@ def test_requests_closer_than_the_interval_break_the_rate_rule() -> None:
     srv.open(2, "other", 0)
     srv.receive(1, request("subscribe", "600519$SH"), 0)
     srv.receive(2, request("subscribe", "600519$SH"), S // 10)  # another connection: its own
-    srv.receive(1, request("ping", "1"), S)
+    srv.receive(1, request("ping", "1731688569840"), S)
     srv.receive(1, request("subscribe", "AAPL$US"), S + S // 2)  # pings count
     assert rules(srv) == ["request rate"]
     assert srv.subscriptions()[1] == ["600519.SH", "AAPL.US"]  # recorded, still applied
@@ -157,6 +157,15 @@ def test_subscriptions_settle_after_the_last_change() -> None:
 
 
 # -- heartbeat -------------------------------------------------------------------------------------
+def test_a_ping_not_naming_a_time_in_ms_is_a_violation_and_still_answered() -> None:
+    srv = server()
+    srv.open(1, "tok", 0)
+    assert said(srv.receive(1, request("ping", "7"), 0)) == [
+        {"resAc": "pong", "data": {"params": "7"}}
+    ]
+    assert [v.rule for v in srv.violations] == ["ping"]
+
+
 def test_a_ping_gets_a_pong_naming_it() -> None:
     srv = server()
     srv.open(1, "tok", 0)
@@ -168,7 +177,7 @@ def test_a_connection_with_no_ping_for_a_minute_is_closed() -> None:
     srv = server()
     srv.open(1, "tok", 0)
     srv.open(2, "other", 0)
-    srv.receive(2, request("ping", "1"), 50 * S)
+    srv.receive(2, request("ping", "1731688569840"), 50 * S)
     assert srv.expired(60 * S) == []
     [(conn, outcome)] = srv.expired(60 * S + 1)
     assert conn == 1 and outcome.close and outcome.close_reason == "heartbeat timeout"
@@ -204,7 +213,7 @@ def drive(manager: SubscriptionManager, srv: ITickServer, clock: FakeClock, seco
             deliver(manager, i, outcome.replies, clock.now)
             for older in outcome.evict:
                 manager.on_disconnected(older, clock.now)
-        for i, message in manager.due(clock.now):
+        for i, message in manager.due(clock.now, WALL_NS + clock.now):
             sent.append((clock.now, i, message))
             outcome = srv.receive(i, message, clock.now)
             deliver(manager, i, outcome.replies, clock.now)
@@ -212,6 +221,9 @@ def drive(manager: SubscriptionManager, srv: ITickServer, clock: FakeClock, seco
             manager.on_disconnected(i, clock.now)
         clock.advance(step)
     return sent
+
+
+WALL_NS = 1_780_000_000 * 10**9  # the time of day the drive starts at
 
 
 def manager_of(pacing: object = PACING) -> SubscriptionManager:

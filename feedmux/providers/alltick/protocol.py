@@ -358,7 +358,7 @@ class AllTickClient:
     def opening(self, token: str) -> list[bytes]:
         return []  # the token is in the URL; the server says nothing until we speak
 
-    def heartbeat(self) -> bytes:
+    def heartbeat(self, wall_ns: int = 0) -> bytes:
         return self._request(CMD_HEARTBEAT, {}, "heartbeat", [])
 
     def subscribe(self, kind: ListKind, codes: list[str], levels: int = 0) -> list[bytes]:

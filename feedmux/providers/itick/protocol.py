@@ -127,8 +127,10 @@ class ITickClient:
     def opening(self, token: str) -> list[bytes]:
         return []  # the token went in the handshake; the server speaks first
 
-    def heartbeat(self) -> bytes:
-        self._pings += 1
+    def heartbeat(self, wall_ns: int = 0) -> bytes:
+        """``{"ac":"ping","params":"<ms timestamp>"}``; its pong must name the same (a later
+        ping in the same ms names the next ms: each is its own)."""
+        self._pings = max(self._pings + 1, wall_ns // 1_000_000)
         self._ping = str(self._pings)
         return encode(WireRequest("ping", self._ping))
 

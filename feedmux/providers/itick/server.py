@@ -25,6 +25,7 @@ SETTLE_MIN_NS = 5_000_000_000
 BOOK_LEVELS = 5  # iTick's books: five levels a side
 TYPES = frozenset(("tick", "depth"))  # what feedmux may ask for (quote and klines: never)
 CLOSE_POLICY = 1008
+MS_DIGITS = 13  # a ping's params: the time in ms (13 digits from 2001 to 2286)
 
 
 def plan_rules(token: str, **limits: int) -> ServerRules:
@@ -141,6 +142,8 @@ class ITickServer:
             self._violate(now_ns, conn, "request rate", f"{req.ac} {gap_ms} ms after the last")
         if req.ac == "ping":
             state.last_ping_ns = now_ns
+            if not (req.params.isdigit() and len(req.params) == MS_DIGITS):
+                self._violate(now_ns, conn, "ping", f"params {req.params[:40]!r}: no ms time")
             return Outcome([pong(req.params)])
         if req.ac not in ("subscribe", "unsubscribe"):
             self._violate(now_ns, conn, "unknown action", req.ac)

@@ -143,7 +143,7 @@ class PolygonClient:
         self._auth_waiting = True
         return [request("auth", token)]
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, wall_ns: int = 0) -> None:
         return None  # WebSocket pings (the server's) keep the link: no application heartbeat
 
     def subscribe(self, kind: ListKind, codes: list[str], levels: int = 0) -> list[bytes]:
