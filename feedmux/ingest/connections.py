@@ -16,8 +16,8 @@ import zmq
 from feedmux.ingest.connection import Connection, Link
 from feedmux.ingest.journal import JournalWriter
 from feedmux.ingest.subscriptions import SubscriptionManager
-from feedmux.ops.config import redact, tokens_of
-from feedmux.providers.base import BadMessage, Failure, Reply, Route, first_line
+from feedmux.ops.config import redact
+from feedmux.providers.base import BadMessage, Failure, Reply, Route, first_line, tokens_of
 from feedmux.stats.receiver import ConnectionStats
 from feedmux.transports.ws import HandshakeRefused, LinkErrors
 

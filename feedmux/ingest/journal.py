@@ -31,9 +31,9 @@ from typing import IO, Any
 import msgspec
 
 from feedmux.errors import StoreError
-from feedmux.ops.config import redact, redact_bytes, token_pattern, tokens_of
+from feedmux.ops.config import redact, redact_bytes, token_pattern
 from feedmux.providers import provider
-from feedmux.providers.base import Provider
+from feedmux.providers.base import Provider, tokens_of
 from feedmux.writes import health
 
 OPCODE_TEXT, OPCODE_BINARY = 0x1, 0x2  # WebSocket opcodes, as the links return them

@@ -302,7 +302,9 @@ class SubscriptionManager:
         return requests[:1]
 
     def _queued_time(self, conn: Connection) -> int:
-        return conn.last_request_ns + self.pacing.request_interval_ns
+        # the next message of a change: a request, and a subscription request of the token
+        return max(conn.last_request_ns + self.pacing.request_interval_ns,
+                   self._last_subscription_ns + self.spacing_ns())  # fmt: skip
 
     def due(self, now_ns: int, wall_ns: int = 0) -> list[tuple[int, bytes]]:
         """Requests to send now, as ``(connection index, message)``: at most one subscription
@@ -367,6 +369,8 @@ class SubscriptionManager:
             return  # heartbeat replies and unknown requests change nothing here
         self.version += 1
         conn.inflight_since = None
+        if not reply.ok:
+            conn.queued = []  # the rest of a refused change: it is sent again whole, or not
         sent = list(request.codes)
         if reply.ok:
             self._narrow()

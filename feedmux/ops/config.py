@@ -19,7 +19,7 @@ from msgspec import Meta
 from feedmux.errors import ConfigError, NotRunningError
 from feedmux.ops import options
 from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
-from feedmux.providers.base import SessionOptions, SubscribeModel
+from feedmux.providers.base import SessionOptions, SubscribeModel, tokens_of
 from feedmux.shard.stores.urls import Store, parse_store
 from feedmux.simulator.faults import FAULTS
 
@@ -76,12 +76,6 @@ def replay_defaults(name: str) -> dict[str, Any]:
         "heartbeat_timeout_s": plan.heartbeat_timeout_ns / 1e9,
         "reconnect_spacing_ms": plan.reconnect_spacing_ns // _MS,
     }  # fmt: skip
-
-
-def tokens_of(token: str) -> list[str]:
-    """The tokens of a ``--token`` value: several, comma-separated, where a vendor caps the
-    connections of one."""
-    return [t.strip() for t in token.split(",") if t.strip()]
 
 
 def _check_vendor(name: str, where: str) -> None:
@@ -377,18 +371,19 @@ def token_pattern(token: bytes) -> re.Pattern[bytes]:
 
 
 def redact_bytes(data: bytes, token: bytes) -> bytes:
-    """``data`` with ``token`` (each of several, comma-separated, where it stands alone)
+    """``data`` with ``token`` (each of several, ``tokens_of``, where it stands alone)
     replaced by ``***``."""
-    for one in token.split(b","):
-        if one and one in data:
-            data = token_pattern(one).sub(b"***", data)
+    for one in tokens_of(token.decode("utf-8", "replace")):
+        encoded = one.encode()
+        if encoded in data:
+            data = token_pattern(encoded).sub(b"***", data)
     return data
 
 
 def redact(text: str, token: str | None = None) -> str:
-    """Remove a token (each of several, comma-separated; and any ``token=...`` query value)
+    """Remove a token (each of several, ``tokens_of``; and any ``token=...`` query value)
     from text meant for logs."""
-    if token and any(one and one in text for one in token.split(",")):
+    if token and any(one in text for one in tokens_of(token)):
         text = redact_bytes(text.encode(), token.encode()).decode()
     return _TOKEN_QUERY.sub("token=***", text)
 

@@ -114,6 +114,12 @@ def give_up_message(failure: Failure, count: int, url: str) -> str:
     return f"{failure.detail}: check --codes / --symbols-file"  # codes: one verdict, no count
 
 
+def tokens_of(token: str) -> list[str]:
+    """The tokens of a ``--token`` value: several, comma-separated (spaces around them are no
+    part of them), where a vendor caps the connections of one."""
+    return [t.strip() for t in token.split(",") if t.strip()]
+
+
 def market_refusal(vendor: str, markets: frozenset[str], code: str) -> str | None:
     """``code`` outside the markets a vendor carries: why, naming both; else None."""
     market = code.rpartition(".")[2]
@@ -256,7 +262,7 @@ class ServerRules(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def tokens(self) -> tuple[str, ...]:
-        return tuple(t for t in self.token.split(",") if t)
+        return tuple(tokens_of(self.token))
 
 
 class Violation(msgspec.Struct, frozen=True):

@@ -99,6 +99,7 @@ def test_consumers_find_tcp_endpoints_and_the_curve_key_in_run_json(tmp_path: Pa
 def test_redact_removes_each_of_several_tokens() -> None:
     text = "conn 0 tok-one-1 and conn 1 tok-two-2 and token=tok-one-1"
     assert redact(text, "tok-one-1,tok-two-2") == "conn 0 *** and conn 1 *** and token=***"
+    assert redact(text, " tok-one-1 , tok-two-2 ") == "conn 0 *** and conn 1 *** and token=***"
 
 
 def test_redact_removes_a_token_standing_alone_never_part_of_a_word() -> None:

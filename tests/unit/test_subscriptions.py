@@ -479,13 +479,34 @@ def test_another_vendors_model_is_driven_through_its_session() -> None:
     assert manager.all_confirmed()
     manager.unsubscribe(["AAPL.US"])
     manager.subscribe(["TSLA.US"])
-    # One change in two messages: the second a request interval after the first.
+    # One change in two messages: the second as far after the first as two subscription
+    # requests of the token must be (here the cross interval, longer than a request's).
     assert manager.due(clock.advance(3.3)) == [(0, b"add TSLA.US")]
-    assert manager.next_deadline() == clock.now + pacing.request_interval_ns
-    assert manager.due(clock.advance(pacing.request_interval_ns / 1e9)) == [(0, b"remove AAPL.US")]
+    assert manager.next_deadline() == clock.now + pacing.cross_interval_ns
+    assert manager.due(clock.advance(pacing.cross_interval_ns / 1e9)) == [(0, b"remove AAPL.US")]
     assert manager.connections[0].inflight_since == clock.now  # its reply is due from now
     session.answer(ok=True)
     manager.on_reply(0, session.events.pop(), clock.now)
     assert manager.connections[0].confirmed == ["MSFT.US", "TSLA.US"]
     assert manager.settled(["TSLA.US"], subscribed=True)
     assert manager.settled(["AAPL.US"], subscribed=False)
+
+
+def test_a_refused_change_sends_no_more_of_its_messages() -> None:
+    clock = FakeClock()
+    pacing = replace(PACING, heartbeat_interval_ns=0)
+    manager = SubscriptionManager(_AddRemoveVendor(), ["AAPL.US"], 100, pacing)  # type: ignore[arg-type]
+    session = manager.connections[0].session
+    assert isinstance(session, _AddRemoveSession)
+    manager.on_connected(0, clock.now)
+    session.ready = True
+    manager.due(clock.now)
+    session.answer(ok=True)
+    manager.on_reply(0, session.events.pop(), clock.now)
+    manager.unsubscribe(["AAPL.US"])
+    manager.subscribe(["TSLA.US"])
+    assert manager.due(clock.advance(3.3)) == [(0, b"add TSLA.US")]
+    session.answer(ok=False)  # refused: its "remove" must not follow
+    manager.on_reply(0, session.events.pop(), clock.now)
+    assert manager.connections[0].queued == []
+    assert manager.due(clock.advance(pacing.cross_interval_ns / 1e9)) == []
