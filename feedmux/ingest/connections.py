@@ -96,7 +96,8 @@ class ConnectionTable:
             self.poller.register(link.fileno(), zmq.POLLIN)
             self.manager.on_connected(i, self.clock())
             self.log.info("connection %d up", i)
-            self.journal.event(self.wall(), i, "connect", url=self.url)
+            self.journal.event(self.wall(), i, "connect", url=self.url,
+                               provider=self.manager.provider.name)  # fmt: skip
             self._send(conn, conn.session.opening(token), journaled=False)  # holds the token
 
     def send_due(self) -> None:

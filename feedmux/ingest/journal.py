@@ -291,6 +291,28 @@ def journal_pushes(path: Path, vendor: Provider | None = None) -> Iterator[Push]
             yield Push(record.recv_ns, key.code, key.book, payload)
 
 
+class _Connect(msgspec.Struct):
+    event: str
+    provider: str = ""
+
+
+_event_decoder = msgspec.json.Decoder(_Connect)
+
+
+def journal_vendor(path: Path) -> str | None:
+    """The vendor a journal was recorded from (its first connection says; None if none
+    does: a journal of a feedmux before vendors were named)."""
+    for record in read_journal(path):
+        if record.kind == EVENT:
+            try:
+                event = _event_decoder.decode(record.payload)
+            except msgspec.DecodeError:
+                continue
+            if event.event == "connect":
+                return event.provider or None
+    return None
+
+
 def journal_codes(path: Path, vendor: Provider | None = None) -> list[str]:
     """The captured run's universe: every code it subscribed (a code that never ticked
     included, or a replay would refuse it) and every code pushed."""

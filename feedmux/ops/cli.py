@@ -22,7 +22,7 @@ from feedmux import __version__
 from feedmux.client.control import Control
 from feedmux.codes import parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
-from feedmux.ingest.journal import journal_codes
+from feedmux.ingest.journal import journal_codes, journal_vendor
 from feedmux.ingest.universe import load_universe
 from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import options, pipes
@@ -561,7 +561,10 @@ def cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySettings:
-    """`feedmux replay`'s settings from its resolved flags (the token also from FEEDMUX_TOKEN)."""
+    """`feedmux replay`'s settings from its resolved flags (the token also from FEEDMUX_TOKEN):
+    the vendor's (the journal's, if it names one) plan where a flag does not say."""
+    _journal_vendor(resolved)
+    _vendor_defaults(resolved, REPLAY, replay_defaults)
     values = resolved.values
     vendor = provider(values["provider"])
     codes = _codes(values)
@@ -579,9 +582,25 @@ def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySetting
     return settings
 
 
+def _journal_vendor(resolved: Resolved) -> None:
+    """A journal is served as the vendor it was recorded from: ``--provider`` may be left
+    out, and must not name another."""
+    values = resolved.values
+    if not values["journal"]:
+        return
+    recorded = journal_vendor(Path(values["journal"]))
+    if recorded is None:
+        return
+    if resolved.sources["provider"] == "default":
+        values["provider"] = recorded
+    elif values["provider"] != recorded:
+        raise ConfigError(f"the journal {values['journal']} was recorded from {recorded}, not "
+                          f"{values['provider']}: drop --provider or give --provider "
+                          f"{recorded}")  # fmt: skip
+
+
 def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolved = options.resolve(REPLAY, vars(args), {})  # flags only: the server is a test tool
-    _vendor_defaults(resolved, REPLAY, replay_defaults)
     settings = replay_settings(resolved, env)
     for warning in resolved.warnings:
         print(warning, file=sys.stderr)

@@ -222,11 +222,11 @@ def test_sigterm_under_a_burst_stores_every_received_tick(tmp_path: Path, name: 
 
 def _stored_after_feed(tmp: Path, name: str, symbols: Path, tokens: str,
                        *replay_args: str) -> pd.DataFrame:  # fmt: skip
-    """Run the pipeline against the vendor's replay server until its feed is done and stored;
-    the stored ticks."""
+    """Run the pipeline against the vendor's replay server (``replay_args`` name it, or a
+    journal of its) until its feed is done and stored; the stored ticks."""
     tmp.mkdir()
-    replay, report, url = start_replay(tmp, "--provider", name, "--symbols-file", str(symbols),
-                                       *replay_args, *QUICK_REPLAY, token=tokens)  # fmt: skip
+    replay, report, url = start_replay(tmp, "--symbols-file", str(symbols), *replay_args,
+                                       *QUICK_REPLAY, token=tokens)  # fmt: skip
     run = feedmux("run", "--provider", name, "--url", url, "--symbols-file", str(symbols),
                   "--shards", "2", "--data-dir", str(tmp / "data"), "--run-dir",
                   str(tmp / "run"), *QUICK, token=tokens)  # fmt: skip
@@ -249,9 +249,10 @@ def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name:
     tokens = _tokens(vendor, codes)
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(codes))
-    first = _stored_after_feed(tmp_path / "recorded", name, symbols, tokens, "--rate", "1500",
-                               "--duration", "3")  # fmt: skip
+    first = _stored_after_feed(tmp_path / "recorded", name, symbols, tokens, "--provider", name,
+                               "--rate", "1500", "--duration", "3")  # fmt: skip
     journal = tmp_path / "recorded" / "data" / "journal"
+    # No --provider: the journal says whose it is.
     again = _stored_after_feed(tmp_path / "served", name, symbols, tokens, "--journal",
                                str(journal), "--speed", "max")  # fmt: skip
     columns = ["code", "seq", "time", "price", "volume", "direction"]

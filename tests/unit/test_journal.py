@@ -9,13 +9,16 @@ from feedmux.ingest.journal import (
     EVENT,
     FRAME_BINARY,
     FRAME_TEXT,
+    OPCODE_TEXT,
     SENT,
     JournalWriter,
     journal_codes,
     journal_files,
     journal_pushes,
+    journal_vendor,
     read_journal,
 )
+from feedmux.providers import provider
 from feedmux.simulator.market import Market
 
 TOKEN = "s3cret-token-value"
@@ -184,3 +187,19 @@ def test_a_journals_codes_are_those_it_subscribed_not_only_those_that_ticked(
     journal.message(T0 + 1, 0, False, Market(["600519.SH"], seed=3).trade("600519.SH", 1))
     journal.close()  # 000001.SZ never ticked: a replay must still list it, or refuse it
     assert journal_codes(tmp_path) == ["000001.SZ", "600519.SH"]
+
+
+def test_a_journal_knows_its_vendor_and_splits_its_messages_into_pushes(tmp_path: Path) -> None:
+    polygon = provider("polygon")
+    market = Market(["AAPL.US", "BRK.B.US"], vendor=polygon)
+    pushes = [market.trade(code, 1_780_000_000_000) for code in ("AAPL.US", "BRK.B.US") * 3]
+    journal = JournalWriter(tmp_path, "k1, k2")
+    journal.event(T0, 0, "connect", url="ws://x/stocks", provider="polygon")
+    journal.messages(T0, 0, [(OPCODE_TEXT, m) for m in polygon.pack(pushes)])  # one message
+    journal.close()
+    assert journal_vendor(tmp_path) == "polygon"
+    served = list(journal_pushes(tmp_path, polygon))
+    assert [p.payload for p in served] == pushes  # each push alone, as its server packs again
+    assert [p.code for p in served] == ["AAPL.US", "BRK.B.US"] * 3
+    assert journal_codes(tmp_path, polygon) == ["AAPL.US", "BRK.B.US"]
+    assert list(journal_pushes(tmp_path)) == []  # read as another vendor's: nothing

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from feedmux.errors import ConfigError
+from feedmux.ingest.journal import JournalWriter
 from feedmux.ops import options
 from feedmux.ops.cli import (
     REPLAY,
@@ -295,3 +296,14 @@ def test_replay_for_a_vendor_lists_its_market_and_gives_enough_tokens() -> None:
     assert len(settings.tokens) == -(-len(settings.codes) // 500) and settings.token == replay.token
     _, replay = build_settings(resolved(["--provider", "polygon", "--replay"]))
     assert replay is not None and "BRK.B.US" in replay.codes and len(replay.codes) == 8000
+
+
+def test_a_journal_is_served_as_the_vendor_it_was_recorded_from(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path, "t")
+    journal.event(1, 0, "connect", url="ws://x/stocks", provider="polygon")
+    journal.close()
+    settings, _ = replay(["--journal", str(tmp_path)])
+    assert settings.provider == "polygon" and settings.max_conns == 1  # and its plan
+    with pytest.raises(ConfigError, match=f"the journal {tmp_path} was recorded from polygon, "
+                       "not alltick: drop --provider or give --provider polygon"):  # fmt: skip
+        replay(["--journal", str(tmp_path), "--provider", "alltick"])
