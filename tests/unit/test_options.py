@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from feedmux.errors import ConfigError
+from feedmux.errors import ConfigError, StoreError
 from feedmux.ingest.journal import JournalWriter
 from feedmux.ops import options
 from feedmux.ops.cli import (
@@ -212,13 +212,17 @@ def test_replay_log_flags_say_what_they_hold_and_the_old_names_still_work() -> N
                         "warning: --send-log is deprecated; use --write-times"]  # fmt: skip
 
 
-def test_replay_rate_is_ticks_and_journal_rate_is_frames() -> None:
-    settings, warnings = replay(["--journal", "j", "--journal-rate", "800"])
+def test_replay_rate_is_ticks_and_journal_rate_is_frames(tmp_path: Path) -> None:
+    JournalWriter(tmp_path, "t").event(1, 0, "connect", url="ws://x")  # a journal, of no vendor
+    j = str(tmp_path)
+    settings, warnings = replay(["--journal", j, "--journal-rate", "800"])
     assert (settings.journal_rate, settings.rate, warnings) == (800, 5000, [])
-    settings, warnings = replay(["--journal", "j", "--rate", "800"])  # what --rate used to do
+    settings, warnings = replay(["--journal", j, "--rate", "800"])  # what --rate used to do
     assert settings.journal_rate == 800 and "use --journal-rate" in warnings[0]
     settings, _ = replay(["--rate", "800"])
     assert (settings.rate, settings.journal_rate) == (800, None)
+    with pytest.raises(StoreError, match="no journal files"):  # a typo: said at once
+        replay(["--journal", str(tmp_path / "nope")])
 
 
 def test_commands_that_find_a_run_take_its_directories_through_the_same_layers(
