@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedmux.model import Tick
-from feedmux.providers.alltick.protocol import AllTickClient
+from feedmux.providers.alltick.protocol import AllTickClient, peek
 from feedmux.providers.alltick.provider import PROVIDER as ALLTICK
 from feedmux.providers.base import BadMessage, Peek, Reply, Request
 
@@ -153,17 +153,17 @@ def test_no_json_shape_makes_the_decoder_raise(data: object, cmd_id: int) -> Non
 
 
 def test_peek_reads_the_route_key_without_decoding_the_tick() -> None:
-    assert ALLTICK.peek(SPEC_TRADE_STRINGS) == Peek("600519.SH", book=False)
+    assert peek(SPEC_TRADE_STRINGS) == Peek("600519.SH", book=False)
     depth = b'{"cmd_id":22999,"data":{"code":"700.HK","seq":1,"tick_time":1,"bids":[],"asks":[]}}'
-    assert ALLTICK.peek(depth) == Peek("700.HK", book=True)
+    assert peek(depth) == Peek("700.HK", book=True)
     # Fields the route does not need are not parsed: a broken price still routes (the full
     # decode, wherever it runs, counts it as a bad message).
     broken = SPEC_TRADE_STRINGS.replace(b'"1745.50"', b'"abc"')
-    assert ALLTICK.peek(broken) == Peek("600519.SH", book=False)
+    assert peek(broken) == Peek("600519.SH", book=False)
     bad = ALLTICK.decode(broken, 0)
     assert isinstance(bad, BadMessage) and bad.kind == "schema" and bad.sample == broken
     ack = b'{"ret":200,"msg":"ok","cmd_id":22005,"seq_id":1,"trace":"c-1","data":{}}'
-    assert ALLTICK.peek(ack) is None and ALLTICK.peek(b"not json") is None
+    assert peek(ack) is None and peek(b"not json") is None
 
 
 def test_decode_needs_no_connection_and_agrees_with_the_session() -> None:

@@ -112,6 +112,16 @@ def test_auth_refusals_are_failures_except_the_timeout(
     assert not feed.client.ready  # the server closes; a timeout is retried by reconnecting
 
 
+def test_max_connections_after_this_session_worked_is_its_own_old_link_and_retried() -> None:
+    feed = Feed()
+    feed.client.opening("KEY")
+    feed.read(frame(status("auth_success", "authenticated")))
+    feed.client.reset()  # the link was lost; the server may not know it yet
+    feed.client.opening("KEY")
+    feed.read(frame(status("max_connections", "Maximum number of connections exceeded.")))
+    assert [(r.ok, r.failure) for r in feed.replies()][-1] == (False, None)  # transient
+
+
 def test_reset_forgets_auth_and_lists() -> None:
     feed = subscribed(["AAPL.US"])
     feed.client.reset()
@@ -219,9 +229,14 @@ def test_the_whole_market_is_one_wildcard_topic_and_any_ticker_is_welcome() -> N
     feed.read(frame(trade("AAPL"), trade("ZZZZ"), trade("BRK.B")))
     assert [k for k, _ in feed.routed] == [Peek("AAPL.US", False), Peek("ZZZZ.US", False),
                                            Peek("BRK.B.US", False)]  # fmt: skip
+    # whatever the stream brings, only a ticker becomes a code; a trade of 1970 is no trade
+    feed.read(frame(trade("A|B"), trade("A B")))
+    assert len(feed.routed) == 3 and feed.client.bad_messages == {"schema": 2}
+    old = POLYGON.decode(b'{"ev":"T","sym":"ZZZZ","p":1.5,"s":100,"t":1,"q":1}', 0)
+    assert isinstance(old, BadMessage) and old.kind == "schema"
     answer(feed, feed.client.subscribe("trades", [], 0))
     feed.read(frame(trade("AAPL")))
-    assert len(feed.routed) == 3 and feed.client.bad_messages == {"unsubscribed": 1}
+    assert len(feed.routed) == 3 and feed.client.bad_messages == {"schema": 2, "unsubscribed": 1}
 
 
 # -- frames of many events -------------------------------------------------------------------------
@@ -367,7 +382,7 @@ def test_pushes_are_packed_in_arrays_and_split_back() -> None:
     messages = POLYGON.pack(pushes)
     assert [len(json.loads(m)) for m in messages] == [100, 100, 50]
     assert [p for m in messages for _, p in POLYGON.split(m)] == pushes
-    assert POLYGON.peek(messages[0]) == Peek("AAPL.US", False)
+    assert POLYGON.split(messages[0])[0][0] == Peek("AAPL.US", False)
 
 
 def test_request_codes_are_those_a_subscribe_asks_for() -> None:

@@ -60,10 +60,6 @@ class AllTick:
         ``options`` say of requests."""
         return protocol.AllTickClient(name, options.max_frame_bytes)
 
-    def peek(self, payload: bytes) -> Peek | None:
-        """A push's key (one push per message)."""
-        return protocol.peek(payload)
-
     def split(self, payload: bytes) -> list[tuple[Peek, bytes]]:
         key = protocol.peek(payload)
         return [] if key is None else [(key, payload)]

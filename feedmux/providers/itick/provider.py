@@ -62,10 +62,6 @@ class ITick:
     def session(self, name: str, options: SessionOptions) -> protocol.ITickClient:
         return protocol.ITickClient(name, options)
 
-    def peek(self, payload: bytes) -> Peek | None:
-        """A push's key (one push per message), from the vendor's bytes."""
-        return wire.peek(payload)
-
     def split(self, payload: bytes) -> list[tuple[Peek, bytes]]:
         key = wire.peek(payload)
         return [] if key is None else [(key, payload)]

@@ -98,13 +98,15 @@ class _List:
         self.change = None
 
 
-def _failure(status: str, message: str) -> Failure | None:
+def _failure(status: str, message: str, authenticated_before: bool) -> Failure | None:
     """A status no retry can fix: a refused key (or a plan without WebSocket access), or the
-    account's connection already taken."""
+    account's connection taken by another client. Once this session has worked, a
+    ``max_connections`` is more likely its own old link, not yet timed out by the server:
+    retried with the backoff."""
     detail = f"status {status}: {first_line(message)}"
     if status == "auth_failed":
         return Failure("plan" if "plan" in message.lower() else "token", detail)
-    if status == "max_connections":
+    if status == "max_connections" and not authenticated_before:
         return Failure("connections", detail)
     return None
 
@@ -132,6 +134,7 @@ class PolygonClient:
         self.bad_messages: dict[str, int] = {}
         self.ready = False  # until auth_success
         self._auth_waiting = False
+        self._worked = False  # authenticated on a link of this session once: it is ours
         self._changes = 0
         self._trades = _List(TRADES, False)
         self._books = _List(QUOTES, True)
@@ -266,7 +269,7 @@ class PolygonClient:
         if status == "connected":  # the greeting: alive, nothing more
             return
         if status == "auth_success" or (status == "success" and message == "authenticated"):
-            self.ready, self._auth_waiting = True, False
+            self.ready, self._auth_waiting, self._worked = True, False, True
             self.events.append(Reply("ok", 0, message, AUTH, label="auth"))
             return
         if status == "success":
@@ -277,7 +280,7 @@ class PolygonClient:
         if status in ("auth_failed", "max_connections", "auth_timeout"):
             # auth_timeout: the server drops the link; a reconnect authenticates again.
             self._auth_waiting = False
-            failure = _failure(status, message)
+            failure = _failure(status, message, self._worked)
             self.events.append(Reply("refused", 0, f"{status}: {message}", AUTH,
                                      failure=failure, label="auth"))  # fmt: skip
             return

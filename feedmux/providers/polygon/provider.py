@@ -62,11 +62,6 @@ class Polygon:
                                       max_frame_bytes=options.max_frame_bytes,
                                       subscribe_model=options.subscribe_model)  # fmt: skip
 
-    def peek(self, payload: bytes) -> Peek | None:
-        """The key of a message's first push (several may share one message: ``split``)."""
-        pushes = wire.split_frame(payload, self.max_frame_bytes)
-        return pushes[0][0] if pushes else None
-
     def split(self, payload: bytes) -> list[tuple[Peek, bytes]]:
         return wire.split_frame(payload, self.max_frame_bytes)
 

@@ -21,9 +21,11 @@ TRADES, QUOTES = "T", "Q"  # topic prefixes (and event types) of trades and quot
 DEFAULT_MAX_FRAME_BYTES = 4 << 20  # UNCONFIRMED: none documented; a ``T.*`` array can be big
 SAMPLE_BYTES = 200  # a bad message's sample, for the log
 
-_Sym = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+# A ticker: letters, digits and share-class dots (BRK.B); anything else (a "|", a space) would
+# make a code no topic or store should hold, whatever a T.* stream brings.
+_Sym = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9.]{0,15}$")]
 _Seq = Annotated[int, msgspec.Meta(ge=0)]
-_Millis = Annotated[int, msgspec.Meta(gt=0, lt=10**14)]  # SIP time, Unix milliseconds
+_Millis = Annotated[int, msgspec.Meta(gt=10**12, lt=10**14)]  # SIP time, Unix ms (2001 on)
 _Positive = Annotated[float, msgspec.Meta(gt=0, lt=1e15)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0, lt=1e18)]
 
