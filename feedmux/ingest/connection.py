@@ -89,8 +89,10 @@ class Connection:
         return self.confirmed not in (self.depth_confirmed, self.depth_refused)
 
     def free(self) -> bool:
-        """Up, authenticated and no request in flight: free for the next request."""
-        return self.connected and self.inflight_since is None and self.session.ready
+        """Up, authenticated, no request in flight and none of a change left to send (the
+        session counts on those going out, refused or not): free for the next request."""
+        return (self.connected and self.inflight_since is None and not self.queued
+                and self.session.ready)  # fmt: skip
 
     def stats(self, now_ns: int, token: str) -> ConnectionStats:
         """This connection's entry in the receiver's stats file."""

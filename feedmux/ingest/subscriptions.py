@@ -320,7 +320,8 @@ class SubscriptionManager:
                 out.append((conn.index, conn.queued.pop(0)))
                 conn.last_request_ns = conn.last_subscription_ns = now_ns
                 self._last_subscription_ns = now_ns
-                conn.inflight_since = now_ns  # the reply is due after the last of the change
+                if conn.inflight_since is not None:  # the reply is due after the last message
+                    conn.inflight_since = now_ns  # (the rest of a refused change: only sent)
             if self._wants_subscription(conn):
                 if conn.waiting_since_ns is None:
                     conn.waiting_since_ns = now_ns  # first seen wanting: the change is new
@@ -369,8 +370,6 @@ class SubscriptionManager:
             return  # heartbeat replies and unknown requests change nothing here
         self.version += 1
         conn.inflight_since = None
-        if not reply.ok:
-            conn.queued = []  # the rest of a refused change: it is sent again whole, or not
         sent = list(request.codes)
         if reply.ok:
             self._narrow()

@@ -492,7 +492,9 @@ def test_another_vendors_model_is_driven_through_its_session() -> None:
     assert manager.settled(["AAPL.US"], subscribed=False)
 
 
-def test_a_refused_change_sends_no_more_of_its_messages() -> None:
+def test_a_refused_change_still_sends_its_other_messages_then_at_once_the_retry() -> None:
+    """The session has the whole change in flight (its answers come in order): the rest of a
+    refused change goes out, answered and dropped by the session, with no reply awaited."""
     clock = FakeClock()
     pacing = replace(PACING, heartbeat_interval_ns=0)
     manager = SubscriptionManager(_AddRemoveVendor(), ["AAPL.US"], 100, pacing)  # type: ignore[arg-type]
@@ -506,7 +508,9 @@ def test_a_refused_change_sends_no_more_of_its_messages() -> None:
     manager.unsubscribe(["AAPL.US"])
     manager.subscribe(["TSLA.US"])
     assert manager.due(clock.advance(3.3)) == [(0, b"add TSLA.US")]
-    session.answer(ok=False)  # refused: its "remove" must not follow
+    session.answer(ok=False)  # refused
     manager.on_reply(0, session.events.pop(), clock.now)
-    assert manager.connections[0].queued == []
-    assert manager.due(clock.advance(pacing.cross_interval_ns / 1e9)) == []
+    conn = manager.connections[0]
+    assert not conn.free() and conn.queued == [b"remove AAPL.US"]
+    assert manager.due(clock.advance(pacing.cross_interval_ns / 1e9)) == [(0, b"remove AAPL.US")]
+    assert conn.inflight_since is None and conn.free()  # no reply awaited: none would come
