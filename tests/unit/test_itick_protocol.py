@@ -178,14 +178,34 @@ def test_the_plans_cap_refuses_the_change_at_once_and_only_once() -> None:
     assert read(session, tick("600519.SH"))[1] and not read(session, tick("700.HK"))[1]
 
 
-def test_an_unresolved_action_is_refused_without_a_failure() -> None:
+def test_a_refusal_naming_no_code_is_a_one_off_then_a_bad_code_if_it_comes_again() -> None:
     session = client()
     read(session, GREETING, AUTHENTICATED)
     session.events.clear()
-    session.subscribe("trades", ["600519.SH"], 0)
+    session.subscribe("trades", ["600519.SH", "688999.SH"], 0)
     read(session, UNRESOLVED)
-    [reply] = replies(session)
-    assert reply.verdict == "refused" and reply.failure is None and not reply.envelope
+    [reply] = replies(session)  # sent again after a backoff by the manager
+    assert reply.verdict == "refused" and reply.failure is None and reply.envelope
+    session.subscribe("trades", ["600519.SH", "688999.SH"], 0)
+    read(session, UNRESOLVED)
+    [reply] = replies(session)  # the same codes refused twice: one is bad (the manager halves)
+    assert reply.verdict == "bad_code" and not reply.envelope
+    session.subscribe("trades", ["600519.SH"], 0)
+    read(session, ACK)
+    assert [r.verdict for r in replies(session)] == ["ok"]
+
+
+def test_a_code_subscribed_again_numbers_its_pushes_anew() -> None:
+    """The vendor may push a code's latest trade again when it is subscribed again, on the
+    same connection: that push is a re-send, its seq one already stored."""
+    session = subscribed(["AAPL.US"])
+    [first] = decoded(session, tick())
+    session.subscribe("trades", [], 0)
+    read(session, ACK)
+    session.subscribe("trades", ["AAPL.US"], 0)
+    read(session, ACK)
+    [again] = decoded(session, tick())
+    assert again.seq == first.seq
 
 
 def test_an_answer_to_no_request_names_none() -> None:

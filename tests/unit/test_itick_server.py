@@ -256,3 +256,18 @@ def test_aggressive_pacing_is_caught_by_the_server() -> None:
     hasty = replace(PACING, request_interval_ns=S // 10, cross_interval_ns=S // 10)
     drive(manager_of(hasty), srv, clock, seconds=5)
     assert "request rate" in rules(srv)
+
+
+def test_a_code_the_server_does_not_know_is_found_alone_and_the_rest_subscribed() -> None:
+    clock = FakeClock()
+    srv = ITickServer(plan_rules(token=",".join(TOKENS)), set(UNIVERSE))
+    unknown = "688999.SH"
+    assert unknown not in UNIVERSE
+    manager = SubscriptionManager(ITICK, [*UNIVERSE[:300], unknown, *UNIVERSE[300:]],
+                                  ITICK.max_codes_per_conn, PACING, max_conns=ITICK.max_conns,
+                                  tokens=len(TOKENS), options=ITICK_OPTIONS)  # fmt: skip
+    drive(manager, srv, clock, seconds=600)
+    assert list(manager.rejected) == [unknown] and "cannot be resolved" in manager.rejected[unknown]
+    held = sorted(c for codes in srv.subscriptions().values() for c in codes)
+    assert held == sorted(UNIVERSE) and manager.fatal is None
+    assert {v.rule for v in srv.violations} == {"code invalid"}

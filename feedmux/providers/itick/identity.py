@@ -68,6 +68,11 @@ class Arrivals:
         """A new connection counts afresh."""
         self._seen.clear()
 
+    def forget(self, codes: tuple[str, ...]) -> None:
+        """Subscribed again: the vendor may push their latest trade again, a re-send."""
+        for code in codes:
+            self._seen.pop(code, None)
+
 
 def mark(payload: bytes, arrival: int) -> bytes:
     """The push as the shard gets it: its arrival in front when above 0."""

@@ -92,12 +92,20 @@ class _Sent:
             codes.update(self.codes)
 
 
-def answer_reply(code: int, msg: str, request: Request | None, label: str) -> Reply:
-    """iTick's answer to a subscription message, classified."""
+def answer_reply(code: int, msg: str, request: Request | None, label: str, *,
+                 again: bool = False) -> Reply:  # fmt: skip
+    """iTick's answer to a subscription message, classified. Over the plan's cap: a failure.
+    Any other refusal names no code: the first time, a one-off (sent again after a backoff);
+    ``again`` (the same codes refused twice running), a code in it is bad (the manager finds
+    which)."""
     if code == CODE_OK:
         return Reply("ok", code, msg, request, label=label)
-    failure = Failure("plan", f"code={code} {first_line(msg)}") if PLAN_LIMIT in msg else None
-    return Reply("refused", code, msg, request, failure=failure, label=label)
+    if PLAN_LIMIT in msg:
+        failure = Failure("plan", f"code={code} {first_line(msg)}")
+        return Reply("refused", code, msg, request, failure=failure, label=label)
+    if again:
+        return Reply("bad_code", code, msg, request, label=label)
+    return Reply("refused", code, msg, request, envelope=True, label=label)
 
 
 class ITickClient:
@@ -119,6 +127,7 @@ class ITickClient:
         self._expects: dict[ListKind, set[str]] = {"trades": set(), "books": set()}
         self._ticks = identity.Arrivals()  # each code's pushes in its current ms, here
         self._books = identity.Arrivals()
+        self._refused: tuple[str, ...] = ()  # the codes of the last subscribe refused
         self._pings = 0
         self._ping: str | None = None  # the last ping's params, until its pong
         self._keys: dict[bool, dict[str, Peek]] = {False: {}, True: {}}  # by book, code
@@ -158,6 +167,8 @@ class ITickClient:
         change.unanswered = len(parts)
         out = []
         for ac, part, whole in parts:
+            if ac == "subscribe":  # a latest trade pushed again is a re-send: numbered anew
+                (self._ticks if kind == "trades" else self._books).forget(tuple(part))
             self._pending.append(_Sent(change, ac, tuple(part), whole))
             out.append(encode(WireRequest(ac, request_params(part), TYPES[kind])))
         self._settle()
@@ -307,7 +318,10 @@ class ITickClient:
             return  # the change's Reply went out already, or more answers are due
         change.reported = True
         label = change.request.label if code == CODE_OK else sent.label  # what was refused
-        self.events.append(answer_reply(code, msg, change.request, label))
+        again = code != CODE_OK and sent.ac == "subscribe" and sent.codes == self._refused
+        if sent.ac == "subscribe":
+            self._refused = () if code == CODE_OK else sent.codes
+        self.events.append(answer_reply(code, msg, change.request, label, again=again))
 
     def bad_binary(self, payload: bytes) -> None:
         self._bad("binary", "binary frame (iTick sends text)", payload)
