@@ -21,8 +21,10 @@ Its costs:
 
 - A trade sent twice on one connection is two trades: nothing in the message tells a repeat
   from a second identical trade.
-- A genuinely new trade in the very ms of the last one before a reconnect would be taken for a
-  re-send; reconnects are seconds apart, so that needs a clock that stood still.
+- A trade in the very ms of an earlier one of its code that this connection did not get (lost
+  with the old connection, or a second one of that ms pushed again on a resubscribe) is taken
+  for a re-send of the first: lost. It needs two trades of one code in one ms, one of them
+  caught in a reconnect.
 - A trade whose ``t`` goes back on its connection (a ms that comes again after a later one) is
   taken for a re-send: only each code's current ms is kept.
 - Memory: per code and connection, its current ms and count (two ints in a dict entry).

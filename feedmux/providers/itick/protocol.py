@@ -7,11 +7,12 @@ then on) or ``auth failed`` and hangs up. Subscriptions are ``{"ac":"subscribe"|
 "params":"600519$SH,700$HK","types":"tick"|"depth"}``; the server answers each message in
 order, with no id (``resAc":"subscribe"``), so a change's messages are matched first in, first
 out and make ONE ``Reply`` once all are answered (or at the first refusal). The heartbeat is
-``{"ac":"ping","params":"<n>"}``, answered by a pong naming the same ``<n>``: a counter here (a
-session has no clock; nothing says the server reads it as a time).
+``{"ac":"ping","params":"<ms timestamp>"}`` (the manager passes the time of day), answered by a
+pong naming the same.
 
 Pushes carry no sequence number: each tick's identity is made here and in the decode
-(``identity``): the receiver counts identical pushes and marks the push it hands on.
+(``identity``): the receiver counts each code's pushes in their ms and marks the push it hands
+on.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from feedmux.providers.base import (
 from feedmux.providers.itick import market, protocol, server, symbols, wire
 
 URL = f"wss://api.itick.org{server.PATH}"
-# iTick documents no request spacing: these are UNCONFIRMED, conservative, with the 10 % margin
-# over what the replay server enforces (a request reaches it later than it left).
+# iTick documents no request spacing: these are UNCONFIRMED, conservative, with a 10 % margin
+# over the replay server's request interval (it enforces no cross interval nor reconnect
+# spacing: iTick documents neither).
 PACING = Pacing(
     request_interval_ns=1_100_000_000,  # UNCONFIRMED: 1 s per connection
     cross_interval_ns=1_100_000_000,  # UNCONFIRMED: 1 s between subscription requests of a token
