@@ -21,6 +21,7 @@ from typing import TextIO
 import msgspec
 
 from feedmux.client.control import Control
+from feedmux.codes import is_whole_market
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ingest.universe import save_universe
 from feedmux.ops import instance
@@ -130,7 +131,10 @@ class Supervisor:
         self.receiver = Child("receiver", worker_main("receiver"), (settings,), self.lock)
         self.receiver.start()
         tokens = len(settings.tokens)
-        self.say(f"receiver up: {len(settings.codes):,} codes from {settings.provider} at "
+        wild = [c for c in settings.codes if is_whole_market(c)]
+        what = (f"every {wild[0].rpartition('.')[2]} code" if wild
+                else f"{len(settings.codes):,} codes")  # fmt: skip
+        self.say(f"receiver up: {what} from {settings.provider} at "
                  f"{redact(settings.url, settings.token)}"
                  + (f" ({tokens} tokens)" if tokens > 1 else ""))  # fmt: skip
 
