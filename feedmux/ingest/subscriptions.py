@@ -100,7 +100,7 @@ class SubscriptionManager:
         self.rejected: dict[str, str] = {}  # code -> why the vendor or a limit refused it
         self.confirmed_at: dict[str, int] = {}  # code -> when the server first acked it
         self._last_close_ns = _NEVER
-        self._last_subscription_ns = _NEVER  # the token's last subscription/cancel request
+        self._last_subscription: dict[int, int] = {}  # token -> its last subscription request
         self._widened_ns = 0  # added to the cross interval after the vendor's "too many"
         self.version = 0  # bumped by every change of state; lets callers skip re-checking
         wanted = max(1, math.ceil(len(codes) / max_codes_per_conn))
@@ -270,11 +270,20 @@ class SubscriptionManager:
         if self._widened_ns < NARROWED_NS:
             self._widened_ns = 0
 
+    def _token_spacing_time(self, conn: Connection) -> int:
+        """When the token of ``conn`` may send its next subscription request."""
+        last = self._last_subscription.get(self.token_index(conn.index), _NEVER)
+        return last + self.spacing_ns()
+
+    def _sent_subscription(self, conn: Connection, now_ns: int) -> None:
+        conn.last_request_ns = conn.last_subscription_ns = now_ns
+        self._last_subscription[self.token_index(conn.index)] = now_ns
+
     def _subscription_time(self, conn: Connection) -> int:
         # Spec rule 2: token-wide, this connection's own last request included.
         return max(
             conn.last_request_ns + self.pacing.request_interval_ns,
-            self._last_subscription_ns + self.spacing_ns(),
+            self._token_spacing_time(conn),
             conn.retry_at_ns,
         )
 
@@ -297,38 +306,38 @@ class SubscriptionManager:
             requests = session.subscribe("books", conn.confirmed, self.depth_levels)
         conn.inflight_since = now_ns
         conn.waiting_since_ns = None
-        conn.last_request_ns = conn.last_subscription_ns = self._last_subscription_ns = now_ns
+        self._sent_subscription(conn, now_ns)
         conn.queued = requests[1:]  # the rest of the change, one per request interval
         return requests[:1]
 
     def _queued_time(self, conn: Connection) -> int:
         # the next message of a change: a request, and a subscription request of the token
         return max(conn.last_request_ns + self.pacing.request_interval_ns,
-                   self._last_subscription_ns + self.spacing_ns())  # fmt: skip
+                   self._token_spacing_time(conn))  # fmt: skip
 
     def due(self, now_ns: int, wall_ns: int = 0) -> list[tuple[int, bytes]]:
         """Requests to send now, as ``(connection index, message)``: at most one subscription
-        request (the token's spacing holds any other back), and the heartbeats due
+        request per token (its spacing holds any other back), and the heartbeats due
         (``wall_ns``: the time of day, for a vendor's heartbeat that carries it)."""
         out: list[tuple[int, bytes]] = []
         for conn in self.connections:
             if conn.inflight_since is not None and now_ns - conn.inflight_since > REPLY_TIMEOUT_NS:
                 conn.inflight_since = None  # lost reply: the full list is simply sent again
-        ready = []
         for conn in self.connections:
             if conn.queued and conn.connected and self._queued_time(conn) <= now_ns:
                 out.append((conn.index, conn.queued.pop(0)))
-                conn.last_request_ns = conn.last_subscription_ns = now_ns
-                self._last_subscription_ns = now_ns
+                self._sent_subscription(conn, now_ns)
                 if conn.inflight_since is not None:  # the reply is due after the last message
                     conn.inflight_since = now_ns  # (the rest of a refused change: only sent)
+        ready: dict[int, list[Connection]] = {}  # by token
+        for conn in self.connections:
             if self._wants_subscription(conn):
                 if conn.waiting_since_ns is None:
                     conn.waiting_since_ns = now_ns  # first seen wanting: the change is new
                 if self._subscription_time(conn) <= now_ns:
-                    ready.append(conn)
-        if ready:  # the longest wait first: none starves, a retry keeps its place in line
-            conn = min(ready, key=lambda c: (c.waiting_since_ns, c.last_subscription_ns))
+                    ready.setdefault(self.token_index(conn.index), []).append(conn)
+        for waiting in ready.values():  # each token's longest wait first: none starves
+            conn = min(waiting, key=lambda c: (c.waiting_since_ns, c.last_subscription_ns))
             out += [(conn.index, f) for f in self._subscription_request(conn, now_ns)]
         for conn in self.connections:
             if conn.connected and self._heartbeat_time(conn) <= now_ns:

@@ -178,6 +178,17 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ConfigError(f"{name('depth_levels')} {self.depth_levels}: {vendor.name}'s "
                               f"books have at most {vendor.max_depth_levels} level"
                               f"{'s' if vendor.max_depth_levels > 1 else ''} a side")  # fmt: skip
+        listed = len(self.codes)
+        room = self.max_codes_per_conn * self.max_conns * len(self.tokens)
+        if listed > room:
+            tokens = len(self.tokens)
+            raise ConfigError(
+                f"{listed:,} codes do not fit: {tokens} token{'s' if tokens > 1 else ''} x "
+                f"{self.max_conns} connection{'s' if self.max_conns > 1 else ''} x "
+                f"{self.max_codes_per_conn:,} codes hold {room:,}; give more tokens "
+                f"({name('token')} a,b,...), a plan's larger caps ({name('max_conns')}, "
+                f"{name('max_codes_per_conn')}) or fewer codes"
+            )
         refused = [why for code in self.codes if (why := vendor.cannot_carry(code))]
         if refused:
             more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""

@@ -22,6 +22,7 @@ from feedmux.ops.cli import (
 )
 from feedmux.ops.config import ReplaySettings, Settings
 from feedmux.ops.options import Option, Resolved, Section
+from feedmux.simulator.market import a_share_universe
 
 SECRET = "file-token-9f3a"
 
@@ -287,6 +288,9 @@ def test_a_code_the_vendor_cannot_carry_stops_the_start_naming_both() -> None:
         with_token("--provider", "itick", "--codes", "920118")
     with pytest.raises(ConfigError, match="polygon's books have at most 1 level a side"):
         with_token("--provider", "polygon", "--codes", "AAPL", "--depth", "5")
+    with pytest.raises(ConfigError, match=r"1,200 codes do not fit: 1 token x 1 connection x "
+                       r"500 codes hold 500; give more tokens \(--token a,b,\.\.\.\)"):  # fmt: skip
+        with_token("--provider", "itick", "--codes", ",".join(a_share_universe()[:1200]))
     with pytest.raises(ConfigError, match="alltick cannot subscribe a whole market"):
         with_token("--all-codes")
     settings = with_token("--provider", "polygon", "--all-codes")

@@ -514,3 +514,15 @@ def test_a_refused_change_still_sends_its_other_messages_then_at_once_the_retry(
     assert not conn.free() and conn.queued == [b"remove AAPL.US"]
     assert manager.due(clock.advance(pacing.cross_interval_ns / 1e9)) == [(0, b"remove AAPL.US")]
     assert conn.inflight_since is None and conn.free()  # no reply awaited: none would come
+
+
+def test_each_token_keeps_its_own_spacing_so_tokens_subscribe_side_by_side() -> None:
+    clock = FakeClock()
+    codes = ["600519.SH", "000001.SZ", "300750.SZ", "688981.SH"]
+    manager = SubscriptionManager(ALLTICK, codes, 1, PACING, max_conns=2, tokens=2)
+    for i in range(4):
+        manager.on_connected(i, clock.now)
+    # connections 0, 1 on the first token, 2, 3 on the second: one request of each token now
+    assert [i for i, _ in manager.due(clock.now)] == [0, 2]
+    assert manager.due(clock.advance(1)) == []  # each token's next waits its cross interval
+    assert [i for i, _ in manager.due(clock.advance(PACING.cross_interval_ns / 1e9))] == [1, 3]

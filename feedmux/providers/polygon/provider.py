@@ -23,8 +23,10 @@ from feedmux.providers.polygon import market, protocol, server, wire
 URL = f"wss://socket.massive.com{server.PATH}"  # legacy: wss://socket.polygon.io/stocks
 # Nothing documents a request rate: UNCONFIRMED defaults, conservative.
 PACING = Pacing(
-    request_interval_ns=110_000_000,  # UNCONFIRMED: 1 message per 100 ms, +10 % for jitter
-    cross_interval_ns=110_000_000,  # one connection per account: the same rule
+    # UNCONFIRMED: 1 message per 100 ms. Twice that: a server that reads late (busy sending a
+    # burst) sees two messages closer than they left, and 10 % was seen not to cover it.
+    request_interval_ns=200_000_000,
+    cross_interval_ns=200_000_000,  # one connection per account: the same rule
     spacing_max_ns=10_000_000_000,
     heartbeat_interval_ns=0,  # the server pings; the link answers: no application heartbeat
     reconnect_spacing_ns=1_000_000_000,  # undocumented; with the manager's backoff
