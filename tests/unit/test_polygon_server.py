@@ -199,7 +199,7 @@ def test_the_whole_market_subscribes_on_one_connection_within_every_rule() -> No
     srv = PolygonServer(plan_rules("key"), set(universe))
     manager = SubscriptionManager(POLYGON, universe, POLYGON.max_codes_per_conn, PACING,
                                   max_conns=POLYGON.max_conns, depth_levels=1)  # fmt: skip
-    sent = drive(manager, srv, clock, seconds=3)
+    sent = drive(manager, srv, clock, seconds=5)  # 16 messages, 200 ms apart
     assert srv.violations == [] and manager.all_confirmed()
     conn = manager.connections[0]
     assert conn.depth_confirmed == conn.confirmed == universe
