@@ -179,6 +179,23 @@ class BadMessage(msgspec.Struct, frozen=True):
 
 
 Event = Reply | BadMessage
+SAMPLE_BYTES = 200  # a bad message's sample, for the log
+
+
+def unreadable(payload: bytes, max_frame_bytes: int) -> BadMessage | None:
+    """Why a text message cannot be read at all (larger than ``max_frame_bytes``, or not
+    UTF-8), or None."""
+    if len(payload) > max_frame_bytes:
+        detail = f"{len(payload)} bytes > {max_frame_bytes}"
+        return BadMessage("oversized", detail, payload[:SAMPLE_BYTES])
+    if payload.isascii():  # vendors' JSON is ASCII: only others pay for a decode
+        return None
+    try:  # msgspec checks only the strings it keeps, not those it skips
+        payload.decode()
+    except UnicodeDecodeError as exc:
+        detail = f"text frame is not UTF-8 ({exc.reason} at {exc.start})"
+        return BadMessage("utf8", detail, payload[:SAMPLE_BYTES])
+    return None
 
 
 class Peek(msgspec.Struct, frozen=True, gc=False):

@@ -27,6 +27,7 @@ from feedmux.providers.base import (
     Verdict,
     first_line,
     handshake_status,
+    unreadable,
 )
 from feedmux.transports.frames import OPCODE_BINARY, OPCODE_TEXT, Message
 
@@ -204,14 +205,9 @@ def normalize_time(tick_time: int) -> int:
 
 def parse(payload: bytes, max_frame_bytes: int) -> BadMessage | TradePush | DepthPush | Response:
     """One text message decoded, or why it was skipped."""
-    if len(payload) > max_frame_bytes:
-        return BadMessage("oversized", f"{len(payload)} bytes > {max_frame_bytes}", payload[:200])
-    if not payload.isascii():  # vendor JSON is ASCII: only others pay for a decode
-        try:  # msgspec checks only the strings it keeps, not the fields it skips
-            payload.decode()
-        except UnicodeDecodeError as exc:
-            detail = f"text frame is not UTF-8 ({exc.reason} at {exc.start})"
-            return BadMessage("utf8", detail, payload[:200])
+    bad = unreadable(payload, max_frame_bytes)
+    if bad is not None:
+        return bad
     try:
         msg: TradePush | DepthPush | Response = _decoder.decode(payload)
     except msgspec.ValidationError as exc:

@@ -14,7 +14,7 @@ from typing import Annotated
 import msgspec
 
 from feedmux.model import Depth, Tick
-from feedmux.providers.base import BadMessage, Peek
+from feedmux.providers.base import BadMessage, Peek, unreadable
 from feedmux.providers.itick import identity
 from feedmux.providers.itick.symbols import canonical
 
@@ -112,16 +112,7 @@ def bad(kind: str, detail: str, payload: bytes) -> BadMessage:
     return BadMessage(kind, detail, payload[:SAMPLE])
 
 
-def checked(payload: bytes, max_frame_bytes: int) -> BadMessage | None:
-    """Why a message cannot be read at all (too big, not UTF-8), or None."""
-    if len(payload) > max_frame_bytes:
-        return bad("oversized", f"{len(payload)} bytes > {max_frame_bytes}", payload)
-    if not payload.isascii():  # pushes are ASCII: only others pay for a decode
-        try:  # msgspec checks only the strings it keeps, not the fields it skips
-            payload.decode()
-        except UnicodeDecodeError as exc:
-            return bad("utf8", f"text frame is not UTF-8 ({exc.reason} at {exc.start})", payload)
-    return None
+checked = unreadable  # why a message cannot be read at all (too big, not UTF-8), or None
 
 
 def parse_answer(payload: bytes) -> Answer | BadMessage:

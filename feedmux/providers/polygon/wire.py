@@ -12,7 +12,7 @@ from typing import Annotated
 import msgspec
 
 from feedmux.model import Depth, Tick
-from feedmux.providers.base import BadMessage, Peek
+from feedmux.providers.base import BadMessage, Peek, unreadable
 
 MARKET = ".US"  # feedmux's suffix for the only market the stocks cluster serves
 WILDCARD = "*"  # a topic's ticker for the whole market: ``T.*``
@@ -111,23 +111,9 @@ _frame_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.Encoder().encode
 
 
-def _not_utf8(payload: bytes) -> BadMessage | None:
-    if payload.isascii():  # the vendor's JSON is ASCII: only others pay for a decode
-        return None
-    try:  # msgspec checks only the strings it keeps, not those it skips
-        payload.decode()
-    except UnicodeDecodeError as exc:
-        detail = f"text frame is not UTF-8 ({exc.reason} at {exc.start})"
-        return BadMessage("utf8", detail, payload[:SAMPLE_BYTES])
-    return None
-
-
 def read_frame(payload: bytes, max_frame_bytes: int) -> list[msgspec.Raw] | BadMessage:
     """A frame's events, each still raw (its own bytes), or why the whole frame is skipped."""
-    if len(payload) > max_frame_bytes:
-        detail = f"{len(payload)} bytes > {max_frame_bytes}"
-        return BadMessage("oversized", detail, payload[:SAMPLE_BYTES])
-    bad = _not_utf8(payload)
+    bad = unreadable(payload, max_frame_bytes)
     if bad is not None:
         return bad
     try:
@@ -178,10 +164,7 @@ def decode_push(payload: bytes, recv_ns: int, max_frame_bytes: int = DEFAULT_MAX
                 ) -> Tick | Depth | BadMessage:  # fmt: skip
     """One event (a trade or a quote object, as ``split_frame`` gives it), fully, with no
     connection state. Polygon gives no aggressor side: direction 0 (unknown)."""
-    if len(payload) > max_frame_bytes:
-        detail = f"{len(payload)} bytes > {max_frame_bytes}"
-        return BadMessage("oversized", detail, payload[:SAMPLE_BYTES])
-    bad = _not_utf8(payload)
+    bad = unreadable(payload, max_frame_bytes)
     if bad is not None:
         return bad
     try:
