@@ -231,12 +231,12 @@ def test_the_whole_market_is_one_wildcard_topic_and_any_ticker_is_welcome() -> N
                                            Peek("BRK.B.US", False)]  # fmt: skip
     # whatever the stream brings, only a ticker becomes a code; a trade of 1970 is no trade
     feed.read(frame(trade("A|B"), trade("A B")))
-    assert len(feed.routed) == 3 and feed.client.bad_messages == {"schema": 2}
+    assert len(feed.routed) == 3 and feed.client.bad_messages == {"ticker": 2}
     old = POLYGON.decode(b'{"ev":"T","sym":"ZZZZ","p":1.5,"s":100,"t":1,"q":1}', 0)
     assert isinstance(old, BadMessage) and old.kind == "schema"
     answer(feed, feed.client.subscribe("trades", [], 0))
     feed.read(frame(trade("AAPL")))
-    assert len(feed.routed) == 3 and feed.client.bad_messages == {"schema": 2, "unsubscribed": 1}
+    assert len(feed.routed) == 3 and feed.client.bad_messages == {"ticker": 2, "unsubscribed": 1}
 
 
 # -- frames of many events -------------------------------------------------------------------------

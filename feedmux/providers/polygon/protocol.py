@@ -32,6 +32,7 @@ from feedmux.providers.polygon.wire import (
     MARKET,
     QUOTES,
     SAMPLE_BYTES,
+    TICKER,
     TRADES,
     WHOLE_MARKET,
     QuoteKey,
@@ -75,7 +76,10 @@ class _List:
     keys: dict[str, Peek] = field(default_factory=dict)  # ticker -> key, for expected tickers
 
     def key(self, sym: str, only_subscribed: bool) -> Peek | None:
-        """The route key of a push for ``sym``, or None if it is not expected here."""
+        """The route key of a push for ``sym``, or None if it is not expected here (or no
+        ticker at all)."""
+        if not TICKER.fullmatch(sym):
+            return None
         code = canonical(sym)
         expects = self.expects
         if only_subscribed and code not in expects and WHOLE_MARKET not in expects:
@@ -239,8 +243,11 @@ class PolygonClient:
                 continue
             if key is None:
                 what = "quote" if type(item) is QuoteKey else "trade"
-                self._bad("unsubscribed", f"{what} for {item.sym}, not subscribed here",
-                          bytes(event))  # fmt: skip
+                if TICKER.fullmatch(item.sym):
+                    self._bad("unsubscribed", f"{what} for {item.sym}, not subscribed here",
+                              bytes(event))  # fmt: skip
+                else:
+                    self._bad("ticker", f"{what} for {item.sym[:40]!r}: no ticker", bytes(event))
                 continue
             route(key, bytes(event), recv_ns)
             alive = True

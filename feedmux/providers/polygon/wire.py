@@ -7,6 +7,7 @@ Nothing here holds connection state: ``split_frame`` and ``decode_push`` run any
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
@@ -21,9 +22,11 @@ TRADES, QUOTES = "T", "Q"  # topic prefixes (and event types) of trades and quot
 DEFAULT_MAX_FRAME_BYTES = 4 << 20  # UNCONFIRMED: none documented; a ``T.*`` array can be big
 SAMPLE_BYTES = 200  # a bad message's sample, for the log
 
+_Sym = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 # A ticker: letters, digits and share-class dots (BRK.B); anything else (a "|", a space) would
-# make a code no topic or store should hold, whatever a T.* stream brings.
-_Sym = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9.]{0,15}$")]
+# make a code no topic or store should hold, whatever a T.* stream brings. Checked where a
+# ticker is first seen (the session keeps each one's key), not on every event.
+TICKER = re.compile(r"[A-Za-z0-9][A-Za-z0-9.]{0,15}")
 _Seq = Annotated[int, msgspec.Meta(ge=0)]
 _Millis = Annotated[int, msgspec.Meta(gt=10**12, lt=10**14)]  # SIP time, Unix ms (2001 on)
 _Positive = Annotated[float, msgspec.Meta(gt=0, lt=1e15)]
@@ -149,9 +152,9 @@ def split_frame(payload: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     out = []
     for event in events:
         key = head(event)
-        if type(key) is TradeKey:
+        if type(key) is TradeKey and TICKER.fullmatch(key.sym):
             out.append((Peek(canonical(key.sym), False), bytes(event)))
-        elif type(key) is QuoteKey:
+        elif type(key) is QuoteKey and TICKER.fullmatch(key.sym):
             out.append((Peek(canonical(key.sym), True), bytes(event)))
     return out
 
