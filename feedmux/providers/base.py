@@ -14,7 +14,7 @@ A vendor message may carry several pushes (``Provider.split`` gives them one by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -304,12 +304,31 @@ class Outcome:
     evict: list[int] = field(default_factory=list)  # others it closes (a token's older one)
 
 
+Subscribers = dict[str, tuple[int, ...]]  # code -> connections that get its trades
+BookSubscribers = dict[str, tuple[tuple[int, int], ...]]  # code -> (connection, levels)
+ConnLists = Iterable[tuple[int, Iterable[str], Iterable[tuple[str, int]]]]
+
+
+def subscriber_maps(lists: ConnLists) -> tuple[Subscribers, BookSubscribers]:
+    """Who gets each code's trades and books, from each connection's lists: ``(connection,
+    its trade codes, its (book code, levels))``; what a simulator hands the replay server."""
+    trades: dict[str, list[int]] = {}
+    books: dict[str, list[tuple[int, int]]] = {}
+    for conn, trade_codes, book_codes in lists:
+        for code in trade_codes:
+            trades.setdefault(code, []).append(conn)
+        for code, levels in book_codes:
+            books.setdefault(code, []).append((conn, levels))
+    return ({code: tuple(c) for code, c in trades.items()},
+            {code: tuple(c) for code, c in books.items()})  # fmt: skip
+
+
 class Simulator(Protocol):
     """The vendor's server side, sans-I/O: the replay server's rules."""
 
     violations: list[Violation]
-    subscribers: dict[str, tuple[int, ...]]  # code -> connections that get its trades
-    book_subscribers: dict[str, tuple[tuple[int, int], ...]]  # code -> (connection, levels)
+    subscribers: Subscribers
+    book_subscribers: BookSubscribers
 
     def open(self, conn: int, token: str, now_ns: int) -> Outcome:
         """A new connection: what the server says at once (a greeting); ``close``: refused."""

@@ -18,7 +18,7 @@ from feedmux.providers.alltick.protocol import (
     RET_OK,
     RET_RATE_LIMIT,
 )
-from feedmux.providers.base import Outcome, ServerRules, Violation
+from feedmux.providers.base import Outcome, ServerRules, Violation, subscriber_maps
 
 SUBSCRIPTION_CMDS = (CMD_SUBSCRIBE_DEPTH, CMD_SUBSCRIBE_TRADES, CMD_CANCEL)
 SETTLE_MIN_NS = 5_000_000_000
@@ -219,15 +219,9 @@ class AllTickServer:
 
     def _rebuild_subscribers(self, now_ns: int) -> None:
         self.changed_ns = now_ns
-        by_code: dict[str, list[int]] = {}
-        books: dict[str, list[tuple[int, int]]] = {}
-        for conn, state in self._conns.items():
-            for code in state.trades:
-                by_code.setdefault(code, []).append(conn)
-            for code, levels in state.books.items():
-                books.setdefault(code, []).append((conn, levels))
-        self.subscribers = {code: tuple(conns) for code, conns in by_code.items()}
-        self.book_subscribers = {code: tuple(conns) for code, conns in books.items()}
+        self.subscribers, self.book_subscribers = subscriber_maps(
+            (conn, state.trades, state.books.items()) for conn, state in self._conns.items()
+        )
 
     @property
     def subscription_requested(self) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from feedmux.providers.base import Outcome, ServerRules, Violation
+from feedmux.providers.base import Outcome, ServerRules, Violation, subscriber_maps
 from feedmux.providers.itick import wire
 from feedmux.providers.itick.symbols import parse_params
 
@@ -184,15 +184,9 @@ class ITickServer:
 
     def _rebuild(self, now_ns: int) -> None:
         self.changed_ns = now_ns
-        trades: dict[str, list[int]] = {}
-        books: dict[str, list[tuple[int, int]]] = {}
-        for conn, state in self._conns.items():
-            for code in state.trades:
-                trades.setdefault(code, []).append(conn)
-            for code in state.books:
-                books.setdefault(code, []).append((conn, BOOK_LEVELS))
-        self.subscribers = {code: tuple(conns) for code, conns in trades.items()}
-        self.book_subscribers = {code: tuple(conns) for code, conns in books.items()}
+        self.subscribers, self.book_subscribers = subscriber_maps(
+            (conn, state.trades, ((code, BOOK_LEVELS) for code in state.books))
+            for conn, state in self._conns.items())  # fmt: skip
 
     @property
     def subscription_requested(self) -> bool:

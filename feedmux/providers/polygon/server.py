@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from feedmux.providers.base import Outcome, ServerRules, Violation
+from feedmux.providers.base import Outcome, ServerRules, Violation, subscriber_maps
 from feedmux.providers.polygon.wire import (
     QUOTES,
     TRADES,
@@ -183,15 +183,10 @@ class PolygonServer:
 
     def _rebuild_subscribers(self, now_ns: int) -> None:
         self.changed_ns = now_ns
-        trades: dict[str, list[int]] = {}
-        books: dict[str, list[tuple[int, int]]] = {}
-        for conn, state in self._conns.items():
-            for code in self._codes(state.topics[TRADES]):
-                trades.setdefault(code, []).append(conn)
-            for code in self._codes(state.topics[QUOTES]):
-                books.setdefault(code, []).append((conn, 1))  # a quote: one level
-        self.subscribers = {code: tuple(conns) for code, conns in trades.items()}
-        self.book_subscribers = {code: tuple(conns) for code, conns in books.items()}
+        self.subscribers, self.book_subscribers = subscriber_maps(
+            (conn, self._codes(state.topics[TRADES]),
+             ((code, 1) for code in self._codes(state.topics[QUOTES])))  # a quote: one level
+            for conn, state in self._conns.items())  # fmt: skip
 
     def _codes(self, held: dict[str, None]) -> list[str] | set[str]:
         """The universe's codes a list of tickers carries (unknown tickers carry nothing)."""
