@@ -6,15 +6,17 @@ classifies the answers; this keeps the rules every vendor shares:
 - each connection has one desired list per kind; any number of add/remove calls between two
   requests coalesce into one change (the session sends the full list, or the difference);
 - at most one request per ``request_interval`` per connection, heartbeats included;
-- any two subscription requests of the token, on one connection or not, at least
-  ``cross_interval`` apart (heartbeats excepted); after a "too many requests" answer that
-  spacing doubles (up to ``spacing_max``) and each confirmed request halves the excess again;
+- any two subscription requests of a token (each token its own), on one connection or not,
+  at least ``cross_interval`` apart (heartbeats excepted); after a "too many requests" answer
+  that spacing doubles (up to ``spacing_max``) and each confirmed request halves the excess
+  again;
 - a heartbeat every ``heartbeat_interval`` (0: none); reconnects ``reconnect_spacing`` after a
   close, with a capped, jittered backoff;
 - at most ``max_codes_per_conn`` codes on a connection, at most ``max_conns`` connections per
   token (connection i uses token ``i // max_conns``: several tokens carry a larger universe);
-- a change the session sends as several messages (chunks) goes out one message per
-  ``request_interval``.
+- a change the session sends as several messages (chunks) goes out one message at a time,
+  as far apart as any two subscription requests of the token; the next change waits until
+  the last is out (refused or not: the session counts on them).
 
 Assignment is stable: a code stays on its connection until removed; a new code goes to the
 connection with the fewest codes that has room. When the vendor refuses a list for a bad code
