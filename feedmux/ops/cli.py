@@ -518,8 +518,10 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
         # The server lists the whole synthetic market (and any other code asked for), so
         # codes can be added live.
         listed = market + sorted(set(codes) - set(market) - {vendor.whole_market})
+        # The server's plan is the one the run says it has.
         plan = {**replay_defaults(vendor.name), **_fields([RUN_REPLAY], values),
-                "max_codes_per_conn": values["max_codes_per_conn"]}  # fmt: skip
+                "max_codes_per_conn": values["max_codes_per_conn"],
+                "max_conns": values["max_conns"]}  # fmt: skip
         replay = ReplaySettings(**plan, token=token, codes=listed, provider=vendor.name,
                                 log_level=values["log_level"])  # fmt: skip
         replay.validate(_namer([RUN_REPLAY], resolved, ReplaySettings))

@@ -304,6 +304,10 @@ def test_replay_for_a_vendor_lists_its_market_and_gives_enough_tokens() -> None:
     assert len(settings.tokens) == -(-len(settings.codes) // 500) and settings.token == replay.token
     _, replay = build_settings(resolved(["--provider", "polygon", "--replay"]))
     assert replay is not None and "BRK.B.US" in replay.codes and len(replay.codes) == 8000
+    settings, replay = build_settings(resolved(["--provider", "itick", "--replay",
+                                                "--max-conns", "4"]))  # fmt: skip
+    assert replay is not None and replay.max_conns == settings.max_conns == 4  # the same plan
+    assert len(settings.tokens) == -(-len(settings.codes) // 2000)
 
 
 def test_a_journal_is_served_as_the_vendor_it_was_recorded_from(tmp_path: Path) -> None:
