@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import pytest
 from hypothesis import settings
 
 # HYPOTHESIS_PROFILE=ci (.ci/run) runs the property tests on fixed examples: a red CI means a
@@ -17,6 +18,18 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TIME_SCALE = float(os.environ.get("FEEDMUX_TEST_TIME_SCALE", "1"))
+# The slowest scenario tests (marked ``slow``) run where there is time: CI sets this (.ci/run),
+# a developer's default run stays within a few minutes without them.
+SLOW = os.environ.get("FEEDMUX_SLOW_TESTS") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow: CI runs it (.ci/run sets FEEDMUX_SLOW_TESTS=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def scaled(seconds: float) -> float:

@@ -15,6 +15,7 @@ from tests.conftest import scaled
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     chart = tmp_path / "bench.png"

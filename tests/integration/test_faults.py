@@ -26,6 +26,7 @@ from tests.stats_samples import connection_stats
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_stalled_feed_trips_the_watchdog_which_reconnects_and_nothing_is_lost(
     tmp_path: Path,
 ) -> None:
@@ -106,6 +107,7 @@ def _assert_stored_once(tmp_path: Path) -> None:
     assert set(zip(stored["code"], stored["seq"], strict=True)) == {(t.code, t.seq) for t in ticks}
 
 
+@pytest.mark.slow
 def test_abrupt_drop_and_clean_close_reconnect_within_the_rules_and_lose_nothing(
     tmp_path: Path,
 ) -> None:

@@ -26,6 +26,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_burst_of_live_changes_converges_with_no_606_no_reconnect_and_loses_nothing(
     tmp_path: Path,
 ) -> None:

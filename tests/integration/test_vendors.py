@@ -131,6 +131,7 @@ def test_a_full_market_through_8_shards_loses_nothing(tmp_path: Path, name: str)
         assert secret not in output and secret not in replay_output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_faults_reconnect_within_the_rules_and_lose_nothing(tmp_path: Path, name: str) -> None:
     """A stall (the watchdog trips), an abrupt drop, a clean close, garbage among the pushes,
@@ -189,6 +190,7 @@ def test_faults_reconnect_within_the_rules_and_lose_nothing(tmp_path: Path, name
     assert Counter(zip(stored["code"], stored["seq"], strict=True)) == _keys(sent)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_sigterm_under_a_burst_stores_every_received_tick(tmp_path: Path, name: str) -> None:
     vendor = provider(name)
@@ -242,6 +244,7 @@ def _stored_after_feed(tmp: Path, name: str, symbols: Path, tokens: str,
     return read_ticks(tmp / "data")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name: str) -> None:
     vendor = provider(name)
@@ -278,6 +281,7 @@ def test_a_refused_key_stops_the_run_with_a_clear_message(tmp_path: Path, name: 
     assert [v.rule for v in replay_report(report).violations] == ["token", "token"]
 
 
+@pytest.mark.slow
 def test_a_second_connection_of_a_polygon_key_stops_that_run_not_the_first(
     tmp_path: Path,
 ) -> None:
