@@ -94,7 +94,8 @@ def test_environment_values_are_checked_like_flags() -> None:
 
 
 def test_unknown_environment_variable_is_a_warning_naming_it() -> None:
-    r = resolved([], {"FEEDMUX_SHRADS": "4", "FEEDMUX_REQUIRE_SERVICES": "1"})
+    r = resolved([], {"FEEDMUX_SHRADS": "4", "FEEDMUX_REQUIRE_SERVICES": "1",
+                      "FEEDMUX_SLOW_TESTS": "1"})  # the tests' switches are no options  # fmt: skip
     assert [w for w in r.warnings if "FEEDMUX_SHRADS" in w] and len(r.warnings) == 1
     assert r.values["shards"] == 8
 
