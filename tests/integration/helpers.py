@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from feedmux import read_ticks
 from feedmux.model import Depth, Tick
 from feedmux.providers.alltick.protocol import AllTickClient
 from feedmux.simulator.market import a_share_universe
@@ -93,6 +94,27 @@ def stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
         proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=scaled(timeout))
     return proc.returncode, out
+
+
+def stop_at_full_load(run: subprocess.Popen[str], replay: subprocess.Popen[str], run_dir: Path,
+                      data_dir: Path, at_least: int) -> set[tuple[str, int]]:  # fmt: skip
+    """SIGTERM to a run once it has stored ``at_least`` ticks, the feed still coming: it must
+    stop cleanly with every tick it received stored. The stored ``(code, seq)``s."""
+    try:
+        wait_for(lambda: sum(s.stored for s in shards_in(run_dir)) > at_least, 90,
+                 "the pipeline to be at full load")  # fmt: skip
+        run.send_signal(signal.SIGTERM)  # the feed keeps coming until the receiver closes
+        code, output = stop(run)
+    finally:
+        stop(run)
+        stop(replay)
+    assert code == 0, output
+    received = receiver_in(run_dir)
+    assert received.final and received.unconfirmed == 0
+    stored = read_ticks(data_dir)
+    assert len(stored) == received.ticks > at_least
+    assert f"all {received.ticks:,} received ticks and books are stored" in output
+    return set(zip(stored["code"], stored["seq"], strict=True))
 
 
 def start_sampled_run(tmp: Path, rate: int, shards: int, *run_flags: str,

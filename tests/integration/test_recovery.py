@@ -25,6 +25,7 @@ from tests.integration.helpers import (
     start_replay,
     start_sampled_run,
     stop,
+    stop_at_full_load,
 )
 
 pytestmark = pytest.mark.integration
@@ -101,21 +102,8 @@ def test_sigterm_at_full_load_stores_every_received_tick(tmp_path: Path) -> None
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
     run = feedmux("run", "--url", url, "--shards", "2", "--data-dir", str(data_dir),
                   "--run-dir", str(run_dir), "--codes", ",".join(a_share_universe()))  # fmt: skip
-    try:
-        wait_for(lambda: _stored(run_dir) > 50_000, 90, "the pipeline to be at full load")
-        run.send_signal(signal.SIGTERM)  # the feed keeps coming until the receiver closes
-        code, output = stop(run)
-    finally:
-        stop(run)
-        stop(replay)
-    assert code == 0, output
-    received = receiver_in(run_dir)
-    assert received.final and received.unconfirmed == 0
-    stored = read_ticks(data_dir)
-    assert len(stored) == received.ticks > 50_000
-    sent = {(t.code, t.seq) for t in sent_ticks(tmp_path / "sent.log")}
-    assert set(zip(stored["code"], stored["seq"], strict=True)) <= sent
-    assert f"all {received.ticks:,} received ticks and books are stored" in output
+    stored = stop_at_full_load(run, replay, run_dir, data_dir, 50_000)
+    assert stored <= {(t.code, t.seq) for t in sent_ticks(tmp_path / "sent.log")}
 
 
 def test_a_consumer_that_stops_reading_sees_a_gap_and_catches_up_from_a_snapshot(

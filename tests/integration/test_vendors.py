@@ -6,7 +6,6 @@ again."""
 from __future__ import annotations
 
 import math
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from tests.integration.helpers import (
     shards_in,
     start_replay,
     stop,
+    stop_at_full_load,
 )
 from tests.services import postgres_schema, redis_prefix
 
@@ -76,17 +76,23 @@ def sent_by(vendor: Provider, path: Path, codes: list[str]) -> tuple[list[Tick],
     return [i for i in items if isinstance(i, Tick)], [i for i in items if isinstance(i, Depth)]
 
 
+def _market(tmp_path: Path, name: str, every: int = 1) -> tuple[Provider, list[str], str, Path]:
+    """The vendor, its codes (every ``every``-th), enough tokens for them, and a symbols file
+    listing them."""
+    vendor = provider(name)
+    codes = _universe(vendor, every)
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text("\n".join(codes) + "\n")
+    return vendor, codes, _tokens(vendor, codes), symbols
+
+
 def _keys(ticks: list[Tick]) -> Counter[tuple[str, int]]:
     return Counter((t.code, t.seq) for t in ticks)
 
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_full_market_through_8_shards_loses_nothing(tmp_path: Path, name: str) -> None:
-    vendor = provider(name)
-    codes = _universe(vendor)
-    tokens = _tokens(vendor, codes)
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text("\n".join(codes) + "\n")
+    vendor, codes, tokens, symbols = _market(tmp_path, name)
     replay, report, url = start_replay(
         tmp_path, "--provider", name, "--symbols-file", str(symbols), "--rate", "3000",
         "--duration", "3", "--burst", "--warmup", str(scaled(4)), *QUICK_REPLAY, token=tokens,
@@ -140,11 +146,7 @@ def test_faults_reconnect_within_the_rules_and_lose_nothing(tmp_path: Path, name
     every trade is stored once. (iTick numbers nothing: a trade sent twice on one connection
     is two trades to feedmux, so it gets no duplicates; its re-sends after a reconnect are
     what must not be stored twice.)"""
-    vendor = provider(name)
-    codes = _universe(vendor, 12)
-    tokens = _tokens(vendor, codes)
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text(" ".join(codes))
+    vendor, codes, tokens, symbols = _market(tmp_path, name, 12)
     # A stall the 3 s watchdog trips on, then each fault well after the reconnect of the one
     # before (the vendor's reconnect spacing, doubled by the backoff, and a second).
     gap = 2 * vendor.pacing.reconnect_spacing_ns / 1e9 + 1
@@ -193,11 +195,7 @@ def test_faults_reconnect_within_the_rules_and_lose_nothing(tmp_path: Path, name
 @pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_sigterm_under_a_burst_stores_every_received_tick(tmp_path: Path, name: str) -> None:
-    vendor = provider(name)
-    codes = _universe(vendor, 3)
-    tokens = _tokens(vendor, codes)
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text(" ".join(codes))
+    vendor, codes, tokens, symbols = _market(tmp_path, name, 3)
     replay, _, url = start_replay(tmp_path, "--provider", name, "--rate", "20000", "--burst",
                                   "--symbols-file", str(symbols), *QUICK_REPLAY,
                                   token=tokens)  # fmt: skip
@@ -205,21 +203,8 @@ def test_sigterm_under_a_burst_stores_every_received_tick(tmp_path: Path, name: 
     run = feedmux("run", "--provider", name, "--url", url, "--symbols-file", str(symbols),
                   "--shards", "2", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
                   *QUICK, token=tokens)  # fmt: skip
-    try:
-        wait_for(lambda: sum(s.stored for s in shards_in(run_dir)) > 20_000, 90,
-                 "the pipeline to be at full load")  # fmt: skip
-        run.send_signal(signal.SIGTERM)  # the feed keeps coming until the receiver closes
-        code, output = stop(run)
-    finally:
-        stop(run)
-        stop(replay)
-    assert code == 0, output
-    received = receiver_in(run_dir)
-    assert received.final and received.unconfirmed == 0
-    stored = read_ticks(data_dir)
-    assert len(stored) == received.ticks > 20_000
-    sent = _keys(sent_by(vendor, tmp_path / "sent.log", codes)[0])
-    assert set(zip(stored["code"], stored["seq"], strict=True)) <= set(sent)
+    stored = stop_at_full_load(run, replay, run_dir, data_dir, 20_000)
+    assert stored <= set(_keys(sent_by(vendor, tmp_path / "sent.log", codes)[0]))
 
 
 def _stored_after_feed(tmp: Path, name: str, symbols: Path, tokens: str,
@@ -247,11 +232,7 @@ def _stored_after_feed(tmp: Path, name: str, symbols: Path, tokens: str,
 @pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name: str) -> None:
-    vendor = provider(name)
-    codes = _universe(vendor, 20)
-    tokens = _tokens(vendor, codes)
-    symbols = tmp_path / "symbols.txt"
-    symbols.write_text(" ".join(codes))
+    _, _, tokens, symbols = _market(tmp_path, name, 20)
     first = _stored_after_feed(tmp_path / "recorded", name, symbols, tokens, "--provider", name,
                                "--rate", "1500", "--duration", "3")  # fmt: skip
     journal = tmp_path / "recorded" / "data" / "journal"
