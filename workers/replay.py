@@ -179,7 +179,8 @@ class ReplayServer:
             async for message in ws:
                 if conn in self.faulted:
                     continue
-                held = set(self.rules.subscriptions().get(conn, ()))
+                resend = self.settings.resend_on_subscribe
+                held = self._held(conn) if resend else set()
                 outcome = self.rules.receive(conn, message, time.monotonic_ns(),
                                              envelope_error=self.envelope_armed)  # fmt: skip
                 if outcome.envelope_error:  # not applied, but it counted for the spacing
@@ -190,8 +191,8 @@ class ReplayServer:
                 self._log_violations()
                 for reply in outcome.replies if not self.stalled() else ():
                     await ws.send(reply, text=True)
-                if self.settings.resend_on_subscribe:
-                    self._resend(conn, set(self.rules.subscriptions().get(conn, ())) - held)
+                if resend:
+                    self._resend(conn, self._held(conn) - held)
                 if self.rules.subscribers:
                     self.first_subscription.set()
                 if outcome.close:
@@ -203,6 +204,10 @@ class ReplayServer:
             self.sockets.pop(conn, None)
             self.transports.pop(conn, None)
             self.rules.close(conn, time.monotonic_ns())
+
+    def _held(self, conn: int) -> set[str]:
+        """The codes whose trades ``conn`` gets now."""
+        return set(self.rules.subscriptions().get(conn, ()))
 
     def _resend(self, conn: int, added: set[str]) -> None:
         """Each added code's latest trade again, ahead of the feed's next (not in the sent
