@@ -14,12 +14,11 @@ from typing import Annotated
 import msgspec
 
 from feedmux.model import Depth, Tick
-from feedmux.providers.base import BadMessage, Peek, unreadable
+from feedmux.providers.base import SAMPLE_BYTES, BadMessage, Peek, unreadable
 from feedmux.providers.itick import identity
 from feedmux.providers.itick.symbols import canonical
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024  # a tick is ~120 bytes, a 10-level book ~1 KiB
-SAMPLE = 200  # bytes of a bad message kept for the log
 # iTick's d: 0 neutral, 1 sell, 2 buy; feedmux's: 0 unknown, 1 buy, 2 sell
 DIRECTION = (0, 2, 1)
 
@@ -109,7 +108,7 @@ PUSH_TYPES = frozenset(("tick", "depth", "quote"))
 
 
 def bad(kind: str, detail: str, payload: bytes) -> BadMessage:
-    return BadMessage(kind, detail, payload[:SAMPLE])
+    return BadMessage(kind, detail, payload[:SAMPLE_BYTES])
 
 
 checked = unreadable  # why a message cannot be read at all (too big, not UTF-8), or None

@@ -16,6 +16,7 @@ import msgspec
 
 from feedmux.model import Depth, Tick
 from feedmux.providers.base import (
+    SAMPLE_BYTES,
     BadMessage,
     Event,
     Failure,
@@ -31,7 +32,6 @@ from feedmux.providers.polygon.wire import (
     DEFAULT_MAX_FRAME_BYTES,
     MARKET,
     QUOTES,
-    SAMPLE_BYTES,
     TICKER,
     TRADES,
     WHOLE_MARKET,

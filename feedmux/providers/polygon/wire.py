@@ -13,14 +13,13 @@ from typing import Annotated
 import msgspec
 
 from feedmux.model import Depth, Tick
-from feedmux.providers.base import BadMessage, Peek, unreadable
+from feedmux.providers.base import SAMPLE_BYTES, BadMessage, Peek, unreadable
 
 MARKET = ".US"  # feedmux's suffix for the only market the stocks cluster serves
 WILDCARD = "*"  # a topic's ticker for the whole market: ``T.*``
 WHOLE_MARKET = WILDCARD + MARKET  # the canonical code that asks for it
 TRADES, QUOTES = "T", "Q"  # topic prefixes (and event types) of trades and quotes (NBBO)
 DEFAULT_MAX_FRAME_BYTES = 4 << 20  # UNCONFIRMED: none documented; a ``T.*`` array can be big
-SAMPLE_BYTES = 200  # a bad message's sample, for the log
 
 _Sym = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 # A ticker: letters, digits and share-class dots (BRK.B); anything else (a "|", a space) would
