@@ -156,10 +156,11 @@ class ResendFilter:
     before. The shard's one place for this comparison: its bars and snapshot trust it.
     """
 
-    __slots__ = ("_highest", "resent")
+    __slots__ = ("_highest", "_stored", "resent")
 
     def __init__(self) -> None:
         self._highest: dict[str, tuple[int, int]] = {}
+        self._stored: dict[str, tuple[int, int]] = {}  # the seed: what a store had at restart
         self.resent = 0
 
     def seed(self, items: Sequence[Tick | Depth]) -> None:
@@ -168,6 +169,14 @@ class ResendFilter:
             key = identity(item)
             if key > self._highest.get(item.code, (-1, -1)):
                 self._highest[item.code] = key
+            if key > self._stored.get(item.code, (-1, -1)):
+                self._stored[item.code] = key
+
+    def stored_before(self, item: Tick | Depth) -> bool:
+        """Whether a re-send is at or below what the store had when this shard started: an
+        earlier incarnation stored it, but may not have relayed it before it died."""
+        held = self._stored.get(item.code)
+        return held is not None and identity(item) <= held
 
     def is_new(self, item: Tick | Depth) -> bool:
         """True for an item above its code's highest identity (and remember it)."""

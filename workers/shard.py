@@ -20,7 +20,14 @@ from feedmux.shard.histogram import WriteTimer
 from feedmux.shard.lanes import Lanes, Target, Written, open_lanes
 from feedmux.shard.state import Output, Publication, ShardState
 from feedmux.stats import read_stats, write_stats
-from feedmux.stats.shard import BarStats, MoveStats, RedisStats, ShardStats, StoreStats
+from feedmux.stats.shard import (
+    BarStats,
+    MoveStats,
+    NatsStats,
+    RedisStats,
+    ShardStats,
+    StoreStats,
+)
 from feedmux.transports import zmq as zt
 from feedmux.writes import health
 
@@ -142,7 +149,8 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
 
     def save_stats(final: bool = False) -> None:
         # A row counts as stored once every store has it; each store's own numbers follow.
-        ticks, books, bars, redis = lanes.ticks, lanes.books, lanes.bars, lanes.redis
+        ticks, books, bars, redis, nats = (lanes.ticks, lanes.books, lanes.bars, lanes.redis,
+                                           lanes.nats)  # fmt: skip
         write_stats(paths.stats_dir, ShardStats(
             shard=shard, pid=os.getpid(), final=final, time_ns=time.time_ns(),
             cpu_s=time.process_time(),
@@ -166,6 +174,9 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
                           resent=state.resent_dropped),  # bars take new ticks only
             redis=None if redis is None else RedisStats(
                 published=redis.stored, backlog=redis.backlog, failures=redis.failures),
+            nats=None if nats is None else NatsStats(
+                published=nats.stored, duplicates=nats.duplicates, backlog=nats.backlog,
+                failures=nats.failures, last_ack_ns=nats.last_commit_ns),
             bus_gaps=state.bus_gaps, bus_ignored=state.bus_ignored,
             rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
             bad_pushes=dict(state.bad_pushes),

@@ -191,6 +191,21 @@ RUN_SETTINGS = (
              "{default})", metavar="MB"),
         _run("commit_log", argparse.SUPPRESS),  # benchmarks
     )),
+    Section("nats", "NATS JetStream: the bus across machines", (
+        _run("nats_url", "also publish every trade, book and bar to NATS JetStream, on "
+             "subjects PREFIX.<family>.<market>.<symbol>, e.g. nats://127.0.0.1:4222 (several "
+             "servers of a cluster: comma-separated); also FEEDMUX_NATS", metavar="URL[,URL...]"),
+        _run("nats_stream", "the JetStream stream: created when missing, checked when it exists "
+             "(default {default})", metavar="NAME"),
+        _run("nats_prefix", "subjects PREFIX.trades.SH.600519, ... (default {default})",
+             metavar="PREFIX"),
+        _run("nats_max_age_s", "a new stream keeps messages S seconds (default {default}; 0: no "
+             "limit)", metavar="S"),
+        _run("nats_max_bytes", "a new stream keeps at most BYTES, the oldest go first (default "
+             "{default}: no limit)", metavar="BYTES"),
+        _run("nats_replicas", "a new stream's copies on a cluster's servers (default {default})",
+             metavar="N"),
+    )),
     Section("publishing", "what the shards publish to subscribers", (
         Option("min-move", "also publish, on topics MT|<code> (trades) or MD|<code> (books: "
                "best bid or ask), only moves of at least STEP, e.g. trades=0.01; repeatable; "

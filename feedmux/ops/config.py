@@ -31,6 +31,8 @@ _PACING = _VENDOR.pacing
 _PLAN = _VENDOR.replay_plan
 _MS = 1_000_000
 
+_NATS_URL = r"(nats|tls|ws|wss)://[^,\s]+"
+_NATS_URLS = rf"^($|{_NATS_URL}(\s*,\s*{_NATS_URL})*)$"
 IPC_PATH_MAX = 100  # sun_path holds 107 bytes on Linux; keep a margin for "ipc://" suffixes
 _TOKEN_QUERY = re.compile(r"token=[^&\s'\"]*")
 
@@ -96,6 +98,17 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
                          description="a redis://, rediss:// or unix:// URL")] = ""  # fmt: skip
     redis_maxlen: Positive = 1_000_000  # entries kept per shard stream (approximately)
     redis_prefix: str = "feedmux"  # streams are <prefix>:shard:<i>
+    # NATS JetStream (feedmux/jetstream): servers, comma-separated; "" is off
+    nats_url: Annotated[str, option("nats"), Meta(pattern=_NATS_URLS,
+                        description="nats:// or tls:// URLs, comma-separated")] = ""  # fmt: skip
+    nats_stream: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+$",
+                           description="letters, digits, - and _")] = "FEEDMUX"  # fmt: skip
+    nats_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+                           description="subject tokens (letters, digits, - and _) joined by dots"
+                           )] = "feedmux"  # fmt: skip
+    nats_max_age_s: Annotated[float, option("nats-max-age"), Meta(ge=0)] = 86_400.0  # 0: none
+    nats_max_bytes: Annotated[int, Meta(ge=-1)] = -1  # -1: no limit
+    nats_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     run_dir: str = ""  # "" means <data_dir>/run
     max_codes_per_conn: Positive = _VENDOR.max_codes_per_conn
     max_conns: Positive = _VENDOR.max_conns  # the plan's connection cap per token
@@ -146,6 +159,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     @property
     def tokens(self) -> list[str]:
         return tokens_of(self.token)
+
+    @property
+    def nats_urls(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     @property
     def session_options(self) -> SessionOptions:

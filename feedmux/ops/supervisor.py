@@ -24,6 +24,7 @@ from feedmux.client.control import Control
 from feedmux.codes import is_whole_market
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ingest.universe import save_universe
+from feedmux.jetstream import stream as jetstream
 from feedmux.ops import instance
 from feedmux.ops.children import Child, SignalWakeup, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
@@ -96,6 +97,10 @@ class Supervisor:
         for old in paths.stats_dir.glob("*.json"):
             old.unlink()  # numbers of an earlier run would read as this run's
         migrate_stores(settings, self.say)  # before any worker: no start deadline bounds it
+        if settings.nats_urls:  # the stream, once, before the shards publish to it
+            jetstream.prepare(settings.nats_urls, jetstream.StreamSpec(
+                settings.nats_stream, settings.nats_prefix, settings.nats_max_age_s,
+                settings.nats_max_bytes, settings.nats_replicas), self.say)  # fmt: skip
         if replay is not None:
             replay = msgspec.structs.replace(replay, log_file=str(paths.log_file),
                                              log_stderr=settings.display != "live")  # fmt: skip

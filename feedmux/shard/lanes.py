@@ -8,7 +8,8 @@ got them, so "the slowest target has written N" means the lane's first N rows ar
 everywhere: that is what an acknowledgement may claim (``ShardState.committed``).
 
 A shard has one lane per kind of row (ticks, books, bars), each to every ``--store``, and one per
-relay (Redis Streams with ``--redis``) for the publications of the families that are relayed.
+relay (Redis Streams with ``--redis``, NATS JetStream with ``--nats``) for the publications of the
+families that are relayed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from feedmux.model import Bar, Depth, Tick
 from feedmux.ops.config import Settings
 from feedmux.shard.batching import Batcher
 from feedmux.shard.histogram import WriteTimer
+from feedmux.shard.jetstream import JetStreamPublisher
 from feedmux.shard.state import Output, Publication
 from feedmux.shard.stores.background import BackgroundWriter
 from feedmux.shard.stores.base import Sink, WriteResult
@@ -179,14 +181,15 @@ class Lanes:
     ticks: Lane[Tick]
     books: Lane[Depth]
     bars: Lane[Bar]
-    redis: Lane[Publication] | None = None  # the relay: Redis Streams, when on
+    redis: Lane[Publication] | None = None  # a relay: Redis Streams, when on
+    nats: Lane[Publication] | None = None  # a relay: NATS JetStream, when on
     commit_log: CommitLog | None = None
     # The first store's tick connection: the snapshot and recent bars after a restart.
     restore_from: Sink | None = None
 
     @property
     def relays(self) -> list[Lane[Publication]]:
-        return [self.redis] if self.redis is not None else []
+        return [relay for relay in (self.redis, self.nats) if relay is not None]
 
     @property
     def every(self) -> list[Lane[Any]]:
@@ -285,6 +288,12 @@ def _open(settings: Settings, shard: int, clock: Callable[[], int],
         redis = Lane("redis", [target(publisher.shown, publisher.write_publications,
                                       "redis-streams", close=publisher.close, kind="redis")],
                      batcher())  # fmt: skip
+    nats: Lane[Publication] | None = None
+    if settings.nats_urls:  # the bus across machines; acks wait for JetStream's too
+        jet = JetStreamPublisher(settings.nats_urls, settings.nats_prefix, settings.provider,
+                                 shard)  # fmt: skip
+        nats = Lane("nats", [target(jet.shown, jet.write_publications, "nats-jetstream",
+                                    close=jet.close, kind="nats")], batcher())  # fmt: skip
     return Lanes(Lane("ticks", ticks, batcher(), empty_batch_at_close=True),
-                 Lane("books", books, batcher()), Lane("bars", bars, batcher()), redis,
+                 Lane("books", books, batcher()), Lane("bars", bars, batcher()), redis, nats,
                  commit_log, first)  # fmt: skip

@@ -279,7 +279,8 @@ class ShardState:
         for tick in in_ticks:
             if not is_new(tick):
                 self.resent_dropped += 1  # a re-send (resubscribe, re-run): published once,
-                continue  # in bars once
+                self._relay_again(out, trades, tick, self.resend_filter)  # in bars once
+                continue
             pub_seq += 1
             snapshot.apply(pub_seq, tick)
             payload = encode(wire.Published(shard, pub_seq, tick))
@@ -293,6 +294,7 @@ class ShardState:
         book_is_new = self.book_filter.is_new
         for book in in_books:
             if not book_is_new(book):  # a re-send: published once
+                self._relay_again(out, families.BOOKS, book, self.book_filter)
                 continue
             self.book_seq += 1
             snapshot.apply_book(book)
@@ -301,6 +303,22 @@ class ShardState:
             if self.book_moves is not None and self.book_moves.passes(book):
                 self._move(out, families.BOOK_MOVES, book.code, book)
         return self._bars_out(closed_bars, out)
+
+    def _relay_again(self, out: Output, family: Family, item: Tick | Depth,
+                     resends: ResendFilter) -> None:  # fmt: skip
+        """A re-send that an earlier incarnation of this shard stored before it died may never
+        have reached the relays (acks wait for both, but the lanes write apart): relay it again,
+        with seq 0 (not on PUB). JetStream keeps it once (its message id is the identity); a
+        Redis stream may then hold it twice."""
+        if not family.relayed or not resends.stored_before(item):
+            return
+        if isinstance(item, Tick):
+            payload = wire.encode(wire.Published(self.shard, 0, item))
+        else:
+            payload = wire.encode(wire.PublishedDepth(self.shard, 0, item))
+        out.relayed.append((family.topic(item.code), payload))
+        self.relayed_total += 1
+        self._relayed_acked = self.relayed_total
 
     def _move(self, out: Output, family: Family, code: str, item: Tick | Depth) -> None:
         """A publication on a move family, numbered in that family."""

@@ -40,6 +40,16 @@ class RedisStats(msgspec.Struct, kw_only=True):
     failures: int
 
 
+class NatsStats(msgspec.Struct, kw_only=True):
+    """--nats: the shard's publications to JetStream."""
+
+    published: int  # stored in the stream by this shard
+    duplicates: int  # the stream had them already (a retried batch, a restart, a twin)
+    backlog: int  # handed to the lane, not yet acked by JetStream
+    failures: int  # failed batches (retried)
+    last_ack_ns: int  # wall clock of the last acked batch; 0: none yet
+
+
 class BarStats(msgspec.Struct, kw_only=True):
     published: int
     stored: int  # in every store
@@ -80,6 +90,7 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
     moves: MoveStats
     bars: BarStats
     redis: RedisStats | None  # None: no --redis
+    nats: NatsStats | None = None  # None: no --nats
     bus_gaps: int  # bus messages that will never come (the receiver dropped them)
     bus_ignored: int  # messages seen twice or out of order (a resend follows)
     rewinds_asked: int
