@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from feedmux.errors import StoreError
 from feedmux.passwords import mask_passwords
 
-CONNECT_TIMEOUT_S = 5.0  # one server
+CONNECT_TIMEOUT_S = 5  # one server
 FIRST_CONNECT_S = 10.0  # at start: then it is a mistake to report, not an outage to wait out
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ async def connect(urls: list[str], name: str, *, shown: str) -> Client:
     try:  # every server tried until the timeout (the client itself would try for ever)
         await asyncio.wait_for(client.connect(
             servers=urls, name=name, connect_timeout=CONNECT_TIMEOUT_S,
-            max_reconnect_attempts=-1, reconnect_time_wait=0.5, allow_reconnect=True,
+            max_reconnect_attempts=-1, reconnect_time_wait=1, allow_reconnect=True,
             disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
         ), FIRST_CONNECT_S)  # fmt: skip
     except (nats.errors.Error, OSError, TimeoutError) as exc:
