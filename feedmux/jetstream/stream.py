@@ -45,17 +45,21 @@ class StreamSpec:
 
 
 def _covers(subjects: list[str], prefix: str) -> bool:
-    """Whether a stream's subjects take every subject under ``prefix``."""
-    parts = prefix.split(".")
+    """Whether a stream's subjects take every feedmux subject under ``prefix``
+    (``<prefix>.<family>.<market>.<symbol>``)."""
+    shape = [*prefix.split("."), "*", "*", "*"]  # "*": any token there
     for pattern in subjects:
         tokens = pattern.split(".")
-        head = tokens[:-1]
-        if (
-            tokens[-1] == ">"
-            and len(head) <= len(parts)
-            and all(t in ("*", p) for t, p in zip(head, parts, strict=False))
-        ):
-            return True
+        for i, token in enumerate(tokens):
+            if token == ">":
+                if i < len(shape):
+                    return True
+                break
+            if i >= len(shape) or (token != "*" and token != shape[i]):
+                break
+        else:
+            if len(tokens) == len(shape):
+                return True
     return False
 
 

@@ -160,6 +160,34 @@ class StatsCollector(Collector):
                 h = st.receive_to_commit_s
                 stage.add_metric([shard, f"commit:{store}"], _buckets(h), h.sum)
         yield from (backlog, last, rows, commit, stage, moves)
+        yield from self._nats([s for s in shards if s.nats is not None])
+
+    def _nats(self, shards: list[ShardStats]) -> Iterator[Metric]:
+        """--nats: each shard's JetStream lane."""
+        if not shards:
+            return
+        published = CounterMetricFamily("feedmux_nats_published", "Publications JetStream "
+                                        "stored", labels=["shard"])  # fmt: skip
+        duplicates = CounterMetricFamily(
+            "feedmux_nats_duplicates",
+            "Publications JetStream had already (a retry, a restart)",
+            labels=["shard"],
+        )
+        failures = CounterMetricFamily("feedmux_nats_failures", "Failed JetStream batches "
+                                       "(retried)", labels=["shard"])  # fmt: skip
+        backlog = GaugeMetricFamily("feedmux_nats_backlog_messages", "Publications not yet "
+                                    "acked by JetStream", labels=["shard"])  # fmt: skip
+        last = GaugeMetricFamily("feedmux_nats_last_ack_timestamp_seconds", "Wall-clock time "
+                                 "of JetStream's last ack", labels=["shard"])  # fmt: skip
+        for s in shards:
+            assert s.nats is not None
+            shard = str(s.shard)
+            published.add_metric([shard], s.nats.published)
+            duplicates.add_metric([shard], s.nats.duplicates)
+            failures.add_metric([shard], s.nats.failures)
+            backlog.add_metric([shard], s.nats.backlog)
+            last.add_metric([shard], s.nats.last_ack_ns / 1e9)
+        yield from (published, duplicates, failures, backlog, last)
 
 
 def serve(stats_dir: Path, port: int, host: str = "127.0.0.1") -> int:

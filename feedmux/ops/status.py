@@ -19,6 +19,7 @@ from rich.text import Text
 from feedmux import families
 from feedmux.stats import RunStats, read_stats
 from feedmux.stats.process import ProcessStats
+from feedmux.stats.shard import ShardStats
 
 STALE_S = 5.0  # a worker whose stats are older than this is shown as stale (dead or hung)
 WARNINGS_SHOWN = 5
@@ -51,6 +52,34 @@ class ShardRow:
 
 
 @dataclass(frozen=True)
+class NatsLane:
+    """--nats: every shard's JetStream lane together."""
+
+    published: int  # stored in the stream
+    duplicates: int  # the stream had them already (retries, restarts)
+    backlog: int  # publications not yet acked by JetStream
+    lag_s: float  # with a backlog: since JetStream last acked a batch (the slowest shard)
+    failures: int  # failed batches, retried
+
+    def line(self) -> str:
+        lag = f", lag {self.lag_s:.1f}s" if self.backlog else ""
+        failed = f", failures {self.failures:,}" if self.failures else ""
+        return (f"nats {self.published:,} (duplicates {self.duplicates:,}, backlog "
+                f"{self.backlog:,}{lag}{failed})")  # fmt: skip
+
+
+def nats_lane(shards: list[ShardStats]) -> NatsLane | None:
+    lanes = [(s, s.nats) for s in shards if s.nats is not None]
+    if not lanes:
+        return None
+    lags = [(s.time_ns - (n.last_ack_ns or s.time_ns)) / 1e9 for s, n in lanes if n.backlog]
+    return NatsLane(published=sum(n.published for _, n in lanes),
+                    duplicates=sum(n.duplicates for _, n in lanes),
+                    backlog=sum(n.backlog for _, n in lanes), lag_s=max(lags, default=0.0),
+                    failures=sum(n.failures for _, n in lanes))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Status:
     received: int
     ticks_per_s: float
@@ -72,6 +101,7 @@ class Status:
     rejected: list[str] = field(default_factory=list)  # the first few of them
     failing: list[str] = field(default_factory=list)  # "shard-0: store failing: disk full ..."
     measured: bool = False  # the rates are measured (False: no earlier reading, they read 0)
+    nats: NatsLane | None = None  # --nats
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +190,7 @@ def build_status(
         connections=conns, shards=rows, silent=dict(silent or {}), warnings=list(warnings or []),
         codes_rejected=receiver.codes_rejected if receiver else 0,
         rejected=list(receiver.rejected) if receiver else [],
-        failing=failing_writes(cur),
+        failing=failing_writes(cur), nats=nats_lane(list(shard_stats)),
     )  # fmt: skip
 
 
@@ -184,6 +214,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         + (f" | shard restarts {restarts}" if restarts else "")
         + (f" | spilled {status.spilled:,}" if status.spilled else "")
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
+        + (f" | {status.nats.line()}" if status.nats else "")
         + "".join(f" | {line}" for line in status.failing)
     )
 
@@ -223,6 +254,8 @@ def render(status: Status, title: str = "feedmux") -> Group:
     listed = f" ({silent}{' ...' if more > 0 else ''})" if silent else ""
     parts: list[Any] = [totals, *(Text(line, "bold red") for line in status.failing), conns, shards,
                         Text(f"silent codes: {len(status.silent)}{listed}")]  # fmt: skip
+    if status.nats is not None:
+        parts.insert(-1, Text(status.nats.line(), "yellow" if status.nats.lag_s > 5 else ""))
     if status.codes_rejected:
         named = ", ".join(status.rejected[:SILENT_SHOWN])
         etc = " ..." if status.codes_rejected > len(status.rejected[:SILENT_SHOWN]) else ""

@@ -249,3 +249,23 @@ def test_pushes_are_decoded_here_and_a_bad_one_is_counted_and_still_takes_its_se
     # An internal message whose lists disagree is refused whole, not half-taken.
     assert state.on_bus(wire.encode(wire.Pushes(6, [good[0]], []))) == Output()
     assert state.bad_messages == 1 and state.expected_bus_seq == 6
+
+
+def test_after_a_restart_what_the_store_had_goes_to_the_relays_again_but_not_to_pub() -> None:
+    """The store lane may run ahead of a relay's (acks wait for both; the lanes write apart):
+    a shard that died between them restarts knowing the store's ticks but not whether NATS or
+    Redis got them. The receiver resends every unacked message: those ticks go to the relays
+    again (seq 0, JetStream keeps one by its message id), not to subscribers; a later re-send of
+    a tick this incarnation relayed itself goes nowhere."""
+    stored = day_ticks(0, [1, 2, 3])
+    state = ShardState(0, wall_clock=FakeClock(MORNING))
+    state.restore([stored[-1]], [])
+    state.on_bus(wire.encode(wire.Resume(1, 1)))
+    out = state.on_bus(wire.encode(wire.Burst(1, day_ticks(0, [2, 3, 4]))))
+    relayed = [families.TRADES.decoder.decode(p) for _, p in out.relayed]
+    assert [(m.seq, m.item.seq) for m in relayed] == [(0, 2), (0, 3), (1, 4)]
+    assert [t.seq for t in trades_of(out)] == [4]  # PUB: the new one only
+    assert state.committed(3, 0, 3) == wire.encode(wire.Ack(0, 1, 4))  # waits for all three
+    again = state.on_bus(wire.encode(wire.Burst(4, day_ticks(0, [4, 5], late_s=60))))
+    assert [families.TRADES.decoder.decode(p).item.seq for t, p in again.relayed
+            if t.startswith(families.TRADES.prefix)] == [5]  # fmt: skip

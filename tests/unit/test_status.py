@@ -5,17 +5,18 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
 from feedmux.ingest.delivery import ShardQueue
 from feedmux.ingest.spill import SpillFile
 from feedmux.ops.metrics import StatsCollector
-from feedmux.ops.status import build_status, progress_line, recent_warnings, render
+from feedmux.ops.status import NatsLane, build_status, progress_line, recent_warnings, render
 from feedmux.shard.histogram import Histogram
 from feedmux.stats import RunStats, write_stats
 from feedmux.stats.receiver import QueueStats, ReceiverStats
-from feedmux.stats.shard import MoveStats, ShardStats
+from feedmux.stats.shard import MoveStats, NatsStats, ShardStats
 from tests.stats_samples import connection_stats, receiver_stats, shard_stats, store_stats
 
 S = 10**9
@@ -133,3 +134,35 @@ def test_the_queue_is_what_the_receiver_holds_in_memory_and_spilled_counted_once
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(tmp_path))
     assert 'feedmux_shard_queue_ticks{shard="0"} 25.0' in generate_latest(registry).decode()
+
+
+def test_the_nats_lane_shows_in_status_and_metrics(tmp_path: Path) -> None:
+    """--nats: what JetStream holds, what waits for its ack and for how long, per shard in the
+    metrics and summed in the status (the lag is the slowest shard's)."""
+    waiting = NatsStats(published=900, duplicates=3, backlog=100, failures=2,
+                        last_ack_ns=90 * S)  # fmt: skip
+    caught_up = NatsStats(published=500, duplicates=0, backlog=0, failures=0, last_ack_ns=99 * S)
+    shards = [msgspec.structs.replace(shard(0, 100 * S, 1000, 1000), nats=waiting),
+              msgspec.structs.replace(shard(1, 100 * S, 500, 500), nats=caught_up)]  # fmt: skip
+    status = build_status(None, reading(receiver(100 * S, 1500, 1500), *shards), 2)
+    assert status.nats == NatsLane(published=1400, duplicates=3, backlog=100, lag_s=10.0,
+                                   failures=2)  # fmt: skip
+    assert "nats 1,400 (duplicates 3, backlog 100, lag 10.0s, failures 2)" in progress_line(
+        status, 1.0
+    )
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render(status))
+    assert "nats 1,400" in console.file.getvalue()  # type: ignore[attr-defined]
+    for s in shards:
+        write_stats(tmp_path, s)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(tmp_path))
+    text = generate_latest(registry).decode()
+    for line in ('feedmux_nats_published_total{shard="0"} 900.0',
+                 'feedmux_nats_duplicates_total{shard="0"} 3.0',
+                 'feedmux_nats_failures_total{shard="0"} 2.0',
+                 'feedmux_nats_backlog_messages{shard="0"} 100.0',
+                 'feedmux_nats_backlog_messages{shard="1"} 0.0'):  # fmt: skip
+        assert line in text, line
+    without = build_status(None, reading(receiver(100 * S, 1, 1), shard(0, 100 * S, 1, 1)), 1)
+    assert without.nats is None and "nats" not in progress_line(without, 1.0)
