@@ -205,7 +205,8 @@ class Supervisor:
 
     def shutdown(self) -> dict[str, int | None]:
         """Receiver first, then all shards at once (they drain in parallel), then the server."""
-        self.say("stopping: receiver first, then the shards store what they hold")
+        if self.receiver is not None or self.shards or self.replay is not None:
+            self.say("stopping: receiver first, then the shards store what they hold")
         codes: dict[str, int | None] = {}
         if self.receiver is not None:
             codes["receiver"] = self.receiver.stop(RECEIVER_STOP_S)
