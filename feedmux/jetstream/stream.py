@@ -20,6 +20,7 @@ from feedmux.errors import ConfigError, StoreError
 from feedmux.jetstream.client import connect
 from feedmux.passwords import mask_passwords
 
+STREAM_NAME_IN_USE = 10058  # JetStream's error: made meanwhile, with other settings
 DUPLICATE_WINDOW_S = 120.0  # JetStream's default: a retry or a restart within it is one message
 
 
@@ -32,6 +33,11 @@ class StreamSpec:
     replicas: int = 1
 
     @property
+    def duplicate_window_s(self) -> float:
+        """JetStream's default, or the max age if shorter (it must not be longer)."""
+        return min(DUPLICATE_WINDOW_S, self.max_age_s) if self.max_age_s else DUPLICATE_WINDOW_S
+
+    @property
     def subjects(self) -> list[str]:
         return [f"{self.prefix}.>"]
 
@@ -40,7 +46,7 @@ class StreamSpec:
             name=self.name, subjects=self.subjects, retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD,
             max_age=self.max_age_s or None, max_bytes=self.max_bytes,
-            num_replicas=self.replicas, duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=self.replicas, duplicate_window=self.duplicate_window_s,
         )  # fmt: skip
 
 
@@ -102,12 +108,15 @@ async def ensure(js: JetStreamContext, spec: StreamSpec) -> tuple[str, list[str]
     if info is None:
         try:
             await js.add_stream(spec.config())
-        except nats.js.errors.BadRequestError as exc:
-            raise ConfigError(f"cannot create NATS stream {spec.name}: {exc.description}") from exc
+            return "created", []
+        except nats.js.errors.APIError as exc:  # the server refused these settings
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise ConfigError(f"cannot create NATS stream {spec.name}: "
+                                  f"{exc.description}") from exc  # fmt: skip
+            info = await js.stream_info(spec.name)  # another instance made it just now
         except (nats.errors.Error, TimeoutError) as exc:
             raise StoreError(f"cannot create NATS stream {spec.name}: "
                              f"{exc or type(exc).__name__}") from exc  # fmt: skip
-        return "created", []
     errors, notes = problems(spec, info.config)
     if errors:
         raise ConfigError(f"NATS stream {spec.name} exists but cannot take feedmux's messages: "
