@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import unquote
 
 from feedmux import families, wire
@@ -57,6 +58,7 @@ def subject(prefix: str, family: Family, code: str) -> str:
     return f"{prefix}.{family.name}.{escape(market) or '_'}.{escape(symbol)}"
 
 
+@lru_cache(maxsize=1 << 16)  # a shard's codes x families: built once each, not per message
 def of_topic(prefix: str, topic: bytes) -> str | None:
     """The subject of a PUB topic (``b"T|600519.SH"``); None for a family not relayed."""
     family = families.of_topic(topic)
