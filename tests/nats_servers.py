@@ -64,7 +64,7 @@ async def _quiet(exc: Exception) -> None:
 
 async def _reachable(url: str) -> str | None:
     try:
-        client = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0,
+        client = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=1,
                                     allow_reconnect=False, error_cb=_quiet)  # fmt: skip
     except Exception as exc:  # any reason is the reason to skip
         return str(exc) or type(exc).__name__
