@@ -249,13 +249,17 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
 
     publish(state.close_bars())
     unwritten = lanes.close(FINAL_WRITE_S)  # retries back off inside
-    if unwritten:
-        log.error("store still failing after %d s: %d received rows NOT stored",
-                  FINAL_WRITE_S, unwritten)  # fmt: skip
+    # Each lane and target still failing, by name: the store, Redis or NATS to look at.
+    failing = [f"{lane.kind} to {target.shown}: {target.writer.backlog:,}" for lane in lanes.every
+               for target in lane.targets if target.writer.backlog]  # fmt: skip
+    if unwritten:  # never acknowledged: the receiver keeps their bus messages while it runs
+        log.error("still failing after %d s, %d rows NOT written: %s", FINAL_WRITE_S,
+                  unwritten, "; ".join(failing))  # fmt: skip
     acknowledge()
     save_stats(final=True)
-    log.info("stopped: %d ticks received, %d stored, %d duplicates",
-             state.received, lanes.ticks.stored, lanes.ticks.duplicates)  # fmt: skip
+    log.info("stopped: %d ticks received, %d stored, %d duplicates%s", state.received,
+             lanes.ticks.stored, lanes.ticks.duplicates,
+             f"; NOT written: {'; '.join(failing)}" if failing else "")  # fmt: skip
     acks.close()  # lingers so the last ack reaches the receiver
     if auth is not None:
         auth.stop()

@@ -1,9 +1,13 @@
-"""Connecting to NATS, one way for the shards, the run's start-up check and consumers."""
+"""Connecting to NATS: ``connect`` for the run's start-up check and consumers (a server must
+answer now), ``Link`` for a shard (connected in the background and kept, whatever happens)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -13,35 +17,156 @@ from feedmux.passwords import mask_passwords
 
 CONNECT_TIMEOUT_S = 5  # one server
 FIRST_CONNECT_S = 10.0  # at start: then it is a mistake to report, not an outage to wait out
+RECONNECT_WAIT_S = 1  # between two attempts at one server
+# A server that died without closing, or stopped (SIGSTOP, a frozen VM), is noticed when two
+# pings in a row go unanswered: within three intervals, 15 s.
+PING_INTERVAL_S = 5
+MAX_OUTSTANDING_PINGS = 2
+CLOSE_S = 3.0  # closing waits this long for the server (gone or stopped: not longer)
 
 log = logging.getLogger(__name__)
 
 
+def _said(exc: BaseException) -> str:
+    return mask_passwords(str(exc)) or type(exc).__name__
+
+
+def _options(urls: list[str], name: str, **more: Any) -> dict[str, Any]:
+    """What every feedmux client asks of nats-py (and ``more``): try every server, for ever (the
+    callers bound the first connect, or want for ever), and notice a dead server within
+    seconds."""
+    return more | {"servers": urls, "name": name, "connect_timeout": CONNECT_TIMEOUT_S,
+            "allow_reconnect": True, "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT_S, "ping_interval": PING_INTERVAL_S,
+            "max_outstanding_pings": MAX_OUTSTANDING_PINGS}  # fmt: skip
+
+
 async def connect(urls: list[str], name: str, *, shown: str) -> Client:
-    """A client that reconnects for ever (the lane retries meanwhile); StoreError when no server
-    answers at first."""
+    """A client that reconnects for ever; StoreError (with the last error) when no server
+    answers within FIRST_CONNECT_S."""
+    last: list[str] = []
 
     async def disconnected() -> None:
         if not client.is_closed:  # closing says so too
-            log.warning("NATS connection lost; reconnecting (publishes wait and are retried)")
+            log.warning("NATS connection lost; reconnecting")
 
     async def reconnected() -> None:
         log.warning("NATS reconnected to %s", mask_passwords(str(client.connected_url or "")))
 
     async def error(exc: Exception) -> None:
-        log.info("NATS: %s", mask_passwords(str(exc) or type(exc).__name__))
+        last[:] = [_said(exc)]
+        log.debug("NATS: %s", last[0])
 
     client = Client()
+    options = _options(urls, name, error_cb=error, disconnected_cb=disconnected,
+                       reconnected_cb=reconnected)  # fmt: skip
     try:  # every server tried until the timeout (the client itself would try for ever)
-        await asyncio.wait_for(client.connect(
-            servers=urls, name=name, connect_timeout=CONNECT_TIMEOUT_S,
-            max_reconnect_attempts=-1, reconnect_time_wait=1, allow_reconnect=True,
-            disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
-        ), FIRST_CONNECT_S)  # fmt: skip
+        await asyncio.wait_for(client.connect(**options), FIRST_CONNECT_S)
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         await client.close()
-        why = mask_passwords(str(exc)) or type(exc).__name__
+        why = _said(exc)
         if isinstance(exc, TimeoutError):
-            why = f"no answer in {FIRST_CONNECT_S:g} s"
+            why = f"no server answered in {FIRST_CONNECT_S:g} s" + (f" ({last[0]})" if last else "")
         raise StoreError(f"cannot reach NATS at {shown}: {why}") from exc
     return client
+
+
+class Link:
+    """A shard's connection to NATS for its whole life: made in the background (a shard
+    started while NATS is down starts all the same) and kept, reconnecting for ever. Says once
+    when the connection is lost (or cannot be made) and once when it is back; remembers the
+    last error, for the StoreError of a publish meanwhile. Every method runs on the loop."""
+
+    def __init__(self, urls: list[str], name: str, shown: str, *,
+                 on_connect: Callable[[Client], Awaitable[None]],
+                 on_lost: Callable[[str], None]) -> None:  # fmt: skip
+        self.client = Client()
+        self.shown = shown
+        self._urls = urls
+        self._name = name
+        self._on_connect = on_connect  # once, after the first connect (subscriptions persist)
+        self._on_lost = on_lost  # fails what waits on the connection
+        self._task: asyncio.Task[None] | None = None
+        self._ready = False  # connected, and on_connect done
+        self._started = False
+        self._closing = False
+        self.last_error = ""
+        self._down_since = time.monotonic()  # not connected yet
+        self._said_down = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.client.is_connected
+
+    def down(self) -> str:
+        """Why a publish cannot go now."""
+        since = time.monotonic() - self._down_since
+        what = "not connected to NATS yet" if not self._ready else "NATS connection lost"
+        return (f"{what} ({self.shown}; {since:.0f} s, last error: "
+                f"{self.last_error or 'none yet'}); retried until it is back")  # fmt: skip
+
+    def open(self) -> None:
+        """Start connecting (in the background)."""
+        self._task = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        self._started = True
+        try:
+            await self.client.connect(**_options(
+                self._urls, self._name, error_cb=self._error, disconnected_cb=self._lost,
+                reconnected_cb=self._back, skip_subject_validation=True,  # feedmux's are valid
+                pending_size=0))  # disconnected: a publish fails at once, none is kept  # fmt: skip
+            await self._on_connect(self.client)
+        except (nats.errors.Error, OSError) as exc:  # closed meanwhile, or a bug of ours
+            self.last_error = _said(exc)
+            log.error("NATS connection to %s not made: %s", self.shown, self.last_error)
+            return
+        self._ready = True
+        self._back_up("connected to")
+
+    async def _error(self, exc: Exception) -> None:
+        """Each failed attempt (nats-py retries): remembered; said once per outage."""
+        self.last_error = _said(exc)
+        if not self._ready and not self._said_down and not self._closing:
+            self._said_down = True
+            log.warning("NATS not reachable at %s (%s); publishes fail and are retried until "
+                        "it is", self.shown, self.last_error)  # fmt: skip
+        else:
+            log.debug("NATS: %s", self.last_error)
+
+    async def _lost(self) -> None:
+        if self._closing or self.client.is_closed:
+            return
+        self._down_since = time.monotonic()
+        why = self.last_error or "the server closed it or stopped answering pings"
+        self._said_down = True
+        log.warning("NATS connection to %s lost (%s); publishes fail and are retried until "
+                    "it is back", self.shown, why)  # fmt: skip
+        self.last_error = why
+        self._on_lost(self.down())
+
+    async def _back(self) -> None:
+        self._back_up("connection back to")
+
+    def _back_up(self, what: str) -> None:
+        url = mask_passwords(str(self.client.connected_url.geturl()
+                                 if self.client.connected_url else self.shown))  # fmt: skip
+        if self._said_down:
+            log.warning("NATS %s %s after %.1f s", what, url, time.monotonic() - self._down_since)
+        else:
+            log.info("NATS %s %s", what, url)
+        self._said_down = False
+        self.last_error = ""
+
+    async def close(self) -> None:
+        """Bounded, whether the server answers, is gone or is stopped."""
+        self._closing = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # still connecting
+            await asyncio.wait([self._task], timeout=CLOSE_S)
+        if not self._started:
+            return  # nats-py cannot close what never began to connect
+        try:
+            await asyncio.wait_for(self.client.close(), CLOSE_S)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            log.info("closing the NATS connection to %s: %s", self.shown, _said(exc))
