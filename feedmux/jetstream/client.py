@@ -87,21 +87,25 @@ class Link:
         self._on_connect = on_connect  # once, after the first connect (subscriptions persist)
         self._on_lost = on_lost  # fails what waits on the connection
         self._task: asyncio.Task[None] | None = None
-        self._ready = False  # connected, and on_connect done
+        self._ready = False  # connected once, and on_connect done
         self._started = False
         self._closing = False
         self.last_error = ""
+        self._outage = False  # said to be down, not yet said to be back
         self._down_since = time.monotonic()  # not connected yet
-        self._said_down = False
 
     @property
     def ready(self) -> bool:
         return self._ready and self.client.is_connected
 
     def down(self) -> str:
-        """Why a publish cannot go now."""
+        """Why a publish cannot go now. nats-py may tell of a lost connection late (its
+        disconnect callback waits for the socket to close, which a stopped server holds up):
+        a publish that finds the connection down says so first."""
+        if self._ready:
+            self._lost_now()
+        what = "NATS connection lost" if self._ready else "not connected to NATS yet"
         since = time.monotonic() - self._down_since
-        what = "not connected to NATS yet" if not self._ready else "NATS connection lost"
         return (f"{what} ({self.shown}; {since:.0f} s, last error: "
                 f"{self.last_error or 'none yet'}); retried until it is back")  # fmt: skip
 
@@ -127,23 +131,26 @@ class Link:
     async def _error(self, exc: Exception) -> None:
         """Each failed attempt (nats-py retries): remembered; said once per outage."""
         self.last_error = _said(exc)
-        if not self._ready and not self._said_down and not self._closing:
-            self._said_down = True
+        if not self._ready and not self._outage and not self._closing:
+            self._outage = True
             log.warning("NATS not reachable at %s (%s); publishes fail and are retried until "
                         "it is", self.shown, self.last_error)  # fmt: skip
         else:
             log.debug("NATS: %s", self.last_error)
 
-    async def _lost(self) -> None:
-        if self._closing or self.client.is_closed:
+    def _lost_now(self) -> None:
+        if self._outage or self._closing or self.client.is_closed:
             return
+        self._outage = True
         self._down_since = time.monotonic()
-        why = self.last_error or "the server closed it or stopped answering pings"
-        self._said_down = True
+        self.last_error = self.last_error or "no answer to pings, or closed by the server"
         log.warning("NATS connection to %s lost (%s); publishes fail and are retried until "
-                    "it is back", self.shown, why)  # fmt: skip
-        self.last_error = why
-        self._on_lost(self.down())
+                    "it is back", self.shown, self.last_error)  # fmt: skip
+
+    async def _lost(self) -> None:
+        self._lost_now()
+        if not self._closing:
+            self._on_lost(self.down())
 
     async def _back(self) -> None:
         self._back_up("connection back to")
@@ -151,11 +158,11 @@ class Link:
     def _back_up(self, what: str) -> None:
         url = mask_passwords(str(self.client.connected_url.geturl()
                                  if self.client.connected_url else self.shown))  # fmt: skip
-        if self._said_down:
+        if self._outage:
             log.warning("NATS %s %s after %.1f s", what, url, time.monotonic() - self._down_since)
         else:
             log.info("NATS %s %s", what, url)
-        self._said_down = False
+        self._outage = False
         self.last_error = ""
 
     async def close(self) -> None:

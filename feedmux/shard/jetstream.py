@@ -123,6 +123,7 @@ class JetStreamPublisher:
         self._batch: _Batch | None = None
         self._next = 1  # the next message's number
         self._reply = ""  # "<inbox>.": a message's reply subject is this and its number
+        self._closed = False
         self._loop = LoopThread(f"nats-shard-{shard}")
         self._link = Link(urls, f"feedmux-shard-{shard}", self.shown,
                           on_connect=self._subscribe, on_lost=self._lost)  # fmt: skip
@@ -227,6 +228,9 @@ class JetStreamPublisher:
             raise StoreError(f"JetStream publish did not end ({self.shown})") from exc
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._loop.run(self._link.close(), CLOSE_S * 3)
         except TimeoutError:
