@@ -172,11 +172,12 @@ class JetStreamPublisher:
         if not 0 <= index < len(batch.messages):
             return  # an ack of a batch that failed already
         subject = batch.messages[index].subject
-        if not msg.data:  # a status: no stream takes the subject (deleted?), or other trouble
+        if not msg.data:  # a status: nothing took the subject, or other trouble
             status = (msg.headers or {}).get("Status", "")
-            why = "no responders: no stream takes" if status == NO_RESPONDERS else (
-                f"status {status or 'empty'} for")  # fmt: skip
-            batch.fail(StoreError(f"JetStream: {why} {subject} ({self.shown})"))
+            why = (f"no stream takes {subject} (none has its subjects, or its replicas are "
+                   "electing a leader)" if status == NO_RESPONDERS else
+                   f"status {status or 'empty'} for {subject}")  # fmt: skip
+            batch.fail(StoreError(f"JetStream: {why} ({self.shown})"))
             return
         try:
             ack = _PUB_ACK.decode(msg.data)

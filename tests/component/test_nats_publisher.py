@@ -131,7 +131,7 @@ def test_a_batch_is_stored_once_however_often_it_is_sent(target: Target) -> None
 def test_no_stream_for_the_subjects_fails_the_batch_at_once(target: Target) -> None:
     publisher = JetStreamPublisher(target.urls, target.prefix, "alltick", 0)
     try:
-        wait_for(lambda: "no responders" in failing(publisher, trades(1, 3))[0], 10,
+        wait_for(lambda: "no stream takes" in failing(publisher, trades(1, 3))[0], 10,
                  "JetStream to say no stream takes the subject")  # fmt: skip
         text, took = failing(publisher, trades(1, 3))
     finally:
@@ -250,7 +250,7 @@ def test_close_is_bounded_with_a_stopped_server(solo: Node) -> None:
     solo.start()
     publisher = JetStreamPublisher([solo.url], "p", "alltick", 0)
     try:
-        wait_for(lambda: "no responders" in failing(publisher, trades(1, 1))[0], 10,
+        wait_for(lambda: "no stream takes" in failing(publisher, trades(1, 1))[0], 10,
                  "the publisher to connect")  # fmt: skip
         solo.pause()
         began = time.monotonic()
