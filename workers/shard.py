@@ -253,8 +253,8 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     failing = [f"{lane.kind} to {target.shown}: {target.writer.backlog:,}" for lane in lanes.every
                for target in lane.targets if target.writer.backlog]  # fmt: skip
     if unwritten:  # never acknowledged: the receiver keeps their bus messages while it runs
-        log.error("still failing after %d s, %d rows NOT written: %s", FINAL_WRITE_S,
-                  unwritten, "; ".join(failing))  # fmt: skip
+        log.error("still failing after %d s, %s rows NOT written: %s", FINAL_WRITE_S,
+                  f"{unwritten:,}", "; ".join(failing))  # fmt: skip
     acknowledge()
     save_stats(final=True)
     log.info("stopped: %d ticks received, %d stored, %d duplicates%s", state.received,

@@ -131,6 +131,8 @@ class Link:
     async def _error(self, exc: Exception) -> None:
         """Each failed attempt (nats-py retries): remembered; said once per outage."""
         self.last_error = _said(exc)
+        if isinstance(exc, TimeoutError) and not str(exc):  # a server that does not answer
+            self.last_error = f"no answer to connecting within {CONNECT_TIMEOUT_S} s"
         if not self._ready and not self._outage and not self._closing:
             self._outage = True
             log.warning("NATS not reachable at %s (%s); publishes fail and are retried until "
