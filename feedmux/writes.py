@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MEANWHILE = {
     "store": "rows are kept in memory and retried",
     "redis": "publications are kept in memory and retried",
+    "nats": "publications are kept in memory and retried",
     "stats": "the last numbers stay",
     "journal": "messages are not journaled (counted); a new file is tried every 5 s",
     "spill": "ticks stay in memory up to --bus-memory, then are dropped (counted); the spill "
@@ -90,7 +91,8 @@ class WriteHealth:
             self._sources.setdefault(kind, set()).add(source)
         if started:
             meanwhile = MEANWHILE.get(kind, "retried")
-            self._say(kind, f"{kind} writes failing ({entry.reason}): {entry.error}; "
+            reason = "" if entry.reason == entry.error else f" ({entry.reason})"  # no echo
+            self._say(kind, f"{kind} writes failing{reason}: {entry.error}; "
                       f"{meanwhile} until they work again")  # fmt: skip
 
     def ok(self, kind: str, source: str = "") -> None:

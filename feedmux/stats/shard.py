@@ -120,6 +120,24 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
             books_duplicates=before.books_duplicates + self.books_duplicates,
             books_resent_dropped=before.books_resent_dropped + self.books_resent_dropped,
             restarts=before.restarts + 1,
+            redis=_carry_redis(before.redis, self.redis),
+            nats=_carry_nats(before.nats, self.nats),
             bad_pushes={k: before.bad_pushes.get(k, 0) + self.bad_pushes.get(k, 0)
                         for k in before.bad_pushes.keys() | self.bad_pushes.keys()},
         )  # fmt: skip
+
+
+def _carry_redis(before: RedisStats | None, now: RedisStats | None) -> RedisStats | None:
+    if before is None or now is None:
+        return now
+    return RedisStats(published=before.published + now.published, backlog=now.backlog,
+                      failures=before.failures + now.failures)  # fmt: skip
+
+
+def _carry_nats(before: NatsStats | None, now: NatsStats | None) -> NatsStats | None:
+    if before is None or now is None:
+        return now
+    return NatsStats(published=before.published + now.published,
+                     duplicates=before.duplicates + now.duplicates, backlog=now.backlog,
+                     failures=before.failures + now.failures,
+                     last_ack_ns=now.last_ack_ns or before.last_ack_ns)  # fmt: skip

@@ -12,7 +12,6 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
-from nats.js import api
 
 from feedmux import read_ticks
 from feedmux.stats.shard import ShardStats
@@ -27,7 +26,7 @@ from tests.integration.helpers import (
     stop,
 )
 from tests.integration.test_vendors import QUICK, QUICK_REPLAY, _market
-from tests.nats_servers import Target, local_target
+from tests.nats_servers import Target, local_target, read_stream
 
 pytestmark = pytest.mark.integration
 
@@ -37,27 +36,10 @@ def target() -> Iterator[Target]:
     yield from local_target()
 
 
-async def _read(url: str, subject: str) -> list[tuple[str, str, list[object]]]:
-    """(subject, Nats-Msg-Id, payload as plain msgpack) of every message on ``subject``, as a
-    consumer without feedmux reads them."""
-    client = await nats.connect(url)
-    try:
-        sub = await client.jetstream().subscribe(
-            subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
-        )
-        info = await sub.consumer_info()  # delivery began already: count what went, too
-        out = []
-        for _ in range(info.num_pending + info.delivered.consumer_seq):
-            msg = await sub.next_msg(timeout=10)
-            out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", ""),
-                        msgspec.msgpack.decode(msg.data)))  # fmt: skip
-        return out
-    finally:
-        await client.close()
-
-
 def stream_trades(target: Target) -> list[tuple[str, str, list[object]]]:
-    return asyncio.run(_read(target.url, f"{target.prefix}.trades.>"))
+    """(subject, Nats-Msg-Id, payload as plain msgpack) of every trade in the stream."""
+    return [(m.subject, m.msg_id, msgspec.msgpack.decode(m.data))
+            for m in read_stream(target.url, f"{target.prefix}.trades.>")]  # fmt: skip
 
 
 def in_stream(stats: list[ShardStats]) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from feedmux.stats import RunStats, read_stats, write_stats
+from feedmux.stats.shard import NatsStats, RedisStats
 from feedmux.writes import WriteFailure, health
 from tests.stats_samples import connection_stats, receiver_stats, shard_stats, store_stats
 
@@ -83,6 +84,20 @@ def test_a_restarted_shard_carries_its_earlier_totals_on() -> None:
     assert (carried.received, carried.stored, carried.books_stored) == (110, 98, 5)
     assert carried.restarts == 2 and carried.batches == 2  # batches: since this start
     assert now.carry(None) == now
+
+
+def test_a_restarted_shard_carries_its_relay_totals_on() -> None:
+    before = shard_stats(0, redis=RedisStats(published=50, backlog=3, failures=2),
+                         nats=NatsStats(published=40, duplicates=1, backlog=9, failures=4,
+                                        last_ack_ns=7))  # fmt: skip
+    now = shard_stats(0, redis=RedisStats(published=5, backlog=1, failures=0),
+                      nats=NatsStats(published=30, duplicates=10, backlog=2, failures=0,
+                                     last_ack_ns=0))  # fmt: skip
+    carried = now.carry(before)
+    assert carried.redis == RedisStats(published=55, backlog=1, failures=2)
+    assert carried.nats == NatsStats(published=70, duplicates=11, backlog=2, failures=4,
+                                     last_ack_ns=7)  # fmt: skip
+    assert shard_stats(0).carry(before).nats is None  # a restart without the lane has none
 
 
 def test_renamed_fields_keep_their_json_names_so_a_running_older_instance_is_still_read(

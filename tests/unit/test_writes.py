@@ -95,3 +95,16 @@ def test_a_bad_log_call_is_logging_s_problem_not_the_callers(
         handler.close()
     assert "still logging" in (tmp_path / "feedmux.log").read_text()
     assert "TypeError" in capsys.readouterr().err
+
+
+def test_a_failing_relay_says_what_happens_meanwhile_and_its_error_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = WriteHealth()
+    with caplog.at_level(logging.WARNING):
+        health.failed("nats", StoreError("cannot reach NATS at nats://h:4222: refused"), "0")
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "nats writes failing: cannot reach NATS at nats://h:4222: refused; publications are "
+        "kept in memory and retried until they work again"
+    )
