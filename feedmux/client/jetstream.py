@@ -155,28 +155,39 @@ def _why(exc: BaseException) -> str:
 
 async def _connect(urls: list[str], shown: str) -> Client:
     """A client that reconnects for ever once connected; ConsumerError when no server answers
-    within FIRST_CONNECT_S (with the last reason: refused, not NATS, bad credentials)."""
+    within FIRST_CONNECT_S, or at once when as many connections as servers were refused (with
+    the last reason: refused, not NATS, bad credentials)."""
     last: list[BaseException] = []
+    refused = asyncio.Event()
 
     async def error(exc: Exception) -> None:
-        last[:] = [exc]
+        last.append(exc)
         log.debug("NATS: %s", _why(exc))
+        if sum(isinstance(e, ConnectionRefusedError) for e in last) >= len(urls):
+            refused.set()
 
     async def disconnected() -> None:
         if not client.is_closed:
             log.warning("NATS connection lost; reconnecting")
 
     client = Client()
-    try:
-        await asyncio.wait_for(client.connect(
-            servers=urls, name="feedmux-subscriber", connect_timeout=CONNECT_TIMEOUT_S,
-            max_reconnect_attempts=-1, reconnect_time_wait=1, error_cb=error,
-            disconnected_cb=disconnected,
-        ), FIRST_CONNECT_S)  # fmt: skip
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+    connecting = asyncio.ensure_future(client.connect(
+        servers=urls, name="feedmux-subscriber", connect_timeout=CONNECT_TIMEOUT_S,
+        max_reconnect_attempts=-1, reconnect_time_wait=1, error_cb=error,
+        disconnected_cb=disconnected,
+    ))  # fmt: skip
+    gave_up = asyncio.ensure_future(refused.wait())
+    await asyncio.wait([connecting, gave_up], timeout=FIRST_CONNECT_S,
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    gave_up.cancel()
+    failed: BaseException | None = TimeoutError()
+    if connecting.done():
+        failed = connecting.exception()
+    else:
+        connecting.cancel()
+    if failed is not None:
         await client.close()
-        raise ConsumerError(f"cannot reach NATS at {shown}: {_why(last[0] if last else exc)}"
-                            ) from exc  # fmt: skip
+        raise ConsumerError(f"cannot reach NATS at {shown}: {_why(last[-1] if last else failed)}")
     return client
 
 
