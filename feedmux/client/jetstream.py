@@ -55,7 +55,8 @@ from feedmux.passwords import mask_passwords
 DEFAULT_STREAM = "FEEDMUX"
 DEFAULT_PREFIX = "feedmux"
 MAX_CONSUMERS = 16  # codes (or markets) read by a consumer each; more share one
-BATCH = 512  # messages a pull request asks for; a consumer holds at most 1.5 x BATCH
+BATCH = 512  # messages a pull request asks for: a consumer holds at most 1.5 x BATCH, and
+# a batch more waits decoded for the reader
 EXPIRES_S = 10.0  # a pull request's life (asked again when it ends)
 HEARTBEAT_S = 1.0  # JetStream's sign of life while a request waits for messages
 DEAD_AFTER_S = 3.5  # a request without a message or heartbeat this long: a new consumer
@@ -148,6 +149,8 @@ def mask(text: str) -> str:
 
 
 def _why(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server up, and is that its port?)"
     if isinstance(exc, TimeoutError):
         return f"no NATS server answered within {CONNECT_TIMEOUT_S:g} s (is that a NATS port?)"
     return mask(str(exc)) or type(exc).__name__
@@ -434,7 +437,8 @@ class NatsSubscriber:
 
     @property
     def held(self) -> int:
-        """Messages received from JetStream and not yet returned (bounded: see BATCH)."""
+        """Messages received from JetStream and not yet returned: at most 1.5 x BATCH per
+        consumer and a BATCH more, however slow the reader."""
         return len(self._ready) + sum(len(p.held) for p in self._pulls)
 
     def close(self) -> None:
