@@ -457,6 +457,9 @@ class NatsSubscriber:
         self.close()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = API_TIMEOUT_S * 3) -> T:
+        if getattr(self, "_client", None) is None:
+            coro.close()
+            raise ConsumerError("this NatsSubscriber is closed")
         try:
             return self._loop.run(coro, timeout)
         except TimeoutError:

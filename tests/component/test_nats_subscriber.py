@@ -111,6 +111,8 @@ def test_every_family_and_code_comes_back_typed_in_stream_order(target: Target) 
         publish(shard, sent)
     with subscriber(target, start="all") as sub:
         got = read(sub, len(sent))
+    with pytest.raises(ConsumerError, match="this NatsSubscriber is closed"):
+        sub.recv(1)
     assert plain(got) == sent
     assert [m.seq for m in got] == list(range(1, len(sent) + 1))
     assert got[0].message == wire.Published(0, 1, sent[0][2])  # type: ignore[arg-type]
