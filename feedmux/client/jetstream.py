@@ -71,6 +71,7 @@ _STREAM = re.compile(r"^[A-Za-z0-9_-]+$")
 _USER_INFO = re.compile(r"(://)[^/@\s,]+@")  # a token (nats://TOKEN@host) or user:password
 _STATUS, _DESCRIPTION, _HEARTBEAT = "Status", "Description", "100"
 _parse = lru_cache(maxsize=1 << 16)(subjects.parse)  # a subject's (family, code), once each
+_deleting: set[asyncio.Future[None]] = set()  # consumers being removed in the background
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -309,6 +310,8 @@ class Pull:
                 await sub.unsubscribe()
         if name:  # JetStream would remove it after INACTIVE_S anyway
             delete = asyncio.ensure_future(self._delete(name))
+            _deleting.add(delete)  # a task only the loop refers to may be collected midway
+            delete.add_done_callback(_deleting.discard)
             if wait:
                 await delete
 
