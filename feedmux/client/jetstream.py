@@ -320,6 +320,14 @@ class Pull:
             await asyncio.wait_for(self._js.delete_consumer(self._stream, name), 2.0)
 
 
+def _items(given: str | Iterable[str] | None) -> list[str] | None:
+    """A list as given, or text of comma or space separated items; None stays None."""
+    if given is None:
+        return None
+    listed = given.replace(",", " ").split() if isinstance(given, str) else list(given)
+    return [item.strip() for item in listed if item.strip()]
+
+
 def consumer_subjects(prefix: str, names: Sequence[str], codes: Iterable[str] | None,
                       markets: Iterable[str] | None) -> list[str]:  # fmt: skip
     """The filter subject of each consumer: one per code (or market) when there are at most
@@ -341,11 +349,12 @@ class NatsSubscriber:
     """Trades, books and bars from NATS JetStream, as ``feedmux run --nats`` publishes them
     (every instance publishing into the stream, from any host).
 
-    ``url``: one server or several (a list, or comma-separated). ``families``: of "trades",
-    "books", "bars" (default: all three). ``codes``, ``markets`` (e.g. "SH", "US"): only these
-    (default: all). ``start``: "live" (what is published from now, the default), "all" (from
-    the oldest message the stream keeps), a stream sequence, or a time (a datetime with its
-    zone, or ISO text). ``stream``, ``prefix``: the run's ``--nats-stream``, ``--nats-prefix``.
+    ``url``: one server or several of a cluster. ``families``: of "trades", "books", "bars"
+    (default: all three). ``codes``, ``markets`` (e.g. "SH", "US"): only these (default: all).
+    Each a list, or text with commas. ``start``: "live" (what is published from now, the
+    default), "all" (from the oldest message the stream keeps), a stream sequence, or a time (a
+    datetime with its zone, or ISO text). ``stream``, ``prefix``: the run's ``--nats-stream``
+    and ``--nats-prefix``.
 
     Iterating blocks until the next message (a ``NatsMessage``); ``recv(timeout)`` returns None
     after ``timeout`` seconds. A code's messages come in stream order. ``snapshot()`` gives each
@@ -365,8 +374,7 @@ class NatsSubscriber:
         stream: str = DEFAULT_STREAM,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        listed = url.split(",") if isinstance(url, str) else list(url)
-        self.urls = [u.strip() for u in listed if u.strip()]
+        self.urls = _items(url) or []
         self.shown = mask(",".join(self.urls))
         bad = [u for u in self.urls if not _URL.match(u)]
         if not self.urls or bad:
@@ -379,15 +387,16 @@ class NatsSubscriber:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.stream = stream
-        names = list(subjects.RELAYED) if families is None else list(dict.fromkeys(families))
+        names = list(dict.fromkeys(_items(families) or subjects.RELAYED))
         unknown = [n for n in names if n not in subjects.RELAYED]
-        if unknown or not names:
+        if unknown or (families is not None and not _items(families)):
             raise ConfigError(f"families are of {', '.join(subjects.RELAYED)}, not "
-                              f"{unknown or names}")  # fmt: skip
+                              f"{unknown or families!r}")  # fmt: skip
         self.families = frozenset(names)
-        self.codes = frozenset(parse_codes(list(codes))) if codes is not None else None
-        self.markets = (frozenset(m.strip().upper() for m in markets if m.strip())
-                        if markets is not None else None)  # fmt: skip
+        listed_codes, listed_markets = _items(codes), _items(markets)
+        self.codes = frozenset(parse_codes(listed_codes)) if listed_codes is not None else None
+        self.markets = (frozenset(m.upper() for m in listed_markets)
+                        if listed_markets is not None else None)  # fmt: skip
         if self.markets is not None and not self.markets:
             raise ConfigError("markets= names none")
         start_at = parse_start(start)
@@ -399,7 +408,11 @@ class NatsSubscriber:
         self._watch: asyncio.Task[None] | None = None
         self._loop = LoopThread("nats-subscriber")
         try:
-            self._client = self._loop.run(_connect(self.urls, self.shown), FIRST_CONNECT_S + 2)
+            try:
+                self._client = self._loop.run(_connect(self.urls, self.shown),
+                                              FIRST_CONNECT_S + API_TIMEOUT_S)  # fmt: skip
+            except TimeoutError:
+                raise ConsumerError(f"cannot reach NATS at {self.shown}: no answer") from None
             self._js = self._client.jetstream(timeout=API_TIMEOUT_S)
             self._wake = asyncio.Event()  # bound to the loop it is first awaited on
             self._call(self._open(start_at))

@@ -124,16 +124,21 @@ def test_every_family_and_code_comes_back_typed_in_stream_order(target: Target) 
     ({"families": ["books", "bars"], "markets": ["us"]}, 1),
     ({"families": ["trades", "bars"], "codes": CODES[4:]}, 1),
     ({"codes": NAMED, "markets": ["SH", "SZ"]}, 2),
+    ({"families": "trades", "codes": "BRK.B.US, 600519.SH"}, 2),  # text, as on a command line
 ])  # fmt: skip
 def test_filters_by_family_code_and_market(target: Target, kw: dict[str, object],
                                            consumers: int) -> None:  # fmt: skip
     sent = market(4)
-    names = kw.get("families", list(subjects.RELAYED))
-    codes, markets = kw.get("codes"), kw.get("markets")
-    wanted = [s for s in sent if s[0].name in names  # type: ignore[operator]
-              and (codes is None or s[1] in codes)  # type: ignore[operator]
-              and (markets is None or s[1].rsplit(".", 1)[1].lower() in
-                   [m.lower() for m in markets])]  # type: ignore[attr-defined]  # fmt: skip
+
+    def listed(key: str) -> list[str] | None:
+        value = kw.get(key)
+        return value.replace(",", " ").split() if isinstance(value, str) else value  # type: ignore[return-value]
+
+    names, codes, markets = listed("families") or list(subjects.RELAYED), listed("codes"), listed(
+        "markets")  # fmt: skip
+    wanted = [s for s in sent if s[0].name in names and (codes is None or s[1] in codes)
+              and (markets is None or s[1].rsplit(".", 1)[1] in [m.upper() for m in markets])
+              ]  # fmt: skip
     with publisher(target) as shard:
         publish(shard, sent)
     with subscriber(target, start="all", **kw) as sub:
