@@ -689,9 +689,8 @@ def _tail_nats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
              if (value := getattr(args, dest)) is not None}  # fmt: skip
     values = _resolve_run(given, args.config, env).values
     families = ["trades", *(["books"] if args.books else []), *(["bars"] if args.bars else [])]
-    markets = args.markets.replace(",", " ").split() if args.markets is not None else None
     seen = 0
-    with NatsSubscriber(args.nats, families, args.codes or None, markets, args.start or "live",
+    with NatsSubscriber(args.nats, families, args.codes or None, args.markets, args.start or "live",
                         stream=values["nats_stream"],
                         prefix=values["nats_prefix"]) as subscriber:  # fmt: skip
         while args.count is None or seen < args.count:

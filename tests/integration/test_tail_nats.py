@@ -56,6 +56,11 @@ def test_tail_nats_prints_tail_s_lines_from_the_stream(target: Target) -> None:
                                  env=env))  # fmt: skip
     assert code == 0, err
     assert Counter(out.splitlines()) == Counter(_tail_line(it) for it in mine)
+    us = [it for f, c, it in sent if f is families.TRADES and c.endswith(".US")]
+    code, out, err = finish(tail("--nats", target.url, "--start", "all", "--markets", "us",
+                                 "--count", str(len(us)), env=env))  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines() == [_tail_line(t) for t in us]  # one market: one consumer, in order
 
 
 def test_tail_nats_whose_reader_goes_away_exits_141(target: Target) -> None:
