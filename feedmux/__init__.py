@@ -2,6 +2,7 @@
 
 Library API: ``Subscriber`` (live ticks), ``SnapshotClient`` (latest tick per code),
 ``read_ticks`` (stored ticks as pandas), ``StreamReader`` (the Redis Streams copy, resumable),
+``NatsSubscriber`` (NATS JetStream, on any host: live, from a sequence or a time, and snapshots),
 ``Tick`` (the message shape), ``FeedmuxError`` and ``GapError`` (a subscriber missed messages).
 Imported lazily so worker processes, which import ``feedmux.*`` modules, never load pandas.
 """
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from feedmux.client.control import Control
+    from feedmux.client.jetstream import NatsMessage, NatsSnapshot, NatsSubscriber
     from feedmux.client.reader import read_bars, read_books, read_ticks
     from feedmux.client.streams import StreamReader
     from feedmux.client.subscriber import MarketSnapshot, Quote, SnapshotClient, Subscriber
@@ -33,10 +35,14 @@ _EXPORTS = {
     "read_books": "feedmux.client.reader",
     "Depth": "feedmux.model",
     "StreamReader": "feedmux.client.streams",
+    "NatsSubscriber": "feedmux.client.jetstream",
+    "NatsMessage": "feedmux.client.jetstream",
+    "NatsSnapshot": "feedmux.client.jetstream",
 }
 __all__ = [
-    "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "Quote", "SnapshotClient",
-    "StreamReader", "Subscriber", "Tick", "read_bars", "read_books", "read_ticks",
+    "Control", "Depth", "FeedmuxError", "GapError", "MarketSnapshot", "NatsMessage",
+    "NatsSnapshot", "NatsSubscriber", "Quote", "SnapshotClient", "StreamReader", "Subscriber",
+    "Tick", "read_bars", "read_books", "read_ticks",
 ]  # fmt: skip
 __version__ = "0.1.0"
 

@@ -423,6 +423,24 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
     _add_remote_options(tail)
     tail.add_argument("--moves", action="store_true",
                       help="only the --min-move topics: moves of trades (and books)")  # fmt: skip
+    nats = tail.add_argument_group("NATS JetStream", "read what every `feedmux run --nats` "
+                                   "publishes there, from any host, instead of one run's "
+                                   "sockets")  # fmt: skip
+    nats.add_argument("--nats", metavar="URL[,URL...]",
+                      help="the NATS server, or several of a cluster, comma-separated")  # fmt: skip
+    nats.add_argument("--nats-stream", metavar="NAME",
+                      help="the run's --nats-stream (default: as `feedmux run` takes it from "
+                      "FEEDMUX_NATS_STREAM or --config, else "
+                      f"{default_of(Settings, 'nats_stream')})")  # fmt: skip
+    nats.add_argument("--nats-prefix", metavar="PREFIX",
+                      help="the run's --nats-prefix (default: as `feedmux run` takes it, else "
+                      f"{default_of(Settings, 'nats_prefix')})")  # fmt: skip
+    nats.add_argument("--start", metavar="live|all|SEQ|TIME",
+                      help="live: what is published from now (default); all: from the oldest "
+                      "message kept; a stream sequence; or a time, e.g. "
+                      "2026-03-02T09:30:00+08:00")  # fmt: skip
+    nats.add_argument("--markets", metavar="LIST",
+                      help="only these markets, comma-separated (e.g. SH,SZ)")  # fmt: skip
     return parser
 
 
@@ -628,6 +646,13 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.client.subscriber import Subscriber  # noqa: PLC0415
     from feedmux.ops import instance  # noqa: PLC0415
 
+    if args.nats is not None:
+        return _tail_nats(args, env)
+    nats_only = [flag for flag, value in (("--start", args.start), ("--markets", args.markets),
+                 ("--nats-stream", args.nats_stream), ("--nats-prefix", args.nats_prefix))
+                 if value is not None]  # fmt: skip
+    if nats_only:
+        raise ConfigError(f"{', '.join(nats_only)}: only with --nats")
     run_dir = _run_dir(args, env)
     # A local run found by its directory: when it stops, say so rather than wait for ever.
     # (--endpoint: another host's run, which this one cannot see stop.)
@@ -646,6 +671,33 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 continue
             print(_tail_line(item), flush=True)
             seen += 1
+    return 0
+
+
+def _tail_nats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """`feedmux tail --nats`: the same lines, from JetStream."""
+    from feedmux.client.jetstream import NatsSubscriber  # noqa: PLC0415
+
+    sockets_only = [flag for flag, value in (("--moves", args.moves), ("--endpoint", args.endpoint),
+                    ("--shards", args.shards), ("--server-key", args.server_key),
+                    ("--client-key", args.client_key)) if value]  # fmt: skip
+    if sockets_only:
+        raise ConfigError(f"{', '.join(sockets_only)}: not with --nats (moves are not published "
+                          "to NATS; the rest finds a run's sockets)")  # fmt: skip
+    # The stream and prefix as `feedmux run` takes them: flag, FEEDMUX_* variable, --config file.
+    given = {dest: value for dest in ("nats_stream", "nats_prefix")
+             if (value := getattr(args, dest)) is not None}  # fmt: skip
+    values = _resolve_run(given, args.config, env).values
+    families = ["trades", *(["books"] if args.books else []), *(["bars"] if args.bars else [])]
+    seen = 0
+    with NatsSubscriber(args.nats, families, args.codes or None, args.markets, args.start or "live",
+                        stream=values["nats_stream"],
+                        prefix=values["nats_prefix"]) as subscriber:  # fmt: skip
+        while args.count is None or seen < args.count:
+            message = subscriber.recv(timeout=TAIL_CHECK_S)
+            if message is not None:
+                print(_tail_line(message.item), flush=True)
+                seen += 1
     return 0
 
 
