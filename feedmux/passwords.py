@@ -1,14 +1,20 @@
 """Passwords out of text meant for people: a URL's (``scheme://user:pw@host``, the user name
-may be empty, as in ``redis://:pw@host``) and a libpq ``password=`` value. One mask for every
+may be empty, as in ``redis://:pw@host``), a NATS URL's token (``nats://TOKEN@host``: there the
+user part alone is the secret) and a libpq ``password=`` value. One mask for every
 store, relay and setting shown in logs, errors, status and ``config show``."""
 
 from __future__ import annotations
 
 import re
 
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@|(password=)\S+")
+# A password runs to the last "@" of its URL (one left unescaped must not show its tail).
+_PASSWORD = re.compile(r"(://[^:/@\s,]*:)[^\s,]*@|((?:nats|tls|wss?)://)[^:/@\s,]+@|(password=)\S+")
 
 
 def mask_passwords(text: str) -> str:
-    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""),
-                         text)  # fmt: skip
+    def masked(m: re.Match[str]) -> str:
+        if m.group(3):
+            return f"{m.group(3)}***"
+        return f"{m.group(1) or m.group(2)}***@"
+
+    return _PASSWORD.sub(masked, text)

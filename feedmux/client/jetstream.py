@@ -68,7 +68,6 @@ WAIT_S = 1.0  # a blocking recv wakes this often (Ctrl-C is seen)
 
 _URL = re.compile(r"^(nats|tls|ws|wss)://[^,\s]+$")
 _STREAM = re.compile(r"^[A-Za-z0-9_-]+$")
-_USER_INFO = re.compile(r"(://)[^/@\s,]+@")  # a token (nats://TOKEN@host) or user:password
 _STATUS, _DESCRIPTION, _HEARTBEAT = "Status", "Description", "100"
 _parse = lru_cache(maxsize=1 << 16)(subjects.parse)  # a subject's (family, code), once each
 _deleting: set[asyncio.Future[None]] = set()  # consumers being removed in the background
@@ -144,17 +143,12 @@ class NatsSnapshot:
 Delivered = tuple[str, bytes, int, datetime]  # subject, payload, stream sequence, stored at
 
 
-def mask(text: str) -> str:
-    """``text`` without a URL's password or token."""
-    return _USER_INFO.sub(r"\1***@", mask_passwords(text))
-
-
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server up, and is that its port?)"
     if isinstance(exc, TimeoutError):
         return f"no NATS server answered within {CONNECT_TIMEOUT_S:g} s (is that a NATS port?)"
-    return mask(str(exc)) or type(exc).__name__
+    return mask_passwords(str(exc)) or type(exc).__name__
 
 
 async def _connect(urls: list[str], shown: str) -> Client:
@@ -375,11 +369,11 @@ class NatsSubscriber:
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self.urls = _items(url) or []
-        self.shown = mask(",".join(self.urls))
+        self.shown = mask_passwords(",".join(self.urls))
         bad = [u for u in self.urls if not _URL.match(u)]
         if not self.urls or bad:
             raise ConfigError(f"a NATS URL is nats://HOST:PORT (or tls://, ws://, wss://), not "
-                              f"{mask(bad[0]) if bad else repr(url)}")  # fmt: skip
+                              f"{mask_passwords(bad[0]) if bad else repr(url)}")  # fmt: skip
         if not _STREAM.match(stream):
             raise ConfigError(f"a stream name is letters, digits, - and _, not {stream!r}")
         try:

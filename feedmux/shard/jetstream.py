@@ -129,6 +129,11 @@ class JetStreamPublisher:
                           on_connect=self._subscribe, on_lost=self._lost)  # fmt: skip
         self._loop.loop.call_soon_threadsafe(self._link.open)
 
+    @property
+    def connected(self) -> bool:
+        """Connected now (it connects in the background; a batch fails fast until then)."""
+        return self._link.ready
+
     async def _subscribe(self, client: Client) -> None:
         inbox = client.new_inbox()
         await client.subscribe(f"{inbox}.*", cb=self._on_ack)  # replayed on every reconnect

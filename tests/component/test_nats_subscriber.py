@@ -73,6 +73,7 @@ def publisher(target: Target) -> Iterator[JetStreamPublisher]:
     prepare(target.urls, StreamSpec(target.stream, target.prefix), lambda _: None)
     shard = JetStreamPublisher(target.urls, target.prefix, "alltick", 0)
     try:
+        wait_for(lambda: shard.connected, scaled(10), "the shard's publisher to connect")
         yield shard
     finally:
         shard.close()
