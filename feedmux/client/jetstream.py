@@ -48,6 +48,7 @@ from feedmux import wire
 from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, ConsumerError
 from feedmux.jetstream import subjects
+from feedmux.jetstream.client import FIRST_CONNECT_S, connect, why
 from feedmux.jetstream.loop import LoopThread
 from feedmux.model import Bar, Depth, Tick
 from feedmux.passwords import mask_passwords
@@ -61,8 +62,6 @@ EXPIRES_S = 10.0  # a pull request's life (asked again when it ends)
 HEARTBEAT_S = 1.0  # JetStream's sign of life while a request waits for messages
 DEAD_AFTER_S = 3.5  # a request without a message or heartbeat this long: a new consumer
 INACTIVE_S = 60.0  # JetStream removes a consumer asked nothing this long (a paused reader's)
-CONNECT_TIMEOUT_S = 2  # one server's TCP connect and its INFO greeting
-FIRST_CONNECT_S = 5.0  # every server, at the start: then an error, not an outage to wait out
 API_TIMEOUT_S = 5.0  # a JetStream API request
 WAIT_S = 1.0  # a blocking recv wakes this often (Ctrl-C is seen)
 
@@ -141,52 +140,6 @@ class NatsSnapshot:
 
 
 Delivered = tuple[str, bytes, int, datetime]  # subject, payload, stream sequence, stored at
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server up, and is that its port?)"
-    if isinstance(exc, TimeoutError):
-        return f"no NATS server answered within {CONNECT_TIMEOUT_S:g} s (is that a NATS port?)"
-    return mask_passwords(str(exc)) or type(exc).__name__
-
-
-async def _connect(urls: list[str], shown: str) -> Client:
-    """A client that reconnects for ever once connected; ConsumerError when no server answers
-    within FIRST_CONNECT_S, or at once when as many connections as servers were refused (with
-    the last reason: refused, not NATS, bad credentials)."""
-    last: list[BaseException] = []
-    refused = asyncio.Event()
-
-    async def error(exc: Exception) -> None:
-        last.append(exc)
-        log.debug("NATS: %s", _why(exc))
-        if sum(isinstance(e, ConnectionRefusedError) for e in last) >= len(urls):
-            refused.set()
-
-    async def disconnected() -> None:
-        if not client.is_closed:
-            log.warning("NATS connection lost; reconnecting")
-
-    client = Client()
-    connecting = asyncio.ensure_future(client.connect(
-        servers=urls, name="feedmux-subscriber", connect_timeout=CONNECT_TIMEOUT_S,
-        max_reconnect_attempts=-1, reconnect_time_wait=1, error_cb=error,
-        disconnected_cb=disconnected,
-    ))  # fmt: skip
-    gave_up = asyncio.ensure_future(refused.wait())
-    await asyncio.wait([connecting, gave_up], timeout=FIRST_CONNECT_S,
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-    gave_up.cancel()
-    failed: BaseException | None = TimeoutError()
-    if connecting.done():
-        failed = connecting.exception()
-    else:
-        connecting.cancel()
-    if failed is not None:
-        await client.close()
-        raise ConsumerError(f"cannot reach NATS at {shown}: {_why(last[-1] if last else failed)}")
-    return client
 
 
 class Pull:
@@ -403,7 +356,8 @@ class NatsSubscriber:
         self._loop = LoopThread("nats-subscriber")
         try:
             try:
-                self._client = self._loop.run(_connect(self.urls, self.shown),
+                self._client = self._loop.run(connect(self.urls, "feedmux-subscriber",
+                                                      shown=self.shown, error=ConsumerError),
                                               FIRST_CONNECT_S + API_TIMEOUT_S)  # fmt: skip
             except TimeoutError:
                 raise ConsumerError(f"cannot reach NATS at {self.shown}: no answer") from None
@@ -479,7 +433,7 @@ class NatsSubscriber:
             raise ConsumerError(f"JetStream at {self.shown} refused: {exc.description}"
                                 ) from exc  # fmt: skip
         except nats.errors.Error as exc:
-            raise ConsumerError(f"NATS at {self.shown}: {_why(exc)}") from exc
+            raise ConsumerError(f"NATS at {self.shown}: {why(exc)}") from exc
 
     def _accept(self, delivered: list[Delivered]) -> None:
         self._ready.extend(self._decode(delivered))
@@ -512,7 +466,7 @@ class NatsSubscriber:
         except nats.js.errors.NotFoundError:
             pass
         except (nats.errors.Error, TimeoutError) as exc:
-            raise ConsumerError(f"JetStream at {self.shown} does not answer ({_why(exc)}); "
+            raise ConsumerError(f"JetStream at {self.shown} does not answer ({why(exc)}); "
                                 "is the server started with -js?") from exc  # fmt: skip
         there = ""
         with contextlib.suppress(nats.errors.Error, TimeoutError):
@@ -576,7 +530,7 @@ class NatsSubscriber:
                     log.warning("NATS stream %s is gone; waiting for it", self.stream)
                 except (nats.errors.Error, TimeoutError) as exc:  # retried at the next turn
                     log.info("NATS consumer on %s not made again yet: %s", pull.subject,
-                             _why(exc))  # fmt: skip
+                             why(exc))  # fmt: skip
 
     async def _snapshot(self) -> tuple[int, list[Delivered]]:
         """Each subject's last message up to the stream's last sequence once every consumer

@@ -12,11 +12,12 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
-from feedmux.errors import StoreError
+from feedmux.errors import FeedmuxError, StoreError
 from feedmux.passwords import mask_passwords
 
-CONNECT_TIMEOUT_S = 5  # one server
-FIRST_CONNECT_S = 10.0  # at start: then it is a mistake to report, not an outage to wait out
+CONNECT_TIMEOUT_S = 5  # one server, reconnecting
+GREETING_S = 2  # one server's TCP connect and INFO greeting, at the first connect
+FIRST_CONNECT_S = 5.0  # every server, at the first connect
 RECONNECT_WAIT_S = 1  # between two attempts at one server
 # A server that died without closing, or stopped (SIGSTOP, a frozen VM), is noticed when two
 # pings in a row go unanswered: within three intervals, 15 s.
@@ -35,16 +36,35 @@ def _options(urls: list[str], name: str, **more: Any) -> dict[str, Any]:
     """What every feedmux client asks of nats-py (and ``more``): try every server, for ever (the
     callers bound the first connect, or want for ever), and notice a dead server within
     seconds."""
-    return more | {"servers": urls, "name": name, "connect_timeout": CONNECT_TIMEOUT_S,
+    return {"servers": urls, "name": name, "connect_timeout": CONNECT_TIMEOUT_S,
             "allow_reconnect": True, "max_reconnect_attempts": -1,
             "reconnect_time_wait": RECONNECT_WAIT_S, "ping_interval": PING_INTERVAL_S,
-            "max_outstanding_pings": MAX_OUTSTANDING_PINGS}  # fmt: skip
+            "max_outstanding_pings": MAX_OUTSTANDING_PINGS} | more  # fmt: skip
 
 
-async def connect(urls: list[str], name: str, *, shown: str) -> Client:
-    """A client that reconnects for ever; StoreError (with the last error) when no server
-    answers within FIRST_CONNECT_S."""
-    last: list[str] = []
+def why(exc: BaseException) -> str:
+    """A connection error as a person can act on it (passwords and tokens masked)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server up, and is that its port?)"
+    if isinstance(exc, TimeoutError):
+        return f"no NATS server answered within {GREETING_S:g} s (is that a NATS port?)"
+    return _said(exc)
+
+
+async def connect(urls: list[str], name: str, *, shown: str,
+                  error: type[FeedmuxError] = StoreError) -> Client:  # fmt: skip
+    """A client that reconnects for ever once connected. ``error`` (with the last reason:
+    refused, not NATS, bad credentials) when no server answers within FIRST_CONNECT_S, or at
+    once when every server refused the connection: at start a wrong URL is a mistake to report,
+    not an outage to wait out."""
+    last: list[BaseException] = []
+    refused = asyncio.Event()
+
+    async def failed(exc: Exception) -> None:
+        last.append(exc)
+        log.debug("NATS: %s", why(exc))
+        if sum(isinstance(e, ConnectionRefusedError) for e in last) >= len(urls):
+            refused.set()
 
     async def disconnected() -> None:
         if not client.is_closed:  # closing says so too
@@ -53,21 +73,22 @@ async def connect(urls: list[str], name: str, *, shown: str) -> Client:
     async def reconnected() -> None:
         log.warning("NATS reconnected to %s", mask_passwords(str(client.connected_url or "")))
 
-    async def error(exc: Exception) -> None:
-        last[:] = [_said(exc)]
-        log.debug("NATS: %s", last[0])
-
     client = Client()
-    options = _options(urls, name, error_cb=error, disconnected_cb=disconnected,
-                       reconnected_cb=reconnected)  # fmt: skip
-    try:  # every server tried until the timeout (the client itself would try for ever)
-        await asyncio.wait_for(client.connect(**options), FIRST_CONNECT_S)
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+    connecting = asyncio.ensure_future(client.connect(**_options(
+        urls, name, connect_timeout=GREETING_S, error_cb=failed, disconnected_cb=disconnected,
+        reconnected_cb=reconnected)))  # fmt: skip
+    gave_up = asyncio.ensure_future(refused.wait())
+    await asyncio.wait([connecting, gave_up], timeout=FIRST_CONNECT_S,
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    gave_up.cancel()
+    problem: BaseException | None = TimeoutError()
+    if connecting.done():
+        problem = connecting.exception()
+    else:
+        connecting.cancel()
+    if problem is not None:
         await client.close()
-        why = _said(exc)
-        if isinstance(exc, TimeoutError):
-            why = f"no server answered in {FIRST_CONNECT_S:g} s" + (f" ({last[0]})" if last else "")
-        raise StoreError(f"cannot reach NATS at {shown}: {why}") from exc
+        raise error(f"cannot reach NATS at {shown}: {why(last[-1] if last else problem)}")
     return client
 
 
