@@ -414,7 +414,7 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
                         "Asia/Shanghai)")  # fmt: skip
     _add_location_options(export, DATA_DIR)
 
-    tail = command("tail", "print live ticks of a running instance")
+    tail = command("tail", "print live ticks of a running instance, or with --nats from JetStream")
     tail.add_argument("codes", nargs="*", metavar="CODE", help="codes (default: all)")
     _add_location_options(tail, *LOCATION)
     tail.add_argument("--count", type=int, help="exit after this many messages")
