@@ -172,6 +172,10 @@ class ResendFilter:
             if key > self._stored.get(item.code, (-1, -1)):
                 self._stored[item.code] = key
 
+    def forget_stored(self) -> None:
+        """The seed's resend is over: ``stored_before`` is False from now on."""
+        self._stored.clear()
+
     def stored_before(self, item: Tick | Depth) -> bool:
         """Whether a re-send is at or below what the store had when this shard started: an
         earlier incarnation stored it, but may not have relayed it before it died."""

@@ -76,6 +76,7 @@ class End(msgspec.Struct, array_like=True, tag="E", frozen=True):
 class Resume(msgspec.Struct, array_like=True, tag="R", frozen=True):
     epoch: int
     next_seq: int
+    until: int = 0  # answering a Rewind: the seqs before this were sent before (a resend)
 
 
 class Lost(msgspec.Struct, array_like=True, tag="L", frozen=True):

@@ -68,7 +68,7 @@ def drained(ended: bool, now: int, last_bus_ns: int, stop_ns: int, quiet_ns: int
 
 
 def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
-            log: logging.Logger) -> None:  # fmt: skip
+            log: logging.Logger, *, restarted: bool) -> None:  # fmt: skip
     """After a crash: the snapshot, and the bars of the last minutes, as far as the first store
     has them (this shard's codes only: a store may hold other shards' codes, or another shard
     count's). Nothing is lost without them: the snapshot refills from the stream."""
@@ -84,7 +84,8 @@ def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
     except FeedmuxError as exc:
         log.warning("cannot restore the snapshot from %s: %s", shown, exc)
         ticks, books = [], []
-    state.restore([t for t in ticks if mine(t.code)], [b for b in books if mine(b.code)])
+    state.restore([t for t in ticks if mine(t.code)], [b for b in books if mine(b.code)],
+                  restarted=restarted)  # fmt: skip
     try:
         newest = max((t.time_ns for t in ticks), default=0)  # the data's time, not the clock's
         recent = store.recent_ticks(newest - BAR_REBUILD_NS) if newest else []
@@ -135,9 +136,9 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     poller.register(snap, zmq.POLLIN)
     poller.register(stop.wakeup.fileno(), zmq.POLLIN)
     state = ShardState(shard, min_move=settings.min_move, decode=provider(settings.provider).decode)
-    restore(state, lanes, settings, shard, log)
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).shards.get(shard)
+    restore(state, lanes, settings, shard, log, restarted=before is not None)
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
     last_bus_ns = next_tick

@@ -261,7 +261,8 @@ class Delivery:
         # epoch 0: the shard just started
         elif type(feedback) is wire.Rewind and feedback.epoch in (self.epoch, 0):
             start = queue.rewind()
-            queue.put_control(wire.encode(wire.Resume(self.epoch, start)), front=True)
+            resume = wire.Resume(self.epoch, start, until=queue.next_seq)
+            queue.put_control(wire.encode(resume), front=True)
             log.info("shard %d asked for a resend from %d (%s); resending from %d",
                      feedback.shard, feedback.from_seq,
                      "it restarted" if feedback.epoch == 0 else "it saw a hole",

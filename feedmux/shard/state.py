@@ -76,6 +76,8 @@ class ShardState:
         self.book_seq = 0
         self.epoch = 0
         self.expected_bus_seq: int | None = None  # None until the receiver says where we are
+        self._relay_until = 0  # bus seqs below it: the resend of an earlier incarnation's
+        self._resending = False  # the bus message being taken is in that resend
         self.received = 0
         self.resent_dropped = 0
         self.received_books = 0
@@ -97,11 +99,15 @@ class ShardState:
         self._acked = 0
         self._feedback: list[bytes] = [wire.encode(wire.Rewind(shard, 0, 0))]
 
-    def restore(self, ticks: list[Tick], books: list[Depth]) -> None:
-        """Seed the snapshot and the re-send filter from the store after a restart (first-seen
-        times are approximate)."""
+    def restore(self, ticks: list[Tick], books: list[Depth], *, restarted: bool = False) -> None:
+        """Seed the snapshot and the re-send filter from the store (first-seen times are
+        approximate). ``restarted``: an earlier incarnation of this shard ran in this run, so
+        the receiver's resend of what it was sent goes to the relays again (``_relay_again``);
+        a new run's shard relays no re-send."""
         self.resend_filter.seed(ticks)
         self.book_filter.seed(books)
+        if not restarted:
+            self._forget_stored()
         for tick in ticks:  # one per code: the highest stored
             self.snapshot.apply(0, tick)
         for book in books:
@@ -142,6 +148,11 @@ class ShardState:
     def _resume(self, msg: wire.Resume) -> None:
         self._asked_from = None
         if self.expected_bus_seq is None or msg.epoch != self.epoch:
+            # Only a fresh shard's first Resume answers for an earlier incarnation's messages;
+            # a new receiver numbers anew and never resends an old one's.
+            self._relay_until = msg.until if self.expected_bus_seq is None else 0
+            if self._relay_until <= msg.next_seq:
+                self._forget_stored()
             self.epoch = msg.epoch  # a fresh shard, or a new receiver: start where it says
             self.expected_bus_seq = msg.next_seq
             self._marks.clear()
@@ -199,9 +210,18 @@ class ShardState:
             assert type(msg) is wire.Burst
             in_ticks = msg.ticks[skip:] if skip else msg.ticks
             in_books = msg.books[max(0, skip - len(msg.ticks)) :]
+        self._resending = first < self._relay_until
         out = self._take(in_ticks, in_books)
         self._mark(first + count)
+        if self._relay_until and first + count >= self._relay_until:
+            self._forget_stored()  # caught up: a re-send from now on was relayed when it came
         return out
+
+    def _forget_stored(self) -> None:
+        self.resend_filter.forget_stored()
+        self.book_filter.forget_stored()
+        self._relay_until = 0
+        self._resending = False
 
     def _decoded(self, msg: wire.Pushes, skip: int) -> tuple[list[Tick], list[Depth]]:
         """The pushes of a message (from ``skip``), decoded; one that does not decode is
@@ -310,7 +330,7 @@ class ShardState:
         have reached the relays (acks wait for both, but the lanes write apart): relay it again,
         with seq 0 (not on PUB). JetStream keeps it once (its message id is the identity); a
         Redis stream may then hold it twice."""
-        if not family.relayed or not resends.stored_before(item):
+        if not self._resending or not family.relayed or not resends.stored_before(item):
             return
         if isinstance(item, Tick):
             payload = wire.encode(wire.Published(self.shard, 0, item))

@@ -373,3 +373,19 @@ def test_finish_gives_up_after_the_wait_and_says_how_many_are_unconfirmed(
                             clock=lambda: clock.now / 1e9)  # fmt: skip
     assert clock.now - start >= END_WAIT_S * 10**9
     assert "5 routed ticks and books were not confirmed" in caplog.text
+
+
+def test_a_restarted_shard_is_told_where_the_resend_of_what_it_had_ends(tmp_path: Path) -> None:
+    """The shard relays again only what its last incarnation was sent (state.py): the Resume
+    answering its first Rewind says up to where that is."""
+    p = Pipeline(tmp_path, window=100, memory=1000)
+    p.route(5)
+    p.send()
+    p.deliver()
+    p.commit()  # bus seqs 1-5 acked
+    p.route(5)
+    p.send()  # 6-10 sent, then the shard dies
+    p.restart()
+    p.send()
+    resumes = [m for m in map(wire.bus_decoder.decode, p.channel) if type(m) is wire.Resume]
+    assert [(r.next_seq, r.until) for r in resumes] == [(6, 11)]

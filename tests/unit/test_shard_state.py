@@ -259,8 +259,8 @@ def test_after_a_restart_what_the_store_had_goes_to_the_relays_again_but_not_to_
     a tick this incarnation relayed itself goes nowhere."""
     stored = day_ticks(0, [1, 2, 3])
     state = ShardState(0, wall_clock=FakeClock(MORNING))
-    state.restore([stored[-1]], [])
-    state.on_bus(wire.encode(wire.Resume(1, 1)))
+    state.restore([stored[-1]], [], restarted=True)
+    state.on_bus(wire.encode(wire.Resume(1, 1, until=4)))  # bus seqs 1-3: sent to the last one
     out = state.on_bus(wire.encode(wire.Burst(1, day_ticks(0, [2, 3, 4]))))
     relayed = [families.TRADES.decoder.decode(p) for _, p in out.relayed]
     assert [(m.seq, m.item.seq) for m in relayed] == [(0, 2), (0, 3), (1, 4)]
@@ -269,3 +269,26 @@ def test_after_a_restart_what_the_store_had_goes_to_the_relays_again_but_not_to_
     again = state.on_bus(wire.encode(wire.Burst(4, day_ticks(0, [4, 5], late_s=60))))
     assert [families.TRADES.decoder.decode(p).item.seq for t, p in again.relayed
             if t.startswith(families.TRADES.prefix)] == [5]  # fmt: skip
+
+
+def test_only_the_receiver_s_resend_after_a_restart_goes_to_the_relays_again() -> None:
+    """A vendor's own re-send (a resubscription, a journal served again) after the resend was
+    caught up, or in a new run on a stored day, was relayed when it first came: relaying it
+    again would store it twice in JetStream once the duplicate window has passed."""
+    stored = day_ticks(0, [1, 2, 3])
+    restarted = ShardState(0, wall_clock=FakeClock(MORNING))
+    restarted.restore([stored[-1]], [], restarted=True)
+    restarted.on_bus(wire.encode(wire.Resume(1, 5, until=6)))  # only bus seq 5 is resent
+    out = restarted.on_bus(wire.encode(wire.Burst(5, day_ticks(0, [3]))))
+    assert [families.TRADES.decoder.decode(p).seq for _, p in out.relayed] == [0]
+    later = restarted.on_bus(wire.encode(wire.Burst(6, day_ticks(0, [2, 3], late_s=3600))))
+    assert later.relayed == []  # caught up: a re-send now was relayed before
+    new_run = ShardState(0, wall_clock=FakeClock(MORNING))
+    new_run.restore([stored[-1]], [], restarted=False)
+    new_run.on_bus(wire.encode(wire.Resume(1, 1, until=3)))
+    assert new_run.on_bus(wire.encode(wire.Burst(1, day_ticks(0, [2, 3])))).relayed == []
+    new_receiver = ShardState(0, wall_clock=FakeClock(MORNING))
+    new_receiver.restore([stored[-1]], [], restarted=True)
+    new_receiver.on_bus(wire.encode(wire.Resume(1, 1, until=3)))
+    new_receiver.on_bus(wire.encode(wire.Resume(2, 1)))  # the receiver restarted: seqs anew
+    assert new_receiver.on_bus(wire.encode(wire.Burst(1, day_ticks(0, [2])))).relayed == []

@@ -48,7 +48,7 @@ def test_the_bus_and_feedback_messages_are_the_documented_arrays() -> None:
     # docs/wire.md is the contract: a receiver and a shard of different versions still agree.
     decode = msgspec.msgpack.decode
     assert decode(wire.encode(wire.Burst(7, [], []))) == ["B", 7, [], []]
-    assert decode(wire.encode(wire.Resume(5, 9))) == ["R", 5, 9]
+    assert decode(wire.encode(wire.Resume(5, 9, 12))) == ["R", 5, 9, 12]
     assert decode(wire.encode(wire.Lost(3, 2))) == ["L", 3, 2]
     assert decode(wire.encode(wire.End(4))) == ["E", 4]
     assert decode(wire.encode(wire.Ack(1, 5, 9))) == ["A", 1, 5, 9]
