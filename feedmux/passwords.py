@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import re
 
-# A password runs to the last "@" of its URL (one left unescaped must not show its tail).
-_PASSWORD = re.compile(r"(://[^:/@\s,]*:)[^\s,]*@|((?:nats|tls|wss?)://)[^:/@\s,]+@|(password=)\S+")
+# A password runs to the last "@" of its URL (one left unescaped must not show its tail), and
+# may hold a comma; a comma followed by "scheme://" starts the next URL of a list (--nats).
+_PASSWORD = re.compile(
+    r"(://[^:/@\s,]*:)(?:(?!,[a-z][a-z0-9+.-]*://)\S)*@"
+    r"|((?:nats|tls|wss?)://)[^:/@\s,]+@|(password=)\S+"
+)
 
 
 def mask_passwords(text: str) -> str:

@@ -42,6 +42,12 @@ def _options(urls: list[str], name: str, **more: Any) -> dict[str, Any]:
             "max_outstanding_pings": MAX_OUTSTANDING_PINGS} | more  # fmt: skip
 
 
+def _url(client: Client, shown: str) -> str:
+    """The server ``client`` is connected to, masked (``shown``: the URLs it was given)."""
+    url = client.connected_url  # a ParseResult: its str() is no URL, and nothing in it masked
+    return mask_passwords(url.geturl()) if url is not None else shown
+
+
 def why(exc: BaseException) -> str:
     """A connection error as a person can act on it (passwords and tokens masked)."""
     if isinstance(exc, ConnectionRefusedError):
@@ -71,7 +77,7 @@ async def connect(urls: list[str], name: str, *, shown: str,
             log.warning("NATS connection lost; reconnecting")
 
     async def reconnected() -> None:
-        log.warning("NATS reconnected to %s", mask_passwords(str(client.connected_url or "")))
+        log.warning("NATS reconnected to %s", _url(client, shown))
 
     client = Client()
     connecting = asyncio.ensure_future(client.connect(**_options(
@@ -179,8 +185,7 @@ class Link:
         self._back_up("connection back to")
 
     def _back_up(self, what: str) -> None:
-        url = mask_passwords(str(self.client.connected_url.geturl()
-                                 if self.client.connected_url else self.shown))  # fmt: skip
+        url = _url(self.client, self.shown)
         if self._outage:
             log.warning("NATS %s %s after %.1f s", what, url, time.monotonic() - self._down_since)
         else:

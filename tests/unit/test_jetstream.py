@@ -3,6 +3,9 @@ check of a stream that exists already."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +13,7 @@ from nats.js import api
 
 from feedmux import families, wire
 from feedmux.jetstream import subjects
+from feedmux.jetstream.client import _url
 from feedmux.jetstream.stream import StreamSpec, problems
 from feedmux.model import Bar, Depth, Tick
 
@@ -103,3 +107,11 @@ def test_an_existing_stream_that_cannot_serve_is_an_error_naming_why(
 ) -> None:
     errors, _ = problems(StreamSpec("FEEDMUX", "feedmux"), existing(**changes))
     assert len(errors) == 1 and why in errors[0]
+
+
+def test_the_server_a_client_is_connected_to_is_shown_masked() -> None:
+    for url, shown in (("nats://feed:s3cret@h:4222", "nats://feed:***@h:4222"),
+                       ("nats://T0KEN@h:4222", "nats://***@h:4222")):  # fmt: skip
+        client = SimpleNamespace(connected_url=urlparse(url))  # as nats-py keeps it
+        assert _url(client, "given") == shown  # type: ignore[arg-type]
+    assert _url(SimpleNamespace(connected_url=None), "given") == "given"  # type: ignore[arg-type]
