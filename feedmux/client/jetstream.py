@@ -172,6 +172,9 @@ class Pull:
             num_replicas=1, inactive_threshold=INACTIVE_S, **start.config(),
         )  # fmt: skip
         info = await self._js.add_consumer(self._stream, config, timeout=API_TIMEOUT_S)
+        if self.closed:  # closed meanwhile (a snapshot's restart under the watchdog's reset)
+            await self._delete(info.name)
+            return
         self._generation += 1
         generation = self._generation
 
@@ -184,7 +187,7 @@ class Pull:
 
     async def ask(self) -> None:
         """Ask for BATCH more once the reader took half of what came (one request at a time)."""
-        if self.asked or self._sub is None or self.broken or self.drained:
+        if self.asked or self._sub is None or self.broken or self.drained or self.closed:
             return
         if len(self.held) > BATCH // 2:
             return
@@ -207,12 +210,16 @@ class Pull:
             if status == _HEARTBEAT:
                 return
             # The request ended: 404 nothing more (no_wait), 408 expired, 409 the consumer was
-            # deleted or its leader changed.
+            # deleted or its leader changed, 503 no one answers for the consumer.
             self.asked = 0
-            if self._once:
+            if self._once and status in ("404", "408"):
                 self.drained = True
-            elif status == "409" and "Deleted" in (msg.headers or {}).get(_DESCRIPTION, ""):
-                self.broken = True
+            elif (
+                self._once
+                or status == "503"
+                or (status == "409" and "Deleted" in (msg.headers or {}).get(_DESCRIPTION, ""))
+            ):
+                self.broken = True  # a snapshot cut short says so; a stream is made again
             else:
                 await self.ask()
             self._wake.set()
@@ -349,6 +356,7 @@ class NatsSubscriber:
         start_at = parse_start(start)
         self._subjects = consumer_subjects(self.prefix, names, self.codes, self.markets)
         self.skipped = 0  # messages on subjects this version does not know
+        self.bad = 0  # messages on its subjects that did not decode (skipped)
         self._ready: deque[NatsMessage] = deque()
         self._pulls: list[Pull] = []
         self._turn = 0
@@ -453,9 +461,13 @@ class NatsSubscriber:
                 continue
             try:
                 payload: wire.Payload = family.decoder.decode(data)
-            except msgspec.DecodeError as exc:
-                raise ConsumerError(f"undecodable message {seq} on {subject} in stream "
-                                    f"{self.stream}: {exc}") from exc  # fmt: skip
+            except msgspec.DecodeError as exc:  # another publisher's: the rest still comes
+                self.bad += 1
+                if self.bad == 1:
+                    log.warning("NATS message %d on %s in stream %s does not decode (%s): "
+                                "counted in .bad and skipped", seq, subject, self.stream,
+                                exc)  # fmt: skip
+                continue
             yield NatsMessage(family.name, code, seq, when, payload)
 
     # The loop thread's side.

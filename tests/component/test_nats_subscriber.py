@@ -292,6 +292,28 @@ def test_a_consumer_removed_under_the_reader_is_made_again_from_where_it_was(
     assert [m.seq for m in got if m is not None] == list(range(1, len(sent) + 1))
 
 
+def test_a_message_that_does_not_decode_is_counted_and_skipped_not_the_rest(
+    target: Target,
+) -> None:
+    sent = market(1)[:6]
+    with publisher(target) as shard:
+        publish(shard, sent[:2])
+
+        async def garbage() -> None:
+            client = await nats.connect(target.url)
+            try:
+                subject = subjects.subject(target.prefix, families.TRADES, "600519.SH")
+                await client.jetstream().publish(subject, b"\xc1 not msgpack")
+            finally:
+                await client.close()
+
+        asyncio.run(garbage())
+        publish(shard, sent[2:])
+    with subscriber(target, start="all") as sub:
+        got = read(sub, len(sent))
+    assert plain(got) == sent and sub.bad == 1
+
+
 def test_a_refused_port_fails_at_once_without_showing_a_password_or_token() -> None:
     (port,) = free_ports(1)
     for url, secret in ((f"nats://feed:s3cret@127.0.0.1:{port}", "s3cret"),
