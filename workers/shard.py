@@ -141,6 +141,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     restore(state, lanes, settings, shard, log, restarted=before is not None)
     stats_every = settings.stats_interval_ms * 1_000_000
     next_tick = time.monotonic_ns()
+    started_ns = time.time_ns()
     last_bus_ns = next_tick
     stop_ns: int | None = None  # when the stop was first seen
     counters = {"acks_dropped": 0, "gaps_logged": 0, "rewinds_logged": 0}
@@ -177,7 +178,8 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
                 published=redis.stored, backlog=redis.backlog, failures=redis.failures),
             nats=None if nats is None else NatsStats(
                 published=nats.stored, duplicates=nats.duplicates, backlog=nats.backlog,
-                failures=nats.failures, last_ack_ns=nats.last_commit_ns),
+                failures=nats.failures, last_ack_ns=nats.last_commit_ns,
+                started_ns=started_ns),
             bus_gaps=state.bus_gaps, bus_ignored=state.bus_ignored,
             rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
             bad_pushes=dict(state.bad_pushes),

@@ -72,7 +72,8 @@ def nats_lane(shards: list[ShardStats]) -> NatsLane | None:
     lanes = [(s, s.nats) for s in shards if s.nats is not None]
     if not lanes:
         return None
-    lags = [(s.time_ns - (n.last_ack_ns or s.time_ns)) / 1e9 for s, n in lanes if n.backlog]
+    lags = [(s.time_ns - (n.last_ack_ns or n.started_ns or s.time_ns)) / 1e9
+            for s, n in lanes if n.backlog]  # fmt: skip
     return NatsLane(published=sum(n.published for _, n in lanes),
                     duplicates=sum(n.duplicates for _, n in lanes),
                     backlog=sum(n.backlog for _, n in lanes), lag_s=max(lags, default=0.0),

@@ -48,6 +48,7 @@ class NatsStats(msgspec.Struct, kw_only=True):
     backlog: int  # handed to the lane, not yet acked by JetStream
     failures: int  # failed batches (retried)
     last_ack_ns: int  # wall clock of the last acked batch; 0: none yet
+    started_ns: int = 0  # wall clock of the lane's start: its lag counts from here until an ack
 
 
 class BarStats(msgspec.Struct, kw_only=True):
@@ -140,4 +141,5 @@ def _carry_nats(before: NatsStats | None, now: NatsStats | None) -> NatsStats | 
     return NatsStats(published=before.published + now.published,
                      duplicates=before.duplicates + now.duplicates, backlog=now.backlog,
                      failures=before.failures + now.failures,
-                     last_ack_ns=now.last_ack_ns or before.last_ack_ns)  # fmt: skip
+                     last_ack_ns=now.last_ack_ns or before.last_ack_ns,
+                     started_ns=now.started_ns)  # fmt: skip

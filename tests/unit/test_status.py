@@ -166,3 +166,7 @@ def test_the_nats_lane_shows_in_status_and_metrics(tmp_path: Path) -> None:
         assert line in text, line
     without = build_status(None, reading(receiver(100 * S, 1, 1), shard(0, 100 * S, 1, 1)), 1)
     assert without.nats is None and "nats" not in progress_line(without, 1.0)
+    never = NatsStats(published=0, duplicates=0, backlog=50, failures=7, last_ack_ns=0,
+                      started_ns=40 * S)  # NATS down since the shard started  # fmt: skip
+    down = msgspec.structs.replace(shard(0, 100 * S, 50, 0), nats=never)
+    assert build_status(None, reading(receiver(100 * S, 50, 50), down), 1).nats.lag_s == 60.0
