@@ -83,10 +83,15 @@ def problems(spec: StreamSpec, found: api.StreamConfig) -> tuple[list[str], list
     if found.sealed:
         errors.append("it is sealed")
     want = spec.config()
-    for label, have, asked in (("replicas", found.num_replicas, want.num_replicas),
+    copies = found.num_replicas or 1
+    if copies < spec.replicas:  # the loss of a server would lose what it alone holds
+        errors.append(f"it keeps {copies} cop{'y' if copies == 1 else 'ies'} where "
+                      f"--nats-replicas asks {spec.replicas} (raise it with `nats stream edit "
+                      f"{spec.name} --replicas {spec.replicas}`, or ask fewer)")  # fmt: skip
+    for label, have, asked in (("replicas", copies, want.num_replicas),
                                ("max age", found.max_age or 0.0, want.max_age or 0.0),
                                ("max bytes", found.max_bytes, want.max_bytes)):  # fmt: skip
-        if have != asked:
+        if have != asked and not (label == "replicas" and have < spec.replicas):
             notes.append(f"{label} {have} (asked {asked})")
     if found.storage != api.StorageType.FILE:
         notes.append(f"storage {found.storage}: a server restart loses it")

@@ -109,6 +109,14 @@ def test_an_existing_stream_that_cannot_serve_is_an_error_naming_why(
     assert len(errors) == 1 and why in errors[0]
 
 
+def test_fewer_copies_than_asked_is_an_error_more_a_note() -> None:
+    """--nats-replicas 3 promises that a server's loss loses nothing: a stream with one copy
+    cannot keep it; one with more copies than asked keeps it better."""
+    errors, _ = problems(StreamSpec("FEEDMUX", "feedmux", replicas=3), existing(num_replicas=1))
+    assert errors == ["it keeps 1 copy where --nats-replicas asks 3 (raise it with `nats stream "
+                      "edit FEEDMUX --replicas 3`, or ask fewer)"]  # fmt: skip
+
+
 def test_the_server_a_client_is_connected_to_is_shown_masked() -> None:
     for url, shown in (("nats://feed:s3cret@h:4222", "nats://feed:***@h:4222"),
                        ("nats://T0KEN@h:4222", "nats://***@h:4222")):  # fmt: skip
