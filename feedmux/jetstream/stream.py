@@ -88,10 +88,11 @@ def problems(spec: StreamSpec, found: api.StreamConfig) -> tuple[list[str], list
         errors.append(f"it keeps {copies} cop{'y' if copies == 1 else 'ies'} where "
                       f"--nats-replicas asks {spec.replicas} (raise it with `nats stream edit "
                       f"{spec.name} --replicas {spec.replicas}`, or ask fewer)")  # fmt: skip
-    for label, have, asked in (("replicas", copies, want.num_replicas),
-                               ("max age", found.max_age or 0.0, want.max_age or 0.0),
+    if copies > spec.replicas:
+        notes.append(f"replicas {copies} (asked {spec.replicas})")
+    for label, have, asked in (("max age", found.max_age or 0.0, want.max_age or 0.0),
                                ("max bytes", found.max_bytes, want.max_bytes)):  # fmt: skip
-        if have != asked and not (label == "replicas" and have < spec.replicas):
+        if have != asked:
             notes.append(f"{label} {have} (asked {asked})")
     if found.storage != api.StorageType.FILE:
         notes.append(f"storage {found.storage}: a server restart loses it")

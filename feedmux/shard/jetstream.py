@@ -98,7 +98,7 @@ class _Batch:
     (a message's reply subject ends with its number), so a late ack of an earlier, failed
     batch is told apart and ignored."""
 
-    __slots__ = ("acked", "duplicates", "first", "future", "messages")
+    __slots__ = ("acked", "done", "duplicates", "first", "future", "messages")
 
     def __init__(self, first: int, messages: list[Message], future: asyncio.Future[None]) -> None:
         self.first = first
@@ -106,6 +106,7 @@ class _Batch:
         self.future = future
         self.acked = 0
         self.duplicates = 0
+        self.done: list[int] = []  # the messages JetStream stored (or had), by index
 
     def fail(self, error: StoreError) -> None:
         if not self.future.done():
@@ -121,6 +122,11 @@ class JetStreamPublisher:
         self.vendor = vendor
         self._routes: dict[bytes, Route] = {}  # by topic: the shard's codes x families
         self._batch: _Batch | None = None
+        # Since the last batch that worked: the ids JetStream acked in batches that failed. A
+        # retry leaves them out, so only a message whose ack was lost relies on the duplicate
+        # window (a refusal or an election can outlast it).
+        self._failed: _Batch | None = None
+        self._stored: set[str] = set()
         self._next = 1  # the next message's number
         self._reply = ""  # "<inbox>.": a message's reply subject is this and its number
         self._closed = False
@@ -169,13 +175,17 @@ class JetStreamPublisher:
         return out
 
     async def _on_ack(self, msg: Msg) -> None:
+        tail = msg.subject[len(self._reply) :]
+        number = int(tail) if tail.isdigit() else -1
         batch = self._batch
-        if batch is None or batch.future.done():
+        if batch is None or not 0 <= number - batch.first < len(batch.messages):
+            self._late(msg, number)
             return
-        number = msg.subject[len(self._reply) :]
-        index = int(number) - batch.first if number.isdigit() else -1
-        if not 0 <= index < len(batch.messages):
-            return  # an ack of a batch that failed already
+        index = number - batch.first
+        if batch.future.done():  # failed already: what it stored still counts for the retry
+            if msg.data and b'"error"' not in msg.data:
+                batch.done.append(index)
+            return
         subject = batch.messages[index].subject
         if not msg.data:  # a status: nothing took the subject, or other trouble
             status = (msg.headers or {}).get("Status", "")
@@ -196,12 +206,25 @@ class JetStreamPublisher:
             return
         batch.acked += 1
         batch.duplicates += ack.duplicate
+        batch.done.append(index)
         if batch.acked == len(batch.messages):
             batch.future.set_result(None)
 
-    async def _publish(self, messages: list[Message]) -> WriteResult:
+    def _late(self, msg: Msg, number: int) -> None:
+        """An ack of the batch that failed last, come after it failed: the retry leaves that
+        message out."""
+        failed = self._failed
+        if failed is None or not 0 <= number - failed.first < len(failed.messages):
+            return
+        if msg.data and b'"error"' not in msg.data:
+            self._stored.add(failed.messages[number - failed.first].msg_id)
+
+    async def _publish(self, given: list[Message]) -> WriteResult:
+        messages = [m for m in given if m.msg_id not in self._stored] if self._stored else given
+        earlier = len(given) - len(messages)  # stored by a batch that failed
         if not messages:
-            return WriteResult(0, 0)
+            self._stored.clear()
+            return WriteResult(earlier, 0)
         if not self._link.ready:
             raise StoreError(self._link.down())
         batch = _Batch(self._next, messages, asyncio.get_running_loop().create_future())
@@ -224,7 +247,12 @@ class JetStreamPublisher:
                 batch.future.cancel()
             elif not batch.future.cancelled():
                 batch.future.exception()  # seen: not "never retrieved"
-        return WriteResult(len(messages) - batch.duplicates, batch.duplicates)
+            if batch.acked < len(messages):  # failed: keep what JetStream has
+                self._failed = batch
+                self._stored.update(messages[i].msg_id for i in batch.done)
+        self._failed = None
+        self._stored.clear()
+        return WriteResult(len(messages) - batch.duplicates + earlier, batch.duplicates)
 
     def write_publications(self, publications: list[Publication]) -> WriteResult:
         messages = self.messages(publications)

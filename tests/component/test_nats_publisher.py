@@ -160,6 +160,36 @@ def test_a_refused_message_fails_the_batch_with_jetstream_s_reason(target: Targe
     assert f"JetStream refused {target.prefix}.trades.SH.600519: maximum messages" in text
 
 
+def test_a_retry_leaves_out_what_jetstream_stored_of_a_batch_that_failed(target: Target) -> None:
+    """A batch refused halfway (a full stream, an election) may be retried after the duplicate
+    window: what JetStream acked of it is not sent again, so it cannot be stored twice."""
+    spec = StreamSpec(target.stream, target.prefix).config()
+    spec.max_msgs, spec.discard = 5, api.DiscardPolicy.NEW
+
+    async def stream(change: bool) -> None:
+        client = await nats.connect(target.url)
+        js = client.jetstream()
+        if change:
+            spec.max_msgs = -1
+            await js.update_stream(spec)
+        else:
+            await js.add_stream(spec)
+        await client.close()
+
+    asyncio.run(stream(change=False))
+    publisher = JetStreamPublisher(target.urls, target.prefix, "alltick", 0)
+    try:
+        wait_for(lambda: publisher.connected, scaled(10), "the publisher to connect")
+        batch = trades(1, 10)
+        assert "maximum messages" in failing(publisher, batch)[0]  # 1-5 stored, 6 refused
+        asyncio.run(stream(change=True))  # room again
+        assert publisher.write_publications(batch) == WriteResult(10, 0)  # 1-5 not sent again
+        assert publisher.write_publications(batch) == WriteResult(0, 10)  # and then all are
+    finally:
+        publisher.close()
+    assert seqs_in(target.url, target.prefix) == Counter(range(1, 11))
+
+
 def test_a_shard_started_while_nats_is_down_starts_fails_fast_then_publishes(
     solo: Node, caplog: pytest.LogCaptureFixture
 ) -> None:
