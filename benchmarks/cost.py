@@ -78,6 +78,8 @@ class RateCost:
     server_us_per_tick: float
     kept_up: bool  # every frame stored within caught_up_s of the feed's end
     apart_us_per_tick: dict[str, float] = field(default_factory=dict)  # e.g. nats-server
+    # % of one core that processes other than these took over the window: the noise
+    others_pct: float = 0.0
 
 
 @dataclass
@@ -97,34 +99,33 @@ def root_role(config: Config) -> str:
 
 class Window:
     """CPU seconds of the client's tree (by role) and of the server between two readings;
-    ``apart``: other processes (by name: pid) read over the same window, e.g. a NATS server."""
+    ``apart``: other processes (by name: pid) read over the same window, e.g. a NATS server,
+    and the whole machine's busy time (what the rest of the machine took is the noise)."""
 
     def __init__(self, client: int, role: str, server: int,
                  apart: dict[str, int] | None = None) -> None:  # fmt: skip
         self.client, self.role, self.server = client, role, server
         self.apart = apart or {}
         self.t0_ns = time.time_ns()
+        self.m0 = procs.machine_busy_s()
         self.c0 = procs.sample(client, role)
         self.s0 = sum(procs.sample(server, "replay").values())
         self.a0 = {name: procs.cpu_s(pid) for name, pid in self.apart.items()}
+        self.apart_s: dict[str, float] = {}  # by close: each apart process's (one gone: left out)
+        self.machine_s = 0.0  # by close
 
     def close(self) -> tuple[int, int, dict[str, float], float]:
         """(start ns, end ns, CPU s by role, server CPU s)."""
         t1_ns = time.time_ns()
         c1 = procs.sample(self.client, self.role)
         s1 = sum(procs.sample(self.server, "replay").values())
-        used = {name: c1[name] - self.c0.get(name, 0.0) for name in c1}
-        return self.t0_ns, t1_ns, used, s1 - self.s0
-
-    def apart_used(self) -> dict[str, float]:
-        """CPU seconds of each ``apart`` process since the window opened (one that went is
-        left out); call right after ``close``."""
-        out = {}
         for name, pid in self.apart.items():
             before, now = self.a0[name], procs.cpu_s(pid)
             if before is not None and now is not None:
-                out[name] = now - before
-        return out
+                self.apart_s[name] = now - before
+        self.machine_s = procs.machine_busy_s() - self.m0
+        used = {name: c1[name] - self.c0.get(name, 0.0) for name in c1}
+        return self.t0_ns, t1_ns, used, s1 - self.s0
 
 
 def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Path,
@@ -146,7 +147,8 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
         window = Window(client.pid, root_role(config), server.pid, apart)
         time.sleep(cp.seconds)
         t0_ns, t1_ns, used, server_s = window.close()
-        apart_s = window.apart_used()
+        apart_s = window.apart_s
+        others_s = window.machine_s - sum(used.values()) - server_s - sum(apart_s.values())
         server.send_signal(signal.SIGUSR1)  # end the feed; the connections stay up
         wait(lambda: replay_report(report).feed == "done", 30, "the feed to end")
         sent = replay_report(report).frame_index
@@ -178,6 +180,7 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
                     server_us_per_tick=round(server_s / ticks * 1e6, 2),
                     kept_up=kept_up,
                     apart_us_per_tick={k: round(v / ticks * 1e6, 2) for k, v in apart_s.items()},
+                    others_pct=round(max(0.0, others_s) / ((t1_ns - t0_ns) / 1e9) * 100, 1),
                     ), idle_cost  # fmt: skip
 
 

@@ -106,3 +106,11 @@ def listener(port: int) -> int | None:
                 if os.readlink(fd) in inodes:
                     return int(entry.name)
     return None
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``: all
+    but idle and iowait), to see what other processes took over a window."""
+    fields = (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
+    jiffies = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) * TICK_S
