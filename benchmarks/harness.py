@@ -33,7 +33,7 @@ SEND = struct.Struct("<qqq")
 
 def environment() -> dict[str, Any]:
     """The machine and the package versions, for the JSON of any benchmark."""
-    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets"]
+    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets", "nats-py"]
     return {
         "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(), "platform": platform.platform(),
