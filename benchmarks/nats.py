@@ -128,6 +128,7 @@ class Run:
     round: int
     mode: str  # off | on
     load: float  # the 1-minute load average just before it
+    others_pct: float = 0.0  # % of a core the rest of the machine took during the whole run
     stream: str = ""  # on: its stream (deleted afterwards)
     max_rate: float = 0.0
     ramp_stop: str = ""
@@ -164,6 +165,11 @@ def order(round_: int) -> tuple[str, ...]:
     return MODES if round_ % 2 == 0 else MODES[::-1]
 
 
+def _ours(apart: dict[str, int]) -> float:
+    """CPU seconds of this benchmark's processes and of the NATS server (not the noise)."""
+    return procs.own_tree_s() + sum(procs.cpu_s(pid) or 0.0 for pid in apart.values())
+
+
 def run(report: Report, server: Server, p: Params, cp: CostParams, *, ramps: bool,
         data: Path, codes_file: Path, tmp: Path) -> None:  # fmt: skip
     base = Config(f"feedmux {report.shards} shards", "feedmux", report.shards)
@@ -177,6 +183,7 @@ def run(report: Report, server: Server, p: Params, cp: CostParams, *, ramps: boo
                 work = tmp / f"{k}-{mode}"
                 work.mkdir()
                 one = Run(r + 1, mode, round(os.getloadavg()[0], 2), rate=rate)
+                t0, busy0, ours0 = time.monotonic(), procs.machine_busy_s(), _ours(apart)
                 with mode_config(base, mode, server) as (config, stream):
                     held = None if stream is None else (lambda s=stream: server.trades(s))
                     one.stream = "" if stream is None else stream.name
@@ -194,6 +201,8 @@ def run(report: Report, server: Server, p: Params, cp: CostParams, *, ramps: boo
                         print(f"    {one.cost.total_us_per_tick:.1f} us/tick"
                               f"{'' if one.cost.kept_up else ' (fell behind)'}",
                               flush=True)  # fmt: skip
+                others = procs.machine_busy_s() - busy0 - (_ours(apart) - ours0)
+                one.others_pct = round(max(0.0, others) / (time.monotonic() - t0) * 100, 1)
                 report.runs.append(one)
     report.streams_deleted = server.deleted
 
@@ -216,7 +225,7 @@ def table(report: Report) -> str:
     peaks = [r for r in report.runs if not r.rate]
     if peaks:
         lines.append(f"{'peak lossless ticks/s':<24} {'round':>5} {'off':>11} {'on':>11} "
-                     f"{'on/off':>7} {'load off/on':>12}")  # fmt: skip
+                     f"{'on/off':>7} {'load off/on':>12} {'others% off/on':>15}")  # fmt: skip
         by_round: dict[int, dict[str, Run]] = {}
         for r in peaks:
             by_round.setdefault(r.round, {})[r.mode] = r
@@ -227,7 +236,8 @@ def table(report: Report) -> str:
             ratio = f"{on.max_rate / off.max_rate:.2f}x" if off.max_rate else "-"
             lines.append(f"{'':<24} {n:>5} {rate_label(off.max_rate, off.ramp_stop):>11} "
                          f"{rate_label(on.max_rate, on.ramp_stop):>11} {ratio:>7} "
-                         f"{off.load:>5.2f}/{on.load:<6.2f}")  # fmt: skip
+                         f"{off.load:>6.2f}/{on.load:<5.2f} "
+                         f"{off.others_pct:>7.1f}/{on.others_pct:<7.1f}")  # fmt: skip
         off_m, on_m = (_median([r.max_rate for r in peaks if r.mode == m]) for m in MODES)
         ratio = f"{on_m / off_m:.2f}x" if off_m else "-"
         shown = [("" if any(r.mode == m and r.ramp_stop.startswith("fell behind")
