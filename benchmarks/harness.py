@@ -216,10 +216,11 @@ def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
                     why = "the data file ran out"
                 break
             time.sleep(max(0.0, step.end_ns / 1e9 + p.check_after_s - time.time()))
-            if stored(config, work / "client") < step.end_index or (
-                held is not None and held() < step.end_index
-            ):
+            have, relay = stored(config, work / "client"), held() if held else step.end_index
+            if min(have, relay) < step.end_index:
                 why = f"fell behind at {step.rate:,.0f}/s"
+                if held is not None:  # which one
+                    why += f" (of {step.end_index:,} sent: {have:,} stored, {relay:,} relayed)"
                 break
             best = step.rate
     finally:
