@@ -220,7 +220,7 @@ def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
             if min(have, relay) < step.end_index:
                 why = f"fell behind at {step.rate:,.0f}/s"
                 if held is not None:  # which one
-                    why += f" (of {step.end_index:,} sent: {have:,} stored, {relay:,} relayed)"
+                    why += f": of {step.end_index:,} sent, {have:,} stored, {relay:,} relayed"
                 break
             best = step.rate
     finally:
