@@ -12,14 +12,16 @@ then on then off, ...) so that the machine's noise falls on both; every run is f
 
 1. Peak: the throughput ramp of ``benchmarks.harness.ramp``. With NATS on, a step is kept up
    with only when the stream holds every trade sent so far too (its trades subjects' message
-   count, from the server), besides the store.
+   count, from the server), besides the store; the reason names the one behind.
 2. CPU per tick at each ``--rate``: the steady-state window of ``benchmarks.cost`` (``utime +
    stime`` of every process of the client's tree from /proc over ``--seconds``, divided by the
    frames the server wrote meanwhile), by role. The NATS server's own CPU over the same window
    is reported apart when it runs on this machine (it may serve others too), like the replay
    server's; "others" is what every other process of the machine took meanwhile (the noise).
 
-The 1-minute load average is noted before every run.
+The 1-minute load average is noted before every run, and what the rest of the machine took
+during it ("others", % of a core: busy CPU from /proc/stat less this benchmark's processes, its
+waited-for descendants included, and the NATS server's).
 """
 
 from __future__ import annotations
