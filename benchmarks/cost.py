@@ -30,6 +30,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ class RateCost:
     total_us_per_tick: float
     server_us_per_tick: float
     kept_up: bool  # every frame stored within caught_up_s of the feed's end
+    apart_us_per_tick: dict[str, float] = field(default_factory=dict)  # e.g. nats-server
+    # % of one core that processes other than these took over the window: the noise
+    others_pct: float = 0.0
 
 
 @dataclass
@@ -94,28 +98,42 @@ def root_role(config: Config) -> str:
 
 
 class Window:
-    """CPU seconds of the client's tree (by role) and of the server between two readings."""
+    """CPU seconds of the client's tree (by role) and of the server between two readings;
+    ``apart``: other processes (by name: pid) read over the same window, e.g. a NATS server,
+    and the whole machine's busy time (what the rest of the machine took is the noise)."""
 
-    def __init__(self, client: int, role: str, server: int) -> None:
+    def __init__(self, client: int, role: str, server: int,
+                 apart: dict[str, int] | None = None) -> None:  # fmt: skip
         self.client, self.role, self.server = client, role, server
+        self.apart = apart or {}
         self.t0_ns = time.time_ns()
+        self.m0 = procs.machine_busy_s()
         self.c0 = procs.sample(client, role)
         self.s0 = sum(procs.sample(server, "replay").values())
+        self.a0 = {name: procs.cpu_s(pid) for name, pid in self.apart.items()}
+        self.apart_s: dict[str, float] = {}  # by close: each apart process's (one gone: left out)
+        self.machine_s = 0.0  # by close
 
     def close(self) -> tuple[int, int, dict[str, float], float]:
         """(start ns, end ns, CPU s by role, server CPU s)."""
         t1_ns = time.time_ns()
         c1 = procs.sample(self.client, self.role)
         s1 = sum(procs.sample(self.server, "replay").values())
+        for name, pid in self.apart.items():
+            before, now = self.a0[name], procs.cpu_s(pid)
+            if before is not None and now is not None:
+                self.apart_s[name] = now - before
+        self.machine_s = procs.machine_busy_s() - self.m0
         used = {name: c1[name] - self.c0.get(name, 0.0) for name in c1}
         return self.t0_ns, t1_ns, used, s1 - self.s0
 
 
 def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Path,
-            codes_file: Path, work: Path, idle: bool,
-            ) -> tuple[RateCost, Cost | None]:  # fmt: skip
+            codes_file: Path, work: Path, idle: bool, held: Callable[[], int] | None = None,
+            apart: dict[str, int] | None = None) -> tuple[RateCost, Cost | None]:  # fmt: skip
     """One rate in fresh processes; with ``idle``, the idle window after it too (returned as a
-    Cost holding only the idle numbers)."""
+    Cost holding only the idle numbers). ``held``: frames a relay holds, which must catch up
+    too (see ``harness.ramp``); ``apart``: processes measured over the window, reported apart."""
     send_log = work / "send.bin"
     server, report = start_server(work, data, codes_file, p, rate, "--burst", "--write-times",
                                    str(send_log))  # fmt: skip
@@ -126,15 +144,18 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
     try:
         wait(lambda: replay_report(report).feed == "running", 120, "the feed to start")
         time.sleep(cp.settle_s)
-        window = Window(client.pid, root_role(config), server.pid)
+        window = Window(client.pid, root_role(config), server.pid, apart)
         time.sleep(cp.seconds)
         t0_ns, t1_ns, used, server_s = window.close()
+        apart_s = window.apart_s
+        others_s = window.machine_s - sum(used.values()) - server_s - sum(apart_s.values())
         server.send_signal(signal.SIGUSR1)  # end the feed; the connections stay up
         wait(lambda: replay_report(report).feed == "done", 30, "the feed to end")
         sent = replay_report(report).frame_index
         kept_up = True
         try:
-            wait(lambda: stored(config, out) >= sent, cp.caught_up_s, "the client")
+            wait(lambda: min(stored(config, out), held() if held else sent) >= sent,
+                 cp.caught_up_s, "the client")  # fmt: skip
         except RuntimeError:
             kept_up = False
         if idle:
@@ -157,7 +178,10 @@ def measure(config: Config, p: Params, cp: CostParams, rate: float, *, data: Pat
                     us_per_tick=per_tick,
                     total_us_per_tick=round(sum(used.values()) / ticks * 1e6, 2),
                     server_us_per_tick=round(server_s / ticks * 1e6, 2),
-                    kept_up=kept_up), idle_cost  # fmt: skip
+                    kept_up=kept_up,
+                    apart_us_per_tick={k: round(v / ticks * 1e6, 2) for k, v in apart_s.items()},
+                    others_pct=round(max(0.0, others_s) / ((t1_ns - t0_ns) / 1e9) * 100, 1),
+                    ), idle_cost  # fmt: skip
 
 
 def run(configs: list[Config], p: Params, cp: CostParams, *, data: Path, codes_file: Path,

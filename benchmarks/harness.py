@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -33,7 +33,7 @@ SEND = struct.Struct("<qqq")
 
 def environment() -> dict[str, Any]:
     """The machine and the package versions, for the JSON of any benchmark."""
-    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets"]
+    packages = ["feedmux", "websocket-client", "msgspec", "pyzmq", "websockets", "nats-py"]
     return {
         "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -188,9 +188,11 @@ def stored(config: Config, out: Path) -> int:
 
 # -- the two runs ----------------------------------------------------------------------------
 def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
-         cpus: str | None = None) -> tuple[float, str]:  # fmt: skip
+         cpus: str | None = None, held: Callable[[], int] | None = None,
+         ) -> tuple[float, str]:  # fmt: skip
     """The highest server rate whose every frame was stored in time, and why the ramp ended;
-    ``cpus`` pins the server and the client (taskset) to those cores."""
+    ``cpus`` pins the server and the client (taskset) to those cores; ``held``: how many
+    frames a relay holds too (e.g. trades in a NATS stream), which must keep up as well."""
     start = p.slow_start if config.slow else p.ramp_start
     server, report = start_server(work, data, codes_file, p, start, "--ramp",
                                    str(p.ramp_factor), "--step", str(p.step_s), "--gap",
@@ -214,8 +216,11 @@ def ramp(config: Config, p: Params, data: Path, codes_file: Path, work: Path, *,
                     why = "the data file ran out"
                 break
             time.sleep(max(0.0, step.end_ns / 1e9 + p.check_after_s - time.time()))
-            if stored(config, work / "client") < step.end_index:
+            have, relay = stored(config, work / "client"), held() if held else step.end_index
+            if min(have, relay) < step.end_index:
                 why = f"fell behind at {step.rate:,.0f}/s"
+                if held is not None:  # which one
+                    why += f": of {step.end_index:,} sent, {have:,} stored, {relay:,} relayed"
                 break
             best = step.rate
     finally:

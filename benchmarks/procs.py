@@ -9,6 +9,7 @@ included; 10 ms resolution per process).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -78,3 +79,45 @@ def pids_by_role(root: int, root_role: str) -> dict[str, int]:
         name = role(pid, root, root_role)
         out[name if name not in out else f"{name}-{pid}"] = pid
     return out
+
+
+def listener(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port`` (any address), if this user may see
+    it: a local server's CPU (e.g. nats-server's) can then be read like a client's."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = (PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # local address "IP:PORT" in hex, state 0A is LISTEN
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or not inodes:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                if os.readlink(fd) in inodes:
+                    return int(entry.name)
+    return None
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``: all
+    but idle and iowait), to see what other processes took over a window."""
+    fields = (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
+    jiffies = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) * TICK_S
+
+
+def own_tree_s() -> float:
+    """CPU seconds of this process and of every descendant it (or they) waited for: subtracted
+    from ``machine_busy_s`` over a run, what the rest of the machine took."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import nats
+import nats.js.errors
 import pytest
 
 from tests.conftest import scaled
+from tests.nats_servers import Target, local_target
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +79,52 @@ def test_the_vendor_benchmark_runs_tiny_for_every_vendor(tmp_path: Path) -> None
         assert r["receiver_us"] > 0 and r["shard_us"] > 0 and r["bus_bytes"] > 0, r
     assert results["itick"]["identity_us"] > 0 and results["itick"]["identity_bytes_per_code"] > 0
     assert "identity" in run.stdout
+
+
+@pytest.fixture
+def nats_target() -> Iterator[Target]:
+    yield from local_target()  # skipped with the reason when the machine's NATS is absent
+
+
+async def _missing(url: str, streams: list[str]) -> list[str]:
+    """Which of ``streams`` the server no longer has."""
+    client = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=1)
+    gone = []
+    try:
+        for name in streams:
+            try:
+                await client.jetstream().stream_info(name)
+            except nats.js.errors.NotFoundError:
+                gone.append(name)
+    finally:
+        await client.close()
+    return gone
+
+
+@pytest.mark.slow
+def test_the_nats_benchmark_runs_tiny_on_and_off_and_deletes_its_streams(
+    tmp_path: Path, nats_target: Target
+) -> None:
+    out = tmp_path / "nats.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.nats", "--tiny", "--nats",
+                          nats_target.url, "--json", str(out)], check=False,
+                         capture_output=True, text=True, timeout=scaled(180))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(out.read_text())
+    runs = doc["runs"]
+    assert sorted((r["mode"], r["rate"]) for r in runs) == [("off", 0.0), ("off", 300.0),
+                                                            ("on", 0.0), ("on", 300.0)]  # fmt: skip
+    for r in runs:
+        assert r["load"] >= 0 and bool(r["stream"]) == (r["mode"] == "on"), r
+        if not r["rate"]:  # the ramp: every trade stored (and, on, in the stream) at each step
+            assert r["max_rate"] > 0, r
+        else:
+            cost = r["cost"]
+            assert cost["kept_up"] and cost["total_us_per_tick"] > 0, r
+            assert {"feedmux-receiver", "feedmux-shard-0", "feedmux-shard-1"} <= set(
+                cost["us_per_tick"]), r  # fmt: skip
+    on = [r["stream"] for r in runs if r["mode"] == "on"]
+    assert sorted(doc["streams_deleted"]) == sorted(on)
+    assert sorted(asyncio.run(_missing(nats_target.url, on))) == sorted(on)  # each deleted
+    assert doc["environment"]["versions"]["nats-py"]
+    assert "peak lossless ticks/s" in run.stdout and "CPU us per tick" in run.stdout
