@@ -25,7 +25,7 @@ class FakeParent:
         return self.current
 
     def die(self) -> None:
-        self.current = 1
+        self.current = 1 if self.pid != 1 else 2  # init adopts it (unless init was the parent)
 
 
 @pytest.fixture
