@@ -220,6 +220,7 @@ def test_a_shard_started_while_nats_is_down_starts_fails_fast_then_publishes(
     assert not any("secret" in line for line in said)
 
 
+@pytest.mark.slow
 def test_a_server_killed_and_restarted_loses_and_duplicates_nothing(
     solo: Node, caplog: pytest.LogCaptureFixture
 ) -> None:

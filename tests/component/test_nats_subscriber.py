@@ -246,6 +246,7 @@ def test_a_snapshot_while_publishing_then_the_stream_has_no_gap_and_no_duplicate
     assert snap.bars == {}
 
 
+@pytest.mark.slow
 def test_a_slow_reader_holds_a_bounded_number_and_misses_nothing(
     target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,6 +268,7 @@ def test_a_slow_reader_holds_a_bounded_number_and_misses_nothing(
     assert [m.seq for m in got if m is not None] == list(range(1, len(sent) + 1))
 
 
+@pytest.mark.slow
 def test_a_consumer_removed_under_the_reader_is_made_again_from_where_it_was(
     target: Target,
 ) -> None:
@@ -325,6 +327,7 @@ def test_a_refused_port_fails_at_once_without_showing_a_password_or_token() -> N
         assert secret not in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_port_that_is_not_nats_fails_within_seconds() -> None:
     with socket.socket() as silent:  # accepts and says nothing, as Redis or a web server
         silent.bind(("127.0.0.1", 0))

@@ -123,6 +123,7 @@ def test_a_store_file_that_is_no_database_stops_the_start_and_says_why(tmp_path:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_silent_codes_are_listed_and_subscriptions_change_from_the_cli(tmp_path: Path) -> None:
     # --replay-rate 0: the server confirms the codes but never sends a tick
     run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001",

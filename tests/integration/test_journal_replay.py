@@ -48,6 +48,7 @@ def _run_until_fed(tmp: Path, replay_args: list[str], symbols: Path) -> tuple[Pa
     return data_dir, report
 
 
+@pytest.mark.slow
 def test_a_journal_replayed_at_max_speed_reproduces_the_recorded_run(tmp_path: Path) -> None:
     symbols = tmp_path / "symbols.txt"
     symbols.write_text(" ".join(a_share_universe()[::18]))

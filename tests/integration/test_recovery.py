@@ -106,6 +106,7 @@ def test_sigterm_at_full_load_stores_every_received_tick(tmp_path: Path) -> None
     assert stored <= {(t.code, t.seq) for t in sent_ticks(tmp_path / "sent.log")}
 
 
+@pytest.mark.slow
 def test_a_consumer_that_stops_reading_sees_a_gap_and_catches_up_from_a_snapshot(
     tmp_path: Path,
 ) -> None:
@@ -156,6 +157,7 @@ def test_a_consumer_that_stops_reading_sees_a_gap_and_catches_up_from_a_snapshot
     assert code == 0, output
 
 
+@pytest.mark.slow
 def test_a_stalled_shard_spills_to_disk_and_catches_up_while_the_feed_reads_on(
     tmp_path: Path,
 ) -> None:

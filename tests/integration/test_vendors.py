@@ -90,6 +90,7 @@ def _keys(ticks: list[Tick]) -> Counter[tuple[str, int]]:
     return Counter((t.code, t.seq) for t in ticks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_full_market_through_8_shards_loses_nothing(tmp_path: Path, name: str) -> None:
     vendor, codes, tokens, symbols = _market(tmp_path, name)
@@ -245,6 +246,7 @@ def test_a_captured_run_served_again_stores_the_same_ticks(tmp_path: Path, name:
     assert len(first) > 1000 and first.equals(again)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_refused_key_stops_the_run_with_a_clear_message(tmp_path: Path, name: str) -> None:
     replay, report, url = start_replay(tmp_path, "--provider", name, "--codes", "AAPL")
