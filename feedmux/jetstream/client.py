@@ -8,7 +8,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 
@@ -57,6 +59,37 @@ def why(exc: BaseException) -> str:
     return _said(exc)
 
 
+async def _insists_on_tls(url: str) -> str | None:
+    """Why a ``tls://`` server must not get our credentials, or None. nats-py upgrades to TLS
+    only when the server's greeting requires it, and otherwise sends CONNECT (a password, a
+    token) in clear: so read the greeting first."""
+    parts = urlsplit(url)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port or 4222), GREETING_S
+        )
+        try:
+            line = await asyncio.wait_for(reader.readline(), GREETING_S)
+        finally:
+            writer.close()
+    except (OSError, TimeoutError):
+        return None  # unreachable: connect says why
+    try:
+        info = msgspec.json.decode(line.removeprefix(b"INFO ").strip(), type=_Greeting)
+    except msgspec.DecodeError:
+        return None  # not NATS: connect says so
+    if info.tls_required:
+        return None
+    return (
+        f"{mask_passwords(url)} does not require TLS, so nothing would be encrypted: "
+        "feedmux sends no credentials in clear (give nats:// if that is meant)"
+    )
+
+
+class _Greeting(msgspec.Struct):
+    tls_required: bool = False
+
+
 async def connect(urls: list[str], name: str, *, shown: str,
                   error: type[FeedmuxError] = StoreError) -> Client:  # fmt: skip
     """A client that reconnects for ever once connected. ``error`` (with the last reason:
@@ -79,6 +112,9 @@ async def connect(urls: list[str], name: str, *, shown: str,
     async def reconnected() -> None:
         log.warning("NATS reconnected to %s", _url(client, shown))
 
+    for url in urls:
+        if url.startswith("tls://") and (refusal := await _insists_on_tls(url)) is not None:
+            raise error(f"cannot use NATS: {refusal}")
     client = Client()
     connecting = asyncio.ensure_future(client.connect(**_options(
         urls, name, connect_timeout=GREETING_S, error_cb=failed, disconnected_cb=disconnected,

@@ -316,6 +316,14 @@ def test_a_message_that_does_not_decode_is_counted_and_skipped_not_the_rest(
     assert plain(got) == sent and sub.bad == 1
 
 
+def test_a_tls_url_to_a_server_without_tls_sends_no_credentials(target: Target) -> None:
+    """nats-py would fall back to plain text (and send the password): refused first."""
+    url = target.url.replace("nats://", "tls://feed:s3cret@")
+    with pytest.raises(ConsumerError, match="does not require TLS") as err:
+        NatsSubscriber(url, stream=target.stream, prefix=target.prefix)
+    assert "s3cret" not in str(err.value)
+
+
 def test_a_refused_port_fails_at_once_without_showing_a_password_or_token() -> None:
     (port,) = free_ports(1)
     for url, secret in ((f"nats://feed:s3cret@127.0.0.1:{port}", "s3cret"),
