@@ -21,6 +21,7 @@ from feedmux.jetstream.client import connect
 from feedmux.passwords import mask_passwords
 
 STREAM_NAME_IN_USE = 10058  # JetStream's error: made meanwhile, with other settings
+MIN_MSG_SIZE = 64 * 1024  # a deep book with its headers stays well under it
 DUPLICATE_WINDOW_S = 120.0  # JetStream's default: a retry or a restart within it is one message
 
 
@@ -69,6 +70,10 @@ def _covers(subjects: list[str], prefix: str) -> bool:
     return False
 
 
+def _limit(value: float, unit: str) -> str:
+    return "none" if value <= 0 else f"{value:,g} {unit}"
+
+
 def problems(spec: StreamSpec, found: api.StreamConfig) -> tuple[list[str], list[str]]:
     """What makes ``found`` unusable for ``spec`` (errors), and where it differs harmlessly
     from what feedmux would have made (notes)."""
@@ -82,6 +87,12 @@ def problems(spec: StreamSpec, found: api.StreamConfig) -> tuple[list[str], list
         errors.append("it keeps no duplicate window, so a retried message would be stored twice")
     if found.sealed:
         errors.append("it is sealed")
+    if found.no_ack:
+        errors.append("it acks no publish (no_ack), and feedmux waits for JetStream's acks")
+    if found.max_msg_size is not None and 0 < found.max_msg_size < MIN_MSG_SIZE:
+        errors.append(f"it takes messages of at most {found.max_msg_size} bytes (feedmux needs "
+                      f"{MIN_MSG_SIZE:,} for a deep book): bigger ones would be refused for "
+                      "ever")  # fmt: skip
     want = spec.config()
     copies = found.num_replicas or 1
     if copies < spec.replicas:  # the loss of a server would lose what it alone holds
@@ -90,10 +101,20 @@ def problems(spec: StreamSpec, found: api.StreamConfig) -> tuple[list[str], list
                       f"{spec.name} --replicas {spec.replicas}`, or ask fewer)")  # fmt: skip
     if copies > spec.replicas:
         notes.append(f"replicas {copies} (asked {spec.replicas})")
-    for label, have, asked in (("max age", found.max_age or 0.0, want.max_age or 0.0),
-                               ("max bytes", found.max_bytes, want.max_bytes)):  # fmt: skip
-        if have != asked:
-            notes.append(f"{label} {have} (asked {asked})")
+    age, asked_age = found.max_age or 0.0, want.max_age or 0.0
+    if age != asked_age:
+        notes.append(f"max age {_limit(age, 's')} (asked {_limit(asked_age, 's')})")
+    size, asked_size = found.max_bytes or -1, want.max_bytes or -1
+    if size != asked_size:
+        notes.append(f"max bytes {_limit(size, 'bytes')} (asked {_limit(asked_size, 'bytes')})")
+    per_subject = found.max_msgs_per_subject or -1
+    if per_subject > 0:
+        notes.append(f"keeps {per_subject} message{'s' if per_subject > 1 else ''} per subject: "
+                     "a consumer finds no history before that")  # fmt: skip
+    window = found.duplicate_window or 0.0
+    if 0 < window < spec.duplicate_window_s:
+        notes.append(f"duplicate window {window:g} s (feedmux's {spec.duplicate_window_s:g} s): "
+                     "a retry after that is stored twice")  # fmt: skip
     if found.storage != api.StorageType.FILE:
         notes.append(f"storage {found.storage}: a server restart loses it")
     if found.discard == api.DiscardPolicy.NEW:

@@ -101,12 +101,25 @@ def test_an_existing_stream_that_takes_feedmux_s_subjects_is_used_as_it_is() -> 
     ({"retention": api.RetentionPolicy.WORK_QUEUE}, "deletes messages once consumed"),
     ({"duplicate_window": 0.0}, "no duplicate window"),
     ({"sealed": True}, "sealed"),
+    ({"no_ack": True}, "acks no publish"),
+    ({"max_msg_size": 64}, "messages of at most 64 bytes"),
 ])  # fmt: skip
 def test_an_existing_stream_that_cannot_serve_is_an_error_naming_why(
     changes: dict[str, object], why: str
 ) -> None:
     errors, _ = problems(StreamSpec("FEEDMUX", "feedmux"), existing(**changes))
     assert len(errors) == 1 and why in errors[0]
+
+
+def test_settings_that_lose_history_or_shorten_the_duplicate_window_are_said() -> None:
+    spec = StreamSpec("FEEDMUX", "feedmux", max_age_s=86400)
+    errors, notes = problems(spec, existing(max_msgs_per_subject=1, duplicate_window=1.0,
+                                            max_age=0.0))  # fmt: skip
+    assert errors == []
+    assert notes == ["max age none (asked 86,400 s)",
+                     "keeps 1 message per subject: a consumer finds no history before that",
+                     "duplicate window 1 s (feedmux's 120 s): a retry after that is stored "
+                     "twice"]  # fmt: skip
 
 
 def test_fewer_copies_than_asked_is_an_error_more_a_note() -> None:
