@@ -258,9 +258,15 @@ class Stored(NamedTuple):
 async def _read(url: str, subject: str) -> list[Stored]:
     client = await nats.connect(url, error_cb=_quiet)
     try:
-        sub = await client.jetstream().subscribe(
-            subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
-        )
+        for attempt in range(6):  # a cluster that just lost its leader may not answer yet
+            try:
+                sub = await client.jetstream().subscribe(
+                    subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+                )
+                break
+            except nats.errors.TimeoutError:
+                if attempt == 5:
+                    raise
         info = await sub.consumer_info()  # delivery began already: count what went, too
         went = info.delivered.consumer_seq if info.delivered is not None else 0
         out = []
