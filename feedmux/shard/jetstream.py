@@ -79,6 +79,12 @@ class _Keyed(msgspec.Struct, array_like=True, frozen=True, gc=False):
 _KEYED = msgspec.msgpack.Decoder(_Keyed)
 
 
+def _stored(msg: Msg) -> bool:
+    """An ack saying JetStream has the message (not a status, not an error), read cheaply:
+    only for acks that come after their batch was decided."""
+    return bool(msg.data) and b'"error"' not in msg.data
+
+
 class Route(NamedTuple):
     """Where a topic's publications go, and the start of their message ids."""
 
@@ -183,7 +189,7 @@ class JetStreamPublisher:
             return
         index = number - batch.first
         if batch.future.done():  # failed already: what it stored still counts for the retry
-            if msg.data and b'"error"' not in msg.data:
+            if _stored(msg):
                 batch.done.append(index)
             return
         subject = batch.messages[index].subject
@@ -216,7 +222,7 @@ class JetStreamPublisher:
         failed = self._failed
         if failed is None or not 0 <= number - failed.first < len(failed.messages):
             return
-        if msg.data and b'"error"' not in msg.data:
+        if _stored(msg):
             self._stored.add(failed.messages[number - failed.first].msg_id)
 
     async def _publish(self, given: list[Message]) -> WriteResult:
