@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from feedmux.client.query import Filters, shard_files, shard_rows
 from feedmux.errors import StoreError
-from feedmux.identity import trading_days
+from feedmux.market.day import trading_days
 from feedmux.shard.stores.sqlite import TICKS_DIR
 
 EXCHANGE_TZ = "Asia/Shanghai"

@@ -15,7 +15,7 @@ import pandas as pd
 
 from feedmux.client.query import Filters, When, shard_files, shard_rows
 from feedmux.errors import StoreError
-from feedmux.identity import trading_days
+from feedmux.market.day import trading_days
 from feedmux.model import TICK_COLUMNS
 from feedmux.passwords import mask_passwords
 from feedmux.shard.stores.sqlite import TICKS_DIR

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from feedmux import families, wire
 from feedmux.families import Family
-from feedmux.identity import trading_day
+from feedmux.market.day import trading_day
 
 # The families that go to JetStream (every relayed one), by their one word.
 RELAYED: dict[str, Family] = {f.name: f for f in families.FAMILIES if f.relayed}

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from feedmux import families
 from feedmux.errors import StoreError
 from feedmux.families import Family
-from feedmux.identity import trading_day
+from feedmux.market.day import trading_day
 from feedmux.jetstream import subjects
 from feedmux.jetstream.client import CLOSE_S, Link
 from feedmux.jetstream.loop import LoopThread

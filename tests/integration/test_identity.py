@@ -12,7 +12,7 @@ import pytest
 
 from feedmux import read_bars, read_ticks
 from feedmux.client import archive
-from feedmux.identity import trading_days
+from feedmux.market.day import trading_days
 from feedmux.model import Tick
 from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 from feedmux.simulator.market import a_share_universe

@@ -217,7 +217,7 @@ def _resample(ticks: pd.DataFrame) -> pd.DataFrame:
 
 def test_postgresql_computes_the_same_trading_day_as_python(pg_url: str) -> None:
     """``trading_day_sql`` (the migration's key) in PostgreSQL, across New York's DST changes."""
-    from feedmux.identity import trading_day, trading_day_sql  # noqa: PLC0415
+    from feedmux.market.day import trading_day, trading_day_sql  # noqa: PLC0415
 
     start = int(pd.Timestamp("2026-03-07", tz="UTC").value)
     rows = [(code, start + h * 1_800 * 10**9) for code in ("AAPL.US", "700.HK", "600519.SH")

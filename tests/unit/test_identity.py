@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedmux.identity import ResendFilter, day_date, trading_day, trading_day_sql, trading_days
+from feedmux.identity import ResendFilter
+from feedmux.market.day import day_date, trading_day, trading_day_sql, trading_days
 from feedmux.model import Tick
 
 

@@ -7,7 +7,7 @@ from msgspec.structs import astuple
 
 from feedmux.client.reader import read_ticks
 from feedmux.errors import StoreError
-from feedmux.identity import trading_day
+from feedmux.market.day import trading_day
 from feedmux.model import Depth, Tick
 from feedmux.shard.stores.base import WriteResult
 from feedmux.shard.stores.migrate import migrate_store

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from feedmux.errors import StoreError
-from feedmux.identity import trading_day, trading_day_sql
+from feedmux.market.day import trading_day, trading_day_sql
 from feedmux.model import Bar, Depth, Tick
 from feedmux.passwords import mask_passwords
 from feedmux.shard.stores.base import WriteResult

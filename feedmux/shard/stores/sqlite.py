@@ -21,7 +21,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from feedmux.errors import StoreError
-from feedmux.identity import trading_day, trading_day_sql
+from feedmux.market.day import trading_day, trading_day_sql
 from feedmux.model import Bar, Depth, Tick
 from feedmux.shard.stores.base import WriteResult
 
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS ticks (
     volume    REAL    NOT NULL,
     turnover  REAL    NOT NULL,
     direction INTEGER NOT NULL,
-    trading_day INTEGER NOT NULL,  -- feedmux.identity.trading_day(time_ns, code)
+    trading_day INTEGER NOT NULL,  -- feedmux.market.day.trading_day(time_ns, code)
     PRIMARY KEY (code, trading_day, seq)
 ) WITHOUT ROWID
 """

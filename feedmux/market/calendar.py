@@ -1,0 +1,218 @@
+"""Which days each exchange trades, and its regular hours on each: from the ``exchange-calendars``
+library, with a local override file for the days it does not know yet. No sockets, no clock.
+
+The library takes ~1.7 s and pandas to load its three calendars, too much for every shard and
+every start: its days are compiled once per library version into a small msgpack table in the
+user's cache directory (``$XDG_CACHE_HOME/feedmux``), which every process decodes in
+milliseconds. Overrides are applied on top in each process, so editing the file needs no
+rebuild. A day outside what the library knows (it records Shanghai's holidays only a year or so
+ahead) is taken as a regular trading day if it is a weekday: a wrong guess costs silent-code
+warnings on a holiday, not missing bars; ``Calendars.known_until`` says where guessing starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+import tomllib
+import warnings
+from pathlib import Path
+
+import msgspec
+
+from feedmux.errors import ConfigError
+from feedmux.market.day import day_date
+
+_EPOCH = dt.date(1970, 1, 1)
+# Each calendar of the library, the code suffixes that use it and its regular hours (minutes
+# after local midnight: open, lunch start, lunch end, close; 0, 0: no lunch). The three A-share
+# exchanges share Shanghai's holidays.
+LIBRARY_NAMES = {"CN": "XSHG", "HK": "XHKG", "US": "XNYS"}
+CALENDAR_OF = {"SH": "CN", "SZ": "CN", "BJ": "CN", "HK": "HK", "US": "US"}
+REGULAR = {"CN": (570, 690, 780, 900), "HK": (570, 720, 780, 960), "US": (570, 0, 0, 960)}
+
+
+class Hours(msgspec.Struct, array_like=True, frozen=True):
+    """One trading day's regular session, in minutes after the exchange's local midnight."""
+
+    open: int
+    break_start: int  # the lunch break; 0, 0: none (a half day, or no lunch at all)
+    break_end: int
+    close: int
+
+
+class Table(msgspec.Struct, frozen=True):
+    """One calendar's days as the library knows them: ``days`` maps a day (since 1970-01-01)
+    to its hours; a day in ``[first, last]`` missing from it is a holiday or a weekend."""
+
+    first: int
+    last: int
+    days: dict[int, Hours]
+
+
+class Compiled(msgspec.Struct, frozen=True):
+    version: str
+    tables: dict[str, Table]
+
+
+_COLUMNS = ("open", "break_start", "break_end", "close")
+
+
+def _minutes(stamp: object, zone: str) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    if pd.isna(stamp):  # type: ignore[call-overload]
+        return 0
+    local = pd.Timestamp(stamp).tz_convert(zone)  # type: ignore[arg-type]
+    return int(local.hour) * 60 + int(local.minute)
+
+
+def _compile() -> Compiled:
+    """Every calendar's days from the library (slow: pandas and the library's rules)."""
+    import exchange_calendars as xcals  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    tables: dict[str, Table] = {}
+    with warnings.catch_warnings():  # its pandas deprecation warnings are not ours to show
+        warnings.simplefilter("ignore")
+        for name, library_name in LIBRARY_NAMES.items():
+            calendar = xcals.get_calendar(library_name)
+            zone = str(calendar.tz)
+            days: dict[int, Hours] = {}
+            for session, row in calendar.schedule.iterrows():
+                day = (session.date() - _EPOCH).days
+                days[day] = Hours(*(_minutes(row[column], zone) for column in _COLUMNS))
+            first = (calendar.first_session.date() - _EPOCH).days
+            last = (calendar.last_session.date() - _EPOCH).days
+            tables[name] = Table(first, last, days)
+    return Compiled(_library_version(), tables)
+
+
+def _library_version() -> str:
+    from importlib.metadata import version  # noqa: PLC0415
+
+    return version("exchange-calendars")
+
+
+def _cache_path(version: str) -> Path:
+    """Per library version and month: the library computes Hong Kong's and New York's days a
+    year ahead of the day it is asked, so a month-old table knows a month less."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    month = dt.date.today().strftime("%Y-%m")
+    return Path(base) / "feedmux" / f"calendars-{version}-{month}.msgpack"
+
+
+def compiled() -> Compiled:
+    """The library's days: from the cache, else compiled and cached (atomically; an unwritable
+    cache only costs the next process the same 1.7 s)."""
+    version = _library_version()
+    path = _cache_path(version)
+    with contextlib.suppress(OSError, msgspec.DecodeError, msgspec.ValidationError):
+        table = msgspec.msgpack.decode(path.read_bytes(), type=Compiled)
+        if table.version == version:
+            return table
+    table = _compile()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calendars-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(msgspec.msgpack.encode(table))
+        os.replace(tmp, path)
+        for old in path.parent.glob("calendars-*.msgpack"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return table
+
+
+class Override(msgspec.Struct, forbid_unknown_fields=True):
+    """One ``[[day]]`` of the override file."""
+
+    market: str
+    date: dt.date
+    closed: bool = False  # a holiday
+    close: str = ""  # "HH:MM": a half day ending then
+    open: bool = False  # a trading day with regular hours (the library says closed)
+
+
+class OverrideFile(msgspec.Struct, forbid_unknown_fields=True):
+    day: list[Override] = []
+
+
+def _hhmm(text: str, where: str) -> int:
+    try:
+        parsed = dt.datetime.strptime(text, "%H:%M")
+    except ValueError:
+        raise ConfigError(f"{where}: close {text!r} is not HH:MM") from None
+    return parsed.hour * 60 + parsed.minute
+
+
+def read_overrides(path: Path) -> dict[str, dict[int, Hours | None]]:
+    """The override file's days per calendar (None: closed). A mistake names the file and the
+    entry; it stops the start (exit 2) rather than build wrong bars all day."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"calendar file {path}: {e.strerror or e}") from None
+    try:
+        entries = msgspec.convert(tomllib.loads(text), OverrideFile).day
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
+        raise ConfigError(f"calendar file {path}: {e}") from None
+    out: dict[str, dict[int, Hours | None]] = {}
+    for index, entry in enumerate(entries, 1):
+        where = f"calendar file {path}, day {index} ({entry.date})"
+        name = CALENDAR_OF.get(entry.market.upper())
+        if name is None:
+            raise ConfigError(f"{where}: market {entry.market!r} is not one of "
+                              f"{', '.join(CALENDAR_OF)}")  # fmt: skip
+        if sum((entry.closed, bool(entry.close), entry.open)) != 1:
+            raise ConfigError(f'{where}: give one of closed = true, open = true, close = "HH:MM"')
+        day = (entry.date - _EPOCH).days
+        open_, lunch_start, lunch_end, close = REGULAR[name]
+        hours: Hours | None = None
+        if entry.open:
+            hours = Hours(open_, lunch_start, lunch_end, close)
+        elif entry.close:
+            end = _hhmm(entry.close, where)
+            if not open_ < end <= close:
+                raise ConfigError(f"{where}: close {entry.close} is not within the regular hours")
+            lunch = end > lunch_end if lunch_start else False
+            hours = Hours(open_, lunch_start if lunch else 0, lunch_end if lunch else 0, end)
+        out.setdefault(name, {})[day] = hours
+    return out
+
+
+class Calendars:
+    """The trading days and regular hours of each calendar (``CN``, ``HK``, ``US``)."""
+
+    def __init__(self, tables: dict[str, Table],
+                 overrides: dict[str, dict[int, Hours | None]] | None = None) -> None:  # fmt: skip
+        self._tables = tables
+        self._overrides = overrides or {}
+
+    @classmethod
+    def load(cls, override_file: Path | None = None) -> Calendars:
+        overrides = read_overrides(override_file) if override_file is not None else None
+        return cls(compiled().tables, overrides)
+
+    def hours(self, calendar: str, day: int) -> Hours | None:
+        """The day's regular hours; None: no trading (a holiday or a weekend)."""
+        override = self._overrides.get(calendar, {})
+        if day in override:
+            return override[day]
+        table = self._tables.get(calendar)
+        if table is not None and table.first <= day <= table.last:
+            return table.days.get(day)
+        if day_date(day).weekday() >= 5:  # beyond what the library knows: a weekday trades
+            return None
+        return Hours(*REGULAR[calendar])
+
+    def known_until(self, calendar: str) -> dt.date | None:
+        """The last day the library knows (after it, weekdays are taken as trading days)."""
+        table = self._tables.get(calendar)
+        return day_date(table.last) if table is not None else None
+
+
+def regular_only() -> Calendars:
+    """Every weekday a regular day, no holiday: for tests and for when the library is absent."""
+    return Calendars({})
