@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -242,3 +243,8 @@ class BarSlots:
         if rule in (Rule.NEXT, Rule.PREVIOUS):
             return segment.target_ns if segment.target_ns >= 0 else None
         return None
+
+
+def load_sessions(calendar_file: str = "") -> Sessions:
+    """The sessions of every market, from the library's days and the override file, if any."""
+    return Sessions(Calendars.load(Path(calendar_file) if calendar_file else None))

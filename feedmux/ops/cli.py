@@ -191,6 +191,17 @@ RUN_SETTINGS = (
              "{default})", metavar="MB"),
         _run("commit_log", argparse.SUPPRESS),  # benchmarks
     )),
+    Section("bars", "market hours and one-minute bars", (
+        _run("bar_label", "a bar's time: its end (09:31 is 09:30:00-09:30:59, as A-share tools "
+             "show it; the default) or its start", metavar="end|start"),
+        _run("bar_sessions", "exchange: bars follow each market's sessions (auctions folded into "
+             "the first and last bars, none at lunch or when closed; the default); none: a bar "
+             "for every clock minute with ticks", metavar="exchange|none"),
+        _run("bars_extended", "also bars of pre-market and after-hours trades"),
+        _run("calendar_file", "TOML of days the calendar library does not know yet: [[day]] "
+             "market = \"SH\", date = 2027-02-08, closed = true (or close = \"12:00\", or "
+             "open = true)", metavar="FILE"),
+    )),
     Section("nats", "NATS JetStream: the bus across machines", (
         _run("nats_url", "also publish every trade, book and bar to NATS JetStream, on "
              "subjects PREFIX.<family>.<market>.<symbol>, e.g. nats://127.0.0.1:4222 (several "

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from feedmux.errors import ConfigError, NotRunningError
+from feedmux.market.calendar import read_overrides
 from feedmux.ops import options
 from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.providers.base import SessionOptions, SubscribeModel, tokens_of
@@ -116,6 +117,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     subscribe_model: SubscribeModel = _VENDOR.subscribe_model
     depth_levels: Annotated[int, option("depth"), Meta(ge=0, le=10)] = 0  # book levels; 0: none
     silent_after_s: Annotated[float, option("silent-after")] = 60.0  # subscribed, no tick
+    # Market hours (feedmux/market): days the calendar library does not know yet, and bars
+    calendar_file: str = ""  # TOML [[day]] overrides; "": the library's days only
+    bar_label: Literal["start", "end"] = "end"  # a bar's time: its first minute or its end
+    bar_sessions: Literal["exchange", "none"] = "exchange"  # none: plain clock minutes
+    bars_extended: bool = False  # also pre-market and after-hours bars
     request_interval_ms: int = _PACING.request_interval_ns // _MS
     cross_interval_ms: Positive = _PACING.cross_interval_ns // _MS  # any two subscriptions
     heartbeat_interval_ms: int = _PACING.heartbeat_interval_ns // _MS
@@ -183,6 +189,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         name = where or functools.partial(flag_of, Settings)
         options.check_fields(self, name, self._shown)
         _check_vendor(self.provider, name("provider"))
+        if self.calendar_file:
+            read_overrides(Path(self.calendar_file))
         _check_host_and_port(self.url, name("url"))
         if "token=" in self.url:
             raise ConfigError("pass the token with --token or FEEDMUX_TOKEN, not inside --url")

@@ -26,10 +26,10 @@ from nats.aio.msg import Msg
 from feedmux import families
 from feedmux.errors import StoreError
 from feedmux.families import Family
-from feedmux.market.day import trading_day
 from feedmux.jetstream import subjects
 from feedmux.jetstream.client import CLOSE_S, Link
 from feedmux.jetstream.loop import LoopThread
+from feedmux.market.day import trading_day
 from feedmux.passwords import mask_passwords
 from feedmux.shard.state import Publication
 from feedmux.shard.stores.base import WriteResult
