@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
+from collections import Counter
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from feedmux.ingest.journal import JournalWriter
 from feedmux.ingest.keeper import UniverseKeeper
 from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.ingest.universe import load_universe
+from feedmux.market.sessions import market_of
 from feedmux.ops.config import Settings, redact
 from feedmux.providers import provider
 from feedmux.providers.base import EXIT_GAVE_UP, GiveUp, Pacing, give_up_message
@@ -63,7 +65,9 @@ def pacing_of(settings: Settings, vendor: Pacing) -> Pacing:
 
 
 def open_journal(settings: Settings) -> JournalWriter:
-    return JournalWriter(Path(settings.data_dir) / JOURNAL_DIR, settings.token,
+    markets = Counter(market_of(code) for code in settings.codes)  # its days name the folders
+    main = markets.most_common(1)[0][0] if markets else "SH"
+    return JournalWriter(Path(settings.data_dir) / JOURNAL_DIR, settings.token, market=main,
                          max_bytes=settings.journal_max_mb << 20,
                          enabled=settings.journal)  # fmt: skip
 

@@ -13,9 +13,11 @@ import zmq
 
 from feedmux import families
 from feedmux.errors import FeedmuxError
+from feedmux.market.sessions import MINUTE_NS, BarSlots, load_sessions
 from feedmux.ops.config import Settings
 from feedmux.providers import provider
 from feedmux.routing import shard_of
+from feedmux.shard.bars import BarBuilder
 from feedmux.shard.histogram import WriteTimer
 from feedmux.shard.lanes import Lanes, Target, Written, open_lanes
 from feedmux.shard.state import Output, Publication, ShardState
@@ -42,6 +44,15 @@ MAX_POLL_MS = 1000
 FINAL_WRITE_S = 60  # at exit, keep retrying a failing store this long
 ACK_LINGER_MS = 2000
 BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored past
+
+
+def bar_builder(settings: Settings) -> BarBuilder:
+    """Bars by the exchanges' sessions (``--bar-sessions``), labelled by ``--bar-label``."""
+    sessions = (
+        load_sessions(settings.calendar_file) if settings.bar_sessions == "exchange" else None
+    )
+    return BarBuilder(time.time_ns, slots=BarSlots(sessions, settings.bars_extended),
+                      label_ns=MINUTE_NS if settings.bar_label == "end" else 0)  # fmt: skip
 
 
 def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> None:
@@ -135,7 +146,12 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     poller.register(bus, zmq.POLLIN)
     poller.register(snap, zmq.POLLIN)
     poller.register(stop.wakeup.fileno(), zmq.POLLIN)
-    state = ShardState(shard, min_move=settings.min_move, decode=provider(settings.provider).decode)
+    state = ShardState(
+        shard,
+        min_move=settings.min_move,
+        decode=provider(settings.provider).decode,
+        bars=bar_builder(settings),
+    )
     # Counters of an earlier incarnation in this run, so totals survive a restart.
     before = read_stats(paths.stats_dir).shards.get(shard)
     restore(state, lanes, settings, shard, log, restarted=before is not None)
@@ -173,6 +189,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
                             books=state.move_seqs[families.BOOK_MOVES]),
             bars=BarStats(published=state.bar_seq, stored=bars.stored,
                           late=state.bars.late, too_late=state.bars.too_late,
+                          outside=state.bars.outside,
                           resent=state.resent_dropped),  # bars take new ticks only
             redis=None if redis is None else RedisStats(
                 published=redis.stored, backlog=redis.backlog, failures=redis.failures),

@@ -4,8 +4,9 @@ A production capture becomes a benchmark input and a regression test: ``feedmux 
 --journal PATH`` serves one back over the same protocol.
 
 Layout: ``<data_dir>/journal/<YYYY-MM-DD>/journal-<first recv_ns>.fmj``, a new file per trading
-day (exchange time, UTC+8 by default) and whenever one passes ``max_bytes``. File names sort in
-time order. A file is the magic ``FMJ1`` then records::
+day (``feedmux.market.day.trading_day`` of the run's main market: the market of most of its
+codes) and whenever one passes ``max_bytes``. File names sort in time order. A file is the
+magic ``FMJ1`` then records::
 
     kind (u8) | recv_ns (i64, wall clock) | conn (u16) | length (u32) | payload
 
@@ -31,6 +32,7 @@ from typing import IO, Any
 import msgspec
 
 from feedmux.errors import StoreError
+from feedmux.market.day import trading_day
 from feedmux.ops.config import redact, redact_bytes, token_pattern
 from feedmux.providers import provider
 from feedmux.providers.base import Provider, tokens_of
@@ -42,7 +44,6 @@ SUFFIX = ".fmj"
 FRAME_TEXT, FRAME_BINARY, SENT, EVENT = 1, 2, 3, 4
 _HEADER = struct.Struct("<BqHI")
 _KIND_OF_OPCODE = {OPCODE_TEXT: FRAME_TEXT, OPCODE_BINARY: FRAME_BINARY}
-_NS_PER_DAY = 86_400 * 10**9
 _encode_json = msgspec.json.Encoder().encode
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class JournalWriter:
         token: str,
         *,
         max_bytes: int = 256 << 20,
-        utc_offset_hours: float = 8.0,
+        market: str = "SH",  # whose trading day names the folders
         flush_every_ns: int = 1_000_000_000,
         enabled: bool = True,  # False (--no-journal): the same calls, nothing written
         retry_every_ns: int = 5_000_000_000,  # after a failed write, try a new file this often
@@ -72,7 +73,7 @@ class JournalWriter:
         self._token_bytes = token.encode() if token else b""  # or several, comma-separated
         self._tokens = [t.encode() for t in tokens_of(token)]
         self.max_bytes = max_bytes
-        self._offset_ns = int(utc_offset_hours * 3600 * 10**9)
+        self._day_code = "." + market  # trading_day takes a code: its suffix names the market
         self._flush_every_ns = flush_every_ns
         self._file: IO[bytes] | None = None
         self._day = -1
@@ -109,7 +110,7 @@ class JournalWriter:
         if not parts:
             return
         blob = b"".join(parts)
-        day = (recv_ns + self._offset_ns) // _NS_PER_DAY
+        day = trading_day(recv_ns, self._day_code)
         if (
             self._file is None
             or day != self._day
@@ -178,7 +179,7 @@ class JournalWriter:
 
     def _append(self, kind: int, recv_ns: int, conn: int, payload: bytes) -> None:
         payload = redact_bytes(payload, self._token_bytes)
-        day = (recv_ns + self._offset_ns) // _NS_PER_DAY
+        day = trading_day(recv_ns, self._day_code)
         if self._file is None or day != self._day or self._size >= self.max_bytes:
             self._rotate(recv_ns, day)
         assert self._file is not None

@@ -41,6 +41,8 @@ from feedmux.market.calendar import CALENDAR_OF, Calendars, Hours
 from feedmux.market.day import EXCHANGE_ZONES, day_date
 
 MINUTE_NS = 60_000_000_000
+# Calendars whose convention is a bar for every regular minute, traded or not (a flat one).
+FILLED = frozenset({"CN", "HK"})
 
 
 class Phase(StrEnum):
@@ -72,7 +74,9 @@ class Segment(NamedTuple):
     end_ns: int
     phase: Phase
     rule: Rule
-    target_ns: int = -1  # NEXT, PREVIOUS: the start of the bar its ticks go to (-1: none)
+    # NEXT, PREVIOUS: the start of the bar its ticks go to; OWN: the start of the day's next
+    # OWN segment (-1: none)
+    target_ns: int = -1
 
 
 # Segments as (start, end, phase, rule) in minutes after local midnight, from a day's hours.
@@ -187,6 +191,9 @@ class Sessions:
             elif rule == Rule.PREVIOUS:
                 before = [e for _, e in own if e <= start]
                 target = before[-1] - MINUTE_NS if before else -1
+            elif rule == Rule.OWN:
+                later = [s for s, _ in own if s >= end]
+                target = later[0] if later else -1
             out.append(Segment(start, end, phase, rule, target))
         return tuple(out)
 
@@ -243,6 +250,24 @@ class BarSlots:
         if rule in (Rule.NEXT, Rule.PREVIOUS):
             return segment.target_ns if segment.target_ns >= 0 else None
         return None
+
+    def next_slot(self, code: str, minute_ns: int) -> int | None:
+        """The regular bar after the one starting at ``minute_ns``, on the same day, where the
+        market's convention has a bar for every regular minute (A-shares: 240 a day; Hong
+        Kong); None otherwise (the day's last bar, a US code, plain minutes)."""
+        if self.sessions is None:
+            return None
+        market = self._market.get(code)
+        if market is None:
+            market = self._market[code] = market_of(code)
+        if CALENDAR_OF.get(market) not in FILLED:
+            return None
+        segment = self.sessions.segment(market, minute_ns)
+        if segment.rule != Rule.OWN:
+            return None
+        if minute_ns + MINUTE_NS < segment.end_ns:
+            return minute_ns + MINUTE_NS
+        return segment.target_ns if segment.target_ns >= 0 else None
 
 
 def load_sessions(calendar_file: str = "") -> Sessions:

@@ -31,7 +31,7 @@ from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
 from feedmux.providers.base import EXIT_GAVE_UP
-from feedmux.shard.stores.migrate import migrate_stores
+from feedmux.shard.stores.migrate import check_bar_labels, migrate_stores
 from feedmux.shard.stores.urls import SQLITE
 from feedmux.stats import RunStats, read_stats
 from feedmux.transports import zmq as zt
@@ -97,6 +97,7 @@ class Supervisor:
         for old in paths.stats_dir.glob("*.json"):
             old.unlink()  # numbers of an earlier run would read as this run's
         migrate_stores(settings, self.say)  # before any worker: no start deadline bounds it
+        check_bar_labels(settings)
         if settings.nats_urls:  # the stream, once, before the shards publish to it
             jetstream.prepare(settings.nats_urls, jetstream.StreamSpec(
                 settings.nats_stream, settings.nats_prefix, settings.nats_max_age_s,

@@ -1,8 +1,16 @@
 """One-minute bars per code, built by each shard from the ticks it takes. Pure state, no I/O.
 
 A bar covers ``[minute, minute + 60 s)`` of exchange time (minutes fall on the same instants in
-UTC and in the exchange's zone). Open and close are the ticks with the lowest and highest
+UTC and in the exchange's zone), plus, by the exchange's convention (feedmux/market/sessions.py,
+``BarSlots``), the ticks folded into it: the opening auction's into the first bar, a lunch
+break's into the last morning bar, the closing auction's into the last bar. A tick in no bar
+(the market closed; pre-market and after-hours unless ``--bars-extended``) is stored, counted
+in ``outside`` and left out. Open and close are the ticks with the lowest and highest
 ``(time, seq)``, so arrival order does not matter.
+
+Inside, a bar is keyed by its first minute's start; what leaves the builder is labelled by
+``label_ns`` added to it: 0 (``--bar-label start``) or 60 s (``end``: 09:31 is 09:30-09:31,
+as A-share tools show it). Closing works on the start, so the label changes nothing else.
 
 Closing, and the late-tick policy:
 
@@ -26,10 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
+
 from feedmux.identity import ResendFilter, identity
+from feedmux.market.sessions import MINUTE_NS, BarSlots
 from feedmux.model import Bar, Tick
 
-MINUTE_NS = 60_000_000_000
+__all__ = ["MINUTE_NS", "BarBuilder"]
 
 
 def new_bar(tick: Tick, minute_ns: int) -> Bar:
@@ -38,10 +49,20 @@ def new_bar(tick: Tick, minute_ns: int) -> Bar:
                tick.turnover, 1, key, key)  # fmt: skip
 
 
+def flat_bar(code: str, minute_ns: int, price: float) -> Bar:
+    """A regular minute without a trade: the last close, no volume (A-share convention)."""
+    return Bar(code, minute_ns, price, price, price, price, 0.0, 0.0, 0)
+
+
 class BarBuilder:
     def __init__(self, clock: Callable[[], int], grace_ns: int = 2_000_000_000,
-                 keep_minutes: int = 5) -> None:  # fmt: skip
+                 keep_minutes: int = 5, *, slots: BarSlots | None = None,
+                 label_ns: int = 0) -> None:  # fmt: skip
+        """``slots``: which bar a tick belongs to (default: plain clock minutes)."""
         self._clock = clock  # wall clock, ns UTC
+        slots = slots or BarSlots(None)
+        self._slot, self._next_slot = slots.slot, slots.next_slot
+        self.label_ns = label_ns
         self.grace_ns = grace_ns
         self.keep_ns = keep_minutes * MINUTE_NS
         self._open: dict[str, Bar] = {}  # the current bar of each code
@@ -52,17 +73,31 @@ class BarBuilder:
         self._purged_to = 0  # closed bars before this minute are forgotten
         self.late = 0
         self.too_late = 0
+        self.outside = 0  # ticks in no bar (closed hours; extended hours unless asked)
+
+    def _out(self, bars: list[Bar]) -> list[Bar]:
+        """Bars as they leave: labelled (copies: the builder may amend its own later)."""
+        if not self.label_ns or not bars:
+            return bars
+        label = self.label_ns
+        return [msgspec.structs.replace(b, minute_ns=b.minute_ns + label) for b in bars]
 
     def add(self, tick: Tick) -> list[Bar]:
         """Take a new tick (not a re-send); the bars it closed or amended (to store and
         publish)."""
         if tick.time_ns > self._data_ns:
             self._data_ns, self._seen_ns = tick.time_ns, self._clock()
-        minute = tick.time_ns - tick.time_ns % MINUTE_NS
         code = tick.code
+        minute = self._slot(code, tick.time_ns)
+        if minute is None:
+            self.outside += 1
+            return []
         current = self._open.get(code)
         if current is not None and current.minute_ns == minute:
-            current.add(tick)
+            if current.count:
+                current.add(tick)
+            else:  # a flat bar (no trade yet): the tick opens it
+                self._open[code] = new_bar(tick, minute)
             return []
         newest = self._newest.get(code)
         if newest is None or minute > newest:
@@ -71,11 +106,23 @@ class BarBuilder:
             if current is None:
                 return []
             self._closed[(code, current.minute_ns)] = current
-            return [current]
+            return self._out([current, *self._flats(current, minute)])
         # A minute already closed: by a later tick, or by the clock (``due``) with no open
         # bar left, which must not start that minute's bar again (it would replace the
         # stored one, without the ticks it had).
         return self._late(tick, minute, newest)
+
+    def _flats(self, bar: Bar, before: int) -> list[Bar]:
+        """Flat bars (the last close, no volume) for the regular minutes after ``bar`` and
+        before ``before`` in which its code did not trade (``BarSlots.next_slot``: A-shares
+        and Hong Kong; a US code has bars only in minutes it traded). They are closed."""
+        out = []
+        minute = self._next_slot(bar.code, bar.minute_ns)
+        while minute is not None and minute < before:
+            flat = self._closed[(bar.code, minute)] = flat_bar(bar.code, minute, bar.close)
+            out.append(flat)
+            minute = self._next_slot(bar.code, minute)
+        return out
 
     def _late(self, tick: Tick, minute: int, newest: int) -> list[Bar]:
         if newest - minute > self.keep_ns or minute < self._purged_to:  # its bar is forgotten
@@ -83,37 +130,50 @@ class BarBuilder:
             return []
         self.late += 1
         bar = self._closed.get((tick.code, minute))
-        if bar is None:  # the code had no tick in that minute until now
+        if bar is None or not bar.count:  # no tick in that minute until now
             bar = self._closed[(tick.code, minute)] = new_bar(tick, minute)
         else:
             bar.add(tick)
-        return [bar]
+        return self._out([bar])
 
     def due(self) -> list[Bar]:
-        """Open bars whose minute ended ``grace_ns`` ago or more: closed now."""
+        """Open bars whose minute ended ``grace_ns`` ago or more: closed now. A code whose
+        market fills its day (``BarSlots.next_slot``) then has a flat bar open for its next
+        regular minute, until it trades or that minute ends too."""
         now = self.now()
         cutoff = now - self.grace_ns - MINUTE_NS
-        done = [bar for bar in self._open.values() if bar.minute_ns <= cutoff]
-        for bar in done:
-            del self._open[bar.code]
-            self._closed[(bar.code, bar.minute_ns)] = bar
+        done: list[Bar] = []
+        for closing in [bar for bar in self._open.values() if bar.minute_ns <= cutoff]:
+            code, bar = closing.code, closing
+            while True:
+                done.append(bar)
+                self._closed[(code, bar.minute_ns)] = bar
+                minute = self._next_slot(code, bar.minute_ns)
+                if minute is None:
+                    del self._open[code]
+                    break
+                bar = self._open[code] = flat_bar(code, minute, bar.close)
+                self._newest[code] = minute
+                if minute > cutoff:
+                    break
         horizon = now - self.keep_ns - MINUTE_NS
         if horizon - horizon % MINUTE_NS > self._purged_to:  # bars expire a minute at a time
             self._purged_to = horizon - horizon % MINUTE_NS
             for key in [k for k in self._closed if k[1] < self._purged_to]:
                 del self._closed[key]
-        return done
+        return self._out(done)
 
     def now(self) -> int:
         """The data clock (see the module's docstring)."""
         return self._data_ns + (self._clock() - self._seen_ns) if self._data_ns else 0
 
     def close_all(self) -> list[Bar]:
-        """Every open bar (at shutdown)."""
-        bars = list(self._open.values())
+        """Every open bar with a trade (at shutdown; a flat one is a guess about a minute in
+        progress: the next run rebuilds it from the stored ticks)."""
+        bars = [bar for bar in self._open.values() if bar.count]
         self._open.clear()
         self._newest.clear()
-        return bars
+        return self._out(bars)
 
     def restore(self, ticks: list[Tick]) -> list[Bar]:
         """Rebuild the recent bars from stored ticks (after a restart); the bars that closed
@@ -122,5 +182,5 @@ class BarBuilder:
         for tick in sorted(ticks, key=identity):
             if seen.is_new(tick):
                 self.add(tick)
-        self.late = self.too_late = 0
+        self.late = self.too_late = self.outside = 0
         return self.due()

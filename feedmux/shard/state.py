@@ -57,14 +57,15 @@ class ShardState:
 
     def __init__(self, shard: int, wall_clock: Callable[[], int] = time.time_ns, *,
                  min_move: dict[str, float] | None = None,
-                 decode: Decode = _no_decoder) -> None:  # fmt: skip
+                 decode: Decode = _no_decoder, bars: BarBuilder | None = None) -> None:  # fmt: skip
+        """``bars``: the bar builder (default: plain clock minutes on ``wall_clock``)."""
         self.shard = shard
         self._decode = decode  # the vendor's (Provider.decode): pushes come undecoded
         moves = min_move or {}
         self.trade_moves = TradeMoves(moves["trades"]) if "trades" in moves else None
         self.book_moves = BookMoves(moves["books"]) if "books" in moves else None
         self.move_seqs = dict.fromkeys(families.MOVES, 0)
-        self.bars = BarBuilder(wall_clock)
+        self.bars = bars if bars is not None else BarBuilder(wall_clock)
         # By identity (feedmux/identity.py): the one re-send check; bars and snapshot trust it.
         self.resend_filter = ResendFilter()
         self.book_filter = ResendFilter()

@@ -57,6 +57,7 @@ class BarStats(msgspec.Struct, kw_only=True):
     late: int  # ticks that amended a bar already closed (it was published again)
     too_late: int  # ticks older than the bars kept: stored, in no bar
     resent: int  # resent ticks: bars take new ticks only
+    outside: int = 0  # ticks outside every bar's hours (market closed; extended hours unasked)
 
 
 class MoveStats(msgspec.Struct, kw_only=True):

@@ -29,7 +29,7 @@ def ticks(n: int, start: int = 1) -> list[Tick]:
 def shard_settings(tmp_path: Path, **options: Any) -> Settings:
     settings = Settings(url="ws://127.0.0.1:1/x", token="t", codes=["600000.SH"], shards=1,
                         data_dir=str(tmp_path), run_dir=str(tmp_path / "run"),
-                        **options)  # fmt: skip
+                        **{"bar_sessions": "none", "bar_label": "start", **options})  # fmt: skip
     settings.paths.prepare()
     return settings
 

@@ -24,9 +24,15 @@ from tests.stats_samples import receiver_stats, replay_stats
 TOKEN = "integration-secret-token"
 
 
+# The replay server stamps ticks with the wall clock, so bars by the exchanges' sessions would
+# depend on the hour a test runs (none at night): these tests take plain clock minutes, labelled
+# by their start; tests/integration/test_sessions.py runs the defaults on a simulated day.
+PLAIN_BARS = {"FEEDMUX_BAR_SESSIONS": "none", "FEEDMUX_BAR_LABEL": "start"}
+
+
 def feedmux(*args: str, token: str = TOKEN, **kw: Any) -> subprocess.Popen[str]:
     """``token``: FEEDMUX_TOKEN (several, comma-separated, for a vendor that caps each)."""
-    env = {**os.environ, "FEEDMUX_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    env = {**PLAIN_BARS, **os.environ, "FEEDMUX_TOKEN": token, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "feedmux", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)  # fmt: skip
 

@@ -204,6 +204,41 @@ class PostgresSink:
             self._drop()
 
 
+META_TABLE = "feedmux_meta"
+
+
+def bar_label(url: str, label: str) -> str:
+    """The label the database's bars carry, recorded in ``feedmux_meta`` by the first run
+    (``label``, or "start" when bars were stored before labels existed)."""
+    shown = mask_passwords(url)
+    try:
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name=APPLICATION_NAME)  # fmt: skip
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL {shown}: {_reason(exc)}") from exc
+    try:
+        with conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} "
+                         "(key text PRIMARY KEY, value text NOT NULL)")  # fmt: skip
+            row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'bar_label'").fetchone()
+            if row is not None:
+                return str(row[0])
+            exists = conn.execute("SELECT to_regclass(%s)", (BARS_TABLE,)).fetchone()
+            if (
+                exists
+                and exists[0] is not None
+                and conn.execute(f"SELECT 1 FROM {BARS_TABLE} LIMIT 1").fetchone()
+            ):
+                label = "start"
+            conn.execute(f"INSERT INTO {META_TABLE} VALUES ('bar_label', %s)", (label,))
+            return label
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"PostgreSQL {shown}: cannot read or record its bar label: {_reason(exc)}"
+        ) from exc
+
+
 def migrate(url: str, say: Callable[[str], None]) -> None:
     """Re-key the tables an older feedmux keyed (code, seq, time_ns) on the identity (code,
     trading_day, seq), in one transaction under the schema lock (nothing half done on a

@@ -184,6 +184,20 @@ def _old_tables(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
     return old
 
 
+def has_bars(path: Path) -> bool:
+    """Whether the file holds any bar (read-only; a file without the table holds none)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
+    try:
+        return conn.execute("SELECT 1 FROM bars LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
 def open_existing(path: Path) -> sqlite3.Connection:
     """A connection to a store file that must already exist (the migration creates none)."""
     conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
