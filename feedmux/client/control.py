@@ -23,8 +23,13 @@ ALIVE_CHECK_S = 0.5  # while waiting for the receiver, check this often that the
 LOOK_BACK_NS = 14 * 86_400 * 10**9  # trading since longer ago is counted from two weeks ago
 
 
-def silent_codes(confirmed_ns: Mapping[str, int], last_tick_ns: Mapping[str, int],
-                 threshold_s: float, now_ns: int, sessions: Sessions) -> dict[str, float | None]:
+def silent_codes(
+    confirmed_ns: Mapping[str, int],
+    last_tick_ns: Mapping[str, int],
+    threshold_s: float,
+    now_ns: int,
+    sessions: Sessions,
+) -> dict[str, float | None]:
     """Codes subscribed but silent at ``now_ns`` (the data clock), each with the seconds of
     continuous trading since its last tick (None: it never ticked).
 

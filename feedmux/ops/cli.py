@@ -751,8 +751,10 @@ def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for code, age in silent.items():
         print(f"{code:<10} " + ("never ticked" if age is None
                                 else f"no tick for {age:.0f} s of trading"))  # fmt: skip
-    print(f"{len(silent)} silent code(s) (no tick for > {args.threshold:g} s of their market's "
-          "continuous trading)")
+    print(
+        f"{len(silent)} silent code(s) (no tick for > {args.threshold:g} s of their market's "
+        "continuous trading)"
+    )
     return 0
 
 

@@ -62,4 +62,3 @@ def _local(market: str, now_ns: int, at_ns: int) -> str:
 def line(rows: list[MarketRow]) -> str:
     """``SH continuous (lunch 11:30) · US closed (pre_market 04:00)``."""
     return " · ".join(row.line() for row in rows)
-

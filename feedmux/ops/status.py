@@ -229,8 +229,11 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         + (f" | spilled {status.spilled:,}" if status.spilled else "")
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
         + (f" | {status.nats.line()}" if status.nats else "")
-        + (f" | {' · '.join(f'{m.market} {m.phase}' for m in status.markets)}"
-           if status.markets else "")
+        + (
+            f" | {' · '.join(f'{m.market} {m.phase}' for m in status.markets)}"
+            if status.markets
+            else ""
+        )
         + "".join(f" | {line}" for line in status.failing)
     )
 

@@ -121,8 +121,13 @@ class Supervisor:
         if settings.metrics_port is not None:
             from feedmux.ops import metrics  # noqa: PLC0415 (prometheus-client only when asked)
 
-            port = metrics.serve(paths.stats_dir, settings.metrics_port, settings.metrics_host,
-                                 markets=self._markets, sessions=self.sessions)
+            port = metrics.serve(
+                paths.stats_dir,
+                settings.metrics_port,
+                settings.metrics_host,
+                markets=self._markets,
+                sessions=self.sessions,
+            )
             self.say(f"metrics: http://{settings.metrics_host}:{port}/metrics")
         save_universe(settings.data_dir, settings.codes)  # live changes then update it
         server_key = (zt.load_keys(settings.curve_secret_file).public.decode()
