@@ -201,6 +201,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
             rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
             bad_pushes=dict(state.bad_pushes),
             codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
+            data_ns=state.bars.now(),
         ).carry(before))  # fmt: skip
 
     def send(publications: list[Publication]) -> None:

@@ -4,37 +4,93 @@ change its codes and waits for the vendor's answer."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from feedmux import wire
 from feedmux.client.subscriber import SnapshotClient
 from feedmux.codes import is_whole_market, parse_codes
 from feedmux.errors import ConsumerError, SubscriptionError
+from feedmux.market.sessions import Phase, Segment, Sessions, load_sessions, market_of
 from feedmux.ops import instance
-from feedmux.ops.config import RunPaths
+from feedmux.ops.config import RunPaths, read_manifest
+from feedmux.stats import read_stats
+from feedmux.stats.shard import data_clock
 from feedmux.transports import zmq as zt
 
 ALIVE_CHECK_S = 0.5  # while waiting for the receiver, check this often that the run lives
+LOOK_BACK_NS = 14 * 86_400 * 10**9  # trading since longer ago is counted from two weeks ago
 
 
 def silent_codes(
-    confirmed_age_s: dict[str, float], last_tick_age_s: dict[str, float], threshold_s: float
+    confirmed_ns: Mapping[str, int],
+    last_tick_ns: Mapping[str, int],
+    threshold_s: float,
+    now_ns: int,
+    sessions: Sessions,
 ) -> dict[str, float | None]:
-    """Codes subscribed for longer than ``threshold_s`` with no tick in that time: each with
-    the seconds since its last tick, None if it never ticked. A whole market (``*.US``) is
-    silent when none of its codes ticked."""
-    ages = dict(last_tick_age_s)
-    for code in confirmed_age_s:
+    """Codes subscribed but silent at ``now_ns`` (the data clock), each with the seconds of
+    continuous trading since its last tick (None: it never ticked).
+
+    A code is silent only while its market trades continuously, and when its market traded
+    continuously for more than ``threshold_s`` both since its last tick (``last_tick_ns``:
+    exchange time) and since it was confirmed subscribed (``confirmed_ns``). So nothing is
+    silent at lunch, in an auction, after the close or on a holiday, and a code that ticked
+    just before lunch is not silent just after it. A whole market (``*.US``) is silent when
+    none of its codes ticked in that time. A code of no known market is always trading."""
+    threshold = threshold_s * 1e9
+    newest = dict(last_tick_ns)
+    for code in confirmed_ns:
         if is_whole_market(code):
             market = "." + code.rpartition(".")[2]
-            within = [age for c, age in last_tick_age_s.items() if c.endswith(market)]
+            within = [t for c, t in last_tick_ns.items() if c.endswith(market)]
             if within:
-                ages[code] = min(within)
-    return {
-        code: ages.get(code)
-        for code, age in sorted(confirmed_age_s.items())
-        if age > threshold_s and ages.get(code, threshold_s + 1) > threshold_s
-    }
+                newest[code] = max(within)
+    quiet_since = _TradingSince(sessions, now_ns)
+    out: dict[str, float | None] = {}
+    for code, since in sorted(confirmed_ns.items()):
+        market = market_of(code)
+        if not quiet_since.trading(market) or quiet_since(market, since) <= threshold:
+            continue
+        last = newest.get(code)
+        if last is None:
+            out[code] = None
+        elif (quiet := quiet_since(market, last)) > threshold:
+            out[code] = quiet / 1e9
+    return out
+
+
+class _TradingSince:
+    """Nanoseconds of continuous trading of a market from a time until ``now_ns``; a time in
+    the segment trading now costs a subtraction (5,000 codes are checked every few seconds)."""
+
+    def __init__(self, sessions: Sessions, now_ns: int) -> None:
+        self.sessions = sessions
+        self.now_ns = now_ns
+        self._now: dict[str, Segment] = {}
+
+    def _segment(self, market: str) -> Segment:
+        segment = self._now.get(market)
+        if segment is None:
+            segment = self._now[market] = self.sessions.segment(market, self.now_ns)
+        return segment
+
+    def trading(self, market: str) -> bool:
+        return self._segment(market).phase == Phase.CONTINUOUS
+
+    def __call__(self, market: str, since_ns: int) -> int:
+        segment = self._segment(market)
+        if since_ns >= segment.start_ns and segment.phase == Phase.CONTINUOUS:
+            return max(0, self.now_ns - since_ns)
+        start = max(since_ns, self.now_ns - LOOK_BACK_NS)  # not every day since a bad time
+        return self.sessions.trading_ns(market, start, self.now_ns)
+
+
+class Silence(NamedTuple):
+    silent: dict[str, float | None]  # code -> seconds of trading since its last tick
+    markets: list[str]  # the markets of the subscribed codes (SH, HK, US, ...)
+    now_ns: int  # the data clock they were judged at
 
 
 class Control:
@@ -45,6 +101,7 @@ class Control:
                  timeout: float = 90.0) -> None:  # fmt: skip
         self.paths = RunPaths.of_run(Path(run_dir))
         self.timeout = timeout
+        self._sessions: Sessions | None = None
 
     def _request(self, request: wire.ControlRequest) -> wire.ControlReply:
         instance.require(self.paths.root)  # nothing runs: say so now, not after the timeout
@@ -96,19 +153,43 @@ class Control:
         """The desired codes of the running instance."""
         return self._request(wire.ListSubscriptions()).codes
 
-    def silent(self, threshold_s: float = 60.0) -> dict[str, float | None]:
-        """Codes the server confirmed more than ``threshold_s`` ago that had no tick since:
-        code -> seconds since its last tick (None: never ticked). "Subscribed but silent" is
-        how a vendor-side problem with a code usually shows."""
-        confirmed = self._request(wire.ListSubscriptions()).confirmed_age_s
+    def silent(self, threshold_s: float = 60.0,
+               sessions: Sessions | None = None) -> dict[str, float | None]:  # fmt: skip
+        """Codes subscribed but without a tick while their market trades: code -> seconds of
+        continuous trading since its last tick (None: never ticked), more than ``threshold_s``
+        (see ``silent_codes``). "Subscribed but silent" is how a vendor-side problem with a
+        code usually shows. ``sessions``: the markets' hours (default: loaded once, with the
+        run's calendar file)."""
+        return self.silence(threshold_s, sessions).silent
+
+    def silence(self, threshold_s: float = 60.0, sessions: Sessions | None = None) -> Silence:
+        """``silent`` with what it was judged on: the subscribed markets and the data clock."""
+        listed = self._request(wire.ListSubscriptions())
+        markets = sorted({market_of(code) for code in listed.codes})
+        confirmed = listed.confirmed_age_s
         if not confirmed:
-            return {}
-        now = time.time_ns()
+            return Silence({}, markets, self.data_clock())
         # Every code's latest tick, as the shards hold them: the supervisor asks every few
         # seconds, so neither the 5,000 codes are sent nor Quotes built.
         replies = SnapshotClient(self.paths.root, timeout=self.timeout).replies(None)
-        ages = {t.code: (now - t.recv_ns) / 1e9 for reply in replies for t in reply.ticks}
-        return silent_codes(confirmed, ages, threshold_s)
+        last_tick = {t.code: t.time_ns for reply in replies for t in reply.ticks}
+        # The stats are up to a second old: a replay faster than real time is ahead of them.
+        now = max(self.data_clock(), max(last_tick.values(), default=0))
+        # The receiver counts since a confirmation on the wall clock: taken as data time (a
+        # compressed replay's codes are then silent later, never sooner).
+        since = {code: now - int(age * 1e9) for code, age in confirmed.items()}
+        found = silent_codes(since, last_tick, threshold_s, now, sessions or self.sessions())
+        return Silence(found, markets, now)
+
+    def data_clock(self) -> int:
+        """The feed's own "now" (ns UTC): see ``feedmux.stats.shard.data_clock``."""
+        return data_clock(read_stats(self.paths.stats_dir).shards.values(), time.time_ns())
+
+    def sessions(self) -> Sessions:
+        """The markets' hours with the run's calendar file, loaded once."""
+        if self._sessions is None:
+            self._sessions = load_sessions(read_manifest(self.paths.root).calendar_file)
+        return self._sessions
 
     def rejected(self) -> dict[str, str]:
         """Codes the vendor or a plan limit refused, with the reasons."""

@@ -247,7 +247,8 @@ RUN_SETTINGS = (
              "<run-dir>/feedmux.log); plain: progress lines; auto: live on a terminal"),
         _run("log_level", "worker log level, any case (default {default})", parse=_log_level,
              metavar="LEVEL"),
-        _run("silent_after_s", "report codes subscribed S seconds with no tick since (default "
+        _run("silent_after_s", "report codes with no tick for S seconds of their market's "
+             "continuous trading (lunch, auctions and closed hours not counted; default "
              "{default})", metavar="S"),
         Option("stop-after", "stop after S seconds", parse=_positive, metavar="S"),
         _run("stats_interval_ms", argparse.SUPPRESS),
@@ -393,10 +394,11 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
         _add_location_options(change, *LOCATION)
     listing = command("subscriptions", "list a running instance's codes")
     _add_location_options(listing, *LOCATION)
-    silent = command("silent", "codes subscribed but without ticks")
+    silent = command("silent", "codes subscribed but without ticks while their market trades")
     silent.add_argument("--threshold", type=float, metavar="S",
                         default=default_of(Settings, "silent_after_s"),
-                        help="silent for longer than S seconds (default %(default)g)")  # fmt: skip
+                        help="silent for longer than S seconds of continuous trading (lunch, "
+                        "auctions and closed hours not counted; default %(default)g)")  # fmt: skip
     _add_location_options(silent, *LOCATION)
 
     keygen = command("keygen", "make a CURVE key pair for --curve-secret or a client")
@@ -747,8 +749,12 @@ def cmd_subscriptions(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_silent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     silent = Control(_run_dir(args, env)).silent(args.threshold)
     for code, age in silent.items():
-        print(f"{code:<10} " + ("never ticked" if age is None else f"last tick {age:.0f} s ago"))
-    print(f"{len(silent)} silent code(s) (subscribed > {args.threshold:g} s, no tick since)")
+        print(f"{code:<10} " + ("never ticked" if age is None
+                                else f"no tick for {age:.0f} s of trading"))  # fmt: skip
+    print(
+        f"{len(silent)} silent code(s) (no tick for > {args.threshold:g} s of their market's "
+        "continuous trading)"
+    )
     return 0
 
 

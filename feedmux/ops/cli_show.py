@@ -21,10 +21,13 @@ from feedmux.client.control import Control
 from feedmux.client.subscriber import SnapshotClient
 from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.ingest.universe import load_universe
+from feedmux.market.sessions import load_sessions
 from feedmux.ops import instance
 from feedmux.ops import status as st
 from feedmux.ops.config import RunPaths, read_manifest
 from feedmux.ops.display import PipeConsole
+from feedmux.ops.markets import markets_of
 from feedmux.stats import read_stats
 
 
@@ -40,11 +43,18 @@ def show_status(run_dir: Path, *, as_json: bool) -> int:
     supervisor = holder is not None and holder.supervisor_alive()
     before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
     silent: dict[str, float | None] = {}
+    sessions = load_sessions(manifest.calendar_file)
+    markets: list[str] | None = None
     if running:
         with contextlib.suppress(FeedmuxError):  # busy or restarting: shown as none
-            silent = Control(run_dir, timeout=2.0).silent(manifest.silent_after_s)
+            silence = Control(run_dir, timeout=2.0).silence(manifest.silent_after_s, sessions)
+            silent, markets = silence.silent, silence.markets
+    if markets is None:  # the receiver did not say: the codes it last saved
+        with contextlib.suppress(FeedmuxError):
+            markets = markets_of(load_universe(manifest.data_dir) or [])
     status = st.build_status(before, now, manifest.shards, silent=silent,
-                             warnings=st.recent_warnings(paths.log_file))  # fmt: skip
+                             warnings=st.recent_warnings(paths.log_file), sessions=sessions,
+                             markets=markets or [])  # fmt: skip
     title = f"feedmux pid {manifest.pid}" + (
         "" if supervisor else " (supervisor gone: its workers are finishing)" if running
         else " (NOT RUNNING: last numbers)")  # fmt: skip

@@ -349,6 +349,7 @@ class Manifest(msgspec.Struct, frozen=True):
     pid: int
     data_dir: str
     silent_after_s: float = 60.0
+    calendar_file: str = ""  # the run's --calendar-file (absolute): silent codes follow it
     public: str = ""  # tcp://HOST:PORT of the consumer sockets ("" = ipc in the run dir)
     internal: str = ""  # tcp://HOST:PORT of the internal sockets
     curve_server_key: str = ""  # with CURVE: the server's public key (z85), for clients

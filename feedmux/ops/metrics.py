@@ -8,6 +8,7 @@ from its last stats). prometheus-client does the exposition format and the HTTP 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 from pathlib import Path
@@ -23,9 +24,11 @@ from prometheus_client.registry import Collector
 
 from feedmux import families
 from feedmux.errors import ConfigError
+from feedmux.market.sessions import PHASES, Sessions
+from feedmux.ops.markets import market_rows
 from feedmux.stats import RunStats, read_stats
 from feedmux.stats.receiver import ReceiverStats
-from feedmux.stats.shard import HistogramState, ShardStats
+from feedmux.stats.shard import HistogramState, ShardStats, data_clock
 from feedmux.writes import KNOWN_REASONS
 
 
@@ -36,14 +39,40 @@ def _buckets(state: HistogramState) -> list[tuple[str, float]]:
 
 
 class StatsCollector(Collector):
-    def __init__(self, stats_dir: Path) -> None:
+    """``markets`` (the subscribed markets, asked at each scrape) and ``sessions``: each
+    market's session, on the run's data clock, as a state set."""
+
+    def __init__(self, stats_dir: Path, markets: Callable[[], list[str]] | None = None,
+                 sessions: Sessions | None = None, wall: Callable[[], int] = time.time_ns,
+                 ) -> None:  # fmt: skip
         self.stats_dir = stats_dir
+        self.markets = markets
+        # Its own: the scrapes run on the server's thread, and Sessions caches as it looks up.
+        self.sessions = None if sessions is None else Sessions(sessions.calendars)
+        self.wall = wall
 
     def collect(self) -> Iterator[Metric]:
         stats = read_stats(self.stats_dir)
         yield from self._receiver(stats.receiver, list(stats.shards.values()))
         yield from self._shards(list(stats.shards.values()))
         yield from self._writes(stats)
+        yield from self._sessions(list(stats.shards.values()))
+
+    def _sessions(self, shards: list[ShardStats]) -> Iterator[Metric]:
+        """The data clock, and 1 for each market's phase now (0 for its others)."""
+        now = data_clock(shards, self.wall())
+        yield GaugeMetricFamily("feedmux_market_data_clock_seconds", "The feed's own clock: "
+                                "its newest tick time plus the wall time since (the wall clock "
+                                "before any tick)", value=now / 1e9)  # fmt: skip
+        if self.markets is None or self.sessions is None:
+            return
+        session = GaugeMetricFamily("feedmux_market_session", "1 for each subscribed market's "
+                                    "session now, on the data clock (0 for its others)",
+                                    labels=["market", "session"])  # fmt: skip
+        for row in market_rows(self.markets(), self.sessions, now):
+            for phase in PHASES:
+                session.add_metric([row.market, phase.value], 1 if row.phase == phase else 0)
+        yield session
 
     def _writes(self, stats: RunStats) -> Iterator[Metric]:
         """Writes to disk that fail (a full disk): how many, and which fail now."""
@@ -190,10 +219,12 @@ class StatsCollector(Collector):
         yield from (published, duplicates, failures, backlog, last)
 
 
-def serve(stats_dir: Path, port: int, host: str = "127.0.0.1") -> int:
+def serve(stats_dir: Path, port: int, host: str = "127.0.0.1", *,
+          markets: Callable[[], list[str]] | None = None,
+          sessions: Sessions | None = None) -> int:  # fmt: skip
     """Serve /metrics on a daemon thread; the port (``port`` 0 picks a free one)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats_dir))
+    registry.register(StatsCollector(stats_dir, markets, sessions))
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

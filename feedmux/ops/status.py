@@ -8,6 +8,7 @@ with rich; ``progress_line`` is the one-line form for logs when stdout is not a 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ from rich.table import Table
 from rich.text import Text
 
 from feedmux import families
+from feedmux.market.sessions import Sessions
+from feedmux.ops.markets import MarketRow, market_rows
+from feedmux.ops.markets import line as markets_line
 from feedmux.stats import RunStats, read_stats
 from feedmux.stats.process import ProcessStats
-from feedmux.stats.shard import ShardStats
+from feedmux.stats.shard import ShardStats, data_clock
 
 STALE_S = 5.0  # a worker whose stats are older than this is shown as stale (dead or hung)
 WARNINGS_SHOWN = 5
@@ -103,6 +107,9 @@ class Status:
     failing: list[str] = field(default_factory=list)  # "shard-0: store failing: disk full ..."
     measured: bool = False  # the rates are measured (False: no earlier reading, they read 0)
     nats: NatsLane | None = None  # --nats
+    # Each subscribed market's session on the data clock (the feed's "now", ns UTC)
+    markets: list[MarketRow] = field(default_factory=list)
+    data_clock_ns: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,9 +144,13 @@ def build_status(
     silent: dict[str, float | None] | None = None,
     warnings: list[str] | None = None,
     wall_ns: int | None = None,
+    sessions: Sessions | None = None,
+    markets: Sequence[str] = (),
 ) -> Status:
-    """The status from two stats readings (``prev`` None: rates are 0)."""
+    """The status from two stats readings (``prev`` None: rates are 0); with ``sessions``,
+    each of ``markets``' session on the run's data clock."""
     wall_ns = time.time_ns() if wall_ns is None else wall_ns
+    data_ns = data_clock(cur.shards.values(), wall_ns)
     prev = prev or RunStats()
     receiver, prev_receiver = cur.receiver, prev.receiver
     receiver_dt = _dt_s(prev_receiver, receiver)
@@ -192,6 +203,8 @@ def build_status(
         codes_rejected=receiver.codes_rejected if receiver else 0,
         rejected=list(receiver.rejected) if receiver else [],
         failing=failing_writes(cur), nats=nats_lane(list(shard_stats)),
+        markets=market_rows(markets, sessions, data_ns) if sessions is not None else [],
+        data_clock_ns=data_ns,
     )  # fmt: skip
 
 
@@ -216,6 +229,11 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         + (f" | spilled {status.spilled:,}" if status.spilled else "")
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
         + (f" | {status.nats.line()}" if status.nats else "")
+        + (
+            f" | {' · '.join(f'{m.market} {m.phase}' for m in status.markets)}"
+            if status.markets
+            else ""
+        )
         + "".join(f" | {line}" for line in status.failing)
     )
 
@@ -255,6 +273,8 @@ def render(status: Status, title: str = "feedmux") -> Group:
     listed = f" ({silent}{' ...' if more > 0 else ''})" if silent else ""
     parts: list[Any] = [totals, *(Text(line, "bold red") for line in status.failing), conns, shards,
                         Text(f"silent codes: {len(status.silent)}{listed}")]  # fmt: skip
+    if status.markets:
+        parts.insert(1, Text(f"markets  {markets_line(status.markets)}"))
     if status.nats is not None:
         parts.insert(-1, Text(status.nats.line(), "yellow" if status.nats.lag_s > 5 else ""))
     if status.codes_rejected:

@@ -25,10 +25,12 @@ from feedmux.codes import is_whole_market
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ingest.universe import save_universe
 from feedmux.jetstream import stream as jetstream
+from feedmux.market.sessions import Sessions, load_sessions
 from feedmux.ops import instance
 from feedmux.ops.children import Child, SignalWakeup, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
+from feedmux.ops.markets import markets_of
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
 from feedmux.providers.base import EXIT_GAVE_UP
 from feedmux.shard.stores.migrate import check_bar_labels, migrate_stores
@@ -79,6 +81,9 @@ class Supervisor:
         self.say = say
         self.lock = lock  # every worker holds it too: see feedmux.ops.instance
         self.silent: dict[str, float | None] = {}
+        self.sessions: Sessions | None = None  # loaded at the start, before the workers
+        self.markets = markets_of(settings.codes)  # then those the receiver says it carries
+        self._control: Control | None = None
         self._last_stats: RunStats | None = None
         self.replay: Child | None = None
         self.receiver: Child | None = None
@@ -96,6 +101,9 @@ class Supervisor:
         settings, paths = self.settings, self.settings.paths
         for old in paths.stats_dir.glob("*.json"):
             old.unlink()  # numbers of an earlier run would read as this run's
+        # Once, before any worker: the first load compiles the calendar cache (seconds); the
+        # shards that load it after read the cache in milliseconds.
+        self.sessions = load_sessions(settings.calendar_file)
         migrate_stores(settings, self.say)  # before any worker: no start deadline bounds it
         check_bar_labels(settings)
         if settings.nats_urls:  # the stream, once, before the shards publish to it
@@ -114,13 +122,20 @@ class Supervisor:
         if settings.metrics_port is not None:
             from feedmux.ops import metrics  # noqa: PLC0415 (prometheus-client only when asked)
 
-            port = metrics.serve(paths.stats_dir, settings.metrics_port, settings.metrics_host)
+            port = metrics.serve(
+                paths.stats_dir,
+                settings.metrics_port,
+                settings.metrics_host,
+                markets=self._markets,
+                sessions=self.sessions,
+            )
             self.say(f"metrics: http://{settings.metrics_host}:{port}/metrics")
         save_universe(settings.data_dir, settings.codes)  # live changes then update it
         server_key = (zt.load_keys(settings.curve_secret_file).public.decode()
                       if settings.curve_secret_file else "")  # fmt: skip
+        calendar = str(Path(settings.calendar_file).resolve()) if settings.calendar_file else ""
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
-                            silent_after_s=settings.silent_after_s,
+                            silent_after_s=settings.silent_after_s, calendar_file=calendar,
                             public=settings.public_endpoint, internal=settings.internal_endpoint,
                             curve_server_key=server_key)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
@@ -148,7 +163,8 @@ class Supervisor:
         """The status now, rates measured since the last call."""
         stats = read_stats(self.settings.paths.stats_dir)
         status = build_status(self._last_stats, stats, self.settings.shards, silent=self.silent,
-                              warnings=recent_warnings(self.settings.paths.log_file))  # fmt: skip
+                              warnings=recent_warnings(self.settings.paths.log_file),
+                              sessions=self.sessions, markets=self.markets)  # fmt: skip
         self._last_stats = stats
         return status
 
@@ -189,19 +205,25 @@ class Supervisor:
             wait_for_any([*sentinels, signals.wakeup.fileno()], max(0.0, wake - time.monotonic()))
             signals.wakeup.drain()
 
+    def _markets(self) -> list[str]:
+        return self.markets
+
     def _report_silent(self) -> None:
-        """Say which codes are subscribed but silent, when that set changes."""
+        """Say which codes are subscribed but silent, when that set changes: no tick for the
+        threshold's seconds of their market's continuous trading (``Control.silent``)."""
+        if self._control is None:
+            self._control = Control(self.settings.paths.root, timeout=2.0)
         try:
             after = self.settings.silent_after_s
-            now_silent = Control(self.settings.paths.root, timeout=2.0).silent(after)
+            silence = self._control.silence(after, self.sessions)
         except FeedmuxError:
             return  # busy or restarting: ask again next time
-        codes = set(now_silent)
+        codes = set(silence.silent)
         before = set(self.silent)
-        self.silent = now_silent
+        self.silent, self.markets = silence.silent, silence.markets
         if codes != before:
             listed = ", ".join(sorted(codes)[:10]) + (" ..." if len(codes) > 10 else "")
-            self.say(f"silent codes (subscribed, no tick for {after:g} s): "
+            self.say(f"silent codes (subscribed, no tick for {after:g} s of trading): "
                      f"{len(codes)}{': ' + listed if codes else ''}")  # fmt: skip
 
     def shutdown(self) -> dict[str, int | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from feedmux.stats.process import ProcessStats
@@ -100,6 +102,10 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
     bad_pushes: dict[str, int]  # vendor pushes that did not decode here, by kind (cumulative)
     codes: int  # codes in the snapshot
     acks_dropped: int
+    # The shard's data clock when these stats were written (ns UTC): its newest tick time plus
+    # the wall time since that tick came (feedmux/shard/bars.py); 0: no tick yet. A replay's
+    # or a delayed feed's "now", on which silence and market sessions are judged.
+    data_ns: int = 0
 
     @property
     def name(self) -> str:
@@ -127,6 +133,13 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
             bad_pushes={k: before.bad_pushes.get(k, 0) + self.bad_pushes.get(k, 0)
                         for k in before.bad_pushes.keys() | self.bad_pushes.keys()},
         )  # fmt: skip
+
+
+def data_clock(shards: Iterable[ShardStats], wall_ns: int) -> int:
+    """The run's data clock at ``wall_ns``: the latest of the shards' data clocks, each advanced
+    by the wall time since its stats were written; the wall clock while no shard had a tick."""
+    clocks = [s.data_ns + max(0, wall_ns - s.time_ns) for s in shards if s.data_ns]
+    return max(clocks, default=wall_ns)
 
 
 def _carry_redis(before: RedisStats | None, now: RedisStats | None) -> RedisStats | None:

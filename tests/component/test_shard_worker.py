@@ -16,6 +16,7 @@ from feedmux.workers import shard
 from feedmux import SnapshotClient, Subscriber, read_ticks, wire
 from feedmux.model import Tick
 from feedmux.ops.config import Settings
+from feedmux.stats import read_stats
 from feedmux.transports import zmq as zt
 from tests.conftest import scaled, wait_for
 from tests.services import redis_prefix
@@ -94,6 +95,10 @@ def test_shard_stores_on_timer_publishes_snapshots_and_flushes_on_stop(
         assert worker.exitcode == 0
         stored = read_ticks(tmp_path)
         assert sorted(stored["seq"]) == list(range(1, 265))
+        # Its data clock: the newest tick time (in 2001) plus the seconds since, not the wall's
+        data_ns = read_stats(settings.paths.stats_dir).shards[0].data_ns
+        newest = max(t.time_ns for t in ticks(250, start=15))
+        assert newest <= data_ns < newest + scaled(60) * 10**9
     finally:
         subscriber.close()
         bus.close(linger=0)

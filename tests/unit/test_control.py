@@ -6,7 +6,6 @@ import pytest
 import zmq
 
 from feedmux import wire
-from feedmux.client.control import silent_codes
 from feedmux.errors import ConfigError
 from feedmux.ingest.control import ControlDesk
 from feedmux.ingest.keeper import UniverseKeeper
@@ -141,20 +140,6 @@ def test_universe_round_trips_and_a_corrupt_file_is_a_clear_error(tmp_path: Path
     (tmp_path / "subscriptions.json").write_text("{broken")
     with pytest.raises(ConfigError, match="delete it or give --symbols-file"):
         load_universe(tmp_path)
-
-
-def test_silent_codes_are_old_subscriptions_without_recent_ticks() -> None:
-    confirmed = {"A.US": 120.0, "B.US": 120.0, "C.US": 120.0, "D.US": 5.0}
-    last_tick = {"A.US": 2.0, "B.US": 90.0}
-    assert silent_codes(confirmed, last_tick, 60.0) == {"B.US": 90.0, "C.US": None}
-    assert silent_codes(confirmed, last_tick, 200.0) == {}
-
-
-def test_a_whole_market_is_silent_only_when_none_of_its_codes_ticked() -> None:
-    confirmed = {"*.US": 120.0}
-    assert silent_codes(confirmed, {"AAPL.US": 90.0, "600519.SH": 1.0}, 60.0) == {"*.US": 90.0}
-    assert silent_codes(confirmed, {"AAPL.US": 90.0, "BRK.B.US": 2.0}, 60.0) == {}
-    assert silent_codes(confirmed, {}, 60.0) == {"*.US": None}
 
 
 def test_unsubscribing_a_code_never_subscribed_says_so_and_changes_nothing() -> None:
