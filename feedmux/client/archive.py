@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +25,9 @@ import pyarrow.parquet as pq
 
 from feedmux.client.query import Filters, shard_files, shard_rows
 from feedmux.errors import StoreError
-from feedmux.market.day import trading_days
+from feedmux.market.day import DAY_NS, trading_days
+from feedmux.market.sessions import MINUTE_NS
+from feedmux.shard.stores.migrate import stored_bar_label
 from feedmux.shard.stores.sqlite import TICKS_DIR
 
 EXCHANGE_TZ = "Asia/Shanghai"
@@ -65,11 +68,11 @@ def _shard_files(data_dir: Path) -> list[Path]:
     return files
 
 
-def _group_table(files: list[Path], codes: list[str], start_ns: int, end_ns: int) -> pa.Table:
+def _group_table(files: list[Path], codes: list[str], where: str, params: list[Any]) -> pa.Table:
     marks = ",".join("?" * len(codes))
     sql = ("SELECT code, seq, time_ns, recv_ns, price, volume, turnover, direction FROM {table} "
-           f"WHERE code IN ({marks}) AND time_ns >= ? AND time_ns < ?")  # fmt: skip
-    rows = shard_rows(files, "ticks", sql, [*codes, start_ns, end_ns])
+           f"WHERE code IN ({marks}) AND {where}")  # fmt: skip
+    rows = shard_rows(files, "ticks", sql, [*codes, *params])
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 8
     table = pa.table({
         "code": pa.array(columns[0], pa.string()), "seq": pa.array(columns[1], pa.int64()),
@@ -99,18 +102,25 @@ def export(
     out: Path,
     *,
     fmt: str = "parquet",
-    tz: str = EXCHANGE_TZ,
+    tz: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Exported:
-    """Write ``day``'s ticks of every shard under ``out/ticks/date=YYYY-MM-DD/``."""
+    """Write ``day``'s ticks of every shard under ``out/ticks/date=YYYY-MM-DD/``: the ticks
+    whose trading day it is (``feedmux.market.day``: each code's exchange decides), or with
+    ``tz`` those of that calendar day in ``tz``. Its bars go to ``out/bars/date=…/`` alike."""
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, got {fmt!r}")
     files = _shard_files(data_dir)
-    start_ns, end_ns = day_bounds(day, tz)
-    distinct = "SELECT DISTINCT code FROM {table} WHERE time_ns >= ? AND time_ns < ?"
-    codes = sorted({row[0] for row in shard_rows(files, "ticks", distinct, [start_ns, end_ns])})
+    number = (day - date(1970, 1, 1)).days
+    if tz is None:
+        where, params = "trading_day = ?", [number]
+    else:
+        where, params = "time_ns >= ? AND time_ns < ?", list(day_bounds(day, tz))
+    distinct = f"SELECT DISTINCT code FROM {{table}} WHERE {where}"
+    codes = sorted({row[0] for row in shard_rows(files, "ticks", distinct, params)})
     if not codes:  # an empty partition would read as "that day had no trades"
-        raise StoreError(f"no ticks on {day.isoformat()} ({tz}) in {data_dir}: nothing "
+        which = "trading day" if tz is None else f"calendar day in {tz}"
+        raise StoreError(f"no ticks on {day.isoformat()} (the {which}) in {data_dir}: nothing "
                          "exported (is it the right --date and --data-dir?)")  # fmt: skip
     folder = out / "ticks" / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,9 +136,7 @@ def export(
     try:
         for done, group in enumerate(groups, 1):
             table = (
-                _group_table(files, group, start_ns, end_ns)
-                if group
-                else TICKS_SCHEMA.empty_table()
+                _group_table(files, group, where, params) if group else TICKS_SCHEMA.empty_table()
             )
             writer.write_table(table)
             rows += table.num_rows
@@ -137,15 +145,25 @@ def export(
     finally:
         writer.close()
     partial.replace(final)
-    _export_bars(files, day, out, fmt, (start_ns, end_ns))
+    _export_bars(data_dir, files, day, out, fmt=fmt, tz=tz)
     return Exported(rows, len(codes), final)
 
 
-def _export_bars(files: list[Path], day: date, out: Path, fmt: str,
-                 bounds: tuple[int, int]) -> None:  # fmt: skip
-    """The day's bars (small: one row per code and minute) as ``out/bars/date=…/``."""
+def _export_bars(data_dir: Path, files: list[Path], day: date, out: Path, *, fmt: str,
+                 tz: str | None) -> None:  # fmt: skip
+    """The day's bars (small: one row per code and minute) as ``out/bars/date=…/``: a bar
+    belongs to the trading day of its first minute (an end-labelled bar's time is its end)."""
     sql = "SELECT * FROM {table} WHERE minute_ns >= ? AND minute_ns < ?"
-    rows = shard_rows(files, "bars", sql, bounds)
+    if tz is not None:
+        rows = shard_rows(files, "bars", sql, day_bounds(day, tz))
+    else:  # every zone's day lies within a day and a half of UTC's
+        start_ns, end_ns = day_bounds(day, "UTC")
+        rows = shard_rows(files, "bars", sql, (start_ns - DAY_NS // 2, end_ns + DAY_NS // 2))
+        label_ns = MINUTE_NS if stored_bar_label(data_dir) == "end" else 0
+        number = (day - date(1970, 1, 1)).days
+        if rows:
+            days = trading_days([r[0] for r in rows], np.array([r[1] - label_ns for r in rows]))
+            rows = [row for row, d in zip(rows, days, strict=True) if d == number]
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
     arrays = [pa.array(values, type=field.type if field.name != "minute" else pa.int64())
               for values, field in zip(columns, BARS_SCHEMA, strict=True)]  # fmt: skip

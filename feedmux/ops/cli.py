@@ -419,12 +419,13 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
 
     export = command("export", "write a trading day of stored ticks as Parquet or CSV")
     export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
-                        help="the trading day (a calendar day in --tz)")  # fmt: skip
+                        help="the trading day: each code's exchange decides which ticks "
+                        "are in it (New York's date for .US, Shanghai's for A-shares)")  # fmt: skip
     export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     export.add_argument("--out", metavar="DIR", help="archive root (default <data-dir>/archive)")
-    export.add_argument("--tz", default="Asia/Shanghai",
-                        help="the exchange's time zone, which decides the day (default "
-                        "Asia/Shanghai)")  # fmt: skip
+    export.add_argument(
+        "--tz", metavar="ZONE", help="instead: the calendar day in this time zone, for every code"
+    )
     _add_location_options(export, DATA_DIR)
 
     tail = command("tail", "print live ticks of a running instance, or with --nats from JetStream")
@@ -794,7 +795,8 @@ def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     data_dir = Path(_data_dir(args, env))
     out = Path(args.out) if args.out else data_dir / "archive"
-    _zone(args.tz)
+    if args.tz is not None:
+        _zone(args.tz)
     done = archive.export(
         data_dir, args.date, out, fmt=args.format, tz=args.tz, progress=archive.print_progress
     )

@@ -19,8 +19,10 @@ from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
 
 pytestmark = pytest.mark.integration
 
-# 2026-11-24 in Shanghai is [2026-11-23 16:00 UTC, 2026-11-24 16:00 UTC).
+# The trading day 2026-11-24 is [2026-11-23 16:00 UTC, 2026-11-24 16:00 UTC) in Shanghai, and
+# [2026-11-24 05:00 UTC, 2026-11-25 05:00 UTC) in New York.
 DAY_START_NS = int(pd.Timestamp("2026-11-23 16:00", tz="UTC").value)
+US_DAY_START_NS = int(pd.Timestamp("2026-11-24 05:00", tz="UTC").value)
 DAY_NS = 86_400 * 10**9
 
 
@@ -34,8 +36,9 @@ def _store(data_dir: Path) -> list[Tick]:
     for shard, codes in enumerate((["600519.SH", "000001.SZ"], ["AAPL.US", "300750.SZ"])):
         sink = SqliteSink(shard_db_path(data_dir, shard), merge_rows=7)
         for code in codes:
-            day = [_tick(code, s, DAY_START_NS + s * 3_600 * 10**9) for s in range(1, 10)]
-            edges = [_tick(code, 0, DAY_START_NS - 1), _tick(code, 99, DAY_START_NS + DAY_NS)]
+            start = US_DAY_START_NS if code.endswith(".US") else DAY_START_NS
+            day = [_tick(code, s, start + s * 3_600 * 10**9) for s in range(1, 10)]
+            edges = [_tick(code, 0, start - 1), _tick(code, 99, start + DAY_NS)]
             sink.write_batch(day + edges)
             inside += day
             outside += edges
@@ -70,12 +73,22 @@ def test_a_day_exports_sorted_zstd_parquet_that_pyarrow_duckdb_and_read_ticks_ag
     ).fetchall()  # fmt: skip
     assert counts == [(date(2026, 11, 24), len(day), 11.0)]  # DuckDB types the partition
     from_archive = read_ticks(out)
-    from_sqlite = read_ticks(tmp_path / "data", start=pd.Timestamp(DAY_START_NS, tz="UTC"),
-                             end=pd.Timestamp(DAY_START_NS + DAY_NS, tz="UTC"))  # fmt: skip
+    stored = read_ticks(tmp_path / "data")  # each code's trading day: New York's for AAPL.US
+    from_sqlite = stored[stored["seq"].between(1, 9)].reset_index(drop=True)
     pd.testing.assert_frame_equal(from_archive, from_sqlite)
     some = read_ticks(out, codes=["600519"], start=pd.Timestamp(DAY_START_NS + 5 * 3_600 * 10**9,
                                                                 tz="UTC"))  # fmt: skip
     assert list(some["seq"]) == [5, 6, 7, 8, 9]
+
+
+def test_with_a_time_zone_the_day_is_that_calendar_day_for_every_code(tmp_path: Path) -> None:
+    _store(tmp_path / "data")
+    out = tmp_path / "archive"
+    _export(tmp_path / "data", out, "--tz", "Asia/Shanghai")
+    got = read_ticks(out)
+    assert got["time"].min() >= pd.Timestamp(DAY_START_NS, tz="UTC")
+    assert got["time"].max() < pd.Timestamp(DAY_START_NS + DAY_NS, tz="UTC")
+    assert set(got["code"]) == {"600519.SH", "000001.SZ", "AAPL.US", "300750.SZ"}
 
 
 def test_csv_export_reads_back_the_same(tmp_path: Path) -> None:

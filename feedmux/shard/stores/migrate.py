@@ -61,6 +61,16 @@ def check_bar_label(store: Store, label: str) -> None:
 LABEL_FILE = "bar-label"  # beside the shard files: "start" or "end"
 
 
+def stored_bar_label(location: Path) -> str:
+    """The label of a SQLite store's bars: as recorded, else "start" (before labels)."""
+    from feedmux.shard.stores import sqlite  # noqa: PLC0415
+
+    try:
+        return (location / sqlite.TICKS_DIR / LABEL_FILE).read_text().strip() or "start"
+    except OSError:
+        return "start"
+
+
 def _sqlite_label(location: Path, label: str) -> str:
     from feedmux.shard.stores import sqlite  # noqa: PLC0415
 
