@@ -67,6 +67,17 @@ def test_the_frame_benchmark_runs_tiny_and_compares_before_now_and_websockets(
     assert "websockets ClientProtocol" in run.stdout and "verdict:" in run.stdout
 
 
+def test_the_bar_benchmark_runs_tiny_in_every_bar_mode(tmp_path: Path) -> None:
+    out = tmp_path / "bars.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.bars", "--tiny", "--json", str(out)],
+                         check=False, capture_output=True, text=True,
+                         timeout=scaled(120))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = {r["mode"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"plain", "exchange", "extended"}
+    assert all(r["us_per_tick"] > 0 for r in results.values()), results
+
+
 def test_the_vendor_benchmark_runs_tiny_for_every_vendor(tmp_path: Path) -> None:
     out = tmp_path / "vendors.json"
     run = subprocess.run([sys.executable, "-m", "benchmarks.vendors", "--tiny", "--json",
