@@ -114,7 +114,7 @@ def latest_trading_day(sessions: Sessions, markets: Iterable[str], today: dt.dat
         if sessions.calendars.hours(calendar, day_number(date)) is not None:
             return date
     raise ConfigError(f"no trading day of the {calendar} calendar in the {DEFAULT_DAY_SEARCH} "
-                      f"days up to {today}: give --session-date")  # fmt: skip
+                      f"days up to {today}: give the session date")  # fmt: skip
 
 
 class Day:
@@ -126,7 +126,7 @@ class Day:
         markets = set(markets)
         known = [m for m in MARKET_ORDER if m in markets]
         if not known:
-            raise ConfigError("--sessions needs codes of a market with hours "
+            raise ConfigError("a simulated trading day needs codes of a market with hours "
                               f"({', '.join(MARKET_ORDER)})")  # fmt: skip
         number = day_number(date)
         segments: dict[str, list[Segment]] = {
@@ -134,8 +134,8 @@ class Day:
         }
         fed = [s for found in segments.values() for s in found]
         if not fed:
-            raise ConfigError(f"{date} is not a trading day of {', '.join(known)}: give "
-                              "--session-date a trading day")  # fmt: skip
+            raise ConfigError(f"session date {date} is not a trading day of {', '.join(known)}: "
+                              "give a trading day")  # fmt: skip
         self.start_ns = min(s.start_ns for s in fed) - LEAD_NS
         self.end_ns = max(s.end_ns for s in fed)
         self.closed = [m for m in known if not segments[m]]  # markets on holiday that day
@@ -216,11 +216,11 @@ def parse_mutes(entries: Iterable[str], date: dt.date, codes: Collection[str]) -
         code, at, clock = entry.partition("@")
         code = code.strip().upper()
         if not at or not code:
-            raise ConfigError(f"--mute {entry!r}: give CODE@HH:MM, e.g. 600519.SH@10:30")
+            raise ConfigError(f"mute {entry!r}: give CODE@HH:MM, e.g. 600519.SH@10:30")
         if code not in codes:
-            raise ConfigError(f"--mute {entry!r}: {code} is not in the server's codes")
+            raise ConfigError(f"mute {entry!r}: {code} is not in the server's codes")
         zone = ZoneInfo(EXCHANGE_ZONES.get(market_of(code), DEFAULT_ZONE))
-        out[code] = _local_ns(date, clock.strip(), zone, f"--mute {entry!r}")
+        out[code] = _local_ns(date, clock.strip(), zone, f"mute {entry!r}")
     return out
 
 
@@ -244,12 +244,12 @@ def clock_of(day: Day, day_minutes: float | None, start: str = "") -> Clock:
         factor = (day.end_ns - day.start_ns) / (day_minutes * 60e9)
     start_ns = day.start_ns
     if start:
-        start_ns = day.at(start, "--session-start")
+        start_ns = day.at(start, "session start")
         if not day.start_ns <= start_ns < day.end_ns:
             zone = day.zone
             first, last = (dt.datetime.fromtimestamp(t / 1e9, zone).strftime("%H:%M")
                            for t in (day.start_ns, day.end_ns))  # fmt: skip
-            raise ConfigError(f"--session-start {start} is outside the simulated day "
+            raise ConfigError(f"session start {start} is outside the simulated day "
                               f"({first}-{last} {zone.key})")  # fmt: skip
     return Clock(start_ns, factor)
 
@@ -380,4 +380,4 @@ def session_date(text: str, sessions: Sessions, codes: Collection[str],
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--session-date {text!r} is not a date (YYYY-MM-DD)") from None
+        raise ConfigError(f"session date {text!r} is not a date (YYYY-MM-DD)") from None
