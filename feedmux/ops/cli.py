@@ -323,8 +323,9 @@ REPLAY = (Section("", "", (
     SYMBOLS_FILE,
     CODES,
     SEED,
-    _replay("rate", "synthetic ticks per second across all subscribed codes (default "
-            "{default})", metavar="TICKS_PER_S"),
+    _replay("rate", "synthetic ticks per (wall) second across all subscribed codes (default "
+            "{default}); with --sessions, the random trades of continuous trading",
+            metavar="TICKS_PER_S"),
     DURATION,
     BURST,
     WARMUP,
@@ -350,7 +351,8 @@ REPLAY = (Section("", "", (
     _replay("report_path", "JSON report, rewritten every second", metavar="PATH"),
     _replay("sent_messages", "every message sent, one per line", metavar="PATH",
             aliases=("sent-log",)),
-    _replay("exit_when_done", "exit when --duration ends"),
+    _replay("exit_when_done", "exit when the feed ends (--duration, the journal's end, the "
+            "simulated day's end)"),
     _replay("stall_after_s", "fault: S seconds into the feed, go silent (no data, no replies)",
             metavar="S"),
     _replay("stall_for_s", "fault: how long the stall lasts", metavar="S"),
