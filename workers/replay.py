@@ -1,7 +1,8 @@
 """Replay server: a vendor-compatible WebSocket server on loopback. Wiring and the loops.
 
 The rules and frames are the vendor's (``Provider.simulator``, ``Provider.trade_frame``), the
-ticks come from ``feedmux.simulator.market``; this module only moves their bytes.
+ticks come from ``feedmux.simulator.market`` (with ``--sessions``, when and which from
+``feedmux.simulator.schedule``); this module only moves their bytes.
 """
 
 from __future__ import annotations
@@ -14,19 +15,25 @@ import signal
 import struct
 import sys
 import time
+from collections import Counter
 from collections.abc import Coroutine
+from datetime import date, datetime
 from http import HTTPStatus
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from feedmux.errors import FeedmuxError
 from feedmux.ingest.journal import Push, journal_pushes
+from feedmux.market.day import DEFAULT_ZONE
+from feedmux.market.sessions import load_sessions
 from feedmux.ops.config import ReplaySettings
 from feedmux.providers import provider
 from feedmux.providers.base import ServerRules, Violation
@@ -38,8 +45,9 @@ from feedmux.simulator.faults import (
     RAW_FAULTS,
 )
 from feedmux.simulator.market import Market, text_frame
+from feedmux.simulator.schedule import Plan, Schedule, plan, session_date
 from feedmux.stats import write_json
-from feedmux.stats.replay import Fault, ReplayStats, Step
+from feedmux.stats.replay import Fault, ReplayStats, SessionsReport, Step
 
 from ._process import setup_logging
 
@@ -49,6 +57,14 @@ JOURNAL_STEP_MAX = 5000  # frames per feed step at --speed max: the loop must st
 SLOW_CLIENT_BYTES = 64 << 20  # a client this far behind is dropped, as a real server would
 FAULT_TARGET_POLL_S = 0.05
 PONG_WAIT_S = 10.0  # a client that answers no ping this long is closed (a violation)
+
+
+def plan_of(settings: ReplaySettings, today: date) -> Plan:
+    """The simulated trading day ``--sessions`` plays (a ConfigError if it cannot be)."""
+    sessions = load_sessions(settings.calendar_file)
+    day = session_date(settings.session_date, sessions, settings.codes, today)
+    return plan(sessions, settings.codes, day, day_minutes=settings.day_minutes,
+                start=settings.session_start, mutes=settings.mutes)  # fmt: skip
 
 
 def rules_of(settings: ReplaySettings) -> ServerRules:
@@ -115,6 +131,15 @@ class ReplayServer:
         self.frames: list[tuple[str, bytes]] | None = None
         self.steps: list[Step] = []
         self.frame_index = 0
+        # --sessions: the simulated day, its schedule and where its clock is
+        self.plan: Plan | None = None
+        self.schedule: Schedule | None = None
+        self.sim_ns = 0
+        self.sent_by_phase: Counter[str] = Counter()
+        if settings.sessions:
+            self.plan = plan_of(settings, datetime.now(ZoneInfo(DEFAULT_ZONE)).date())
+            self.schedule = self.plan.schedule(settings.rate, settings.seed + 2)
+            self.sim_ns = self.plan.clock.start_ns
 
     # -- reporting ------------------------------------------------------------------------------
     def _log_violations(self) -> None:
@@ -137,6 +162,18 @@ class ReplayServer:
             books=sorted(books),
             steps=self.steps, frame_index=self.frame_index, faults=self.faults_done,
             frames_total=len(self.frames) if self.frames is not None else None,
+            sessions=self._sessions_report(),
+        )  # fmt: skip
+
+    def _sessions_report(self) -> SessionsReport | None:
+        if self.plan is None or self.schedule is None:
+            return None
+        day = self.plan.day
+        return SessionsReport(
+            date=day.date.isoformat(), factor=self.plan.clock.factor, start_ns=day.start_ns,
+            end_ns=day.end_ns, now_ns=self.sim_ns,
+            phases={m: str(p) for m, p in self.schedule.phases(self.sim_ns).items()},
+            sent=dict(self.sent_by_phase), muted=dict(self.schedule.muted),
         )  # fmt: skip
 
     def write_report(self) -> None:
@@ -256,12 +293,15 @@ class ReplayServer:
             pass
 
     # -- the feed -------------------------------------------------------------------------------
-    def queue_trade(self, code: str) -> None:
-        """Generate one trade for ``code`` and queue its frame for every subscriber of it."""
+    def queue_trade(self, code: str, time_ms: int | None = None) -> None:
+        """Generate one trade for ``code`` and queue its frame for every subscriber of it.
+        ``time_ms``: its exchange time (default: the wall clock's)."""
         receivers = self.rules.subscribers.get(code)
         if not receivers:
             return
-        frame = self.market.trade(code, time.time_ns() // 1_000_000)
+        if time_ms is None:
+            time_ms = time.time_ns() // 1_000_000
+        frame = self.market.trade(code, time_ms)
         for conn in receivers:
             self._outgoing.setdefault(conn, []).append(frame)
         self.ticks_sent += 1
@@ -280,7 +320,7 @@ class ReplayServer:
             for conn in receivers:
                 self._framed.setdefault(conn, []).append(text_frame(payload, opcode))
         for conn, levels in self.rules.book_subscribers.get(code, ()):
-            book = self.market.book(code, time.time_ns() // 1_000_000, levels)
+            book = self.market.book(code, time_ms, levels)
             self._outgoing.setdefault(conn, []).append(book)
             self.books_sent += 1
             if self._sent_log is not None:
@@ -397,6 +437,13 @@ class ReplayServer:
             speed = f"{settings.speed:g}x" if settings.speed else "max speed"
             self.log.info("feed starts: journal %s at %s", settings.journal, speed)
             await self._feed_journal()
+        elif self.plan is not None:
+            day, clock = self.plan.day, self.plan.clock
+            start, end = (datetime.fromtimestamp(t / 1e9, day.zone).strftime("%H:%M:%S")
+                          for t in (clock.start_ns, day.end_ns))  # fmt: skip
+            self.log.info("feed starts: simulated %s %s-%s %s at %gx, %.0f ticks/s", day.date,
+                          start, end, day.zone.key, clock.factor, settings.rate)  # fmt: skip
+            await self._feed_sessions()
         else:
             self.log.info("feed starts: %.0f ticks/s%s", settings.rate,
                           ", opening burst" if settings.burst else "")  # fmt: skip
@@ -448,6 +495,33 @@ class ReplayServer:
             produced += due
             for code in self.rng.choices(codes, k=due) if codes else ():
                 self.queue_trade(code)
+            self.flush_trades()
+            self.faults(loop.time() - start)
+
+    async def _feed_sessions(self) -> None:
+        """The simulated trading day (``--sessions``): the schedule's trades, stamped with the
+        day's exchange time, as the simulated clock passes them; done at the day's end."""
+        assert self.plan is not None and self.schedule is not None
+        settings, clock, schedule = self.settings, self.plan.clock, self.schedule
+        end_ns = self.plan.day.end_ns
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self._start_faults(start)
+        by_phase = self.sent_by_phase
+        while (
+            self.sim_ns < end_ns
+            and not self.feed_end.is_set()
+            and (settings.duration_s is None or loop.time() - start < settings.duration_s)
+        ):
+            await asyncio.sleep(FEED_STEP_S)
+            now_ns = min(end_ns, clock.at(loop.time() - start))
+            if self.stalled():
+                self.sim_ns = now_ns  # the day goes on; nothing is made up
+                continue
+            for event in schedule.events(self.sim_ns, now_ns, self.rules.subscribers):
+                self.queue_trade(event.code, event.time_ns // 1_000_000)
+                by_phase[event.phase] += 1
+            self.sim_ns = now_ns
             self.flush_trades()
             self.faults(loop.time() - start)
 
@@ -619,6 +693,9 @@ def main(settings: ReplaySettings, ready: Pipe | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return asyncio.run(ReplayServer(settings).run(ready))
+    except FeedmuxError as exc:  # e.g. --sessions on a day no market trades
+        print(f"feedmux replay: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"feedmux replay: cannot serve on {settings.host}:{settings.port}: {exc}",
               file=sys.stderr)  # fmt: skip

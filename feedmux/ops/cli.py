@@ -11,11 +11,12 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 import setproctitle
 
 from feedmux import __version__
@@ -24,6 +25,7 @@ from feedmux.codes import parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
 from feedmux.ingest.journal import journal_codes, journal_vendor
 from feedmux.ingest.universe import load_universe
+from feedmux.market.day import DEFAULT_ZONE
 from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import options, pipes
 from feedmux.ops.children import worker_main
@@ -127,6 +129,25 @@ WARMUP = _replay("warmup_s", "wait S seconds after the first subscription before
 DURATION = _replay("duration_s", "stop feeding after S seconds (default: feed until stopped)",
                    metavar="S")  # fmt: skip
 BURST = _replay("burst", "open with one tick for every subscribed code at once")
+SESSIONS = _replay("sessions", "follow a simulated trading day of the codes' markets, each "
+                   "trade stamped with its exchange time: one trade per code at each auction's "
+                   "match (09:25:00 and 15:00:00 for A-shares, 09:20:00 and 16:08:00 for Hong "
+                   "Kong), one per code at the start of every continuous minute plus --rate "
+                   "random ones, nothing at lunch or when closed, after-hours only for STAR, "
+                   "ChiNext, BJ and US codes; the feed ends with the day")  # fmt: skip
+SESSION_DATE = _replay("session_date", "the simulated day (default: the latest A-share trading "
+                       "day up to today); a day none of the codes' markets trades is refused",
+                       metavar="YYYY-MM-DD")  # fmt: skip
+DAY_MINUTES = _replay("day_minutes", "play the whole simulated day (from 5 minutes before the "
+                      "first auction to the end of after-hours: 09:10-15:30 for A-shares) in M "
+                      "wall minutes (default: real time); the rate stays ticks per wall second",
+                      metavar="M")  # fmt: skip
+SESSION_START = _replay("session_start", "start the simulated day at this local time (of the "
+                        "A-share market, else Hong Kong's, else New York's)",
+                        metavar="HH:MM")  # fmt: skip
+MUTE = _replay("mutes", "fault: no more trades of CODE from HH:MM of the simulated day (its "
+               "exchange's time), counted in the report (repeatable)",
+               metavar="CODE@HH:MM")  # fmt: skip
 LOCATION = (RUN_DIR, DATA_DIR)  # the options that find a run's files
 
 # `feedmux run` (and `feedmux config show`): flags, file keys and FEEDMUX_* variables. In
@@ -281,6 +302,11 @@ RUN_REPLAY = Section("replay server", "a built-in local feed instead of the vend
     dataclasses.replace(BURST, name="replay-burst"),
     dataclasses.replace(WARMUP, name="replay-warmup"),
     SEED,
+    dataclasses.replace(SESSIONS, name="replay-sessions"),
+    dataclasses.replace(SESSION_DATE, name="replay-session-date"),
+    dataclasses.replace(DAY_MINUTES, name="replay-day-minutes"),
+    dataclasses.replace(SESSION_START, name="replay-session-start"),
+    dataclasses.replace(MUTE, name="replay-mute"),
 ))  # fmt: skip
 RUN = (*RUN_SETTINGS, RUN_REPLAY)
 # Of these, an option set in a layer replaces the others set below it.
@@ -298,11 +324,19 @@ REPLAY = (Section("", "", (
     SYMBOLS_FILE,
     CODES,
     SEED,
-    _replay("rate", "synthetic ticks per second across all subscribed codes (default "
-            "{default})", metavar="TICKS_PER_S"),
+    _replay("rate", "synthetic ticks per (wall) second across all subscribed codes (default "
+            "{default}); with --sessions, the random trades of continuous trading",
+            metavar="TICKS_PER_S"),
     DURATION,
     BURST,
     WARMUP,
+    SESSIONS,
+    SESSION_DATE,
+    DAY_MINUTES,
+    SESSION_START,
+    MUTE,
+    _replay("calendar_file", "with --sessions: TOML of days the calendar library does not "
+            "know yet (as feedmux run's --calendar-file)", metavar="FILE"),
     _replay("max_codes_per_conn", "codes a connection may subscribe (default: the vendor's, "
             "{default} for " + DEFAULT_VENDOR + ")", metavar="N"),
     _replay("max_conns", "connections per token (default: the vendor's, {default} for "
@@ -318,7 +352,8 @@ REPLAY = (Section("", "", (
     _replay("report_path", "JSON report, rewritten every second", metavar="PATH"),
     _replay("sent_messages", "every message sent, one per line", metavar="PATH",
             aliases=("sent-log",)),
-    _replay("exit_when_done", "exit when --duration ends"),
+    _replay("exit_when_done", "exit when the feed ends (--duration, the journal's end, the "
+            "simulated day's end)"),
     _replay("stall_after_s", "fault: S seconds into the feed, go silent (no data, no replies)",
             metavar="S"),
     _replay("stall_for_s", "fault: how long the stall lasts", metavar="S"),
@@ -570,8 +605,10 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
                 "max_codes_per_conn": values["max_codes_per_conn"],
                 "max_conns": values["max_conns"]}  # fmt: skip
         replay = ReplaySettings(**plan, token=token, codes=listed, provider=vendor.name,
-                                log_level=values["log_level"])  # fmt: skip
+                                log_level=values["log_level"],
+                                calendar_file=values["calendar_file"])  # fmt: skip
         replay.validate(_namer([RUN_REPLAY], resolved, ReplaySettings))
+        replay = _session_day(replay)
     if codes is None:
         codes = load_universe(values["data_dir"])  # resume what the last run was subscribed to
     if codes is None:
@@ -628,7 +665,23 @@ def replay_settings(resolved: Resolved, env: Mapping[str, str]) -> ReplaySetting
     settings = ReplaySettings(**fields, token=values["token"] or env.get("FEEDMUX_TOKEN", ""),
                               codes=codes or vendor.replay_universe(values["seed"]))  # fmt: skip
     settings.validate(_namer(REPLAY, resolved, ReplaySettings))
-    return settings
+    return _session_day(settings)
+
+
+def _session_day(settings: ReplaySettings) -> ReplaySettings:
+    """With --sessions: the simulated day filled in (the latest trading day if none is given)
+    and checked with the day's other options, so a holiday or a bad mute stops the start."""
+    if not settings.sessions:
+        return settings
+    from feedmux.market.sessions import load_sessions  # noqa: PLC0415 (the calendars)
+    from feedmux.simulator import schedule  # noqa: PLC0415
+
+    sessions = load_sessions(settings.calendar_file)
+    today = datetime.now(ZoneInfo(DEFAULT_ZONE)).date()
+    day = schedule.session_date(settings.session_date, sessions, settings.codes, today)
+    schedule.plan(sessions, settings.codes, day, day_minutes=settings.day_minutes,
+                  start=settings.session_start, mutes=settings.mutes)  # fmt: skip
+    return msgspec.structs.replace(settings, session_date=day.isoformat())
 
 
 def _journal_vendor(resolved: Resolved) -> None:

@@ -469,6 +469,14 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     step_s: Annotated[float, option("step")] = 0.0  # ... of this long (0: one step)
     gap_s: Annotated[float, option("gap")] = 0.0  # ... with this pause between steps
     write_times: str = ""  # binary (send_ns, first_index, count) per write: benchmark latency
+    # --sessions: the synthetic market follows a simulated trading day, its trades stamped with
+    # the day's exchange time (feedmux/simulator/schedule.py) instead of the wall clock
+    sessions: bool = False
+    session_date: str = ""  # YYYY-MM-DD; "": the latest trading day (the CLI fills it in)
+    day_minutes: Annotated[float, Meta(gt=0)] | None = None  # the whole day in M wall minutes
+    session_start: str = ""  # HH:MM[:SS] local: start the day there ("": at its start)
+    mutes: Annotated[list[str], option("mute")] = []  # CODE@HH:MM: no trades of CODE from then
+    calendar_file: str = ""  # the calendar's override file (as feedmux run's --calendar-file)
     log_level: LogLevel = "INFO"
     log_file: str = ""  # also log here (feedmux run --replay: the run's log file)
     log_stderr: bool = True  # False while feedmux run's live table owns the terminal
@@ -496,3 +504,15 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
                               f"{self.fault_after_s}")  # fmt: skip
         if self.speed < 0:
             raise ConfigError(f"{name('speed')} must be a positive number or max")
+        if self.sessions and self.journal:
+            raise ConfigError(f"{name('sessions')} plays the synthetic market, not "
+                              f"{name('journal')}")  # fmt: skip
+        if self.sessions and self.burst:
+            raise ConfigError(f"{name('sessions')} opens with the auctions' bursts: drop "
+                              f"{name('burst')}")  # fmt: skip
+        if not self.sessions:
+            for field in ("session_date", "day_minutes", "session_start", "mutes"):
+                if getattr(self, field):
+                    raise ConfigError(f"{name(field)} needs {name('sessions')}")
+        if self.calendar_file:
+            read_overrides(Path(self.calendar_file))

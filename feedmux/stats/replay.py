@@ -26,6 +26,19 @@ class Step(msgspec.Struct, kw_only=True):
     end_ns: int | None = None
 
 
+class SessionsReport(msgspec.Struct, kw_only=True):
+    """The simulated trading day of a ``--sessions`` feed (feedmux/simulator/schedule.py)."""
+
+    date: str  # the simulated day, YYYY-MM-DD
+    factor: float  # simulated seconds per wall second
+    start_ns: int  # the simulated day runs from here (ns UTC) ...
+    end_ns: int  # ... to here
+    now_ns: int  # the simulated clock: where the feed is (its start until it starts)
+    phases: dict[str, str]  # each market's phase then
+    sent: dict[str, int]  # trades sent, by their market's phase
+    muted: dict[str, int]  # trades withheld by --mute, by code
+
+
 class ReplayStats(msgspec.Struct, kw_only=True):
     url: str  # "" until it serves
     feed: str  # "waiting", "running" or "done"
@@ -46,3 +59,4 @@ class ReplayStats(msgspec.Struct, kw_only=True):
     frame_index: int  # the next journal frame to send (--rate)
     faults: list[Fault]
     frames_total: int | None  # journal frames loaded (--rate); None otherwise
+    sessions: SessionsReport | None = None  # --sessions: the simulated day

@@ -320,3 +320,34 @@ def test_a_journal_is_served_as_the_vendor_it_was_recorded_from(tmp_path: Path) 
     with pytest.raises(ConfigError, match=f"the journal {tmp_path} was recorded from polygon, "
                        "not alltick: drop --provider or give --provider polygon"):  # fmt: skip
         replay(["--journal", str(tmp_path), "--provider", "alltick"])
+
+
+def test_replay_sessions_options_fill_in_the_day_and_refuse_what_cannot_be_played() -> None:
+    settings, _ = replay(["--sessions", "--day-minutes", "10", "--session-start", "11:20",
+                          "--mute", "600519.SH@10:30", "--mute", "600519.SH@11:00"])  # fmt: skip
+    assert settings.sessions and settings.day_minutes == 10.0
+    assert settings.session_start == "11:20" and len(settings.mutes) == 2
+    assert settings.session_date  # the latest trading day, filled in for the worker and report
+    settings, _ = replay(["--sessions", "--session-date", "2026-12-03"])
+    assert settings.session_date == "2026-12-03" and settings.day_minutes is None  # real time
+    for argv, says in (
+        (["--sessions", "--session-date", "2026-10-01"], "2026-10-01 is not a trading day"),
+        (["--session-date", "2026-12-03"], "--session-date needs --sessions"),
+        (["--mute", "600519.SH@10:30"], "--mute needs --sessions"),
+        (["--sessions", "--burst"], "drop --burst"),
+        (["--sessions", "--session-start", "16:00"], "outside the simulated day"),
+        (["--sessions", "--day-minutes", "0"], "--day-minutes must be > 0"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            replay(argv)
+
+
+def test_run_forwards_its_replay_sessions_options_under_their_own_names() -> None:
+    _, server = build_settings(resolved(["--replay", "--replay-sessions", "--replay-day-minutes",
+                                         "10", "--replay-session-date", "2026-12-03",
+                                         "--replay-mute", "600519.SH@10:30"]))  # fmt: skip
+    assert server is not None and server.sessions
+    assert (server.session_date, server.day_minutes, server.mutes) == (
+        "2026-12-03", 10.0, ["600519.SH@10:30"])  # fmt: skip
+    with pytest.raises(ConfigError, match="--replay-day-minutes needs --replay-sessions"):
+        build_settings(resolved(["--replay", "--replay-day-minutes", "10"]))

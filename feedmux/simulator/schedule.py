@@ -1,0 +1,383 @@
+"""The replay server's trading day (``feedmux replay --sessions``): which trades the synthetic
+market makes in any span of simulated time, following each market's sessions, and the clock
+that plays the day in compressed wall time. Pure: a ``Sessions``, the codes and simulated
+instants in, ``Event``s out; no sockets, no wall clock (the server passes its times in).
+
+The simulated day runs from ``LEAD_NS`` before the first session of the universe's markets
+(auctions and pre-market included) to the end of the last one (after-hours included):
+09:10-15:30 for A-shares. What each subscribed code gets, by its own market's phase (stamps
+are exchange times):
+
+- opening auction: one trade at the match, all codes at once (a burst): A-shares 09:25:00,
+  Hong Kong 09:20:00 (the end of its no-cancellation period);
+- continuous: one trade per code at the start of every minute, so every code that is fed has
+  every one-minute bar; between them, trades of random codes at ``rate`` per *wall* second
+  (a compressed day costs no more CPU than a real one), at random instants;
+- closing auction: nothing, then the match, one trade per code at once: A-shares at 15:00:00
+  (the auction's end; bars fold it into the 14:59 bar), Hong Kong at 16:08:00 (12:08:00 on a
+  half day), within its auction;
+- after-hours and pre-market: only the codes that trade then (STAR 688xxx.SH, ChiNext
+  300/301xxx.SZ, every BJ code; every US code): one trade each at the segment's start, then
+  random ones at ``EXTENDED_SHARE`` of ``rate``;
+- lunch, closed hours, a holiday: nothing.
+
+A code of no known market (no SH/SZ/BJ/HK/US suffix) is continuous all day, as the sessions
+say. Each code's trades come in time order (a span's events are sorted), so its vendor seq
+grows with its time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import itertools
+import random
+from collections.abc import Collection, Iterable, Mapping
+from operator import itemgetter
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from feedmux.errors import ConfigError
+from feedmux.market.calendar import CALENDAR_OF
+from feedmux.market.day import DEFAULT_ZONE, EXCHANGE_ZONES
+from feedmux.market.sessions import MINUTE_NS, Phase, Rule, Segment, Sessions, market_of
+
+_EPOCH = dt.date(1970, 1, 1)
+LEAD_NS = 5 * MINUTE_NS  # the day starts this long before its first session
+EXTENDED_SHARE = 0.1  # random trades after hours and pre-market: this share of the rate
+# Each calendar's auction matches, from the end of the auction's segment.
+OPEN_MATCH_NS = {"CN": -5 * MINUTE_NS, "HK": -10 * MINUTE_NS}
+CLOSE_MATCH_NS = {"CN": 0, "HK": -2 * MINUTE_NS}
+FED = frozenset({Phase.OPENING_AUCTION, Phase.CONTINUOUS, Phase.CLOSING_AUCTION,
+                 Phase.PRE_MARKET, Phase.AFTER_HOURS})  # fmt: skip
+EXTENDED = frozenset({Phase.PRE_MARKET, Phase.AFTER_HOURS})
+ANY = ""  # the market of codes of no known market: continuous all day
+MARKET_ORDER = ("SH", "SZ", "BJ", "HK", "US")  # whose calendar and clock come first
+DEFAULT_DAY_SEARCH = 31  # days back to look for the latest trading day
+
+
+class Event(NamedTuple):
+    """One trade to make: ``code`` at ``time_ns`` (ns UTC, whole milliseconds)."""
+
+    time_ns: int
+    code: str
+    phase: Phase  # its market's phase (the closing match: closing_auction)
+
+
+class Round(NamedTuple):
+    """One trade for every code of ``market`` (after hours: every code that trades then)."""
+
+    time_ns: int
+    market: str
+    phase: Phase
+
+
+class Span(NamedTuple):
+    """Simulated time in which each listed market keeps one phase with random trades."""
+
+    start_ns: int
+    end_ns: int
+    phases: tuple[tuple[str, Phase], ...]
+
+
+def trades_extended(code: str) -> bool:
+    """Whether ``code`` trades after hours (or pre-market): STAR, ChiNext, BJ; US codes."""
+    market = market_of(code)
+    number = code.rpartition(".")[0]
+    return (market in ("US", "BJ") or (market == "SH" and number.startswith("688"))
+            or (market == "SZ" and number.startswith(("300", "301"))))  # fmt: skip
+
+
+def day_number(date: dt.date) -> int:
+    return (date - _EPOCH).days
+
+
+def _zone(markets: Iterable[str]) -> ZoneInfo:
+    """The clock of the universe's first market (A-shares first)."""
+    present = set(markets)
+    first = next((m for m in MARKET_ORDER if m in present), "")
+    return ZoneInfo(EXCHANGE_ZONES.get(first, DEFAULT_ZONE))
+
+
+def _calendar(markets: Iterable[str]) -> str:
+    present = set(markets)
+    first = next((m for m in MARKET_ORDER if m in present), "SH")
+    return CALENDAR_OF[first]
+
+
+def latest_trading_day(sessions: Sessions, markets: Iterable[str], today: dt.date) -> dt.date:
+    """The most recent trading day up to ``today`` of the A-share calendar (of the first
+    market of ``markets`` in MARKET_ORDER, if it has no A-shares)."""
+    calendar = _calendar(markets)
+    for back in range(DEFAULT_DAY_SEARCH):
+        date = today - dt.timedelta(days=back)
+        if sessions.calendars.hours(calendar, day_number(date)) is not None:
+            return date
+    raise ConfigError(f"no trading day of the {calendar} calendar in the {DEFAULT_DAY_SEARCH} "
+                      f"days up to {today}: give the session date")  # fmt: skip
+
+
+class Day:
+    """One simulated day of some markets: its window, each market's fed segments, the rounds
+    (instants at which every code of a market trades once) and the spans of random trades."""
+
+    def __init__(self, sessions: Sessions, date: dt.date, markets: Iterable[str]) -> None:
+        self.date = date
+        markets = set(markets)
+        known = [m for m in MARKET_ORDER if m in markets]
+        if not known:
+            raise ConfigError("a simulated trading day needs codes of a market with hours "
+                              f"({', '.join(MARKET_ORDER)})")  # fmt: skip
+        number = day_number(date)
+        segments: dict[str, list[Segment]] = {
+            m: [s for s in sessions.day(m, number) if s.phase in FED] for m in known
+        }
+        fed = [s for found in segments.values() for s in found]
+        if not fed:
+            raise ConfigError(f"session date {date} is not a trading day of {', '.join(known)}: "
+                              "give a trading day")  # fmt: skip
+        self.start_ns = min(s.start_ns for s in fed) - LEAD_NS
+        self.end_ns = max(s.end_ns for s in fed)
+        self.closed = [m for m in known if not segments[m]]  # markets on holiday that day
+        if markets - set(known):
+            segments[ANY] = [Segment(self.start_ns, self.end_ns, Phase.CONTINUOUS, Rule.OWN)]
+        self.segments = segments
+        self.zone = _zone(markets)
+        self.rounds = sorted(self._rounds())
+        self._round_times = [r.time_ns for r in self.rounds]
+        self.spans = self._spans()
+        self._span_starts = [s.start_ns for s in self.spans]
+
+    def _rounds(self) -> Iterable[Round]:
+        for market, found in self.segments.items():
+            calendar = CALENDAR_OF.get(market, "")
+            for s in found:
+                if s.phase == Phase.OPENING_AUCTION:
+                    yield Round(s.end_ns + OPEN_MATCH_NS[calendar], market, s.phase)
+                elif s.phase == Phase.CLOSING_AUCTION:
+                    yield Round(s.end_ns + CLOSE_MATCH_NS[calendar], market, s.phase)
+                elif s.phase == Phase.CONTINUOUS:
+                    first = -(-s.start_ns // MINUTE_NS) * MINUTE_NS
+                    for minute in range(first, s.end_ns, MINUTE_NS):
+                        yield Round(minute, market, s.phase)
+                else:  # pre-market, after-hours: once at the start
+                    yield Round(s.start_ns, market, s.phase)
+
+    def _spans(self) -> list[Span]:
+        random_fed = [(m, s) for m, found in self.segments.items() for s in found
+                      if s.phase == Phase.CONTINUOUS or s.phase in EXTENDED]  # fmt: skip
+        cuts = sorted({t for _, s in random_fed for t in (s.start_ns, s.end_ns)})
+        spans = []
+        for start, end in itertools.pairwise(cuts):
+            phases = tuple((m, s.phase) for m, s in random_fed
+                           if s.start_ns <= start and end <= s.end_ns)  # fmt: skip
+            if phases:
+                spans.append(Span(start, end, phases))
+        return spans
+
+    def rounds_in(self, start_ns: int, end_ns: int) -> list[Round]:
+        lo = bisect.bisect_left(self._round_times, start_ns)
+        hi = bisect.bisect_left(self._round_times, end_ns)
+        return self.rounds[lo:hi]
+
+    def spans_in(self, start_ns: int, end_ns: int) -> Iterable[tuple[int, Span]]:
+        index = max(0, bisect.bisect_right(self._span_starts, start_ns) - 1)
+        while index < len(self.spans) and self.spans[index].start_ns < end_ns:
+            if self.spans[index].end_ns > start_ns:
+                yield index, self.spans[index]
+            index += 1
+
+    def phase(self, market: str, time_ns: int) -> Phase:
+        """``market``'s phase at ``time_ns`` (closed outside its fed segments)."""
+        for s in self.segments.get(market, ()):
+            if s.start_ns <= time_ns < s.end_ns:
+                return s.phase
+        return Phase.CLOSED if market not in self.closed else Phase.HOLIDAY
+
+    def at(self, text: str, what: str) -> int:
+        """ns UTC of a local ``HH:MM[:SS]`` on this day, by the universe's first market."""
+        return _local_ns(self.date, text, self.zone, what)
+
+
+def _local_ns(date: dt.date, text: str, zone: ZoneInfo, what: str) -> int:
+    for form in ("%H:%M", "%H:%M:%S"):
+        try:
+            clock = dt.datetime.strptime(text, form).time()
+        except ValueError:
+            continue
+        return int(dt.datetime.combine(date, clock, zone).timestamp()) * 10**9
+    raise ConfigError(f"{what}: {text!r} is not HH:MM or HH:MM:SS")
+
+
+def parse_mutes(entries: Iterable[str], date: dt.date, codes: Collection[str]) -> dict[str, int]:
+    """``CODE@HH:MM[:SS]`` (its exchange's time on ``date``) as {code: ns UTC}."""
+    out: dict[str, int] = {}
+    for entry in entries:
+        code, at, clock = entry.partition("@")
+        code = code.strip().upper()
+        if not at or not code:
+            raise ConfigError(f"mute {entry!r}: give CODE@HH:MM, e.g. 600519.SH@10:30")
+        if code not in codes:
+            raise ConfigError(f"mute {entry!r}: {code} is not in the server's codes")
+        zone = ZoneInfo(EXCHANGE_ZONES.get(market_of(code), DEFAULT_ZONE))
+        out[code] = _local_ns(date, clock.strip(), zone, f"mute {entry!r}")
+    return out
+
+
+class Clock(NamedTuple):
+    """Simulated time from wall time: ``start_ns`` when the feed starts, then ``factor``
+    simulated seconds per wall second."""
+
+    start_ns: int
+    factor: float
+
+    def at(self, wall_s: float) -> int:
+        """The simulated time ``wall_s`` wall seconds after the feed's start."""
+        return self.start_ns + int(wall_s * self.factor * 1e9)
+
+
+def clock_of(day: Day, day_minutes: float | None, start: str = "") -> Clock:
+    """The day played in ``day_minutes`` wall minutes (None: real time), from its start or
+    from the local ``start`` (HH:MM[:SS])."""
+    factor = 1.0
+    if day_minutes is not None:
+        factor = (day.end_ns - day.start_ns) / (day_minutes * 60e9)
+    start_ns = day.start_ns
+    if start:
+        start_ns = day.at(start, "session start")
+        if not day.start_ns <= start_ns < day.end_ns:
+            zone = day.zone
+            first, last = (dt.datetime.fromtimestamp(t / 1e9, zone).strftime("%H:%M")
+                           for t in (day.start_ns, day.end_ns))  # fmt: skip
+            raise ConfigError(f"session start {start} is outside the simulated day "
+                              f"({first}-{last} {zone.key})")  # fmt: skip
+    return Clock(start_ns, factor)
+
+
+class Schedule:
+    """What the market sends in each span of simulated time, for the codes subscribed then;
+    a muted code's trades are withheld from its instant on, and counted."""
+
+    def __init__(self, day: Day, rate: float, factor: float,
+                 mutes: Mapping[str, int] | None = None, seed: int = 7) -> None:  # fmt: skip
+        self.day = day
+        self.rate = rate
+        self.factor = factor
+        self.mutes = dict(mutes or {})
+        self.muted: dict[str, int] = {}  # trades withheld, by code
+        self._rng = random.Random(seed)
+        self._source: Collection[str] | None = None
+        self._codes: dict[str, list[str]] = {}  # by market
+        self._extended: dict[str, list[str]] = {}  # by market: those trading after hours
+        self._pools: dict[int, tuple[list[tuple[str, Phase]], list[tuple[str, Phase]]]] = {}
+        self._carry = [0.0, 0.0]  # random trades due but not made yet: continuous, extended
+
+    def _group(self, codes: Collection[str]) -> None:
+        self._source = codes
+        self._codes, self._extended, self._pools = {}, {}, {}
+        for code in sorted(codes):
+            market = market_of(code)
+            market = market if market in CALENDAR_OF else ANY
+            if market not in self.day.segments:
+                continue  # a market the day was not planned for: it never trades
+            self._codes.setdefault(market, []).append(code)
+            if trades_extended(code):
+                self._extended.setdefault(market, []).append(code)
+
+    def _pool(self, index: int, span: Span) -> tuple[list[tuple[str, Phase]], ...]:
+        """The codes of random trades in a span: continuous, extended."""
+        pool = self._pools.get(index)
+        if pool is None:
+            regular: list[tuple[str, Phase]] = []
+            extended: list[tuple[str, Phase]] = []
+            for market, phase in span.phases:
+                if phase in EXTENDED:
+                    extended += ((c, phase) for c in self._extended.get(market, ()))
+                else:
+                    regular += ((c, phase) for c in self._codes.get(market, ()))
+            pool = self._pools[index] = (regular, extended)
+        return pool
+
+    def events(self, start_ns: int, end_ns: int, codes: Collection[str]) -> list[Event]:
+        """The trades of ``[start_ns, end_ns)`` for ``codes``, in time order (muted ones
+        left out and counted). The random ones are as many as ``rate`` asks for the wall time
+        the span takes (a fraction is carried to the next call)."""
+        if codes is not self._source:
+            self._group(codes)
+        out: list[Event] = []
+        for r in self.day.rounds_in(start_ns, end_ns):
+            group = self._extended if r.phase in EXTENDED else self._codes
+            out += (Event(r.time_ns, code, r.phase) for code in group.get(r.market, ()))
+        rounds = len(out)
+        for index, span in self.day.spans_in(start_ns, end_ns):
+            low, high = max(start_ns, span.start_ns), min(end_ns, span.end_ns)
+            wall_s = (high - low) / self.factor / 1e9
+            regular, extended = self._pool(index, span)
+            out += self._random(0, regular, wall_s * self.rate, low, high)
+            out += self._random(1, extended, wall_s * self.rate * EXTENDED_SHARE, low, high)
+        if len(out) > rounds:
+            out.sort(key=itemgetter(0))
+        return self._unmuted(out) if self.mutes else out
+
+    def _random(self, kind: int, pool: list[tuple[str, Phase]], due: float, low: int,
+                high: int) -> list[Event]:  # fmt: skip
+        """``due`` more random trades of ``pool``'s codes (``kind``: which carry) within
+        ``[low, high)``, in whole milliseconds."""
+        if not pool:
+            self._carry[kind] = 0.0  # nothing is made up for time nobody could trade in
+            return []
+        first_ms, end_ms = -(-low // 1_000_000), -(-high // 1_000_000)
+        self._carry[kind] += due
+        count = int(self._carry[kind])
+        if count <= 0 or end_ms <= first_ms:
+            return []  # under a millisecond: due later
+        self._carry[kind] -= count
+        rng = self._rng
+        return [Event(rng.randrange(first_ms, end_ms) * 1_000_000, code, phase)
+                for code, phase in rng.choices(pool, k=count)]  # fmt: skip
+
+    def _unmuted(self, events: list[Event]) -> list[Event]:
+        mutes, muted = self.mutes, self.muted
+        kept = []
+        for event in events:
+            since = mutes.get(event.code)
+            if since is not None and event.time_ns >= since:
+                muted[event.code] = muted.get(event.code, 0) + 1
+            else:
+                kept.append(event)
+        return kept
+
+    def phases(self, time_ns: int) -> dict[str, Phase]:
+        """Each market's phase at ``time_ns`` (for the report)."""
+        return {m or "other": self.day.phase(m, time_ns) for m in self.day.segments}
+
+
+class Plan(NamedTuple):
+    """What ``--sessions`` plays: the day, its clock, and the mutes."""
+
+    day: Day
+    clock: Clock
+    mutes: dict[str, int]
+
+    def schedule(self, rate: float, seed: int) -> Schedule:
+        return Schedule(self.day, rate, self.clock.factor, self.mutes, seed)
+
+
+def plan(sessions: Sessions, codes: Collection[str], date: dt.date, *,
+         day_minutes: float | None = None, start: str = "",
+         mutes: Iterable[str] = ()) -> Plan:  # fmt: skip
+    """The simulated day of ``codes``' markets on ``date``, checked (a ConfigError says what
+    is wrong: not a trading day, a start outside it, a bad mute)."""
+    day = Day(sessions, date, {market_of(c) for c in codes})
+    return Plan(day, clock_of(day, day_minutes, start), parse_mutes(mutes, date, codes))
+
+
+def session_date(text: str, sessions: Sessions, codes: Collection[str],
+                 today: dt.date) -> dt.date:  # fmt: skip
+    """``--session-date`` (YYYY-MM-DD), or the latest trading day up to ``today``."""
+    if not text:
+        return latest_trading_day(sessions, {market_of(c) for c in codes}, today)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"session date {text!r} is not a date (YYYY-MM-DD)") from None
