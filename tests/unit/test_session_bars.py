@@ -14,6 +14,7 @@ from feedmux.market.calendar import Calendars
 from feedmux.market.sessions import MINUTE_NS, BarSlots, Sessions
 from feedmux.model import Bar, Tick
 from feedmux.shard.bars import BarBuilder
+from tests.a_share_bars import a_share_bars
 from tests.conftest import FakeClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -72,38 +73,9 @@ def built(ticks: list[Tick], slots: BarSlots, label_ns: int) -> dict[tuple[str, 
 
 
 def expected(ticks: list[Tick], label: str) -> pd.DataFrame:
-    """The convention, in pandas: the 09:25 auction in the first bar, the lunch print in the
-    11:30 bar, the 15:00 auction print in the 15:00 bar (end labels), a flat bar for a quiet
-    minute, nothing after hours; 240 bars a code."""
     df = pd.DataFrame([(t.code, t.time_ns, t.price, t.volume, t.turnover) for t in ticks],
                       columns=["code", "time", "price", "volume", "turnover"])  # fmt: skip
-    local = pd.to_datetime(df["time"], utc=True).dt.tz_convert(SHANGHAI)
-    clock = local.dt.strftime("%H:%M:%S")
-    end = local.dt.floor("min") + pd.Timedelta(minutes=1)
-    end = end.where(clock >= "09:30:00", local.dt.normalize() + pd.Timedelta("09:31:00"))
-    end = end.where(~clock.between("11:30:00", "12:59:59"),
-                    local.dt.normalize() + pd.Timedelta("11:30:00"))  # fmt: skip
-    end = end.where(~clock.between("15:00:00", "15:04:59"),
-                    local.dt.normalize() + pd.Timedelta("15:00:00"))  # fmt: skip
-    df["minute"] = end
-    df = df[clock < "15:05:00"]
-    grid = pd.date_range(f"{DAY} 09:31", f"{DAY} 11:30", freq="min", tz=SHANGHAI).append(
-        pd.date_range(f"{DAY} 13:01", f"{DAY} 15:00", freq="min", tz=SHANGHAI)
-    )
-    bars = (df.groupby(["code", "minute"])
-            .agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
-                 close=("price", "last"), volume=("volume", "sum"),
-                 turnover=("turnover", "sum"), count=("price", "size")))  # fmt: skip
-    full = bars.reindex(pd.MultiIndex.from_product([sorted(CODES), grid], names=bars.index.names))
-    full["close"] = full.groupby(level="code")["close"].ffill()
-    for column in ("open", "high", "low"):
-        full[column] = full[column].fillna(full["close"])
-    full = full.fillna({"volume": 0.0, "turnover": 0.0, "count": 0}).astype({"count": "int64"})
-    full = full.reset_index()
-    if label == "start":
-        full["minute"] -= pd.Timedelta(minutes=1)
-    full["minute"] = full["minute"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64")
-    return full.sort_values(["code", "minute"]).reset_index(drop=True)
+    return a_share_bars(df, DAY, label)
 
 
 @pytest.mark.parametrize("label", ["end", "start"])
@@ -162,3 +134,27 @@ def test_a_us_code_has_bars_only_in_minutes_it_traded(sessions: Sessions) -> Non
     builder.add(Tick("AAPL.US", 1, start * 10**9, 0, 1.0, 1.0, 1.0, 1))
     clock.advance(600)
     assert len(builder.due()) == 1
+
+
+def test_the_readme_s_example_day(sessions: Sessions) -> None:
+    """README, Market hours: the example table of an A-share day, end labels."""
+    trades = [("09:25:00", 10.00), ("09:30:12", 10.02), ("11:30:00.3", 10.10),
+              ("14:56:40", 10.20), ("15:00:01", 10.25), ("15:10:00", 10.25)]  # fmt: skip
+    ticks = [Tick("688981.SH", i, at(clock), 0, price, 100.0, price * 100, 1)
+             for i, (clock, price) in enumerate(trades, 1)]  # fmt: skip
+    bars = {b.minute_ns: b for b in built(ticks, BarSlots(sessions), MINUTE_NS).values()}
+    assert len(bars) == 240
+    first, lunch = bars[at("09:31:00")], bars[at("11:30:00")]
+    assert (first.open, first.close, first.count) == (10.00, 10.02, 2)
+    assert (lunch.open, lunch.close, lunch.count) == (10.10, 10.10, 1)
+    assert bars[at("14:57:00")].close == 10.20
+    for quiet in ("14:58:00", "14:59:00"):
+        assert (bars[at(quiet)].close, bars[at(quiet)].volume) == (10.20, 0.0)
+    last = bars[at("15:00:00")]
+    assert (last.open, last.close, last.count) == (10.25, 10.25, 1)
+    assert at("15:11:00") not in bars
+    clock = FakeClock(ticks[0].time_ns)  # with --bars-extended: the after-hours trade's bar
+    builder = BarBuilder(clock, slots=BarSlots(sessions, extended=True), label_ns=MINUTE_NS)
+    out = [bar for tick in ticks for bar in builder.add(tick)]
+    clock.now = at("16:00:00")
+    assert at("15:11:00") in {b.minute_ns for b in [*out, *builder.due()]}
