@@ -236,6 +236,7 @@ class BarSlots:
         self.sessions = sessions
         self.extended = extended
         self._market: dict[str, str] = {}
+        self._held: dict[tuple[str, int], int] = {}
 
     def slot(self, code: str, time_ns: int) -> int | None:
         if self.sessions is None:
@@ -250,6 +251,27 @@ class BarSlots:
         if rule in (Rule.NEXT, Rule.PREVIOUS):
             return segment.target_ns if segment.target_ns >= 0 else None
         return None
+
+    def held_until(self, code: str, minute_ns: int) -> int:
+        """Until when ticks may still fold into the bar starting at ``minute_ns`` (ns UTC): the
+        end of the lunch break or closing auction right after it; 0 for any other bar."""
+        if self.sessions is None:
+            return 0
+        market = self._market.get(code)
+        if market is None:
+            market = self._market[code] = market_of(code)
+        key = (market, minute_ns)
+        held = self._held.get(key)
+        if held is None:
+            held = 0
+            segment = self.sessions.segment(market, minute_ns)
+            if segment.rule == Rule.OWN and minute_ns + MINUTE_NS == segment.end_ns:
+                after = self.sessions.segment(market, segment.end_ns)
+                held = after.end_ns if after.rule == Rule.PREVIOUS else 0
+            if len(self._held) > 4096:  # a day has a few such bars a market: keep them few
+                self._held.clear()
+            self._held[key] = held
+        return held
 
     def next_slot(self, code: str, minute_ns: int) -> int | None:
         """The regular bar after the one starting at ``minute_ns``, on the same day, where the

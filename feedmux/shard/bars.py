@@ -62,6 +62,7 @@ class BarBuilder:
         self._clock = clock  # wall clock, ns UTC
         slots = slots or BarSlots(None)
         self._slot, self._next_slot = slots.slot, slots.next_slot
+        self._held_until = slots.held_until
         self.label_ns = label_ns
         self.grace_ns = grace_ns
         self.keep_ns = keep_minutes * MINUTE_NS
@@ -125,16 +126,37 @@ class BarBuilder:
         return out
 
     def _late(self, tick: Tick, minute: int, newest: int) -> list[Bar]:
-        if newest - minute > self.keep_ns or minute < self._purged_to:  # its bar is forgotten
-            self.too_late += 1
+        key = (tick.code, minute)
+        bar = self._closed.get(key)  # kept for keep_minutes, or while a segment folds into it
+        if bar is None and (newest - minute > self.keep_ns or minute < self._purged_to):
+            self.too_late += 1  # its bar is forgotten
             return []
         self.late += 1
-        bar = self._closed.get((tick.code, minute))
         if bar is None or not bar.count:  # no tick in that minute until now
-            bar = self._closed[(tick.code, minute)] = new_bar(tick, minute)
+            bar = self._closed[key] = new_bar(tick, minute)
         else:
             bar.add(tick)
-        return self._out([bar])
+        return self._out([bar, *self._repriced(bar)])
+
+    def _repriced(self, bar: Bar) -> list[Bar]:
+        """The flat bars right after an amended one, at its close (they carried the old one);
+        the closed ones among them, to store and publish again."""
+        code, price = bar.code, bar.close
+        out = []
+        minute = self._next_slot(code, bar.minute_ns)
+        while minute is not None:
+            current = self._open.get(code)
+            if current is not None and current.minute_ns == minute:
+                if not current.count and current.close != price:
+                    self._open[code] = flat_bar(code, minute, price)
+                break
+            later = self._closed.get((code, minute))
+            if later is None or later.count or later.close == price:
+                break
+            flat = self._closed[(code, minute)] = flat_bar(code, minute, price)
+            out.append(flat)
+            minute = self._next_slot(code, minute)
+        return out
 
     def due(self) -> list[Bar]:
         """Open bars whose minute ended ``grace_ns`` ago or more: closed now. A code whose
@@ -160,7 +182,8 @@ class BarBuilder:
         if horizon - horizon % MINUTE_NS > self._purged_to:  # bars expire a minute at a time
             self._purged_to = horizon - horizon % MINUTE_NS
             for key in [k for k in self._closed if k[1] < self._purged_to]:
-                del self._closed[key]
+                if self._held_until(*key) + self.keep_ns <= now:  # no segment folds into it
+                    del self._closed[key]
         return self._out(done)
 
     def now(self) -> int:

@@ -158,3 +158,58 @@ def test_the_readme_s_example_day(sessions: Sessions) -> None:
     out = [bar for tick in ticks for bar in builder.add(tick)]
     clock.now = at("16:00:00")
     assert at("15:11:00") in {b.minute_ns for b in [*out, *builder.due()]}
+
+
+def _trade(code: str, clock: str, price: float, seq: int, day: str = DAY) -> Tick:
+    zone = ZoneInfo("Asia/Hong_Kong") if code.endswith(".HK") else SHANGHAI
+    local = dt.datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=zone)
+    time_ns = int(local.timestamp() * 10**9)
+    return Tick(code, seq, time_ns, 0, price, 100.0, price * 100, 1)
+
+
+def _live(sessions: Sessions, ticks: list[Tick], until: int) -> dict[tuple[str, int], Bar]:
+    """A live feed, the timer running before each tick; the last version of each bar."""
+    clock = FakeClock(ticks[0].time_ns)
+    builder = BarBuilder(clock, slots=BarSlots(sessions), label_ns=MINUTE_NS)
+    out: dict[tuple[str, int], Bar] = {}
+    for tick in ticks:
+        clock.now = max(clock.now, tick.time_ns)
+        for bar in [*builder.due(), *builder.add(tick)]:
+            out[(bar.code, bar.minute_ns)] = bar
+    clock.now = until
+    for bar in builder.due():
+        out[(bar.code, bar.minute_ns)] = bar
+    assert builder.too_late == 0
+    return out
+
+
+def test_a_lunch_print_after_the_morning_s_last_bar_closed_still_amends_it(
+    sessions: Sessions,
+) -> None:
+    ticks = [_trade("600519.SH", "11:29:30", 10.0, 1), _trade("000001.SZ", "11:30:03", 5.0, 1),
+             _trade("600519.SH", "11:30:04", 10.5, 2)]  # fmt: skip
+    bars = _live(sessions, ticks, at("13:30:00"))
+    last = bars[("600519.SH", at("11:30:00"))]
+    assert (last.close, last.volume, last.count) == (10.5, 200.0, 2)
+
+
+def test_hong_kong_s_closing_auction_print_closes_the_last_bar(sessions: Sessions) -> None:
+    ticks = [_trade("700.HK", "15:59:30", 400.0, 1), _trade("700.HK", "16:08:12", 402.0, 2)]
+    bars = _live(sessions, ticks, ticks[-1].time_ns + 3600 * 10**9)
+    last = bars[("700.HK", ticks[0].time_ns - 30 * 10**9 + MINUTE_NS)]
+    assert (last.close, last.volume, last.count) == (402.0, 200.0, 2)
+
+
+def test_a_late_trade_in_a_flat_minute_reprices_the_flat_bars_after_it(sessions: Sessions) -> None:
+    clock = FakeClock(at("10:00:10"))
+    builder = BarBuilder(clock, slots=BarSlots(sessions), label_ns=MINUTE_NS)
+    out: dict[int, Bar] = {}
+    builder.add(_trade("600519.SH", "10:00:10", 8.0, 1))
+    clock.now = at("10:03:30")
+    out.update((b.minute_ns, b) for b in builder.due())  # 10:01, 10:02 closed; flat at 8.0
+    out.update((b.minute_ns, b) for b in builder.add(_trade("600519.SH", "10:01:30", 9.0, 2)))
+    clock.now = at("10:08:30")  # (the late trade was the newest: the data clock went back)
+    out.update((b.minute_ns, b) for b in builder.due())
+    assert [(out[at(m)].close, out[at(m)].count) for m in ("10:02:00", "10:03:00", "10:04:00",
+                                                          "10:05:00")] == [  # fmt: skip
+        (9.0, 1), (9.0, 0), (9.0, 0), (9.0, 0)]
