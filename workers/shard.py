@@ -95,8 +95,8 @@ def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
     except FeedmuxError as exc:
         log.warning("cannot restore the snapshot from %s: %s", shown, exc)
         ticks, books = [], []
-    state.restore([t for t in ticks if mine(t.code)], [b for b in books if mine(b.code)],
-                  restarted=restarted)  # fmt: skip
+    own = [t for t in ticks if mine(t.code)]
+    state.restore(own, [b for b in books if mine(b.code)], restarted=restarted)
     try:
         newest = max((t.time_ns for t in ticks), default=0)  # the data's time, not the clock's
         recent = store.recent_ticks(newest - BAR_REBUILD_NS) if newest else []
@@ -104,7 +104,7 @@ def restore(state: ShardState, lanes: Lanes, settings: Settings, shard: int,
         log.warning("cannot rebuild recent bars from %s: %s", shown, exc)
         recent = []
     # Bars that closed while the shard was down: stored, not published.
-    lanes.bars.add(state.restore_bars([t for t in recent if mine(t.code)]))
+    lanes.bars.add(state.restore_bars([t for t in recent if mine(t.code)], own))
 
 
 def store_stats(target: Target[Any]) -> StoreStats:

@@ -37,6 +37,7 @@ from collections.abc import Callable
 import msgspec
 
 from feedmux.identity import ResendFilter, identity
+from feedmux.market.day import trading_day
 from feedmux.market.sessions import MINUTE_NS, BarSlots
 from feedmux.model import Bar, Tick
 
@@ -198,12 +199,31 @@ class BarBuilder:
         self._newest.clear()
         return self._out(bars)
 
-    def restore(self, ticks: list[Tick]) -> list[Bar]:
+    def restore(self, ticks: list[Tick], latest: list[Tick] | None = None) -> list[Bar]:
         """Rebuild the recent bars from stored ticks (after a restart); the bars that closed
-        meanwhile (to store again: stores upsert)."""
+        meanwhile (to store again: stores upsert). ``latest``: each code's last stored tick,
+        so a code quiet since before those ticks has its flat bars again."""
         seen = ResendFilter()  # a store may hand over a tick twice (SQLite: before a merge)
         for tick in sorted(ticks, key=identity):
             if seen.is_new(tick):
                 self.add(tick)
+        self._resume([t for t in latest or [] if t.code not in self._newest])
         self.late = self.too_late = self.outside = 0
         return self.due()
+
+    def _resume(self, latest: list[Tick]) -> None:
+        """Open a flat bar after each code's last trade, where that trade is of the newest
+        trading day among them (an older day's bars are all stored)."""
+        if not latest:
+            return
+        newest = max(t.time_ns for t in latest)
+        for tick in latest:
+            if trading_day(tick.time_ns, tick.code) != trading_day(newest, tick.code):
+                continue
+            minute = self._slot(tick.code, tick.time_ns)
+            after = None if minute is None else self._next_slot(tick.code, minute)
+            if after is not None:
+                self._open[tick.code] = flat_bar(tick.code, after, tick.price)
+                self._newest[tick.code] = after
+        if newest > self._data_ns:
+            self._data_ns, self._seen_ns = newest, self._clock()

@@ -276,9 +276,10 @@ class ShardState:
         """Every open bar, at shutdown."""
         return self._bars_out(self.bars.close_all(), Output())
 
-    def restore_bars(self, ticks: list[Tick]) -> list[Bar]:
-        """Rebuild the recent bars from stored ticks; the ones that closed meanwhile."""
-        return self.bars.restore(ticks)
+    def restore_bars(self, ticks: list[Tick], latest: list[Tick] | None = None) -> list[Bar]:
+        """Rebuild the recent bars from stored ticks (``latest``: each code's last one, for
+        its flat bars); the ones that closed meanwhile."""
+        return self.bars.restore(ticks, latest)
 
     def _take(self, in_ticks: list[Tick], in_books: list[Depth]) -> Output:
         if in_ticks:  # its oldest tick: how long the receiver and the bus took

@@ -210,6 +210,25 @@ def test_a_late_trade_in_a_flat_minute_reprices_the_flat_bars_after_it(sessions:
     out.update((b.minute_ns, b) for b in builder.add(_trade("600519.SH", "10:01:30", 9.0, 2)))
     clock.now = at("10:08:30")  # (the late trade was the newest: the data clock went back)
     out.update((b.minute_ns, b) for b in builder.due())
-    assert [(out[at(m)].close, out[at(m)].count) for m in ("10:02:00", "10:03:00", "10:04:00",
-                                                          "10:05:00")] == [  # fmt: skip
-        (9.0, 1), (9.0, 0), (9.0, 0), (9.0, 0)]
+    labels = ("10:02:00", "10:03:00", "10:04:00", "10:05:00")
+    got = [(out[at(m)].close, out[at(m)].count) for m in labels]
+    assert got == [(9.0, 1), (9.0, 0), (9.0, 0), (9.0, 0)]
+
+
+def test_after_a_restart_a_quiet_code_s_flat_bars_go_on_from_its_last_trade(
+    sessions: Sessions,
+) -> None:
+    last = _trade("600000.SH", "10:00:10", 8.0, 1)
+    clock = FakeClock(at("10:30:00"))  # the shard restarts at 10:30; no tick since 10:00:10
+    builder = BarBuilder(clock, slots=BarSlots(sessions), label_ns=MINUTE_NS)
+    out = {b.minute_ns: b for b in builder.restore([], [last])}
+    out.update((b.minute_ns, b) for b in builder.add(_trade("600000.SH", "10:56:20", 8.5, 2)))
+    minutes = [at(f"10:{m:02d}:00") for m in range(2, 57)]  # 10:02 ... 10:56, end labels
+    assert sorted(out) == minutes
+    assert {(out[m].close, out[m].count) for m in minutes} == {(8.0, 0)}
+    yesterday = _trade("600001.SH", "10:00:10", 8.0, 1, day="2026-12-01")  # its bars are stored
+    clock = FakeClock(at("10:30:00"))
+    builder = BarBuilder(clock, slots=BarSlots(sessions))
+    builder.restore([], [last, yesterday])
+    clock.advance(300)
+    assert {b.code for b in builder.due()} == {"600000.SH"}
