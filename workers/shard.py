@@ -52,7 +52,7 @@ def bar_builder(settings: Settings) -> BarBuilder:
         load_sessions(settings.calendar_file) if settings.bar_sessions == "exchange" else None
     )
     return BarBuilder(time.time_ns, slots=BarSlots(sessions, settings.bars_extended),
-                      label_ns=MINUTE_NS if settings.bar_label == "end" else 0)  # fmt: skip
+                      label_ns=0 if settings.bar_label == "start" else MINUTE_NS)  # fmt: skip
 
 
 def log_news(state: ShardState, logged: dict[str, int], log: logging.Logger) -> None:

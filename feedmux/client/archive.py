@@ -27,7 +27,7 @@ from feedmux.client.query import Filters, shard_files, shard_rows
 from feedmux.errors import StoreError
 from feedmux.market.day import DAY_NS, trading_days
 from feedmux.market.sessions import MINUTE_NS
-from feedmux.shard.stores.migrate import stored_bar_label
+from feedmux.shard.stores.labels import stored_bar_label
 from feedmux.shard.stores.sqlite import TICKS_DIR
 
 EXCHANGE_TZ = "Asia/Shanghai"

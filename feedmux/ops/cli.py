@@ -214,7 +214,8 @@ RUN_SETTINGS = (
     )),
     Section("bars", "market hours and one-minute bars", (
         _run("bar_label", "a bar's time: its end (09:31 is 09:30:00-09:30:59, as A-share tools "
-             "show it; the default) or its start", metavar="end|start"),
+             "show it) or its start (default: the label the stores keep; end for a new "
+             "store)", metavar="end|start"),
         _run("bar_sessions", "exchange: bars follow each market's sessions (auctions folded into "
              "the first and last bars, none at lunch or when closed; the default); none: a bar "
              "for every clock minute with ticks", metavar="exchange|none"),

@@ -119,7 +119,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     silent_after_s: Annotated[float, option("silent-after")] = 60.0  # subscribed, no tick
     # Market hours (feedmux/market): days the calendar library does not know yet, and bars
     calendar_file: str = ""  # TOML [[day]] overrides; "": the library's days only
-    bar_label: Literal["start", "end"] = "end"  # a bar's time: its first minute or its end
+    # a bar's time: its first minute or its end; "": the stores' label (end for a new store)
+    bar_label: Literal["start", "end", ""] = ""
     bar_sessions: Literal["exchange", "none"] = "exchange"  # none: plain clock minutes
     bars_extended: bool = False  # also pre-market and after-hours bars
     request_interval_ms: int = _PACING.request_interval_ns // _MS

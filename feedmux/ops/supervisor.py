@@ -33,7 +33,8 @@ from feedmux.ops.display import open_display
 from feedmux.ops.markets import markets_of
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
 from feedmux.providers.base import EXIT_GAVE_UP
-from feedmux.shard.stores.migrate import check_bar_labels, migrate_stores
+from feedmux.shard.stores.labels import resolve_bar_label
+from feedmux.shard.stores.migrate import migrate_stores
 from feedmux.shard.stores.urls import SQLITE
 from feedmux.stats import RunStats, read_stats
 from feedmux.transports import zmq as zt
@@ -105,7 +106,8 @@ class Supervisor:
         # shards that load it after read the cache in milliseconds.
         self.sessions = load_sessions(settings.calendar_file)
         migrate_stores(settings, self.say)  # before any worker: no start deadline bounds it
-        check_bar_labels(settings)
+        label = resolve_bar_label(settings.store_list(), settings.bar_label)
+        self.settings = settings = msgspec.structs.replace(settings, bar_label=label)
         if settings.nats_urls:  # the stream, once, before the shards publish to it
             jetstream.prepare(settings.nats_urls, jetstream.StreamSpec(
                 settings.nats_stream, settings.nats_prefix, settings.nats_max_age_s,

@@ -231,11 +231,11 @@ def test_postgresql_computes_the_same_trading_day_as_python(pg_url: str) -> None
 
 
 def test_a_postgres_store_records_its_bar_label(pg_url: str) -> None:
-    from feedmux.shard.stores.migrate import check_bar_label  # noqa: PLC0415
+    from feedmux.shard.stores.labels import resolve_bar_label  # noqa: PLC0415
     from feedmux.shard.stores.urls import Store  # noqa: PLC0415
 
     store = Store("postgresql", pg_url)
-    check_bar_label(store, "end")
-    check_bar_label(store, "end")
+    assert resolve_bar_label([store], "") == "end"
+    assert resolve_bar_label([store], "end") == "end"
     with pytest.raises(StoreError, match="keeps bars labelled by their end"):
-        check_bar_label(store, "start")
+        resolve_bar_label([store], "start")

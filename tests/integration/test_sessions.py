@@ -52,7 +52,7 @@ def test_a_compressed_a_share_day_has_its_bars_and_no_silence_at_lunch_or_after_
                   "--replay-day-minutes", "4", "--replay-mute", f"{muted}@10:30",
                   "--replay-rate", "200", "--replay-warmup", "1", "--shards", "8",
                   "--codes", ",".join(codes), "--silent-after", str(SILENT_AFTER_S),
-                  "--bar-sessions", "exchange", "--bar-label", "end",  # the defaults
+                  "--bar-sessions", "exchange", "--bar-label", "end",  # a new store's defaults
                   "--data-dir", str(data_dir), "--display", "plain")  # fmt: skip
     sessions = load_sessions()
     samples: list[tuple[int, Phase, set[str]]] = []  # (data clock, SH phase, silent codes)

@@ -35,63 +35,6 @@ def migrate_stores(settings: Settings, say: Callable[[str], None]) -> None:
         migrate_store(store, say)
 
 
-def check_bar_labels(settings: Settings) -> None:
-    """Each store's bars carry the run's ``--bar-label`` (recorded by its first run)."""
-    for store in settings.store_list():
-        check_bar_label(store, settings.bar_label)
-
-
-def check_bar_label(store: Store, label: str) -> None:
-    """A store keeps one bar label (bars are keyed by code and their time: start- and
-    end-labelled bars of one minute would be two rows). The first run records its label; a
-    store with bars but no record was written before labels existed: by their start."""
-    if store.kind == SQLITE:
-        kept = _sqlite_label(Path(store.location), label)
-    else:
-        from feedmux.shard.stores import postgres  # noqa: PLC0415
-
-        kept = postgres.bar_label(store.location, label)
-    if kept != label:
-        raise StoreError(f"{store.shown} keeps bars labelled by their {kept} (--bar-label "
-                         f"{kept}); this run asks for --bar-label {label}: run with --bar-label "
-                         f"{kept}, or use another store (one minute's bar would be stored "
-                         "twice, under two times)")  # fmt: skip
-
-
-LABEL_FILE = "bar-label"  # beside the shard files: "start" or "end"
-
-
-def stored_bar_label(location: Path) -> str:
-    """The label of a SQLite store's bars: as recorded, else "start" (before labels)."""
-    from feedmux.shard.stores import sqlite  # noqa: PLC0415
-
-    try:
-        return (location / sqlite.TICKS_DIR / LABEL_FILE).read_text().strip() or "start"
-    except OSError:
-        return "start"
-
-
-def _sqlite_label(location: Path, label: str) -> str:
-    from feedmux.shard.stores import sqlite  # noqa: PLC0415
-
-    folder = location / sqlite.TICKS_DIR
-    path = folder / LABEL_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise StoreError(f"cannot read {path}: {e.strerror or e}") from None
-    if any(sqlite.has_bars(f) for f in sorted(folder.glob("shard-*.sqlite"))):
-        label = "start"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(label + "\n")
-    except OSError as e:
-        raise StoreError(f"cannot write {path}: {e.strerror or e}") from None
-    return label
-
-
 def migrate_store(store: Store, say: Callable[[str], None]) -> None:
     if store.kind == SQLITE:
         _migrate_sqlite(store, say)

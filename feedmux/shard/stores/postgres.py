@@ -207,9 +207,9 @@ class PostgresSink:
 META_TABLE = "feedmux_meta"
 
 
-def bar_label(url: str, label: str) -> str:
-    """The label the database's bars carry, recorded in ``feedmux_meta`` by the first run
-    (``label``, or "start" when bars were stored before labels existed)."""
+def bar_label(url: str, record: str | None) -> str | None:
+    """The label of the database's bars as ``feedmux_meta`` records it; "start" for bars
+    stored before labels existed; else ``record``, recorded (None: nothing recorded)."""
     shown = mask_passwords(url)
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
@@ -230,9 +230,10 @@ def bar_label(url: str, label: str) -> str:
                 and exists[0] is not None
                 and conn.execute(f"SELECT 1 FROM {BARS_TABLE} LIMIT 1").fetchone()
             ):
-                label = "start"
-            conn.execute(f"INSERT INTO {META_TABLE} VALUES ('bar_label', %s)", (label,))
-            return label
+                record = "start"
+            if record is not None:
+                conn.execute(f"INSERT INTO {META_TABLE} VALUES ('bar_label', %s)", (record,))
+            return record
     except psycopg.Error as exc:
         raise StoreError(
             f"PostgreSQL {shown}: cannot read or record its bar label: {_reason(exc)}"
