@@ -154,12 +154,13 @@ def _export_bars(data_dir: Path, files: list[Path], day: date, out: Path, *, fmt
     """The day's bars (small: one row per code and minute) as ``out/bars/date=…/``: a bar
     belongs to the trading day of its first minute (an end-labelled bar's time is its end)."""
     sql = "SELECT * FROM {table} WHERE minute_ns >= ? AND minute_ns < ?"
+    label_ns = MINUTE_NS if stored_bar_label(data_dir) == "end" else 0  # by its first minute
     if tz is not None:
-        rows = shard_rows(files, "bars", sql, day_bounds(day, tz))
+        start_ns, end_ns = day_bounds(day, tz)
+        rows = shard_rows(files, "bars", sql, (start_ns + label_ns, end_ns + label_ns))
     else:  # every zone's day lies within a day and a half of UTC's
         start_ns, end_ns = day_bounds(day, "UTC")
         rows = shard_rows(files, "bars", sql, (start_ns - DAY_NS // 2, end_ns + DAY_NS // 2))
-        label_ns = MINUTE_NS if stored_bar_label(data_dir) == "end" else 0
         number = (day - date(1970, 1, 1)).days
         if rows:
             days = trading_days([r[0] for r in rows], np.array([r[1] - label_ns for r in rows]))

@@ -91,6 +91,24 @@ def test_with_a_time_zone_the_day_is_that_calendar_day_for_every_code(tmp_path: 
     assert set(got["code"]) == {"600519.SH", "000001.SZ", "AAPL.US", "300750.SZ"}
 
 
+def test_an_end_labelled_bar_is_in_the_day_of_its_first_minute(tmp_path: Path) -> None:
+    from feedmux import read_bars  # noqa: PLC0415
+    from feedmux.model import Bar  # noqa: PLC0415
+    from feedmux.shard.stores.labels import resolve_bar_label  # noqa: PLC0415
+    from feedmux.shard.stores.urls import SQLITE, Store  # noqa: PLC0415
+
+    _store(tmp_path / "data")
+    resolve_bar_label([Store(SQLITE, str(tmp_path / "data"))], "end")
+    sink = SqliteSink(shard_db_path(tmp_path / "data", 0))
+    midnight = DAY_START_NS + DAY_NS  # 23:59-24:00 in Shanghai, labelled by its end
+    sink.write_bars([Bar("600519.SH", midnight, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1)])
+    sink.close()
+    for args in ((), ("--tz", "Asia/Shanghai")):
+        out = tmp_path / f"archive{len(args)}"
+        _export(tmp_path / "data", out, *args)
+        assert read_bars(out)["minute"].astype("int64").tolist() == [midnight]
+
+
 def test_csv_export_reads_back_the_same(tmp_path: Path) -> None:
     _store(tmp_path / "data")
     _export(tmp_path / "data", tmp_path / "csv", "--format", "csv")

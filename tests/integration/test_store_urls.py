@@ -35,7 +35,7 @@ def test_export_of_a_day_without_ticks_fails_and_writes_no_empty_partition(
     done = _cli("export", "--date", "2026-11-25", "--data-dir", str(tmp_path / "data"),
                 "--out", str(out))  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "feedmux export: error: no ticks on 2026-11-25 (Asia/Shanghai) in" in done.stderr
+    assert "feedmux export: error: no ticks on 2026-11-25 (the trading day) in" in done.stderr
     assert not out.exists()  # no date=2026-11-25 partition to read as "a day without trades"
     assert _cli("export", "--date", "2026-11-24", "--data-dir", str(tmp_path / "data"),
                 "--out", str(out)).returncode == 0  # fmt: skip
