@@ -48,9 +48,9 @@ BAR_REBUILD_NS = 7 * 60 * 10**9  # a restart rebuilds bars from this much stored
 
 def bar_builder(settings: Settings) -> BarBuilder:
     """Bars by the exchanges' sessions (``--bar-sessions``), labelled by ``--bar-label``."""
-    sessions = (
-        load_sessions(settings.calendar_file) if settings.bar_sessions == "exchange" else None
-    )
+    sessions = None
+    if settings.bar_sessions == "exchange":  # the supervisor left the compiled days in the run dir
+        sessions = load_sessions(settings.calendar_file, settings.paths.root)
     return BarBuilder(time.time_ns, slots=BarSlots(sessions, settings.bars_extended),
                       label_ns=0 if settings.bar_label == "start" else MINUTE_NS)  # fmt: skip
 

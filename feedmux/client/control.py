@@ -188,7 +188,8 @@ class Control:
     def sessions(self) -> Sessions:
         """The markets' hours with the run's calendar file, loaded once."""
         if self._sessions is None:
-            self._sessions = load_sessions(read_manifest(self.paths.root).calendar_file)
+            self._sessions = load_sessions(read_manifest(self.paths.root).calendar_file,
+                                           self.paths.root)  # fmt: skip
         return self._sessions
 
     def rejected(self) -> dict[str, str]:

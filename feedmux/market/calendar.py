@@ -1,13 +1,14 @@
 """Which days each exchange trades, and its regular hours on each: from the ``exchange-calendars``
 library, with a local override file for the days it does not know yet. No sockets, no clock.
 
-The library takes ~1.7 s and pandas to load its three calendars, too much for every shard and
-every start: its days are compiled once per library version into a small msgpack table in the
-user's cache directory (``$XDG_CACHE_HOME/feedmux``), which every process decodes in
-milliseconds. Overrides are applied on top in each process, so editing the file needs no
-rebuild. A day outside what the library knows (it records Shanghai's holidays only a year or so
-ahead) is taken as a regular trading day if it is a weekday: a wrong guess costs silent-code
-warnings on a holiday, not missing bars; ``Calendars.known_until`` says where guessing starts.
+The library takes seconds of CPU and pandas to load its three calendars, too much for every
+shard and every start: its days are compiled once per library version (and month) into a small
+msgpack table in the user's cache directory (``$XDG_CACHE_HOME/feedmux``), and the supervisor
+puts a copy in the run dir, which every process decodes in milliseconds. Overrides are applied
+on top in each process, so editing the file needs no rebuild. A day outside what the library
+knows (it records Shanghai's holidays only as far as announced) is taken as a regular trading
+day if it is a weekday: a wrong guess costs silent-code warnings on a holiday, not missing
+bars; ``Calendars.known_until`` says where guessing starts (the supervisor warns a month ahead).
 """
 
 from __future__ import annotations
@@ -103,25 +104,49 @@ def _cache_path(version: str) -> Path:
     return Path(base) / "feedmux" / f"calendars-{version}-{month}.msgpack"
 
 
-def compiled() -> Compiled:
-    """The library's days: from the cache, else compiled and cached (atomically; an unwritable
-    cache only costs the next process the same 1.7 s)."""
-    version = _library_version()
-    path = _cache_path(version)
+RUN_COPY = "calendars.msgpack"  # in the run dir: the workers' copy, whatever the cache does
+
+
+def _read(path: Path, version: str) -> Compiled | None:
     with contextlib.suppress(OSError, msgspec.DecodeError, msgspec.ValidationError):
         table = msgspec.msgpack.decode(path.read_bytes(), type=Compiled)
         if table.version == version:
             return table
-    table = _compile()
+    return None
+
+
+def _write(path: Path, table: Compiled) -> None:
+    """Atomically (a reader sees the old file or the new one); a failure is only a slower
+    next start."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calendars-")
-        with os.fdopen(fd, "wb") as out:
-            out.write(msgspec.msgpack.encode(table))
-        os.replace(tmp, path)
-        for old in path.parent.glob("calendars-*.msgpack"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(msgspec.msgpack.encode(table))
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def compiled(run_dir: Path | None = None) -> Compiled:
+    """The library's days: from the user's cache, else from ``run_dir``'s copy, else compiled
+    (seconds of CPU) and cached. With ``run_dir`` (the supervisor, before any worker starts)
+    the run dir gets a copy too, so workers never compile, even with no writable cache."""
+    version = _library_version()
+    path = _cache_path(version)
+    copy = run_dir / RUN_COPY if run_dir is not None else None
+    table = _read(path, version) or (_read(copy, version) if copy is not None else None)
+    if table is None:
+        table = _compile()
+        _write(path, table)
+        with contextlib.suppress(OSError):
+            for old in path.parent.glob("calendars-*.msgpack"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+    if copy is not None and _read(copy, version) is None:
+        _write(copy, table)
     return table
 
 
@@ -151,9 +176,11 @@ def read_overrides(path: Path) -> dict[str, dict[int, Hours | None]]:
     """The override file's days per calendar (None: closed). A mistake names the file and the
     entry; it stops the start (exit 2) rather than build wrong bars all day."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"calendar file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"calendar file {path}: not UTF-8 text (TOML is UTF-8)") from None
     try:
         entries = msgspec.convert(tomllib.loads(text), OverrideFile).day
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
@@ -168,6 +195,9 @@ def read_overrides(path: Path) -> dict[str, dict[int, Hours | None]]:
         if sum((entry.closed, bool(entry.close), entry.open)) != 1:
             raise ConfigError(f'{where}: give one of closed = true, open = true, close = "HH:MM"')
         day = (entry.date - _EPOCH).days
+        if day in out.get(name, {}):  # SH, SZ and BJ are one calendar: one entry a day
+            raise ConfigError(f"{where}: {entry.date} is listed twice for the "
+                              f"{'A-share' if name == 'CN' else name} calendar")  # fmt: skip
         open_, lunch_start, lunch_end, close = REGULAR[name]
         hours: Hours | None = None
         if entry.open:
@@ -176,6 +206,9 @@ def read_overrides(path: Path) -> dict[str, dict[int, Hours | None]]:
             end = _hhmm(entry.close, where)
             if not open_ < end <= close:
                 raise ConfigError(f"{where}: close {entry.close} is not within the regular hours")
+            if lunch_start < end <= lunch_end:
+                raise ConfigError(f"{where}: close {entry.close} is in the lunch break: a half "
+                                  "day ends when the morning does")  # fmt: skip
             lunch = end > lunch_end if lunch_start else False
             hours = Hours(open_, lunch_start if lunch else 0, lunch_end if lunch else 0, end)
         out.setdefault(name, {})[day] = hours
@@ -191,9 +224,9 @@ class Calendars:
         self._overrides = overrides or {}
 
     @classmethod
-    def load(cls, override_file: Path | None = None) -> Calendars:
+    def load(cls, override_file: Path | None = None, run_dir: Path | None = None) -> Calendars:
         overrides = read_overrides(override_file) if override_file is not None else None
-        return cls(compiled().tables, overrides)
+        return cls(compiled(run_dir).tables, overrides)
 
     def hours(self, calendar: str, day: int) -> Hours | None:
         """The day's regular hours; None: no trading (a holiday or a weekend)."""
@@ -208,11 +241,9 @@ class Calendars:
         return Hours(*REGULAR[calendar])
 
     def known_until(self, calendar: str) -> dt.date | None:
-        """The last day the library knows (after it, weekdays are taken as trading days)."""
+        """The last day the library or the override file knows (after it, weekdays are taken
+        as trading days); None for a calendar the library does not have."""
         table = self._tables.get(calendar)
-        return day_date(table.last) if table is not None else None
-
-
-def regular_only() -> Calendars:
-    """Every weekday a regular day, no holiday: for tests and for when the library is absent."""
-    return Calendars({})
+        if table is None:
+            return None
+        return day_date(max([table.last, *self._overrides.get(calendar, {})]))

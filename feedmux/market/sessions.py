@@ -292,6 +292,7 @@ class BarSlots:
         return segment.target_ns if segment.target_ns >= 0 else None
 
 
-def load_sessions(calendar_file: str = "") -> Sessions:
-    """The sessions of every market, from the library's days and the override file, if any."""
-    return Sessions(Calendars.load(Path(calendar_file) if calendar_file else None))
+def load_sessions(calendar_file: str = "", run_dir: Path | None = None) -> Sessions:
+    """The sessions of every market, from the library's days and the override file, if any
+    (``run_dir``: where the supervisor leaves the compiled days for its workers)."""
+    return Sessions(Calendars.load(Path(calendar_file) if calendar_file else None, run_dir))

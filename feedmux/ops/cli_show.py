@@ -43,7 +43,7 @@ def show_status(run_dir: Path, *, as_json: bool) -> int:
     supervisor = holder is not None and holder.supervisor_alive()
     before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
     silent: dict[str, float | None] = {}
-    sessions = load_sessions(manifest.calendar_file)
+    sessions = load_sessions(manifest.calendar_file, run_dir)
     markets: list[str] | None = None
     if running:
         with contextlib.suppress(FeedmuxError):  # busy or restarting: shown as none

@@ -175,6 +175,9 @@ open = true
     ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\n', "give one of"),
     ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclosd = true\n', "closd"),
     ('[[day]\n', "days.toml"),
+    ('[[day]]\nmarket = "HK"\ndate = 2027-01-04\nclose = "12:30"\n', "in the lunch break"),
+    ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclosed = true\n'
+     '[[day]]\nmarket = "SZ"\ndate = 2027-01-04\nopen = true\n', "listed twice"),
 ])  # fmt: skip
 def test_a_mistake_in_the_override_file_is_named(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "days.toml"
@@ -186,3 +189,34 @@ def test_a_mistake_in_the_override_file_is_named(tmp_path: Path, text: str, mess
 def test_a_missing_override_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"calendar file .*nope\.toml"):
         read_overrides(tmp_path / "nope.toml")
+
+
+def test_an_override_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "days.toml"
+    path.write_bytes("# jour f\u00e9ri\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_overrides(path)
+
+
+def test_workers_read_the_run_dir_s_copy_when_the_cache_is_unwritable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feedmux.market.calendar as calendar  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    calendar.compiled(run_dir)  # the supervisor: compiles (or reads the cache) and leaves a copy
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/feedmux-no-cache")  # then no cache at all ...
+
+    def compile_again() -> calendar.Compiled:
+        raise AssertionError("a worker compiled the calendars")
+
+    monkeypatch.setattr(calendar, "_compile", compile_again)
+    assert calendar.compiled(run_dir).tables["CN"].days  # ... a worker reads the run dir's copy
+
+
+def test_the_days_known_include_the_override_file_s(tmp_path: Path) -> None:
+    path = tmp_path / "days.toml"
+    path.write_text('[[day]]\nmarket = "SH"\ndate = 2031-02-03\nclosed = true\n')
+    assert Calendars.load(path).known_until("CN") == dt.date(2031, 2, 3)
+    assert Calendars.load().known_until("CN") < dt.date(2031, 2, 3)  # type: ignore[operator]
