@@ -621,6 +621,10 @@ def build_settings(resolved: Resolved) -> tuple[Settings, ReplaySettings | None]
                                                                skip=("token",))}  # fmt: skip
     if values["replay"] and resolved.sources["url"] == "default":
         fields["url"] = REPLAY_URL
+    if replay is not None and not replay.sessions and resolved.sources["bar_sessions"] == "default":
+        # The built-in market trades around the clock, stamped with the wall clock: bars by
+        # the exchanges' hours would be none at night. --replay-sessions plays their hours.
+        fields["bar_sessions"] = "none"
     if values["free_plan"]:
         fields["reconnect_spacing_ms"] = FREE_PLAN_SPACING_MS
     settings = Settings(**fields, token=token, codes=codes, journal=not values["no_journal"],

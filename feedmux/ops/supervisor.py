@@ -137,6 +137,9 @@ class Supervisor:
             burst = ", opening burst" if replay.burst else ""
             self.say(f"replay server: {url} ({replay.provider}, {len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
+            if not replay.sessions and settings.bar_sessions == "none":
+                self.say("bars: plain clock minutes (the synthetic market trades around the "
+                         "clock; --replay-sessions plays the exchanges' hours)")  # fmt: skip
         if settings.metrics_port is not None:
             from feedmux.ops import metrics  # noqa: PLC0415 (prometheus-client only when asked)
 
@@ -290,6 +293,10 @@ class Supervisor:
                 self.say(f"no tick received in {time.monotonic() - self.started:.0f} s: check "
                          "the codes, the token and the URL")  # fmt: skip
             return EXIT_GAVE_UP
+        outside = sum(s.bars.outside for s in stats.shards.values())
+        if outside:
+            self.say(f"{outside:,} ticks were outside every bar's hours (their market closed, "
+                     "or extended hours without --bars-extended): stored, in no bar")  # fmt: skip
         self.say(f"stopped cleanly: all {received:,} received ticks and books are stored "
                  f"({self._where_stored()})")  # fmt: skip
         return 0

@@ -351,3 +351,15 @@ def test_run_forwards_its_replay_sessions_options_under_their_own_names() -> Non
         "2026-12-03", 10.0, ["600519.SH@10:30"])  # fmt: skip
     with pytest.raises(ConfigError, match="--replay-day-minutes needs --replay-sessions"):
         build_settings(resolved(["--replay", "--replay-day-minutes", "10"]))
+
+
+def test_the_round_the_clock_replay_takes_plain_minute_bars_unless_told() -> None:
+    """The built-in market stamps the wall clock: exchange-hour bars would be none at night."""
+    assert build_settings(resolved(["--replay"]))[0].bar_sessions == "none"
+    sessions = ["--replay", "--replay-sessions", "--replay-session-date", "2026-12-02"]
+    assert build_settings(resolved(sessions))[0].bar_sessions == "exchange"
+    told = ["--replay", "--bar-sessions", "exchange"]
+    assert build_settings(resolved(told))[0].bar_sessions == "exchange"
+    assert build_settings(resolved(["--codes", "600519", "--token", "t"]))[0].bar_sessions == (
+        "exchange"
+    )  # a vendor's feed
