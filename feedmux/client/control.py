@@ -3,6 +3,7 @@ change its codes and waits for the vendor's answer."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,13 +13,14 @@ from feedmux import wire
 from feedmux.client.subscriber import SnapshotClient
 from feedmux.codes import is_whole_market, parse_codes
 from feedmux.errors import ConsumerError, SubscriptionError
-from feedmux.market.sessions import Phase, Segment, Sessions, load_sessions, market_of
+from feedmux.market.sessions import Phase, Segment, Sessions, market_of, sessions_of_run
 from feedmux.ops import instance
 from feedmux.ops.config import RunPaths, read_manifest
 from feedmux.stats import read_stats
 from feedmux.stats.shard import data_clock
 from feedmux.transports import zmq as zt
 
+_log = logging.getLogger(__name__)
 ALIVE_CHECK_S = 0.5  # while waiting for the receiver, check this often that the run lives
 LOOK_BACK_NS = 14 * 86_400 * 10**9  # trading since longer ago is counted from two weeks ago
 
@@ -188,8 +190,10 @@ class Control:
     def sessions(self) -> Sessions:
         """The markets' hours with the run's calendar file, loaded once."""
         if self._sessions is None:
-            self._sessions = load_sessions(read_manifest(self.paths.root).calendar_file,
-                                           self.paths.root)  # fmt: skip
+            calendar_file = read_manifest(self.paths.root).calendar_file
+            self._sessions, problem = sessions_of_run(calendar_file, self.paths.root)
+            if problem:
+                _log.warning("%s", problem)
         return self._sessions
 
     def rejected(self) -> dict[str, str]:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from feedmux.errors import ConfigError
 from feedmux.market.calendar import CALENDAR_OF, Calendars, Hours
 from feedmux.market.day import EXCHANGE_ZONES, day_date
 
@@ -139,6 +140,7 @@ class Sessions:
         self.calendars = calendars
         self._days: dict[tuple[str, int], tuple[Segment, ...]] = {}
         self._current: dict[str, Segment] = {}
+        self._totals: dict[tuple[str, int], int] = {}  # a whole day's continuous trading
         self._zones = {market: ZoneInfo(zone) for market, zone in EXCHANGE_ZONES.items()}
 
     def segment(self, market: str, time_ns: int) -> Segment:
@@ -202,16 +204,32 @@ class Sessions:
 
     def trading_ns(self, market: str, start_ns: int, end_ns: int) -> int:
         """Nanoseconds of continuous trading of ``market`` within ``[start_ns, end_ns)``: the
-        time a live code is expected to tick in (auctions, lunch and closed hours left out)."""
-        total = 0
-        at = start_ns
-        while at < end_ns:
-            segment = self.segment(market, at)
-            stop = min(end_ns, segment.end_ns)
-            if segment.phase == Phase.CONTINUOUS:
-                total += stop - at
-            at = stop
+        time a live code is expected to tick in (auctions, lunch and closed hours left out).
+        Whole days in between are summed once each and kept (the silent-code check asks this
+        for every code every few seconds, back as far as two weeks)."""
+        if start_ns >= end_ns:
+            return 0
+        zone = self._zones.get(market)
+        if zone is None or market not in CALENDAR_OF:
+            return end_ns - start_ns  # no known market: always trading
+        first, last = _local_day(start_ns, zone), _local_day(end_ns, zone)
+        total = self._within(market, first, start_ns, end_ns)
+        if last != first:
+            total += self._within(market, last, start_ns, end_ns)
+        for day in range(first + 1, last):
+            whole = self._totals.get((market, day))
+            if whole is None:
+                whole = self._totals[(market, day)] = self._within(market, day, 0, 2**63 - 1)
+            total += whole
         return total
+
+    def _within(self, market: str, day: int, start_ns: int, end_ns: int) -> int:
+        return sum(max(0, min(end_ns, s.end_ns) - max(start_ns, s.start_ns))
+                   for s in self.day(market, day) if s.phase == Phase.CONTINUOUS)  # fmt: skip
+
+
+def _local_day(time_ns: int, zone: ZoneInfo) -> int:
+    return (dt.datetime.fromtimestamp(time_ns // 10**9, zone).date() - dt.date(1970, 1, 1)).days
 
 
 def _at(date: dt.date, minutes: int, zone: ZoneInfo) -> int:
@@ -296,3 +314,13 @@ def load_sessions(calendar_file: str = "", run_dir: Path | None = None) -> Sessi
     """The sessions of every market, from the library's days and the override file, if any
     (``run_dir``: where the supervisor leaves the compiled days for its workers)."""
     return Sessions(Calendars.load(Path(calendar_file) if calendar_file else None, run_dir))
+
+
+def sessions_of_run(calendar_file: str, run_dir: Path | None = None) -> tuple[Sessions, str]:
+    """A running instance's sessions for a reader of it (``feedmux status``, ``Control``):
+    with its calendar file, or, if that file is gone or broken since the run started (the run
+    itself read it then), the library's days and why (a warning to show)."""
+    try:
+        return load_sessions(calendar_file, run_dir), ""
+    except ConfigError as e:
+        return load_sessions("", run_dir), f"{e}: the library's days are used instead"

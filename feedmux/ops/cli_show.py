@@ -22,7 +22,7 @@ from feedmux.client.subscriber import SnapshotClient
 from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ingest.universe import load_universe
-from feedmux.market.sessions import load_sessions
+from feedmux.market.sessions import sessions_of_run
 from feedmux.ops import instance
 from feedmux.ops import status as st
 from feedmux.ops.config import RunPaths, read_manifest
@@ -43,7 +43,9 @@ def show_status(run_dir: Path, *, as_json: bool) -> int:
     supervisor = holder is not None and holder.supervisor_alive()
     before, now = st.measure(paths.stats_dir) if running else (None, read_stats(paths.stats_dir))
     silent: dict[str, float | None] = {}
-    sessions = load_sessions(manifest.calendar_file, run_dir)
+    sessions, problem = sessions_of_run(manifest.calendar_file, run_dir)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     markets: list[str] | None = None
     if running:
         with contextlib.suppress(FeedmuxError):  # busy or restarting: shown as none

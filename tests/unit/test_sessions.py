@@ -220,3 +220,14 @@ def test_the_days_known_include_the_override_file_s(tmp_path: Path) -> None:
     path.write_text('[[day]]\nmarket = "SH"\ndate = 2031-02-03\nclosed = true\n')
     assert Calendars.load(path).known_until("CN") == dt.date(2031, 2, 3)
     assert Calendars.load().known_until("CN") < dt.date(2031, 2, 3)  # type: ignore[operator]
+
+
+def test_a_reader_of_a_run_whose_calendar_file_is_gone_uses_the_library_s_days(
+    tmp_path: Path,
+) -> None:
+    from feedmux.market.sessions import sessions_of_run  # noqa: PLC0415
+
+    sessions, problem = sessions_of_run(str(tmp_path / "moved.toml"))
+    assert "moved.toml" in problem and "library's days are used instead" in problem
+    assert sessions.phase("SH", at("SH", "2026-12-02", "10:00:00")) == Phase.CONTINUOUS
+    assert sessions_of_run("")[1] == ""
