@@ -45,7 +45,8 @@ class Depth(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 class Bar(msgspec.Struct, array_like=True, gc=False):
     """On the wire (msgpack): ``[code, minute_ns, open, high, low, close, volume, turnover,
-    count]``; ``minute_ns`` is the bar's start, nanoseconds UTC."""
+    count]``; ``minute_ns`` is the bar's time, nanoseconds UTC: its end (a new store's default)
+    or its start, as the store's ``--bar-label`` says."""
 
     code: str
     minute_ns: int

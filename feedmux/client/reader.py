@@ -162,8 +162,9 @@ def read_bars(
     """Stored one-minute bars as one DataFrame sorted by minute and code, from a data directory,
     an archive or a ``postgresql://`` URL.
 
-    Columns: ``code, minute`` (the bar's start, tz-aware UTC), ``open, high, low, close, volume,
-    turnover, count``. ``start``/``end`` select bars by their start (inclusive, exclusive).
+    Columns: ``code, minute`` (the bar's time, tz-aware UTC: its end, or its start in a store
+    that keeps start labels; see ``--bar-label``), ``open, high, low, close, volume, turnover,
+    count``. ``start``/``end`` select bars by that time (inclusive, exclusive).
     """
     filters = Filters.of(codes, start, end)
     from feedmux.client import archive  # noqa: PLC0415

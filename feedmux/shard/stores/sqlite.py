@@ -72,7 +72,7 @@ SCHEMA_VERSION = 1  # 0: keyed (code, seq), before the trading day was part of t
 BARS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS bars (
     code      TEXT    NOT NULL,
-    minute_ns INTEGER NOT NULL,  -- the bar's start, nanoseconds UTC
+    minute_ns INTEGER NOT NULL,  -- the bar's time (ns UTC): end or start (ticks/bar-label)
     open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
     volume REAL NOT NULL, turnover REAL NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (code, minute_ns)
