@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from feedmux.market.calendar import CALENDAR_OF
 from feedmux.market.day import EXCHANGE_ZONES
 from feedmux.market.sessions import Sessions, market_of
 
@@ -62,3 +63,17 @@ def _local(market: str, now_ns: int, at_ns: int) -> str:
 def line(rows: list[MarketRow]) -> str:
     """``SH continuous (lunch 11:30) · US closed (pre_market 04:00)``."""
     return " · ".join(row.line() for row in rows)
+
+
+def unknown_days(sessions: Sessions, codes: Iterable[str], today: dt.date) -> list[str]:
+    """A warning for each subscribed market whose calendar ends within a month: after that
+    day, weekdays count as trading days (a holiday then shows silent codes; no bar is lost)."""
+    out = []
+    for calendar in sorted({CALENDAR_OF[m] for m in markets_of(codes) if m in CALENDAR_OF}):
+        until = sessions.calendars.known_until(calendar)
+        if until is not None and until < today + dt.timedelta(days=30):
+            name = "A-share" if calendar == "CN" else calendar
+            out.append(f"the {name} calendar knows trading days only to {until}: later weekdays "
+                       "count as trading days until --calendar-file lists the holidays (a newer "
+                       "exchange-calendars may know them)")  # fmt: skip
+    return out

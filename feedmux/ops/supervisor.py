@@ -26,13 +26,12 @@ from feedmux.codes import is_whole_market
 from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.ingest.universe import save_universe
 from feedmux.jetstream import stream as jetstream
-from feedmux.market.calendar import CALENDAR_OF
 from feedmux.market.sessions import Sessions, load_sessions
 from feedmux.ops import instance
 from feedmux.ops.children import Child, SignalWakeup, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
-from feedmux.ops.markets import markets_of
+from feedmux.ops.markets import markets_of, unknown_days
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
 from feedmux.providers.base import EXIT_GAVE_UP
 from feedmux.shard.stores.labels import resolve_bar_label
@@ -100,19 +99,6 @@ class Supervisor:
         except OSError as exc:  # the run's own files (a disk that filled meanwhile): no traceback
             raise ConfigError(f"cannot start the run: {exc}") from exc
 
-    def _warn_unknown_days(self, sessions: Sessions) -> None:
-        """Say so when a subscribed market's calendar ends within a month: after that day,
-        weekdays count as trading days (holidays would show silent codes, no bars missing)."""
-        soon = dt.date.today() + dt.timedelta(days=30)
-        for calendar in sorted({CALENDAR_OF[m] for m in markets_of(self.settings.codes)
-                                if m in CALENDAR_OF}):  # fmt: skip
-            until = sessions.calendars.known_until(calendar)
-            if until is not None and until < soon:
-                name = "A-share" if calendar == "CN" else calendar
-                self.say(f"the {name} calendar knows trading days only to {until}: later "
-                         "weekdays count as trading days until --calendar-file lists the "
-                         "holidays (a newer exchange-calendars may know them)")  # fmt: skip
-
     def _start(self, replay: ReplaySettings | None) -> None:
         settings, paths = self.settings, self.settings.paths
         for old in paths.stats_dir.glob("*.json"):
@@ -120,7 +106,9 @@ class Supervisor:
         # Once, before any worker: the first load compiles the calendar cache (seconds); the
         # shards that load it after read the cache in milliseconds.
         self.sessions = load_sessions(settings.calendar_file, paths.root)  # workers' copy too
-        self._warn_unknown_days(self.sessions)
+        if replay is None or replay.sessions:  # the round-the-clock market keeps no hours
+            for warning in unknown_days(self.sessions, settings.codes, dt.date.today()):
+                self.say(warning)
         migrate_stores(settings, self.say)  # before any worker: no start deadline bounds it
         label = resolve_bar_label(settings.store_list(), settings.bar_label)
         self.settings = settings = msgspec.structs.replace(settings, bar_label=label)

@@ -198,3 +198,19 @@ def test_older_shard_stats_without_a_data_clock_still_decode() -> None:
     from feedmux.stats import _process  # noqa: PLC0415
 
     assert _process.decode(old).data_ns == 0
+
+
+def test_a_market_whose_calendar_ends_within_a_month_is_warned_of() -> None:
+    import datetime as dt  # noqa: PLC0415
+
+    from feedmux.market.calendar import Calendars  # noqa: PLC0415
+    from feedmux.market.sessions import Sessions  # noqa: PLC0415
+    from feedmux.ops.markets import unknown_days  # noqa: PLC0415
+
+    sessions = Sessions(Calendars.load())
+    until = sessions.calendars.known_until("CN")
+    assert until is not None
+    soon = unknown_days(sessions, ["600519.SH", "AAPL.US"], until - dt.timedelta(days=10))
+    assert len(soon) == 1 and f"A-share calendar knows trading days only to {until}" in soon[0]
+    assert unknown_days(sessions, ["600519.SH"], until - dt.timedelta(days=60)) == []
+    assert unknown_days(sessions, ["X.XX"], until) == []  # no known market: no calendar
