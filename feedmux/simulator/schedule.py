@@ -37,6 +37,7 @@ from operator import itemgetter
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from feedmux.codes import normalize
 from feedmux.errors import ConfigError
 from feedmux.market.calendar import CALENDAR_OF
 from feedmux.market.day import DEFAULT_ZONE, EXCHANGE_ZONES
@@ -213,14 +214,17 @@ def parse_mutes(entries: Iterable[str], date: dt.date, codes: Collection[str]) -
     """``CODE@HH:MM[:SS]`` (its exchange's time on ``date``) as {code: ns UTC}."""
     out: dict[str, int] = {}
     for entry in entries:
-        code, at, clock = entry.partition("@")
-        code = code.strip().upper()
-        if not at or not code:
+        raw, at, clock = entry.partition("@")
+        if not at or not raw.strip():
             raise ConfigError(f"mute {entry!r}: give CODE@HH:MM, e.g. 600519.SH@10:30")
-        if code not in codes:
-            raise ConfigError(f"mute {entry!r}: {code} is not in the server's codes")
+        try:
+            code = normalize(raw.strip())  # any spelling: 600519, sh600519, 600519.SH
+        except ValueError:
+            raise ConfigError(f"mute {entry!r}: {raw.strip()!r} is not a code") from None
         zone = ZoneInfo(EXCHANGE_ZONES.get(market_of(code), DEFAULT_ZONE))
         out[code] = _local_ns(date, clock.strip(), zone, f"mute {entry!r}")
+        if code not in codes:
+            raise ConfigError(f"mute {entry!r}: {code} is not in the server's codes")
     return out
 
 

@@ -159,11 +159,17 @@ def test_a_muted_code_stops_from_its_instant_and_is_counted(sessions: Sessions) 
 
 @pytest.mark.parametrize(("entry", "says"), [
     ("600519.SH", "give CODE@HH:MM"), ("600519.SH@25:00", "not HH:MM"),
-    ("600000.SH@10:00", "not in the server's codes"),
+    ("600000.SH@10:00", "not in the server's codes"), ("600519@25:00", "not HH:MM"),
+    ("6005@10:00", "'6005' is not a code"),
 ])  # fmt: skip
 def test_a_bad_mute_is_refused(sessions: Sessions, entry: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         plan(sessions, A_SHARES, DAY, mutes=[entry])
+
+
+@pytest.mark.parametrize("spelling", ["600519", "sh600519", "600519.SH", "SH:600519"])
+def test_a_mute_takes_any_spelling_of_a_code(sessions: Sessions, spelling: str) -> None:
+    assert list(plan(sessions, A_SHARES, DAY, mutes=[f"{spelling}@10:30"]).mutes) == ["600519.SH"]
 
 
 def test_a_hong_kong_half_day_follows_the_calendar(sessions: Sessions) -> None:
