@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import tempfile
 import tomllib
 import warnings
@@ -172,6 +173,11 @@ def _hhmm(text: str, where: str) -> int:
     return parsed.hour * 60 + parsed.minute
 
 
+def _entry(match: re.Match[str]) -> str:
+    field = f", {match.group(2)}" if match.group(2) else ""
+    return f" (day {int(match.group(1)) + 1}{field})"
+
+
 def read_overrides(path: Path) -> dict[str, dict[int, Hours | None]]:
     """The override file's days per calendar (None: closed). A mistake names the file and the
     entry; it stops the start (exit 2) rather than build wrong bars all day."""
@@ -183,8 +189,11 @@ def read_overrides(path: Path) -> dict[str, dict[int, Hours | None]]:
         raise ConfigError(f"calendar file {path}: not UTF-8 text (TOML is UTF-8)") from None
     try:
         entries = msgspec.convert(tomllib.loads(text), OverrideFile).day
-    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"calendar file {path}: {e}") from None
+    except msgspec.ValidationError as e:  # "... - at `$.day[0]`": the entry as the file counts
+        where = re.sub(r" - at `\$\.day\[(\d+)\](?:\.(\w+))?`", _entry, str(e))
+        raise ConfigError(f"calendar file {path}: {where}") from None
     out: dict[str, dict[int, Hours | None]] = {}
     for index, entry in enumerate(entries, 1):
         where = f"calendar file {path}, day {index} ({entry.date})"

@@ -173,7 +173,7 @@ open = true
     ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclose = "25:00"\n', "is not HH:MM"),
     ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclose = "16:00"\n', "not within the regular"),
     ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\n', "give one of"),
-    ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclosd = true\n', "closd"),
+    ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclosd = true\n', r"`closd` \(day 1\)"),
     ('[[day]\n', "days.toml"),
     ('[[day]]\nmarket = "HK"\ndate = 2027-01-04\nclose = "12:30"\n', "in the lunch break"),
     ('[[day]]\nmarket = "SH"\ndate = 2027-01-04\nclosed = true\n'
