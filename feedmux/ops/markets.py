@@ -24,8 +24,13 @@ class MarketRow:
     next_local: str  # that time at the exchange: "13:00", or "12-07 09:15" on another day
 
     def line(self) -> str:
-        later = f" ({self.next_phase} {self.next_local})" if self.next_phase else ""
-        return f"{self.market} {self.phase}{later}"
+        """For people: ``SH lunch (continuous 13:00)``, phases in words (JSON keeps names)."""
+        later = f" ({_words(self.next_phase)} {self.next_local})" if self.next_phase else ""
+        return f"{self.market} {_words(self.phase)}{later}"
+
+
+def _words(phase: str) -> str:
+    return phase.replace("_", " ")
 
 
 def markets_of(codes: Iterable[str]) -> list[str]:

@@ -123,6 +123,10 @@ class Supervisor:
             url = self.replay.start()
             self.settings = settings = msgspec.structs.replace(settings, url=url)
             burst = ", opening burst" if replay.burst else ""
+            if replay.sessions:
+                pace = (f" in {replay.day_minutes:g} min" if replay.day_minutes
+                        else " in real time")  # fmt: skip
+                burst = f", the trading day {replay.session_date}{pace}"
             self.say(f"replay server: {url} ({replay.provider}, {len(replay.codes):,} codes, "
                      f"{replay.rate:,.0f} ticks/s{burst})")  # fmt: skip
             if not replay.sessions and settings.bar_sessions == "none":

@@ -135,10 +135,10 @@ def test_markets_show_their_phase_and_the_next_change(sessions: Sessions) -> Non
     rows = {r.market: r for r in market_rows(["HK", "SH", "US", "CC"], sessions, at("11:45:00"))}
     assert rows["SH"].line() == "SH lunch (continuous 13:00)"
     assert rows["HK"].line() == "HK continuous (lunch 12:00)"
-    assert rows["US"].line() == "US closed (pre_market 12-02 04:00)"  # 22:45 in New York
+    assert rows["US"].line() == "US closed (pre market 12-02 04:00)"  # 22:45 in New York
     assert rows["CC"].line() == "CC continuous"  # no known hours: no change in sight
     friday = {r.market: r for r in market_rows(["SH"], sessions, at("15:40:00", "2026-12-04"))}
-    assert friday["SH"].line() == "SH closed (opening_auction 12-07 09:15)"  # Monday
+    assert friday["SH"].line() == "SH closed (opening auction 12-07 09:15)"  # Monday
 
 
 def _run_stats(data_s: int, written_s: int) -> RunStats:
