@@ -61,7 +61,9 @@ PONG_WAIT_S = 10.0  # a client that answers no ping this long is closed (a viola
 
 def plan_of(settings: ReplaySettings, today: date) -> Plan:
     """The simulated trading day ``--sessions`` plays (a ConfigError if it cannot be)."""
-    sessions = load_sessions(settings.calendar_file)
+    sessions = load_sessions(
+        settings.calendar_file, Path(settings.run_dir) if settings.run_dir else None
+    )
     day = session_date(settings.session_date, sessions, settings.codes, today)
     return plan(sessions, settings.codes, day, day_minutes=settings.day_minutes,
                 start=settings.session_start, mutes=settings.mutes)  # fmt: skip

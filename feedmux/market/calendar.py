@@ -106,6 +106,7 @@ def _cache_path(version: str) -> Path:
 
 
 RUN_COPY = "calendars.msgpack"  # in the run dir: the workers' copy, whatever the cache does
+_loaded: Compiled | None = None
 
 
 def _read(path: Path, version: str) -> Compiled | None:
@@ -135,10 +136,11 @@ def compiled(run_dir: Path | None = None) -> Compiled:
     """The library's days: from the user's cache, else from ``run_dir``'s copy, else compiled
     (seconds of CPU) and cached. With ``run_dir`` (the supervisor, before any worker starts)
     the run dir gets a copy too, so workers never compile, even with no writable cache."""
+    global _loaded
     version = _library_version()
     path = _cache_path(version)
     copy = run_dir / RUN_COPY if run_dir is not None else None
-    table = _read(path, version) or (_read(copy, version) if copy is not None else None)
+    table = _loaded or _read(path, version) or (_read(copy, version) if copy else None)
     if table is None:
         table = _compile()
         _write(path, table)
@@ -148,6 +150,7 @@ def compiled(run_dir: Path | None = None) -> Compiled:
                     old.unlink(missing_ok=True)
     if copy is not None and _read(copy, version) is None:
         _write(copy, table)
+    _loaded = table
     return table
 
 

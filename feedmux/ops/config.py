@@ -478,6 +478,7 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     session_start: str = ""  # HH:MM[:SS] local: start the day there ("": at its start)
     mutes: Annotated[list[str], option("mute")] = []  # CODE@HH:MM: no trades of CODE from then
     calendar_file: str = ""  # the calendar's override file (as feedmux run's --calendar-file)
+    run_dir: str = ""  # feedmux run's: its compiled calendar days are there (calendar.RUN_COPY)
     log_level: LogLevel = "INFO"
     log_file: str = ""  # also log here (feedmux run --replay: the run's log file)
     log_stderr: bool = True  # False while feedmux run's live table owns the terminal

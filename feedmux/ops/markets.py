@@ -23,9 +23,12 @@ class MarketRow:
     next_ns: int  # when ``next_phase`` begins (ns UTC); 0 with no next phase
     next_local: str  # that time at the exchange: "13:00", or "12-07 09:15" on another day
 
-    def line(self) -> str:
-        """For people: ``SH lunch (continuous 13:00)``, phases in words (JSON keeps names)."""
-        later = f" ({_words(self.next_phase)} {self.next_local})" if self.next_phase else ""
+    def line(self, *, then: bool = True) -> str:
+        """For people: ``SH lunch (continuous 13:00)``, phases in words (JSON keeps names);
+        ``then=False`` leaves out the next change."""
+        later = (
+            f" ({_words(self.next_phase)} {self.next_local})" if self.next_phase and then else ""
+        )
         return f"{self.market} {_words(self.phase)}{later}"
 
 

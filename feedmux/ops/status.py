@@ -229,11 +229,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         + (f" | spilled {status.spilled:,}" if status.spilled else "")
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
         + (f" | {status.nats.line()}" if status.nats else "")
-        + (
-            f" | {' · '.join(f'{m.market} {m.phase}' for m in status.markets)}"
-            if status.markets
-            else ""
-        )
+        + (f" | {' · '.join(m.line(then=False) for m in status.markets)}" if status.markets else "")
         + "".join(f" | {line}" for line in status.failing)
     )
 

@@ -118,7 +118,8 @@ class Supervisor:
                 settings.nats_max_bytes, settings.nats_replicas), self.say)  # fmt: skip
         if replay is not None:
             replay = msgspec.structs.replace(replay, log_file=str(paths.log_file),
-                                             log_stderr=settings.display != "live")  # fmt: skip
+                                             log_stderr=settings.display != "live",
+                                             run_dir=str(paths.root))  # fmt: skip
             self.replay = Child("replay", worker_main("replay"), (replay,), self.lock)
             url = self.replay.start()
             self.settings = settings = msgspec.structs.replace(settings, url=url)
