@@ -207,15 +207,20 @@ class PostgresSink:
 META_TABLE = "feedmux_meta"
 
 
+def _admin(url: str, shown: str) -> psycopg.Connection[Any]:
+    """A connection for a step before the shards start (a migration, the bar label)."""
+    try:
+        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name=APPLICATION_NAME)  # fmt: skip
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL {shown}: {_reason(exc)}") from exc
+
+
 def bar_label(url: str, record: str | None) -> str | None:
     """The label of the database's bars as ``feedmux_meta`` records it; "start" for bars
     stored before labels existed; else ``record``, recorded (None: nothing recorded)."""
     shown = mask_passwords(url)
-    try:
-        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name=APPLICATION_NAME)  # fmt: skip
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL {shown}: {_reason(exc)}") from exc
+    conn = _admin(url, shown)
     try:
         with conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -246,11 +251,7 @@ def migrate(url: str, say: Callable[[str], None]) -> None:
     failure). A partitioned table (a TimescaleDB hypertable on time_ns) cannot take that key:
     refused with the SQL that rebuilds it."""
     shown = mask_passwords(url)
-    try:
-        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name=APPLICATION_NAME)  # fmt: skip
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL {shown}: {_reason(exc)}") from exc
+    conn = _admin(url, shown)
     started = time.monotonic()
     try:
         with conn, conn.transaction():
