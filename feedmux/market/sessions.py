@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from feedmux.errors import ConfigError
 from feedmux.market.calendar import CALENDAR_OF, Calendars, Hours
-from feedmux.market.day import EXCHANGE_ZONES, day_date
+from feedmux.market.day import EXCHANGE_ZONES, day_date, trading_day
 
 MINUTE_NS = 60_000_000_000
 # Calendars whose convention is a bar for every regular minute, traded or not (a flat one).
@@ -152,9 +152,7 @@ class Sessions:
         zone = self._zones.get(market)
         if zone is None or market not in CALENDAR_OF:
             return Segment(-(2**63), 2**63 - 1, Phase.CONTINUOUS, Rule.OWN)
-        local = dt.datetime.fromtimestamp(time_ns // 10**9, zone).date()
-        day = (local - dt.date(1970, 1, 1)).days
-        for segment in self.day(market, day):
+        for segment in self.day(market, market_day(time_ns, market)):
             if segment.start_ns <= time_ns < segment.end_ns:
                 self._current[market] = segment
                 return segment
@@ -212,7 +210,7 @@ class Sessions:
         zone = self._zones.get(market)
         if zone is None or market not in CALENDAR_OF:
             return end_ns - start_ns  # no known market: always trading
-        first, last = _local_day(start_ns, zone), _local_day(end_ns, zone)
+        first, last = market_day(start_ns, market), market_day(end_ns, market)
         total = self._within(market, first, start_ns, end_ns)
         if last != first:
             total += self._within(market, last, start_ns, end_ns)
@@ -228,8 +226,9 @@ class Sessions:
                    for s in self.day(market, day) if s.phase == Phase.CONTINUOUS)  # fmt: skip
 
 
-def _local_day(time_ns: int, zone: ZoneInfo) -> int:
-    return (dt.datetime.fromtimestamp(time_ns // 10**9, zone).date() - dt.date(1970, 1, 1)).days
+def market_day(time_ns: int, market: str) -> int:
+    """The trading day at ``time_ns`` on ``market`` (a code suffix): the one function's."""
+    return trading_day(time_ns, "." + market)
 
 
 def _at(date: dt.date, minutes: int, zone: ZoneInfo) -> int:
