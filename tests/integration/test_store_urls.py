@@ -13,8 +13,8 @@ import pytest
 from feedmux import read_ticks
 from feedmux.model import Tick
 from feedmux.shard.stores.sqlite import SqliteSink, shard_db_path
-from tests.conftest import scaled
-from tests.integration.helpers import feedmux, stop
+from tests.conftest import scaled, wait_for
+from tests.integration.helpers import feedmux, shards_in, stop
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,14 @@ def test_store_sqlite_with_three_slashes_is_an_absolute_path(tmp_path: Path) -> 
     cwd, target = tmp_path / "cwd", tmp_path / "abs" / "store"
     cwd.mkdir()
     run = feedmux("run", "--replay", "--shards", "2", "--codes", "600519,000001",
-                  "--replay-rate", "200", "--replay-duration", "2", "--stop-after", "3",
-                  "--data-dir", str(tmp_path / "data"), "--store", f"sqlite://{target}",
-                  cwd=cwd)  # fmt: skip
-    try:
-        output, _ = run.communicate(timeout=scaled(60))
+                  "--replay-rate", "200", "--data-dir", str(tmp_path / "data"),
+                  "--store", f"sqlite://{target}", cwd=cwd)  # fmt: skip
+    try:  # until it stored ticks (a fixed --stop-after could race its start-up)
+        wait_for(lambda: sum(s.stored for s in shards_in(tmp_path / "data" / "run")) > 0, 60,
+                 "the run to store ticks")  # fmt: skip
     finally:
-        code, rest = stop(run)
-    assert code == 0, output + rest
+        code, output = stop(run)
+    assert code == 0, output
     assert sorted(p.name for p in (target / "ticks").iterdir() if p.suffix == ".sqlite") == [
         "shard-0.sqlite", "shard-1.sqlite"]  # fmt: skip
     read_ticks(target)  # a store there, read without error
