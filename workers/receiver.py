@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
-from collections import Counter
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from feedmux.ingest.journal import JournalWriter
 from feedmux.ingest.keeper import UniverseKeeper
 from feedmux.ingest.subscriptions import SubscriptionManager
 from feedmux.ingest.universe import load_universe
-from feedmux.market.sessions import market_of
+from feedmux.market.sessions import main_market
 from feedmux.ops.config import Settings, redact
 from feedmux.providers import provider
 from feedmux.providers.base import EXIT_GAVE_UP, GiveUp, Pacing, give_up_message
@@ -48,7 +47,6 @@ CONNECT_TIMEOUT_S = 5.0
 END_LINGER_MS = 10_000  # at exit, wait this long for shards to take what is queued
 REFUSED_IN_STATS = 10  # refused codes named in the stats file (status shows a few)
 SPILL_DIR = "spill"
-JOURNAL_DIR = "journal"
 
 
 def pacing_of(settings: Settings, vendor: Pacing) -> Pacing:
@@ -65,9 +63,8 @@ def pacing_of(settings: Settings, vendor: Pacing) -> Pacing:
 
 
 def open_journal(settings: Settings) -> JournalWriter:
-    markets = Counter(market_of(code) for code in settings.codes)  # its days name the folders
-    main = markets.most_common(1)[0][0] if markets else "SH"
-    return JournalWriter(Path(settings.data_dir) / JOURNAL_DIR, settings.token, market=main,
+    main = main_market(settings.codes)  # its days name the folders
+    return JournalWriter(settings.journal_dir, settings.token, market=main,
                          max_bytes=settings.journal_max_mb << 20,
                          enabled=settings.journal)  # fmt: skip
 

@@ -13,11 +13,13 @@ import zmq
 
 from feedmux import families
 from feedmux.errors import FeedmuxError
+from feedmux.market.day import day_date
 from feedmux.market.sessions import MINUTE_NS, BarSlots, load_sessions
 from feedmux.ops.config import Settings
 from feedmux.providers import provider
 from feedmux.routing import shard_of
 from feedmux.shard.bars import BarBuilder
+from feedmux.shard.dayend import DayWatch
 from feedmux.shard.histogram import WriteTimer
 from feedmux.shard.lanes import Lanes, Target, Written, open_lanes
 from feedmux.shard.state import Output, Publication, ShardState
@@ -161,6 +163,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
     last_bus_ns = next_tick
     stop_ns: int | None = None  # when the stop was first seen
     counters = {"acks_dropped": 0, "gaps_logged": 0, "rewinds_logged": 0}
+    day_watch = DayWatch(paths.eod, lanes)
     if ready is not None:
         ready.send(shard)
     log.info("ready: bus %s, pub %s", paths.shard_in(shard), paths.shard_pub(shard))
@@ -201,7 +204,7 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
             rewinds_asked=state.rewinds_asked, bad_messages=state.bad_messages,
             bad_pushes=dict(state.bad_pushes),
             codes=len(state.snapshot), acks_dropped=counters["acks_dropped"],
-            data_ns=state.bars.now(),
+            data_ns=state.bars.now(), day_done=day_watch.done,
         ).carry(before))  # fmt: skip
 
     def send(publications: list[Publication]) -> None:
@@ -257,6 +260,12 @@ def main(settings: Settings, shard: int, ready: Pipe | None = None) -> int:
             next_tick = now + stats_every
             log_news(state, counters, log)
             publish(state.bars_due())
+            if (ended := day_watch.ended()) is not None:  # the run's trading day ended
+                publish(state.end_day(ended.at_ns))
+                day_watch.taken(ended.day)
+                log.info("trading day %s ended: its bars closed, per-code state reset",
+                         day_date(ended.day))  # fmt: skip
+            day_watch.check()
             send([state.heartbeat()])
             save_stats()
             stop.check_parent()

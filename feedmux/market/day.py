@@ -132,3 +132,8 @@ def trading_day_sql(column: str = "time_ns", code: str = "code") -> str:
 def day_date(day: int) -> date:
     """A ``trading_day`` as a calendar date."""
     return _EPOCH + timedelta(days=day)
+
+
+def day_start_ns(day: int, market: str) -> int:
+    """When trading day ``day`` begins on ``market`` (a code suffix): its local midnight."""
+    return _CALENDARS[EXCHANGE_ZONES.get(market, DEFAULT_ZONE)].midnight_ns(day)

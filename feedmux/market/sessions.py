@@ -32,6 +32,8 @@ half day) and a US day 390 (210). A code of no known market (no ``.SH``/``.SZ``/
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import NamedTuple
@@ -243,6 +245,13 @@ def _at(date: dt.date, minutes: int, zone: ZoneInfo) -> int:
 def market_of(code: str) -> str:
     """A code's market: its suffix (``600519.SH`` -> ``SH``)."""
     return code.rpartition(".")[2].upper()
+
+
+def main_market(codes: Iterable[str]) -> str:
+    """The market of most of ``codes`` (SH for none): whose calendar dates name a run's days
+    (journal folders, the end of day)."""
+    counts = Counter(market_of(code) for code in codes)
+    return counts.most_common(1)[0][0] if counts else "SH"
 
 
 class BarSlots:

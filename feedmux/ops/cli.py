@@ -212,6 +212,16 @@ RUN_SETTINGS = (
              "{default})", metavar="MB"),
         _run("commit_log", argparse.SUPPRESS),  # benchmarks
     )),
+    Section("end of day", "what happens when a trading day ends", (
+        _run("eod_export", "when a trading day ends, write its ticks and bars to the Parquet "
+             "archive in DIR (as feedmux export does; also days stored earlier and not yet "
+             "there)", metavar="DIR"),
+        _run("keep_days", "when a trading day ends, remove journals and stored ticks, books and "
+             "bars of all but the N latest trading days (with --eod-export, only days already "
+             "archived); 0 keeps everything (default)", metavar="N"),
+        _run("eod_at", "end each trading day at HH:MM of the main market's clock (default: 2 "
+             "minutes after its last session, after-hours included)", metavar="HH:MM"),
+    )),
     Section("bars", "market hours and one-minute bars", (
         _run("bar_label", "a bar's time: its end (09:31 is 09:30:00-09:30:59, as A-share tools "
              "show it) or its start (default: the label the stores keep; end for a new "

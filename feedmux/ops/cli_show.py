@@ -29,6 +29,7 @@ from feedmux.ops.config import RunPaths, read_manifest
 from feedmux.ops.display import PipeConsole
 from feedmux.ops.markets import markets_of
 from feedmux.stats import read_stats
+from feedmux.stats.eod import read_day_end
 
 
 def show_status(run_dir: Path, *, as_json: bool) -> int:
@@ -56,7 +57,8 @@ def show_status(run_dir: Path, *, as_json: bool) -> int:
             markets = markets_of(load_universe(manifest.data_dir) or [])
     status = st.build_status(before, now, manifest.shards, silent=silent,
                              warnings=st.recent_warnings(paths.log_file), sessions=sessions,
-                             markets=markets or [])  # fmt: skip
+                             markets=markets or [],
+                             day_end=read_day_end(paths.eod))  # fmt: skip
     title = f"feedmux pid {manifest.pid}" + (
         "" if supervisor else " (supervisor gone: its workers are finishing)" if running
         else " (NOT RUNNING: last numbers)")  # fmt: skip

@@ -18,10 +18,11 @@ from msgspec import Meta
 
 from feedmux.errors import ConfigError, NotRunningError
 from feedmux.market.calendar import read_overrides
+from feedmux.market.eod import parse_at
 from feedmux.ops import options
 from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.providers.base import SessionOptions, SubscribeModel, tokens_of
-from feedmux.shard.stores.urls import Store, parse_store
+from feedmux.shard.stores.urls import SQLITE, Store, parse_store
 from feedmux.simulator.faults import FAULTS
 
 # The vendor's own limits and spacing are the defaults (defined once, in its provider; these
@@ -143,6 +144,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pub_queue: Positive = 50_000  # messages a slow subscriber may lag before PUB drops for it
     journal: bool = True  # every received message to <data_dir>/journal
     journal_max_mb: int = 256  # start a new journal file beyond this size
+    # The end of each trading day (feedmux/ops/eod.py): the day's ticks and bars to a Parquet
+    # archive, the oldest days removed, per-code state reset
+    eod_export: str = ""  # "": no export
+    keep_days: Annotated[int, Meta(ge=0)] = 0  # trading days kept; 0: all
+    eod_at: str = ""  # HH:MM on the main market's clock; "": after its last session
     commit_log: bool = False  # benchmarks: each committed tick's time, <run_dir>/commits
     stats_interval_ms: int = 1000
     log_level: LogLevel = "WARNING"  # workers'; a run on a terminal shows warnings, not chatter
@@ -248,6 +254,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         stores = self.store_list()  # raises on a URL that is neither sqlite nor postgresql
         if len(set(stores)) != len(stores):
             raise ConfigError("the same --store is given twice")
+        parse_at(self.eod_at)
+        if self.eod_export and not any(s.kind == SQLITE for s in stores):
+            raise ConfigError(f"{name('eod_export')} exports from a SQLite store: add "
+                              "--store sqlite:// (PostgreSQL users: feedmux export reads only "
+                              "SQLite so far)")  # fmt: skip
 
     def _shown(self, field: str, value: object) -> str:
         """A value for a message: never the token, no password of a URL."""
@@ -255,6 +266,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             return "***"
         return repr(options.mask_passwords(redact(value, self.token) if isinstance(value, str)
                                            else value))  # fmt: skip
+
+    @property
+    def journal_dir(self) -> Path:
+        """The receiver's journal: a folder per trading day (feedmux/ingest/journal.py)."""
+        return Path(self.data_dir) / "journal"
 
     def store_list(self) -> list[Store]:
         """The stores every shard writes to, in the order given (the first restores a shard)."""
@@ -322,6 +338,11 @@ class RunPaths:
     @property
     def stats_dir(self) -> Path:
         return self.root / "stats"
+
+    @property
+    def eod(self) -> Path:
+        """The end of day's record (feedmux/stats/eod.py): the supervisor's, the shards read."""
+        return self.root / "eod.json"
 
     def commit_log(self, shard: int) -> Path:
         return self.root / "commits" / f"shard-{shard}.bin"

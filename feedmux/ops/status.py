@@ -7,6 +7,7 @@ with rich; ``progress_line`` is the one-line form for logs when stdout is not a 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,10 +19,12 @@ from rich.table import Table
 from rich.text import Text
 
 from feedmux import families
+from feedmux.market.day import day_date
 from feedmux.market.sessions import Sessions
 from feedmux.ops.markets import MarketRow, market_rows
 from feedmux.ops.markets import line as markets_line
 from feedmux.stats import RunStats, read_stats
+from feedmux.stats.eod import DayEnd
 from feedmux.stats.process import ProcessStats
 from feedmux.stats.shard import ShardStats, data_clock
 
@@ -85,6 +88,41 @@ def nats_lane(shards: list[ShardStats]) -> NatsLane | None:
 
 
 @dataclass(frozen=True)
+class DayRow:
+    """The end of day (feedmux/ops/eod.py) as status shows it."""
+
+    day: str  # the last trading day ended (YYYY-MM-DD); "": none in this run
+    state: str  # storing, exporting, done, failed
+    ticks: int  # archived of the last day exported
+    archived: list[str]
+    removed: list[str]
+    error: str
+    next_end: str  # when the day under way ends (ISO, UTC); "": none in sight
+
+    @classmethod
+    def of(cls, record: DayEnd) -> DayRow:
+        def iso(ns: int) -> str:
+            return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat() if ns else ""
+
+        day = day_date(record.day).isoformat() if record.day >= 0 else ""
+        return cls(day, record.state, record.ticks, list(record.archived), list(record.removed),
+                   record.error, iso(record.next_end_ns))  # fmt: skip
+
+    def line(self) -> str:
+        if not self.day:
+            return ""
+        what = {"storing": "the shards store its last rows", "exporting": "archiving",
+                "failed": f"FAILED: {self.error}"}.get(self.state, "")  # fmt: skip
+        if self.state == "done":
+            what = (f"archived ({self.ticks:,} ticks)" if self.archived
+                    and self.archived[-1] == self.day else "done")  # fmt: skip
+            if self.removed:
+                what += f"; removed {self.removed[0]}" + (
+                    f" .. {self.removed[-1]}" if len(self.removed) > 1 else "")  # fmt: skip
+        return f"day {self.day} ended: {what}"
+
+
+@dataclass(frozen=True)
 class Status:
     received: int
     ticks_per_s: float
@@ -110,6 +148,7 @@ class Status:
     # Each subscribed market's session on the data clock (the feed's "now", ns UTC)
     markets: list[MarketRow] = field(default_factory=list)
     data_clock_ns: int = 0
+    day: DayRow | None = None  # the end of day; None: no record (an older run)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +185,7 @@ def build_status(
     wall_ns: int | None = None,
     sessions: Sessions | None = None,
     markets: Sequence[str] = (),
+    day_end: DayEnd | None = None,
 ) -> Status:
     """The status from two stats readings (``prev`` None: rates are 0); with ``sessions``,
     each of ``markets``' session on the run's data clock."""
@@ -204,7 +244,7 @@ def build_status(
         rejected=list(receiver.rejected) if receiver else [],
         failing=failing_writes(cur), nats=nats_lane(list(shard_stats)),
         markets=market_rows(markets, sessions, data_ns) if sessions is not None else [],
-        data_clock_ns=data_ns,
+        data_clock_ns=data_ns, day=DayRow.of(day_end) if day_end is not None else None,
     )  # fmt: skip
 
 
@@ -230,6 +270,7 @@ def progress_line(status: Status, elapsed_s: float) -> str:
         + (f" | dropped {status.dropped:,}" if status.dropped else "")
         + (f" | {status.nats.line()}" if status.nats else "")
         + (f" | {' · '.join(m.line(then=False) for m in status.markets)}" if status.markets else "")
+        + (f" | {status.day.line()}" if status.day is not None and status.day.day else "")
         + "".join(f" | {line}" for line in status.failing)
     )
 
@@ -271,6 +312,8 @@ def render(status: Status, title: str = "feedmux") -> Group:
                         Text(f"silent codes: {len(status.silent)}{listed}")]  # fmt: skip
     if status.markets:
         parts.insert(1, Text(f"markets  {markets_line(status.markets)}"))
+    if status.day is not None and status.day.day:
+        parts.insert(1, Text(status.day.line(), "red" if status.day.state == "failed" else ""))
     if status.nats is not None:
         parts.insert(-1, Text(status.nats.line(), "yellow" if status.nats.lag_s > 5 else ""))
     if status.codes_rejected:

@@ -31,6 +31,7 @@ from feedmux.ops import instance
 from feedmux.ops.children import Child, SignalWakeup, worker_main
 from feedmux.ops.config import Manifest, ReplaySettings, Settings, redact
 from feedmux.ops.display import open_display
+from feedmux.ops.eod import EndOfDay
 from feedmux.ops.markets import markets_of, unknown_days
 from feedmux.ops.status import Status, build_status, progress_line, recent_warnings
 from feedmux.providers.base import EXIT_GAVE_UP
@@ -88,6 +89,8 @@ class Supervisor:
         self._control: Control | None = None
         self._last_stats: RunStats | None = None
         self.replay: Child | None = None
+        self.eod: EndOfDay | None = None  # made before the shards start: they read its record
+        self.eod_job: Child | None = None
         self.receiver: Child | None = None
         self.shards: list[Child] = []
         self.started = time.monotonic()
@@ -153,6 +156,8 @@ class Supervisor:
                             public=settings.public_endpoint, internal=settings.internal_endpoint,
                             curve_server_key=server_key)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
+        # A new record (no day ended) before any shard reads it: an earlier run's is not ours.
+        self.eod = EndOfDay(settings, self.sessions, self.say, self._start_eod_job)
         for i in range(settings.shards):
             self.shards.append(Child(f"shard-{i}", worker_main("shard"), (settings, i), self.lock))
             self.shards[-1].start()
@@ -173,12 +178,24 @@ class Supervisor:
                  f"{redact(settings.url, settings.token)}"
                  + (f" ({tokens} tokens)" if tokens > 1 else ""))  # fmt: skip
 
+    def _start_eod_job(self, days: list[int]) -> Callable[[], bool]:
+        """The end-of-day job (workers/eod.py) for ``days``; whether it still runs."""
+        self.eod_job = Child("eod", worker_main("eod"), (self.settings, days), self.lock)
+        self.eod_job.start()
+        return self.eod_job.alive
+
     def status(self) -> Status:
-        """The status now, rates measured since the last call."""
+        """The status now, rates measured since the last call; the end of day moves on."""
         stats = read_stats(self.settings.paths.stats_dir)
+        if self.eod is not None:
+            day = self.eod.record.day
+            self.eod.tick(stats, time.time_ns())
+            if self.eod.record.day != day:
+                self.silent = {}  # a new session: its silent codes are said anew
         status = build_status(self._last_stats, stats, self.settings.shards, silent=self.silent,
                               warnings=recent_warnings(self.settings.paths.log_file),
-                              sessions=self.sessions, markets=self.markets)  # fmt: skip
+                              sessions=self.sessions, markets=self.markets,
+                              day_end=self.eod.record if self.eod else None)  # fmt: skip
         self._last_stats = stats
         return status
 
@@ -245,6 +262,9 @@ class Supervisor:
         if self.receiver is not None or self.shards or self.replay is not None:
             self.say("stopping: receiver first, then the shards store what they hold")
         codes: dict[str, int | None] = {}
+        if self.eod_job is not None and self.eod_job.alive():  # the next run catches up its day
+            self.say("stopping the end-of-day job: the next end of day archives what it left")
+            self.eod_job.stop(10)
         if self.receiver is not None:
             codes["receiver"] = self.receiver.stop(RECEIVER_STOP_S)
         for child in self.shards:

@@ -73,6 +73,7 @@ class BarBuilder:
         self._data_ns = 0  # the newest tick time seen ...
         self._seen_ns = 0  # ... and the clock when it was seen
         self._purged_to = 0  # closed bars before this minute are forgotten
+        self._floor = 0  # bars before it are of a day that ended: their ticks are too late
         self.late = 0
         self.too_late = 0
         self.outside = 0  # ticks in no bar (closed hours; extended hours unless asked)
@@ -93,6 +94,9 @@ class BarBuilder:
         minute = self._slot(code, tick.time_ns)
         if minute is None:
             self.outside += 1
+            return []
+        if minute < self._floor:  # its day's bars are stored and forgotten: not made again
+            self.too_late += 1
             return []
         current = self._open.get(code)
         if current is not None and current.minute_ns == minute:
@@ -186,6 +190,22 @@ class BarBuilder:
                 if self._held_until(*key) + self.keep_ns <= now:  # no segment folds into it
                     del self._closed[key]
         return self._out(done)
+
+    def end_day(self, at_ns: int) -> list[Bar]:
+        """The run's trading day ended at ``at_ns`` (the run's data clock, which may be ahead
+        of this shard's): every bar before it closes (flat ones too), and the day's state is
+        forgotten, so a code that stops trading leaves nothing behind. A tick for a bar before
+        ``at_ns`` is then ``too_late``. The bars to store and publish."""
+        if at_ns > self._data_ns:
+            self._data_ns, self._seen_ns = at_ns, self._clock()
+        done = self.due()  # labelled already
+        stale = [code for code, bar in self._open.items() if bar.minute_ns < at_ns]
+        if stale:  # within the grace of the day's end: closed now, flat ones too
+            done += self._out([self._open.pop(code) for code in stale])
+        self._newest = {c: m for c, m in self._newest.items() if m >= at_ns or c in self._open}
+        self._closed = {key: bar for key, bar in self._closed.items() if key[1] >= at_ns}
+        self._floor = max(self._floor, at_ns - at_ns % MINUTE_NS)
+        return done
 
     def now(self) -> int:
         """The data clock (see the module's docstring)."""

@@ -87,10 +87,12 @@ class Lane(Generic[T]):
         self.kind = kind
         self.targets = list(targets)
         self._batcher = batcher
+        self.added = 0  # rows handed to the lane, ever: ``written`` reaches it when all are in
         # SQLite merges its recent ticks on an empty batch, counting the duplicates it finds.
         self._empty_batch_at_close = empty_batch_at_close
 
     def add(self, rows: list[T]) -> None:
+        self.added += len(rows)
         for batch in self._batcher.extend(rows):
             self._submit(batch)
 

@@ -40,6 +40,10 @@ class TradeMoves:
         self.min_move = min_move - _EPSILON
         self._last: dict[str, float] = {}
 
+    def reset(self) -> None:
+        """A new trading day: each code's first trade passes again."""
+        self._last.clear()
+
     def passes(self, tick: Tick) -> bool:
         last = self._last.get(tick.code)
         if last is not None and abs(tick.price - last) < self.min_move:
@@ -54,6 +58,9 @@ class BookMoves:
     def __init__(self, min_move: float) -> None:
         self.min_move = min_move - _EPSILON
         self._last: dict[str, tuple[float | None, float | None]] = {}
+
+    def reset(self) -> None:
+        self._last.clear()
 
     def passes(self, book: Depth) -> bool:
         best = (book.bids[0][0] if book.bids else None, book.asks[0][0] if book.asks else None)

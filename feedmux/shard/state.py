@@ -272,6 +272,16 @@ class ShardState:
         """Bars whose minute ended (the timer's turn)."""
         return self._bars_out(self.bars.due(), Output())
 
+    def end_day(self, at_ns: int) -> Output:
+        """The run's trading day ended at ``at_ns`` (feedmux/market/eod.py): its last bars
+        close, and per-code state of the day is reset (bars, threshold moves), so the next
+        session starts clean. The snapshot keeps each code's latest; the re-send filter keeps
+        each code's highest identity (a re-send after the day ended must still be known)."""
+        for moves in (self.trade_moves, self.book_moves):
+            if moves is not None:
+                moves.reset()
+        return self._bars_out(self.bars.end_day(at_ns), Output())
+
     def close_bars(self) -> Output:
         """Every open bar, at shutdown."""
         return self._bars_out(self.bars.close_all(), Output())

@@ -115,6 +115,14 @@ def read_stats(stats_dir: Path) -> RunStats:
     return out
 
 
+def read_json(path: Path, decoder: msgspec.json.Decoder[T]) -> T | None:
+    """A Struct file written by ``write_json``; None until there is one that decodes."""
+    try:
+        return _read(path, decoder)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
 def read_replay(path: Path) -> ReplayStats | None:
     """The replay server's report (``--report``); None until there is one that decodes."""
     try:

@@ -106,6 +106,9 @@ class ShardStats(ProcessStats, tag=SHARD, kw_only=True):
     # the wall time since that tick came (feedmux/shard/bars.py); 0: no tick yet. A replay's
     # or a delayed feed's "now", on which silence and market sessions are judged.
     data_ns: int = 0
+    # The last trading day ended (feedmux/stats/eod.py) whose rows this shard took before the
+    # day ended are all in every store: the supervisor then archives it. -1: none.
+    day_done: int = -1
 
     @property
     def name(self) -> str:

@@ -232,3 +232,26 @@ def test_after_a_restart_a_quiet_code_s_flat_bars_go_on_from_its_last_trade(
     builder.restore([], [last, yesterday])
     clock.advance(300)
     assert {b.code for b in builder.due()} == {"600000.SH"}
+
+
+def test_the_end_of_the_day_closes_its_bars_and_forgets_the_day(sessions: Sessions) -> None:
+    """A shard whose own clock lags (its codes stopped at 14:50) still stores the day whole
+    when the run's day ends; then it holds nothing of the day, and a late tick of it makes no
+    bar that would replace a stored one."""
+    clock = FakeClock(at("14:50:00"))
+    builder = BarBuilder(clock, slots=BarSlots(sessions), label_ns=MINUTE_NS)
+    builder.add(_trade("600519.SH", "14:50:10", 7.5, 1))
+    builder.add(_trade("688981.SH", "14:50:20", 9.0, 1))
+    clock.now = at("14:50:30")  # the wall clock: the run's data clock is far ahead
+    bars = builder.end_day(at("15:32:00"))
+    assert sorted({(b.minute_ns - at("14:51:00")) // MINUTE_NS for b in bars}) == list(range(10))
+    assert len(bars) == 20 and builder.due() == []
+    assert not builder._open and not builder._newest and not builder._closed
+    assert builder.add(_trade("600519.SH", "14:58:00", 8.0, 2)) == []  # late, of the ended day
+    assert builder.too_late == 1 and builder.due() == []
+    next_day = "2026-12-03"
+    clock.now = at("09:25:00") + 86_400 * 10**9
+    assert builder.add(_trade("600519.SH", "09:25:00", 7.9, 1, next_day)) == []
+    clock.now += 7 * MINUTE_NS  # the first bar of the day (09:30-09:31) closes as usual
+    first = builder.due()[0]
+    assert (first.count, first.close, first.minute_ns) == (1, 7.9, at("09:31:00") + 86_400 * 10**9)
