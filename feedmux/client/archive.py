@@ -107,7 +107,17 @@ def export(
 ) -> Exported:
     """Write ``day``'s ticks of every shard under ``out/ticks/date=YYYY-MM-DD/``: the ticks
     whose trading day it is (``feedmux.market.day``: each code's exchange decides), or with
-    ``tz`` those of that calendar day in ``tz``. Its bars go to ``out/bars/date=…/`` alike."""
+    ``tz`` those of that calendar day in ``tz``. Its bars go to ``out/bars/date=…/`` alike.
+    A file that cannot be written (a path through a file, a full disk) is a StoreError."""
+    try:
+        return _export(data_dir, day, out, fmt=fmt, tz=tz, progress=progress)
+    except OSError as exc:
+        where = exc.filename or out
+        raise StoreError(f"cannot write the archive at {where}: {exc.strerror or exc}") from exc
+
+
+def _export(data_dir: Path, day: date, out: Path, *, fmt: str, tz: str | None,
+            progress: Callable[[int, int], None] | None) -> Exported:  # fmt: skip
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, got {fmt!r}")
     files = _shard_files(data_dir)
