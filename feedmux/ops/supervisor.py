@@ -49,17 +49,17 @@ SILENT_EVERY_S = 10.0
 PROBE_BYTES = 64 << 10  # what a run writes before its workers start is of this order
 
 
-def _check_writable(data_dir: Path) -> None:
+def _check_writable(directory: Path, what: str = "data directory",
+                    fix: str = "pass --data-dir or set FEEDMUX_DATA_DIR") -> None:  # fmt: skip
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        probe = data_dir / ".feedmux-write-test"
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".feedmux-write-test"
         try:
             probe.write_bytes(bytes(PROBE_BYTES))  # data, not just a name: a full disk fails here
         finally:
             probe.unlink(missing_ok=True)
     except OSError as exc:
-        raise ConfigError(f"data directory {data_dir} is not writable ({exc}); "
-                          "pass --data-dir or set FEEDMUX_DATA_DIR") from exc  # fmt: skip
+        raise ConfigError(f"{what} {directory} is not writable ({exc}); {fix}") from exc
 
 
 class _Signals:
@@ -345,6 +345,9 @@ def run(
     # Before anything starts: a bad directory is only an error message, and a second run on
     # these directories is refused before it touches the first one's sockets or stats.
     _check_writable(Path(settings.data_dir))
+    if settings.eod_export:  # found now, not when the first day ends
+        _check_writable(Path(settings.eod_export), "--eod-export directory",
+                        "pass a directory feedmux can write")  # fmt: skip
     settings.paths.prepare()
     stores = [Path(s.location) for s in settings.store_list() if s.kind == SQLITE]
     for store in stores:

@@ -56,6 +56,24 @@ def test_unwritable_data_dir_says_what_to_do(
     assert "not writable" in capsys.readouterr().err
 
 
+def test_end_of_day_mistakes_stop_the_start(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    base = ["run", "--codes", "600519", "--data-dir", str(tmp_path / "data")]
+    env = {"FEEDMUX_TOKEN": "x"}
+    assert main([*base, "--eod-export", str(blocker / "archive")], env=env) == 2
+    assert "--eod-export directory" in capsys.readouterr().err
+    assert main([*base, "--eod-at", "3pm"], env=env) == 2
+    assert "HH:MM" in capsys.readouterr().err
+    assert main([*base, "--keep-days", "-1"], env=env) == 2
+    assert "--keep-days" in capsys.readouterr().err
+    assert main([*base, "--eod-export", str(tmp_path / "a"), "--store",
+                 "postgresql://127.0.0.1/test"], env=env) == 2  # fmt: skip
+    assert "SQLite" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
 @pytest.mark.integration
 def test_replay_quickstart_runs_and_stops_cleanly(tmp_path: Path) -> None:
     secret = "cmdline-secret-4d1f"  # on the command line: ps must not show it
