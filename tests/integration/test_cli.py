@@ -56,8 +56,9 @@ def test_unwritable_data_dir_says_what_to_do(
     assert "not writable" in capsys.readouterr().err
 
 
-def test_end_of_day_mistakes_stop_the_start(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_end_of_day_mistakes_stop_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     base = ["run", "--codes", "600519", "--data-dir", str(tmp_path / "data")]
