@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import msgspec
@@ -15,6 +16,7 @@ from feedmux.ops.metrics import StatsCollector
 from feedmux.ops.status import NatsLane, build_status, progress_line, recent_warnings, render
 from feedmux.shard.histogram import Histogram
 from feedmux.stats import RunStats, write_stats
+from feedmux.stats.eod import DayEnd
 from feedmux.stats.receiver import QueueStats, ReceiverStats
 from feedmux.stats.shard import MoveStats, NatsStats, ShardStats
 from tests.stats_samples import connection_stats, receiver_stats, shard_stats, store_stats
@@ -170,3 +172,28 @@ def test_the_nats_lane_shows_in_status_and_metrics(tmp_path: Path) -> None:
                       started_ns=40 * S)  # NATS down since the shard started  # fmt: skip
     down = msgspec.structs.replace(shard(0, 100 * S, 50, 0), nats=never)
     assert build_status(None, reading(receiver(100 * S, 50, 50), down), 1).nats.lag_s == 60.0
+
+
+def test_the_end_of_day_shows_in_status_and_its_json() -> None:
+    """Each step of the end of day, in the progress line, the table and ``status --json``."""
+    now = reading(receiver(100 * S, 10, 10), shard(0, 100 * S, 10, 10))
+    day = 20_424  # 2025-12-02
+    steps = [
+        (DayEnd(day=day, state="storing"), "day 2025-12-02 ended: the shards store its last rows"),
+        (DayEnd(day=day, state="exporting"), "day 2025-12-02 ended: archiving"),
+        (DayEnd(day=day, state="done", archived=["2025-12-01", "2025-12-02"], ticks=1234,
+                removed=["2025-11-20", "2025-11-21"]),
+         "day 2025-12-02 ended: archived (1,234 ticks); removed 2025-11-20 .. 2025-11-21"),
+        (DayEnd(day=day, state="failed", error="disk full"),
+         "day 2025-12-02 ended: FAILED: disk full"),
+    ]  # fmt: skip
+    for record, line in steps:
+        status = build_status(None, now, 1, day_end=record)
+        assert line in progress_line(status, 1.0)
+        console = Console(file=io.StringIO(), width=200)
+        console.print(render(status))
+        assert line in console.file.getvalue()  # type: ignore[attr-defined]
+    status = build_status(None, now, 1, day_end=DayEnd(next_end_ns=1_764_660_720 * S))
+    assert "ended" not in progress_line(status, 1.0)
+    shown = json.loads(json.dumps(status.as_dict()))["day"]
+    assert shown["day"] == "" and shown["next_end"] == "2025-12-02T07:32:00+00:00"
