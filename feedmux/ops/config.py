@@ -24,6 +24,7 @@ from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.providers.base import SessionOptions, SubscribeModel, tokens_of
 from feedmux.shard.stores.urls import SQLITE, Store, parse_store
 from feedmux.simulator.faults import FAULTS
+from feedmux.stats.eod import EOD_FILE
 
 # The vendor's own limits and spacing are the defaults (defined once, in its provider; these
 # are the default vendor's, ``vendor_defaults`` gives another's); the replay server's are the
@@ -342,7 +343,7 @@ class RunPaths:
     @property
     def eod(self) -> Path:
         """The end of day's record (feedmux/stats/eod.py): the supervisor's, the shards read."""
-        return self.root / "eod.json"
+        return self.root / EOD_FILE
 
     def commit_log(self, shard: int) -> Path:
         return self.root / "commits" / f"shard-{shard}.bin"

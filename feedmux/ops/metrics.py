@@ -27,6 +27,7 @@ from feedmux.errors import ConfigError
 from feedmux.market.sessions import PHASES, Sessions
 from feedmux.ops.markets import market_rows
 from feedmux.stats import RunStats, read_stats
+from feedmux.stats.eod import EOD_FILE, read_day_end
 from feedmux.stats.receiver import ReceiverStats
 from feedmux.stats.shard import HistogramState, ShardStats, data_clock
 from feedmux.writes import KNOWN_REASONS
@@ -57,6 +58,21 @@ class StatsCollector(Collector):
         yield from self._shards(list(stats.shards.values()))
         yield from self._writes(stats)
         yield from self._sessions(list(stats.shards.values()))
+        yield from self._day_end()
+
+    def _day_end(self) -> Iterator[Metric]:
+        """The end of day (feedmux/ops/eod.py): the last day ended, and whether its job failed."""
+        record = read_day_end(self.stats_dir.parent / EOD_FILE)
+        if record is None:
+            return
+        yield GaugeMetricFamily("feedmux_eod_last_day", "The last trading day ended in this "
+                                "run, as days since 1970-01-01 (-1: none yet)",
+                                value=record.day)  # fmt: skip
+        yield GaugeMetricFamily("feedmux_eod_failed", "1 when the last end of day's archive or "
+                                "removal failed (see the log)",
+                                value=1 if record.state == "failed" else 0)  # fmt: skip
+        yield CounterMetricFamily("feedmux_eod_archived_days", "Days archived by --eod-export "
+                                  "in this run", value=len(record.archived))  # fmt: skip
 
     def _sessions(self, shards: list[ShardStats]) -> Iterator[Metric]:
         """The data clock, and 1 for each market's phase now (0 for its others)."""

@@ -10,6 +10,7 @@ import msgspec
 
 from feedmux.stats import read_json
 
+EOD_FILE = "eod.json"  # in the run dir
 State = Literal["", "storing", "exporting", "done", "failed"]
 
 

@@ -15,7 +15,7 @@ from feedmux.ingest.spill import SpillFile
 from feedmux.ops.metrics import StatsCollector
 from feedmux.ops.status import NatsLane, build_status, progress_line, recent_warnings, render
 from feedmux.shard.histogram import Histogram
-from feedmux.stats import RunStats, write_stats
+from feedmux.stats import RunStats, write_json, write_stats
 from feedmux.stats.eod import DayEnd
 from feedmux.stats.receiver import QueueStats, ReceiverStats
 from feedmux.stats.shard import MoveStats, NatsStats, ShardStats
@@ -197,3 +197,16 @@ def test_the_end_of_day_shows_in_status_and_its_json() -> None:
     assert "ended" not in progress_line(status, 1.0)
     shown = json.loads(json.dumps(status.as_dict()))["day"]
     assert shown["day"] == "" and shown["next_end"] == "2025-12-02T07:32:00+00:00"
+
+
+def test_the_end_of_day_shows_in_the_metrics(tmp_path: Path) -> None:
+    stats_dir = tmp_path / "stats"
+    stats_dir.mkdir()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats_dir))
+    assert "feedmux_eod" not in generate_latest(registry).decode()  # an older run: no record
+    write_json(tmp_path / "eod.json", DayEnd(day=20_424, state="failed", archived=["2025-12-01"]))
+    text = generate_latest(registry).decode()
+    for line in ("feedmux_eod_last_day 20424.0", "feedmux_eod_failed 1.0",
+                 "feedmux_eod_archived_days_total 1.0"):  # fmt: skip
+        assert line in text, line
