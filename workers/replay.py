@@ -66,7 +66,8 @@ def plan_of(settings: ReplaySettings, today: date) -> Plan:
     )
     day = session_date(settings.session_date, sessions, settings.codes, today)
     return plan(sessions, settings.codes, day, day_minutes=settings.day_minutes,
-                start=settings.session_start, mutes=settings.mutes)  # fmt: skip
+                start=settings.session_start, mutes=settings.mutes,
+                days=settings.session_days)  # fmt: skip
 
 
 def rules_of(settings: ReplaySettings) -> ServerRules:
@@ -137,7 +138,9 @@ class ReplayServer:
         self.plan: Plan | None = None
         self.schedule: Schedule | None = None
         self.sim_ns = 0
+        self.day_index = 0  # which of the plan's days plays
         self.sent_by_phase: Counter[str] = Counter()
+        self.sent_by_day: Counter[str] = Counter()
         if settings.sessions:
             self.plan = plan_of(settings, datetime.now(ZoneInfo(DEFAULT_ZONE)).date())
             self.schedule = self.plan.schedule(settings.rate, settings.seed + 2)
@@ -170,12 +173,14 @@ class ReplayServer:
     def _sessions_report(self) -> SessionsReport | None:
         if self.plan is None or self.schedule is None:
             return None
-        day = self.plan.day
+        day = self.schedule.day
         return SessionsReport(
             date=day.date.isoformat(), factor=self.plan.clock.factor, start_ns=day.start_ns,
             end_ns=day.end_ns, now_ns=self.sim_ns,
             phases={m: str(p) for m, p in self.schedule.phases(self.sim_ns).items()},
             sent=dict(self.sent_by_phase), muted=dict(self.schedule.muted),
+            dates=[d.date.isoformat() for d in self.plan.days], day_index=self.day_index,
+            sent_by_day=dict(self.sent_by_day),
         )  # fmt: skip
 
     def write_report(self) -> None:
@@ -443,8 +448,11 @@ class ReplayServer:
             day, clock = self.plan.day, self.plan.clock
             start, end = (datetime.fromtimestamp(t / 1e9, day.zone).strftime("%H:%M:%S")
                           for t in (clock.start_ns, day.end_ns))  # fmt: skip
-            self.log.info("feed starts: simulated %s %s-%s %s at %gx, %.0f ticks/s", day.date,
-                          start, end, day.zone.key, clock.factor, settings.rate)  # fmt: skip
+            more = len(self.plan.days) - 1
+            self.log.info("feed starts: simulated %s %s-%s %s%s at %gx, %.0f ticks/s", day.date,
+                          start, end, day.zone.key,
+                          f" and {more} more trading day{'s' * (more > 1)}" if more else "",
+                          clock.factor, settings.rate)  # fmt: skip
             await self._feed_sessions()
         else:
             self.log.info("feed starts: %.0f ticks/s%s", settings.rate,
@@ -501,31 +509,45 @@ class ReplayServer:
             self.faults(loop.time() - start)
 
     async def _feed_sessions(self) -> None:
-        """The simulated trading day (``--sessions``): the schedule's trades, stamped with the
-        day's exchange time, as the simulated clock passes them; done at the day's end."""
+        """The simulated trading days (``--sessions``): the schedule's trades, stamped with
+        the day's exchange time, as the simulated clock passes them; each next day as soon as
+        one ends (its seqs numbered anew); done at the last day's end."""
         assert self.plan is not None and self.schedule is not None
-        settings, clock, schedule = self.settings, self.plan.clock, self.schedule
-        end_ns = self.plan.day.end_ns
+        settings, schedule = self.settings, self.schedule
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        self._start_faults(start)
-        by_phase = self.sent_by_phase
-        while (
-            self.sim_ns < end_ns
-            and not self.feed_end.is_set()
-            and (settings.duration_s is None or loop.time() - start < settings.duration_s)
-        ):
-            await asyncio.sleep(FEED_STEP_S)
-            now_ns = min(end_ns, clock.at(loop.time() - start))
-            if self.stalled():
-                self.sim_ns = now_ns  # the day goes on; nothing is made up
-                continue
-            for event in schedule.events(self.sim_ns, now_ns, self.rules.subscribers):
-                self.queue_trade(event.code, event.time_ns // 1_000_000)
-                by_phase[event.phase] += 1
-            self.sim_ns = now_ns
-            self.flush_trades()
-            self.faults(loop.time() - start)
+        first = loop.time()
+        self._start_faults(first)
+        by_phase, by_day = self.sent_by_phase, self.sent_by_day
+        for index, day in enumerate(self.plan.days):
+            if self.feed_end.is_set():
+                break
+            clock, end_ns, date = self.plan.clock_of(index), day.end_ns, day.date.isoformat()
+            if index:
+                self.day_index, self.sim_ns = index, clock.start_ns
+                schedule.begin(day)
+                self.market.new_day()
+                self.log.info("day %d of %d: simulated %s", index + 1, len(self.plan.days), date)
+            start = loop.time()
+            while (
+                self.sim_ns < end_ns
+                and not self.feed_end.is_set()
+                and (settings.duration_s is None or loop.time() - first < settings.duration_s)
+            ):
+                await asyncio.sleep(FEED_STEP_S)
+                now_ns = min(end_ns, clock.at(loop.time() - start))
+                if self.stalled():
+                    self.sim_ns = now_ns  # the day goes on; nothing is made up
+                    continue
+                sent = self.ticks_sent
+                for event in schedule.events(self.sim_ns, now_ns, self.rules.subscribers):
+                    self.queue_trade(event.code, event.time_ns // 1_000_000)
+                    by_phase[event.phase] += 1
+                by_day[date] += self.ticks_sent - sent
+                self.sim_ns = now_ns
+                self.flush_trades()
+                self.faults(loop.time() - first)
+            if self.sim_ns < end_ns:
+                break  # ended early (--duration, SIGUSR1)
 
     async def _feed_journal(self) -> None:
         """A journal's pushes again, at their recorded pace times ``speed`` (0: at once).

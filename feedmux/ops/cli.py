@@ -142,6 +142,11 @@ DAY_MINUTES = _replay("day_minutes", "play the whole simulated day (from 5 minut
                       "first auction to the end of after-hours: 09:10-15:30 for A-shares) in M "
                       "wall minutes (default: real time); the rate stays ticks per wall second",
                       metavar="M")  # fmt: skip
+SESSION_DAYS = _replay("session_days", "play N consecutive trading days of the calendar from "
+                       "the session date, each compressed as --day-minutes says; the next day "
+                       "starts as soon as one ends (the overnight gap takes no wall time), its "
+                       "vendor seqs numbered anew from the first day's, as exchanges do "
+                       "(default {default})", metavar="N")  # fmt: skip
 SESSION_START = _replay("session_start", "start the simulated day at this local time (of the "
                         "A-share market, else Hong Kong's, else New York's)",
                         metavar="HH:MM")  # fmt: skip
@@ -316,6 +321,7 @@ RUN_REPLAY = Section("replay server", "a built-in local feed instead of the vend
     dataclasses.replace(SESSIONS, name="replay-sessions"),
     dataclasses.replace(SESSION_DATE, name="replay-session-date"),
     dataclasses.replace(DAY_MINUTES, name="replay-day-minutes"),
+    dataclasses.replace(SESSION_DAYS, name="replay-session-days"),
     dataclasses.replace(SESSION_START, name="replay-session-start"),
     dataclasses.replace(MUTE, name="replay-mute"),
 ))  # fmt: skip
@@ -344,6 +350,7 @@ REPLAY = (Section("", "", (
     SESSIONS,
     SESSION_DATE,
     DAY_MINUTES,
+    SESSION_DAYS,
     SESSION_START,
     MUTE,
     _replay("calendar_file", "with --sessions: TOML of days the calendar library does not "
@@ -695,7 +702,8 @@ def _session_day(settings: ReplaySettings) -> ReplaySettings:
     today = datetime.now(ZoneInfo(DEFAULT_ZONE)).date()
     day = schedule.session_date(settings.session_date, sessions, settings.codes, today)
     schedule.plan(sessions, settings.codes, day, day_minutes=settings.day_minutes,
-                  start=settings.session_start, mutes=settings.mutes)  # fmt: skip
+                  start=settings.session_start, mutes=settings.mutes,
+                  days=settings.session_days)  # fmt: skip
     return msgspec.structs.replace(settings, session_date=day.isoformat())
 
 

@@ -497,6 +497,7 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     sessions: bool = False
     session_date: str = ""  # YYYY-MM-DD; "": the latest trading day (the CLI fills it in)
     day_minutes: Annotated[float, Meta(gt=0)] | None = None  # the whole day in M wall minutes
+    session_days: Positive = 1  # this many consecutive trading days, one after the other
     session_start: str = ""  # HH:MM[:SS] local: start the day there ("": at its start)
     mutes: Annotated[list[str], option("mute")] = []  # CODE@HH:MM: no trades of CODE from then
     calendar_file: str = ""  # the calendar's override file (as feedmux run's --calendar-file)
@@ -538,5 +539,7 @@ class ReplaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             for field in ("session_date", "day_minutes", "session_start", "mutes"):
                 if getattr(self, field):
                     raise ConfigError(f"{name(field)} needs {name('sessions')}")
+            if self.session_days != 1:
+                raise ConfigError(f"{name('session_days')} needs {name('sessions')}")
         if self.calendar_file:
             read_overrides(Path(self.calendar_file))

@@ -71,6 +71,12 @@ class Market:
         self._price = {c: round(rng.lognormvariate(2.7, 0.8), 2) + 1.0 for c in codes}
         self._seq = {c: seq_base + rng.randrange(1, 10**9) * 1000 for c in codes}
         self._book_seq = dict.fromkeys(codes, seq_base)
+        self._first = (dict(self._seq), dict(self._book_seq))
+
+    def new_day(self) -> None:
+        """Vendor seqs start again from the first day's numbers, as exchanges number each
+        trading day anew: only the identity's trading day tells the days' ticks apart."""
+        self._seq, self._book_seq = (dict(seqs) for seqs in self._first)
 
     def trade(self, code: str, now_ms: int, seq: int | None = None) -> bytes:
         """``seq``: use this vendor seq (it must grow per code) instead of the code's next."""

@@ -12,7 +12,10 @@ are exchange times):
   Hong Kong 09:20:00 (the end of its no-cancellation period);
 - continuous: one trade per code at the start of every minute, so every code that is fed has
   every one-minute bar; between them, trades of random codes at ``rate`` per *wall* second
-  (a compressed day costs no more CPU than a real one), at random instants;
+  on average (a compressed day costs no more CPU than a real one), at random instants, as a
+  real market trades: by code, a few very active codes and a long quiet tail (``activity``:
+  Zipf-like), and by time, more after the open and before the close than at midday
+  (``intensity``: a U over the day's continuous trading);
 - closing auction: nothing, then the match, one trade per code at once: A-shares at 15:00:00
   (the auction's end; bars fold it into the 14:59 bar), Hong Kong at 16:08:00 (12:08:00 on a
   half day), within its auction;
@@ -24,12 +27,16 @@ are exchange times):
 A code of no known market (no SH/SZ/BJ/HK/US suffix) is continuous all day, as the sessions
 say. Each code's trades come in time order (a span's events are sorted), so its vendor seq
 grows with its time.
+
+Several days (``--session-days``) are consecutive trading days of the calendar, each its own
+``Day`` played with the first one's compression; the overnight gap takes no wall time.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import itertools
 import random
 from collections.abc import Collection, Iterable, Mapping
@@ -54,7 +61,16 @@ FED = frozenset({Phase.OPENING_AUCTION, Phase.CONTINUOUS, Phase.CLOSING_AUCTION,
 EXTENDED = frozenset({Phase.PRE_MARKET, Phase.AFTER_HOURS})
 ANY = ""  # the market of codes of no known market: continuous all day
 MARKET_ORDER = ("SH", "SZ", "BJ", "HK", "US")  # whose calendar and clock come first
-DEFAULT_DAY_SEARCH = 31  # days back to look for the latest trading day
+DEFAULT_DAY_SEARCH = 31  # days back to look for the latest trading day (or on to the next)
+# A code's share of the random trades goes as rank^-ZIPF_EXPONENT: of 5,430 codes the busiest
+# 1% take 10-17% of them, the busiest one 70-110x as many as the median one (the exponent 1
+# of word counts would give that one 11% of the market: too steep for stocks). u (below) is
+# kept above ACTIVITY_FLOOR, so no seed makes one code more than ~1.2% of a 5,430-code market.
+ZIPF_EXPONENT = 0.6
+ACTIVITY_FLOOR = 1 / 5000
+# The intraday U: 1 + U_DEPTH·(2x-1)² over the day's continuous trading (x from 0 to 1),
+# scaled to a mean of 1: twice the mean rate at the open and the close, half of it at midday.
+U_DEPTH = 3.0
 
 
 class Event(NamedTuple):
@@ -93,6 +109,26 @@ def day_number(date: dt.date) -> int:
     return (date - _EPOCH).days
 
 
+def activity(code: str, seed: int) -> float:
+    """``code``'s weight among the random trades: u^-ZIPF_EXPONENT for a uniform u in (0, 1]
+    drawn from the code and the seed. The code of rank r among N has u near r/N, so weights
+    go as rank^-ZIPF_EXPONENT (Zipf), and a code's weight is the same whatever else trades."""
+    digest = hashlib.blake2b(f"{seed}:{code}".encode(), digest_size=8).digest()
+    u = max(ACTIVITY_FLOOR, (int.from_bytes(digest, "big") + 1) / 2**64)
+    return float(u**-ZIPF_EXPONENT)
+
+
+def intensity(x: float) -> float:
+    """The rate of random trades at ``x`` (0: the start of the day's continuous trading, 1:
+    its end) over the day's mean rate: a U whose mean over [0, 1] is 1."""
+    return (1 + U_DEPTH * (2 * x - 1) ** 2) / (1 + U_DEPTH / 3)
+
+
+def intensity_share(x: float) -> float:
+    """The share of the day's random trades made before ``x``: the integral of ``intensity``."""
+    return (x + U_DEPTH * ((2 * x - 1) ** 3 + 1) / 6) / (1 + U_DEPTH / 3)
+
+
 def _zone(markets: Iterable[str]) -> ZoneInfo:
     """The clock of the universe's first market (A-shares first)."""
     present = set(markets)
@@ -116,6 +152,23 @@ def latest_trading_day(sessions: Sessions, markets: Iterable[str], today: dt.dat
             return date
     raise ConfigError(f"no trading day of the {calendar} calendar in the {DEFAULT_DAY_SEARCH} "
                       f"days up to {today}: give the session date")  # fmt: skip
+
+
+def trading_days(sessions: Sessions, markets: Iterable[str], first: dt.date,
+                 count: int) -> list[dt.date]:  # fmt: skip
+    """``first`` and the trading days after it of the calendar ``latest_trading_day`` uses,
+    ``count`` in all."""
+    calendar = _calendar(markets)
+    days = [first]
+    date = first
+    while len(days) < count:
+        date += dt.timedelta(days=1)
+        if (date - days[-1]).days > DEFAULT_DAY_SEARCH:
+            raise ConfigError(f"no trading day of the {calendar} calendar in the "
+                              f"{DEFAULT_DAY_SEARCH} days after {days[-1]}")  # fmt: skip
+        if sessions.calendars.hours(calendar, day_number(date)) is not None:
+            days.append(date)
+    return days
 
 
 class Day:
@@ -148,6 +201,17 @@ class Day:
         self._round_times = [r.time_ns for r in self.rounds]
         self.spans = self._spans()
         self._span_starts = [s.start_ns for s in self.spans]
+        # The continuous clock: trading time of any market's continuous phase, lunch and
+        # the rest left out, for the intraday intensity. Each span's start on it (None: no
+        # market of the span is continuous).
+        self.continuous_at: list[int | None] = []
+        self.continuous_ns = 0
+        for span in self.spans:
+            if any(phase == Phase.CONTINUOUS for _, phase in span.phases):
+                self.continuous_at.append(self.continuous_ns)
+                self.continuous_ns += span.end_ns - span.start_ns
+            else:
+                self.continuous_at.append(None)
 
     def _rounds(self) -> Iterable[Round]:
         for market, found in self.segments.items():
@@ -187,6 +251,13 @@ class Day:
             if self.spans[index].end_ns > start_ns:
                 yield index, self.spans[index]
             index += 1
+
+    def position(self, index: int, time_ns: int) -> float:
+        """Where ``time_ns`` (in span ``index``, which has continuous trading) is in the day's
+        continuous trading, from 0 to 1."""
+        at = self.continuous_at[index]
+        assert at is not None
+        return (at + time_ns - self.spans[index].start_ns) / self.continuous_ns
 
     def phase(self, market: str, time_ns: int) -> Phase:
         """``market``'s phase at ``time_ns`` (closed outside its fed segments)."""
@@ -258,23 +329,39 @@ def clock_of(day: Day, day_minutes: float | None, start: str = "") -> Clock:
     return Clock(start_ns, factor)
 
 
+class Pool(NamedTuple):
+    """The codes of a span's random trades (with their phase) and their cumulative weights."""
+
+    codes: list[tuple[str, Phase]]
+    weights: list[float]
+
+
 class Schedule:
     """What the market sends in each span of simulated time, for the codes subscribed then;
     a muted code's trades are withheld from its instant on, and counted."""
 
     def __init__(self, day: Day, rate: float, factor: float,
                  mutes: Mapping[str, int] | None = None, seed: int = 7) -> None:  # fmt: skip
-        self.day = day
         self.rate = rate
         self.factor = factor
         self.mutes = dict(mutes or {})
         self.muted: dict[str, int] = {}  # trades withheld, by code
+        self.seed = seed
         self._rng = random.Random(seed)
+        self._activity: dict[str, float] = {}
+        self.begin(day)
+
+    def begin(self, day: Day) -> None:
+        """Play ``day`` from now on (the next of several): the same rate, compression, mutes
+        and random stream."""
+        self.day = day
         self._source: Collection[str] | None = None
         self._codes: dict[str, list[str]] = {}  # by market
         self._extended: dict[str, list[str]] = {}  # by market: those trading after hours
-        self._pools: dict[int, tuple[list[tuple[str, Phase]], list[tuple[str, Phase]]]] = {}
+        self._pools: dict[int, tuple[Pool, Pool]] = {}
         self._carry = [0.0, 0.0]  # random trades due but not made yet: continuous, extended
+        # The wall seconds of the day's continuous trading, over which the U is spread.
+        self._continuous_s = day.continuous_ns / self.factor / 1e9
 
     def _group(self, codes: Collection[str]) -> None:
         self._source = codes
@@ -288,7 +375,7 @@ class Schedule:
             if trades_extended(code):
                 self._extended.setdefault(market, []).append(code)
 
-    def _pool(self, index: int, span: Span) -> tuple[list[tuple[str, Phase]], ...]:
+    def _pool(self, index: int, span: Span) -> tuple[Pool, Pool]:
         """The codes of random trades in a span: continuous, extended."""
         pool = self._pools.get(index)
         if pool is None:
@@ -299,13 +386,21 @@ class Schedule:
                     extended += ((c, phase) for c in self._extended.get(market, ()))
                 else:
                     regular += ((c, phase) for c in self._codes.get(market, ()))
-            pool = self._pools[index] = (regular, extended)
+            pool = self._pools[index] = (self._weighed(regular), self._weighed(extended))
         return pool
+
+    def _weighed(self, codes: list[tuple[str, Phase]]) -> Pool:
+        weights = self._activity
+        for code, _ in codes:
+            if code not in weights:
+                weights[code] = activity(code, self.seed)
+        return Pool(codes, list(itertools.accumulate(weights[c] for c, _ in codes)))
 
     def events(self, start_ns: int, end_ns: int, codes: Collection[str]) -> list[Event]:
         """The trades of ``[start_ns, end_ns)`` for ``codes``, in time order (muted ones
         left out and counted). The random ones are as many as ``rate`` asks for the wall time
-        the span takes (a fraction is carried to the next call)."""
+        the span takes, shaped by the intraday U in continuous trading (a fraction is carried
+        to the next call)."""
         if codes is not self._source:
             self._group(codes)
         out: list[Event] = []
@@ -313,21 +408,26 @@ class Schedule:
             group = self._extended if r.phase in EXTENDED else self._codes
             out += (Event(r.time_ns, code, r.phase) for code in group.get(r.market, ()))
         rounds = len(out)
-        for index, span in self.day.spans_in(start_ns, end_ns):
+        day = self.day
+        for index, span in day.spans_in(start_ns, end_ns):
             low, high = max(start_ns, span.start_ns), min(end_ns, span.end_ns)
             wall_s = (high - low) / self.factor / 1e9
             regular, extended = self._pool(index, span)
-            out += self._random(0, regular, wall_s * self.rate, low, high)
+            if day.continuous_at[index] is not None:
+                x_low, x_high = day.position(index, low), day.position(index, high)
+                due = (intensity_share(x_high) - intensity_share(x_low)) * self._continuous_s
+                out += self._random(0, regular, due * self.rate, low, high, shaped=index)
             out += self._random(1, extended, wall_s * self.rate * EXTENDED_SHARE, low, high)
         if len(out) > rounds:
             out.sort(key=itemgetter(0))
         return self._unmuted(out) if self.mutes else out
 
-    def _random(self, kind: int, pool: list[tuple[str, Phase]], due: float, low: int,
-                high: int) -> list[Event]:  # fmt: skip
+    def _random(self, kind: int, pool: Pool, due: float, low: int, high: int, *,
+                shaped: int | None = None) -> list[Event]:  # fmt: skip
         """``due`` more random trades of ``pool``'s codes (``kind``: which carry) within
-        ``[low, high)``, in whole milliseconds."""
-        if not pool:
+        ``[low, high)``, in whole milliseconds; ``shaped``: the span whose continuous trading
+        they are in, for instants that follow the intraday U within it."""
+        if not pool.codes:
             self._carry[kind] = 0.0  # nothing is made up for time nobody could trade in
             return []
         first_ms, end_ms = -(-low // 1_000_000), -(-high // 1_000_000)
@@ -337,8 +437,27 @@ class Schedule:
             return []  # under a millisecond: due later
         self._carry[kind] -= count
         rng = self._rng
-        return [Event(rng.randrange(first_ms, end_ms) * 1_000_000, code, phase)
-                for code, phase in rng.choices(pool, k=count)]  # fmt: skip
+        picked = rng.choices(pool.codes, cum_weights=pool.weights, k=count)
+        if shaped is None:
+            times = [rng.randrange(first_ms, end_ms) for _ in picked]
+        else:
+            times = self._shaped_times(shaped, count, first_ms, end_ms)
+        return [Event(ms * 1_000_000, code, phase)
+                for ms, (code, phase) in zip(times, picked, strict=True)]  # fmt: skip
+
+    def _shaped_times(self, index: int, count: int, first_ms: int, end_ms: int) -> list[int]:
+        """``count`` instants (ms) in ``[first_ms, end_ms)`` of span ``index``, with a density
+        that follows ``intensity`` (rejection: the U is convex, so its highest value in the
+        range is at an end; a server step's range is short, so nearly every draw is kept)."""
+        rng, day = self._rng, self.day
+        top = max(intensity(day.position(index, first_ms * 1_000_000)),
+                  intensity(day.position(index, (end_ms - 1) * 1_000_000)))  # fmt: skip
+        times: list[int] = []
+        while len(times) < count:
+            ms = rng.randrange(first_ms, end_ms)
+            if rng.random() * top <= intensity(day.position(index, ms * 1_000_000)):
+                times.append(ms)
+        return times
 
     def _unmuted(self, events: list[Event]) -> list[Event]:
         mutes, muted = self.mutes, self.muted
@@ -357,11 +476,22 @@ class Schedule:
 
 
 class Plan(NamedTuple):
-    """What ``--sessions`` plays: the day, its clock, and the mutes."""
+    """What ``--sessions`` plays: the days, the first one's clock, and the mutes."""
 
-    day: Day
+    days: tuple[Day, ...]  # consecutive trading days, the first on the session date
     clock: Clock
     mutes: dict[str, int]
+
+    @property
+    def day(self) -> Day:
+        return self.days[0]
+
+    def clock_of(self, index: int) -> Clock:
+        """Day ``index``'s clock: the first from its start (or --session-start), each next
+        from its own start at the same compression."""
+        if index == 0:
+            return self.clock
+        return Clock(self.days[index].start_ns, self.clock.factor)
 
     def schedule(self, rate: float, seed: int) -> Schedule:
         return Schedule(self.day, rate, self.clock.factor, self.mutes, seed)
@@ -369,11 +499,16 @@ class Plan(NamedTuple):
 
 def plan(sessions: Sessions, codes: Collection[str], date: dt.date, *,
          day_minutes: float | None = None, start: str = "",
-         mutes: Iterable[str] = ()) -> Plan:  # fmt: skip
-    """The simulated day of ``codes``' markets on ``date``, checked (a ConfigError says what
-    is wrong: not a trading day, a start outside it, a bad mute)."""
-    day = Day(sessions, date, {market_of(c) for c in codes})
-    return Plan(day, clock_of(day, day_minutes, start), parse_mutes(mutes, date, codes))
+         mutes: Iterable[str] = (), days: int = 1) -> Plan:  # fmt: skip
+    """The simulated day of ``codes``' markets on ``date`` (and the ``days`` - 1 trading days
+    after it), checked (a ConfigError says what is wrong: not a trading day, a start outside
+    it, a bad mute)."""
+    markets = {market_of(c) for c in codes}
+    first = Day(sessions, date, markets)
+    later = tuple(Day(sessions, d, markets)
+                  for d in trading_days(sessions, markets, date, days)[1:])  # fmt: skip
+    return Plan((first, *later), clock_of(first, day_minutes, start),
+                parse_mutes(mutes, date, codes))  # fmt: skip
 
 
 def session_date(text: str, sessions: Sessions, codes: Collection[str],

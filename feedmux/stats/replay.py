@@ -37,6 +37,11 @@ class SessionsReport(msgspec.Struct, kw_only=True):
     phases: dict[str, str]  # each market's phase then
     sent: dict[str, int]  # trades sent, by their market's phase
     muted: dict[str, int]  # trades withheld by --mute, by code
+    # --session-days: every day played (YYYY-MM-DD), the one playing (date, start_ns,
+    # end_ns, now_ns are its own), and the trades sent on each
+    dates: list[str] = []
+    day_index: int = 0
+    sent_by_day: dict[str, int] = {}
 
 
 class ReplayStats(msgspec.Struct, kw_only=True):

@@ -121,3 +121,42 @@ def test_a_compressed_day_end_follows_the_sessions_phase_by_phase(tmp_path: Path
     assert sum(status.sessions.sent.values()) == len(sent)
     assert status.sessions.muted[MUTED] >= 3  # 14:55, 14:56 and the match at least
     assert heartbeats >= 2 and answered == heartbeats
+
+
+@pytest.mark.slow
+def test_two_days_play_back_to_back_each_numbered_anew(tmp_path: Path) -> None:
+    """Day 1 from 14:56 then the whole of day 2 (Friday after Thursday) at 1,900x: about 14 s."""
+    replay, report, url = start_replay(
+        tmp_path, "--codes", ",".join(CODES), "--sessions", "--session-date", "2026-12-03",
+        "--session-days", "2", "--day-minutes", "0.2", "--session-start", "14:56",
+        "--rate", "40", "--exit-when-done",
+    )  # fmt: skip
+    try:
+        ticks, _, _ = read_day(url, report, 90)
+        assert replay.wait(scaled(30)) == 0
+    finally:
+        code, output = stop(replay)
+    assert code == 0, output
+    sent = sent_ticks(tmp_path / "sent.log")
+    assert [(t.code, t.seq, t.time_ns) for t in ticks] == [(t.code, t.seq, t.time_ns) for t in sent]
+    days: dict[str, list[Tick]] = defaultdict(list)
+    for tick in ticks:
+        days[dt.datetime.fromtimestamp(tick.time_ns / 1e9, SHANGHAI).date().isoformat()].append(
+            tick)  # fmt: skip
+    assert sorted(days) == ["2026-12-03", "2026-12-04"]
+    one, two = days["2026-12-03"], days["2026-12-04"]
+    assert min(clock(t) for t in one) >= "14:56" and max(clock(t) for t in one) < "15:30"
+    assert min(clock(t) for t in two) == "09:25:00.000"  # day 2 from its opening auction
+    assert sum(1 for t in two if clock(t).startswith("09:25:00")) == len(CODES)
+    assert {clock(t)[:5] for t in two if t.code == CODES[0]} >= {"09:30", "11:29", "13:00",
+                                                                  "14:56"}  # fmt: skip
+    for name in CODES:  # each day numbered from the same first seq; growing within it
+        seqs = [[t.seq for t in day if t.code == name] for day in (one, two)]
+        assert seqs[0][0] == seqs[1][0], name
+        assert all(s == sorted(set(s)) for s in seqs), name
+    status = replay_report(report)
+    assert status.sessions is not None
+    assert status.sessions.dates == ["2026-12-03", "2026-12-04"]
+    assert status.sessions.day_index == 1 and status.sessions.date == "2026-12-04"
+    assert status.sessions.sent_by_day == {"2026-12-03": len(one), "2026-12-04": len(two)}
+    assert status.ticks_sent == len(ticks)

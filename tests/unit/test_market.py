@@ -45,3 +45,16 @@ def test_a_later_market_numbers_after_an_earlier_one_as_a_vendor_does() -> None:
     assert int(seqs[1]) > int(seqs[0]) and books[1] > books[0]
     assert Market(["600519.SH"], seed=1).trade("600519.SH", 1) == Market(
         ["600519.SH"], seed=1).trade("600519.SH", 1)  # seeded: the same without a base  # fmt: skip
+
+
+def test_a_new_day_numbers_trades_and_books_anew_from_the_first_days_seqs() -> None:
+    market = Market(["600519.SH", "000001.SZ"], seed=1, seq_base=1_000_000)
+
+    def seqs() -> list[int]:
+        return [int(json.loads(market.trade(c, 1))["data"]["seq"]) for c in market.codes] + [
+            int(json.loads(market.book(c, 1, 1))["data"]["seq"]) for c in market.codes]  # fmt: skip
+
+    day_one = seqs()
+    assert seqs() != day_one  # they grow within the day
+    market.new_day()
+    assert seqs() == day_one  # an exchange's numbering starts again each day

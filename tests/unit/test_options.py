@@ -330,6 +330,9 @@ def test_replay_sessions_options_fill_in_the_day_and_refuse_what_cannot_be_playe
     assert settings.session_date  # the latest trading day, filled in for the worker and report
     settings, _ = replay(["--sessions", "--session-date", "2026-12-03"])
     assert settings.session_date == "2026-12-03" and settings.day_minutes is None  # real time
+    assert settings.session_days == 1
+    settings, _ = replay(["--sessions", "--session-date", "2026-12-03", "--session-days", "3"])
+    assert settings.session_days == 3
     for argv, says in (
         (["--sessions", "--session-date", "2026-10-01"], "2026-10-01 is not a trading day"),
         (["--session-date", "2026-12-03"], "--session-date needs --sessions"),
@@ -337,6 +340,8 @@ def test_replay_sessions_options_fill_in_the_day_and_refuse_what_cannot_be_playe
         (["--sessions", "--burst"], "drop --burst"),
         (["--sessions", "--session-start", "16:00"], "outside the simulated day"),
         (["--sessions", "--day-minutes", "0"], "--day-minutes must be > 0"),
+        (["--session-days", "2"], "--session-days needs --sessions"),
+        (["--sessions", "--session-days", "0"], "--session-days must be >= 1"),
     ):
         with pytest.raises(ConfigError, match=says):
             replay(argv)
@@ -345,10 +350,11 @@ def test_replay_sessions_options_fill_in_the_day_and_refuse_what_cannot_be_playe
 def test_run_forwards_its_replay_sessions_options_under_their_own_names() -> None:
     _, server = build_settings(resolved(["--replay", "--replay-sessions", "--replay-day-minutes",
                                          "10", "--replay-session-date", "2026-12-03",
-                                         "--replay-mute", "600519.SH@10:30"]))  # fmt: skip
+                                         "--replay-mute", "600519.SH@10:30",
+                                         "--replay-session-days", "2"]))  # fmt: skip
     assert server is not None and server.sessions
-    assert (server.session_date, server.day_minutes, server.mutes) == (
-        "2026-12-03", 10.0, ["600519.SH@10:30"])  # fmt: skip
+    assert (server.session_date, server.day_minutes, server.mutes, server.session_days) == (
+        "2026-12-03", 10.0, ["600519.SH@10:30"], 2)  # fmt: skip
     with pytest.raises(ConfigError, match="--replay-day-minutes needs --replay-sessions"):
         build_settings(resolved(["--replay", "--replay-day-minutes", "10"]))
 

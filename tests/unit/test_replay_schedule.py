@@ -13,10 +13,14 @@ import pytest
 from feedmux.errors import ConfigError
 from feedmux.market.calendar import Calendars
 from feedmux.market.sessions import MINUTE_NS, BarSlots, Phase, Sessions, market_of
+from feedmux.simulator.market import a_share_universe
 from feedmux.simulator.schedule import (
     Event,
     Schedule,
+    activity,
     clock_of,
+    intensity,
+    intensity_share,
     latest_trading_day,
     plan,
     session_date,
@@ -130,21 +134,73 @@ def test_after_hours_only_for_star_chinext_and_bj(sessions: Sessions) -> None:
         False, False, True, False]  # fmt: skip
 
 
-def test_random_trades_follow_the_wall_rate_whatever_the_compression(
+def random_continuous(events: list[Event], codes: list[str]) -> list[Event]:
+    """The random trades of continuous trading: each minute's round (every code at its first
+    instant) left out."""
+    rounds = Counter(e.time_ns for e in events if e.phase == Phase.CONTINUOUS)
+    full = {t for t, n in rounds.items() if t % MINUTE_NS == 0 and n >= len(codes)}
+    out, seen = [], Counter[int]()
+    for e in events:
+        if e.phase != Phase.CONTINUOUS:
+            continue
+        if e.time_ns in full and seen[e.time_ns] < len(codes):
+            seen[e.time_ns] += 1  # one of the round's (a random trade may share its instant)
+            continue
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize(("minutes", "rate"), [(10.0, 40.0), (380.0, 1.0)])  # 38x, real time
+def test_random_trades_average_the_wall_rate_over_the_day_whatever_the_compression(
+    sessions: Sessions, minutes: float, rate: float
+) -> None:
+    p = plan(sessions, A_SHARES, DAY, day_minutes=minutes)
+    schedule = p.schedule(rate, seed=7)
+    # the server's 2 ms steps when compressed; in real time, longer ones (the same code)
+    step_ns = int(0.002 * p.clock.factor * 1e9) if p.clock.factor > 1 else STEP_NS
+    events = played(schedule, A_SHARES, p.day.start_ns, p.day.end_ns, step_ns=step_ns)
+    extra = random_continuous(events, A_SHARES)
+    continuous_wall_s = 237 * 60 / p.clock.factor  # 09:30-11:30, 13:00-14:57
+    assert abs(len(extra) - rate * continuous_wall_s) <= 1
+    first_hour = [e for e in extra if local(e.code, e.time_ns) < "10:30:00"]
+    assert abs(len(first_hour) - rate * continuous_wall_s * intensity_share(60 / 237)) <= 1
+    assert all(e.time_ns % 1_000_000 == 0 for e in events)  # vendors stamp milliseconds
+    assert [e.time_ns for e in events] == sorted(e.time_ns for e in events)
+
+
+def test_a_few_codes_trade_far_more_than_the_median_one_whatever_else_is_subscribed(
     sessions: Sessions,
 ) -> None:
-    rate = 40.0
-    for minutes in (10.0, 380.0):  # 38x, and real time
-        p = plan(sessions, A_SHARES, DAY, day_minutes=minutes)
-        schedule = p.schedule(rate, seed=7)
-        start = p.day.at("09:30", "start")
-        end = p.day.at("10:30", "end")  # an hour of continuous trading
-        events = played(schedule, A_SHARES, start, end, step_ns=int(0.002 * 38e9))
-        extra = len(events) - 60 * len(A_SHARES)  # the minute rounds
-        wall_s = 3600 / p.clock.factor
-        assert abs(extra - rate * wall_s) <= 1
-        assert all(e.time_ns % 1_000_000 == 0 for e in events)  # vendors stamp milliseconds
-        assert [e.time_ns for e in events] == sorted(e.time_ns for e in events)
+    universe = a_share_universe()
+    _, events = whole_day(sessions, universe, rate=300.0)
+    counts = Counter(e.code for e in random_continuous(events, universe))
+    ranked = sorted((counts[c] for c in universe), reverse=True)
+    median = ranked[len(ranked) // 2]
+    assert median > 0 and ranked[0] > 50 * median  # a long quiet tail under a few busy codes
+    assert sum(ranked[:54]) > 0.1 * sum(ranked)  # the busiest 1% of codes: over 10%
+    assert sum(ranked[:54]) < 0.5 * sum(ranked)  # ... but no handful takes the market
+    # A code's activity is its own (seeded), not its rank among what is subscribed.
+    assert activity("600519.SH", 7) == activity("600519.SH", 7) != activity("600519.SH", 8)
+    by_activity = sorted(universe, key=lambda c: activity(c, 7))  # whole_day's seed
+    few = [by_activity[0], *by_activity[-3:]]  # the quietest code and the 3 busiest
+    _, some = whole_day(sessions, few, rate=100.0)
+    busy = Counter(e.code for e in random_continuous(some, few))
+    assert busy[few[0]] < min(busy[c] for c in few[1:]) / 20
+
+
+def test_the_open_and_the_close_are_busier_than_midday(sessions: Sessions) -> None:
+    _, events = whole_day(sessions, A_SHARES, rate=100.0)
+    extra = [local(e.code, e.time_ns) for e in random_continuous(events, A_SHARES)]
+
+    def within(start: str, end: str) -> int:
+        return sum(1 for t in extra if start <= t < end)
+
+    midday = max(within("11:00:00", "11:30:00"), within("13:00:00", "13:30:00"))
+    assert within("09:30:00", "10:00:00") > 2.5 * midday
+    assert within("14:27:00", "14:57:00") > 2.5 * midday
+    # The U itself: twice the mean at the ends, half of it in the middle, a mean of 1.
+    assert (intensity(0.0), intensity(0.5), intensity(1.0)) == (2.0, 0.5, 2.0)
+    assert (intensity_share(0.0), intensity_share(0.5), intensity_share(1.0)) == (0.0, 0.5, 1.0)
 
 
 def test_a_muted_code_stops_from_its_instant_and_is_counted(sessions: Sessions) -> None:
@@ -235,3 +291,33 @@ def test_codes_subscribed_later_join_at_the_next_round(sessions: Sessions) -> No
     later = schedule.events(ten + MINUTE_NS, ten + 2 * MINUTE_NS, A_SHARES)
     assert {e.code for e in first} == set(A_SHARES[:2])
     assert {e.code for e in later} == set(A_SHARES)
+
+
+def test_several_days_are_the_next_trading_days_each_compressed_alike(
+    sessions: Sessions,
+) -> None:
+    p = plan(sessions, A_SHARES, DAY, day_minutes=10, start="14:50", days=3)
+    assert [d.date for d in p.days] == [DAY, dt.date(2026, 12, 4), dt.date(2026, 12, 7)]
+    assert local("600519.SH", p.clock_of(0).start_ns) == "14:50:00"  # the start: day 1 only
+    for index, day in enumerate(p.days[1:], 1):
+        assert p.clock_of(index) == (day.start_ns, p.clock.factor)
+        assert local("600519.SH", day.start_ns) == "09:10:00"
+    holiday = plan(sessions, A_SHARES, dt.date(2026, 9, 30), days=2)  # the National Day week
+    assert [d.date for d in holiday.days] == [dt.date(2026, 9, 30), dt.date(2026, 10, 8)]
+    assert [d.date for d in plan(sessions, A_SHARES, DAY).days] == [DAY]
+
+
+def test_the_next_day_plays_like_the_first_and_a_mute_lasts(sessions: Sessions) -> None:
+    p = plan(sessions, A_SHARES, DAY, day_minutes=10, days=2, mutes=["600519.SH@14:00"])
+    schedule = p.schedule(50.0, seed=7)
+    first = played(schedule, A_SHARES, p.days[0].start_ns, p.days[0].end_ns)
+    schedule.begin(p.days[1])
+    second = played(schedule, A_SHARES, p.days[1].start_ns, p.days[1].end_ns)
+    assert first[-1].time_ns < p.days[1].start_ns <= second[0].time_ns
+    late = [e for e in second if e.code != "600519.SH"]
+    minutes = {(e.code, e.time_ns - e.time_ns % MINUTE_NS) for e in late
+               if e.phase == Phase.CONTINUOUS}  # fmt: skip
+    assert len(minutes) == (len(A_SHARES) - 1) * 237  # every other code, every minute again
+    assert not [e for e in second if e.code == "600519.SH"]  # muted from day 1 14:00 on
+    assert len(random_continuous(second, A_SHARES[1:])) > 0.8 * len(
+        random_continuous(first, A_SHARES[1:]))  # fmt: skip
