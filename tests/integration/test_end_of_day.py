@@ -76,3 +76,57 @@ def test_the_day_ends_on_the_data_clock_and_is_archived_whole(tmp_path: Path) ->
     bars = read_bars(archive)
     assert set(bars["code"]) == set(codes)
     assert (bars.groupby("code")["minute"].max().astype("int64") == at(DAY, "15:00:00")).all()
+
+
+@pytest.mark.slow
+def test_a_run_over_two_days_keeps_day_one_whole_and_starts_day_two_clean(tmp_path: Path) -> None:
+    """Two compressed days (the first from 14:30), --keep-days 1: day 1 ends when the clock
+    leaves it, is archived whole and removed from the store and the journal; day 2 has its 240
+    bars a code; every received tick is in the archive or the store, once."""
+    codes = _codes()
+    first, second = "2026-12-01", "2026-12-02"
+    data_dir, archive = tmp_path / "data", tmp_path / "archive"
+    run_dir = data_dir / "run"
+    run = feedmux("run", "--replay", "--replay-sessions", "--replay-session-date", first,
+                  "--replay-session-days", "2", "--replay-session-start", "14:30",
+                  "--replay-day-minutes", "0.4", "--replay-rate", "100",
+                  "--replay-warmup", "1", "--shards", "2", "--codes", ",".join(codes),
+                  "--bar-sessions", "exchange", "--bar-label", "end", "--eod-at", "15:10",
+                  "--eod-export", str(archive), "--keep-days", "1",
+                  "--data-dir", str(data_dir), "--display", "plain")  # fmt: skip
+    try:
+        deadline = time.monotonic() + scaled(180)
+        while (record := read_day_end(run_dir / "eod.json")) is None or not (
+            record.state == "done" and record.archived[-1:] == [second]
+        ):
+            assert run.poll() is None, "the run stopped"
+            assert time.monotonic() < deadline, f"day 2 did not end: {record}"
+            assert record is None or record.state != "failed", record
+            time.sleep(0.2)
+    finally:
+        code, output = stop(run)
+    assert code == 0, output
+    assert record.archived == [first, second] and record.removed == [first], record
+    received = int(output.rpartition("stopped cleanly: all ")[2].split()[0].replace(",", ""))
+
+    archived = read_ticks(archive)
+    stored = read_ticks(data_dir)
+    day_of = archived["time"].dt.tz_convert(SHANGHAI).dt.date.astype(str)
+    assert set(day_of) == {first, second}
+    assert set(stored["time"].dt.tz_convert(SHANGHAI).dt.date.astype(str)) == {second}
+    day_one = archived[day_of == first]
+    assert len(day_one) + len(stored) == received  # nothing lost, nothing twice
+    assert not day_one.duplicated(["code", "seq"]).any()
+    assert not stored.duplicated(["code", "seq"]).any()
+    # The journal's folders are days of receipt (today's, for a replay): none is removed.
+    assert all(p.name >= second for p in (data_dir / "journal").iterdir())
+
+    bars = read_bars(archive)
+    bars["day"] = bars["minute"].dt.tz_convert(SHANGHAI).dt.date.astype(str)
+    one, two = bars[bars["day"] == first], bars[bars["day"] == second]
+    assert (one.groupby("code")["minute"].max().astype("int64") == at(first, "15:00:00")).all()
+    assert one.groupby("code").size().max() <= 31  # from 14:30: only the afternoon's end
+    assert two.groupby("code").size().to_dict() == dict.fromkeys(codes, 240)
+    assert (two.groupby("code")["minute"].min().astype("int64") == at(second, "09:31:00")).all()
+    assert set(read_bars(data_dir)["minute"].dt.tz_convert(SHANGHAI).dt.date.astype(str)) == {
+        second}  # fmt: skip
