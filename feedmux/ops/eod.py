@@ -70,12 +70,12 @@ def run_job(settings: Settings, days: list[int], sessions: Sessions,
         todo = sorted({d for d in stored if d < ended and not _archived(archive, d)} | set(days))
         for day in todo:
             iso = day_date(day).isoformat()
+            if day not in stored:  # e.g. a day every code was suspended: no partition
+                say(f"end of day {iso}: no ticks stored, nothing to archive")
+                continue
             try:
                 done = export(store, date.fromisoformat(iso), archive)
             except StoreError as exc:
-                if day not in stored:  # a day without ticks (a shard-free holiday): nothing
-                    say(f"end of day {iso}: no ticks stored, nothing to archive")
-                    continue
                 result.error = f"cannot archive {iso}: {exc}"
                 say(result.error)
                 return result  # nothing is removed after a failed export
