@@ -9,12 +9,13 @@ receiver does. Each configuration runs in its own process:
 
 - FMJ1: the journal module before FMJ2 (feedmux/ingest/journal.py at BASE, taken from git),
   its writer and its readers; and today's reader on the same file (old journals stay readable);
-- FMJ2 at zstd levels -1, 1 (the default) and 3 in blocks of 256 KiB (the default), level 1 in
-  blocks of 64 KiB and 1 MiB, and the default at 1,000 and 100 ticks/s, where a block is
+- FMJ2 at zstd levels -1, 1 (the default) and 3 in blocks of 64 KiB (the default), level 1 in
+  blocks of 256 KiB and 1 MiB, and the default at 1,000 and 100 ticks/s, where a block is
   written every second (``flush_every_ns``) before it fills.
 
 Measured: bytes per tick on disk (and of the records uncompressed); the writer's CPU µs per
-tick (process CPU time, the writes included); reading: records/s of ``read_journal`` and
+tick (process CPU time, the writes included) and, in a pass of its own, the median wall time
+of a call that writes a block; reading: records/s of ``read_journal`` and
 pushes/s of ``journal_pushes`` (what ``feedmux replay --journal`` serves), CPU time, best of
 several rounds; and the reader's peak memory (tracemalloc, in a pass of its own): one block,
 not the file.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +63,7 @@ CONFIGS = (
     Config("FMJ2 level -1", level=-1),
     Config("FMJ2 level 1 (default)"),
     Config("FMJ2 level 3", level=3),
-    Config("FMJ2 level 1, 64 KiB blocks", block_bytes=64 << 10),
+    Config("FMJ2 level 1, 256 KiB blocks", block_bytes=256 << 10),
     Config("FMJ2 level 1, 1 MiB blocks", block_bytes=1 << 20),
     Config("FMJ2 default at 1,000 ticks/s", rate=1000.0),
     Config("FMJ2 default at 100 ticks/s", rate=100.0),
@@ -102,6 +104,24 @@ def _count(records: Iterator[Any]) -> int:
     return sum(1 for _ in records)
 
 
+def _block_call_ms(writer_class: Any, options: dict[str, int],
+                   reads: list[tuple[int, list[tuple[int, bytes]]]]) -> float:  # fmt: skip
+    """The median wall time of a ``messages`` call that writes a block (a pass of its own):
+    how long the receiver reads nothing while one is compressed."""
+    calls = []
+    with tempfile.TemporaryDirectory(prefix="feedmux-journal-") as tmp:
+        journal = writer_class(Path(tmp), TOKEN, **options)
+        journal.flush(reads[0][0])
+        clock = time.perf_counter
+        for recv_ns, read in reads:
+            written, began = journal.bytes, clock()
+            journal.messages(recv_ns, 0, read)
+            if journal.bytes != written:
+                calls.append(clock() - began)
+        journal.close()
+    return statistics.median(calls) * 1e3 if calls else 0.0
+
+
 def measure(config: Config, source: Path, rounds: int, before: Path) -> dict[str, Any]:
     """One configuration, in this process."""
     records = list(read_journal(source))
@@ -130,6 +150,7 @@ def measure(config: Config, source: Path, rounds: int, before: Path) -> dict[str
         reader = module or now_journal
         read_s = _best(lambda: _count(reader.read_journal(root)), rounds)
         pushes_s = _best(lambda: _count(reader.journal_pushes(root)), rounds)
+        stall_ms = None if module else _block_call_ms(writer_class, options, reads)
         tracemalloc.start()
         assert _count(reader.read_journal(root)) == ticks
         peak = tracemalloc.get_traced_memory()[1]
@@ -141,7 +162,7 @@ def measure(config: Config, source: Path, rounds: int, before: Path) -> dict[str
             "raw_bytes_per_tick": sum(RECORD_HEADER + len(r.payload) for r in records) / ticks,
             "write_us_per_tick": write_s / ticks * 1e6,
             "read_records_per_s": ticks / read_s, "pushes_per_s": ticks / pushes_s,
-            "read_peak_kb": peak / 1024,
+            "read_peak_kb": peak / 1024, "block_call_ms": stall_ms,
         }  # fmt: skip
         if module:  # old journals, read by today's reader
             now_s = _best(lambda: _count(now_journal.read_journal(root)), rounds)
@@ -196,18 +217,21 @@ def table(doc: dict[str, Any]) -> str:
              f"codes, {doc['per_read']} a read; best of {doc['rounds']}; before = "
              f"{doc['base']}); FMJ2 is {doc['ratio']}x smaller than FMJ1",
              f"{'configuration':<32}{'B/tick':>8}{'vs FMJ1':>9}{'write µs/tick':>15}"
-             f"{'read rec/s':>12}{'pushes/s':>11}{'read peak KB':>14}"]  # fmt: skip
+             f"{'block ms':>10}{'read rec/s':>12}{'pushes/s':>11}"
+             f"{'read peak KB':>14}"]  # fmt: skip
     base = next((r for r in doc["results"] if r.get("format") == "FMJ1"), None)
     for r in doc["results"]:
         if "skipped" in r:
             lines.append(f"{r['name']:<32} skipped: {r['skipped']}")
             continue
         ratio = f"{base['bytes_per_tick'] / r['bytes_per_tick']:.2f}x" if base else "-"
+        stall = "-" if r["block_call_ms"] is None else f"{r['block_call_ms']:.2f}"
         lines.append(f"{r['name']:<32}{r['bytes_per_tick']:>8.1f}{ratio:>9}"
-                     f"{r['write_us_per_tick']:>15.3f}{r['read_records_per_s']:>12,.0f}"
+                     f"{r['write_us_per_tick']:>15.3f}{stall:>10}"
+                     f"{r['read_records_per_s']:>12,.0f}"
                      f"{r['pushes_per_s']:>11,.0f}{r['read_peak_kb']:>14,.0f}")  # fmt: skip
         if "read_now_records_per_s" in r:
-            lines.append(f"{'  the same, read by FMJ2 code':<32}{'':>8}{'':>9}{'':>15}"
+            lines.append(f"{'  the same, read by FMJ2 code':<32}{'':>8}{'':>9}{'':>25}"
                          f"{r['read_now_records_per_s']:>12,.0f}")  # fmt: skip
     return "\n".join(lines)
 

@@ -58,10 +58,11 @@ MAGIC = b"FMJ2"  # what is written: records in zstd blocks
 MAGIC_V1 = b"FMJ1"  # the first format, records uncompressed: read, and written on request
 SUFFIX = ".fmj"
 FRAME_TEXT, FRAME_BINARY, SENT, EVENT = 1, 2, 3, 4
-# zstd level 1: as small as 3 on market data and cheaper (benchmarks/journal.py). Blocks of
-# 256 KiB compress as well as 1 MiB ones, and each stalls the receiver a quarter as long.
+# zstd level 1: smaller than 3 on market data and cheaper, -1 no cheaper (benchmarks/journal.py).
+# Blocks of 64 KiB compress as well as 1 MiB ones; the call that compresses one takes a
+# sixteenth as long (the receiver reads nothing meanwhile) and a reader holds one at a time.
 LEVEL = 1
-BLOCK_BYTES = 256 << 10
+BLOCK_BYTES = 64 << 10
 _HEADER = struct.Struct("<BqHI")  # a record's
 BLOCK = struct.Struct("<IIIII")  # a block's: see the module's docstring
 _BLOCK_CHECKED = BLOCK.size - 4  # the header's crc32 covers the bytes before it
