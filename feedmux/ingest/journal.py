@@ -59,8 +59,8 @@ MAGIC_V1 = b"FMJ1"  # the first format, records uncompressed: read, and written 
 SUFFIX = ".fmj"
 FRAME_TEXT, FRAME_BINARY, SENT, EVENT = 1, 2, 3, 4
 # zstd level 1: smaller than 3 on market data and cheaper, -1 no cheaper (benchmarks/journal.py).
-# Blocks of 64 KiB compress as well as 1 MiB ones; the call that compresses one takes a
-# sixteenth as long (the receiver reads nothing meanwhile) and a reader holds one at a time.
+# Blocks of 64 KiB compress as well as 1 MiB ones, the call that writes one takes 0.12 ms
+# instead of 1.7 (the receiver reads nothing meanwhile), and a reader holds 92 KB, not 1.3 MB.
 LEVEL = 1
 BLOCK_BYTES = 64 << 10
 _HEADER = struct.Struct("<BqHI")  # a record's
@@ -72,8 +72,8 @@ log = logging.getLogger(__name__)
 
 
 class Record(msgspec.Struct, frozen=True, gc=False):
-    """One journal record (a Struct: made 6 times faster than a frozen dataclass, which was
-    most of a reader's time per record)."""
+    """One journal record (a Struct: made about 6 times faster than a frozen dataclass, whose
+    making was most of a reader's time per record)."""
 
     kind: int
     recv_ns: int
