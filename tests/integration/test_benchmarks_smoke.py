@@ -92,6 +92,30 @@ def test_the_vendor_benchmark_runs_tiny_for_every_vendor(tmp_path: Path) -> None
     assert "identity" in run.stdout
 
 
+def test_the_journal_benchmark_runs_tiny_and_fmj2_is_smaller(tmp_path: Path) -> None:
+    out = tmp_path / "journal.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.journal", "--tiny", "--json",
+                          str(out)], check=False, capture_output=True, text=True,
+                         timeout=scaled(120))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(out.read_text())
+    results = {r["name"]: r for r in doc["results"]}
+    assert len(results) == 8 and doc["environment"]["versions"]["zstandard"]
+    for r in results.values():  # "before" needs the base commit in git (a shallow clone lacks it)
+        if "skipped" in r:
+            assert "before" in r["name"], r
+            continue
+        assert r["ticks"] == 5000 and r["bytes_per_tick"] > 0, r
+        assert r["write_us_per_tick"] > 0 and r["read_records_per_s"] > 0, r
+        assert r["pushes_per_s"] > 0 and r["read_peak_kb"] > 0, r
+    default = results["FMJ2 level 1 (default)"]
+    assert default["format"] == "FMJ2" and default["block_call_ms"] > 0
+    assert default["bytes_per_tick"] < default["raw_bytes_per_tick"]  # the records uncompressed
+    if "skipped" not in results["FMJ1 (before)"]:
+        assert doc["ratio"] > 1 and results["FMJ1 (before)"]["read_now_records_per_s"] > 0
+    assert "B/tick" in run.stdout and "FMJ2 level 1 (default)" in run.stdout
+
+
 @pytest.fixture
 def nats_target() -> Iterator[Target]:
     yield from local_target()  # skipped with the reason when the machine's NATS is absent
