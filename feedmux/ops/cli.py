@@ -213,8 +213,8 @@ RUN_SETTINGS = (
              metavar="NAME"),
         Option("no-journal", "do not keep the journal of received frames in <data-dir>/journal",
                default=False, kind="switch"),
-        _run("journal_max_mb", "start a new journal file beyond MB megabytes (default "
-             "{default})", metavar="MB"),
+        _run("journal_max_mb", "start a new journal file beyond MB megabytes on disk "
+             "(compressed; default {default})", metavar="MB"),
         _run("commit_log", argparse.SUPPRESS),  # benchmarks
     )),
     Section("end of day", "what happens when a trading day ends", (

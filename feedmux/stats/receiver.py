@@ -55,7 +55,7 @@ class JournalStats(msgspec.Struct, kw_only=True):
 
     path: str  # the file written now ("" if none)
     records: int
-    bytes: int
+    bytes: int  # on disk (compressed: FMJ2 zstd blocks)
     files: int
     error: str  # set while writing fails
     lost: int  # records not journaled because writing failed
