@@ -95,6 +95,7 @@ class Sample:
     feed: str  # the server's feed: waiting, running, done
     day: int  # which simulated day plays (0: the first)
     sim_ns: int  # the server's simulated clock
+    sent: int  # ticks the server sent
     stored: int  # ticks the shards stored (their stats)
     rss_mb: dict[str, float]  # by process
     cpu_s: dict[str, float]
@@ -197,7 +198,8 @@ def take(run: subprocess.Popen[bytes], server: subprocess.Popen[bytes], report: 
     sessions = report.sessions
     stored = sum(s.stored for s in read_stats(run_dir / "stats").shards.values())
     return Sample(round(t_s, 2), report.feed, sessions.day_index if sessions else 0,
-                  sessions.now_ns if sessions else 0, stored, rss, cpu, pids)  # fmt: skip
+                  sessions.now_ns if sessions else 0, report.ticks_sent, stored, rss, cpu,
+                  pids)  # fmt: skip
 
 
 def sample_run(p: Params, run: subprocess.Popen[bytes], server: subprocess.Popen[bytes], *,
@@ -327,6 +329,21 @@ def ticks_of(report: ReplayStats, data_dir: Path) -> Ticks:
     )  # fmt: skip
 
 
+def keeping_up(samples: list[Sample]) -> dict[str, float]:
+    """How far storing trailed sending: the most ticks sent and not yet stored at a sample,
+    the longest that a sample's stored count had been sent before it (1 s resolution: a
+    sample's own second is in flight anyway), and the seconds from the feed's end until all
+    was stored."""
+    done = next((s for s in samples if s.feed == "done"), samples[-1])
+    lag_s, j = 0.0, 0
+    for s in samples:  # the first sample whose sent count reached s.stored
+        while j < len(samples) - 1 and samples[j].sent < s.stored:
+            j += 1
+        lag_s = max(lag_s, s.t_s - samples[j].t_s)
+    return {"max_behind": max(s.sent - s.stored for s in samples), "max_lag_s": round(lag_s, 1),
+            "drain_s": round(samples[-1].t_s - done.t_s, 1)}  # fmt: skip
+
+
 def dir_bytes(path: Path) -> dict[str, int]:
     return {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*"))
             if f.is_file()}  # fmt: skip
@@ -352,7 +369,7 @@ def series(samples: list[Sample]) -> dict[str, Any]:
     return {
         "t_s": [s.t_s for s in samples], "feed": [s.feed for s in samples],
         "day": [s.day for s in samples], "sim_ns": [s.sim_ns for s in samples],
-        "stored": [s.stored for s in samples],
+        "sent": [s.sent for s in samples], "stored": [s.stored for s in samples],
         "rss_mb": {n: [s.rss_mb.get(n) for s in samples] for n in names},
         "cpu_s": {n: [s.cpu_s.get(n) for s in samples] for n in names},
     }  # fmt: skip
@@ -399,6 +416,7 @@ def soak(p: Params, work: Path) -> dict[str, Any]:
         "ticks": asdict(ticks),
         "disk": asdict(disk_of(work / "data", ticks.sent)),
         "wall_s": samples[-1].t_s,
+        "keeping_up": keeping_up(samples),
         "series": series(samples),
     }
 
@@ -432,6 +450,11 @@ def table(doc: dict[str, Any]) -> str:
     )
     for day, sent in ticks["sent_by_day"].items():
         lines.append(f"  {day}: {sent:,} sent, {ticks['stored_by_day'].get(day, 0):,} stored")
+    behind = doc["keeping_up"]
+    lines.append(f"keeping up: at most {behind['max_behind']:,} ticks sent and not yet stored "
+                 f"(stored up to {behind['max_lag_s']:g} s after sent), all stored "
+                 f"{behind['drain_s']:g} s "
+                 "after the feed ended")  # fmt: skip
     lines.append(f"disk: journal {disk['journal_bytes'] / 1e6:,.0f} MB "
                  f"({disk['journal_bytes_per_tick']:.0f} B/tick), store "
                  f"{disk['store_bytes'] / 1e6:,.0f} MB ({disk['store_bytes_per_tick']:.0f} "
