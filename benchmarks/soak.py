@@ -330,14 +330,16 @@ def ticks_of(report: ReplayStats, data_dir: Path) -> Ticks:
 
 
 def keeping_up(samples: list[Sample]) -> dict[str, float]:
-    """How far storing trailed sending: the most ticks sent and not yet stored at a sample,
-    the longest that a sample's stored count had been sent before it (1 s resolution: a
-    sample's own second is in flight anyway), and the seconds from the feed's end until all
-    was stored."""
+    """How far storing trailed sending: the most ticks sent and not yet stored at a sample;
+    the oldest unstored tick's age at a sample (since the first sample that counted it sent:
+    1 s resolution, and the stats a process writes each second lag by up to one); and the
+    seconds from the feed's end until all was stored."""
     done = next((s for s in samples if s.feed == "done"), samples[-1])
     lag_s, j = 0.0, 0
-    for s in samples:  # the first sample whose sent count reached s.stored
-        while j < len(samples) - 1 and samples[j].sent < s.stored:
+    for s in samples:
+        if s.stored >= s.sent:
+            continue
+        while samples[j].sent <= s.stored:  # the first sample that counts tick stored + 1 sent
             j += 1
         lag_s = max(lag_s, s.t_s - samples[j].t_s)
     return {"max_behind": max(s.sent - s.stored for s in samples), "max_lag_s": round(lag_s, 1),
@@ -452,7 +454,7 @@ def table(doc: dict[str, Any]) -> str:
         lines.append(f"  {day}: {sent:,} sent, {ticks['stored_by_day'].get(day, 0):,} stored")
     behind = doc["keeping_up"]
     lines.append(f"keeping up: at most {behind['max_behind']:,} ticks sent and not yet stored "
-                 f"(stored up to {behind['max_lag_s']:g} s after sent), all stored "
+                 f"(the oldest sent {behind['max_lag_s']:g} s before), all stored "
                  f"{behind['drain_s']:g} s "
                  "after the feed ended")  # fmt: skip
     lines.append(f"disk: journal {disk['journal_bytes'] / 1e6:,.0f} MB "
@@ -485,11 +487,14 @@ def chart(doc: dict[str, Any], path: Path) -> None:
             for a, b, t0, t1 in zip(cpu, cpu[1:], s["t_s"], s["t_s"][1:], strict=False)
         ]  # fmt: skip
         middle.plot(minutes, smooth(pct, 10), label=label, linewidth=1, **style)
-    rate = [None] + [
-        (b - a) / (t1 - t0) if t1 > t0 else None
-        for a, b, t0, t1 in zip(s["stored"], s["stored"][1:], s["t_s"], s["t_s"][1:], strict=False)
-    ]
-    bottom.plot(minutes, smooth(rate, 5), color="#2b6cb0", linewidth=1)
+    for what, color in (("sent", "#888888"), ("stored", "#2b6cb0")):
+        counts = s[what]
+        rate = [None] + [
+            (b - a) / (t1 - t0) if t1 > t0 else None
+            for a, b, t0, t1 in zip(counts, counts[1:], s["t_s"], s["t_s"][1:], strict=False)
+        ]
+        bottom.plot(minutes, smooth(rate, 5), color=color, linewidth=1, label=what)
+    bottom.legend(fontsize=7, loc="upper right")
     warm = doc["warmup"]["t_s"] / 60
     for ax in (top, middle, bottom):
         ax.axvline(warm, color="#c05621", linestyle="--", linewidth=1)
@@ -507,7 +512,7 @@ def chart(doc: dict[str, Any], path: Path) -> None:
     top.set_title(f"RSS per process ({flat}: after warm-up no process grows over "
                   f"{FLAT_PCT:g}%)")  # fmt: skip
     middle.set_ylabel("CPU % of one core (10 s mean)")
-    bottom.set_ylabel("ticks stored/s (5 s)")
+    bottom.set_ylabel("ticks/s (5 s mean)")
     bottom.set_xlabel("wall minutes since feedmux run started (dotted: the next trading day)")
     p = doc["params"]
     fig.suptitle(f"feedmux soak at {doc['commit']}: {p['codes']:,} codes, {p['shards']} shards, "
