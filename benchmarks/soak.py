@@ -346,6 +346,14 @@ def keeping_up(samples: list[Sample]) -> dict[str, float]:
             "drain_s": round(samples[-1].t_s - done.t_s, 1)}  # fmt: skip
 
 
+def others_pct(samples: list[Sample], busy_s: float, wall_s: float) -> float:
+    """% of one core that processes other than the run's and the server's took over the
+    ``wall_s`` in which the machine was ``busy_s`` busy (it is shared: the noise under these
+    numbers)."""
+    ours = sum(samples[-1].cpu_s.values())  # each process's whole life: it started with us
+    return round(max(0.0, busy_s - ours) / max(1e-9, wall_s) * 100, 1)
+
+
 def dir_bytes(path: Path) -> dict[str, int]:
     return {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*"))
             if f.is_file()}  # fmt: skip
@@ -384,6 +392,7 @@ def soak(p: Params, work: Path) -> dict[str, Any]:
     days = list(plan(load_sessions(), codes, date.fromisoformat(p.session_date),
                      day_minutes=p.day_minutes, days=p.days).days)  # fmt: skip
     warm_ns = warmup_end_ns(days[0])
+    busy_s, began = procs.machine_busy_s(), time.monotonic()
     server, report_path = start_replay(p, work, codes_file)
     run = None
     try:
@@ -391,6 +400,7 @@ def soak(p: Params, work: Path) -> dict[str, Any]:
         samples = sample_run(p, run, server, report_path=report_path, run_dir=work / "run",
                              log=work / "run.log")  # fmt: skip
         report = replay_report(report_path)
+        busy_s, wall_s = procs.machine_busy_s() - busy_s, time.monotonic() - began
         stop(run)
         code = run.returncode
     finally:
@@ -419,6 +429,7 @@ def soak(p: Params, work: Path) -> dict[str, Any]:
         "disk": asdict(disk_of(work / "data", ticks.sent)),
         "wall_s": samples[-1].t_s,
         "keeping_up": keeping_up(samples),
+        "others_pct": others_pct(samples, busy_s, wall_s),
         "series": series(samples),
     }
 
@@ -443,6 +454,8 @@ def table(doc: dict[str, Any]) -> str:
                      f"{r['rss_max_mb']:>10.1f}{r['rss_end_mb']:>8.1f}{r['growth_pct']:>9.1f}"
                      f"{r['mb_per_day']:>8.1f}{r['cpu_s']:>8.0f}{r['cpu_pct']:>7.1f}  "
                      f"{flat}")  # fmt: skip
+    lines.append(f"other processes of the machine took {doc['others_pct']:.0f}% of one core "
+                 f"over the run ({doc['environment']['cpus']} cores)")  # fmt: skip
     lines.append(f"memory flat (after warm-up no process grows over {FLAT_PCT:g}%): "
                  f"{'yes' if doc['flat'] else 'NO'}")  # fmt: skip
     once = "every tick stored once" if ticks["stored_once"] else "NOT every tick stored once"
@@ -464,39 +477,68 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def chart(doc: dict[str, Any], path: Path) -> None:
-    """RSS over time per process, CPU % per process, and the ticks stored per second."""
-    import matplotlib  # noqa: PLC0415 (a dev dependency: only when a chart is asked for)
+def colors(names: list[str]) -> dict[str, dict[str, Any]]:
+    """One line style per process: the shards in shades of one map, the rest apart."""
+    import matplotlib as mpl  # noqa: PLC0415
 
-    matplotlib.use("Agg")
+    shards = [n for n in names if n.startswith("shard-")]
+    shades = mpl.colormaps["viridis"]
+    out: dict[str, dict[str, Any]] = {
+        n: {"color": shades(i / max(1, len(shards) - 1) * 0.85)} for i, n in enumerate(shards)
+    }
+    fixed = {"supervisor": "#000000", "receiver": "#c53030", "resource-tracker": "#b7791f"}
+    for n in names:
+        if n == SERVER:
+            out[n] = {"color": "#888888", "linestyle": "--"}
+        elif n not in out:
+            out[n] = {"color": fixed.get(n, "#805ad5")}
+    return out
+
+
+def chart(doc: dict[str, Any], path: Path) -> None:
+    """RSS per process over time, in MB and against its warm-up value, CPU % per process, and
+    the ticks sent and stored per second."""
+    import matplotlib as mpl  # noqa: PLC0415 (a dev dependency: only when a chart is asked for)
+
+    mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     s = doc["series"]
     minutes = [t / 60 for t in s["t_s"]]
-    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(11, 11), sharex=True,
-                                              height_ratios=(3, 2, 1.3),
-                                              constrained_layout=True)  # fmt: skip
+    fig, (top, growth, middle, bottom) = plt.subplots(
+        4, 1, figsize=(11, 14), sharex=True, height_ratios=(3, 2, 2, 1.3),
+        constrained_layout=True)  # fmt: skip
     names = [r["name"] for r in doc["processes"]] + ([SERVER] if doc["server"] else [])
+    styles = colors(names)
+    warm_at = next(i for i, t in enumerate(s["t_s"]) if t >= doc["warmup"]["t_s"])
     for name in names:
-        style = {"linestyle": "--", "color": "#888888"} if name == SERVER else {}
         label = "replay server (the load)" if name == SERVER else name
-        top.plot(minutes, s["rss_mb"][name], label=label, linewidth=1, **style)
+        rss = s["rss_mb"][name]
+        top.plot(minutes, rss, label=label, linewidth=1, **styles[name])
+        warm = rss[warm_at]
+        if warm and name != "resource-tracker":  # multiprocessing's helper: idle, flat
+            pct = [(v / warm - 1) * 100 if v is not None else None for v in rss[warm_at:]]
+            growth.plot(minutes[warm_at:], pct, label=label, linewidth=1, **styles[name])
         cpu = s["cpu_s"][name]
         pct = [None] + [
             (b - a) / (t1 - t0) * 100 if a is not None and b is not None and t1 > t0 else None
             for a, b, t0, t1 in zip(cpu, cpu[1:], s["t_s"], s["t_s"][1:], strict=False)
         ]  # fmt: skip
-        middle.plot(minutes, smooth(pct, 10), label=label, linewidth=1, **style)
+        middle.plot(minutes, smooth(pct, 10), label=label, linewidth=1, **styles[name])
     for what, color in (("sent", "#888888"), ("stored", "#2b6cb0")):
         counts = s[what]
         rate = [None] + [
             (b - a) / (t1 - t0) if t1 > t0 else None
             for a, b, t0, t1 in zip(counts, counts[1:], s["t_s"], s["t_s"][1:], strict=False)
         ]
-        bottom.plot(minutes, smooth(rate, 5), color=color, linewidth=1, label=what)
+        bottom.plot(minutes, smooth(rate, 10), color=color, linewidth=1, label=what)
     bottom.legend(fontsize=7, loc="upper right")
+    growth.axhline(FLAT_PCT, color="#c05621", linewidth=1)
+    growth.text(minutes[-1], FLAT_PCT, f"{FLAT_PCT:g}%: the flat rule ", color="#c05621",
+                ha="right", va="bottom", fontsize=8)  # fmt: skip
+    growth.set_ylim(min(-2.0, growth.get_ylim()[0]), max(FLAT_PCT * 1.3, growth.get_ylim()[1]))
     warm = doc["warmup"]["t_s"] / 60
-    for ax in (top, middle, bottom):
+    for ax in (top, growth, middle, bottom):
         ax.axvline(warm, color="#c05621", linestyle="--", linewidth=1)
         for i, day in enumerate(s["day"][1:], 1):
             if day != s["day"][i - 1]:
@@ -511,8 +553,9 @@ def chart(doc: dict[str, Any], path: Path) -> None:
     flat = "flat" if doc["flat"] else "NOT flat"
     top.set_title(f"RSS per process ({flat}: after warm-up no process grows over "
                   f"{FLAT_PCT:g}%)")  # fmt: skip
+    growth.set_ylabel("RSS growth since warm-up end (%)")
     middle.set_ylabel("CPU % of one core (10 s mean)")
-    bottom.set_ylabel("ticks/s (5 s mean)")
+    bottom.set_ylabel("ticks/s (10 s mean)")
     bottom.set_xlabel("wall minutes since feedmux run started (dotted: the next trading day)")
     p = doc["params"]
     fig.suptitle(f"feedmux soak at {doc['commit']}: {p['codes']:,} codes, {p['shards']} shards, "
