@@ -4,7 +4,7 @@ Only what Linux shows of any process is used (no feedmux internals): the tree fr
 process's parent pid, the role from its command line (feedmux's workers set process titles
 such as ``feedmux-receiver`` and ``feedmux-shard-3``; the ``feedmux run`` process itself is the
 supervisor), CPU as ``utime + stime`` of ``/proc/<pid>/stat`` (every thread's, those that ended
-included; 10 ms resolution per process).
+included; 10 ms resolution per process), resident memory from ``/proc/<pid>/statm``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 PROC = Path("/proc")
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -32,6 +33,14 @@ def cpu_s(pid: int) -> float | None:
     if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime (fields 14 and 15)
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` now (``/proc/<pid>/statm``); None once it has gone."""
+    try:
+        return int((PROC / str(pid) / "statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def descendants(root: int) -> list[int]:

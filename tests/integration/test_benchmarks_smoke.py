@@ -116,6 +116,36 @@ def test_the_journal_benchmark_runs_tiny_and_fmj2_is_smaller(tmp_path: Path) -> 
     assert "B/tick" in run.stdout and "FMJ2 level 1 (default)" in run.stdout
 
 
+@pytest.mark.slow
+def test_the_soak_runs_two_tiny_days_and_stores_every_tick_once(tmp_path: Path) -> None:
+    out, chart = tmp_path / "soak.json", tmp_path / "soak.png"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--tiny", "--days", "2",
+                          "--day-minutes", "0.5", "--json", str(out), "--png", str(chart)],
+                         check=False, capture_output=True, text=True,
+                         timeout=scaled(300))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["dates"] == ["2026-12-02", "2026-12-03"] and doc["params"]["codes"] == 300
+    assert doc["environment"]["versions"]["msgspec"] and doc["commit"]
+    ticks = doc["ticks"]
+    assert ticks["stored_once"] and ticks["duplicates"] == ticks["missing"] == 0, ticks
+    # Day 2's seqs start again from day 1's: only the trading day keeps them apart.
+    assert ticks["stored_by_day"] == ticks["sent_by_day"] and len(ticks["sent_by_day"]) == 2
+    assert all(n > 300 * 237 for n in ticks["sent_by_day"].values())  # every code every minute
+    names = {r["name"] for r in doc["processes"]}
+    assert {"supervisor", "receiver", "shard-0", "shard-1"} <= names, names
+    for r in [*doc["processes"], doc["server"]]:
+        assert r["rss_warm_mb"] > 0 and r["rss_max_mb"] >= r["rss_warm_mb"], r
+        assert isinstance(r["flat"], bool) and r["restarts"] == 0, r
+    assert isinstance(doc["flat"], bool) and doc["warmup"]["t_s"] > 0
+    assert doc["disk"]["journal_bytes_per_tick"] > 0 and doc["disk"]["store_bytes_per_tick"] > 0
+    series = doc["series"]
+    assert set(series["rss_mb"]) >= names and len(series["rss_mb"]["receiver"]) == len(
+        series["t_s"])  # fmt: skip
+    assert "every tick stored once" in run.stdout and "growth %" in run.stdout  # the table
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.fixture
 def nats_target() -> Iterator[Target]:
     yield from local_target()  # skipped with the reason when the machine's NATS is absent
