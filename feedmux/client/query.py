@@ -60,13 +60,18 @@ def shard_files(data_dir: Path) -> list[Path]:
 
 def shard_rows(files: list[Path], table: str, sql: str, params: Sequence[Any]) -> list[Any]:
     """``sql`` (naming ``{table}``) on ``table`` of every file, read-only, and on its
-    ``<table>_recent`` where there is one (rows not merged yet)."""
+    ``<table>_recent`` where there is one (rows not merged yet). Both in one read transaction:
+    a shard's merge that commits between two reads would move rows out of both."""
     rows: list[Any] = []
     for path in files:
         try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            try:
+                conn.execute("BEGIN")  # one snapshot of the WAL for every read below
                 for name in (*present(conn, table), *recent_tables(conn, table)):
                     rows.extend(conn.execute(sql.format(table=name), params))
+            finally:
+                conn.close()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
     return rows

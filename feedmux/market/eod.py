@@ -8,7 +8,8 @@ clock on each of its trading days. The margin lets the last bars close and late 
 
 ``Rollover.due`` is asked with the run's data clock (feedmux/stats/shard.py ``data_clock``): a
 compressed replay ends its days on its own time, and a data clock that jumps over a night (a
-replay of two days, a restart next morning) ends the day it left.
+replay of two days) ends the day it left. A day ends only if the clock was seen inside it: a run
+started after a close leaves that day to the end-of-day job's catch-up.
 """
 
 from __future__ import annotations

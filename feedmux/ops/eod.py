@@ -1,139 +1,32 @@
-"""The end of each trading day: the supervisor's side (``EndOfDay``) and the job it runs in a
-worker process (``run_job``: workers/eod.py).
+"""The end of each trading day, the supervisor's side (``EndOfDay``).
 
 When the run's data clock passes a day's end (feedmux/market/eod.py), the supervisor writes
 ``<run_dir>/eod.json``; each shard then closes the day's bars, resets its per-code state and,
 once every row it took before is in every store, says so in its stats (``day_done``). Then the
-job archives the day (``--eod-export DIR``: ticks and bars as ``feedmux export`` writes them,
-and any earlier stored day not archived yet) and removes the days beyond ``--keep-days``: the
-journal's day folders and each store's rows. A day is removed only once archived when there is
-an archive. Every step is logged and shown in status.
+job (feedmux/ops/eod_job.py, in its own process: workers/eod.py) archives the day
+(``--eod-export DIR``) and removes the days beyond ``--keep-days``. Every step is said, logged
+and shown in status.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import msgspec
 
-from feedmux.errors import FeedmuxError, StoreError
-from feedmux.market.day import day_date, day_start_ns
-from feedmux.market.eod import Rollover, first_kept_day
-from feedmux.market.sessions import Sessions, main_market
+from feedmux.errors import FeedmuxError
+from feedmux.market.day import day_date
+from feedmux.market.eod import Rollover
+from feedmux.market.sessions import Phase, Sessions, main_market, market_day
 from feedmux.ops.config import Settings
 from feedmux.ops.markets import markets_of
-from feedmux.shard.stores import retention
-from feedmux.shard.stores.urls import SQLITE
 from feedmux.stats import RunStats, read_json, write_json
-from feedmux.stats.eod import DayEnd, Exported, JobResult
+from feedmux.stats.eod import JOB_FILE, DayEnd, JobResult
 from feedmux.stats.shard import data_clock
 
 _job_result = msgspec.json.Decoder(JobResult)
-JOB_FILE = "eod-job.json"
-
-
-def _archived(root: Path, day: int) -> bool:
-    iso = day_date(day).isoformat()
-    return all((root / kind / f"date={iso}").is_dir() for kind in ("ticks", "bars"))
-
-
-def _sqlite_dir(settings: Settings) -> Path | None:
-    """The first SQLite store's directory (what ``feedmux export`` reads); None: none."""
-    found = [Path(s.location) for s in settings.store_list() if s.kind == SQLITE]
-    return found[0] if found else None
-
-
-def run_job(settings: Settings, days: list[int], sessions: Sessions,
-            say: Callable[[str], None]) -> JobResult:  # fmt: skip
-    """Archive ``days`` (and stored days before them not archived yet), then remove what
-    ``--keep-days`` leaves out. A failure is said and recorded, never raised."""
-    from feedmux.client.archive import export  # noqa: PLC0415 (pyarrow only in this job)
-    from feedmux.client.query import shard_files  # noqa: PLC0415
-
-    result = JobResult()
-    ended = max(days)
-    store = _sqlite_dir(settings)
-    files = shard_files(store) if store is not None else []
-    stored: set[int] = set()
-    try:
-        for path in files:
-            stored |= retention.stored_days(path)
-    except StoreError as exc:
-        result.error = str(exc)
-        return result
-    archive = Path(settings.eod_export) if settings.eod_export else None
-    if archive is not None and store is not None:
-        todo = sorted({d for d in stored if d < ended and not _archived(archive, d)} | set(days))
-        for day in todo:
-            iso = day_date(day).isoformat()
-            if day not in stored:  # e.g. a day every code was suspended: no partition
-                say(f"end of day {iso}: no ticks stored, nothing to archive")
-                continue
-            try:
-                done = export(store, date.fromisoformat(iso), archive)
-            except StoreError as exc:
-                result.error = f"cannot archive {iso}: {exc}"
-                say(result.error)
-                return result  # nothing is removed after a failed export
-            result.exported.append(Exported(day=iso, ticks=done.rows, codes=done.codes))
-            say(f"end of day {iso}: archived {done.rows:,} ticks of {done.codes:,} codes and "
-                f"their bars in {archive}")  # fmt: skip
-    if settings.keep_days:
-        _remove(settings, sessions, ended, stored=stored, archive=archive, result=result, say=say)
-    return result
-
-
-def _remove(
-    settings: Settings,
-    sessions: Sessions,
-    ended: int,
-    *,
-    stored: set[int],
-    archive: Path | None,
-    result: JobResult,
-    say: Callable[[str], None],
-) -> None:
-    main = main_market(settings.codes)
-    first = first_kept_day(sessions, main, ended, settings.keep_days)
-    if archive is not None and (missing := [d for d in stored if d < first
-                                            and not _archived(archive, d)]):  # fmt: skip
-        result.error = (f"--keep-days: {day_date(min(missing))} is not archived in {archive}: "
-                        "nothing removed")  # fmt: skip
-        say(result.error)
-        return
-    journal = settings.journal_dir
-    old = {d for d in stored if d < first}
-    if journal.is_dir():
-        for folder in sorted(journal.iterdir()):
-            try:
-                day = (date.fromisoformat(folder.name) - date(1970, 1, 1)).days
-            except ValueError:
-                continue  # not a day's folder
-            if day < first:
-                shutil.rmtree(folder, ignore_errors=True)
-                old.add(day)
-    try:
-        for store in settings.store_list():
-            if store.kind == SQLITE:
-                for path in (Path(store.location) / "ticks").glob("*.sqlite"):
-                    result.rows_removed += retention.remove_sqlite(
-                        path, first, day_start_ns(first, main)
-                    )
-            else:
-                result.rows_removed += retention.remove_postgres(
-                    store.location, first, day_start_ns(first, main)
-                )
-    except StoreError as exc:
-        result.error = str(exc)
-        say(f"--keep-days: {exc}")
-    result.removed = [day_date(d).isoformat() for d in sorted(old)]
-    if old or result.rows_removed:
-        say(f"--keep-days {settings.keep_days}: removed {', '.join(result.removed) or 'no day'}"
-            f" ({result.rows_removed:,} stored rows); kept from {day_date(first)}")  # fmt: skip
 
 
 class EndOfDay:
@@ -154,6 +47,26 @@ class EndOfDay:
         self._waiting: list[int] = []  # days ended, not yet in every shard's stores
         self._running: Callable[[], bool] | None = None
         self._write()
+
+        if settings.eod_at and (late := self._later_than_eod_at(sessions)):
+            say(f"--eod-at {settings.eod_at} ends each day before {late}: ticks stored after "
+                "the export are archived when the day is exported again before --keep-days "
+                "removes it")  # fmt: skip
+
+    def _later_than_eod_at(self, sessions: Sessions) -> str:
+        """The sessions of a recent trading day that end after ``--eod-at`` ("": none)."""
+        rollover = self.rollover
+        day = market_day(time.time_ns(), rollover.main)
+        for back in range(10):  # the latest trading day of the run's markets
+            if (end := rollover.end_ns(day - back)) is not None:
+                day -= back
+                break
+        else:
+            return ""
+        late = [f"{m} {s.phase.value.replace('_', ' ')}" for m in rollover.markets
+                for s in sessions.day(m, day)
+                if s.phase not in (Phase.CLOSED, Phase.HOLIDAY) and s.end_ns > end]  # fmt: skip
+        return ", ".join(late)
 
     @property
     def job_file(self) -> Path:
@@ -176,7 +89,13 @@ class EndOfDay:
             days, self._waiting = self._waiting, []
             if self.settings.eod_export or self.settings.keep_days:
                 self.job_file.unlink(missing_ok=True)
-                self._running = self._start_job(days)
+                try:
+                    self._running = self._start_job(days)
+                except (FeedmuxError, OSError) as exc:  # the feed goes on; the next end of
+                    # day's job catches this one's days up
+                    self._write(state="failed", error=f"the end-of-day job did not start: {exc}")
+                    self.say(f"end of day failed: {self.record.error}")
+                    return
                 self._write(state="exporting")
             else:
                 self._write(state="done")
@@ -202,35 +121,22 @@ class EndOfDay:
         result = read_json(self.job_file, _job_result)
         if result is None:
             result = JobResult(error="the end-of-day job stopped without a result (see the log)")
-            self.say(result.error)
-        for e in result.exported:
-            self.say(f"end of day {e.day}: archived {e.ticks:,} ticks of {e.codes:,} codes and "
-                     f"their bars in {self.settings.eod_export}")  # fmt: skip
-        if result.removed or result.rows_removed:
-            self.say(f"--keep-days {self.settings.keep_days}: removed "
-                     f"{', '.join(result.removed) or 'no day folder'} "
-                     f"({result.rows_removed:,} stored rows)")  # fmt: skip
+        for day in result.archived:
+            self.say(f"end of day {day.day}: archived {day.ticks:,} ticks of {day.codes:,} codes "
+                     f"and their bars in {self.settings.eod_export}")  # fmt: skip
+        if result.kept_from:
+            folders = f"journal days {', '.join(result.removed)}; " if result.removed else ""
+            self.say(f"--keep-days {self.settings.keep_days}: removed {folders}"
+                     f"{result.rows_removed:,} stored rows before {result.kept_from}")  # fmt: skip
         if result.error:
             self.say(f"end of day failed: {result.error}")
-        archived = [*self.record.archived, *(e.day for e in result.exported)]
-        ticks = result.exported[-1].ticks if result.exported else self.record.ticks
-        removed = [*self.record.removed, *result.removed]
+        record = self.record
         self._write(
             state="failed" if result.error else "done",
-            archived=archived,
-            ticks=ticks,
-            removed=removed,
+            archived=[*record.archived, *(day.day for day in result.archived)],
+            ticks=result.archived[-1].ticks if result.archived else record.ticks,
+            removed=[*record.removed, *result.removed],
+            kept_from=result.kept_from or record.kept_from,
+            rows_removed=record.rows_removed + result.rows_removed,
             error=result.error,
         )
-
-
-def job_main(settings: Settings, days: list[int], sessions: Sessions,
-             say: Callable[[str], None]) -> int:  # fmt: skip
-    """The job's whole work in its process: the result file, and 0 (1 when it failed)."""
-    try:
-        result = run_job(settings, days, sessions, say)
-    except FeedmuxError as exc:
-        result = JobResult(error=str(exc))
-        say(result.error)
-    write_json(settings.paths.root / JOB_FILE, result)
-    return 1 if result.error else 0

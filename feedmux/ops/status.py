@@ -24,7 +24,7 @@ from feedmux.market.sessions import Sessions
 from feedmux.ops.markets import MarketRow, market_rows
 from feedmux.ops.markets import line as markets_line
 from feedmux.stats import RunStats, read_stats
-from feedmux.stats.eod import DayEnd
+from feedmux.stats.eod import DayEnd, State
 from feedmux.stats.process import ProcessStats
 from feedmux.stats.shard import ShardStats, data_clock
 
@@ -92,10 +92,11 @@ class DayRow:
     """The end of day (feedmux/ops/eod.py) as status shows it."""
 
     day: str  # the last trading day ended (YYYY-MM-DD); "": none in this run
-    state: str  # storing, exporting, done, failed
+    state: State
     ticks: int  # archived of the last day exported
     archived: list[str]
-    removed: list[str]
+    removed: list[str]  # the journal's day folders
+    kept_from: str  # the oldest day the stores keep ("": none removed)
     error: str
     next_end: str  # when the day under way ends (ISO, UTC); "": none in sight
 
@@ -106,7 +107,7 @@ class DayRow:
 
         day = day_date(record.day).isoformat() if record.day >= 0 else ""
         return cls(day, record.state, record.ticks, list(record.archived), list(record.removed),
-                   record.error, iso(record.next_end_ns))  # fmt: skip
+                   record.kept_from, record.error, iso(record.next_end_ns))  # fmt: skip
 
     def line(self) -> str:
         if not self.day:
@@ -116,9 +117,8 @@ class DayRow:
         if self.state == "done":
             what = (f"archived ({self.ticks:,} ticks)" if self.archived
                     and self.archived[-1] == self.day else "done")  # fmt: skip
-            if self.removed:
-                what += f"; removed {self.removed[0]}" + (
-                    f" .. {self.removed[-1]}" if len(self.removed) > 1 else "")  # fmt: skip
+            if self.kept_from:
+                what += f"; kept from {self.kept_from}"
         return f"day {self.day} ended: {what}"
 
 

@@ -1,9 +1,10 @@
 """A shard's end of day: the supervisor's record (``<run_dir>/eod.json``, feedmux/ops/eod.py)
-read when it changes, and when the rows taken before a day ended are all written."""
+read on each timer turn (a few hundred bytes; its mtime would not do: the file is rewritten in
+place, so a read during a write could pair the old record with the new mtime), and when the rows
+taken before a day ended are all written."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ class DayWatch:
     def __init__(self, path: Path, lanes: Lanes) -> None:
         self.path = path
         self._stores: list[Lane[Any]] = [lanes.ticks, lanes.books, lanes.bars]
-        self._mtime = 0
         self._day = -1  # the last day ended, as read
         self._marks: tuple[int, list[int]] | None = None  # (day, each store lane's rows then)
         self.done = -1  # the last day ended whose rows are all in every store
@@ -23,17 +23,8 @@ class DayWatch:
     def ended(self) -> DayEnd | None:
         """The record, when it says a new day ended (the first read of a restarted shard
         included: ending a day twice closes nothing twice)."""
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except OSError:
-            return None
-        if mtime == self._mtime:
-            return None
         record = read_day_end(self.path)
-        if record is None:
-            return None  # being written: the next turn reads it
-        self._mtime = mtime
-        if record.day <= self._day:
+        if record is None or record.day <= self._day:  # none, or being written: next turn
             return None
         self._day = record.day
         return record

@@ -11,6 +11,7 @@ import msgspec
 from feedmux.stats import read_json
 
 EOD_FILE = "eod.json"  # in the run dir
+JOB_FILE = "eod-job.json"  # in the run dir: the last job's JobResult
 State = Literal["", "storing", "exporting", "done", "failed"]
 
 
@@ -22,12 +23,14 @@ class DayEnd(msgspec.Struct, kw_only=True):
     next_end_ns: int = 0  # when the day under way ends, on the data clock; 0: none in sight
     archived: list[str] = []  # days exported in this run (YYYY-MM-DD)
     ticks: int = 0  # ticks archived of the last day exported
-    removed: list[str] = []  # days removed by --keep-days in this run
+    removed: list[str] = []  # the journal's day folders removed by --keep-days in this run
+    kept_from: str = ""  # --keep-days: the oldest day the stores keep; "": none removed yet
+    rows_removed: int = 0  # --keep-days: stored rows removed in this run
     error: str = ""  # why the last export or removal failed
     changed_ns: int = 0  # wall clock of the last change
 
 
-class Exported(msgspec.Struct, kw_only=True, frozen=True):
+class ArchivedDay(msgspec.Struct, kw_only=True, frozen=True):
     day: str  # YYYY-MM-DD
     ticks: int
     codes: int
@@ -36,9 +39,10 @@ class Exported(msgspec.Struct, kw_only=True, frozen=True):
 class JobResult(msgspec.Struct, kw_only=True):
     """What one end-of-day job did (``<run_dir>/eod-job.json``, from workers/eod.py)."""
 
-    exported: list[Exported] = []
-    removed: list[str] = []  # days removed
-    rows_removed: int = 0  # ticks, books and bars
+    archived: list[ArchivedDay] = []
+    removed: list[str] = []  # the journal's day folders removed
+    rows_removed: int = 0  # ticks, books and bars removed from the stores
+    kept_from: str = ""  # the oldest day the stores keep (YYYY-MM-DD); "": no removal
     error: str = ""
 
 

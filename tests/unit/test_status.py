@@ -182,8 +182,8 @@ def test_the_end_of_day_shows_in_status_and_its_json() -> None:
         (DayEnd(day=day, state="storing"), "day 2025-12-02 ended: the shards store its last rows"),
         (DayEnd(day=day, state="exporting"), "day 2025-12-02 ended: archiving"),
         (DayEnd(day=day, state="done", archived=["2025-12-01", "2025-12-02"], ticks=1234,
-                removed=["2025-11-20", "2025-11-21"]),
-         "day 2025-12-02 ended: archived (1,234 ticks); removed 2025-11-20 .. 2025-11-21"),
+                kept_from="2025-11-21"),
+         "day 2025-12-02 ended: archived (1,234 ticks); kept from 2025-11-21"),
         (DayEnd(day=day, state="failed", error="disk full"),
          "day 2025-12-02 ended: FAILED: disk full"),
     ]  # fmt: skip
