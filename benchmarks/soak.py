@@ -386,6 +386,7 @@ def series(samples: list[Sample]) -> dict[str, Any]:
 
 
 def soak(p: Params, work: Path) -> dict[str, Any]:
+    measured_at = commit()  # the code that runs: what is checked out when it starts
     codes = codes_for(p.codes, p.seed)
     codes_file = work / "codes.txt"
     codes_file.write_text("\n".join(codes) + "\n")
@@ -415,7 +416,7 @@ def soak(p: Params, work: Path) -> dict[str, Any]:
     feedmux = [r for r in results if r.name != SERVER]
     return {
         "benchmark": "soak",
-        "commit": commit(),
+        "commit": measured_at,
         "environment": environment(),
         "params": asdict(p),
         "dates": [d.date.isoformat() for d in days],
