@@ -25,7 +25,6 @@ server's CPU is measured over the same windows and reported apart, never in the 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from benchmarks.harness import (
     environment,
     frames_between,
     replay_report,
+    save_json,
     start_client,
     start_server,
     stop,
@@ -266,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if args.json:
         doc = {"environment": environment(), "params": asdict(cp), "cost": results}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=1))
+        save_json(args.json, doc)
     return 0
 
 

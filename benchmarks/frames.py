@@ -258,15 +258,14 @@ def main() -> int:
     if args.check:
         print(json.dumps(measure_check(args.check, args.frames, args.repeats, args.before)))
         return 0
-    from benchmarks.harness import environment  # noqa: PLC0415
+    from benchmarks.harness import environment, save_json  # noqa: PLC0415
 
     doc = run(2_000, 2) if args.tiny else run(args.frames, args.repeats)
     doc["environment"] = environment()
     print(table(doc))
     print(verdict(doc))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=1))
+        save_json(args.json, doc)
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -103,6 +104,12 @@ class Result:
 
 
 # -- processes -------------------------------------------------------------------------------
+def save_json(path: str, doc: Any) -> None:
+    """A benchmark's ``--json`` output (its folder made if missing)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=1))
+
+
 def env() -> dict[str, str]:
     return {**os.environ, "FEEDMUX_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
 

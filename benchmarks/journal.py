@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import zstandard  # noqa: PLC0415
 
-    from benchmarks.harness import environment  # noqa: PLC0415
+    from benchmarks.harness import environment, save_json  # noqa: PLC0415
 
     doc = run(60, 5000, args.seed, 1) if args.tiny else run(5430, args.ticks, args.seed,
                                                              args.rounds)  # fmt: skip
@@ -261,8 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["environment"]["versions"]["zstandard"] = zstandard.__version__
     print(table(doc))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=1))
+        save_json(args.json, doc)
     return 0
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -48,7 +47,7 @@ import nats.js.errors
 from benchmarks import cost, procs
 from benchmarks.cost import CostParams, RateCost
 from benchmarks.data import codes_for, market_file
-from benchmarks.harness import TINY, Config, Params, environment, ramp
+from benchmarks.harness import TINY, Config, Params, environment, ramp, save_json
 from benchmarks.labels import rate_label
 from feedmux.errors import FeedmuxError
 from feedmux.jetstream.client import connect
@@ -326,8 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             **asdict(report)}  # fmt: skip
     print(table(report))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=1))
+        save_json(args.json, doc)
     return 0
 
 

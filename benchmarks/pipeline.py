@@ -18,7 +18,6 @@ same seeded, pre-framed frames (the server then costs little: a benchmark measur
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import asdict
@@ -36,6 +35,7 @@ from benchmarks.harness import (
     environment,
     latency,
     ramp,
+    save_json,
 )
 from benchmarks.labels import rate_label
 from benchmarks.targets import lines as target_lines
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print(stores.table(doc["stores"]))
     print("\n".join(target_lines(doc["targets"])))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=1))
+        save_json(args.json, doc)
     if args.png:
         from benchmarks.chart import chart  # noqa: PLC0415 (matplotlib is optional)
 
