@@ -1,0 +1,1 @@
+"""The live market page: ``feedmux web`` serves it and pushes conflated updates to browsers."""

@@ -1,0 +1,88 @@
+"""The page's WebSocket protocol: JSON objects with a ``type``, defined once here.
+
+The gateway encodes these; the page (``static/app.js``) and the Python readers (tests, the
+load test, the benchmark) decode them. Times are milliseconds since the epoch (UTC) as floats,
+since a browser's numbers cannot hold nanoseconds exactly.
+
+Server → page: ``hello`` once, then ``snapshot`` (every code's row), then ``update`` every
+``interval_ms`` with only the rows that changed (conflated: the latest wins), at least once a
+second. ``bars`` answers a ``watch`` and follows each bar of the watched code as it closes.
+Page → server: ``watch`` (a code, or null to stop).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+
+class Row(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One code's line of the table: ``[code, price, open, volume, turnover, time_ms,
+    recv_ms]``. ``price`` 0: no trade yet. ``open``: the day's first trade (0: unknown)."""
+
+    code: str
+    price: float
+    open: float
+    volume: float  # the day's so far: the stored and published bars, then the trades since
+    turnover: float
+    time_ms: float  # exchange time of the last trade
+    recv_ms: float  # when feedmux read it off the vendor's socket
+
+
+class BarRow(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A 1-minute bar: ``[minute_ms, open, high, low, close, volume]`` (``minute_ms``: the
+    store's label, its end by default)."""
+
+    minute_ms: float
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Hello(msgspec.Struct, tag="hello", tag_field="type", frozen=True):
+    version: int
+    interval_ms: int  # updates come at most this often, one row per code at most
+    feed: str  # "moves": the run's --min-move trades (MT|); "trades": every trade (T|)
+    min_move: float  # the step of the moves feed (0 with trades)
+    silent_after_s: float  # a code with no trade for this long while its market trades
+
+
+class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", frozen=True):
+    server_ms: float
+    rows: list[Row]
+    markets: dict[str, str]  # market suffix ("SH") -> its phase (feedmux.market.sessions)
+
+
+class Update(msgspec.Struct, tag="update", tag_field="type", frozen=True):
+    server_ms: float
+    rows: list[Row]  # only those that changed since the last update
+    markets: dict[str, str]
+    pipeline: str  # "up", "stale" (no heartbeat for 3 s) or "stopped"
+    newest_ms: float  # receive time of the newest trade (0: none yet)
+
+
+class Bars(msgspec.Struct, tag="bars", tag_field="type", frozen=True):
+    code: str
+    bars: list[BarRow]
+    whole: bool  # True: the day so far (replace the chart); False: one bar closed or amended
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type", frozen=True):
+    message: str
+
+
+ServerMessage = Hello | Snapshot | Update | Bars | Error
+
+
+class Watch(msgspec.Struct, tag="watch", tag_field="type", frozen=True):
+    code: str | None  # None: stop
+
+
+ClientMessage = Watch
+
+encode = msgspec.json.Encoder().encode
+server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
+client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
