@@ -470,6 +470,10 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
     snap.add_argument("--format", choices=("table", "csv"), default="table")
     snap.add_argument("--tz", default="Asia/Shanghai", help="time zone of the times shown")
 
+    web = command("web", "serve the live market page of a running instance to browsers")
+    _add_web_options(web)
+    _add_location_options(web, *LOCATION)
+
     export = command("export", "write a trading day of stored ticks as Parquet or CSV")
     export.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD",
                         help="the trading day: each code's exchange decides which ticks "
@@ -515,6 +519,26 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="TOML file of run options (keys: flag names; default $FEEDMUX_CONFIG); "
                    "FEEDMUX_* variables and flags override it")  # fmt: skip
+
+
+def _add_web_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address (default %(default)s; another needs --web-token)")  # fmt: skip
+    p.add_argument("--port", type=int, default=8080, help="port (default %(default)s; 0: any)")
+    p.add_argument("--web-token", metavar="TOKEN",
+                   help="a secret every page must give (?token=...); default "
+                   "$FEEDMUX_WEB_TOKEN; required off loopback")  # fmt: skip
+    p.add_argument("--web-interval", type=_positive, default=250.0, metavar="MS",
+                   help="at most one update per code this often, the latest wins "
+                   "(default %(default)g ms)")  # fmt: skip
+    p.add_argument("--feed", choices=("auto", "moves", "trades"), default="auto",
+                   help="moves: the run's --min-move trades; trades: every trade; auto "
+                   "(default): moves when the run publishes them")  # fmt: skip
+    p.add_argument("--store", metavar="URL",
+                   help="where the run's bars are, for volumes and charts (default: the "
+                   "run's SQLite store; give a postgresql:// URL for PostgreSQL)")  # fmt: skip
+    p.add_argument("--max-pages", type=int, default=200,
+                   help="pages served at once (default %(default)s)")  # fmt: skip
 
 
 def _add_remote_options(p: argparse.ArgumentParser) -> None:
@@ -853,6 +877,15 @@ def cmd_snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return cli_show.show_snapshot(client, args.codes, args.format, _zone(args.tz), subscribed)
 
 
+def cmd_web(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from feedmux.web import serve  # noqa: PLC0415 (websockets and the board load only here)
+    from feedmux.web.gateway import WebSettings  # noqa: PLC0415
+
+    token = args.web_token if args.web_token is not None else env.get("FEEDMUX_WEB_TOKEN", "")
+    settings = WebSettings(args.host, args.port, token, args.web_interval / 1000, args.max_pages)
+    return serve.run(_run_dir(args, env), settings, args.feed, args.store or "")
+
+
 def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.ops import cli_show  # noqa: PLC0415
 
@@ -884,7 +917,7 @@ COMMANDS = {
     "run": cmd_run, "replay": cmd_replay, "tail": cmd_tail, "subscribe": cmd_change,
     "unsubscribe": cmd_change, "subscriptions": cmd_subscriptions, "silent": cmd_silent,
     "export": cmd_export, "config": cmd_config, "status": cmd_status,
-    "snapshot": cmd_snapshot,
+    "snapshot": cmd_snapshot, "web": cmd_web,
     "keygen": cmd_keygen,
 }  # fmt: skip
 

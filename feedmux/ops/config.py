@@ -376,6 +376,8 @@ class Manifest(msgspec.Struct, frozen=True):
     public: str = ""  # tcp://HOST:PORT of the consumer sockets ("" = ipc in the run dir)
     internal: str = ""  # tcp://HOST:PORT of the internal sockets
     curve_server_key: str = ""  # with CURVE: the server's public key (z85), for clients
+    min_move: dict[str, float] = {}  # --min-move: family -> step (`feedmux web` follows it)
+    sqlite_store: str = ""  # the first SQLite store's directory (absolute), if any
 
 
 def read_manifest(run_dir: Path) -> Manifest:

@@ -154,7 +154,10 @@ class Supervisor:
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
                             silent_after_s=settings.silent_after_s, calendar_file=calendar,
                             public=settings.public_endpoint, internal=settings.internal_endpoint,
-                            curve_server_key=server_key)  # fmt: skip
+                            curve_server_key=server_key, min_move=settings.min_move,
+                            sqlite_store=next((str(Path(s.location).resolve())
+                                               for s in settings.store_list()
+                                               if s.kind == SQLITE), ""))  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         # A new record (no day ended) before any shard reads it: an earlier run's is not ours.
         self.eod = EndOfDay(settings, self.sessions, self.say, self._start_eod_job)

@@ -1,0 +1,218 @@
+"""``feedmux web``: serves the page and pushes the board to every open page.
+
+Every ``interval`` the rows changed since the last update are encoded once and written to
+each page; a page whose socket cannot take them (its write buffer is over ``_BEHIND_BYTES``)
+is skipped and, once it drains, gets a whole snapshot instead: the latest wins, nothing piles
+up, and a slow page never holds the others or the pipeline back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from importlib import resources
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from feedmux.market.sessions import Sessions
+from feedmux.model import Bar
+from feedmux.web import protocol as p
+from feedmux.web.board import Board, bar_row
+from feedmux.web.feed import Feed
+
+_log = logging.getLogger("feedmux.web")
+_BEHIND_BYTES = 4 << 20  # a page with this much unsent is skipped until it drains
+_DRAINED_BYTES = 256 << 10
+_GIVE_UP_S = 30.0  # a page behind for this long is closed (it reconnects and starts afresh)
+_QUIET_S = 1.0  # an update at least this often, rows or not: the page shows the data's age
+_STATIC = {
+    "/": ("index.html", "text/html"),
+    "/index.html": ("index.html", "text/html"),
+    "/app.js": ("app.js", "text/javascript"),
+    "/style.css": ("style.css", "text/css"),
+}
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""  # required of every page when set (a secret: never logged)
+    interval_s: float = 0.25
+    max_pages: int = 200
+    silent_after_s: float = 60.0
+
+
+@dataclass
+class _Page:
+    ws: ServerConnection
+    watch: str | None = None
+    behind_since: float = 0.0  # monotonic time it was first skipped; 0: in step
+
+
+class Gateway:
+    """The pages and what is pushed to them; ``bars_of(code)`` reads a code's day of bars
+    from the store (it blocks: it runs on a thread)."""
+
+    def __init__(self, settings: WebSettings, board: Board, feed: Feed, lock: threading.Lock,
+                 *, sessions: Sessions, bars_of: Callable[[str], list[Bar]],
+                 min_move: float) -> None:  # fmt: skip
+        self.settings = settings
+        self.board = board
+        self.feed = feed
+        self.lock = lock
+        self.sessions = sessions
+        self.bars_of = bars_of
+        self.min_move = min_move
+        self.pages: dict[ServerConnection, _Page] = {}
+        self.updates = 0
+        self.rows_sent = 0
+        self.pages_served = 0
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # HTTP: the three static files and the WebSocket at /ws; the token guards /ws.
+    def http(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path == "/ws":
+            if not self._allowed(url.query, request.headers):
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is needed\n")
+            if len(self.pages) >= self.settings.max_pages:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many pages\n")
+            return None
+        static = _STATIC.get(url.path)
+        if static is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        name, kind = static
+        body = resources.files("feedmux.web").joinpath("static", name).read_bytes()
+        headers = Headers([("Content-Type", f"{kind}; charset=utf-8"),
+                           ("Content-Length", str(len(body))),
+                           ("Cache-Control", "no-cache")])  # fmt: skip
+        return Response(HTTPStatus.OK, "OK", headers, body)
+
+    def _allowed(self, query: str, headers: Headers) -> bool:
+        token = self.settings.token
+        if not token:
+            return True
+        given = parse_qs(query).get("token", [""])[0] or headers.get("X-Feedmux-Token", "")
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    async def handle(self, ws: ServerConnection) -> None:
+        page = _Page(ws)
+        hello = p.Hello(p.PROTOCOL_VERSION, round(self.settings.interval_s * 1000),
+                        "moves" if self.feed.moves else "trades", self.min_move,
+                        self.settings.silent_after_s)  # fmt: skip
+        await ws.send(p.encode(hello).decode())
+        await ws.send(self._snapshot().decode())
+        self.pages[ws] = page
+        self.pages_served += 1
+        try:
+            async for raw in ws:
+                try:
+                    message = p.client_decoder.decode(raw)
+                except msgspec.DecodeError:
+                    await ws.send(p.encode(p.Error("not a message of feedmux's page")).decode())
+                    continue
+                await self._watch(page, message.code)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.pages.pop(ws, None)
+            self._rewatch()
+
+    async def _watch(self, page: _Page, code: str | None) -> None:
+        page.watch = code
+        self._rewatch()
+        if code is None:
+            return
+        bars = await asyncio.get_running_loop().run_in_executor(None, self.bars_of, code)
+        if page.watch == code:
+            message = p.Bars(code, [bar_row(b) for b in bars], whole=True)
+            await page.ws.send(p.encode(message).decode())
+
+    def _rewatch(self) -> None:
+        watched = set()
+        for page in self.pages.values():
+            if page.watch is not None:
+                watched.add(page.watch)
+        with self.lock:
+            self.feed.watched = watched
+
+    def _snapshot(self) -> bytes:
+        with self.lock:
+            rows = self.board.rows()
+        return p.encode(p.Snapshot(time.time_ns() / 1e6, rows, self._phases()))
+
+    def _phases(self) -> dict[str, str]:
+        now = self.board.newest_time_ns or time.time_ns()
+        with self.lock:
+            markets = sorted(self.board.markets)
+        return {m: str(self.sessions.phase(m, now)) for m in markets}
+
+    async def push(self) -> None:
+        """Every interval: the changed rows to every page in step, a snapshot to those that
+        caught up, the closed bars to the pages charting their code."""
+        quiet = 0.0
+        interval = self.settings.interval_s
+        while True:
+            await asyncio.sleep(interval - time.monotonic() % interval)
+            with self.lock:
+                rows = self.board.take()
+                bars = self.feed.take_bars()
+                newest = self.board.newest_recv_ns
+            now = time.monotonic()
+            if not rows and now - quiet < _QUIET_S:
+                continue
+            quiet = now
+            update = p.Update(time.time_ns() / 1e6, rows, self._phases(), self.feed.pipeline,
+                              newest / 1e6)  # fmt: skip
+            self._send(p.encode(update), now)
+            self.updates += 1
+            self.rows_sent += len(rows)
+            if bars:
+                self._send_bars(bars)
+
+    def _send(self, update: bytes, now: float) -> None:
+        in_step: list[ServerConnection] = []
+        caught_up: list[_Page] = []
+        for page in self.pages.values():
+            transport = page.ws.transport
+            buffered = transport.get_write_buffer_size() if transport else 0
+            if page.behind_since:
+                if buffered < _DRAINED_BYTES:
+                    caught_up.append(page)
+                elif now - page.behind_since > _GIVE_UP_S:
+                    task = asyncio.create_task(page.ws.close(1013, "too slow for the feed"))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
+            elif buffered > _BEHIND_BYTES:
+                page.behind_since = now
+                _log.warning("a page is behind (%d bytes unsent): it gets a snapshot once it "
+                             "drains", buffered)  # fmt: skip
+            else:
+                in_step.append(page.ws)
+        broadcast(in_step, update.decode())
+        if caught_up:
+            snapshot = self._snapshot().decode()
+            for page in caught_up:
+                page.behind_since = 0.0
+            broadcast([page.ws for page in caught_up], snapshot)
+
+    def _send_bars(self, bars: Iterable[Bar]) -> None:
+        by_code: dict[str, list[p.BarRow]] = {}
+        for bar in bars:
+            by_code.setdefault(bar.code, []).append(bar_row(bar))
+        for page in self.pages.values():
+            if page.watch in by_code and not page.behind_since:
+                message = p.Bars(page.watch, by_code[page.watch], whole=False)
+                broadcast([page.ws], p.encode(message).decode())
