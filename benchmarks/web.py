@@ -55,7 +55,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -68,6 +70,8 @@ from benchmarks import procs
 from benchmarks.clients.web_pages import quantiles
 from benchmarks.data import codes_for
 from benchmarks.harness import env, environment, save_json, stop, wait
+from feedmux import Subscriber
+from feedmux.model import Tick
 from feedmux.stats import read_stats
 from feedmux.web.protocol import Update, server_decoder
 
@@ -122,6 +126,7 @@ class Window:
     closed: int = 0  # pages the server closed
     delivery_ms: dict[str, float] = field(default_factory=dict)  # update arrival - server_ms
     lag_ms: dict[str, float] = field(default_factory=dict)  # the first page's rows
+    pipeline_lag_ms: dict[str, float] = field(default_factory=dict)  # PipelineLag's
     pages_cpu_pct: float = 0.0
     pipeline_cpu_pct: float = 0.0
     others_pct: float = 0.0  # the rest of the machine (of one core)
@@ -195,6 +200,48 @@ def start_pipeline(p: Params, ps: Processes, work: Path) -> subprocess.Popen[byt
     return run
 
 
+class PipelineLag:
+    """A whole-market Subscriber on a thread of this process: each trade's arrival minus its
+    ``recv_ns``, for the trades received in a window. What the pipeline itself adds, under
+    the lag a page sees (it stalls at times on a shared machine)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._window = (0, 0)  # recv_ns from, to
+        self._lags: array[float] = array("d")
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pipeline-lag", daemon=True)
+
+    def __enter__(self) -> PipelineLag:
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the lag subscriber heard from no shard in 60 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        with Subscriber(run_dir=self.run_dir, on_gap="count") as sub:
+            if sub.wait_ready(60):
+                self._ready.set()
+            while not self._stop.is_set():
+                tick = sub.recv(timeout=0.2)
+                if isinstance(tick, Tick) and self._window[0] <= tick.recv_ns < self._window[1]:
+                    self._lags.append((time.time_ns() - tick.recv_ns) / 1e6)
+
+    def begin(self, t0: float, seconds: float) -> None:
+        self._lags = array("d")
+        self._window = (int(t0 * 1e9), int((t0 + seconds) * 1e9))
+
+    def end(self) -> dict[str, float]:
+        """The window's percentiles (call after it: what it received arrives meanwhile)."""
+        time.sleep(max(0.0, self._window[1] / 1e9 + 0.5 - time.time()))
+        return quantiles(list(self._lags))
+
+
 def start_gateway(p: Params, ps: Processes, work: Path, feed: str,
                   name: str) -> tuple[subprocess.Popen[bytes], int, Path]:  # fmt: skip
     log = work / f"{name}.log"
@@ -241,18 +288,33 @@ def cpu_of(pids: list[int]) -> float:
     return sum(s for s in (procs.cpu_s(pid) for pid in pids) if s is not None)
 
 
-def take(run_dir: Path, roles: dict[str, list[int]]) -> Sample:
-    return Sample(time.monotonic(), receiver_ticks(run_dir), procs.machine_busy_s(),
+@dataclass
+class Load:
+    """The running pipeline: its run directory, its processes, the lag subscriber."""
+
+    run_dir: Path
+    pipeline: list[int]  # feedmux run's tree (its replay server included)
+    lag: PipelineLag
+
+    def roles(self, **servers: list[int]) -> dict[str, list[int]]:
+        """The processes whose CPU a window reads: ``servers`` (server, pages, browser), the
+        pipeline's and this one's (the lag subscriber)."""
+        return {**servers, "pipeline": self.pipeline, "bench": [os.getpid()]}
+
+
+def take(load: Load, roles: dict[str, list[int]]) -> Sample:
+    return Sample(time.monotonic(), receiver_ticks(load.run_dir), procs.machine_busy_s(),
                   {role: cpu_of(pids) for role, pids in roles.items()})  # fmt: skip
 
 
-def window(t0: float, seconds: float, run_dir: Path,
+def window(t0: float, seconds: float, load: Load,
            roles: dict[str, list[int]]) -> tuple[Sample, Sample]:  # fmt: skip
     """Samples at ``t0`` and ``t0 + seconds`` (epoch seconds)."""
+    load.lag.begin(t0, seconds)
     time.sleep(max(0.0, t0 - time.time()))
-    first = take(run_dir, roles)
+    first = take(load, roles)
     time.sleep(max(0.0, t0 + seconds - time.time()))
-    return first, take(run_dir, roles)
+    return first, take(load, roles)
 
 
 def fill(w: Window, a: Sample, b: Sample) -> float:
@@ -327,12 +389,12 @@ def per_page(w: Window, report: dict[str, Any], sent: int, row_s: float) -> None
 
 
 # -- the three measurements ------------------------------------------------------------------
-def measure_gateway(p: Params, ps: Processes, work: Path, run: subprocess.Popen[bytes], *,
+def measure_gateway(p: Params, ps: Processes, work: Path, load: Load, *,
                     feed: str, count: int) -> Window:  # fmt: skip
     name = f"gateway-{feed}-{count}"
     gateway, port, log = start_gateway(p, ps, work, feed, name)
     w = Window("gateway", feed, count)
-    roles = {"server": [gateway.pid], "pipeline": procs.descendants(run.pid)}
+    roles = load.roles(server=[gateway.pid])
     pages = None
     try:
         if count:
@@ -341,8 +403,9 @@ def measure_gateway(p: Params, ps: Processes, work: Path, run: subprocess.Popen[
             roles["pages"] = [pages.pid]
         else:
             t0 = math.ceil((time.time() + p.settle_s) * 10) / 10
-        a, b = window(t0, p.seconds, work / "run", roles)
+        a, b = window(t0, p.seconds, load, roles)
         server_s = fill(w, a, b)
+        w.pipeline_lag_ms = load.lag.end()
         w.rss_mb = rss_mb(gateway.pid)
         if pages is not None:
             report = pages_report(ps, pages, out, p)
@@ -356,7 +419,7 @@ def measure_gateway(p: Params, ps: Processes, work: Path, run: subprocess.Popen[
     return w
 
 
-def measure_forward(p: Params, ps: Processes, work: Path, run: subprocess.Popen[bytes],
+def measure_forward(p: Params, ps: Processes, work: Path, load: Load,
                     count: int) -> Window:  # fmt: skip
     name = f"forward-{count}"
     ready, out = work / f"{name}.port", work / f"{name}.json"
@@ -371,7 +434,7 @@ def measure_forward(p: Params, ps: Processes, work: Path, run: subprocess.Popen[
 
     wait(up, 60, "the forwarder to subscribe")
     w = Window("forward", "trades", count)
-    roles = {"server": [forward.pid], "pipeline": procs.descendants(run.pid)}
+    roles = load.roles(server=[forward.pid])
     pages = None
     report = None
     try:
@@ -382,8 +445,9 @@ def measure_forward(p: Params, ps: Processes, work: Path, run: subprocess.Popen[
             roles["pages"] = [pages.pid]
         else:
             t0 = math.ceil((time.time() + p.settle_s) * 10) / 10
-        a, b = window(t0, p.seconds, work / "run", roles)
+        a, b = window(t0, p.seconds, load, roles)
         server_s = fill(w, a, b)
+        w.pipeline_lag_ms = load.lag.end()
         w.rss_mb = rss_mb(forward.pid)
         if pages is not None:
             report = pages_report(ps, pages, pages_out, p)
@@ -401,8 +465,7 @@ def measure_forward(p: Params, ps: Processes, work: Path, run: subprocess.Popen[
     return w
 
 
-def measure_browser(p: Params, ps: Processes, work: Path,
-                    run: subprocess.Popen[bytes]) -> dict[str, Any]:  # fmt: skip
+def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[str, Any]:
     """Lag into headless chromium: ``window.feedmux.lags`` of the page opened with ``?lag=1``
     (what it noted over a window of ``p.browser_seconds``)."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
@@ -425,17 +488,18 @@ def measure_browser(p: Params, ps: Processes, work: Path,
         count = "return (window.feedmux && window.feedmux.lags) ? window.feedmux.lags.length : -1"
         wait(lambda: chrome.execute_script(count) > 0, 60, "the page's first lags")
         browser_pids = procs.descendants(service.process.pid)
-        roles = {"server": [gateway.pid], "browser": browser_pids,
-                 "pipeline": procs.descendants(run.pid)}  # fmt: skip
+        roles = load.roles(server=[gateway.pid], browser=browser_pids)
         time.sleep(p.settle_s)
         t0 = time.time()
         first = driver.execute_script(count)
-        a = take(work / "run", roles)
+        load.lag.begin(t0, p.browser_seconds)
+        a = take(load, roles)
         time.sleep(p.browser_seconds)
         lags = driver.execute_script("return window.feedmux.lags.slice(arguments[0])", first)
-        b = take(work / "run", roles)
+        b = take(load, roles)
         w = Window("browser", "trades", 1)
         fill(w, a, b)
+        pipeline_lag = load.lag.end()
         used = b.cpu["browser"] - a.cpu["browser"]
         result = {
             "window_s": round(b.wall - a.wall, 2), "t0": t0, "rows": len(lags),
@@ -443,7 +507,7 @@ def measure_browser(p: Params, ps: Processes, work: Path,
             "lag_ms": quantiles([float(x) for x in lags]),
             "gateway_cpu_pct": w.cpu_pct, "browser_cpu_pct": round(used / w.seconds * 100, 1),
             "pipeline_cpu_pct": w.pipeline_cpu_pct, "others_pct": w.others_pct,
-            "ticks_per_s": w.ticks_per_s,
+            "ticks_per_s": w.ticks_per_s, "pipeline_lag_ms": pipeline_lag,
             "browser": driver.capabilities.get("browserVersion", ""),
         }  # fmt: skip
     finally:
@@ -507,7 +571,8 @@ def table(doc: dict[str, Any]) -> str:
         f"{p['interval_ms']} ms, windows of {p['seconds']:g} s",
         f"{'server':<8}{'feed':<7}{'pages':>6}{'ticks/s':>9}{'CPU %':>7}{'us/tick':>8}"
         f"{'us/row':>7}{'rows/s/pg':>10}{'upd/s/pg':>9}  {'every update':<14}"
-        f"{'deliver p50/p99':>16}{'lag p50/p99':>12}{'pages %':>8}{'pipe %':>7}{'others %':>9}",
+        f"{'deliver p50/p99':>16}{'lag p50/p99':>12}{'pipe lag p99':>13}{'pages %':>8}"
+        f"{'pipe %':>7}{'others %':>9}",
     ]  # fmt: skip
     for w in doc["windows"]:
         if w["every_update"] is None:
@@ -523,13 +588,15 @@ def table(doc: dict[str, Any]) -> str:
             f"{w['cpu_pct']:>7.1f}{w['us_per_tick']:>8.2f}{_num(w['us_per_row'], '.2f'):>7}"
             f"{_num(w['rows_per_s'], ',.0f'):>10}{_num(w['updates_per_s'], ',.1f'):>9}  "
             f"{every + extra:<14}{_pcts(w['delivery_ms']):>16}{_pcts(w['lag_ms']):>12}"
-            f"{w['pages_cpu_pct']:>8.0f}{w['pipeline_cpu_pct']:>7.0f}{w['others_pct']:>9.0f}"
+            f"{_pcts(w['pipeline_lag_ms'], ('p99',)):>13}{w['pages_cpu_pct']:>8.0f}"
+            f"{w['pipeline_cpu_pct']:>7.0f}{w['others_pct']:>9.0f}"
         )  # fmt: skip
     lines.append("us/row: the server's CPU per row sent (rows x pages; forward: per tick sent "
                  "to a page); deliver: update arrival - its server_ms; lag (first page): "
                  "arrival - the row's recv_ms, which includes up to one web interval of "
-                 "conflation wait (gateway); others %: the rest of the machine, of one "
-                 "core")  # fmt: skip
+                 "conflation wait (gateway); pipe lag: a Subscriber's arrival - recv_ms, what "
+                 "the pipeline itself adds; pages %, pipe %: CPU of the pages' process and of "
+                 "feedmux run; others %: the rest of the machine, of one core")  # fmt: skip
     for key, m in doc["marginal"].items():
         lines.append(f"marginal CPU of a page, {key}: {m['pct_per_page']:.3f}% of a core "
                      f"({m['us_per_row_per_page']:.3f} us per row it receives)")  # fmt: skip
@@ -544,7 +611,9 @@ def table(doc: dict[str, Any]) -> str:
             f"p90 {lag.get('p90', math.nan):.0f}, p99 {lag.get('p99', math.nan):.0f}, "
             f"max {lag.get('max', math.nan):.0f} (from feedmux's receipt to the row applied "
             f"in the page; includes up to one {p['interval_ms']} ms interval of conflation "
-            f"wait by design); gateway CPU {b['gateway_cpu_pct']:.1f}%, chromium "
+            f"wait by design; the pipeline's own p99 "
+            f"{b['pipeline_lag_ms'].get('p99', math.nan):.0f}); gateway CPU "
+            f"{b['gateway_cpu_pct']:.1f}%, chromium "
             f"{b['browser_cpu_pct']:.0f}%, others {b['others_pct']:.0f}%"
         )  # fmt: skip
     return "\n".join(lines)
@@ -559,17 +628,20 @@ def run(p: Params, work: Path) -> dict[str, Any]:
     try:
         print(f"feedmux run --replay at {p.rate:,.0f} ticks/s ...", flush=True)
         run = start_pipeline(p, ps, work)
-        for feed in FEEDS:
+        with PipelineLag(work / "run") as lag:
+            load = Load(work / "run", procs.descendants(run.pid), lag)
+            for feed in FEEDS:
+                for count in p.pages:
+                    w = measure_gateway(p, ps, work, load, feed=feed, count=count)
+                    windows.append(w)
+                    print(f"  gateway {feed}, {count} pages: CPU {w.cpu_pct:.1f}%", flush=True)
             for count in p.pages:
-                w = measure_gateway(p, ps, work, run, feed=feed, count=count)
+                w = measure_forward(p, ps, work, load, count)
                 windows.append(w)
-                print(f"  gateway {feed}, {count} pages: CPU {w.cpu_pct:.1f}%", flush=True)
-        for count in p.pages:
-            w = measure_forward(p, ps, work, run, count)
-            windows.append(w)
-            print(f"  forwarder, {count} pages: CPU {w.cpu_pct:.1f}%", flush=True)
-        browser = measure_browser(p, ps, work, run) if p.browser else {"skipped": "--no-browser"}
-        print(f"  browser: {browser.get('lag_ms') or browser.get('skipped')}", flush=True)
+                print(f"  forwarder, {count} pages: CPU {w.cpu_pct:.1f}%", flush=True)
+            browser = (measure_browser(p, ps, work, load) if p.browser
+                       else {"skipped": "--no-browser"})  # fmt: skip
+            print(f"  browser: {browser.get('lag_ms') or browser.get('skipped')}", flush=True)
     finally:
         ps.stop_all()
     return {

@@ -22,6 +22,7 @@ import signal
 import threading
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 
 import msgspec
 from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -63,7 +64,6 @@ async def serve_pages(run_dir: str, ready: Path, out: Path) -> None:
 
     def forward(batch: list[Tick]) -> None:
         for tick in batch:
-            buckets[tick.recv_ns // BUCKET_NS] += 1
             if pages:
                 message = TickMessage(tick.code, tick.price, tick.volume, tick.turnover,
                                       tick.time_ns / 1e6, tick.recv_ns / 1e6)  # fmt: skip
@@ -81,6 +81,7 @@ async def serve_pages(run_dir: str, ready: Path, out: Path) -> None:
                 while item is not None:  # what is queued, at most 1000
                     if isinstance(item, Tick):
                         batch.append(item)
+                        buckets[item.recv_ns // BUCKET_NS] += 1  # received, sent or not
                     if len(batch) == 1000:
                         break
                     item = sub.recv(timeout=0)
@@ -95,9 +96,19 @@ async def serve_pages(run_dir: str, ready: Path, out: Path) -> None:
         finally:
             pages.discard(ws)
 
-    done = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, done.set)
-    loop.add_signal_handler(signal.SIGINT, done.set)
+    def finish(signum: int, frame: FrameType | None) -> None:
+        """A plain handler, not the loop's: behind, the loop would see it only after every
+        batch queued before it."""
+        stop.set()
+        counts = dict(buckets)  # one C call: the thread cannot change it meanwhile
+        report = {"buckets": {str(k): n for k, n in sorted(counts.items())},
+                  "bucket_ns": BUCKET_NS, "ticks": sum(counts.values()), "gaps": gaps[0],
+                  "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}  # fmt: skip
+        out.write_text(json.dumps(report))
+        os._exit(0)  # pages may hold megabytes unsent: no closing handshake to wait for
+
+    signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGINT, finish)
     thread = threading.Thread(target=pump, name="subscriber", daemon=True)
     thread.start()
     async with serve(page, "127.0.0.1", 0, compression=None) as server:
@@ -105,14 +116,7 @@ async def serve_pages(run_dir: str, ready: Path, out: Path) -> None:
             await asyncio.sleep(0.05)
         port = next(iter(server.sockets)).getsockname()[1]
         ready.write_text(str(port))
-        await done.wait()
-        stop.set()
-        thread.join(2)
-        report = {"buckets": {str(k): n for k, n in sorted(buckets.items())},
-                  "bucket_ns": BUCKET_NS, "ticks": sum(buckets.values()), "gaps": gaps[0],
-                  "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}  # fmt: skip
-        out.write_text(json.dumps(report))
-        os._exit(0)  # pages may hold megabytes unsent: no closing handshake to wait for
+        await asyncio.Event().wait()  # until SIGTERM
 
 
 if __name__ == "__main__":
