@@ -182,6 +182,24 @@ def test_the_page_and_stats_need_the_token_when_one_is_set(market: Market) -> No
     assert code == 0 and "s3cret-web" not in output
 
 
+def run_web(*args: str) -> tuple[int, str]:
+    proc = feedmux("web", *args)
+    out, _ = proc.communicate(timeout=scaled(30))
+    return proc.returncode, out
+
+
+def test_mistakes_end_in_a_clear_message_and_exit_code(market: Market, tmp_path: Path) -> None:
+    where = ("--run-dir", str(market.run_dir), "--data-dir", str(market.data_dir))
+    code, out = run_web("--run-dir", str(tmp_path / "nothing"), "--port", "0")
+    assert code == 1 and "no feedmux run" in out and "Traceback" not in out
+    code, out = run_web("--host", "0.0.0.0", "--port", "0", *where)
+    assert code == 2 and "--web-token" in out
+    code, out = run_web("--port", market.url.rsplit(":", 1)[1].strip("/"), *where)  # taken
+    assert code == 2 and "cannot serve on 127.0.0.1" in out and "Traceback" not in out
+    code, out = run_web("--feed", "trades", "--web-interval", "0", *where)
+    assert code == 2 and "--web-interval" in out
+
+
 def test_the_page_equals_the_shards_snapshot_once_the_feed_stops(market: Market) -> None:
     async def follow() -> Page:
         page = Page()
