@@ -178,7 +178,7 @@
     tbody: $('#table tbody'), thead: $('#table thead'),
     chart: $('#chart'), chartTitle: $('#chart-title'), chartInfo: $('#chart-info'),
     chartClose: $('#chart-close'), canvas: $('#chart canvas'), chartBody: $('#chart .chart-body'),
-    movers: $('#movers ol'), adv: $('#adv'), dec: $('#dec'), unch: $('#unch'),
+    movers: $('#movers ol'), quiet: $('#quiet ol'), quietMore: $('#quiet .more'), adv: $('#adv'), dec: $('#dec'), unch: $('#unch'),
     breadthBar: $('#breadth .breadth-bar'),
   };
 
@@ -189,6 +189,7 @@
   let backoff = BACKOFF_MIN;
   let retryTimer = 0;
   let everLive = false;
+  let failures = 0; // connections closed since the last snapshot
 
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -219,7 +220,12 @@
     sock.onclose = (ev) => {
       if (ws !== sock) return;
       ws = null;
+      failures++;
       if (ev.reason) showError('connection closed: ' + ev.reason + ' (' + ev.code + ')');
+      else if (failures >= 3) { // a browser hides why (a refused token looks like a network error)
+        showError('cannot reach the gateway at /ws (' + failures + ' tries): is it running? '
+          + (TOKEN === null ? 'does it need ?token=…?' : 'is the token right?'));
+      }
       scheduleReconnect();
     };
     sock.onerror = () => {}; // a close event follows
@@ -327,6 +333,8 @@
     state.viewDirty = true;
     state.membersDirty = false;
     everLive = true;
+    failures = 0;
+    el.error.hidden = true;
     backoff = BACKOFF_MIN;
     setConn('live');
     updatePipeline();
@@ -454,7 +462,7 @@
       else th.removeAttribute('aria-sort');
     }
     state.viewDirty = true;
-    el.wrap.scrollTop = 0;
+    setScrollTop(0);
     requestRender();
   }
 
@@ -472,6 +480,8 @@
   let attached = 0; // slots in the DOM
   let slotsStale = false; // force every slot to be re-checked (re-sort, markets)
   let topH = -1, bottomH = -1;
+  // Geometry kept from events and observers, so a frame never reads layout (a forced layout).
+  let scrollTop = 0;
   let viewH = el.wrap.clientHeight;
   let headH = el.thead.offsetHeight || ROW_H;
   let flashTimer = 0, flashDue = Infinity;
@@ -510,7 +520,6 @@
   function renderRows(now) {
     const v = state.view;
     const n = v.length;
-    const scrollTop = el.wrap.scrollTop;
     const count = Math.ceil(viewH / ROW_H) + 2 * MARGIN;
     let first = Math.floor(scrollTop / ROW_H) - MARGIN;
     if (first > n - count) first = n - count;
@@ -646,6 +655,12 @@
     perf.recent.push(dt);
   }
 
+  function setScrollTop(y) {
+    const max = Math.max(0, headH + state.view.length * ROW_H - viewH);
+    scrollTop = Math.round(Math.min(Math.max(0, y), max));
+    el.wrap.scrollTop = scrollTop; // its scroll event confirms the value the browser kept
+  }
+
   function scrollToCode(code) {
     const m = metas.get(code);
     if (m === undefined) return false;
@@ -655,7 +670,7 @@
     const i = state.view.indexOf(m);
     if (i < 0) return false;
     const target = i * ROW_H - Math.max(0, (viewH - headH - ROW_H) / 2);
-    el.wrap.scrollTop = Math.max(0, target);
+    setScrollTop(target);
     renderRows(now); // rendered when this returns, not a frame later
     return true;
   }
@@ -688,17 +703,31 @@
     });
   }
 
-  // Once a second: silent count, top movers and breadth in one pass over the model.
+  const QUIET = 12;
+  const quietSlots = [];
+  for (let i = 0; i < QUIET; i++) {
+    const li = document.createElement('li');
+    li.innerHTML = '<span class="q-code"></span><span class="q-age"></span>';
+    li.hidden = true;
+    el.quiet.append(li);
+    quietSlots.push({ li, code: li.children[0], age: li.children[1] });
+  }
+
+  // Once a second: silent count, top movers, breadth and the codes gone quiet, in one pass.
   function refreshSide(now) {
     const markets = state.markets;
     const silentMs = state.silentMs;
     let silent = 0, adv = 0, dec = 0, unch = 0;
     const top = []; // [abs pct, meta, pct], largest first, at most MOVERS
+    const quiet = []; // traded before, silent now while its market trades
     for (const m of metas.values()) {
       const r = m.row;
       const p = r[PRICE];
       if (!(p > 0)) { silent++; continue; }
-      if (silentMs > 0 && now - r[RECV] > silentMs && markets[m.market] === 'continuous') silent++;
+      if (silentMs > 0 && now - r[RECV] > silentMs && markets[m.market] === 'continuous') {
+        silent++;
+        quiet.push(m);
+      }
       const o = r[OPEN];
       if (!(o > 0)) continue;
       if (p > o) adv++;
@@ -727,6 +756,18 @@
       setText(s.pct, fmtSigned(t[2], 2) + '%');
       s.bar.style.width = (maxA > 0 ? Math.max(2, t[0] / maxA * 100) : 0).toFixed(1) + '%';
     }
+    quiet.sort((a, b) => a.row[RECV] - b.row[RECV]);
+    for (let i = 0; i < QUIET; i++) {
+      const s = quietSlots[i];
+      const m = quiet[i];
+      if (m === undefined) { s.li.hidden = true; s.li.removeAttribute('data-code'); continue; }
+      s.li.hidden = false;
+      s.li.dataset.code = m.code;
+      setText(s.code, m.code);
+      setText(s.age, fmtAge(now - m.row[RECV]));
+    }
+    setText(el.quietMore, quiet.length > QUIET ? '+ ' + fmtInt(quiet.length - QUIET) + ' more'
+      : quiet.length === 0 ? 'none' : '');
     const total = adv + dec + unch;
     setText(el.adv, '▲ ' + fmtInt(adv));
     setText(el.dec, '▼ ' + fmtInt(dec));
@@ -748,7 +789,7 @@
   // ---- chart -------------------------------------------------------------------------------
   const chart = {
     code: null, row: undefined, bars: [], dirty: false, ctx: el.canvas.getContext('2d'),
-    cssW: 0, cssH: 0, dpr: 0, hoverX: -1,
+    cssW: 0, cssH: 0, dpr: 0, hoverX: -1, bodyW: 0, bodyH: 0, reveal: null,
   };
   const C = {
     bg: '#0f1419', grid: '#1e2630', axis: '#7d8896', text: '#c6ced8', up: '#26a269',
@@ -766,6 +807,7 @@
       el.chart.dataset.bars = '0';
       send({ type: 'watch', code });
     }
+    if (!el.chart.classList.contains('open')) chart.reveal = code;
     el.chart.hidden = false;
     el.chart.classList.add('open');
     chart.dirty = true;
@@ -822,7 +864,7 @@
 
   function resizeCanvas() {
     const dpr = window.devicePixelRatio || 1;
-    const w = el.chartBody.clientWidth, h = el.chartBody.clientHeight;
+    const w = chart.bodyW, h = chart.bodyH;
     if (w === chart.cssW && h === chart.cssH && dpr === chart.dpr) return;
     chart.cssW = w;
     chart.cssH = h;
@@ -962,7 +1004,8 @@
     }
     ctx.fillStyle = C.axis;
     ctx.textAlign = 'left';
-    ctx.fillText('vol ' + fmtAbbr(vmax), L + plotW + 6, volTop + 6);
+    ctx.fillText(fmtAbbr(vmax), L + plotW + 6, volTop + 6);
+    ctx.fillText('vol', L + plotW + 6, volTop + volH - 4);
 
     // Last price: dashed line and a tag on the axis.
     if (last > 0) {
@@ -999,13 +1042,25 @@
   }
 
   // ---- events ------------------------------------------------------------------------------
-  el.wrap.addEventListener('scroll', requestRender, { passive: true });
-  new ResizeObserver(() => {
+  el.wrap.addEventListener('scroll', () => {
+    scrollTop = el.wrap.scrollTop;
+    requestRender();
+  }, { passive: true });
+  new ResizeObserver(() => { // runs after layout: these reads are free
     viewH = el.wrap.clientHeight;
     headH = el.thead.offsetHeight || ROW_H;
+    if (chart.reveal !== null) { // the chart just took the table's space: keep its row in view
+      const i = state.view.indexOf(metas.get(chart.reveal));
+      chart.reveal = null;
+      if (i >= 0 && (i * ROW_H < scrollTop || (i + 1) * ROW_H > scrollTop + viewH - headH)) {
+        setScrollTop(i * ROW_H - Math.max(0, (viewH - headH - ROW_H) / 2));
+      }
+    }
     requestRender();
   }).observe(el.wrap);
   new ResizeObserver(() => {
+    chart.bodyW = el.chartBody.clientWidth;
+    chart.bodyH = el.chartBody.clientHeight;
     if (chart.code !== null) { chart.dirty = true; requestRender(); }
   }).observe(el.chartBody);
 
@@ -1017,19 +1072,21 @@
     const tr = e.target.closest('tr[data-code]');
     if (tr) openChart(tr.dataset.code);
   });
-  el.movers.addEventListener('click', (e) => {
-    const li = e.target.closest('li[data-code]');
-    if (li) {
-      openChart(li.dataset.code);
-      scrollToCode(li.dataset.code);
-    }
-  });
+  for (const list of [el.movers, el.quiet]) {
+    list.addEventListener('click', (e) => {
+      const li = e.target.closest('li[data-code]');
+      if (li) {
+        openChart(li.dataset.code);
+        scrollToCode(li.dataset.code);
+      }
+    });
+  }
   el.search.addEventListener('input', () => {
     const f = el.search.value.trim().toLowerCase();
     if (f === state.filter) return;
     state.filter = f;
     state.viewDirty = true;
-    el.wrap.scrollTop = 0;
+    setScrollTop(0);
     requestRender();
   });
   el.search.addEventListener('keydown', (e) => {
