@@ -943,12 +943,14 @@
     ctx.lineWidth = 1;
     ctx.fillStyle = C.axis;
     ctx.textAlign = 'left';
+    const lastY = last > 0 ? y(last) : -1e9;
     ctx.beginPath();
-    for (let p = Math.ceil(lo / step) * step; p <= hi; p += step) {
+    for (let k = Math.ceil(lo / step); k * step <= hi; k++) {
+      const p = k * step; // from an integer: no drift from adding steps
       const yy = Math.round(y(p)) + 0.5;
       ctx.moveTo(L, yy);
       ctx.lineTo(L + plotW, yy);
-      ctx.fillText(p.toFixed(decimals), L + plotW + 6, yy);
+      if (Math.abs(yy - lastY) > 13) ctx.fillText(p.toFixed(decimals), L + plotW + 6, yy);
     }
     // Time labels: every k bars, at least 64 px apart.
     const tf = dateFmt(zone, false);
@@ -1109,6 +1111,20 @@
       else if (document.activeElement === el.search && el.search.value) {
         el.search.value = '';
         el.search.dispatchEvent(new Event('input'));
+      }
+    } else if ((e.key === 'ArrowDown' || e.key === 'ArrowUp') && chart.code !== null
+               && !e.altKey && !e.ctrlKey && !e.metaKey) { // step the chart through the table
+      const v = state.view;
+      const i = v.indexOf(metas.get(chart.code));
+      const j = i < 0 ? 0 : i + (e.key === 'ArrowDown' ? 1 : -1);
+      if (j >= 0 && j < v.length) {
+        e.preventDefault();
+        const code = v[j].code;
+        openChart(code);
+        const top = j * ROW_H;
+        if (top < scrollTop || top + ROW_H > scrollTop + viewH - headH) {
+          setScrollTop(e.key === 'ArrowDown' ? top + ROW_H - (viewH - headH) : top);
+        }
       }
     } else if (e.key === '/' && document.activeElement !== el.search) {
       e.preventDefault();
