@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -19,7 +20,10 @@ REDIS_URL = os.environ.get("FEEDMUX_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def _absent(what: str, why: object, variable: str = "FEEDMUX_TEST_POSTGRES") -> None:
-    message = f"{what} is not reachable ({why}); set {variable} or start it"
+    _missing(f"{what} is not reachable ({why}); set {variable} or start it")
+
+
+def _missing(message: str) -> None:
     if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":
         pytest.fail(f"FEEDMUX_REQUIRE_SERVICES=1 and {message}")
     pytest.skip(message)
@@ -70,3 +74,38 @@ def small_disk(where: Path, size_mb: int) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+CHROMIUM = os.environ.get("FEEDMUX_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("FEEDMUX_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def browser(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A headless Chromium driven by Selenium (Debian's chromium and chromium-driver)."""
+    from selenium import webdriver  # noqa: PLC0415 (only the page's tests load it)
+    from selenium.common.exceptions import WebDriverException  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not Path(path).exists():
+            _missing(f"{path} is not installed (apt-get install {package})")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    except WebDriverException as exc:
+        _missing(f"chromium does not start: {str(exc).splitlines()[0]}")
+        raise
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -29,7 +29,6 @@ class _Code:
     open: float = 0.0
     open_key: tuple[int, int] = (1 << 63, 0)  # (time_ns, seq) of the open
     time_ns: int = 0
-    seq: int = -1
     recv_ns: int = 0
     bars_volume: float = 0.0  # of the day's closed bars
     bars_turnover: float = 0.0
@@ -94,7 +93,7 @@ class Board:
         return day == state.day
 
     def tick(self, tick: Tick, *, counted: bool = True) -> None:
-        """A trade: the latest by (time, seq) sets the price. ``counted``: its volume is not in
+        """A trade: the latest to arrive sets the price. ``counted``: its volume is not in
         the store's bars or an earlier ``tick`` (False for a snapshot's ticks)."""
         state = self._state(tick.code)
         if not self._day(state, tick.time_ns):
@@ -102,9 +101,9 @@ class Board:
         key = (tick.time_ns, tick.seq)
         if key < state.open_key:
             state.open_key, state.open = key, tick.price
-        if key >= (state.time_ns, state.seq):
-            state.price, state.time_ns, state.seq = tick.price, tick.time_ns, tick.seq
-            state.recv_ns = tick.recv_ns
+        # The latest to arrive is the price, as in the shards' snapshots: a vendor's times
+        # can step back within a second while its sequence goes on.
+        state.price, state.time_ns, state.recv_ns = tick.price, tick.time_ns, tick.recv_ns
         if counted and self._with_trades and tick.time_ns >= state.covered_ns:
             minute = tick.time_ns - tick.time_ns % MINUTE_NS
             v, t = state.after.get(minute, (0.0, 0.0))

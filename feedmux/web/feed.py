@@ -35,8 +35,9 @@ class Feed:
         self.watched: set[str] = set()  # codes whose bars a page charts (under the lock)
         self.bars: list[Bar] = []  # closed bars of watched codes, for the next update
         self.pipeline = "up"  # "up", "stale" or "stopped"
-        self.resyncs = 0
+        self.snapshots = 0  # asked of the shards
         self.error = ""  # why the feed thread ended, if it did
+        self.ready = threading.Event()  # the day's bars and the first snapshot are on the board
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feedmux-web-feed", daemon=True)
 
@@ -57,10 +58,12 @@ class Feed:
             with Subscriber(run_dir=self.run_dir, trades=not self.moves, trade_moves=self.moves,
                             bars=True, on_gap="count") as sub:  # fmt: skip
                 self._load_day(sub)
+                self.ready.set()
                 self._follow(sub)
         except FeedmuxError as exc:
             self.error = str(exc)
             self.pipeline = "stopped"
+            self.ready.set()
             _log.warning("the feed ended: %s", exc)
 
     def _load_day(self, sub: Subscriber) -> None:
@@ -87,6 +90,7 @@ class Feed:
                 _log.warning("no snapshot yet (%s): trying again", exc)
                 self._stop.wait(1.0)
                 continue
+            self.snapshots += 1
             with self.lock:
                 for tick in snap.ticks.values():
                     self.board.tick(tick, counted=False)
@@ -105,7 +109,6 @@ class Feed:
             if batch:
                 self._apply(batch)
             if len(sub.gap_events) != gaps:  # messages lost: the snapshot makes the rows right
-                self.resyncs += 1
                 _log.warning("the feed missed messages: taking a snapshot again")
                 self._snapshot(sub)
                 gaps = len(sub.gap_events)

@@ -90,15 +90,21 @@ class Gateway:
             if len(self.pages) >= self.settings.max_pages:
                 return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many pages\n")
             return None
+        if url.path == "/stats":
+            if not self._allowed(url.query, request.headers):
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is needed\n")
+            return _response(p.encode(self.stats()), "application/json")
         static = _STATIC.get(url.path)
         if static is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         name, kind = static
-        body = resources.files("feedmux.web").joinpath("static", name).read_bytes()
-        headers = Headers([("Content-Type", f"{kind}; charset=utf-8"),
-                           ("Content-Length", str(len(body))),
-                           ("Cache-Control", "no-cache")])  # fmt: skip
-        return Response(HTTPStatus.OK, "OK", headers, body)
+        return _response(resources.files("feedmux.web").joinpath("static", name).read_bytes(),
+                         kind)  # fmt: skip
+
+    def stats(self) -> p.WebStats:
+        behind = sum(1 for page in self.pages.values() if page.behind_since)
+        return p.WebStats(len(self.pages), self.pages_served, self.updates, self.rows_sent,
+                          self.feed.snapshots, behind, self.feed.pipeline)  # fmt: skip
 
     def _allowed(self, query: str, headers: Headers) -> bool:
         token = self.settings.token
@@ -113,7 +119,9 @@ class Gateway:
                         "moves" if self.feed.moves else "trades", self.min_move,
                         self.settings.silent_after_s)  # fmt: skip
         await ws.send(p.encode(hello).decode())
-        await ws.send(self._snapshot().decode())
+        # The snapshot is written and the page joins in one step of the loop: no update can
+        # come between them (its rows would be in neither).
+        broadcast([ws], self._snapshot().decode())
         self.pages[ws] = page
         self.pages_served += 1
         try:
@@ -164,8 +172,10 @@ class Gateway:
         caught up, the closed bars to the pages charting their code."""
         quiet = 0.0
         interval = self.settings.interval_s
-        while True:
-            await asyncio.sleep(interval - time.monotonic() % interval)
+        taken = time.monotonic()
+        while True:  # an interval from one take to the next, however late one ran
+            await asyncio.sleep(max(0.0, taken + interval - time.monotonic()))
+            taken = time.monotonic()
             with self.lock:
                 rows = self.board.take()
                 bars = self.feed.take_bars()
@@ -174,10 +184,10 @@ class Gateway:
             if not rows and now - quiet < _QUIET_S:
                 continue
             quiet = now
-            update = p.Update(time.time_ns() / 1e6, rows, self._phases(), self.feed.pipeline,
-                              newest / 1e6)  # fmt: skip
-            self._send(p.encode(update), now)
             self.updates += 1
+            update = p.Update(time.time_ns() / 1e6, rows, self._phases(), self.feed.pipeline,
+                              newest / 1e6, self.updates)  # fmt: skip
+            self._send(p.encode(update), now)
             self.rows_sent += len(rows)
             if bars:
                 self._send_bars(bars)
@@ -216,3 +226,14 @@ class Gateway:
             if page.watch in by_code and not page.behind_since:
                 message = p.Bars(page.watch, by_code[page.watch], whole=False)
                 broadcast([page.ws], p.encode(message).decode())
+
+
+def _response(body: bytes, kind: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", f"{kind}; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+        ]
+    )
+    return Response(HTTPStatus.OK, "OK", headers, body)

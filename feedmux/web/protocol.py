@@ -62,6 +62,7 @@ class Update(msgspec.Struct, tag="update", tag_field="type", frozen=True):
     markets: dict[str, str]
     pipeline: str  # "up", "stale" (no heartbeat for 3 s) or "stopped"
     newest_ms: float  # receive time of the newest trade (0: none yet)
+    seq: int = 0  # numbers the updates from 1: a page skipped while behind sees a jump
 
 
 class Bars(msgspec.Struct, tag="bars", tag_field="type", frozen=True):
@@ -83,6 +84,20 @@ class Watch(msgspec.Struct, tag="watch", tag_field="type", frozen=True):
 
 ClientMessage = Watch
 
+
+class WebStats(msgspec.Struct, frozen=True):
+    """``GET /stats``: the gateway's own numbers (for operators and tests)."""
+
+    pages: int  # open now
+    pages_served: int  # since the start
+    updates: int  # update messages sent (each to every page in step)
+    rows_sent: int  # rows in them
+    snapshots_asked: int  # of the shards: one at the start, one more per gap in the feed
+    pages_behind: int  # skipped now: their sockets were full
+    pipeline: str
+
+
 encode = msgspec.json.Encoder().encode
 server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+stats_decoder = msgspec.json.Decoder(WebStats)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from websockets.asyncio.server import serve
 
-from feedmux.errors import ConfigError
+from feedmux.errors import ConfigError, ConsumerError
 from feedmux.market.sessions import sessions_of_run
 from feedmux.model import Bar
 from feedmux.ops import instance
@@ -86,6 +86,13 @@ async def _serve(gateway: Gateway, source: str) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    print(f"feedmux web: loading the market from {source}", flush=True)
+    while not gateway.feed.ready.is_set():  # pages get the whole market from their start
+        if stop.is_set():
+            return 0
+        await asyncio.sleep(0.05)
+    if gateway.feed.error:
+        raise ConsumerError(gateway.feed.error)
     try:
         server = await serve(gateway.handle, settings.host, settings.port, compression=None,
                              max_size=1 << 16, process_request=gateway.http)  # fmt: skip
@@ -95,7 +102,7 @@ async def _serve(gateway: Gateway, source: str) -> int:
     async with server:
         port = next(iter(server.sockets)).getsockname()[1]
         query = "?token=<your --web-token>" if settings.token else ""
-        print(f"feedmux web: http://{settings.host}:{port}/{query} ({source})", flush=True)
+        print(f"feedmux web: serving http://{settings.host}:{port}/{query}", flush=True)
         pusher = asyncio.create_task(gateway.push())
         await stop.wait()
         pusher.cancel()

@@ -1,0 +1,116 @@
+"""The page's board: conflation, the day's open and volume, the day's end."""
+
+from __future__ import annotations
+
+from feedmux.model import Bar, Tick
+from feedmux.web import protocol as p
+from feedmux.web.board import MINUTE_NS, Board
+
+T0 = 1_700_000_000_000_000_000 - 1_700_000_000_000_000_000 % MINUTE_NS + 2 * 3600 * 10**9
+# 02:00 UTC, 10:00 in Shanghai, on a minute
+
+
+def tick(code: str, seq: int, at_s: float, price: float, volume: float = 100.0) -> Tick:
+    at = T0 + int(at_s * 1e9)
+    return Tick(code, seq, at, at + 1_000_000, price, volume, volume * price, 1)
+
+
+def bar(code: str, minute: int, o: float, c: float, volume: float) -> Bar:
+    """The bar of minute ``minute`` after T0, labelled with its end."""
+    return Bar(code, T0 + (minute + 1) * MINUTE_NS, o, max(o, c), min(o, c), c, volume,
+               volume * c, 3)  # fmt: skip
+
+
+def rows(board: Board) -> dict[str, p.Row]:
+    return {r.code: r for r in board.take()}
+
+
+def test_each_changed_code_is_taken_once_as_it_is_now() -> None:
+    board = Board()
+    for i, price in enumerate([10.0, 10.1, 10.2, 10.15]):
+        board.tick(tick("600519.SH", i + 1, i, price))
+    board.tick(tick("000001.SZ", 1, 0.5, 7.0))
+    taken = board.take()
+    assert sorted(r.code for r in taken) == ["000001.SZ", "600519.SH"]
+    row = rows_by_code(taken)["600519.SH"]
+    assert (row.price, row.open) == (10.15, 10.0)
+    assert row.time_ms == (T0 + 3 * 10**9) / 1e6
+    assert board.take() == []  # nothing changed since
+    board.tick(tick("000001.SZ", 2, 1, 7.1))
+    assert [r.code for r in board.take()] == ["000001.SZ"]
+
+
+def rows_by_code(taken: list[p.Row]) -> dict[str, p.Row]:
+    return {r.code: r for r in taken}
+
+
+def test_the_last_to_arrive_is_the_price_as_in_the_snapshot_and_the_earliest_the_open() -> None:
+    board = Board()
+    board.tick(tick("600519.SH", 5, 10.6, 10.5))
+    board.tick(tick("600519.SH", 6, 10, 10.4))  # a vendor's time can step back within a second
+    board.tick(tick("600519.SH", 2, 2, 10.0))  # an older one arrived late: the day's open
+    row = rows(board)["600519.SH"]
+    assert (row.price, row.open) == (10.0, 10.0)
+
+
+def test_the_volume_is_the_closed_bars_plus_the_trades_after_them() -> None:
+    board = Board(end_label=True, with_trades=True)
+    board.bar(bar("600519.SH", 0, 10.0, 10.2, 1000))  # from the store: minute 0
+    board.tick(tick("600519.SH", 7, 61, 10.3, volume=50), counted=False)  # the snapshot's
+    board.tick(tick("600519.SH", 8, 62, 10.4, volume=30))  # live, minute 1
+    board.tick(tick("600519.SH", 9, 121, 10.5, volume=20))  # live, minute 2
+    row = rows(board)["600519.SH"]
+    assert row.volume == 1000 + 30 + 20
+    assert row.open == 10.0  # the first bar's open
+    # Minute 1's bar closes with everything in it (the snapshot's 50, the 30, and more).
+    board.bar(bar("600519.SH", 1, 10.2, 10.4, 200))
+    assert rows(board)["600519.SH"].volume == 1000 + 200 + 20
+    # An amendment (a late tick) of minute 1 replaces it, not adds to it.
+    board.bar(bar("600519.SH", 1, 10.2, 10.4, 210))
+    assert rows(board)["600519.SH"].volume == 1000 + 210 + 20
+
+
+def test_the_moves_feed_counts_volume_from_bars_alone() -> None:
+    board = Board(with_trades=False)
+    board.tick(tick("600519.SH", 1, 1, 10.0, volume=500))
+    assert rows(board)["600519.SH"].volume == 0
+    board.bar(bar("600519.SH", 0, 10.0, 10.0, 700))
+    assert rows(board)["600519.SH"].volume == 700
+
+
+def test_start_labelled_bars_cover_the_minute_after_their_label() -> None:
+    board = Board(end_label=False, with_trades=True)
+    start_label = Bar("600519.SH", T0, 10.0, 10.0, 10.0, 10.0, 100, 1000, 1)
+    board.bar(start_label)
+    board.tick(tick("600519.SH", 1, 30, 10.0, volume=5))  # inside the bar: counted there
+    board.tick(tick("600519.SH", 2, 61, 10.0, volume=7))  # after it
+    assert rows(board)["600519.SH"].volume == 100 + 7
+
+
+def test_a_new_trading_day_starts_the_row_afresh() -> None:
+    board = Board()
+    board.bar(bar("600519.SH", 0, 10.0, 10.2, 1000))
+    board.tick(tick("600519.SH", 9, 30, 10.2, volume=10))
+    day = 86_400
+    board.tick(tick("600519.SH", 1, day, 11.0, volume=3))
+    row = rows(board)["600519.SH"]
+    assert (row.open, row.price, row.volume) == (11.0, 11.0, 3)
+    board.tick(tick("600519.SH", 10, 40, 9.0))  # yesterday's, late: not today's row
+    assert board.take() == []
+    assert board.rows()[0].price == 11.0
+
+
+def test_subscribed_codes_show_before_their_first_trade() -> None:
+    board = Board()
+    board.add_codes(["600519.SH", "AAPL.US"])
+    assert [(r.code, r.price) for r in board.rows()] == [("600519.SH", 0.0), ("AAPL.US", 0.0)]
+    assert board.markets == {"SH", "US"}
+
+
+def test_the_protocol_round_trips_as_json_arrays() -> None:
+    row = p.Row("600519.SH", 10.5, 10.0, 1.0, 10.5, 1.5e12, 1.5e12)
+    update = p.Update(1.0, [row], {"SH": "continuous"}, "up", 1.5e12)
+    raw = p.encode(update)
+    assert b'"type":"update"' in raw and b'["600519.SH",10.5,10.0' in raw
+    assert p.server_decoder.decode(raw) == update
+    assert p.client_decoder.decode(b'{"type":"watch","code":null}') == p.Watch(None)
