@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -73,7 +74,7 @@ from benchmarks.harness import env, environment, save_json, stop, wait
 from feedmux import Subscriber
 from feedmux.model import Tick
 from feedmux.stats import read_stats
-from feedmux.web.protocol import Update, server_decoder
+from feedmux.web.protocol import Update, WebStats, server_decoder, stats_decoder
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -81,7 +82,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 FEEDS = ("trades", "moves")
 MIN_MOVE = 0.01
 ALL_CODES = 5430  # the synthetic A-share market of feedmux run --replay
-SERVING = re.compile(r"feedmux web: http://[^:/]+:(\d+)/")
+SERVING = re.compile(r"feedmux web: (?:serving )?http://[^:/]+:(\d+)/")
 STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) rows to ([\d,]+) pages\)")
 
 
@@ -115,6 +116,9 @@ class Window:
     ticks_per_s: float = 0.0  # the pipeline's receiver, in the window
     cpu_pct: float = 0.0  # the server's, % of one core
     us_per_tick: float = 0.0  # its CPU per tick the pipeline received
+    ms_per_update: float | None = None  # gateway: its CPU per update sent (to all pages)
+    sent_updates_per_s: float | None = None  # gateway: updates it sent (its /stats)
+    rows_per_update: float | None = None  # gateway: rows in each (its /stats)
     us_per_row: float | None = None  # its CPU per row (forward: tick) sent, over every page
     rows_per_s: float | None = None  # received per page, mean (forward: ticks)
     updates_per_s: float | None = None  # received per page, mean (forward: messages = ticks)
@@ -131,6 +135,7 @@ class Window:
     pipeline_cpu_pct: float = 0.0
     others_pct: float = 0.0  # the rest of the machine (of one core)
     rss_mb: float = 0.0  # the server's at the window's end
+    start_s: float | None = None  # gateway: from its start to serving
     log: str = ""  # the gateway's stop line, the forwarder's gaps
 
 
@@ -242,9 +247,17 @@ class PipelineLag:
         return quantiles(list(self._lags))
 
 
-def start_gateway(p: Params, ps: Processes, work: Path, feed: str,
-                  name: str) -> tuple[subprocess.Popen[bytes], int, Path]:  # fmt: skip
+@dataclass
+class Gateway:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    start_s: float  # from its start to serving (it serves once it has loaded the market)
+
+
+def start_gateway(p: Params, ps: Processes, work: Path, feed: str, name: str) -> Gateway:
     log = work / f"{name}.log"
+    began = time.monotonic()
     gateway = ps.start([sys.executable, "-m", "feedmux", "web", "--port", "0", "--run-dir",
                         str(work / "run"), "--data-dir", str(work / "data"), "--feed", feed,
                         "--web-interval", str(p.interval_ms)], log)  # fmt: skip
@@ -259,8 +272,9 @@ def start_gateway(p: Params, ps: Processes, work: Path, feed: str,
         return bool(found)
 
     wait(serving, 60, "feedmux web to serve")
+    start_s = time.monotonic() - began
     caught_up(port[0])
-    return gateway, port[0], log
+    return Gateway(gateway, port[0], log, round(start_s, 2))
 
 
 def caught_up(port: int, timeout: float = 60) -> None:
@@ -282,6 +296,7 @@ class Sample:
     ticks: int
     machine_s: float
     cpu: dict[str, float]  # by role: server, pages, pipeline, browser
+    web: WebStats | None = None  # the gateway's /stats
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -302,19 +317,27 @@ class Load:
         return {**servers, "pipeline": self.pipeline, "bench": [os.getpid()]}
 
 
-def take(load: Load, roles: dict[str, list[int]]) -> Sample:
-    return Sample(time.monotonic(), receiver_ticks(load.run_dir), procs.machine_busy_s(),
-                  {role: cpu_of(pids) for role, pids in roles.items()})  # fmt: skip
+def web_stats(port: int) -> WebStats:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as reply:
+        return stats_decoder.decode(reply.read())
 
 
-def window(t0: float, seconds: float, load: Load,
-           roles: dict[str, list[int]]) -> tuple[Sample, Sample]:  # fmt: skip
+def take(load: Load, roles: dict[str, list[int]], port: int | None = None) -> Sample:
+    """The CPU of ``roles`` now; with ``port``, the gateway's /stats as well."""
+    cpu = {role: cpu_of(pids) for role, pids in roles.items()}
+    sample = Sample(time.monotonic(), receiver_ticks(load.run_dir), procs.machine_busy_s(), cpu)
+    sample.web = web_stats(port) if port else None
+    return sample
+
+
+def window(t0: float, seconds: float, load: Load, roles: dict[str, list[int]],
+           port: int | None = None) -> tuple[Sample, Sample]:  # fmt: skip
     """Samples at ``t0`` and ``t0 + seconds`` (epoch seconds)."""
     load.lag.begin(t0, seconds)
     time.sleep(max(0.0, t0 - time.time()))
-    first = take(load, roles)
+    first = take(load, roles, port)
     time.sleep(max(0.0, t0 + seconds - time.time()))
-    return first, take(load, roles)
+    return first, take(load, roles, port)
 
 
 def fill(w: Window, a: Sample, b: Sample) -> float:
@@ -330,6 +353,11 @@ def fill(w: Window, a: Sample, b: Sample) -> float:
     w.pipeline_cpu_pct = round(used["pipeline"] / wall * 100, 1)
     ours = sum(used.values())
     w.others_pct = round(max(0.0, b.machine_s - a.machine_s - ours) / wall * 100, 1)
+    if a.web is not None and b.web is not None:  # the gateway's own count of what it sent
+        updates = b.web.updates - a.web.updates
+        w.sent_updates_per_s = round(updates / wall, 2)
+        w.rows_per_update = round((b.web.rows_sent - a.web.rows_sent) / max(1, updates), 1)
+        w.ms_per_update = round(used["server"] / max(1, updates) * 1e3, 3)
     return used["server"]
 
 
@@ -392,8 +420,9 @@ def per_page(w: Window, report: dict[str, Any], sent: int, row_s: float) -> None
 def measure_gateway(p: Params, ps: Processes, work: Path, load: Load, *,
                     feed: str, count: int) -> Window:  # fmt: skip
     name = f"gateway-{feed}-{count}"
-    gateway, port, log = start_gateway(p, ps, work, feed, name)
-    w = Window("gateway", feed, count)
+    started = start_gateway(p, ps, work, feed, name)
+    gateway, port, log = started.proc, started.port, started.log
+    w = Window("gateway", feed, count, start_s=started.start_s)
     roles = load.roles(server=[gateway.pid])
     pages = None
     try:
@@ -403,7 +432,7 @@ def measure_gateway(p: Params, ps: Processes, work: Path, load: Load, *,
             roles["pages"] = [pages.pid]
         else:
             t0 = math.ceil((time.time() + p.settle_s) * 10) / 10
-        a, b = window(t0, p.seconds, load, roles)
+        a, b = window(t0, p.seconds, load, roles, port)
         server_s = fill(w, a, b)
         w.pipeline_lag_ms = load.lag.end()
         w.rss_mb = rss_mb(gateway.pid)
@@ -474,7 +503,8 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
     from selenium import webdriver  # noqa: PLC0415 (a dev dependency: only for this part)
     from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
 
-    gateway, port, _ = start_gateway(p, ps, work, "trades", "gateway-browser")
+    started = start_gateway(p, ps, work, "trades", "gateway-browser")
+    gateway, port = started.proc, started.port
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
@@ -491,11 +521,13 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
         roles = load.roles(server=[gateway.pid], browser=browser_pids)
         time.sleep(p.settle_s)
         t0 = time.time()
-        first = driver.execute_script(count)
+        first = chrome.execute_script(count)
+        perf0 = chrome.execute_script(PERF)
         load.lag.begin(t0, p.browser_seconds)
         a = take(load, roles)
         time.sleep(p.browser_seconds)
-        lags = driver.execute_script("return window.feedmux.lags.slice(arguments[0])", first)
+        lags = chrome.execute_script("return window.feedmux.lags.slice(arguments[0])", first)
+        perf1 = chrome.execute_script(PERF)
         b = take(load, roles)
         w = Window("browser", "trades", 1)
         fill(w, a, b)
@@ -508,7 +540,8 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
             "gateway_cpu_pct": w.cpu_pct, "browser_cpu_pct": round(used / w.seconds * 100, 1),
             "pipeline_cpu_pct": w.pipeline_cpu_pct, "others_pct": w.others_pct,
             "ticks_per_s": w.ticks_per_s, "pipeline_lag_ms": pipeline_lag,
-            "browser": driver.capabilities.get("browserVersion", ""),
+            "browser": chrome.capabilities.get("browserVersion", ""),
+            "page": page_perf(perf0, perf1, b.wall - a.wall),
         }  # fmt: skip
     finally:
         if driver is not None:
@@ -516,13 +549,36 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
             with contextlib.suppress(Exception):
                 driver.quit()
             for pid in left:  # quit ends chromium; what survived it is ended by its pid
-                with contextlib.suppress(ProcessLookupError):
-                    if procs.cpu_s(pid) is not None:
+                with contextlib.suppress(OSError):
+                    if b"chrom" in Path(f"/proc/{pid}/cmdline").read_bytes():  # still ours
                         os.kill(pid, signal.SIGKILL)
-        elif service.process is not None:
+        elif getattr(service, "process", None) is not None:
             service.stop()
         ps.stop(gateway)
     return result
+
+
+# The page's own counters (static/app.js): a render is one frame's work, an apply the parsing
+# and applying of one message.
+PERF = """const p = window.feedmux.perf; return {renders: p.renders, render_ms: p.renderMsTotal,
+    render_max_ms: p.renderMsMax, messages: p.messages, apply_ms: p.applyMsTotal,
+    apply_max_ms: p.applyMsMax};"""
+
+
+def page_perf(a: dict[str, float], b: dict[str, float], seconds: float) -> dict[str, float]:
+    """The page's work over the window: renders and messages a second, their mean ms; the
+    longest of each since the page opened."""
+    renders, messages = b["renders"] - a["renders"], b["messages"] - a["messages"]
+    return {
+        "renders_per_s": round(renders / seconds, 1),
+        "render_ms_mean": round((b["render_ms"] - a["render_ms"]) / max(1, renders), 2),
+        "render_ms_max": round(b["render_max_ms"], 1),
+        "messages_per_s": round(messages / seconds, 2),
+        "apply_ms_mean": round((b["apply_ms"] - a["apply_ms"]) / max(1, messages), 2),
+        "apply_ms_max": round(b["apply_max_ms"], 1),
+        "busy_pct": round((b["render_ms"] - a["render_ms"] + b["apply_ms"] - a["apply_ms"])
+                          / seconds / 10, 1),  # of the page's main thread
+    }  # fmt: skip
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -569,9 +625,9 @@ def table(doc: dict[str, Any]) -> str:
         f"feedmux web at {doc['commit']}: {p['rate']:,.0f} ticks/s into {p['codes']:,} codes "
         f"({p['shards']} shards, --min-move trades={MIN_MOVE}), web interval "
         f"{p['interval_ms']} ms, windows of {p['seconds']:g} s",
-        f"{'server':<8}{'feed':<7}{'pages':>6}{'ticks/s':>9}{'CPU %':>7}{'us/tick':>8}"
-        f"{'us/row':>7}{'rows/s/pg':>10}{'upd/s/pg':>9}  {'every update':<14}"
-        f"{'deliver p50/p99':>16}{'lag p50/p99':>12}{'pipe lag p99':>13}{'pages %':>8}"
+        f"{'server':<8}{'feed':<7}{'pages':>6}{'ticks/s':>8}{'CPU %':>7}{'us/tick':>8}"
+        f"{'ms/upd':>7}{'rows/upd':>9}{'us/row':>7}{'rows/s/pg':>10}{'upd/s/pg':>9}  "
+        f"{'every update':<14}{'deliver ms':>11}{'lag ms':>10}{'pipe lag':>9}{'pages %':>8}"
         f"{'pipe %':>7}{'others %':>9}",
     ]  # fmt: skip
     for w in doc["windows"]:
@@ -584,19 +640,27 @@ def table(doc: dict[str, Any]) -> str:
         extra = f" +{w['snapshots']} snap" if w["snapshots"] else ""
         extra += f" {w['closed']} closed" if w["closed"] else ""
         lines.append(
-            f"{w['server']:<8}{w['feed']:<7}{w['pages']:>6}{w['ticks_per_s']:>9,.0f}"
-            f"{w['cpu_pct']:>7.1f}{w['us_per_tick']:>8.2f}{_num(w['us_per_row'], '.2f'):>7}"
+            f"{w['server']:<8}{w['feed']:<7}{w['pages']:>6}{w['ticks_per_s']:>8,.0f}"
+            f"{w['cpu_pct']:>7.1f}{w['us_per_tick']:>8.2f}{_num(w['ms_per_update'], '.2f'):>7}"
+            f"{_num(w['rows_per_update'], ',.0f'):>9}{_num(w['us_per_row'], '.2f'):>7}"
             f"{_num(w['rows_per_s'], ',.0f'):>10}{_num(w['updates_per_s'], ',.1f'):>9}  "
-            f"{every + extra:<14}{_pcts(w['delivery_ms']):>16}{_pcts(w['lag_ms']):>12}"
-            f"{_pcts(w['pipeline_lag_ms'], ('p99',)):>13}{w['pages_cpu_pct']:>8.0f}"
+            f"{every + extra:<14}{_pcts(w['delivery_ms']):>11}{_pcts(w['lag_ms']):>10}"
+            f"{_pcts(w['pipeline_lag_ms']):>9}{w['pages_cpu_pct']:>8.0f}"
             f"{w['pipeline_cpu_pct']:>7.0f}{w['others_pct']:>9.0f}"
         )  # fmt: skip
-    lines.append("us/row: the server's CPU per row sent (rows x pages; forward: per tick sent "
-                 "to a page); deliver: update arrival - its server_ms; lag (first page): "
-                 "arrival - the row's recv_ms, which includes up to one web interval of "
-                 "conflation wait (gateway); pipe lag: a Subscriber's arrival - recv_ms, what "
-                 "the pipeline itself adds; pages %, pipe %: CPU of the pages' process and of "
-                 "feedmux run; others %: the rest of the machine, of one core")  # fmt: skip
+    lines += [
+        "ms/upd, rows/upd: the gateway's CPU per update it sent, and the rows in each (its "
+        "/stats); us/row: the server's CPU per row sent, rows x pages (forward: per tick sent "
+        "to a page)",
+        "rows/s/pg, upd/s/pg: received by each page (mean); every update: each page got every "
+        "update (forward: tick) sent in the window, else the least share a page got",
+        "deliver: an update's arrival at a page - its server_ms (p50/p99, all pages); lag: "
+        "arrival - the row's recv_ms (p50/p99, the first page), which includes up to one web "
+        "interval of conflation wait (gateway); pipe lag: p50/p99 of a Subscriber's arrival - "
+        "recv_ms, what the pipeline itself adds",
+        "pages %, pipe %: CPU of the pages' process and of feedmux run (the replay server "
+        "in it); others %: the rest of the machine; all of one core",
+    ]  # fmt: skip
     for key, m in doc["marginal"].items():
         lines.append(f"marginal CPU of a page, {key}: {m['pct_per_page']:.3f}% of a core "
                      f"({m['us_per_row_per_page']:.3f} us per row it receives)")  # fmt: skip
@@ -616,6 +680,18 @@ def table(doc: dict[str, Any]) -> str:
             f"{b['gateway_cpu_pct']:.1f}%, chromium "
             f"{b['browser_cpu_pct']:.0f}%, others {b['others_pct']:.0f}%"
         )  # fmt: skip
+        pg = b["page"]
+        lines.append(
+            f"  the page: {pg['messages_per_s']:.1f} messages/s applied in "
+            f"{pg['apply_ms_mean']:.1f} ms each (max {pg['apply_ms_max']:.0f}), "
+            f"{pg['renders_per_s']:.1f} renders/s of "
+            f"{pg['render_ms_mean']:.1f} ms (max {pg['render_ms_max']:.0f}): its main thread "
+            f"{pg['busy_pct']:.0f}% busy"
+        )  # fmt: skip
+    starts = [w["start_s"] for w in doc["windows"] if w["start_s"] is not None]
+    if starts:
+        lines.append(f"feedmux web from its start to serving (the market loaded): "
+                     f"{min(starts):.1f}-{max(starts):.1f} s")  # fmt: skip
     return "\n".join(lines)
 
 

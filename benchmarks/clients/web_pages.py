@@ -10,7 +10,8 @@ starts ``--settle`` seconds later on a 100 ms boundary; its start (epoch seconds
 
 What counts is what was *sent* in the window, however late it arrives (up to ``--grace`` after
 the window): with ``feedmux web`` the updates whose ``server_ms`` falls in it (the same for
-every page, so each page's set is checked against all pages' union: "got every update"); with
+every page; the gateway numbers its updates, so those it sent in the window are the range of
+numbers the pages saw, and each page's are checked against it: "got every update"); with
 ``--forward`` (``benchmarks.clients.web_forward``) the ticks whose ``recv_ms`` falls in it,
 checked against the forwarder's own count. The first page notes each row's lag, its arrival
 time minus the row's ``recv_ms`` (when feedmux read the trade off the vendor's socket); every
@@ -59,7 +60,7 @@ class Page:
     rows: int = 0
     snapshots: int = 0  # beyond the first: the gateway had skipped this page (it was behind)
     closed: str = ""  # why the server closed it, if it did
-    seen: set[float] = field(default_factory=set)  # server_ms of the window's updates
+    seen: set[int] = field(default_factory=set)  # numbers (seq) of the window's updates
     delivery_ms: list[float] = field(default_factory=list)
     lag_ms: list[float] = field(default_factory=list)
 
@@ -95,7 +96,7 @@ class Pages:
                     continue
                 page.updates += 1
                 page.rows += len(message.rows)
-                page.seen.add(message.server_ms)
+                page.seen.add(message.seq)
                 page.delivery_ms.append(now - message.server_ms)
                 if page.lags:
                     page.lag_ms.extend([now - r.recv_ms for r in message.rows if r.recv_ms])
@@ -141,15 +142,16 @@ class Pages:
         os._exit(0)  # the sockets just close, as a closed tab's do (no handshakes to wait for)
 
     def report(self, t0: float, seconds: float) -> dict[str, Any]:
-        union = set().union(*(p.seen for p in self.pages))
+        union: set[int] = set().union(*(p.seen for p in self.pages))
+        sent = max(union) - min(union) + 1 if union else 0
         delivery = [d for p in self.pages for d in p.delivery_ms]
         lags = self.pages[0].lag_ms if self.pages else []
         return {
             "t0": t0, "seconds": seconds, "forward": self.forward,
-            "updates_sent": len(union),  # by the gateway in the window, as its pages saw them
+            "updates_sent": sent,  # by the gateway in the window: the numbers' range
             "pages": [{**{k: v for k, v in asdict(p).items()
                           if k not in ("seen", "delivery_ms", "lag_ms", "lags")},
-                       "missing": len(union - p.seen)} for p in self.pages],
+                       "missing": sent - len(p.seen)} for p in self.pages],
             "delivery_ms": quantiles(delivery),
             "lag_ms": quantiles(lags), "lag_rows": len(lags),
         }  # fmt: skip
