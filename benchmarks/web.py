@@ -79,6 +79,8 @@ from feedmux.web.protocol import Update, WebStats, server_decoder, stats_decoder
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000")  # fmt: skip
 FEEDS = ("trades", "moves")
 MIN_MOVE = 0.01
 ALL_CODES = 5430  # the synthetic A-share market of feedmux run --replay
@@ -507,7 +509,7 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
     gateway, port = started.proc, started.port
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+    for arg in CHROME_FLAGS:
         options.add_argument(arg)
     service = Service(CHROMEDRIVER, log_output=str(work / "chromedriver.log"),
                       popen_kw={"start_new_session": True})  # fmt: skip
