@@ -193,3 +193,42 @@ def test_the_nats_benchmark_runs_tiny_on_and_off_and_deletes_its_streams(
     assert sorted(asyncio.run(_missing(nats_target.url, on))) == sorted(on)  # each deleted
     assert doc["environment"]["versions"]["nats-py"]
     assert "peak lossless ticks/s" in run.stdout and "CPU us per tick" in run.stdout
+
+
+@pytest.mark.slow
+def test_the_web_benchmark_runs_quick_gateway_forwarder_and_browser(tmp_path: Path) -> None:
+    out = tmp_path / "web.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.web", "--quick", "--json", str(out)],
+                         check=False, capture_output=True, text=True,
+                         timeout=scaled(300))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "web" and doc["commit"] and doc["params"]["codes"] == 300
+    assert doc["environment"]["versions"]["websockets"] and doc["params"]["pages"] == [0, 2]
+    windows = {(w["server"], w["feed"], w["pages"]): w for w in doc["windows"]}
+    assert set(windows) == {("gateway", "trades", 0), ("gateway", "trades", 2),
+                            ("gateway", "moves", 0), ("gateway", "moves", 2),
+                            ("forward", "trades", 0), ("forward", "trades", 2)}  # fmt: skip
+    for (server, _feed, pages), w in windows.items():
+        assert w["ticks_per_s"] > 0 and w["cpu_pct"] > 0 and w["us_per_tick"] > 0, w
+        assert w["pipeline_lag_ms"]["p99"] >= 0 and w["others_pct"] >= 0, w
+        if server == "gateway":  # its own /stats: what it sent in the window
+            assert w["ms_per_update"] > 0 and w["rows_per_update"] > 0 and w["start_s"] > 0, w
+        if pages:
+            assert w["rows_per_s"] > 0 and w["updates_per_s"] > 0 and w["us_per_row"] > 0, w
+            assert isinstance(w["every_update"], bool) and w["pages_cpu_pct"] >= 0, w
+            assert set(w["lag_ms"]) == {"p50", "p90", "p99", "max"}, w
+        else:
+            assert w["every_update"] is None and w["rows_per_s"] is None, w
+    for feed in ("trades", "moves"):  # two pages at 1,000 ticks/s: every update, in order
+        w = windows["gateway", feed, 2]
+        assert w["every_update"] and w["missing"] == 0 and w["updates_sent"] > 0, w
+        assert w["delivery_ms"]["p50"] >= 0 and w["lag_ms"]["p50"] > 0, w
+    assert set(doc["marginal"]) == {"gateway trades", "gateway moves", "forward trades"}
+    browser = doc["browser"]
+    if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":  # elsewhere chromium may be missing
+        assert "skipped" not in browser, browser
+    if "skipped" not in browser:
+        assert browser["rows"] > 0 and browser["lag_ms"]["p50"] > 0, browser
+        assert browser["gateway_cpu_pct"] > 0 and browser["page"]["messages_per_s"] > 0, browser
+    assert "every update" in run.stdout and "marginal CPU of a page" in run.stdout  # the table
