@@ -59,8 +59,9 @@ import threading
 import time
 import urllib.request
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -139,6 +140,7 @@ class Window:
     rss_mb: float = 0.0  # the server's at the window's end
     start_s: float | None = None  # gateway: from its start to serving
     log: str = ""  # the gateway's stop line, the forwarder's gaps
+    error: str = ""  # why the window was not measured
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -455,8 +457,8 @@ def measure_forward(p: Params, ps: Processes, work: Path, load: Load,
     name = f"forward-{count}"
     ready, out = work / f"{name}.port", work / f"{name}.json"
     forward = ps.start([sys.executable, "-m", "benchmarks.clients.web_forward", "--run-dir",
-                        str(work / "run"), "--ready", str(ready), "--out", str(out)],
-                       work / f"{name}.log")  # fmt: skip
+                        str(work / "run"), "--ready", str(ready), "--out", str(out),
+                        "--pages", str(count)], work / f"{name}.log")  # fmt: skip
 
     def up() -> bool:
         if forward.poll() is not None:
@@ -641,6 +643,10 @@ def table(doc: dict[str, Any]) -> str:
             every = f"NO ({w['received_min_pct']:.0f}%)"
         extra = f" +{w['snapshots']} snap" if w["snapshots"] else ""
         extra += f" {w['closed']} closed" if w["closed"] else ""
+        if w["error"]:
+            lines.append(f"{w['server']:<8}{w['feed']:<7}{w['pages']:>6}  not measured: "
+                         f"{w['error'].splitlines()[0][:120]}")  # fmt: skip
+            continue
         lines.append(
             f"{w['server']:<8}{w['feed']:<7}{w['pages']:>6}{w['ticks_per_s']:>8,.0f}"
             f"{w['cpu_pct']:>7.1f}{w['us_per_tick']:>8.2f}{_num(w['ms_per_update'], '.2f'):>7}"
@@ -698,6 +704,16 @@ def table(doc: dict[str, Any]) -> str:
 
 
 # -- main ------------------------------------------------------------------------------------
+def measured(empty: Window, measure: Callable[[], Window]) -> Window:
+    """``measure()``, or ``empty`` with the error that stopped it (a server that cannot let
+    its pages in or falls over is a result too; the processes were stopped)."""
+    try:
+        return measure()
+    except (RuntimeError, OSError) as exc:
+        empty.error = str(exc)[-500:]
+        return empty
+
+
 def run(p: Params, work: Path) -> dict[str, Any]:
     measured_at = commit()
     ps = Processes()
@@ -710,13 +726,16 @@ def run(p: Params, work: Path) -> dict[str, Any]:
             load = Load(work / "run", procs.descendants(run.pid), lag)
             for feed in FEEDS:
                 for count in p.pages:
-                    w = measure_gateway(p, ps, work, load, feed=feed, count=count)
+                    w = measured(Window("gateway", feed, count), partial(
+                        measure_gateway, p, ps, work, load, feed=feed, count=count))  # fmt: skip
                     windows.append(w)
-                    print(f"  gateway {feed}, {count} pages: CPU {w.cpu_pct:.1f}%", flush=True)
+                    print(f"  gateway {feed}, {count} pages: CPU {w.cpu_pct:.1f}% {w.error}",
+                          flush=True)  # fmt: skip
             for count in p.pages:
-                w = measure_forward(p, ps, work, load, count)
+                w = measured(Window("forward", "trades", count),
+                             partial(measure_forward, p, ps, work, load, count))  # fmt: skip
                 windows.append(w)
-                print(f"  forwarder, {count} pages: CPU {w.cpu_pct:.1f}%", flush=True)
+                print(f"  forwarder, {count} pages: CPU {w.cpu_pct:.1f}% {w.error}", flush=True)
             browser = (measure_browser(p, ps, work, load) if p.browser
                        else {"skipped": "--no-browser"})  # fmt: skip
             print(f"  browser: {browser.get('lag_ms') or browser.get('skipped')}", flush=True)

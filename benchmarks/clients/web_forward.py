@@ -2,13 +2,15 @@
 ``feedmux.Subscriber`` (every trade), each tick forwarded to every connected page as a JSON
 object, encoded once and written to all with ``websockets``' ``broadcast``; no conflation.
 
-    python -m benchmarks.clients.web_forward --run-dir DIR --ready PATH --out PATH
+    python -m benchmarks.clients.web_forward --run-dir DIR --ready PATH --out PATH [--pages N]
 
 The Subscriber blocks, so it runs on a thread that hands what is queued to the event loop in
 batches (a hand-over per tick would cost more than the tick). ``--ready``: written with the
 port once every shard was heard from. On SIGTERM, ``--out`` gets the ticks received by
 100 ms of their receive time (the reference the pages' counts are checked against), the
 Subscriber's gaps and the peak RSS; then the process exits without closing the pages.
+``--pages``: forward nothing until that many pages are in (a loop that is behind takes long to
+let them in; what is measured is forwarding to all of them).
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ def main() -> None:
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--ready", type=Path, required=True, help="the port, once subscribed")
     ap.add_argument("--out", type=Path, required=True, help="counts, written on SIGTERM")
+    ap.add_argument("--pages", type=int, default=0, help="forward once this many are in")
     args = ap.parse_args()
-    asyncio.run(serve_pages(args.run_dir, args.ready, args.out))
+    asyncio.run(serve_pages(args.run_dir, args.ready, args.out, args.pages))
 
 
-async def serve_pages(run_dir: str, ready: Path, out: Path) -> None:
+async def serve_pages(run_dir: str, ready: Path, out: Path, expected: int) -> None:
     loop = asyncio.get_running_loop()
     pages: set[ServerConnection] = set()
     encode = msgspec.json.Encoder().encode
@@ -62,12 +65,19 @@ async def serve_pages(run_dir: str, ready: Path, out: Path) -> None:
     subscribed = threading.Event()
     gaps = [0]
 
+    started = [False]
+
     def forward(batch: list[Tick]) -> None:
+        if not started[0]:
+            if not pages or len(pages) < expected:
+                return
+            started[0] = True
+        if not pages:  # nobody to send to: nothing to encode
+            return
         for tick in batch:
-            if pages:
-                message = TickMessage(tick.code, tick.price, tick.volume, tick.turnover,
-                                      tick.time_ns / 1e6, tick.recv_ns / 1e6)  # fmt: skip
-                broadcast(pages, encode(message), text=True)
+            message = TickMessage(tick.code, tick.price, tick.volume, tick.turnover,
+                                  tick.time_ns / 1e6, tick.recv_ns / 1e6)  # fmt: skip
+            broadcast(pages, encode(message), text=True)
 
     def pump() -> None:
         with Subscriber(run_dir=run_dir, on_gap="count") as sub:

@@ -13,9 +13,10 @@ the window): with ``feedmux web`` the updates whose ``server_ms`` falls in it (t
 every page; the gateway numbers its updates, so those it sent in the window are the range of
 numbers the pages saw, and each page's are checked against it: "got every update"); with
 ``--forward`` (``benchmarks.clients.web_forward``) the ticks whose ``recv_ms`` falls in it,
-checked against the forwarder's own count. The first page notes each row's lag, its arrival
-time minus the row's ``recv_ms`` (when feedmux read the trade off the vendor's socket); every
-page notes each update's delivery, its arrival minus its ``server_ms``. Then ``--out`` gets
+checked against the forwarder's own count. The first page notes the lag of each row that
+arrives in the window, its arrival time minus the row's ``recv_ms`` (when feedmux read the
+trade off the vendor's socket: a server that is behind shows here); every page notes each
+update's delivery, its arrival minus its ``server_ms``. Then ``--out`` gets
 the counts and the percentiles, and the process exits (the pages' sockets just close).
 """
 
@@ -92,14 +93,14 @@ class Pages:
             message = decode(raw)
             page.messages += 1
             if isinstance(message, Update):
+                if page.lags and self.t0_ms <= now < self.t1_ms:
+                    page.lag_ms.extend([now - r.recv_ms for r in message.rows if r.recv_ms])
                 if not self.t0_ms <= message.server_ms < self.t1_ms:
                     continue
                 page.updates += 1
                 page.rows += len(message.rows)
                 page.seen.add(message.seq)
                 page.delivery_ms.append(now - message.server_ms)
-                if page.lags:
-                    page.lag_ms.extend([now - r.recv_ms for r in message.rows if r.recv_ms])
             elif isinstance(message, Snapshot):
                 if connected.is_set():
                     page.snapshots += 1
@@ -115,11 +116,11 @@ class Pages:
             now = time.time() * 1000
             tick = decode(raw)
             page.messages += 1
+            if page.lags and self.t0_ms <= now < self.t1_ms:
+                page.lag_ms.append(now - tick.recv_ms)
             if self.t0_ms <= tick.recv_ms < self.t1_ms:
                 page.updates += 1
                 page.rows += 1
-                if page.lags:
-                    page.lag_ms.append(now - tick.recv_ms)
 
     async def run(self, seconds: float, settle: float, grace: float, out: Path) -> None:
         events = [asyncio.Event() for _ in self.pages]
