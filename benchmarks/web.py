@@ -15,18 +15,23 @@ the load, not what is measured. Then, each in fresh subprocesses:
    probe page sees it caught up (an update whose newest trade is under a second old), N
    simulated pages connect (``benchmarks.clients.web_pages``: asyncio websockets clients in
    one process, each decoding every message as a page does). Over a window of ``--seconds``
-   the gateway's CPU is read from ``/proc/<pid>/stat`` (utime + stime, all threads): % of a
-   core, µs per tick the pipeline received, µs per row sent (rows of the updates times the
-   pages), and over the page counts the marginal CPU of a page (the least-squares slope). The
-   pages count each update sent in the window (by its ``server_ms``) and its rows: rows/s and
-   updates/s per page, and whether each page got every update the gateway sent (each page's
-   set against all pages' union; a page the gateway skipped for being behind gets a snapshot
-   instead, counted apart).
+   the gateway's CPU is read from ``/proc/<pid>/stat`` (utime + stime, all threads) and that
+   of its main thread, the event loop, from ``/proc/<pid>/task/<pid>/stat``: the loop takes
+   the changed rows, encodes each update and writes it to the pages; the other threads (its
+   Subscriber's, ZMQ's) take in the ticks. So: % of a core, the ingest's µs per tick the
+   pipeline received, the loop's ms per update (the gateway's /stats count the updates and
+   their rows) and µs per row sent (rows times pages), and over the page counts the marginal
+   CPU of a page (least-squares slopes). The pages count each update sent in the window (by
+   its ``server_ms``) and its rows: rows/s and updates/s per page, and whether each page got
+   every update the gateway sent (the gateway numbers them; a page it skipped for being
+   behind gets a snapshot instead, counted apart). /proc counts CPU in 10 ms ticks: ±0.1% of
+   a core over a 10 s window.
 2. What a competent user writes instead (``benchmarks.clients.web_forward``): one process
    with a whole-market ``feedmux.Subscriber`` that forwards every tick to every page as JSON,
-   encoded once, ``broadcast`` to all, no conflation. Same load and page counts: its CPU, and
-   whether it keeps up: each page's count of the ticks received in the window (by their
-   ``recv_ms``) against the forwarder's own count, what arrived by ``grace`` after it.
+   encoded once, ``broadcast`` to all, no conflation. Same load and page counts: its CPU (the
+   loop: encoding and sends), and whether it keeps up: each page's count of the ticks received
+   in the window (by their ``recv_ms``) against the forwarder's own count, what arrived by
+   ``grace`` after it.
 3. The browser: headless chromium (selenium) opens ``http://127.0.0.1:PORT/?lag=1`` of a
    gateway on the trades feed; the page then notes, for every row it applies,
    ``Date.now() - row.recv_ms`` in ``window.feedmux.lags``; those of a ``--browser-seconds``
@@ -85,6 +90,7 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--
 FEEDS = ("trades", "moves")
 MIN_MOVE = 0.01
 ALL_CODES = 5430  # the synthetic A-share market of feedmux run --replay
+LOOP = "server-loop"  # the server's main thread, a part of its CPU
 SERVING = re.compile(r"feedmux web: (?:serving )?http://[^:/]+:(\d+)/")
 STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) rows to ([\d,]+) pages\)")
 
@@ -118,11 +124,13 @@ class Window:
     seconds: float = 0.0  # the window as sampled
     ticks_per_s: float = 0.0  # the pipeline's receiver, in the window
     cpu_pct: float = 0.0  # the server's, % of one core
+    loop_pct: float = 0.0  # of it, its event loop's thread: updates and pages (forward: sends)
     us_per_tick: float = 0.0  # its CPU per tick the pipeline received
-    ms_per_update: float | None = None  # gateway: its CPU per update sent (to all pages)
+    feed_us_per_tick: float = 0.0  # that of its other threads: the Subscriber's, ZMQ's
+    ms_per_update: float | None = None  # gateway: its loop's CPU per update sent to all pages
     sent_updates_per_s: float | None = None  # gateway: updates it sent (its /stats)
     rows_per_update: float | None = None  # gateway: rows in each (its /stats)
-    us_per_row: float | None = None  # its CPU per row (forward: tick) sent, over every page
+    us_per_row: float | None = None  # its loop's CPU per row (forward: tick) sent to a page
     rows_per_s: float | None = None  # received per page, mean (forward: ticks)
     updates_per_s: float | None = None  # received per page, mean (forward: messages = ticks)
     updates_sent: int | None = None  # gateway: updates in the window (forward: ticks)
@@ -307,6 +315,17 @@ def cpu_of(pids: list[int]) -> float:
     return sum(s for s in (procs.cpu_s(pid) for pid in pids) if s is not None)
 
 
+def main_thread_s(pid: int) -> float:
+    """CPU seconds of ``pid``'s main thread: a server's event loop (the gateway's updates and
+    pages; the forwarder's encoding and sends), apart from its Subscriber's thread and ZMQ's."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) * procs.TICK_S
+
+
 @dataclass
 class Load:
     """The running pipeline: its run directory, its processes, the lag subscriber."""
@@ -329,6 +348,7 @@ def web_stats(port: int) -> WebStats:
 def take(load: Load, roles: dict[str, list[int]], port: int | None = None) -> Sample:
     """The CPU of ``roles`` now; with ``port``, the gateway's /stats as well."""
     cpu = {role: cpu_of(pids) for role, pids in roles.items()}
+    cpu[LOOP] = main_thread_s(roles["server"][0])  # a part of "server"
     sample = Sample(time.monotonic(), receiver_ticks(load.run_dir), procs.machine_busy_s(), cpu)
     sample.web = web_stats(port) if port else None
     return sample
@@ -352,17 +372,19 @@ def fill(w: Window, a: Sample, b: Sample) -> float:
     w.seconds = round(wall, 2)
     w.ticks_per_s = round(ticks / wall, 1)
     w.cpu_pct = round(used["server"] / wall * 100, 2)
+    w.loop_pct = round(used[LOOP] / wall * 100, 2)
     w.us_per_tick = round(used["server"] / max(1, ticks) * 1e6, 3)
+    w.feed_us_per_tick = round((used["server"] - used[LOOP]) / max(1, ticks) * 1e6, 3)
     w.pages_cpu_pct = round(used.get("pages", 0.0) / wall * 100, 1)
     w.pipeline_cpu_pct = round(used["pipeline"] / wall * 100, 1)
-    ours = sum(used.values())
+    ours = sum(s for role, s in used.items() if role != LOOP)
     w.others_pct = round(max(0.0, b.machine_s - a.machine_s - ours) / wall * 100, 1)
     if a.web is not None and b.web is not None:  # the gateway's own count of what it sent
         updates = b.web.updates - a.web.updates
         w.sent_updates_per_s = round(updates / wall, 2)
         w.rows_per_update = round((b.web.rows_sent - a.web.rows_sent) / max(1, updates), 1)
-        w.ms_per_update = round(used["server"] / max(1, updates) * 1e3, 3)
-    return used["server"]
+        w.ms_per_update = round(used[LOOP] / max(1, updates) * 1e3, 3)
+    return used[LOOP]
 
 
 def rss_mb(pid: int) -> float:
@@ -402,7 +424,7 @@ def pages_report(ps: Processes, proc: subprocess.Popen[bytes], out: Path,
 
 def per_page(w: Window, report: dict[str, Any], sent: int, row_s: float) -> None:
     """The pages' columns of ``w``; ``sent``: updates (ticks) the server sent in the window;
-    ``row_s``: the server's CPU seconds, for its cost per row sent."""
+    ``row_s``: its event loop's CPU seconds, for its cost per row sent."""
     pages = report["pages"]
     seconds = report["seconds"]
     rows = sum(pg["rows"] for pg in pages)
@@ -415,7 +437,7 @@ def per_page(w: Window, report: dict[str, Any], sent: int, row_s: float) -> None
     w.every_update = w.missing == 0 and all(not pg["closed"] for pg in pages)
     w.snapshots = sum(pg["snapshots"] for pg in pages)
     w.closed = sum(1 for pg in pages if pg["closed"])
-    w.us_per_row = round(row_s / max(1, rows) * 1e6, 3)
+    w.us_per_row = round(row_s / rows * 1e6, 3) if rows else None
     w.delivery_ms = report["delivery_ms"]
     w.lag_ms = report["lag_ms"]
 
@@ -594,18 +616,22 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 def marginal(windows: list[Window]) -> dict[str, dict[str, float]]:
-    """Per server and feed: the slope of CPU over pages (% of a core a page), and that per
-    row (tick) a page receives each second (µs)."""
+    """Per server and feed: the least-squares slope of CPU over pages (% of a core a page), of
+    the whole process and of its event loop (the ingest does not depend on pages but is the
+    noisier), and the loop's per row (tick) a page receives (µs)."""
     out = {}
     for key in dict.fromkeys((w.server, w.feed) for w in windows):
         ws = [w for w in windows if (w.server, w.feed) == key]
         if len({w.pages for w in ws}) < 2:
             continue
-        pct = slope([float(w.pages) for w in ws], [w.cpu_pct for w in ws])
+        pages = [float(w.pages) for w in ws]
+        pct = slope(pages, [w.cpu_pct for w in ws])
+        loop = slope(pages, [w.loop_pct for w in ws])
         rows = [w.rows_per_s for w in ws if w.rows_per_s]
-        per_row = pct / 100 / (sum(rows) / len(rows)) * 1e6 if rows else 0.0
-        out[f"{key[0]} {key[1]}"] = {"pct_per_page": round(pct, 3),
-                                     "us_per_row_per_page": round(per_row, 3)}  # fmt: skip
+        per_row = loop / 100 / (sum(rows) / len(rows)) * 1e6 if rows else 0.0
+        out[f"{key[0]} {key[1]}"] = {"pct_per_page": round(pct, 4),
+                                     "loop_pct_per_page": round(loop, 4),
+                                     "loop_us_per_row_per_page": round(per_row, 3)}  # fmt: skip
     return out
 
 
@@ -629,8 +655,9 @@ def table(doc: dict[str, Any]) -> str:
         f"feedmux web at {doc['commit']}: {p['rate']:,.0f} ticks/s into {p['codes']:,} codes "
         f"({p['shards']} shards, --min-move trades={MIN_MOVE}), web interval "
         f"{p['interval_ms']} ms, windows of {p['seconds']:g} s",
-        f"{'server':<8}{'feed':<7}{'pages':>6}{'ticks/s':>8}{'CPU %':>7}{'us/tick':>8}"
-        f"{'ms/upd':>7}{'rows/upd':>9}{'us/row':>7}{'rows/s/pg':>10}{'upd/s/pg':>9}  "
+        f"{'server':<8}{'feed':<7}{'pages':>6}{'ticks/s':>8}{'CPU %':>7}{'loop %':>7}"
+        f"{'us/tick':>8}{'ms/upd':>7}{'rows/upd':>9}{'us/row':>7}{'rows/s/pg':>10}"
+        f"{'upd/s/pg':>9}  "
         f"{'every update':<14}{'deliver ms':>11}{'lag ms':>10}{'pipe lag':>9}{'pages %':>8}"
         f"{'pipe %':>7}{'others %':>9}",
     ]  # fmt: skip
@@ -649,7 +676,8 @@ def table(doc: dict[str, Any]) -> str:
             continue
         lines.append(
             f"{w['server']:<8}{w['feed']:<7}{w['pages']:>6}{w['ticks_per_s']:>8,.0f}"
-            f"{w['cpu_pct']:>7.1f}{w['us_per_tick']:>8.2f}{_num(w['ms_per_update'], '.2f'):>7}"
+            f"{w['cpu_pct']:>7.1f}{w['loop_pct']:>7.1f}{w['feed_us_per_tick']:>8.2f}"
+            f"{_num(w['ms_per_update'], '.2f'):>7}"
             f"{_num(w['rows_per_update'], ',.0f'):>9}{_num(w['us_per_row'], '.2f'):>7}"
             f"{_num(w['rows_per_s'], ',.0f'):>10}{_num(w['updates_per_s'], ',.1f'):>9}  "
             f"{every + extra:<14}{_pcts(w['delivery_ms']):>11}{_pcts(w['lag_ms']):>10}"
@@ -657,12 +685,16 @@ def table(doc: dict[str, Any]) -> str:
             f"{w['pipeline_cpu_pct']:>7.0f}{w['others_pct']:>9.0f}"
         )  # fmt: skip
     lines += [
-        "ms/upd, rows/upd: the gateway's CPU per update it sent, and the rows in each (its "
-        "/stats); us/row: the server's CPU per row sent, rows x pages (forward: per tick sent "
-        "to a page)",
+        "CPU %: the server process, of one core; loop %: of it, its event loop's thread "
+        "(updates and pages; forward: encoding and sends); us/tick: the rest (its Subscriber's "
+        "and ZMQ's threads) per tick the pipeline received",
+        "ms/upd, rows/upd: the loop's CPU per update the gateway sent, and the rows in each "
+        "(its /stats); us/row: the loop's CPU per row sent, rows x pages (forward: per tick "
+        "sent to a page)",
         "rows/s/pg, upd/s/pg: received by each page (mean); every update: each page got every "
         "update (forward: tick) sent in the window, else the least share a page got",
-        "deliver: an update's arrival at a page - its server_ms (p50/p99, all pages); lag: "
+        "deliver: an update's arrival at a page - its server_ms (p50/p99, all pages; one "
+        "process decodes for every page, so with many its turn-taking is in it); lag: "
         "arrival - the row's recv_ms (p50/p99, the first page), which includes up to one web "
         "interval of conflation wait (gateway); pipe lag: p50/p99 of a Subscriber's arrival - "
         "recv_ms, what the pipeline itself adds",
@@ -671,7 +703,9 @@ def table(doc: dict[str, Any]) -> str:
     ]  # fmt: skip
     for key, m in doc["marginal"].items():
         lines.append(f"marginal CPU of a page, {key}: {m['pct_per_page']:.3f}% of a core "
-                     f"({m['us_per_row_per_page']:.3f} us per row it receives)")  # fmt: skip
+                     f"(its loop: {m['loop_pct_per_page']:.3f}%, "
+                     f"{m['loop_us_per_row_per_page']:.3f} us per row the page "
+                     "receives)")  # fmt: skip
     b = doc["browser"]
     if "skipped" in b:
         lines.append(f"browser: skipped ({b['skipped']})")
