@@ -811,6 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_browser:
         p = replace(p, browser=False)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     with _workdir(args.work) as work:
         doc = run(p, work)
     print(table(doc))
