@@ -62,11 +62,11 @@ class _Page:
 
 
 class Gateway:
-    """The pages and what is pushed to them; ``bars_of(code)`` reads a code's day of bars
-    from the store (it blocks: it runs on a thread)."""
+    """The pages and what is pushed to them; ``bars_of(code, now_ns)`` reads a code's day of
+    bars from the store (it blocks: it runs on a thread)."""
 
     def __init__(self, settings: WebSettings, board: Board, feed: Feed, lock: threading.Lock,
-                 *, sessions: Sessions, bars_of: Callable[[str], list[Bar]],
+                 *, sessions: Sessions, bars_of: Callable[[str, int], list[Bar]],
                  min_move: float) -> None:  # fmt: skip
         self.settings = settings
         self.board = board
@@ -143,9 +143,14 @@ class Gateway:
         self._rewatch()
         if code is None:
             return
-        bars = await asyncio.get_running_loop().run_in_executor(None, self.bars_of, code)
+        now = self.board.newest_time_ns or time.time_ns()
+        bars = await asyncio.get_running_loop().run_in_executor(None, self.bars_of, code, now)
+        with self.lock:
+            recent = list(self.feed.recent.get(code, ()))
+        by_minute = {b.minute_ns: b for b in (*bars, *recent)}  # the published are the newer
         if page.watch == code:
-            message = p.Bars(code, [bar_row(b) for b in bars], whole=True)
+            rows = [bar_row(by_minute[m]) for m in sorted(by_minute)]
+            message = p.Bars(code, rows, whole=True)
             await page.ws.send(p.encode(message).decode())
 
     def _rewatch(self) -> None:
