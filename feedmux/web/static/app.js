@@ -122,6 +122,7 @@
       this.sk = 0; // sort key (scratch)
       this.timeMs = -1; // the time_ms timeStr was formatted from
       this.timeStr = '';
+      this.gen = 0; // the snapshot that last held it
     }
     time() {
       const t = this.row[TIME];
@@ -154,7 +155,7 @@
   // parsing and applying one message; snapshotMs: the last snapshot's).
   const perf = {
     renders: 0, renderMsTotal: 0, renderMsMax: 0, recent: [],
-    messages: 0, applyMsTotal: 0, applyMsMax: 0, snapshotMs: 0,
+    messages: 0, applyMsTotal: 0, applyMsMax: 0, snapshotMs: 0, seqGaps: 0,
   };
 
   const fm = {
@@ -190,6 +191,8 @@
   let retryTimer = 0;
   let everLive = false;
   let failures = 0; // connections closed since the last snapshot
+  let connSnapshots = 0; // snapshots on this connection
+  let lastSeq = 0; // the last update's seq on this connection
 
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -206,6 +209,8 @@
 
   function connect() {
     retryTimer = 0;
+    connSnapshots = 0;
+    lastSeq = 0;
     setConn(everLive ? 'reconnecting' : 'connecting');
     let sock;
     try {
@@ -315,20 +320,27 @@
     rows.set(code, r);
   }
 
+  // A snapshot replaces the model: the first of a connection, or a catch-up one when the gateway
+  // skipped this page while its socket was full (then moved prices flash, as in an update).
+  // Metas of codes still present are kept (their flash and formatting caches), others dropped.
+  let generation = 0;
   function onSnapshot(msg) {
     const now = Date.now();
+    const catchUp = connSnapshots++ > 0;
+    const gen = ++generation;
     rows.clear();
-    metas.clear();
     let newest = 0;
     const list = msg.rows || [];
     for (let i = 0; i < list.length; i++) {
       const r = list[i];
-      applyRow(r, now, false);
+      applyRow(r, now, catchUp);
+      metas.get(r[CODE]).gen = gen;
       if (r[RECV] > newest) newest = r[RECV];
     }
+    for (const [code, m] of metas) if (m.gen !== gen) metas.delete(code);
     fm.received += list.length;
-    state.newestMs = newest;
-    state.pipeline = '';
+    if (!catchUp || newest > state.newestMs) state.newestMs = newest;
+    if (!catchUp) state.pipeline = '';
     setMarkets(msg.markets || {});
     state.viewDirty = true;
     state.membersDirty = false;
@@ -338,7 +350,8 @@
     backoff = BACKOFF_MIN;
     setConn('live');
     updatePipeline();
-    if (chart.code !== null) send({ type: 'watch', code: chart.code }); // a new connection forgets
+    // A new connection forgets the watch; a page caught up missed the bars sent meanwhile.
+    if (chart.code !== null) send({ type: 'watch', code: chart.code });
     updateCount();
     refreshSide(now);
     requestRender();
@@ -354,6 +367,10 @@
       for (let i = 0; i < n; i++) lags.push(now - list[i][RECV]);
     }
     fm.received += n;
+    if (msg.seq) { // numbered from 1: a jump means this page was skipped (a snapshot follows)
+      if (lastSeq && msg.seq !== lastSeq + 1) perf.seqGaps++;
+      lastSeq = msg.seq;
+    }
     if (msg.markets) setMarkets(msg.markets);
     if (msg.pipeline !== state.pipeline) {
       state.pipeline = msg.pipeline;
