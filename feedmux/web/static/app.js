@@ -123,6 +123,7 @@
       this.timeMs = -1; // the time_ms timeStr was formatted from
       this.timeStr = '';
       this.gen = 0; // the snapshot that last held it
+      this.mark = 0; // the render that last had it in view (scratch)
     }
     time() {
       const t = this.row[TIME];
@@ -484,33 +485,26 @@
   }
 
   // ---- virtualised table -------------------------------------------------------------------
-  // tbody: a top spacer, a pool of reused row slots, a bottom spacer. A slot remembers what it
-  // shows (meta, row array, phase, flash) so an unchanged cell is never written again.
+  // The table is laid out as blocks (style.css): tbody's height is the whole list's, its
+  // padding-top the rows above the first one in the DOM, and each row a fixed-size contained
+  // box, so a changed cell lays out only its row. Slots (a <tr> and its cells) are keyed by
+  // code while in view: a scroll fills only the rows coming in, a re-sort only moves rows.
+  // A slot remembers what it shows (row array, phase, flash) so an unchanged cell is never
+  // written again. The DOM order is the visual order.
   const COLS = ['code', 'price', 'change', 'pct', 'vol', 'turn', 'time', 'phase'];
-  const topSpacer = spacerRow();
-  const bottomSpacer = spacerRow();
   const emptyRow = document.createElement('tr');
   emptyRow.className = 'empty';
-  emptyRow.innerHTML = '<td colspan="8">No code matches</td>';
-  el.tbody.append(topSpacer, bottomSpacer);
-  const pool = [];
-  let attached = 0; // slots in the DOM
-  let slotsStale = false; // force every slot to be re-checked (re-sort, markets)
-  let topH = -1, bottomH = -1;
+  emptyRow.innerHTML = '<td>No code matches</td>';
+  const inView = new Map(); // Meta -> its slot in the DOM
+  const spare = []; // slots out of the DOM, for reuse
+  let mark = 0;
+  let slotsStale = false; // re-check every slot's phase (markets changed, re-sort)
+  let padTop = -1, bodyH = -1;
   // Geometry kept from events and observers, so a frame never reads layout (a forced layout).
   let scrollTop = 0;
   let viewH = el.wrap.clientHeight;
   let headH = el.thead.offsetHeight || ROW_H;
   let flashTimer = 0, flashDue = Infinity;
-
-  function spacerRow() {
-    const tr = document.createElement('tr');
-    tr.className = 'spacer';
-    const td = document.createElement('td');
-    td.colSpan = 8;
-    tr.append(td);
-    return tr;
-  }
 
   function makeSlot() {
     const tr = document.createElement('tr');
@@ -542,23 +536,27 @@
     if (first > n - count) first = n - count;
     if (first < 0) first = 0;
     const last = Math.min(n, first + count);
-    const want = last - first;
+    const tbody = el.tbody;
 
-    while (pool.length < want) pool.push(makeSlot());
-    while (attached < want) el.tbody.insertBefore(pool[attached++].tr, bottomSpacer);
-    while (attached > want) {
-      const s = pool[--attached];
-      s.tr.remove();
-      s.m = null;
-      s.r = null;
+    const pad = first * ROW_H, h = n * ROW_H;
+    if (pad !== padTop) { tbody.style.paddingTop = pad + 'px'; padTop = pad; }
+    if (h !== bodyH) { tbody.style.height = h + 'px'; bodyH = h; }
+
+    // Out of view: back to the spare slots.
+    const mk = ++mark;
+    for (let i = first; i < last; i++) v[i].mark = mk;
+    for (const [m, slot] of inView) {
+      if (m.mark !== mk) {
+        inView.delete(m);
+        slot.tr.remove();
+        slot.m = null;
+        slot.r = null;
+        spare.push(slot);
+      }
     }
     if (n === 0 && rows.size > 0) {
-      if (!emptyRow.isConnected) el.tbody.insertBefore(emptyRow, bottomSpacer);
+      if (!emptyRow.isConnected) tbody.append(emptyRow);
     } else if (emptyRow.isConnected) emptyRow.remove();
-
-    const th = first * ROW_H, bh = (n - last) * ROW_H;
-    if (th !== topH) { topSpacer.style.height = th + 'px'; topH = th; }
-    if (bh !== bottomH) { bottomSpacer.style.height = bh + 'px'; bottomH = bh; }
 
     const markets = state.markets;
     const silentMs = state.silentMs;
@@ -566,16 +564,25 @@
     const stale = slotsStale;
     slotsStale = false;
     let due = Infinity;
-    for (let i = 0; i < want; i++) {
-      const slot = pool[i];
-      const m = v[first + i];
+    let node = tbody.firstChild; // the DOM cursor: rows before it are in place
+    for (let i = first; i < last; i++) {
+      const m = v[i];
       const r = m.row;
-      if (slot.m !== m) {
+      let slot = inView.get(m);
+      if (slot === undefined) {
+        slot = spare.pop() || makeSlot();
+        inView.set(m, slot);
         slot.m = m;
         slot.r = null;
         slot.ph = null;
+        slot.fseq = 0;
         slot.tr.dataset.code = m.code;
         setCell(slot, 0, m.code);
+      }
+      if (slot.tr === node) node = node.nextSibling;
+      else {
+        tbody.insertBefore(slot.tr, node);
+        slot.fseq = 0; // a moved element's CSS animation starts over: set it again below
       }
       if (slot.r !== r) {
         slot.r = r;
@@ -589,9 +596,9 @@
         const dir = ch > 0 ? 1 : ch < 0 ? -1 : 0;
         if (dir !== slot.dir) {
           slot.dir = dir;
-          const c = dir > 0 ? 'up' : dir < 0 ? 'down' : '';
-          slot.chg.className = 'change ' + c;
-          slot.pct.className = 'pct ' + c;
+          const c = dir > 0 ? ' up' : dir < 0 ? ' down' : '';
+          slot.chg.className = 'change' + c;
+          slot.pct.className = 'pct' + c;
         }
       }
       const ph = markets[m.market] || '';
@@ -604,7 +611,7 @@
       const cls = 'r' + (silent ? ' silent' : '') + (m.code === sel ? ' sel' : '');
       if (cls !== slot.cls) { slot.cls = cls; slot.tr.className = cls; }
 
-      // Flash: a row scrolled into view mid-flash resumes it (negative animation-delay);
+      // Flash: a row coming into view mid-flash resumes it (a negative animation-delay);
       // toggling between two animation names (class `p`) restarts it on a new move.
       if (m.flashDir !== 0 && now - m.flashAt < FLASH_MS) {
         if (slot.fseq !== m.flashSeq) {
