@@ -227,6 +227,8 @@
       if (ws !== sock) return;
       ws = null;
       failures++;
+      state.pipeline = ''; // unknown until the next update
+      updatePipeline();
       if (ev.reason) showError('connection closed: ' + ev.reason + ' (' + ev.code + ')');
       else if (failures >= 3) { // a browser hides why (a refused token looks like a network error)
         showError('cannot reach the gateway at /ws (' + failures + ' tries): is it running? '
