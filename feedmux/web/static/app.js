@@ -11,7 +11,8 @@
   const RESORT_MS = 500; // a live column re-sorts at most this often (rows jump otherwise)
   const BACKOFF_MIN = 250;
   const BACKOFF_MAX = 5000;
-  const WATCHDOG_MS = 8000; // the server sends at least once a second: longer silence is a dead socket
+  const WATCHDOG_MS = 8000; // the server sends at least once a second: longer silence, a dead socket
+  const CONNECT_MS = 15000; // from opening a socket to its snapshot
   const MOVERS = 10;
   const PROTOCOL_VERSION = 1;
 
@@ -82,7 +83,8 @@
   function fmtSigned(x, digits) {
     if (x !== x) return '';
     const s = x.toFixed(digits);
-    return x > 0 && s !== (0).toFixed(digits) ? '+' + s : s;
+    if (Number(s) === 0) return (0).toFixed(digits); // no "-0.00" nor "+0.00"
+    return x > 0 ? '+' + s : s;
   }
   function fmtAge(ms) {
     if (ms < 0) ms = 0;
@@ -180,8 +182,8 @@
     tbody: $('#table tbody'), thead: $('#table thead'),
     chart: $('#chart'), chartTitle: $('#chart-title'), chartInfo: $('#chart-info'),
     chartClose: $('#chart-close'), canvas: $('#chart canvas'), chartBody: $('#chart .chart-body'),
-    movers: $('#movers ol'), quiet: $('#quiet ol'), quietMore: $('#quiet .more'), adv: $('#adv'), dec: $('#dec'), unch: $('#unch'),
-    breadthBar: $('#breadth .breadth-bar'),
+    movers: $('#movers ol'), quiet: $('#quiet ol'), quietMore: $('#quiet .more'),
+    adv: $('#adv'), dec: $('#dec'), unch: $('#unch'), breadthBar: $('#breadth .breadth-bar'),
   };
 
   function setText(node, s) { if (node.textContent !== s) node.textContent = s; }
@@ -194,6 +196,7 @@
   let failures = 0; // connections closed since the last snapshot
   let connSnapshots = 0; // snapshots on this connection
   let lastSeq = 0; // the last update's seq on this connection
+  let connStartMs = 0;
 
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -212,6 +215,7 @@
     retryTimer = 0;
     connSnapshots = 0;
     lastSeq = 0;
+    connStartMs = Date.now();
     setConn(everLive ? 'reconnecting' : 'connecting');
     let sock;
     try {
@@ -225,18 +229,26 @@
     sock.onmessage = (ev) => { if (ws === sock) onMessage(ev.data); };
     sock.onclose = (ev) => {
       if (ws !== sock) return;
-      ws = null;
-      failures++;
-      state.pipeline = ''; // unknown until the next update
-      updatePipeline();
       if (ev.reason) showError('connection closed: ' + ev.reason + ' (' + ev.code + ')');
-      else if (failures >= 3) { // a browser hides why (a refused token looks like a network error)
-        showError('cannot reach the gateway at /ws (' + failures + ' tries): is it running? '
+      else if (failures >= 2) { // a browser hides why (a refused token looks like a network error)
+        showError('cannot reach the gateway at /ws (' + (failures + 1) + ' tries): is it running? '
           + (TOKEN === null ? 'does it need ?token=…?' : 'is the token right?'));
       }
-      scheduleReconnect();
+      dropped();
     };
     sock.onerror = () => {}; // a close event follows
+  }
+
+  function dropped() { // the socket is gone (closed, or given up on): try again
+    const s = ws;
+    ws = null;
+    if (s !== null && s.readyState < WebSocket.CLOSING) {
+      try { s.close(); } catch (e) { /* closing already */ }
+    }
+    failures++;
+    state.pipeline = ''; // unknown until the next update
+    updatePipeline();
+    scheduleReconnect();
   }
 
   function scheduleReconnect() {
@@ -252,12 +264,14 @@
   }
 
   setInterval(() => { // a half-open socket never closes by itself
-    if (ws !== null && fm.conn === 'live' && Date.now() - fm.lastMessageMs > WATCHDOG_MS) {
-      const s = ws;
-      ws = null;
-      try { s.close(); } catch (e) { /* already closing */ }
+    if (ws === null) return;
+    const now = Date.now();
+    if (fm.conn === 'live' && now - fm.lastMessageMs > WATCHDOG_MS) {
       showError('no message for ' + (WATCHDOG_MS / 1000) + ' s: reconnecting');
-      scheduleReconnect();
+      dropped();
+    } else if (fm.conn !== 'live' && now - connStartMs > CONNECT_MS) {
+      showError('no snapshot ' + (CONNECT_MS / 1000) + ' s after connecting: trying again');
+      dropped();
     }
   }, 1000);
 
@@ -354,7 +368,10 @@
     setConn('live');
     updatePipeline();
     // A new connection forgets the watch; a page caught up missed the bars sent meanwhile.
-    if (chart.code !== null) send({ type: 'watch', code: chart.code });
+    if (chart.code !== null) {
+      chart.whole = false;
+      send({ type: 'watch', code: chart.code });
+    }
     updateCount();
     refreshSide(now);
     requestRender();
@@ -815,6 +832,7 @@
   // ---- chart -------------------------------------------------------------------------------
   const chart = {
     code: null, row: undefined, bars: [], dirty: false, ctx: el.canvas.getContext('2d'),
+    whole: false, // the day's bars arrived since the watch (before: closes are kept to merge)
     cssW: 0, cssH: 0, dpr: 0, hoverX: -1, bodyW: 0, bodyH: 0, reveal: null,
   };
   const C = {
@@ -827,6 +845,7 @@
     if (chart.code !== code) {
       chart.code = code;
       chart.bars = [];
+      chart.whole = false;
       chart.row = undefined;
       chart.hoverX = -1;
       el.chart.dataset.code = code;
@@ -859,26 +878,34 @@
     if (msg.code !== chart.code) return; // an answer to a watch since replaced
     const incoming = msg.bars || [];
     if (msg.whole) {
+      // Bars that closed while the gateway read the day are newer than its answer: keep them.
+      const early = chart.whole ? [] : chart.bars;
       chart.bars = incoming.slice().sort((a, b) => a[B_T] - b[B_T]);
+      chart.whole = true;
+      upsertBars(early);
     } else {
-      const bars = chart.bars;
-      for (const b of incoming) { // upsert by minute_ms; almost always the last one
-        const t = b[B_T];
-        let lo = 0, hi = bars.length;
-        if (hi > 0 && bars[hi - 1][B_T] < t) lo = hi;
-        else {
-          while (lo < hi) {
-            const mid = (lo + hi) >> 1;
-            if (bars[mid][B_T] < t) lo = mid + 1; else hi = mid;
-          }
-        }
-        if (lo < bars.length && bars[lo][B_T] === t) bars[lo] = b;
-        else bars.splice(lo, 0, b);
-      }
+      upsertBars(incoming);
     }
     el.chart.dataset.bars = String(chart.bars.length);
     chart.dirty = true;
     requestRender();
+  }
+
+  function upsertBars(incoming) { // by minute_ms; almost always after the last one
+    const bars = chart.bars;
+    for (const b of incoming) {
+      const t = b[B_T];
+      let lo = 0, hi = bars.length;
+      if (hi > 0 && bars[hi - 1][B_T] < t) lo = hi;
+      else {
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (bars[mid][B_T] < t) lo = mid + 1; else hi = mid;
+        }
+      }
+      if (lo < bars.length && bars[lo][B_T] === t) bars[lo] = b;
+      else bars.splice(lo, 0, b);
+    }
   }
 
   function niceStep(range, target) {
