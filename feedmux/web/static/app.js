@@ -159,6 +159,7 @@
   const perf = {
     renders: 0, renderMsTotal: 0, renderMsMax: 0, recent: [],
     messages: 0, applyMsTotal: 0, applyMsMax: 0, snapshotMs: 0, seqGaps: 0,
+    sorts: 0, sortMsTotal: 0, sortMsMax: 0,
   };
 
   const fm = {
@@ -460,6 +461,7 @@
   }
 
   function sortView(now) {
+    const t0 = performance.now();
     const v = state.view;
     const k = state.sortKey;
     const d = state.sortDir;
@@ -482,6 +484,10 @@
     state.sortDirty = false;
     state.lastSortMs = now;
     slotsStale = true;
+    const dt = performance.now() - t0;
+    perf.sorts++;
+    perf.sortMsTotal += dt;
+    if (dt > perf.sortMsMax) perf.sortMsMax = dt;
   }
 
   function setSort(key) {
