@@ -437,6 +437,7 @@
   function showError(message) {
     const t = new Date().toTimeString().slice(0, 8);
     el.error.textContent = t + '  ' + message;
+    el.error.title = message; // the header may cut it short
     el.error.hidden = false;
     clearTimeout(errorTimer);
     errorTimer = setTimeout(() => { el.error.hidden = true; }, 15000);
