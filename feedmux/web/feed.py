@@ -116,7 +116,7 @@ class Feed:
                 item = sub.recv(timeout=0) if len(batch) < _BATCH else None
             if batch:
                 self._apply(batch)
-            if len(sub.gap_events) != gaps:  # messages lost: the snapshot makes the rows right
+            if len(sub.gap_events) != gaps:  # messages lost: the snapshot makes the lines right
                 _log.warning("the feed missed messages: taking a snapshot again")
                 self._snapshot(sub)
                 gaps = len(sub.gap_events)

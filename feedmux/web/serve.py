@@ -112,6 +112,6 @@ async def _serve(gateway: Gateway, source: str) -> int:
         pusher = asyncio.create_task(gateway.push())
         await stop.wait()
         pusher.cancel()
-        print(f"feedmux web: stopped ({gateway.updates:,} updates, {gateway.rows_sent:,} rows "
+        print(f"feedmux web: stopped ({gateway.updates:,} updates, {gateway.lines_sent:,} lines "
               f"to {gateway.pages_served:,} pages)", flush=True)  # fmt: skip
     return 0

@@ -75,7 +75,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 def test_the_page_shows_every_code_and_moves_flash(live: Live) -> None:
     live.wait("return document.body.dataset.conn === 'live'", 30, "the page to connect")
-    live.wait(f"return window.feedmux.rows.size === {CODES}", 30, "every code on the page")
+    live.wait(f"return window.feedmux.lines.size === {CODES}", 30, "every code on the page")
     assert "5,430 codes" in live.driver.find_element("css selector", "#count").text
     live.wait("return document.querySelector('td.price.flash-up, td.price.flash-down')", 30,
               "a move to flash")  # fmt: skip
@@ -106,21 +106,21 @@ def test_search_keeps_only_matching_codes_and_a_click_opens_the_chart(live: Live
 
 def test_once_the_feed_stops_the_table_shows_the_snapshot(live: Live) -> None:
     end_feed(live.replay, live.report)
-    quiet = {"rows": -1, "since": 0}
+    quiet = {"lines": -1, "since": 0}
 
     def settled() -> bool:  # the page applied nothing new for two seconds
         received = live.js("return window.feedmux.received")
-        if received != quiet["rows"]:
-            quiet.update(rows=received, since=int(live.js("return Date.now()")))
+        if received != quiet["lines"]:
+            quiet.update(lines=received, since=int(live.js("return Date.now()")))
         return int(live.js("return Date.now()")) - quiet["since"] > 2000
 
     wait_for(settled, 60, "the page to settle")
     quotes = SnapshotClient(live.run_dir).get()
-    shown = live.js("return Object.fromEntries([...window.feedmux.rows].filter(([c, r]) => r[1])"
+    shown = live.js("return Object.fromEntries([...window.feedmux.lines].filter(([c, r]) => r[1])"
                     ".map(([c, r]) => [c, r[1]]))")  # fmt: skip
     board = asyncio.run(watch_pages(live.url.replace("http://", "ws://") + "ws", 1, 0.5))[0]
     expected = {code: q.tick.price for code, q in quotes.items()}
-    assert {c: r.price for c, r in board.rows.items() if r.price} == expected
+    assert {c: r.price for c, r in board.lines.items() if r.price} == expected
     assert shown == expected
     for code in sorted(quotes)[:: len(quotes) // 25]:  # and the table's cells say so
         assert live.js("return window.feedmux.scrollToCode(arguments[0])", code)

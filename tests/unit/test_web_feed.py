@@ -34,6 +34,6 @@ def test_every_item_taken_in_a_long_burst_reaches_the_board() -> None:
     ticks = [Tick(f"{600000 + i % 50}.SH", i, t0 + i, t0 + i, 10.0 + i / 100, 1.0, 10.0, 1)
              for i in range(2500)]  # fmt: skip
     feed._follow(ListSubscriber(ticks, feed))  # type: ignore[arg-type]
-    rows = {r.code: r for r in board.rows()}
+    rows = {r.code: r for r in board.lines()}
     assert sum(r.volume for r in rows.values()) == len(ticks)
     assert {c: r.price for c, r in rows.items()} == {t.code: t.price for t in ticks[-50:]}

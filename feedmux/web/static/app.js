@@ -106,7 +106,7 @@
   };
 
   // ---- model -------------------------------------------------------------------------------
-  const rows = new Map(); // code -> the latest row array as received (window.feedmux.rows)
+  const lines = new Map(); // code -> its latest line (an array) as received (window.feedmux.lines)
   const metas = new Map(); // code -> Meta: what the page derives and remembers per code
   let flashSeq = 0;
 
@@ -163,7 +163,7 @@
   };
 
   const fm = {
-    rows,
+    lines,
     conn: 'connecting',
     hello: null,
     received: 0,
@@ -335,7 +335,7 @@
       }
     }
     m.row = r;
-    rows.set(code, r);
+    lines.set(code, r);
   }
 
   // A snapshot replaces the model: the first of a connection, or a catch-up one when the gateway
@@ -346,9 +346,9 @@
     const now = Date.now();
     const catchUp = connSnapshots++ > 0;
     const gen = ++generation;
-    rows.clear();
+    lines.clear();
     let newest = 0;
-    const list = msg.rows || [];
+    const list = msg.lines || [];
     for (let i = 0; i < list.length; i++) {
       const r = list[i];
       applyRow(r, now, catchUp);
@@ -380,7 +380,7 @@
 
   function onUpdate(msg) {
     const now = Date.now();
-    const list = msg.rows || [];
+    const list = msg.lines || [];
     const n = list.length;
     for (let i = 0; i < n; i++) applyRow(list[i], now, true);
     if (LAG) {
@@ -444,7 +444,7 @@
   }
 
   function updateCount() {
-    setText(el.count, fmtInt(rows.size) + ' codes');
+    setText(el.count, fmtInt(lines.size) + ' codes');
   }
 
   // ---- view: filter and sort ---------------------------------------------------------------
@@ -580,7 +580,7 @@
         spare.push(slot);
       }
     }
-    if (n === 0 && rows.size > 0) {
+    if (n === 0 && lines.size > 0) {
       if (!emptyRow.isConnected) tbody.append(emptyRow);
     } else if (emptyRow.isConnected) emptyRow.remove();
 
@@ -693,7 +693,7 @@
     }
     renderRows(now);
     if (chart.code !== null) {
-      const r = rows.get(chart.code);
+      const r = lines.get(chart.code);
       if (r !== chart.row) { chart.row = r; chart.dirty = true; }
       if (chart.dirty) drawChart();
     }
@@ -939,7 +939,7 @@
     chart.dirty = false;
     const code = chart.code;
     const m = metas.get(code);
-    const r = rows.get(code);
+    const r = lines.get(code);
     const zone = m ? m.zone : '';
     // Title: code, last price, change.
     let title = code;
