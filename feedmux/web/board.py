@@ -1,4 +1,4 @@
-"""The page's model of the market: each code's row, and which rows changed since the last
+"""The page's model of the market: each code's line, and which lines changed since the last
 update (conflation: a code that traded 40 times in an interval is sent once, as it is now).
 
 No sockets and no threads: the feed applies ticks and bars, the gateway takes the changes.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from feedmux.market.day import trading_day
 from feedmux.market.sessions import market_of
 from feedmux.model import Bar, Tick
-from feedmux.web.protocol import BarRow, Row
+from feedmux.web.protocol import Line, PageBar
 
 MINUTE_NS = 60_000_000_000
 _RECENT_BARS = 5  # amendments of a code's last bars replace them; older ones are ignored
@@ -24,7 +24,7 @@ _RECENT_BARS = 5  # amendments of a code's last bars replace them; older ones ar
 @dataclass(slots=True)
 class _Code:
     code: str
-    day: int = -1  # trading day of what the row holds
+    day: int = -1  # trading day of what the line holds
     price: float = 0.0
     open: float = 0.0
     open_key: tuple[int, int] = (1 << 63, 0)  # (time_ns, seq) of the open
@@ -43,17 +43,17 @@ class _Code:
         self.recent.clear()
         self.after.clear()
 
-    def row(self) -> Row:
+    def line(self) -> Line:
         volume, turnover = self.bars_volume, self.bars_turnover
         for v, t in self.after.values():
             volume += v
             turnover += t
-        return Row(self.code, self.price, self.open, volume, turnover, self.time_ns / 1e6,
+        return Line(self.code, self.price, self.open, volume, turnover, self.time_ns / 1e6,
                    self.recv_ns / 1e6)  # fmt: skip
 
 
 class Board:
-    """Every code's row and the set of codes changed since ``take``.
+    """Every code's line and the set of codes changed since ``take``.
 
     ``end_label``: the store's bars are labelled with their end (``--bar-label end``), so a
     bar at ``minute_ns`` holds the trades before it; otherwise before ``minute_ns`` + 1 min.
@@ -63,7 +63,7 @@ class Board:
     def __init__(self, end_label: bool = True, with_trades: bool = True) -> None:
         self._codes: dict[str, _Code] = {}
         self._changed: set[str] = set()
-        self._end_label = end_label
+        self.end_label = end_label
         self._with_trades = with_trades
         self.newest_recv_ns = 0
         self.newest_time_ns = 0
@@ -86,7 +86,7 @@ class Board:
             self._state(code)
 
     def _day(self, state: _Code, time_ns: int) -> bool:
-        """Whether ``time_ns`` belongs to the row's day (a later one starts the row's next)."""
+        """Whether ``time_ns`` belongs to the line's day (a later one starts the line's next)."""
         day = trading_day(time_ns, state.code)
         if day > state.day:
             state.start_day(day)
@@ -115,7 +115,7 @@ class Board:
     def bar(self, bar: Bar) -> None:
         """A closed (or amended) 1-minute bar, from the store or ``B|``."""
         state = self._state(bar.code)
-        if not self._day(state, bar.minute_ns - (MINUTE_NS if self._end_label else 0)):
+        if not self._day(state, bar.minute_ns - (MINUTE_NS if self.end_label else 0)):
             return
         before = state.recent.get(bar.minute_ns)
         if before is None and state.recent and bar.minute_ns < min(state.recent):
@@ -126,7 +126,7 @@ class Board:
         state.recent[bar.minute_ns] = (bar.volume, bar.turnover)
         if len(state.recent) > _RECENT_BARS:
             del state.recent[min(state.recent)]
-        end = bar.minute_ns + (0 if self._end_label else MINUTE_NS)
+        end = bar.minute_ns + (0 if self.end_label else MINUTE_NS)
         if end > state.covered_ns:
             state.covered_ns = end
             for minute in [m for m in state.after if m < end]:
@@ -136,15 +136,15 @@ class Board:
             state.open_key, state.open = (start, -1), bar.open
         self._changed.add(bar.code)
 
-    def take(self) -> list[Row]:
-        """The rows changed since the last call, each once, as they are now."""
+    def take(self) -> list[Line]:
+        """The lines changed since the last call, each once, as they are now."""
         changed, self._changed = self._changed, set()
-        return [self._codes[code].row() for code in changed]
+        return [self._codes[code].line() for code in changed]
 
-    def rows(self) -> list[Row]:
-        """Every row, sorted by code (a new page's snapshot)."""
-        return [self._codes[code].row() for code in sorted(self._codes)]
+    def lines(self) -> list[Line]:
+        """Every line, sorted by code (a new page's snapshot)."""
+        return [self._codes[code].line() for code in sorted(self._codes)]
 
 
-def bar_row(bar: Bar) -> BarRow:
-    return BarRow(bar.minute_ns / 1e6, bar.open, bar.high, bar.low, bar.close, bar.volume)
+def page_bar(bar: Bar) -> PageBar:
+    return PageBar(bar.minute_ns / 1e6, bar.open, bar.high, bar.low, bar.close, bar.volume)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict, deque
 from pathlib import Path
 
 from feedmux.client.control import Control
@@ -18,6 +19,8 @@ from feedmux.web.board import Board
 
 _log = logging.getLogger("feedmux.web")
 STALE_S = 3.0  # a shard heartbeats once a second: three missed, the pipeline is "stale"
+_RECENT_BARS = 5
+_BATCH = 1000  # items applied under one holding of the lock
 _STORE_DAY_NS = 26 * 3600 * 10**9  # bars read back at start: enough for any market's day
 
 
@@ -34,6 +37,9 @@ class Feed:
         self.store = store
         self.watched: set[str] = set()  # codes whose bars a page charts (under the lock)
         self.bars: list[Bar] = []  # closed bars of watched codes, for the next update
+        # Each code's last bars as published: a chart opened now has them even if the store
+        # has not written them yet.
+        self.recent: dict[str, deque[Bar]] = defaultdict(lambda: deque(maxlen=_RECENT_BARS))
         self.pipeline = "up"  # "up", "stale" or "stopped"
         self.snapshots = 0  # asked of the shards
         self.error = ""  # why the feed thread ended, if it did
@@ -67,19 +73,21 @@ class Feed:
             _log.warning("the feed ended: %s", exc)
 
     def _load_day(self, sub: Subscriber) -> None:
-        """The codes, the day's bars from the store, then the shards' snapshot: what arrives
-        after it is newer (snapshot-then-stream)."""
+        """The codes, the shards' snapshot (what arrives after it is newer: snapshot-then-
+        stream), and the day's bars from the store."""
         try:
             codes = Control(self.run_dir).subscriptions()
         except FeedmuxError as exc:
             _log.warning("subscriptions not listed (%s): codes appear as they trade", exc)
             codes = []
-        bars = day_bars(self.store)
         with self.lock:
             self.board.add_codes(codes)
+        self._snapshot(sub)
+        # Then the bars, read back from the data clock (a replayed day is not the wall's).
+        bars = day_bars(self.store, None, self.board.newest_time_ns or time.time_ns())
+        with self.lock:
             for bar in bars:
                 self.board.bar(bar)
-        self._snapshot(sub)
 
     def _snapshot(self, sub: Subscriber) -> None:
         while not self._stop.is_set():
@@ -103,12 +111,12 @@ class Feed:
         while not self._stop.is_set():
             batch: list[Tick | Depth | Bar] = []
             item = sub.recv(timeout=0.2)
-            while item is not None and len(batch) < 1000:  # one lock for what is queued
+            while item is not None:  # one lock for what is queued, up to a limit
                 batch.append(item)
-                item = sub.recv(timeout=0)
+                item = sub.recv(timeout=0) if len(batch) < _BATCH else None
             if batch:
                 self._apply(batch)
-            if len(sub.gap_events) != gaps:  # messages lost: the snapshot makes the rows right
+            if len(sub.gap_events) != gaps:  # messages lost: the snapshot makes the lines right
                 _log.warning("the feed missed messages: taking a snapshot again")
                 self._snapshot(sub)
                 gaps = len(sub.gap_events)
@@ -125,6 +133,7 @@ class Feed:
                     board.tick(item)
                 elif isinstance(item, Bar):
                     board.bar(item)
+                    self.recent[item.code].append(item)
                     if item.code in self.watched:
                         self.bars.append(item)
 
@@ -137,9 +146,10 @@ class Feed:
             self.pipeline = "stale"
 
 
-def day_bars(store: str, codes: list[str] | None = None) -> list[Bar]:
-    """The last day's bars in ``store`` (a SQLite directory or PostgreSQL URL; "": none),
-    sorted by minute; an unreadable store is said in the log and reads as none."""
+def day_bars(store: str, codes: list[str] | None, now_ns: int) -> list[Bar]:
+    """The bars of the last day before ``now_ns`` (the data clock) in ``store`` (a SQLite
+    directory or PostgreSQL URL; "": none), sorted by minute; an unreadable store is said in
+    the log and reads as none. (The board keeps each code's latest day of them.)"""
     if not store:
         return []
     import pandas as pd  # noqa: PLC0415 (only the gateway reads the store)
@@ -147,7 +157,7 @@ def day_bars(store: str, codes: list[str] | None = None) -> list[Bar]:
     from feedmux.client.reader import read_bars  # noqa: PLC0415
 
     try:
-        since = pd.Timestamp(time.time_ns() - _STORE_DAY_NS, unit="ns", tz="UTC")
+        since = pd.Timestamp(now_ns - _STORE_DAY_NS, unit="ns", tz="UTC")
         df = read_bars(store, codes, start=since)
     except FeedmuxError as exc:
         _log.warning("the day's bars not read (%s): volumes count from now", exc)

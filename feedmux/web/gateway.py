@@ -1,6 +1,6 @@
 """``feedmux web``: serves the page and pushes the board to every open page.
 
-Every ``interval`` the rows changed since the last update are encoded once and written to
+Every ``interval`` the lines changed since the last update are encoded once and written to
 each page; a page whose socket cannot take them (its write buffer is over ``_BEHIND_BYTES``)
 is skipped and, once it drains, gets a whole snapshot instead: the latest wins, nothing piles
 up, and a slow page never holds the others or the pipeline back.
@@ -28,14 +28,14 @@ from websockets.http11 import Request, Response
 from feedmux.market.sessions import Sessions
 from feedmux.model import Bar
 from feedmux.web import protocol as p
-from feedmux.web.board import Board, bar_row
+from feedmux.web.board import Board, page_bar
 from feedmux.web.feed import Feed
 
 _log = logging.getLogger("feedmux.web")
 _BEHIND_BYTES = 4 << 20  # a page with this much unsent is skipped until it drains
 _DRAINED_BYTES = 256 << 10
 _GIVE_UP_S = 30.0  # a page behind for this long is closed (it reconnects and starts afresh)
-_QUIET_S = 1.0  # an update at least this often, rows or not: the page shows the data's age
+_QUIET_S = 1.0  # an update at least this often, lines or not: the page shows the data's age
 _STATIC = {
     "/": ("index.html", "text/html"),
     "/index.html": ("index.html", "text/html"),
@@ -62,11 +62,11 @@ class _Page:
 
 
 class Gateway:
-    """The pages and what is pushed to them; ``bars_of(code)`` reads a code's day of bars
-    from the store (it blocks: it runs on a thread)."""
+    """The pages and what is pushed to them; ``bars_of(code, now_ns)`` reads a code's day of
+    bars from the store (it blocks: it runs on a thread)."""
 
     def __init__(self, settings: WebSettings, board: Board, feed: Feed, lock: threading.Lock,
-                 *, sessions: Sessions, bars_of: Callable[[str], list[Bar]],
+                 *, sessions: Sessions, bars_of: Callable[[str, int], list[Bar]],
                  min_move: float) -> None:  # fmt: skip
         self.settings = settings
         self.board = board
@@ -77,7 +77,7 @@ class Gateway:
         self.min_move = min_move
         self.pages: dict[ServerConnection, _Page] = {}
         self.updates = 0
-        self.rows_sent = 0
+        self.lines_sent = 0
         self.pages_served = 0
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -103,7 +103,7 @@ class Gateway:
 
     def stats(self) -> p.WebStats:
         behind = sum(1 for page in self.pages.values() if page.behind_since)
-        return p.WebStats(len(self.pages), self.pages_served, self.updates, self.rows_sent,
+        return p.WebStats(len(self.pages), self.pages_served, self.updates, self.lines_sent,
                           self.feed.snapshots, behind, self.feed.pipeline)  # fmt: skip
 
     def _allowed(self, query: str, headers: Headers) -> bool:
@@ -117,10 +117,11 @@ class Gateway:
         page = _Page(ws)
         hello = p.Hello(p.PROTOCOL_VERSION, round(self.settings.interval_s * 1000),
                         "moves" if self.feed.moves else "trades", self.min_move,
-                        self.settings.silent_after_s)  # fmt: skip
+                        self.settings.silent_after_s,
+                        "end" if self.board.end_label else "start")  # fmt: skip
         await ws.send(p.encode(hello).decode())
         # The snapshot is written and the page joins in one step of the loop: no update can
-        # come between them (its rows would be in neither).
+        # come between them (its lines would be in neither).
         broadcast([ws], self._snapshot().decode())
         self.pages[ws] = page
         self.pages_served += 1
@@ -143,9 +144,14 @@ class Gateway:
         self._rewatch()
         if code is None:
             return
-        bars = await asyncio.get_running_loop().run_in_executor(None, self.bars_of, code)
+        now = self.board.newest_time_ns or time.time_ns()
+        bars = await asyncio.get_running_loop().run_in_executor(None, self.bars_of, code, now)
+        with self.lock:
+            recent = list(self.feed.recent.get(code, ()))
+        by_minute = {b.minute_ns: b for b in (*bars, *recent)}  # the published are the newer
         if page.watch == code:
-            message = p.Bars(code, [bar_row(b) for b in bars], whole=True)
+            lines = [page_bar(by_minute[m]) for m in sorted(by_minute)]
+            message = p.Bars(code, lines, whole=True)
             await page.ws.send(p.encode(message).decode())
 
     def _rewatch(self) -> None:
@@ -158,8 +164,8 @@ class Gateway:
 
     def _snapshot(self) -> bytes:
         with self.lock:
-            rows = self.board.rows()
-        return p.encode(p.Snapshot(time.time_ns() / 1e6, rows, self._phases()))
+            lines = self.board.lines()
+        return p.encode(p.Snapshot(time.time_ns() / 1e6, lines, self._phases()))
 
     def _phases(self) -> dict[str, str]:
         now = self.board.newest_time_ns or time.time_ns()
@@ -168,7 +174,7 @@ class Gateway:
         return {m: str(self.sessions.phase(m, now)) for m in markets}
 
     async def push(self) -> None:
-        """Every interval: the changed rows to every page in step, a snapshot to those that
+        """Every interval: the changed lines to every page in step, a snapshot to those that
         caught up, the closed bars to the pages charting their code."""
         quiet = 0.0
         interval = self.settings.interval_s
@@ -177,18 +183,18 @@ class Gateway:
             await asyncio.sleep(max(0.0, taken + interval - time.monotonic()))
             taken = time.monotonic()
             with self.lock:
-                rows = self.board.take()
+                lines = self.board.take()
                 bars = self.feed.take_bars()
                 newest = self.board.newest_recv_ns
             now = time.monotonic()
-            if not rows and now - quiet < _QUIET_S:
+            if not lines and now - quiet < _QUIET_S:
                 continue
             quiet = now
             self.updates += 1
-            update = p.Update(time.time_ns() / 1e6, rows, self._phases(), self.feed.pipeline,
+            update = p.Update(time.time_ns() / 1e6, lines, self._phases(), self.feed.pipeline,
                               newest / 1e6, self.updates)  # fmt: skip
             self._send(p.encode(update), now)
-            self.rows_sent += len(rows)
+            self.lines_sent += len(lines)
             if bars:
                 self._send_bars(bars)
 
@@ -219,9 +225,9 @@ class Gateway:
             broadcast([page.ws for page in caught_up], snapshot)
 
     def _send_bars(self, bars: Iterable[Bar]) -> None:
-        by_code: dict[str, list[p.BarRow]] = {}
+        by_code: dict[str, list[p.PageBar]] = {}
         for bar in bars:
-            by_code.setdefault(bar.code, []).append(bar_row(bar))
+            by_code.setdefault(bar.code, []).append(page_bar(bar))
         for page in self.pages.values():
             if page.watch in by_code and not page.behind_since:
                 message = p.Bars(page.watch, by_code[page.watch], whole=False)

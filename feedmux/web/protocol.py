@@ -4,9 +4,11 @@ The gateway encodes these; the page (``static/app.js``) and the Python readers (
 load test, the benchmark) decode them. Times are milliseconds since the epoch (UTC) as floats,
 since a browser's numbers cannot hold nanoseconds exactly.
 
-Server → page: ``hello`` once, then ``snapshot`` (every code's row), then ``update`` every
-``interval_ms`` with only the rows that changed (conflated: the latest wins), at least once a
-second. ``bars`` answers a ``watch`` and follows each bar of the watched code as it closes.
+Server → page: ``hello`` once, then ``snapshot`` (every code's line), then ``update`` every
+``interval_ms`` with only the lines that changed (conflated: the latest wins), at least once a
+second. A page that fell behind (its socket full) is skipped and, once it drains, gets another
+``snapshot`` in place of what it missed (``Update.seq`` jumps). ``bars`` answers a ``watch``
+and follows each bar of the watched code as it closes.
 Page → server: ``watch`` (a code, or null to stop).
 """
 
@@ -17,7 +19,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 
 
-class Row(msgspec.Struct, array_like=True, frozen=True, gc=False):
+class Line(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """One code's line of the table: ``[code, price, open, volume, turnover, time_ms,
     recv_ms]``. ``price`` 0: no trade yet. ``open``: the day's first trade (0: unknown)."""
 
@@ -30,7 +32,7 @@ class Row(msgspec.Struct, array_like=True, frozen=True, gc=False):
     recv_ms: float  # when feedmux read it off the vendor's socket
 
 
-class BarRow(msgspec.Struct, array_like=True, frozen=True, gc=False):
+class PageBar(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """A 1-minute bar: ``[minute_ms, open, high, low, close, volume]`` (``minute_ms``: the
     store's label, its end by default)."""
 
@@ -44,21 +46,22 @@ class BarRow(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 class Hello(msgspec.Struct, tag="hello", tag_field="type", frozen=True):
     version: int
-    interval_ms: int  # updates come at most this often, one row per code at most
+    interval_ms: int  # updates come at most this often, one line per code at most
     feed: str  # "moves": the run's --min-move trades (MT|); "trades": every trade (T|)
     min_move: float  # the step of the moves feed (0 with trades)
     silent_after_s: float  # a code with no trade for this long while its market trades
+    bar_label: str = "end"  # a bar's minute_ms is its "end" or its "start" (--bar-label)
 
 
 class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", frozen=True):
     server_ms: float
-    rows: list[Row]
+    lines: list[Line]
     markets: dict[str, str]  # market suffix ("SH") -> its phase (feedmux.market.sessions)
 
 
 class Update(msgspec.Struct, tag="update", tag_field="type", frozen=True):
     server_ms: float
-    rows: list[Row]  # only those that changed since the last update
+    lines: list[Line]  # only those that changed since the last update
     markets: dict[str, str]
     pipeline: str  # "up", "stale" (no heartbeat for 3 s) or "stopped"
     newest_ms: float  # receive time of the newest trade (0: none yet)
@@ -67,7 +70,7 @@ class Update(msgspec.Struct, tag="update", tag_field="type", frozen=True):
 
 class Bars(msgspec.Struct, tag="bars", tag_field="type", frozen=True):
     code: str
-    bars: list[BarRow]
+    bars: list[PageBar]
     whole: bool  # True: the day so far (replace the chart); False: one bar closed or amended
 
 
@@ -91,7 +94,7 @@ class WebStats(msgspec.Struct, frozen=True):
     pages: int  # open now
     pages_served: int  # since the start
     updates: int  # update messages sent (each to every page in step)
-    rows_sent: int  # rows in them
+    lines_sent: int  # lines in them
     snapshots_asked: int  # of the shards: one at the start, one more per gap in the feed
     pages_behind: int  # skipped now: their sockets were full
     pipeline: str

@@ -14,6 +14,7 @@ from pathlib import Path
 from websockets.asyncio.server import serve
 
 from feedmux.errors import ConfigError, ConsumerError
+from feedmux.market.day import trading_day
 from feedmux.market.sessions import sessions_of_run
 from feedmux.model import Bar
 from feedmux.ops import instance
@@ -76,8 +77,13 @@ def run(run_dir: Path, settings: WebSettings, feed_kind: str = "auto", store: st
         feed.stop()
 
 
-def _code_bars(store: str, code: str) -> list[Bar]:
-    return day_bars(store, [code])
+def _code_bars(store: str, code: str, now_ns: int) -> list[Bar]:
+    """A code's bars of its latest trading day before ``now_ns``."""
+    bars = day_bars(store, [code], now_ns)
+    if not bars:
+        return bars
+    last = trading_day(bars[-1].minute_ns - 1, code)  # (an end label is its minute's end)
+    return [b for b in bars if trading_day(b.minute_ns - 1, code) == last]
 
 
 async def _serve(gateway: Gateway, source: str) -> int:
@@ -106,6 +112,6 @@ async def _serve(gateway: Gateway, source: str) -> int:
         pusher = asyncio.create_task(gateway.push())
         await stop.wait()
         pusher.cancel()
-        print(f"feedmux web: stopped ({gateway.updates:,} updates, {gateway.rows_sent:,} rows "
+        print(f"feedmux web: stopped ({gateway.updates:,} updates, {gateway.lines_sent:,} lines "
               f"to {gateway.pages_served:,} pages)", flush=True)  # fmt: skip
     return 0

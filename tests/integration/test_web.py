@@ -83,13 +83,13 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
 
 @dataclass
 class Page:
-    """A page as the browser's would be: the model of rows, and what the updates looked like."""
+    """A page as the browser's would be: the model of lines, and what the updates looked like."""
 
-    rows: dict[str, p.Row] = field(default_factory=dict)
+    lines: dict[str, p.Line] = field(default_factory=dict)
     hello: p.Hello | None = None
     snapshots: int = 0
     updates: int = 0
-    rows_seen: int = 0
+    lines_seen: int = 0
     repeated: int = 0  # a code twice in one update (conflation broken)
     last_server_ms: float = 0.0
     skipped: int = 0  # updates never received (the gateway skipped this page)
@@ -103,16 +103,16 @@ class Page:
             self.hello = message
         elif isinstance(message, p.Snapshot):
             self.snapshots += 1
-            self.rows = {row.code: row for row in message.rows}
+            self.lines = {line.code: line for line in message.lines}
         elif isinstance(message, p.Update):
             self.updates += 1
             if self.last_seq:
                 self.skipped += message.seq - self.last_seq - 1
             self.last_seq = message.seq
-            codes = [row.code for row in message.rows]
+            codes = [line.code for line in message.lines]
             self.repeated += len(codes) - len(set(codes))
-            self.rows.update((row.code, row) for row in message.rows)
-            self.rows_seen += len(codes)
+            self.lines.update((line.code, line) for line in message.lines)
+            self.lines_seen += len(codes)
             if self.last_server_ms:
                 self.gaps_ms.append(message.server_ms - self.last_server_ms)
             self.last_server_ms = message.server_ms
@@ -142,9 +142,9 @@ def test_a_hundred_pages_each_get_the_market_then_conflated_updates(market: Mark
     interval = pages[0].hello.interval_ms if pages[0].hello else 0
     assert interval == 250
     for page in pages:
-        assert page.snapshots == 1 and len(page.rows) == CODES
-        assert page.updates >= 5 and page.rows_seen > 0
-        assert page.repeated == 0  # one row per code per update
+        assert page.snapshots == 1 and len(page.lines) == CODES
+        assert page.updates >= 5 and page.lines_seen > 0
+        assert page.repeated == 0  # one line per code per update
         assert min(page.gaps_ms) >= interval * 0.9  # and updates no more often than that
         assert max(page.lag_ms[-3:]) < scaled(5000)  # no backlog builds up behind a page
         assert page.skipped == 0  # every update sent while it was open
@@ -174,7 +174,7 @@ def test_the_page_and_stats_need_the_token_when_one_is_set(market: Market) -> No
             urllib.request.urlopen(url + "stats", timeout=5)
         assert error.value.code == 401
         pages = asyncio.run(watch_pages(ws + "?token=s3cret-web", 1, scaled(1.0)))
-        assert len(pages[0].rows) == CODES
+        assert len(pages[0].lines) == CODES
         with urllib.request.urlopen(url, timeout=5) as answer:  # the page itself holds no data
             assert b"<html" in answer.read().lower()
     finally:
@@ -210,13 +210,13 @@ def test_the_page_equals_the_shards_snapshot_once_the_feed_stops(market: Market)
             quiet_since = time.monotonic()
             while time.monotonic() - quiet_since < scaled(2.0):
                 message = page.take(await asyncio.wait_for(ws.recv(), scaled(5)))
-                if isinstance(message, p.Update) and message.rows:
+                if isinstance(message, p.Update) and message.lines:
                     quiet_since = time.monotonic()
         return page
 
     page = asyncio.run(follow())
     quotes = SnapshotClient(market.run_dir).get()
-    assert len(page.rows) == CODES and quotes  # (the quietest codes may not have traded yet)
+    assert len(page.lines) == CODES and quotes  # (the quietest codes may not have traded yet)
     # (On the moves feed a trade at the same price is not sent: the time shown is the move's.)
-    shown = {c: row.price for c, row in page.rows.items() if row.price}
+    shown = {c: line.price for c, line in page.lines.items() if line.price}
     assert shown == {c: q.tick.price for c, q in quotes.items()}

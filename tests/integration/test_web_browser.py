@@ -2,11 +2,13 @@
 replay of a compressed A-share morning: every code shown, moves flash, a code's chart opens,
 and once the feed stops the table shows what the shards' snapshot says.
 
-A screenshot of the page is kept in ``$FEEDMUX_TEST_ARTIFACTS`` (default ``test-artifacts/``).
+Screenshots of the page are kept in ``$FEEDMUX_TEST_ARTIFACTS`` (default ``test-artifacts/`` in
+the working directory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -18,14 +20,14 @@ import pytest
 
 from feedmux import SnapshotClient
 from feedmux.simulator.market import a_share_universe
-from tests.conftest import scaled, wait_for
+from tests.conftest import wait_for
 from tests.integration.helpers import end_feed, feedmux, shards_in, start_replay, stop
-from tests.integration.test_web import start_web
+from tests.integration.test_web import start_web, watch_pages
 from tests.services import browser
 
 pytestmark = pytest.mark.integration
 CODES = 5430
-ARTIFACTS = Path(os.environ.get("FEEDMUX_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("FEEDMUX_TEST_ARTIFACTS") or "test-artifacts")
 
 
 @dataclass
@@ -73,7 +75,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 def test_the_page_shows_every_code_and_moves_flash(live: Live) -> None:
     live.wait("return document.body.dataset.conn === 'live'", 30, "the page to connect")
-    live.wait(f"return window.feedmux.rows.size === {CODES}", 30, "every code on the page")
+    live.wait(f"return window.feedmux.lines.size === {CODES}", 30, "every code on the page")
     assert "5,430 codes" in live.driver.find_element("css selector", "#count").text
     live.wait("return document.querySelector('td.price.flash-up, td.price.flash-down')", 30,
               "a move to flash")  # fmt: skip
@@ -87,8 +89,8 @@ def test_search_keeps_only_matching_codes_and_a_click_opens_the_chart(live: Live
     search = live.driver.find_element("css selector", "#search")
     search.clear()
     search.send_keys("600519")
-    live.wait("return [...document.querySelectorAll('#table tbody tr[data-code]')]"
-              ".map(r => r.dataset.code).join() === '600519.SH'", 10, "the search to filter")  # fmt: skip
+    shown = "[...document.querySelectorAll('#table tbody tr[data-code]')].map(r => r.dataset.code)"
+    live.wait(f"return {shown}.join() === '600519.SH'", 10, "the search to filter")
     live.driver.find_element("css selector", "tr[data-code='600519.SH']").click()
     live.wait("const c = document.querySelector('#chart.open'); "
               "return c && c.dataset.code === '600519.SH' && +c.dataset.bars > 0", 30,
@@ -96,31 +98,31 @@ def test_search_keeps_only_matching_codes_and_a_click_opens_the_chart(live: Live
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     live.driver.save_screenshot(str(ARTIFACTS / "web-chart.png"))
     live.driver.find_element("css selector", "#chart-close").click()
-    search.clear()
-    search.send_keys(" ")
-    search.clear()
+    live.js(
+        "const s = document.querySelector('#search'); s.value = '';"
+        "s.dispatchEvent(new Event('input'))"
+    )  # every code again, for the next test
 
 
 def test_once_the_feed_stops_the_table_shows_the_snapshot(live: Live) -> None:
     end_feed(live.replay, live.report)
-    quiet = {"rows": -1, "since": 0}
+    quiet = {"lines": -1, "since": 0}
 
     def settled() -> bool:  # the page applied nothing new for two seconds
         received = live.js("return window.feedmux.received")
-        if received != quiet["rows"]:
-            quiet.update(rows=received, since=int(live.js("return Date.now()")))
+        if received != quiet["lines"]:
+            quiet.update(lines=received, since=int(live.js("return Date.now()")))
         return int(live.js("return Date.now()")) - quiet["since"] > 2000
 
     wait_for(settled, 60, "the page to settle")
     quotes = SnapshotClient(live.run_dir).get()
-    shown = live.js("return Object.fromEntries([...window.feedmux.rows].filter(([c, r]) => r[1])"
+    shown = live.js("return Object.fromEntries([...window.feedmux.lines].filter(([c, r]) => r[1])"
                     ".map(([c, r]) => [c, r[1]]))")  # fmt: skip
-    assert shown == {code: q.tick.price for code, q in quotes.items()}
-    for code in sorted(quotes)[:: scaled_step(len(quotes))]:  # and the table's cells say so
+    board = asyncio.run(watch_pages(live.url.replace("http://", "ws://") + "ws", 1, 0.5))[0]
+    expected = {code: q.tick.price for code, q in quotes.items()}
+    assert {c: r.price for c, r in board.lines.items() if r.price} == expected
+    assert shown == expected
+    for code in sorted(quotes)[:: len(quotes) // 25]:  # and the table's cells say so
         assert live.js("return window.feedmux.scrollToCode(arguments[0])", code)
         cell = live.driver.find_element("css selector", f"tr[data-code='{code}'] td.price")
         assert cell.text == f"{quotes[code].tick.price:.2f}"
-
-
-def scaled_step(count: int) -> int:
-    return max(1, count // 25)

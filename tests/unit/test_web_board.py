@@ -21,7 +21,7 @@ def bar(code: str, minute: int, o: float, c: float, volume: float) -> Bar:
                volume * c, 3)  # fmt: skip
 
 
-def rows(board: Board) -> dict[str, p.Row]:
+def lines(board: Board) -> dict[str, p.Line]:
     return {r.code: r for r in board.take()}
 
 
@@ -32,15 +32,15 @@ def test_each_changed_code_is_taken_once_as_it_is_now() -> None:
     board.tick(tick("000001.SZ", 1, 0.5, 7.0))
     taken = board.take()
     assert sorted(r.code for r in taken) == ["000001.SZ", "600519.SH"]
-    row = rows_by_code(taken)["600519.SH"]
-    assert (row.price, row.open) == (10.15, 10.0)
-    assert row.time_ms == (T0 + 3 * 10**9) / 1e6
+    line = lines_by_code(taken)["600519.SH"]
+    assert (line.price, line.open) == (10.15, 10.0)
+    assert line.time_ms == (T0 + 3 * 10**9) / 1e6
     assert board.take() == []  # nothing changed since
     board.tick(tick("000001.SZ", 2, 1, 7.1))
     assert [r.code for r in board.take()] == ["000001.SZ"]
 
 
-def rows_by_code(taken: list[p.Row]) -> dict[str, p.Row]:
+def lines_by_code(taken: list[p.Line]) -> dict[str, p.Line]:
     return {r.code: r for r in taken}
 
 
@@ -49,8 +49,8 @@ def test_the_last_to_arrive_is_the_price_as_in_the_snapshot_and_the_earliest_the
     board.tick(tick("600519.SH", 5, 10.6, 10.5))
     board.tick(tick("600519.SH", 6, 10, 10.4))  # a vendor's time can step back within a second
     board.tick(tick("600519.SH", 2, 2, 10.0))  # an older one arrived late: the day's open
-    row = rows(board)["600519.SH"]
-    assert (row.price, row.open) == (10.0, 10.0)
+    line = lines(board)["600519.SH"]
+    assert (line.price, line.open) == (10.0, 10.0)
 
 
 def test_the_volume_is_the_closed_bars_plus_the_trades_after_them() -> None:
@@ -59,23 +59,23 @@ def test_the_volume_is_the_closed_bars_plus_the_trades_after_them() -> None:
     board.tick(tick("600519.SH", 7, 61, 10.3, volume=50), counted=False)  # the snapshot's
     board.tick(tick("600519.SH", 8, 62, 10.4, volume=30))  # live, minute 1
     board.tick(tick("600519.SH", 9, 121, 10.5, volume=20))  # live, minute 2
-    row = rows(board)["600519.SH"]
-    assert row.volume == 1000 + 30 + 20
-    assert row.open == 10.0  # the first bar's open
+    line = lines(board)["600519.SH"]
+    assert line.volume == 1000 + 30 + 20
+    assert line.open == 10.0  # the first bar's open
     # Minute 1's bar closes with everything in it (the snapshot's 50, the 30, and more).
     board.bar(bar("600519.SH", 1, 10.2, 10.4, 200))
-    assert rows(board)["600519.SH"].volume == 1000 + 200 + 20
+    assert lines(board)["600519.SH"].volume == 1000 + 200 + 20
     # An amendment (a late tick) of minute 1 replaces it, not adds to it.
     board.bar(bar("600519.SH", 1, 10.2, 10.4, 210))
-    assert rows(board)["600519.SH"].volume == 1000 + 210 + 20
+    assert lines(board)["600519.SH"].volume == 1000 + 210 + 20
 
 
 def test_the_moves_feed_counts_volume_from_bars_alone() -> None:
     board = Board(with_trades=False)
     board.tick(tick("600519.SH", 1, 1, 10.0, volume=500))
-    assert rows(board)["600519.SH"].volume == 0
+    assert lines(board)["600519.SH"].volume == 0
     board.bar(bar("600519.SH", 0, 10.0, 10.0, 700))
-    assert rows(board)["600519.SH"].volume == 700
+    assert lines(board)["600519.SH"].volume == 700
 
 
 def test_start_labelled_bars_cover_the_minute_after_their_label() -> None:
@@ -84,7 +84,7 @@ def test_start_labelled_bars_cover_the_minute_after_their_label() -> None:
     board.bar(start_label)
     board.tick(tick("600519.SH", 1, 30, 10.0, volume=5))  # inside the bar: counted there
     board.tick(tick("600519.SH", 2, 61, 10.0, volume=7))  # after it
-    assert rows(board)["600519.SH"].volume == 100 + 7
+    assert lines(board)["600519.SH"].volume == 100 + 7
 
 
 def test_a_new_trading_day_starts_the_row_afresh() -> None:
@@ -93,23 +93,23 @@ def test_a_new_trading_day_starts_the_row_afresh() -> None:
     board.tick(tick("600519.SH", 9, 30, 10.2, volume=10))
     day = 86_400
     board.tick(tick("600519.SH", 1, day, 11.0, volume=3))
-    row = rows(board)["600519.SH"]
-    assert (row.open, row.price, row.volume) == (11.0, 11.0, 3)
-    board.tick(tick("600519.SH", 10, 40, 9.0))  # yesterday's, late: not today's row
+    line = lines(board)["600519.SH"]
+    assert (line.open, line.price, line.volume) == (11.0, 11.0, 3)
+    board.tick(tick("600519.SH", 10, 40, 9.0))  # yesterday's, late: not today's line
     assert board.take() == []
-    assert board.rows()[0].price == 11.0
+    assert board.lines()[0].price == 11.0
 
 
 def test_subscribed_codes_show_before_their_first_trade() -> None:
     board = Board()
     board.add_codes(["600519.SH", "AAPL.US"])
-    assert [(r.code, r.price) for r in board.rows()] == [("600519.SH", 0.0), ("AAPL.US", 0.0)]
+    assert [(r.code, r.price) for r in board.lines()] == [("600519.SH", 0.0), ("AAPL.US", 0.0)]
     assert board.markets == {"SH", "US"}
 
 
 def test_the_protocol_round_trips_as_json_arrays() -> None:
-    row = p.Row("600519.SH", 10.5, 10.0, 1.0, 10.5, 1.5e12, 1.5e12)
-    update = p.Update(1.0, [row], {"SH": "continuous"}, "up", 1.5e12)
+    line = p.Line("600519.SH", 10.5, 10.0, 1.0, 10.5, 1.5e12, 1.5e12)
+    update = p.Update(1.0, [line], {"SH": "continuous"}, "up", 1.5e12)
     raw = p.encode(update)
     assert b'"type":"update"' in raw and b'["600519.SH",10.5,10.0' in raw
     assert p.server_decoder.decode(raw) == update

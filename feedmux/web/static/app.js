@@ -11,7 +11,8 @@
   const RESORT_MS = 500; // a live column re-sorts at most this often (rows jump otherwise)
   const BACKOFF_MIN = 250;
   const BACKOFF_MAX = 5000;
-  const WATCHDOG_MS = 8000; // the server sends at least once a second: longer silence is a dead socket
+  const WATCHDOG_MS = 8000; // the server sends at least once a second: longer silence, a dead socket
+  const CONNECT_MS = 15000; // from opening a socket to its snapshot
   const MOVERS = 10;
   const PROTOCOL_VERSION = 1;
 
@@ -82,7 +83,8 @@
   function fmtSigned(x, digits) {
     if (x !== x) return '';
     const s = x.toFixed(digits);
-    return x > 0 && s !== (0).toFixed(digits) ? '+' + s : s;
+    if (Number(s) === 0) return (0).toFixed(digits); // no "-0.00" nor "+0.00"
+    return x > 0 ? '+' + s : s;
   }
   function fmtAge(ms) {
     if (ms < 0) ms = 0;
@@ -104,7 +106,7 @@
   };
 
   // ---- model -------------------------------------------------------------------------------
-  const rows = new Map(); // code -> the latest row array as received (window.feedmux.rows)
+  const lines = new Map(); // code -> its latest line (an array) as received (window.feedmux.lines)
   const metas = new Map(); // code -> Meta: what the page derives and remembers per code
   let flashSeq = 0;
 
@@ -122,6 +124,8 @@
       this.sk = 0; // sort key (scratch)
       this.timeMs = -1; // the time_ms timeStr was formatted from
       this.timeStr = '';
+      this.gen = 0; // the snapshot that last held it
+      this.mark = 0; // the render that last had it in view (scratch)
     }
     time() {
       const t = this.row[TIME];
@@ -154,11 +158,12 @@
   // parsing and applying one message; snapshotMs: the last snapshot's).
   const perf = {
     renders: 0, renderMsTotal: 0, renderMsMax: 0, recent: [],
-    messages: 0, applyMsTotal: 0, applyMsMax: 0, snapshotMs: 0,
+    messages: 0, applyMsTotal: 0, applyMsMax: 0, snapshotMs: 0, seqGaps: 0,
+    sorts: 0, sortMsTotal: 0, sortMsMax: 0,
   };
 
   const fm = {
-    rows,
+    lines,
     conn: 'connecting',
     hello: null,
     received: 0,
@@ -178,8 +183,8 @@
     tbody: $('#table tbody'), thead: $('#table thead'),
     chart: $('#chart'), chartTitle: $('#chart-title'), chartInfo: $('#chart-info'),
     chartClose: $('#chart-close'), canvas: $('#chart canvas'), chartBody: $('#chart .chart-body'),
-    movers: $('#movers ol'), quiet: $('#quiet ol'), quietMore: $('#quiet .more'), adv: $('#adv'), dec: $('#dec'), unch: $('#unch'),
-    breadthBar: $('#breadth .breadth-bar'),
+    movers: $('#movers ol'), quiet: $('#quiet ol'), quietMore: $('#quiet .more'),
+    adv: $('#adv'), dec: $('#dec'), unch: $('#unch'), breadthBar: $('#breadth .breadth-bar'),
   };
 
   function setText(node, s) { if (node.textContent !== s) node.textContent = s; }
@@ -190,6 +195,9 @@
   let retryTimer = 0;
   let everLive = false;
   let failures = 0; // connections closed since the last snapshot
+  let connSnapshots = 0; // snapshots on this connection
+  let lastSeq = 0; // the last update's seq on this connection
+  let connStartMs = 0;
 
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -206,6 +214,9 @@
 
   function connect() {
     retryTimer = 0;
+    connSnapshots = 0;
+    lastSeq = 0;
+    connStartMs = Date.now();
     setConn(everLive ? 'reconnecting' : 'connecting');
     let sock;
     try {
@@ -219,16 +230,26 @@
     sock.onmessage = (ev) => { if (ws === sock) onMessage(ev.data); };
     sock.onclose = (ev) => {
       if (ws !== sock) return;
-      ws = null;
-      failures++;
       if (ev.reason) showError('connection closed: ' + ev.reason + ' (' + ev.code + ')');
-      else if (failures >= 3) { // a browser hides why (a refused token looks like a network error)
-        showError('cannot reach the gateway at /ws (' + failures + ' tries): is it running? '
+      else if (failures >= 2) { // a browser hides why (a refused token looks like a network error)
+        showError('cannot reach the gateway at /ws (' + (failures + 1) + ' tries): is it running? '
           + (TOKEN === null ? 'does it need ?token=…?' : 'is the token right?'));
       }
-      scheduleReconnect();
+      dropped();
     };
     sock.onerror = () => {}; // a close event follows
+  }
+
+  function dropped() { // the socket is gone (closed, or given up on): try again
+    const s = ws;
+    ws = null;
+    if (s !== null && s.readyState < WebSocket.CLOSING) {
+      try { s.close(); } catch (e) { /* closing already */ }
+    }
+    failures++;
+    state.pipeline = ''; // unknown until the next update
+    updatePipeline();
+    scheduleReconnect();
   }
 
   function scheduleReconnect() {
@@ -244,12 +265,14 @@
   }
 
   setInterval(() => { // a half-open socket never closes by itself
-    if (ws !== null && fm.conn === 'live' && Date.now() - fm.lastMessageMs > WATCHDOG_MS) {
-      const s = ws;
-      ws = null;
-      try { s.close(); } catch (e) { /* already closing */ }
+    if (ws === null) return;
+    const now = Date.now();
+    if (fm.conn === 'live' && now - fm.lastMessageMs > WATCHDOG_MS) {
       showError('no message for ' + (WATCHDOG_MS / 1000) + ' s: reconnecting');
-      scheduleReconnect();
+      dropped();
+    } else if (fm.conn !== 'live' && now - connStartMs > CONNECT_MS) {
+      showError('no snapshot ' + (CONNECT_MS / 1000) + ' s after connecting: trying again');
+      dropped();
     }
   }, 1000);
 
@@ -312,23 +335,30 @@
       }
     }
     m.row = r;
-    rows.set(code, r);
+    lines.set(code, r);
   }
 
+  // A snapshot replaces the model: the first of a connection, or a catch-up one when the gateway
+  // skipped this page while its socket was full (then moved prices flash, as in an update).
+  // Metas of codes still present are kept (their flash and formatting caches), others dropped.
+  let generation = 0;
   function onSnapshot(msg) {
     const now = Date.now();
-    rows.clear();
-    metas.clear();
+    const catchUp = connSnapshots++ > 0;
+    const gen = ++generation;
+    lines.clear();
     let newest = 0;
-    const list = msg.rows || [];
+    const list = msg.lines || [];
     for (let i = 0; i < list.length; i++) {
       const r = list[i];
-      applyRow(r, now, false);
+      applyRow(r, now, catchUp);
+      metas.get(r[CODE]).gen = gen;
       if (r[RECV] > newest) newest = r[RECV];
     }
+    for (const [code, m] of metas) if (m.gen !== gen) metas.delete(code);
     fm.received += list.length;
-    state.newestMs = newest;
-    state.pipeline = '';
+    if (!catchUp || newest > state.newestMs) state.newestMs = newest;
+    if (!catchUp) state.pipeline = '';
     setMarkets(msg.markets || {});
     state.viewDirty = true;
     state.membersDirty = false;
@@ -338,7 +368,11 @@
     backoff = BACKOFF_MIN;
     setConn('live');
     updatePipeline();
-    if (chart.code !== null) send({ type: 'watch', code: chart.code }); // a new connection forgets
+    // A new connection forgets the watch; a page caught up missed the bars sent meanwhile.
+    if (chart.code !== null) {
+      chart.whole = false;
+      send({ type: 'watch', code: chart.code });
+    }
     updateCount();
     refreshSide(now);
     requestRender();
@@ -346,7 +380,7 @@
 
   function onUpdate(msg) {
     const now = Date.now();
-    const list = msg.rows || [];
+    const list = msg.lines || [];
     const n = list.length;
     for (let i = 0; i < n; i++) applyRow(list[i], now, true);
     if (LAG) {
@@ -354,6 +388,10 @@
       for (let i = 0; i < n; i++) lags.push(now - list[i][RECV]);
     }
     fm.received += n;
+    if (msg.seq) { // numbered from 1: a jump means this page was skipped (a snapshot follows)
+      if (lastSeq && msg.seq !== lastSeq + 1) perf.seqGaps++;
+      lastSeq = msg.seq;
+    }
     if (msg.markets) setMarkets(msg.markets);
     if (msg.pipeline !== state.pipeline) {
       state.pipeline = msg.pipeline;
@@ -399,13 +437,14 @@
   function showError(message) {
     const t = new Date().toTimeString().slice(0, 8);
     el.error.textContent = t + '  ' + message;
+    el.error.title = message; // the header may cut it short
     el.error.hidden = false;
     clearTimeout(errorTimer);
     errorTimer = setTimeout(() => { el.error.hidden = true; }, 15000);
   }
 
   function updateCount() {
-    setText(el.count, fmtInt(rows.size) + ' codes');
+    setText(el.count, fmtInt(lines.size) + ' codes');
   }
 
   // ---- view: filter and sort ---------------------------------------------------------------
@@ -423,6 +462,7 @@
   }
 
   function sortView(now) {
+    const t0 = performance.now();
     const v = state.view;
     const k = state.sortKey;
     const d = state.sortDir;
@@ -445,6 +485,10 @@
     state.sortDirty = false;
     state.lastSortMs = now;
     slotsStale = true;
+    const dt = performance.now() - t0;
+    perf.sorts++;
+    perf.sortMsTotal += dt;
+    if (dt > perf.sortMsMax) perf.sortMsMax = dt;
   }
 
   function setSort(key) {
@@ -467,33 +511,26 @@
   }
 
   // ---- virtualised table -------------------------------------------------------------------
-  // tbody: a top spacer, a pool of reused row slots, a bottom spacer. A slot remembers what it
-  // shows (meta, row array, phase, flash) so an unchanged cell is never written again.
+  // The table is laid out as blocks (style.css): tbody's height is the whole list's, its
+  // padding-top the rows above the first one in the DOM, and each row a fixed-size contained
+  // box, so a changed cell lays out only its row. Slots (a <tr> and its cells) are keyed by
+  // code while in view: a scroll fills only the rows coming in, a re-sort only moves rows.
+  // A slot remembers what it shows (row array, phase, flash) so an unchanged cell is never
+  // written again. The DOM order is the visual order.
   const COLS = ['code', 'price', 'change', 'pct', 'vol', 'turn', 'time', 'phase'];
-  const topSpacer = spacerRow();
-  const bottomSpacer = spacerRow();
   const emptyRow = document.createElement('tr');
   emptyRow.className = 'empty';
-  emptyRow.innerHTML = '<td colspan="8">No code matches</td>';
-  el.tbody.append(topSpacer, bottomSpacer);
-  const pool = [];
-  let attached = 0; // slots in the DOM
-  let slotsStale = false; // force every slot to be re-checked (re-sort, markets)
-  let topH = -1, bottomH = -1;
+  emptyRow.innerHTML = '<td>No code matches</td>';
+  const inView = new Map(); // Meta -> its slot in the DOM
+  const spare = []; // slots out of the DOM, for reuse
+  let mark = 0;
+  let slotsStale = false; // re-check every slot's phase (markets changed, re-sort)
+  let padTop = -1, bodyH = -1;
   // Geometry kept from events and observers, so a frame never reads layout (a forced layout).
   let scrollTop = 0;
   let viewH = el.wrap.clientHeight;
   let headH = el.thead.offsetHeight || ROW_H;
   let flashTimer = 0, flashDue = Infinity;
-
-  function spacerRow() {
-    const tr = document.createElement('tr');
-    tr.className = 'spacer';
-    const td = document.createElement('td');
-    td.colSpan = 8;
-    tr.append(td);
-    return tr;
-  }
 
   function makeSlot() {
     const tr = document.createElement('tr');
@@ -525,23 +562,27 @@
     if (first > n - count) first = n - count;
     if (first < 0) first = 0;
     const last = Math.min(n, first + count);
-    const want = last - first;
+    const tbody = el.tbody;
 
-    while (pool.length < want) pool.push(makeSlot());
-    while (attached < want) el.tbody.insertBefore(pool[attached++].tr, bottomSpacer);
-    while (attached > want) {
-      const s = pool[--attached];
-      s.tr.remove();
-      s.m = null;
-      s.r = null;
+    const pad = first * ROW_H, h = n * ROW_H;
+    if (pad !== padTop) { tbody.style.paddingTop = pad + 'px'; padTop = pad; }
+    if (h !== bodyH) { tbody.style.height = h + 'px'; bodyH = h; }
+
+    // Out of view: back to the spare slots.
+    const mk = ++mark;
+    for (let i = first; i < last; i++) v[i].mark = mk;
+    for (const [m, slot] of inView) {
+      if (m.mark !== mk) {
+        inView.delete(m);
+        slot.tr.remove();
+        slot.m = null;
+        slot.r = null;
+        spare.push(slot);
+      }
     }
-    if (n === 0 && rows.size > 0) {
-      if (!emptyRow.isConnected) el.tbody.insertBefore(emptyRow, bottomSpacer);
+    if (n === 0 && lines.size > 0) {
+      if (!emptyRow.isConnected) tbody.append(emptyRow);
     } else if (emptyRow.isConnected) emptyRow.remove();
-
-    const th = first * ROW_H, bh = (n - last) * ROW_H;
-    if (th !== topH) { topSpacer.style.height = th + 'px'; topH = th; }
-    if (bh !== bottomH) { bottomSpacer.style.height = bh + 'px'; bottomH = bh; }
 
     const markets = state.markets;
     const silentMs = state.silentMs;
@@ -549,16 +590,25 @@
     const stale = slotsStale;
     slotsStale = false;
     let due = Infinity;
-    for (let i = 0; i < want; i++) {
-      const slot = pool[i];
-      const m = v[first + i];
+    let node = tbody.firstChild; // the DOM cursor: rows before it are in place
+    for (let i = first; i < last; i++) {
+      const m = v[i];
       const r = m.row;
-      if (slot.m !== m) {
+      let slot = inView.get(m);
+      if (slot === undefined) {
+        slot = spare.pop() || makeSlot();
+        inView.set(m, slot);
         slot.m = m;
         slot.r = null;
         slot.ph = null;
+        slot.fseq = 0;
         slot.tr.dataset.code = m.code;
         setCell(slot, 0, m.code);
+      }
+      if (slot.tr === node) node = node.nextSibling;
+      else {
+        tbody.insertBefore(slot.tr, node);
+        slot.fseq = 0; // a moved element's CSS animation starts over: set it again below
       }
       if (slot.r !== r) {
         slot.r = r;
@@ -572,9 +622,9 @@
         const dir = ch > 0 ? 1 : ch < 0 ? -1 : 0;
         if (dir !== slot.dir) {
           slot.dir = dir;
-          const c = dir > 0 ? 'up' : dir < 0 ? 'down' : '';
-          slot.chg.className = 'change ' + c;
-          slot.pct.className = 'pct ' + c;
+          const c = dir > 0 ? ' up' : dir < 0 ? ' down' : '';
+          slot.chg.className = 'change' + c;
+          slot.pct.className = 'pct' + c;
         }
       }
       const ph = markets[m.market] || '';
@@ -587,7 +637,7 @@
       const cls = 'r' + (silent ? ' silent' : '') + (m.code === sel ? ' sel' : '');
       if (cls !== slot.cls) { slot.cls = cls; slot.tr.className = cls; }
 
-      // Flash: a row scrolled into view mid-flash resumes it (negative animation-delay);
+      // Flash: a row coming into view mid-flash resumes it (a negative animation-delay);
       // toggling between two animation names (class `p`) restarts it on a new move.
       if (m.flashDir !== 0 && now - m.flashAt < FLASH_MS) {
         if (slot.fseq !== m.flashSeq) {
@@ -643,7 +693,7 @@
     }
     renderRows(now);
     if (chart.code !== null) {
-      const r = rows.get(chart.code);
+      const r = lines.get(chart.code);
       if (r !== chart.row) { chart.row = r; chart.dirty = true; }
       if (chart.dirty) drawChart();
     }
@@ -789,6 +839,7 @@
   // ---- chart -------------------------------------------------------------------------------
   const chart = {
     code: null, row: undefined, bars: [], dirty: false, ctx: el.canvas.getContext('2d'),
+    whole: false, // the day's bars arrived since the watch (before: closes are kept to merge)
     cssW: 0, cssH: 0, dpr: 0, hoverX: -1, bodyW: 0, bodyH: 0, reveal: null,
   };
   const C = {
@@ -801,6 +852,7 @@
     if (chart.code !== code) {
       chart.code = code;
       chart.bars = [];
+      chart.whole = false;
       chart.row = undefined;
       chart.hoverX = -1;
       el.chart.dataset.code = code;
@@ -833,26 +885,34 @@
     if (msg.code !== chart.code) return; // an answer to a watch since replaced
     const incoming = msg.bars || [];
     if (msg.whole) {
+      // Bars that closed while the gateway read the day are newer than its answer: keep them.
+      const early = chart.whole ? [] : chart.bars;
       chart.bars = incoming.slice().sort((a, b) => a[B_T] - b[B_T]);
+      chart.whole = true;
+      upsertBars(early);
     } else {
-      const bars = chart.bars;
-      for (const b of incoming) { // upsert by minute_ms; almost always the last one
-        const t = b[B_T];
-        let lo = 0, hi = bars.length;
-        if (hi > 0 && bars[hi - 1][B_T] < t) lo = hi;
-        else {
-          while (lo < hi) {
-            const mid = (lo + hi) >> 1;
-            if (bars[mid][B_T] < t) lo = mid + 1; else hi = mid;
-          }
-        }
-        if (lo < bars.length && bars[lo][B_T] === t) bars[lo] = b;
-        else bars.splice(lo, 0, b);
-      }
+      upsertBars(incoming);
     }
     el.chart.dataset.bars = String(chart.bars.length);
     chart.dirty = true;
     requestRender();
+  }
+
+  function upsertBars(incoming) { // by minute_ms; almost always after the last one
+    const bars = chart.bars;
+    for (const b of incoming) {
+      const t = b[B_T];
+      let lo = 0, hi = bars.length;
+      if (hi > 0 && bars[hi - 1][B_T] < t) lo = hi;
+      else {
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (bars[mid][B_T] < t) lo = mid + 1; else hi = mid;
+        }
+      }
+      if (lo < bars.length && bars[lo][B_T] === t) bars[lo] = b;
+      else bars.splice(lo, 0, b);
+    }
   }
 
   function niceStep(range, target) {
@@ -879,7 +939,7 @@
     chart.dirty = false;
     const code = chart.code;
     const m = metas.get(code);
-    const r = rows.get(code);
+    const r = lines.get(code);
     const zone = m ? m.zone : '';
     // Title: code, last price, change.
     let title = code;
