@@ -17,12 +17,13 @@ the load, not what is measured. Then, each in fresh subprocesses:
    one process, each decoding every message as a page does). Over a window of ``--seconds``
    the gateway's CPU is read from ``/proc/<pid>/stat`` (utime + stime, all threads) and that
    of its main thread, the event loop, from ``/proc/<pid>/task/<pid>/stat``: the loop takes
-   the changed rows, encodes each update and writes it to the pages; the other threads (its
-   Subscriber's, ZMQ's) take in the ticks. So: % of a core, the ingest's µs per tick the
-   pipeline received, the loop's ms per update (the gateway's /stats count the updates and
-   their rows) and µs per row sent (rows times pages), and over the page counts the marginal
-   CPU of a page (least-squares slopes). The pages count each update sent in the window (by
-   its ``server_ms``) and its rows: rows/s and updates/s per page, and whether each page got
+   the changed lines (a code's line of the page's table: the protocol's ``Line``), encodes
+   each update and writes it to the pages; the other threads (its Subscriber's, ZMQ's) take
+   in the ticks. So: % of a core, the ingest's µs per tick the pipeline received, the loop's
+   ms per update (the gateway's /stats count the updates and their lines) and µs per line
+   sent (lines times pages), and over the page counts the marginal CPU of a page
+   (least-squares slopes). The pages count each update sent in the window (by its
+   ``server_ms``) and its lines: lines/s and updates/s per page, and whether each page got
    every update the gateway sent (the gateway numbers them; a page it skipped for being
    behind gets a snapshot instead, counted apart). /proc counts CPU in 10 ms ticks: ±0.1% of
    a core over a 10 s window.
@@ -33,14 +34,14 @@ the load, not what is measured. Then, each in fresh subprocesses:
    in the window (by their ``recv_ms``) against the forwarder's own count, what arrived by
    ``grace`` after it.
 3. The browser: headless chromium (selenium) opens ``http://127.0.0.1:PORT/?lag=1`` of a
-   gateway on the trades feed; the page then notes, for every row it applies,
-   ``Date.now() - row.recv_ms`` in ``window.feedmux.lags``; those of a ``--browser-seconds``
+   gateway on the trades feed; the page then notes, for every line it applies,
+   ``Date.now() - line.recv_ms`` in ``window.feedmux.lags``; those of a ``--browser-seconds``
    window give p50/p90/p99/max.
 
 Lag is measured from ``recv_ms``, when feedmux read the trade off the replay server's socket
 on the same machine (the server's send is not stamped; on loopback it comes just before),
-to the page's receipt (the simulated pages: the message's arrival; the browser: when the row
-is applied). A row is sent at the next push after its trade, so lag includes up to one web
+to the page's receipt (the simulated pages: the message's arrival; the browser: when the line
+is applied). A line is sent at the next push after its trade, so lag includes up to one web
 interval (250 ms) of conflation wait by design: about half of one on average.
 
 The machine is shared: every window also records the CPU the pages, the pipeline and the rest
@@ -92,7 +93,7 @@ MIN_MOVE = 0.01
 ALL_CODES = 5430  # the synthetic A-share market of feedmux run --replay
 LOOP = "server-loop"  # the server's main thread, a part of its CPU
 SERVING = re.compile(r"feedmux web: (?:serving )?http://[^:/]+:(\d+)/")
-STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) rows to ([\d,]+) pages\)")
+STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) lines to ([\d,]+) pages\)")
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,9 @@ class Window:
     feed_us_per_tick: float = 0.0  # that of its other threads: the Subscriber's, ZMQ's
     ms_per_update: float | None = None  # gateway: its loop's CPU per update sent to all pages
     sent_updates_per_s: float | None = None  # gateway: updates it sent (its /stats)
-    rows_per_update: float | None = None  # gateway: rows in each (its /stats)
-    us_per_row: float | None = None  # its loop's CPU per row (forward: tick) sent to a page
-    rows_per_s: float | None = None  # received per page, mean (forward: ticks)
+    lines_per_update: float | None = None  # gateway: lines in each (its /stats)
+    us_per_line: float | None = None  # its loop's CPU per line (forward: tick) sent to a page
+    lines_per_s: float | None = None  # received per page, mean (forward: ticks)
     updates_per_s: float | None = None  # received per page, mean (forward: messages = ticks)
     updates_sent: int | None = None  # gateway: updates in the window (forward: ticks)
     every_update: bool | None = None  # each page got every update (forward: every tick)
@@ -140,7 +141,7 @@ class Window:
     snapshots: int = 0  # gateway: pages skipped for being behind, then sent a snapshot
     closed: int = 0  # pages the server closed
     delivery_ms: dict[str, float] = field(default_factory=dict)  # update arrival - server_ms
-    lag_ms: dict[str, float] = field(default_factory=dict)  # the first page's rows
+    lag_ms: dict[str, float] = field(default_factory=dict)  # the first page's lines
     pipeline_lag_ms: dict[str, float] = field(default_factory=dict)  # PipelineLag's
     pages_cpu_pct: float = 0.0
     pipeline_cpu_pct: float = 0.0
@@ -296,7 +297,7 @@ def caught_up(port: int, timeout: float = 60) -> None:
     with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, compression=None) as ws:
         while time.monotonic() < deadline:
             message = server_decoder.decode(ws.recv(timeout=timeout))
-            if (isinstance(message, Update) and message.rows
+            if (isinstance(message, Update) and message.lines
                     and time.time() * 1000 - message.newest_ms < 1000):  # fmt: skip
                 return
     raise RuntimeError(f"feedmux web did not catch up with the feed in {timeout:g} s")
@@ -382,7 +383,7 @@ def fill(w: Window, a: Sample, b: Sample) -> float:
     if a.web is not None and b.web is not None:  # the gateway's own count of what it sent
         updates = b.web.updates - a.web.updates
         w.sent_updates_per_s = round(updates / wall, 2)
-        w.rows_per_update = round((b.web.rows_sent - a.web.rows_sent) / max(1, updates), 1)
+        w.lines_per_update = round((b.web.lines_sent - a.web.lines_sent) / max(1, updates), 1)
         w.ms_per_update = round(used[LOOP] / max(1, updates) * 1e3, 3)
     return used[LOOP]
 
@@ -422,13 +423,13 @@ def pages_report(ps: Processes, proc: subprocess.Popen[bytes], out: Path,
     return report
 
 
-def per_page(w: Window, report: dict[str, Any], sent: int, row_s: float) -> None:
+def per_page(w: Window, report: dict[str, Any], sent: int, line_s: float) -> None:
     """The pages' columns of ``w``; ``sent``: updates (ticks) the server sent in the window;
-    ``row_s``: its event loop's CPU seconds, for its cost per row sent."""
+    ``line_s``: its event loop's CPU seconds, for its cost per line sent."""
     pages = report["pages"]
     seconds = report["seconds"]
-    rows = sum(pg["rows"] for pg in pages)
-    w.rows_per_s = round(rows / len(pages) / seconds, 1)
+    lines = sum(pg["lines"] for pg in pages)
+    w.lines_per_s = round(lines / len(pages) / seconds, 1)
     w.updates_per_s = round(sum(pg["updates"] for pg in pages) / len(pages) / seconds, 2)
     w.updates_sent = sent
     w.missing = sum(max(0, sent - pg["updates"]) if w.server == "forward" else pg["missing"]
@@ -437,7 +438,7 @@ def per_page(w: Window, report: dict[str, Any], sent: int, row_s: float) -> None
     w.every_update = w.missing == 0 and all(not pg["closed"] for pg in pages)
     w.snapshots = sum(pg["snapshots"] for pg in pages)
     w.closed = sum(1 for pg in pages if pg["closed"])
-    w.us_per_row = round(row_s / rows * 1e6, 3) if rows else None
+    w.us_per_line = round(line_s / lines * 1e6, 3) if lines else None
     w.delivery_ms = report["delivery_ms"]
     w.lag_ms = report["lag_ms"]
 
@@ -560,8 +561,8 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
         pipeline_lag = load.lag.end()
         used = b.cpu["browser"] - a.cpu["browser"]
         result = {
-            "window_s": round(b.wall - a.wall, 2), "t0": t0, "rows": len(lags),
-            "rows_per_s": round(len(lags) / (b.wall - a.wall), 1),
+            "window_s": round(b.wall - a.wall, 2), "t0": t0, "lines": len(lags),
+            "lines_per_s": round(len(lags) / (b.wall - a.wall), 1),
             "lag_ms": quantiles([float(x) for x in lags]),
             "gateway_cpu_pct": w.cpu_pct, "browser_cpu_pct": round(used / w.seconds * 100, 1),
             "pipeline_cpu_pct": w.pipeline_cpu_pct, "others_pct": w.others_pct,
@@ -618,7 +619,7 @@ def slope(xs: list[float], ys: list[float]) -> float:
 def marginal(windows: list[Window]) -> dict[str, dict[str, float]]:
     """Per server and feed: the least-squares slope of CPU over pages (% of a core a page), of
     the whole process and of its event loop (the ingest does not depend on pages but is the
-    noisier), and the loop's per row (tick) a page receives (µs)."""
+    noisier), and the loop's per line (tick) a page receives (µs)."""
     out = {}
     for key in dict.fromkeys((w.server, w.feed) for w in windows):
         ws = [w for w in windows if (w.server, w.feed) == key]
@@ -627,11 +628,11 @@ def marginal(windows: list[Window]) -> dict[str, dict[str, float]]:
         pages = [float(w.pages) for w in ws]
         pct = slope(pages, [w.cpu_pct for w in ws])
         loop = slope(pages, [w.loop_pct for w in ws])
-        rows = [w.rows_per_s for w in ws if w.rows_per_s]
-        per_row = loop / 100 / (sum(rows) / len(rows)) * 1e6 if rows else 0.0
+        lines = [w.lines_per_s for w in ws if w.lines_per_s]
+        per_line = loop / 100 / (sum(lines) / len(lines)) * 1e6 if lines else 0.0
         out[f"{key[0]} {key[1]}"] = {"pct_per_page": round(pct, 4),
                                      "loop_pct_per_page": round(loop, 4),
-                                     "loop_us_per_row_per_page": round(per_row, 3)}  # fmt: skip
+                                     "loop_us_per_line_per_page": round(per_line, 3)}  # fmt: skip
     return out
 
 
@@ -656,7 +657,7 @@ def table(doc: dict[str, Any]) -> str:
         f"({p['shards']} shards, --min-move trades={MIN_MOVE}), web interval "
         f"{p['interval_ms']} ms, windows of {p['seconds']:g} s",
         f"{'server':<8}{'feed':<7}{'pages':>6}{'ticks/s':>8}{'CPU %':>7}{'loop %':>7}"
-        f"{'us/tick':>8}{'ms/upd':>7}{'rows/upd':>9}{'us/row':>7}{'rows/s/pg':>10}"
+        f"{'us/tick':>8}{'ms/upd':>7}{'lines/upd':>10}{'us/line':>8}{'lines/s/pg':>11}"
         f"{'upd/s/pg':>9}  "
         f"{'every update':<14}{'deliver ms':>11}{'lag ms':>10}{'pipe lag':>9}{'pages %':>8}"
         f"{'pipe %':>7}{'others %':>9}",
@@ -678,8 +679,8 @@ def table(doc: dict[str, Any]) -> str:
             f"{w['server']:<8}{w['feed']:<7}{w['pages']:>6}{w['ticks_per_s']:>8,.0f}"
             f"{w['cpu_pct']:>7.1f}{w['loop_pct']:>7.1f}{w['feed_us_per_tick']:>8.2f}"
             f"{_num(w['ms_per_update'], '.2f'):>7}"
-            f"{_num(w['rows_per_update'], ',.0f'):>9}{_num(w['us_per_row'], '.2f'):>7}"
-            f"{_num(w['rows_per_s'], ',.0f'):>10}{_num(w['updates_per_s'], ',.1f'):>9}  "
+            f"{_num(w['lines_per_update'], ',.0f'):>10}{_num(w['us_per_line'], '.2f'):>8}"
+            f"{_num(w['lines_per_s'], ',.0f'):>11}{_num(w['updates_per_s'], ',.1f'):>9}  "
             f"{every + extra:<14}{_pcts(w['delivery_ms']):>11}{_pcts(w['lag_ms']):>10}"
             f"{_pcts(w['pipeline_lag_ms']):>9}{w['pages_cpu_pct']:>8.0f}"
             f"{w['pipeline_cpu_pct']:>7.0f}{w['others_pct']:>9.0f}"
@@ -688,14 +689,14 @@ def table(doc: dict[str, Any]) -> str:
         "CPU %: the server process, of one core; loop %: of it, its event loop's thread "
         "(updates and pages; forward: encoding and sends); us/tick: the rest (its Subscriber's "
         "and ZMQ's threads) per tick the pipeline received",
-        "ms/upd, rows/upd: the loop's CPU per update the gateway sent, and the rows in each "
-        "(its /stats); us/row: the loop's CPU per row sent, rows x pages (forward: per tick "
+        "ms/upd, lines/upd: the loop's CPU per update the gateway sent, and the lines in each "
+        "(its /stats); us/line: the loop's CPU per line sent, lines x pages (forward: per tick "
         "sent to a page)",
-        "rows/s/pg, upd/s/pg: received by each page (mean); every update: each page got every "
+        "lines/s/pg, upd/s/pg: received by each page (mean); every update: each page got every "
         "update (forward: tick) sent in the window, else the least share a page got",
         "deliver: an update's arrival at a page - its server_ms (p50/p99, all pages; one "
         "process decodes for every page, so with many its turn-taking is in it); lag: "
-        "arrival - the row's recv_ms (p50/p99, the first page), which includes up to one web "
+        "arrival - the line's recv_ms (p50/p99, the first page), which includes up to one web "
         "interval of conflation wait (gateway); pipe lag: p50/p99 of a Subscriber's arrival - "
         "recv_ms, what the pipeline itself adds",
         "pages %, pipe %: CPU of the pages' process and of feedmux run (the replay server "
@@ -704,7 +705,7 @@ def table(doc: dict[str, Any]) -> str:
     for key, m in doc["marginal"].items():
         lines.append(f"marginal CPU of a page, {key}: {m['pct_per_page']:.3f}% of a core "
                      f"(its loop: {m['loop_pct_per_page']:.3f}%, "
-                     f"{m['loop_us_per_row_per_page']:.3f} us per row the page "
+                     f"{m['loop_us_per_line_per_page']:.3f} us per line the page "
                      "receives)")  # fmt: skip
     b = doc["browser"]
     if "skipped" in b:
@@ -713,9 +714,9 @@ def table(doc: dict[str, Any]) -> str:
         lag = b["lag_ms"]
         lines.append(
             f"browser (headless chromium {b['browser']}, trades feed, {b['window_s']:g} s, "
-            f"{b['rows']:,} rows): lag ms p50 {lag.get('p50', math.nan):.0f}, "
+            f"{b['lines']:,} lines): lag ms p50 {lag.get('p50', math.nan):.0f}, "
             f"p90 {lag.get('p90', math.nan):.0f}, p99 {lag.get('p99', math.nan):.0f}, "
-            f"max {lag.get('max', math.nan):.0f} (from feedmux's receipt to the row applied "
+            f"max {lag.get('max', math.nan):.0f} (from feedmux's receipt to the line applied "
             f"in the page; includes up to one {p['interval_ms']} ms interval of conflation "
             f"wait by design; the pipeline's own p99 "
             f"{b['pipeline_lag_ms'].get('p99', math.nan):.0f}); gateway CPU "
@@ -780,7 +781,7 @@ def run(p: Params, work: Path) -> dict[str, Any]:
         "params": asdict(p), "wall_s": round(time.monotonic() - started, 1),
         "windows": [asdict(w) for w in windows], "marginal": marginal(windows),
         "browser": browser,
-        "lag_note": "from recv_ms (feedmux's read of the trade) to the page's receipt; a row "
+        "lag_note": "from recv_ms (feedmux's read of the trade) to the page's receipt; a line "
                     "waits for the next push, so up to one web interval of conflation is in it",
     }  # fmt: skip
 

@@ -13,8 +13,8 @@ the window): with ``feedmux web`` the updates whose ``server_ms`` falls in it (t
 every page; the gateway numbers its updates, so those it sent in the window are the range of
 numbers the pages saw, and each page's are checked against it: "got every update"); with
 ``--forward`` (``benchmarks.clients.web_forward``) the ticks whose ``recv_ms`` falls in it,
-checked against the forwarder's own count. The first page notes the lag of each row that
-arrives in the window, its arrival time minus the row's ``recv_ms`` (when feedmux read the
+checked against the forwarder's own count. The first page notes the lag of each line that
+arrives in the window, its arrival time minus the line's ``recv_ms`` (when feedmux read the
 trade off the vendor's socket: a server that is behind shows here); every page notes each
 update's delivery, its arrival minus its ``server_ms``. Then ``--out`` gets
 the counts and the percentiles, and the process exits (the pages' sockets just close).
@@ -55,10 +55,10 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 @dataclass
 class Page:
-    lags: bool  # the first page notes every row's lag
+    lags: bool  # the first page notes every line's lag
     messages: int = 0  # all, in the window or not
     updates: int = 0  # in the window: updates (gateway) or ticks (--forward)
-    rows: int = 0
+    lines: int = 0
     snapshots: int = 0  # beyond the first: the gateway had skipped this page (it was behind)
     closed: str = ""  # why the server closed it, if it did
     seen: set[int] = field(default_factory=set)  # numbers (seq) of the window's updates
@@ -94,11 +94,11 @@ class Pages:
             page.messages += 1
             if isinstance(message, Update):
                 if page.lags and self.t0_ms <= now < self.t1_ms:
-                    page.lag_ms.extend([now - r.recv_ms for r in message.rows if r.recv_ms])
+                    page.lag_ms.extend([now - r.recv_ms for r in message.lines if r.recv_ms])
                 if not self.t0_ms <= message.server_ms < self.t1_ms:
                     continue
                 page.updates += 1
-                page.rows += len(message.rows)
+                page.lines += len(message.lines)
                 page.seen.add(message.seq)
                 page.delivery_ms.append(now - message.server_ms)
             elif isinstance(message, Snapshot):
@@ -120,7 +120,7 @@ class Pages:
                 page.lag_ms.append(now - tick.recv_ms)
             if self.t0_ms <= tick.recv_ms < self.t1_ms:
                 page.updates += 1
-                page.rows += 1
+                page.lines += 1
 
     async def run(self, seconds: float, settle: float, grace: float, out: Path) -> None:
         events = [asyncio.Event() for _ in self.pages]
@@ -154,7 +154,7 @@ class Pages:
                           if k not in ("seen", "delivery_ms", "lag_ms", "lags")},
                        "missing": sent - len(p.seen)} for p in self.pages],
             "delivery_ms": quantiles(delivery),
-            "lag_ms": quantiles(lags), "lag_rows": len(lags),
+            "lag_ms": quantiles(lags), "lag_lines": len(lags),
         }  # fmt: skip
 
 
