@@ -214,13 +214,13 @@ def test_the_web_benchmark_runs_quick_gateway_forwarder_and_browser(tmp_path: Pa
         assert 0 <= w["loop_pct"] <= w["cpu_pct"] and w["feed_us_per_tick"] >= 0, w
         assert w["pipeline_lag_ms"]["p99"] >= 0 and w["others_pct"] >= 0, w
         if server == "gateway":  # its own /stats: what it sent in the window
-            assert w["ms_per_update"] >= 0 and w["rows_per_update"] > 0 and w["start_s"] > 0, w
+            assert w["ms_per_update"] >= 0 and w["lines_per_update"] > 0 and w["start_s"] > 0, w
         if pages:
-            assert w["rows_per_s"] > 0 and w["updates_per_s"] > 0 and w["us_per_row"] >= 0, w
+            assert w["lines_per_s"] > 0 and w["updates_per_s"] > 0 and w["us_per_line"] >= 0, w
             assert isinstance(w["every_update"], bool) and w["pages_cpu_pct"] >= 0, w
             assert set(w["lag_ms"]) == {"p50", "p90", "p99", "max"}, w
         else:
-            assert w["every_update"] is None and w["rows_per_s"] is None, w
+            assert w["every_update"] is None and w["lines_per_s"] is None, w
     for feed in ("trades", "moves"):  # two pages at 1,000 ticks/s: every update, in order
         w = windows["gateway", feed, 2]
         assert w["every_update"] and w["missing"] == 0 and w["updates_sent"] > 0, w
@@ -230,6 +230,6 @@ def test_the_web_benchmark_runs_quick_gateway_forwarder_and_browser(tmp_path: Pa
     if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":  # elsewhere chromium may be missing
         assert "skipped" not in browser, browser
     if "skipped" not in browser:
-        assert browser["rows"] > 0 and browser["lag_ms"]["p50"] > 0, browser
+        assert browser["lines"] > 0 and browser["lag_ms"]["p50"] > 0, browser
         assert browser["gateway_cpu_pct"] > 0 and browser["page"]["messages_per_s"] > 0, browser
     assert "every update" in run.stdout and "marginal CPU of a page" in run.stdout  # the table
