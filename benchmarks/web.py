@@ -91,6 +91,7 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--
 FEEDS = ("trades", "moves")
 MIN_MOVE = 0.01
 ALL_CODES = 5430  # the synthetic A-share market of feedmux run --replay
+NOISY_PCT = 50.0  # the rest of the machine's CPU in a window, beyond which the table says so
 LOOP = "server-loop"  # the server's main thread, a part of its CPU
 SERVING = re.compile(r"feedmux web: (?:serving )?http://[^:/]+:(\d+)/")
 STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) lines to ([\d,]+) pages\)")
@@ -731,6 +732,13 @@ def table(doc: dict[str, Any]) -> str:
             f"{pg['render_ms_mean']:.1f} ms (max {pg['render_ms_max']:.0f}): its main thread "
             f"{pg['busy_pct']:.0f}% busy"
         )  # fmt: skip
+    noisy = [f"{w['server']} {w['feed']} {w['pages']}" for w in doc["windows"]
+             if w["others_pct"] > NOISY_PCT]  # fmt: skip
+    if "others_pct" in b and b["others_pct"] > NOISY_PCT:
+        noisy.append("browser")
+    if noisy:
+        lines.append(f"the rest of the machine took over {NOISY_PCT:g}% of a core in: "
+                     f"{', '.join(noisy)} (those numbers are the less sure)")  # fmt: skip
     starts = [w["start_s"] for w in doc["windows"] if w["start_s"] is not None]
     if starts:
         lines.append(f"feedmux web from its start to serving (the market loaded): "
