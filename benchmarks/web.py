@@ -436,7 +436,9 @@ def per_page(w: Window, report: dict[str, Any], sent: int, line_s: float) -> Non
     w.missing = sum(max(0, sent - pg["updates"]) if w.server == "forward" else pg["missing"]
                     for pg in pages)  # fmt: skip
     w.received_min_pct = round(min(pg["updates"] for pg in pages) / max(1, sent) * 100, 2)
-    w.every_update = w.missing == 0 and all(not pg["closed"] for pg in pages)
+    # Nothing sent in the window (the pipeline itself behind): nothing to have got.
+    w.every_update = (sent > 0 and w.missing == 0
+                      and all(not pg["closed"] for pg in pages))  # fmt: skip
     w.snapshots = sum(pg["snapshots"] for pg in pages)
     w.closed = sum(1 for pg in pages if pg["closed"])
     w.us_per_line = round(line_s / lines * 1e6, 3) if lines else None
@@ -666,6 +668,8 @@ def table(doc: dict[str, Any]) -> str:
     for w in doc["windows"]:
         if w["every_update"] is None:
             every = "-"
+        elif not w["updates_sent"]:
+            every = "NO: none sent"
         elif w["every_update"]:
             every = "yes"
         else:
