@@ -619,13 +619,15 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
 
 
-def marginal(windows: list[Window]) -> dict[str, dict[str, float]]:
+def marginal(windows: list[Window]) -> dict[str, dict[str, Any]]:
     """Per server and feed: the least-squares slope of CPU over pages (% of a core a page), of
     the whole process and of its event loop (the ingest does not depend on pages but is the
-    noisier), and the loop's per line (tick) a page receives (µs)."""
-    out = {}
+    noisier), and the loop's per line (tick) a page receives (µs); over the windows that kept
+    up (a server behind does less than its pages need: its CPU would flatten the slope)."""
+    out: dict[str, dict[str, Any]] = {}
     for key in dict.fromkeys((w.server, w.feed) for w in windows):
-        ws = [w for w in windows if (w.server, w.feed) == key]
+        ws = [w for w in windows if (w.server, w.feed) == key and not w.error
+              and w.every_update is not False]  # fmt: skip
         if len({w.pages for w in ws}) < 2:
             continue
         pages = [float(w.pages) for w in ws]
@@ -635,7 +637,8 @@ def marginal(windows: list[Window]) -> dict[str, dict[str, float]]:
         per_line = loop / 100 / (sum(lines) / len(lines)) * 1e6 if lines else 0.0
         out[f"{key[0]} {key[1]}"] = {"pct_per_page": round(pct, 4),
                                      "loop_pct_per_page": round(loop, 4),
-                                     "loop_us_per_line_per_page": round(per_line, 3)}  # fmt: skip
+                                     "loop_us_per_line_per_page": round(per_line, 3),
+                                     "pages": [w.pages for w in ws]}  # fmt: skip
     return out
 
 
@@ -711,7 +714,8 @@ def table(doc: dict[str, Any]) -> str:
         lines.append(f"marginal CPU of a page, {key}: {m['pct_per_page']:.3f}% of a core "
                      f"(its loop: {m['loop_pct_per_page']:.3f}%, "
                      f"{m['loop_us_per_line_per_page']:.3f} us per line the page "
-                     "receives)")  # fmt: skip
+                     f"receives), over {'/'.join(map(str, m['pages']))} pages (those kept "
+                     "up)")  # fmt: skip
     b = doc["browser"]
     if "skipped" in b:
         lines.append(f"browser: skipped ({b['skipped']})")
