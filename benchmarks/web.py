@@ -36,13 +36,16 @@ the load, not what is measured. Then, each in fresh subprocesses:
 3. The browser: headless chromium (selenium) opens ``http://127.0.0.1:PORT/?lag=1`` of a
    gateway on the trades feed; the page then notes, for every line it applies,
    ``Date.now() - line.recv_ms`` in ``window.feedmux.lags``; those of a ``--browser-seconds``
-   window give p50/p90/p99/max.
+   window give p50/p90/p99/max. The window holds no minute's close: then every code's line
+   comes again with its bar, unchanged ``recv_ms``, and the hook would count the time since
+   each code's last trade (seconds for a quiet code) as lag.
 
 Lag is measured from ``recv_ms``, when feedmux read the trade off the replay server's socket
 on the same machine (the server's send is not stamped; on loopback it comes just before),
-to the page's receipt (the simulated pages: the message's arrival; the browser: when the line
-is applied). A line is sent at the next push after its trade, so lag includes up to one web
-interval (250 ms) of conflation wait by design: about half of one on average.
+to the page's receipt (the simulated pages: the message's arrival, for the lines with a new
+trade; the browser: when the line is applied). A line is sent at the next push after its
+trade, so lag includes up to one web interval (250 ms) of conflation wait by design: about
+half of one on average.
 
 The machine is shared: every window also records the CPU the pages, the pipeline and the rest
 of the machine took (``others_pct``: all busy CPU minus this benchmark's processes).
@@ -91,6 +94,7 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--
 FEEDS = ("trades", "moves")
 MIN_MOVE = 0.01
 ALL_CODES = 5430  # the synthetic A-share market of feedmux run --replay
+BAR_S = 3.0  # a minute's bars are all published this soon after it
 NOISY_PCT = 50.0  # the rest of the machine's CPU in a window, beyond which the table says so
 LOOP = "server-loop"  # the server's main thread, a part of its CPU
 SERVING = re.compile(r"feedmux web: (?:serving )?http://[^:/]+:(\d+)/")
@@ -142,7 +146,8 @@ class Window:
     snapshots: int = 0  # gateway: pages skipped for being behind, then sent a snapshot
     closed: int = 0  # pages the server closed
     delivery_ms: dict[str, float] = field(default_factory=dict)  # update arrival - server_ms
-    lag_ms: dict[str, float] = field(default_factory=dict)  # the first page's lines
+    lag_ms: dict[str, float] = field(default_factory=dict)  # the first page's new trades
+    repeats_per_s: float | None = None  # lines it got again with no new trade (bars)
     pipeline_lag_ms: dict[str, float] = field(default_factory=dict)  # PipelineLag's
     pages_cpu_pct: float = 0.0
     pipeline_cpu_pct: float = 0.0
@@ -444,6 +449,7 @@ def per_page(w: Window, report: dict[str, Any], sent: int, line_s: float) -> Non
     w.us_per_line = round(line_s / lines * 1e6, 3) if lines else None
     w.delivery_ms = report["delivery_ms"]
     w.lag_ms = report["lag_ms"]
+    w.repeats_per_s = round(pages[0]["repeats"] / seconds, 1)
 
 
 # -- the three measurements ------------------------------------------------------------------
@@ -550,6 +556,7 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
         browser_pids = procs.descendants(service.process.pid)
         roles = load.roles(server=[gateway.pid], browser=browser_pids)
         time.sleep(p.settle_s)
+        time.sleep(between_bars(p.browser_seconds))
         t0 = time.time()
         first = chrome.execute_script(count)
         perf0 = chrome.execute_script(PERF)
@@ -565,6 +572,7 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
         used = b.cpu["browser"] - a.cpu["browser"]
         result = {
             "window_s": round(b.wall - a.wall, 2), "t0": t0, "lines": len(lags),
+            "spans_minute": t0 % 60 + (b.wall - a.wall) >= 60 or t0 % 60 < BAR_S,
             "lines_per_s": round(len(lags) / (b.wall - a.wall), 1),
             "lag_ms": quantiles([float(x) for x in lags]),
             "gateway_cpu_pct": w.cpu_pct, "browser_cpu_pct": round(used / w.seconds * 100, 1),
@@ -586,6 +594,19 @@ def measure_browser(p: Params, ps: Processes, work: Path, load: Load) -> dict[st
             service.stop()
         ps.stop(gateway)
     return result
+
+
+def between_bars(seconds: float) -> float:
+    """How long to wait for a window of ``seconds`` that holds no minute's close. Then every
+    code's line is sent again with its bar, and the page's hook counts each as a lag: the time
+    since that code's last trade, seconds for a quiet code, not a delay (the simulated pages
+    tell these lines apart by their unchanged ``recv_ms``)."""
+    at = time.time() % 60
+    if seconds > 60 - 2 * BAR_S:
+        return 0.0  # no such window
+    if at < BAR_S:
+        return BAR_S - at
+    return 0.0 if at + seconds < 60 else 60 - at + BAR_S
 
 
 # The page's own counters (static/app.js): a render is one frame's work, an apply the parsing
@@ -704,7 +725,8 @@ def table(doc: dict[str, Any]) -> str:
         "update (forward: tick) sent in the window, else the least share a page got",
         "deliver: an update's arrival at a page - its server_ms (p50/p99, all pages; one "
         "process decodes for every page, so with many its turn-taking is in it); lag: "
-        "arrival - the line's recv_ms (p50/p99, the first page), which includes up to one web "
+        "arrival - the line's recv_ms (p50/p99, the first page, lines with a new trade), which "
+        "includes up to one web "
         "interval of conflation wait (gateway); pipe lag: p50/p99 of a Subscriber's arrival - "
         "recv_ms, what the pipeline itself adds",
         "pages %, pipe %: CPU of the pages' process and of feedmux run (the replay server "

@@ -14,9 +14,10 @@ every page; the gateway numbers its updates, so those it sent in the window are 
 numbers the pages saw, and each page's are checked against it: "got every update"); with
 ``--forward`` (``benchmarks.clients.web_forward``) the ticks whose ``recv_ms`` falls in it,
 checked against the forwarder's own count. The first page notes the lag of each line that
-arrives in the window, its arrival time minus the line's ``recv_ms`` (when feedmux read the
-trade off the vendor's socket: a server that is behind shows here); every page notes each
-update's delivery, its arrival minus its ``server_ms``. Then ``--out`` gets
+arrives in the window with a new trade, its arrival time minus the line's ``recv_ms`` (when
+feedmux read the trade off the vendor's socket: a server that is behind shows here); a line
+sent again without one (its code's 1-minute bar closed) is counted apart, as ``repeats``.
+Every page notes each update's delivery, its arrival minus its ``server_ms``. Then ``--out`` gets
 the counts and the percentiles, and the process exits (the pages' sockets just close).
 """
 
@@ -37,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from benchmarks.clients.web_forward import TickMessage
-from feedmux.web.protocol import Hello, Snapshot, Update, server_decoder
+from feedmux.web.protocol import Hello, Line, Snapshot, Update, server_decoder
 
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -61,6 +62,8 @@ class Page:
     lines: int = 0
     snapshots: int = 0  # beyond the first: the gateway had skipped this page (it was behind)
     closed: str = ""  # why the server closed it, if it did
+    repeats: int = 0  # lines with no new trade (the first page only: see Pages._lags)
+    last_recv: dict[str, float] = field(default_factory=dict)  # code -> recv_ms it last had
     seen: set[int] = field(default_factory=set)  # numbers (seq) of the window's updates
     delivery_ms: list[float] = field(default_factory=list)
     lag_ms: list[float] = field(default_factory=list)
@@ -93,8 +96,8 @@ class Pages:
             message = decode(raw)
             page.messages += 1
             if isinstance(message, Update):
-                if page.lags and self.t0_ms <= now < self.t1_ms:
-                    page.lag_ms.extend([now - r.recv_ms for r in message.lines if r.recv_ms])
+                if page.lags:
+                    self._lags(page, message.lines, now)
                 if not self.t0_ms <= message.server_ms < self.t1_ms:
                     continue
                 page.updates += 1
@@ -104,9 +107,24 @@ class Pages:
             elif isinstance(message, Snapshot):
                 if connected.is_set():
                     page.snapshots += 1
+                page.last_recv.update((line.code, line.recv_ms) for line in message.lines)
                 connected.set()  # the hello came first
             elif not isinstance(message, Hello):
                 raise RuntimeError(f"unexpected message: {message!r}")
+
+    def _lags(self, page: Page, lines: list[Line], now: float) -> None:
+        """The lag of each line that carries a new trade; a line sent again without one (its
+        code's bar closed: the volume changed, ``recv_ms`` did not) is counted apart."""
+        last = page.last_recv
+        counting = self.t0_ms <= now < self.t1_ms
+        for line in lines:
+            if last.get(line.code) == line.recv_ms or not line.recv_ms:
+                if counting:
+                    page.repeats += 1
+                continue
+            last[line.code] = line.recv_ms
+            if counting:
+                page.lag_ms.append(now - line.recv_ms)
 
     async def _ticks(self, ws: ClientConnection, page: Page, connected: asyncio.Event) -> None:
         decode = self._tick.decode
@@ -151,7 +169,7 @@ class Pages:
             "t0": t0, "seconds": seconds, "forward": self.forward,
             "updates_sent": sent,  # by the gateway in the window: the numbers' range
             "pages": [{**{k: v for k, v in asdict(p).items()
-                          if k not in ("seen", "delivery_ms", "lag_ms", "lags")},
+                          if k not in ("seen", "delivery_ms", "lag_ms", "lags", "last_recv")},
                        "missing": sent - len(p.seen)} for p in self.pages],
             "delivery_ms": quantiles(delivery),
             "lag_ms": quantiles(lags), "lag_lines": len(lags),
