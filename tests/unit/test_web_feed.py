@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from feedmux.market.sessions import BarSlots
 from feedmux.model import Tick
 from feedmux.web.board import Board
 from feedmux.web.feed import Feed
@@ -28,7 +29,7 @@ class ListSubscriber:
 
 
 def test_every_item_taken_in_a_long_burst_reaches_the_board() -> None:
-    board = Board(with_trades=True)
+    board = Board(BarSlots(None), with_trades=True)
     feed = Feed(Path("unused"), board, threading.Lock(), moves=False, store="")
     t0 = 1_796_000_000_000_000_000
     ticks = [Tick(f"{600000 + i % 50}.SH", i, t0 + i, t0 + i, 10.0 + i / 100, 1.0, 10.0, 1)
