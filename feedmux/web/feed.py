@@ -69,7 +69,8 @@ class Feed:
             published = list(self.published.get(code, ()))
         if day < 0:
             return []
-        stored = bars_since(self.store, [code], day_start([code], self.board.newest_time_ns))
+        now = self.board.newest_time_ns or time.time_ns()
+        stored = bars_since(self.store, [code], day_start([code], now))
         by_start = {self.board.bar_start(b): b for b in (*stored, *published)}  # newest last
         return [by_start[s] for s in sorted(by_start)
                 if trading_day(s, code) == day]  # fmt: skip
@@ -142,7 +143,7 @@ class Feed:
                 # Messages lost: the snapshot makes the prices right, the store the bars.
                 _log.warning("the feed missed messages: taking a snapshot again")
                 self._snapshot(sub)
-                self._load_bars(self.board.newest_time_ns - AMEND_NS)
+                self._load_bars((self.board.newest_time_ns or time.time_ns()) - AMEND_NS)
                 gaps = len(sub.gap_events)
             now = time.monotonic()
             if now - checked >= 1.0:
