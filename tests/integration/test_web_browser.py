@@ -25,7 +25,7 @@ from tests.integration.helpers import end_feed, feedmux, shards_in, start_replay
 from tests.integration.web_pages import start_web, watch_pages
 from tests.services import browser
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a browser and a compressed morning: CI
 CODES = 5430
 ARTIFACTS = Path(os.environ.get("FEEDMUX_TEST_ARTIFACTS") or "test-artifacts")
 
