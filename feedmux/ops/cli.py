@@ -92,8 +92,18 @@ def _positive(text: str) -> float:
 
 def _interval_ms(text: str) -> float:
     value = _positive(text)
-    if value < 10:
-        raise argparse.ArgumentTypeError(f"must be at least 10 ms, got {text}")
+    if not 10 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"must be from 10 to 60,000 ms, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text}")
     return value
 
 
@@ -542,7 +552,7 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
 def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address (default %(default)s; another needs --web-token)")  # fmt: skip
-    p.add_argument("--port", type=int, default=8080, help="port (default %(default)s; 0: any)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default %(default)s; 0: any)")
     p.add_argument("--web-token", metavar="TOKEN",
                    help="a secret every page must give (?token=...); default "
                    "$FEEDMUX_WEB_TOKEN; required off loopback")  # fmt: skip

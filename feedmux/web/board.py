@@ -69,7 +69,7 @@ class Board:
         self._changed: set[str] = set()
         self._slots = slots
         self.end_label = end_label
-        self._with_trades = with_trades
+        self.with_trades = with_trades
         self.newest_recv_ns = 0
         self.newest_time_ns = 0
         self.markets: set[str] = set()  # the codes' markets ("SH", "US")
@@ -117,7 +117,7 @@ class Board:
             key = (tick.time_ns, tick.seq)
             if key < state.open_key:
                 state.open_key, state.open = key, tick.price
-            if self._with_trades:
+            if self.with_trades:
                 slot = self._slots.slot(tick.code, tick.time_ns)
                 if slot is not None and slot > state.closed:
                     v, t = state.open_bars.get(slot, (0.0, 0.0))

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from feedmux.client.control import Control
 from feedmux.client.subscriber import Subscriber
-from feedmux.errors import FeedmuxError
+from feedmux.errors import ConfigError, FeedmuxError
 from feedmux.market.day import trading_day
 from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import instance
+from feedmux.ops.config import Manifest, read_manifest
 from feedmux.web.board import AMEND_NS, Board
 from feedmux.web.history import bars_since, day_start
 from feedmux.web.protocol import PipelineState
@@ -26,16 +27,29 @@ _PUBLISHED_BARS = 10  # a code's last bars as published, for a chart the store l
 _BATCH = 1000  # items applied under one holding of the lock
 
 
-class Feed:
-    """``moves``: the run's ``--min-move`` trades (``MT|``) instead of every trade (``T|``).
-    ``store``: where the run keeps its bars (a data dir or ``postgresql://`` URL; "" none)."""
+def follows(choice: str, manifest: Manifest) -> float:
+    """What ``--feed`` ``choice`` follows of a run: its moves' step, or 0 for every trade."""
+    step = manifest.min_move.get("trades", 0.0)
+    if choice == "moves" and not step:
+        raise ConfigError("--feed moves: the run publishes no moves; start it with "
+                          "--min-move trades=STEP, or use --feed trades")  # fmt: skip
+    return step if choice != "trades" else 0.0
 
-    def __init__(self, run_dir: Path, board: Board, lock: threading.Lock, *, moves: bool,
-                 store: str) -> None:  # fmt: skip
+
+class Feed:
+    """``choice``: ``--feed`` (auto, moves: the run's ``--min-move`` trades, ``MT|``; trades:
+    every trade, ``T|``), followed again when the run restarts with other moves. ``store``:
+    where the run keeps its bars (a data dir or ``postgresql://`` URL; "" none)."""
+
+    def __init__(self, run_dir: Path, board: Board, lock: threading.Lock, *, choice: str,
+                 manifest: Manifest, store: str) -> None:  # fmt: skip
         self.run_dir = run_dir
         self.board = board
         self.lock = lock
-        self.moves = moves
+        self.choice = choice
+        self.step = follows(choice, manifest)  # the moves' step; 0: every trade
+        self.pid = manifest.pid  # the run followed
+        self.followed = 1  # counts what was followed: another run's other moves add one
         self.store = store
         self.watched: set[str] = set()  # codes whose bars a page charts (under the lock)
         self.bars: list[Bar] = []  # closed bars of watched codes, for the next update
@@ -55,6 +69,10 @@ class Feed:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+    @property
+    def moves(self) -> bool:
+        return self.step > 0
 
     def take_bars(self) -> list[Bar]:
         """Call with the lock held."""
@@ -77,11 +95,13 @@ class Feed:
 
     def _run(self) -> None:
         try:
-            with Subscriber(run_dir=self.run_dir, trades=not self.moves, trade_moves=self.moves,
-                            bars=True, on_gap="count") as sub:  # fmt: skip
-                self._load_day(sub)
-                self.ready.set()
-                self._follow(sub)
+            while not self._stop.is_set():  # again when the run restarts with other moves
+                moves = self.moves
+                with Subscriber(run_dir=self.run_dir, trades=not moves, trade_moves=moves,
+                                bars=True, on_gap="count") as sub:  # fmt: skip
+                    self._load_day(sub)
+                    self.ready.set()
+                    self._follow(sub)
         except Exception as exc:  # said and shown: the gateway then stops (exit 1)
             self.error = str(exc) or type(exc).__name__
             self.pipeline = "stopped"
@@ -149,6 +169,8 @@ class Feed:
             if now - checked >= 1.0:
                 checked = now
                 self._check(sub, now)
+                if self._other_moves():
+                    return
 
     def _apply(self, items: list[Tick | Depth | Bar]) -> None:
         board = self.board
@@ -160,6 +182,31 @@ class Feed:
                     self.published[item.code].append(item)
                     if item.code in self.watched:
                         self.bars.append(item)
+
+    def _other_moves(self) -> bool:
+        """Whether the run restarted publishing other moves (or none) than followed: then
+        the topics change, and the pages are told (``followed``)."""
+        try:
+            manifest = read_manifest(self.run_dir)
+        except FeedmuxError:
+            return False
+        if manifest.pid == self.pid:
+            return False
+        self.pid = manifest.pid
+        try:
+            step = follows(self.choice, manifest)
+        except ConfigError as exc:
+            _log.warning("the run restarted: %s; following every trade", exc)
+            step = 0.0
+        if step == self.step:
+            return False
+        what = f"moves of at least {step:g}" if step else "every trade"
+        _log.warning("the run restarted with other --min-move: following %s", what)
+        with self.lock:
+            self.step = step
+            self.board.with_trades = not step
+            self.followed += 1
+        return True
 
     def _check(self, sub: Subscriber, now: float) -> None:
         if now - sub.heard_at < STALE_S:

@@ -42,6 +42,11 @@ _STATIC = {
     "/app.js": ("app.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
 }
+_STATE_WORDS = {
+    "up": "up: following it again",
+    "stale": "stale: no shard heartbeat for 3 s",
+    "stopped": "stopped: the page keeps its last prices",
+}
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -65,13 +70,13 @@ class _Page:
 
 class Gateway:
     def __init__(self, settings: WebSettings, board: Board, feed: Feed, lock: threading.Lock,
-                 *, sessions: Sessions, min_move: float) -> None:  # fmt: skip
+                 *, sessions: Sessions) -> None:  # fmt: skip
         self.settings = settings
         self.board = board
         self.feed = feed
         self.lock = lock
         self.sessions = sessions
-        self.min_move = min_move
+        self.followed = feed.followed  # what the pages were told they follow
         self.pages: dict[ServerConnection, _Page] = {}
         self.updates = 0
         self.lines_sent = 0
@@ -98,6 +103,7 @@ class Gateway:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is needed\n")
         if url.path == "/ws":
             if len(self.pages) >= self.settings.max_pages:
+                _log.warning("a page refused: %d open (--max-pages)", len(self.pages))
                 return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many pages\n")
             return None
         if url.path == "/stats":
@@ -132,7 +138,7 @@ class Gateway:
     async def handle(self, ws: ServerConnection) -> None:
         page = _Page(ws)
         hello = p.Hello(p.PROTOCOL_VERSION, round(self.settings.interval_s * 1000),
-                        "moves" if self.feed.moves else "trades", self.min_move,
+                        "moves" if self.feed.moves else "trades", self.feed.step,
                         self.settings.silent_after_s,
                         "end" if self.board.end_label else "start")  # fmt: skip
         try:
@@ -193,6 +199,7 @@ class Gateway:
         """Every interval: the changed lines to every page in step, a snapshot to those that
         caught up, the closed bars to the pages charting their code."""
         quiet = rolled = 0.0
+        said = self.feed.pipeline
         interval = self.settings.interval_s
         taken = time.monotonic()
         while True:  # an interval from one take to the next, however late one ran
@@ -205,6 +212,11 @@ class Gateway:
                 lines = self.board.take()
                 bars = self.feed.take_bars()
                 newest = self.board.newest_recv_ns
+            if self.feed.pipeline != said:
+                said = self.feed.pipeline
+                _log.warning("the run is %s", _STATE_WORDS[said])
+            if self.feed.followed != self.followed:
+                self._tell_pages_to_come_again()
             if lines:
                 self._snapshot_cache = None
             if bars:
@@ -217,6 +229,16 @@ class Gateway:
                               newest / 1e6, self.updates)  # fmt: skip
             self._send(p.encode(update), taken)
             self.lines_sent += len(lines)
+
+    def _tell_pages_to_come_again(self) -> None:
+        """The run now publishes other moves: each page reconnects and is told so (hello)."""
+        self.followed = self.feed.followed
+        self._snapshot_cache = None
+        for page in self.pages.values():
+            page.closing = True
+            task = asyncio.create_task(page.ws.close(1012, "the run restarted: reconnect"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _send(self, update: bytes, now: float) -> None:
         in_step: list[ServerConnection] = []

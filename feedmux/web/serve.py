@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 import signal
 import socket
 import sys
@@ -13,13 +14,26 @@ from pathlib import Path
 
 from websockets.asyncio.server import serve
 
-from feedmux.errors import ConfigError, ConsumerError
+from feedmux.client.reader import store_files
+from feedmux.errors import ConfigError, ConsumerError, StoreError
 from feedmux.market.sessions import BarSlots, sessions_of_run
-from feedmux.ops import instance
+from feedmux.ops import instance, pipes
 from feedmux.ops.config import read_manifest
+from feedmux.shard.stores.urls import SQLITE, parse_store
 from feedmux.web.board import Board
-from feedmux.web.feed import Feed
+from feedmux.web.feed import Feed, follows
 from feedmux.web.gateway import Gateway, WebSettings
+
+_log = logging.getLogger("feedmux.web")
+
+
+def say(text: str) -> None:
+    """A line on stdout; a reader that went away (`feedmux web | head -1`) does not stop the
+    gateway: what follows goes nowhere."""
+    try:
+        print(f"feedmux web: {text}", flush=True)
+    except BrokenPipeError:
+        pipes.silence(sys.stdout)
 
 
 def check_exposure(settings: WebSettings) -> None:
@@ -46,26 +60,25 @@ def run(run_dir: Path, settings: WebSettings, feed_kind: str = "auto", store: st
     Raises ConfigError (a bad setting, a port that cannot be bound) and NotRunningError (no
     run in ``run_dir``)."""
     check_exposure(settings)
+    if not logging.getLogger().handlers:  # warnings on stderr, with the time and who says it
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
+                            format="%(asctime)s feedmux web: %(message)s")  # fmt: skip
     instance.require(run_dir)
     manifest = read_manifest(run_dir)
     settings = dataclasses.replace(settings, silent_after_s=manifest.silent_after_s)
-    step = manifest.min_move.get("trades", 0.0)
-    if feed_kind == "moves" and not step:
-        raise ConfigError("--feed moves: the run publishes no moves; start it with "
-                          "--min-move trades=STEP, or use --feed trades")  # fmt: skip
-    moves = feed_kind == "moves" or (feed_kind == "auto" and step > 0)
+    step = follows(feed_kind, manifest)  # (ConfigError: --feed moves of a run without)
     listener = _bind(settings)  # a port in use is said now, not after loading the market
     sessions, problem = sessions_of_run(manifest.calendar_file, run_dir)
     if problem:
-        print(f"feedmux web: warning: {problem}", file=sys.stderr)
+        _log.warning("%s", problem)
     slots = BarSlots(sessions if manifest.bar_sessions == "exchange" else None,
                      manifest.bars_extended)  # fmt: skip
     lock = threading.Lock()
-    board = Board(slots, end_label=manifest.bar_label != "start", with_trades=not moves)
-    feed = Feed(run_dir, board, lock, moves=moves, store=store or manifest.sqlite_store)
-    gateway = Gateway(settings, board, feed, lock, sessions=sessions,
-                      min_move=step if moves else 0.0)  # fmt: skip
-    what = f"moves of at least {step:g}" if moves else "every trade"
+    board = Board(slots, end_label=manifest.bar_label != "start", with_trades=not step)
+    feed = Feed(run_dir, board, lock, choice=feed_kind, manifest=manifest,
+                store=_store(store, manifest.data_dir) or manifest.sqlite_store)  # fmt: skip
+    gateway = Gateway(settings, board, feed, lock, sessions=sessions)
+    what = f"moves of at least {step:g}" if step else "every trade"
     feed.start()
     try:
         return asyncio.run(_serve(gateway, listener, f"{manifest.shards} shards of {run_dir}, "
@@ -73,6 +86,19 @@ def run(run_dir: Path, settings: WebSettings, feed_kind: str = "auto", store: st
     finally:
         feed.stop()
         listener.close()
+
+
+def _store(url: str, data_dir: str) -> str:
+    """``--store``, checked now: a typo is an error, not a day of empty charts."""
+    if not url:
+        return ""
+    store = parse_store(url if "://" in url else f"sqlite://{url}", data_dir)
+    if store.kind == SQLITE:
+        try:
+            store_files(Path(store.location))
+        except StoreError as exc:
+            raise ConfigError(f"--store: {exc}") from None
+    return store.location
 
 
 def _bind(settings: WebSettings) -> socket.socket:
@@ -92,9 +118,9 @@ async def _serve(gateway: Gateway, listener: socket.socket, source: str) -> int:
     feed = gateway.feed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
-    print(f"feedmux web: loading the market from {source}", flush=True)
+    say(f"loading the market from {source}")
     while not feed.ready.is_set():  # pages get the whole market from their start
         if stop.is_set():
             return 0
@@ -109,7 +135,10 @@ async def _serve(gateway: Gateway, listener: socket.socket, source: str) -> int:
         if _loopback(gateway.settings.host):
             gateway.serving_on(port)
         query = "?token=<your --web-token>" if gateway.settings.token else ""
-        print(f"feedmux web: serving http://{gateway.settings.host}:{port}/{query}", flush=True)
+        host = (
+            f"[{gateway.settings.host}]" if ":" in gateway.settings.host else gateway.settings.host
+        )
+        say(f"serving http://{host}:{port}/{query}")
         pusher = asyncio.create_task(gateway.push())
         ended = asyncio.create_task(asyncio.to_thread(feed.ended.wait))
         stopped = asyncio.create_task(stop.wait())
@@ -119,8 +148,11 @@ async def _serve(gateway: Gateway, listener: socket.socket, source: str) -> int:
             task.cancel()
         feed.stop()  # (its thread ends: the wait above returns)
         await asyncio.gather(ended, return_exceptions=True)
-        print(f"feedmux web: stopped ({gateway.updates:,} updates, {gateway.lines_sent:,} lines "
-              f"to {gateway.pages_served:,} pages)", flush=True)  # fmt: skip
+        pages = "page" if gateway.pages_served == 1 else "pages"
+        say(
+            f"stopped ({gateway.updates:,} updates, {gateway.lines_sent:,} lines to "
+            f"{gateway.pages_served:,} {pages})"
+        )
     if failure:
         print(f"feedmux web: error: {failure}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import pytest
 
 from feedmux.market.sessions import BarSlots, load_sessions
 from feedmux.model import Tick
+from feedmux.ops.config import Manifest
 from feedmux.web import gateway as gw
 from feedmux.web import protocol as p
 from feedmux.web.board import Board
@@ -51,9 +52,9 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> gw.Gateway:
     board = Board(BarSlots(None))
     board.add_codes(CODES)
     lock = threading.Lock()
-    feed = Feed(Path("unused"), board, lock, moves=False, store="")  # not started: we trade
-    return gw.Gateway(gw.WebSettings(), board, feed, lock, sessions=load_sessions(),
-                      min_move=0.0)  # fmt: skip
+    run = Manifest(shards=1, pid=1, data_dir="")
+    feed = Feed(Path("unused"), board, lock, choice="trades", manifest=run, store="")  # idle
+    return gw.Gateway(gw.WebSettings(), board, feed, lock, sessions=load_sessions())
 
 
 def trade(web: gw.Gateway, n: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from feedmux import SnapshotClient
 from feedmux.web import protocol as p
@@ -157,3 +157,37 @@ def test_the_page_equals_the_shards_snapshot_once_the_feed_stops(market: Market)
     # (On the moves feed a trade at the same price is not sent: the time shown is the move's.)
     shown = {c: line.price for c, line in page.lines.items() if line.price}
     assert shown == {c: q.tick.price for c, q in quotes.items()}
+
+
+@pytest.mark.slow
+def test_a_run_restarted_without_moves_is_followed_trade_by_trade(tmp_path: Path) -> None:
+    data_dir, run_dir = tmp_path / "data", tmp_path / "data" / "run"
+    codes = ("--codes", "600519.SH,000001.SZ,300750.SZ", "--replay-rate", "300")
+    where = ("--data-dir", str(data_dir), "--run-dir", str(run_dir))
+    run = feedmux("run", "--replay", "--shards", "2", "--min-move", "trades=0.01", *codes,
+                  *where)  # fmt: skip
+    web = None
+    try:
+        wait_for(lambda: sum(s.received for s in shards_in(run_dir)) > 100, 60, "ticks")
+        web = start_web(run_dir, data_dir)
+        assert stop(run)[0] == 0
+        run = feedmux("run", "--replay", "--shards", "2", *codes, *where)
+
+        async def follow() -> p.Hello | None:
+            async with connect(web.ws, max_size=None) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:  # until the gateway says: come again
+                        await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+            page = (await watch_pages(web.ws, 1, scaled(3.0)))[0]
+            assert page.lines_seen > 0  # trades of the new run, every one of them
+            return page.hello
+
+        hello = asyncio.run(asyncio.wait_for(follow(), scaled(60)))
+        assert hello is not None and hello.feed == "trades" and hello.min_move == 0.0
+        assert web.stats().pipeline == "up"
+    finally:
+        if web is not None:
+            code, said = web.stop()
+            assert code == 0 and "following every trade" in said
+        stop(run)
