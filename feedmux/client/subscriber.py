@@ -147,7 +147,7 @@ class Subscriber:
         self.gaps = 0  # messages missed, over all gaps
         self.gap_events: list[GapError] = []
         self.received = 0
-        self.heard_at = time.monotonic()  # when the last message of any kind arrived
+        self.heard_at = time.monotonic()  # when a shard's heartbeat last arrived (once a second)
         self._early: deque[Item] = deque()  # arrived during wait_ready, or at a gap
 
     def recv(self, timeout: float | None = None) -> Item | None:
@@ -170,10 +170,10 @@ class Subscriber:
                 if not sock.poll(wait_ms):
                     return None
                 continue
-            self.heard_at = time.monotonic()
             item: Item
             try:
                 if topic == families.HEARTBEAT_TOPIC:
+                    self.heard_at = time.monotonic()
                     beat = wire.heartbeat_decoder.decode(payload)
                     self.heard_from.add(beat.shard)
                     self._check_heartbeat(beat)

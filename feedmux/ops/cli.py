@@ -43,6 +43,7 @@ from feedmux.providers import DEFAULT_VENDOR, VENDORS, provider
 from feedmux.shard.moves import parse_min_moves
 from feedmux.simulator.faults import FAULTS
 from feedmux.transports import zmq as zt
+from feedmux.web.protocol import FEEDS
 
 VENDOR_URL = provider().default_url  # the default vendor's
 REPLAY_URL = "ws://127.0.0.1/replay"  # a placeholder: the built-in server says where it is
@@ -86,6 +87,33 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _interval_ms(text: str) -> float:
+    value = _positive(text)
+    if not 10 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"must be from 10 to 60,000 ms, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
@@ -524,20 +552,20 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
 def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address (default %(default)s; another needs --web-token)")  # fmt: skip
-    p.add_argument("--port", type=int, default=8080, help="port (default %(default)s; 0: any)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default %(default)s; 0: any)")
     p.add_argument("--web-token", metavar="TOKEN",
                    help="a secret every page must give (?token=...); default "
                    "$FEEDMUX_WEB_TOKEN; required off loopback")  # fmt: skip
-    p.add_argument("--web-interval", type=_positive, default=250.0, metavar="MS",
+    p.add_argument("--web-interval", type=_interval_ms, default=250.0, metavar="MS",
                    help="at most one update per code this often, the latest wins "
                    "(default %(default)g ms)")  # fmt: skip
-    p.add_argument("--feed", choices=("auto", "moves", "trades"), default="auto",
+    p.add_argument("--feed", choices=FEEDS, default="auto",
                    help="moves: the run's --min-move trades; trades: every trade; auto "
                    "(default): moves when the run publishes them")  # fmt: skip
     p.add_argument("--store", metavar="URL",
                    help="where the run's bars are, for volumes and charts (default: the "
                    "run's SQLite store; give a postgresql:// URL for PostgreSQL)")  # fmt: skip
-    p.add_argument("--max-pages", type=int, default=200,
+    p.add_argument("--max-pages", type=_count, default=200,
                    help="pages served at once (default %(default)s)")  # fmt: skip
 
 
@@ -882,7 +910,9 @@ def cmd_web(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from feedmux.web.gateway import WebSettings  # noqa: PLC0415
 
     token = args.web_token if args.web_token is not None else env.get("FEEDMUX_WEB_TOKEN", "")
-    settings = WebSettings(args.host, args.port, token, args.web_interval / 1000, args.max_pages)
+    interval_s = args.web_interval / 1000
+    settings = WebSettings(host=args.host, port=args.port, token=token, interval_s=interval_s,
+                           max_pages=args.max_pages)  # fmt: skip
     return serve.run(_run_dir(args, env), settings, args.feed, args.store or "")
 
 

@@ -378,6 +378,9 @@ class Manifest(msgspec.Struct, frozen=True):
     curve_server_key: str = ""  # with CURVE: the server's public key (z85), for clients
     min_move: dict[str, float] = {}  # --min-move: family -> step (`feedmux web` follows it)
     sqlite_store: str = ""  # the first SQLite store's directory (absolute), if any
+    bar_label: str = "end"  # the stores' bars' label, as resolved at the start
+    bar_sessions: str = "exchange"  # --bar-sessions
+    bars_extended: bool = False  # --bars-extended
 
 
 def read_manifest(run_dir: Path) -> Manifest:

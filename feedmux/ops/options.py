@@ -31,7 +31,7 @@ ENV_PREFIX = "FEEDMUX_"
 CONFIG_ENV = "FEEDMUX_CONFIG"
 # FEEDMUX_* variables that are not options (the tests' switches; the config file's path).
 NOT_OPTIONS = frozenset({CONFIG_ENV, "FEEDMUX_REQUIRE_SERVICES", "FEEDMUX_TEST_TIME_SCALE",
-                         "FEEDMUX_SLOW_TESTS"})  # fmt: skip
+                         "FEEDMUX_SLOW_TESTS", "FEEDMUX_WEB_TOKEN"})  # fmt: skip
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
 Source = Literal["default", "file", "env", "flag"]

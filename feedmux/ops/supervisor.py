@@ -157,7 +157,9 @@ class Supervisor:
                             curve_server_key=server_key, min_move=settings.min_move,
                             sqlite_store=next((str(Path(s.location).resolve())
                                                for s in settings.store_list()
-                                               if s.kind == SQLITE), ""))  # fmt: skip
+                                               if s.kind == SQLITE), ""),
+                            bar_label=settings.bar_label, bar_sessions=settings.bar_sessions,
+                            bars_extended=settings.bars_extended)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
         # A new record (no day ended) before any shard reads it: an earlier run's is not ours.
         self.eod = EndOfDay(settings, self.sessions, self.say, self._start_eod_job)

@@ -12,38 +12,54 @@ from pathlib import Path
 
 from feedmux.client.control import Control
 from feedmux.client.subscriber import Subscriber
-from feedmux.errors import FeedmuxError
+from feedmux.errors import ConfigError, FeedmuxError
+from feedmux.market.day import trading_day
 from feedmux.model import Bar, Depth, Tick
 from feedmux.ops import instance
-from feedmux.web.board import Board
+from feedmux.ops.config import Manifest, read_manifest
+from feedmux.web.board import AMEND_NS, Board
+from feedmux.web.history import bars_since, day_start
+from feedmux.web.protocol import PipelineState
 
 _log = logging.getLogger("feedmux.web")
 STALE_S = 3.0  # a shard heartbeats once a second: three missed, the pipeline is "stale"
-_RECENT_BARS = 5
+_PUBLISHED_BARS = 10  # a code's last bars as published, for a chart the store lags behind
 _BATCH = 1000  # items applied under one holding of the lock
-_STORE_DAY_NS = 26 * 3600 * 10**9  # bars read back at start: enough for any market's day
+
+
+def follows(choice: str, manifest: Manifest) -> float:
+    """What ``--feed`` ``choice`` follows of a run: its moves' step, or 0 for every trade."""
+    step = manifest.min_move.get("trades", 0.0)
+    if choice == "moves" and not step:
+        raise ConfigError("--feed moves: the run publishes no moves; start it with "
+                          "--min-move trades=STEP, or use --feed trades")  # fmt: skip
+    return step if choice != "trades" else 0.0
 
 
 class Feed:
-    """``moves``: the run's ``--min-move`` trades (``MT|``) instead of every trade (``T|``).
-    ``store``: where the run keeps its bars (a data dir or ``postgresql://`` URL; "" none)."""
+    """``choice``: ``--feed`` (auto, moves: the run's ``--min-move`` trades, ``MT|``; trades:
+    every trade, ``T|``), followed again when the run restarts with other moves. ``store``:
+    where the run keeps its bars (a data dir or ``postgresql://`` URL; "" none)."""
 
-    def __init__(self, run_dir: Path, board: Board, lock: threading.Lock, *, moves: bool,
-                 store: str) -> None:  # fmt: skip
+    def __init__(self, run_dir: Path, board: Board, lock: threading.Lock, *, choice: str,
+                 manifest: Manifest, store: str) -> None:  # fmt: skip
         self.run_dir = run_dir
         self.board = board
         self.lock = lock
-        self.moves = moves
+        self.choice = choice
+        self.step = follows(choice, manifest)  # the moves' step; 0: every trade
+        self.pid = manifest.pid  # the run followed
+        self.followed = 1  # counts what was followed: another run's other moves add one
         self.store = store
         self.watched: set[str] = set()  # codes whose bars a page charts (under the lock)
         self.bars: list[Bar] = []  # closed bars of watched codes, for the next update
-        # Each code's last bars as published: a chart opened now has them even if the store
-        # has not written them yet.
-        self.recent: dict[str, deque[Bar]] = defaultdict(lambda: deque(maxlen=_RECENT_BARS))
-        self.pipeline = "up"  # "up", "stale" or "stopped"
+        self.published: dict[str, deque[Bar]] = defaultdict(lambda: deque(maxlen=_PUBLISHED_BARS))
+        self.pipeline: PipelineState = "up"
         self.snapshots = 0  # asked of the shards
         self.error = ""  # why the feed thread ended, if it did
-        self.ready = threading.Event()  # the day's bars and the first snapshot are on the board
+        self.ready = threading.Event()  # the first snapshot and the day's bars are on the board
+        self.ended = threading.Event()
+        self._codes: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feedmux-web-feed", daemon=True)
 
@@ -54,37 +70,64 @@ class Feed:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    @property
+    def moves(self) -> bool:
+        return self.step > 0
+
     def take_bars(self) -> list[Bar]:
         """Call with the lock held."""
         bars, self.bars = self.bars, []
         return bars
 
+    def chart(self, code: str) -> list[Bar]:
+        """A code's bars of the day its line holds: the store's and those published since
+        (blocking: call it off the event loop)."""
+        with self.lock:
+            day = self.board.day_of(code)
+            published = list(self.published.get(code, ()))
+        if day < 0:
+            return []
+        now = self.board.newest_time_ns or time.time_ns()
+        stored = bars_since(self.store, [code], day_start([code], now))
+        by_start = {self.board.bar_start(b): b for b in (*stored, *published)}  # newest last
+        return [by_start[s] for s in sorted(by_start)
+                if trading_day(s, code) == day]  # fmt: skip
+
     def _run(self) -> None:
         try:
-            with Subscriber(run_dir=self.run_dir, trades=not self.moves, trade_moves=self.moves,
-                            bars=True, on_gap="count") as sub:  # fmt: skip
-                self._load_day(sub)
-                self.ready.set()
-                self._follow(sub)
-        except FeedmuxError as exc:
-            self.error = str(exc)
+            while not self._stop.is_set():  # again when the run restarts with other moves
+                moves = self.moves
+                with Subscriber(run_dir=self.run_dir, trades=not moves, trade_moves=moves,
+                                bars=True, on_gap="count") as sub:  # fmt: skip
+                    self._load_day(sub)
+                    self.ready.set()
+                    self._follow(sub)
+        except Exception as exc:  # said and shown: the gateway then stops (exit 1)
+            self.error = str(exc) or type(exc).__name__
             self.pipeline = "stopped"
+            if not isinstance(exc, FeedmuxError):
+                _log.exception("the feed failed")
+        finally:
+            self.ended.set()
             self.ready.set()
-            _log.warning("the feed ended: %s", exc)
 
     def _load_day(self, sub: Subscriber) -> None:
         """The codes, the shards' snapshot (what arrives after it is newer: snapshot-then-
         stream), and the day's bars from the store."""
         try:
-            codes = Control(self.run_dir).subscriptions()
+            self._codes = Control(self.run_dir).subscriptions()
         except FeedmuxError as exc:
             _log.warning("subscriptions not listed (%s): codes appear as they trade", exc)
-            codes = []
         with self.lock:
-            self.board.add_codes(codes)
+            self.board.add_codes(self._codes)
         self._snapshot(sub)
-        # Then the bars, read back from the data clock (a replayed day is not the wall's).
-        bars = day_bars(self.store, None, self.board.newest_time_ns or time.time_ns())
+        now = self.board.newest_time_ns or time.time_ns()  # a replayed day is not the wall's
+        self._load_bars(day_start(self._codes, now))
+
+    def _load_bars(self, since_ns: int) -> None:
+        with self.lock:
+            codes = self._codes or sorted({line.code for line in self.board.lines()})
+        bars = bars_since(self.store, codes, since_ns)
         with self.lock:
             for bar in bars:
                 self.board.bar(bar)
@@ -116,14 +159,18 @@ class Feed:
                 item = sub.recv(timeout=0) if len(batch) < _BATCH else None
             if batch:
                 self._apply(batch)
-            if len(sub.gap_events) != gaps:  # messages lost: the snapshot makes the lines right
+            if len(sub.gap_events) != gaps:
+                # Messages lost: the snapshot makes the prices right, the store the bars.
                 _log.warning("the feed missed messages: taking a snapshot again")
                 self._snapshot(sub)
+                self._load_bars((self.board.newest_time_ns or time.time_ns()) - AMEND_NS)
                 gaps = len(sub.gap_events)
             now = time.monotonic()
             if now - checked >= 1.0:
                 checked = now
                 self._check(sub, now)
+                if self._other_moves():
+                    return
 
     def _apply(self, items: list[Tick | Depth | Bar]) -> None:
         board = self.board
@@ -131,11 +178,35 @@ class Feed:
             for item in items:
                 if isinstance(item, Tick):
                     board.tick(item)
-                elif isinstance(item, Bar):
-                    board.bar(item)
-                    self.recent[item.code].append(item)
+                elif isinstance(item, Bar) and board.bar(item):
+                    self.published[item.code].append(item)
                     if item.code in self.watched:
                         self.bars.append(item)
+
+    def _other_moves(self) -> bool:
+        """Whether the run restarted publishing other moves (or none) than followed: then
+        the topics change, and the pages are told (``followed``)."""
+        try:
+            manifest = read_manifest(self.run_dir)
+        except FeedmuxError:
+            return False
+        if manifest.pid == self.pid:
+            return False
+        self.pid = manifest.pid
+        try:
+            step = follows(self.choice, manifest)
+        except ConfigError as exc:
+            _log.warning("the run restarted: %s; following every trade", exc)
+            step = 0.0
+        if step == self.step:
+            return False
+        what = f"moves of at least {step:g}" if step else "every trade"
+        _log.warning("the run restarted with other --min-move: following %s", what)
+        with self.lock:
+            self.step = step
+            self.board.with_trades = not step
+            self.followed += 1
+        return True
 
     def _check(self, sub: Subscriber, now: float) -> None:
         if now - sub.heard_at < STALE_S:
@@ -144,26 +215,3 @@ class Feed:
             self.pipeline = "stopped"
         else:
             self.pipeline = "stale"
-
-
-def day_bars(store: str, codes: list[str] | None, now_ns: int) -> list[Bar]:
-    """The bars of the last day before ``now_ns`` (the data clock) in ``store`` (a SQLite
-    directory or PostgreSQL URL; "": none), sorted by minute; an unreadable store is said in
-    the log and reads as none. (The board keeps each code's latest day of them.)"""
-    if not store:
-        return []
-    import pandas as pd  # noqa: PLC0415 (only the gateway reads the store)
-
-    from feedmux.client.reader import read_bars  # noqa: PLC0415
-
-    try:
-        since = pd.Timestamp(now_ns - _STORE_DAY_NS, unit="ns", tz="UTC")
-        df = read_bars(store, codes, start=since)
-    except FeedmuxError as exc:
-        _log.warning("the day's bars not read (%s): volumes count from now", exc)
-        return []
-    cols = zip(df["code"].tolist(), df["minute"].astype("int64").tolist(), df["open"].tolist(),
-               df["high"].tolist(), df["low"].tolist(), df["close"].tolist(),
-               df["volume"].tolist(), df["turnover"].tolist(), df["count"].tolist(),
-               strict=True)  # fmt: skip
-    return [Bar(*c) for c in cols]

@@ -14,9 +14,15 @@ Page → server: ``watch`` (a code, or null to stop).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 PROTOCOL_VERSION = 1
+FeedKind = Literal["moves", "trades"]
+FEEDS = ("auto", "moves", "trades")  # `feedmux web --feed`: auto takes moves when published
+PipelineState = Literal["up", "stale", "stopped"]
+BarLabel = Literal["end", "start"]
 
 
 class Line(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -47,10 +53,10 @@ class PageBar(msgspec.Struct, array_like=True, frozen=True, gc=False):
 class Hello(msgspec.Struct, tag="hello", tag_field="type", frozen=True):
     version: int
     interval_ms: int  # updates come at most this often, one line per code at most
-    feed: str  # "moves": the run's --min-move trades (MT|); "trades": every trade (T|)
+    feed: FeedKind  # "moves": the run's --min-move trades (MT|); "trades": every trade (T|)
     min_move: float  # the step of the moves feed (0 with trades)
     silent_after_s: float  # a code with no trade for this long while its market trades
-    bar_label: str = "end"  # a bar's minute_ms is its "end" or its "start" (--bar-label)
+    bar_label: BarLabel  # a bar's minute_ms is its "end" or its "start" (--bar-label)
 
 
 class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", frozen=True):
@@ -63,9 +69,9 @@ class Update(msgspec.Struct, tag="update", tag_field="type", frozen=True):
     server_ms: float
     lines: list[Line]  # only those that changed since the last update
     markets: dict[str, str]
-    pipeline: str  # "up", "stale" (no heartbeat for 3 s) or "stopped"
+    pipeline: PipelineState  # "up", "stale" (no heartbeat for 3 s) or "stopped"
     newest_ms: float  # receive time of the newest trade (0: none yet)
-    seq: int = 0  # numbers the updates from 1: a page skipped while behind sees a jump
+    seq: int  # numbers the updates from 1: a page skipped while behind sees a jump
 
 
 class Bars(msgspec.Struct, tag="bars", tag_field="type", frozen=True):
@@ -97,7 +103,7 @@ class WebStats(msgspec.Struct, frozen=True):
     lines_sent: int  # lines in them
     snapshots_asked: int  # of the shards: one at the start, one more per gap in the feed
     pages_behind: int  # skipped now: their sockets were full
-    pipeline: str
+    pipeline: PipelineState
 
 
 encode = msgspec.json.Encoder().encode

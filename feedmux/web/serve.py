@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import ipaddress
+import logging
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
 from websockets.asyncio.server import serve
 
-from feedmux.errors import ConfigError, ConsumerError
-from feedmux.market.day import trading_day
-from feedmux.market.sessions import sessions_of_run
-from feedmux.model import Bar
-from feedmux.ops import instance
+from feedmux.client.reader import store_files
+from feedmux.errors import ConfigError, ConsumerError, StoreError
+from feedmux.market.sessions import BarSlots, sessions_of_run
+from feedmux.ops import instance, pipes
 from feedmux.ops.config import read_manifest
-from feedmux.shard.stores.labels import stored_bar_label
+from feedmux.shard.stores.urls import SQLITE, parse_store
 from feedmux.web.board import Board
-from feedmux.web.feed import Feed, day_bars
+from feedmux.web.feed import Feed, follows
 from feedmux.web.gateway import Gateway, WebSettings
 
-FEEDS = ("auto", "moves", "trades")
+_log = logging.getLogger("feedmux.web")
+
+
+def say(text: str) -> None:
+    """A line on stdout; a reader that went away (`feedmux web | head -1`) does not stop the
+    gateway: what follows goes nowhere."""
+    try:
+        print(f"feedmux web: {text}", flush=True)
+    except BrokenPipeError:
+        pipes.silence(sys.stdout)
 
 
 def check_exposure(settings: WebSettings) -> None:
@@ -47,71 +56,110 @@ def _loopback(host: str) -> bool:
 
 
 def run(run_dir: Path, settings: WebSettings, feed_kind: str = "auto", store: str = "") -> int:
-    """Serve the page until SIGINT or SIGTERM (exit 0). Raises ConfigError (a bad setting or a
-    port that cannot be bound) and NotRunningError (no run in ``run_dir``)."""
+    """Serve the page until SIGINT or SIGTERM (exit 0; 1 when the feed or the server fails).
+    Raises ConfigError (a bad setting, a port that cannot be bound) and NotRunningError (no
+    run in ``run_dir``)."""
     check_exposure(settings)
+    if not logging.getLogger().handlers:  # warnings on stderr, with the time and who says it
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
+                            format="%(asctime)s feedmux web: %(message)s")  # fmt: skip
     instance.require(run_dir)
     manifest = read_manifest(run_dir)
     settings = dataclasses.replace(settings, silent_after_s=manifest.silent_after_s)
-    step = manifest.min_move.get("trades", 0.0)
-    if feed_kind == "moves" and not step:
-        raise ConfigError("--feed moves: the run publishes no moves; start it with "
-                          "--min-move trades=STEP, or use --feed trades")  # fmt: skip
-    moves = feed_kind == "moves" or (feed_kind == "auto" and step > 0)
-    store = store or manifest.sqlite_store
-    end_label = "://" in store or not store or stored_bar_label(Path(store)) == "end"
-    lock = threading.Lock()
-    board = Board(end_label=end_label, with_trades=not moves)
-    feed = Feed(run_dir, board, lock, moves=moves, store=store)
+    step = follows(feed_kind, manifest)  # (ConfigError: --feed moves of a run without)
+    listener = _bind(settings)  # a port in use is said now, not after loading the market
     sessions, problem = sessions_of_run(manifest.calendar_file, run_dir)
     if problem:
-        print(f"feedmux web: warning: {problem}", file=sys.stderr)
-    bars_of = functools.partial(_code_bars, store)
-    gateway = Gateway(settings, board, feed, lock, sessions=sessions, bars_of=bars_of,
-                      min_move=step if moves else 0.0)  # fmt: skip
-    what = f"moves of at least {step:g}" if moves else "every trade"
+        _log.warning("%s", problem)
+    slots = BarSlots(sessions if manifest.bar_sessions == "exchange" else None,
+                     manifest.bars_extended)  # fmt: skip
+    lock = threading.Lock()
+    board = Board(slots, end_label=manifest.bar_label != "start", with_trades=not step)
+    feed = Feed(run_dir, board, lock, choice=feed_kind, manifest=manifest,
+                store=_store(store, manifest.data_dir) or manifest.sqlite_store)  # fmt: skip
+    gateway = Gateway(settings, board, feed, lock, sessions=sessions)
+    what = f"moves of at least {step:g}" if step else "every trade"
     feed.start()
     try:
-        return asyncio.run(_serve(gateway, f"{manifest.shards} shards of {run_dir}, {what}"))
+        return asyncio.run(_serve(gateway, listener, f"{manifest.shards} shards of {run_dir}, "
+                                  f"{what}"))  # fmt: skip
     finally:
         feed.stop()
+        listener.close()
 
 
-def _code_bars(store: str, code: str, now_ns: int) -> list[Bar]:
-    """A code's bars of its latest trading day before ``now_ns``."""
-    bars = day_bars(store, [code], now_ns)
-    if not bars:
-        return bars
-    last = trading_day(bars[-1].minute_ns - 1, code)  # (an end label is its minute's end)
-    return [b for b in bars if trading_day(b.minute_ns - 1, code) == last]
+def _store(url: str, data_dir: str) -> str:
+    """``--store``, checked now: a typo is an error, not a day of empty charts."""
+    if not url:
+        return ""
+    store = parse_store(url if "://" in url else f"sqlite://{url}", data_dir)
+    if store.kind == SQLITE:
+        try:
+            store_files(Path(store.location))
+        except StoreError as exc:
+            raise ConfigError(f"--store: {exc}") from None
+    return store.location
 
 
-async def _serve(gateway: Gateway, source: str) -> int:
-    settings = gateway.settings
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    print(f"feedmux web: loading the market from {source}", flush=True)
-    while not gateway.feed.ready.is_set():  # pages get the whole market from their start
-        if stop.is_set():
-            return 0
-        await asyncio.sleep(0.05)
-    if gateway.feed.error:
-        raise ConsumerError(gateway.feed.error)
+def _bind(settings: WebSettings) -> socket.socket:
     try:
-        server = await serve(gateway.handle, settings.host, settings.port, compression=None,
-                             max_size=1 << 16, process_request=gateway.http)  # fmt: skip
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((settings.host.strip("[]"), settings.port))
     except OSError as exc:
         raise ConfigError(f"cannot serve on {settings.host}:{settings.port}: "
                           f"{exc.strerror or exc}") from None  # fmt: skip
+    return listener
+
+
+async def _serve(gateway: Gateway, listener: socket.socket, source: str) -> int:
+    """Load, then serve; 1 when the feed thread or the pushing task dies (said on stderr)."""
+    feed = gateway.feed
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    say(f"loading the market from {source}")
+    while not feed.ready.is_set():  # pages get the whole market from their start
+        if stop.is_set():
+            return 0
+        await asyncio.sleep(0.05)
+    if feed.ended.is_set():
+        raise ConsumerError(f"the run's feed could not be read: {feed.error}")
+    listener.listen(128)
+    server = await serve(gateway.handle, sock=listener, compression=None, max_size=1 << 16,
+                         process_request=gateway.http)  # fmt: skip
     async with server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        query = "?token=<your --web-token>" if settings.token else ""
-        print(f"feedmux web: serving http://{settings.host}:{port}/{query}", flush=True)
+        port = listener.getsockname()[1]
+        if _loopback(gateway.settings.host):
+            gateway.serving_on(port)
+        query = "?token=<your --web-token>" if gateway.settings.token else ""
+        host = (
+            f"[{gateway.settings.host}]" if ":" in gateway.settings.host else gateway.settings.host
+        )
+        say(f"serving http://{host}:{port}/{query}")
         pusher = asyncio.create_task(gateway.push())
-        await stop.wait()
-        pusher.cancel()
-        print(f"feedmux web: stopped ({gateway.updates:,} updates, {gateway.lines_sent:,} lines "
-              f"to {gateway.pages_served:,} pages)", flush=True)  # fmt: skip
+        ended = asyncio.create_task(asyncio.to_thread(feed.ended.wait))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({pusher, ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        failure = _failure(pusher, feed) if not stop.is_set() else ""
+        for task in (pusher, stopped):
+            task.cancel()
+        feed.stop()  # (its thread ends: the wait above returns)
+        await asyncio.gather(ended, return_exceptions=True)
+        pages = "page" if gateway.pages_served == 1 else "pages"
+        say(
+            f"stopped ({gateway.updates:,} updates, {gateway.lines_sent:,} lines to "
+            f"{gateway.pages_served:,} {pages})"
+        )
+    if failure:
+        print(f"feedmux web: error: {failure}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _failure(pusher: asyncio.Task[None], feed: Feed) -> str:
+    if pusher.done() and not pusher.cancelled() and pusher.exception() is not None:
+        return f"pushing updates failed: {pusher.exception()!r}"
+    return f"the run's feed ended: {feed.error or 'unknown'}"

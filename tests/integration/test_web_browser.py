@@ -22,10 +22,10 @@ from feedmux import SnapshotClient
 from feedmux.simulator.market import a_share_universe
 from tests.conftest import wait_for
 from tests.integration.helpers import end_feed, feedmux, shards_in, start_replay, stop
-from tests.integration.test_web import start_web, watch_pages
+from tests.integration.web_pages import start_web, watch_pages
 from tests.services import browser
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a browser and a compressed morning: CI
 CODES = 5430
 ARTIFACTS = Path(os.environ.get("FEEDMUX_TEST_ARTIFACTS") or "test-artifacts")
 
@@ -63,14 +63,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     try:
         wait_for(lambda: sum(s.bars.stored for s in shards_in(run_dir)) > 0, 120,
                  "the first bars to be stored")  # fmt: skip
-        web, page_url = start_web(run_dir, data_dir)
+        web = start_web(run_dir, data_dir)
         for driver in browser():
-            driver.get(page_url)
-            yield Live(replay, report, run_dir, page_url, driver)
+            driver.get(web.url)
+            yield Live(replay, report, run_dir, web.url, driver)
     finally:
-        for proc in (web, run, replay):
-            if proc is not None:
-                stop(proc)
+        if web is not None:
+            web.stop()
+        stop(run)
+        stop(replay)
 
 
 def test_the_page_shows_every_code_and_moves_flash(live: Live) -> None:
@@ -118,9 +119,9 @@ def test_once_the_feed_stops_the_table_shows_the_snapshot(live: Live) -> None:
     quotes = SnapshotClient(live.run_dir).get()
     shown = live.js("return Object.fromEntries([...window.feedmux.lines].filter(([c, r]) => r[1])"
                     ".map(([c, r]) => [c, r[1]]))")  # fmt: skip
-    board = asyncio.run(watch_pages(live.url.replace("http://", "ws://") + "ws", 1, 0.5))[0]
+    page = asyncio.run(watch_pages(live.url.replace("http://", "ws://") + "ws", 1, 0.5))[0]
     expected = {code: q.tick.price for code, q in quotes.items()}
-    assert {c: r.price for c, r in board.lines.items() if r.price} == expected
+    assert {c: line.price for c, line in page.lines.items() if line.price} == expected
     assert shown == expected
     for code in sorted(quotes)[:: len(quotes) // 25]:  # and the table's cells say so
         assert live.js("return window.feedmux.scrollToCode(arguments[0])", code)

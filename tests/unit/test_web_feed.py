@@ -6,9 +6,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from feedmux.market.sessions import BarSlots
 from feedmux.model import Tick
+from feedmux.ops.config import Manifest
 from feedmux.web.board import Board
 from feedmux.web.feed import Feed
+
+RUN = Manifest(shards=1, pid=1, data_dir="")
 
 
 class ListSubscriber:
@@ -28,8 +32,8 @@ class ListSubscriber:
 
 
 def test_every_item_taken_in_a_long_burst_reaches_the_board() -> None:
-    board = Board(with_trades=True)
-    feed = Feed(Path("unused"), board, threading.Lock(), moves=False, store="")
+    board = Board(BarSlots(None), with_trades=True)
+    feed = Feed(Path("unused"), board, threading.Lock(), choice="trades", manifest=RUN, store="")
     t0 = 1_796_000_000_000_000_000
     ticks = [Tick(f"{600000 + i % 50}.SH", i, t0 + i, t0 + i, 10.0 + i / 100, 1.0, 10.0, 1)
              for i in range(2500)]  # fmt: skip
