@@ -98,7 +98,7 @@ BAR_S = 3.0  # a minute's bars are all published this soon after it
 NOISY_PCT = 50.0  # the rest of the machine's CPU in a window, beyond which the table says so
 LOOP = "server-loop"  # the server's main thread, a part of its CPU
 SERVING = re.compile(r"feedmux web: (?:serving )?http://[^:/]+:(\d+)/")
-STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) lines to ([\d,]+) pages\)")
+STOPPED = re.compile(r"stopped \(([\d,]+) updates, ([\d,]+) lines to ([\d,]+) pages?\)")
 
 
 @dataclass(frozen=True)
