@@ -61,7 +61,7 @@ def run(run_dir: Path, settings: WebSettings, feed_kind: str = "auto", store: st
     run in ``run_dir``)."""
     check_exposure(settings)
     if not logging.getLogger().handlers:  # warnings on stderr, with the time and who says it
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, datefmt="%H:%M:%S",
                             format="%(asctime)s feedmux web: %(message)s")  # fmt: skip
     instance.require(run_dir)
     manifest = read_manifest(run_dir)

@@ -382,11 +382,14 @@
     const now = Date.now();
     const list = msg.lines || [];
     const n = list.length;
-    for (let i = 0; i < n; i++) applyRow(list[i], now, true);
-    if (LAG) {
+    if (LAG) { // a line sent again for its bar keeps its trade's recv_ms: not a new trade's lag
       const lags = fm.lags;
-      for (let i = 0; i < n; i++) lags.push(now - list[i][RECV]);
+      for (let i = 0; i < n; i++) {
+        const before = lines.get(list[i][CODE]);
+        if (before === undefined || before[RECV] !== list[i][RECV]) lags.push(now - list[i][RECV]);
+      }
     }
+    for (let i = 0; i < n; i++) applyRow(list[i], now, true);
     fm.received += n;
     if (msg.seq) { // numbered from 1: a jump means this page was skipped (a snapshot follows)
       if (lastSeq && msg.seq !== lastSeq + 1) perf.seqGaps++;
