@@ -128,12 +128,12 @@ async def _serve(gateway: Gateway, listener: socket.socket, source: str) -> int:
     if feed.ended.is_set():
         raise ConsumerError(f"the run's feed could not be read: {feed.error}")
     listener.listen(128)
+    port = listener.getsockname()[1]
+    if _loopback(gateway.settings.host):
+        gateway.serving_on(port)  # before the first request
     server = await serve(gateway.handle, sock=listener, compression=None, max_size=1 << 16,
                          process_request=gateway.http)  # fmt: skip
     async with server:
-        port = listener.getsockname()[1]
-        if _loopback(gateway.settings.host):
-            gateway.serving_on(port)
         query = "?token=<your --web-token>" if gateway.settings.token else ""
         host = (
             f"[{gateway.settings.host}]" if ":" in gateway.settings.host else gateway.settings.host
