@@ -273,6 +273,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         """The receiver's journal: a folder per trading day (feedmux/ingest/journal.py)."""
         return Path(self.data_dir) / "journal"
 
+    @property
+    def sqlite_dir(self) -> Path | None:
+        """The first SQLite store's directory (what `feedmux export`, the end of day and
+        `feedmux web` read); None: no SQLite store."""
+        return next((Path(s.location) for s in self.store_list() if s.kind == SQLITE), None)
+
     def store_list(self) -> list[Store]:
         """The stores every shard writes to, in the order given (the first restores a shard)."""
         urls = self.stores or ["sqlite://"]

@@ -37,12 +37,6 @@ def _archived_rows(root: Path, day: int) -> int | None:
         return None
 
 
-def _sqlite_dir(settings: Settings) -> Path | None:
-    """The first SQLite store's directory (what ``feedmux export`` reads); None: none."""
-    found = [Path(s.location) for s in settings.store_list() if s.kind == SQLITE]
-    return found[0] if found else None
-
-
 def run_job(settings: Settings, days: list[int], sessions: Sessions,
             wall_ns: int) -> JobResult:  # fmt: skip
     """Archive ``days`` (and stored days before them not archived whole), then remove what
@@ -54,7 +48,7 @@ def run_job(settings: Settings, days: list[int], sessions: Sessions,
     main = main_market(settings.codes)
     keep = settings.keep_days
     first = first_kept_day(sessions, main, ended, keep) if keep else None
-    store = _sqlite_dir(settings)
+    store = settings.sqlite_dir
     files = shard_files(store) if store is not None else []
     archive = Path(settings.eod_export) if settings.eod_export else None
     try:

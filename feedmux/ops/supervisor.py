@@ -151,13 +151,12 @@ class Supervisor:
         server_key = (zt.load_keys(settings.curve_secret_file).public.decode()
                       if settings.curve_secret_file else "")  # fmt: skip
         calendar = str(Path(settings.calendar_file).resolve()) if settings.calendar_file else ""
+        sqlite = settings.sqlite_dir
         manifest = Manifest(shards=settings.shards, pid=os.getpid(), data_dir=settings.data_dir,
                             silent_after_s=settings.silent_after_s, calendar_file=calendar,
                             public=settings.public_endpoint, internal=settings.internal_endpoint,
                             curve_server_key=server_key, min_move=settings.min_move,
-                            sqlite_store=next((str(Path(s.location).resolve())
-                                               for s in settings.store_list()
-                                               if s.kind == SQLITE), ""),
+                            sqlite_store=str(sqlite.resolve()) if sqlite else "",
                             bar_label=settings.bar_label, bar_sessions=settings.bar_sessions,
                             bars_extended=settings.bars_extended)  # fmt: skip
         paths.manifest.write_bytes(msgspec.json.encode(manifest))
