@@ -97,24 +97,20 @@ def _interval_ms(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text}")
-    return value
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+    return parse
 
 
 def _speed(text: str) -> float:
@@ -552,7 +548,9 @@ def _add_config_option(p: argparse.ArgumentParser) -> None:
 def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address (default %(default)s; another needs --web-token)")  # fmt: skip
-    p.add_argument("--port", type=_port, default=8080, help="port (default %(default)s; 0: any)")
+    p.add_argument(
+        "--port", type=_whole(0, 65535), default=8080, help="port (default %(default)s; 0: any)"
+    )
     p.add_argument("--web-token", metavar="TOKEN",
                    help="a secret every page must give (?token=...); default "
                    "$FEEDMUX_WEB_TOKEN; required off loopback")  # fmt: skip
@@ -565,7 +563,7 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="URL",
                    help="where the run's bars are, for volumes and charts (default: the "
                    "run's SQLite store; give a postgresql:// URL for PostgreSQL)")  # fmt: skip
-    p.add_argument("--max-pages", type=_count, default=200,
+    p.add_argument("--max-pages", type=_whole(1), default=200,
                    help="pages served at once (default %(default)s)")  # fmt: skip
 
 
