@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.js.errors
@@ -20,17 +21,24 @@ from tests.nats_servers import Target, local_target
 pytestmark = pytest.mark.integration
 
 
+def run_benchmark(module: str, out: Path, *args: str,
+                  timeout: float = 120) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """``python -m benchmarks.<module> ARGS --json OUT``, which must exit 0: what it printed
+    (its table) and its JSON."""
+    run = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--json",
+                          str(out)], check=False, capture_output=True, text=True,
+                         timeout=scaled(timeout))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return run.stdout, doc
+
+
 @pytest.mark.slow
 def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     chart = tmp_path / "bench.png"
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pipeline", "--tiny", "--only", "ceiling", "naive",
-         "best", "feedmux 2", "--json", str(out), "--png", str(chart)],
-        check=False, capture_output=True, text=True, timeout=scaled(300),
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    doc = json.loads(out.read_text())
+    stdout, doc = run_benchmark("pipeline", out, "--tiny", "--only", "ceiling", "naive", "best",
+                                "feedmux 2", "--png", str(chart), timeout=300)  # fmt: skip
     results = {r["kind"] + str(r["shards"]): r for r in doc["results"]}
     assert set(results) == {"bare0", "naive0", "best0", "feedmux2"}
     assert doc["environment"]["versions"]["msgspec"] and doc["params"]["codes"] == 60
@@ -43,62 +51,49 @@ def test_the_benchmark_harness_runs_every_client_tiny(tmp_path: Path) -> None:
     feedmux = results["feedmux2"]
     assert feedmux["latency_ms"]["publish"]["p99"] > 0 and feedmux["burst_s"]["publish"] > 0
     assert set(feedmux["cpu_us_per_tick"]) == {"receiver", "shard-0", "shard-1"}
-    assert "feedmux 2 shards" in run.stdout and "max ticks/s" in run.stdout  # the table
+    assert "feedmux 2 shards" in stdout and "max ticks/s" in stdout  # the table
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rates = {s["store"]: s.get("rows_per_s") for s in doc["stores"]}  # PostgreSQL next to SQLite
     assert rates["sqlite"], doc["stores"]
     if os.environ.get("FEEDMUX_REQUIRE_SERVICES") == "1":  # elsewhere it may say "skipped"
         assert rates["postgresql"], doc["stores"]
-    assert "stores" in run.stdout and "postgresql" in run.stdout
+    assert "stores" in stdout and "postgresql" in stdout
 
 
 def test_the_frame_benchmark_runs_tiny_and_compares_before_now_and_websockets(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "frames.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.frames", "--tiny", "--json",
-                          str(out)], check=False, capture_output=True, text=True,
-                         timeout=scaled(120))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    results = json.loads(out.read_text())["results"]
+    stdout, doc = run_benchmark("frames", out, "--tiny")
+    results = doc["results"]
     assert len(results) == 11  # 3 parsers x 2 read sizes, 5 UTF-8 check timings
     for r in results:  # "before" needs the base commit in git (a shallow clone lacks it)
         assert r.get("ns_per_frame", 0) > 0 or ("before" in r["what"] and r["skipped"]), r
-    assert "websockets ClientProtocol" in run.stdout and "verdict:" in run.stdout
+    assert "websockets ClientProtocol" in stdout and "verdict:" in stdout
 
 
 def test_the_bar_benchmark_runs_tiny_in_every_bar_mode(tmp_path: Path) -> None:
     out = tmp_path / "bars.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.bars", "--tiny", "--json", str(out)],
-                         check=False, capture_output=True, text=True,
-                         timeout=scaled(120))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    results = {r["mode"]: r for r in json.loads(out.read_text())["results"]}
+    _, doc = run_benchmark("bars", out, "--tiny")
+    results = {r["mode"]: r for r in doc["results"]}
     assert set(results) == {"plain", "exchange", "extended"}
     assert all(r["us_per_tick"] > 0 for r in results.values()), results
 
 
 def test_the_vendor_benchmark_runs_tiny_for_every_vendor(tmp_path: Path) -> None:
     out = tmp_path / "vendors.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.vendors", "--tiny", "--json",
-                          str(out)], check=False, capture_output=True, text=True,
-                         timeout=scaled(120))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    results = {r["vendor"]: r for r in json.loads(out.read_text())["results"]}
+    stdout, doc = run_benchmark("vendors", out, "--tiny")
+    results = {r["vendor"]: r for r in doc["results"]}
     assert set(results) == {"alltick", "polygon", "itick"}
     for r in results.values():
         assert r["receiver_us"] > 0 and r["shard_us"] > 0 and r["bus_bytes"] > 0, r
     assert results["itick"]["identity_us"] > 0 and results["itick"]["identity_bytes_per_code"] > 0
-    assert "identity" in run.stdout
+    assert "identity" in stdout
 
 
 def test_the_journal_benchmark_runs_tiny_and_fmj2_is_smaller(tmp_path: Path) -> None:
     out = tmp_path / "journal.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.journal", "--tiny", "--json",
-                          str(out)], check=False, capture_output=True, text=True,
-                         timeout=scaled(120))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    doc = json.loads(out.read_text())
+    stdout, doc = run_benchmark("journal", out, "--tiny")
     results = {r["name"]: r for r in doc["results"]}
     assert len(results) == 8 and doc["environment"]["versions"]["zstandard"]
     for r in results.values():  # "before" needs the base commit in git (a shallow clone lacks it)
@@ -113,18 +108,14 @@ def test_the_journal_benchmark_runs_tiny_and_fmj2_is_smaller(tmp_path: Path) -> 
     assert default["bytes_per_tick"] < default["raw_bytes_per_tick"]  # the records uncompressed
     if "skipped" not in results["FMJ1 (before)"]:
         assert doc["ratio"] > 1 and results["FMJ1 (before)"]["read_now_records_per_s"] > 0
-    assert "B/tick" in run.stdout and "FMJ2 level 1 (default)" in run.stdout
+    assert "B/tick" in stdout and "FMJ2 level 1 (default)" in stdout
 
 
 @pytest.mark.slow
 def test_the_soak_runs_two_tiny_days_and_stores_every_tick_once(tmp_path: Path) -> None:
     out, chart = tmp_path / "soak.json", tmp_path / "soak.png"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--tiny", "--days", "2",
-                          "--day-minutes", "0.5", "--json", str(out), "--png", str(chart)],
-                         check=False, capture_output=True, text=True,
-                         timeout=scaled(300))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    doc = json.loads(out.read_text())
+    stdout, doc = run_benchmark("soak", out, "--tiny", "--days", "2", "--day-minutes", "0.5",
+                                "--png", str(chart), timeout=300)  # fmt: skip
     assert doc["dates"] == ["2026-12-02", "2026-12-03"] and doc["params"]["codes"] == 300
     assert doc["environment"]["versions"]["msgspec"] and doc["commit"]
     ticks = doc["ticks"]
@@ -142,7 +133,7 @@ def test_the_soak_runs_two_tiny_days_and_stores_every_tick_once(tmp_path: Path) 
     series = doc["series"]
     assert set(series["rss_mb"]) >= names and len(series["rss_mb"]["receiver"]) == len(
         series["t_s"])  # fmt: skip
-    assert "every tick stored once" in run.stdout and "growth %" in run.stdout  # the table
+    assert "every tick stored once" in stdout and "growth %" in stdout  # the table
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -171,11 +162,7 @@ def test_the_nats_benchmark_runs_tiny_on_and_off_and_deletes_its_streams(
     tmp_path: Path, nats_target: Target
 ) -> None:
     out = tmp_path / "nats.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.nats", "--tiny", "--nats",
-                          nats_target.url, "--json", str(out)], check=False,
-                         capture_output=True, text=True, timeout=scaled(180))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    doc = json.loads(out.read_text())
+    stdout, doc = run_benchmark("nats", out, "--tiny", "--nats", nats_target.url, timeout=180)
     runs = doc["runs"]
     assert sorted((r["mode"], r["rate"]) for r in runs) == [("off", 0.0), ("off", 300.0),
                                                             ("on", 0.0), ("on", 300.0)]  # fmt: skip
@@ -192,17 +179,13 @@ def test_the_nats_benchmark_runs_tiny_on_and_off_and_deletes_its_streams(
     assert sorted(doc["streams_deleted"]) == sorted(on)
     assert sorted(asyncio.run(_missing(nats_target.url, on))) == sorted(on)  # each deleted
     assert doc["environment"]["versions"]["nats-py"]
-    assert "peak lossless ticks/s" in run.stdout and "CPU us per tick" in run.stdout
+    assert "peak lossless ticks/s" in stdout and "CPU us per tick" in stdout
 
 
 @pytest.mark.slow
 def test_the_web_benchmark_runs_quick_gateway_forwarder_and_browser(tmp_path: Path) -> None:
     out = tmp_path / "web.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.web", "--quick", "--json", str(out)],
-                         check=False, capture_output=True, text=True,
-                         timeout=scaled(300))  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    doc = json.loads(out.read_text())
+    stdout, doc = run_benchmark("web", out, "--quick", timeout=300)
     assert doc["benchmark"] == "web" and doc["commit"] and doc["params"]["codes"] == 300
     assert doc["environment"]["versions"]["websockets"] and doc["params"]["pages"] == [0, 2]
     windows = {(w["server"], w["feed"], w["pages"]): w for w in doc["windows"]}
@@ -232,4 +215,4 @@ def test_the_web_benchmark_runs_quick_gateway_forwarder_and_browser(tmp_path: Pa
     if "skipped" not in browser:
         assert browser["lines"] > 0 and browser["lag_ms"]["p50"] > 0, browser
         assert browser["gateway_cpu_pct"] > 0 and browser["page"]["messages_per_s"] > 0, browser
-    assert "every update" in run.stdout and "marginal CPU of a page" in run.stdout  # the table
+    assert "every update" in stdout and "marginal CPU of a page" in stdout  # the table
