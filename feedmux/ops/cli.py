@@ -806,6 +806,7 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         while args.count is None or seen < args.count:
             item = subscriber.recv(timeout=TAIL_CHECK_S)
             if item is None:
+                _check_reader()
                 if watched and instance.running(run_dir) is None:
                     raise NotRunningError(f"the feedmux run in {run_dir} stopped")
                 continue
@@ -835,10 +836,19 @@ def _tail_nats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                         prefix=values["nats_prefix"]) as subscriber:  # fmt: skip
         while args.count is None or seen < args.count:
             message = subscriber.recv(timeout=TAIL_CHECK_S)
-            if message is not None:
-                print(_tail_line(message.item), flush=True)
-                seen += 1
+            if message is None:
+                _check_reader()
+                continue
+            print(_tail_line(message.item), flush=True)
+            seen += 1
     return 0
+
+
+def _check_reader() -> None:
+    """A quiet feed writes nothing, so no write fails: `feedmux tail | head -3` would wait for
+    the next tick to learn its reader left. Look at the pipe instead."""
+    if pipes.gone(sys.stdout):
+        raise pipes.broken()
 
 
 def _tail_line(item: Tick | Depth | Bar) -> str:

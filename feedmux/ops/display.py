@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
@@ -53,7 +51,7 @@ class PipeConsole(Console):
     as "not running" from `feedmux status`)."""
 
     def on_broken_pipe(self) -> None:
-        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+        raise pipes.broken()
 
 
 class LiveDisplay:

@@ -3,6 +3,7 @@ any other broken pipe, and stop writing without an error (what Python's docs adv
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 from typing import Any, TextIO
@@ -18,6 +19,12 @@ def gone(out: TextIO) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def broken() -> BrokenPipeError:
+    """The error a write to a pipe whose reader left raises, for a writer that learns it
+    otherwise (rich's callback; an idle `feedmux tail` that looked)."""
+    return BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def silence(out: TextIO) -> None:
