@@ -26,10 +26,26 @@ def target() -> Iterator[Target]:
     yield from local_target()
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_tail_left() -> Iterator[None]:
+    """A test that fails leaves no tail behind (one that hung would wait for ever)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def tail(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "feedmux", "tail", *args], text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "feedmux", "tail", *args], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})  # fmt: skip
+    _started.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
