@@ -264,12 +264,16 @@ class BarSlots:
         self._market: dict[str, str] = {}
         self._held: dict[tuple[str, int], int] = {}
 
+    def _market_of(self, code: str) -> str:
+        market = self._market.get(code)  # once a code: this runs for every tick
+        if market is None:
+            market = self._market[code] = market_of(code)
+        return market
+
     def slot(self, code: str, time_ns: int) -> int | None:
         if self.sessions is None:
             return time_ns - time_ns % MINUTE_NS
-        market = self._market.get(code)
-        if market is None:
-            market = self._market[code] = market_of(code)
+        market = self._market_of(code)
         segment = self.sessions.segment(market, time_ns)
         rule = segment.rule
         if rule == Rule.OWN or (rule == Rule.EXTENDED and self.extended):
@@ -283,9 +287,7 @@ class BarSlots:
         end of the lunch break or closing auction right after it; 0 for any other bar."""
         if self.sessions is None:
             return 0
-        market = self._market.get(code)
-        if market is None:
-            market = self._market[code] = market_of(code)
+        market = self._market_of(code)
         key = (market, minute_ns)
         held = self._held.get(key)
         if held is None:
@@ -305,9 +307,7 @@ class BarSlots:
         Kong); None otherwise (the day's last bar, a US code, plain minutes)."""
         if self.sessions is None:
             return None
-        market = self._market.get(code)
-        if market is None:
-            market = self._market[code] = market_of(code)
+        market = self._market_of(code)
         if CALENDAR_OF.get(market) not in FILLED:
             return None
         segment = self.sessions.segment(market, minute_ns)
