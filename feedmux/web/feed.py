@@ -26,8 +26,8 @@ STALE_S = 3.0  # a shard heartbeats once a second: three missed, the pipeline is
 _PUBLISHED_BARS = 10  # a code's last bars as published, for a chart the store lags behind
 _BATCH = 1000  # items applied under one holding of the lock
 # After the queue is drained, the thread sleeps this long: it then wakes 50 times a second,
-# not once per message (at 10,000 ticks/s a third of its CPU); pages see lines every
-# --web-interval (250 ms by default) anyway.
+# not once per message (at 10,000 ticks/s, 40% less CPU: docs/benchmarks.md); pages see lines
+# every --web-interval (250 ms by default) anyway.
 _REST_S = 0.02
 
 
