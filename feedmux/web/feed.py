@@ -53,6 +53,7 @@ class Feed:
         self.choice = choice
         self.step = follows(choice, manifest)  # the moves' step; 0: every trade
         self.pid = manifest.pid  # the run followed
+        self.shards = manifest.shards  # its shards: another count needs another Subscriber
         self.followed = 1  # counts what was followed: another run's other moves add one
         self.store = store
         self.watched: set[str] = set()  # codes whose bars a page charts (under the lock)
@@ -175,7 +176,7 @@ class Feed:
             if now - checked >= 1.0:
                 checked = now
                 self._check(sub, now)
-                if self._other_moves():
+                if self._restarted():
                     return
 
     def _apply(self, items: list[Tick | Depth | Bar]) -> None:
@@ -189,9 +190,10 @@ class Feed:
                     if item.code in self.watched:
                         self.bars.append(item)
 
-    def _other_moves(self) -> bool:
-        """Whether the run restarted publishing other moves (or none) than followed: then
-        the topics change, and the pages are told (``followed``)."""
+    def _restarted(self) -> bool:
+        """Whether the run restarted so that the Subscriber must be made again: with another
+        shard count (other sockets), or publishing other moves (or none) than followed (other
+        topics: the pages are told, ``followed``)."""
         try:
             manifest = read_manifest(self.run_dir)
         except FeedmuxError:
@@ -204,8 +206,12 @@ class Feed:
         except ConfigError as exc:
             _log.warning("the run restarted: %s; following every trade", exc)
             step = 0.0
+        resharded = manifest.shards != self.shards
+        if resharded:
+            _log.warning("the run restarted with %d shards: following them", manifest.shards)
+            self.shards = manifest.shards
         if step == self.step:
-            return False
+            return resharded
         what = f"moves of at least {step:g}" if step else "every trade"
         _log.warning("the run restarted with other --min-move: following %s", what)
         with self.lock:

@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from feedmux import SnapshotClient
+from feedmux.routing import shard_of
 from feedmux.web import protocol as p
 from tests.conftest import scaled, wait_for
 from tests.integration.helpers import end_feed, feedmux, shards_in, start_sampled_run, stop
@@ -190,4 +191,34 @@ def test_a_run_restarted_without_moves_is_followed_trade_by_trade(tmp_path: Path
         if web is not None:
             code, said = web.stop()
             assert code == 0 and "following every trade" in said
+        stop(run)
+
+
+@pytest.mark.slow
+def test_a_run_restarted_with_another_shard_count_is_followed(tmp_path: Path) -> None:
+    code = "300750.SZ"
+    assert shard_of(code, 3) == 2  # after the restart, only the new third shard has it
+    data_dir, run_dir = tmp_path / "data", tmp_path / "data" / "run"
+    codes = ("--codes", f"600519.SH,000001.SZ,{code}", "--replay-rate", "300")
+    where = ("--data-dir", str(data_dir), "--run-dir", str(run_dir))
+    run = feedmux("run", "--replay", "--shards", "2", *codes, *where)
+    web = None
+    try:
+        wait_for(lambda: sum(s.received for s in shards_in(run_dir)) > 100, 60, "ticks")
+        web = start_web(run_dir, data_dir)
+        assert stop(run)[0] == 0
+        restarted_ms = time.time() * 1000
+        run = feedmux("run", "--replay", "--shards", "3", *codes, *where)
+
+        def traded_again() -> bool:  # a page opened now shows the code's trade since
+            page = asyncio.run(watch_pages(web.ws, 1, scaled(1.0)))[0]
+            line = page.lines.get(code)
+            return line is not None and line.recv_ms > restarted_ms
+
+        wait_for(traded_again, 60, f"{code}'s trades from the restarted run's third shard")
+        assert web.stats().pipeline == "up"
+    finally:
+        if web is not None:
+            status, said = web.stop()
+            assert status == 0 and "the run restarted with 3 shards" in said, said
         stop(run)
