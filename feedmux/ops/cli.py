@@ -803,6 +803,8 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     book_moves=args.books and args.moves, bars=args.bars, endpoint=args.endpoint,
                     server_key=args.server_key,
                     client_key=args.client_key) as subscriber:  # fmt: skip
+        if args.codes and watched:
+            _say_unsubscribed(run_dir, args.codes)
         while args.count is None or seen < args.count:
             item = subscriber.recv(timeout=TAIL_CHECK_S)
             if item is None:
@@ -813,6 +815,18 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(_tail_line(item), flush=True)
             seen += 1
     return 0
+
+
+def _say_unsubscribed(run_dir: Path, codes: list[str]) -> None:
+    """A code the run does not carry would print nothing, for ever: say so at once."""
+    try:
+        listed = set(Control(run_dir, timeout=5.0).subscriptions())
+    except FeedmuxError:  # the receiver busy or restarting: tail on without the hint
+        return
+    for code in parse_codes(codes):
+        if code not in listed:
+            print(f"feedmux tail: {code} is not subscribed: nothing comes for it until "
+                  f"`feedmux subscribe {code}`", file=sys.stderr)  # fmt: skip
 
 
 def _tail_nats(args: argparse.Namespace, env: Mapping[str, str]) -> int:

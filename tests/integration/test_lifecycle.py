@@ -170,6 +170,7 @@ def test_one_instance_per_dir_readers_that_go_away_and_a_hung_up_terminal(
     for reader in readers:
         assert reader.wait(scaled(20)) == 141, reader.args  # as a shell shows a SIGPIPE
         _no_traceback(reader)
+    assert "600000.SH is not subscribed" in _stderr(readers[-1])  # said, not waited on
 
     with (tmp_path / "tail.out").open("w") as tail_out:  # a tail that outlives the run
         watcher = procs.feedmux("tail", "--run-dir", str(run_dir), stdout=tail_out, name="tail")
