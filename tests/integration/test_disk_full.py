@@ -65,6 +65,7 @@ def _shards(stats: RunStats) -> list[ShardStats]:
     return list(stats.shards.values())
 
 
+@pytest.mark.slow
 def test_a_full_disk_degrades_and_catches_up_with_nothing_lost(
     tmp_path: Path, small_disk: Path
 ) -> None:

@@ -63,11 +63,12 @@ def _recovered(run_dir: Path, reconnects: int) -> bool:
 
 
 # Two faults a second apart hit both connections of one run, one each (a suite-time saving:
-# each fault still has its own end-to-end check).
-@pytest.mark.parametrize(
-    "faults", [("huge-header", "close-1001"), ("oversized-control", "reserved-opcode"),
-               ("envelope-error",)], ids="+".join,
-)  # fmt: skip
+# each fault still has its own end-to-end check). The frame-level pairs are slow (CI).
+@pytest.mark.parametrize("faults", [
+    pytest.param(("huge-header", "close-1001"), marks=pytest.mark.slow),
+    pytest.param(("oversized-control", "reserved-opcode"), marks=pytest.mark.slow),
+    ("envelope-error",),
+], ids="+".join)  # fmt: skip
 def test_a_fault_on_a_connection_is_recovered_and_nothing_is_lost(
     tmp_path: Path, faults: tuple[str, ...]
 ) -> None:

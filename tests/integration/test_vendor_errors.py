@@ -141,6 +141,7 @@ def test_a_refusal_that_quotes_the_token_never_shows_it(tmp_path: Path) -> None:
         assert TOKEN not in where
 
 
+@pytest.mark.slow
 def test_a_refused_code_is_named_and_leaves_the_saved_universe(tmp_path: Path, replay: str) -> None:
     run = _run(tmp_path, replay, [*GOOD, REFUSED], *FAST)
     run_dir = tmp_path / "data" / "run"

@@ -295,6 +295,7 @@ def redis_streams() -> Iterator[tuple[str, str]]:
     yield from redis_prefix()
 
 
+@pytest.mark.slow
 def test_dotted_us_tickers_round_trip_through_every_store_topic_and_the_archive(
     tmp_path: Path, pg_url: str, redis_streams: tuple[str, str]
 ) -> None:
@@ -340,6 +341,7 @@ def test_dotted_us_tickers_round_trip_through_every_store_topic_and_the_archive(
     assert streamed == set(codes)
 
 
+@pytest.mark.slow
 def test_the_whole_us_market_with_one_wildcard_is_stored_and_never_silent(tmp_path: Path) -> None:
     run = feedmux("run", "--provider", "polygon", "--replay", "--all-codes", "--shards", "2",
                   "--replay-burst", "--data-dir", str(tmp_path / "data"), "--stop-after", "6",
