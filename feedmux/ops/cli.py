@@ -21,7 +21,7 @@ import setproctitle
 
 from feedmux import __version__
 from feedmux.client.control import Control
-from feedmux.codes import parse_codes, read_symbols_file
+from feedmux.codes import not_subscribed, parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
 from feedmux.ingest.journal import journal_codes, journal_vendor
 from feedmux.ingest.universe import load_universe
@@ -820,13 +820,12 @@ def cmd_tail(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _say_unsubscribed(run_dir: Path, codes: list[str]) -> None:
     """A code the run does not carry would print nothing, for ever: say so at once."""
     try:
-        listed = set(Control(run_dir, timeout=5.0).subscriptions())
+        listed = Control(run_dir, timeout=5.0).subscriptions()
     except FeedmuxError:  # the receiver busy or restarting: tail on without the hint
         return
-    for code in parse_codes(codes):
-        if code not in listed:
-            print(f"feedmux tail: {code} is not subscribed: nothing comes for it until "
-                  f"`feedmux subscribe {code}`", file=sys.stderr)  # fmt: skip
+    for code in not_subscribed(parse_codes(codes), listed):
+        print(f"feedmux tail: {code} is not subscribed: nothing comes for it until "
+              f"`feedmux subscribe {code}`", file=sys.stderr)  # fmt: skip
 
 
 def _tail_nats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
