@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,68 +161,74 @@ def test_the_page_equals_the_shards_snapshot_once_the_feed_stops(market: Market)
     assert shown == {c: q.tick.price for c, q in quotes.items()}
 
 
-@pytest.mark.slow
-def test_a_run_restarted_without_moves_is_followed_trade_by_trade(tmp_path: Path) -> None:
+@dataclass
+class Restart:
+    """A gateway following a run that was stopped and started again (at ``started_ms``);
+    ``stopped``: the gateway's exit code and output, once the ``restarted`` block is left."""
+
+    web: Web
+    started_ms: float
+    stopped: tuple[int, str] | None = None
+
+
+@contextmanager
+def restarted(tmp_path: Path, before: tuple[str, ...], after: tuple[str, ...]) -> Iterator[Restart]:
+    """A small run with the flags ``before``, `feedmux web` on it, then the run stopped and
+    started again with ``after``; both stopped at the end, the run whatever the gateway does."""
     data_dir, run_dir = tmp_path / "data", tmp_path / "data" / "run"
     codes = ("--codes", "600519.SH,000001.SZ,300750.SZ", "--replay-rate", "300")
     where = ("--data-dir", str(data_dir), "--run-dir", str(run_dir))
-    run = feedmux("run", "--replay", "--shards", "2", "--min-move", "trades=0.01", *codes,
-                  *where)  # fmt: skip
+    run = feedmux("run", "--replay", *before, *codes, *where)
     web = None
     try:
         wait_for(lambda: sum(s.received for s in shards_in(run_dir)) > 100, 60, "ticks")
         web = start_web(run_dir, data_dir)
         assert stop(run)[0] == 0
-        run = feedmux("run", "--replay", "--shards", "2", *codes, *where)
+        restart = Restart(web, time.time() * 1000)
+        run = feedmux("run", "--replay", *after, *codes, *where)
+        yield restart
+    finally:
+        try:
+            stopped = web.stop() if web is not None else None
+        finally:
+            stop(run)
+    restart.stopped = stopped
+
+
+@pytest.mark.slow
+def test_a_run_restarted_without_moves_is_followed_trade_by_trade(tmp_path: Path) -> None:
+    moves = ("--shards", "2", "--min-move", "trades=0.01")
+    with restarted(tmp_path, moves, ("--shards", "2")) as restart:
 
         async def follow() -> p.Hello | None:
-            async with connect(web.ws, max_size=None) as ws:
+            async with connect(restart.web.ws, max_size=None) as ws:
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:  # until the gateway says: come again
                         await ws.recv()
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-            page = (await watch_pages(web.ws, 1, scaled(3.0)))[0]
+            page = (await watch_pages(restart.web.ws, 1, scaled(3.0)))[0]
             assert page.lines_seen > 0  # trades of the new run, every one of them
             return page.hello
 
         hello = asyncio.run(asyncio.wait_for(follow(), scaled(60)))
         assert hello is not None and hello.feed == "trades" and hello.min_move == 0.0
-        assert web.stats().pipeline == "up"
-    finally:
-        try:  # the run is stopped whatever the gateway does
-            stopped = web.stop() if web is not None else None
-        finally:
-            stop(run)
-    assert stopped is not None and stopped[0] == 0 and "following every trade" in stopped[1]
+        assert restart.web.stats().pipeline == "up"
+    assert restart.stopped is not None and restart.stopped[0] == 0, restart.stopped
+    assert "following every trade" in restart.stopped[1]
 
 
 @pytest.mark.slow
 def test_a_run_restarted_with_another_shard_count_is_followed(tmp_path: Path) -> None:
     code = "300750.SZ"
     assert shard_of(code, 3) == 2  # after the restart, only the new third shard has it
-    data_dir, run_dir = tmp_path / "data", tmp_path / "data" / "run"
-    codes = ("--codes", f"600519.SH,000001.SZ,{code}", "--replay-rate", "300")
-    where = ("--data-dir", str(data_dir), "--run-dir", str(run_dir))
-    run = feedmux("run", "--replay", "--shards", "2", *codes, *where)
-    web = None
-    try:
-        wait_for(lambda: sum(s.received for s in shards_in(run_dir)) > 100, 60, "ticks")
-        web = start_web(run_dir, data_dir)
-        assert stop(run)[0] == 0
-        restarted_ms = time.time() * 1000
-        run = feedmux("run", "--replay", "--shards", "3", *codes, *where)
+    with restarted(tmp_path, ("--shards", "2"), ("--shards", "3")) as restart:
 
         def traded_again() -> bool:  # a page opened now shows the code's trade since
-            page = asyncio.run(watch_pages(web.ws, 1, scaled(1.0)))[0]
+            page = asyncio.run(watch_pages(restart.web.ws, 1, scaled(1.0)))[0]
             line = page.lines.get(code)
-            return line is not None and line.recv_ms > restarted_ms
+            return line is not None and line.recv_ms > restart.started_ms
 
         wait_for(traded_again, 60, f"{code}'s trades from the restarted run's third shard")
-        assert web.stats().pipeline == "up"
-    finally:
-        try:  # the run is stopped whatever the gateway does
-            stopped = web.stop() if web is not None else None
-        finally:
-            stop(run)
-    assert stopped is not None and stopped[0] == 0, stopped
-    assert "the run restarted with 3 shards: following them" in stopped[1]
+        assert restart.web.stats().pipeline == "up"
+    assert restart.stopped is not None and restart.stopped[0] == 0, restart.stopped
+    assert "the run restarted with 3 shards: following them" in restart.stopped[1]
