@@ -49,18 +49,6 @@ def is_whole_market(code: str) -> bool:
     return code.startswith(WHOLE_MARKET + ".")
 
 
-def not_subscribed(codes: Iterable[str], subscribed: Iterable[str]) -> list[str]:
-    """Those of ``codes`` that ``subscribed`` (a run's subscriptions) neither lists nor covers
-    with a whole market (``*.US`` covers ``AAPL.US``)."""
-    listed = set(subscribed)
-    return [c for c in codes if c not in listed and whole_market_of(c) not in listed]
-
-
-def whole_market_of(code: str) -> str:
-    """``AAPL.US`` → ``*.US``: the subscription that would cover ``code``."""
-    return f"{WHOLE_MARKET}.{code.rsplit('.', 1)[-1]}"
-
-
 def infer_exchange(digits: str) -> str | None:
     """The exchange of a bare six-digit A-share stock code, or None if no prefix matches."""
     exchange = _A_SHARE_PREFIXES.get(digits[:3])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from feedmux import wire
 from feedmux.client.subscriber import SnapshotClient
-from feedmux.codes import is_whole_market, parse_codes
+from feedmux.codes import WHOLE_MARKET, is_whole_market, parse_codes
 from feedmux.errors import ConsumerError, SubscriptionError
 from feedmux.market.sessions import Phase, Segment, Sessions, market_of, sessions_of_run
 from feedmux.ops import instance
@@ -23,6 +23,13 @@ from feedmux.transports import zmq as zt
 _log = logging.getLogger(__name__)
 ALIVE_CHECK_S = 0.5  # while waiting for the receiver, check this often that the run lives
 LOOK_BACK_NS = 14 * 86_400 * 10**9  # trading since longer ago is counted from two weeks ago
+
+
+def not_subscribed(codes: Iterable[str], subscribed: Iterable[str]) -> list[str]:
+    """Those of ``codes`` that ``subscribed`` (a run's subscriptions) neither lists nor covers
+    with a whole market (``*.US`` covers ``AAPL.US``)."""
+    listed = set(subscribed)
+    return [c for c in codes if c not in listed and f"{WHOLE_MARKET}.{market_of(c)}" not in listed]
 
 
 def silent_codes(

@@ -20,8 +20,8 @@ import msgspec
 import setproctitle
 
 from feedmux import __version__
-from feedmux.client.control import Control
-from feedmux.codes import not_subscribed, parse_codes, read_symbols_file
+from feedmux.client.control import Control, not_subscribed
+from feedmux.codes import parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, FeedmuxError, NotRunningError
 from feedmux.ingest.journal import journal_codes, journal_vendor
 from feedmux.ingest.universe import load_universe

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from feedmux.codes import normalize, not_subscribed, parse_codes, read_symbols_file
+from feedmux.codes import normalize, parse_codes, read_symbols_file
 from feedmux.errors import ConfigError, SymbolError
 
 
@@ -78,11 +78,3 @@ def test_empty_symbols_file_is_an_error(tmp_path: Path) -> None:
 def test_missing_symbols_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read symbols file"):
         read_symbols_file(tmp_path / "nope.txt")
-
-
-def test_a_whole_market_subscription_covers_each_of_its_codes() -> None:
-    listed = ["*.US", "600519.SH"]
-    assert not_subscribed(["AAPL.US", "BRK.B.US", "600519.SH", "600000.SH", "700.HK"], listed) == [
-        "600000.SH",
-        "700.HK",
-    ]

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
-from feedmux.client.control import silent_codes
+from feedmux.client.control import not_subscribed, silent_codes
 from feedmux.market.calendar import Calendars
 from feedmux.market.sessions import Sessions
 from feedmux.ops.markets import market_rows, markets_of
@@ -214,3 +214,11 @@ def test_a_market_whose_calendar_ends_within_a_month_is_warned_of() -> None:
     assert len(soon) == 1 and f"A-share calendar knows trading days only to {until}" in soon[0]
     assert unknown_days(sessions, ["600519.SH"], until - dt.timedelta(days=60)) == []
     assert unknown_days(sessions, ["X.XX"], until) == []  # no known market: no calendar
+
+
+def test_a_whole_market_subscription_covers_each_of_its_codes() -> None:
+    listed = ["*.US", "600519.SH"]
+    assert not_subscribed(["AAPL.US", "BRK.B.US", "600519.SH", "600000.SH", "700.HK"], listed) == [
+        "600000.SH",
+        "700.HK",
+    ]
