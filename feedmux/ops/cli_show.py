@@ -17,7 +17,7 @@ import zmq.auth
 from rich.console import Console
 from rich.table import Table
 
-from feedmux.client.control import Control
+from feedmux.client.control import Control, not_subscribed
 from feedmux.client.subscriber import SnapshotClient
 from feedmux.codes import parse_codes
 from feedmux.errors import ConfigError, FeedmuxError
@@ -88,15 +88,15 @@ def show_snapshot(
     else:
         df = client.all()
     if missing:
-        listed = None
+        unlisted = None
         if subscribed is not None:
             with contextlib.suppress(FeedmuxError):  # the receiver busy or restarting: say less
-                listed = set(subscribed())
+                unlisted = set(not_subscribed(missing, subscribed()))
         for code in missing:
-            if listed is None:
+            if unlisted is None:
                 why = "no tick yet (or not subscribed)"
             else:
-                why = "subscribed, no tick yet" if code in listed else "not subscribed"
+                why = "not subscribed" if code in unlisted else "subscribed, no tick yet"
             print(f"{code}: {why}", file=sys.stderr)
         if df.empty:
             return 1
