@@ -12,6 +12,7 @@ The moves feed, which skips trades, still shows each minute's volume.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from feedmux.market.day import trading_day
@@ -76,6 +77,12 @@ class Board:
 
     def __len__(self) -> int:
         return len(self._codes)
+
+    @property
+    def now_ns(self) -> int:
+        """The data clock: the newest trade's exchange time (a replayed day is not the wall's);
+        the wall's before any trade."""
+        return self.newest_time_ns or time.time_ns()
 
     def _state(self, code: str) -> _Code:
         state = self._codes.get(code)

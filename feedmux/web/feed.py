@@ -92,8 +92,7 @@ class Feed:
             published = list(self.published.get(code, ()))
         if day < 0:
             return []
-        now = self.board.newest_time_ns or time.time_ns()
-        stored = bars_since(self.store, [code], day_start([code], now))
+        stored = bars_since(self.store, [code], day_start([code], self.board.now_ns))
         by_start = {self.board.bar_start(b): b for b in (*stored, *published)}  # newest last
         return [by_start[s] for s in sorted(by_start)
                 if trading_day(s, code) == day]  # fmt: skip
@@ -126,8 +125,7 @@ class Feed:
         with self.lock:
             self.board.add_codes(self._codes)
         self._snapshot(sub)
-        now = self.board.newest_time_ns or time.time_ns()  # a replayed day is not the wall's
-        self._load_bars(day_start(self._codes, now))
+        self._load_bars(day_start(self._codes, self.board.now_ns))
 
     def _load_bars(self, since_ns: int) -> None:
         with self.lock:
@@ -170,7 +168,7 @@ class Feed:
                 # Messages lost: the snapshot makes the prices right, the store the bars.
                 _log.warning("the feed missed messages: taking a snapshot again")
                 self._snapshot(sub)
-                self._load_bars((self.board.newest_time_ns or time.time_ns()) - AMEND_NS)
+                self._load_bars(self.board.now_ns - AMEND_NS)
                 gaps = len(sub.gap_events)
             now = time.monotonic()
             if now - checked >= 1.0:

@@ -190,7 +190,7 @@ class Gateway:
         return self._snapshot_cache
 
     def _phases(self) -> dict[str, str]:
-        now = self.board.newest_time_ns or time.time_ns()
+        now = self.board.now_ns
         with self.lock:
             markets = sorted(self.board.markets)
         return {m: str(self.sessions.phase(m, now)) for m in markets}
@@ -208,7 +208,7 @@ class Gateway:
             with self.lock:
                 if taken - rolled >= 1.0:
                     rolled = taken
-                    self.board.roll(self.board.newest_time_ns or time.time_ns())
+                    self.board.roll(self.board.now_ns)
                 lines = self.board.take()
                 bars = self.feed.take_bars()
                 newest = self.board.newest_recv_ns
